@@ -1,0 +1,127 @@
+"""Resumable training checkpoints: student (HF format), optimizer, scheduler, RNG, position.
+
+    runs/NAME/checkpoints/step-000040/
+        student/              save_pretrained output (safetensors) and tokenizer
+        optimizer.pt          optimizer state (and grad scaler state under fp16)
+        scheduler.pt          learning-rate scheduler state
+        rng-0.pt              torch / numpy / python RNG states of process 0
+        trainer_state.json    step, micro-batch position, tokens seen, recipe fingerprint
+
+A checkpoint folder appears in one rename once complete, so a kill mid-write leaves the
+previous checkpoint as the latest.
+"""
+
+import json
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from distil.errors import CheckpointError
+from distil.fsutil import atomic_directory
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; everything else follows from it and the recipe."""
+
+    step: int = 0
+    micro_batch: int = 0
+    tokens_seen: int = 0
+    elapsed_s: float = 0.0
+    total_steps: int = 0
+    fingerprint: str = ""
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found) if (p / "trainer_state.json").is_file()]
+
+
+def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: Any,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+                    rank: int = 0, keep: int = 2) -> Path:
+    """Write step-NNNNNN atomically, then prune all but the newest `keep`."""
+    target = folder / f"step-{state.step:06d}"
+    with atomic_directory(target) as tmp:
+        student.save_pretrained(tmp / "student", safe_serialization=True)
+        tokenizer.save_pretrained(tmp / "student")
+        torch.save({"optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None},
+                   tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(capture_rng(), tmp / f"rng-{rank}.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
+    for old in list_checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, scaler: Any, rank: int = 0) -> TrainerState:
+    """Restore everything `save_checkpoint` wrote into live objects; return the state."""
+    try:
+        state = TrainerState(**json.loads((path / "trainer_state.json").read_text()))
+        load_student_weights(student, path / "student")
+        saved = torch.load(path / "optimizer.pt", weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None and saved["scaler"] is not None:
+            scaler.load_state_dict(saved["scaler"])
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        restore_rng(torch.load(path / f"rng-{rank}.pt", weights_only=True))
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be restored ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); delete it to "
+                              "resume from the one before, or start a new run") from None
+    return state
+
+
+def load_student_weights(student: torch.nn.Module, folder: Path) -> None:
+    """Load safetensors weights saved by save_pretrained into `student`, in place."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights in {folder}")
+    weights: dict[str, torch.Tensor] = {}
+    for file in files:
+        weights.update(load_file(file))
+    missing, unexpected = student.load_state_dict(weights, strict=False)
+    loaded = {student.state_dict()[k].data_ptr() for k in weights if k in student.state_dict()}
+    untied = [k for k in missing if student.state_dict()[k].data_ptr() not in loaded]
+    if unexpected or untied:
+        raise ValueError(f"weights do not fit the model (missing {untied[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG state that can influence training, in a weights_only-loadable form."""
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)),
+                  *numpy_state[2:]],
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,131 @@
+"""The `distil` command: a thin layer that parses arguments, loads the recipe, runs a stage.
+
+Every command takes a recipe and `key.sub=value` overrides; errors a user can fix print one
+line and exit 2. Heavy imports happen inside the commands, so `distil --help` is quick.
+"""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from distil.errors import DistilError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Distil a small student language model from a large teacher.")
+recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes.")
+app.add_typer(recipe_app, name="recipe")
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+Overrides = Annotated[list[str] | None, typer.Argument(
+    help="Recipe overrides, key.sub=value (e.g. train.max_steps=50).", show_default=False)]
+OutOption = Annotated[Path | None, typer.Option(
+    "--out", help="Run folder (overrides the recipe's output_dir).", show_default=False)]
+
+
+def _default_recipe() -> Path:
+    """recipes/tiny.yaml in the working folder, else in the source checkout."""
+    local = Path("recipes/tiny.yaml")
+    return local if local.is_file() else Path(__file__).resolve().parents[2] / local
+
+
+def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
+    from distil.recipe import load_recipe
+
+    _quiet_libraries()
+    extra = list(overrides or [])
+    if out is not None:
+        extra.append(f"output_dir={out}")
+    return load_recipe(recipe, extra)
+
+
+@app.command()
+def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
+          resume: Annotated[bool, typer.Option(
+              "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
+          ) -> None:
+    """Distil the student from a live teacher over the recipe's prompt/response data."""
+    from distil.train import train as run_training
+
+    result = run_training(_load(recipe, overrides, out), resume=resume)
+    typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
+               f"(final loss {result.final_loss:.4f})")
+
+
+@app.command("eval")
+def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
+                 student: Annotated[str | None, typer.Option(
+                     help="Model to evaluate: a folder, a hub id, or 'recipe' for the recipe's "
+                          "untrained student. Default: the run's trained student.",
+                     show_default=False)] = None,
+                 output: Annotated[Path | None, typer.Option(
+                     help="Where to write the metrics. Default: RUN/eval.json.",
+                     show_default=False)] = None) -> None:
+    """Measure KL to the teacher, top-1 agreement and perplexity on held-out rows."""
+    from distil.evaluate import evaluate
+
+    loaded = _load(recipe, overrides, out)
+    metrics = evaluate(loaded, student_source=student, output=output)
+    typer.echo(f"KL(teacher||student) {metrics['kl_teacher_student']:.4f} nats/token, "
+               f"top-1 agreement {metrics['top1_agreement']:.1%}; written to "
+               f"{output or loaded.run_dir / 'eval.json'}")
+
+
+@app.command()
+def run(recipe: Annotated[Path | None, typer.Argument(
+            help="Recipe YAML file. Default: recipes/tiny.yaml.", show_default=False)] = None,
+        overrides: Overrides = None, out: OutOption = None,
+        force: Annotated[bool, typer.Option(
+            "--force", help="Redo every stage, even those already finished.")] = False) -> None:
+    """Run every stage of a recipe end to end, skipping stages already finished."""
+    from distil.pipeline import run_pipeline
+
+    loaded = _load(recipe or _default_recipe(), overrides, out)
+    run_pipeline(loaded, force=force)
+    typer.echo(f"run finished: {loaded.run_dir}")
+
+
+@recipe_app.command("check")
+def recipe_check(recipe: RecipeArg, overrides: Overrides = None) -> None:
+    """Validate a recipe and print it with every default filled in."""
+    from distil.recipe import dump_recipe
+
+    typer.echo(dump_recipe(_load(recipe, overrides, None)), nl=False)
+
+
+@recipe_app.command("docs")
+def recipe_docs() -> None:
+    """Print the reference of every recipe field (Markdown)."""
+    from distil.recipe import recipe_reference
+
+    typer.echo(recipe_reference(), nl=False)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    from distil.progress import console
+
+    try:
+        app()
+    except DistilError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished stages and checkpoints are kept; "
+                      "rerun the same command (with --resume for train) to continue")
+        sys.exit(130)
+
+
+def _quiet_libraries() -> None:
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Prompt/response datasets: read Parquet or JSONL, tokenise with masks, batch in a seeded order.
+
+A row becomes an `Example`: the prompt (rendered with the chat template or as plain text)
+followed by the response and an end-of-turn token. Labels copy the input ids on response
+tokens and are IGNORE_INDEX on prompt and padding tokens, so only the response is learned.
+The batch order is a pure function of (seed, micro-batch number): a resumed run sees
+exactly the batches an uninterrupted run would have seen.
+"""
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from distil.errors import DataError
+from distil.losses import IGNORE_INDEX
+
+Template = Literal["auto", "chat", "plain"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One prompt/response row and its stable sample id."""
+
+    sample_id: str
+    prompt: str
+    response: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """A tokenised pair: ids of prompt+response, labels masked on the prompt."""
+
+    sample_id: str
+    input_ids: list[int]
+    labels: list[int]
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read a Parquet file, a folder of Parquet shards, or a JSONL file into one table."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"dataset not found: {path}; check data.train / data.eval in the recipe")
+    if path.is_dir():
+        shards = sorted(path.glob("*.parquet"))
+        if not shards:
+            raise DataError(f"{path} is a folder without .parquet files; point at a Parquet "
+                            "file, a folder of them, or a .jsonl file")
+        return pa.concat_tables([pq.read_table(s) for s in shards], promote_options="default")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            return pq.read_table(path)
+        except pa.ArrowInvalid as err:
+            raise DataError(f"{path} is not a readable Parquet file ({err})") from None
+    if suffix in (".jsonl", ".json"):
+        return pa.Table.from_pylist(_read_jsonl(path))
+    raise DataError(f"{path}: unsupported dataset format {suffix!r}; use .parquet or .jsonl")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path} line {number} is not valid JSON ({err.msg}); "
+                                "each line must hold one JSON object") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path} line {number} holds a {type(row).__name__}, "
+                                "not a JSON object")
+            rows.append(row)
+    return rows
+
+
+def load_pairs(path: str | Path, prompt_field: str = "prompt",
+               response_field: str = "response") -> list[Pair]:
+    """Rows of a dataset as `Pair`s; ids come from an `id` column or a content hash."""
+    table = read_table(path)
+    missing = [f for f in (prompt_field, response_field) if f not in table.column_names]
+    if missing:
+        raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
+                        f"{', '.join(table.column_names) or 'none'}); set data.prompt_field / "
+                        "data.response_field in the recipe")
+    prompts = table.column(prompt_field).to_pylist()
+    responses = table.column(response_field).to_pylist()
+    ids = table.column("id").to_pylist() if "id" in table.column_names else [None] * len(prompts)
+    pairs = []
+    for prompt, response, sample_id in zip(prompts, responses, ids, strict=True):
+        if not isinstance(prompt, str) or not isinstance(response, str) or not response:
+            continue
+        pairs.append(Pair(str(sample_id) if sample_id is not None else content_id(prompt, response),
+                          prompt, response))
+    if not pairs:
+        raise DataError(f"{path} has no usable rows (need non-empty text in "
+                        f"{prompt_field!r} and {response_field!r})")
+    return pairs
+
+
+def content_id(prompt: str, response: str) -> str:
+    """A stable sample id from the row's text (used when the data has no `id` column)."""
+    return hashlib.sha256(f"{prompt}\x00{response}".encode()).hexdigest()[:16]
+
+
+def split_pairs(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """Seeded train/held-out split; the held-out part has at least one row when asked for."""
+    if eval_fraction == 0 or len(pairs) < 2:
+        return pairs, []
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_eval = min(len(pairs) - 1, max(1, round(eval_fraction * len(pairs))))
+    held = set(order[:n_eval])
+    return ([p for i, p in enumerate(pairs) if i not in held],
+            [p for i, p in enumerate(pairs) if i in held])
+
+
+def render_prompt(tokenizer: Any, prompt: str, template: Template) -> tuple[str, bool]:
+    """The prompt text the model sees, and whether the tokenizer should add special tokens."""
+    use_chat = template == "chat" or (template == "auto" and getattr(tokenizer, "chat_template", None))
+    if not use_chat:
+        return prompt, True
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError("data.template is 'chat' but the tokenizer has no chat template; "
+                        "set data.template=plain")
+    messages = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), False
+
+
+def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
+                 max_length: int) -> list[Example]:
+    """Tokenise pairs: prompt ids (masked) + response ids + eos, cut to `max_length`."""
+    if tokenizer.eos_token_id is None:
+        raise DataError("the tokenizer has no eos token to end responses with")
+    rendered = [render_prompt(tokenizer, p.prompt, template) for p in pairs]
+    add_special = rendered[0][1] if rendered else False
+    prompt_ids = tokenizer([r[0] for r in rendered], add_special_tokens=add_special).input_ids
+    response_ids = tokenizer([p.response for p in pairs], add_special_tokens=False).input_ids
+    examples = []
+    for pair, prompt, response in zip(pairs, prompt_ids, response_ids, strict=True):
+        response = response + [tokenizer.eos_token_id]
+        prompt = prompt[-(max_length - 1):]  # keep at least one response token
+        response = response[: max_length - len(prompt)]
+        examples.append(Example(pair.sample_id, prompt + response,
+                                [IGNORE_INDEX] * len(prompt) + response))
+    return examples
+
+
+def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of examples into input_ids, attention_mask and labels, each (B, T)."""
+    length = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.input_ids)
+        input_ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        attention_mask[row, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def batches_per_epoch(num_examples: int, batch_size: int, world_size: int = 1) -> int:
+    """Micro-batches per pass over the data (the last one may be short)."""
+    return math.ceil(num_examples / (batch_size * world_size))
+
+
+def micro_batch_indices(number: int, num_examples: int, batch_size: int, seed: int,
+                        rank: int = 0, world_size: int = 1) -> list[int]:
+    """Row indices of micro-batch `number` for process `rank`: a seeded shuffle per epoch."""
+    per_epoch = batches_per_epoch(num_examples, batch_size, world_size)
+    epoch, position = divmod(number, per_epoch)
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_examples, generator=generator)
+    global_size = batch_size * world_size
+    rows = order[position * global_size: (position + 1) * global_size]
+    return rows[rank::world_size].tolist()

@@ -1,0 +1,32 @@
+"""Errors a user can act on.
+
+Every error the toolkit raises on bad input is a `DistilError`: its message says what is
+wrong and what to do. The CLI prints it on one line, without a traceback, and exits
+non-zero.
+"""
+
+
+class DistilError(Exception):
+    """Base class: a problem the user can fix; the message names it and the fix."""
+
+    exit_code = 2
+
+
+class RecipeError(DistilError):
+    """The recipe file or an override is malformed, unknown or invalid."""
+
+
+class ModelError(DistilError):
+    """A model or tokenizer cannot be loaded or does not fit the job."""
+
+
+class VocabularyMismatchError(ModelError):
+    """Teacher and student do not share a vocabulary, so their logits cannot be compared."""
+
+
+class DataError(DistilError):
+    """A dataset is missing, empty or has the wrong columns."""
+
+
+class CheckpointError(DistilError):
+    """A checkpoint is missing, incomplete or does not match the run."""

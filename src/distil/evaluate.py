@@ -1,0 +1,103 @@
+"""Held-out evaluation of a student against its teacher, written to eval.json.
+
+    distil eval recipes/tiny.yaml            # the trained student in runs/NAME/student
+    distil eval recipes/tiny.yaml --student recipe   # the recipe's student before training
+
+Per response token (teacher-forced on the held-out responses): forward KL(teacher ||
+student) at temperature 1, top-1 agreement (same argmax), and each model's perplexity on
+the reference response; plus parameter counts.
+"""
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distil import __version__
+from distil.data import collate, encode_pairs
+from distil.errors import DataError, ModelError
+from distil.fsutil import atomic_write_json
+from distil.losses import IGNORE_INDEX, forward_kl, token_cross_entropy
+from distil.models import count_parameters
+from distil.progress import progress_bar
+from distil.recipe import Recipe
+from distil.stage_inputs import load_models, load_splits
+
+
+def trained_student_dir(recipe: Recipe) -> Path:
+    """Where the training stage leaves the final student."""
+    return recipe.run_dir / "student"
+
+
+def evaluate(recipe: Recipe, student_source: str | None = None,
+             output: Path | None = None) -> dict[str, Any]:
+    """Compare student and teacher on held-out rows; write and return the metrics."""
+    source = student_source or str(trained_student_dir(recipe))
+    if student_source is None and not Path(source).is_dir():
+        raise ModelError(f"no trained student in {source}; run `distil train` first, or pass "
+                         "--student recipe to evaluate the recipe's untrained student")
+    if source == "recipe":
+        source = recipe.student.model
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher, student, vocab = load_models(recipe, device, student_source=source)
+    _, held_out = load_splits(recipe.data, recipe.seed)
+    if not held_out:
+        raise DataError("no held-out rows to evaluate on; set data.eval or data.eval_fraction > 0")
+    held_out = held_out[: recipe.eval.max_samples]
+    examples = encode_pairs(student.tokenizer, held_out, recipe.data.template,
+                            recipe.data.max_length)
+    totals = _accumulate(teacher.model, student.model, examples, vocab,
+                         recipe.eval.batch_size, student.tokenizer.pad_token_id)
+    metrics = summarise(totals)
+    metrics.update({
+        "student": {"model": source, "params": count_parameters(student.model),
+                    "perplexity": metrics.pop("student_perplexity")},
+        "teacher": {"model": recipe.teacher.model, "params": count_parameters(teacher.model),
+                    "perplexity": metrics.pop("teacher_perplexity")},
+        "samples": len(examples),
+        "distil_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    atomic_write_json(output or recipe.run_dir / "eval.json", metrics)
+    return metrics
+
+
+@torch.no_grad()
+def _accumulate(teacher: Any, student: Any, examples: list, vocab: int, batch_size: int,
+                pad_token_id: int) -> dict[str, float]:
+    teacher.eval()
+    student.eval()
+    device = next(student.parameters()).device
+    totals = {"tokens": 0.0, "kl": 0.0, "agree": 0.0, "student_nll": 0.0, "teacher_nll": 0.0}
+    with progress_bar() as bar:
+        task = bar.add_task("eval", total=len(examples))
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start: start + batch_size]
+            batch = {k: v.to(device) for k, v in collate(chunk, pad_token_id).items()}
+            labels = batch["labels"][:, 1:]
+            mask = labels != IGNORE_INDEX
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            s_logits = student(**inputs).logits[:, :-1][mask][:, :vocab].float()  # (N, V)
+            t_logits = teacher(**inputs).logits[:, :-1][mask][:, :vocab].float()
+            targets = labels[mask]
+            totals["tokens"] += targets.numel()
+            totals["kl"] += forward_kl(s_logits, t_logits).sum().item()
+            totals["agree"] += (s_logits.argmax(-1) == t_logits.argmax(-1)).sum().item()
+            totals["student_nll"] += token_cross_entropy(s_logits, targets).sum().item()
+            totals["teacher_nll"] += token_cross_entropy(t_logits, targets).sum().item()
+            bar.update(task, advance=len(chunk))
+    return totals
+
+
+def summarise(totals: dict[str, float]) -> dict[str, float]:
+    """Token means from the accumulated sums."""
+    n = max(totals["tokens"], 1.0)
+    return {
+        "kl_teacher_student": totals["kl"] / n,
+        "top1_agreement": totals["agree"] / n,
+        "student_perplexity": math.exp(totals["student_nll"] / n),
+        "teacher_perplexity": math.exp(totals["teacher_nll"] / n),
+        "tokens": int(totals["tokens"]),
+    }

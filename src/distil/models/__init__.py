@@ -1,0 +1,26 @@
+"""Models: load and check teacher and student, build tiny ones for tests."""
+
+from distil.models.loading import (
+    BUILTIN_MODELS,
+    LoadedModel,
+    count_parameters,
+    linear_head_weight,
+    load_model,
+    output_vocab_size,
+    resolve_dtype,
+    shared_vocab_size,
+)
+from distil.models.tiny import build_tiny, byte_tokenizer
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "LoadedModel",
+    "build_tiny",
+    "byte_tokenizer",
+    "count_parameters",
+    "linear_head_weight",
+    "load_model",
+    "output_vocab_size",
+    "resolve_dtype",
+    "shared_vocab_size",
+]
