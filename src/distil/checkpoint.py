@@ -49,6 +49,11 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found) if (p / "trainer_state.json").is_file()]
 
 
+def checkpoint_fingerprint(path: Path) -> str:
+    """The recipe fingerprint a checkpoint was written under."""
+    return json.loads((path / "trainer_state.json").read_text()).get("fingerprint", "")
+
+
 def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: Any,
                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
                     rank: int = 0, keep: int = 2) -> Path:

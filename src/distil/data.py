@@ -86,6 +86,9 @@ def load_pairs(path: str | Path, prompt_field: str = "prompt",
                response_field: str = "response") -> list[Pair]:
     """Rows of a dataset as `Pair`s; ids come from an `id` column or a content hash."""
     table = read_table(path)
+    if table.num_rows == 0:
+        raise DataError(f"{path} is empty (no rows); point the recipe at a dataset with "
+                        "prompt/response pairs")
     missing = [f for f in (prompt_field, response_field) if f not in table.column_names]
     if missing:
         raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distil.checkpoint import list_checkpoints
+from distil.checkpoint import checkpoint_fingerprint, list_checkpoints
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json
 from distil.progress import console
@@ -30,10 +30,20 @@ class Stage:
     outputs: tuple[str, ...] = ()
 
 
+def train_stage(recipe: Recipe) -> None:
+    """Train, resuming checkpoints of this recipe; checkpoints of another recipe are cleared."""
+    found = list_checkpoints(recipe.run_dir / "checkpoints")
+    resume = bool(found) and checkpoint_fingerprint(found[-1]) == recipe_fingerprint(recipe)
+    if found and not resume:
+        console.print("[yellow]the recipe changed since the checkpoints in "
+                      f"{recipe.run_dir} were written: training from scratch")
+        _clear(recipe, TRAIN_OUTPUTS)
+    train(recipe, resume=resume)
+
+
+TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
 DEFAULT_STAGES = (
-    Stage("train", lambda recipe: train(
-        recipe, resume=bool(list_checkpoints(recipe.run_dir / "checkpoints"))),
-          outputs=("checkpoints", "student", "train_log.jsonl", "train_summary.json")),
+    Stage("train", train_stage, outputs=TRAIN_OUTPUTS),
     Stage("eval", evaluate, outputs=("eval.json",)),
 )
 
@@ -51,7 +61,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] = DEFAULT_STAGES,
         redo = True  # a stage that runs makes every later one stale
         marker.unlink(missing_ok=True)
         if force:
-            _clear(recipe, stage)
+            _clear(recipe, stage.outputs)
         console.rule(f"[bold]{stage.name}")
         started = time.perf_counter()
         stage.run(recipe)
@@ -66,8 +76,8 @@ def _is_done(marker: Path, fingerprint: str) -> bool:
     return json.loads(marker.read_text()).get("fingerprint") == fingerprint
 
 
-def _clear(recipe: Recipe, stage: Stage) -> None:
-    for name in stage.outputs:
+def _clear(recipe: Recipe, outputs: tuple[str, ...]) -> None:
+    for name in outputs:
         path = recipe.run_dir / name
         if path.is_dir():
             shutil.rmtree(path)

@@ -25,6 +25,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from distil.checkpoint import (
     TrainerState,
+    checkpoint_fingerprint,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
@@ -85,7 +86,9 @@ def model_outputs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
 
 
 @dataclass
-class _Session:
+class TrainingSession:
+    """Everything a training run holds in memory."""
+
     accelerator: Accelerator
     recipe: Recipe
     student: LoadedModel
@@ -102,14 +105,15 @@ class _Session:
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     """Run (or resume) the training stage of `recipe`; return where the student is."""
-    session = _setup(recipe)
+    session = prepare_session(recipe)
     checkpoints = recipe.run_dir / "checkpoints"
     _restore_or_start(session, checkpoints, resume)
     final_loss = _train_loop(session, checkpoints)
     return _finish(session, final_loss)
 
 
-def _setup(recipe: Recipe) -> _Session:
+def prepare_session(recipe: Recipe) -> TrainingSession:
+    """Load models and data, build optimizer and schedule; nothing is trained or written."""
     mixed = recipe.train.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -131,7 +135,7 @@ def _setup(recipe: Recipe) -> _Session:
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe))
-    return _Session(accelerator, recipe, student, teacher, module, optimizer, scheduler,
+    return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
                     examples, objective, vocab, fused, state)
 
 
@@ -171,7 +175,7 @@ def _result_fields(recipe: Recipe) -> dict[str, Any]:
     return flat
 
 
-def _restore_or_start(session: _Session, checkpoints: Path, resume: bool) -> None:
+def _restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool) -> None:
     found = list_checkpoints(checkpoints)
     run_dir = session.recipe.run_dir
     for leftover in checkpoints.glob(".step-*"):  # from a run killed while saving
@@ -185,8 +189,7 @@ def _restore_or_start(session: _Session, checkpoints: Path, resume: bool) -> Non
         atomic_write_text(run_dir / "recipe.yaml", dump_recipe(session.recipe))
         (run_dir / "train_log.jsonl").unlink(missing_ok=True)
         return
-    saved = json.loads((found[-1] / "trainer_state.json").read_text())
-    if saved.get("fingerprint") != session.state.fingerprint:
+    if checkpoint_fingerprint(found[-1]) != session.state.fingerprint:
         raise CheckpointError(f"{found[-1]} was made by a different recipe (model, data, "
                               "objective or schedule changed); resume with the recipe of that "
                               "run, or pass --out DIR to start a new one")
@@ -206,11 +209,11 @@ def _truncate_log(path: Path, step: int) -> None:
         atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
-def _unwrap(session: _Session) -> Any:
+def _unwrap(session: TrainingSession) -> Any:
     return session.accelerator.unwrap_model(session.module).model
 
 
-def _train_loop(session: _Session, checkpoints: Path) -> float:
+def _train_loop(session: TrainingSession, checkpoints: Path) -> float:
     state, train_cfg = session.state, session.recipe.train
     window: list[float] = []
     last_loss = float("nan")
@@ -235,7 +238,7 @@ def _train_loop(session: _Session, checkpoints: Path) -> float:
     return last_loss
 
 
-def _optimizer_step(session: _Session) -> tuple[float, int, float]:
+def _optimizer_step(session: TrainingSession) -> tuple[float, int, float]:
     """One optimizer step over `grad_accum` micro-batches; returns loss, tokens, grad norm."""
     batches = next_micro_batches(session)
     loss = accumulate_gradients(session, batches)
@@ -250,7 +253,7 @@ def _optimizer_step(session: _Session) -> tuple[float, int, float]:
     return loss, seen, grad_norm
 
 
-def next_micro_batches(session: _Session) -> list[dict[str, torch.Tensor]]:
+def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]]:
     """The `grad_accum` micro-batches of the next step, from the seeded order."""
     accelerator, recipe, state = session.accelerator, session.recipe, session.state
     batches = []
@@ -264,7 +267,7 @@ def next_micro_batches(session: _Session) -> list[dict[str, torch.Tensor]]:
     return batches
 
 
-def accumulate_gradients(session: _Session, batches: list[dict[str, torch.Tensor]]) -> float:
+def accumulate_gradients(session: TrainingSession, batches: list[dict[str, torch.Tensor]]) -> float:
     """Backward over all micro-batches of a step; the loss is their joint token mean.
 
     Each micro-batch's summed loss is divided by the token count of the whole step (over
@@ -284,7 +287,7 @@ def accumulate_gradients(session: _Session, batches: list[dict[str, torch.Tensor
     return total
 
 
-def micro_batch_loss(session: _Session, batch: dict[str, torch.Tensor],
+def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
                      num_tokens: torch.Tensor) -> torch.Tensor:
     """Summed per-token loss of one micro-batch divided by the step's token count."""
     labels = batch["labels"][:, 1:]
@@ -306,7 +309,7 @@ def micro_batch_loss(session: _Session, batch: dict[str, torch.Tensor],
     return values.sum() / num_tokens
 
 
-def _fused_values(session: _Session, student_hidden: torch.Tensor,
+def _fused_values(session: TrainingSession, student_hidden: torch.Tensor,
                   teacher_hidden: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
     vocab, objective = session.vocab, session.objective
     student_weight = linear_head_weight(_unwrap(session))[:vocab]
@@ -322,7 +325,7 @@ def _fused_values(session: _Session, student_hidden: torch.Tensor,
                              per_token, chunk_size=session.recipe.distill.chunk_size)
 
 
-def _log(session: _Session, loss: float, grad_norm: float, tokens_per_s: float) -> None:
+def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: float) -> None:
     if not session.accelerator.is_main_process:
         return
     record = {"step": session.state.step, "loss": round(loss, 6),
@@ -334,7 +337,7 @@ def _log(session: _Session, loss: float, grad_norm: float, tokens_per_s: float) 
         f.write(json.dumps(record) + "\n")
 
 
-def _save(session: _Session, checkpoints: Path) -> None:
+def _save(session: TrainingSession, checkpoints: Path) -> None:
     accelerator = session.accelerator
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -343,7 +346,7 @@ def _save(session: _Session, checkpoints: Path) -> None:
                         rank=accelerator.process_index, keep=session.recipe.train.keep_checkpoints)
 
 
-def _finish(session: _Session, final_loss: float) -> TrainResult:
+def _finish(session: TrainingSession, final_loss: float) -> TrainResult:
     run_dir, state = session.recipe.run_dir, session.state
     student_dir = run_dir / "student"
     if session.accelerator.is_main_process:

@@ -118,5 +118,5 @@ def test_shape_errors_name_the_problem():
 def test_default_chunk_size_bounds_the_block():
     cpu = torch.device("cpu")
     rows = default_chunk_size(151936, cpu)
-    assert 8 <= rows <= 1024 and rows * 151936 * 4 <= 2**26
+    assert 8 <= rows <= 1024 and rows * 151936 * 4 <= 2**25
     assert default_chunk_size(100, cpu) == 1024

@@ -25,8 +25,12 @@ PerToken = Callable[[Tensor, Tensor, slice], Tensor]
 
 
 def default_chunk_size(vocab_size: int, device: torch.device) -> int:
-    """Rows per chunk so one (chunk, V) float32 block is about 64 MiB (128 MiB on a GPU)."""
-    budget = 2**25 if device.type == "cuda" else 2**24
+    """Rows per chunk: a (chunk, V) float32 block of at most 32 MiB on CPU, 128 MiB on a GPU.
+
+    On CPU, blocks under glibc's largest mmap threshold (32 MiB) are recycled from the heap
+    instead of being mapped and zero-filled anew for every chunk.
+    """
+    budget = 2**25 if device.type == "cuda" else 2**23
     rows = max(1, budget // max(vocab_size, 1))
     return int(min(1024, max(8, 2 ** (rows.bit_length() - 1))))
 
@@ -98,7 +102,7 @@ class _FusedLinearLoss(torch.autograd.Function):
             values[rows] = _chunk_pass(student_hidden, student_weight, teacher_hidden,
                                        teacher_weight, per_token, rows, weights,
                                        grad_hidden, grad_weight)
-        ctx.per_token, ctx.chunk = per_token, chunk
+        ctx.per_token, ctx.chunk, ctx.consumed = per_token, chunk, False
         ctx.save_for_backward(student_hidden, student_weight, teacher_hidden, teacher_weight,
                               grad_hidden, grad_weight)
         return values
@@ -109,10 +113,13 @@ class _FusedLinearLoss(torch.autograd.Function):
             ctx.saved_tensors)
         if grad_hidden is None:
             raise RuntimeError("fused_linear_loss was called without gradients enabled")
-        if grad_values.numel() > 0 and bool((grad_values == grad_values[0]).all()):
-            scale = grad_values[0]
-            out_hidden = grad_hidden * scale
-            out_weight = grad_weight * scale
+        uniform = grad_values.numel() > 0 and bool((grad_values == grad_values[0]).all())
+        if uniform and not ctx.consumed:
+            # scale the stored gradients in place: no second copy of the (V, H) gradient;
+            # a second backward (retain_graph) takes the exact recompute path below
+            ctx.consumed = True
+            out_hidden = grad_hidden.mul_(grad_values[0])
+            out_weight = grad_weight.mul_(grad_values[0])
         else:
             out_hidden = torch.empty_like(grad_hidden)
             out_weight = torch.zeros_like(grad_weight)
@@ -143,7 +150,10 @@ def _chunk_pass(student_hidden, student_weight, teacher_hidden, teacher_weight, 
         (grad_logits,) = torch.autograd.grad(values, logits, grad_outputs=weights)
     grad_logits = grad_logits.to(student_weight.dtype)  # (c, V), as the dense path casts back
     grad_hidden[rows] = (grad_logits @ student_weight.detach()).to(dtype)
-    grad_weight.add_((grad_logits.T @ hidden.detach()).to(dtype))
+    if grad_logits.dtype == grad_weight.dtype:
+        grad_weight.addmm_(grad_logits.T, hidden.detach())  # in place: no (V, H) temporary
+    else:
+        grad_weight.add_((grad_logits.T @ hidden.detach()).to(dtype))
     return values.detach()
 
 

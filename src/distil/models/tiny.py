@@ -43,9 +43,9 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 def tiny_config(name: str, tokenizer: PreTrainedTokenizerFast, **overrides: float) -> LlamaConfig:
     """A LlamaConfig of one of the `TINY_SHAPES`, sized to the tokenizer's vocabulary."""
-    shape = {**TINY_SHAPES[name], **overrides}
+    shape = {"vocab_size": len(tokenizer), **TINY_SHAPES[name], **overrides}
     return LlamaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=512,
+        max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None, tie_word_embeddings=False, **shape,
     )

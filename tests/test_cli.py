@@ -1,0 +1,78 @@
+"""The command line: help, a whole tiny run, and bad input as one line with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import recipe_dict, write_jsonl
+
+
+def distil(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distil.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def test_help_lists_the_commands_and_their_options():
+    result = distil("--help")
+    assert result.returncode == 0
+    for command in ("train", "eval", "run", "recipe"):
+        assert command in result.stdout
+    train_help = distil("train", "--help").stdout
+    assert "--resume" in train_help and "--out" in train_help and "key.sub=value" in train_help
+
+
+def _recipe(tmp_path, raw) -> str:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw) if isinstance(raw, dict) else raw)
+    return str(path)
+
+
+def _mismatched_student(tmp_path) -> str:
+    from distil.models import build_tiny
+
+    model, tokenizer = build_tiny("tiny-student")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|tool|>"]})
+    model.save_pretrained(tmp_path / "other")
+    tokenizer.save_pretrained(tmp_path / "other")
+    return str(tmp_path / "other")
+
+
+BAD_INPUTS = {
+    "missing recipe": (lambda tmp, data: str(tmp / "nope.yaml"), "recipe file not found"),
+    "malformed yaml": (lambda tmp, data: _recipe(tmp, "teacher: {model: [x\n"), "not valid YAML"),
+    "unknown key": (lambda tmp, data: _recipe(tmp, {**recipe_dict(tmp, data), "traine": {}}),
+                    "unknown key traine (did you mean train?)"),
+    "missing data": (lambda tmp, data: _recipe(tmp, recipe_dict(tmp, tmp / "none.jsonl")),
+                     "dataset not found"),
+    "empty dataset": (lambda tmp, data: _recipe(tmp, recipe_dict(tmp, write_jsonl(tmp / "e.jsonl", []))),
+                      "is empty (no rows)"),
+    "vocab mismatch": (lambda tmp, data: _recipe(tmp, recipe_dict(
+        tmp, data, student={"model": _mismatched_student(tmp)})), "different vocabularies"),
+    "missing model": (lambda tmp, data: _recipe(tmp, recipe_dict(
+        tmp, data, teacher={"model": str(tmp / "no-model")})), "model folder not found"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_line(tmp_path, dataset, case):
+    make, message = BAD_INPUTS[case]
+    result = distil("train", make(tmp_path, dataset))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "run" / "student").exists()
+
+
+def test_run_trains_evaluates_then_skips_finished_stages(tmp_path, dataset):
+    recipe = _recipe(tmp_path, recipe_dict(tmp_path, dataset, train={"max_steps": 4}))
+    first = distil("run", recipe)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "run" / "eval.json").is_file() and (tmp_path / "run" / "student").is_dir()
+    second = distil("run", recipe)
+    assert second.returncode == 0 and second.stderr.count("done already") == 2
+    third = distil("run", recipe, "train.max_steps=5")
+    assert third.returncode == 0 and "done already" not in third.stderr
+    assert "training from scratch" in third.stderr
