@@ -70,3 +70,27 @@ def test_linear_head_detection():
     assert linear_head_weight(model) is model.lm_head.weight
     model.config.final_logit_softcapping = 30.0
     assert linear_head_weight(model) is None
+
+
+def test_keep_layers_makes_a_shallower_copy_that_generates():
+    from distil.models import keep_layers
+
+    teacher, tokenizer = build_tiny("tiny-teacher")
+    reference = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = keep_layers(teacher, [0, 3])
+    assert student.config.num_hidden_layers == 2 and len(student.model.layers) == 2
+    assert torch.equal(student.model.layers[1].mlp.up_proj.weight,
+                       reference["model.layers.3.mlp.up_proj.weight"])
+    ids = tokenizer("abc", return_tensors="pt").input_ids
+    out = student.generate(ids, max_new_tokens=4, do_sample=False)
+    assert out.shape == (1, ids.shape[1] + 4)
+
+
+def test_keep_layers_refuses_bad_indices():
+    from distil.models import keep_layers
+
+    model, _ = build_tiny("tiny-student")
+    with pytest.raises(ModelError, match=r"0\.\.1"):
+        keep_layers(model, [0, 5])
+    with pytest.raises(ModelError, match="distinct"):
+        keep_layers(model, [1, 1])

@@ -35,14 +35,18 @@ class ModelSpec(Section):
     """A causal language model to load."""
 
     model: str
-    """A local folder in Hugging Face format, a hub id (`org/name`), or a built-in name:
-    `tiny-teacher` / `tiny-student` (small random models built in-process, for smoke runs)."""
+    """A local folder in Hugging Face format, a hub id (`org/name`), `demo` (the shipped demo
+    teacher), or `tiny-teacher` / `tiny-student` (small random models built in-process)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to pin; ignored for local folders."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weight dtype on load. `auto` keeps float32 on CPU and uses bfloat16 on a GPU that has it."""
+    """Weight dtype on load. `auto`: a teacher uses bfloat16 on a GPU that has it, float32
+    otherwise; a student (trained) stays float32 and mixed precision is train.mixed_precision."""
     trust_remote_code: bool = False
     """Run modelling code shipped with a hub model. Off unless you trust its author."""
+    layers: list[int] | None = None
+    """Student only: keep just these decoder layers (0-based) of the loaded model, e.g. [0, 5],
+    so a shallower student starts from the teacher's own weights."""
 
 
 class DataSection(Section):
@@ -152,6 +156,12 @@ class Recipe(Section):
     """Optimiser, schedule and checkpoints."""
     eval: EvalSection = EvalSection()
     """Held-out evaluation."""
+
+    @model_validator(mode="after")
+    def _teacher_is_whole(self) -> "Recipe":
+        if self.teacher.layers is not None:
+            raise ValueError("teacher.layers is for students only; remove it from teacher")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -10,6 +10,7 @@ from distil.models.loading import (
     resolve_dtype,
     shared_vocab_size,
 )
+from distil.models.shrink import keep_layers
 from distil.models.tiny import build_tiny, byte_tokenizer
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "build_tiny",
     "byte_tokenizer",
     "count_parameters",
+    "keep_layers",
     "linear_head_weight",
     "load_model",
     "output_vocab_size",

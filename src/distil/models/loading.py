@@ -13,10 +13,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from distil.errors import ModelError, VocabularyMismatchError
+from distil.models.shrink import keep_layers
 from distil.models.tiny import TINY_SHAPES, build_tiny
 
 Role = Literal["teacher", "student"]
 BUILTIN_MODELS = tuple(TINY_SHAPES)
+DEMO_TEACHER_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo-teacher"
+"""The shipped demo teacher; the model name `demo` means this folder everywhere."""
 
 
 @dataclass
@@ -31,20 +34,25 @@ class LoadedModel:
 
 
 def load_model(model: str, role: Role, *, revision: str | None = None, dtype: str = "auto",
-               trust_remote_code: bool = False, device: torch.device | str = "cpu",
-               seed: int = 0) -> LoadedModel:
+               trust_remote_code: bool = False, layers: list[int] | None = None,
+               device: torch.device | str = "cpu", seed: int = 0) -> LoadedModel:
     """Load `model` (folder, hub id or built-in name) in the dtype its role wants, on `device`.
 
-    The keywords mirror the recipe's model section: `load_model(**spec.model_dump(), ...)`.
+    `layers` keeps only those decoder layers (a shallower copy, see `keep_layers`). The
+    keywords mirror the recipe's model section: `load_model(**spec.model_dump(), ...)`.
     """
     device = torch.device(device)
     torch_dtype = resolve_dtype(dtype, role, device)
+    if model == "demo" and not Path(model).exists():
+        model = str(DEMO_TEACHER_DIR)
     if model in BUILTIN_MODELS and not Path(model).exists():
         network, tokenizer = build_tiny(model, seed=seed)
         loaded = LoadedModel(network.to(torch_dtype), tokenizer, source=model)
     else:
         loaded = _load_pretrained(model, revision, trust_remote_code, torch_dtype)
     _ensure_pad_token(loaded)
+    if layers is not None:
+        keep_layers(loaded.model, layers)
     loaded.model.to(device)
     if role == "teacher":
         loaded.model.eval().requires_grad_(False)
@@ -67,7 +75,7 @@ def _load_pretrained(source: str, revision: str | None, trust_remote_code: bool,
         folder = Path(os.path.expanduser(source))
         if not folder.is_dir():
             raise ModelError(f"model folder not found: {source}; pass a folder in Hugging Face "
-                             f"format, a hub id, or one of {', '.join(BUILTIN_MODELS)}")
+                             f"format, a hub id, `demo`, or one of {', '.join(BUILTIN_MODELS)}")
         if not (folder / "config.json").is_file():
             raise ModelError(f"{source} holds no config.json, so it is not a Hugging Face model "
                              "folder; point at the folder that save_pretrained wrote")

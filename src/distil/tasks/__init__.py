@@ -1,0 +1,100 @@
+"""Skills tasks: seeded prompt generators with exact answer checkers.
+
+Each task family lives in its own module and registers a `Task`: a generator that makes
+(prompt, answer) items from a seeded RNG, split into `train` and `heldout` with no prompt
+in both, and a checker that says whether a model's response holds the right answer.
+
+    items = generate_items("heldout", per_task=50, seed=0)
+    ok = check(items[0].task, items[0].prompt, model_response)
+    scores = accuracy(items, responses)      # {"overall": 0.93, "arithmetic": 0.9, ...}
+"""
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Split = Literal["train", "heldout"]
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    """One prompt of a task family and its reference answer (full response text)."""
+
+    task: str
+    prompt: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task family: `make(rng, split)` draws one item; `check(prompt, response)` grades."""
+
+    name: str
+    description: str
+    make: Callable[[random.Random, Split], TaskItem]
+    check: Callable[[str, str], bool]
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    """Add a task family to the registry (called by each task module at import)."""
+    TASKS[task.name] = task
+    return task
+
+
+def task_names() -> list[str]:
+    """Names of the registered task families, in registration order."""
+    _load_families()
+    return list(TASKS)
+
+
+def generate_items(split: Split, per_task: int, seed: int = 0,
+                   tasks: list[str] | None = None) -> list[TaskItem]:
+    """`per_task` distinct items of each family for `split`, reproducible from `seed`.
+
+    Train and held-out prompts never coincide, for any seeds.
+    """
+    _load_families()
+    unknown = sorted(set(tasks or []) - set(TASKS))
+    if unknown:
+        raise KeyError(f"unknown task(s) {unknown}; choose from {sorted(TASKS)}")
+    items: list[TaskItem] = []
+    for name in tasks or list(TASKS):
+        rng = random.Random(f"{seed}:{split}:{name}")
+        seen: set[str] = set()
+        attempts = 0
+        while len(seen) < per_task:
+            item = TASKS[name].make(rng, split)
+            attempts += 1
+            if item.prompt not in seen:
+                seen.add(item.prompt)
+                items.append(item)
+            if attempts > 50 * per_task + 1000:
+                raise ValueError(f"task {name!r} cannot make {per_task} distinct {split} prompts")
+    return items
+
+
+def check(task: str, prompt: str, response: str) -> bool:
+    """Whether `response` answers `prompt` of family `task` correctly."""
+    _load_families()
+    return TASKS[task].check(prompt, response)
+
+
+def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
+    """Share of correct responses per task family and overall (mean over items)."""
+    if len(items) != len(responses):
+        raise ValueError(f"{len(items)} items but {len(responses)} responses")
+    per_task: dict[str, list[bool]] = {}
+    for item, response in zip(items, responses, strict=True):
+        per_task.setdefault(item.task, []).append(check(item.task, item.prompt, response))
+    scores = {name: sum(v) / len(v) for name, v in per_task.items()}
+    flat = [ok for v in per_task.values() for ok in v]
+    return {"overall": sum(flat) / len(flat) if flat else 0.0, **scores}
+
+
+def _load_families() -> None:
+    """Import the task modules, which register themselves."""
+    from distil.tasks import families  # noqa: F401
