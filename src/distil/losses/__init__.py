@@ -2,7 +2,9 @@
 
 Dense divergences take (N, V) student and teacher logits and return (N,) per-token values
 in nats; `fused_linear_divergence` computes the same from hidden states and head weights in
-chunks; `Objective` combines a divergence with hard-label cross-entropy.
+chunks; `Objective` combines a divergence with hard-label cross-entropy. The sparse
+divergences (`sparse_forward_kl`, ...) take a teacher known only by its top-k and tail mass
+(`TopKTeacher`, as a signal store holds it).
 """
 
 from distil.losses.dense import (
@@ -22,20 +24,48 @@ from distil.losses.objective import (
     masked_token_mean,
     token_cross_entropy,
 )
+from distil.losses.sparse import (
+    SPARSE_DIVERGENCES,
+    TopKTeacher,
+    bucket_log_probs,
+    keep_top,
+    sparse_divergence,
+    sparse_forward_kl,
+    sparse_generalized_jsd,
+    sparse_objective_per_token,
+    sparse_reverse_kl,
+    sparse_skew_forward_kl,
+    sparse_skew_reverse_kl,
+    sparse_tvd,
+    teacher_top_k,
+)
 
 __all__ = [
     "DIVERGENCES",
     "IGNORE_INDEX",
     "Objective",
+    "SPARSE_DIVERGENCES",
+    "TopKTeacher",
+    "bucket_log_probs",
     "divergence",
     "forward_kl",
     "fused_linear_divergence",
     "fused_linear_loss",
     "generalized_jsd",
+    "keep_top",
     "masked_token_mean",
     "reverse_kl",
     "skew_forward_kl",
     "skew_reverse_kl",
+    "sparse_divergence",
+    "sparse_forward_kl",
+    "sparse_generalized_jsd",
+    "sparse_objective_per_token",
+    "sparse_reverse_kl",
+    "sparse_skew_forward_kl",
+    "sparse_skew_reverse_kl",
+    "sparse_tvd",
+    "teacher_top_k",
     "token_cross_entropy",
     "tvd",
 ]

@@ -1,0 +1,170 @@
+"""Sparse (top-k + tail bucket) divergences: naive references, k = V equals dense, bounds."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from distil import losses
+from distil.losses import Objective, TopKTeacher, keep_top, teacher_top_k
+from tests.losses import reference
+
+CASES = [
+    ("forward_kl", {}),
+    ("reverse_kl", {}),
+    ("generalized_jsd", {"beta": 0.0}),
+    ("generalized_jsd", {"beta": 0.3}),
+    ("generalized_jsd", {"beta": 1.0}),
+    ("skew_forward_kl", {"alpha": 0.0}),
+    ("skew_forward_kl", {"alpha": 0.2}),
+    ("skew_reverse_kl", {"alpha": 0.0}),
+    ("skew_reverse_kl", {"alpha": 0.2}),
+    ("tvd", {}),
+]
+
+
+def _naive_buckets(student_row, teacher_row, k, temperature):
+    """Both distributions on the teacher's k most likely tokens plus one bucket for the rest."""
+    p_s = np.exp(reference.log_softmax(student_row, temperature))
+    p_t = np.exp(reference.log_softmax(teacher_row, temperature))
+    top = sorted(range(len(p_t)), key=lambda i: -p_t[i])[:k]
+    rest = [i for i in range(len(p_t)) if i not in top]
+    student = [p_s[i] for i in top] + [sum(p_s[i] for i in rest)]
+    teacher = [p_t[i] for i in top] + [sum(p_t[i] for i in rest)]
+    return np.array(student), np.array(teacher)
+
+
+def _naive(name, student, teacher, params):
+    """The divergence between two discrete distributions, term by term from its definition."""
+    with np.errstate(divide="ignore"):
+        log_s, log_t = np.log(student), np.log(teacher)
+    if name == "tvd":
+        return 0.5 * float(np.abs(teacher - student).sum())
+    if name == "forward_kl" or (name == "generalized_jsd" and params["beta"] == 0):
+        return reference.kl(teacher, log_t, log_s)
+    if name == "reverse_kl" or (name == "generalized_jsd" and params["beta"] == 1):
+        return reference.kl(student, log_s, log_t)
+    if name == "generalized_jsd":
+        beta = params["beta"]
+        log_m = np.log(beta * teacher + (1 - beta) * student)
+        return beta * reference.kl(teacher, log_t, log_m) + (1 - beta) * reference.kl(student, log_s, log_m)
+    alpha = params["alpha"]
+    if name == "skew_forward_kl":
+        return reference.kl(teacher, log_t, np.log(alpha * teacher + (1 - alpha) * student))
+    return reference.kl(student, log_s, np.log((1 - alpha) * teacher + alpha * student))
+
+
+def _logits(n, v, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, v, generator=g) * scale, torch.randn(n, v, generator=g) * scale
+
+
+@pytest.mark.parametrize("name,params", CASES)
+@pytest.mark.parametrize("k", [1, 3, 10])
+@pytest.mark.parametrize("temperature", [0.7, 2.0])
+def test_matches_naive_reference(name, params, k, temperature):
+    student, teacher = _logits(5, 12, 2.5, seed=k)
+    top = teacher_top_k(teacher, k, temperature)
+    got = losses.sparse_divergence(name, student, top, temperature=temperature, **params)
+    assert got.shape == (5,) and got.dtype == torch.float32
+    want = [_naive(name, *_naive_buckets(s, t, k, temperature), params)
+            for s, t in zip(student.double().numpy(), teacher.double().numpy(), strict=True)]
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
+def test_k_equal_to_vocabulary_equals_dense(name, params, temperature):
+    """With every token stored (in a shuffled order) the bucket is empty: values and gradients match."""
+    student, teacher = _logits(6, 17, 3.0, seed=7)
+    top = teacher_top_k(teacher, 17, temperature)
+    order = torch.randperm(17, generator=torch.Generator().manual_seed(1))
+    top = TopKTeacher(top.ids[:, order], top.logprobs[:, order], top.log_tail)
+    assert torch.isneginf(top.log_tail).all()
+    sparse_in, dense_in = student.clone().requires_grad_(), student.clone().requires_grad_()
+    sparse = losses.sparse_divergence(name, sparse_in, top, temperature=temperature, **params)
+    dense = losses.divergence(name, dense_in, teacher, temperature=temperature, **params)
+    torch.testing.assert_close(sparse, dense, rtol=1e-6, atol=1e-7)
+    sparse.sum().backward()
+    dense.sum().backward()
+    assert torch.isfinite(sparse_in.grad).all()
+    torch.testing.assert_close(sparse_in.grad, dense_in.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_sparse_is_a_lower_bound_that_tightens_with_k(name, params):
+    """Coarsening can only lose information: D_k <= D_k' <= D_dense for k < k'."""
+    student, teacher = _logits(8, 40, 2.0, seed=3)
+    dense = losses.divergence(name, student, teacher, temperature=1.5, **params)
+    previous = torch.zeros_like(dense)
+    for k in (1, 4, 16, 39, 40):
+        value = losses.sparse_divergence(name, student, teacher_top_k(teacher, k, 1.5),
+                                         temperature=1.5, **params)
+        assert (value <= dense + 1e-6).all() and (value >= previous - 1e-6).all(), k
+        previous = value
+    torch.testing.assert_close(previous, dense, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_gradcheck(name, params):
+    student, teacher = _logits(3, 7, 1.5, seed=11)
+    top = teacher_top_k(teacher.double(), 3, 1.3)
+
+    def fn(s):
+        return losses.sparse_divergence(name, s, top, temperature=1.3, **params)
+
+    assert torch.autograd.gradcheck(fn, (student.double().requires_grad_(),), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_extreme_logits_stay_finite(name, params):
+    student, teacher = _logits(4, 9, 1e4, seed=5)
+    student[1] = teacher[1]
+    top = teacher_top_k(teacher, 3)
+    values = losses.sparse_divergence(name, student.requires_grad_(), top, **params)
+    values.sum().backward()
+    assert torch.isfinite(values).all() and torch.isfinite(student.grad).all()
+    assert values[1].abs() < 1e-5  # identical distributions
+
+
+def test_tail_is_exact_when_the_top_k_holds_nearly_all_mass():
+    teacher = torch.tensor([[30.0, 0.0, 0.0, -5.0]])
+    top = teacher_top_k(teacher, 1)
+    want = math.log(2 + math.exp(-5)) - 30.0 - math.log1p((2 + math.exp(-5)) * math.exp(-30))
+    assert top.log_tail.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_keep_top_moves_dropped_mass_into_the_tail():
+    _, teacher = _logits(5, 20, 2.0, seed=9)
+    full = teacher_top_k(teacher, 12)
+    shuffled = TopKTeacher(full.ids.flip(1), full.logprobs.flip(1), full.log_tail)
+    kept = keep_top(shuffled, 4)
+    direct = teacher_top_k(teacher, 4)
+    torch.testing.assert_close(kept.ids, direct.ids)
+    torch.testing.assert_close(kept.logprobs, direct.logprobs)
+    torch.testing.assert_close(kept.log_tail, direct.log_tail, rtol=1e-5, atol=1e-6)
+    assert keep_top(full, 12) is full
+
+
+def test_objective_adds_scaled_divergence_and_cross_entropy():
+    student, teacher = _logits(6, 10, 2.0, seed=2)
+    labels = torch.tensor([1, 2, 3, -100, 5, 0])
+    objective = Objective("generalized_jsd", temperature=2.0, beta=0.3, kd_weight=0.7,
+                          ce_weight=0.4)
+    top = teacher_top_k(teacher, 10, 2.0)
+    torch.testing.assert_close(losses.sparse_objective_per_token(objective, student, top, labels),
+                               objective.per_token(student, teacher, labels))
+    top = teacher_top_k(teacher, 4, 2.0)
+    want = (0.7 * 4.0 * losses.sparse_generalized_jsd(student, top, beta=0.3, temperature=2.0)
+            + 0.4 * losses.token_cross_entropy(student, labels))
+    torch.testing.assert_close(losses.sparse_objective_per_token(objective, student, top, labels), want)
+
+
+def test_shape_mismatches_are_refused():
+    student, teacher = _logits(4, 9, 1.0, seed=1)
+    top = teacher_top_k(teacher, 3)
+    with pytest.raises(ValueError, match="student has 3 tokens"):
+        losses.sparse_forward_kl(student[:3], top)
+    with pytest.raises(ValueError, match="unknown divergence"):
+        losses.sparse_divergence("kl", student, top)
