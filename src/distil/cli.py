@@ -53,6 +53,17 @@ def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
                f"(final loss {result.final_loss:.4f})")
 
 
+@app.command()
+def capture(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None) -> None:
+    """Capture the teacher's top-k distributions over the training data into a signal store."""
+    from distil.capture import capture as run_capture
+
+    result = run_capture(_load(recipe, overrides, out))
+    typer.echo(f"signals of {result.samples} samples ({result.tokens:,} tokens, "
+               f"{result.bytes_per_token:.1f} bytes/token) in {result.path}; "
+               f"{result.captured} captured by this run")
+
+
 @app.command("eval")
 def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
                  student: Annotated[str | None, typer.Option(

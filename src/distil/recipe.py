@@ -135,6 +135,38 @@ class EvalSection(Section):
     """Evaluate on at most this many held-out rows; empty uses all of them."""
 
 
+class CaptureSection(Section):
+    """Capturing the teacher's top-k distributions once (`distil capture`), to train from disk."""
+
+    top_k: Annotated[int, Field(ge=1)] = 32
+    """Entries kept per response token: the k most likely token ids and their log-probabilities;
+    the probability outside them is kept as one number (the tail mass)."""
+    temperature: PositiveFloat | None = None
+    """Temperature of the stored distributions (softmax(logits / T)). Empty means
+    distill.temperature; training refuses a store whose temperature differs from its own."""
+    logprob_dtype: Literal["float32", "float16", "uint8"] = "float16"
+    """How log-probabilities are stored: `float32` exact (4 bytes), `float16` (2 bytes), `uint8`
+    (1 byte, fourth-root companded probability); see docs/signals-format.md for the errors."""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """Rows per teacher forward pass."""
+    shard_tokens: Annotated[int, Field(ge=1)] = 262144
+    """Tokens per shard file. Shards are written whole, so a killed capture loses at most the
+    shard it was filling; the next `distil capture` resumes after the last complete one."""
+    output: str | None = None
+    """Folder of the signal store. Empty means RUN/signals (RUN being the run folder)."""
+
+
+class SignalsSection(Section):
+    """Training from a captured teacher-signal store instead of a live teacher."""
+
+    path: str | None = None
+    """Store to train from: a folder written by `distil capture`, or `capture` for this recipe's
+    own capture.output. When set, training loads no teacher. Empty trains from the live teacher."""
+    top_k: Annotated[int, Field(ge=1)] | None = None
+    """Use only this many of the most likely stored entries per token (the others join the tail
+    mass), e.g. to compare k = 8 and k = 32 from one k = 32 store. Empty uses all of them."""
+
+
 class Recipe(Section):
     """A whole distillation job."""
 
@@ -156,6 +188,10 @@ class Recipe(Section):
     """Optimiser, schedule and checkpoints."""
     eval: EvalSection = EvalSection()
     """Held-out evaluation."""
+    capture: CaptureSection = CaptureSection()
+    """Capturing teacher signals to disk (`distil capture`)."""
+    signals: SignalsSection = SignalsSection()
+    """Training from captured teacher signals instead of a live teacher."""
 
     @model_validator(mode="after")
     def _teacher_is_whole(self) -> "Recipe":

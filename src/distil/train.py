@@ -7,6 +7,8 @@ Each optimizer step takes `grad_accum` micro-batches, divides their summed per-t
 by the token count of all of them (a true token mean, whatever the micro-batch lengths),
 clips, steps AdamW and the warm-up + cosine schedule. Checkpoints every `save_every`
 steps hold all a resumed run needs to end with the same weights as an uninterrupted one.
+With `signals.path` set, no teacher is loaded: each micro-batch's teacher top-k is read from
+the signal store by sample id and the sparse losses are used (distil.capture).
 """
 
 import hashlib
@@ -23,6 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import get_cosine_schedule_with_warmup
 
+from distil.capture import training_signals
 from distil.checkpoint import (
     TrainerState,
     checkpoint_fingerprint,
@@ -39,10 +42,17 @@ from distil.data import (
 )
 from distil.errors import CheckpointError, ModelError
 from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text
-from distil.losses import IGNORE_INDEX, Objective, fused_linear_loss
+from distil.losses import (
+    IGNORE_INDEX,
+    Objective,
+    TopKTeacher,
+    fused_linear_loss,
+    sparse_objective_per_token,
+)
 from distil.models import LoadedModel, linear_head_weight
 from distil.progress import console, progress_bar
 from distil.recipe import Recipe, dump_recipe
+from distil.signals.training import StoredTeacher, topk_teacher
 from distil.stage_inputs import load_models, load_splits
 
 # Fields that may change between a run and its resume without changing its result.
@@ -101,6 +111,8 @@ class TrainingSession:
     vocab: int
     fused: bool
     state: TrainerState
+    signals: StoredTeacher | None = None
+    """The teacher's stored top-k when the recipe trains from a signal store (no live teacher)."""
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
@@ -119,11 +131,16 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     accelerator = Accelerator(mixed_precision=mixed)
     set_seed(recipe.seed)
-    teacher, student, vocab = load_models(recipe, accelerator.device,
-                                          need_teacher=recipe.distill.kd_weight > 0)
+    from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
+    teacher, student, vocab = load_models(
+        recipe, accelerator.device, need_teacher=recipe.distill.kd_weight > 0 and not from_store)
     train_pairs, _ = load_splits(recipe.data, recipe.seed)
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
                             recipe.data.max_length)
+    signals = training_signals(recipe, student) if from_store else None
+    if signals is not None:
+        signals.check_covers(examples)
+        vocab = signals.vocab_size
     fused = _use_fused(recipe.distill.fused, student, teacher)
     student.model.train()
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=recipe.train.learning_rate,
@@ -136,7 +153,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe))
     return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
-                    examples, objective, vocab, fused, state)
+                    examples, objective, vocab, fused, state, signals)
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:
@@ -262,7 +279,10 @@ def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]
                                    recipe.train.batch_size, recipe.seed,
                                    accelerator.process_index, accelerator.num_processes)
         state.micro_batch += 1
-        batch = collate([session.examples[i] for i in rows], session.student.tokenizer.pad_token_id)
+        chosen = [session.examples[i] for i in rows]
+        batch = collate(chosen, session.student.tokenizer.pad_token_id)
+        if session.signals is not None:
+            batch.update(session.signals.lookup(chosen))
         batches.append({k: v.to(accelerator.device) for k, v in batch.items()})
     return batches
 
@@ -294,13 +314,18 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
     mask = labels != IGNORE_INDEX
     targets = labels[mask]  # (N,)
     student_out = session.module(batch["input_ids"], batch["attention_mask"])[:, :-1][mask]
-    teacher_out = None
-    if session.teacher is not None:
+    teacher_out: torch.Tensor | TopKTeacher | None = None
+    if session.signals is not None:
+        teacher_out = topk_teacher(batch)  # (N, k) stored top-k, aligned with student_out
+    elif session.teacher is not None:
         with torch.no_grad():
             teacher_out = model_outputs(session.teacher.model, batch["input_ids"],
                                         batch["attention_mask"], session.fused)[:, :-1][mask]
     if session.fused:
         values = _fused_values(session, student_out, teacher_out, targets)
+    elif isinstance(teacher_out, TopKTeacher):
+        values = sparse_objective_per_token(session.objective, student_out[:, :session.vocab],
+                                            teacher_out, targets)
     else:
         vocab = session.vocab
         values = session.objective.per_token(
@@ -310,14 +335,20 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
 
 
 def _fused_values(session: TrainingSession, student_hidden: torch.Tensor,
-                  teacher_hidden: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+                  teacher_out: torch.Tensor | TopKTeacher | None,
+                  targets: torch.Tensor) -> torch.Tensor:
     vocab, objective = session.vocab, session.objective
+    stored = teacher_out if isinstance(teacher_out, TopKTeacher) else None
+    teacher_hidden = None if stored is not None else teacher_out
     student_weight = linear_head_weight(_unwrap(session))[:vocab]
     teacher_weight = (None if session.teacher is None
                       else linear_head_weight(session.teacher.model)[:vocab])
 
     def per_token(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                   rows: slice) -> torch.Tensor:
+        if stored is not None:
+            return sparse_objective_per_token(objective, student_logits, stored.rows(rows),
+                                              targets[rows])
         teacher = teacher_logits if teacher_hidden is not None else None
         return objective.per_token(student_logits, teacher, targets[rows])
 
@@ -358,5 +389,7 @@ def _finish(session: TrainingSession, final_loss: float) -> TrainResult:
         atomic_write_json(run_dir / "train_summary.json",
                           {**asdict(result), "student_dir": str(student_dir),
                            "fused": session.fused, "teacher": session.recipe.teacher.model,
+                           "signals": None if session.signals is None
+                           else str(session.signals.store.path),
                            "student": session.recipe.student.model})
     return TrainResult(student_dir, state.step, state.tokens_seen, final_loss, state.elapsed_s)

@@ -1,0 +1,230 @@
+"""Capture a teacher's top-k distributions over the training data once, into a signal store.
+
+    distil capture recipes/tiny-signals.yaml          # writes RUN/signals (capture.output)
+    distil capture recipes/tiny-signals.yaml          # again: resumes, adds only missing rows
+
+Every training row is run through the teacher teacher-forced on its response; at each
+response position the top-k of softmax(logits / T) and the log of the remaining mass are
+stored under the row's sample id (docs/signals-format.md). A killed capture keeps its
+complete shards and the next run captures only the rows not in them.
+
+A recipe with `signals.path` then trains from the store with no teacher loaded;
+`training_signals` opens it and refuses a store captured for another teacher, tokenizer,
+prompt rendering, length limit or temperature.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from distil.data import Example, collate, encode_pairs
+from distil.errors import DataError
+from distil.losses import IGNORE_INDEX, TopKTeacher, teacher_top_k
+from distil.losses.fused import default_chunk_size
+from distil.models import BUILTIN_MODELS, LoadedModel, linear_head_weight, output_vocab_size
+from distil.progress import progress_bar
+from distil.recipe import Recipe
+from distil.signals import (
+    FingerprintMismatchError,
+    SampleSignals,
+    SignalsError,
+    SignalStore,
+    SignalWriter,
+    build_fingerprint,
+    differences,
+    input_hash,
+    recipe_identity,
+)
+from distil.signals.training import StoredTeacher
+from distil.stage_inputs import load_models, load_splits
+
+
+class SignalSource(Protocol):
+    """Where captured signals come from: a local model now, an API teacher's scores later."""
+
+    name: str
+    """Recorded as the store's `source`."""
+    logprob_mode: str
+    """How the log-probabilities were obtained, recorded in the fingerprint."""
+
+    def capture(self, examples: list[Example]) -> list[SampleSignals]:
+        """The top-k at every response position of each example, in order."""
+        ...
+
+
+@dataclass
+class CaptureResult:
+    """What a capture leaves behind."""
+
+    path: Path
+    samples: int
+    tokens: int
+    captured: int
+    """Samples captured by this run (the rest were already in the store)."""
+    bytes_per_token: float
+    elapsed_s: float
+
+
+class LocalTeacherSource:
+    """White-box capture: one teacher-forced forward per batch, top-k from the full logits.
+
+    With a plain linear output head, logits are formed only at response positions and
+    `chunk_tokens` rows at a time, so no (B, T, V) tensor is ever held.
+    """
+
+    name = "local"
+    logprob_mode = "teacher-forced"
+
+    def __init__(self, teacher: LoadedModel, vocab_size: int, top_k: int, temperature: float,
+                 pad_token_id: int, chunk_tokens: int | None = None) -> None:
+        self.model, self.vocab_size, self.top_k = teacher.model, vocab_size, top_k
+        self.temperature, self.pad_token_id = temperature, pad_token_id
+        self.device = next(self.model.parameters()).device
+        self.chunk_tokens = chunk_tokens or default_chunk_size(vocab_size, self.device)
+
+    @torch.no_grad()
+    def capture(self, examples: list[Example]) -> list[SampleSignals]:
+        batch = {k: v.to(self.device) for k, v in collate(examples, self.pad_token_id).items()}
+        mask = batch["labels"][:, 1:] != IGNORE_INDEX  # (B, T-1) response positions
+        chunks = [teacher_top_k(logits.float(), self.top_k, self.temperature)
+                  for logits in self._response_logits(batch, mask)]
+        top = TopKTeacher(*(torch.cat(parts).cpu().numpy() for parts in zip(*chunks, strict=True)))
+        samples, start = [], 0
+        for example, count in zip(examples, mask.sum(dim=1).tolist(), strict=True):
+            rows = slice(start, start + count)
+            samples.append(SampleSignals(example.sample_id, input_hash(example.input_ids),
+                                         top.ids[rows], top.logprobs[rows], top.log_tail[rows]))
+            start += count
+        return samples
+
+    def _response_logits(self, batch: dict[str, torch.Tensor],
+                         mask: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Teacher logits (c, V) at the response positions, in chunks of rows."""
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "use_cache": False}
+        weight = linear_head_weight(self.model)
+        if weight is None:
+            yield self.model(**inputs).logits[:, :-1][mask][:, : self.vocab_size]
+            return
+        hidden = self.model.base_model(**inputs).last_hidden_state[:, :-1][mask]  # (N, H)
+        weight = weight[: self.vocab_size]
+        for start in range(0, hidden.shape[0], self.chunk_tokens):
+            yield hidden[start: start + self.chunk_tokens] @ weight.T
+
+
+def capture(recipe: Recipe) -> CaptureResult:
+    """Capture the recipe's teacher over its training rows into `capture_dir(recipe)`."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher, student, vocab = load_models(recipe, device)
+    settings, temperature = recipe.capture, capture_temperature(recipe)
+    if settings.top_k > vocab:
+        raise SignalsError(f"capture.top_k={settings.top_k} exceeds the vocabulary ({vocab} "
+                           f"tokens); set capture.top_k to at most {vocab}")
+    tokenizer = student.tokenizer  # the tokens training will see
+    train_pairs, _ = load_splits(recipe.data, recipe.seed)
+    examples = unique_examples(encode_pairs(tokenizer, train_pairs, recipe.data.template,
+                                            recipe.data.max_length))
+    del student
+    source = LocalTeacherSource(teacher, vocab, settings.top_k, temperature,
+                                tokenizer.pad_token_id)
+    fingerprint = build_fingerprint(
+        signal_identity(recipe, tokenizer, temperature), vocab_size=vocab,
+        top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
+        logprob_mode=source.logprob_mode,
+        provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "teacher_dtype": str(teacher.model.dtype).removeprefix("torch."),
+                    "device": device.type, "data": recipe.data.train})
+    return run_capture(source, examples, fingerprint, capture_dir(recipe),
+                       batch_size=settings.batch_size, shard_tokens=settings.shard_tokens)
+
+
+def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict[str, Any],
+                path: Path, batch_size: int, shard_tokens: int) -> CaptureResult:
+    """Capture every example not yet in the store at `path`; longest rows first."""
+    started = time.perf_counter()
+    with SignalWriter(path, fingerprint, shard_tokens) as writer:
+        todo = sorted((e for e in examples if e.sample_id not in writer),
+                      key=lambda e: (-len(e.input_ids), e.sample_id))
+        with progress_bar("tok/s") as bar:
+            task = bar.add_task("capture", total=len(examples),
+                                completed=len(examples) - len(todo), **{"tok/s": "-"})
+            tokens = 0
+            for start in range(0, len(todo), batch_size):
+                for sample in source.capture(todo[start: start + batch_size]):
+                    writer.add(sample)
+                    tokens += sample.num_tokens
+                rate = tokens / max(time.perf_counter() - started, 1e-9)
+                bar.update(task, advance=len(todo[start: start + batch_size]),
+                           **{"tok/s": f"{rate:,.0f}"})
+    with SignalStore(path) as store:
+        size = sum(p.stat().st_size for p in store.shards)
+        return CaptureResult(path, len(store), store.num_tokens, len(todo),
+                             size / max(store.num_tokens, 1), time.perf_counter() - started)
+
+
+def unique_examples(examples: list[Example]) -> list[Example]:
+    """One example per sample id; the same id on two different rows is an error."""
+    seen: dict[str, Example] = {}
+    for example in examples:
+        other = seen.setdefault(example.sample_id, example)
+        if other.input_ids != example.input_ids:
+            raise DataError(f"sample id {example.sample_id!r} names two different rows; the data's "
+                            "`id` column must be unique (signals are stored by sample id)")
+    return list(seen.values())
+
+
+def capture_dir(recipe: Recipe) -> Path:
+    """Where `distil capture` writes: capture.output, or RUN/signals."""
+    return Path(recipe.capture.output) if recipe.capture.output else recipe.run_dir / "signals"
+
+
+def training_store_dir(recipe: Recipe) -> Path | None:
+    """The store a recipe trains from (signals.path, `capture` meaning capture_dir), or None."""
+    path = recipe.signals.path
+    if path is None:
+        return None
+    return capture_dir(recipe) if path == "capture" else Path(path)
+
+
+def capture_temperature(recipe: Recipe) -> float:
+    """capture.temperature, or distill.temperature when empty."""
+    return recipe.capture.temperature or recipe.distill.temperature
+
+
+def signal_identity(recipe: Recipe, tokenizer: Any, temperature: float) -> dict[str, Any]:
+    """The fingerprint fields the recipe decides (teacher, tokens, temperature)."""
+    teacher, template = recipe.teacher, recipe.data.template
+    chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+    seed = recipe.seed if teacher.model in BUILTIN_MODELS else None
+    return recipe_identity(teacher={"model": teacher.model, "revision": teacher.revision,
+                                    "seed": seed},
+                           tokenizer=tokenizer, template="chat" if chat else "plain",
+                           max_length=recipe.data.max_length, temperature=temperature)
+
+
+def training_signals(recipe: Recipe, student: LoadedModel) -> StoredTeacher:
+    """Open the recipe's store for training; refuse one captured under other settings."""
+    path = training_store_dir(recipe)
+    if path is None:
+        raise SignalsError("signals.path is empty; set it to a store, or train with a live teacher")
+    store = SignalStore(path)
+    wanted = signal_identity(recipe, student.tokenizer, recipe.distill.temperature)
+    problems = differences(store.fingerprint, wanted)
+    width, encoding = output_vocab_size(student.model), store.encoding
+    if encoding.vocab_size > width:
+        problems.append(f"vocab_size: store has {encoding.vocab_size} columns, the student's "
+                        f"head only {width}")
+    if recipe.signals.top_k and recipe.signals.top_k > encoding.top_k:
+        problems.append(f"top_k: store has {encoding.top_k}, signals.top_k asks for "
+                        f"{recipe.signals.top_k}")
+    if problems:
+        store.close()
+        raise FingerprintMismatchError(
+            f"the signals in {path} do not fit this recipe ({'; '.join(problems)}); capture "
+            "again with `distil capture RECIPE` into a new capture.output, or point "
+            "signals.path at a store captured for this recipe")
+    return StoredTeacher(store, recipe.signals.top_k)
