@@ -1,0 +1,124 @@
+"""distil capture: values equal the teacher's own top-k, resumes after SIGKILL without duplicates."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from distil.capture import capture, capture_dir
+from distil.data import encode_pairs
+from distil.errors import DataError
+from distil.losses import IGNORE_INDEX
+from distil.models import build_tiny
+from distil.recipe import validate_recipe
+from distil.signals import FingerprintMismatchError, SignalStore, input_hash
+from distil.stage_inputs import load_splits
+from tests.conftest import recipe_dict, skill_rows, write_jsonl
+
+
+def _recipe(tmp_path, dataset, **capture_settings):
+    settings = {"top_k": 8, "logprob_dtype": "float32", "batch_size": 5, "shard_tokens": 300,
+                **capture_settings}
+    return validate_recipe(recipe_dict(tmp_path, dataset, capture=settings,
+                                       distill={"temperature": 1.5}))
+
+
+def test_capture_stores_the_teachers_top_k_for_every_training_row(tmp_path, dataset):
+    recipe = _recipe(tmp_path, dataset)
+    result = capture(recipe)
+    teacher, tokenizer = build_tiny("tiny-teacher", seed=recipe.seed)
+    train_pairs, held_out = load_splits(recipe.data, recipe.seed)
+    examples = encode_pairs(tokenizer, train_pairs, "auto", recipe.data.max_length)
+    assert result.samples == len(examples) == result.captured and held_out
+    with SignalStore(capture_dir(recipe)) as store:
+        assert sorted(store.sample_ids()) == sorted(e.sample_id for e in examples)
+        assert store.fingerprint["temperature"] == 1.5 and store.fingerprint["top_k"] == 8
+        for example in examples[:12]:
+            # naive reference: one row alone, full logits, softmax at T, sort, keep 8
+            with torch.no_grad():
+                logits = teacher(torch.tensor([example.input_ids])).logits[0, :-1].double()
+            log_p = torch.log_softmax(logits / 1.5, dim=-1)
+            response = torch.tensor(example.labels[1:]) != IGNORE_INDEX
+            want = log_p[response].sort(dim=-1, descending=True).values
+            stored = store.get(example.sample_id)
+            assert stored.input_hash == input_hash(example.input_ids)
+            got = np.sort(stored.logprobs, axis=1)[:, ::-1]
+            np.testing.assert_allclose(got, want[:, :8].numpy(), rtol=1e-4, atol=1e-5)
+            tail = torch.logsumexp(want[:, 8:], dim=-1).numpy()
+            np.testing.assert_allclose(stored.log_tail, tail, rtol=1e-4, atol=1e-5)
+            chosen = np.take_along_axis(log_p[response].numpy(), stored.ids, axis=1)
+            np.testing.assert_allclose(stored.logprobs, chosen, rtol=1e-4, atol=1e-5)
+
+
+def test_capture_again_adds_only_what_is_missing(tmp_path, dataset):
+    recipe = _recipe(tmp_path, dataset)
+    first = capture(recipe)
+    assert capture(recipe).captured == 0
+    bigger = write_jsonl(tmp_path / "more.jsonl", skill_rows(110))
+    grown = capture(_recipe(tmp_path, bigger))
+    assert grown.samples > first.samples and grown.captured == grown.samples - first.samples
+    with pytest.raises(FingerprintMismatchError, match="top_k: store has 8, expected 4"):
+        capture(_recipe(tmp_path, dataset, top_k=4))
+
+
+def test_one_id_on_two_different_rows_is_refused(tmp_path):
+    data = write_jsonl(tmp_path / "dup.jsonl", [{"id": 1, "prompt": "a", "response": "b"},
+                                                {"id": 1, "prompt": "c", "response": "d"},
+                                                {"id": 2, "prompt": "e", "response": "f"}])
+    raw = recipe_dict(tmp_path, data)
+    raw["data"]["eval_fraction"] = 0
+    with pytest.raises(DataError, match="sample id '1' names two different rows"):
+        capture(validate_recipe(raw))
+
+
+def _cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "distil.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_without_duplicates(tmp_path):
+    data = write_jsonl(tmp_path / "big.jsonl", skill_rows(600))
+    raw = recipe_dict(tmp_path, data, capture={"top_k": 8, "batch_size": 4, "shard_tokens": 200,
+                                               "logprob_dtype": "float32"})
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    store = tmp_path / "run" / "signals"
+    process = _cli("capture", str(recipe))
+    deadline = time.monotonic() + 120
+    while len(list(store.glob("shard-*.safetensors"))) < 3:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no shard appeared"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with SignalStore(store) as partial:
+        kept = len(partial)
+    out, err = _cli("capture", str(recipe)).communicate(timeout=600)
+    assert "Traceback" not in err, err
+    loaded = validate_recipe(raw)
+    examples = encode_pairs(build_tiny("tiny-student")[1], load_splits(loaded.data, 0)[0], "auto",
+                            loaded.data.max_length)
+    assert 0 < kept < len(examples), "the capture ended before it could be killed"
+    assert f"{len(examples) - kept} captured by this run" in out
+    with SignalStore(store) as resumed:
+        ids = list(resumed.sample_ids())
+        assert len(ids) == len(set(ids)) == len(examples)
+        assert set(ids) == {e.sample_id for e in examples}
+        for example in examples:
+            stored = resumed.get(example.sample_id)
+            assert stored.input_hash == input_hash(example.input_ids)
+            assert stored.num_tokens == sum(x != IGNORE_INDEX for x in example.labels[1:])
+
+
+def test_cli_capture_reports_a_bad_setting_in_one_line(tmp_path, dataset):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(recipe_dict(tmp_path, dataset, capture={"top_k": 1000})))
+    out, err = _cli("capture", str(recipe)).communicate(timeout=300)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: capture.top_k=1000 exceeds"), lines
