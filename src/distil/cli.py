@@ -86,6 +86,15 @@ def run(recipe: Annotated[Path | None, typer.Argument(
     typer.echo(f"run finished: {loaded.run_dir}")
 
 
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
+    """Write report.md and a self-contained report.html for a run folder."""
+    from distil.report import build_report
+
+    md_path, html_path = build_report(run_dir)
+    typer.echo(f"report written to {html_path} and {md_path}")
+
+
 @recipe_app.command("check")
 def recipe_check(recipe: RecipeArg, overrides: Overrides = None) -> None:
     """Validate a recipe and print it with every default filled in."""

@@ -21,6 +21,7 @@ from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json
 from distil.progress import console
 from distil.recipe import Recipe
+from distil.report import build_report
 from distil.train import recipe_fingerprint, train
 
 
@@ -62,7 +63,10 @@ def default_stages() -> tuple[Stage, ...]:
         Stage("train", train_stage,
               inputs=("seed", "teacher", "student", "data", "distill", "train"),
               outputs=TRAIN_OUTPUTS),
-        Stage("eval", evaluate, inputs=("eval",), outputs=("eval.json",)),
+        Stage("eval", evaluate, inputs=("eval",),
+              outputs=("eval.json", "eval_samples.jsonl", "teacher_answers.json")),
+        Stage("report", lambda recipe: build_report(recipe.run_dir), inputs=(),
+              outputs=("report.md", "report.html", "report_files")),
     )
 
 
