@@ -77,11 +77,15 @@ def run(recipe: Annotated[Path | None, typer.Argument(
             help="Recipe YAML file. Default: recipes/tiny.yaml.", show_default=False)] = None,
         overrides: Overrides = None, out: OutOption = None,
         force: Annotated[bool, typer.Option(
-            "--force", help="Redo every stage, even those already finished.")] = False) -> None:
+            "--force", help="Redo every stage, even those already finished.")] = False,
+        compare: Annotated[bool, typer.Option(
+            "--compare", help="Also train the student with sequence-level KD and with ground "
+                              "truth alone, and report the three side by side.")] = False) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished."""
     from distil.pipeline import run_pipeline
 
-    loaded = _load(recipe or _default_recipe(), overrides, out)
+    extra = [*(overrides or []), *(["compare=true"] if compare else [])]
+    loaded = _load(recipe or _default_recipe(), extra, out)
     run_pipeline(loaded, force=force)
     typer.echo(f"run finished: {loaded.run_dir}")
 

@@ -165,6 +165,9 @@ class Recipe(Section):
     """Optimiser, schedule and checkpoints."""
     eval: EvalSection = EvalSection()
     """Held-out evaluation."""
+    compare: bool = False
+    """Also train the same student on the same prompts with sequence-level KD (teacher text,
+    hard labels only) and on the tasks' ground truth alone, and report the three side by side."""
 
     @model_validator(mode="after")
     def _teacher_is_whole(self) -> "Recipe":
