@@ -41,7 +41,7 @@ from distil.data import (
     micro_batch_indices,
 )
 from distil.errors import CheckpointError, ModelError
-from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text
+from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text, remove_paths
 from distil.losses import (
     IGNORE_INDEX,
     Objective,
@@ -113,6 +113,21 @@ class TrainingSession:
     state: TrainerState
     signals: StoredTeacher | None = None
     """The teacher's stored top-k when the recipe trains from a signal store (no live teacher)."""
+
+
+TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
+"""What the training stage writes in the run folder."""
+
+
+def train_or_resume(recipe: Recipe) -> TrainResult:
+    """Train, resuming checkpoints of this recipe; checkpoints of another recipe are cleared."""
+    found = list_checkpoints(recipe.run_dir / "checkpoints")
+    resume = bool(found) and checkpoint_fingerprint(found[-1]) == recipe_fingerprint(recipe)
+    if found and not resume:
+        console.print("[yellow]the recipe changed since the checkpoints in "
+                      f"{recipe.run_dir} were written: training from scratch")
+        remove_paths(recipe.run_dir, TRAIN_OUTPUTS)
+    return train(recipe, resume=resume)
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
