@@ -13,15 +13,17 @@ A recipe with `signals.path` then trains from the store with no teacher loaded;
 prompt rendering, length limit or temperature.
 """
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
-from distil.data import Example, collate, encode_pairs
+from distil.data import Example, Pair, collate, encode_pairs
 from distil.errors import DataError
 from distil.losses import IGNORE_INDEX, TopKTeacher, teacher_top_k
 from distil.losses.fused import default_chunk_size
@@ -41,6 +43,7 @@ from distil.signals import (
 )
 from distil.signals.training import StoredTeacher
 from distil.stage_inputs import load_models, load_splits
+from distil.teachers import Teacher
 
 
 class SignalSource(Protocol):
@@ -50,6 +53,8 @@ class SignalSource(Protocol):
     """Recorded as the store's `source`."""
     logprob_mode: str
     """How the log-probabilities were obtained, recorded in the fingerprint."""
+    temperature: float
+    """Temperature of the distributions it returns."""
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
         """The top-k at every response position of each example, in order."""
@@ -116,6 +121,54 @@ class LocalTeacherSource:
             yield hidden[start: start + self.chunk_tokens] @ weight.T
 
 
+class ScoringTeacherSource:
+    """Capture through the teacher protocol: `score` each response, keep its top-k per token.
+
+    For teachers that are not white-box (an API that can score a given completion and
+    return token ids with top logprobs). Their log-probabilities are at temperature 1, and
+    the tail is what the returned top-k leave: 1 - sum(p), floored at 0. The response is
+    scored with the end-of-turn token appended, and the scored ids must equal the training
+    tokens, else the capture stops with an error naming the sample. Prompts are rendered by
+    the teacher; the store can check only the response tokens against the training rows.
+    """
+
+    name = "score"
+    logprob_mode = "scored-top-logprobs"
+    temperature = 1.0
+
+    def __init__(self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str) -> None:
+        ability = teacher.capabilities
+        if not (ability.can_score and ability.token_ids and ability.max_top_logprobs >= top_k):
+            raise SignalsError(
+                f"teacher {teacher.name} cannot give what a capture needs (scoring with token ids "
+                f"and {top_k} top logprobs; it offers scoring={ability.can_score}, ids="
+                f"{ability.token_ids}, top {ability.max_top_logprobs}); lower capture.top_k or "
+                "use a teacher that can score")
+        self.teacher, self.top_k, self.end_of_turn = teacher, top_k, end_of_turn
+        self.pairs = {pair.sample_id: pair for pair in pairs}
+
+    def capture(self, examples: list[Example]) -> list[SampleSignals]:
+        return [self._sample(example) for example in examples]
+
+    def _sample(self, example: Example) -> SampleSignals:
+        pair = self.pairs[example.sample_id]
+        scored = self.teacher.score(pair.prompt, pair.response + self.end_of_turn, self.top_k)
+        targets = [label for label in example.labels[1:] if label != IGNORE_INDEX]
+        if [position.token_id for position in scored[: len(targets)]] != targets:
+            raise SignalsError(f"teacher {self.teacher.name} scored other tokens than the training "
+                               f"row {example.sample_id!r} holds; its tokenizer must be the student's")
+        ids = [[entry.token_id for entry in position.top] for position in scored[: len(targets)]]
+        logprobs = [[entry.logprob for entry in position.top] for position in scored[: len(targets)]]
+        if any(len(row) != self.top_k or len(set(row)) != self.top_k for row in ids):
+            raise SignalsError(f"teacher {self.teacher.name} returned fewer than {self.top_k} "
+                               f"distinct top logprobs for sample {example.sample_id!r}")
+        log_tail = [math.log(tail) if (tail := 1 - sum(map(math.exp, row))) > 0 else -math.inf
+                    for row in logprobs]
+        return SampleSignals(example.sample_id, input_hash(example.input_ids),
+                             np.array(ids, dtype=np.int64), np.array(logprobs, dtype=np.float32),
+                             np.array(log_tail, dtype=np.float32))
+
+
 def capture(recipe: Recipe) -> CaptureResult:
     """Capture the recipe's teacher over its training rows into `capture_dir(recipe)`."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -145,6 +198,10 @@ def capture(recipe: Recipe) -> CaptureResult:
 def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict[str, Any],
                 path: Path, batch_size: int, shard_tokens: int) -> CaptureResult:
     """Capture every example not yet in the store at `path`; longest rows first."""
+    if fingerprint["temperature"] != source.temperature:
+        raise SignalsError(f"the {source.name} source gives distributions at temperature "
+                           f"{source.temperature}, not {fingerprint['temperature']}; set "
+                           f"capture.temperature={source.temperature}")
     started = time.perf_counter()
     with SignalWriter(path, fingerprint, shard_tokens) as writer:
         todo = sorted((e for e in examples if e.sample_id not in writer),

@@ -16,7 +16,7 @@ from distil.errors import DataError
 from distil.losses import IGNORE_INDEX
 from distil.models import build_tiny
 from distil.recipe import validate_recipe
-from distil.signals import FingerprintMismatchError, SignalStore, input_hash
+from distil.signals import FingerprintMismatchError, SignalsError, SignalStore, input_hash
 from distil.stage_inputs import load_splits
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
@@ -122,3 +122,32 @@ def test_cli_capture_reports_a_bad_setting_in_one_line(tmp_path, dataset):
     out, err = _cli("capture", str(recipe)).communicate(timeout=300)
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: capture.top_k=1000 exceeds"), lines
+
+
+def test_scoring_through_the_teacher_protocol_equals_white_box_capture(tmp_path, dataset):
+    """The seam for API teachers: a `Teacher` that can score gives the same store at T = 1."""
+    from distil.capture import LocalTeacherSource, ScoringTeacherSource, run_capture
+    from distil.models import load_model
+    from distil.signals import build_fingerprint
+    from distil.teachers import LocalTeacher
+
+    loaded = load_model("tiny-teacher", "teacher")
+    pairs = load_splits(validate_recipe(recipe_dict(tmp_path, dataset)).data, 0)[0][:20]
+    examples = encode_pairs(loaded.tokenizer, pairs, "auto", 48)
+    vocab = loaded.model.config.vocab_size
+    fingerprint = build_fingerprint({"temperature": 1.0}, vocab_size=vocab, top_k=6,
+                                    logprob_dtype="float32", source="test", logprob_mode="test",
+                                    provenance={})
+    white_box = LocalTeacherSource(loaded, vocab, 6, 1.0, loaded.tokenizer.pad_token_id)
+    scoring = ScoringTeacherSource(LocalTeacher(loaded), pairs, 6, loaded.tokenizer.eos_token)
+    run_capture(white_box, examples, fingerprint, tmp_path / "white", 4, 50)
+    run_capture(scoring, examples, fingerprint, tmp_path / "scored", 4, 50)
+    with SignalStore(tmp_path / "white") as white, SignalStore(tmp_path / "scored") as scored:
+        assert len(white) == len(scored) == len(examples)
+        for example in examples:
+            a, b = white.get(example.sample_id), scored.get(example.sample_id)
+            np.testing.assert_array_equal(a.ids, b.ids)
+            np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(np.exp(a.log_tail), np.exp(b.log_tail), atol=1e-4)
+    with pytest.raises(SignalsError, match="set capture.temperature=1.0"):
+        run_capture(scoring, examples, {**fingerprint, "temperature": 2.0}, tmp_path / "t2", 4, 50)
