@@ -6,6 +6,7 @@
 1. bytes: stores captured at k = 1, 8, 32, 128 with float16 and uint8 log-probabilities from a
    teacher whose head has V = 151936 rows (a Qwen2-size vocabulary); bytes are whole shard
    files (headers, index and checksums included) divided by stored tokens.
+   quant: the error each log-probability encoding leaves on Zipf-like teacher distributions.
 2. capture: `distil capture` tokens/s with the benchmark teacher (k = 32, uint8), model
    loading excluded.
 3. train: training tokens/s (optimizer steps, data and store lookups included; prompt and
@@ -108,6 +109,42 @@ def bench_bytes(root: Path, tokens_wanted: int) -> list[dict]:
     return rows
 
 
+def bench_quantisation(count: int = 2000, vocab: int = 32000, k: int = 32) -> dict[str, dict]:
+    """Error of each log-probability encoding on the (k + 1)-bucket distribution of Zipf-like
+    teachers (temperatures 0.3 to 1.5), after the reader's renormalisation; plus uniform 8-bit
+    log-probabilities over [-16, 0], the rejected alternative to uint8's companding."""
+    import numpy as np
+
+    from distil.signals.codec import decode_logprobs, encode_logprobs, normalise
+
+    rng = np.random.default_rng(0)
+    logits = -1.1 * np.log(np.arange(1, vocab + 1)) + rng.normal(0, 1.5, (count, vocab))
+    logits /= rng.choice([0.3, 0.7, 1.0, 1.5], size=(count, 1))
+    log_p = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    top = -np.sort(-log_p, axis=1)[:, :k]
+    tail = np.log1p(-np.exp(top).sum(1))
+    truth = np.exp(np.concatenate([top, tail[:, None]], axis=1))
+
+    def uniform_log8(values):
+        levels = np.rint((np.maximum(values, -16) + 16) / 16 * 255)
+        return np.where(levels == 0, -np.inf, levels / 255 * 16 - 16)
+
+    decoders = {name: (lambda v, n=name: decode_logprobs(encode_logprobs(v, n), n))
+                for name in ("float16", "uint8")}
+    decoders["uniform log, 8 bits"] = uniform_log8
+    results = {}
+    for name, roundtrip in decoders.items():
+        got_top, got_tail = normalise(roundtrip(top.astype(np.float32)).astype(np.float32),
+                                      tail.astype(np.float32))
+        got = np.exp(np.concatenate([got_top, got_tail[:, None]], axis=1).astype(np.float64))
+        l1 = np.abs(got - truth).sum(axis=1)
+        with np.errstate(divide="ignore"):
+            kl = np.where(truth > 0, truth * (np.log(truth) - np.log(got)), 0).sum(axis=1)
+        results[name] = {"l1_mean": l1.mean(), "l1_max": l1.max(), "kl_mean": kl.mean(),
+                         "zeroed": float((got[:, :k] == 0).mean())}
+    return results
+
+
 def bench_capture(root: Path) -> dict:
     from distil.capture import capture
     from distil.recipe import validate_recipe
@@ -173,7 +210,7 @@ def memory_child(root: Path, mode: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="bytes,capture,train")
+    parser.add_argument("--parts", default="bytes,quant,capture,train")
     parser.add_argument("--rows", type=int, default=400, help="training rows")
     parser.add_argument("--steps", type=int, default=12, help="timed optimizer steps per mode")
     parser.add_argument("--bytes-tokens", type=int, default=4000)
@@ -194,6 +231,12 @@ def main() -> None:
             for row in bench_bytes(root, args.bytes_tokens):
                 print(f"| {row['k']} | {row['dtype']} | {row['bytes_per_token']:.1f} | "
                       f"{row['record_bytes']} | {row['bytes_per_token'] / row['k']:.2f} |")
+        if "quant" in parts:
+            print("\n| log-probabilities | mean L1 | max L1 | mean KL(true, stored) | entries zeroed |")
+            print("| --- | --- | --- | --- | --- |")
+            for name, r in bench_quantisation().items():
+                print(f"| {name} | {r['l1_mean']:.2e} | {r['l1_max']:.2e} | {r['kl_mean']:.2e} | "
+                      f"{r['zeroed']:.1%} |")
         if not {"capture", "train"} & set(parts):
             return
         write_data(root / "data.jsonl", args.rows)
