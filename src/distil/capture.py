@@ -25,7 +25,7 @@ import torch
 
 from distil.data import Example, Pair, collate, encode_pairs
 from distil.errors import DataError
-from distil.losses import IGNORE_INDEX, TopKTeacher, teacher_top_k
+from distil.losses import IGNORE_INDEX, teacher_top_k
 from distil.losses.fused import default_chunk_size
 from distil.models import BUILTIN_MODELS, LoadedModel, linear_head_weight, output_vocab_size
 from distil.progress import progress_bar
@@ -97,12 +97,13 @@ class LocalTeacherSource:
         mask = batch["labels"][:, 1:] != IGNORE_INDEX  # (B, T-1) response positions
         chunks = [teacher_top_k(logits.float(), self.top_k, self.temperature)
                   for logits in self._response_logits(batch, mask)]
-        top = TopKTeacher(*(torch.cat(parts).cpu().numpy() for parts in zip(*chunks, strict=True)))
+        ids, logprobs, log_tail = (torch.cat(parts).cpu().numpy()
+                                   for parts in zip(*chunks, strict=True))  # (N, k), (N, k), (N,)
         samples, start = [], 0
         for example, count in zip(examples, mask.sum(dim=1).tolist(), strict=True):
             rows = slice(start, start + count)
             samples.append(SampleSignals(example.sample_id, input_hash(example.input_ids),
-                                         top.ids[rows], top.logprobs[rows], top.log_tail[rows]))
+                                         ids[rows], logprobs[rows], log_tail[rows]))
             start += count
         return samples
 

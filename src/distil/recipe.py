@@ -160,7 +160,7 @@ class CaptureSection(Section):
     """Rows per teacher forward pass."""
     shard_tokens: Annotated[int, Field(ge=1)] = 262144
     """Tokens per shard file. Shards are written whole, so a killed capture loses at most the
-    shard it was filling; the next `distil capture` resumes after the last complete one."""
+    shard it was filling; the next `distil capture` captures only the rows not yet stored."""
     output: str | None = None
     """Folder of the signal store. Empty means RUN/signals (RUN being the run folder)."""
 

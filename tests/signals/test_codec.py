@@ -27,7 +27,7 @@ def test_record_size_is_close_to_the_information_bound():
     # k * (2 + log2(V / k)) bits, against 32 bits per id as int32
     assert codec.id_record_bytes(151936, 32) == 57
     assert codec.id_record_bytes(151936, 1) == 3
-    assert codec.bytes_per_token(151936, 32, "uint8") == 57 + 32 + 2
+    assert codec.bytes_per_token(151936, 32, "uint8") == 57 + 32 + 1
     assert codec.bytes_per_token(151936, 32, "float16") == 57 + 64 + 2
     assert codec.bytes_per_token(151936, 32, "float32") == 57 + 128 + 4
 

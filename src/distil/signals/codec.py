@@ -18,8 +18,9 @@ Log-probabilities (in the same ascending-id order):
   most (1 + 0.5 / (255 p^(1/4)))^4 - 1 (2.5 % at p = 0.01, 8 % at 1e-4, 27 % at 1e-6),
   and no stored entry rounds to zero probability (the smallest level is 2.4e-10).
 
-The log tail mass is stored as float32 next to float32 log-probabilities, else float16
-(as a log, so a tiny tail keeps its size instead of rounding to zero).
+The log tail mass is stored in the same encoding as the log-probabilities: as a log, so a
+tiny tail keeps its size instead of rounding to zero (uint8's smallest level, 2.4e-10,
+stands for any smaller nonzero tail).
 """
 
 from typing import Literal
@@ -98,15 +99,9 @@ def decode_logprobs(stored: np.ndarray, dtype: LogprobDtype) -> np.ndarray:
     return stored.astype(np.float32)
 
 
-def tail_dtype(dtype: LogprobDtype) -> type[np.generic]:
-    """dtype of the stored log tail mass: float32 with float32 log-probabilities, else float16."""
-    return np.float32 if dtype == "float32" else np.float16
-
-
 def bytes_per_token(vocab_size: int, k: int, dtype: LogprobDtype) -> int:
     """Stored bytes of one token's signal: packed ids, k log-probabilities, the log tail."""
-    width = np.dtype(LOGPROB_DTYPES[dtype]).itemsize
-    return id_record_bytes(vocab_size, k) + k * width + np.dtype(tail_dtype(dtype)).itemsize
+    return id_record_bytes(vocab_size, k) + (k + 1) * np.dtype(LOGPROB_DTYPES[dtype]).itemsize
 
 
 def normalise(logprobs: np.ndarray, log_tail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

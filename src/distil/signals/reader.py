@@ -41,7 +41,7 @@ def shard_paths(store: Path) -> list[Path]:
 class SignalStore:
     """A signal store opened for reading (see the module docstring)."""
 
-    def __init__(self, path: str | Path, max_open_shards: int = 4) -> None:
+    def __init__(self, path: str | Path, max_open_shards: int = 16) -> None:
         self.path = Path(path)
         self.fingerprint: dict[str, Any] = read_fingerprint(self.path)
         fp = self.fingerprint

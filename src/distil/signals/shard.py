@@ -3,7 +3,7 @@
     shard-000000.safetensors
         ids         (T, R)    uint8    Elias-Fano packed top-k ids of every token (codec.py)
         logprobs    (T, k)    float32 | float16 | uint8, in the ids' ascending order
-        log_tail    (T,)      float32 | float16, log of the mass outside the top-k
+        log_tail    (T,)      as logprobs, log of the mass outside the top-k
         offsets     (S + 1,)  int64    sample s owns tokens offsets[s]:offsets[s + 1]
         input_hash  (S,)      uint64   hash of the sample's token ids (catches misalignment)
         checksum    (S,)      uint32   CRC-32 of the sample's ids, logprobs and log_tail bytes
@@ -37,7 +37,6 @@ from distil.signals.codec import (
     id_record_bytes,
     normalise,
     pack_ids,
-    tail_dtype,
     unpack_ids,
 )
 from distil.signals.errors import StoreCorruptedError
@@ -115,7 +114,7 @@ def encode_sample(sample: SampleSignals, encoding: Encoding) -> EncodedSample:
     records = pack_ids(np.take_along_axis(ids, order, 1), encoding.vocab_size)
     logprobs = encode_logprobs(np.take_along_axis(np.asarray(sample.logprobs), order, 1),
                                encoding.logprob_dtype)
-    log_tail = np.asarray(sample.log_tail).astype(tail_dtype(encoding.logprob_dtype))
+    log_tail = encode_logprobs(np.asarray(sample.log_tail), encoding.logprob_dtype)
     return EncodedSample(sample.sample_id, sample.input_hash, records, logprobs, log_tail,
                          _crc(records, logprobs, log_tail))
 
@@ -207,7 +206,7 @@ class ShardReader:
         """name -> (numpy dtype, shape, absolute byte offset), after checking every shape."""
         enc = self.encoding
         expected = {"ids": np.uint8, "logprobs": LOGPROB_DTYPES[enc.logprob_dtype],
-                    "log_tail": tail_dtype(enc.logprob_dtype), "offsets": np.int64,
+                    "log_tail": LOGPROB_DTYPES[enc.logprob_dtype], "offsets": np.int64,
                     "input_hash": np.uint64, "checksum": np.uint32}
         if set(header) != set(expected):
             self._damaged(f"it holds tensors {sorted(header)}, not {sorted(expected)}")
@@ -263,7 +262,7 @@ class ShardReader:
             self._damaged(f"sample {sample_id!r} fails its checksum")
         enc = self.encoding
         logprobs, log_tail = normalise(decode_logprobs(stored, enc.logprob_dtype),
-                                       tail.astype(np.float32))
+                                       decode_logprobs(tail, enc.logprob_dtype))
         return SampleSignals(sample_id, int(self.hashes[row]),
                              unpack_ids(records, enc.vocab_size, enc.top_k), logprobs, log_tail)
 
