@@ -110,8 +110,8 @@ def bench_bytes(root: Path, tokens_wanted: int) -> list[dict]:
 
 
 def bench_quantisation(count: int = 2000, vocab: int = 32000, k: int = 32) -> dict[str, dict]:
-    """Error of each log-probability encoding on the (k + 1)-bucket distribution of Zipf-like
-    teachers (temperatures 0.3 to 1.5), after the reader's renormalisation; plus uniform 8-bit
+    """Error of each encoding (log-probabilities and log tail) on the (k + 1)-bucket distribution
+    of Zipf-like teachers (temperatures 0.3 to 1.5), after the reader's renormalisation; plus uniform 8-bit
     log-probabilities over [-16, 0], the rejected alternative to uint8's companding."""
     import numpy as np
 
@@ -135,7 +135,7 @@ def bench_quantisation(count: int = 2000, vocab: int = 32000, k: int = 32) -> di
     results = {}
     for name, roundtrip in decoders.items():
         got_top, got_tail = normalise(roundtrip(top.astype(np.float32)).astype(np.float32),
-                                      tail.astype(np.float32))
+                                      roundtrip(tail.astype(np.float32)).astype(np.float32))
         got = np.exp(np.concatenate([got_top, got_tail[:, None]], axis=1).astype(np.float64))
         l1 = np.abs(got - truth).sum(axis=1)
         with np.errstate(divide="ignore"):
