@@ -36,7 +36,7 @@ def create_app(teacher: LocalTeacher, settings: ServerSettings,
     check_settings(teacher, settings)
     batcher = Batcher(teacher, max_batch_size=settings.max_batch_size,
                       wait_s=settings.batch_wait_ms / 1000, max_pending=settings.max_pending)
-    served, stats = ServedModel(teacher, settings, batcher), RequestStats()
+    served, stats = ServedModel(teacher, settings, batcher), RequestStats(by_key=settings.admin)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
