@@ -158,7 +158,7 @@ def serve(
         max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
         refuse_logprobs=refuse_logprobs, admin=admin)
     run_server(model, settings, host=host, port=port, dtype=dtype, device=device,
-               log_requests=log_requests, echo=lambda line: typer.echo(line))
+               log_requests=log_requests, echo=typer.echo)
 
 
 def main() -> None:

@@ -48,6 +48,14 @@ def test_requests_asking_different_logprobs_share_a_batch_yet_get_their_own(teac
     assert len(texts) == 1
 
 
+def test_greedy_requests_batch_together_whatever_their_seed_and_top_p(teacher):
+    with running_server(teacher, batch_wait_ms=200) as server:
+        requests = [{"prompt": p, "max_tokens": 3, "temperature": 0, "seed": i, "top_p": 0.5 + i / 10}
+                    for i, p in enumerate(PROMPTS[:4])]
+        _ask_all(server.base_url, requests)
+        assert server.stats()["batching"]["largest_batch"] > 1  # each has its own seed and top_p
+
+
 def test_a_seeded_sample_does_not_depend_on_its_batch(teacher):
     seeded = {"prompt": "hello", "max_tokens": 8, "temperature": 1.0, "seed": 11}
     with running_server(teacher, batch_wait_ms=100) as server:

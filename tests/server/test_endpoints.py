@@ -2,6 +2,7 @@
 
 import asyncio
 
+import openai
 import pytest
 
 from distil.teachers import Sampling
@@ -140,3 +141,23 @@ def test_async_client_gets_the_same_answers(client, async_client):
     sequential = [client.completions.create(model=MODEL, prompt=p, max_tokens=6, temperature=0)
                   for p in prompts]
     assert [a.choices[0].text for a in concurrent] == [a.choices[0].text for a in sequential]
+
+
+def test_max_completion_tokens_bounds_the_answer(client):
+    answer = client.chat.completions.create(model=MODEL, messages=CHAT, max_completion_tokens=3,
+                                            temperature=0)
+    assert answer.usage.completion_tokens <= 3
+    same = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=3, temperature=0)
+    assert answer.choices[0].message.content == same.choices[0].message.content
+
+
+def test_a_failing_model_call_is_a_500_and_the_server_goes_on(client, teacher, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("CUDA error: out of memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(teacher, "generate_ids", broken)
+        with pytest.raises(openai.InternalServerError) as failed:
+            client.completions.create(model=MODEL, prompt="hi", max_tokens=2)
+    assert failed.value.body["type"] == "server_error" and "out of memory" in failed.value.body["message"]
+    assert client.completions.create(model=MODEL, prompt="hi", max_tokens=2).choices[0].text is not None

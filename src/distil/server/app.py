@@ -36,7 +36,7 @@ def create_app(teacher: LocalTeacher, settings: ServerSettings,
     check_settings(teacher, settings)
     batcher = Batcher(teacher, max_batch_size=settings.max_batch_size,
                       wait_s=settings.batch_wait_ms / 1000, max_pending=settings.max_pending)
-    served, stats = ServedModel(teacher, settings, batcher), RequestStats()
+    served, stats = ServedModel(teacher, settings, batcher), RequestStats(by_key=settings.admin)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +107,12 @@ async def _generation(request: Request, endpoint: str, schema: type,
     except Overloaded as err:
         raise APIError(503, f"the server is overloaded ({err}); retry later", type="server_error",
                        code="overloaded", headers={"Retry-After": "1"}) from None
+    except APIError:
+        raise
+    except Exception as err:  # the model call failed: answer it here, the server goes on
+        log.error("%s request failed: %s: %s", endpoint, type(err).__name__, err)
+        raise APIError(500, f"the model failed to answer: {type(err).__name__}: {err}",
+                       type="server_error") from None
     stats.count_completed(endpoint, request_key(request.headers, body))
     return JSONResponse(answer)
 

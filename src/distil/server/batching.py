@@ -36,10 +36,17 @@ class _Generate:
     sampling: Sampling
     future: Future = field(default_factory=Future)
 
+    def batch_sampling(self) -> Sampling:
+        """The sampling this job shares a batch under (the batch asks for the most logprobs)."""
+        sampling = replace(self.sampling, logprobs=False, top_logprobs=0)
+        if sampling.temperature == 0:  # greedy: seed and top_p change nothing
+            sampling = replace(sampling, seed=None, top_p=1.0)
+        return sampling
+
     def group(self) -> object:
         if self.sampling.temperature > 0 and self.sampling.seed is not None:
             return self  # alone: a seeded sample must not depend on its batch neighbours
-        return replace(self.sampling, logprobs=False, top_logprobs=0)
+        return self.batch_sampling()
 
 
 @dataclass(eq=False)
@@ -167,7 +174,7 @@ class Batcher:
 
     def _generate(self, jobs: list[_Generate]) -> list[Completion]:
         wanted = [job.sampling.top_logprobs for job in jobs]
-        sampling = replace(jobs[0].sampling, top_logprobs=max(wanted),
+        sampling = replace(jobs[0].batch_sampling(), top_logprobs=max(wanted),
                            logprobs=any(job.sampling.logprobs for job in jobs))
         completions = self.teacher.generate_ids([job.prompt_ids for job in jobs], sampling)
         self.stats.generated += len(jobs)

@@ -34,7 +34,7 @@ class Guard:
         if scope["path"].startswith("/v1"):
             send = self._counting(send)
         if self.api_key is not None and scope["path"].startswith(PROTECTED):
-            refusal = self._refusal(_header(scope, b"authorization"))
+            refusal = _refusal(_header(scope, b"authorization"), self.api_key)
             if refusal is not None:
                 return await send_error(send, refusal)
         declared = _header(scope, b"content-length")
@@ -52,18 +52,6 @@ class Guard:
             more = message.get("more_body", False)
         return await self.app(scope, _replay(bytes(body), receive), send)
 
-    def _refusal(self, authorization: str | None) -> APIError | None:
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            return APIError(401, "You didn't provide an API key. Send it in the Authorization "
-                                 "header as 'Bearer KEY'.", code="invalid_api_key",
-                            headers={"WWW-Authenticate": "Bearer"})
-        assert self.api_key is not None
-        if not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
-            return APIError(401, "Incorrect API key provided.", code="invalid_api_key",
-                            headers={"WWW-Authenticate": "Bearer"})
-        return None
-
     def _too_large(self) -> APIError:
         return APIError(413, f"the request body is larger than this server's limit of "
                              f"{self.max_body_bytes} bytes; send fewer or shorter prompts",
@@ -75,6 +63,19 @@ class Guard:
                 self.stats.count_status(message["status"])
             await send(message)
         return counting_send
+
+
+def _refusal(authorization: str | None, api_key: str) -> APIError | None:
+    """None when the header carries the key; else the 401 to answer (which never echoes it)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return APIError(401, "You didn't provide an API key. Send it in the Authorization header "
+                             "as 'Bearer KEY'.", code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+        return APIError(401, "Incorrect API key provided.", code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"})
+    return None
 
 
 async def send_error(send: Send, error: APIError) -> None:

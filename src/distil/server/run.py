@@ -59,17 +59,17 @@ def serve(model: str, settings: ServerSettings, *, host: str = "127.0.0.1", port
     from distil.server.app import create_app
     from distil.teachers import LocalTeacher
 
-    teacher = LocalTeacher.load(model, dtype=dtype, device=device,
-                                batch_size=settings.max_batch_size)
-    app = create_app(teacher, settings, api_key)
-    sock = bind(host, port)
-    echo(f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
-         f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}); "
-         "Ctrl-C stops")
+    sock = bind(host, port)  # a taken port fails now, not after the model has loaded
     try:
+        teacher = LocalTeacher.load(model, dtype=dtype, device=device,
+                                    batch_size=settings.max_batch_size)
+        app = create_app(teacher, settings, api_key)
+        echo(f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
+             f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}); "
+             "Ctrl-C stops")
         _uvicorn_server(app, log_requests).run(sockets=[sock])
     except KeyboardInterrupt:
-        pass  # uvicorn has shut down cleanly and re-raised the signal
+        pass  # during loading, or re-raised by uvicorn after a clean shutdown
     finally:
         sock.close()
     echo("server stopped")

@@ -47,10 +47,9 @@ class ServedModel:
                 "owned_by": "distil"}
 
     async def chat(self, request: ChatRequest) -> dict[str, Any]:
-        self._check_common(request, wants_logprobs=bool(request.logprobs)
-                           or request.top_logprobs is not None)
         top_k = request.top_logprobs or 0
-        if request.top_logprobs is not None and not request.logprobs:
+        self._check_common(request, wants_logprobs=bool(request.logprobs) or top_k > 0)
+        if top_k and not request.logprobs:
             raise bad_request("top_logprobs requires logprobs=true", "top_logprobs")
         self._check_top_k(top_k, "top_logprobs")
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}

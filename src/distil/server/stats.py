@@ -3,7 +3,8 @@
 A generation request is *completed* (paid) when the model has done its work and the answer
 is being sent, whether or not the client is still there to read it. Completed requests are
 counted per request key: the `Idempotency-Key` header when the client sends one, else a hash
-of the request body (the same body sent twice is the same request paid twice).
+of the request body (the same body sent twice is the same request paid twice). Keys are kept only with
+`ServerSettings.admin`, so a long-running server does not grow a table of them.
 
     GET /admin/stats   (with `--admin`; needs the API key when the server has one)
     {"received": {"chat": 3, ...}, "completed": {...}, "statuses": {"200": 3, "401": 1},
@@ -32,7 +33,8 @@ def request_key(headers: Any, body: bytes) -> str:
 class RequestStats:
     """Counters updated on the event loop and readable from any thread (`snapshot`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_key: bool = True) -> None:
+        self.by_key = by_key  # the per-key table grows with every distinct key
         self._lock = threading.Lock()
         self.received: Counter[str] = Counter()
         self.completed: Counter[str] = Counter()
@@ -49,7 +51,8 @@ class RequestStats:
     def count_completed(self, endpoint: str, key: str) -> None:
         with self._lock:
             self.completed[endpoint] += 1
-            self.completed_by_key[key] += 1
+            if self.by_key:
+                self.completed_by_key[key] += 1
 
     def count_status(self, status: int) -> None:
         with self._lock:

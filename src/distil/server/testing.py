@@ -82,7 +82,7 @@ class RunningServer:
         return self.thread.app
 
     def stats(self) -> dict[str, Any]:
-        """The /admin/stats counters, read directly (no need for `admin=True`)."""
+        """The /admin/stats counters, read directly (served over HTTP too with `admin=True`)."""
         return self.app.state.stats.snapshot(self.app.state.batcher.stats)
 
 
@@ -91,10 +91,12 @@ def running_server(model: str | LocalTeacher = "tiny-teacher", *, api_key: str |
                    log_requests: bool = False, **settings: Any) -> Iterator[RunningServer]:
     """Serve `model` (a name, or an already loaded teacher: faster) until the block ends.
 
-    `settings` are `ServerSettings` fields; `served_name` defaults to the model's name.
+    `settings` are `ServerSettings` fields; `served_name` defaults to the model's name and
+    `admin` to True (per-key counters on).
     """
     teacher = model if isinstance(model, LocalTeacher) else LocalTeacher.load(model, device="cpu")
     settings.setdefault("served_name", teacher.name)
+    settings.setdefault("admin", True)
     app = create_app(teacher, ServerSettings(**settings), api_key)
     with ServerThread(app, log_requests=log_requests) as thread:
         yield RunningServer(thread, api_key)

@@ -57,7 +57,8 @@ class TokenText:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self._kinds = _decoder_types(tokenizer)
-        self._special = set(tokenizer.all_special_ids)
+        # Added tokens (chat markers, ...) are stored as plain text, outside the byte mapping.
+        self._added = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", ()))
         self.text = lru_cache(maxsize=1 << 16)(self._text)
         self.bytes = lru_cache(maxsize=1 << 16)(self._bytes)
 
@@ -66,14 +67,14 @@ class TokenText:
 
     def _bytes(self, token_id: int) -> list[int]:
         raw = self.tokenizer.convert_ids_to_tokens(token_id)
-        if token_id not in self._special and isinstance(raw, str):
+        if token_id not in self._added and isinstance(raw, str):
             if "ByteLevel" in self._kinds:
                 table = _byte_level_decoder()
                 if all(char in table for char in raw):
                     return [table[char] for char in raw]
             if "ByteFallback" in self._kinds and (match := _BYTE_FALLBACK.fullmatch(raw)):
                 return [int(match.group(1), 16)]
-            if "Metaspace" in self._kinds:
+            if self._kinds & {"Metaspace", "Replace"}:  # SentencePiece: "▁" is a space
                 return list(raw.replace("\u2581", " ").encode())
         return list(self.text(token_id).encode())
 
