@@ -47,7 +47,7 @@ from distil.teachers import Teacher
 
 
 class SignalSource(Protocol):
-    """Where captured signals come from: a local model now, an API teacher's scores later."""
+    """Where captured signals come from: a local model (white-box), or any teacher that scores."""
 
     name: str
     """Recorded as the store's `source`."""
