@@ -1,6 +1,6 @@
 """Algorithmic task families: the answer is computed from the prompt, never memorised.
 
-    arithmetic  What is 347+85?          -> 432
+    arithmetic  What is 47+38?           -> 85
     sort        Sort: 7 2 9 4            -> 2 4 7 9
     reverse     Reverse: KQZM            -> MZQK
     convert     Convert 7 km to m        -> 7000
@@ -52,7 +52,7 @@ def arithmetic_answer(a: int, op: str, b: int) -> str:
 
 
 def _arithmetic_draw(rng: random.Random) -> tuple[str, str, str]:
-    a, b = rng.randint(10, 999), rng.randint(10, 999)
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
     op = rng.choice("+-")
     if op == "-" and b > a:
         a, b = b, a
@@ -79,7 +79,7 @@ def _sort_check(prompt: str, response: str) -> bool:
 # reverse --------------------------------------------------------------------------------
 
 def _reverse_draw(rng: random.Random) -> tuple[str, str, str]:
-    word = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 6)))
+    word = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 5)))
     return word, f"Reverse: {word}", word[::-1]
 
 
@@ -121,7 +121,7 @@ def _convert_check(prompt: str, response: str) -> bool:
 
 def _count_draw(rng: random.Random) -> tuple[str, str, str]:
     letter = rng.choice(COUNT_ALPHABET)
-    text = "".join(rng.choice(COUNT_ALPHABET) for _ in range(rng.randint(4, 9)))
+    text = "".join(rng.choice(COUNT_ALPHABET) for _ in range(rng.randint(4, 8)))
     return f"{letter}:{text}", f"Count {letter} in: {text}", str(text.count(letter))
 
 
@@ -138,11 +138,11 @@ def _family(name: str, description: str, draw: Callable[[random.Random], tuple[s
     return register(Task(name, description, make, check))
 
 
-_family("arithmetic", "add or subtract two numbers of 2-3 digits", _arithmetic_draw,
+_family("arithmetic", "add or subtract two 2-digit numbers", _arithmetic_draw,
         _arithmetic_check)
 _family("sort", "sort 4-6 digits in ascending order", _sort_draw, _sort_check)
-_family("reverse", "reverse 3-6 capital letters", _reverse_draw, _reverse_check)
+_family("reverse", "reverse 3-5 capital letters", _reverse_draw, _reverse_check)
 _family("convert", "convert between metric units (km, m, cm, mm, kg, g, L, mL)", _convert_draw,
         _convert_check)
-_family("count", "count one letter's occurrences in a string of 4-9 letters", _count_draw,
+_family("count", "count one letter's occurrences in a string of 4-8 letters", _count_draw,
         _count_check)

@@ -1,7 +1,7 @@
 """The train / held-out split of task items: a stable hash of what an item asks.
 
 A family decides which *key* an item is split on. Algorithmic families use the operands
-(`"347+85"`), so a held-out question never appears in training in any wording. Fact
+(`"47+38"`), so a held-out question never appears in training in any wording. Fact
 families use the (fact, phrasing) pair, so every fact is asked in training and held-out
 prompts ask it in other words.
 """
