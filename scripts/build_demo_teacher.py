@@ -12,6 +12,7 @@ quick trial model.
 
 import argparse
 import json
+import os
 import platform
 import random
 import time
@@ -24,7 +25,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from distil.data import Pair, collate, encode_pairs
-from distil.fsutil import atomic_directory, atomic_write_json
+from distil.fsutil import atomic_directory
 from distil.models import count_parameters
 from distil.models.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
 from distil.progress import console, progress_bar
@@ -206,7 +207,8 @@ def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out: Path,
         model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        atomic_write_json(tmp / "build.json", facts)
+        (tmp / "build.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        tmp.chmod(0o755)  # a temporary folder starts private; the model is for everyone
     model.to(torch.float32)
 
 
@@ -224,8 +226,9 @@ def main() -> None:
     console.print(json.dumps(results["accuracy"], indent=1))
     facts = {"arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
              "parameters": count_parameters(model), "vocab_size": len(tokenizer),
+             "task_weights": TASK_WEIGHTS,
              "training": training, "held_out": results,
-             "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+             "hardware": {"machine": platform.machine(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}
     save(model, tokenizer, args.out, model_card(facts, model.config), facts)
     console.print(f"saved to {args.out}")

@@ -4,9 +4,14 @@ from typing import Any
 
 from transformers import LlamaConfig
 
-from distil.tasks import TASKS
+from distil.tasks import TASKS, task_names
 
 REBUILD = "PYTHONPATH=src python scripts/build_demo_teacher.py --out src/distil/assets/demo-teacher"
+
+
+def _weights(weights: dict[str, float]) -> str:
+    shown = ", ".join(f"{name} {weight:g}" for name, weight in weights.items())
+    return f"{shown}, every other family 1"
 
 
 def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
@@ -14,7 +19,7 @@ def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
     args, training, held_out = facts["arguments"], facts["training"], facts["held_out"]
     accuracy = held_out["accuracy"]
     rows = [f"| {name} | {TASKS[name].description} | {accuracy[name]:.1%} |"
-            for name in accuracy if name != "overall"]
+            for name in task_names() if name in accuracy]
     hardware = facts["hardware"]
     return "\n".join([
         "# demo teacher",
@@ -41,7 +46,8 @@ def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
         "## Training",
         "",
         f"- Data: ground-truth answers to *training* prompts of the {len(rows)} task families, "
-        "drawn afresh every step (families uniformly); held-out prompts are never seen",
+        f"drawn afresh every step, families weighted {_weights(facts['task_weights'])}; "
+        "held-out prompts are never seen",
         "- Objective: cross-entropy on response tokens only (the prompt is masked)",
         f"- Steps: {training['steps']:,} of {args['batch_size']} sequences "
         f"({training['sequences']:,} sequences, {training['tokens']:,} tokens); AdamW, peak "
@@ -49,7 +55,8 @@ def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
         "warm-up then cosine decay to a tenth; gradient norm clipped at 1",
         f"- Final training loss: {training['final_loss']}",
         f"- Time: {training['train_seconds'] / 60:.1f} minutes on {hardware['torch_threads']} CPU "
-        f"threads ({hardware['machine']}, torch {hardware['torch']})",
+        f"thread(s) of a {hardware['cpu_count']}-core {hardware['machine']} machine shared with "
+        f"other work (torch {hardware['torch']})",
         f"- Seed: {args['seed']} (tokenizer, initialisation and data are all seeded)",
         "",
         "## Held-out accuracy",
