@@ -30,3 +30,7 @@ class DataError(DistilError):
 
 class CheckpointError(DistilError):
     """A checkpoint is missing, incomplete or does not match the run."""
+
+
+class TaskError(DistilError):
+    """A skills task is unknown, or cannot make the items asked of it."""

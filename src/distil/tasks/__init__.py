@@ -1,8 +1,11 @@
 """Skills tasks: seeded prompt generators with exact answer checkers.
 
-Each task family lives in its own module and registers a `Task`: a generator that makes
-(prompt, answer) items from a seeded RNG, split into `train` and `heldout` with no prompt
-in both, and a checker that says whether a model's response holds the right answer.
+Each task family registers a `Task`: a generator that makes (prompt, answer) items from a
+seeded RNG, split into `train` and `heldout` with no prompt in both, and a checker that
+says whether a model's response holds the right answer. The prompt is the user message;
+callers render it with the model's chat template. Families: `algorithmic` (arithmetic,
+sort, reverse, convert, count) and `facts` (capital, element); how items are split is
+explained in `distil.tasks.splitting` and `distil.tasks.facts`.
 
     items = generate_items("heldout", per_task=50, seed=0)
     ok = check(items[0].task, items[0].prompt, model_response)
@@ -13,6 +16,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from distil.errors import TaskError
 
 Split = Literal["train", "heldout"]
 
@@ -58,9 +63,7 @@ def generate_items(split: Split, per_task: int, seed: int = 0,
     Train and held-out prompts never coincide, for any seeds.
     """
     _load_families()
-    unknown = sorted(set(tasks or []) - set(TASKS))
-    if unknown:
-        raise KeyError(f"unknown task(s) {unknown}; choose from {sorted(TASKS)}")
+    _require_known(tasks or [])
     items: list[TaskItem] = []
     for name in tasks or list(TASKS):
         rng = random.Random(f"{seed}:{split}:{name}")
@@ -73,20 +76,22 @@ def generate_items(split: Split, per_task: int, seed: int = 0,
                 seen.add(item.prompt)
                 items.append(item)
             if attempts > 50 * per_task + 1000:
-                raise ValueError(f"task {name!r} cannot make {per_task} distinct {split} prompts")
+                raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
+                                f"(it made {len(seen)}); ask for fewer per task")
     return items
 
 
 def check(task: str, prompt: str, response: str) -> bool:
     """Whether `response` answers `prompt` of family `task` correctly."""
-    _load_families()
+    _require_known([task])
     return TASKS[task].check(prompt, response)
 
 
 def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
     """Share of correct responses per task family and overall (mean over items)."""
     if len(items) != len(responses):
-        raise ValueError(f"{len(items)} items but {len(responses)} responses")
+        raise TaskError(f"{len(items)} items but {len(responses)} responses; pass one response "
+                        "per item, in the same order")
     per_task: dict[str, list[bool]] = {}
     for item, response in zip(items, responses, strict=True):
         per_task.setdefault(item.task, []).append(check(item.task, item.prompt, response))
@@ -97,4 +102,11 @@ def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
 
 def _load_families() -> None:
     """Import the task modules, which register themselves."""
-    from distil.tasks import families  # noqa: F401
+    from distil.tasks import algorithmic, facts  # noqa: F401
+
+
+def _require_known(names: list[str]) -> None:
+    _load_families()
+    unknown = sorted(set(names) - set(TASKS))
+    if unknown:
+        raise TaskError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
