@@ -1,0 +1,137 @@
+"""Does an exported model still answer like the PyTorch one? Logit parity and task accuracy.
+
+The float32 PyTorch model is the reference. On held-out task prompts it generates greedily
+(Hugging Face `generate`); each variant then reads the same prompt + continuation through
+its own cache path, and its logits at every continuation position are compared with the
+reference's (max absolute difference, share of positions with the same top-1 token). Each
+variant also answers every prompt greedily by itself, and its task accuracy is compared
+with the reference's.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from distil.models import LoadedModel
+
+
+class Variant(Protocol):
+    """What parity needs from a model: logits along a given continuation, and greedy ids."""
+
+    def continuation_logits(self, prompt_ids: Sequence[int],
+                            continuation_ids: Sequence[int]) -> np.ndarray: ...
+
+    def generate_ids(self, prompt_ids: Sequence[Sequence[int]],
+                     max_new_tokens: int) -> list[list[int]]: ...
+
+
+class TorchVariant:
+    """A PyTorch model behind the `Variant` interface (the reference, or a half-precision copy)."""
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 16) -> None:
+        self.model = loaded.model.eval()
+        self.tokenizer = loaded.tokenizer
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def continuation_logits(self, prompt_ids: Sequence[int],
+                            continuation_ids: Sequence[int]) -> np.ndarray:
+        """Full-sequence forward; logits predicting each continuation token, (C, V) float32."""
+        ids = torch.tensor([list(prompt_ids) + list(continuation_ids)])
+        logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
+        start = len(prompt_ids) - 1
+        return logits[start: start + len(continuation_ids)].float().numpy()
+
+    @torch.no_grad()
+    def generate_ids(self, prompt_ids: Sequence[Sequence[int]],
+                     max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuations by `model.generate`, left-padded batches, eos and after dropped."""
+        pad = self.tokenizer.pad_token_id
+        eos = set(_as_list(self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id))
+        outputs: list[list[int]] = []
+        for start in range(0, len(prompt_ids), self.batch_size):
+            chunk = prompt_ids[start: start + self.batch_size]
+            length = max(len(p) for p in chunk)
+            ids = torch.tensor([[pad] * (length - len(p)) + list(p) for p in chunk])
+            mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in chunk])
+            generated = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                            max_new_tokens=max_new_tokens, pad_token_id=pad)
+            for row in generated[:, length:].tolist():
+                cut = next((i for i, token in enumerate(row) if token in eos), len(row))
+                outputs.append(row[:cut])
+        return outputs
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference's greedy continuations of the prompts, and its logits along them."""
+
+    prompt_ids: list[list[int]]
+    continuations: list[list[int]]
+    """Greedy continuations of every prompt, without their eos."""
+    paths: list[list[int]]
+    """Compared tokens of the first prompts: the continuation and the eos that ended it."""
+    logits: list[np.ndarray]
+    """(len(path_i), V) logits predicting each token of `paths[i]`."""
+
+
+def reference_outputs(reference: Variant, prompt_ids: list[list[int]], compared: int,
+                      max_new_tokens: int, eos_token_id: int) -> Reference:
+    """Greedy continuations of every prompt; logits along the first `compared` of them."""
+    continuations = reference.generate_ids(prompt_ids, max_new_tokens)
+    paths = [c if len(c) == max_new_tokens else c + [eos_token_id]
+             for c in continuations[:compared]]
+    logits = [reference.continuation_logits(p, path) for p, path in
+              zip(prompt_ids, paths, strict=False)]
+    return Reference(prompt_ids, continuations, paths, logits)
+
+
+def variant_logits(variant: Variant, reference: Reference) -> list[np.ndarray]:
+    """The variant's logits along the reference's compared paths."""
+    return [variant.continuation_logits(p, path) for p, path in
+            zip(reference.prompt_ids, reference.paths, strict=False)]
+
+
+def logit_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Max |logit difference| and top-1 agreement over all positions of all sequences.
+
+    reference[i], candidate[i]: (C_i, V) logits of the same positions. Columns beyond the
+    narrower width (padded heads) are left out.
+    """
+    if len(reference) != len(candidate) or not reference:
+        raise ValueError(f"need the same, non-zero number of sequences ({len(reference)} vs "
+                         f"{len(candidate)})")
+    width = min(min(r.shape[-1] for r in reference), min(c.shape[-1] for c in candidate))
+    ref = np.concatenate([r[:, :width] for r in reference]).astype(np.float64)  # (N, V)
+    cand = np.concatenate([c[:, :width] for c in candidate]).astype(np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"position counts differ: {ref.shape[0]} vs {cand.shape[0]}")
+    return {"max_abs_logit_diff": float(np.abs(ref - cand).max()),
+            "top1_agreement": float((ref.argmax(-1) == cand.argmax(-1)).mean()),
+            "positions": int(ref.shape[0])}
+
+
+def check_thresholds(figures: dict[str, Any], limits: dict[str, float | None]) -> list[str]:
+    """Every threshold a variant misses, as readable phrases (empty: it passed).
+
+    limits: `min_top1_agreement`, `max_abs_logit_diff`, `max_accuracy_drop`; None skips one.
+    """
+    failures = []
+    low = limits.get("min_top1_agreement")
+    if low is not None and figures["top1_agreement"] < low:
+        failures.append(f"top-1 agreement {figures['top1_agreement']:.2%} < {low:.2%}")
+    high = limits.get("max_abs_logit_diff")
+    if high is not None and figures["max_abs_logit_diff"] > high:
+        failures.append(f"max |logit diff| {figures['max_abs_logit_diff']:.3g} > {high:.3g}")
+    drop = limits.get("max_accuracy_drop")
+    if drop is not None and -figures["accuracy_delta"] > drop + 1e-12:
+        failures.append(f"accuracy {figures['accuracy']['overall']:.1%} is "
+                        f"{-figures['accuracy_delta']:.1%} below the reference (> {drop:.1%})")
+    return failures
+
+
+def _as_list(value: Any) -> list[int]:
+    return value if isinstance(value, list) else [value]
