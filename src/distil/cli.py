@@ -106,12 +106,13 @@ def export_command(
             help="Exit 0 even when a variant fails parity (it is still set aside in failed/).")
             ] = False) -> None:
     """Export the student (safetensors, ONNX, int8 ONNX) and check it against PyTorch."""
-    from distil.export.stage import export_run, make_export_config
+    from distil.export.stage import export_run, make_export_config, resolve_export_paths
     from distil.progress import console
 
-    _quiet_libraries()
     config = make_export_config(dtype=dtype, formats=formats, prompts_per_task=prompts_per_task,
                                 allow_parity_failure=allow_parity_failure)
+    resolve_export_paths(source, out)  # a folder that is not a model fails before slow imports
+    _quiet_libraries()
     result = export_run(source, config, out=out)
     verdict = "parity passed" if result.passed else "[bold red]PARITY FAILED[/], kept by request"
     console.print(f"exported to {result.out_dir}: {', '.join(result.deployable) or 'nothing'} "

@@ -105,13 +105,25 @@ def bench_target(target: BenchTarget, prompt_ids: list[list[int]],
         raise BenchError(f"timing {target.name} ({target.model}) failed: "
                          f"{lines[-1] if lines else f'exit status {done.returncode}'}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"runtime": target.runtime, "model": target.model,
-            "bytes_on_disk": weight_bytes(target.model), "threads": threads, **figures}
+    return model_row(target, figures, threads)
+
+
+def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dict[str, Any]:
+    """One model's record: batch-1 figures at the top (what tables show), all under `batch`."""
+    row = {"runtime": target.runtime, "model": target.model, "params": figures["params"],
+           "bytes": weight_bytes(target.model), "peak_memory_bytes": figures["peak_rss_bytes"],
+           "load_seconds": figures["load_seconds"], "torch_imported": figures["torch_imported"],
+           "threads": threads}
+    first = figures["batch"].get("1")
+    if first is not None:
+        row.update(ttft_ms=first["ttft_ms"], latency_ms_p50=first["token_latency_ms_p50"],
+                   latency_ms_p95=first["token_latency_ms_p95"], tokens_per_s=first["tokens_per_s"])
+    return {**row, "batch": figures["batch"]}
 
 
 def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
                  config: BenchConfig) -> dict[str, Any]:
-    """Time every target in turn (progress bar); the `efficiency` record."""
+    """Time every target in turn (progress bar): eval.json's `efficiency` and its setup."""
     from distil.progress import progress_bar
 
     models = {}
@@ -122,10 +134,12 @@ def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
             bar.update(task, description=f"bench {target.name}")
             models[target.name] = bench_target(target, prompt_ids, config)
             bar.advance(task)
-    return {"models": models, "speedup_vs_teacher": speedups(models),
-            "config": config.model_dump(), "machine": {**machine_before, "load_average_1m_after":
-                                                        machine()["load_average_1m"]},
-            "distil_version": __version__}
+    for name, ratios in speedups(models).items():
+        models[name]["speedup_vs_teacher"] = ratios
+    setup = {"config": config.model_dump(), "prompt_tokens": [len(p) for p in prompt_ids],
+             "machine": {**machine_before, "load_average_1m_after": machine()["load_average_1m"]},
+             "distil_version": __version__}
+    return {"efficiency": models, "efficiency_setup": setup}
 
 
 def speedups(models: dict[str, Any], reference: str = "teacher") -> dict[str, dict[str, float]]:
@@ -202,7 +216,8 @@ def bench_run(run_dir: str | Path, config: BenchConfig | None = None,
               teacher: str | None = None) -> dict[str, Any]:
     """Time the run's teacher, student and exported variants; merge into RUN/eval.json.
 
-    `teacher` defaults to the one in RUN/recipe.yaml (a folder, `demo`, a built-in name).
+    Returns (and merges) {"efficiency": {model: row}, "efficiency_setup": {...}}. `teacher`
+    defaults to the one in RUN/recipe.yaml (a folder, `demo`, a built-in name).
     """
     run_dir, config = Path(run_dir), config or BenchConfig()
     if not run_dir.is_dir():
@@ -211,12 +226,12 @@ def bench_run(run_dir: str | Path, config: BenchConfig | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         teacher_path = _teacher_folder(teacher, Path(tmp), _recipe_seed(run_dir)) if teacher else None
         targets = find_targets(run_dir, teacher_path, config.variants)
-        efficiency = bench_models(targets, bench_prompts(targets, config), config)
+        measured = bench_models(targets, bench_prompts(targets, config), config)
     if teacher:
-        efficiency["models"]["teacher"].update(model=teacher)
-    write_efficiency(run_dir / "eval.json", efficiency)
-    show_efficiency(efficiency)
-    return efficiency
+        measured["efficiency"]["teacher"].update(model=teacher)
+    write_efficiency(run_dir / "eval.json", measured)
+    show_efficiency(measured)
+    return measured
 
 
 def _teacher_folder(teacher: str, tmp: Path, seed: int) -> str:
@@ -244,8 +259,8 @@ def _recipe_seed(run_dir: Path) -> int:
     return int((raw or {}).get("seed", 0))
 
 
-def write_efficiency(eval_path: Path, efficiency: dict[str, Any]) -> None:
-    """Set eval.json's `efficiency` key, keeping every other key; atomic."""
+def write_efficiency(eval_path: Path, measured: dict[str, Any]) -> None:
+    """Set eval.json's `efficiency` and `efficiency_setup` keys, keeping every other; atomic."""
     metrics: dict[str, Any] = {}
     if eval_path.is_file():
         try:
@@ -253,30 +268,32 @@ def write_efficiency(eval_path: Path, efficiency: dict[str, Any]) -> None:
         except json.JSONDecodeError as err:
             raise BenchError(f"{eval_path} is not valid JSON ({err.msg}); rerun `distil eval` or "
                              "delete it") from None
-    metrics["efficiency"] = efficiency
+    metrics.update(measured)
     atomic_write_json(eval_path, metrics)
 
 
-def show_efficiency(efficiency: dict[str, Any]) -> None:
+def show_efficiency(measured: dict[str, Any]) -> None:
     """Print the efficiency table."""
     from rich.table import Table
 
     from distil.progress import console
 
-    batches = efficiency["config"]["batch_sizes"]
-    table = Table(title=f"efficiency on {efficiency['machine']['cpu_count']} CPU cores "
-                        f"({efficiency['config']['new_tokens']} new tokens)")
+    setup = measured["efficiency_setup"]
+    batches = [str(b) for b in setup["config"]["batch_sizes"]]
+    table = Table(title=f"efficiency: {setup['config']['new_tokens']} new tokens, "
+                        f"{next(iter(measured['efficiency'].values()))['threads']} threads, "
+                        f"load average {setup['machine']['load_average_1m']}")
     for column in ("model", "runtime", "params", "MiB on disk", "peak RSS MiB", "TTFT ms",
-                   "step p50/p95 ms", *(f"tok/s b{b}" for b in batches), "× teacher b1"):
+                   "step p50/p95 ms", *(f"tok/s b{b}" for b in batches), "× teacher"):
         table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
-    for name, m in efficiency["models"].items():
-        first = m["batch"][str(batches[0])]
-        speedup = efficiency["speedup_vs_teacher"].get(name, {}).get(str(batches[0]))
+    for name, m in measured["efficiency"].items():
+        first = m["batch"][batches[0]]
+        speedup = m.get("speedup_vs_teacher", {}).get(batches[0])
         table.add_row(
             name, m["runtime"], f"{m['params'] / 1e6:.2f}M" if m["params"] else "-",
-            f"{m['bytes_on_disk'] / 2**20:.1f}" if m["bytes_on_disk"] is not None else "-",
-            f"{m['peak_rss_bytes'] / 2**20:.0f}", f"{first['ttft_ms']:.1f}",
+            f"{m['bytes'] / 2**20:.1f}" if m["bytes"] is not None else "-",
+            f"{m['peak_memory_bytes'] / 2**20:.0f}", f"{first['ttft_ms']:.1f}",
             f"{first['token_latency_ms_p50']:.2f}/{first['token_latency_ms_p95']:.2f}",
-            *(f"{m['batch'][str(b)]['tokens_per_s']:.0f}" for b in batches),
+            *(f"{m['batch'][b]['tokens_per_s']:.0f}" for b in batches),
             f"{speedup:.1f}×" if speedup else "-")
-    console.print(table)
+    console.print(table, width=None if console.is_terminal else 150)

@@ -10,12 +10,18 @@ with the reference's.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
+from distil import __version__
+from distil.data import render_prompt
 from distil.models import LoadedModel
+
+if TYPE_CHECKING:
+    from distil.export.stage import ExportConfig
 
 
 class Variant(Protocol):
@@ -128,9 +134,83 @@ def check_thresholds(figures: dict[str, Any], limits: dict[str, float | None]) -
         failures.append(f"max |logit diff| {figures['max_abs_logit_diff']:.3g} > {high:.3g}")
     drop = limits.get("max_accuracy_drop")
     if drop is not None and -figures["accuracy_delta"] > drop + 1e-12:
-        failures.append(f"accuracy {figures['accuracy']['overall']:.1%} is "
+        failures.append(f"accuracy {figures['accuracy']:.1%} is "
                         f"{-figures['accuracy_delta']:.1%} below the reference (> {drop:.1%})")
     return failures
+
+
+def held_out_prompts(tokenizer: Any, per_task: int, seed: int) -> tuple[list[Any], list[list[int]]]:
+    """Held-out task items, interleaved across families, and their rendered prompt ids."""
+    from distil.tasks import generate_items
+
+    items = generate_items("heldout", per_task, seed)
+    order = sorted(range(len(items)), key=lambda i: (i % per_task, i // per_task))
+    items = [items[i] for i in order]
+    ids = []
+    for item in items:
+        text, add_special = render_prompt(tokenizer, item.prompt, "auto")
+        ids.append(tokenizer(text, add_special_tokens=add_special).input_ids)
+    return items, ids
+
+
+def open_variant(kind: str, folder: Path, dtype: str) -> Variant:
+    """The runner of an exported folder: a PyTorch model (half) or an OnnxGenerator."""
+    if kind == "half":
+        from distil.models import load_model
+
+        return TorchVariant(load_model(str(folder), "student", dtype=dtype))
+    from distil.export.runtime import OnnxGenerator
+
+    return OnnxGenerator(folder)
+
+
+def generate_in_batches(variant: Variant, prompt_ids: list[list[int]], max_new_tokens: int,
+                        batch_size: int = 16) -> list[list[int]]:
+    """Greedy continuations of all prompts, `batch_size` at a time."""
+    answers: list[list[int]] = []
+    for start in range(0, len(prompt_ids), batch_size):
+        answers += variant.generate_ids(prompt_ids[start: start + batch_size], max_new_tokens)
+    return answers
+
+
+def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "ExportConfig",
+                   bar: Any, task: Any) -> dict[str, Any]:
+    """Parity of each written variant against the float32 model; the parity.json record."""
+    from distil.tasks import accuracy
+
+    tokenizer = loaded.tokenizer
+    items, prompt_ids = held_out_prompts(tokenizer, config.prompts_per_task, config.seed)
+    bar.update(task, description="parity: reference")
+    reference_model = TorchVariant(loaded)
+    reference = reference_outputs(reference_model, prompt_ids, config.compared_prompts,
+                                  config.max_new_tokens, tokenizer.eos_token_id)
+
+    def decode(answers: list[list[int]]) -> list[str]:
+        return [tokenizer.decode(ids, skip_special_tokens=True) for ids in answers]
+
+    reference_accuracy = accuracy(items, decode(reference.continuations))
+    bar.advance(task)
+    variants = []
+    for name, (kind, folder) in written.items():
+        bar.update(task, description=f"parity: {name}")
+        variant = open_variant(kind, folder, config.dtype)
+        figures = logit_agreement(reference.logits, variant_logits(variant, reference))
+        answers = generate_in_batches(variant, prompt_ids, config.max_new_tokens)
+        by_task = accuracy(items, decode(answers))
+        figures.update(accuracy=by_task.pop("overall"), accuracy_by_task=by_task)
+        figures["accuracy_delta"] = figures["accuracy"] - reference_accuracy["overall"]
+        limits = config.thresholds[kind].model_dump()
+        failures = check_thresholds(figures, limits)
+        variants.append({"name": name, "path": folder.name, "kind": kind, **figures,
+                         "thresholds": limits, "failures": failures, "passed": not failures})
+        bar.advance(task)
+    return {"passed": all(v["passed"] for v in variants),
+            "reference": {"dtype": "float32", "runtime": "pytorch",
+                          "accuracy": reference_accuracy.pop("overall"),
+                          "accuracy_by_task": reference_accuracy},
+            "prompts": len(prompt_ids), "compared_prompts": len(reference.logits),
+            "max_new_tokens": config.max_new_tokens, "seed": config.seed,
+            "variants": variants, "distil_version": __version__}
 
 
 def _as_list(value: Any) -> list[int]:

@@ -15,17 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from distil import __version__
-from distil.data import render_prompt
 from distil.export.errors import ExportError, ParityError
-from distil.export.parity import (
-    TorchVariant,
-    Variant,
-    check_thresholds,
-    logit_agreement,
-    reference_outputs,
-    variant_logits,
-)
 from distil.fsutil import atomic_directory, atomic_write_json
 from distil.progress import console, progress_bar
 
@@ -127,21 +117,26 @@ def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> t
 def export_run(source: str | Path, config: ExportConfig | None = None,
                out: str | Path | None = None) -> ExportResult:
     """Export the student of a run (or a model folder), check parity, write parity.json."""
+    from distil.export.parity import check_variants
     from distil.models import load_model
 
     config = config or ExportConfig()
     model_dir, out_dir = resolve_export_paths(source, out)
     loaded = load_model(str(model_dir), "student", dtype="float32")
     formats = _with_dependencies(config.formats)
+    if "onnx" in formats:
+        from distil.export.onnx import probe_cache_layout
+
+        probe_cache_layout(loaded.model)  # an architecture ONNX cannot take fails before any work
     with atomic_directory(out_dir) as tmp, progress_bar() as bar:
         task = bar.add_task("export", total=2 * len(formats) + 1)
         written = _write_formats(loaded, tmp, formats, config, bar, task)
-        parity = _check_variants(loaded, written, config, bar, task)
+        parity = check_variants(loaded, written, config, bar, task)
         parity["source"] = str(model_dir)
         _set_aside_failures(tmp, parity)
         atomic_write_json(tmp / "parity.json", parity)
     show_parity(parity, out_dir)
-    deployable = {name: out_dir / v["path"] for name, v in parity["variants"].items() if v["passed"]}
+    deployable = {v["name"]: out_dir / v["path"] for v in parity["variants"] if v["passed"]}
     result = ExportResult(out_dir, deployable, parity)
     if not result.passed and not config.allow_parity_failure:
         raise ParityError(_failure_message(parity, out_dir))
@@ -174,83 +169,14 @@ def _write_formats(loaded: Any, tmp: Path, formats: list[Format], config: Export
     return written
 
 
-def _open_variant(kind: str, folder: Path, dtype: str) -> Variant:
-    if kind == "half":
-        from distil.models import load_model
-
-        return TorchVariant(load_model(str(folder), "student", dtype=dtype))
-    from distil.export.runtime import OnnxGenerator
-
-    return OnnxGenerator(folder)
-
-
-def held_out_prompts(tokenizer: Any, per_task: int, seed: int) -> tuple[list[Any], list[list[int]]]:
-    """Held-out task items, interleaved across families, and their rendered prompt ids."""
-    from distil.tasks import generate_items
-
-    items = generate_items("heldout", per_task, seed)
-    order = sorted(range(len(items)), key=lambda i: (i % per_task, i // per_task))
-    items = [items[i] for i in order]
-    ids = []
-    for item in items:
-        text, add_special = render_prompt(tokenizer, item.prompt, "auto")
-        ids.append(tokenizer(text, add_special_tokens=add_special).input_ids)
-    return items, ids
-
-
-def _check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: ExportConfig,
-                    bar: Any, task: Any) -> dict[str, Any]:
-    from distil.tasks import accuracy
-
-    tokenizer = loaded.tokenizer
-    items, prompt_ids = held_out_prompts(tokenizer, config.prompts_per_task, config.seed)
-    bar.update(task, description="parity: reference")
-    reference_model = TorchVariant(loaded)
-    reference = reference_outputs(reference_model, prompt_ids, config.compared_prompts,
-                                  config.max_new_tokens, tokenizer.eos_token_id)
-
-    def decode(answers: list[list[int]]) -> list[str]:
-        return [tokenizer.decode(ids, skip_special_tokens=True) for ids in answers]
-
-    reference_accuracy = accuracy(items, decode(reference.continuations))
-    bar.advance(task)
-    variants = {}
-    for name, (kind, folder) in written.items():
-        bar.update(task, description=f"parity: {name}")
-        variant = _open_variant(kind, folder, config.dtype)
-        figures = logit_agreement(reference.logits, variant_logits(variant, reference))
-        answers = generate_in_batches(variant, prompt_ids, config.max_new_tokens)
-        figures["accuracy"] = accuracy(items, decode(answers))
-        figures["accuracy_delta"] = figures["accuracy"]["overall"] - reference_accuracy["overall"]
-        limits = config.thresholds[kind].model_dump()
-        failures = check_thresholds(figures, limits)
-        variants[name] = {"path": folder.name, "kind": kind, **figures, "thresholds": limits,
-                          "failures": failures, "passed": not failures}
-        bar.advance(task)
-    return {"passed": all(v["passed"] for v in variants.values()),
-            "reference": {"dtype": "float32", "runtime": "pytorch", "accuracy": reference_accuracy},
-            "prompts": len(prompt_ids), "compared_prompts": len(reference.logits),
-            "max_new_tokens": config.max_new_tokens, "seed": config.seed,
-            "variants": variants, "distil_version": __version__}
-
-
-def generate_in_batches(variant: Variant, prompt_ids: list[list[int]], max_new_tokens: int,
-                        batch_size: int = 16) -> list[list[int]]:
-    """Greedy continuations of all prompts, `batch_size` at a time."""
-    answers: list[list[int]] = []
-    for start in range(0, len(prompt_ids), batch_size):
-        answers += variant.generate_ids(prompt_ids[start: start + batch_size], max_new_tokens)
-    return answers
-
-
 def _set_aside_failures(tmp: Path, parity: dict[str, Any]) -> None:
     """Move each failed variant to failed/NAME, so that only passing files look deployable."""
-    for name, figures in parity["variants"].items():
-        if not figures["passed"]:
+    for variant in parity["variants"]:
+        if not variant["passed"]:
             (tmp / "failed").mkdir(exist_ok=True)
-            (tmp / figures["path"]).rename(tmp / "failed" / name)
-            figures["path"] = f"failed/{name}"
-    parity["deployable"] = [n for n, v in parity["variants"].items() if v["passed"]]
+            (tmp / variant["path"]).rename(tmp / "failed" / variant["name"])
+            variant["path"] = f"failed/{variant['name']}"
+    parity["deployable"] = [v["name"] for v in parity["variants"] if v["passed"]]
 
 
 def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
@@ -260,18 +186,18 @@ def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
     table = Table(title=f"parity vs PyTorch float32 ({parity['prompts']} held-out prompts)")
     for column in ("variant", "max |Δ logit|", "top-1 agree", "accuracy", "Δ accuracy", "verdict"):
         table.add_column(column)
-    reference = parity["reference"]["accuracy"]["overall"]
+    reference = parity["reference"]["accuracy"]
     table.add_row("pytorch float32", "-", "-", f"{reference:.1%}", "-", "reference")
-    for name, v in parity["variants"].items():
+    for v in parity["variants"]:
         verdict = "[green]passed" if v["passed"] else "[bold red]FAILED: " + "; ".join(v["failures"])
-        table.add_row(name, f"{v['max_abs_logit_diff']:.2e}", f"{v['top1_agreement']:.2%}",
-                      f"{v['accuracy']['overall']:.1%}", f"{v['accuracy_delta']:+.1%}", verdict)
-    console.print(table)
+        table.add_row(v["name"], f"{v['max_abs_logit_diff']:.2e}", f"{v['top1_agreement']:.2%}",
+                      f"{v['accuracy']:.1%}", f"{v['accuracy_delta']:+.1%}", verdict)
+    console.print(table, width=None if console.is_terminal else 120)
     console.print(f"parity written to {out_dir / 'parity.json'}")
 
 
 def _failure_message(parity: dict[str, Any], out_dir: Path) -> str:
-    failed = [f"{name} ({'; '.join(v['failures'])})" for name, v in parity["variants"].items()
+    failed = [f"{v['name']} ({'; '.join(v['failures'])})" for v in parity["variants"]
               if not v["passed"]]
     return (f"parity check failed for {', '.join(failed)}; moved to {out_dir / 'failed'} and not "
             "deployable. Retrain or re-export (e.g. per-channel int8), or pass "
