@@ -276,7 +276,7 @@ def show_efficiency(measured: dict[str, Any]) -> None:
     """Print the efficiency table."""
     from rich.table import Table
 
-    from distil.progress import console
+    from distil.export.tables import print_table
 
     setup = measured["efficiency_setup"]
     batches = [str(b) for b in setup["config"]["batch_sizes"]]
@@ -296,4 +296,4 @@ def show_efficiency(measured: dict[str, Any]) -> None:
             f"{first['token_latency_ms_p50']:.2f}/{first['token_latency_ms_p95']:.2f}",
             *(f"{m['batch'][b]['tokens_per_s']:.0f}" for b in batches),
             f"{speedup:.1f}×" if speedup else "-")
-    console.print(table, width=None if console.is_terminal else 150)
+    print_table(table)

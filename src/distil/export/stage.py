@@ -180,25 +180,33 @@ def _set_aside_failures(tmp: Path, parity: dict[str, Any]) -> None:
 
 
 def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
-    """Print the parity table; failures in red."""
+    """Print the parity table, then each failure in red."""
     from rich.table import Table
 
-    table = Table(title=f"parity vs PyTorch float32 ({parity['prompts']} held-out prompts)")
-    for column in ("variant", "max |Δ logit|", "top-1 agree", "accuracy", "Δ accuracy", "verdict"):
+    from distil.export.tables import print_table
+
+    table = Table(title=f"parity vs PyTorch float32 ({parity['prompts']} held-out prompts, "
+                        f"logits along {parity['compared_prompts']} greedy answers)")
+    for column in ("variant", "max |Δ logit|", "top-1 agreement", "accuracy", "Δ accuracy",
+                   "verdict"):
         table.add_column(column)
     reference = parity["reference"]["accuracy"]
     table.add_row("pytorch float32", "-", "-", f"{reference:.1%}", "-", "reference")
     for v in parity["variants"]:
-        verdict = "[green]passed" if v["passed"] else "[bold red]FAILED: " + "; ".join(v["failures"])
         table.add_row(v["name"], f"{v['max_abs_logit_diff']:.2e}", f"{v['top1_agreement']:.2%}",
-                      f"{v['accuracy']:.1%}", f"{v['accuracy_delta']:+.1%}", verdict)
-    console.print(table, width=None if console.is_terminal else 120)
-    console.print(f"parity written to {out_dir / 'parity.json'}")
+                      f"{v['accuracy']:.1%}", f"{v['accuracy_delta']:+.1%}",
+                      "[green]passed" if v["passed"] else "[bold red]FAILED")
+    print_table(table)
+    for v in parity["variants"]:
+        if not v["passed"]:
+            console.print(f"[bold red]{v['name']} FAILED parity[/]: {'; '.join(v['failures'])}; "
+                          f"set aside in {out_dir / v['path']}", highlight=False)
+    console.print(f"parity written to {out_dir / 'parity.json'}", highlight=False)
 
 
 def _failure_message(parity: dict[str, Any], out_dir: Path) -> str:
     failed = [f"{v['name']} ({'; '.join(v['failures'])})" for v in parity["variants"]
               if not v["passed"]]
-    return (f"parity check failed for {', '.join(failed)}; moved to {out_dir / 'failed'} and not "
-            "deployable. Retrain or re-export (e.g. per-channel int8), or pass "
-            "--allow-parity-failure to keep the other variants and exit 0")
+    return (f"parity check failed for {', '.join(failed)}; moved to {out_dir / 'failed'}, not "
+            "deployable. See parity.json; deploy a variant that passed, train the student "
+            "longer (confident models quantise better), or pass --allow-parity-failure to exit 0")
