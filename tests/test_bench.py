@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distil.bench import BenchConfig, BenchError, bench_run, latency_summary, write_efficiency
-from distil.bench.run import speedups, weight_bytes
+from distil.bench.run import find_targets, speedups, weight_bytes
 from distil.models import build_tiny, count_parameters
 from tests.export.conftest import exported_run_dir
 
@@ -88,3 +88,18 @@ def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny
             assert figures["speedup_vs_teacher"]["2"] == pytest.approx(
                 timing["tokens_per_s"] / models["teacher"]["batch"]["2"]["tokens_per_s"])
     assert measured["efficiency_setup"]["config"]["threads"] == 1
+    assert [m["dtype"] for m in models.values()] == ["float32", "float32", "float32", "int8"]
+
+
+def test_a_half_precision_variant_is_timed_in_its_own_dtype(tmp_path_factory, tiny_models):
+    from distil.bench.worker import TorchGreedy
+
+    run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
+    targets = find_targets(run, None, ["hf-float16", "onnx-int8"])
+    assert [(t.name, t.runtime, t.dtype) for t in targets] == [
+        ("student", "pytorch", "float32"), ("hf-float16", "pytorch", "float16"),
+        ("onnx-int8", "onnxruntime", "float32")]
+    runner = TorchGreedy(targets[1].model, threads=1, dtype=targets[1].dtype)
+    assert runner.dtype == "float16" and len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
+    with pytest.raises(BenchError, match="not an exported variant"):
+        find_targets(run, None, ["parity.json"])

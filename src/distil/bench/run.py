@@ -71,6 +71,8 @@ class BenchTarget:
     runtime: Literal["pytorch", "onnxruntime"]
     model: str
     """A folder, or (PyTorch) any model name `distil.models.load_model` takes."""
+    dtype: str = "float32"
+    """PyTorch weights' dtype (an exported half-precision folder runs in its own)."""
 
 
 def weight_bytes(folder: str | Path) -> int | None:
@@ -86,9 +88,9 @@ def bench_target(target: BenchTarget, prompt_ids: list[list[int]],
                  config: BenchConfig) -> dict[str, Any]:
     """Time one model in a fresh interpreter; its figures as a dict."""
     threads = config.threads or os.cpu_count() or 1
-    spec = {"model": target.model, "runtime": target.runtime, "prompt_ids": prompt_ids,
-            "threads": threads, **config.model_dump(include={"new_tokens", "batch_sizes",
-                                                             "warmup", "repeats"})}
+    timing = config.model_dump(include={"new_tokens", "batch_sizes", "warmup", "repeats"})
+    spec = {"model": target.model, "runtime": target.runtime, "dtype": target.dtype,
+            "prompt_ids": prompt_ids, "threads": threads, **timing}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "spec.json"
@@ -110,7 +112,8 @@ def bench_target(target: BenchTarget, prompt_ids: list[list[int]],
 
 def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dict[str, Any]:
     """One model's record: batch-1 figures at the top (what tables show), all under `batch`."""
-    row = {"runtime": target.runtime, "model": target.model, "params": figures["params"],
+    row = {"runtime": target.runtime, "model": target.model, "dtype": figures["dtype"],
+           "params": figures["params"],
            "bytes": weight_bytes(target.model), "peak_memory_bytes": figures["peak_rss_bytes"],
            "load_seconds": figures["load_seconds"], "torch_imported": figures["torch_imported"],
            "threads": threads}
@@ -169,10 +172,15 @@ def find_targets(run_dir: Path, teacher: str | None, variants: list[str] | None)
     export = run_dir / "export"
     for name in variants if variants is not None else _deployable_onnx(export):
         folder = export / name
-        if not (folder / "export.json").is_file():
-            raise BenchError(f"{folder} is not an exported ONNX variant; run `distil export "
+        if (folder / "export.json").is_file():
+            targets.append(BenchTarget(name, "onnxruntime", str(folder)))
+        elif (folder / "config.json").is_file():  # a half-precision Hugging Face folder
+            config = json.loads((folder / "config.json").read_text())
+            dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
+            targets.append(BenchTarget(name, "pytorch", str(folder), dtype=dtype))
+        else:
+            raise BenchError(f"{folder} is not an exported variant; run `distil export "
                              f"{run_dir}` first, or name one of the folders under {export}")
-        targets.append(BenchTarget(name, "onnxruntime", str(folder)))
     if not targets:
         raise BenchError(f"{run_dir} holds no student/ and no teacher was given; pass a run "
                          "folder after `distil train`, or --teacher MODEL")

@@ -22,7 +22,7 @@ from distil.bench.stats import latency_summary
 class TorchGreedy:
     """Greedy decoding of a PyTorch causal LM with a key/value cache, left-padded batches."""
 
-    def __init__(self, model: str, threads: int) -> None:
+    def __init__(self, model: str, threads: int, dtype: str = "float32") -> None:
         import torch
         from transformers.utils import logging as hf_logging
 
@@ -32,8 +32,9 @@ class TorchGreedy:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         torch.set_num_threads(threads)
-        loaded = load_model(model, "teacher", dtype="float32")
+        loaded = load_model(model, "teacher", dtype=dtype)
         self.model = loaded.model
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.pad_token_id = loaded.tokenizer.pad_token_id
         self.params = count_parameters(self.model)
         self.cache_argument = cache_argument(self.model)
@@ -68,16 +69,16 @@ class TorchGreedy:
         return torch.cat(outputs, dim=1).tolist()
 
 
-def open_model(spec: dict[str, Any]) -> tuple[Any, int | None]:
-    """The runner for `spec` and its parameter count."""
+def open_model(spec: dict[str, Any]) -> tuple[Any, int | None, str]:
+    """The runner for `spec`, its parameter count and its weights' precision."""
     threads = int(spec["threads"])
     if spec["runtime"] == "onnxruntime":
         from distil.export.runtime import OnnxGenerator
 
         generator = OnnxGenerator(spec["model"], threads=threads)
-        return generator, generator.manifest.get("params")
-    runner = TorchGreedy(spec["model"], threads)
-    return runner, runner.params
+        return generator, generator.manifest.get("params"), generator.manifest["precision"]
+    runner = TorchGreedy(spec["model"], threads, spec.get("dtype", "float32"))
+    return runner, runner.params, runner.dtype
 
 
 def time_generation(runner: Any, prompt_ids: list[list[int]], new_tokens: int) -> list[float]:
@@ -94,7 +95,7 @@ def time_generation(runner: Any, prompt_ids: list[list[int]], new_tokens: int) -
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Load the model, then for each batch size: warm-up runs, then timed repeats."""
     started = time.perf_counter()
-    runner, params = open_model(spec)
+    runner, params, dtype = open_model(spec)
     load_seconds = time.perf_counter() - started
     prompts = spec["prompt_ids"]
     batches = {}
@@ -104,7 +105,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             time_generation(runner, chosen, spec["new_tokens"])
         runs = [time_generation(runner, chosen, spec["new_tokens"]) for _ in range(spec["repeats"])]
         batches[str(batch)] = latency_summary(runs, batch)
-    return {"params": params, "load_seconds": round(load_seconds, 3),
+    return {"params": params, "dtype": dtype, "load_seconds": round(load_seconds, 3),
             "peak_rss_bytes": peak_rss_bytes(),
             "torch_imported": "torch" in sys.modules, "batch": batches}
 

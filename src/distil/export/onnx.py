@@ -32,7 +32,8 @@ from distil.models import LoadedModel, count_parameters
 
 OPSET = 18
 EXTERNAL_DATA_ABOVE = 1_800_000_000
-"""Bytes of weights above which they go to model.onnx.data (protobuf files stop at 2 GiB)."""
+"""Bytes of float32 weights above which the int8 file keeps its weights in model.onnx.data
+(protobuf files stop at 2 GiB; the float32 export decides this by itself)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def export_onnx(loaded: LoadedModel, folder: str | Path, opset: int = OPSET) -> 
                             present_names, opset, type(model).__name__)
     folder = Path(folder)
     with atomic_directory(folder) as tmp:
-        _save_proto(_without_metadata(program.model_proto), tmp / ONNX_FILE)
+        _drop_node_metadata(program.model)
+        program.save(tmp / ONNX_FILE)  # weights go to model.onnx.data above 2 GB
         loaded.tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
         atomic_write_json(tmp / MANIFEST_FILE, {
@@ -204,24 +206,12 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / MANIFEST_FILE).read_text())
 
 
-def _without_metadata(proto: Any) -> Any:
-    """Drop the exporter's per-node stack traces and notes: they can outweigh small models."""
-    for node in proto.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    for function in proto.functions:
-        for node in function.node:
-            del node.metadata_props[:]
-            node.doc_string = ""
-    return proto
-
-
-def _save_proto(proto: Any, path: Path) -> None:
-    import onnx
-
-    large = sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_ABOVE
-    onnx.save_model(proto, str(path), save_as_external_data=large,
-                    location=f"{path.name}.data" if large else None)
+def _drop_node_metadata(model: Any) -> None:
+    """Drop the exporter's per-node stack traces and notes: they can outweigh a small model."""
+    for function in (model.graph, *model.functions.values()):
+        for node in function.all_nodes():
+            node.metadata_props.clear()
+            node.doc_string = None
 
 
 @contextmanager

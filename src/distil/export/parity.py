@@ -56,7 +56,8 @@ class TorchVariant:
                      max_new_tokens: int) -> list[list[int]]:
         """Greedy continuations by `model.generate`, left-padded batches, eos and after dropped."""
         pad = self.tokenizer.pad_token_id
-        eos = set(_as_list(self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id))
+        configured = self.model.generation_config.eos_token_id
+        eos = set(_as_list(self.tokenizer.eos_token_id if configured is None else configured))
         outputs: list[list[int]] = []
         for start in range(0, len(prompt_ids), self.batch_size):
             chunk = prompt_ids[start: start + self.batch_size]
