@@ -94,3 +94,13 @@ def test_keep_layers_refuses_bad_indices():
         keep_layers(model, [0, 5])
     with pytest.raises(ModelError, match="distinct"):
         keep_layers(model, [1, 1])
+
+
+def test_tokenizer_and_template_hashes_tell_tokenizers_apart():
+    from distil.models import chat_template_hash, tokenizer_hash
+
+    a, b = byte_tokenizer(), byte_tokenizer()
+    assert tokenizer_hash(a) == tokenizer_hash(b) and chat_template_hash(a) == chat_template_hash(b)
+    b.add_special_tokens({"additional_special_tokens": ["<|tool|>"]})
+    b.chat_template = "{{ messages[0]['content'] }}"
+    assert tokenizer_hash(a) != tokenizer_hash(b) and chat_template_hash(a) != chat_template_hash(b)

@@ -77,11 +77,15 @@ def run(recipe: Annotated[Path | None, typer.Argument(
             help="Recipe YAML file. Default: recipes/tiny.yaml.", show_default=False)] = None,
         overrides: Overrides = None, out: OutOption = None,
         force: Annotated[bool, typer.Option(
-            "--force", help="Redo every stage, even those already finished.")] = False) -> None:
+            "--force", help="Redo every stage, even those already finished.")] = False,
+        compare: Annotated[bool, typer.Option(
+            "--compare", help="Also train the student with sequence-level KD and with ground "
+                              "truth alone, and report the three side by side.")] = False) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished."""
     from distil.pipeline import run_pipeline
 
-    loaded = _load(recipe or _default_recipe(), overrides, out)
+    extra = [*(overrides or []), *(["compare=true"] if compare else [])]
+    loaded = _load(recipe or _default_recipe(), extra, out)
     run_pipeline(loaded, force=force)
     typer.echo(f"run finished: {loaded.run_dir}")
 
@@ -145,6 +149,15 @@ def bench(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defau
     typer.echo(f"efficiency written to {run_dir / 'eval.json'}")
 
 
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
+    """Write report.md and a self-contained report.html for a run folder."""
+    from distil.report import build_report
+
+    md_path, html_path = build_report(run_dir)
+    typer.echo(f"report written to {html_path} and {md_path}")
+
+
 @recipe_app.command("check")
 def recipe_check(recipe: RecipeArg, overrides: Overrides = None) -> None:
     """Validate a recipe and print it with every default filled in."""
@@ -159,6 +172,52 @@ def recipe_docs() -> None:
     from distil.recipe import recipe_reference
 
     typer.echo(recipe_reference(), nl=False)
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(
+        help="Model to serve: a folder, a hub id, or 'demo' (the shipped demo teacher).",
+        show_default=False)],
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; beyond loopback the API key (env DISTIL_SERVE_API_KEY) "
+             "is required.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    served_name: Annotated[str | None, typer.Option(
+        help="Model id clients send. Default: MODEL.", show_default=False)] = None,
+    max_top_logprobs: Annotated[int, typer.Option(help="Largest top_logprobs per token.")] = 20,
+    max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask.")] = 1024,
+    max_prompt_tokens: Annotated[int | None, typer.Option(
+        help="Longest prompt in tokens. Default: the model's context.", show_default=False)] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 4 * 1024 * 1024,
+    max_batch_size: Annotated[int, typer.Option(help="Most requests per model call.")] = 16,
+    batch_wait_ms: Annotated[float, typer.Option(
+        help="How long a request waits for others to batch with.")] = 5.0,
+    refuse_logprobs: Annotated[bool, typer.Option(
+        "--refuse-logprobs", help="Answer requests for logprobs 400, as a provider without "
+                                  "them does (for testing clients).")] = False,
+    admin: Annotated[bool, typer.Option(
+        "--admin", help="Serve GET /admin/stats (request counters).")] = False,
+    log_requests: Annotated[bool, typer.Option(
+        "--log-requests", help="Log one line per request (never headers or keys).")] = False,
+    dtype: Annotated[str, typer.Option(help="Weights dtype: auto, float32, bfloat16, ...")] = "auto",
+    device: Annotated[str | None, typer.Option(
+        help="cpu, cuda, cuda:1, ... Default: cuda if available.", show_default=False)] = None,
+) -> None:
+    """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
+    try:
+        from distil.server.run import serve as run_server
+        from distil.server.settings import build_settings
+    except ModuleNotFoundError as err:
+        raise DistilError(f"distil serve needs {err.name}: pip install 'distil[serve]'") from None
+
+    settings = build_settings(
+        served_name=served_name or model, max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
+        max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
+        max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+        refuse_logprobs=refuse_logprobs, admin=admin)
+    run_server(model, settings, host=host, port=port, dtype=dtype, device=device,
+               log_requests=log_requests, echo=lambda line: typer.echo(line))
 
 
 def main() -> None:

@@ -1,67 +1,78 @@
 """Run a recipe's stages in order over its run folder, skipping the finished ones.
 
-A stage is finished when its marker `stages/<name>.json` holds the fingerprint of the
-recipe fields that decide its result; change the recipe and the stage runs again. A
-training stage that was interrupted resumes from its newest checkpoint.
+Each stage names the recipe sections its result depends on. Its fingerprint hashes those
+sections together with the previous stage's fingerprint, so changing a section reruns that
+stage and every stage after it, and nothing before. A stage is finished when its marker
+`stages/<name>.json` holds its current fingerprint. An interrupted training resumes from
+its newest checkpoint.
 """
 
+import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distil.checkpoint import checkpoint_fingerprint, list_checkpoints
+from distil.compare import run_compare
 from distil.evaluate import evaluate
-from distil.fsutil import atomic_write_json
+from distil.fsutil import atomic_write_json, remove_paths
 from distil.progress import console
 from distil.recipe import Recipe
-from distil.train import recipe_fingerprint, train
+from distil.report import build_report
+from distil.train import TRAIN_OUTPUTS, train_or_resume
+
+
+def _always(recipe: Recipe) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a run: a name, what it does, and the outputs `--force` clears."""
+    """One step of a run: what it does, what it depends on, what `--force` clears."""
 
     name: str
     run: Callable[[Recipe], Any]
+    inputs: tuple[str, ...]
+    """Dotted recipe keys whose values decide this stage's result (e.g. "train", "seed")."""
     outputs: tuple[str, ...] = ()
+    """Paths in the run folder this stage writes."""
+    enabled: Callable[[Recipe], bool] = _always
+    """Whether the recipe asks for this stage."""
 
 
-def train_stage(recipe: Recipe) -> None:
-    """Train, resuming checkpoints of this recipe; checkpoints of another recipe are cleared."""
-    found = list_checkpoints(recipe.run_dir / "checkpoints")
-    resume = bool(found) and checkpoint_fingerprint(found[-1]) == recipe_fingerprint(recipe)
-    if found and not resume:
-        console.print("[yellow]the recipe changed since the checkpoints in "
-                      f"{recipe.run_dir} were written: training from scratch")
-        _clear(recipe, TRAIN_OUTPUTS)
-    train(recipe, resume=resume)
+def default_stages() -> tuple[Stage, ...]:
+    """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants."""
+    return (
+        Stage("train", train_or_resume,
+              inputs=("seed", "teacher", "student", "data", "distill", "train"),
+              outputs=TRAIN_OUTPUTS),
+        Stage("eval", evaluate, inputs=("eval",),
+              outputs=("eval.json", "eval_samples.jsonl", "teacher_answers.json")),
+        Stage("compare", run_compare, inputs=("compare",), outputs=("compare",),
+              enabled=lambda recipe: recipe.compare),
+        Stage("report", lambda recipe: build_report(recipe.run_dir), inputs=(),
+              outputs=("report.md", "report.html", "report_files")),
+    )
 
 
-TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
-DEFAULT_STAGES = (
-    Stage("train", train_stage, outputs=TRAIN_OUTPUTS),
-    Stage("eval", evaluate, outputs=("eval.json",)),
-)
-
-
-def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] = DEFAULT_STAGES,
+def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
                  force: bool = False) -> None:
-    """Run each stage unless its marker says it already ran with this recipe."""
-    fingerprint = recipe_fingerprint(recipe)
-    redo = force
-    for stage in stages:
+    """Run each enabled stage unless its marker holds its current fingerprint."""
+    previous = ""
+    for stage in stages or default_stages():
+        if not stage.enabled(recipe):
+            continue
+        fingerprint = stage_fingerprint(recipe, stage, previous)
+        previous = fingerprint
         marker = recipe.run_dir / "stages" / f"{stage.name}.json"
-        if not redo and _is_done(marker, fingerprint):
+        if not force and _is_done(marker, fingerprint):
             console.print(f"[green]✓[/] {stage.name}: done already (use --force to redo)")
             continue
-        redo = True  # a stage that runs makes every later one stale
         marker.unlink(missing_ok=True)
         if force:
-            _clear(recipe, stage.outputs)
+            remove_paths(recipe.run_dir, stage.outputs)
         console.rule(f"[bold]{stage.name}")
         started = time.perf_counter()
         stage.run(recipe)
@@ -70,16 +81,23 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] = DEFAULT_STAGES,
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
+def stage_fingerprint(recipe: Recipe, stage: Stage, previous: str) -> str:
+    """Hash of the stage's recipe inputs and the previous stage's fingerprint."""
+    dumped = recipe.model_dump(mode="json")
+    values = {key: _lookup(dumped, key) for key in stage.inputs}
+    payload = json.dumps({"stage": stage.name, "inputs": values, "after": previous},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def _is_done(marker: Path, fingerprint: str) -> bool:
     if not marker.is_file():
         return False
     return json.loads(marker.read_text()).get("fingerprint") == fingerprint
-
-
-def _clear(recipe: Recipe, outputs: tuple[str, ...]) -> None:
-    for name in outputs:
-        path = recipe.run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)

@@ -2,22 +2,27 @@
 
 from distil.models.loading import (
     BUILTIN_MODELS,
+    DEMO_TEACHER_DIR,
     LoadedModel,
+    chat_template_hash,
     count_parameters,
     linear_head_weight,
     load_model,
     output_vocab_size,
     resolve_dtype,
     shared_vocab_size,
+    tokenizer_hash,
 )
 from distil.models.shrink import keep_layers
 from distil.models.tiny import build_tiny, byte_tokenizer
 
 __all__ = [
     "BUILTIN_MODELS",
+    "DEMO_TEACHER_DIR",
     "LoadedModel",
     "build_tiny",
     "byte_tokenizer",
+    "chat_template_hash",
     "count_parameters",
     "keep_layers",
     "linear_head_weight",
@@ -25,4 +30,5 @@ __all__ = [
     "output_vocab_size",
     "resolve_dtype",
     "shared_vocab_size",
+    "tokenizer_hash",
 ]

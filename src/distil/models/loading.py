@@ -4,10 +4,12 @@ A model spec names a local Hugging Face folder, a hub id, or a built-in tiny mod
 Weights load from safetensors only; remote code runs only when the recipe allows it.
 """
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -127,6 +129,19 @@ def shared_vocab_size(teacher: LoadedModel, student: LoadedModel) -> int:
             f"an output head has {shared} rows but the tokenizer has ids up to {needed - 1}; "
             "the model and tokenizer do not belong together")
     return shared
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """A short hash of the tokenizer's vocabulary, merges and normalisation (for fingerprints)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    content = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def chat_template_hash(tokenizer: Any) -> str | None:
+    """A short hash of the tokenizer's chat template, or None when it has none."""
+    template = getattr(tokenizer, "chat_template", None)
+    return hashlib.sha256(str(template).encode()).hexdigest()[:16] if template else None
 
 
 def count_parameters(model: torch.nn.Module) -> int:

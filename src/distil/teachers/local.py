@@ -1,0 +1,162 @@
+"""A local Hugging Face model as a teacher: batched generation with a KV cache, and scoring.
+
+    teacher = LocalTeacher.load("demo")
+    out = teacher.generate(prompts, Sampling(max_new_tokens=48, top_logprobs=8))
+
+Prompts are rendered with the tokenizer's chat template (plain text without one), batched
+by length with left padding, and generated with `model.generate` (KV cache on). Top-k
+logprobs come from the raw logits (temperature 1) at each generated position.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from distil.models import LoadedModel, load_model
+from distil.progress import progress_bar
+from distil.teachers.base import (
+    Capabilities,
+    Completion,
+    Prompt,
+    Sampling,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+    as_messages,
+)
+
+
+class LocalTeacher:
+    """A causal LM in this process: white-box, so it can return any top-k and score."""
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 32, show_progress: bool = False,
+                 label: str = "teacher") -> None:
+        self.model = loaded.model.eval()
+        self.label = label
+        self.tokenizer = loaded.tokenizer
+        self.name = loaded.source
+        self.revision = loaded.revision
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+
+    @classmethod
+    def load(cls, model: str, *, revision: str | None = None, dtype: str = "auto",
+             trust_remote_code: bool = False, device: str | None = None,
+             batch_size: int = 32, show_progress: bool = False) -> "LocalTeacher":
+        """Load a folder, hub id or built-in name (`demo`, `tiny-teacher`) as a teacher."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = load_model(model, "teacher", revision=revision, dtype=dtype,
+                            trust_remote_code=trust_remote_code, device=device)
+        return cls(loaded, batch_size=batch_size, show_progress=show_progress)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        return Capabilities(logprobs=True, max_top_logprobs=vocab, can_score=True, token_ids=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "local", "model": self.name, "revision": self.revision,
+                "endpoint": None}
+
+    def render(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt as the model sees it, ready for the response to follow."""
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(as_messages(prompt), tokenize=False,
+                                                      add_generation_prompt=True)
+            return self.tokenizer(text, add_special_tokens=False).input_ids
+        text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+        return self.tokenizer(text).input_ids
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
+        return self.generate_ids([self.render(p) for p in prompts], sampling)
+
+    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], sampling: Sampling) -> list[Completion]:
+        """Generate from already-tokenised prompts (batched by length, order kept)."""
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        results: list[Completion | None] = [None] * len(prompt_ids)
+        bar = progress_bar()
+        bar.disable = not self.show_progress  # else a hidden bar still prints a line per call
+        with bar:
+            task = bar.add_task(self.label, total=len(order))
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start: start + self.batch_size]
+                batch = self._generate_batch([prompt_ids[i] for i in rows], sampling,
+                                             seed_offset=start)
+                for row, completion in zip(rows, batch, strict=True):
+                    results[row] = completion
+                bar.update(task, advance=len(rows))
+        return [r for r in results if r is not None]
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts: list[Sequence[int]], sampling: Sampling,
+                        seed_offset: int) -> list[Completion]:
+        input_ids, attention_mask = self._left_pad(prompts)
+        want_logprobs = sampling.logprobs or sampling.top_logprobs > 0
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed + seed_offset)
+        greedy = sampling.temperature == 0
+        out = self.model.generate(
+            input_ids=input_ids, attention_mask=attention_mask,
+            max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
+            temperature=None if greedy else sampling.temperature,
+            top_p=None if greedy else sampling.top_p, top_k=None,
+            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True, output_logits=want_logprobs,
+        )
+        new_tokens = out.sequences[:, input_ids.shape[1]:]  # (B, T_new)
+        log_probs = (torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
+                     if want_logprobs else None)  # (B, T_new, V)
+        return [self._completion(new_tokens[b], None if log_probs is None else log_probs[b],
+                                 len(prompts[b]), sampling) for b in range(len(prompts))]
+
+    def _left_pad(self, prompts: list[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(p) for p in prompts)
+        device = self.model.device
+        input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(list(ids), dtype=torch.long)
+            attention_mask[row, width - len(ids):] = 1
+        return input_ids.to(device), attention_mask.to(device)
+
+    def _completion(self, generated: torch.Tensor, log_probs: torch.Tensor | None,
+                    prompt_tokens: int, sampling: Sampling) -> Completion:
+        ids = generated.tolist()
+        eos = self.tokenizer.eos_token_id
+        finish = "length"
+        if eos in ids:
+            ids, finish = ids[: ids.index(eos)], "stop"
+        used = len(ids) + (finish == "stop")
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        for stop in sampling.stop:
+            if stop and stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        logprobs = None
+        if log_probs is not None:
+            logprobs = tuple(self._token_logprob(token, log_probs[t], sampling.top_logprobs)
+                             for t, token in enumerate(ids))
+        return Completion(text=text, token_ids=tuple(ids), finish_reason=finish,
+                          usage=Usage(prompt_tokens, used), logprobs=logprobs)
+
+    def _token_logprob(self, token: int, log_probs: torch.Tensor, k: int) -> TokenLogprob:
+        top = ()
+        if k > 0:
+            values, indices = log_probs.topk(min(k, log_probs.shape[-1]))
+            top = tuple(TopLogprob(int(i), self.tokenizer.decode([int(i)]), float(v))
+                        for v, i in zip(values.tolist(), indices.tolist(), strict=True))
+        return TokenLogprob(token, self.tokenizer.decode([token]), float(log_probs[token]), top)
+
+    def score(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
+        completion_ids = self.tokenizer(completion, add_special_tokens=False).input_ids
+        return self.score_ids(self.render(prompt), completion_ids, top_logprobs)
+
+    @torch.no_grad()
+    def score_ids(self, prompt_ids: Sequence[int], completion_ids: Sequence[int],
+                  top_logprobs: int) -> list[TokenLogprob]:
+        """Teacher-forced logprobs of `completion_ids` after `prompt_ids`, with top-k."""
+        ids = torch.tensor([list(prompt_ids) + list(completion_ids)], device=self.model.device)
+        logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1: -1].float()  # (T_c, V)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return [self._token_logprob(token, log_probs[t], top_logprobs)
+                for t, token in enumerate(completion_ids)]
