@@ -120,7 +120,7 @@ def export_command(
     result = export_run(source, config, out=out)
     verdict = "parity passed" if result.passed else "[bold red]PARITY FAILED[/], kept by request"
     console.print(f"exported to {result.out_dir}: {', '.join(result.deployable) or 'nothing'} "
-                  f"deployable ({verdict})", highlight=False)
+                  f"deployable ({verdict})", highlight=False, soft_wrap=True)
 
 
 @app.command()

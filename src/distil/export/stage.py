@@ -200,8 +200,8 @@ def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
     for v in parity["variants"]:
         if not v["passed"]:
             console.print(f"[bold red]{v['name']} FAILED parity[/]: {'; '.join(v['failures'])}; "
-                          f"set aside in {out_dir / v['path']}", highlight=False)
-    console.print(f"parity written to {out_dir / 'parity.json'}", highlight=False)
+                          f"set aside in {out_dir / v['path']}", highlight=False, soft_wrap=True)
+    console.print(f"parity written to {out_dir / 'parity.json'}", highlight=False, soft_wrap=True)
 
 
 def _failure_message(parity: dict[str, Any], out_dir: Path) -> str:
