@@ -107,20 +107,33 @@ def test_existing_run_needs_resume_and_the_same_recipe(tmp_path, dataset):
         train(validate_recipe(raw), resume=True)
 
 
-def _cli(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "distil.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+@pytest.fixture
+def cli():
+    """Start `distil` subprocesses; any still running at the end of the test is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args):
+        process = subprocess.Popen([sys.executable, "-m", "distil.cli", *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_ends_with_identical_weights(tmp_path, dataset):
+def test_sigkill_then_resume_ends_with_identical_weights(tmp_path, dataset, cli):
     recipe = tmp_path / "recipe.yaml"
     raw = recipe_dict(tmp_path, dataset, train={"max_steps": 60, "save_every": 5, "grad_accum": 2,
                                                 "keep_checkpoints": 3})
     recipe.write_text(yaml.safe_dump(raw))
     straight, killed = tmp_path / "straight", tmp_path / "killed"
 
-    process = _cli("train", str(recipe), "--out", str(killed))
+    process = cli("train", str(recipe), "--out", str(killed))
     first_checkpoint = killed / "checkpoints" / "step-000010" / "trainer_state.json"
     deadline = time.monotonic() + 120
     while not first_checkpoint.exists():
@@ -131,9 +144,9 @@ def test_sigkill_then_resume_ends_with_identical_weights(tmp_path, dataset):
     process.wait()
     assert not (killed / "student").exists(), "the run ended before it could be killed"
 
-    resumed = _cli("train", str(recipe), "--out", str(killed), "--resume")
-    full = _cli("train", str(recipe), "--out", str(straight))
-    outputs = [proc.communicate(timeout=300) for proc in (resumed, full)]
+    resumed = cli("train", str(recipe), "--out", str(killed), "--resume")
+    full = cli("train", str(recipe), "--out", str(straight))
+    outputs = [proc.communicate(timeout=900) for proc in (resumed, full)]
     assert resumed.returncode == 0 and full.returncode == 0, outputs
     assert "resuming from step-0000" in outputs[0][1]
     a = load_file(straight / "student" / "model.safetensors")
