@@ -134,8 +134,8 @@ def bench(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defau
           batch: Annotated[list[int] | None, typer.Option(
               help="Batch size to time; repeat for several. Default: 1 and 8.",
               show_default=False)] = None,
-          threads: Annotated[int | None, typer.Option(
-              help="CPU threads per runtime. Default: every core.", show_default=False)] = None,
+          threads: Annotated[int, typer.Option(
+              help="CPU threads per runtime (see docs/export.md on why 1 is the default).")] = 1,
           variant: Annotated[list[str] | None, typer.Option(
               help="Exported variant under RUN/export to time; repeat for several. Default: "
                    "every deployable ONNX variant.", show_default=False)] = None) -> None:

@@ -43,8 +43,10 @@ class BenchConfig(BaseModel):
     """Untimed runs per batch size before the timed ones."""
     repeats: int = Field(default=3, ge=1)
     """Timed runs per batch size; figures are medians (latency percentiles pool all steps)."""
-    threads: int | None = Field(default=None, ge=1)
-    """CPU threads for every runtime; empty uses every core of the machine."""
+    threads: int | None = Field(default=1, ge=1)
+    """CPU threads for every runtime; empty uses every core. 1 by default: on a machine that
+    other work shares, PyTorch's threads wait on each other and its figures swing by 5x or
+    more, while one thread each keeps the comparison stable (and conservative for ONNX)."""
     seed: int = 0
     """Seed of the held-out prompts used as inputs."""
     variants: list[str] | None = None
@@ -131,6 +133,7 @@ def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
 
     models = {}
     machine_before = machine()  # the load average says how busy the machine was
+    _warn_if_busy(machine_before)
     with progress_bar() as bar:
         task = bar.add_task("bench", total=len(targets))
         for target in targets:
@@ -153,6 +156,15 @@ def speedups(models: dict[str, Any], reference: str = "teacher") -> dict[str, di
     return {name: {b: figures["batch"][b]["tokens_per_s"] / base[b]["tokens_per_s"]
                    for b in figures["batch"] if b in base}
             for name, figures in models.items() if name != reference}
+
+
+def _warn_if_busy(state: dict[str, Any]) -> None:
+    from distil.progress import console
+
+    load, cores = state["load_average_1m"], state["cpu_count"]
+    if load is not None and cores and load > cores / 2:
+        console.print(f"[yellow]the machine is busy (load average {load} on {cores} cores): "
+                      "timings will be noisy and slow", highlight=False, soft_wrap=True)
 
 
 def machine() -> dict[str, Any]:
