@@ -101,6 +101,65 @@ def run(recipe: Annotated[Path | None, typer.Argument(
     typer.echo(f"run finished: {loaded.run_dir}")
 
 
+@app.command("export")
+def export_command(
+        source: Annotated[Path, typer.Argument(
+            help="Run folder (exports RUN/student) or a model folder.", show_default=False)],
+        out: Annotated[Path | None, typer.Option(
+            "--out", help="Export folder. Default: RUN/export, or MODEL-export beside a model "
+                          "folder.", show_default=False)] = None,
+        dtype: Annotated[str, typer.Option(help="Weights of the safetensors export: fp16 or bf16.")
+                         ] = "fp16",
+        formats: Annotated[list[str] | None, typer.Option(
+            "--format", help="hf, onnx or onnx-int8; repeat for several. Default: all three.",
+            show_default=False)] = None,
+        prompts_per_task: Annotated[int | None, typer.Option(
+            help="Held-out prompts per task family for the parity check. Default: 25.",
+            show_default=False)] = None,
+        allow_parity_failure: Annotated[bool, typer.Option(
+            "--allow-parity-failure",
+            help="Exit 0 even when a variant fails parity (it is still set aside in failed/).")
+            ] = False) -> None:
+    """Export the student (safetensors, ONNX, int8 ONNX) and check it against PyTorch."""
+    from distil.export.stage import export_run, make_export_config, resolve_export_paths
+    from distil.progress import console
+
+    config = make_export_config(dtype=dtype, formats=formats, prompts_per_task=prompts_per_task,
+                                allow_parity_failure=allow_parity_failure)
+    resolve_export_paths(source, out)  # a folder that is not a model fails before slow imports
+    _quiet_libraries()
+    result = export_run(source, config, out=out)
+    verdict = "parity passed" if result.passed else "[bold red]PARITY FAILED[/], kept by request"
+    console.print(f"exported to {result.out_dir}: {', '.join(result.deployable) or 'nothing'} "
+                  f"deployable ({verdict})", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def bench(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)],
+          teacher: Annotated[str | None, typer.Option(
+              help="Teacher to time. Default: the one in RUN/recipe.yaml.",
+              show_default=False)] = None,
+          new_tokens: Annotated[int, typer.Option(help="Tokens generated per timed run.")] = 32,
+          repeats: Annotated[int, typer.Option(help="Timed runs per batch size.")] = 3,
+          warmup: Annotated[int, typer.Option(help="Untimed runs per batch size first.")] = 1,
+          batch: Annotated[list[int] | None, typer.Option(
+              help="Batch size to time; repeat for several. Default: 1 and 8.",
+              show_default=False)] = None,
+          threads: Annotated[int, typer.Option(
+              help="CPU threads per runtime (see docs/export.md on why 1 is the default).")] = 1,
+          variant: Annotated[list[str] | None, typer.Option(
+              help="Exported variant under RUN/export to time; repeat for several. Default: "
+                   "every deployable ONNX variant.", show_default=False)] = None) -> None:
+    """Time teacher, student and exported variants on CPU; write RUN/eval.json's efficiency."""
+    from distil.bench import bench_run, make_bench_config
+
+    _quiet_libraries()
+    config = make_bench_config(new_tokens=new_tokens, repeats=repeats, warmup=warmup,
+                               batch_sizes=batch, threads=threads, variants=variant)
+    bench_run(run_dir, config, teacher=teacher)
+    typer.echo(f"efficiency written to {run_dir / 'eval.json'}")
+
+
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
     """Write report.md and a self-contained report.html for a run folder."""

@@ -1,0 +1,26 @@
+"""Efficiency benchmark: parameters, size on disk, peak memory, latency and tokens/s.
+
+    from distil.bench import BenchConfig, bench_run
+
+    bench_run("runs/demo", BenchConfig(new_tokens=32, repeats=3))   # eval.json["efficiency"]
+
+Methodology (docs/export.md): each model runs in a fresh interpreter, greedy, on the same
+held-out prompts at each batch size, with warm-up runs before the timed repeats. Importing
+this package does not import PyTorch.
+"""
+
+from distil.bench.run import (
+    BenchConfig,
+    BenchError,
+    BenchTarget,
+    bench_models,
+    bench_run,
+    bench_target,
+    find_targets,
+    make_bench_config,
+    write_efficiency,
+)
+from distil.bench.stats import latency_summary
+
+__all__ = ["BenchConfig", "BenchError", "BenchTarget", "bench_models", "bench_run",
+           "bench_target", "find_targets", "latency_summary", "make_bench_config", "write_efficiency"]

@@ -1,0 +1,138 @@
+"""Measure one model's generation speed and memory in this process (run fresh per model).
+
+    python -m distil.bench.worker SPEC.json      # prints one JSON line of results
+
+`distil.bench` starts this in a new interpreter for every model, so each peak RSS is that
+model's alone. An ONNX model runs through `OnnxGenerator` and never imports PyTorch (the
+result says whether it did); a PyTorch model runs the same greedy loop as
+`OnnxGenerator.generate_ids`, with a `DynamicCache`, under `torch.inference_mode`.
+"""
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from distil.bench.stats import latency_summary
+
+
+class TorchGreedy:
+    """Greedy decoding of a PyTorch causal LM with a key/value cache, left-padded batches."""
+
+    def __init__(self, model: str, threads: int, dtype: str = "float32") -> None:
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        from distil.export.onnx import cache_argument
+        from distil.models import count_parameters, load_model
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        torch.set_num_threads(threads)
+        loaded = load_model(model, "teacher", dtype=dtype)
+        self.model = loaded.model
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
+        self.pad_token_id = loaded.tokenizer.pad_token_id
+        self.params = count_parameters(self.model)
+        self.cache_argument = cache_argument(self.model)
+
+    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
+                     stop_at_eos: bool = False,
+                     on_token: Callable[[], None] | None = None) -> list[list[int]]:
+        """`max_new_tokens` greedy tokens per prompt (benchmarks never stop at eos)."""
+        import torch
+        from transformers import DynamicCache
+
+        from distil.export.onnx import returned_cache
+        from distil.export.runtime import left_pad
+
+        if stop_at_eos:
+            raise ValueError("the benchmark loop always generates max_new_tokens tokens")
+        ids, mask = (torch.from_numpy(a) for a in left_pad(prompt_ids, self.pad_token_id))
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        outputs = []
+        with torch.inference_mode():
+            for _ in range(max_new_tokens):
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                 use_cache=True, **{self.cache_argument: cache})
+                cache = returned_cache(out)
+                ids = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
+                if on_token is not None:
+                    on_token()
+                outputs.append(ids)
+                positions = positions[:, -1:] + 1
+                mask = torch.cat([mask, torch.ones_like(ids)], dim=1)
+        return torch.cat(outputs, dim=1).tolist()
+
+
+def open_model(spec: dict[str, Any]) -> tuple[Any, int | None, str]:
+    """The runner for `spec`, its parameter count and its weights' precision."""
+    threads = int(spec["threads"])
+    if spec["runtime"] == "onnxruntime":
+        from distil.export.runtime import OnnxGenerator
+
+        generator = OnnxGenerator(spec["model"], threads=threads)
+        return generator, generator.manifest.get("params"), generator.manifest["precision"]
+    runner = TorchGreedy(spec["model"], threads, spec.get("dtype", "float32"))
+    return runner, runner.params, runner.dtype
+
+
+def time_generation(runner: Any, prompt_ids: list[list[int]], new_tokens: int) -> list[float]:
+    """Seconds from the call to each new token: [t_1, ..., t_N] (t_1 is time to first token)."""
+    stamps: list[float] = []
+    started = time.perf_counter()
+    runner.generate_ids(prompt_ids, new_tokens, stop_at_eos=False,
+                        on_token=lambda: stamps.append(time.perf_counter() - started))
+    if len(stamps) != new_tokens:
+        raise RuntimeError(f"expected {new_tokens} tokens, got {len(stamps)}")
+    return stamps
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Load the model, then for each batch size: warm-up runs, then timed repeats."""
+    started = time.perf_counter()
+    runner, params, dtype = open_model(spec)
+    load_seconds = time.perf_counter() - started
+    prompts = spec["prompt_ids"]
+    batches = {}
+    for batch in spec["batch_sizes"]:
+        chosen = [prompts[i % len(prompts)] for i in range(batch)]
+        for _ in range(spec["warmup"]):
+            time_generation(runner, chosen, spec["new_tokens"])
+        runs = [time_generation(runner, chosen, spec["new_tokens"]) for _ in range(spec["repeats"])]
+        batches[str(batch)] = latency_summary(runs, batch)
+    return {"params": params, "dtype": dtype, "load_seconds": round(load_seconds, 3),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "torch_imported": "torch" in sys.modules, "batch": batches}
+
+
+def peak_rss_bytes() -> int:
+    """This program's peak resident memory.
+
+    Linux's VmHWM starts afresh at exec; getrusage's ru_maxrss would also count what the
+    parent held when it forked this process (hundreds of MiB when the parent has PyTorch).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def main() -> None:
+    """Read the spec file named on the command line; print the results as one JSON line."""
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    print(json.dumps(measure(spec)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Export a model as a half-precision Hugging Face folder: safetensors weights and tokenizer.
+
+    export_hf(loaded, "runs/demo/export/hf-float16", "float16")
+
+The result loads with `AutoModelForCausalLM.from_pretrained` (its config.json records the
+dtype) and serves GPU runtimes that read Hugging Face folders (vLLM, TGI, transformers).
+"""
+
+import copy
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from distil.fsutil import atomic_directory
+from distil.models import LoadedModel
+
+HalfDtype = Literal["float16", "bfloat16"]
+
+
+def export_hf(loaded: LoadedModel, folder: str | Path, dtype: HalfDtype = "float16") -> Path:
+    """Write a `dtype` copy of the model (safetensors) and its tokenizer to `folder`."""
+    half = copy.deepcopy(loaded.model).to(getattr(torch, dtype))
+    folder = Path(folder)
+    with atomic_directory(folder) as tmp:
+        half.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+    return folder

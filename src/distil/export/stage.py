@@ -1,0 +1,212 @@
+"""The export stage: a trained student to deployable files, each checked against PyTorch.
+
+    result = export_run("runs/demo")               # -> runs/demo/export/
+    result = export_run("path/to/model", ExportConfig(formats=["onnx", "onnx-int8"]))
+
+Writes, in one atomic step, `hf-float16/` (or `hf-bfloat16/`), `onnx/`, `onnx-int8/` and
+`parity.json`. A variant that misses its parity thresholds is moved to `failed/NAME/` so
+that no one deploys it by mistake, `parity.json` says `"passed": false`, a red table says
+why, and `ParityError` is raised unless `allow_parity_failure` is set.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distil.export.errors import ExportError, ParityError
+from distil.fsutil import atomic_directory, atomic_write_json
+from distil.progress import console, progress_bar
+
+Format = Literal["hf", "onnx", "onnx-int8"]
+
+
+class Thresholds(BaseModel):
+    """What a variant must reach against the float32 PyTorch model; empty skips a check."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Least share of compared positions whose top-1 token matches the reference's."""
+    max_abs_logit_diff: float | None = Field(default=None, ge=0)
+    """Largest allowed |logit difference| at any compared position and vocabulary entry."""
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
+    """Largest allowed fall in held-out task accuracy (0.01 is one point); a rise never fails."""
+
+
+def _default_thresholds() -> dict[str, Thresholds]:
+    return {
+        "float32": Thresholds(min_top1_agreement=0.999, max_abs_logit_diff=1e-2,
+                              max_accuracy_drop=0.01),
+        "int8": Thresholds(min_top1_agreement=0.95, max_accuracy_drop=0.01),
+        "half": Thresholds(min_top1_agreement=0.97, max_accuracy_drop=0.01),
+    }
+
+
+class ExportConfig(BaseModel):
+    """What to export and how strictly to check it."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    formats: list[Format] = ["hf", "onnx", "onnx-int8"]
+    """`hf`: half-precision safetensors folder; `onnx`: float32 ONNX with a key/value cache;
+    `onnx-int8`: the ONNX graph with int8 weights (implies `onnx`)."""
+    dtype: Literal["float16", "bfloat16"] = "float16"
+    """Weight dtype of the `hf` folder."""
+    opset: int = Field(default=18, ge=17)
+    """ONNX opset of the exported graph."""
+    per_channel: bool = True
+    """int8 scales per output channel (closer to float32) instead of one per weight matrix."""
+    prompts_per_task: int = Field(default=25, ge=1)
+    """Held-out prompts per task family for the parity check and task accuracy."""
+    compared_prompts: int = Field(default=16, ge=1)
+    """Prompts (spread over the families) along whose greedy continuation logits are compared."""
+    max_new_tokens: int = Field(default=32, ge=1)
+    """Longest greedy answer generated per prompt."""
+    seed: int = 0
+    """Seed of the held-out prompts."""
+    thresholds: dict[Literal["float32", "int8", "half"], Thresholds] = Field(
+        default_factory=_default_thresholds)
+    """Parity thresholds of each kind of variant (see docs/export.md for why these values)."""
+    allow_parity_failure: bool = False
+    """Finish without raising when a variant fails parity (it is still set aside in failed/)."""
+
+
+def make_export_config(**fields: Any) -> ExportConfig:
+    """An ExportConfig from loose options (the CLI's); ExportError names a bad one."""
+    aliases = {"fp16": "float16", "bf16": "bfloat16"}
+    if "dtype" in fields:
+        fields["dtype"] = aliases.get(fields["dtype"], fields["dtype"])
+    try:
+        return ExportConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as err:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        raise ExportError("bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
+                          "format: hf, onnx or onnx-int8)") from None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went, which variants are deployable, and the parity figures."""
+
+    out_dir: Path
+    deployable: dict[str, Path]
+    parity: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.parity["passed"])
+
+
+def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+    """(model folder, export folder) of a run folder (RUN/student) or a model folder."""
+    source = Path(source)
+    if (source / "student" / "config.json").is_file():
+        return source / "student", Path(out) if out else source / "export"
+    if (source / "config.json").is_file():
+        return source, Path(out) if out else source.with_name(f"{source.name}-export")
+    if not source.is_dir():
+        raise ExportError(f"{source} does not exist; pass a run folder (runs/NAME) or a model "
+                          "folder written by save_pretrained")
+    raise ExportError(f"{source} is neither a run folder (no student/config.json) nor a model "
+                      "folder (no config.json); pass runs/NAME after `distil train`, or a folder "
+                      "written by save_pretrained")
+
+
+def export_run(source: str | Path, config: ExportConfig | None = None,
+               out: str | Path | None = None) -> ExportResult:
+    """Export the student of a run (or a model folder), check parity, write parity.json."""
+    from distil.export.parity import check_variants
+    from distil.models import load_model
+
+    config = config or ExportConfig()
+    model_dir, out_dir = resolve_export_paths(source, out)
+    loaded = load_model(str(model_dir), "student", dtype="float32")
+    formats = _with_dependencies(config.formats)
+    if "onnx" in formats:
+        from distil.export.onnx import probe_cache_layout
+
+        probe_cache_layout(loaded.model)  # an architecture ONNX cannot take fails before any work
+    with atomic_directory(out_dir) as tmp, progress_bar() as bar:
+        task = bar.add_task("export", total=2 * len(formats) + 1)
+        written = _write_formats(loaded, tmp, formats, config, bar, task)
+        parity = check_variants(loaded, written, config, bar, task)
+        parity["source"] = str(model_dir)
+        _set_aside_failures(tmp, parity)
+        atomic_write_json(tmp / "parity.json", parity)
+    show_parity(parity, out_dir)
+    deployable = {v["name"]: out_dir / v["path"] for v in parity["variants"] if v["passed"]}
+    result = ExportResult(out_dir, deployable, parity)
+    if not result.passed and not config.allow_parity_failure:
+        raise ParityError(_failure_message(parity, out_dir))
+    return result
+
+
+def _with_dependencies(formats: list[Format]) -> list[Format]:
+    wanted = set(formats) | ({"onnx"} if "onnx-int8" in formats else set())
+    return [f for f in ("hf", "onnx", "onnx-int8") if f in wanted]
+
+
+def _write_formats(loaded: Any, tmp: Path, formats: list[Format], config: ExportConfig,
+                   bar: Any, task: Any) -> dict[str, tuple[str, Path]]:
+    """Write each format; return variant name -> (threshold kind, folder)."""
+    from distil.export.hf import export_hf
+    from distil.export.onnx import export_onnx, quantize_int8
+
+    written: dict[str, tuple[str, Path]] = {}
+    for fmt in formats:
+        bar.update(task, description=f"export {fmt}")
+        if fmt == "hf":
+            name = f"hf-{config.dtype}"
+            written[name] = ("half", export_hf(loaded, tmp / name, config.dtype))
+        elif fmt == "onnx":
+            written["onnx"] = ("float32", export_onnx(loaded, tmp / "onnx", config.opset))
+        else:
+            written["onnx-int8"] = ("int8", quantize_int8(tmp / "onnx", tmp / "onnx-int8",
+                                                          config.per_channel))
+        bar.advance(task)
+    return written
+
+
+def _set_aside_failures(tmp: Path, parity: dict[str, Any]) -> None:
+    """Move each failed variant to failed/NAME, so that only passing files look deployable."""
+    for variant in parity["variants"]:
+        if not variant["passed"]:
+            (tmp / "failed").mkdir(exist_ok=True)
+            (tmp / variant["path"]).rename(tmp / "failed" / variant["name"])
+            variant["path"] = f"failed/{variant['name']}"
+    parity["deployable"] = [v["name"] for v in parity["variants"] if v["passed"]]
+
+
+def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
+    """Print the parity table, then each failure in red."""
+    from rich.table import Table
+
+    from distil.export.tables import print_table
+
+    table = Table(title=f"parity vs PyTorch float32 ({parity['prompts']} held-out prompts, "
+                        f"logits along {parity['compared_prompts']} greedy answers)")
+    for column in ("variant", "max |Δ logit|", "top-1 agreement", "accuracy", "Δ accuracy",
+                   "verdict"):
+        table.add_column(column)
+    reference = parity["reference"]["accuracy"]
+    table.add_row("pytorch float32", "-", "-", f"{reference:.1%}", "-", "reference")
+    for v in parity["variants"]:
+        table.add_row(v["name"], f"{v['max_abs_logit_diff']:.2e}", f"{v['top1_agreement']:.2%}",
+                      f"{v['accuracy']:.1%}", f"{v['accuracy_delta']:+.1%}",
+                      "[green]passed" if v["passed"] else "[bold red]FAILED")
+    print_table(table)
+    for v in parity["variants"]:
+        if not v["passed"]:
+            console.print(f"[bold red]{v['name']} FAILED parity[/]: {'; '.join(v['failures'])}; "
+                          f"set aside in {out_dir / v['path']}", highlight=False, soft_wrap=True)
+    console.print(f"parity written to {out_dir / 'parity.json'}", highlight=False, soft_wrap=True)
+
+
+def _failure_message(parity: dict[str, Any], out_dir: Path) -> str:
+    failed = [f"{v['name']} ({'; '.join(v['failures'])})" for v in parity["variants"]
+              if not v["passed"]]
+    return (f"parity check failed for {', '.join(failed)}; moved to {out_dir / 'failed'}, not "
+            "deployable. See parity.json; deploy a variant that passed, train the student "
+            "longer (confident models quantise better), or pass --allow-parity-failure to exit 0")

@@ -1,0 +1,105 @@
+"""The efficiency benchmark: statistics against hand sums, the PyTorch loop against
+Hugging Face's generate, and a whole run's table merged into eval.json (no timed asserts)."""
+
+import json
+
+import pytest
+import torch
+
+from distil.bench import BenchConfig, BenchError, bench_run, latency_summary, write_efficiency
+from distil.bench.run import find_targets, speedups, weight_bytes
+from distil.models import build_tiny, count_parameters
+from tests.export.conftest import exported_run_dir
+
+
+def test_latency_summary_against_hand_sums():
+    runs = [[0.010, 0.012, 0.015, 0.016], [0.020, 0.021, 0.023, 0.026]]
+    summary = latency_summary(runs, batch=2)
+    # steps (ms): 2, 3, 1, 1, 2, 3 -> sorted 1 1 2 2 3 3: median 2; p95 at rank 4.75 -> 3
+    assert summary["ttft_ms"] == pytest.approx(15.0)
+    assert summary["token_latency_ms_p50"] == pytest.approx(2.0)
+    assert summary["token_latency_ms_p95"] == pytest.approx(3.0)
+    assert summary["tokens_per_s"] == pytest.approx(2 * 4 / 0.021)
+    assert summary["decode_tokens_per_s"] == pytest.approx(2 * 3 / 0.006)
+    assert (summary["new_tokens"], summary["repeats"]) == (4, 2)
+    with pytest.raises(ValueError):
+        latency_summary([[0.1, 0.2], [0.1]], batch=1)
+
+
+def test_speedups_divide_tokens_per_second_by_the_teachers():
+    models = {"teacher": {"batch": {"1": {"tokens_per_s": 50.0}, "8": {"tokens_per_s": 200.0}}},
+              "onnx-int8": {"batch": {"1": {"tokens_per_s": 600.0}, "8": {"tokens_per_s": 500.0}}}}
+    assert speedups(models) == {"onnx-int8": {"1": 12.0, "8": 2.5}}
+    assert speedups({"student": models["onnx-int8"]}) == {}
+
+
+def test_efficiency_is_merged_into_eval_json_keeping_other_keys(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"kl_teacher_student": 0.5, "efficiency": {"old": 1}}))
+    write_efficiency(path, {"efficiency": {}, "efficiency_setup": {"config": {}}})
+    assert json.loads(path.read_text()) == {"kl_teacher_student": 0.5, "efficiency": {},
+                                            "efficiency_setup": {"config": {}}}
+    path.write_text("{not json")
+    with pytest.raises(BenchError, match="not valid JSON"):
+        write_efficiency(path, {})
+
+
+def test_torch_benchmark_loop_generates_what_hf_generate_does(tiny_models):
+    from distil.bench.worker import TorchGreedy
+
+    runner = TorchGreedy(str(tiny_models["tiny-teacher"]), threads=1)
+    prompts = [[3, 70, 71, 72, 1, 4], [3, 80, 4]]
+    ticks = []
+    ours = runner.generate_ids(prompts, 9, on_token=lambda: ticks.append(1))
+    assert len(ticks) == 9
+    for prompt, mine in zip(prompts, ours, strict=True):
+        with torch.no_grad():
+            reference = runner.model.generate(input_ids=torch.tensor([prompt]), do_sample=False,
+                                              max_new_tokens=9, min_new_tokens=9, pad_token_id=0)
+        assert mine == reference[0, len(prompt):].tolist()
+
+
+def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models):
+    run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
+    (run / "eval.json").write_text(json.dumps({"top1_agreement": 0.5}))
+    config = BenchConfig(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)
+    measured = bench_run(run, config)
+    stored = json.loads((run / "eval.json").read_text())
+    assert stored == {"top1_agreement": 0.5, **measured}
+    models = measured["efficiency"]
+    assert list(models) == ["teacher", "student", "onnx", "onnx-int8"]  # deployable ONNX only
+    assert models["teacher"]["model"] == "tiny-teacher"
+    assert models["teacher"]["params"] == count_parameters(build_tiny("tiny-teacher")[0])
+    assert models["student"]["params"] == models["onnx-int8"]["params"] == count_parameters(
+        build_tiny("tiny-student")[0])
+    assert models["onnx-int8"]["bytes"] < models["onnx"]["bytes"]
+    assert models["student"]["bytes"] == weight_bytes(run / "student") > 0
+    for name, figures in models.items():
+        assert figures["peak_memory_bytes"] > 10 * 2**20
+        assert figures["torch_imported"] is (figures["runtime"] == "pytorch"), name
+        for batch in ("1", "2"):
+            timing = figures["batch"][batch]
+            assert timing["ttft_ms"] > 0 and timing["tokens_per_s"] > 0
+            assert 0 < timing["token_latency_ms_p50"] <= timing["token_latency_ms_p95"]
+            assert (timing["new_tokens"], timing["repeats"]) == (4, 2)
+        assert figures["tokens_per_s"] == figures["batch"]["1"]["tokens_per_s"]
+        assert figures["latency_ms_p50"] == figures["batch"]["1"]["token_latency_ms_p50"]
+        if name != "teacher":
+            assert figures["speedup_vs_teacher"]["2"] == pytest.approx(
+                timing["tokens_per_s"] / models["teacher"]["batch"]["2"]["tokens_per_s"])
+    assert measured["efficiency_setup"]["config"]["threads"] == 1
+    assert [m["dtype"] for m in models.values()] == ["float32", "float32", "float32", "int8"]
+
+
+def test_a_half_precision_variant_is_timed_in_its_own_dtype(tmp_path_factory, tiny_models):
+    from distil.bench.worker import TorchGreedy
+
+    run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
+    targets = find_targets(run, None, ["hf-float16", "onnx-int8"])
+    assert [(t.name, t.runtime, t.dtype) for t in targets] == [
+        ("student", "pytorch", "float32"), ("hf-float16", "pytorch", "float16"),
+        ("onnx-int8", "onnxruntime", "float32")]
+    runner = TorchGreedy(targets[1].model, threads=1, dtype=targets[1].dtype)
+    assert runner.dtype == "float16" and len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
+    with pytest.raises(BenchError, match="not an exported variant"):
+        find_targets(run, None, ["parity.json"])
