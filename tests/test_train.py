@@ -157,3 +157,14 @@ def test_sigkill_then_resume_ends_with_identical_weights(tmp_path, dataset, cli)
     steps = [json.loads(line)["step"] for line in (killed / "train_log.jsonl").read_text().splitlines()]
     assert steps == list(range(2, 61, 2)), "log lines after the checkpoint were not duplicated"
     assert os.listdir(killed / "checkpoints") == os.listdir(straight / "checkpoints")
+
+
+def test_a_student_cut_from_the_teacher_trains_and_evaluates(tmp_path, dataset):
+    raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-teacher", "layers": [0, 3]},
+                      train={"max_steps": 2})
+    recipe = validate_recipe(raw)
+    train(recipe)
+    metrics = evaluate(recipe)
+    assert metrics["student"]["params"] < metrics["teacher"]["params"]
+    untrained = evaluate(recipe, student_source="recipe", output=tmp_path / "untrained.json")
+    assert untrained["student"]["params"] == metrics["student"]["params"]

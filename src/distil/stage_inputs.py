@@ -14,8 +14,9 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
     `student_source` replaces the recipe's student model (e.g. the trained run/student).
     """
     student_spec = recipe.student.model_dump()
-    if student_source is not None:
-        student_spec["model"] = student_source
+    if student_source is not None and student_source != recipe.student.model:
+        # a trained student was saved with its layers already selected
+        student_spec.update(model=student_source, layers=None)
     student = load_model(role="student", device=device, seed=recipe.seed, **student_spec)
     if not need_teacher:
         return None, student, student.model.get_output_embeddings().weight.shape[0]
