@@ -56,9 +56,18 @@ def train_stage(recipe: Recipe) -> None:
 TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
 
 
+def synth_stage(recipe: Recipe) -> None:
+    """Generate RUN/data with the teacher; the request journal (RUN/synth) survives --force."""
+    from distil.synth.stage import run_synth
+
+    run_synth(recipe)
+
+
 def default_stages() -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants."""
     return (
+        Stage("synth", synth_stage, inputs=("seed", "teacher", "synth"), outputs=("data",),
+              enabled=lambda recipe: recipe.synth is not None),
         Stage("train", train_stage,
               inputs=("seed", "teacher", "student", "data", "distill", "train"),
               outputs=TRAIN_OUTPUTS),
