@@ -17,7 +17,7 @@ def distil(*args: str, cwd=None) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands_and_their_options():
     result = distil("--help")
     assert result.returncode == 0
-    for command in ("train", "eval", "run", "recipe"):
+    for command in ("train", "eval", "run", "report", "recipe"):
         assert command in result.stdout
     train_help = distil("train", "--help").stdout
     assert "--resume" in train_help and "--out" in train_help and "key.sub=value" in train_help
@@ -72,7 +72,8 @@ def test_run_trains_evaluates_then_skips_finished_stages(tmp_path, dataset):
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "run" / "eval.json").is_file() and (tmp_path / "run" / "student").is_dir()
     second = distil("run", recipe)
-    assert second.returncode == 0 and second.stderr.count("done already") == 2
+    assert second.returncode == 0 and second.stderr.count("done already") == 3
+    assert (tmp_path / "run" / "report.html").is_file()
     third = distil("run", recipe, "train.max_steps=5")
     assert third.returncode == 0 and "done already" not in third.stderr
     assert "training from scratch" in third.stderr

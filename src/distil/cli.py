@@ -77,13 +77,26 @@ def run(recipe: Annotated[Path | None, typer.Argument(
             help="Recipe YAML file. Default: recipes/tiny.yaml.", show_default=False)] = None,
         overrides: Overrides = None, out: OutOption = None,
         force: Annotated[bool, typer.Option(
-            "--force", help="Redo every stage, even those already finished.")] = False) -> None:
+            "--force", help="Redo every stage, even those already finished.")] = False,
+        compare: Annotated[bool, typer.Option(
+            "--compare", help="Also train the student with sequence-level KD and with ground "
+                              "truth alone, and report the three side by side.")] = False) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished."""
     from distil.pipeline import run_pipeline
 
-    loaded = _load(recipe or _default_recipe(), overrides, out)
+    extra = [*(overrides or []), *(["compare=true"] if compare else [])]
+    loaded = _load(recipe or _default_recipe(), extra, out)
     run_pipeline(loaded, force=force)
     typer.echo(f"run finished: {loaded.run_dir}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
+    """Write report.md and a self-contained report.html for a run folder."""
+    from distil.report import build_report
+
+    md_path, html_path = build_report(run_dir)
+    typer.echo(f"report written to {html_path} and {md_path}")
 
 
 @app.command()

@@ -24,6 +24,7 @@ from distil.models import count_parameters
 from distil.progress import progress_bar
 from distil.recipe import Recipe
 from distil.stage_inputs import load_models, load_splits
+from distil.task_eval import score_tasks
 
 
 def trained_student_dir(recipe: Recipe) -> Path:
@@ -31,9 +32,15 @@ def trained_student_dir(recipe: Recipe) -> Path:
     return recipe.run_dir / "student"
 
 
-def evaluate(recipe: Recipe, student_source: str | None = None,
-             output: Path | None = None) -> dict[str, Any]:
-    """Compare student and teacher on held-out rows; write and return the metrics."""
+def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | None = None,
+             teacher_cache: Path | None = None) -> dict[str, Any]:
+    """Compare student and teacher on held-out rows (and tasks); write and return the metrics.
+
+    With `eval.tasks`, both models also answer held-out task prompts by greedy generation:
+    accuracy per family and retention (student / teacher accuracy) join the metrics, every
+    answer goes to eval_samples.jsonl beside the metrics, and the teacher's answers are
+    cached in `teacher_cache` (default RUN/teacher_answers.json).
+    """
     source = student_source or str(trained_student_dir(recipe))
     if student_source is None and not Path(source).is_dir():
         raise ModelError(f"no trained student in {source}; run `distil train` first, or pass "
@@ -60,7 +67,15 @@ def evaluate(recipe: Recipe, student_source: str | None = None,
         "distil_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
-    atomic_write_json(output or recipe.run_dir / "eval.json", metrics)
+    output = Path(output or recipe.run_dir / "eval.json")
+    if recipe.eval.tasks:
+        scores = score_tasks(teacher, student, recipe.eval, recipe.seed,
+                             output.with_name("eval_samples.jsonl"),
+                             teacher_cache or recipe.run_dir / "teacher_answers.json")
+        for role in ("teacher", "student"):
+            metrics[role].update(scores.pop(role))
+        metrics.update(scores)
+    atomic_write_json(output, metrics)
     return metrics
 
 

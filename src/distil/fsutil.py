@@ -54,3 +54,13 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_paths(folder: Path, names: tuple[str, ...]) -> None:
+    """Delete the named files or folders inside `folder` (missing ones are fine)."""
+    for name in names:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)

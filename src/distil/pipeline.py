@@ -9,19 +9,19 @@ its newest checkpoint.
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distil.checkpoint import checkpoint_fingerprint, list_checkpoints
+from distil.compare import run_compare
 from distil.evaluate import evaluate
-from distil.fsutil import atomic_write_json
+from distil.fsutil import atomic_write_json, remove_paths
 from distil.progress import console
 from distil.recipe import Recipe
-from distil.train import recipe_fingerprint, train
+from distil.report import build_report
+from distil.train import TRAIN_OUTPUTS, train_or_resume
 
 
 def _always(recipe: Recipe) -> bool:
@@ -42,20 +42,6 @@ class Stage:
     """Whether the recipe asks for this stage."""
 
 
-def train_stage(recipe: Recipe) -> None:
-    """Train, resuming checkpoints of this recipe; checkpoints of another recipe are cleared."""
-    found = list_checkpoints(recipe.run_dir / "checkpoints")
-    resume = bool(found) and checkpoint_fingerprint(found[-1]) == recipe_fingerprint(recipe)
-    if found and not resume:
-        console.print("[yellow]the recipe changed since the checkpoints in "
-                      f"{recipe.run_dir} were written: training from scratch")
-        clear_outputs(recipe, TRAIN_OUTPUTS)
-    train(recipe, resume=resume)
-
-
-TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
-
-
 def synth_stage(recipe: Recipe) -> None:
     """Generate RUN/data with the teacher; the request journal (RUN/synth) survives --force."""
     from distil.synth.stage import run_synth
@@ -68,10 +54,15 @@ def default_stages() -> tuple[Stage, ...]:
     return (
         Stage("synth", synth_stage, inputs=("seed", "teacher", "synth"), outputs=("data",),
               enabled=lambda recipe: recipe.synth is not None),
-        Stage("train", train_stage,
+        Stage("train", train_or_resume,
               inputs=("seed", "teacher", "student", "data", "distill", "train"),
               outputs=TRAIN_OUTPUTS),
-        Stage("eval", evaluate, inputs=("eval",), outputs=("eval.json",)),
+        Stage("eval", evaluate, inputs=("eval",),
+              outputs=("eval.json", "eval_samples.jsonl", "teacher_answers.json")),
+        Stage("compare", run_compare, inputs=("compare",), outputs=("compare",),
+              enabled=lambda recipe: recipe.compare),
+        Stage("report", lambda recipe: build_report(recipe.run_dir), inputs=(),
+              outputs=("report.md", "report.html", "report_files")),
     )
 
 
@@ -90,7 +81,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
             continue
         marker.unlink(missing_ok=True)
         if force:
-            clear_outputs(recipe, stage.outputs)
+            remove_paths(recipe.run_dir, stage.outputs)
         console.rule(f"[bold]{stage.name}")
         started = time.perf_counter()
         stage.run(recipe)
@@ -119,13 +110,3 @@ def _is_done(marker: Path, fingerprint: str) -> bool:
     if not marker.is_file():
         return False
     return json.loads(marker.read_text()).get("fingerprint") == fingerprint
-
-
-def clear_outputs(recipe: Recipe, outputs: tuple[str, ...]) -> None:
-    """Delete a stage's outputs from the run folder."""
-    for name in outputs:
-        path = recipe.run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)

@@ -230,6 +230,15 @@ class EvalSection(Section):
     """Rows per evaluation batch."""
     max_samples: Annotated[int, Field(ge=1)] | None = 256
     """Evaluate on at most this many held-out rows; empty uses all of them."""
+    tasks: list[str] = []
+    """Task families (`distil.tasks`, or `all`) whose held-out prompts teacher and student answer
+    by greedy generation, graded by each family's checker; empty: no task accuracy."""
+    per_task: Annotated[int, Field(ge=1)] = 50
+    """Held-out prompts per task family."""
+    max_new_tokens: Annotated[int, Field(ge=1)] = 64
+    """Longest generated answer, in tokens."""
+    generation_batch_size: Annotated[int, Field(ge=1)] = 64
+    """Prompts generated together (batched, with a KV cache)."""
 
 
 REFUSAL_PATTERNS = [
@@ -382,6 +391,9 @@ class Recipe(Section):
     """Optimiser, schedule and checkpoints."""
     eval: EvalSection = EvalSection()
     """Held-out evaluation."""
+    compare: bool = False
+    """Also train the same student on the same prompts with sequence-level KD (teacher text,
+    hard labels only) and on the tasks' ground truth alone, and report the three side by side."""
     synth: SynthSection | None = None
     """Generate the training data with the teacher first (stage `synth`, before `train`)."""
 

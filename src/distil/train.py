@@ -38,7 +38,7 @@ from distil.data import (
     micro_batch_indices,
 )
 from distil.errors import CheckpointError, ModelError
-from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text
+from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text, remove_paths
 from distil.losses import IGNORE_INDEX, Objective, fused_linear_loss
 from distil.models import LoadedModel, linear_head_weight
 from distil.progress import console, progress_bar
@@ -101,6 +101,21 @@ class TrainingSession:
     vocab: int
     fused: bool
     state: TrainerState
+
+
+TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
+"""What the training stage writes in the run folder."""
+
+
+def train_or_resume(recipe: Recipe) -> TrainResult:
+    """Train, resuming checkpoints of this recipe; checkpoints of another recipe are cleared."""
+    found = list_checkpoints(recipe.run_dir / "checkpoints")
+    resume = bool(found) and checkpoint_fingerprint(found[-1]) == recipe_fingerprint(recipe)
+    if found and not resume:
+        console.print("[yellow]the recipe changed since the checkpoints in "
+                      f"{recipe.run_dir} were written: training from scratch")
+        remove_paths(recipe.run_dir, TRAIN_OUTPUTS)
+    return train(recipe, resume=resume)
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:

@@ -30,8 +30,10 @@ from distil.teachers.base import (
 class LocalTeacher:
     """A causal LM in this process: white-box, so it can return any top-k and score."""
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 32, show_progress: bool = False) -> None:
+    def __init__(self, loaded: LoadedModel, batch_size: int = 32, show_progress: bool = False,
+                 label: str = "teacher") -> None:
         self.model = loaded.model.eval()
+        self.label = label
         self.tokenizer = loaded.tokenizer
         self.name = loaded.source
         self.revision = loaded.revision
@@ -74,7 +76,7 @@ class LocalTeacher:
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         results: list[Completion | None] = [None] * len(prompt_ids)
         with progress_bar() as bar:
-            task = bar.add_task("teacher", total=len(order), visible=self.show_progress)
+            task = bar.add_task(self.label, total=len(order), visible=self.show_progress)
             for start in range(0, len(order), self.batch_size):
                 rows = order[start: start + self.batch_size]
                 batch = self._generate_batch([prompt_ids[i] for i in rows], sampling,

@@ -1,0 +1,39 @@
+"""The run report: report.md (+ figure files) and a self-contained report.html.
+
+    distil report runs/demo
+
+Reads whatever the run folder holds (eval.json, train_log.jsonl, eval_samples.jsonl,
+export/parity.json, compare/*, recipe.yaml) and says it twice, in Markdown and in HTML.
+"""
+
+import time
+from pathlib import Path
+
+from distil.errors import DistilError
+from distil.fsutil import atomic_write_text
+from distil.report.collect import collect
+from distil.report.render import html_page, markdown
+from distil.report.sections import build_sections
+
+
+def build_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write RUN/report.md and RUN/report.html; return their paths."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DistilError(f"run folder not found: {run_dir}; pass a folder that `distil run` "
+                          "or `distil train` wrote")
+    data = collect(run_dir)
+    if not data["eval"] and not data["train_log"]:
+        raise DistilError(f"{run_dir} has neither eval.json nor train_log.jsonl: nothing to "
+                          "report yet; run `distil train` and `distil eval` first")
+    sections = build_sections(data)
+    name = data["recipe"].get("name") or run_dir.name
+    title = f"Distillation report: {name}"
+    teacher = data["recipe"].get("teacher", {}).get("model", "?")
+    student = data["recipe"].get("student", {}).get("model", "?")
+    subtitle = (f"Teacher `{teacher}` → student `{student}` · run folder {run_dir} · "
+                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
+    atomic_write_text(md_path, markdown(title, subtitle, sections, run_dir / "report_files"))
+    atomic_write_text(html_path, html_page(title, subtitle.replace("`", ""), sections))
+    return md_path, html_path

@@ -1,0 +1,223 @@
+"""What the report says, as renderer-neutral sections: text, tables, figures, code.
+
+The Markdown and HTML renderers walk the same sections, so both always say the same.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from distil.report import plots
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    alt: str
+
+
+@dataclass
+class Code:
+    text: str
+    language: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    items: list[Table | Figure | Code] = field(default_factory=list)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def build_sections(data: dict[str, Any]) -> list[Section]:
+    """All sections the run's data supports, in reading order."""
+    builders = [_summary, _quality, _efficiency, _comparison, _training, _parity, _examples,
+                _data, _recipe]
+    return [s for build in builders if (s := build(data)) is not None]
+
+
+def _summary(data: dict[str, Any]) -> Section | None:
+    ev = data["eval"]
+    if not ev:
+        return None
+    teacher, student = ev.get("teacher", {}), ev.get("student", {})
+    lines = []
+    if "accuracy" in student:
+        lines.append(f"The student answers **{_pct(student['accuracy'])}** of held-out prompts "
+                     f"correctly; the teacher **{_pct(teacher.get('accuracy'))}**: retention "
+                     f"**{_num(ev.get('retention'))}** (student / teacher accuracy).")
+    size = _ratio(teacher.get("params"), student.get("params"))
+    if size:
+        lines.append(f"It has {size:.1f}x fewer parameters ({_num(student['params'])} vs "
+                     f"{_num(teacher['params'])}).")
+    speed = _ratio(student.get("tokens_per_s"), teacher.get("tokens_per_s"))
+    if speed:
+        lines.append(f"It generates {speed:.1f}x more tokens per second on this CPU at batch 1 "
+                     f"({_num(student['tokens_per_s'])} vs {_num(teacher['tokens_per_s'])}).")
+    lines.append(f"Per held-out response token, KL(teacher‖student) is "
+                 f"{_num(ev.get('kl_teacher_student'))} nats and the student's top-1 token agrees "
+                 f"with the teacher's {_pct(ev.get('top1_agreement'))} of the time.")
+    return Section("Summary", lines)
+
+
+def _quality(data: dict[str, Any]) -> Section | None:
+    ev = data["eval"]
+    teacher, student = ev.get("teacher", {}), ev.get("student", {})
+    if "accuracy_per_task" not in student:
+        return None
+    per_task = {"teacher": teacher["accuracy_per_task"], "student": student["accuracy_per_task"]}
+    for name, variant in data["compare"].items():
+        if "accuracy_per_task" in variant["eval"].get("student", {}):
+            per_task[name] = variant["eval"]["student"]["accuracy_per_task"]
+    tasks = [t for t in per_task["teacher"] if t != "overall"] + ["overall"]
+    rows = [[t] + [_pct(scores.get(t)) for scores in per_task.values()] for t in tasks]
+    table = Table(["task"] + list(per_task), rows,
+                  f"Held-out accuracy, {ev.get('heldout_prompts', '?')} prompts, greedy decoding.")
+    metrics = Table(["metric", "value"], [
+        ["KL(teacher‖student) per token (nats)", _num(ev.get("kl_teacher_student"))],
+        ["top-1 agreement with the teacher", _pct(ev.get("top1_agreement"))],
+        ["student perplexity on held-out responses", _num(student.get("perplexity"))],
+        ["teacher perplexity on held-out responses", _num(teacher.get("perplexity"))],
+    ], "Teacher-forced on held-out responses.")
+    figure = Figure("accuracy", plots.accuracy_by_task(per_task),
+                    "Grouped bar chart of held-out accuracy per task for each model")
+    return Section("Quality", [], [figure, table, metrics])
+
+
+def efficiency_rows(ev: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model (teacher, student, exported variants) with comparable measures."""
+    rows = []
+    for name, measured in (ev.get("efficiency") or {}).items():
+        rows.append({"name": name, **measured})
+    if not rows:
+        for role in ("teacher", "student"):
+            info = ev.get(role, {})
+            rows.append({"name": role, "params": info.get("params"),
+                         "tokens_per_s": info.get("tokens_per_s")})
+    return rows
+
+
+def _efficiency(data: dict[str, Any]) -> Section | None:
+    rows = efficiency_rows(data["eval"])
+    if not any(r.get("params") for r in rows):
+        return None
+    columns = [("params", "parameters", lambda v: _num(v)),
+               ("bytes", "bytes on disk", lambda v: f"{v / 1e6:.2f} MB"),
+               ("latency_ms_p50", "latency/token p50", lambda v: f"{v:.2f} ms"),
+               ("tokens_per_s", "tokens/s (batch 1)", lambda v: _num(v)),
+               ("peak_memory_bytes", "peak memory", lambda v: f"{v / 1e6:.0f} MB")]
+    columns = [c for c in columns if any(r.get(c[0]) is not None for r in rows)]
+    table = Table(["model"] + [c[1] for c in columns],
+                  [[r["name"]] + [c[2](r[c[0]]) if r.get(c[0]) is not None else "–" for c in columns]
+                   for r in rows],
+                  "Measured on this machine's CPU; see the bench section of the docs for the method.")
+    return Section("Efficiency", [], [table, Figure("efficiency", plots.efficiency(rows),
+                                                    "Bar charts of size, latency and speed per model")])
+
+
+def _comparison(data: dict[str, Any]) -> Section | None:
+    if not data["compare"]:
+        return None
+    ev = data["eval"]
+    rows = [["logit distillation (this run)", _pct(ev.get("student", {}).get("accuracy")),
+             _num(ev.get("kl_teacher_student"))]]
+    names = {"seq_kd": "sequence-level KD (teacher text, hard labels)",
+             "ground_truth": "ground truth only (no teacher)"}
+    for name, variant in data["compare"].items():
+        student = variant["eval"].get("student", {})
+        rows.append([names.get(name, name), _pct(student.get("accuracy")),
+                     _num(variant["eval"].get("kl_teacher_student"))])
+    text = ["The same student, trained on the same prompts for the same steps, three ways."]
+    best = max(data["compare"].values(),
+               key=lambda v: v["eval"].get("student", {}).get("accuracy", 0))
+    margin = ev.get("student", {}).get("accuracy", 0) - best["eval"].get("student", {}).get("accuracy", 0)
+    text.append(f"Logit distillation's margin over the best alternative: {100 * margin:+.1f} points.")
+    return Section("Comparison", text, [Table(["student trained with", "held-out accuracy",
+                                               "KL to teacher (nats/token)"], rows)])
+
+
+def _training(data: dict[str, Any]) -> Section | None:
+    if not data["train_log"]:
+        return None
+    curves = {"student": data["train_log"]}
+    for name, variant in data["compare"].items():
+        curves[name] = variant["train_log"]
+    summary = data["train_summary"]
+    text = []
+    if summary:
+        text.append(f"{summary.get('steps')} optimizer steps over {_num(summary.get('tokens_seen'))} "
+                    f"tokens in {summary.get('elapsed_s', 0):.0f} s "
+                    f"({'fused-linear' if summary.get('fused') else 'dense'} loss path).")
+    text.append("Losses of different objectives are on different scales; compare each curve's shape.")
+    return Section("Training", text, [Figure("loss", plots.loss_curves(curves),
+                                             "Training loss per optimizer step")])
+
+
+def _parity(data: dict[str, Any]) -> Section | None:
+    parity = data["parity"]
+    if not parity:
+        return None
+    rows = []
+    for variant in parity.get("variants", []):
+        rows.append([variant.get("name", "?"), _num(variant.get("max_abs_logit_diff")),
+                     _pct(variant.get("top1_agreement")), _pct(variant.get("accuracy")),
+                     "pass" if variant.get("passed") else "**FAIL**"])
+    return Section("Export parity", ["Exported files against the PyTorch student."],
+                   [Table(["variant", "max |Δlogit|", "top-1 agreement", "task accuracy", "check"],
+                          rows)])
+
+
+def _examples(data: dict[str, Any]) -> Section | None:
+    samples = data["samples"]
+    if not samples:
+        return None
+    shown, per_task = [], {}
+    for row in samples:
+        if per_task.get(row["task"], 0) < 2:
+            per_task[row["task"]] = per_task.get(row["task"], 0) + 1
+            shown.append(row)
+
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    rows = [[r["task"], r["prompt"], f"{mark(r['teacher_correct'])} {r['teacher']}",
+             f"{mark(r['student_correct'])} {r['student']}"] for r in shown]
+    return Section("Examples", ["Held-out prompts with both models' greedy answers."],
+                   [Table(["task", "prompt", "teacher", "student"], rows)])
+
+
+def _data(data: dict[str, Any]) -> Section | None:
+    synth = data["synth"]
+    if not synth:
+        return None
+    rows = [[str(k), str(v)] for k, v in synth.items() if not isinstance(v, dict | list)]
+    return Section("Data", ["Prompts and teacher responses synthesised for this run."],
+                   [Table(["field", "value"], rows)])
+
+
+def _recipe(data: dict[str, Any]) -> Section | None:
+    if not data["recipe_text"]:
+        return None
+    return Section("Recipe", ["The recipe this run used, every default spelled out."],
+                   [Code(data["recipe_text"], "yaml")])
