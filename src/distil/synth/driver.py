@@ -107,7 +107,7 @@ def _concurrently(teacher: ConcurrentTeacher, todo: list[Request],
     try:
         while fatal is None:
             while stopped is None and len(pending) < window and (request := next(queue, None)):
-                pending[teacher.submit(request.chat, request.sampling)] = request
+                pending[teacher.submit(request.chat, request.sampling, request.key)] = request
             if not pending:
                 break
             done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)

@@ -46,8 +46,11 @@ def load_tokenizer(name: str) -> Any:
                          "folder, a hub id or a built-in model") from None
 
 
-def open_teacher(recipe: Recipe, spent: Spent | None = None) -> tuple[Teacher, list[str]]:
-    """The teacher to synthesise with, and lines saying what it offers."""
+def open_teacher(recipe: Recipe, spent: Spent | None = None,
+                 http_client: Any = None) -> tuple[Teacher, list[str]]:
+    """The teacher to synthesise with, and lines saying what it offers.
+
+    `http_client`: an HTTP client for the API teacher (a proxy, a test transport)."""
     spec = recipe.teacher
     synth = recipe.synth
     batch_size = synth.batch_size if synth is not None else 16
@@ -56,7 +59,7 @@ def open_teacher(recipe: Recipe, spent: Spent | None = None) -> tuple[Teacher, l
                                     trust_remote_code=spec.trust_remote_code, batch_size=batch_size)
         return teacher, [f"teacher {spec.model} (local): full distributions; any top-k and "
                          "scoring available"]
-    teacher = api_teacher(recipe, spent)
+    teacher = api_teacher(recipe, spent, http_client)
     try:
         want = synth.sampling.top_logprobs if synth is not None else 0
         report = teacher.probe(want_top_logprobs=want)
@@ -66,7 +69,7 @@ def open_teacher(recipe: Recipe, spent: Spent | None = None) -> tuple[Teacher, l
     return teacher, list(report.lines)
 
 
-def api_teacher(recipe: Recipe, spent: Spent | None = None) -> Any:
+def api_teacher(recipe: Recipe, spent: Spent | None = None, http_client: Any = None) -> Any:
     """An `ApiTeacher` from teacher.api (not yet probed); budget counted from `spent`."""
     if importlib.util.find_spec("openai") is None:
         raise SynthError("an API teacher needs the openai package: pip install 'distil[api]'")
@@ -82,4 +85,5 @@ def api_teacher(recipe: Recipe, spent: Spent | None = None) -> Any:
                       tokens_per_minute=api.tokens_per_minute, timeout_s=api.timeout_s,
                       max_retries=api.max_retries, backoff_s=api.backoff_s,
                       backoff_max_s=api.backoff_max_s, tokenizer=tokenizer,
-                      tokenizer_name=api.tokenizer, spend=spend, seed=recipe.seed)
+                      tokenizer_name=api.tokenizer, spend=spend, http_client=http_client,
+                      seed=recipe.seed)

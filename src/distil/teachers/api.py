@@ -161,27 +161,32 @@ class ApiTeacher:
 
     # -- requests --------------------------------------------------------------------------
 
-    def submit(self, prompt: Prompt, sampling: Sampling) -> "concurrent.futures.Future[Outcome]":
+    def submit(self, prompt: Prompt, sampling: Sampling,
+               key: str | None = None) -> "concurrent.futures.Future[Outcome]":
         """Schedule one request from any thread; the future holds its `Outcome`.
 
+        `key` (e.g. the journal key) is sent as the Idempotency-Key header of every attempt.
         The future raises only when the whole run must stop: a budget cap
         (`BudgetExhaustedError`) or a problem no retry can fix (bad key, unknown model).
         """
-        return self._thread.submit(self.arequest(prompt, sampling))
+        return self._thread.submit(self.arequest(prompt, sampling, key))
 
-    async def arequest(self, prompt: Prompt, sampling: Sampling) -> Outcome:
+    async def arequest(self, prompt: Prompt, sampling: Sampling, key: str | None = None) -> Outcome:
         """One generation with retries, limits and budget; failures come back as an `Outcome`."""
         started = time.time()
         prompt_tokens = self.estimate_prompt_tokens(prompt)
+        options: dict[str, Any] = {"timeout": self.timeout_s}
+        if key is not None:
+            options["extra_headers"] = {"Idempotency-Key": key}
 
         async def call() -> tuple[Completion, Usage, str | None]:
             if self.endpoint == "chat":
                 response = await self.client.chat.completions.create(
-                    **self._chat_params(prompt, sampling), timeout=self.timeout_s)
+                    **self._chat_params(prompt, sampling), **options)
                 completion = chat_completion(response, self._id_of, prompt_tokens)
             else:
                 response = await self.client.completions.create(
-                    **self._completion_params(prompt, sampling), timeout=self.timeout_s)
+                    **self._completion_params(prompt, sampling), **options)
                 completion = text_completion(response, self._id_of, prompt_tokens)
             return completion, completion.usage, getattr(response, "model", None)
 

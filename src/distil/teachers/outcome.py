@@ -31,6 +31,8 @@ class ConcurrentTeacher(Protocol):
 
     concurrency: int
 
-    def submit(self, prompt: Prompt, sampling: Sampling) -> "concurrent.futures.Future[Outcome]":
-        """Schedule a request; its future holds the `Outcome` (raises only to stop the run)."""
+    def submit(self, prompt: Prompt, sampling: Sampling,
+               key: str | None = None) -> "concurrent.futures.Future[Outcome]":
+        """Schedule a request (`key`: its idempotency key); the future holds the `Outcome`
+        and raises only to stop the run."""
         ...

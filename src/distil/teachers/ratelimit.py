@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 
 
 class TokenBucket:
-    """`rate_per_minute` units refill continuously, up to `capacity` (one minute's worth).
+    """`rate_per_minute` units refill continuously, up to `capacity` (default: six seconds'
+    worth, at least 1), so a burst never exceeds what a provider allows in a short window.
 
     A take larger than the capacity waits for a full bucket and then drives the level
     negative, so an oversized request still goes through, and the next ones wait for it.
@@ -26,7 +27,7 @@ class TokenBucket:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be above 0")
         self.rate = rate_per_minute / 60.0  # units per second
-        self.capacity = capacity if capacity is not None else rate_per_minute
+        self.capacity = capacity if capacity is not None else max(1.0, rate_per_minute / 10)
         self.level = self.capacity
         self.clock = clock
         self.updated = clock()
