@@ -522,6 +522,8 @@ def _describe(error: Any) -> str:
     if error["type"] == "missing":
         return f"{where} is required; add it (see `distil recipe docs`)"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check across sections: its message names the fields
+        return message
     if error["type"] == "secret_value":  # never echo what may be a secret
         return f"{where}: {message}"
     return f"{where}: {message} (got {error.get('input')!r})"
