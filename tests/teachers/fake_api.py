@@ -23,7 +23,7 @@ class FakeApi:
     """Serves /v1/models, /v1/chat/completions and /v1/completions from memory."""
 
     def __init__(self, models: tuple[str, ...] = ("fake-teacher",), key: str | None = None,
-                 logprobs: bool = True, max_top: int = 5, echo: bool = True,
+                 logprobs: bool = True, max_top: int = 20, echo: bool = True,
                  fault: Fault | None = None, delay_s: float = 0.0) -> None:
         self.models, self.key, self.logprobs, self.max_top = models, key, logprobs, max_top
         self.echo, self.fault, self.delay_s = echo, fault, delay_s
@@ -119,7 +119,7 @@ class FakeApi:
 def _alternatives(token: str, position: int, k: int) -> list[tuple[str, float]]:
     if k == 0:
         return []
-    others = [c for c in "xyzwv" if c != token]
+    others = [c for c in "xyzwvutsrqponmlkjihgfedcba0123456789" if c != token]
     return [(token, -0.1 * (position + 1))] + [(c, -1.0 - j) for j, c in enumerate(others)][: max(k - 1, 0)]
 
 

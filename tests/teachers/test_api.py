@@ -91,16 +91,16 @@ def test_transient_faults_are_retried(fault, label):
 
 
 def test_retry_after_is_honoured_and_pauses_every_request():
-    fake = FakeApi(fault=on_generation({0: status(429, headers={"retry-after": "0.4"})}))
+    fake = FakeApi(fault=on_generation({0: status(429, headers={"retry-after": "0.6"})}))
     with make(fake, concurrency=4) as teacher:
-        futures = [teacher.submit(p, Sampling(max_new_tokens=4)) for p in ["a", "b", "c"]]
-        outcomes = [f.result() for f in futures]
-    assert all(o.completion is not None for o in outcomes)
+        first = teacher.submit("a", Sampling(max_new_tokens=4))
+        time.sleep(0.2)  # the 429 has come back: every request now waits for the pause
+        later = [teacher.submit(p, Sampling(max_new_tokens=4)) for p in ["b", "c"]]
+        outcomes = [f.result() for f in [first, *later]]
+    assert [o.completion.text for o in outcomes] == ["a", "b", "c"]
+    assert [o.attempts for o in outcomes] == [2, 1, 1]
     times = [t for t, path, _ in fake.calls if path.endswith("completions")]
-    # after the 429, nothing is sent for 0.4 s: the retry and the requests queued behind it wait
-    gaps = [later - times[0] for later in times[1:] if later - times[0] > 0.01]
-    assert len(gaps) >= 1 and min(gaps) >= 0.39
-    assert sorted(o.attempts for o in outcomes) in ([1, 1, 2], [1, 2, 2])
+    assert len(times) == 4 and min(t - times[0] for t in times[1:]) >= 0.59
 
 
 def test_exhausted_retries_are_a_failed_outcome_with_its_cause():
@@ -174,6 +174,14 @@ def test_cost_cap_reserves_the_worst_case():
         teacher.generate(["abcd", "efgh", "ijkl"], Sampling(max_new_tokens=8))
     assert len(fake.generation_calls()) == 1
     assert spend.spent.requests == 2 and spend.cost == pytest.approx(10 + 4 + 4)
+
+
+@pytest.mark.parametrize("limit", [3, 5, 7, 20, 30])
+def test_probe_finds_the_top_k_limit(limit):
+    fake = FakeApi(max_top=limit)
+    with make(fake) as teacher:
+        assert teacher.probe(want_top_logprobs=8).capabilities.max_top_logprobs == min(limit, 20)
+    assert len(fake.generation_calls()) <= 8
 
 
 def test_probe_says_what_the_endpoint_offers(tokenizer):

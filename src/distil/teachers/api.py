@@ -252,7 +252,7 @@ class ApiTeacher:
                 self._settle(billed, prompt_tokens, completion_tokens, usage)
                 return Attempted(value, served, None, None, attempt + 1)
         distinct = list(dict.fromkeys(causes))
-        cause = "; ".join(distinct[-3:]) + f" ({len(causes)} attempt{'s' * (len(causes) > 1)})"
+        cause = "; ".join(distinct[-3:]) + (f" ({len(causes)} attempts)" if len(causes) > 1 else "")
         return Attempted(None, None, failure, cause, len(causes))
 
     def _settle(self, billed: bool, prompt_tokens: int, completion_tokens: int,

@@ -75,27 +75,47 @@ async def _served_models(teacher: "ApiTeacher") -> list[str] | None:
 
 
 async def _probe_logprobs(teacher: "ApiTeacher", want: int) -> tuple[bool, int, str | None]:
-    """(logprobs offered, largest top-k accepted, refusal cause)."""
-    ladder = sorted({max(want, 20), want, 5, 1, 0}, reverse=True)
-    refusal = None
-    for k in ladder:
-        sampling = Sampling(max_new_tokens=PROBE_TOKENS, logprobs=True, top_logprobs=k)
-        result = await _generate(teacher, sampling)
-        if result.failure is None:
-            completion = result.value
-            if completion.logprobs is None:
-                return False, 0, "the server ignored the logprobs parameter"
-            tops = [len(t.top) for t in completion.logprobs]
-            return True, max(tops) if tops else k, None
-        if result.failure.kind != "reject":
-            raise TeacherError(f"the teacher at {teacher.base_url} did not answer the start-up "
-                               f"probe: {result.cause}")
-        refusal = result.cause
+    """(logprobs offered, largest top-k accepted, refusal cause).
+
+    Steps down a ladder of top-k values until one is accepted, then bisects between it and
+    the last refused one, so a limit like 3 is found exactly (refusals cost no tokens).
+    """
+    refusal, refused = None, None
+    for k in sorted({max(want, 20), want, 5, 1, 0}, reverse=True):
+        accepted, cause = await _try_top_k(teacher, k)
+        if accepted is None:
+            refusal, refused = cause, k
+            continue
+        while refused is not None and refused - k > 1:
+            middle = (k + refused) // 2
+            found, _ = await _try_top_k(teacher, middle)
+            if found is None:
+                refused = middle
+            else:
+                k, accepted = middle, found
+        if accepted < 0:
+            return False, 0, "the server ignored the logprobs parameter"
+        return True, accepted, None
     plain = await _generate(teacher, Sampling(max_new_tokens=PROBE_TOKENS))
     if plain.failure is None:
         return False, 0, refusal
     raise TeacherError(f"the teacher at {teacher.base_url} rejects a {PROBE_TOKENS}-token request "
                        f"({plain.cause}); check teacher.model and teacher.api.endpoint")
+
+
+async def _try_top_k(teacher: "ApiTeacher", k: int) -> tuple[int | None, str | None]:
+    """(top-k the answer carried, or -1 for an answer without logprobs; None if refused)."""
+    result = await _generate(teacher, Sampling(max_new_tokens=PROBE_TOKENS, logprobs=True,
+                                               top_logprobs=k))
+    if result.failure is None:
+        logprobs = result.value.logprobs
+        if logprobs is None:
+            return -1, None
+        return max((len(t.top) for t in logprobs), default=k), None
+    if result.failure.kind != "reject":
+        raise TeacherError(f"the teacher at {teacher.base_url} did not answer the start-up "
+                           f"probe: {result.cause}")
+    return None, result.cause
 
 
 async def _generate(teacher: "ApiTeacher", sampling: Sampling) -> Any:

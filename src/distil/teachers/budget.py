@@ -65,8 +65,7 @@ class Spend:
     def __init__(self, budget: Budget = Budget(), price: Price = Price(),
                  already: Spent | None = None, where: str = "teacher.api.budget") -> None:
         self.budget, self.price, self.where = budget, price, where
-        self.spent = already or Spent()
-        self.before = Spent(**vars(self.spent))
+        self.spent = Spent(**vars(already)) if already is not None else Spent()  # a copy
         self._reserved_requests = 0
         self._reserved_prompt = 0.0
         self._reserved_completion = 0.0
