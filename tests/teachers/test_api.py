@@ -231,6 +231,14 @@ def test_token_map_counts_mismatches(tokenizer):
     assert mapper.report().startswith("2 of 4 token strings")
 
 
+def test_a_split_character_maps_through_its_bytes(tokenizer):
+    mapper = TokenMap(tokenizer)
+    ids = tokenizer.encode("é", add_special_tokens=False)  # two byte tokens, each reads as U+FFFD
+    assert len(ids) == 2 and tokenizer.decode(ids[:1]) == "\ufffd"
+    assert [mapper.to_id("\ufffd", list(b)) for b in ([0xC3], [0xA9])] == ids
+    assert mapper.to_id("\ufffd") is None and mapper.mismatched == 1
+
+
 def test_token_bucket_refills_at_its_rate():
     now = [0.0]
     bucket = TokenBucket(rate_per_minute=60, capacity=2, clock=lambda: now[0])  # 1 per second

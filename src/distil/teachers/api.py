@@ -308,8 +308,8 @@ class ApiTeacher:
         """Prompt tokens, for rate limits and budget reservations."""
         return count_prompt_tokens(prompt, self.tokenizer)
 
-    def _id_of(self, token: str) -> int | None:
-        return self.token_map.to_id(token) if self.token_map is not None else None
+    def _id_of(self, token: str, token_bytes: list[int] | None = None) -> int | None:
+        return self.token_map.to_id(token, token_bytes) if self.token_map is not None else None
 
     # -- start-up probe and shutdown ---------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """Turn OpenAI-style responses (chat and completions) into the teacher protocol's types.
 
-Token strings become ids through a `TokenMap` when the recipe names the teacher's
-tokenizer; without one, ids stay None. A response missing what it must carry (choices,
-text) raises `MalformedResponse`, which the client retries like a transport error.
+Token ids come from the server when it sends them (`token_id` in chat logprobs;
+`token_ids`, `top_token_ids`, `top_token_logprobs` in completions logprobs: extensions
+`distil serve` adds), else from the token strings (and bytes) through a `TokenMap` when
+the recipe names the teacher's tokenizer; otherwise they stay None. A response missing
+what it must carry (choices, text) raises `MalformedResponse`, which the client retries
+like a transport error.
 """
 
 from collections.abc import Callable
@@ -10,15 +13,23 @@ from typing import Any
 
 from distil.teachers.base import Completion, TokenLogprob, TopLogprob, Usage
 
-IdOf = Callable[[str], int | None]
+IdOf = Callable[[str, list[int] | None], int | None]
 
 
 class MalformedResponse(Exception):
     """The server answered, but not with a usable completion."""
 
 
-def _no_id(token: str) -> None:
+def _no_id(token: str, token_bytes: list[int] | None = None) -> None:
     return None
+
+
+def _item_id(item: Any, id_of: IdOf) -> int | None:
+    """A chat logprob item's id: the server's `token_id` if sent, else mapped from its text."""
+    given = getattr(item, "token_id", None)
+    if isinstance(given, int):
+        return given
+    return id_of(item.token, getattr(item, "bytes", None))
 
 
 def usage_of(response: Any, prompt_estimate: int, text: str,
@@ -49,8 +60,8 @@ def chat_completion(response: Any, id_of: IdOf | None, prompt_estimate: int) -> 
     logprobs = None
     if content is not None:
         logprobs = tuple(
-            TokenLogprob(id_of(item.token), item.token, float(item.logprob),
-                         _sorted_top((id_of(t.token), t.token, float(t.logprob))
+            TokenLogprob(_item_id(item, id_of), item.token, float(item.logprob),
+                         _sorted_top((_item_id(t, id_of), t.token, float(t.logprob))
                                      for t in item.top_logprobs or []))
             for item in content)
     return Completion(text=text, token_ids=_ids(logprobs), finish_reason=choice.finish_reason or "stop",
@@ -85,11 +96,22 @@ def echoed_logprobs(response: Any, start: int, end: int, id_of: IdOf | None) -> 
 
 def _completion_logprobs(raw: Any, positions: Any, id_of: IdOf) -> tuple[TokenLogprob, ...]:
     tops = raw.top_logprobs or []
+    ids = getattr(raw, "token_ids", None)
+    top_ids = getattr(raw, "top_token_ids", None)
+    top_values = getattr(raw, "top_token_logprobs", None)
     out = []
     for i in positions:
         top = tops[i] if i < len(tops) and tops[i] else {}
-        out.append(TokenLogprob(id_of(raw.tokens[i]), raw.tokens[i], float(raw.token_logprobs[i]),
-                                _sorted_top((id_of(t), t, float(v)) for t, v in top.items())))
+        token = raw.tokens[i]
+        token_id = ids[i] if ids is not None else id_of(token, None)
+        if top_ids is not None and top_values is not None and top_ids[i] is not None:
+            # exact ids: the by-string dict loses candidates that read alike
+            names = {round(v, 6): t for t, v in top.items()}
+            alternatives = _sorted_top((j, names.get(round(v, 6), ""), float(v))
+                                       for j, v in zip(top_ids[i], top_values[i], strict=True))
+        else:
+            alternatives = _sorted_top((id_of(t, None), t, float(v)) for t, v in top.items())
+        out.append(TokenLogprob(token_id, token, float(raw.token_logprobs[i]), alternatives))
     return tuple(out)
 
 

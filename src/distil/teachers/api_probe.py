@@ -49,9 +49,10 @@ async def run_probe(teacher: "ApiTeacher", want_top_logprobs: int) -> ProbeRepor
                            f"{listed or 'nothing'}); set teacher.model to one of them")
     has_logprobs, max_top, refusal = await _probe_logprobs(teacher, want_top_logprobs)
     can_score, scoring_refusal = await _probe_scoring(teacher)
+    server_ids = teacher.counts.get("server_token_ids", 0) > 0
     caps = Capabilities(logprobs=has_logprobs, max_top_logprobs=max_top, can_score=can_score,
-                        token_ids=teacher.token_map is not None)
-    lines = explain(teacher, caps, want_top_logprobs, refusal, scoring_refusal)
+                        token_ids=server_ids or teacher.token_map is not None)
+    lines = explain(teacher, caps, want_top_logprobs, refusal, scoring_refusal, server_ids)
     return ProbeReport(caps, None if served is None else tuple(served), refusal, scoring_refusal,
                        tuple(lines))
 
@@ -111,6 +112,8 @@ async def _try_top_k(teacher: "ApiTeacher", k: int) -> tuple[int | None, str | N
         logprobs = result.value.logprobs
         if logprobs is None:
             return -1, None
+        if logprobs and all(t.token_id is not None for t in logprobs):  # parsed without a tokenizer
+            teacher.counts["server_token_ids"] += 1
         return max((len(t.top) for t in logprobs), default=k), None
     if result.failure.kind != "reject":
         raise TeacherError(f"the teacher at {teacher.base_url} did not answer the start-up "
@@ -153,7 +156,7 @@ async def _probe_scoring(teacher: "ApiTeacher") -> tuple[bool, str | None]:
 
 
 def explain(teacher: "ApiTeacher", caps: Capabilities, want: int, refusal: str | None,
-            scoring_refusal: str | None) -> list[str]:
+            scoring_refusal: str | None, server_ids: bool = False) -> list[str]:
     """What the probe found, in words, with what it means for distillation."""
     lines = [f"teacher {teacher.name} at {teacher.base_url} ({teacher.endpoint} endpoint)"]
     k = caps.max_top_logprobs
@@ -175,7 +178,9 @@ def explain(teacher: "ApiTeacher", caps: Capabilities, want: int, refusal: str |
     else:
         lines.append(f"it cannot score given text ({scoring_refusal}): only its own generations "
                      "carry logprobs")
-    if teacher.token_map is not None:
+    if server_ids:
+        lines.append("it sends the token ids with the logprobs: tokens need no mapping")
+    elif teacher.token_map is not None:
         lines.append(f"token strings are mapped to ids with {teacher.token_map.name}; mismatches "
                      "are counted and reported")
     else:

@@ -2,8 +2,10 @@
 
 APIs return tokens as text (`" the"`), sometimes as raw vocabulary entries (`"Ġthe"`), and
 vLLM can return `"token_id:1234"`. A string maps to an id when it is one of those forms for
-exactly one vocabulary entry; anything else (a multi-byte character split over tokens, a
-different tokenizer) is a mismatch: its id stays None and it is counted, never guessed.
+exactly one vocabulary entry. When the string alone does not map (a piece of a multi-byte
+character reads as U+FFFD), the token's raw `bytes` (chat logprobs carry them) are tried
+as a byte-level BPE entry or a `<0xNN>` byte-fallback entry. Anything else (a different
+tokenizer) is a mismatch: its id stays None and it is counted, never guessed.
 
     mapper = TokenMap(tokenizer)
     mapper.to_id(" the")            # 262, or None
@@ -13,6 +15,7 @@ Also here: how a prompt is rendered as text and counted in tokens when only a to
 (not the model) is at hand.
 """
 
+from functools import lru_cache
 from typing import Any
 
 from distil.teachers.base import Prompt, as_messages
@@ -41,19 +44,30 @@ class TokenMap:
         self.tokenizer = tokenizer
         self.name = name
         self.vocab: dict[str, int] = tokenizer.get_vocab()
-        self._cache: dict[str, int | None] = {}
+        self._cache: dict[tuple[str, tuple[int, ...] | None], int | None] = {}
         self.mapped = 0
         self.mismatched = 0
 
-    def to_id(self, token: str) -> int | None:
-        """The id of `token`, or None (counted as a mismatch)."""
-        if token not in self._cache:
-            self._cache[token] = self._lookup(token)
-        found = self._cache[token]
+    def to_id(self, token: str, token_bytes: list[int] | None = None) -> int | None:
+        """The id of `token` (or of its raw bytes), or None (counted as a mismatch)."""
+        key = (token, tuple(token_bytes) if token_bytes else None)
+        if key not in self._cache:
+            found = self._lookup(token)
+            if found is None and token_bytes:
+                found = self._from_bytes(token_bytes)
+            self._cache[key] = found
+        found = self._cache[key]
         if found is None:
             self.mismatched += 1
         else:
             self.mapped += 1
+        return found
+
+    def _from_bytes(self, token_bytes: list[int]) -> int | None:
+        table = _byte_level_encoder()
+        found = self.vocab.get("".join(table[b] for b in token_bytes if 0 <= b < 256))
+        if found is None and len(token_bytes) == 1:
+            found = self.vocab.get(f"<0x{token_bytes[0]:02X}>")
         return found
 
     def _lookup(self, token: str) -> int | None:
@@ -73,3 +87,17 @@ class TokenMap:
         return (f"{self.mismatched:,} of {total:,} token strings from the API did not map to a "
                 f"single id of {self.name} (their ids are left empty); the server's tokenizer "
                 "may differ from teacher.api.tokenizer")
+
+
+@lru_cache(maxsize=1)
+def _byte_level_encoder() -> dict[int, str]:
+    """GPT-2's byte → printable character table, the alphabet of byte-level BPE vocabularies."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
