@@ -129,6 +129,52 @@ def recipe_docs() -> None:
     typer.echo(recipe_reference(), nl=False)
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(
+        help="Model to serve: a folder, a hub id, or 'demo' (the shipped demo teacher).",
+        show_default=False)],
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; beyond loopback the API key (env DISTIL_SERVE_API_KEY) "
+             "is required.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    served_name: Annotated[str | None, typer.Option(
+        help="Model id clients send. Default: MODEL.", show_default=False)] = None,
+    max_top_logprobs: Annotated[int, typer.Option(help="Largest top_logprobs per token.")] = 20,
+    max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask.")] = 1024,
+    max_prompt_tokens: Annotated[int | None, typer.Option(
+        help="Longest prompt in tokens. Default: the model's context.", show_default=False)] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 4 * 1024 * 1024,
+    max_batch_size: Annotated[int, typer.Option(help="Most requests per model call.")] = 16,
+    batch_wait_ms: Annotated[float, typer.Option(
+        help="How long a request waits for others to batch with.")] = 5.0,
+    refuse_logprobs: Annotated[bool, typer.Option(
+        "--refuse-logprobs", help="Answer requests for logprobs 400, as a provider without "
+                                  "them does (for testing clients).")] = False,
+    admin: Annotated[bool, typer.Option(
+        "--admin", help="Serve GET /admin/stats (request counters).")] = False,
+    log_requests: Annotated[bool, typer.Option(
+        "--log-requests", help="Log one line per request (never headers or keys).")] = False,
+    dtype: Annotated[str, typer.Option(help="Weights dtype: auto, float32, bfloat16, ...")] = "auto",
+    device: Annotated[str | None, typer.Option(
+        help="cpu, cuda, cuda:1, ... Default: cuda if available.", show_default=False)] = None,
+) -> None:
+    """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
+    try:
+        from distil.server.run import serve as run_server
+        from distil.server.settings import build_settings
+    except ModuleNotFoundError as err:
+        raise DistilError(f"distil serve needs {err.name}: pip install 'distil[serve]'") from None
+
+    settings = build_settings(
+        served_name=served_name or model, max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
+        max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
+        max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+        refuse_logprobs=refuse_logprobs, admin=admin)
+    run_server(model, settings, host=host, port=port, dtype=dtype, device=device,
+               log_requests=log_requests, echo=lambda line: typer.echo(line))
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     from distil.progress import console

@@ -75,8 +75,10 @@ class LocalTeacher:
         """Generate from already-tokenised prompts (batched by length, order kept)."""
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         results: list[Completion | None] = [None] * len(prompt_ids)
-        with progress_bar() as bar:
-            task = bar.add_task(self.label, total=len(order), visible=self.show_progress)
+        bar = progress_bar()
+        bar.disable = not self.show_progress  # else a hidden bar still prints a line per call
+        with bar:
+            task = bar.add_task(self.label, total=len(order))
             for start in range(0, len(order), self.batch_size):
                 rows = order[start: start + self.batch_size]
                 batch = self._generate_batch([prompt_ids[i] for i in rows], sampling,

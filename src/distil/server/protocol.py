@@ -1,0 +1,165 @@
+"""The OpenAI wire format the server accepts, and its error answers.
+
+Requests are validated strictly: a field the server does not know is refused (as OpenAI
+does), and a known field it cannot honour (streaming, `n > 1`, penalties, tools) is refused
+with a message naming it, never silently ignored. Harmless bookkeeping fields (`user`,
+`metadata`, `store`, ...) are accepted and ignored.
+
+Every error is an `APIError`, answered as `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class APIError(Exception):
+    """An error answered to the client with an HTTP status and an OpenAI-style body."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None,
+                 code: str | None = None, type: str = "invalid_request_error",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.type = type
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """The JSON body of an error, as OpenAI sends it."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+class OpenAIRequest(BaseModel):
+    """Fields both generation endpoints share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    return_token_ids: bool = False
+    """Extension: also answer the prompt's and each choice's token ids."""
+    # Accepted and ignored: they change nothing about what is generated.
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    stream_options: dict[str, Any] | None = None
+
+    def check_supported(self) -> None:
+        """Refuse known fields the server cannot honour, naming each."""
+        if self.stream:
+            raise bad_request("streaming is not supported by this server; set stream=false",
+                              "stream", "unsupported_parameter")
+        if (self.n or 1) > 1:
+            raise bad_request("only n=1 is supported; send one request per sample", "n",
+                              "unsupported_parameter")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(self, name):
+                raise bad_request(f"{name} is not supported by this server; leave it at 0", name,
+                                  "unsupported_parameter")
+        if self.logit_bias:
+            raise bad_request("logit_bias is not supported by this server", "logit_bias",
+                              "unsupported_parameter")
+
+    def stop_strings(self) -> tuple[str, ...]:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stops) > 4:
+            raise bad_request("at most 4 stop sequences are allowed", "stop")
+        return tuple(s for s in stops if s)
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text"]
+
+
+class ChatRequest(OpenAIRequest):
+    """POST /v1/chat/completions."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0)
+    response_format: ResponseFormat | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class CompletionRequest(OpenAIRequest):
+    """POST /v1/completions (the legacy text endpoint; it is how clients score a text)."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(16, ge=0)
+    logprobs: int | None = Field(None, ge=0)
+    echo: bool | None = None
+    best_of: int | None = Field(None, ge=1, le=1)
+    suffix: str | None = None
+
+
+def parse_request(model: type[BaseModel], payload: Any) -> Any:
+    """Validate a JSON payload, turning the first problem into a 400 that names the field."""
+    if not isinstance(payload, dict):
+        raise bad_request("the request body must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as err:
+        first = err.errors()[0]
+        param = _param_path(first["loc"])
+        if first["loc"][:1] == ("prompt",):
+            raise bad_request("prompt must be a string, a list of strings, a list of token ids "
+                              "or a list of lists of token ids", "prompt", "invalid_value") from None
+        if first["type"] == "extra_forbidden":
+            raise bad_request(f"Unrecognized request argument supplied: {param}", param,
+                              "unknown_parameter") from None
+        if first["type"] == "missing":
+            raise bad_request(f"Missing required parameter: '{param}'.", param,
+                              "missing_required_parameter") from None
+        raise bad_request(f"Invalid value for '{param}': {first['msg']}", param,
+                          "invalid_value") from None
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _param_path(loc: tuple[Any, ...]) -> str | None:
+    """`messages.0.content` from a pydantic location, without its union-member tags."""
+    parts = [str(part) for part in loc
+             if isinstance(part, int) or (str(part).isidentifier() and part not in _TYPE_TAGS
+                                          and not str(part)[0].isupper())]
+    return ".".join(parts) or None

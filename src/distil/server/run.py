@@ -1,0 +1,138 @@
+"""Start the server: `distil serve` in the foreground, or a background thread for tests.
+
+    serve("demo", ServerSettings(served_name="demo"), host="127.0.0.1", port=8000)
+
+    with ServerThread(create_app(teacher, settings)) as server:   # port 0: any free port
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused")
+
+The listening socket is bound before uvicorn starts, so the port is known (and a taken port
+is a clear error) before the first request, and port 0 picks a free one without a race.
+"""
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import uvicorn
+
+from distil.server.settings import ServeError, ServerSettings, api_key_from_env, check_exposure
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), or a ServeError saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as err:
+        raise ServeError(f"cannot listen on {host}:{port} ({err.strerror or err}); pick another "
+                         "--port or --host") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """http://HOST:PORT of a bound socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _uvicorn_server(app: Callable, log_requests: bool) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="info" if log_requests else "warning",
+                            access_log=log_requests, timeout_graceful_shutdown=5,
+                            lifespan="on")
+    return uvicorn.Server(config)
+
+
+def serve(model: str, settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000,
+          dtype: str = "auto", device: str | None = None, log_requests: bool = False,
+          echo: Callable[[str], None] = print) -> None:
+    """Load `model` and serve it until Ctrl-C (the key comes from DISTIL_SERVE_API_KEY)."""
+    api_key = api_key_from_env()
+    check_exposure(host, api_key)  # before anything slow: a refusal should be instant
+    _quiet_transformers()
+    from distil.server.app import create_app
+    from distil.teachers import LocalTeacher
+
+    teacher = LocalTeacher.load(model, dtype=dtype, device=device,
+                                batch_size=settings.max_batch_size)
+    app = create_app(teacher, settings, api_key)
+    sock = bind(host, port)
+    echo(f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
+         f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}); "
+         "Ctrl-C stops")
+    try:
+        _uvicorn_server(app, log_requests).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn has shut down cleanly and re-raised the signal
+    finally:
+        sock.close()
+    echo("server stopped")
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+class ServerThread:
+    """An ASGI app served by uvicorn on a background thread (for tests and notebooks)."""
+
+    def __init__(self, app: Callable, host: str = "127.0.0.1", port: int = 0,
+                 log_requests: bool = False) -> None:
+        self.app, self.host, self.port, self.log_requests = app, host, port, log_requests
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """http://HOST:PORT"""
+        if self._url is None:
+            raise RuntimeError("the server is not started; call start() first")
+        return self._url
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI client's base_url: http://HOST:PORT/v1"""
+        return self.url + "/v1"
+
+    def start(self, timeout: float = 30.0) -> "ServerThread":
+        self._sock = bind(self.host, self.port)
+        self._url = url_of(self._sock)
+        self._server = _uvicorn_server(self.app, self.log_requests)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        name="distil-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ServeError(f"the server on {self.url} did not start within {timeout:.0f} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Shut down gracefully (requests in flight finish) and release the port."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = None
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,85 @@
+"""What a `distil serve` server allows: limits, batching, auth, and the checks made at start.
+
+    settings = ServerSettings(served_name="tiny-teacher", max_top_logprobs=20)
+    key = api_key_from_env()                      # DISTIL_SERVE_API_KEY, never argv
+    check_exposure("0.0.0.0", key)                # raises ServeError without a key
+
+Every field is documented once, here; `distil serve --help` repeats the short form.
+"""
+
+import ipaddress
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distil.errors import DistilError
+
+API_KEY_ENV = "DISTIL_SERVE_API_KEY"
+"""The environment variable holding the server's API key (there is no flag for it)."""
+
+
+class ServeError(DistilError):
+    """The server cannot start as asked (exposed without a key, port taken, bad limits)."""
+
+
+class ServerSettings(BaseModel):
+    """Limits and behaviour of one server; the defaults suit a teacher endpoint on one host."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    served_name: str = Field(min_length=1)
+    """The model id clients send in `model` and that /v1/models lists."""
+    max_top_logprobs: int = Field(20, ge=0)
+    """Largest `top_logprobs` (chat) or `logprobs` (completions) a request may ask for."""
+    max_tokens: int = Field(1024, ge=1)
+    """Largest `max_tokens` a request may ask for; also the default when it asks for none."""
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    """Longest prompt in tokens; None: the model's context window."""
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Largest request body; bigger ones are answered 413."""
+    max_prompts: int = Field(64, ge=1)
+    """Most prompts one /v1/completions request may carry (a list of prompts)."""
+    max_batch_size: int = Field(16, ge=1)
+    """Most requests generated together in one batched model call."""
+    batch_wait_ms: float = Field(5.0, ge=0)
+    """How long the first request of a batch waits for others to join it."""
+    max_pending: int = Field(1024, ge=1)
+    """Requests queued beyond this are answered 503 with Retry-After."""
+    refuse_logprobs: bool = False
+    """Answer any request for logprobs with the 400 a provider without them gives (for tests)."""
+    admin: bool = False
+    """Serve GET /admin/stats: request counters (per request key) and batching figures."""
+
+
+def build_settings(**values: Any) -> ServerSettings:
+    """ServerSettings from command-line values; a bad one raises ServeError naming its flag."""
+    try:
+        return ServerSettings(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a setting"
+        raise ServeError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def api_key_from_env() -> str | None:
+    """The API key from `DISTIL_SERVE_API_KEY`; an empty value means none."""
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine (an unknown name is not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond loopback without an API key."""
+    if api_key is None and not is_loopback(host):
+        raise ServeError(f"refusing to listen on {host} without an API key: anyone who can reach "
+                         f"it could use the model; set {API_KEY_ENV} in the environment, or bind "
+                         "to 127.0.0.1")
