@@ -10,112 +10,21 @@ validates; every problem becomes a `RecipeError` naming the field and the fix.
 
 import difflib
 import os
-import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from distil.errors import RecipeError
-from distil.tasks import task_names
+from distil.recipe_api import ApiSection
+from distil.recipe_synth import SynthSection
+from distil.section import PositiveFloat, Probability, Section
 
 Divergence = Literal[
     "forward_kl", "reverse_kl", "generalized_jsd", "skew_forward_kl", "skew_reverse_kl", "tvd"
 ]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
-
-
-class Section(BaseModel):
-    """Base of every recipe section: unknown keys are errors, docstrings document fields."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
-class PriceSection(Section):
-    """What the provider charges, to estimate (`distil synth --dry-run`) and cap the cost."""
-
-    input_per_million: Annotated[float, Field(ge=0)] = 0.0
-    """Price of one million prompt (input) tokens; 0 when unknown or free."""
-    output_per_million: Annotated[float, Field(ge=0)] = 0.0
-    """Price of one million completion (output) tokens."""
-    currency: str = "USD"
-    """Currency the prices are in, for reports."""
-
-
-class BudgetSection(Section):
-    """Caps on what a run may spend. Counted over the run folder's request journal, so a
-    rerun gets no fresh allowance; reaching one stops the run cleanly, keeping what was done."""
-
-    max_requests: Annotated[int, Field(ge=1)] | None = None
-    """Most requests to send, retries and start-up probes included; empty: no cap."""
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    """Most prompt + completion tokens; a request is only sent if its worst case fits."""
-    max_cost: Annotated[float, Field(gt=0)] | None = None
-    """Most money to spend at teacher.api.price; a request is only sent if its worst case fits."""
-
-
-class ApiSection(Section):
-    """An OpenAI-compatible endpoint serving the teacher (`teacher.model` is the served model name)."""
-
-    base_url: str
-    """Root of the API, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."""
-    api_key_env: str | None = "OPENAI_API_KEY"
-    """Name of the environment variable that holds the API key (never the key itself);
-    empty for a server that needs no key."""
-    endpoint: Literal["chat", "completions"] = "chat"
-    """`chat` sends messages to /chat/completions; `completions` sends the prompt, rendered
-    with teacher.api.tokenizer's chat template when it has one, to /completions."""
-    concurrency: Annotated[int, Field(ge=1)] = 8
-    """Most requests in flight at once."""
-    requests_per_minute: PositiveFloat | None = None
-    """Token-bucket limit on requests per minute; empty: none."""
-    tokens_per_minute: PositiveFloat | None = None
-    """Token-bucket limit on prompt + completion tokens per minute (worst case reserved,
-    corrected by the reported usage); empty: none."""
-    timeout_s: PositiveFloat = 60.0
-    """Seconds one request may take before it is abandoned and retried."""
-    max_retries: Annotated[int, Field(ge=0)] = 6
-    """Retries of a request after 429, 5xx, timeouts, dropped connections or malformed
-    replies; then it is recorded as failed (with its cause) and a rerun sends it again."""
-    backoff_s: PositiveFloat = 1.0
-    """Wait before the first retry; it doubles each retry (with jitter, up to backoff_max_s).
-    A Retry-After header from the server takes precedence and pauses every request."""
-    backoff_max_s: PositiveFloat = 60.0
-    """Longest wait between two retries of a request."""
-    tokenizer: str | None = None
-    """The teacher's tokenizer (folder, hub id or built-in name), to map the token strings
-    the API returns to ids and to count prompt tokens; empty: tokens stay strings."""
-    price: PriceSection = PriceSection()
-    """Prices per million tokens, for cost estimates and max_cost."""
-    budget: BudgetSection = BudgetSection()
-    """Spending caps."""
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _names_a_variable(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise PydanticCustomError(
-                "secret_value", "must name an environment variable (e.g. OPENAI_API_KEY), not hold "
-                "the key itself; put the key in that variable")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _is_http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
-        return value.rstrip("/")
 
 
 class ModelSpec(Section):
@@ -239,135 +148,6 @@ class EvalSection(Section):
     """Longest generated answer, in tokens."""
     generation_batch_size: Annotated[int, Field(ge=1)] = 64
     """Prompts generated together (batched, with a KV cache)."""
-
-
-REFUSAL_PATTERNS = [
-    r"^\W*(i'?m|i am) (so |very )?sorry\b",
-    r"\bas an ai\b",
-    r"\bi (cannot|can'?t|won'?t|am unable to|'?m unable to|am not able to) "
-    r"(help|assist|comply|provide|fulfil|do that)",
-]
-
-
-class SynthPromptsSection(Section):
-    """Where synth prompts come from; sources add up, in this order: file, tasks, expansion."""
-
-    file: str | None = None
-    """Seed prompts: a .jsonl or .parquet file with a `prompt` column (see `field`), or a
-    .txt file with one prompt per line. Relative paths are read from the recipe's folder."""
-    field: str = "prompt"
-    """Column of `file` holding the prompt text."""
-    tasks: list[str] = []
-    """Task families (distil.tasks) whose train-split prompts to add; `[all]` for every
-    family. Only prompts are taken, never the reference answers; held-out prompts never."""
-    per_task: Annotated[int, Field(ge=1)] = 100
-    """Prompts drawn from each task family."""
-    expand: Annotated[int, Field(ge=0)] = 0
-    """Self-instruct expansion: ask the teacher for this many new prompts, each request
-    showing it `expand_examples` seeds (from the file and tasks) to vary on."""
-    expand_examples: Annotated[int, Field(ge=1)] = 3
-    """Seed prompts shown in each expansion request."""
-    expand_temperature: Annotated[float, Field(ge=0)] = 1.0
-    """Sampling temperature of expansion requests (higher: more varied prompts)."""
-
-
-class SynthSamplingSection(Section):
-    """How the teacher answers each prompt."""
-
-    max_new_tokens: Annotated[int, Field(ge=1)] = 256
-    """Longest response in tokens; a response cut here has finish_reason `length`."""
-    temperature: Annotated[float, Field(ge=0)] = 0.7
-    """Sampling temperature; 0 is greedy."""
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
-    """Nucleus sampling mass."""
-    stop: list[str] = []
-    """Strings that end a response."""
-    logprobs: bool = False
-    """Keep the logprob of each sampled token (column `token_logprobs`)."""
-    top_logprobs: Annotated[int, Field(ge=0)] = 0
-    """Also keep the k most likely tokens and their logprobs at each position; an API
-    teacher that refuses logprobs stops the run at start with a clear message."""
-
-
-class DedupSection(Section):
-    """Near-duplicate prompts are dropped before any request is sent (rejects: near_duplicate)."""
-
-    minhash_threshold: Annotated[float, Field(gt=0, le=1)] | None = 0.9
-    """Drop a prompt whose estimated Jaccard similarity (MinHash over word n-grams) to an
-    earlier kept prompt is at least this; empty turns MinHash deduplication off."""
-    ngram: Annotated[int, Field(ge=1)] = 2
-    """Words per shingle for MinHash."""
-    num_perm: Annotated[int, Field(ge=16)] = 128
-    """MinHash permutations: more is a closer Jaccard estimate, slower."""
-    rouge_l: Annotated[float, Field(gt=0, le=1)] | None = None
-    """Also drop a prompt whose ROUGE-L F-measure with an earlier kept prompt is at least
-    this (Self-Instruct used 0.7); exact, quadratic in the prompt count. Empty: off."""
-
-
-class FiltersSection(Section):
-    """Which teacher responses are dropped (each kept in RUN/data/rejects.jsonl with its reason)."""
-
-    drop_empty: bool = True
-    """Drop empty or whitespace-only responses."""
-    drop_truncated: bool = True
-    """Drop responses cut at max_new_tokens (finish_reason `length`)."""
-    refusal_patterns: list[str] = REFUSAL_PATTERNS
-    """Regular expressions (case-insensitive) that mark a refusal; [] turns the filter off."""
-    min_chars: Annotated[int, Field(ge=0)] = 1
-    """Shortest response kept, in characters (surrounding whitespace ignored)."""
-    max_chars: Annotated[int, Field(ge=1)] | None = None
-    """Longest response kept, in characters; empty: no bound."""
-    min_tokens: Annotated[int, Field(ge=0)] = 0
-    """Fewest completion tokens kept (as the teacher reports them)."""
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    """Most completion tokens kept; empty: no bound."""
-
-    @field_validator("refusal_patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"{pattern!r} is not a valid regular expression ({err})") from None
-        return patterns
-
-
-class SynthSection(Section):
-    """Build the training set from the teacher's answers (`distil synth`): prompts in,
-    RUN/data/train.parquet, rejects.jsonl and dataset_card.md out."""
-
-    prompts: SynthPromptsSection = SynthPromptsSection()
-    """Prompt sources."""
-    samples_per_prompt: Annotated[int, Field(ge=1)] = 1
-    """Responses requested per prompt (each with its own seed; needs temperature > 0)."""
-    sampling: SynthSamplingSection = SynthSamplingSection()
-    """Generation settings."""
-    dedup: DedupSection = DedupSection()
-    """Near-duplicate prompt removal."""
-    filters: FiltersSection = FiltersSection()
-    """Response filters."""
-    batch_size: Annotated[int, Field(ge=1)] = 16
-    """Prompts per generate call for a local teacher (an API teacher is paced by
-    teacher.api.concurrency instead)."""
-    license: str | None = None
-    """Terms the teacher's outputs come under (e.g. the provider's terms of use URL, or the
-    model's licence); written on every row and in the dataset card."""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "SynthSection":
-        p = self.prompts
-        if not p.file and not p.tasks:
-            raise ValueError("synth needs prompts: set synth.prompts.file and/or synth.prompts.tasks")
-        if self.samples_per_prompt > 1 and self.sampling.temperature == 0:
-            raise ValueError("samples_per_prompt > 1 with temperature 0 would repeat one greedy "
-                             "response; set synth.sampling.temperature above 0")
-        known = task_names()
-        unknown = sorted(set(p.tasks) - {"all", *known})
-        if unknown:
-            raise ValueError(f"unknown task families {unknown} in synth.prompts.tasks; choose from "
-                             f"{known} or [all]")
-        return self
 
 
 class Recipe(Section):

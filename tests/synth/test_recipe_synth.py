@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from distil.errors import RecipeError
-from distil.recipe import ApiSection, Recipe, SynthSection, load_recipe, section_model, validate_recipe
+from distil.recipe import Recipe, load_recipe, section_model, validate_recipe
+from distil.recipe_api import ApiSection
+from distil.recipe_synth import SynthSection
 
 BASE = {"teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"}}
 SYNTH = {"prompts": {"tasks": ["all"], "per_task": 4}}
