@@ -139,6 +139,8 @@ def test_samples_and_self_instruct_expansion(tmp_path, seed_file, serve_fake):
     expand_bodies = [b for b in fake.generation_calls() if "Examples:" in str(b.get("messages"))]
     assert len(chats) == 1 + 3 + 10  # probe, expansions, responses
     assert len(expand_bodies) == 3 and {b["temperature"] for b in expand_bodies} == {1.0}
+    plan = run_synth(validate_recipe(raw), dry_run=True)  # judges the journaled expansions alike
+    assert plan["requests"] == {"planned": 3 + 10, "answered_in_journal": 13, "to_send": 0}
 
 
 def test_dry_run_estimates_tokens_and_cost_without_a_key_or_a_request(tmp_path, seed_file, monkeypatch):

@@ -12,8 +12,14 @@ from typing import Any
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.synth.journal import Journal
-from distil.synth.prompts import PromptItem, PromptReject, clean_expansion, deduplicate, item
-from distil.synth.stage import expansion_requests, journal_path, require_synth, response_requests
+from distil.synth.prompts import PromptItem, PromptReject, deduplicate
+from distil.synth.stage import (
+    collect_expansions,
+    expansion_requests,
+    journal_path,
+    require_synth,
+    response_requests,
+)
 from distil.synth.teacher import load_tokenizer
 from distil.teachers.base import Sampling
 from distil.teachers.budget import Price, Spent
@@ -32,10 +38,9 @@ def estimate(recipe: Recipe, seeds: list[PromptItem],
                     seed=recipe.seed, stop=tuple(s.stop), logprobs=s.logprobs,
                     top_logprobs=s.top_logprobs)
     expansions = expansion_requests(recipe, seeds)
-    expanded = [item(clean_expansion(entries[r.key].completion.text), "self_instruct")
-                for r in expansions if r.key in entries and entries[r.key].completion is not None]
+    expanded, _, _ = collect_expansions(expansions, entries, section)
     unexpanded = [r for r in expansions if r.key not in entries or not entries[r.key].ok]
-    prompts, duplicates = deduplicate(seeds + [e for e in expanded if e.text], section.dedup)
+    prompts, duplicates = deduplicate(seeds + expanded, section.dedup)
     planned = [r for _, _, r in response_requests(recipe, prompts, base)]
     to_send = [r for r in planned + expansions if r.key not in entries or not entries[r.key].ok]
     prompt_tokens = sum(count_prompt_tokens(r.chat, tokenizer) for r in to_send)

@@ -11,6 +11,7 @@ budget cap stops the run after writing out what was done.
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from distil.synth import SynthError
 from distil.synth.card import write_card
 from distil.synth.driver import Request, SendReport, make_request, send_missing
 from distil.synth.filters import judge, judge_instruction
-from distil.synth.journal import Journal
+from distil.synth.journal import Entry, Journal
 from distil.synth.output import reject_row, response_row, utc, write_jsonl, write_train
 from distil.synth.prompts import (
     PromptItem,
@@ -124,12 +125,12 @@ def response_requests(recipe: Recipe, prompts: list[PromptItem],
             for prompt in prompts for k in range(section.samples_per_prompt)]
 
 
-def collect_expansions(requests: list[Request], journal: Journal,
+def collect_expansions(requests: list[Request], entries: Mapping[str, Entry],
                        section: SynthSection) -> tuple[list[PromptItem], list[dict[str, Any]], int]:
     """New prompts from the journaled expansion replies, the rejected replies, and how many are unsent."""
     items, rejects, pending = [], [], 0
     for request in requests:
-        entry = journal.get(request.key)
+        entry = entries.get(request.key)
         if entry is None:
             pending += 1
         elif entry.completion is None:
@@ -176,7 +177,7 @@ def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Jou
     expansions = expansion_requests(recipe, seeds)
     expand_report = (send_missing(teacher, expansions, journal, "expand", section.batch_size)
                      if expansions else SendReport())
-    expanded, expand_rejects, expand_pending = collect_expansions(expansions, journal, section)
+    expanded, expand_rejects, expand_pending = collect_expansions(expansions, journal.entries, section)
     prompts, duplicates = deduplicate(seeds + expanded, section.dedup)
     planned = response_requests(recipe, prompts, base)
     report = send_missing(teacher, [r for _, _, r in planned], journal, "responses", section.batch_size)
