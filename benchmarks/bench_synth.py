@@ -6,9 +6,11 @@
 For each concurrency (1, 4, 16): the same greedy requests sent by `ApiTeacher` (the openai
 SDK, async) to a `distil serve` child process batching up to that many requests, against
 the same model generating in this process with `LocalTeacher` in batches of that size.
-Reports requests/s, completion tokens/s, the API path's time over the direct one (server,
-HTTP and client together), and the client's own cost: its CPU time per request, and that
-CPU time as a share of the API run's wall time (the client's overhead; target <= 10%).
+Reports requests/s, completion tokens/s, and the API path's time over the direct one
+(server, HTTP and client together). The client's own overhead is measured apart: the same
+requests through `ApiTeacher` to an in-process endpoint that answers at once with a
+same-sized reply (an HTTP transport mock, no socket, no model), in ms per request, and as
+a share of the direct generation time per request (target <= 10%).
 Then the whole synth stage (probe, journal fsync per request, filters, Parquet, card) at
 concurrency 16 over the same server. Direct and API runs alternate, `--repeats` times;
 medians; prints Markdown tables.
@@ -46,20 +48,53 @@ def model_folder(size: str, root: Path) -> str:
 def time_direct(teacher: LocalTeacher, texts: list[str], sampling: Sampling,
                 batch: int) -> tuple[float, int]:
     teacher.batch_size = batch
+    teacher.generate(texts[:batch], sampling)  # warm: the first generate call is slow
     started = time.perf_counter()
     done = teacher.generate(texts, sampling)
     return time.perf_counter() - started, sum(c.usage.completion_tokens for c in done)
 
 
 def time_api(base_url: str, model: str, texts: list[str], sampling: Sampling,
-             concurrency: int) -> tuple[float, int, float]:
+             concurrency: int) -> tuple[float, int]:
     with ApiTeacher(model, base_url, api_key_env=None, concurrency=concurrency,
                     timeout_s=600) as client:
-        client.generate(texts[:2], sampling)  # connections open, server warm
-        cpu, started = time.process_time(), time.perf_counter()
+        client.generate(texts[:concurrency], sampling)  # connections open, server warm
+        started = time.perf_counter()
         done = client.generate(texts, sampling)
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return wall, sum(c.usage.completion_tokens for c in done), cpu
+        return time.perf_counter() - started, sum(c.usage.completion_tokens for c in done)
+
+
+def instant_endpoint(max_tokens: int):
+    """An HTTP client whose transport answers every chat request at once (no model)."""
+    import json
+
+    try:
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
+
+    reply = "x" * max_tokens
+
+    def answer(request):
+        body = json.loads(request.content)
+        return httpx.Response(200, json={
+            "id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "length",
+                         "message": {"role": "assistant", "content": reply}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": max_tokens,
+                      "total_tokens": 12 + max_tokens}})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+
+
+def time_client_alone(texts: list[str], sampling: Sampling, concurrency: int) -> float:
+    """Seconds per request the client spends with an endpoint that costs nothing."""
+    with ApiTeacher("bench", "http://instant.test/v1", api_key_env=None, concurrency=concurrency,
+                    http_client=instant_endpoint(sampling.max_new_tokens)) as client:
+        client.generate(texts[:concurrency], sampling)
+        started = time.perf_counter()
+        client.generate(texts, sampling)
+        return (time.perf_counter() - started) / len(texts)
 
 
 def time_synth(base_url: str, model: str, texts: list[str], max_tokens: int, root: Path) -> float:
@@ -98,23 +133,23 @@ def main() -> None:
     teacher = LocalTeacher.load(model, device="cpu")
     print(f"{args.requests} requests, {args.max_tokens} new tokens each, greedy; model "
           f"{args.size or args.model}; medians of {args.repeats}\n")
-    print("| concurrency | direct req/s | API req/s | API tokens/s | API / direct | client CPU ms/req "
-          "| client CPU / API wall |")
+    print("| concurrency | direct req/s | API req/s | API tokens/s | API / direct "
+          "| client alone ms/req | client alone / direct |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for concurrency in (1, 4, 16):
         with serve_process(model, "--max-batch-size", str(concurrency), "--served-name", "bench",
                            "--max-tokens", str(max(args.max_tokens, 64))) as server:
-            direct, api = [], []
-            for _ in range(args.repeats):  # alternate, so a busy spell hits both
+            direct, api, alone = [], [], []
+            for _ in range(args.repeats):  # alternate, so a busy spell hits all three
                 direct.append(time_direct(teacher, texts, sampling, concurrency))
                 api.append(time_api(server.base_url, "bench", texts, sampling, concurrency))
+                alone.append(time_client_alone(texts, sampling, concurrency))
         d_wall = statistics.median(w for w, _ in direct)
-        a_wall = statistics.median(w for w, _, _ in api)
-        tokens = api[0][1]
-        cpu = statistics.median(c for _, _, c in api)
+        a_wall = statistics.median(w for w, _ in api)
+        client = statistics.median(alone)
         print(f"| {concurrency} | {args.requests / d_wall:.1f} | {args.requests / a_wall:.1f} | "
-              f"{tokens / a_wall:.0f} | {a_wall / d_wall:.2f} | {1000 * cpu / args.requests:.2f} | "
-              f"{cpu / a_wall:.1%} |")
+              f"{api[0][1] / a_wall:.0f} | {a_wall / d_wall:.2f} | {1000 * client:.2f} | "
+              f"{client / (d_wall / args.requests):.1%} |")
     with serve_process(model, "--max-batch-size", "16", "--served-name", "bench") as server:
         synth, api16 = [], []
         for _ in range(args.repeats):

@@ -14,11 +14,9 @@ import yaml
 from tests.synth.conftest import synth_recipe
 
 
-def distil(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
+def distil(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "distil.cli", *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+                          timeout=300)
 
 
 def free_port() -> int:

@@ -78,8 +78,12 @@ def _settings(recipe: Recipe, summary: dict[str, Any]) -> list[str]:
 
 def _spend(summary: dict[str, Any]) -> list[str]:
     spent = summary["spent"]
-    cost = (f"{spent['cost']:.4f} {spent['currency']}" if spent["priced"]
-            else "not priced (teacher.api.price is empty)")
+    if summary["teacher"].get("backend") != "api":
+        cost = "none per token (a local teacher)"
+    elif spent["priced"]:
+        cost = f"{spent['cost']:.4f} {spent['currency']}"
+    else:
+        cost = "not priced (teacher.api.price is empty)"
     lines = ["## Usage", "",
              f"- requests (retries included): {spent['requests']}; tokens: {spent['prompt_tokens']} "
              f"prompt + {spent['completion_tokens']} completion; cost: {cost}"]

@@ -60,6 +60,8 @@ class Attempted:
     failure: Failure | None
     cause: str | None
     attempts: int
+    started: float
+    """Unix time of the first attempt (after waiting for a slot and the rate limits)."""
 
 
 class _LoopThread:
@@ -173,7 +175,6 @@ class ApiTeacher:
 
     async def arequest(self, prompt: Prompt, sampling: Sampling, key: str | None = None) -> Outcome:
         """One generation with retries, limits and budget; failures come back as an `Outcome`."""
-        started = time.time()
         prompt_tokens = self.estimate_prompt_tokens(prompt)
         options: dict[str, Any] = {"timeout": self.timeout_s}
         if key is not None:
@@ -191,7 +192,7 @@ class ApiTeacher:
             return completion, completion.usage, getattr(response, "model", None)
 
         result = await self._attempts(call, prompt_tokens, sampling.max_new_tokens)
-        return Outcome(result.value, result.cause, result.attempts, started, time.time(),
+        return Outcome(result.value, result.cause, result.attempts, result.started, time.time(),
                        result.served_model)
 
     async def ascore(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
@@ -226,6 +227,7 @@ class ApiTeacher:
         retries = self.max_retries if retries is None else retries
         causes: list[str] = []
         failure: Failure | None = None
+        started: float | None = None
         async with self._semaphore:
             for attempt in range(retries + 1):
                 await self._wait_for_pause()
@@ -233,6 +235,7 @@ class ApiTeacher:
                     self.spend.reserve(prompt_tokens, completion_tokens)
                 try:
                     await self.limiter.acquire(prompt_tokens + completion_tokens)
+                    started = started or time.time()
                     self.counts["attempts"] += 1
                     value, usage, served = await call()
                 except Exception as err:  # classified below; anything unknown propagates
@@ -250,10 +253,10 @@ class ApiTeacher:
                     await asyncio.sleep(self._retry_delay(attempt, failure))
                     continue
                 self._settle(billed, prompt_tokens, completion_tokens, usage)
-                return Attempted(value, served, None, None, attempt + 1)
+                return Attempted(value, served, None, None, attempt + 1, started or time.time())
         distinct = list(dict.fromkeys(causes))
         cause = "; ".join(distinct[-3:]) + (f" ({len(causes)} attempts)" if len(causes) > 1 else "")
-        return Attempted(None, None, failure, cause, len(causes))
+        return Attempted(None, None, failure, cause, len(causes), started or time.time())
 
     def _settle(self, billed: bool, prompt_tokens: int, completion_tokens: int,
                 usage: Usage | None) -> None:
