@@ -169,6 +169,20 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defa
     typer.echo(f"report written to {html_path} and {md_path}")
 
 
+@app.command()
+def synth(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
+          dry_run: Annotated[bool, typer.Option(
+              "--dry-run", help="Count requests, tokens and cost; send nothing.")] = False) -> None:
+    """Build the training set from the teacher's answers (RUN/data/train.parquet)."""
+    from distil.synth.stage import run_synth
+
+    loaded = _load(recipe, overrides, out)
+    result = run_synth(loaded, dry_run=dry_run)
+    if not dry_run:
+        typer.echo(f"{result.kept} rows written to {result.train_path} ({result.rejected} rejected, "
+                   f"see rejects.jsonl; {result.summary['sent_this_run']} requests answered this run)")
+
+
 @recipe_app.command("check")
 def recipe_check(recipe: RecipeArg, overrides: Overrides = None) -> None:
     """Validate a recipe and print it with every default filled in."""

@@ -42,9 +42,23 @@ class Stage:
     """Whether the recipe asks for this stage."""
 
 
+SYNTH_INPUTS = ("seed", "teacher.model", "teacher.revision", "teacher.dtype", "teacher.api.base_url",
+                "teacher.api.endpoint", "teacher.api.tokenizer", "synth")
+"""What decides the synth data; pacing, retries, prices and budget caps do not."""
+
+
+def synth_stage(recipe: Recipe) -> None:
+    """Generate RUN/data with the teacher; the request journal (RUN/synth) survives --force."""
+    from distil.synth.stage import run_synth
+
+    run_synth(recipe)
+
+
 def default_stages() -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants."""
     return (
+        Stage("synth", synth_stage, inputs=SYNTH_INPUTS, outputs=("data",),
+              enabled=lambda recipe: recipe.synth is not None),
         Stage("train", train_or_resume,
               inputs=("seed", "teacher", "student", "data", "distill", "train"),
               outputs=TRAIN_OUTPUTS),

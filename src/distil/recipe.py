@@ -10,25 +10,21 @@ validates; every problem becomes a `RecipeError` naming the field and the fix.
 
 import difflib
 import os
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from distil.errors import RecipeError
+from distil.recipe_api import ApiSection
+from distil.recipe_synth import SynthSection
+from distil.section import PositiveFloat, Probability, Section
 
 Divergence = Literal[
     "forward_kl", "reverse_kl", "generalized_jsd", "skew_forward_kl", "skew_reverse_kl", "tvd"
 ]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
-
-
-class Section(BaseModel):
-    """Base of every recipe section: unknown keys are errors, docstrings document fields."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class ModelSpec(Section):
@@ -49,11 +45,21 @@ class ModelSpec(Section):
     so a shallower student starts from the teacher's own weights."""
 
 
+class TeacherSpec(ModelSpec):
+    """The teacher: a model to load, or one served behind an API."""
+
+    api: ApiSection | None = None
+    """Reach the teacher through an OpenAI-compatible API instead of loading it (`model` is
+    then the served model name). Such a teacher gives text and top-k logprobs, never full
+    logits."""
+
+
 class DataSection(Section):
     """Prompt/response pairs to distil on."""
 
-    train: str
-    """Parquet or JSONL file (or a folder of `.parquet` shards) with one prompt/response pair per row."""
+    train: str | None = None
+    """Parquet or JSONL file (or a folder of `.parquet` shards) with one prompt/response pair per row.
+    Required, except with a synth: section, where it defaults to RUN/data/train.parquet."""
     eval: str | None = None
     """Held-out file in the same format. When empty, `eval_fraction` of `train` is held out."""
     eval_fraction: Probability = 0.05
@@ -185,11 +191,11 @@ class Recipe(Section):
     """Run folder for checkpoints, logs and results. Empty means runs/NAME (from the working folder)."""
     seed: int = 0
     """Seed for data order, held-out split, initialisation and sampling."""
-    teacher: ModelSpec
+    teacher: TeacherSpec
     """The model whose distributions the student learns."""
     student: ModelSpec
     """The model being trained; it must share the teacher's vocabulary."""
-    data: DataSection
+    data: DataSection = DataSection()
     """Where the prompt/response pairs come from."""
     distill: DistillSection = DistillSection()
     """The distillation objective."""
@@ -200,6 +206,8 @@ class Recipe(Section):
     compare: bool = False
     """Also train the same student on the same prompts with sequence-level KD (teacher text,
     hard labels only) and on the tasks' ground truth alone, and report the three side by side."""
+    synth: SynthSection | None = None
+    """Generate the training data with the teacher first (stage `synth`, before `train`)."""
     capture: CaptureSection = CaptureSection()
     """Capturing teacher signals to disk (`distil capture`)."""
     signals: SignalsSection = SignalsSection()
@@ -209,6 +217,24 @@ class Recipe(Section):
     def _teacher_is_whole(self) -> "Recipe":
         if self.teacher.layers is not None:
             raise ValueError("teacher.layers is for students only; remove it from teacher")
+        return self
+
+    @model_validator(mode="after")
+    def _api_teacher_fits(self) -> "Recipe":
+        if self.teacher.api is not None and self.distill.kd_weight > 0:
+            raise ValueError(
+                "teacher.api: a teacher behind an API gives no full logits, so live-logit "
+                "distillation (distill.kd_weight > 0) is impossible; set distill.kd_weight=0 and "
+                "distill.ce_weight=1 to train on the teacher's text (sequence-level KD)")
+        return self
+
+    @model_validator(mode="after")
+    def _data_from_synth(self) -> "Recipe":
+        if self.data.train is None:
+            if self.synth is None:
+                raise ValueError("data.train is required (a prompt/response file), unless a "
+                                 "synth: section generates it")
+            self.data.train = str(self.run_dir / "data" / "train.parquet")
         return self
 
     @property
@@ -291,6 +317,18 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             value = spec["model"]
             if not os.path.isabs(value) and (base / value).is_dir():
                 spec["model"] = str(base / value)
+    _resolve_nested(raw, ("synth", "prompts", "file"), base)
+    _resolve_nested(raw, ("teacher", "api", "tokenizer"), base)
+
+
+def _resolve_nested(raw: dict[str, Any], keys: tuple[str, ...], base: Path) -> None:
+    """Make the path at raw[k1][k2]... relative to the recipe's folder when it exists there."""
+    node: Any = raw
+    for key in keys[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    value = node.get(keys[-1]) if isinstance(node, dict) else None
+    if isinstance(value, str) and not os.path.isabs(value) and (base / value).exists():
+        node[keys[-1]] = str(base / value)
 
 
 def _describe(error: Any) -> str:
@@ -300,6 +338,10 @@ def _describe(error: Any) -> str:
     if error["type"] == "missing":
         return f"{where} is required; add it (see `distil recipe docs`)"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check across sections: its message names the fields
+        return message
+    if error["type"] == "secret_value":  # never echo what may be a secret
+        return f"{where}: {message}"
     return f"{where}: {message} (got {error.get('input')!r})"
 
 
@@ -307,10 +349,10 @@ def _suggestion(loc: tuple[Any, ...]) -> str:
     model: type[BaseModel] = Recipe
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        section = section_model(getattr(field, "annotation", None))
+        if section is None:
             return ""
-        model = annotation
+        model = section
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -320,25 +362,42 @@ def recipe_reference() -> str:
     lines = ["# Recipe reference", "",
              "Generated by `distil recipe docs` from the field docstrings in `distil/recipe.py`.", ""]
     for name, field in Recipe.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        section = section_model(field.annotation)
+        if section is not None:
             lines += [f"## `{name}`", "", field.description or "", ""]
-            lines += _field_table(annotation, prefix=f"{name}.")
+            lines += _field_table(section.model_fields, prefix=f"{name}.")
     lines += ["## Top level", ""]
-    top = {k: v for k, v in Recipe.model_fields.items()
-           if not (isinstance(v.annotation, type) and issubclass(v.annotation, BaseModel))}
-    lines += _field_rows(top, prefix="")
+    top = {k: v for k, v in Recipe.model_fields.items() if section_model(v.annotation) is None}
+    lines += _field_table(top, prefix="")
     return "\n".join(lines) + "\n"
 
 
-def _field_table(model: type[BaseModel], prefix: str) -> list[str]:
-    return _field_rows(model.model_fields, prefix)
+def section_model(annotation: Any) -> type[BaseModel] | None:
+    """The section model of a field typed `Section` or `Section | None`, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel):
+        return members[0]
+    return None
+
+
+def _field_table(fields: dict[str, Any], prefix: str) -> list[str]:
+    return ["| key | default | meaning |", "| --- | --- | --- |", *_field_rows(fields, prefix), ""]
 
 
 def _field_rows(fields: dict[str, Any], prefix: str) -> list[str]:
-    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    """One row per field; a nested section is followed by a row for each of its fields."""
+    rows, nested = [], []
     for name, field in fields.items():
-        default = "required" if field.is_required() else f"`{field.default!r}`"
+        section = section_model(field.annotation)
         text = " ".join((field.description or "").split()).replace("|", "\\|")
+        if section is not None:
+            default = "`None`" if field.default is None else "section"
+            nested.append((f"{prefix}{name}.", section))
+        else:
+            default = "required" if field.is_required() else f"`{field.default!r}`"
         rows.append(f"| `{prefix}{name}` | {default} | {text} |")
-    return rows + [""]
+    for sub_prefix, section in nested:
+        rows += _field_rows(section.model_fields, sub_prefix)
+    return rows

@@ -1,4 +1,8 @@
-"""Teachers: one protocol (`Teacher`), several backends; stages never know which they hold."""
+"""Teachers: one protocol (`Teacher`), several backends; stages never know which they hold.
+
+`LocalTeacher` runs a model in process; `ApiTeacher` (needs the `api` extra) reaches one
+behind an OpenAI-compatible endpoint.
+"""
 
 from distil.teachers.base import (
     Capabilities,
@@ -28,4 +32,14 @@ __all__ = [
     "TopLogprob",
     "Usage",
     "as_messages",
+    "ApiTeacher",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`ApiTeacher` is imported on first use, so the openai SDK stays an optional extra."""
+    if name == "ApiTeacher":
+        from distil.teachers.api import ApiTeacher
+
+        return ApiTeacher
+    raise AttributeError(f"module 'distil.teachers' has no attribute {name!r}")

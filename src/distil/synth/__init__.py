@@ -1,0 +1,16 @@
+"""Synthesis: the teacher answers prompts, and its answers become the training set.
+
+    distil synth recipes/api-teacher.yaml --dry-run     # what it would send, and cost
+    distil synth recipes/api-teacher.yaml               # RUN/data/train.parquet + card
+
+Modules: `prompts` (seed file, task generators, self-instruct expansion), `dedup`
+(MinHash, ROUGE-L), `journal` (every request, crash-safe), `driver` (sends what the
+journal lacks), `filters` (empty, truncated, refusal, bounds), `output` (Parquet with
+provenance, rejects, card), `stage` (the `synth` stage and its dry run).
+"""
+
+from distil.errors import DistilError
+
+
+class SynthError(DistilError):
+    """A synth run cannot start or produced nothing usable."""

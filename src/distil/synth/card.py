@@ -1,0 +1,92 @@
+"""The dataset card written beside the synthetic data: teacher, counts, filters, terms."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distil.fsutil import atomic_write_text
+from distil.recipe import Recipe
+from distil.synth.output import COLUMNS
+
+NO_TERMS = (
+    "This recipe records no terms (synth.license is empty). The teacher's outputs come under "
+    "the terms of its provider or the licence of its weights: read them before training on or "
+    "sharing this data. Some providers forbid using their outputs to train competing models."
+)
+
+
+def write_card(path: Path, recipe: Recipe, summary: dict[str, Any]) -> None:
+    """Write dataset_card.md from the run's summary."""
+    atomic_write_text(path, dataset_card(recipe, summary))
+
+
+def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
+    teacher = summary["teacher"]
+    lines = [f"# {recipe.name}: synthetic prompt/response data", "",
+             f"Written by `distil synth` (distil {summary['toolkit_version']}) on {summary['created']}.",
+             "Rows: `train.parquet`; dropped prompts and responses, each with its reason: "
+             "`rejects.jsonl`; all figures: `synth_summary.json`.", ""]
+    if summary["stopped"]:
+        lines += [f"**Incomplete**: {summary['stopped']}", ""]
+    lines += ["## Teacher", "", "| | |", "| --- | --- |",
+              f"| model | `{teacher.get('model')}` |", f"| backend | {teacher.get('backend')} |",
+              f"| endpoint | {teacher.get('endpoint') or 'in process'} |",
+              f"| revision | {teacher.get('revision') or 'not pinned'} |", ""]
+    lines += [f"- {note}" for note in teacher.get("notes", [])] + [""]
+    lines += _counts(summary) + _settings(recipe, summary) + _spend(summary)
+    lines += ["## Columns", "", "| column | meaning |", "| --- | --- |"]
+    lines += [f"| `{name}` | {meaning} |" for name, (_, meaning) in COLUMNS.items()]
+    if summary["sampling"].get("logprobs") or summary["sampling"].get("top_logprobs"):
+        lines.append("| `token_logprobs` | per response token: id (when mapped), text, logprob, top-k |")
+    lines += ["", "## Terms", "", summary["license"] or NO_TERMS, ""]
+    return "\n".join(lines)
+
+
+def _counts(summary: dict[str, Any]) -> list[str]:
+    prompts, responses = summary["prompts"], summary["responses"]
+    rows = ["## Counts", "", "| | count |", "| --- | --- |"]
+    rows += [f"| prompts from {source} | {n} |" for source, n in sorted(prompts["sources"].items())]
+    if prompts["expansion_requests"]:
+        rows.append(f"| self-instruct expansion requests | {prompts['expansion_requests']} |")
+    rows += [f"| prompts kept after deduplication | {prompts['kept']} |",
+             f"| responses requested | {responses['requested']} |",
+             f"| responses kept (`train.parquet`) | {responses['kept']} |"]
+    rows += [f"| rejected: {reason} | {n} |" for reason, n in summary["rejected"].items()]
+    not_sent = responses["not_sent"] + prompts["expansion_not_sent"]
+    if not_sent:
+        rows.append(f"| requests not sent yet (budget) | {not_sent} |")
+    return rows + [""]
+
+
+def _settings(recipe: Recipe, summary: dict[str, Any]) -> list[str]:
+    sampling = {k: v for k, v in summary["sampling"].items() if k != "seed"}
+    dedup = summary["dedup"]
+    filters = summary["filters"]
+    return ["## How it was made", "",
+            f"- sampling: `{json.dumps(sampling)}`; sample k of a prompt uses seed {summary['seed']} + k; "
+            f"{summary['samples_per_prompt']} sample(s) per prompt",
+            f"- deduplication of prompts before any request: MinHash threshold "
+            f"{dedup['minhash_threshold']} over word {dedup['ngram']}-grams "
+            f"({dedup['num_perm']} permutations), ROUGE-L threshold {dedup['rouge_l']}",
+            f"- response filters: empty {filters['drop_empty']}, truncated (finish_reason length) "
+            f"{filters['drop_truncated']}, refusal patterns {len(filters['refusal_patterns'])}, "
+            f"characters {filters['min_chars']}..{filters['max_chars'] or 'any'}, tokens "
+            f"{filters['min_tokens']}..{filters['max_tokens'] or 'any'}",
+            f"- task-generator prompts come from the train split only, without their answers "
+            f"(seed {recipe.seed})", ""]
+
+
+def _spend(summary: dict[str, Any]) -> list[str]:
+    spent = summary["spent"]
+    if summary["teacher"].get("backend") != "api":
+        cost = "none per token (a local teacher)"
+    elif spent["priced"]:
+        cost = f"{spent['cost']:.4f} {spent['currency']}"
+    else:
+        cost = "not priced (teacher.api.price is empty)"
+    lines = ["## Usage", "",
+             f"- requests (retries included): {spent['requests']}; tokens: {spent['prompt_tokens']} "
+             f"prompt + {spent['completion_tokens']} completion; cost: {cost}"]
+    if summary.get("token_mapping"):
+        lines.append(f"- {summary['token_mapping']}")
+    return lines + [""]

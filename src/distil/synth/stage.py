@@ -1,0 +1,252 @@
+"""The synth stage: prompts in; the teacher's filtered answers, with provenance, out.
+
+    result = run_synth(recipe)                 # RUN/data/train.parquet, rejects.jsonl, dataset_card.md
+    estimate = run_synth(recipe, dry_run=True) # requests, tokens and cost; nothing is sent
+
+Steps: seed prompts (file, tasks) → self-instruct expansion → near-duplicate removal →
+one request per prompt and sample → filters → outputs. Every request goes through the
+journal (RUN/synth/journal.jsonl), so a rerun sends only what is missing or failed; a
+budget cap stops the run after writing out what was done.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from distil import __version__
+from distil.fsutil import atomic_write_json
+from distil.progress import console
+from distil.recipe import Recipe
+from distil.recipe_synth import SynthSection
+from distil.synth import SynthError
+from distil.synth.card import write_card
+from distil.synth.driver import Request, SendReport, make_request, send_missing
+from distil.synth.filters import judge, judge_instruction
+from distil.synth.journal import Entry, Journal
+from distil.synth.output import reject_row, response_row, utc, write_jsonl, write_train
+from distil.synth.prompts import (
+    PromptItem,
+    PromptReject,
+    clean_expansion,
+    deduplicate,
+    expansion_messages,
+    item,
+    seed_prompts,
+)
+from distil.synth.teacher import endpoint_id, model_id, open_teacher
+from distil.teachers.base import Sampling, Teacher
+from distil.teachers.budget import BudgetExhaustedError, Price
+
+
+@dataclass
+class SynthResult:
+    """Where the data went and how much of it was kept."""
+
+    train_path: Path
+    kept: int
+    rejected: int
+    summary: dict[str, Any]
+
+
+def journal_path(recipe: Recipe) -> Path:
+    return recipe.run_dir / "synth" / "journal.jsonl"
+
+
+def data_dir(recipe: Recipe) -> Path:
+    return recipe.run_dir / "data"
+
+
+def require_synth(recipe: Recipe) -> SynthSection:
+    if recipe.synth is None:
+        raise SynthError("the recipe has no synth: section; add one with synth.prompts.file or "
+                         "synth.prompts.tasks (see docs/synth.md)")
+    return recipe.synth
+
+
+def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
+    """Run the synth stage (or, with `dry_run`, estimate it); see the module docstring."""
+    section = require_synth(recipe)
+    seeds, prompt_rejects = seed_prompts(section.prompts, recipe.seed)
+    if not seeds:
+        raise SynthError("no prompts: synth.prompts.file and synth.prompts.tasks gave none; "
+                         "point them at some")
+    if dry_run:
+        from distil.synth.estimate import estimate
+
+        return estimate(recipe, seeds, prompt_rejects)
+    with Journal.open(journal_path(recipe)) as journal:
+        teacher, notes = open_teacher(recipe, journal.spent)
+        try:
+            for line in notes:
+                console.print(line, highlight=False)
+            return _synthesise(recipe, teacher, notes, journal, seeds, prompt_rejects)
+        finally:
+            close = getattr(teacher, "close", None)
+            if close is not None:
+                close()
+
+
+def response_sampling(section: SynthSection, teacher: Teacher, seed: int) -> Sampling:
+    """The sampling of sample 0; sample k uses seed + k. Top-k is clamped to what the teacher gives."""
+    s = section.sampling
+    caps = teacher.capabilities
+    if (s.logprobs or s.top_logprobs) and not caps.logprobs:
+        report = getattr(teacher, "probe_report", None)
+        cause = getattr(report, "logprobs_refusal", None) or "none returned"
+        raise SynthError(f"the teacher refuses logprobs ({cause}); set synth.sampling.top_logprobs=0 "
+                         "and synth.sampling.logprobs=false to collect text only (sequence-level KD)")
+    return Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
+                    seed=seed, stop=tuple(s.stop), logprobs=s.logprobs,
+                    top_logprobs=min(s.top_logprobs, caps.max_top_logprobs))
+
+
+def expansion_requests(recipe: Recipe, seeds: list[PromptItem]) -> list[Request]:
+    """The self-instruct requests (none when synth.prompts.expand is 0)."""
+    section = require_synth(recipe)
+    p, s = section.prompts, section.sampling
+    texts = [i.text for i in seeds]
+    return [make_request(endpoint_id(recipe), model_id(recipe),
+                         expansion_messages(texts, index, p.expand_examples, recipe.seed),
+                         Sampling(max_new_tokens=s.max_new_tokens, temperature=p.expand_temperature,
+                                  top_p=s.top_p, seed=recipe.seed + index))
+            for index in range(p.expand)]
+
+
+def response_requests(recipe: Recipe, prompts: list[PromptItem],
+                      base: Sampling) -> list[tuple[PromptItem, int, Request]]:
+    """One request per prompt and sample, in prompt order."""
+    section = require_synth(recipe)
+    samplings = [replace(base, seed=recipe.seed + k) for k in range(section.samples_per_prompt)]
+    return [(prompt, k, make_request(endpoint_id(recipe), model_id(recipe),
+                                     [{"role": "user", "content": prompt.text}], samplings[k]))
+            for prompt in prompts for k in range(section.samples_per_prompt)]
+
+
+def collect_expansions(requests: list[Request], entries: Mapping[str, Entry],
+                       section: SynthSection) -> tuple[list[PromptItem], list[dict[str, Any]], int]:
+    """New prompts from the journaled expansion replies, the rejected replies, and how many are unsent."""
+    items, rejects, pending = [], [], 0
+    for request in requests:
+        entry = entries.get(request.key)
+        if entry is None:
+            pending += 1
+        elif entry.completion is None:
+            rejects.append(reject_row("expansion", "request_failed", entry.error or "", entry=entry))
+        else:
+            text = clean_expansion(entry.completion.text)
+            verdict = judge_instruction(entry.completion.text, text, entry.completion.finish_reason,
+                                        section.filters)
+            if verdict is None:
+                items.append(item(text, "self_instruct"))
+            else:
+                rejects.append(reject_row("expansion", verdict.reason, verdict.detail, entry=entry))
+    return items, rejects, pending
+
+
+def assemble(planned: list[tuple[PromptItem, int, Request]], journal: Journal, section: SynthSection,
+             context: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Training rows, rejected responses, and requests not answered yet (budget stop)."""
+    rows, rejects, pending = [], [], 0
+    with_logprobs = section.sampling.logprobs or section.sampling.top_logprobs > 0
+    for prompt, k, request in planned:
+        entry = journal.get(request.key)
+        if entry is None:
+            pending += 1
+            continue
+        if entry.completion is None:
+            rejects.append(reject_row("response", "request_failed", entry.error or "",
+                                      prompt=prompt, entry=entry, sample_index=k))
+            continue
+        verdict = judge(entry.completion, section.filters, request.sampling.max_new_tokens)
+        if verdict is not None:
+            rejects.append(reject_row("response", verdict.reason, verdict.detail, prompt=prompt,
+                                      entry=entry, sample_index=k))
+            continue
+        rows.append(response_row(entry, prompt=prompt, sample_index=k, context=context,
+                                 with_logprobs=with_logprobs))
+    return rows, rejects, pending
+
+
+def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journal,
+                seeds: list[PromptItem], prompt_rejects: list[PromptReject]) -> SynthResult:
+    section = require_synth(recipe)
+    base = response_sampling(section, teacher, recipe.seed)
+    expansions = expansion_requests(recipe, seeds)
+    expand_report = (send_missing(teacher, expansions, journal, "expand", section.batch_size)
+                     if expansions else SendReport())
+    expanded, expand_rejects, expand_pending = collect_expansions(expansions, journal.entries, section)
+    prompts, duplicates = deduplicate(seeds + expanded, section.dedup)
+    planned = response_requests(recipe, prompts, base)
+    report = send_missing(teacher, [r for _, _, r in planned], journal, "responses", section.batch_size)
+    rows, response_rejects, pending = assemble(planned, journal, section, _context(recipe, teacher))
+    rejects = ([reject_row("prompt", r.reason, r.detail, prompt=r.item)
+                for r in prompt_rejects + duplicates] + expand_rejects + response_rejects)
+    stopped = expand_report.stopped or report.stopped
+    summary = _summary(recipe, teacher, notes, journal, base, {
+        "seeds": seeds, "expanded": expanded, "prompts": prompts, "rejects": rejects, "rows": rows,
+        "planned": len(planned), "pending": pending, "expand_pending": expand_pending,
+        "sent": [expand_report, report], "stopped": stopped})
+    train_path = _write_outputs(recipe, rows, rejects, summary)
+    if stopped is not None:
+        raise BudgetExhaustedError(f"{stopped}; {len(rows)} rows so far in {train_path}, "
+                                   f"{pending + expand_pending} requests not sent yet")
+    if not rows:
+        reasons = ", ".join(f"{n} {r}" for r, n in Counter(r["reason"] for r in rejects).most_common())
+        raise SynthError(f"no response was kept ({reasons}); see {data_dir(recipe) / 'rejects.jsonl'} "
+                         "and loosen synth.filters or raise synth.sampling.max_new_tokens")
+    return SynthResult(train_path, len(rows), len(rejects), summary)
+
+
+def _context(recipe: Recipe, teacher: Teacher) -> dict[str, Any]:
+    described = teacher.describe()
+    return {"teacher": recipe.teacher.model, "backend": described.get("backend"),
+            "endpoint": described.get("endpoint"), "revision": described.get("revision"),
+            "toolkit_version": __version__, "license": require_synth(recipe).license}
+
+
+def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journal,
+             base: Sampling, got: dict[str, Any]) -> dict[str, Any]:
+    section = require_synth(recipe)
+    api = recipe.teacher.api
+    price = Price(**api.price.model_dump()) if api is not None else Price()
+    spend = getattr(teacher, "spend", None)
+    spent = spend.spent if spend is not None else journal.spent
+    token_map = getattr(teacher, "token_map", None)
+    by_reason = Counter(f"{r['kind']}:{r['reason']}" for r in got["rejects"])
+    return {
+        "teacher": {**teacher.describe(), "notes": notes},
+        "sampling": {**base.as_dict(), "seed": None}, "seed": recipe.seed,
+        "samples_per_prompt": section.samples_per_prompt,
+        "prompts": {"sources": dict(Counter(p.source for p in got["seeds"] + got["expanded"])),
+                    "expansion_requests": section.prompts.expand,
+                    "expansion_not_sent": got["expand_pending"], "kept": len(got["prompts"])},
+        "responses": {"requested": got["planned"], "kept": len(got["rows"]),
+                      "not_sent": got["pending"]},
+        "rejected": dict(sorted(by_reason.items())),
+        "sent_this_run": sum(r.ok + r.failed for r in got["sent"]),
+        "failed_this_run": sum(r.failed for r in got["sent"]),
+        "spent": {"requests": spent.requests, "prompt_tokens": spent.prompt_tokens,
+                  "completion_tokens": spent.completion_tokens,
+                  "cost": round(price.cost(spent.prompt_tokens, spent.completion_tokens), 6),
+                  "currency": price.currency, "priced": price.known},
+        "attempts": dict(getattr(teacher, "counts", {})),
+        "token_mapping": token_map.report() if token_map is not None else None,
+        "stopped": str(got["stopped"]) if got["stopped"] is not None else None,
+        "dedup": section.dedup.model_dump(), "filters": section.filters.model_dump(),
+        "license": section.license, "created": utc(time.time()), "toolkit_version": __version__,
+    }
+
+
+def _write_outputs(recipe: Recipe, rows: list[dict[str, Any]], rejects: list[dict[str, Any]],
+                   summary: dict[str, Any]) -> Path:
+    section = require_synth(recipe)
+    out = data_dir(recipe)
+    train_path = out / "train.parquet"
+    write_train(train_path, rows, section.sampling.logprobs or section.sampling.top_logprobs > 0)
+    write_jsonl(out / "rejects.jsonl", rejects)
+    atomic_write_json(out / "synth_summary.json", summary)
+    write_card(out / "dataset_card.md", recipe, summary)
+    return train_path

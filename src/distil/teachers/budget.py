@@ -1,0 +1,113 @@
+"""Spending caps for a paid teacher: requests, tokens and cost, checked before each request.
+
+    spend = Spend(Budget(max_requests=1000, max_cost=5.0), Price(2.5, 10.0))
+    spend.reserve(estimated_tokens)     # raises BudgetExhaustedError before a cap is passed
+    ...                                 # send the request
+    spend.settle(estimated_tokens, usage)
+
+A reservation counts the request and its worst-case tokens before it is sent, so requests
+in flight can never carry the total past a cap. `Spend.already` seeds the counters with
+what earlier runs spent (from the request journal), so a rerun gets no fresh allowance.
+"""
+
+from dataclasses import dataclass
+
+from distil.teachers.base import TeacherError, Usage
+
+
+class BudgetExhaustedError(TeacherError):
+    """A budget cap would be passed by the next request; what was done is kept."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """Provider prices per million tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+    currency: str = "USD"
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """Cost of that many prompt and completion tokens."""
+        return (prompt_tokens * self.input_per_million
+                + completion_tokens * self.output_per_million) / 1e6
+
+    @property
+    def known(self) -> bool:
+        return self.input_per_million > 0 or self.output_per_million > 0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Caps; None means no cap."""
+
+    max_requests: int | None = None
+    max_tokens: int | None = None
+    max_cost: float | None = None
+
+
+@dataclass
+class Spent:
+    """Requests sent (retries included) and tokens the server reported."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Spend:
+    """Running totals against a `Budget`; reserve before sending, settle after."""
+
+    def __init__(self, budget: Budget = Budget(), price: Price = Price(),
+                 already: Spent | None = None, where: str = "teacher.api.budget") -> None:
+        self.budget, self.price, self.where = budget, price, where
+        self.spent = Spent(**vars(already)) if already is not None else Spent()  # a copy
+        self._reserved_requests = 0
+        self._reserved_prompt = 0.0
+        self._reserved_completion = 0.0
+
+    def reserve(self, prompt_tokens: float, completion_tokens: float) -> None:
+        """Count one request with its worst-case tokens, or raise if a cap would be passed."""
+        b = self.budget
+        requests = self.spent.requests + self._reserved_requests + 1
+        prompt = self.spent.prompt_tokens + self._reserved_prompt + prompt_tokens
+        completion = self.spent.completion_tokens + self._reserved_completion + completion_tokens
+        if b.max_requests is not None and requests > b.max_requests:
+            self._stop(f"max_requests={b.max_requests}", f"{self.spent.requests} requests sent")
+        if b.max_tokens is not None and prompt + completion > b.max_tokens:
+            self._stop(f"max_tokens={b.max_tokens}", f"{self.spent.tokens} tokens used")
+        if b.max_cost is not None and self.price.cost(prompt, completion) > b.max_cost:
+            self._stop(f"max_cost={b.max_cost}",
+                       f"{self.cost:.4f} {self.price.currency} spent")
+        self._reserved_requests += 1
+        self._reserved_prompt += prompt_tokens
+        self._reserved_completion += completion_tokens
+
+    def settle(self, prompt_tokens: float, completion_tokens: float, usage: Usage | None) -> None:
+        """Replace a reservation by what the request really used (None: nothing billed)."""
+        self._reserved_requests -= 1
+        self._reserved_prompt -= prompt_tokens
+        self._reserved_completion -= completion_tokens
+        self.spent.requests += 1
+        if usage is not None:
+            self.spent.prompt_tokens += usage.prompt_tokens
+            self.spent.completion_tokens += usage.completion_tokens
+
+    def release(self, prompt_tokens: float, completion_tokens: float) -> None:
+        """Drop a reservation for a request that was never sent."""
+        self._reserved_requests -= 1
+        self._reserved_prompt -= prompt_tokens
+        self._reserved_completion -= completion_tokens
+
+    @property
+    def cost(self) -> float:
+        return self.price.cost(self.spent.prompt_tokens, self.spent.completion_tokens)
+
+    def _stop(self, cap: str, so_far: str) -> None:
+        raise BudgetExhaustedError(
+            f"budget cap reached ({self.where}.{cap}; {so_far}); what was done is kept: raise "
+            f"the cap in the recipe and rerun to continue without paying twice")

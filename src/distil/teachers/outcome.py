@@ -1,0 +1,38 @@
+"""What became of one teacher request: a completion, or the cause of its failure.
+
+Backends that run requests concurrently (`ApiTeacher.submit`) hand these back one by one,
+so a stage can journal each request as it finishes instead of waiting for a batch.
+"""
+
+import concurrent.futures
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from distil.teachers.base import Completion, Prompt, Sampling
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A completion, or the cause of a failure that retries could not fix."""
+
+    completion: Completion | None
+    error: str | None
+    attempts: int
+    started: float
+    """Unix time the request was first tried."""
+    finished: float
+    served_model: str | None = None
+    """The model name the server reported (may be more specific than the one asked for)."""
+
+
+@runtime_checkable
+class ConcurrentTeacher(Protocol):
+    """A teacher that takes requests one at a time and runs up to `concurrency` at once."""
+
+    concurrency: int
+
+    def submit(self, prompt: Prompt, sampling: Sampling,
+               key: str | None = None) -> "concurrent.futures.Future[Outcome]":
+        """Schedule a request (`key`: its idempotency key); the future holds the `Outcome`
+        and raises only to stop the run."""
+        ...
