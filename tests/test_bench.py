@@ -39,6 +39,13 @@ def test_efficiency_is_merged_into_eval_json_keeping_other_keys(tmp_path):
     write_efficiency(path, {"efficiency": {}, "efficiency_setup": {"config": {}}})
     assert json.loads(path.read_text()) == {"kl_teacher_student": 0.5, "efficiency": {},
                                             "efficiency_setup": {"config": {}}}
+    path.write_text(json.dumps({"student": {"accuracy": 0.9}}))
+    write_efficiency(path, {"efficiency": {"student": {"tokens_per_s": 250.0},
+                                           "teacher": {"tokens_per_s": 50.0}, "onnx": {}},
+                            "efficiency_setup": {}})
+    merged = json.loads(path.read_text())
+    assert merged["student"] == {"accuracy": 0.9, "tokens_per_s": 250.0}
+    assert merged["teacher"] == {"tokens_per_s": 50.0}
     path.write_text("{not json")
     with pytest.raises(BenchError, match="not valid JSON"):
         write_efficiency(path, {})
@@ -65,8 +72,10 @@ def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny
     config = BenchConfig(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)
     measured = bench_run(run, config)
     stored = json.loads((run / "eval.json").read_text())
-    assert stored == {"top1_agreement": 0.5, **measured}
     models = measured["efficiency"]
+    assert stored == {"top1_agreement": 0.5, **measured,
+                      "teacher": {"tokens_per_s": models["teacher"]["tokens_per_s"]},
+                      "student": {"tokens_per_s": models["student"]["tokens_per_s"]}}
     assert list(models) == ["teacher", "student", "onnx", "onnx-int8"]  # deployable ONNX only
     assert models["teacher"]["model"] == "tiny-teacher"
     assert models["teacher"]["params"] == count_parameters(build_tiny("tiny-teacher")[0])

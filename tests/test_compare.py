@@ -35,6 +35,10 @@ def test_compare_trains_both_variants_and_reports_them(tmp_path):
     truth = pq.read_table(run / "compare" / "ground_truth_data" / "train.parquet").to_pylist()
     answers = {item.prompt: item.answer for item in items}
     assert len(truth) == len(rows) and all(r["response"] == answers[r["prompt"]] for r in truth)
-    assert "## Comparison" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    comparison = report.split("## Comparison", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in comparison.splitlines() if line.startswith("| ") and "%" in line]
+    assert len(rows) == 3 and "ground_truth_data" not in comparison
+    assert "Two standard errors of an accuracy difference on 28 held-out prompts" in comparison
     variant_recipe = json.loads((run / "compare" / "seq_kd" / "train_summary.json").read_text())
     assert variant_recipe["steps"] == 3

@@ -25,8 +25,8 @@ OutOption = Annotated[Path | None, typer.Option(
 
 
 def _default_recipe() -> Path:
-    """recipes/tiny.yaml in the working folder, else in the source checkout."""
-    local = Path("recipes/tiny.yaml")
+    """recipes/demo.yaml in the working folder, else in the source checkout."""
+    local = Path("recipes/demo.yaml")
     return local if local.is_file() else Path(__file__).resolve().parents[2] / local
 
 
@@ -85,7 +85,7 @@ def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption 
 
 @app.command()
 def run(recipe: Annotated[Path | None, typer.Argument(
-            help="Recipe YAML file. Default: recipes/tiny.yaml.", show_default=False)] = None,
+            help="Recipe YAML file. Default: recipes/demo.yaml (the demo job).", show_default=False)] = None,
         overrides: Overrides = None, out: OutOption = None,
         force: Annotated[bool, typer.Option(
             "--force", help="Redo every stage, even those already finished.")] = False,

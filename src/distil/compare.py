@@ -19,7 +19,7 @@ from distil.fsutil import atomic_directory
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.stage_inputs import load_splits
-from distil.tasks import generate_items, task_names
+from distil.tasks import generate_items
 from distil.train import train_or_resume
 
 
@@ -37,16 +37,8 @@ def variant_recipe(recipe: Recipe, name: str, train_file: Path | None = None) ->
 
 def ground_truth_pairs(pairs: list[Pair], seed: int) -> list[Pair] | None:
     """The same prompts with the tasks' reference answers; None if they are not task prompts."""
-    answers: dict[str, str] = {}
-    for task in task_names():
-        count = len(pairs)
-        while count:
-            try:
-                items = generate_items("train", count, seed=seed, tasks=[task])
-                break
-            except ValueError:  # the family has fewer distinct prompts than asked for
-                count //= 2
-        answers.update({item.prompt: item.answer for item in items} if count else {})
+    items = generate_items("train", len(pairs), seed=seed, at_most=True)
+    answers = {item.prompt: item.answer for item in items}
     matched = [Pair(p.sample_id, p.prompt, answers[p.prompt]) for p in pairs if p.prompt in answers]
     return matched if len(matched) >= 0.95 * len(pairs) else None
 

@@ -54,16 +54,49 @@ def synth_stage(recipe: Recipe) -> None:
     run_synth(recipe)
 
 
+def capture_stage(recipe: Recipe) -> None:
+    """Capture the teacher's top-k over the training rows into the recipe's signal store."""
+    from distil.capture import capture
+
+    capture(recipe)
+
+
+def export_stage(recipe: Recipe) -> None:
+    """Export RUN/student to RUN/export and check every variant against PyTorch."""
+    from distil.export.stage import export_run
+
+    export_run(recipe.run_dir, recipe.export.model_copy(update={"seed": recipe.seed}))
+
+
+def bench_stage(recipe: Recipe) -> None:
+    """Time teacher, student and the exported variants; merge the figures into RUN/eval.json."""
+    from distil.bench import bench_run
+
+    bench_run(recipe.run_dir, recipe.bench.model_copy(update={"seed": recipe.seed}),
+              teacher=recipe.teacher.model)
+
+
+def _captures(recipe: Recipe) -> bool:
+    return recipe.signals.path == "capture" and recipe.distill.kd_weight > 0
+
+
 def default_stages() -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants."""
     return (
         Stage("synth", synth_stage, inputs=SYNTH_INPUTS, outputs=("data",),
               enabled=lambda recipe: recipe.synth is not None),
+        Stage("capture", capture_stage, inputs=("seed", "teacher", "data", "capture",
+                                                 "distill.temperature"),
+              outputs=("signals",), enabled=_captures),
         Stage("train", train_or_resume,
-              inputs=("seed", "teacher", "student", "data", "distill", "train"),
+              inputs=("seed", "teacher", "student", "data", "distill", "train", "signals"),
               outputs=TRAIN_OUTPUTS),
         Stage("eval", evaluate, inputs=("eval",),
               outputs=("eval.json", "eval_samples.jsonl", "teacher_answers.json")),
+        Stage("export", export_stage, inputs=("export",), outputs=("export",),
+              enabled=lambda recipe: recipe.export is not None),
+        Stage("bench", bench_stage, inputs=("bench",),
+              enabled=lambda recipe: recipe.bench is not None),
         Stage("compare", run_compare, inputs=("compare",), outputs=("compare",),
               enabled=lambda recipe: recipe.compare),
         Stage("report", lambda recipe: build_report(recipe.run_dir), inputs=(),

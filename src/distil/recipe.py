@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from distil.errors import RecipeError
 from distil.recipe_api import ApiSection
+from distil.recipe_edge import BenchConfig, ExportConfig
 from distil.recipe_synth import SynthSection
 from distil.section import PositiveFloat, Probability, Section
 
@@ -212,6 +213,12 @@ class Recipe(Section):
     """Capturing teacher signals to disk (`distil capture`)."""
     signals: SignalsSection = SignalsSection()
     """Training from captured teacher signals instead of a live teacher."""
+    export: ExportConfig | None = None
+    """Export the trained student (safetensors, ONNX, int8 ONNX) and check each file against
+    PyTorch (stage `export`, after `eval`). Empty skips the stage; `distil export` runs it alone."""
+    bench: BenchConfig | None = None
+    """Time teacher, student and exported variants on CPU into eval.json (stage `bench`, after
+    `export`). Empty skips the stage; `distil bench` runs it alone."""
 
     @model_validator(mode="after")
     def _teacher_is_whole(self) -> "Recipe":

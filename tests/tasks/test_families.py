@@ -100,6 +100,13 @@ def test_fact_split_teaches_every_fact_and_tests_it_in_other_words(family: FactF
         assert number not in taught_in and len(taught_in) == n_phrasings * 3 // 4
     with pytest.raises(TaskError, match="cannot make"):
         generate_items("heldout", len(train), seed=0, tasks=[family.name])
+    every = generate_items("train", 10 * len(train), seed=0, tasks=[family.name], at_most=True)
+    assert len(every) == len(train) and every == train  # all the family has, same order
+
+
+def test_fewer_items_are_a_prefix_of_more():
+    few, many = (generate_items("train", n, seed=3, tasks=["sort", "capital"]) for n in (20, 60))
+    assert few[:20] == many[:20] and few[20:] == many[60:80]
 
 
 def test_generation_is_deterministic_per_seed():

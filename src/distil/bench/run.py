@@ -17,43 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from distil import __version__
 from distil.errors import DistilError
 from distil.fsutil import atomic_write_json
+from distil.recipe_edge import BenchConfig
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx.data", ".gguf")
 
 
 class BenchError(DistilError):
     """A model cannot be benchmarked, or a run folder lacks what the benchmark needs."""
-
-
-class BenchConfig(BaseModel):
-    """How long and how often each model generates."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    new_tokens: int = Field(default=32, ge=2)
-    """Tokens generated per sequence in each timed run (eos does not stop it)."""
-    batch_sizes: list[int] = Field(default=[1, 8], min_length=1)
-    """Batch sizes to time; a batch takes the first held-out prompts, left-padded."""
-    warmup: int = Field(default=1, ge=0)
-    """Untimed runs per batch size before the timed ones."""
-    repeats: int = Field(default=3, ge=1)
-    """Timed runs per batch size; figures are medians (latency percentiles pool all steps)."""
-    threads: int | None = Field(default=1, ge=1)
-    """CPU threads for every runtime; empty uses every core. 1 by default: on a machine that
-    other work shares, PyTorch's threads wait on each other and its figures swing by 5x or
-    more, while one thread each keeps the comparison stable (and conservative for ONNX)."""
-    seed: int = 0
-    """Seed of the held-out prompts used as inputs."""
-    variants: list[str] | None = None
-    """Exported variants (folder names under RUN/export) to time; empty times every deployable
-    ONNX variant listed in parity.json."""
-    timeout_s: float = Field(default=900, gt=0)
-    """Longest one model's measurement may take."""
 
 
 def make_bench_config(**fields: Any) -> BenchConfig:
@@ -280,7 +255,8 @@ def _recipe_seed(run_dir: Path) -> int:
 
 
 def write_efficiency(eval_path: Path, measured: dict[str, Any]) -> None:
-    """Set eval.json's `efficiency` and `efficiency_setup` keys, keeping every other; atomic."""
+    """Set eval.json's `efficiency` and `efficiency_setup` keys and the batch-1 `tokens_per_s`
+    of `teacher` and `student`, keeping every other key; atomic."""
     metrics: dict[str, Any] = {}
     if eval_path.is_file():
         try:
@@ -289,6 +265,10 @@ def write_efficiency(eval_path: Path, measured: dict[str, Any]) -> None:
             raise BenchError(f"{eval_path} is not valid JSON ({err.msg}); rerun `distil eval` or "
                              "delete it") from None
     metrics.update(measured)
+    for role in ("teacher", "student"):  # batch-1 tokens/s beside each model's quality figures
+        row = measured["efficiency"].get(role)
+        if row is not None and "tokens_per_s" in row:
+            metrics.setdefault(role, {})["tokens_per_s"] = row["tokens_per_s"]
     atomic_write_json(eval_path, metrics)
 
 

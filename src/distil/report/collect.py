@@ -40,7 +40,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
     compare_dir = run_dir / "compare"
     if compare_dir.is_dir():
         order = {"seq_kd": 0, "ground_truth": 1}
-        variants = sorted((p for p in compare_dir.iterdir() if p.is_dir()),
+        variants = sorted((p for p in compare_dir.iterdir() if (p / "train_log.jsonl").is_file()),
                           key=lambda p: (order.get(p.name, 2), p.name))
         for variant in variants:
             data["compare"][variant.name] = {

@@ -3,6 +3,7 @@
 The Markdown and HTML renderers walk the same sections, so both always say the same.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,8 +154,21 @@ def _comparison(data: dict[str, Any]) -> Section | None:
                key=lambda v: v["eval"].get("student", {}).get("accuracy", 0))
     margin = ev.get("student", {}).get("accuracy", 0) - best["eval"].get("student", {}).get("accuracy", 0)
     text.append(f"Logit distillation's margin over the best alternative: {100 * margin:+.1f} points.")
+    noise = _noise_points(ev)
+    if noise is not None:
+        verdict = "a real difference" if abs(100 * margin) > noise else "within that noise"
+        text.append(f"Two standard errors of an accuracy difference on {ev['heldout_prompts']} "
+                    f"held-out prompts are about {noise:.1f} points, so the margin is {verdict}.")
     return Section("Comparison", text, [Table(["student trained with", "held-out accuracy",
                                                "KL to teacher (nats/token)"], rows)])
+
+
+def _noise_points(ev: dict[str, Any]) -> float | None:
+    """Two standard errors, in points, of the difference of two accuracies near the student's."""
+    n, accuracy = ev.get("heldout_prompts"), ev.get("student", {}).get("accuracy")
+    if not n or accuracy is None:
+        return None
+    return 100 * 2 * math.sqrt(2 * accuracy * (1 - accuracy) / n)
 
 
 def _training(data: dict[str, Any]) -> Section | None:

@@ -1,0 +1,69 @@
+"""The default job, shrunken: recipes/demo.yaml end to end through `distil run`, on CPU.
+
+Every stage of the demo runs (synth, capture, train from the store, eval, export, bench,
+report) with a few prompts and steps; the figures are not the demo's, the files and keys are.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distil.pipeline import default_stages
+from distil.recipe import load_recipe
+
+DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
+SHRINK = ["synth.prompts.per_task=6", "train.max_steps=6", "train.batch_size=8",
+          "train.save_every=3", "eval.per_task=2", "eval.max_samples=16",
+          "export.prompts_per_task=1", "export.compared_prompts=2",
+          "bench.new_tokens=4", "bench.batch_sizes=[1]", "bench.repeats=1", "bench.warmup=0"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    run = tmp_path_factory.mktemp("demo") / "run"
+    result = subprocess.run([sys.executable, "-m", "distil.cli", "run", str(DEMO), *SHRINK,
+                             "--out", str(run)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run, result
+
+
+def test_the_demo_recipe_enables_every_stage_but_compare():
+    recipe = load_recipe(DEMO)
+    assert [s.name for s in default_stages() if s.enabled(recipe)] == [
+        "synth", "capture", "train", "eval", "export", "bench", "report"]
+    assert recipe.teacher.model == "demo" and recipe.signals.path == "capture"
+
+
+def test_shrunken_demo_writes_the_report_and_every_eval_key(demo_run):
+    run, _ = demo_run
+    for name in ("report.md", "report.html", "eval.json", "student/config.json",
+                 "data/train.parquet", "data/dataset_card.md", "export/parity.json",
+                 "export/onnx-int8/model.onnx", "signals/fingerprint.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "eval.json").read_text())
+    for role in ("teacher", "student"):
+        for key in ("accuracy", "params", "tokens_per_s"):
+            assert isinstance(metrics[role][key], int | float), (role, key)
+    assert metrics["student"]["params"] * 4 <= metrics["teacher"]["params"]
+    if metrics["teacher"]["accuracy"] > 0:
+        assert metrics["retention"] == pytest.approx(
+            metrics["student"]["accuracy"] / metrics["teacher"]["accuracy"])
+    assert {"teacher", "student", "onnx", "onnx-int8"} <= set(metrics["efficiency"])
+    html = (run / "report.html").read_text()
+    assert "<img" in html and "src=\"data:image/png;base64," in html and "http" not in html.split(
+        "<body", 1)[1].split("</body>")[0].replace("http-equiv", "")
+    markdown = (run / "report.md").read_text()
+    for heading in ("Efficiency", "Export parity", "Recipe"):
+        assert heading in markdown, heading
+
+
+def test_a_second_run_skips_every_finished_stage(demo_run):
+    run, _ = demo_run
+    again = subprocess.run([sys.executable, "-m", "distil.cli", "run", str(DEMO), *SHRINK,
+                            "--out", str(run)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in ("synth", "capture", "train", "eval", "export", "bench", "report"):
+        assert f"{stage}: done already" in again.stdout + again.stderr, stage
