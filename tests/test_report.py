@@ -24,7 +24,9 @@ def _eval(accuracy):
             "efficiency": {"teacher": {"params": 4_000_000, "bytes": 8e6, "tokens_per_s": 100.0,
                                        "latency_ms_p50": 10.0, "peak_memory_bytes": 3e8},
                            "student": {"params": 1_000_000, "bytes": 2e6, "tokens_per_s": 400.0,
-                                       "latency_ms_p50": 2.5, "peak_memory_bytes": 2e8}}}
+                                       "latency_ms_p50": 2.5, "peak_memory_bytes": 2e8},
+                           "onnx-int8": {"params": 1_000_000, "bytes": 5e5, "tokens_per_s": 1500.0,
+                                         "runtime": "onnxruntime", "latency_ms_p50": 0.6}}}
 
 
 @pytest.fixture
@@ -57,6 +59,7 @@ def test_markdown_has_every_section_and_the_numbers(run_dir):
                   "Examples", "Recipe"):
         assert f"## {title}" in text, title
     assert "**90.0%**" in text and "4.0x fewer parameters" in text and "4.0x more tokens" in text
+    assert "Exported as `onnx-int8` (onnxruntime, 0.5 MB) it generates 15.0x the teacher's" in text
     assert "| sort | 90.0% | 90.0% | 70.0% | 50.0% |" in text
     assert "+20.0 points" in text and "**FAIL**" in text
     for figure in re.findall(r"\]\((report_files/\w+\.png)\)", text):

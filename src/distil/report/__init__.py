@@ -30,7 +30,10 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     name = data["recipe"].get("name") or run_dir.name
     title = f"Distillation report: {name}"
     teacher = data["recipe"].get("teacher", {}).get("model", "?")
-    student = data["recipe"].get("student", {}).get("model", "?")
+    student_spec = data["recipe"].get("student", {})
+    student = student_spec.get("model", "?")
+    if student_spec.get("layers"):
+        student += f" (layers {', '.join(map(str, student_spec['layers']))})"
     subtitle = (f"Teacher `{teacher}` → student `{student}` · run folder {run_dir} · "
                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     md_path, html_path = run_dir / "report.md", run_dir / "report.html"

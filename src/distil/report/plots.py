@@ -62,6 +62,11 @@ def accuracy_by_task(models: dict[str, dict[str, float]]) -> bytes:
     return _png(figure)
 
 
+def _short(value: float) -> str:
+    """A bar label: whole numbers from 100 up (4310, not 4.31e+03), else 3 significant digits."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def efficiency(rows: list[dict[str, Any]]) -> bytes:
     """Small multiples: parameters, size on disk, latency per token, tokens/s, peak memory."""
     panels = [("params", "parameters (millions)", 1e-6), ("bytes", "size on disk (MB)", 1e-6),
@@ -75,7 +80,7 @@ def efficiency(rows: list[dict[str, Any]]) -> bytes:
         values = [(r.get(key) or 0) * scale for r in rows]
         bars = axis.bar(range(len(rows)), values,
                         color=[_colour(n, i) for i, n in enumerate(names)])
-        axis.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
+        axis.bar_label(bars, labels=[_short(v) for v in values], fontsize=7, padding=1)
         axis.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
         axis.set_title(title, fontsize=9)
         axis.grid(axis="y", alpha=0.3)

@@ -76,10 +76,26 @@ def _summary(data: dict[str, Any]) -> Section | None:
     if speed:
         lines.append(f"It generates {speed:.1f}x more tokens per second on this CPU at batch 1 "
                      f"({_num(student['tokens_per_s'])} vs {_num(teacher['tokens_per_s'])}).")
+    edge = _fastest_export(ev, teacher.get("tokens_per_s"))
+    if edge:
+        lines.append(edge)
     lines.append(f"Per held-out response token, KL(teacher‖student) is "
                  f"{_num(ev.get('kl_teacher_student'))} nats and the student's top-1 token agrees "
                  f"with the teacher's {_pct(ev.get('top1_agreement'))} of the time.")
     return Section("Summary", lines)
+
+
+def _fastest_export(ev: dict[str, Any], teacher_speed: float | None) -> str | None:
+    """The sentence on the fastest exported variant against the teacher, if one was timed."""
+    exported = {name: row for name, row in (ev.get("efficiency") or {}).items()
+                if name not in ("teacher", "student") and row.get("tokens_per_s")}
+    if not exported or not teacher_speed:
+        return None
+    name, row = max(exported.items(), key=lambda item: item[1]["tokens_per_s"])
+    return (f"Exported as `{name}` ({row.get('runtime', 'onnxruntime')}, "
+            f"{_num((row.get('bytes') or 0) / 1e6)} MB) it generates "
+            f"{row['tokens_per_s'] / teacher_speed:.1f}x the teacher's tokens per second "
+            f"({_num(row['tokens_per_s'])} vs {_num(teacher_speed)}).")
 
 
 def _quality(data: dict[str, Any]) -> Section | None:
