@@ -149,7 +149,14 @@ class ScoringTeacherSource:
         self.pairs = {pair.sample_id: pair for pair in pairs}
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
-        return [self._sample(example) for example in examples]
+        """Each example scored; concurrently when the teacher paces its own requests."""
+        workers = getattr(self.teacher, "concurrency", 1)
+        if workers <= 1 or len(examples) <= 1:
+            return [self._sample(example) for example in examples]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(examples))) as pool:
+            return list(pool.map(self._sample, examples))
 
     def _sample(self, example: Example) -> SampleSignals:
         pair = self.pairs[example.sample_id]
@@ -171,7 +178,13 @@ class ScoringTeacherSource:
 
 
 def capture(recipe: Recipe) -> CaptureResult:
-    """Capture the recipe's teacher over its training rows into `capture_dir(recipe)`."""
+    """Capture the recipe's teacher over its training rows into `capture_dir(recipe)`.
+
+    A local teacher is captured white-box; a teacher behind an API (`teacher.api`) by
+    scoring each training response through its completions endpoint (echo + logprobs).
+    """
+    if recipe.teacher.api is not None:
+        return capture_through_api(recipe)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher, student, vocab = load_models(recipe, device)
     settings, temperature = recipe.capture, capture_temperature(recipe)
@@ -194,6 +207,32 @@ def capture(recipe: Recipe) -> CaptureResult:
                     "device": device.type, "data": recipe.data.train})
     return run_capture(source, examples, fingerprint, capture_dir(recipe),
                        batch_size=settings.batch_size, shard_tokens=settings.shard_tokens)
+
+
+def capture_through_api(recipe: Recipe) -> CaptureResult:
+    """Score every training response with the API teacher; its top-k at T = 1 into the store."""
+    from distil.progress import console
+    from distil.synth.teacher import api_teacher
+
+    _, student, vocab = load_models(recipe, torch.device("cpu"), need_teacher=False)
+    settings, temperature = recipe.capture, capture_temperature(recipe)
+    tokenizer = student.tokenizer  # the tokens training will see; the teacher must share them
+    train_pairs, _ = load_splits(recipe.data, recipe.seed)
+    examples = unique_examples(encode_pairs(tokenizer, train_pairs, recipe.data.template,
+                                            recipe.data.max_length))
+    with api_teacher(recipe) as teacher:
+        for line in teacher.probe(want_top_logprobs=settings.top_k).lines:
+            console.print(line, highlight=False)
+        source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
+        fingerprint = build_fingerprint(
+            signal_identity(recipe, tokenizer, temperature), vocab_size=vocab,
+            top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
+            logprob_mode=source.logprob_mode,
+            provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "endpoint": teacher.describe()["endpoint"], "data": recipe.data.train})
+        return run_capture(source, examples, fingerprint, capture_dir(recipe),
+                           batch_size=max(settings.batch_size, teacher.concurrency),
+                           shard_tokens=settings.shard_tokens)
 
 
 def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict[str, Any],

@@ -228,11 +228,12 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _api_teacher_fits(self) -> "Recipe":
-        if self.teacher.api is not None and self.distill.kd_weight > 0:
+        if self.teacher.api is not None and self.distill.kd_weight > 0 and self.signals.path is None:
             raise ValueError(
                 "teacher.api: a teacher behind an API gives no full logits, so live-logit "
-                "distillation (distill.kd_weight > 0) is impossible; set distill.kd_weight=0 and "
-                "distill.ce_weight=1 to train on the teacher's text (sequence-level KD)")
+                "distillation (distill.kd_weight > 0) is impossible; capture its top-k logprobs "
+                "first and train from them (signals.path: capture), or set distill.kd_weight=0 "
+                "and distill.ce_weight=1 to train on the teacher's text (sequence-level KD)")
         return self
 
     @model_validator(mode="after")

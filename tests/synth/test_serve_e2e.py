@@ -143,3 +143,34 @@ def test_bad_input_against_a_real_server(tmp_path, seed_file, teacher, monkeypat
     assert secret not in result.stderr and "sk-wrong-0123456789abcdef" not in result.stderr
     if case == "wrong key":
         assert f"set the environment variable {KEY_ENV} to a valid key" in result.stderr
+
+
+def test_capture_through_the_api_equals_white_box_capture(tmp_path, dataset, server):
+    """`distil capture` with teacher.api scores each response over HTTP (echo + logprobs)."""
+    import numpy as np
+
+    from distil.capture import capture, capture_dir
+    from distil.signals import SignalStore
+    from tests.conftest import recipe_dict
+
+    settings = {"top_k": 6, "logprob_dtype": "float32", "batch_size": 4, "shard_tokens": 200}
+    local = validate_recipe(recipe_dict(tmp_path, dataset, capture={
+        **settings, "output": str(tmp_path / "white")}))
+    remote = validate_recipe(recipe_dict(tmp_path, dataset, capture={
+        **settings, "output": str(tmp_path / "scored")}, teacher={"model": "tiny-teacher", "api": {
+            "base_url": server.base_url, "api_key_env": None, "concurrency": 4,
+            "endpoint": "completions", "tokenizer": "tiny-teacher"}}, signals={"path": "capture"}))
+    before = sum(server.stats()["completed"].values())
+    result = capture(remote)
+    assert result.captured == result.samples > 0
+    assert sum(server.stats()["completed"].values()) - before >= result.samples  # a call per row
+    capture(local)
+    with SignalStore(capture_dir(local)) as white, SignalStore(capture_dir(remote)) as scored:
+        assert sorted(white.sample_ids()) == sorted(scored.sample_ids())
+        assert scored.fingerprint["source"] == "score" and scored.fingerprint["temperature"] == 1.0
+        for sample_id in white.sample_ids():
+            a, b = white.get(sample_id), scored.get(sample_id)
+            np.testing.assert_array_equal(a.ids, b.ids)
+            np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)
+    again = capture(remote)  # resumes: nothing left to score
+    assert again.captured == 0
