@@ -4,6 +4,10 @@
     python benchmarks/bench_loss.py --device cuda --tokens 16384 --student-hidden 896 \
         --teacher-hidden 1536 --dtype bf16                           # GPU, with Liger if installed
 
+TRL's chunked divergence (`trl.trainer.distillation_trainer._chunked_divergence_loss`, TRL
+>= 1.16, the loss of its DistillationTrainer) runs when `trl` is installed; Liger's
+`LigerFusedLinearJSDLoss` on CUDA when `liger_kernel` is.
+
 Each path runs in its own subprocess so that its peak memory is its own. Extra memory is
 the peak during one forward+backward minus the memory held before it (inputs and
 weights), so the student's weight gradient, which every path must produce, is counted.
@@ -61,6 +65,13 @@ def _step_fn(path: str, args):
 
         def step(hs, ws, ht, wt):
             loss_fn(hs, ws, ht, wt).backward()
+    elif path == "trl":
+        from trl.trainer.distillation_trainer import _chunked_divergence_loss
+
+        def step(hs, ws, ht, wt):
+            mask = torch.ones(1, hs.shape[0], dtype=torch.long, device=hs.device)
+            loss, _, _ = _chunked_divergence_loss(hs[None], ht[None], ws, wt, mask, beta=0.5)
+            loss.backward()
     else:
         raise ValueError(path)
     return step
@@ -110,13 +121,15 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--paths", default=None, help="comma list; default dense,fused (+liger on cuda)")
+    parser.add_argument("--paths", default=None,
+                        help="comma list of dense, fused, trl, liger; default dense,fused,trl "
+                             "(+liger on cuda); trl and liger need their packages")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, args)))
         return
-    paths = (args.paths or ("dense,fused,liger" if args.device == "cuda" else "dense,fused")).split(",")
+    paths = (args.paths or ("dense,fused,trl,liger" if args.device == "cuda" else "dense,fused,trl")).split(",")
     results = {}
     for path in paths:
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", path],
