@@ -129,7 +129,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args)))
         return
-    paths = (args.paths or ("dense,fused,trl,liger" if args.device == "cuda" else "dense,fused,trl")).split(",")
+    default = "dense,fused,trl,liger" if args.device == "cuda" else "dense,fused,trl"
+    paths = (args.paths or default).split(",")
     results = {}
     for path in paths:
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", path],

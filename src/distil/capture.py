@@ -183,8 +183,11 @@ def capture(recipe: Recipe) -> CaptureResult:
     A local teacher is captured white-box; a teacher behind an API (`teacher.api`) by
     scoring each training response through its completions endpoint (echo + logprobs).
     """
-    if recipe.teacher.api is not None:
+    if recipe.teacher.api is not None and recipe.capture.source != "local":
         return capture_through_api(recipe)
+    if recipe.capture.source in ("score", "generation"):
+        raise SignalsError(f"capture.source={recipe.capture.source} needs a teacher behind an API "
+                           "(teacher.api); set capture.source=local or auto")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher, student, vocab = load_models(recipe, device)
     settings, temperature = recipe.capture, capture_temperature(recipe)
@@ -220,19 +223,39 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
     train_pairs, _ = load_splits(recipe.data, recipe.seed)
     examples = unique_examples(encode_pairs(tokenizer, train_pairs, recipe.data.template,
                                             recipe.data.max_length))
-    with api_teacher(recipe) as teacher:
-        for line in teacher.probe(want_top_logprobs=settings.top_k).lines:
-            console.print(line, highlight=False)
-        source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
+
+    def store(source: SignalSource, endpoint: str, batch_size: int) -> CaptureResult:
         fingerprint = build_fingerprint(
             signal_identity(recipe, tokenizer, temperature), vocab_size=vocab,
             top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
             logprob_mode=source.logprob_mode,
             provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "endpoint": teacher.describe()["endpoint"], "data": recipe.data.train})
+                        "endpoint": endpoint, "data": recipe.data.train})
         return run_capture(source, examples, fingerprint, capture_dir(recipe),
-                           batch_size=max(settings.batch_size, teacher.concurrency),
-                           shard_tokens=settings.shard_tokens)
+                           batch_size=batch_size, shard_tokens=settings.shard_tokens)
+
+    api = recipe.teacher.api
+    endpoint = f"{api.base_url} ({api.endpoint})"
+    if settings.source == "generation":  # no request: the logprobs are in the data already
+        return store(generation_source(recipe, tokenizer), endpoint, settings.batch_size)
+    with api_teacher(recipe) as teacher:
+        report = teacher.probe(want_top_logprobs=settings.top_k)
+        for line in report.lines:
+            console.print(line, highlight=False)
+        if settings.source == "auto" and not report.capabilities.can_score:
+            console.print("the teacher cannot score given text: capturing the logprobs it "
+                          "returned while generating (kept by synth)", highlight=False)
+            return store(generation_source(recipe, tokenizer), endpoint, settings.batch_size)
+        source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
+        return store(source, endpoint, max(settings.batch_size, teacher.concurrency))
+
+
+def generation_source(recipe: Recipe, tokenizer: Any) -> SignalSource:
+    """The logprobs synth kept in the training data, as a capture source."""
+    from distil.signals.generation import GenerationLogprobsSource, read_token_logprobs
+
+    return GenerationLogprobsSource(read_token_logprobs(recipe.data.train), recipe.capture.top_k,
+                                    tokenizer.eos_token_id)
 
 
 def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict[str, Any],

@@ -170,6 +170,12 @@ class CaptureSection(Section):
     shard it was filling; the next `distil capture` captures only the rows not yet stored."""
     output: str | None = None
     """Folder of the signal store. Empty means RUN/signals (RUN being the run folder)."""
+    source: Literal["auto", "local", "score", "generation"] = "auto"
+    """Where the distributions come from. `local`: the teacher model run in process
+    (white-box, any k and temperature). `score`: an API teacher scores each training response
+    (echo + logprobs). `generation`: the top logprobs an API teacher returned while generating,
+    kept by synth (synth.sampling.top_logprobs >= capture.top_k); no request is sent. `auto`:
+    local without teacher.api; with it, score when the endpoint can, else generation."""
 
 
 class SignalsSection(Section):

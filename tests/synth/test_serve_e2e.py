@@ -174,3 +174,43 @@ def test_capture_through_the_api_equals_white_box_capture(tmp_path, dataset, ser
             np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)
     again = capture(remote)  # resumes: nothing left to score
     assert again.captured == 0
+
+
+def test_capture_from_generation_logprobs_sends_nothing_and_matches_white_box(tmp_path, seed_file):
+    """A teacher that cannot score: the top logprobs synth kept become the store.
+
+    Served: the demo teacher, whose answers are clean text (a random model's bytes are not
+    valid UTF-8, so its text does not re-tokenise to the ids it generated)."""
+    import numpy as np
+
+    from distil.capture import capture, capture_dir
+    from distil.signals import SignalStore
+
+    with running_server("demo", served_name="demo") as demo:
+        raw = api_recipe(tmp_path, seed_file, demo.base_url, api={"tokenizer": "demo"},
+                         prompts={"file": None, "tasks": ["all"], "per_task": 2},
+                         sampling={"max_new_tokens": 16, "temperature": 0.0, "top_logprobs": 6})
+        raw["teacher"]["model"] = "demo"
+        raw["student"] = {"model": "demo", "layers": [0, 9]}
+        run_synth(validate_recipe(raw))
+        settings = {"top_k": 6, "logprob_dtype": "float32", "batch_size": 4}
+        raw["capture"] = {**settings, "source": "generation", "output": str(tmp_path / "generated")}
+        before = sum(demo.stats()["completed"].values())
+        generated = capture(validate_recipe(raw))
+        assert sum(demo.stats()["completed"].values()) == before  # no request sent
+    local = {**raw, "teacher": {"model": "demo"},
+             "capture": {**settings, "output": str(tmp_path / "white")}}
+    capture(validate_recipe(local))
+    assert generated.samples >= 10
+    with SignalStore(capture_dir(validate_recipe(local))) as white, \
+            SignalStore(tmp_path / "generated") as gen:
+        assert gen.fingerprint["source"] == "generation"
+        assert sorted(white.sample_ids()) == sorted(gen.sample_ids())
+        for sample_id in white.sample_ids():
+            a, b = white.get(sample_id), gen.get(sample_id)
+            np.testing.assert_array_equal(a.ids[:-1], b.ids[:-1])
+            np.testing.assert_allclose(a.logprobs[:-1], b.logprobs[:-1], rtol=1e-3, atol=1e-3)
+    raw["capture"]["source"] = "score"
+    raw["teacher"] = {"model": "demo"}
+    with pytest.raises(Exception, match="capture.source=score needs a teacher behind an API"):
+        capture(validate_recipe(raw))
