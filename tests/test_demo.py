@@ -56,8 +56,10 @@ def test_shrunken_demo_writes_the_report_and_every_eval_key(demo_run):
     assert "<img" in html and "src=\"data:image/png;base64," in html and "http" not in html.split(
         "<body", 1)[1].split("</body>")[0].replace("http-equiv", "")
     markdown = (run / "report.md").read_text()
-    for heading in ("Efficiency", "Export parity", "Recipe"):
-        assert heading in markdown, heading
+    for heading in ("Efficiency", "Export parity", "Data", "Recipe"):
+        assert f"## {heading}" in markdown, heading
+    kept = json.loads((run / "data" / "synth_summary.json").read_text())["responses"]["kept"]
+    assert f"| responses kept | {kept:,} of {7 * 6:,} |" in markdown
 
 
 def test_a_second_run_skips_every_finished_stage(demo_run):

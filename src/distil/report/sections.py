@@ -241,9 +241,28 @@ def _data(data: dict[str, Any]) -> Section | None:
     synth = data["synth"]
     if not synth:
         return None
-    rows = [[str(k), str(v)] for k, v in synth.items() if not isinstance(v, dict | list)]
-    return Section("Data", ["Prompts and teacher responses synthesised for this run."],
-                   [Table(["field", "value"], rows)])
+    teacher, spent = synth.get("teacher", {}), synth.get("spent", {})
+    responses = synth.get("responses", {})
+    rejected = synth.get("rejected") or {}
+    sources = (synth.get("prompts") or {}).get("sources") or {}
+    rows = [
+        ["teacher", f"{teacher.get('model', '?')} ({teacher.get('backend', '?')})"
+                    + (f" at {teacher['endpoint']}" if teacher.get("endpoint") else "")],
+        ["prompts", ", ".join(f"{name} {count:,}" for name, count in sources.items()) or "–"],
+        ["responses kept", f"{responses.get('kept', 0):,} of {responses.get('requested', 0):,}"],
+        ["rejected", ", ".join(f"{reason} {count:,}" for reason, count in rejected.items())
+                     or "none"],
+        ["sampling", ", ".join(f"{k} {v}" for k, v in (synth.get("sampling") or {}).items()
+                               if v is not None and v is not False and v != [])],
+        ["tokens", f"{spent.get('prompt_tokens', 0):,} prompt + "
+                   f"{spent.get('completion_tokens', 0):,} completion in "
+                   f"{spent.get('requests', 0):,} requests"],
+    ]
+    rows += [[key, str(synth[key])] for key in ("seed", "license", "stopped", "created",
+                                                "toolkit_version") if synth.get(key) is not None]
+    return Section("Data", ["Prompts and teacher responses synthesised for this run (the "
+                            "rows, with provenance, are in data/train.parquet; dropped ones "
+                            "in data/rejects.jsonl)."], [Table(["what", "value"], rows)])
 
 
 def _recipe(data: dict[str, Any]) -> Section | None:
