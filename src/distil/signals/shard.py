@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, NoReturn
 import numpy as np
 from safetensors.numpy import save
 
+from distil.fsutil import atomic_write_bytes
 from distil.signals.codec import (
     LOGPROB_DTYPES,
     LogprobDtype,
@@ -149,21 +149,8 @@ def write_shard(path: Path, samples: list[EncodedSample], encoding: Encoding) ->
                 "sample_ids": sample_ids,
                 "index_crc32": str(_index_crc(offsets, hashes, checksums, sample_ids))}
     data = save(tensors, metadata=metadata)
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return len(data)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ShardReader:
