@@ -28,3 +28,12 @@ def test_changes_rerun_the_stage_and_everything_after(tmp_path, dataset):
     assert calls == ["first", "second", "second", "first", "second"]
     run_pipeline(validate_recipe(raw), _stages(calls), force=True)
     assert calls[-2:] == ["first", "second"]
+
+
+def test_export_and_bench_take_the_recipe_seed_unless_they_set_their_own(tmp_path, dataset):
+    from distil.recipe_edge import with_recipe_seed
+
+    raw = recipe_dict(tmp_path, dataset, seed=5, export={}, bench={"seed": 2})
+    recipe = validate_recipe(raw)
+    assert with_recipe_seed(recipe.export, recipe.seed).seed == 5
+    assert with_recipe_seed(recipe.bench, recipe.seed).seed == 2

@@ -64,16 +64,17 @@ def capture_stage(recipe: Recipe) -> None:
 def export_stage(recipe: Recipe) -> None:
     """Export RUN/student to RUN/export and check every variant against PyTorch."""
     from distil.export.stage import export_run
+    from distil.recipe_edge import with_recipe_seed
 
-    export_run(recipe.run_dir, recipe.export.model_copy(update={"seed": recipe.seed}))
+    export_run(recipe.run_dir, with_recipe_seed(recipe.export, recipe.seed))
 
 
 def bench_stage(recipe: Recipe) -> None:
     """Time teacher, student and the exported variants; merge the figures into RUN/eval.json."""
     from distil.bench import bench_run
+    from distil.recipe_edge import with_recipe_seed
 
-    bench_run(recipe.run_dir, recipe.bench.model_copy(update={"seed": recipe.seed}),
-              teacher=recipe.teacher.model)
+    bench_run(recipe.run_dir, with_recipe_seed(recipe.bench, recipe.seed), teacher=recipe.teacher.model)
 
 
 def _captures(recipe: Recipe) -> bool:

@@ -13,6 +13,13 @@ from distil.section import Section
 Format = Literal["hf", "onnx", "onnx-int8"]
 
 
+def with_recipe_seed(section: Section, seed: int) -> Section:
+    """`section` with `seed` set to the recipe's, unless the recipe set the section's own."""
+    if "seed" in section.model_fields_set:
+        return section
+    return section.model_copy(update={"seed": seed})
+
+
 class Thresholds(Section):
     """What a variant must reach against the float32 PyTorch model; empty skips a check."""
 
@@ -52,7 +59,7 @@ class ExportConfig(Section):
     max_new_tokens: int = Field(default=32, ge=1)
     """Longest greedy answer generated per prompt."""
     seed: int = 0
-    """Seed of the held-out prompts."""
+    """Seed of the held-out prompts. In a recipe, left unset, it is the recipe's seed."""
     thresholds: dict[Literal["float32", "int8", "half"], Thresholds] = Field(
         default_factory=_default_thresholds)
     """Parity thresholds of each kind of variant (see docs/export.md for why these values)."""
@@ -76,7 +83,8 @@ class BenchConfig(Section):
     other work shares, PyTorch's threads wait on each other and its figures swing by 5x or
     more, while one thread each keeps the comparison stable (and conservative for ONNX)."""
     seed: int = 0
-    """Seed of the held-out prompts used as inputs."""
+    """Seed of the held-out prompts used as inputs. In a recipe, left unset, it is the
+    recipe's seed."""
     variants: list[str] | None = None
     """Exported variants (folder names under RUN/export) to time; empty times every deployable
     ONNX variant listed in parity.json."""
