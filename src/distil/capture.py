@@ -195,21 +195,27 @@ def capture(recipe: Recipe) -> CaptureResult:
         raise SignalsError(f"capture.top_k={settings.top_k} exceeds the vocabulary ({vocab} "
                            f"tokens); set capture.top_k to at most {vocab}")
     tokenizer = student.tokenizer  # the tokens training will see
-    train_pairs, _ = load_splits(recipe.data, recipe.seed)
-    examples = unique_examples(encode_pairs(tokenizer, train_pairs, recipe.data.template,
-                                            recipe.data.max_length))
+    _, examples = training_examples(recipe, tokenizer)
     del student
     source = LocalTeacherSource(teacher, vocab, settings.top_k, temperature,
                                 tokenizer.pad_token_id)
+    return store_signals(recipe, source, tokenizer, vocab, examples, settings.batch_size,
+                         teacher_dtype=str(teacher.model.dtype).removeprefix("torch."),
+                         device=device.type)
+
+
+def store_signals(recipe: Recipe, source: SignalSource, tokenizer: Any, vocab: int,
+                  examples: list[Example], batch_size: int, **provenance: str) -> CaptureResult:
+    """Capture `examples` from `source` into the recipe's store, under its fingerprint."""
+    settings = recipe.capture
     fingerprint = build_fingerprint(
-        signal_identity(recipe, tokenizer, temperature), vocab_size=vocab,
+        signal_identity(recipe, tokenizer, capture_temperature(recipe)), vocab_size=vocab,
         top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
         logprob_mode=source.logprob_mode,
         provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "teacher_dtype": str(teacher.model.dtype).removeprefix("torch."),
-                    "device": device.type, "data": recipe.data.train})
+                    **provenance, "data": recipe.data.train})
     return run_capture(source, examples, fingerprint, capture_dir(recipe),
-                       batch_size=settings.batch_size, shard_tokens=settings.shard_tokens)
+                       batch_size=batch_size, shard_tokens=settings.shard_tokens)
 
 
 def capture_through_api(recipe: Recipe) -> CaptureResult:
@@ -218,26 +224,14 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
     from distil.synth.teacher import api_teacher
 
     _, student, vocab = load_models(recipe, torch.device("cpu"), need_teacher=False)
-    settings, temperature = recipe.capture, capture_temperature(recipe)
+    settings = recipe.capture
     tokenizer = student.tokenizer  # the tokens training will see; the teacher must share them
-    train_pairs, _ = load_splits(recipe.data, recipe.seed)
-    examples = unique_examples(encode_pairs(tokenizer, train_pairs, recipe.data.template,
-                                            recipe.data.max_length))
-
-    def store(source: SignalSource, endpoint: str, batch_size: int) -> CaptureResult:
-        fingerprint = build_fingerprint(
-            signal_identity(recipe, tokenizer, temperature), vocab_size=vocab,
-            top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
-            logprob_mode=source.logprob_mode,
-            provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "endpoint": endpoint, "data": recipe.data.train})
-        return run_capture(source, examples, fingerprint, capture_dir(recipe),
-                           batch_size=batch_size, shard_tokens=settings.shard_tokens)
-
+    train_pairs, examples = training_examples(recipe, tokenizer)
     api = recipe.teacher.api
     endpoint = f"{api.base_url} ({api.endpoint})"
     if settings.source == "generation":  # no request: the logprobs are in the data already
-        return store(generation_source(recipe, tokenizer), endpoint, settings.batch_size)
+        return store_signals(recipe, generation_source(recipe, tokenizer), tokenizer, vocab,
+                             examples, settings.batch_size, endpoint=endpoint)
     with api_teacher(recipe) as teacher:
         report = teacher.probe(want_top_logprobs=settings.top_k)
         for line in report.lines:
@@ -245,9 +239,11 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
         if settings.source == "auto" and not report.capabilities.can_score:
             console.print("the teacher cannot score given text: capturing the logprobs it "
                           "returned while generating (kept by synth)", highlight=False)
-            return store(generation_source(recipe, tokenizer), endpoint, settings.batch_size)
+            return store_signals(recipe, generation_source(recipe, tokenizer), tokenizer, vocab,
+                                 examples, settings.batch_size, endpoint=endpoint)
         source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
-        return store(source, endpoint, max(settings.batch_size, teacher.concurrency))
+        return store_signals(recipe, source, tokenizer, vocab, examples,
+                             max(settings.batch_size, teacher.concurrency), endpoint=endpoint)
 
 
 def generation_source(recipe: Recipe, tokenizer: Any) -> SignalSource:
@@ -284,6 +280,13 @@ def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict
         size = sum(p.stat().st_size for p in store.shards)
         return CaptureResult(path, len(store), store.num_tokens, len(todo),
                              size / max(store.num_tokens, 1), time.perf_counter() - started)
+
+
+def training_examples(recipe: Recipe, tokenizer: Any) -> tuple[list[Pair], list[Example]]:
+    """The recipe's training rows, as pairs and as the examples training will see."""
+    train_pairs, _ = load_splits(recipe.data, recipe.seed)
+    return train_pairs, unique_examples(encode_pairs(tokenizer, train_pairs, recipe.data.template,
+                                                     recipe.data.max_length))
 
 
 def unique_examples(examples: list[Example]) -> list[Example]:
