@@ -62,6 +62,15 @@ def test_shrunken_demo_writes_the_report_and_every_eval_key(demo_run):
     assert f"| responses kept | {kept:,} of {7 * 6:,} |" in markdown
 
 
+def test_the_run_ends_with_its_headline_figures(demo_run):
+    run, result = demo_run
+    metrics = json.loads((run / "eval.json").read_text())
+    assert (f"held-out accuracy: student {metrics['student']['accuracy']:.1%}, teacher "
+            f"{metrics['teacher']['accuracy']:.1%}") in result.stdout
+    assert "tokens/s at batch 1: teacher" in result.stdout and "onnx-int8" in result.stdout
+    assert f"report: {run / 'report.html'}" in result.stdout
+
+
 def test_a_second_run_skips_every_finished_stage(demo_run):
     run, _ = demo_run
     again = subprocess.run([sys.executable, "-m", "distil.cli", "run", str(DEMO), *SHRINK,

@@ -98,6 +98,10 @@ def run(recipe: Annotated[Path | None, typer.Argument(
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
     run_pipeline(loaded, force=force)
+    from distil.report import headline
+
+    for line in headline(loaded.run_dir):
+        typer.echo(line)
     typer.echo(f"run finished: {loaded.run_dir}")
 
 

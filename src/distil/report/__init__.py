@@ -40,3 +40,31 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     atomic_write_text(md_path, markdown(title, subtitle, sections, run_dir / "report_files"))
     atomic_write_text(html_path, html_page(title, subtitle.replace("`", ""), sections))
     return md_path, html_path
+
+
+def headline(run_dir: str | Path) -> list[str]:
+    """The run's main figures in a few plain lines (what `distil run` prints at the end)."""
+    import json
+
+    run_dir = Path(run_dir)
+    try:
+        ev = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        return []
+    teacher, student = ev.get("teacher", {}), ev.get("student", {})
+    lines = []
+    if "accuracy" in student and "accuracy" in teacher:
+        lines.append(f"held-out accuracy: student {student['accuracy']:.1%}, teacher "
+                     f"{teacher['accuracy']:.1%} (retention {ev.get('retention', 0):.3f})")
+    if student.get("params") and teacher.get("params"):
+        lines.append(f"parameters: student {student['params']:,}, teacher {teacher['params']:,} "
+                     f"({teacher['params'] / student['params']:.1f}x fewer)")
+    speeds = {name: row["tokens_per_s"] for name, row in (ev.get("efficiency") or {}).items()
+              if row.get("tokens_per_s")}
+    if speeds.get("teacher"):
+        lines.append("tokens/s at batch 1: " + ", ".join(
+            f"{name} {speed:,.0f} ({speed / speeds['teacher']:.1f}x)" for name, speed in speeds.items()))
+    if (run_dir / "report.html").is_file():
+        lines.append(f"report: {run_dir / 'report.html'}")
+    return lines
+
