@@ -134,9 +134,14 @@ def divergence(
     """Dispatch to the divergence called `name`, passing only the parameter it takes."""
     if name not in DIVERGENCES:
         raise ValueError(f"unknown divergence {name!r}; choose one of {sorted(DIVERGENCES)}")
-    extra: dict[str, float] = {}
+    return DIVERGENCES[name](student_logits, teacher_logits, temperature=temperature,
+                             **divergence_params(name, beta, alpha))
+
+
+def divergence_params(name: str, beta: float, alpha: float) -> dict[str, float]:
+    """The one parameter the divergence `name` takes (beta or alpha), or none."""
     if name == "generalized_jsd":
-        extra["beta"] = beta
-    elif name.startswith("skew_"):
-        extra["alpha"] = alpha
-    return DIVERGENCES[name](student_logits, teacher_logits, temperature=temperature, **extra)
+        return {"beta": beta}
+    if name.startswith("skew_"):
+        return {"alpha": alpha}
+    return {}

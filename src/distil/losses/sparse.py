@@ -31,8 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from distil.losses.dense import kl_from_log_probs, log_mixture, log_probs
-from distil.losses.objective import Objective, token_cross_entropy
+from distil.losses.dense import divergence_params, kl_from_log_probs, log_mixture, log_probs
+from distil.losses.objective import Objective
 
 
 class TopKTeacher(NamedTuple):
@@ -174,31 +174,21 @@ def sparse_divergence(name: str, student_logits: Tensor, teacher: TopKTeacher, *
     """Dispatch to the sparse divergence called `name`, passing only the parameter it takes."""
     if name not in SPARSE_DIVERGENCES:
         raise ValueError(f"unknown divergence {name!r}; choose one of {sorted(SPARSE_DIVERGENCES)}")
-    extra: dict[str, float] = {}
-    if name == "generalized_jsd":
-        extra["beta"] = beta
-    elif name.startswith("skew_"):
-        extra["alpha"] = alpha
-    return SPARSE_DIVERGENCES[name](student_logits, teacher, temperature=temperature, **extra)
+    return SPARSE_DIVERGENCES[name](student_logits, teacher, temperature=temperature,
+                                    **divergence_params(name, beta, alpha))
 
 
 def sparse_objective_per_token(objective: Objective, student_logits: Tensor,
                                teacher: TopKTeacher | None, labels: Tensor | None) -> Tensor:
     """`Objective.per_token` with a top-k teacher. (N, V), TopKTeacher (N, k), (N,) -> (N,)."""
-    total = torch.zeros(student_logits.shape[0], device=student_logits.device,
-                        dtype=torch.promote_types(student_logits.dtype, torch.float32))
+    kd = None
     if objective.kd_weight > 0:
         if teacher is None:
             raise ValueError("kd_weight > 0 needs the teacher's top-k")
         kd = sparse_divergence(objective.divergence, student_logits, teacher,
                                temperature=objective.temperature, beta=objective.beta,
                                alpha=objective.alpha)
-        total = total + objective.kd_weight * objective.temperature**2 * kd
-    if objective.ce_weight > 0:
-        if labels is None:
-            raise ValueError("ce_weight > 0 needs labels")
-        total = total + objective.ce_weight * token_cross_entropy(student_logits, labels)
-    return total
+    return objective.combine(student_logits, kd, labels)
 
 
 def _check(student_logits: Tensor, teacher: TopKTeacher) -> None:
