@@ -126,6 +126,15 @@ def test_int8_is_quantised_and_agrees_above_its_threshold(exported_run, fp32, in
     assert max(differ) > 1e-4  # int8 weights really change the numbers
 
 
+def test_int8_weights_are_uint8_so_no_cpu_saturates(exported_run):
+    """uint8 x int8 products saturate in int16 on CPUs without VNNI; uint8 x uint8 never do."""
+    graph = onnx.load(str(exported_run / "export" / "onnx-int8" / "model.onnx")).graph
+    initializers = {tensor.name: tensor.data_type for tensor in graph.initializer}
+    weights = [initializers[node.input[1]] for node in graph.node
+               if node.op_type == "MatMulInteger" and node.input[1] in initializers]
+    assert weights and set(weights) == {onnx.TensorProto.UINT8}
+
+
 def test_runs_without_torch(exported_run, fp32, int8):
     """The exported folders answer in a process where importing torch fails."""
     script = (

@@ -41,7 +41,8 @@ def test_half_precision_folder_is_float16_safetensors_that_load(exported_run, st
     folder = exported_run / "export" / "hf-float16"
     (weights,) = folder.glob("*.safetensors")
     with safe_open(str(weights), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__) == {torch.float16}
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    assert dtypes == {torch.float16}
     loaded = load_model(str(folder), "student", dtype="auto")
     assert loaded.tokenizer.get_vocab() == student.tokenizer.get_vocab()
     reference = dict(student.model.named_parameters())

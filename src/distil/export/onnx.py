@@ -9,7 +9,13 @@ keys and values (B, H_kv, P+T, D). One graph serves prefill (P = 0) and decoding
 so the weights are stored once. Export goes through `torch.onnx.export` (torch.export
 under the hood) around the model's own forward with a `DynamicCache`, so any decoder whose
 attention keeps a plain key/value cache (Llama, Qwen2, Mistral, ...) exports the same way.
-int8 is onnxruntime's dynamic quantisation: int8 weights, activations quantised per call.
+int8 is onnxruntime's dynamic quantisation: 8-bit weights, activations quantised per call.
+The weights are uint8 (U8U8), not int8 (U8S8): onnxruntime multiplies uint8 activations
+by int8 weights with a kernel that, on x86-64 CPUs without VNNI (AVX2, plain AVX-512), adds
+pairs of products into int16 with saturation, so the same file answered differently by CPU
+(top-1 agreement 0.80 on an AVX2-only CPU where VNNI CPUs gave 0.97+). uint8 x uint8 goes
+through a widening kernel that never saturates: the integer sums are exact on every CPU.
+benchmarks/bench_int8.py measures the choices; docs/export.md records the figures.
 """
 
 import inspect
@@ -180,11 +186,12 @@ def quantize_int8(folder: str | Path, out: str | Path, per_channel: bool = True)
                 shutil.copy2(item, tmp / item.name)
         large = sum(p.stat().st_size for p in folder.glob(f"{ONNX_FILE}*")) > EXTERNAL_DATA_ABOVE
         with _quiet_exporter():
-            quantize_dynamic(folder / ONNX_FILE, tmp / ONNX_FILE, weight_type=QuantType.QInt8,
+            # QUInt8: exact integer sums on every x86-64 CPU (see the module docstring)
+            quantize_dynamic(folder / ONNX_FILE, tmp / ONNX_FILE, weight_type=QuantType.QUInt8,
                              per_channel=per_channel, use_external_data_format=large)
         manifest = _read_manifest(tmp)
         manifest.update(precision="int8", quantization={
-            "method": "onnxruntime dynamic", "weights": "int8",
+            "method": "onnxruntime dynamic", "weights": "uint8, asymmetric",
             "per_channel": per_channel, "activations": "uint8, quantised per call"})
         atomic_write_json(tmp / MANIFEST_FILE, manifest)
     return out
