@@ -55,8 +55,13 @@ def quantise(fp32: Path, out: Path, choice: dict) -> Path:
 
 def measure(loaded, name: str, prompts_per_task: int, compared: int) -> list[dict]:
     from distil.export.onnx import export_onnx
-    from distil.export.parity import (TorchVariant, held_out_prompts, logit_agreement,
-                                      reference_outputs, variant_logits)
+    from distil.export.parity import (
+        TorchVariant,
+        held_out_prompts,
+        logit_agreement,
+        reference_outputs,
+        variant_logits,
+    )
     from distil.export.runtime import OnnxGenerator
 
     _, prompt_ids = held_out_prompts(loaded.tokenizer, prompts_per_task, seed=0)

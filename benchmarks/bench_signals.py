@@ -86,7 +86,7 @@ def recipe(root: Path, signals: bool, steps: int) -> dict:
 
 def bench_bytes(root: Path, tokens_wanted: int) -> list[dict]:
     """Bytes per token of real shard files at several k and dtypes."""
-    from distil.capture import LocalTeacherSource, run_capture
+    from distil.capture.stage import LocalTeacherSource, run_capture
     from distil.data import encode_pairs, load_pairs
     from distil.models import load_model
     from distil.signals import build_fingerprint, bytes_per_token
@@ -165,7 +165,7 @@ def _rss_kib(field: str) -> int:
 
 def _step(session) -> tuple[int, float]:
     """One optimizer step (batches and store lookups included); its tokens and seconds."""
-    from distil.train import accumulate_gradients, next_micro_batches
+    from distil.train.stage import accumulate_gradients, next_micro_batches
 
     started = time.perf_counter()
     batches = next_micro_batches(session)
@@ -180,7 +180,7 @@ def bench_train(root: Path, steps: int) -> dict[str, dict]:
     """Both sessions in one process, steps interleaved, so that load on a shared machine hits
     both alike; the same seed gives both the same batches."""
     from distil.recipe import validate_recipe
-    from distil.train import prepare_session
+    from distil.train.stage import prepare_session
 
     sessions = {mode: prepare_session(validate_recipe(recipe(root, mode == "store", steps + 2)))
                 for mode in ("live", "store")}
@@ -200,7 +200,7 @@ def bench_train(root: Path, steps: int) -> dict[str, dict]:
 def memory_child(root: Path, mode: str) -> dict:
     """Inside a child process: set up and take two steps; the peak resident memory."""
     from distil.recipe import validate_recipe
-    from distil.train import prepare_session
+    from distil.train.stage import prepare_session
 
     session = prepare_session(validate_recipe(recipe(root, mode == "store", 2)))
     for _ in range(2):

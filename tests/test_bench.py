@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from distil.bench import BenchConfig, BenchError, bench_run, latency_summary, write_efficiency
+from distil.bench import BenchError, BenchSection, bench_run, latency_summary, write_efficiency
 from distil.bench.run import find_targets, speedups, weight_bytes
 from distil.models import build_tiny, count_parameters
 from tests.export.conftest import exported_run_dir
@@ -69,7 +69,7 @@ def test_torch_benchmark_loop_generates_what_hf_generate_does(tiny_models):
 def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models):
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     (run / "eval.json").write_text(json.dumps({"top1_agreement": 0.5}))
-    config = BenchConfig(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)
+    config = BenchSection(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)
     measured = bench_run(run, config)
     stored = json.loads((run / "eval.json").read_text())
     models = measured["efficiency"]

@@ -74,6 +74,12 @@ def test_run_trains_evaluates_then_skips_finished_stages(tmp_path, dataset):
     second = distil("run", recipe)
     assert second.returncode == 0 and second.stderr.count("done already") == 3
     assert (tmp_path / "run" / "report.html").is_file()
+    old = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     third = distil("run", recipe, "train.max_steps=5")
-    assert third.returncode == 0 and "done already" not in third.stderr
-    assert "training from scratch" in third.stderr
+    assert third.returncode == 2 and "train.max_steps: 4 -> 5" in third.stderr
+    assert "--restart" in third.stderr and "Traceback" not in third.stderr
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == old
+    fourth = distil("run", recipe, "train.max_steps=5", "--restart")
+    assert fourth.returncode == 0 and "training from scratch" in fourth.stderr
+    (aside,) = (tmp_path / "run" / "previous").iterdir()
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == old

@@ -4,9 +4,9 @@ import json
 
 import pyarrow.parquet as pq
 
-from distil.compare import ground_truth_pairs
 from distil.data import Pair
 from distil.pipeline import run_pipeline
+from distil.pipeline.compare import ground_truth_pairs
 from distil.recipe import validate_recipe
 from distil.tasks import generate_items
 from tests.conftest import recipe_dict, write_jsonl

@@ -1,4 +1,4 @@
-"""Stage fingerprints: a changed section reruns its stage and the ones after, not before."""
+"""Stage fingerprints: a changed field redoes the stages that depend on it, and no other."""
 
 from distil.pipeline import Stage, run_pipeline
 from distil.recipe import validate_recipe
@@ -9,29 +9,31 @@ def _stages(calls):
     def record(name):
         return lambda recipe: calls.append(name)
 
-    return (Stage("first", record("first"), inputs=("train.max_steps",)),
-            Stage("second", record("second"), inputs=("eval",)),
-            Stage("skipped", record("skipped"), inputs=(), enabled=lambda r: False))
+    return (Stage("train", record("train")), Stage("eval", record("eval")),
+            Stage("bench", record("bench"), enabled=lambda r: False))
 
 
-def test_changes_rerun_the_stage_and_everything_after(tmp_path, dataset):
+def test_changes_redo_the_stage_and_those_that_read_it(tmp_path, dataset):
     calls: list[str] = []
     raw = recipe_dict(tmp_path, dataset)
     run_pipeline(validate_recipe(raw), _stages(calls))
     run_pipeline(validate_recipe(raw), _stages(calls))
-    assert calls == ["first", "second"]
+    assert calls == ["train", "eval"]
     raw["eval"]["max_samples"] = 5
     run_pipeline(validate_recipe(raw), _stages(calls))
-    assert calls == ["first", "second", "second"]
+    assert calls == ["train", "eval", "eval"]
     raw["train"]["max_steps"] = 3
     run_pipeline(validate_recipe(raw), _stages(calls))
-    assert calls == ["first", "second", "second", "first", "second"]
+    assert calls == ["train", "eval", "eval", "train", "eval"]
+    raw["train"]["log_every"] = 7  # decides nothing
+    run_pipeline(validate_recipe(raw), _stages(calls))
+    assert len(calls) == 5
     run_pipeline(validate_recipe(raw), _stages(calls), force=True)
-    assert calls[-2:] == ["first", "second"]
+    assert calls[-2:] == ["train", "eval"]
 
 
 def test_export_and_bench_take_the_recipe_seed_unless_they_set_their_own(tmp_path, dataset):
-    from distil.recipe_edge import with_recipe_seed
+    from distil.recipe import with_recipe_seed
 
     raw = recipe_dict(tmp_path, dataset, seed=5, export={}, bench={"seed": 2})
     recipe = validate_recipe(raw)

@@ -16,7 +16,7 @@ from distil.errors import CheckpointError
 from distil.evaluate import evaluate
 from distil.losses import IGNORE_INDEX, Objective, masked_token_mean
 from distil.recipe import validate_recipe
-from distil.train import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
 from tests.conftest import recipe_dict
 
 
@@ -103,7 +103,7 @@ def test_existing_run_needs_resume_and_the_same_recipe(tmp_path, dataset):
     with pytest.raises(CheckpointError, match="pass --resume"):
         train(validate_recipe(raw))
     raw["train"]["learning_rate"] = 1e-2
-    with pytest.raises(CheckpointError, match="different recipe"):
+    with pytest.raises(CheckpointError, match="train.learning_rate: 0.003 -> 0.01"):
         train(validate_recipe(raw), resume=True)
 
 

@@ -40,15 +40,25 @@ def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
     return load_recipe(recipe, extra)
 
 
+RestartOption = Annotated[bool, typer.Option(
+    "--restart", help="When the run's checkpoints were written under other training inputs, "
+                      "move them aside into RUN/previous/ and train afresh (they are never "
+                      "deleted).")]
+
+
 @app.command()
 def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
           resume: Annotated[bool, typer.Option(
               "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
-          ) -> None:
+          restart: RestartOption = False) -> None:
     """Distil the student from a live teacher over the recipe's prompt/response data."""
+    from distil.train import TRAIN_OUTPUTS, set_aside
     from distil.train import train as run_training
 
-    result = run_training(_load(recipe, overrides, out), resume=resume)
+    loaded = _load(recipe, overrides, out)
+    if restart and (loaded.run_dir / "checkpoints").exists():
+        typer.echo(f"earlier training moved to {set_aside(loaded.run_dir, TRAIN_OUTPUTS)}")
+    result = run_training(loaded, resume=resume and not restart)
     typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
                f"(final loss {result.final_loss:.4f})")
 
@@ -91,13 +101,14 @@ def run(recipe: Annotated[Path | None, typer.Argument(
             "--force", help="Redo every stage, even those already finished.")] = False,
         compare: Annotated[bool, typer.Option(
             "--compare", help="Also train the student with sequence-level KD and with ground "
-                              "truth alone, and report the three side by side.")] = False) -> None:
+                              "truth alone, and report the three side by side.")] = False,
+        restart: RestartOption = False) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished."""
     from distil.pipeline import run_pipeline
 
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
-    run_pipeline(loaded, force=force)
+    run_pipeline(loaded, force=force, restart=restart)
     from distil.report import headline
 
     for line in headline(loaded.run_dir):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from distil.data import render_prompt
-from distil.export import ExportConfig, OnnxGenerator, PromptEncoder
+from distil.export import ExportSection, OnnxGenerator, PromptEncoder
 from tests.export.conftest import PROMPTS
 
 
@@ -105,7 +105,7 @@ def test_generation_stops_at_eos_and_can_be_told_not_to(fp32):
     assert stopped == full[:first_eos]
 
 
-INT8_MIN_TOP1 = ExportConfig().thresholds["int8"].min_top1_agreement  # 95%, docs/export.md
+INT8_MIN_TOP1 = ExportSection().thresholds["int8"].min_top1_agreement  # 95%, docs/export.md
 
 
 def test_int8_is_quantised_and_agrees_above_its_threshold(exported_run, fp32, int8, student):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from distil.export import ExportConfig, ParityError, Thresholds, export_run
+from distil.export import ExportSection, ParityError, ThresholdsSection, export_run
 from distil.export.errors import ExportError
 from distil.export.stage import make_export_config, resolve_export_paths
 from distil.models import load_model
@@ -20,8 +20,8 @@ def test_export_writes_every_variant_and_a_passing_parity_report(exported_run):
     families = len(parity["reference"]["accuracy_by_task"])
     assert families >= 6
     assert parity["prompts"] == 6 * families
-    assert parity["compared_prompts"] == min(6 * families, ExportConfig().compared_prompts)
-    defaults = ExportConfig().thresholds
+    assert parity["compared_prompts"] == min(6 * families, ExportSection().compared_prompts)
+    defaults = ExportSection().thresholds
     variants = {v["name"]: v for v in parity["variants"]}
     assert list(variants) == ["hf-float16", "onnx", "onnx-int8"]
     for name, kind in (("hf-float16", "half"), ("onnx", "float32"), ("onnx-int8", "int8")):
@@ -68,10 +68,10 @@ def test_bad_options_name_the_field():
         make_export_config(formats=["tflite"])
 
 
-def _impossible(allow: bool) -> ExportConfig:
+def _impossible(allow: bool) -> ExportSection:
     """Only the fast safetensors export, held to a logit difference no fp16 copy can meet."""
-    return ExportConfig(formats=["hf"], prompts_per_task=2, compared_prompts=2, max_new_tokens=4,
-                        thresholds={"half": Thresholds(max_abs_logit_diff=1e-9)},
+    return ExportSection(formats=["hf"], prompts_per_task=2, compared_prompts=2, max_new_tokens=4,
+                        thresholds={"half": ThresholdsSection(max_abs_logit_diff=1e-9)},
                         allow_parity_failure=allow)
 
 

@@ -13,11 +13,11 @@ import yaml
 from distil.capture import capture, capture_dir
 from distil.data import encode_pairs
 from distil.errors import DataError
+from distil.loading import load_splits
 from distil.losses import IGNORE_INDEX
 from distil.models import build_tiny
 from distil.recipe import validate_recipe
 from distil.signals import FingerprintMismatchError, SignalsError, SignalStore, input_hash
-from distil.stage_inputs import load_splits
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 
@@ -122,7 +122,7 @@ def test_a_top_k_beyond_the_vocabulary_is_refused(tmp_path, dataset):
 
 def test_scoring_through_the_teacher_protocol_equals_white_box_capture(tmp_path, dataset):
     """The seam for API teachers: a `Teacher` that can score gives the same store at T = 1."""
-    from distil.capture import LocalTeacherSource, ScoringTeacherSource, run_capture
+    from distil.capture.stage import LocalTeacherSource, ScoringTeacherSource, run_capture
     from distil.models import load_model
     from distil.signals import build_fingerprint
     from distil.teachers import LocalTeacher
@@ -145,5 +145,5 @@ def test_scoring_through_the_teacher_protocol_equals_white_box_capture(tmp_path,
             np.testing.assert_array_equal(a.ids, b.ids)
             np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(np.exp(a.log_tail), np.exp(b.log_tail), atol=1e-4)
-    with pytest.raises(SignalsError, match="set capture.temperature=1.0"):
+    with pytest.raises(SignalsError, match="set distill.temperature=1.0"):
         run_capture(scoring, examples, {**fingerprint, "temperature": 2.0}, tmp_path / "t2", 4, 50)

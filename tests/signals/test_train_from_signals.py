@@ -7,7 +7,7 @@ from distil.capture import capture
 from distil.evaluate import evaluate
 from distil.recipe import validate_recipe
 from distil.signals import FingerprintMismatchError, SignalsError
-from distil.train import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 OBJECTIVE = {"divergence": "generalized_jsd", "beta": 0.3, "temperature": 1.5, "ce_weight": 0.2}

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from distil.recipe_synth import DedupSection
+from distil.recipe.synth import DedupSection
 from distil.synth.dedup import lcs_length, near_duplicates, rouge_duplicates, rouge_l, shingles, words
 from distil.synth.prompts import deduplicate, item
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from distil.recipe_synth import FiltersSection
+from distil.recipe.synth import FiltersSection
 from distil.synth.filters import judge, judge_instruction
 from distil.teachers import Completion, Usage
 

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from distil.recipe_synth import SynthPromptsSection
+from distil.recipe.synth import SynthPromptsSection
 from distil.synth import SynthError
 from distil.synth.prompts import clean_expansion, expansion_messages, seed_prompts
 from distil.tasks import generate_items, task_names

@@ -6,8 +6,8 @@ import pytest
 
 from distil.errors import RecipeError
 from distil.recipe import Recipe, load_recipe, section_model, validate_recipe
-from distil.recipe_api import ApiSection
-from distil.recipe_synth import SynthSection
+from distil.recipe.api import ApiSection
+from distil.recipe.synth import SynthSection
 
 BASE = {"teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"}}
 SYNTH = {"prompts": {"tasks": ["all"], "per_task": 4}}

@@ -1,8 +1,8 @@
 """Efficiency benchmark: parameters, size on disk, peak memory, latency and tokens/s.
 
-    from distil.bench import BenchConfig, bench_run
+    from distil.bench import BenchSection, bench_run
 
-    bench_run("runs/demo", BenchConfig(new_tokens=32, repeats=3))   # eval.json["efficiency"]
+    bench_run("runs/demo", BenchSection(new_tokens=32, repeats=3))   # eval.json["efficiency"]
 
 Methodology (docs/export.md): each model runs in a fresh interpreter, greedy, on the same
 held-out prompts at each batch size, with warm-up runs before the timed repeats. Importing
@@ -10,8 +10,8 @@ this package does not import PyTorch.
 """
 
 from distil.bench.run import (
-    BenchConfig,
     BenchError,
+    BenchSection,
     BenchTarget,
     bench_models,
     bench_run,
@@ -22,5 +22,5 @@ from distil.bench.run import (
 )
 from distil.bench.stats import latency_summary
 
-__all__ = ["BenchConfig", "BenchError", "BenchTarget", "bench_models", "bench_run",
+__all__ = ["BenchSection", "BenchError", "BenchTarget", "bench_models", "bench_run",
            "bench_target", "find_targets", "latency_summary", "make_bench_config", "write_efficiency"]

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from distil import __version__
 from distil.errors import DistilError
 from distil.fsutil import atomic_write_json
-from distil.recipe_edge import BenchConfig
+from distil.recipe import BenchSection
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx.data", ".gguf")
 
@@ -31,10 +31,10 @@ class BenchError(DistilError):
     """A model cannot be benchmarked, or a run folder lacks what the benchmark needs."""
 
 
-def make_bench_config(**fields: Any) -> BenchConfig:
-    """A BenchConfig from loose options (the CLI's); BenchError names a bad one."""
+def make_bench_config(**fields: Any) -> BenchSection:
+    """A BenchSection from loose options (the CLI's); BenchError names a bad one."""
     try:
-        return BenchConfig(**{k: v for k, v in fields.items() if v is not None})
+        return BenchSection(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise BenchError("bad bench option: " + "; ".join(problems)) from None
@@ -62,7 +62,7 @@ def weight_bytes(folder: str | Path) -> int | None:
 
 
 def bench_target(target: BenchTarget, prompt_ids: list[list[int]],
-                 config: BenchConfig) -> dict[str, Any]:
+                 config: BenchSection) -> dict[str, Any]:
     """Time one model in a fresh interpreter; its figures as a dict."""
     threads = config.threads or os.cpu_count() or 1
     timing = config.model_dump(include={"new_tokens", "batch_sizes", "warmup", "repeats"})
@@ -102,7 +102,7 @@ def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dic
 
 
 def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
-                 config: BenchConfig) -> dict[str, Any]:
+                 config: BenchSection) -> dict[str, Any]:
     """Time every target in turn (progress bar): eval.json's `efficiency` and its setup."""
     from distil.progress import progress_bar
 
@@ -192,7 +192,7 @@ def recipe_teacher(run_dir: Path) -> str | None:
     return ((yaml.safe_load(recipe.read_text()) or {}).get("teacher") or {}).get("model")
 
 
-def bench_prompts(targets: list[BenchTarget], config: BenchConfig) -> list[list[int]]:
+def bench_prompts(targets: list[BenchTarget], config: BenchSection) -> list[list[int]]:
     """Token ids of the first held-out task prompts, with the first folder's tokenizer."""
     from distil.export.runtime import PromptEncoder
     from distil.tasks import generate_items
@@ -207,14 +207,14 @@ def bench_prompts(targets: list[BenchTarget], config: BenchConfig) -> list[list[
     return [encoder.encode(item.prompt) for item in items[: max(config.batch_sizes)]]
 
 
-def bench_run(run_dir: str | Path, config: BenchConfig | None = None,
+def bench_run(run_dir: str | Path, config: BenchSection | None = None,
               teacher: str | None = None) -> dict[str, Any]:
     """Time the run's teacher, student and exported variants; merge into RUN/eval.json.
 
     Returns (and merges) {"efficiency": {model: row}, "efficiency_setup": {...}}. `teacher`
     defaults to the one in RUN/recipe.yaml (a folder, `demo`, a built-in name).
     """
-    run_dir, config = Path(run_dir), config or BenchConfig()
+    run_dir, config = Path(run_dir), config or BenchSection()
     if not run_dir.is_dir():
         raise BenchError(f"run folder not found: {run_dir}; pass runs/NAME")
     teacher = teacher or recipe_teacher(run_dir)

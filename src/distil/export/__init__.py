@@ -16,9 +16,9 @@ from distil.export.errors import ExportError, ParityError
 from distil.export.runtime import OnnxGenerator, PromptEncoder
 
 _LAZY = {
-    "ExportConfig": "distil.recipe_edge",
+    "ExportSection": "distil.recipe",
     "ExportResult": "distil.export.stage",
-    "Thresholds": "distil.recipe_edge",
+    "ThresholdsSection": "distil.recipe",
     "export_run": "distil.export.stage",
     "resolve_export_paths": "distil.export.stage",
     "export_hf": "distil.export.hf",

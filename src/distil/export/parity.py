@@ -21,7 +21,7 @@ from distil.data import render_prompt
 from distil.models import LoadedModel
 
 if TYPE_CHECKING:
-    from distil.export.stage import ExportConfig
+    from distil.export.stage import ExportSection
 
 
 class Variant(Protocol):
@@ -174,7 +174,7 @@ def generate_in_batches(variant: Variant, prompt_ids: list[list[int]], max_new_t
     return answers
 
 
-def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "ExportConfig",
+def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "ExportSection",
                    bar: Any, task: Any) -> dict[str, Any]:
     """Parity of each written variant against the float32 model; the parity.json record."""
     from distil.tasks import accuracy

@@ -1,7 +1,7 @@
 """The export stage: a trained student to deployable files, each checked against PyTorch.
 
     result = export_run("runs/demo")               # -> runs/demo/export/
-    result = export_run("path/to/model", ExportConfig(formats=["onnx", "onnx-int8"]))
+    result = export_run("path/to/model", ExportSection(formats=["onnx", "onnx-int8"]))
 
 Writes, in one atomic step, `hf-float16/` (or `hf-bfloat16/`), `onnx/`, `onnx-int8/` and
 `parity.json`. A variant that misses its parity thresholds is moved to `failed/NAME/` so
@@ -18,16 +18,16 @@ from pydantic import ValidationError
 from distil.export.errors import ExportError, ParityError
 from distil.fsutil import atomic_directory, atomic_write_json
 from distil.progress import console, progress_bar
-from distil.recipe_edge import ExportConfig, Format
+from distil.recipe import ExportSection, Format
 
 
-def make_export_config(**fields: Any) -> ExportConfig:
-    """An ExportConfig from loose options (the CLI's); ExportError names a bad one."""
+def make_export_config(**fields: Any) -> ExportSection:
+    """An ExportSection from loose options (the CLI's); ExportError names a bad one."""
     aliases = {"fp16": "float16", "bf16": "bfloat16"}
     if "dtype" in fields:
         fields["dtype"] = aliases.get(fields["dtype"], fields["dtype"])
     try:
-        return ExportConfig(**{k: v for k, v in fields.items() if v is not None})
+        return ExportSection(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise ExportError("bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
@@ -62,13 +62,13 @@ def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> t
                       "written by save_pretrained")
 
 
-def export_run(source: str | Path, config: ExportConfig | None = None,
+def export_run(source: str | Path, config: ExportSection | None = None,
                out: str | Path | None = None) -> ExportResult:
     """Export the student of a run (or a model folder), check parity, write parity.json."""
     from distil.export.parity import check_variants
     from distil.models import load_model
 
-    config = config or ExportConfig()
+    config = config or ExportSection()
     model_dir, out_dir = resolve_export_paths(source, out)
     loaded = load_model(str(model_dir), "student", dtype="float32")
     formats = _with_dependencies(config.formats)
@@ -96,7 +96,7 @@ def _with_dependencies(formats: list[Format]) -> list[Format]:
     return [f for f in ("hf", "onnx", "onnx-int8") if f in wanted]
 
 
-def _write_formats(loaded: Any, tmp: Path, formats: list[Format], config: ExportConfig,
+def _write_formats(loaded: Any, tmp: Path, formats: list[Format], config: ExportSection,
                    bar: Any, task: Any) -> dict[str, tuple[str, Path]]:
     """Write each format; return variant name -> (threshold kind, folder)."""
     from distil.export.hf import export_hf

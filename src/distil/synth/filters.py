@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from distil.recipe_synth import FiltersSection
+from distil.recipe.synth import FiltersSection
 from distil.teachers.base import Completion
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from distil.data import read_table
 from distil.errors import DataError
-from distil.recipe_synth import DedupSection, SynthPromptsSection
+from distil.recipe.synth import DedupSection, SynthPromptsSection
 from distil.synth import SynthError
 from distil.synth.dedup import near_duplicates, rouge_duplicates
 from distil.tasks import generate_items

@@ -20,7 +20,7 @@ from distil import __version__
 from distil.fsutil import atomic_write_json
 from distil.progress import console
 from distil.recipe import Recipe
-from distil.recipe_synth import SynthSection
+from distil.recipe.synth import SynthSection
 from distil.synth import SynthError
 from distil.synth.card import write_card
 from distil.synth.driver import Request, SendReport, make_request, send_missing

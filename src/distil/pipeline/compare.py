@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 from distil.data import Pair
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_directory
+from distil.loading import load_splits
 from distil.progress import console
 from distil.recipe import Recipe
-from distil.stage_inputs import load_splits
 from distil.tasks import generate_items
 from distil.train import train_or_resume
 

@@ -1,7 +1,6 @@
 """The base of every recipe section, and the constrained number types sections share.
 
-Kept apart from `distil.recipe` so that sections may live next to the component they
-configure (`distil.recipe_api`, `distil.recipe_synth`) and still be assembled there.
+Every module of `distil.recipe` builds on it; it imports nothing of distil's.
 """
 
 from typing import Annotated
@@ -16,3 +15,10 @@ class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors, docstrings document fields."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+def with_recipe_seed(section: Section, seed: int) -> Section:
+    """`section` with `seed` set to the recipe's, unless the recipe set the section's own."""
+    if "seed" in section.model_fields_set:
+        return section
+    return section.model_copy(update={"seed": seed})

@@ -11,7 +11,6 @@ With `signals.path` set, no teacher is loaded: each micro-batch's teacher top-k 
 the signal store by sample id and the sparse losses are used (distil.capture).
 """
 
-import hashlib
 import json
 import shutil
 import time
@@ -25,14 +24,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import get_cosine_schedule_with_warmup
 
-from distil.capture import training_signals
-from distil.checkpoint import (
-    TrainerState,
-    checkpoint_fingerprint,
-    list_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-)
 from distil.data import (
     Example,
     batches_per_epoch,
@@ -41,7 +32,8 @@ from distil.data import (
     micro_batch_indices,
 )
 from distil.errors import CheckpointError, ModelError
-from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text, remove_paths
+from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text
+from distil.loading import load_models, load_splits
 from distil.losses import (
     IGNORE_INDEX,
     Objective,
@@ -52,12 +44,17 @@ from distil.losses import (
 from distil.models import LoadedModel, linear_head_weight
 from distil.progress import console, progress_bar
 from distil.recipe import Recipe, dump_recipe
+from distil.recipe.inputs import changed_fields, input_values, inputs_fingerprint
+from distil.signals.recipe import training_signals
 from distil.signals.training import StoredTeacher, topk_teacher
-from distil.stage_inputs import load_models, load_splits
-
-# Fields that may change between a run and its resume without changing its result.
-RESUME_SAFE = {"output_dir", "eval", "train.save_every", "train.keep_checkpoints",
-               "train.log_every"}
+from distil.train.checkpoint import (
+    TrainerState,
+    checkpoint_fingerprint,
+    checkpoint_inputs,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -119,15 +116,44 @@ TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.jso
 """What the training stage writes in the run folder."""
 
 
-def train_or_resume(recipe: Recipe) -> TrainResult:
-    """Train, resuming checkpoints of this recipe; checkpoints of another recipe are cleared."""
+def train_or_resume(recipe: Recipe, restart: bool = False) -> TrainResult:
+    """Train, resuming the run's checkpoints when they were written under this recipe's
+    training inputs. Checkpoints written under other inputs are refused (CheckpointError
+    naming the changed fields) or, with `restart`, moved aside; never deleted."""
     found = list_checkpoints(recipe.run_dir / "checkpoints")
-    resume = bool(found) and checkpoint_fingerprint(found[-1]) == recipe_fingerprint(recipe)
-    if found and not resume:
-        console.print("[yellow]the recipe changed since the checkpoints in "
-                      f"{recipe.run_dir} were written: training from scratch")
-        remove_paths(recipe.run_dir, TRAIN_OUTPUTS)
-    return train(recipe, resume=resume)
+    if found and checkpoint_fingerprint(found[-1]) != recipe_fingerprint(recipe):
+        if not restart:
+            raise CheckpointError(_other_inputs_message(recipe, found[-1]))
+        moved = set_aside(recipe.run_dir, TRAIN_OUTPUTS)
+        console.print(f"[yellow]earlier training moved to {moved}; training from scratch")
+        found = []
+    return train(recipe, resume=bool(found))
+
+
+def set_aside(run_dir: Path, names: tuple[str, ...]) -> Path:
+    """Move the named outputs of run_dir into run_dir/previous/train-<UTC time>/."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = run_dir / "previous" / f"train-{stamp}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = run_dir / "previous" / f"train-{stamp}-{suffix}"
+    target.mkdir(parents=True)
+    for name in names:
+        if (run_dir / name).exists():
+            (run_dir / name).rename(target / name)
+    return target
+
+
+def _other_inputs_message(recipe: Recipe, checkpoint: Path) -> str:
+    """What changed since `checkpoint` was written, and the user's two ways on."""
+    old = checkpoint_inputs(checkpoint)
+    changes = changed_fields(old, input_values(recipe, "train")) if old else []
+    what = ("; ".join(changes) if changes else
+            "written by an earlier distil, which did not record them")
+    return (f"{checkpoint} was written under other training inputs ({what}); restore those "
+            "values to resume it, pass --out DIR to start a new run elsewhere, or pass "
+            "--restart to move the old checkpoints aside into RUN/previous/ and train afresh")
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
@@ -166,7 +192,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     module, optimizer = accelerator.prepare(DistillationStudent(student.model, fused), optimizer)
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
-    state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe))
+    state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
+                         inputs=input_values(recipe, "train"))
     return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
                     examples, objective, vocab, fused, state, signals)
 
@@ -189,22 +216,8 @@ def _use_fused(mode: str, student: LoadedModel, teacher: LoadedModel | None) -> 
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
-    """Hash of every recipe field that changes the trained weights."""
-    return hashlib.sha256(json.dumps(_result_fields(recipe), sort_keys=True).encode()).hexdigest()
-
-
-def _result_fields(recipe: Recipe) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else key, value)
-        elif prefix not in RESUME_SAFE and prefix.split(".")[0] not in RESUME_SAFE:
-            flat[prefix] = node
-
-    walk("", recipe.model_dump(mode="json"))
-    return flat
+    """Hash of the values of every recipe field the trained weights depend on."""
+    return inputs_fingerprint(input_values(recipe, "train"))
 
 
 def _restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool) -> None:
@@ -222,9 +235,7 @@ def _restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool)
         (run_dir / "train_log.jsonl").unlink(missing_ok=True)
         return
     if checkpoint_fingerprint(found[-1]) != session.state.fingerprint:
-        raise CheckpointError(f"{found[-1]} was made by a different recipe (model, data, "
-                              "objective or schedule changed); resume with the recipe of that "
-                              "run, or pass --out DIR to start a new one")
+        raise CheckpointError(_other_inputs_message(session.recipe, found[-1]))
     session.state = load_checkpoint(found[-1], _unwrap(session), session.optimizer,
                                     session.scheduler, session.accelerator.scaler,
                                     rank=session.accelerator.process_index)

@@ -12,7 +12,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from distil.section import Section
+from distil.recipe.inputs import TEACHER_IDENTITY, StageInputs
+from distil.recipe.section import Section
 from distil.tasks import task_names
 
 REFUSAL_PATTERNS = [
@@ -142,3 +143,7 @@ class SynthSection(Section):
             raise ValueError(f"unknown task families {unknown} in synth.prompts.tasks; choose from "
                              f"{known} or [all]")
         return self
+
+
+INPUTS = StageInputs(fields=("seed", *TEACHER_IDENTITY, "synth"))
+"""What decides the synth data; pacing, retries, prices and budget caps do not."""

@@ -25,24 +25,21 @@ import torch
 
 from distil.data import Example, Pair, collate, encode_pairs
 from distil.errors import DataError
+from distil.loading import load_models, load_splits
 from distil.losses import IGNORE_INDEX, teacher_top_k
 from distil.losses.fused import default_chunk_size
-from distil.models import BUILTIN_MODELS, LoadedModel, linear_head_weight, output_vocab_size
+from distil.models import LoadedModel, linear_head_weight
 from distil.progress import progress_bar
 from distil.recipe import Recipe
 from distil.signals import (
-    FingerprintMismatchError,
     SampleSignals,
     SignalsError,
     SignalStore,
     SignalWriter,
     build_fingerprint,
-    differences,
     input_hash,
-    recipe_identity,
 )
-from distil.signals.training import StoredTeacher
-from distil.stage_inputs import load_models, load_splits
+from distil.signals.recipe import capture_dir, capture_temperature, signal_identity
 from distil.teachers import Teacher
 
 
@@ -260,7 +257,7 @@ def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict
     if fingerprint["temperature"] != source.temperature:
         raise SignalsError(f"the {source.name} source gives distributions at temperature "
                            f"{source.temperature}, not {fingerprint['temperature']}; set "
-                           f"capture.temperature={source.temperature}")
+                           f"distill.temperature={source.temperature}")
     started = time.perf_counter()
     with SignalWriter(path, fingerprint, shard_tokens) as writer:
         todo = sorted((e for e in examples if e.sample_id not in writer),
@@ -298,56 +295,3 @@ def unique_examples(examples: list[Example]) -> list[Example]:
             raise DataError(f"sample id {example.sample_id!r} names two different rows; the data's "
                             "`id` column must be unique (signals are stored by sample id)")
     return list(seen.values())
-
-
-def capture_dir(recipe: Recipe) -> Path:
-    """Where `distil capture` writes: capture.output, or RUN/signals."""
-    return Path(recipe.capture.output) if recipe.capture.output else recipe.run_dir / "signals"
-
-
-def training_store_dir(recipe: Recipe) -> Path | None:
-    """The store a recipe trains from (signals.path, `capture` meaning capture_dir), or None."""
-    path = recipe.signals.path
-    if path is None:
-        return None
-    return capture_dir(recipe) if path == "capture" else Path(path)
-
-
-def capture_temperature(recipe: Recipe) -> float:
-    """capture.temperature, or distill.temperature when empty."""
-    return recipe.capture.temperature or recipe.distill.temperature
-
-
-def signal_identity(recipe: Recipe, tokenizer: Any, temperature: float) -> dict[str, Any]:
-    """The fingerprint fields the recipe decides (teacher, tokens, temperature)."""
-    teacher, template = recipe.teacher, recipe.data.template
-    chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
-    seed = recipe.seed if teacher.model in BUILTIN_MODELS else None
-    return recipe_identity(teacher={"model": teacher.model, "revision": teacher.revision,
-                                    "seed": seed},
-                           tokenizer=tokenizer, template="chat" if chat else "plain",
-                           max_length=recipe.data.max_length, temperature=temperature)
-
-
-def training_signals(recipe: Recipe, student: LoadedModel) -> StoredTeacher:
-    """Open the recipe's store for training; refuse one captured under other settings."""
-    path = training_store_dir(recipe)
-    if path is None:
-        raise SignalsError("signals.path is empty; set it to a store, or train with a live teacher")
-    store = SignalStore(path)
-    wanted = signal_identity(recipe, student.tokenizer, recipe.distill.temperature)
-    problems = differences(store.fingerprint, wanted)
-    width, encoding = output_vocab_size(student.model), store.encoding
-    if encoding.vocab_size > width:
-        problems.append(f"vocab_size: store has {encoding.vocab_size} columns, the student's "
-                        f"head only {width}")
-    if recipe.signals.top_k and recipe.signals.top_k > encoding.top_k:
-        problems.append(f"top_k: store has {encoding.top_k}, signals.top_k asks for "
-                        f"{recipe.signals.top_k}")
-    if problems:
-        store.close()
-        raise FingerprintMismatchError(
-            f"the signals in {path} do not fit this recipe ({'; '.join(problems)}); capture "
-            "again with `distil capture RECIPE` into a new capture.output, or point "
-            "signals.path at a store captured for this recipe")
-    return StoredTeacher(store, recipe.signals.top_k)

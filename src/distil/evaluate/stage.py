@@ -18,13 +18,13 @@ import torch
 from distil import __version__
 from distil.data import collate, encode_pairs
 from distil.errors import DataError, ModelError
+from distil.evaluate.tasks import score_tasks
 from distil.fsutil import atomic_write_json
+from distil.loading import load_models, load_splits
 from distil.losses import IGNORE_INDEX, forward_kl, token_cross_entropy
 from distil.models import count_parameters
 from distil.progress import progress_bar
 from distil.recipe import Recipe
-from distil.stage_inputs import load_models, load_splits
-from distil.task_eval import score_tasks
 
 
 def trained_student_dir(recipe: Recipe) -> Path:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from distil.section import PositiveFloat, Section
+from distil.recipe.section import PositiveFloat, Section
 
 
 class PriceSection(Section):

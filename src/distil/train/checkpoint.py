@@ -5,7 +5,8 @@
         optimizer.pt          optimizer state (and grad scaler state under fp16)
         scheduler.pt          learning-rate scheduler state
         rng-0.pt              torch / numpy / python RNG states of process 0
-        trainer_state.json    step, micro-batch position, tokens seen, recipe fingerprint
+        trainer_state.json    step, micro-batch position, tokens seen, the training inputs
+                              and their fingerprint
 
 A checkpoint folder appears in one rename once complete, so a kill mid-write leaves the
 previous checkpoint as the latest.
@@ -15,7 +16,7 @@ import json
 import random
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ class TrainerState:
     elapsed_s: float = 0.0
     total_steps: int = 0
     fingerprint: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """The values of every recipe field the trained weights depend on (distil.recipe.inputs)."""
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -52,6 +55,11 @@ def list_checkpoints(folder: Path) -> list[Path]:
 def checkpoint_fingerprint(path: Path) -> str:
     """The recipe fingerprint a checkpoint was written under."""
     return json.loads((path / "trainer_state.json").read_text()).get("fingerprint", "")
+
+
+def checkpoint_inputs(path: Path) -> dict[str, Any]:
+    """The training inputs a checkpoint was written under (empty for older checkpoints)."""
+    return json.loads((path / "trainer_state.json").read_text()).get("inputs", {})
 
 
 def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: Any,

@@ -1,0 +1,31 @@
+"""Recipe section of the eval stage: `eval:`.
+"""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from distil.recipe.inputs import TEACHER_IDENTITY, StageInputs
+from distil.recipe.section import Section
+
+
+class EvalSection(Section):
+    """Held-out evaluation of the student against the teacher."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    """Rows per evaluation batch."""
+    max_samples: Annotated[int, Field(ge=1)] | None = 256
+    """Evaluate on at most this many held-out rows; empty uses all of them."""
+    tasks: list[str] = []
+    """Task families (`distil.tasks`, or `all`) whose held-out prompts teacher and student answer
+    by greedy generation, graded by each family's checker; empty: no task accuracy."""
+    per_task: Annotated[int, Field(ge=1)] = 50
+    """Held-out prompts per task family."""
+    max_new_tokens: Annotated[int, Field(ge=1)] = 64
+    """Longest generated answer, in tokens."""
+    generation_batch_size: Annotated[int, Field(ge=1)] = 64
+    """Prompts generated together (batched, with a KV cache)."""
+
+
+INPUTS = StageInputs(fields=("seed", *TEACHER_IDENTITY, "data", "eval"), reads=("train",))
+"""What decides eval.json's quality figures: the student trained, the held-out rows, the tasks."""

@@ -1,0 +1,65 @@
+"""Recipe section of the export stage: `export:` (deployable files and their parity thresholds).
+
+It is also the Python config of `distil.export.export_run`, and the `distil export` options
+are built from its fields. Kept free of heavy imports.
+"""
+
+from typing import Literal
+
+from pydantic import Field
+
+from distil.recipe.inputs import StageInputs
+from distil.recipe.section import Section
+
+Format = Literal["hf", "onnx", "onnx-int8"]
+
+
+class ThresholdsSection(Section):
+    """What a variant must reach against the float32 PyTorch model; empty skips a check."""
+
+    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Least share of compared positions whose top-1 token matches the reference's."""
+    max_abs_logit_diff: float | None = Field(default=None, ge=0)
+    """Largest allowed |logit difference| at any compared position and vocabulary entry."""
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
+    """Largest allowed fall in held-out task accuracy (0.01 is one point); a rise never fails."""
+
+
+def _default_thresholds() -> dict[str, ThresholdsSection]:
+    return {
+        "float32": ThresholdsSection(min_top1_agreement=0.999, max_abs_logit_diff=1e-2,
+                              max_accuracy_drop=0.01),
+        "int8": ThresholdsSection(min_top1_agreement=0.95, max_accuracy_drop=0.01),
+        "half": ThresholdsSection(min_top1_agreement=0.97, max_accuracy_drop=0.01),
+    }
+
+
+class ExportSection(Section):
+    """What to export and how strictly to check it."""
+
+    formats: list[Format] = ["hf", "onnx", "onnx-int8"]
+    """`hf`: half-precision safetensors folder; `onnx`: float32 ONNX with a key/value cache;
+    `onnx-int8`: the ONNX graph with int8 weights (implies `onnx`)."""
+    dtype: Literal["float16", "bfloat16"] = "float16"
+    """Weight dtype of the `hf` folder."""
+    opset: int = Field(default=18, ge=17)
+    """ONNX opset of the exported graph."""
+    per_channel: bool = True
+    """int8 scales per output channel (closer to float32) instead of one per weight matrix."""
+    prompts_per_task: int = Field(default=25, ge=1)
+    """Held-out prompts per task family for the parity check and task accuracy."""
+    compared_prompts: int = Field(default=16, ge=1)
+    """Prompts (spread over the families) along whose greedy continuation logits are compared."""
+    max_new_tokens: int = Field(default=32, ge=1)
+    """Longest greedy answer generated per prompt."""
+    seed: int = 0
+    """Seed of the held-out prompts. In a recipe, left unset, it is the recipe's seed."""
+    thresholds: dict[Literal["float32", "int8", "half"], ThresholdsSection] = Field(
+        default_factory=_default_thresholds)
+    """Parity thresholds of each kind of variant (see docs/export.md for why these values)."""
+    allow_parity_failure: bool = False
+    """Finish without raising when a variant fails parity (it is still set aside in failed/)."""
+
+
+INPUTS = StageInputs(fields=("seed", "export"), reads=("train",))
+"""What decides the exported files and their parity (the recipe seed picks the prompts)."""

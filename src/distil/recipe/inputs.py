@@ -1,0 +1,102 @@
+"""What decides each stage's result: the recipe fields it reads, and the stages it reads from.
+
+Every recipe module declares `INPUTS` for its stage, once. The pipeline skips a stage whose
+inputs are unchanged and redoes one whose inputs changed; the trainer keeps the same values
+in each checkpoint and resumes only checkpoints written under them. A field outside a
+stage's inputs (pacing, progress, how often to log or save, where to write) never redoes it.
+
+    values = input_values(recipe, "train")    # {"train.learning_rate": 0.003, ...}
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distil.recipe.job import Recipe
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """A stage's own recipe fields (dotted keys; a section means all its fields) and the
+    stages whose outputs it reads (their inputs are its inputs too)."""
+
+    fields: tuple[str, ...]
+    reads: tuple[str, ...] = ()
+
+
+TEACHER_IDENTITY = ("teacher.model", "teacher.revision", "teacher.dtype", "teacher.trust_remote_code",
+                    "teacher.api.base_url", "teacher.api.endpoint", "teacher.api.tokenizer")
+"""The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not."""
+
+
+def declared() -> dict[str, StageInputs]:
+    """Every stage's declaration, from the recipe module of that stage, in pipeline order."""
+    from distil.recipe import bench, capture, evaluate, export, job, synth, train
+
+    return {"synth": synth.INPUTS, "capture": capture.INPUTS, "train": train.INPUTS,
+            "eval": evaluate.INPUTS, "export": export.INPUTS, "bench": bench.INPUTS,
+            "compare": job.COMPARE_INPUTS, "report": job.REPORT_INPUTS}
+
+
+def input_fields(stage: str) -> list[str]:
+    """The stage's fields and those of every stage it reads from, transitively; sorted."""
+    table = declared()
+    fields: set[str] = set()
+    pending, seen = [stage], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        fields.update(table[name].fields)
+        pending += table[name].reads
+    return sorted(fields)
+
+
+def input_values(recipe: "Recipe", stage: str) -> dict[str, Any]:
+    """Each of the stage's input fields with its value in `recipe`, leaves spelled out."""
+    dumped = recipe.model_dump(mode="json")
+    values: dict[str, Any] = {}
+    for key in input_fields(stage):
+        _flatten(key, lookup(dumped, key), values)
+    run = recipe.run_dir.resolve()
+    return {key: _in_run(value, run) for key, value in values.items()}
+
+
+def inputs_fingerprint(values: dict[str, Any]) -> str:
+    """A stable hash of input values."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'key: old -> new' for each field whose value differs, sorted by key."""
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def lookup(tree: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a dumped recipe; None where a section is absent."""
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _in_run(value: Any, run: Path) -> Any:
+    """A path inside the run folder (data.train after synth) as RUN/..., so that a copied or
+    moved run folder is still the same run; any other value as it is."""
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    path = Path(value).resolve()
+    return f"RUN/{path.relative_to(run).as_posix()}" if path.is_relative_to(run) else value
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key, child in value.items():
+            _flatten(f"{prefix}.{key}", child, out)
+    else:
+        out[prefix] = value

@@ -1,0 +1,106 @@
+"""The whole recipe: every section, and the checks that span several of them.
+"""
+
+import os
+from pathlib import Path
+
+from pydantic import model_validator
+
+from distil.recipe.bench import BenchSection
+from distil.recipe.capture import CaptureSection
+from distil.recipe.data import DataSection
+from distil.recipe.evaluate import EvalSection
+from distil.recipe.export import ExportSection
+from distil.recipe.inputs import StageInputs
+from distil.recipe.models import ModelSection, TeacherSection
+from distil.recipe.section import Section
+from distil.recipe.synth import SynthSection
+from distil.recipe.train import DistillSection, SignalsSection, TrainSection
+
+
+class Recipe(Section):
+    """A whole distillation job."""
+
+    name: str = "run"
+    """Name of the run; the default output folder is runs/NAME."""
+    output_dir: str | None = None
+    """Run folder for checkpoints, logs and results. Empty means runs/NAME (from the working folder)."""
+    seed: int = 0
+    """Seed for data order, held-out split, initialisation and sampling."""
+    teacher: TeacherSection
+    """The model whose distributions the student learns."""
+    student: ModelSection
+    """The model being trained; it must share the teacher's vocabulary."""
+    data: DataSection = DataSection()
+    """Where the prompt/response pairs come from."""
+    distill: DistillSection = DistillSection()
+    """The distillation objective."""
+    train: TrainSection = TrainSection()
+    """Optimiser, schedule and checkpoints."""
+    eval: EvalSection = EvalSection()
+    """Held-out evaluation."""
+    compare: bool = False
+    """Also train the same student on the same prompts with sequence-level KD (teacher text,
+    hard labels only) and on the tasks' ground truth alone, and report the three side by side."""
+    synth: SynthSection | None = None
+    """Generate the training data with the teacher first (stage `synth`, before `train`)."""
+    capture: CaptureSection = CaptureSection()
+    """Capturing teacher signals to disk (`distil capture`)."""
+    signals: SignalsSection = SignalsSection()
+    """Training from captured teacher signals instead of a live teacher."""
+    export: ExportSection | None = None
+    """Export the trained student (safetensors, ONNX, int8 ONNX) and check each file against
+    PyTorch (stage `export`, after `eval`). Empty skips the stage; `distil export` runs it alone."""
+    bench: BenchSection | None = None
+    """Time teacher, student and exported variants on CPU into eval.json (stage `bench`, after
+    `export`). Empty skips the stage; `distil bench` runs it alone."""
+
+    @model_validator(mode="after")
+    def _teacher_is_whole(self) -> "Recipe":
+        if self.teacher.layers is not None:
+            raise ValueError("teacher.layers is for students only; remove it from teacher")
+        return self
+
+    @model_validator(mode="after")
+    def _api_teacher_fits(self) -> "Recipe":
+        if self.teacher.api is not None and self.distill.kd_weight > 0 and self.signals.path is None:
+            raise ValueError(
+                "teacher.api: a teacher behind an API gives no full logits, so live-logit "
+                "distillation (distill.kd_weight > 0) is impossible; capture its top-k logprobs "
+                "first and train from them (signals.path: capture), or set distill.kd_weight=0 "
+                "and distill.ce_weight=1 to train on the teacher's text (sequence-level KD)")
+        return self
+
+    @model_validator(mode="after")
+    def _api_logprobs_at_temperature_one(self) -> "Recipe":
+        from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
+        through_api = self.teacher.api is not None and self.capture.source != "local"
+        if from_own_capture and through_api and self.distill.temperature != 1:
+            raise ValueError(
+                f"distill.temperature={self.distill.temperature}: a teacher behind an API returns "
+                "its top-k logprobs at temperature 1 and the mass outside them as one number, so "
+                "they cannot be re-softened; set distill.temperature: 1 (or capture a local "
+                "teacher with capture.source: local)")
+        return self
+
+    @model_validator(mode="after")
+    def _data_from_synth(self) -> "Recipe":
+        if self.data.train is None:
+            if self.synth is None:
+                raise ValueError("data.train is required (a prompt/response file), unless a "
+                                 "synth: section generates it")
+            self.data.train = str(self.run_dir / "data" / "train.parquet")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder every stage of this recipe reads and writes."""
+        return Path(self.output_dir or os.path.join("runs", self.name))
+
+
+COMPARE_INPUTS = StageInputs(fields=("compare",), reads=("train", "eval"))
+"""The comparison students are trained and evaluated as the run's own student is."""
+
+REPORT_INPUTS = StageInputs(fields=(), reads=("synth", "capture", "train", "eval", "export",
+                                              "bench", "compare"))
+"""The report reads every other stage's outputs."""

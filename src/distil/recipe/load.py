@@ -1,0 +1,136 @@
+"""The recipe: one YAML file that drives a run, as typed sections.
+
+Each section is a pydantic model; each field is documented once, by the docstring under
+it, and that text is what `distil recipe docs` prints. `load_recipe` reads the YAML,
+applies `key.sub=value` overrides, resolves relative paths against the recipe's folder and
+validates; every problem becomes a `RecipeError` naming the field and the fix.
+
+    recipe = load_recipe("recipes/tiny.yaml", ["train.max_steps=20"])
+
+"""
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from distil.errors import RecipeError
+from distil.recipe.job import Recipe
+from distil.recipe.reference import section_model
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
+    """Read, override, resolve and validate a recipe; raise `RecipeError` on any problem."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    for override in overrides or []:
+        _apply_override(raw, override)
+    _resolve_paths(raw, path.parent)
+    return validate_recipe(raw, source=str(path))
+
+
+def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Validate a recipe mapping, turning pydantic's errors into one readable `RecipeError`."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe(e) for e in err.errors()]
+        raise RecipeError(f"{source}: " + "; ".join(problems)) from None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The recipe as YAML, every field spelled out (what a run actually used)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}; pass the path of a YAML recipe, "
+                          "e.g. recipes/tiny.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RecipeError(f"{path} is not valid YAML{at}: {problem}; fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path} must hold a YAML mapping of sections (teacher:, student:, "
+                          "data:, ...), not {type(raw).__name__}")
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"override {override!r} is not of the form key.sub=value, "
+                          "e.g. train.max_steps=100")
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise RecipeError(f"override {override!r}: {where} is a value, not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        node[parts[-1]] = value
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make data paths, and model paths that exist there, relative to the recipe's folder."""
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("train", "eval"):
+            value = data.get(key)
+            if isinstance(value, str) and not os.path.isabs(value) and (base / value).exists():
+                data[key] = str(base / value)
+    for role in ("teacher", "student"):
+        spec = raw.get(role)
+        if isinstance(spec, dict) and isinstance(spec.get("model"), str):
+            value = spec["model"]
+            if not os.path.isabs(value) and (base / value).is_dir():
+                spec["model"] = str(base / value)
+    _resolve_nested(raw, ("synth", "prompts", "file"), base)
+    _resolve_nested(raw, ("teacher", "api", "tokenizer"), base)
+
+
+def _resolve_nested(raw: dict[str, Any], keys: tuple[str, ...], base: Path) -> None:
+    """Make the path at raw[k1][k2]... relative to the recipe's folder when it exists there."""
+    node: Any = raw
+    for key in keys[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    value = node.get(keys[-1]) if isinstance(node, dict) else None
+    if isinstance(value, str) and not os.path.isabs(value) and (base / value).exists():
+        node[keys[-1]] = str(base / value)
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "recipe"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {where}{_suggestion(error['loc'])}; remove it or fix its spelling"
+    if error["type"] == "missing":
+        return f"{where} is required; add it (see `distil recipe docs`)"
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check across sections: its message names the fields
+        return message
+    if error["type"] == "secret_value":  # never echo what may be a secret
+        return f"{where}: {message}"
+    return f"{where}: {message} (got {error.get('input')!r})"
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        section = section_model(getattr(field, "annotation", None))
+        if section is None:
+            return ""
+        model = section
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""

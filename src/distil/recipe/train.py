@@ -1,0 +1,92 @@
+"""Recipe sections of the train stage: `distill:` (the objective), `train:` (optimisation) and
+`signals:` (training from a captured store instead of a live teacher).
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from distil.recipe.inputs import TEACHER_IDENTITY, StageInputs
+from distil.recipe.section import PositiveFloat, Probability, Section
+
+Divergence = Literal[
+    "forward_kl", "reverse_kl", "generalized_jsd", "skew_forward_kl", "skew_reverse_kl", "tvd"
+]
+
+
+class DistillSection(Section):
+    """The objective: kd_weight * T^2 * divergence + ce_weight * cross-entropy, per response token."""
+
+    divergence: Divergence = "forward_kl"
+    """Divergence between the temperature-softened teacher and student distributions."""
+    beta: Probability = 0.5
+    """Interpolation of `generalized_jsd`: 0 is forward KL, 1 is reverse KL."""
+    alpha: Probability = 0.1
+    """Skew of `skew_forward_kl` / `skew_reverse_kl` (share of the divergence's own side in the mixture)."""
+    temperature: PositiveFloat = 1.0
+    """Softmax temperature T applied to both teacher and student logits before the divergence."""
+    kd_weight: Annotated[float, Field(ge=0)] = 1.0
+    """Weight of the divergence term; it is also multiplied by T^2 so gradients keep their scale."""
+    ce_weight: Annotated[float, Field(ge=0)] = 0.0
+    """Weight of the hard-label cross-entropy on the response tokens (at temperature 1)."""
+    fused: Literal["auto", "always", "never"] = "auto"
+    """Chunked fused-linear path that never holds all (tokens, vocab) logits at once. `auto` uses
+    it whenever both models are live and expose a plain linear output head."""
+    chunk_size: Annotated[int, Field(ge=1)] | None = None
+    """Tokens per chunk on the fused path; empty picks one from the vocabulary size."""
+
+    @model_validator(mode="after")
+    def _some_signal(self) -> "DistillSection":
+        if self.kd_weight == 0 and self.ce_weight == 0:
+            raise ValueError("kd_weight and ce_weight are both 0: set at least one above 0")
+        return self
+
+
+class TrainSection(Section):
+    """Optimisation."""
+
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    """Optimizer steps to run. When empty, `epochs` passes over the training rows decide."""
+    epochs: PositiveFloat = 1.0
+    """Passes over the training rows, used when `max_steps` is empty."""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """Rows per micro-batch (per process)."""
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    """Micro-batches per optimizer step; the loss is a mean over all their response tokens."""
+    learning_rate: PositiveFloat = 1e-4
+    """Peak AdamW learning rate, reached after warm-up and then decayed on a cosine to 0."""
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    """AdamW decoupled weight decay."""
+    warmup_ratio: Probability = 0.05
+    """Share of steps spent warming the learning rate up linearly from 0."""
+    max_grad_norm: Annotated[float, Field(ge=0)] = 1.0
+    """Clip the gradient's global norm to this value; 0 turns clipping off."""
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """Autocast precision. `auto` is bf16 on a GPU that supports it and fp32 elsewhere."""
+    save_every: Annotated[int, Field(ge=1)] = 100
+    """Write a resumable checkpoint every this many optimizer steps (and at the end)."""
+    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
+    """How many of the newest checkpoints to keep on disk."""
+    log_every: Annotated[int, Field(ge=1)] = 10
+    """Append the loss and throughput to train_log.jsonl every this many steps."""
+
+
+class SignalsSection(Section):
+    """Training from a captured teacher-signal store instead of a live teacher."""
+
+    path: str | None = None
+    """Store to train from: a folder written by `distil capture`, or `capture` for this recipe's
+    own capture.output. When set, training loads no teacher. Empty trains from the live teacher."""
+    top_k: Annotated[int, Field(ge=1)] | None = None
+    """Use only this many of the most likely stored entries per token (the others join the tail
+    mass), e.g. to compare k = 8 and k = 32 from one k = 32 store. Empty uses all of them."""
+
+
+INPUTS = StageInputs(
+    fields=("seed", *TEACHER_IDENTITY, "student", "data", "distill", "signals",
+            "train.max_steps", "train.epochs", "train.batch_size", "train.grad_accum",
+            "train.learning_rate", "train.weight_decay", "train.warmup_ratio",
+            "train.max_grad_norm", "train.mixed_precision"),
+    reads=("synth", "capture"))
+"""What decides the trained weights; how often to save, keep and log does not. Checkpoints
+carry these values, and a run resumes only checkpoints written under the same ones."""
