@@ -62,7 +62,7 @@ def measure(loaded, name: str, prompts_per_task: int, compared: int) -> list[dic
         reference_outputs,
         variant_logits,
     )
-    from distil.export.runtime import OnnxGenerator
+    from distil.onnx_runtime import OnnxGenerator
 
     _, prompt_ids = held_out_prompts(loaded.tokenizer, prompts_per_task, seed=0)
     reference = reference_outputs(TorchVariant(loaded), prompt_ids, compared, 32,

@@ -34,3 +34,14 @@ class CheckpointError(DistilError):
 
 class TaskError(DistilError):
     """A skills task is unknown, or cannot make the items asked of it."""
+
+
+class ExportError(DistilError):
+    """The folder is not a model, or its architecture cannot be exported or run."""
+
+
+class ParityError(DistilError):
+    """An exported variant does not answer like the PyTorch model it came from. Exit status 3,
+    so scripts can tell "this export is not faithful" apart from "this input is wrong" (2)."""
+
+    exit_code = 3

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from distil.errors import ExportError
 from distil.export import ExportSection, ParityError, ThresholdsSection, export_run
-from distil.export.errors import ExportError
 from distil.export.stage import make_export_config, resolve_export_paths
 from distil.models import load_model
 

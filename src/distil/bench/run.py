@@ -194,7 +194,7 @@ def recipe_teacher(run_dir: Path) -> str | None:
 
 def bench_prompts(targets: list[BenchTarget], config: BenchSection) -> list[list[int]]:
     """Token ids of the first held-out task prompts, with the first folder's tokenizer."""
-    from distil.export.runtime import PromptEncoder
+    from distil.onnx_runtime import PromptEncoder
     from distil.tasks import generate_items
 
     folder = next((Path(t.model) for t in targets if (Path(t.model) / "tokenizer.json").is_file()),
@@ -276,7 +276,7 @@ def show_efficiency(measured: dict[str, Any]) -> None:
     """Print the efficiency table."""
     from rich.table import Table
 
-    from distil.export.tables import print_table
+    from distil.progress import print_table
 
     setup = measured["efficiency_setup"]
     batches = [str(b) for b in setup["config"]["batch_sizes"]]

@@ -26,8 +26,8 @@ class TorchGreedy:
         import torch
         from transformers.utils import logging as hf_logging
 
-        from distil.export.onnx import cache_argument
         from distil.models import count_parameters, load_model
+        from distil.models.cache import cache_argument
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
@@ -46,8 +46,8 @@ class TorchGreedy:
         import torch
         from transformers import DynamicCache
 
-        from distil.export.onnx import returned_cache
-        from distil.export.runtime import left_pad
+        from distil.models.cache import returned_cache
+        from distil.onnx_runtime import left_pad
 
         if stop_at_eos:
             raise ValueError("the benchmark loop always generates max_new_tokens tokens")
@@ -73,7 +73,7 @@ def open_model(spec: dict[str, Any]) -> tuple[Any, int | None, str]:
     """The runner for `spec`, its parameter count and its weights' precision."""
     threads = int(spec["threads"])
     if spec["runtime"] == "onnxruntime":
-        from distil.export.runtime import OnnxGenerator
+        from distil.onnx_runtime import OnnxGenerator
 
         generator = OnnxGenerator(spec["model"], threads=threads)
         return generator, generator.manifest.get("params"), generator.manifest["precision"]

@@ -12,8 +12,8 @@ package) never imports PyTorch; the export functions import it when first used.
 
 from typing import Any
 
-from distil.export.errors import ExportError, ParityError
-from distil.export.runtime import OnnxGenerator, PromptEncoder
+from distil.errors import ExportError, ParityError
+from distil.onnx_runtime import OnnxGenerator, PromptEncoder
 
 _LAZY = {
     "ExportSection": "distil.recipe",

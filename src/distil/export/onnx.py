@@ -18,7 +18,6 @@ through a widening kernel that never saturates: the integer sums are exact on ev
 benchmarks/bench_int8.py measures the choices; docs/export.md records the figures.
 """
 
-import inspect
 import logging
 import shutil
 import warnings
@@ -31,10 +30,11 @@ import torch
 from transformers import DynamicCache
 
 from distil import __version__
-from distil.export.errors import ExportError
-from distil.export.runtime import MANIFEST_FILE, ONNX_FILE
+from distil.errors import ExportError
 from distil.fsutil import atomic_directory, atomic_write_json
 from distil.models import LoadedModel, count_parameters
+from distil.models.cache import cache_argument, returned_cache
+from distil.onnx_runtime import MANIFEST_FILE, ONNX_FILE
 
 OPSET = 18
 EXTERNAL_DATA_ABOVE = 1_800_000_000
@@ -72,18 +72,6 @@ class KeyValueGraph(torch.nn.Module):
                             position_ids=position_ids, use_cache=True,
                             **{self.cache_argument: cache})
         return (output.logits, *cache_tensors(returned_cache(output)))
-
-
-def cache_argument(model: torch.nn.Module) -> str:
-    """The forward keyword that takes the cache: `cache` (transformers >= 5.x) or the older name."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
-
-
-def returned_cache(output: Any) -> Any:
-    """The cache a forward returned, under either of its names."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else getattr(output, "past_key_values", None)
 
 
 def cache_tensors(cache: Any) -> list[torch.Tensor]:

@@ -21,7 +21,7 @@ from distil.data import render_prompt
 from distil.models import LoadedModel
 
 if TYPE_CHECKING:
-    from distil.export.stage import ExportSection
+    from distil.recipe import ExportSection
 
 
 class Variant(Protocol):
@@ -160,7 +160,7 @@ def open_variant(kind: str, folder: Path, dtype: str) -> Variant:
         from distil.models import load_model
 
         return TorchVariant(load_model(str(folder), "student", dtype=dtype))
-    from distil.export.runtime import OnnxGenerator
+    from distil.onnx_runtime import OnnxGenerator
 
     return OnnxGenerator(folder)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from distil.export.errors import ExportError, ParityError
+from distil.errors import ExportError, ParityError
 from distil.fsutil import atomic_directory, atomic_write_json
 from distil.progress import console, progress_bar
 from distil.recipe import ExportSection, Format
@@ -131,7 +131,7 @@ def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
     """Print the parity table, then each failure in red."""
     from rich.table import Table
 
-    from distil.export.tables import print_table
+    from distil.progress import print_table
 
     table = Table(title=f"parity vs PyTorch float32 ({parity['prompts']} held-out prompts, "
                         f"logits along {parity['compared_prompts']} greedy answers)")

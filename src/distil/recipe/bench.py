@@ -6,8 +6,7 @@ built from its fields.
 
 from pydantic import Field
 
-from distil.recipe.inputs import TEACHER_IDENTITY, StageInputs
-from distil.recipe.section import Section
+from distil.recipe.section import TEACHER_IDENTITY, Section, StageInputs
 
 
 class BenchSection(Section):

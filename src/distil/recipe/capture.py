@@ -5,8 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from distil.recipe.inputs import TEACHER_IDENTITY, StageInputs
-from distil.recipe.section import Section
+from distil.recipe.section import TEACHER_IDENTITY, Section, StageInputs
 
 
 class CaptureSection(Section):

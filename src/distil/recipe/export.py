@@ -8,8 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from distil.recipe.inputs import StageInputs
-from distil.recipe.section import Section
+from distil.recipe.section import Section, StageInputs
 
 Format = Literal["hf", "onnx", "onnx-int8"]
 

@@ -10,26 +10,13 @@ stage's inputs (pacing, progress, how often to log or save, where to write) neve
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distil.recipe.section import StageInputs
+
 if TYPE_CHECKING:
     from distil.recipe.job import Recipe
-
-
-@dataclass(frozen=True)
-class StageInputs:
-    """A stage's own recipe fields (dotted keys; a section means all its fields) and the
-    stages whose outputs it reads (their inputs are its inputs too)."""
-
-    fields: tuple[str, ...]
-    reads: tuple[str, ...] = ()
-
-
-TEACHER_IDENTITY = ("teacher.model", "teacher.revision", "teacher.dtype", "teacher.trust_remote_code",
-                    "teacher.api.base_url", "teacher.api.endpoint", "teacher.api.tokenizer")
-"""The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not."""
 
 
 def declared() -> dict[str, StageInputs]:

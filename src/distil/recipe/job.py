@@ -11,9 +11,8 @@ from distil.recipe.capture import CaptureSection
 from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection
-from distil.recipe.inputs import StageInputs
 from distil.recipe.models import ModelSection, TeacherSection
-from distil.recipe.section import Section
+from distil.recipe.section import Section, StageInputs
 from distil.recipe.synth import SynthSection
 from distil.recipe.train import DistillSection, SignalsSection, TrainSection
 

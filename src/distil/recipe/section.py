@@ -3,6 +3,7 @@
 Every module of `distil.recipe` builds on it; it imports nothing of distil's.
 """
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,3 +23,17 @@ def with_recipe_seed(section: Section, seed: int) -> Section:
     if "seed" in section.model_fields_set:
         return section
     return section.model_copy(update={"seed": seed})
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """A stage's own recipe fields (dotted keys; a section means all its fields) and the
+    stages whose outputs it reads (their inputs are its inputs too)."""
+
+    fields: tuple[str, ...]
+    reads: tuple[str, ...] = ()
+
+
+TEACHER_IDENTITY = ("teacher.model", "teacher.revision", "teacher.dtype", "teacher.trust_remote_code",
+                    "teacher.api.base_url", "teacher.api.endpoint", "teacher.api.tokenizer")
+"""The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not."""

@@ -12,8 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from distil.recipe.inputs import TEACHER_IDENTITY, StageInputs
-from distil.recipe.section import Section
+from distil.recipe.section import TEACHER_IDENTITY, Section, StageInputs
 from distil.tasks import task_names
 
 REFUSAL_PATTERNS = [

@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from distil.recipe.inputs import TEACHER_IDENTITY, StageInputs
-from distil.recipe.section import PositiveFloat, Probability, Section
+from distil.recipe.section import TEACHER_IDENTITY, PositiveFloat, Probability, Section, StageInputs
 
 Divergence = Literal[
     "forward_kl", "reverse_kl", "generalized_jsd", "skew_forward_kl", "skew_reverse_kl", "tvd"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from distil.export.errors import ExportError
+from distil.errors import ExportError
 
 MANIFEST_FILE = "export.json"
 ONNX_FILE = "model.onnx"
