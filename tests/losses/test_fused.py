@@ -5,6 +5,7 @@ import torch
 
 from distil import losses
 from distil.losses.fused import default_chunk_size
+from tests.losses import reference
 
 N, V, HS, HT = 37, 53, 8, 12
 CASES = [
@@ -16,6 +17,10 @@ CASES = [
     ("skew_reverse_kl", {"alpha": 0.3}),
     ("tvd", {}),
 ]
+
+
+def test_cases_cover_every_divergence():
+    assert {name for name, _ in CASES} == set(losses.DIVERGENCES)
 
 
 def _inputs(dtype=torch.float64, seed=0):
@@ -73,6 +78,36 @@ def test_masked_upstream_gradient_is_exact():
         results.append((a.grad, b.grad))
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+@pytest.mark.parametrize("upstream_kind", ["uniform", "random"])
+def test_masked_vocabulary_columns_match_the_reference(name, params, upstream_kind):
+    """A per-token loss that masks vocabulary columns (padding past the real vocabulary) puts
+    -inf on both sides of every row: values and both gradients equal the float64 reference's."""
+    hs, ws, ht, wt = _inputs()
+    masked = torch.zeros(V, dtype=torch.bool)
+    masked[[0, 17, 40, V - 1]] = True
+
+    def per_token(student_logits, teacher_logits, rows):
+        return losses.divergence(name, student_logits.masked_fill(masked, float("-inf")),
+                                 teacher_logits.masked_fill(masked, float("-inf")),
+                                 temperature=1.3, **params)
+
+    def fused(a, b, c, d):
+        return losses.fused_linear_loss(a, b, c, d, per_token, chunk_size=8)
+
+    def naive(a, b, c, d):
+        return reference.per_row(reference.dense, (a @ b.T).masked_fill(masked, float("-inf")),
+                                 (c @ d.T).masked_fill(masked, float("-inf")), name,
+                                 temperature=1.3, **params)
+
+    upstream = (torch.full((N,), 0.37, dtype=torch.float64) if upstream_kind == "uniform"
+                else torch.rand(N, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    got, want = _run(fused, hs, ws, ht, wt, upstream), _run(naive, hs, ws, ht, wt, upstream)
+    assert torch.isfinite(got[1]).all() and torch.isfinite(got[2]).all()
+    for g_, w_ in zip(got, want, strict=True):
+        torch.testing.assert_close(g_, w_, rtol=1e-9, atol=1e-12)
 
 
 def test_bf16_close_to_dense():
