@@ -110,6 +110,25 @@ def test_masked_vocabulary_columns_match_the_reference(name, params, upstream_ki
         torch.testing.assert_close(g_, w_, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("upstream_kind", ["uniform", "random"])
+def test_second_backward_accumulates_the_same_gradients(upstream_kind):
+    """backward(retain_graph=True) then backward again: twice the gradients of one backward."""
+    hs, ws, ht, wt = _inputs()
+    upstream = (torch.full((N,), 0.37, dtype=torch.float64) if upstream_kind == "uniform"
+                else torch.rand(N, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+    a, b = hs.clone().requires_grad_(), ws.clone().requires_grad_()
+    loss = (losses.fused_linear_divergence(a, b, ht, wt, divergence="generalized_jsd",
+                                           chunk_size=8) * upstream).sum()
+    loss.backward(retain_graph=True)
+    once = a.grad.clone(), b.grad.clone()
+    _, want_hidden, want_weight = _run(lambda *x: _dense(*x, "generalized_jsd", {}, 1.0),
+                                       hs, ws, ht, wt, upstream)
+    torch.testing.assert_close(once, (want_hidden, want_weight), rtol=1e-9, atol=1e-12)
+    loss.backward()
+    torch.testing.assert_close((a.grad, b.grad), (2 * once[0], 2 * once[1]),
+                               rtol=1e-9, atol=1e-12)
+
+
 def test_bf16_close_to_dense():
     hs, ws, ht, wt = [x.bfloat16() for x in _inputs()]
     got = _run(lambda *x: losses.fused_linear_divergence(*x, divergence="generalized_jsd",
