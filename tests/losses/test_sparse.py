@@ -9,6 +9,7 @@ import torch
 from distil import losses
 from distil.losses import Objective, TopKTeacher, keep_top, teacher_top_k
 from tests.losses import reference
+from tests.losses.inputs import masked_logits
 
 CASES = [
     ("forward_kl", {}),
@@ -24,37 +25,6 @@ CASES = [
 ]
 
 
-def _naive_buckets(student_row, teacher_row, k, temperature):
-    """Both distributions on the teacher's k most likely tokens plus one bucket for the rest."""
-    p_s = np.exp(reference.log_softmax(student_row, temperature))
-    p_t = np.exp(reference.log_softmax(teacher_row, temperature))
-    top = sorted(range(len(p_t)), key=lambda i: -p_t[i])[:k]
-    rest = [i for i in range(len(p_t)) if i not in top]
-    student = [p_s[i] for i in top] + [sum(p_s[i] for i in rest)]
-    teacher = [p_t[i] for i in top] + [sum(p_t[i] for i in rest)]
-    return np.array(student), np.array(teacher)
-
-
-def _naive(name, student, teacher, params):
-    """The divergence between two discrete distributions, term by term from its definition."""
-    with np.errstate(divide="ignore"):
-        log_s, log_t = np.log(student), np.log(teacher)
-    if name == "tvd":
-        return 0.5 * float(np.abs(teacher - student).sum())
-    if name == "forward_kl" or (name == "generalized_jsd" and params["beta"] == 0):
-        return reference.kl(teacher, log_t, log_s)
-    if name == "reverse_kl" or (name == "generalized_jsd" and params["beta"] == 1):
-        return reference.kl(student, log_s, log_t)
-    if name == "generalized_jsd":
-        beta = params["beta"]
-        log_m = np.log(beta * teacher + (1 - beta) * student)
-        return beta * reference.kl(teacher, log_t, log_m) + (1 - beta) * reference.kl(student, log_s, log_m)
-    alpha = params["alpha"]
-    if name == "skew_forward_kl":
-        return reference.kl(teacher, log_t, np.log(alpha * teacher + (1 - alpha) * student))
-    return reference.kl(student, log_s, np.log((1 - alpha) * teacher + alpha * student))
-
-
 def _logits(n, v, scale, seed):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, v, generator=g) * scale, torch.randn(n, v, generator=g) * scale
@@ -68,9 +38,9 @@ def test_matches_naive_reference(name, params, k, temperature):
     top = teacher_top_k(teacher, k, temperature)
     got = losses.sparse_divergence(name, student, top, temperature=temperature, **params)
     assert got.shape == (5,) and got.dtype == torch.float32
-    want = [_naive(name, *_naive_buckets(s, t, k, temperature), params)
-            for s, t in zip(student.double().numpy(), teacher.double().numpy(), strict=True)]
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    want = reference.per_row(reference.sparse, student, teacher, name, k=k,
+                             temperature=temperature, **params)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,params", CASES)
@@ -104,6 +74,36 @@ def test_sparse_is_a_lower_bound_that_tightens_with_k(name, params):
         assert (value <= dense + 1e-6).all() and (value >= previous - 1e-6).all(), k
         previous = value
     torch.testing.assert_close(previous, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_cases_cover_every_divergence():
+    assert {name for name, _ in CASES} == set(losses.SPARSE_DIVERGENCES)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+@pytest.mark.parametrize("k", [2, 5, 9])
+@pytest.mark.parametrize("scale", [3.0, 1e4])
+def test_masked_entries_give_reference_values_and_gradients(name, params, k, scale):
+    """-inf logits on both sides (or on one, where finite): masked tokens inside the top-k
+    (k = 9 = V, and row 1 at any k), a tail bucket of probability 0 on both sides (row 1, and
+    row 0 at k = 5), a tail holding masked and unmasked tokens (k = 2): values and gradients
+    equal the float64 reference's. No k cuts through tied (masked) teacher tokens that differ
+    on the student side, so which of them the top-k holds does not matter."""
+    student, teacher = masked_logits(name, params, scale, seed=17)
+    teacher[0, 2] = student[0, 2] = float("-inf")  # row 0 keeps 5 tokens: its tail is empty at k = 5
+    upstream = torch.rand(6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    s_ref = student.double().requires_grad_()
+    want = reference.per_row(reference.sparse, s_ref, teacher.double(), name, k=k,
+                             temperature=0.8, **params)
+    assert torch.isfinite(want).all()
+    (want * upstream).sum().backward()
+    s = student.double().requires_grad_()
+    got = losses.sparse_divergence(name, s, teacher_top_k(teacher.double(), k, 0.8),
+                                   temperature=0.8, **params)
+    (got * upstream).sum().backward()
+    assert torch.isfinite(s.grad).all(), s.grad
+    torch.testing.assert_close(got, want.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(s.grad, s_ref.grad, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name,params", CASES)
@@ -147,18 +147,20 @@ def test_keep_top_moves_dropped_mass_into_the_tail():
     assert keep_top(full, 12) is full
 
 
-def test_objective_adds_scaled_divergence_and_cross_entropy():
+@pytest.mark.parametrize("k", [4, 10])
+def test_objective_adds_scaled_divergence_and_cross_entropy(k):
+    """kd_weight * T^2 * the bucketed divergence + ce_weight * CE at T = 1, 0 CE where ignored."""
     student, teacher = _logits(6, 10, 2.0, seed=2)
     labels = torch.tensor([1, 2, 3, -100, 5, 0])
     objective = Objective("generalized_jsd", temperature=2.0, beta=0.3, kd_weight=0.7,
                           ce_weight=0.4)
-    top = teacher_top_k(teacher, 10, 2.0)
-    torch.testing.assert_close(losses.sparse_objective_per_token(objective, student, top, labels),
-                               objective.per_token(student, teacher, labels))
-    top = teacher_top_k(teacher, 4, 2.0)
-    want = (0.7 * 4.0 * losses.sparse_generalized_jsd(student, top, beta=0.3, temperature=2.0)
-            + 0.4 * losses.token_cross_entropy(student, labels))
-    torch.testing.assert_close(losses.sparse_objective_per_token(objective, student, top, labels), want)
+    got = losses.sparse_objective_per_token(objective, student, teacher_top_k(teacher, k, 2.0),
+                                            labels)
+    for i in range(6):
+        kd = reference.sparse("generalized_jsd", student[i], teacher[i], k=k, temperature=2.0,
+                              beta=0.3).item()
+        ce = 0.0 if labels[i] < 0 else reference.cross_entropy(student[i], int(labels[i])).item()
+        assert got[i].item() == pytest.approx(0.7 * 2.0**2 * kd + 0.4 * ce, rel=1e-5)
 
 
 def test_shape_mismatches_are_refused():

@@ -42,9 +42,16 @@ def kl_from_log_probs(log_p: Tensor, log_q: Tensor) -> Tensor:
 
 
 def log_mixture(log_p: Tensor, log_q: Tensor, weight_p: float) -> Tensor:
-    """log(w*p + (1-w)*q) computed stably from log-probabilities, for 0 < w < 1."""
+    """log(w*p + (1-w)*q) computed stably from log-probabilities, for 0 < w < 1. (N, V) -> (N, V).
+
+    Where p and q are both 0 (a vocabulary entry masked on both sides) the result is -inf
+    with a zero gradient: a log-sum-exp over two -inf terms has the right value but a NaN
+    gradient, which would spread to the whole row through the softmax.
+    """
+    both_zero = torch.isneginf(log_p) & torch.isneginf(log_q)  # (N, V)
     stacked = torch.stack([log_p + math.log(weight_p), log_q + math.log1p(-weight_p)])
-    return torch.logsumexp(stacked, dim=0)
+    mixed = torch.logsumexp(stacked.masked_fill(both_zero, 0.0), dim=0)
+    return mixed.masked_fill(both_zero, float("-inf"))
 
 
 def forward_kl(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float = 1.0) -> Tensor:

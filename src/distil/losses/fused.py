@@ -7,8 +7,9 @@ the same pass, chunk by chunk, while the logits are at hand:
 
 - when the upstream gradient is the same for every token (a token mean or sum, the
   trainer's case), backward only scales the stored gradients: no second pass;
-- for any other upstream gradient, backward recomputes each chunk's logits and applies
-  it exactly. Either way values and gradients equal the dense path's.
+- for any other upstream gradient, and for a second backward through the same graph
+  (retain_graph=True), backward recomputes each chunk's logits and applies it exactly.
+  Either way values and gradients equal the dense path's.
 
 Teacher inputs are constants (no gradient flows to them). First-order gradients only.
 """
@@ -102,27 +103,31 @@ class _FusedLinearLoss(torch.autograd.Function):
             values[rows] = _chunk_pass(student_hidden, student_weight, teacher_hidden,
                                        teacher_weight, per_token, rows, weights,
                                        grad_hidden, grad_weight)
-        ctx.per_token, ctx.chunk, ctx.consumed = per_token, chunk, False
-        ctx.save_for_backward(student_hidden, student_weight, teacher_hidden, teacher_weight,
-                              grad_hidden, grad_weight)
+        ctx.per_token, ctx.chunk, ctx.needs_grad = per_token, chunk, needs_grad
+        # kept out of save_for_backward: the first uniform backward scales them in place and
+        # hands them over, which the saved-tensor version check would refuse on a second one
+        ctx.stored = (grad_hidden, grad_weight) if needs_grad else None
+        ctx.save_for_backward(student_hidden, student_weight, teacher_hidden, teacher_weight)
         return values
 
     @staticmethod
     def backward(ctx, grad_values):
-        student_hidden, student_weight, teacher_hidden, teacher_weight, grad_hidden, grad_weight = (
-            ctx.saved_tensors)
-        if grad_hidden is None:
+        student_hidden, student_weight, teacher_hidden, teacher_weight = ctx.saved_tensors
+        if not ctx.needs_grad:
             raise RuntimeError("fused_linear_loss was called without gradients enabled")
         uniform = grad_values.numel() > 0 and bool((grad_values == grad_values[0]).all())
-        if uniform and not ctx.consumed:
+        if uniform and ctx.stored is not None:
             # scale the stored gradients in place: no second copy of the (V, H) gradient;
-            # a second backward (retain_graph) takes the exact recompute path below
-            ctx.consumed = True
+            # they now belong to the caller, so a second backward (retain_graph) takes the
+            # exact recompute path below
+            grad_hidden, grad_weight = ctx.stored
+            ctx.stored = None
             out_hidden = grad_hidden.mul_(grad_values[0])
             out_weight = grad_weight.mul_(grad_values[0])
         else:
-            out_hidden = torch.empty_like(grad_hidden)
-            out_weight = torch.zeros_like(grad_weight)
+            dtype = _math_dtype(student_hidden)
+            out_hidden = torch.empty(student_hidden.shape, device=student_hidden.device, dtype=dtype)
+            out_weight = torch.zeros(student_weight.shape, device=student_weight.device, dtype=dtype)
             for rows in _chunks(student_hidden.shape[0], ctx.chunk):
                 _chunk_pass(student_hidden, student_weight, teacher_hidden, teacher_weight,
                             ctx.per_token, rows, grad_values[rows].to(out_hidden.dtype),
