@@ -20,10 +20,9 @@ from distil.synth.stage import (
     require_synth,
     response_requests,
 )
-from distil.synth.teacher import load_tokenizer
 from distil.teachers.base import Sampling
-from distil.teachers.budget import Price, Spent
-from distil.teachers.tokenmap import count_prompt_tokens
+from distil.teachers.budget import Spent, cost_at, priced
+from distil.teachers.tokenmap import count_prompt_tokens, load_tokenizer
 
 
 def estimate(recipe: Recipe, seeds: list[PromptItem],
@@ -66,16 +65,16 @@ def _cost(recipe: Recipe, result: dict[str, Any], spent: Spent) -> dict[str, Any
     api = recipe.teacher.api
     if api is None:
         return {"at_most": 0.0, "currency": "", "note": "local teacher: no per-token cost"}
-    price = Price(**api.price.model_dump())
+    price = api.price
     tokens = result["tokens"]
-    at_most = price.cost(tokens["prompt"], tokens["completion_at_most"])
+    at_most = cost_at(price, tokens["prompt"], tokens["completion_at_most"])
     budget = api.budget
     cost: dict[str, Any] = {"at_most": round(at_most, 6), "currency": price.currency,
-                            "priced": price.known, "within_budget": True}
+                            "priced": priced(price), "within_budget": True}
     checks = [(budget.max_requests, spent.requests + result["requests"]["to_send"], "max_requests"),
               (budget.max_tokens, spent.tokens + tokens["prompt"] + tokens["completion_at_most"],
                "max_tokens"),
-              (budget.max_cost, price.cost(spent.prompt_tokens, spent.completion_tokens) + at_most,
+              (budget.max_cost, cost_at(price, spent.prompt_tokens, spent.completion_tokens) + at_most,
                "max_cost")]
     over = [f"{name}={cap} (worst case {needed:,.4g})" for cap, needed, name in checks
             if cap is not None and needed > cap]

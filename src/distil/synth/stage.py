@@ -20,6 +20,7 @@ from distil import __version__
 from distil.fsutil import atomic_write_json
 from distil.progress import console
 from distil.recipe import Recipe
+from distil.recipe_api import PriceSection
 from distil.recipe_synth import SynthSection
 from distil.synth import SynthError
 from distil.synth.card import write_card
@@ -38,7 +39,7 @@ from distil.synth.prompts import (
 )
 from distil.synth.teacher import endpoint_id, model_id, open_teacher
 from distil.teachers.base import Sampling, Teacher
-from distil.teachers.budget import BudgetExhaustedError, Price
+from distil.teachers.budget import BudgetExhaustedError, cost_at, priced
 
 
 @dataclass
@@ -211,7 +212,7 @@ def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journa
              base: Sampling, got: dict[str, Any]) -> dict[str, Any]:
     section = require_synth(recipe)
     api = recipe.teacher.api
-    price = Price(**api.price.model_dump()) if api is not None else Price()
+    price = api.price if api is not None else PriceSection()
     spend = getattr(teacher, "spend", None)
     spent = spend.spent if spend is not None else journal.spent
     token_map = getattr(teacher, "token_map", None)
@@ -230,8 +231,8 @@ def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journa
         "failed_this_run": sum(r.failed for r in got["sent"]),
         "spent": {"requests": spent.requests, "prompt_tokens": spent.prompt_tokens,
                   "completion_tokens": spent.completion_tokens,
-                  "cost": round(price.cost(spent.prompt_tokens, spent.completion_tokens), 6),
-                  "currency": price.currency, "priced": price.known},
+                  "cost": round(cost_at(price, spent.prompt_tokens, spent.completion_tokens), 6),
+                  "currency": price.currency, "priced": priced(price)},
         "attempts": dict(getattr(teacher, "counts", {})),
         "token_mapping": token_map.report() if token_map is not None else None,
         "stopped": str(got["stopped"]) if got["stopped"] is not None else None,
