@@ -12,15 +12,15 @@ from typing import Any
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.synth.journal import Journal
-from distil.synth.prompts import PromptItem, PromptReject, deduplicate
-from distil.synth.stage import (
+from distil.synth.plan import (
     collect_expansions,
     expansion_requests,
     journal_path,
     require_synth,
     response_requests,
+    response_sampling,
 )
-from distil.teachers.base import Sampling
+from distil.synth.prompts import PromptItem, PromptReject, deduplicate
 from distil.teachers.budget import Spent, cost_at, priced
 from distil.teachers.tokenmap import count_prompt_tokens, load_tokenizer
 
@@ -33,9 +33,7 @@ def estimate(recipe: Recipe, seeds: list[PromptItem],
     tokenizer = load_tokenizer(api.tokenizer) if api is not None and api.tokenizer else None
     entries, spent = Journal.read(journal_path(recipe))
     s = section.sampling
-    base = Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                    seed=recipe.seed, stop=tuple(s.stop), logprobs=s.logprobs,
-                    top_logprobs=s.top_logprobs)
+    base = response_sampling(section, recipe.seed)
     expansions = expansion_requests(recipe, seeds)
     expanded, _, _ = collect_expansions(expansions, entries, section)
     unexpanded = [r for r in expansions if r.key not in entries or not entries[r.key].ok]

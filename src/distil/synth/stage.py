@@ -11,8 +11,7 @@ budget cap stops the run after writing out what was done.
 
 import time
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,22 @@ from distil.recipe_api import PriceSection
 from distil.recipe_synth import SynthSection
 from distil.synth import SynthError
 from distil.synth.card import write_card
-from distil.synth.driver import Request, SendReport, make_request, send_missing
-from distil.synth.filters import judge, judge_instruction
-from distil.synth.journal import Entry, Journal
+from distil.synth.driver import Request, SendReport, send_missing
+from distil.synth.estimate import estimate
+from distil.synth.filters import judge
+from distil.synth.journal import Journal
 from distil.synth.output import reject_row, response_row, utc, write_jsonl, write_train
-from distil.synth.prompts import (
-    PromptItem,
-    PromptReject,
-    clean_expansion,
-    deduplicate,
-    expansion_messages,
-    item,
-    seed_prompts,
+from distil.synth.plan import (
+    collect_expansions,
+    data_dir,
+    expansion_requests,
+    journal_path,
+    require_synth,
+    response_requests,
+    response_sampling,
 )
-from distil.synth.teacher import endpoint_id, model_id, open_teacher
+from distil.synth.prompts import PromptItem, PromptReject, deduplicate, seed_prompts
+from distil.synth.teacher import open_teacher
 from distil.teachers.base import Sampling, Teacher
 from distil.teachers.budget import BudgetExhaustedError, cost_at, priced
 
@@ -52,21 +53,6 @@ class SynthResult:
     summary: dict[str, Any]
 
 
-def journal_path(recipe: Recipe) -> Path:
-    return recipe.run_dir / "synth" / "journal.jsonl"
-
-
-def data_dir(recipe: Recipe) -> Path:
-    return recipe.run_dir / "data"
-
-
-def require_synth(recipe: Recipe) -> SynthSection:
-    if recipe.synth is None:
-        raise SynthError("the recipe has no synth: section; add one with synth.prompts.file or "
-                         "synth.prompts.tasks (see docs/synth.md)")
-    return recipe.synth
-
-
 def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
     """Run the synth stage (or, with `dry_run`, estimate it); see the module docstring."""
     section = require_synth(recipe)
@@ -75,8 +61,6 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
         raise SynthError("no prompts: synth.prompts.file and synth.prompts.tasks gave none; "
                          "point them at some")
     if dry_run:
-        from distil.synth.estimate import estimate
-
         return estimate(recipe, seeds, prompt_rejects)
     with Journal.open(journal_path(recipe)) as journal:
         teacher, notes = open_teacher(recipe, journal.spent)
@@ -90,8 +74,8 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
                 close()
 
 
-def response_sampling(section: SynthSection, teacher: Teacher, seed: int) -> Sampling:
-    """The sampling of sample 0; sample k uses seed + k. Top-k is clamped to what the teacher gives."""
+def response_sampling_for(section: SynthSection, teacher: Teacher, seed: int) -> Sampling:
+    """The run's sampling, refused when it needs logprobs the teacher does not give."""
     s = section.sampling
     caps = teacher.capabilities
     if (s.logprobs or s.top_logprobs) and not caps.logprobs:
@@ -99,52 +83,7 @@ def response_sampling(section: SynthSection, teacher: Teacher, seed: int) -> Sam
         cause = getattr(report, "logprobs_refusal", None) or "none returned"
         raise SynthError(f"the teacher refuses logprobs ({cause}); set synth.sampling.top_logprobs=0 "
                          "and synth.sampling.logprobs=false to collect text only (sequence-level KD)")
-    return Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                    seed=seed, stop=tuple(s.stop), logprobs=s.logprobs,
-                    top_logprobs=min(s.top_logprobs, caps.max_top_logprobs))
-
-
-def expansion_requests(recipe: Recipe, seeds: list[PromptItem]) -> list[Request]:
-    """The self-instruct requests (none when synth.prompts.expand is 0)."""
-    section = require_synth(recipe)
-    p, s = section.prompts, section.sampling
-    texts = [i.text for i in seeds]
-    return [make_request(endpoint_id(recipe), model_id(recipe),
-                         expansion_messages(texts, index, p.expand_examples, recipe.seed),
-                         Sampling(max_new_tokens=s.max_new_tokens, temperature=p.expand_temperature,
-                                  top_p=s.top_p, seed=recipe.seed + index))
-            for index in range(p.expand)]
-
-
-def response_requests(recipe: Recipe, prompts: list[PromptItem],
-                      base: Sampling) -> list[tuple[PromptItem, int, Request]]:
-    """One request per prompt and sample, in prompt order."""
-    section = require_synth(recipe)
-    samplings = [replace(base, seed=recipe.seed + k) for k in range(section.samples_per_prompt)]
-    return [(prompt, k, make_request(endpoint_id(recipe), model_id(recipe),
-                                     [{"role": "user", "content": prompt.text}], samplings[k]))
-            for prompt in prompts for k in range(section.samples_per_prompt)]
-
-
-def collect_expansions(requests: list[Request], entries: Mapping[str, Entry],
-                       section: SynthSection) -> tuple[list[PromptItem], list[dict[str, Any]], int]:
-    """New prompts from the journaled expansion replies, the rejected replies, and how many are unsent."""
-    items, rejects, pending = [], [], 0
-    for request in requests:
-        entry = entries.get(request.key)
-        if entry is None:
-            pending += 1
-        elif entry.completion is None:
-            rejects.append(reject_row("expansion", "request_failed", entry.error or "", entry=entry))
-        else:
-            text = clean_expansion(entry.completion.text)
-            verdict = judge_instruction(entry.completion.text, text, entry.completion.finish_reason,
-                                        section.filters)
-            if verdict is None:
-                items.append(item(text, "self_instruct"))
-            else:
-                rejects.append(reject_row("expansion", verdict.reason, verdict.detail, entry=entry))
-    return items, rejects, pending
+    return response_sampling(section, seed, max_top_logprobs=caps.max_top_logprobs)
 
 
 def assemble(planned: list[tuple[PromptItem, int, Request]], journal: Journal, section: SynthSection,
@@ -174,7 +113,7 @@ def assemble(planned: list[tuple[PromptItem, int, Request]], journal: Journal, s
 def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journal,
                 seeds: list[PromptItem], prompt_rejects: list[PromptReject]) -> SynthResult:
     section = require_synth(recipe)
-    base = response_sampling(section, teacher, recipe.seed)
+    base = response_sampling_for(section, teacher, recipe.seed)
     expansions = expansion_requests(recipe, seeds)
     expand_report = (send_missing(teacher, expansions, journal, "expand", section.batch_size)
                      if expansions else SendReport())
