@@ -77,7 +77,8 @@ def test_faults_through_the_proxy_leave_every_row_accounted_for(tmp_path, seed_f
     with running_fault_proxy(server.url, seed=3, delay_s=1.5, retry_after_s=0.05, **rates) as proxy:
         raw = api_recipe(tmp_path, seed_file, proxy.base_url, api={"timeout_s": 0.8, "max_retries": 4},
                          prompts={"tasks": ["all"], "per_task": 16},
-                         sampling={"max_new_tokens": 6, "temperature": 0.0})
+                         sampling={"max_new_tokens": 6, "temperature": 0.0},
+                         max_failed_fraction=1.0)  # failures are what this test looks at
         run_synth(validate_recipe(raw))
         faults = proxy.stats()["faults"]
     rows, rejects, summary = outputs(tmp_path / "run")

@@ -15,3 +15,7 @@ from distil.errors import DistilError
 
 class SynthError(DistilError):
     """A synth run cannot start or produced nothing usable."""
+
+
+class SynthIncompleteError(SynthError):
+    """More requests failed after their retries than synth.max_failed_fraction allows."""

@@ -5,8 +5,9 @@
 
 Steps: seed prompts (file, tasks) → self-instruct expansion → near-duplicate removal →
 one request per prompt and sample → filters → outputs. Every request goes through the
-journal (RUN/synth/journal.jsonl), so a rerun sends only what is missing or failed; a
-budget cap stops the run after writing out what was done.
+journal (RUN/synth/journal.jsonl), so a rerun sends only what is missing or failed. A
+budget cap, or more failed requests than synth.max_failed_fraction allows, stops the run
+with an error after writing out what was done: the stage is then not done.
 """
 
 import time
@@ -21,7 +22,7 @@ from distil.progress import console
 from distil.recipe import Recipe
 from distil.recipe_api import PriceSection
 from distil.recipe_synth import SynthSection
-from distil.synth import SynthError
+from distil.synth import SynthError, SynthIncompleteError
 from distil.synth.card import write_card
 from distil.synth.driver import Request, SendReport, send_missing
 from distil.synth.estimate import estimate
@@ -125,19 +126,37 @@ def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Jou
     rejects = ([reject_row("prompt", r.reason, r.detail, prompt=r.item)
                 for r in prompt_rejects + duplicates] + expand_rejects + response_rejects)
     stopped = expand_report.stopped or report.stopped
+    incomplete = failed_requests(recipe, expand_rejects + response_rejects,
+                                 len(expansions) + len(planned))
     summary = _summary(recipe, teacher, notes, journal, base, {
         "seeds": seeds, "expanded": expanded, "prompts": prompts, "rejects": rejects, "rows": rows,
         "planned": len(planned), "pending": pending, "expand_pending": expand_pending,
-        "sent": [expand_report, report], "stopped": stopped})
+        "sent": [expand_report, report], "stopped": stopped, "incomplete": incomplete})
     train_path = _write_outputs(recipe, rows, rejects, summary)
     if stopped is not None:
         raise BudgetExhaustedError(f"{stopped}; {len(rows)} rows so far in {train_path}, "
                                    f"{pending + expand_pending} requests not sent yet")
+    if incomplete is not None:
+        raise SynthIncompleteError(incomplete)
     if not rows:
         reasons = ", ".join(f"{n} {r}" for r, n in Counter(r["reason"] for r in rejects).most_common())
         raise SynthError(f"no response was kept ({reasons}); see {data_dir(recipe) / 'rejects.jsonl'} "
                          "and loosen synth.filters or raise synth.sampling.max_new_tokens")
     return SynthResult(train_path, len(rows), len(rejects), summary)
+
+
+def failed_requests(recipe: Recipe, rejects: list[dict[str, Any]], requests: int) -> str | None:
+    """Why the stage is not done when more requests failed than synth.max_failed_fraction allows."""
+    failed = [r for r in rejects if r["reason"] == "request_failed"]
+    allowed = require_synth(recipe).max_failed_fraction
+    if not failed or len(failed) <= allowed * requests:
+        return None
+    first = failed[0]["detail"][:200]
+    return (f"{len(failed)} of {requests} requests to the teacher failed after their retries "
+            f"(first: {first}); the stage is not done, so nothing trains on this data: a rerun "
+            f"sends only those (the answered ones are kept in {journal_path(recipe)}), or set "
+            f"synth.max_failed_fraction to accept a share of failures; each failure is in "
+            f"{data_dir(recipe) / 'rejects.jsonl'}")
 
 
 def _context(recipe: Recipe, teacher: Teacher) -> dict[str, Any]:
@@ -175,6 +194,7 @@ def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journa
         "attempts": dict(getattr(teacher, "counts", {})),
         "token_mapping": token_map.report() if token_map is not None else None,
         "stopped": str(got["stopped"]) if got["stopped"] is not None else None,
+        "incomplete": got["incomplete"],
         "dedup": section.dedup.model_dump(), "filters": section.filters.model_dump(),
         "license": section.license, "created": utc(time.time()), "toolkit_version": __version__,
     }
