@@ -85,7 +85,7 @@ def test_failed_requests_leave_the_stage_not_done_and_a_rerun_sends_only_them(tm
     assert len(rows) == responses and not [r for r in rejects if r["reason"] == "request_failed"]
     assert summary["sent_this_run"] == len(failed)
     assert calls_before > responses  # retries happened on the flaky endpoint
-    keys = [line["key"] for line in journal_lines(tmp_path / "run") if line.get("status") == "ok"]
+    keys = [line["key"] for line in journal_lines(tmp_path / "run") if line["status"] == "ok"]
     assert len(keys) == len(set(keys)) == responses  # no request succeeded twice
 
 
@@ -119,6 +119,21 @@ def test_a_budget_cap_stops_cleanly_and_a_rerun_continues(tmp_path, seed_file, s
     assert result.kept == requested and result.summary["stopped"] is None
     assert result.summary["sent_this_run"] == requested - len(rows)
     assert len(fake.generation_calls()) == probes + requested - len(rows)
+
+
+def test_a_request_cap_holds_over_reruns_with_faults(tmp_path, seed_file, serve_fake):
+    """Every billed attempt counts against the cap across runs: probes, retries, and the
+    attempts of a request the cap stopped mid-retry (counted at the endpoint)."""
+    cap = 30
+    raw = api_recipe(tmp_path, seed_file, api={"budget": {"max_requests": cap}, "concurrency": 2},
+                     prompts={"tasks": ["all"], "per_task": 10}, sampling={"max_new_tokens": 64})
+    sent = []
+    for run in range(4):
+        fake = serve_fake(FakeApi(fault=flaky(0.5, seed=run)))
+        with pytest.raises(BudgetExhaustedError, match=f"max_requests={cap}"):
+            run_synth(validate_recipe(raw))
+        sent.append(len(fake.generation_calls()))
+    assert sent[0] > 0 and sum(sent) <= cap, sent
 
 
 def test_an_endpoint_that_refuses_logprobs_stops_a_run_that_needs_them(tmp_path, seed_file, serve_fake):

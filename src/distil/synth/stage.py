@@ -64,7 +64,7 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
     if dry_run:
         return estimate(recipe, seeds, prompt_rejects)
     with Journal.open(journal_path(recipe)) as journal:
-        teacher, notes = open_teacher(recipe, journal.spent)
+        teacher, notes = open_teacher(recipe, journal)
         try:
             for line in notes:
                 console.print(line, highlight=False)

@@ -1,7 +1,10 @@
 """The recipe's teacher for synthesis: a local model, or an API endpoint probed at start.
 
-    teacher, notes = open_teacher(recipe, spent=journal.spent)
+    teacher, notes = open_teacher(recipe, journal)
     # notes: what the teacher offers, in words (the API probe's findings)
+
+An API teacher's budget counts from what the journal holds, and records each billed
+attempt (the probe's too) in the journal before sending it.
 
 Requests are keyed by `endpoint_id(recipe)` and `model_id(recipe)`, which need no
 connection (a dry run computes them too).
@@ -10,8 +13,8 @@ connection (a dry run computes them too).
 from typing import Any
 
 from distil.recipe import Recipe
+from distil.synth.journal import Journal
 from distil.teachers.base import Teacher
-from distil.teachers.budget import Spent
 from distil.teachers.local import LocalTeacher
 
 
@@ -27,7 +30,7 @@ def model_id(recipe: Recipe) -> str:
     return f"{spec.model}@{spec.revision}" if spec.revision else spec.model
 
 
-def open_teacher(recipe: Recipe, spent: Spent | None = None,
+def open_teacher(recipe: Recipe, journal: Journal | None = None,
                  http_client: Any = None) -> tuple[Teacher, list[str]]:
     """The teacher to synthesise with, and lines saying what it offers.
 
@@ -42,8 +45,10 @@ def open_teacher(recipe: Recipe, spent: Spent | None = None,
                          "scoring available"]
     from distil.teachers import ApiTeacher
 
-    teacher = ApiTeacher.from_section(spec.model, spec.api, spent=spent, http_client=http_client,
-                                      seed=recipe.seed)
+    teacher = ApiTeacher.from_section(
+        spec.model, spec.api, spent=journal.spent if journal is not None else None,
+        ledger=journal.record_attempt if journal is not None else None, http_client=http_client,
+        seed=recipe.seed)
     try:
         want = synth.sampling.top_logprobs if synth is not None else 0
         report = teacher.probe(want_top_logprobs=want)

@@ -13,7 +13,7 @@ probe (`teachers/api_probe.py`) that says what the endpoint offers.
 
 import concurrent.futures
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from distil.recipe_api import ApiSection
@@ -43,13 +43,15 @@ class ApiTeacher(ApiClient):
 
     @classmethod
     def from_section(cls, model: str, api: ApiSection, *, spent: Spent | None = None,
-                     http_client: Any = None, seed: int = 0) -> "ApiTeacher":
+                     ledger: Callable[[str], None] | None = None, http_client: Any = None,
+                     seed: int = 0) -> "ApiTeacher":
         """The teacher the recipe's `teacher.api` section describes (not yet probed).
 
         Loads teacher.api.tokenizer when named; counts the budget from `spent` (what
-        earlier runs spent). `http_client`: an httpx client for the SDK (a proxy, a test)."""
+        earlier runs spent) and records each billed attempt with `ledger` before sending it
+        (see `Spend`). `http_client`: an httpx client for the SDK (a proxy, a test)."""
         tokenizer = load_tokenizer(api.tokenizer) if api.tokenizer else None
-        spend = Spend(api.budget, api.price, already=spent)
+        spend = Spend(api.budget, api.price, already=spent, ledger=ledger)
         return cls(model, api, tokenizer=tokenizer, spend=spend, http_client=http_client, seed=seed)
 
     # -- the Teacher protocol -------------------------------------------------------------
@@ -119,9 +121,10 @@ class ApiTeacher(ApiClient):
                 completion = text_completion(response, self.id_of, prompt_tokens)
             return completion, completion.usage, getattr(response, "model", None)
 
-        result = await self.attempts(call, prompt_tokens, sampling.max_new_tokens)
+        result = await self.attempts(call, prompt_tokens, sampling.max_new_tokens,
+                                     label=key or "request")
         return Outcome(result.value, result.cause, result.attempts, result.started, time.time(),
-                       result.served_model)
+                       result.served_model, attempts_recorded=self.spend.ledger is not None)
 
     async def ascore(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
         """Teacher-forced logprobs of `completion` after `prompt`, through completions `echo`."""
@@ -138,7 +141,7 @@ class ApiTeacher(ApiClient):
             billed = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(estimate, 1)
             return scored, billed, getattr(response, "model", None)
 
-        result = await self.attempts(call, estimate, 1)
+        result = await self.attempts(call, estimate, 1, label="score")
         if result.failure is not None:
             raise TeacherError(f"scoring through {self.base_url} failed: {result.cause}")
         return result.value

@@ -118,13 +118,15 @@ class ApiClient:
 
     async def attempts(self, call: Callable[[], Awaitable[tuple[T, Usage, str | None]]],
                        prompt_tokens: int, completion_tokens: int, *, billed: bool = True,
-                       raise_fatal: bool = True, retries: int | None = None,
+                       label: str = "request", raise_fatal: bool = True,
+                       retries: int | None = None,
                        give_up_on: frozenset[str] = frozenset()) -> Attempted:
         """Run `call` until it succeeds, is rejected, or the retries are spent.
 
-        `retries`: teacher.api.max_retries unless given. `give_up_on`: failure labels not
-        worth retrying here (the start-up probe gives up at once on an endpoint that accepts
-        no connection).
+        A billed attempt is reserved against the budget and recorded in its ledger under
+        `label` before it is sent. `retries`: teacher.api.max_retries unless given.
+        `give_up_on`: failure labels not worth retrying here (the start-up probe gives up at
+        once on an endpoint that accepts no connection).
         """
         retries = self.api.max_retries if retries is None else retries
         causes: list[str] = []
@@ -137,6 +139,8 @@ class ApiClient:
                     self.spend.reserve(prompt_tokens, completion_tokens)
                 try:
                     await self.limiter.acquire(prompt_tokens + completion_tokens)
+                    if billed:
+                        self.spend.sending(label)
                     started = started or time.time()
                     self.counts["attempts"] += 1
                     value, usage, served = await call()

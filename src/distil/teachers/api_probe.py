@@ -133,7 +133,7 @@ async def _generate(teacher: ApiClient, sampling: Sampling) -> Any:
             completion = text_completion(response, None, prompt_tokens)
         return completion, completion.usage, getattr(response, "model", None)
 
-    return await teacher.attempts(call, prompt_tokens, PROBE_TOKENS)
+    return await teacher.attempts(call, prompt_tokens, PROBE_TOKENS, label="probe")
 
 
 async def _probe_scoring(teacher: ApiClient) -> tuple[bool, str | None]:
@@ -147,7 +147,7 @@ async def _probe_scoring(teacher: ApiClient) -> tuple[bool, str | None]:
         usage = response.usage
         return scored, Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(), None
 
-    result = await teacher.attempts(call, estimate, 1, raise_fatal=False, retries=2)
+    result = await teacher.attempts(call, estimate, 1, label="probe", raise_fatal=False, retries=2)
     if result.failure is None and result.value:
         return True, None
     return False, result.cause or "no prompt logprobs in the echo"

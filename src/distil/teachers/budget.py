@@ -9,9 +9,12 @@ Caps and prices are the recipe's `teacher.api.budget` and `teacher.api.price` se
 (`distil.recipe_api`), which hold their defaults. A reservation counts the request and its
 worst-case tokens before it is sent, so requests in flight can never carry the total past a
 cap. `Spend.already` seeds the counters with what earlier runs spent (from the request
-journal), so a rerun gets no fresh allowance.
+journal), so a rerun gets no fresh allowance; `Spend.ledger` (the journal's
+`record_attempt`) records each billed attempt before it is sent, so what a run spends on
+probes, on retries and on requests that never finished counts in the next run too.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from distil.recipe_api import BudgetSection, PriceSection
@@ -50,10 +53,14 @@ class Spend:
     """Running totals against a budget; reserve before sending, settle after."""
 
     def __init__(self, budget: BudgetSection | None = None, price: PriceSection | None = None,
-                 already: Spent | None = None, where: str = "teacher.api.budget") -> None:
+                 already: Spent | None = None, where: str = "teacher.api.budget",
+                 ledger: Callable[[str], None] | None = None) -> None:
         self.budget = budget if budget is not None else BudgetSection()
         self.price = price if price is not None else PriceSection()
         self.where = where
+        self.ledger = ledger
+        """Called with a label (the request's key, or `probe`) before each billed attempt is
+        sent; it must have recorded the attempt durably when it returns."""
         self.spent = Spent(**vars(already)) if already is not None else Spent()  # a copy
         self._reserved_requests = 0
         self._reserved_prompt = 0.0
@@ -75,6 +82,11 @@ class Spend:
         self._reserved_requests += 1
         self._reserved_prompt += prompt_tokens
         self._reserved_completion += completion_tokens
+
+    def sending(self, label: str) -> None:
+        """A reserved attempt is about to go out: record it in the ledger first."""
+        if self.ledger is not None:
+            self.ledger(label)
 
     def settle(self, prompt_tokens: float, completion_tokens: float, usage: Usage | None) -> None:
         """Replace a reservation by what the request really used (None: nothing billed)."""
