@@ -4,7 +4,9 @@ The end-to-end tests against `distil serve` and its fault proxy live in tests/sy
 """
 
 import asyncio
+import random
 import time
+from collections import Counter
 
 import pytest
 
@@ -15,7 +17,7 @@ from distil.teachers.api import ApiTeacher
 from distil.teachers.budget import BudgetExhaustedError, Spent
 from distil.teachers.ratelimit import RateLimiter, TokenBucket, backoff_delay, retry_after_seconds
 from distil.teachers.tokenmap import TokenMap
-from tests.teachers.fake_api import FakeApi, dropped, malformed, status, timed_out
+from tests.teachers.fake_api import FakeApi, dropped, malformed, status, timed_out, without_logprobs
 
 SECRET = "sk-test-0123456789abcdefghijklmnop"
 
@@ -203,6 +205,42 @@ def test_probe_of_an_endpoint_without_logprobs_or_echo():
     assert ("this endpoint returns no logprobs (rejected by the server (400: logprobs are not "
             "supported)") in text
     assert "trained on text only (sequence-level KD)" in text and "cannot score given text" in text
+
+
+def any_fault(rate: float, seed: int):
+    """A transient fault on any request (the probe's included) with probability `rate`."""
+    rng = random.Random(seed)
+    kinds = [lambda: status(500), lambda: status(503), malformed, dropped, timed_out,
+             lambda: status(429, headers={"retry-after": "0.001"})]
+
+    def fault(number: int, body: dict):
+        return rng.choice(kinds)() if rng.random() < rate else None
+    return fault
+
+
+def test_faults_never_make_the_probe_say_an_endpoint_cannot_score():
+    """Transient failures are retried; when they never stop the probe says so, and only a
+    definite answer (a 4xx, an echo without logprobs) means the endpoint cannot score."""
+    verdicts: Counter = Counter()
+    for seed in range(40):
+        with make(FakeApi(fault=any_fault(0.5, seed)), backoff_s=0.001, backoff_max_s=0.002) as teacher:
+            try:
+                verdicts[teacher.probe(want_top_logprobs=5).capabilities.can_score] += 1
+            except TeacherError:
+                verdicts["gave up, saying why"] += 1
+    assert verdicts[False] == 0 and verdicts[True] >= 30, verdicts
+
+
+def test_an_echo_without_prompt_logprobs_is_a_definite_no():
+    def no_echo_logprobs(number: int, body: dict):
+        return without_logprobs(body) if body.get("echo") else None
+
+    fake = FakeApi(fault=no_echo_logprobs)
+    with make(fake) as teacher:
+        report = teacher.probe()
+    assert not report.capabilities.can_score and report.capabilities.logprobs
+    assert "cannot score given text (the echo response holds no prompt logprobs)" in "\n".join(report.lines)
+    assert len([b for b in fake.generation_calls() if b.get("echo")]) == 1  # not retried
 
 
 def test_probe_stops_at_an_unknown_model_and_an_unreachable_endpoint():

@@ -10,14 +10,21 @@ Three small requests: the model list (is the model served? is the key accepted?)
 one-token generation asking for logprobs (stepping down the top-k until the server
 accepts it), and a one-token completions `echo` (can it score given text?). An endpoint
 that accepts no connection, a refused key or an unknown model stop the run here with one
-clear message.
+clear message. Every finding is a definite answer from the server: transient failures
+are retried with teacher.api.max_retries, and an endpoint that keeps failing stops the
+probe with an error instead of being reported as lacking a capability.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
 from distil.teachers.api_client import ApiClient
-from distil.teachers.api_parse import chat_completion, echoed_logprobs, text_completion
+from distil.teachers.api_parse import (
+    NoPromptLogprobs,
+    chat_completion,
+    echoed_logprobs,
+    text_completion,
+)
 from distil.teachers.base import Capabilities, Sampling, TeacherError, Usage
 
 PROBE_PROMPT = "Say OK."
@@ -137,20 +144,35 @@ async def _generate(teacher: ApiClient, sampling: Sampling) -> Any:
 
 
 async def _probe_scoring(teacher: ApiClient) -> tuple[bool, str | None]:
+    """(can score, why not), from a definite answer only.
+
+    No means the server said so: a 4xx refusal, or a well-formed echo without prompt
+    logprobs. Transient failures (5xx, 429, timeouts, dropped connections, malformed
+    replies) are retried like any request; if they never stop, the probe raises rather than
+    guess, since `capture.source: auto` would otherwise fall back to generation logprobs.
+    """
     estimate = teacher.estimate_prompt_tokens(SCORE_TEXT)
 
-    async def call() -> tuple[Any, Usage, str | None]:
+    async def call() -> tuple[tuple[bool, str | None], Usage, str | None]:
         response = await teacher.client.completions.create(
             model=teacher.name, prompt=SCORE_TEXT, echo=True, logprobs=1, max_tokens=1,
             temperature=0, timeout=teacher.timeout_s)
-        scored = echoed_logprobs(response, 1, len(SCORE_TEXT), None)
         usage = response.usage
-        return scored, Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(), None
+        billed = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage()
+        try:
+            scored = echoed_logprobs(response, 1, len(SCORE_TEXT), None)
+        except NoPromptLogprobs as err:
+            return (False, str(err)), billed, None
+        return (True, None) if scored else (False, "no prompt logprobs in the echo"), billed, None
 
-    result = await teacher.attempts(call, estimate, 1, label="probe", raise_fatal=False, retries=2)
-    if result.failure is None and result.value:
-        return True, None
-    return False, result.cause or "no prompt logprobs in the echo"
+    result = await teacher.attempts(call, estimate, 1, label="probe", raise_fatal=False)
+    if result.failure is None:
+        return result.value
+    if result.failure.kind != "retry":
+        return False, result.cause
+    raise TeacherError(f"could not tell whether the teacher at {teacher.base_url} can score given "
+                       f"text: every attempt failed ({result.cause}); rerun when the endpoint "
+                       "answers, or raise teacher.api.max_retries")
 
 
 def explain(teacher: ApiClient, caps: Capabilities, want: int, refusal: str | None,
