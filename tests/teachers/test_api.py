@@ -317,3 +317,15 @@ def test_retry_after_forms():
     assert retry_after_seconds({"retry-after": "Thu, 01 Jan 2026 00:00:10 GMT"},
                                now=1767225600.0) == pytest.approx(10.0)
     assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
+
+
+def test_without_the_openai_package_the_api_teacher_names_the_extra(monkeypatch):
+    import importlib.util
+
+    import distil.teachers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openai" else real(name, *a))
+    with pytest.raises(TeacherError, match=r"pip install 'distil\[api\]'"):
+        distil.teachers.ApiTeacher  # noqa: B018 (the lazy attribute is what is tested)

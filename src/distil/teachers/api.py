@@ -6,7 +6,7 @@
     future = teacher.submit(prompt, sampling)       # -> Outcome: a completion or a failure
 
 The connection, limits, retries and budget are `ApiClient`'s (`teachers/api_client.py`);
-this adds the `Teacher` protocol on top: generation (journalled one request at a time by
+this adds the `Teacher` protocol on top: generation (journaled one request at a time by
 the synth stage through `submit`), scoring through completions `echo`, and the start-up
 probe (`teachers/api_probe.py`) that says what the endpoint offers.
 """
