@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from distil.models import build_tiny
+from distil.recipe.api import ApiSection
 from distil.server.testing import serve_process
 from distil.teachers import LocalTeacher, Sampling
 from distil.teachers.api import ApiTeacher
@@ -56,8 +57,8 @@ def time_direct(teacher: LocalTeacher, texts: list[str], sampling: Sampling,
 
 def time_api(base_url: str, model: str, texts: list[str], sampling: Sampling,
              concurrency: int) -> tuple[float, int]:
-    with ApiTeacher(model, base_url, api_key_env=None, concurrency=concurrency,
-                    timeout_s=600) as client:
+    api = ApiSection(base_url=base_url, api_key_env=None, concurrency=concurrency, timeout_s=600)
+    with ApiTeacher.from_section(model, api) as client:
         client.generate(texts[:concurrency], sampling)  # connections open, server warm
         started = time.perf_counter()
         done = client.generate(texts, sampling)
@@ -89,8 +90,9 @@ def instant_endpoint(max_tokens: int):
 
 def time_client_alone(texts: list[str], sampling: Sampling, concurrency: int) -> float:
     """Seconds per request the client spends with an endpoint that costs nothing."""
-    with ApiTeacher("bench", "http://instant.test/v1", api_key_env=None, concurrency=concurrency,
-                    http_client=instant_endpoint(sampling.max_new_tokens)) as client:
+    api = ApiSection(base_url="http://instant.test/v1", api_key_env=None, concurrency=concurrency)
+    with ApiTeacher.from_section("bench", api,
+                                 http_client=instant_endpoint(sampling.max_new_tokens)) as client:
         client.generate(texts[:concurrency], sampling)
         started = time.perf_counter()
         client.generate(texts, sampling)

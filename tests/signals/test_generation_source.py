@@ -1,6 +1,7 @@
 """Signals from generation logprobs: what is stored, and the errors that name the fix."""
 
 import math
+from decimal import Decimal, getcontext
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pytest
 from distil.data import Example
 from distil.losses import IGNORE_INDEX
 from distil.signals import SignalsError
-from distil.signals.generation import GenerationLogprobsSource, read_token_logprobs
+from distil.signals.generation import TAIL_FLOOR, GenerationLogprobsSource, read_token_logprobs
 
 EOS = 2
 
@@ -25,22 +26,63 @@ def example(response: list[int]) -> Example:
     return Example("s", prompt + response + [EOS], [IGNORE_INDEX] * 2 + response + [EOS])
 
 
-def test_positions_are_stored_top_first_and_the_end_of_turn_is_certain():
+def exact_tail(logprobs: list[float]) -> Decimal:
+    """1 - sum(exp(logprob)) at 50 significant digits, straight from the definition."""
+    getcontext().prec = 50
+    return 1 - sum(Decimal(lp).exp() for lp in logprobs)
+
+
+def test_every_position_keeps_what_the_teacher_returned_end_of_turn_included():
     first = {7: math.log(0.6), 8: math.log(0.3), 9: math.log(0.05)}
     second = {9: math.log(0.9), 7: math.log(0.01), 8: math.log(0.04)}
-    source = GenerationLogprobsSource({"s": [position(7, first), position(9, second)]}, 2, EOS)
+    end = {EOS: math.log(0.8), 7: math.log(0.15), 9: math.log(0.01)}
+    source = GenerationLogprobsSource({"s": [position(7, first), position(9, second),
+                                             position(EOS, end)]}, 2, EOS)
     (sample,) = source.capture([example([7, 9])])
-    assert sample.ids.tolist() == [[7, 8], [9, 8], [EOS, 0]]
-    np.testing.assert_allclose(np.exp(sample.logprobs), [[0.6, 0.3], [0.9, 0.04], [1, 0]], atol=1e-6)
-    np.testing.assert_allclose(np.exp(sample.log_tail), [0.1, 0.06, 0.0], atol=1e-6)
+    assert sample.ids.tolist() == [[7, 8], [9, 8], [EOS, 7]]
+    np.testing.assert_allclose(np.exp(sample.logprobs), [[0.6, 0.3], [0.9, 0.04], [0.8, 0.15]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.exp(sample.log_tail), [0.1, 0.06, 0.05], rtol=1e-6)
+
+
+def test_a_position_without_logprobs_is_refused_never_invented():
+    first = {7: math.log(0.6), 8: math.log(0.3)}
+    source = GenerationLogprobsSource({"s": [position(7, first)]}, 2, EOS)  # no end-of-turn row
+    with pytest.raises(SignalsError, match=r"row 's' has no logprobs for response position 1 of 2 "
+                                           r"\(token 2, the end-of-turn token\).*capture.source=score"):
+        source.capture([example([7])])
+
+
+def test_a_tiny_tail_is_kept_to_its_size():
+    # the top token's probability rounds to 1.0 in float64: 1 - sum would lose the tail
+    top = {7: -1e-17, 8: math.log(1e-18)}
+    source = GenerationLogprobsSource({"s": [position(7, top), position(EOS, top | {EOS: -1e-17})]},
+                                      2, EOS)
+    (sample,) = source.capture([example([7])])
+    expected = exact_tail(list(top.values()))
+    assert expected > 0
+    assert sample.log_tail[0] == pytest.approx(math.log(expected), rel=1e-6)
+
+
+def test_returned_probabilities_that_round_past_one_leave_the_floor_not_zero():
+    rounded = {7: math.log(0.7), 8: math.log(0.3000001)}  # rounded by the server: sum > 1
+    certain = {7: 0.0, 8: math.log(1e-9)}  # logprob 0: the server rounded p = 1 - eps to 1
+    source = GenerationLogprobsSource({"s": [position(7, rounded), position(7, certain),
+                                             position(EOS, {EOS: math.log(0.5), 8: math.log(0.5)})]},
+                                      2, EOS)
+    (sample,) = source.capture([example([7, 7])])
+    assert exact_tail(list(rounded.values())) < 0 and exact_tail(list(certain.values())) < 0
+    np.testing.assert_allclose(sample.log_tail[:2], math.log(TAIL_FLOOR), rtol=1e-6)
+    assert np.isfinite(sample.log_tail).all() and np.isfinite(sample.logprobs).all()
 
 
 def test_other_ids_or_too_few_alternatives_are_refused():
     top = {7: math.log(0.6), 8: math.log(0.3)}
     with pytest.raises(SignalsError, match="generated other token ids than its response"):
         GenerationLogprobsSource({"s": [position(8, top)]}, 2, EOS).capture([example([7])])
-    with pytest.raises(SignalsError, match="fewer than 3 distinct top logprobs"):
-        GenerationLogprobsSource({"s": [position(7, top)]}, 3, EOS).capture([example([7])])
+    with pytest.raises(SignalsError, match="position 0 has fewer than 3 distinct top logprobs"):
+        GenerationLogprobsSource({"s": [position(7, top), position(EOS, {EOS: 0.0})]}, 3,
+                                 EOS).capture([example([7])])
     with pytest.raises(SignalsError, match="has no generation logprobs"):
         GenerationLogprobsSource({}, 2, EOS).capture([example([7])])
 

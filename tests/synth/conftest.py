@@ -39,7 +39,9 @@ def outputs(run: Path) -> tuple[list[dict], list[dict], dict]:
     return rows, rejects, summary
 
 
-def journal_lines(run: Path) -> list[dict]:
-    """Complete journal lines; a last line torn by a kill (no newline yet) is not one."""
+def journal_lines(run: Path, attempts: bool = False) -> list[dict]:
+    """Complete journal entries (finished requests), or with `attempts` the lines recording
+    each billed attempt; a last line torn by a kill (no newline yet) is not one."""
     data = (run / "synth" / "journal.jsonl").read_bytes()
-    return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
+    rows = [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
+    return [row for row in rows if ("attempt" in row) == attempts]

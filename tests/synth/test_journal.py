@@ -51,6 +51,23 @@ def test_entries_survive_a_reopen_and_the_newest_wins(tmp_path):
     assert len(path.read_text().splitlines()) == 3
 
 
+def test_attempts_recorded_before_sending_count_once_across_reopens(tmp_path):
+    from dataclasses import replace
+
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path) as journal:
+        journal.record_attempt("probe")
+        for _ in range(2):  # two attempts of "a": the first failed, the second answered
+            journal.record_attempt("a")
+        journal.append(replace(entry("a", attempts=2), attempts_recorded=True))
+        journal.record_attempt("b")  # sent, then the run was stopped: no entry
+        assert journal.spent.requests == 4
+    with Journal.open(path) as journal:
+        assert journal.spent.requests == 4 and list(journal.entries) == ["a"]
+        journal.append(entry("c", attempts=2))  # a teacher without a ledger: its own count
+    assert Journal.read(path)[1].requests == 6
+
+
 def test_a_torn_last_line_is_cut_and_the_rest_kept(tmp_path):
     path = tmp_path / "j.jsonl"
     with Journal.open(path) as journal:

@@ -14,6 +14,7 @@ import pytest
 
 from distil.recipe import validate_recipe
 from distil.server.testing import running_fault_proxy, running_server, serve_process
+from distil.signals import SignalsError
 from distil.synth.stage import run_synth
 from distil.teachers import LocalTeacher, Sampling
 from tests.synth.conftest import journal_lines, outputs, synth_recipe
@@ -77,7 +78,8 @@ def test_faults_through_the_proxy_leave_every_row_accounted_for(tmp_path, seed_f
     with running_fault_proxy(server.url, seed=3, delay_s=1.5, retry_after_s=0.05, **rates) as proxy:
         raw = api_recipe(tmp_path, seed_file, proxy.base_url, api={"timeout_s": 0.8, "max_retries": 4},
                          prompts={"tasks": ["all"], "per_task": 16},
-                         sampling={"max_new_tokens": 6, "temperature": 0.0})
+                         sampling={"max_new_tokens": 6, "temperature": 0.0},
+                         max_failed_fraction=1.0)  # failures are what this test looks at
         run_synth(validate_recipe(raw))
         faults = proxy.stats()["faults"]
     rows, rejects, summary = outputs(tmp_path / "run")
@@ -100,7 +102,7 @@ def test_sigkill_mid_synth_then_rerun_pays_only_for_what_was_in_flight(tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and child.poll() is None:
-        if journal.is_file() and len(journal.read_bytes().splitlines()) >= 12:
+        if journal.is_file() and journal.read_bytes().count(b'"status"') >= 12:
             break
         time.sleep(0.05)
     assert child.poll() is None, "synth finished before it could be killed; give it more work"
@@ -176,8 +178,12 @@ def test_capture_through_the_api_equals_white_box_capture(tmp_path, dataset, ser
     assert again.captured == 0
 
 
+@pytest.mark.xfail(strict=True, raises=SignalsError,
+                   reason="distil serve does not return the end-of-turn token's logprobs yet, and "
+                          "generation capture no longer invents that position")
 def test_capture_from_generation_logprobs_sends_nothing_and_matches_white_box(tmp_path, seed_file):
-    """A teacher that cannot score: the top logprobs synth kept become the store.
+    """A teacher that cannot score: the top logprobs synth kept become the store, every
+    position (the end-of-turn token's too) as the teacher returned it.
 
     Served: the demo teacher, whose answers are clean text (a random model's bytes are not
     valid UTF-8, so its text does not re-tokenise to the ids it generated)."""
@@ -208,8 +214,8 @@ def test_capture_from_generation_logprobs_sends_nothing_and_matches_white_box(tm
         assert sorted(white.sample_ids()) == sorted(gen.sample_ids())
         for sample_id in white.sample_ids():
             a, b = white.get(sample_id), gen.get(sample_id)
-            np.testing.assert_array_equal(a.ids[:-1], b.ids[:-1])
-            np.testing.assert_allclose(a.logprobs[:-1], b.logprobs[:-1], rtol=1e-3, atol=1e-3)
+            np.testing.assert_array_equal(a.ids, b.ids)
+            np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=1e-3, atol=1e-3)
     raw["capture"]["source"] = "score"
     raw["teacher"] = {"model": "demo"}
     with pytest.raises(Exception, match="capture.source=score needs a teacher behind an API"):

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from distil.pipeline import default_stages, run_pipeline
 from distil.recipe import validate_recipe
 from distil.synth import SynthError
 from distil.synth import stage as synth_stage
@@ -51,17 +52,25 @@ def flaky(rate: float, seed: int):
     return fault
 
 
-def test_faults_leave_every_row_accounted_for_and_a_rerun_sends_only_the_failed(tmp_path, seed_file,
-                                                                                serve_fake):
+def test_failed_requests_leave_the_stage_not_done_and_a_rerun_sends_only_them(tmp_path, seed_file,
+                                                                            serve_fake):
     prompts = {"tasks": ["all"], "per_task": 10}
     recipe = validate_recipe(api_recipe(tmp_path, seed_file, prompts=prompts,
                                         sampling={"max_new_tokens": 64}))
-    fake = serve_fake(FakeApi(fault=flaky(0.45, seed=1)))
-    run_synth(recipe)
+    synth_only = tuple(s for s in default_stages() if s.name == "synth")
+    marker = tmp_path / "run" / "stages" / "synth.json"
+    fake = serve_fake(FakeApi(fault=flaky(0.6, seed=1)))
+    with pytest.raises(SynthError) as caught:
+        run_pipeline(recipe, synth_only)
     rows, rejects, summary = outputs(tmp_path / "run")
     responses = summary["responses"]["requested"]
     failed = [r for r in rejects if r["reason"] == "request_failed"]
     assert failed, "at this fault rate some requests exhaust their 3 attempts"
+    message = str(caught.value)
+    assert message.startswith(f"{len(failed)} of {responses} requests to the teacher failed")
+    assert "the stage is not done" in message and "a rerun sends only those" in message
+    assert "\n" not in message
+    assert not marker.exists()  # the stage is not done: `distil run` will not train on this
     assert len(rows) + len(failed) == responses and summary["responses"]["not_sent"] == 0
     assert all("(3 attempts)" in r["detail"] for r in failed)
     assert len({r["id"] for r in rows} | {r["id"] for r in failed}) == responses
@@ -70,13 +79,24 @@ def test_faults_leave_every_row_accounted_for_and_a_rerun_sends_only_the_failed(
 
     calls_before = len(fake.generation_calls())
     serve_fake(FakeApi())  # the endpoint recovers
-    run_synth(recipe)
+    run_pipeline(recipe, synth_only)  # not "done already": the failed rows are sent again
     rows, rejects, summary = outputs(tmp_path / "run")
+    assert marker.is_file()
     assert len(rows) == responses and not [r for r in rejects if r["reason"] == "request_failed"]
     assert summary["sent_this_run"] == len(failed)
     assert calls_before > responses  # retries happened on the flaky endpoint
     keys = [line["key"] for line in journal_lines(tmp_path / "run") if line["status"] == "ok"]
     assert len(keys) == len(set(keys)) == responses  # no request succeeded twice
+
+
+def test_a_failed_share_within_max_failed_fraction_finishes_the_stage(tmp_path, seed_file, serve_fake):
+    prompts = {"tasks": ["all"], "per_task": 10}
+    raw = api_recipe(tmp_path, seed_file, prompts=prompts, sampling={"max_new_tokens": 64},
+                     max_failed_fraction=0.9)
+    serve_fake(FakeApi(fault=flaky(0.6, seed=2)))
+    result = run_synth(validate_recipe(raw))
+    failed = result.summary["responses"]["requested"] - result.kept
+    assert failed > 0 and result.summary["failed_this_run"] == failed
 
 
 def test_a_budget_cap_stops_cleanly_and_a_rerun_continues(tmp_path, seed_file, serve_fake):
@@ -99,6 +119,21 @@ def test_a_budget_cap_stops_cleanly_and_a_rerun_continues(tmp_path, seed_file, s
     assert result.kept == requested and result.summary["stopped"] is None
     assert result.summary["sent_this_run"] == requested - len(rows)
     assert len(fake.generation_calls()) == probes + requested - len(rows)
+
+
+def test_a_request_cap_holds_over_reruns_with_faults(tmp_path, seed_file, serve_fake):
+    """Every billed attempt counts against the cap across runs: probes, retries, and the
+    attempts of a request the cap stopped mid-retry (counted at the endpoint)."""
+    cap = 30
+    raw = api_recipe(tmp_path, seed_file, api={"budget": {"max_requests": cap}, "concurrency": 2},
+                     prompts={"tasks": ["all"], "per_task": 10}, sampling={"max_new_tokens": 64})
+    sent = []
+    for run in range(4):
+        fake = serve_fake(FakeApi(fault=flaky(0.5, seed=run)))
+        with pytest.raises(BudgetExhaustedError, match=f"max_requests={cap}"):
+            run_synth(validate_recipe(raw))
+        sent.append(len(fake.generation_calls()))
+    assert sent[0] > 0 and sum(sent) <= cap, sent
 
 
 def test_an_endpoint_that_refuses_logprobs_stops_a_run_that_needs_them(tmp_path, seed_file, serve_fake):

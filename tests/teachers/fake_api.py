@@ -132,6 +132,14 @@ def malformed() -> Any:
                           headers={"content-type": "application/json"})
 
 
+def without_logprobs(body: dict) -> Any:
+    """A well-formed completions answer that carries no logprobs (a server that ignores echo)."""
+    return httpx.Response(200, json={
+        "id": "cmpl-1", "object": "text_completion", "created": 0, "model": body["model"],
+        "choices": [{"index": 0, "finish_reason": "length", "text": "x", "logprobs": None}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}})
+
+
 def dropped(request_body: dict | None = None) -> Exception:
     return httpx.RemoteProtocolError("Server disconnected without sending a response.")
 

@@ -4,26 +4,30 @@ The end-to-end tests against `distil serve` and its fault proxy live in tests/sy
 """
 
 import asyncio
+import random
 import time
+from collections import Counter
 
 import pytest
 
 from distil.models import byte_tokenizer
+from distil.recipe.api import ApiSection
 from distil.teachers import Sampling, Teacher, TeacherError
 from distil.teachers.api import ApiTeacher
-from distil.teachers.budget import Budget, BudgetExhaustedError, Price, Spend, Spent
+from distil.teachers.budget import BudgetExhaustedError, Spent
 from distil.teachers.ratelimit import RateLimiter, TokenBucket, backoff_delay, retry_after_seconds
 from distil.teachers.tokenmap import TokenMap
-from tests.teachers.fake_api import FakeApi, dropped, malformed, status, timed_out
+from tests.teachers.fake_api import FakeApi, dropped, malformed, status, timed_out, without_logprobs
 
 SECRET = "sk-test-0123456789abcdefghijklmnop"
 
 
-def make(fake: FakeApi, **options) -> ApiTeacher:
-    options.setdefault("api_key_env", None)
-    options.setdefault("backoff_s", 0.01)
-    options.setdefault("backoff_max_s", 0.05)
-    return ApiTeacher("fake-teacher", "http://fake.test/v1", http_client=fake.client(), **options)
+def make(fake: FakeApi, spent: Spent | None = None, **api) -> ApiTeacher:
+    """A teacher of the fake endpoint; `api`: teacher.api fields over quick test defaults."""
+    api = {"base_url": "http://fake.test/v1", "api_key_env": None, "backoff_s": 0.01,
+           "backoff_max_s": 0.05, **api}
+    return ApiTeacher.from_section("fake-teacher", ApiSection(**api), spent=spent,
+                                   http_client=fake.client())
 
 
 def on_generation(faults: dict[int, object]):
@@ -47,7 +51,7 @@ def tokenizer():
 
 def test_chat_completion_carries_text_logprobs_and_ids(tokenizer):
     fake = FakeApi()
-    with make(fake, tokenizer=tokenizer, tokenizer_name="tiny") as teacher:
+    with make(fake, tokenizer="tiny-teacher") as teacher:
         (done,) = teacher.generate(["hello"], Sampling(max_new_tokens=3, top_logprobs=3))
         assert isinstance(teacher, Teacher)  # (on Python 3.11 this reads .capabilities: a probe)
     assert done.text == "oll" and done.finish_reason == "length"
@@ -61,9 +65,9 @@ def test_chat_completion_carries_text_logprobs_and_ids(tokenizer):
     assert body["logprobs"] is True and body["top_logprobs"] == 3 and body["max_tokens"] == 3
 
 
-def test_completions_endpoint_sends_the_rendered_prompt(tokenizer):
+def test_completions_endpoint_sends_the_rendered_prompt():
     fake = FakeApi()
-    with make(fake, endpoint="completions", tokenizer=tokenizer) as teacher:
+    with make(fake, endpoint="completions", tokenizer="tiny-teacher") as teacher:
         (done,) = teacher.generate(["hi"], Sampling(max_new_tokens=64, logprobs=True))
     sent = fake.generation_calls()[0]["prompt"]
     assert sent == "<|user|>hi<|end|><|assistant|>"  # the tiny chat template
@@ -155,23 +159,22 @@ def test_concurrency_is_capped():
 
 def test_budget_caps_stop_before_a_request_is_sent():
     fake = FakeApi()
-    spend = Spend(Budget(max_requests=3))
-    with (make(fake, spend=spend, concurrency=1) as teacher,
+    with (make(fake, budget={"max_requests": 3}, concurrency=1) as teacher,
           pytest.raises(BudgetExhaustedError, match=r"max_requests=3; 3 requests sent")):
         teacher.generate([f"p{i}" for i in range(5)], Sampling(max_new_tokens=4))
     assert len(fake.generation_calls()) == 3
 
 
 def test_cost_cap_reserves_the_worst_case():
-    price = Price(input_per_million=1e6, output_per_million=1e6)  # 1 per token
-    spend = Spend(Budget(max_cost=30), price,
-                  already=Spent(requests=1, prompt_tokens=5, completion_tokens=5))
+    price = {"input_per_million": 1e6, "output_per_million": 1e6}  # 1 per token
+    already = Spent(requests=1, prompt_tokens=5, completion_tokens=5)
     fake = FakeApi()
     # each request reserves ~5 prompt tokens (estimated) + 8 completion tokens (worst case):
     # 10 spent + 13 fits under 30; the first then uses 4 + 4, and 18 + 13 does not fit
-    with (make(fake, spend=spend, concurrency=1) as teacher,
+    with (make(fake, already, price=price, budget={"max_cost": 30}, concurrency=1) as teacher,
           pytest.raises(BudgetExhaustedError, match="max_cost=30")):
         teacher.generate(["abcd", "efgh", "ijkl"], Sampling(max_new_tokens=8))
+    spend = teacher.spend
     assert len(fake.generation_calls()) == 1
     assert spend.spent.requests == 2 and spend.cost == pytest.approx(10 + 4 + 4)
 
@@ -184,14 +187,14 @@ def test_probe_finds_the_top_k_limit(limit):
     assert len(fake.generation_calls()) <= 8
 
 
-def test_probe_says_what_the_endpoint_offers(tokenizer):
-    with make(FakeApi(max_top=5), tokenizer=tokenizer, tokenizer_name="tiny") as teacher:
+def test_probe_says_what_the_endpoint_offers():
+    with make(FakeApi(max_top=5), tokenizer="tiny-teacher") as teacher:
         report = teacher.probe(want_top_logprobs=8)
     caps = report.capabilities
     assert caps.logprobs and caps.max_top_logprobs == 5 and caps.can_score and caps.token_ids
     text = "\n".join(report.lines)
     assert "top-5 logprobs per generated token" in text and "asked for the top-8" in text
-    assert "scores given text" in text and "mapped to ids with tiny" in text
+    assert "scores given text" in text and "mapped to ids with tiny-teacher" in text
 
 
 def test_probe_of_an_endpoint_without_logprobs_or_echo():
@@ -204,18 +207,55 @@ def test_probe_of_an_endpoint_without_logprobs_or_echo():
     assert "trained on text only (sequence-level KD)" in text and "cannot score given text" in text
 
 
+def any_fault(rate: float, seed: int):
+    """A transient fault on any request (the probe's included) with probability `rate`."""
+    rng = random.Random(seed)
+    kinds = [lambda: status(500), lambda: status(503), malformed, dropped, timed_out,
+             lambda: status(429, headers={"retry-after": "0.001"})]
+
+    def fault(number: int, body: dict):
+        return rng.choice(kinds)() if rng.random() < rate else None
+    return fault
+
+
+def test_faults_never_make_the_probe_say_an_endpoint_cannot_score():
+    """Transient failures are retried; when they never stop the probe says so, and only a
+    definite answer (a 4xx, an echo without logprobs) means the endpoint cannot score."""
+    verdicts: Counter = Counter()
+    for seed in range(40):
+        with make(FakeApi(fault=any_fault(0.5, seed)), backoff_s=0.001, backoff_max_s=0.002) as teacher:
+            try:
+                verdicts[teacher.probe(want_top_logprobs=5).capabilities.can_score] += 1
+            except TeacherError:
+                verdicts["gave up, saying why"] += 1
+    assert verdicts[False] == 0 and verdicts[True] >= 30, verdicts
+
+
+def test_an_echo_without_prompt_logprobs_is_a_definite_no():
+    def no_echo_logprobs(number: int, body: dict):
+        return without_logprobs(body) if body.get("echo") else None
+
+    fake = FakeApi(fault=no_echo_logprobs)
+    with make(fake) as teacher:
+        report = teacher.probe()
+    assert not report.capabilities.can_score and report.capabilities.logprobs
+    assert "cannot score given text (the echo response holds no prompt logprobs)" in "\n".join(report.lines)
+    assert len([b for b in fake.generation_calls() if b.get("echo")]) == 1  # not retried
+
+
 def test_probe_stops_at_an_unknown_model_and_an_unreachable_endpoint():
     fake = FakeApi(models=("other-model",))
     with (make(fake) as teacher,
           pytest.raises(TeacherError, match=r"'fake-teacher' is not served .* other-model")):
         teacher.probe()
-    teacher = ApiTeacher("m", "http://127.0.0.1:9/v1", api_key_env=None, backoff_s=0.01)
+    teacher = ApiTeacher("m", ApiSection(base_url="http://127.0.0.1:9/v1", api_key_env=None,
+                                         backoff_s=0.01))
     with teacher, pytest.raises(TeacherError, match=r"cannot reach the teacher at http://127.0.0.1:9/v1"):
         teacher.probe()
 
 
 def test_score_returns_the_completion_tokens_only(tokenizer):
-    with make(FakeApi(), tokenizer=tokenizer) as teacher:
+    with make(FakeApi(), tokenizer="tiny-teacher") as teacher:
         scored = teacher.score("ab", "xyz", top_logprobs=2)
     assert [t.token for t in scored] == ["x", "y", "z"]
     assert [t.token_id for t in scored] == tokenizer.convert_tokens_to_ids(["x", "y", "z"])
@@ -277,3 +317,15 @@ def test_retry_after_forms():
     assert retry_after_seconds({"retry-after": "Thu, 01 Jan 2026 00:00:10 GMT"},
                                now=1767225600.0) == pytest.approx(10.0)
     assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
+
+
+def test_without_the_openai_package_the_api_teacher_names_the_extra(monkeypatch):
+    import importlib.util
+
+    import distil.teachers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openai" else real(name, *a))
+    with pytest.raises(TeacherError, match=r"pip install 'distil\[api\]'"):
+        distil.teachers.ApiTeacher  # noqa: B018 (the lazy attribute is what is tested)

@@ -218,7 +218,7 @@ def store_signals(recipe: Recipe, source: SignalSource, tokenizer: Any, vocab: i
 def capture_through_api(recipe: Recipe) -> CaptureResult:
     """Score every training response with the API teacher; its top-k at T = 1 into the store."""
     from distil.progress import console
-    from distil.synth.teacher import api_teacher
+    from distil.teachers import ApiTeacher
 
     _, student, vocab = load_models(recipe, torch.device("cpu"), need_teacher=False)
     settings = recipe.capture
@@ -229,7 +229,7 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
     if settings.source == "generation":  # no request: the logprobs are in the data already
         return store_signals(recipe, generation_source(recipe, tokenizer), tokenizer, vocab,
                              examples, settings.batch_size, endpoint=endpoint)
-    with api_teacher(recipe) as teacher:
+    with ApiTeacher.from_section(recipe.teacher.model, api, seed=recipe.seed) as teacher:
         report = teacher.probe(want_top_logprobs=settings.top_k)
         for line in report.lines:
             console.print(line, highlight=False)

@@ -121,6 +121,11 @@ class SynthSection(Section):
     """Near-duplicate prompt removal."""
     filters: FiltersSection = FiltersSection()
     """Response filters."""
+    max_failed_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Largest share of the run's requests that may still have failed after their retries
+    for the stage to count as done. Above it (by default: any failed request) `distil synth`
+    writes what it has, exits non-zero and the stage is not marked done, so `distil run`
+    does not train on partial data; a rerun sends only the failed requests."""
     batch_size: Annotated[int, Field(ge=1)] = 16
     """Prompts per generate call for a local teacher (an API teacher is paced by
     teacher.api.concurrency instead)."""

@@ -4,9 +4,10 @@
     distil synth recipes/api-teacher.yaml               # RUN/data/train.parquet + card
 
 Modules: `prompts` (seed file, task generators, self-instruct expansion), `dedup`
-(MinHash, ROUGE-L), `journal` (every request, crash-safe), `driver` (sends what the
-journal lacks), `filters` (empty, truncated, refusal, bounds), `output` (Parquet with
-provenance, rejects, card), `stage` (the `synth` stage and its dry run).
+(MinHash, ROUGE-L), `plan` (the requests a run sends), `journal` (every request,
+crash-safe), `driver` (sends what the journal lacks), `filters` (empty, truncated, refusal,
+bounds), `output` (Parquet with provenance, rejects, card), `estimate` (the dry run),
+`stage` (the `synth` stage).
 """
 
 from distil.errors import DistilError
@@ -14,3 +15,7 @@ from distil.errors import DistilError
 
 class SynthError(DistilError):
     """A synth run cannot start or produced nothing usable."""
+
+
+class SynthIncompleteError(SynthError):
+    """More requests failed after their retries than synth.max_failed_fraction allows."""

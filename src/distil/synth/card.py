@@ -26,8 +26,9 @@ def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
              f"Written by `distil synth` (distil {summary['toolkit_version']}) on {summary['created']}.",
              "Rows: `train.parquet`; dropped prompts and responses, each with its reason: "
              "`rejects.jsonl`; all figures: `synth_summary.json`.", ""]
-    if summary["stopped"]:
-        lines += [f"**Incomplete**: {summary['stopped']}", ""]
+    for why in (summary["stopped"], summary.get("incomplete")):
+        if why:
+            lines += [f"**Incomplete**: {why}", ""]
     lines += ["## Teacher", "", "| | |", "| --- | --- |",
               f"| model | `{teacher.get('model')}` |", f"| backend | {teacher.get('backend')} |",
               f"| endpoint | {teacher.get('endpoint') or 'in process'} |",

@@ -94,7 +94,7 @@ def _entry(request: Request, outcome: Outcome) -> Entry:
                  request=request_record(request), attempts=outcome.attempts,
                  started=outcome.started, finished=outcome.finished,
                  completion=outcome.completion, served_model=outcome.served_model,
-                 error=outcome.error)
+                 error=outcome.error, attempts_recorded=outcome.attempts_recorded)
 
 
 def _concurrently(teacher: ConcurrentTeacher, todo: list[Request],

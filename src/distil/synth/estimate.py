@@ -12,18 +12,17 @@ from typing import Any
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.synth.journal import Journal
-from distil.synth.prompts import PromptItem, PromptReject, deduplicate
-from distil.synth.stage import (
+from distil.synth.plan import (
     collect_expansions,
     expansion_requests,
     journal_path,
     require_synth,
     response_requests,
+    response_sampling,
 )
-from distil.synth.teacher import load_tokenizer
-from distil.teachers.base import Sampling
-from distil.teachers.budget import Price, Spent
-from distil.teachers.tokenmap import count_prompt_tokens
+from distil.synth.prompts import PromptItem, PromptReject, deduplicate
+from distil.teachers.budget import Spent, cost_at, priced
+from distil.teachers.tokenmap import count_prompt_tokens, load_tokenizer
 
 
 def estimate(recipe: Recipe, seeds: list[PromptItem],
@@ -34,9 +33,7 @@ def estimate(recipe: Recipe, seeds: list[PromptItem],
     tokenizer = load_tokenizer(api.tokenizer) if api is not None and api.tokenizer else None
     entries, spent = Journal.read(journal_path(recipe))
     s = section.sampling
-    base = Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                    seed=recipe.seed, stop=tuple(s.stop), logprobs=s.logprobs,
-                    top_logprobs=s.top_logprobs)
+    base = response_sampling(section, recipe.seed)
     expansions = expansion_requests(recipe, seeds)
     expanded, _, _ = collect_expansions(expansions, entries, section)
     unexpanded = [r for r in expansions if r.key not in entries or not entries[r.key].ok]
@@ -66,16 +63,16 @@ def _cost(recipe: Recipe, result: dict[str, Any], spent: Spent) -> dict[str, Any
     api = recipe.teacher.api
     if api is None:
         return {"at_most": 0.0, "currency": "", "note": "local teacher: no per-token cost"}
-    price = Price(**api.price.model_dump())
+    price = api.price
     tokens = result["tokens"]
-    at_most = price.cost(tokens["prompt"], tokens["completion_at_most"])
+    at_most = cost_at(price, tokens["prompt"], tokens["completion_at_most"])
     budget = api.budget
     cost: dict[str, Any] = {"at_most": round(at_most, 6), "currency": price.currency,
-                            "priced": price.known, "within_budget": True}
+                            "priced": priced(price), "within_budget": True}
     checks = [(budget.max_requests, spent.requests + result["requests"]["to_send"], "max_requests"),
               (budget.max_tokens, spent.tokens + tokens["prompt"] + tokens["completion_at_most"],
                "max_tokens"),
-              (budget.max_cost, price.cost(spent.prompt_tokens, spent.completion_tokens) + at_most,
+              (budget.max_cost, cost_at(price, spent.prompt_tokens, spent.completion_tokens) + at_most,
                "max_cost")]
     over = [f"{name}={cap} (worst case {needed:,.4g})" for cap, needed, name in checks
             if cap is not None and needed > cap]

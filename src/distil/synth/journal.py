@@ -13,12 +13,20 @@ most the requests still in flight. A torn last line (a kill in the middle of a w
 cut off when the journal is opened; any other unreadable line is an error, never skipped.
 The newest entry of a key wins: a failure followed by a success on a rerun is a success.
 An exclusive lock keeps two runs from writing the same journal.
+
+Budget caps count what the journal holds. A paid teacher records each attempt before it is
+sent (`record_attempt`: a line `{"attempt": <key or "probe">, "at": <unix time>}`), so
+start-up probes, retries, and requests that a cap or a kill stopped before they finished
+all count on the next run; an entry whose attempts were so recorded
+(`attempts_recorded: true`) does not count them again.
 """
 
 import fcntl
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +65,8 @@ class Entry:
     completion: Completion | None = None
     served_model: str | None = None
     error: str | None = None
+    attempts_recorded: bool = False
+    """Each attempt has its own `attempt` line, written before it was sent."""
 
     @property
     def ok(self) -> bool:
@@ -66,6 +76,7 @@ class Entry:
         return {"key": self.key, "status": self.status, "request": self.request,
                 "attempts": self.attempts, "started": self.started, "finished": self.finished,
                 "served_model": self.served_model, "error": self.error,
+                "attempts_recorded": self.attempts_recorded,
                 "completion": None if self.completion is None else completion_to_json(self.completion)}
 
     @classmethod
@@ -74,7 +85,8 @@ class Entry:
         return cls(key=row["key"], status=row["status"], request=row["request"],
                    attempts=row["attempts"], started=row["started"], finished=row["finished"],
                    completion=None if completion is None else completion_from_json(completion),
-                   served_model=row.get("served_model"), error=row.get("error"))
+                   served_model=row.get("served_model"), error=row.get("error"),
+                   attempts_recorded=row.get("attempts_recorded", False))
 
 
 def completion_to_json(completion: Completion) -> dict[str, Any]:
@@ -111,6 +123,7 @@ class Journal:
         self.spent = spent
         """Every attempt journaled so far and the tokens of every success (all lines, not
         just the newest per key): what budget caps count against."""
+        self._lock = threading.Lock()  # attempts are recorded from the teacher's own thread
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> "Journal":
@@ -150,12 +163,22 @@ class Journal:
 
     def append(self, entry: Entry) -> None:
         """Write one entry as one line and fsync it before returning."""
-        line = json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._write(entry.to_json())
+            self.entries[entry.key] = entry
+            _count(self.spent, entry)
+
+    def record_attempt(self, label: str) -> None:
+        """Record one billed attempt (of the request keyed `label`, or a probe) before it is sent."""
+        with self._lock:
+            self._write({"attempt": label, "at": round(time.time(), 3)})
+            self.spent.requests += 1
+
+    def _write(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
         self._handle.write(line.encode())
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self.entries[entry.key] = entry
-        _count(self.spent, entry)
 
     def close(self) -> None:
         if not self._handle.closed:
@@ -172,7 +195,8 @@ class Journal:
 
 
 def _count(spent: Spent, entry: Entry) -> None:
-    spent.requests += entry.attempts
+    if not entry.attempts_recorded:  # older journals, and teachers without a budget ledger
+        spent.requests += entry.attempts
     if entry.completion is not None:
         spent.prompt_tokens += entry.completion.usage.prompt_tokens
         spent.completion_tokens += entry.completion.usage.completion_tokens
@@ -192,7 +216,11 @@ def _read_entries(path: Path, handle: Any, repair: bool = True) -> tuple[dict[st
         if not line.strip():
             continue
         try:
-            entry = Entry.from_json(json.loads(line))
+            row = json.loads(line)
+            if "attempt" in row:
+                spent.requests += 1
+                continue
+            entry = Entry.from_json(row)
         except (ValueError, KeyError, TypeError) as err:
             raise JournalError(f"{path} line {number} is unreadable ({err}); it was not written by "
                                "this toolkit: restore the file, or delete that line to send its "

@@ -5,14 +5,14 @@
 
 Steps: seed prompts (file, tasks) → self-instruct expansion → near-duplicate removal →
 one request per prompt and sample → filters → outputs. Every request goes through the
-journal (RUN/synth/journal.jsonl), so a rerun sends only what is missing or failed; a
-budget cap stops the run after writing out what was done.
+journal (RUN/synth/journal.jsonl), so a rerun sends only what is missing or failed. A
+budget cap, or more failed requests than synth.max_failed_fraction allows, stops the run
+with an error after writing out what was done: the stage is then not done.
 """
 
 import time
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +20,28 @@ from distil import __version__
 from distil.fsutil import atomic_write_json
 from distil.progress import console
 from distil.recipe import Recipe
+from distil.recipe.api import PriceSection
 from distil.recipe.synth import SynthSection
-from distil.synth import SynthError
+from distil.synth import SynthError, SynthIncompleteError
 from distil.synth.card import write_card
-from distil.synth.driver import Request, SendReport, make_request, send_missing
-from distil.synth.filters import judge, judge_instruction
-from distil.synth.journal import Entry, Journal
+from distil.synth.driver import Request, SendReport, send_missing
+from distil.synth.estimate import estimate
+from distil.synth.filters import judge
+from distil.synth.journal import Journal
 from distil.synth.output import reject_row, response_row, utc, write_jsonl, write_train
-from distil.synth.prompts import (
-    PromptItem,
-    PromptReject,
-    clean_expansion,
-    deduplicate,
-    expansion_messages,
-    item,
-    seed_prompts,
+from distil.synth.plan import (
+    collect_expansions,
+    data_dir,
+    expansion_requests,
+    journal_path,
+    require_synth,
+    response_requests,
+    response_sampling,
 )
-from distil.synth.teacher import endpoint_id, model_id, open_teacher
+from distil.synth.prompts import PromptItem, PromptReject, deduplicate, seed_prompts
+from distil.synth.teacher import open_teacher
 from distil.teachers.base import Sampling, Teacher
-from distil.teachers.budget import BudgetExhaustedError, Price
+from distil.teachers.budget import BudgetExhaustedError, cost_at, priced
 
 
 @dataclass
@@ -51,21 +54,6 @@ class SynthResult:
     summary: dict[str, Any]
 
 
-def journal_path(recipe: Recipe) -> Path:
-    return recipe.run_dir / "synth" / "journal.jsonl"
-
-
-def data_dir(recipe: Recipe) -> Path:
-    return recipe.run_dir / "data"
-
-
-def require_synth(recipe: Recipe) -> SynthSection:
-    if recipe.synth is None:
-        raise SynthError("the recipe has no synth: section; add one with synth.prompts.file or "
-                         "synth.prompts.tasks (see docs/synth.md)")
-    return recipe.synth
-
-
 def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
     """Run the synth stage (or, with `dry_run`, estimate it); see the module docstring."""
     section = require_synth(recipe)
@@ -74,11 +62,9 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
         raise SynthError("no prompts: synth.prompts.file and synth.prompts.tasks gave none; "
                          "point them at some")
     if dry_run:
-        from distil.synth.estimate import estimate
-
         return estimate(recipe, seeds, prompt_rejects)
     with Journal.open(journal_path(recipe)) as journal:
-        teacher, notes = open_teacher(recipe, journal.spent)
+        teacher, notes = open_teacher(recipe, journal)
         try:
             for line in notes:
                 console.print(line, highlight=False)
@@ -89,8 +75,8 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
                 close()
 
 
-def response_sampling(section: SynthSection, teacher: Teacher, seed: int) -> Sampling:
-    """The sampling of sample 0; sample k uses seed + k. Top-k is clamped to what the teacher gives."""
+def response_sampling_for(section: SynthSection, teacher: Teacher, seed: int) -> Sampling:
+    """The run's sampling, refused when it needs logprobs the teacher does not give."""
     s = section.sampling
     caps = teacher.capabilities
     if (s.logprobs or s.top_logprobs) and not caps.logprobs:
@@ -98,52 +84,7 @@ def response_sampling(section: SynthSection, teacher: Teacher, seed: int) -> Sam
         cause = getattr(report, "logprobs_refusal", None) or "none returned"
         raise SynthError(f"the teacher refuses logprobs ({cause}); set synth.sampling.top_logprobs=0 "
                          "and synth.sampling.logprobs=false to collect text only (sequence-level KD)")
-    return Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                    seed=seed, stop=tuple(s.stop), logprobs=s.logprobs,
-                    top_logprobs=min(s.top_logprobs, caps.max_top_logprobs))
-
-
-def expansion_requests(recipe: Recipe, seeds: list[PromptItem]) -> list[Request]:
-    """The self-instruct requests (none when synth.prompts.expand is 0)."""
-    section = require_synth(recipe)
-    p, s = section.prompts, section.sampling
-    texts = [i.text for i in seeds]
-    return [make_request(endpoint_id(recipe), model_id(recipe),
-                         expansion_messages(texts, index, p.expand_examples, recipe.seed),
-                         Sampling(max_new_tokens=s.max_new_tokens, temperature=p.expand_temperature,
-                                  top_p=s.top_p, seed=recipe.seed + index))
-            for index in range(p.expand)]
-
-
-def response_requests(recipe: Recipe, prompts: list[PromptItem],
-                      base: Sampling) -> list[tuple[PromptItem, int, Request]]:
-    """One request per prompt and sample, in prompt order."""
-    section = require_synth(recipe)
-    samplings = [replace(base, seed=recipe.seed + k) for k in range(section.samples_per_prompt)]
-    return [(prompt, k, make_request(endpoint_id(recipe), model_id(recipe),
-                                     [{"role": "user", "content": prompt.text}], samplings[k]))
-            for prompt in prompts for k in range(section.samples_per_prompt)]
-
-
-def collect_expansions(requests: list[Request], entries: Mapping[str, Entry],
-                       section: SynthSection) -> tuple[list[PromptItem], list[dict[str, Any]], int]:
-    """New prompts from the journaled expansion replies, the rejected replies, and how many are unsent."""
-    items, rejects, pending = [], [], 0
-    for request in requests:
-        entry = entries.get(request.key)
-        if entry is None:
-            pending += 1
-        elif entry.completion is None:
-            rejects.append(reject_row("expansion", "request_failed", entry.error or "", entry=entry))
-        else:
-            text = clean_expansion(entry.completion.text)
-            verdict = judge_instruction(entry.completion.text, text, entry.completion.finish_reason,
-                                        section.filters)
-            if verdict is None:
-                items.append(item(text, "self_instruct"))
-            else:
-                rejects.append(reject_row("expansion", verdict.reason, verdict.detail, entry=entry))
-    return items, rejects, pending
+    return response_sampling(section, seed, max_top_logprobs=caps.max_top_logprobs)
 
 
 def assemble(planned: list[tuple[PromptItem, int, Request]], journal: Journal, section: SynthSection,
@@ -173,7 +114,7 @@ def assemble(planned: list[tuple[PromptItem, int, Request]], journal: Journal, s
 def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journal,
                 seeds: list[PromptItem], prompt_rejects: list[PromptReject]) -> SynthResult:
     section = require_synth(recipe)
-    base = response_sampling(section, teacher, recipe.seed)
+    base = response_sampling_for(section, teacher, recipe.seed)
     expansions = expansion_requests(recipe, seeds)
     expand_report = (send_missing(teacher, expansions, journal, "expand", section.batch_size)
                      if expansions else SendReport())
@@ -185,19 +126,37 @@ def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Jou
     rejects = ([reject_row("prompt", r.reason, r.detail, prompt=r.item)
                 for r in prompt_rejects + duplicates] + expand_rejects + response_rejects)
     stopped = expand_report.stopped or report.stopped
+    incomplete = failed_requests(recipe, expand_rejects + response_rejects,
+                                 len(expansions) + len(planned))
     summary = _summary(recipe, teacher, notes, journal, base, {
         "seeds": seeds, "expanded": expanded, "prompts": prompts, "rejects": rejects, "rows": rows,
         "planned": len(planned), "pending": pending, "expand_pending": expand_pending,
-        "sent": [expand_report, report], "stopped": stopped})
+        "sent": [expand_report, report], "stopped": stopped, "incomplete": incomplete})
     train_path = _write_outputs(recipe, rows, rejects, summary)
     if stopped is not None:
         raise BudgetExhaustedError(f"{stopped}; {len(rows)} rows so far in {train_path}, "
                                    f"{pending + expand_pending} requests not sent yet")
+    if incomplete is not None:
+        raise SynthIncompleteError(incomplete)
     if not rows:
         reasons = ", ".join(f"{n} {r}" for r, n in Counter(r["reason"] for r in rejects).most_common())
         raise SynthError(f"no response was kept ({reasons}); see {data_dir(recipe) / 'rejects.jsonl'} "
                          "and loosen synth.filters or raise synth.sampling.max_new_tokens")
     return SynthResult(train_path, len(rows), len(rejects), summary)
+
+
+def failed_requests(recipe: Recipe, rejects: list[dict[str, Any]], requests: int) -> str | None:
+    """Why the stage is not done when more requests failed than synth.max_failed_fraction allows."""
+    failed = [r for r in rejects if r["reason"] == "request_failed"]
+    allowed = require_synth(recipe).max_failed_fraction
+    if not failed or len(failed) <= allowed * requests:
+        return None
+    first = failed[0]["detail"][:200]
+    return (f"{len(failed)} of {requests} requests to the teacher failed after their retries "
+            f"(first: {first}); the stage is not done, so nothing trains on this data: a rerun "
+            f"sends only those (the answered ones are kept in {journal_path(recipe)}), or set "
+            f"synth.max_failed_fraction to accept a share of failures; each failure is in "
+            f"{data_dir(recipe) / 'rejects.jsonl'}")
 
 
 def _context(recipe: Recipe, teacher: Teacher) -> dict[str, Any]:
@@ -211,7 +170,7 @@ def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journa
              base: Sampling, got: dict[str, Any]) -> dict[str, Any]:
     section = require_synth(recipe)
     api = recipe.teacher.api
-    price = Price(**api.price.model_dump()) if api is not None else Price()
+    price = api.price if api is not None else PriceSection()
     spend = getattr(teacher, "spend", None)
     spent = spend.spent if spend is not None else journal.spent
     token_map = getattr(teacher, "token_map", None)
@@ -230,11 +189,12 @@ def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journa
         "failed_this_run": sum(r.failed for r in got["sent"]),
         "spent": {"requests": spent.requests, "prompt_tokens": spent.prompt_tokens,
                   "completion_tokens": spent.completion_tokens,
-                  "cost": round(price.cost(spent.prompt_tokens, spent.completion_tokens), 6),
-                  "currency": price.currency, "priced": price.known},
+                  "cost": round(cost_at(price, spent.prompt_tokens, spent.completion_tokens), 6),
+                  "currency": price.currency, "priced": priced(price)},
         "attempts": dict(getattr(teacher, "counts", {})),
         "token_mapping": token_map.report() if token_map is not None else None,
         "stopped": str(got["stopped"]) if got["stopped"] is not None else None,
+        "incomplete": got["incomplete"],
         "dedup": section.dedup.model_dump(), "filters": section.filters.model_dump(),
         "license": section.license, "created": utc(time.time()), "toolkit_version": __version__,
     }

@@ -1,21 +1,20 @@
 """The recipe's teacher for synthesis: a local model, or an API endpoint probed at start.
 
-    teacher, notes = open_teacher(recipe, spent=journal.spent)
+    teacher, notes = open_teacher(recipe, journal)
     # notes: what the teacher offers, in words (the API probe's findings)
+
+An API teacher's budget counts from what the journal holds, and records each billed
+attempt (the probe's too) in the journal before sending it.
 
 Requests are keyed by `endpoint_id(recipe)` and `model_id(recipe)`, which need no
 connection (a dry run computes them too).
 """
 
-import importlib.util
 from typing import Any
 
-from distil.errors import ModelError
-from distil.models import BUILTIN_MODELS, DEMO_TEACHER_DIR, byte_tokenizer
 from distil.recipe import Recipe
-from distil.synth import SynthError
+from distil.synth.journal import Journal
 from distil.teachers.base import Teacher
-from distil.teachers.budget import Budget, Price, Spend, Spent
 from distil.teachers.local import LocalTeacher
 
 
@@ -31,22 +30,7 @@ def model_id(recipe: Recipe) -> str:
     return f"{spec.model}@{spec.revision}" if spec.revision else spec.model
 
 
-def load_tokenizer(name: str) -> Any:
-    """A tokenizer alone: a built-in name, `demo`, a folder or a hub id."""
-    if name in BUILTIN_MODELS:
-        return byte_tokenizer()
-    from transformers import AutoTokenizer
-
-    source = str(DEMO_TEACHER_DIR) if name == "demo" else name
-    try:
-        return AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"cannot load teacher.api.tokenizer {name!r}: {first}; name a tokenizer "
-                         "folder, a hub id or a built-in model") from None
-
-
-def open_teacher(recipe: Recipe, spent: Spent | None = None,
+def open_teacher(recipe: Recipe, journal: Journal | None = None,
                  http_client: Any = None) -> tuple[Teacher, list[str]]:
     """The teacher to synthesise with, and lines saying what it offers.
 
@@ -59,7 +43,12 @@ def open_teacher(recipe: Recipe, spent: Spent | None = None,
                                     trust_remote_code=spec.trust_remote_code, batch_size=batch_size)
         return teacher, [f"teacher {spec.model} (local): full distributions; any top-k and "
                          "scoring available"]
-    teacher = api_teacher(recipe, spent, http_client)
+    from distil.teachers import ApiTeacher
+
+    teacher = ApiTeacher.from_section(
+        spec.model, spec.api, spent=journal.spent if journal is not None else None,
+        ledger=journal.record_attempt if journal is not None else None, http_client=http_client,
+        seed=recipe.seed)
     try:
         want = synth.sampling.top_logprobs if synth is not None else 0
         report = teacher.probe(want_top_logprobs=want)
@@ -67,23 +56,3 @@ def open_teacher(recipe: Recipe, spent: Spent | None = None,
         teacher.close()
         raise
     return teacher, list(report.lines)
-
-
-def api_teacher(recipe: Recipe, spent: Spent | None = None, http_client: Any = None) -> Any:
-    """An `ApiTeacher` from teacher.api (not yet probed); budget counted from `spent`."""
-    if importlib.util.find_spec("openai") is None:
-        raise SynthError("an API teacher needs the openai package: pip install 'distil[api]'")
-    from distil.teachers.api import ApiTeacher
-
-    spec = recipe.teacher
-    api = spec.api
-    assert api is not None
-    tokenizer = load_tokenizer(api.tokenizer) if api.tokenizer else None
-    spend = Spend(Budget(**api.budget.model_dump()), Price(**api.price.model_dump()), already=spent)
-    return ApiTeacher(spec.model, api.base_url, api_key_env=api.api_key_env, endpoint=api.endpoint,
-                      concurrency=api.concurrency, requests_per_minute=api.requests_per_minute,
-                      tokens_per_minute=api.tokens_per_minute, timeout_s=api.timeout_s,
-                      max_retries=api.max_retries, backoff_s=api.backoff_s,
-                      backoff_max_s=api.backoff_max_s, tokenizer=tokenizer,
-                      tokenizer_name=api.tokenizer, spend=spend, http_client=http_client,
-                      seed=recipe.seed)

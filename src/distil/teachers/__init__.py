@@ -1,8 +1,11 @@
 """Teachers: one protocol (`Teacher`), several backends; stages never know which they hold.
 
 `LocalTeacher` runs a model in process; `ApiTeacher` (needs the `api` extra) reaches one
-behind an OpenAI-compatible endpoint.
+behind an OpenAI-compatible endpoint: `ApiTeacher.from_section(model, recipe.teacher.api)`.
+Every teacher failure is a `TeacherError`.
 """
+
+import importlib.util
 
 from distil.teachers.base import (
     Capabilities,
@@ -39,6 +42,8 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """`ApiTeacher` is imported on first use, so the openai SDK stays an optional extra."""
     if name == "ApiTeacher":
+        if importlib.util.find_spec("openai") is None:
+            raise TeacherError("an API teacher needs the openai package: pip install 'distil[api]'")
         from distil.teachers.api import ApiTeacher
 
         return ApiTeacher

@@ -20,6 +20,11 @@ class MalformedResponse(Exception):
     """The server answered, but not with a usable completion."""
 
 
+class NoPromptLogprobs(MalformedResponse):
+    """A well-formed echo that carries no logprobs for the prompt: the server ignores echo
+    (the start-up probe takes it as "cannot score"; scoring retries it like any malformed reply)."""
+
+
 def _no_id(token: str, token_bytes: list[int] | None = None) -> None:
     return None
 
@@ -86,11 +91,11 @@ def echoed_logprobs(response: Any, start: int, end: int, id_of: IdOf | None) -> 
     """Logprobs of the echoed tokens whose text starts in [start, end) of the echoed prompt."""
     raw = getattr(first_choice(response), "logprobs", None)
     if raw is None or not raw.tokens or raw.token_logprobs is None:
-        raise MalformedResponse("the echo response holds no prompt logprobs")
+        raise NoPromptLogprobs("the echo response holds no prompt logprobs")
     offsets = raw.text_offset or _offsets(raw.tokens)
     positions = [i for i, offset in enumerate(offsets) if start <= offset < end]
     if any(raw.token_logprobs[i] is None for i in positions):
-        raise MalformedResponse("the echo response lacks a logprob for a scored token")
+        raise NoPromptLogprobs("the echo response lacks a logprob for a scored token")
     return list(_completion_logprobs(raw, positions, id_of or _no_id))
 
 

@@ -1,6 +1,6 @@
 """The start-up probe of an API teacher: what the endpoint offers, and what that means.
 
-    report = teacher.probe(want_top_logprobs=5)
+    report = teacher.probe(want_top_logprobs=5)     # runs run_probe on the teacher's loop
     report.capabilities          # Capabilities(logprobs=True, max_top_logprobs=5, can_score=False, ...)
     print("\\n".join(report.lines))
     # teacher gpt-x at https://... (chat endpoint)
@@ -10,17 +10,22 @@ Three small requests: the model list (is the model served? is the key accepted?)
 one-token generation asking for logprobs (stepping down the top-k until the server
 accepts it), and a one-token completions `echo` (can it score given text?). An endpoint
 that accepts no connection, a refused key or an unknown model stop the run here with one
-clear message.
+clear message. Every finding is a definite answer from the server: transient failures
+are retried with teacher.api.max_retries, and an endpoint that keeps failing stops the
+probe with an error instead of being reported as lacking a capability.
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from distil.teachers.api_parse import chat_completion, echoed_logprobs, text_completion
+from distil.teachers.api_client import ApiClient
+from distil.teachers.api_parse import (
+    NoPromptLogprobs,
+    chat_completion,
+    echoed_logprobs,
+    text_completion,
+)
 from distil.teachers.base import Capabilities, Sampling, TeacherError, Usage
-
-if TYPE_CHECKING:
-    from distil.teachers.api import ApiTeacher
 
 PROBE_PROMPT = "Say OK."
 SCORE_TEXT = "The quick brown fox jumps over the lazy dog."
@@ -40,7 +45,7 @@ class ProbeReport:
     lines: tuple[str, ...]
 
 
-async def run_probe(teacher: "ApiTeacher", want_top_logprobs: int) -> ProbeReport:
+async def run_probe(teacher: ApiClient, want_top_logprobs: int) -> ProbeReport:
     """Probe the endpoint; raise `TeacherError` when it cannot serve the run at all."""
     served = await _served_models(teacher)
     if served is not None and teacher.name not in served:
@@ -57,12 +62,12 @@ async def run_probe(teacher: "ApiTeacher", want_top_logprobs: int) -> ProbeRepor
                        tuple(lines))
 
 
-async def _served_models(teacher: "ApiTeacher") -> list[str] | None:
+async def _served_models(teacher: ApiClient) -> list[str] | None:
     async def call() -> tuple[list[str], Usage, None]:
         page = await teacher.client.models.list(timeout=teacher.timeout_s)
         return [model.id for model in page.data], Usage(), None
 
-    result = await teacher._attempts(call, 0, 0, billed=False, raise_fatal=False,
+    result = await teacher.attempts(call, 0, 0, billed=False, raise_fatal=False,
                                      give_up_on=frozenset({"unreachable"}))
     failure = result.failure
     if failure is None:
@@ -75,7 +80,7 @@ async def _served_models(teacher: "ApiTeacher") -> list[str] | None:
     return None  # the endpoint does not list its models; the generation probe will tell
 
 
-async def _probe_logprobs(teacher: "ApiTeacher", want: int) -> tuple[bool, int, str | None]:
+async def _probe_logprobs(teacher: ApiClient, want: int) -> tuple[bool, int, str | None]:
     """(logprobs offered, largest top-k accepted, refusal cause).
 
     Steps down a ladder of top-k values until one is accepted, then bisects between it and
@@ -104,7 +109,7 @@ async def _probe_logprobs(teacher: "ApiTeacher", want: int) -> tuple[bool, int, 
                        f"({plain.cause}); check teacher.model and teacher.api.endpoint")
 
 
-async def _try_top_k(teacher: "ApiTeacher", k: int) -> tuple[int | None, str | None]:
+async def _try_top_k(teacher: ApiClient, k: int) -> tuple[int | None, str | None]:
     """(top-k the answer carried, or -1 for an answer without logprobs; None if refused)."""
     result = await _generate(teacher, Sampling(max_new_tokens=PROBE_TOKENS, logprobs=True,
                                                top_logprobs=k))
@@ -121,41 +126,56 @@ async def _try_top_k(teacher: "ApiTeacher", k: int) -> tuple[int | None, str | N
     return None, result.cause
 
 
-async def _generate(teacher: "ApiTeacher", sampling: Sampling) -> Any:
+async def _generate(teacher: ApiClient, sampling: Sampling) -> Any:
     prompt_tokens = teacher.estimate_prompt_tokens(PROBE_PROMPT)
 
     async def call() -> tuple[Any, Usage, str | None]:
         if teacher.endpoint == "chat":
             response = await teacher.client.chat.completions.create(
-                **teacher._chat_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s)
+                **teacher.chat_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s)
             completion = chat_completion(response, None, prompt_tokens)
         else:
             response = await teacher.client.completions.create(
-                **teacher._completion_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s)
+                **teacher.completion_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s)
             completion = text_completion(response, None, prompt_tokens)
         return completion, completion.usage, getattr(response, "model", None)
 
-    return await teacher._attempts(call, prompt_tokens, PROBE_TOKENS)
+    return await teacher.attempts(call, prompt_tokens, PROBE_TOKENS, label="probe")
 
 
-async def _probe_scoring(teacher: "ApiTeacher") -> tuple[bool, str | None]:
+async def _probe_scoring(teacher: ApiClient) -> tuple[bool, str | None]:
+    """(can score, why not), from a definite answer only.
+
+    No means the server said so: a 4xx refusal, or a well-formed echo without prompt
+    logprobs. Transient failures (5xx, 429, timeouts, dropped connections, malformed
+    replies) are retried like any request; if they never stop, the probe raises rather than
+    guess, since `capture.source: auto` would otherwise fall back to generation logprobs.
+    """
     estimate = teacher.estimate_prompt_tokens(SCORE_TEXT)
 
-    async def call() -> tuple[Any, Usage, str | None]:
+    async def call() -> tuple[tuple[bool, str | None], Usage, str | None]:
         response = await teacher.client.completions.create(
             model=teacher.name, prompt=SCORE_TEXT, echo=True, logprobs=1, max_tokens=1,
             temperature=0, timeout=teacher.timeout_s)
-        scored = echoed_logprobs(response, 1, len(SCORE_TEXT), None)
         usage = response.usage
-        return scored, Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(), None
+        billed = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage()
+        try:
+            scored = echoed_logprobs(response, 1, len(SCORE_TEXT), None)
+        except NoPromptLogprobs as err:
+            return (False, str(err)), billed, None
+        return (True, None) if scored else (False, "no prompt logprobs in the echo"), billed, None
 
-    result = await teacher._attempts(call, estimate, 1, raise_fatal=False, retries=2)
-    if result.failure is None and result.value:
-        return True, None
-    return False, result.cause or "no prompt logprobs in the echo"
+    result = await teacher.attempts(call, estimate, 1, label="probe", raise_fatal=False)
+    if result.failure is None:
+        return result.value
+    if result.failure.kind != "retry":
+        return False, result.cause
+    raise TeacherError(f"could not tell whether the teacher at {teacher.base_url} can score given "
+                       f"text: every attempt failed ({result.cause}); rerun when the endpoint "
+                       "answers, or raise teacher.api.max_retries")
 
 
-def explain(teacher: "ApiTeacher", caps: Capabilities, want: int, refusal: str | None,
+def explain(teacher: ApiClient, caps: Capabilities, want: int, refusal: str | None,
             scoring_refusal: str | None, server_ids: bool = False) -> list[str]:
     """What the probe found, in words, with what it means for distillation."""
     lines = [f"teacher {teacher.name} at {teacher.base_url} ({teacher.endpoint} endpoint)"]

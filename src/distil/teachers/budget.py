@@ -1,17 +1,23 @@
 """Spending caps for a paid teacher: requests, tokens and cost, checked before each request.
 
-    spend = Spend(Budget(max_requests=1000, max_cost=5.0), Price(2.5, 10.0))
+    spend = Spend(BudgetSection(max_requests=1000, max_cost=5.0), PriceSection(input_per_million=2.5))
     spend.reserve(estimated_tokens)     # raises BudgetExhaustedError before a cap is passed
     ...                                 # send the request
     spend.settle(estimated_tokens, usage)
 
-A reservation counts the request and its worst-case tokens before it is sent, so requests
-in flight can never carry the total past a cap. `Spend.already` seeds the counters with
-what earlier runs spent (from the request journal), so a rerun gets no fresh allowance.
+Caps and prices are the recipe's `teacher.api.budget` and `teacher.api.price` sections
+(`distil.recipe.api`), which hold their defaults. A reservation counts the request and its
+worst-case tokens before it is sent, so requests in flight can never carry the total past a
+cap. `Spend.already` seeds the counters with what earlier runs spent (from the request
+journal), so a rerun gets no fresh allowance; `Spend.ledger` (the journal's
+`record_attempt`) records each billed attempt before it is sent, so what a run spends on
+probes, on retries and on requests that never finished counts in the next run too.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from distil.recipe.api import BudgetSection, PriceSection
 from distil.teachers.base import TeacherError, Usage
 
 
@@ -19,31 +25,15 @@ class BudgetExhaustedError(TeacherError):
     """A budget cap would be passed by the next request; what was done is kept."""
 
 
-@dataclass(frozen=True)
-class Price:
-    """Provider prices per million tokens."""
-
-    input_per_million: float = 0.0
-    output_per_million: float = 0.0
-    currency: str = "USD"
-
-    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
-        """Cost of that many prompt and completion tokens."""
-        return (prompt_tokens * self.input_per_million
-                + completion_tokens * self.output_per_million) / 1e6
-
-    @property
-    def known(self) -> bool:
-        return self.input_per_million > 0 or self.output_per_million > 0
+def cost_at(price: PriceSection, prompt_tokens: float, completion_tokens: float) -> float:
+    """Cost of that many prompt and completion tokens at `price`."""
+    return (prompt_tokens * price.input_per_million
+            + completion_tokens * price.output_per_million) / 1e6
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Caps; None means no cap."""
-
-    max_requests: int | None = None
-    max_tokens: int | None = None
-    max_cost: float | None = None
+def priced(price: PriceSection) -> bool:
+    """Whether the recipe gives a price (all zero: unknown or free)."""
+    return price.input_per_million > 0 or price.output_per_million > 0
 
 
 @dataclass
@@ -60,11 +50,17 @@ class Spent:
 
 
 class Spend:
-    """Running totals against a `Budget`; reserve before sending, settle after."""
+    """Running totals against a budget; reserve before sending, settle after."""
 
-    def __init__(self, budget: Budget = Budget(), price: Price = Price(),
-                 already: Spent | None = None, where: str = "teacher.api.budget") -> None:
-        self.budget, self.price, self.where = budget, price, where
+    def __init__(self, budget: BudgetSection | None = None, price: PriceSection | None = None,
+                 already: Spent | None = None, where: str = "teacher.api.budget",
+                 ledger: Callable[[str], None] | None = None) -> None:
+        self.budget = budget if budget is not None else BudgetSection()
+        self.price = price if price is not None else PriceSection()
+        self.where = where
+        self.ledger = ledger
+        """Called with a label (the request's key, or `probe`) before each billed attempt is
+        sent; it must have recorded the attempt durably when it returns."""
         self.spent = Spent(**vars(already)) if already is not None else Spent()  # a copy
         self._reserved_requests = 0
         self._reserved_prompt = 0.0
@@ -80,18 +76,21 @@ class Spend:
             self._stop(f"max_requests={b.max_requests}", f"{self.spent.requests} requests sent")
         if b.max_tokens is not None and prompt + completion > b.max_tokens:
             self._stop(f"max_tokens={b.max_tokens}", f"{self.spent.tokens} tokens used")
-        if b.max_cost is not None and self.price.cost(prompt, completion) > b.max_cost:
+        if b.max_cost is not None and cost_at(self.price, prompt, completion) > b.max_cost:
             self._stop(f"max_cost={b.max_cost}",
                        f"{self.cost:.4f} {self.price.currency} spent")
         self._reserved_requests += 1
         self._reserved_prompt += prompt_tokens
         self._reserved_completion += completion_tokens
 
+    def sending(self, label: str) -> None:
+        """A reserved attempt is about to go out: record it in the ledger first."""
+        if self.ledger is not None:
+            self.ledger(label)
+
     def settle(self, prompt_tokens: float, completion_tokens: float, usage: Usage | None) -> None:
         """Replace a reservation by what the request really used (None: nothing billed)."""
-        self._reserved_requests -= 1
-        self._reserved_prompt -= prompt_tokens
-        self._reserved_completion -= completion_tokens
+        self.release(prompt_tokens, completion_tokens)
         self.spent.requests += 1
         if usage is not None:
             self.spent.prompt_tokens += usage.prompt_tokens
@@ -105,7 +104,7 @@ class Spend:
 
     @property
     def cost(self) -> float:
-        return self.price.cost(self.spent.prompt_tokens, self.spent.completion_tokens)
+        return cost_at(self.price, self.spent.prompt_tokens, self.spent.completion_tokens)
 
     def _stop(self, cap: str, so_far: str) -> None:
         raise BudgetExhaustedError(

@@ -23,6 +23,9 @@ class Outcome:
     finished: float
     served_model: str | None = None
     """The model name the server reported (may be more specific than the one asked for)."""
+    attempts_recorded: bool = False
+    """Each attempt was recorded in the budget's ledger (the journal) before it was sent,
+    so the journal must not count `attempts` again."""
 
 
 @runtime_checkable

@@ -10,6 +10,7 @@ tokenizer) is a mismatch: its id stays None and it is counted, never guessed.
     mapper = TokenMap(tokenizer)
     mapper.to_id(" the")            # 262, or None
     mapper.report()                 # "3 of 1,204 token strings ... did not map ..."
+    tokenizer = load_tokenizer("Qwen/Qwen2.5-0.5B-Instruct")   # teacher.api.tokenizer, alone
 
 Also here: how a prompt is rendered as text and counted in tokens when only a tokenizer
 (not the model) is at hand.
@@ -18,7 +19,24 @@ Also here: how a prompt is rendered as text and counted in tokens when only a to
 from functools import lru_cache
 from typing import Any
 
+from distil.errors import ModelError
+from distil.models import BUILTIN_MODELS, DEMO_TEACHER_DIR, byte_tokenizer
 from distil.teachers.base import Prompt, as_messages
+
+
+def load_tokenizer(name: str) -> Any:
+    """A tokenizer alone (teacher.api.tokenizer): a built-in name, `demo`, a folder or a hub id."""
+    if name in BUILTIN_MODELS:
+        return byte_tokenizer()
+    from transformers import AutoTokenizer
+
+    source = str(DEMO_TEACHER_DIR) if name == "demo" else name
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot load teacher.api.tokenizer {name!r}: {first}; name a tokenizer "
+                         "folder, a hub id or a built-in model") from None
 
 
 def render_prompt(prompt: Prompt, tokenizer: Any = None) -> str:
