@@ -12,9 +12,7 @@ RAW = {"teacher": {"model": "tiny-teacher", "api": API},
 def fingerprint(**changes) -> str:
     raw = {**RAW, "teacher": {**RAW["teacher"], "api": {**RAW["teacher"]["api"], **changes.pop("api", {})}},
            "synth": {**RAW["synth"], **changes}}
-    recipe = validate_recipe(raw)
-    stage = next(s for s in default_stages() if s.name == "synth")
-    return stage_fingerprint(recipe, stage, "")
+    return stage_fingerprint(validate_recipe(raw), "synth")
 
 
 def test_synth_runs_first_and_only_with_a_synth_section():
