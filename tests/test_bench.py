@@ -112,3 +112,22 @@ def test_a_half_precision_variant_is_timed_in_its_own_dtype(tmp_path_factory, ti
     assert runner.dtype == "float16" and len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
     with pytest.raises(BenchError, match="not an exported variant"):
         find_targets(run, None, ["parity.json"])
+
+
+def test_distil_bench_takes_the_runs_recipe_settings_unless_an_option_is_given(tmp_path, monkeypatch):
+    import yaml
+
+    from distil import cli
+    from distil.recipe import dump_recipe, validate_recipe
+
+    raw = {"seed": 7, "teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
+           "data": {"train": "x.jsonl"}, "bench": {"repeats": 5, "batch_sizes": [2]}}
+    (tmp_path / "recipe.yaml").write_text(dump_recipe(validate_recipe(raw)))
+    assert yaml.safe_load((tmp_path / "recipe.yaml").read_text())["bench"]["seed"] == 7
+    seen = {}
+    monkeypatch.setattr("distil.bench.bench_run",
+                        lambda run_dir, config, teacher=None: seen.update(config=config))
+    cli.bench(tmp_path, teacher=None, new_tokens=None, repeats=None, warmup=2, batch=None,
+              threads=None, variant=None)
+    config = seen["config"]
+    assert (config.repeats, config.batch_sizes, config.warmup, config.seed) == (5, [2], 2, 7)

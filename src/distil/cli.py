@@ -30,6 +30,30 @@ def _default_recipe() -> Path:
     return local if local.is_file() else Path(__file__).resolve().parents[2] / local
 
 
+def _field_help(section: str, field: str) -> str:
+    """A recipe field's docstring and default, so that an option is documented once, in the
+    recipe section it fills."""
+    from distil.recipe import Recipe, section_model
+
+    model = section_model(Recipe.model_fields[section].annotation)
+    info = model.model_fields[field]
+    text = " ".join((info.description or "").split())
+    return f"{text} Default: {info.get_default(call_default_factory=True)!r} ({section}.{field})."
+
+
+def _run_section(run_dir: Path, name: str) -> dict:
+    """The `name:` section of the recipe a run was made with (RUN/recipe.yaml, where the seed
+    it used is spelled out); empty when the run has none."""
+    import yaml
+
+    path = run_dir / "recipe.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    section = (raw or {}).get(name) if isinstance(raw, dict) else None
+    if not isinstance(section, dict):
+        return {}
+    return section
+
+
 def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
     from distil.recipe import load_recipe
 
@@ -154,23 +178,28 @@ def bench(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defau
           teacher: Annotated[str | None, typer.Option(
               help="Teacher to time. Default: the one in RUN/recipe.yaml.",
               show_default=False)] = None,
-          new_tokens: Annotated[int, typer.Option(help="Tokens generated per timed run.")] = 32,
-          repeats: Annotated[int, typer.Option(help="Timed runs per batch size.")] = 3,
-          warmup: Annotated[int, typer.Option(help="Untimed runs per batch size first.")] = 1,
+          new_tokens: Annotated[int | None, typer.Option(
+              help=_field_help("bench", "new_tokens"), show_default=False)] = None,
+          repeats: Annotated[int | None, typer.Option(
+              help=_field_help("bench", "repeats"), show_default=False)] = None,
+          warmup: Annotated[int | None, typer.Option(
+              help=_field_help("bench", "warmup"), show_default=False)] = None,
           batch: Annotated[list[int] | None, typer.Option(
-              help="Batch size to time; repeat for several. Default: 1 and 8.",
+              help=_field_help("bench", "batch_sizes") + " Repeat for several.",
               show_default=False)] = None,
-          threads: Annotated[int, typer.Option(
-              help="CPU threads per runtime (see docs/export.md on why 1 is the default).")] = 1,
+          threads: Annotated[int | None, typer.Option(
+              help=_field_help("bench", "threads"), show_default=False)] = None,
           variant: Annotated[list[str] | None, typer.Option(
-              help="Exported variant under RUN/export to time; repeat for several. Default: "
-                   "every deployable ONNX variant.", show_default=False)] = None) -> None:
+              help=_field_help("bench", "variants") + " Repeat for several.",
+              show_default=False)] = None) -> None:
     """Time teacher, student and exported variants on CPU; write RUN/eval.json's efficiency."""
     from distil.bench import bench_run, make_bench_config
 
     _quiet_libraries()
-    config = make_bench_config(new_tokens=new_tokens, repeats=repeats, warmup=warmup,
-                               batch_sizes=batch, threads=threads, variants=variant)
+    given = dict(new_tokens=new_tokens, repeats=repeats, warmup=warmup, batch_sizes=batch,
+                 threads=threads, variants=variant)
+    config = make_bench_config(**{**_run_section(run_dir, "bench"),
+                                  **{k: v for k, v in given.items() if v is not None}})
     bench_run(run_dir, config, teacher=teacher)
     typer.echo(f"efficiency written to {run_dir / 'eval.json'}")
 

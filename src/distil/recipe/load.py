@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from distil.errors import RecipeError
 from distil.recipe.job import Recipe
 from distil.recipe.reference import section_model
+from distil.recipe.section import with_recipe_seed
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
@@ -42,8 +43,11 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
 
 
 def dump_recipe(recipe: Recipe) -> str:
-    """The recipe as YAML, every field spelled out (what a run actually used)."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    """The recipe as YAML, every field spelled out (what a run actually used: export and bench
+    show the seed they take from the recipe when they set none)."""
+    used = {name: with_recipe_seed(getattr(recipe, name), recipe.seed)
+            for name in ("export", "bench") if getattr(recipe, name) is not None}
+    return yaml.safe_dump(recipe.model_copy(update=used).model_dump(mode="json"), sort_keys=False)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
