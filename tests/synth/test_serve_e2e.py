@@ -64,7 +64,9 @@ def test_distil_serve_drives_synth_and_a_whole_run(tmp_path, seed_file, teacher)
     # the served teacher answers exactly as the same model in process (greedy)
     local = teacher.generate([r["prompt"] for r in rows[:4]], Sampling(max_new_tokens=8, top_logprobs=3))
     for row, expected in zip(rows, local, strict=False):
-        assert [t["token_id"] for t in row["token_logprobs"]] == list(expected.token_ids)
+        ended = expected.usage.completion_tokens > len(expected.token_ids)  # the server sends
+        end = [teacher.tokenizer.eos_token_id] * ended                      # the end token too
+        assert [t["token_id"] for t in row["token_logprobs"]] == [*expected.token_ids, *end]
         assert row["token_logprobs"][0]["logprob"] == pytest.approx(expected.logprobs[0].logprob, abs=1e-4)
         assert len(row["token_logprobs"][0]["top"]) == 3
     assert any("sends the token ids" in note for note in summary["teacher"]["notes"])
@@ -208,8 +210,8 @@ def test_capture_from_generation_logprobs_sends_nothing_and_matches_white_box(tm
         assert sorted(white.sample_ids()) == sorted(gen.sample_ids())
         for sample_id in white.sample_ids():
             a, b = white.get(sample_id), gen.get(sample_id)
-            np.testing.assert_array_equal(a.ids[:-1], b.ids[:-1])
-            np.testing.assert_allclose(a.logprobs[:-1], b.logprobs[:-1], rtol=1e-3, atol=1e-3)
+            np.testing.assert_array_equal(a.ids, b.ids)  # the end-of-turn row included
+            np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=1e-3, atol=1e-3)
     raw["capture"]["source"] = "score"
     raw["teacher"] = {"model": "demo"}
     with pytest.raises(Exception, match="capture.source=score needs a teacher behind an API"):

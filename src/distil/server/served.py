@@ -66,7 +66,8 @@ class ServedModel:
         max_tokens = request.max_completion_tokens or request.max_tokens
         max_tokens = self._check_lengths(prompt_ids, max_tokens, "messages")
         sampling = self._sampling(request, max_tokens, logprobs=bool(request.logprobs), top_k=top_k)
-        completion = self._text_tokens(await self.batcher.generate(prompt_ids, sampling))
+        completion = await self._returned(prompt_ids, await self.batcher.generate(prompt_ids, sampling),
+                                          top_k)
         choice: dict[str, Any] = {
             "index": 0, "finish_reason": completion.finish_reason,
             "message": {"role": "assistant", "content": completion.text, "refusal": None},
@@ -209,7 +210,8 @@ class ServedModel:
             return [Completion(text="", token_ids=(), finish_reason="length",
                                usage=Usage(len(ids), 0), logprobs=()) for ids in prompts]
         completions = await self.batcher.generate_many(prompts, sampling)
-        return [self._text_tokens(completion) for completion in completions]
+        return list(await asyncio.gather(*(self._returned(ids, completion, sampling.top_logprobs)
+                                           for ids, completion in zip(prompts, completions, strict=True))))
 
     async def _score_prompt(self, prompt_ids: list[int], top_k: int) -> list[TokenLogprob | None]:
         """Logprobs of a prompt's own tokens; nothing predicts the first one."""
@@ -217,14 +219,26 @@ class ServedModel:
             return [None]
         return [None, *await self.batcher.score(prompt_ids[:1], prompt_ids[1:], top_k)]
 
-    def _text_tokens(self, completion: Completion) -> Completion:
-        """Keep only the tokens of the returned text (a stop string may have cut it short)."""
+    async def _returned(self, prompt_ids: Sequence[int], completion: Completion,
+                        top_k: int) -> Completion:
+        """The completion's tokens as answered: those of its text when a stop string cut it
+        short, else every token generated, the end-of-turn token that closed it included (usage
+        counts it; the teacher leaves it out of ids and logprobs)."""
         ids = completion.token_ids or ()
-        if completion.finish_reason != "stop" or not ids:
+        if completion.finish_reason != "stop":
             return completion
+        if self.tokenizer.decode(list(ids), skip_special_tokens=True) != completion.text:
+            return self._cut_to_text(completion)
+        end = self.tokenizer.eos_token_id
+        logprobs = completion.logprobs
+        if logprobs is not None:  # the end token's logprobs, as generation saw them (temperature 1)
+            logprobs = (*logprobs, *await self.batcher.score([*prompt_ids, *ids], [end], top_k))
+        return replace(completion, token_ids=(*ids, end), logprobs=logprobs)
+
+    def _cut_to_text(self, completion: Completion) -> Completion:
+        """Keep only the tokens of the returned text (a stop string cut it short)."""
+        ids = completion.token_ids or ()
         decode = self.tokenizer.decode
-        if decode(list(ids), skip_special_tokens=True) == completion.text:
-            return completion
         keep = next(n for n in range(len(ids) + 1)
                     if len(decode(list(ids[:n]), skip_special_tokens=True)) >= len(completion.text))
         logprobs = None if completion.logprobs is None else completion.logprobs[:keep]
