@@ -1,4 +1,7 @@
-"""Fixtures: one tiny teacher for the session, a keyed server over it, openai clients."""
+"""Fixtures: one tiny teacher for the session, a keyed server over it, openai clients, and
+what the server logs."""
+
+import logging
 
 import openai
 import pytest
@@ -30,3 +33,25 @@ def client(server) -> openai.OpenAI:
 @pytest.fixture
 def async_client(server) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=60)
+
+
+SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access", "distil.server")
+
+
+@pytest.fixture
+def server_log(caplog):
+    """Everything the server logs during the test (uvicorn's loggers do not propagate)."""
+    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        for logger in loggers:
+            logger.removeHandler(caplog.handler)
+
+
+def assert_no_traceback(log) -> None:
+    """Nothing logged at error level and no traceback: a client's mistake is not the server's."""
+    assert not [r for r in log.records if r.exc_info or r.levelno >= logging.ERROR], log.text
+    assert "Traceback" not in log.text

@@ -9,7 +9,6 @@ POST /v1/completions, GET /health (open, for readiness), GET /admin/stats (with
 `settings.admin`). Every error answers `{"error": {"message", "type", "param", "code"}}`.
 """
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from distil.server.batching import Batcher, Overloaded
 from distil.server.guard import Guard
-from distil.server.protocol import APIError, ChatRequest, CompletionRequest, bad_request, parse_request
+from distil.server.protocol import APIError, ChatRequest, CompletionRequest, parse_json, parse_request
 from distil.server.served import ServedModel
 from distil.server.settings import ServeError, ServerSettings
 from distil.server.stats import RequestStats, request_key
@@ -96,12 +95,7 @@ async def _generation(request: Request, endpoint: str, schema: type,
     """Parse, run and count one generation request."""
     stats.count_received(endpoint, request.headers)
     body = await request.body()
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise bad_request(f"the request body is not valid JSON ({err}); send a JSON object",
-                          code="invalid_json") from None
-    parsed = parse_request(schema, payload)
+    parsed = parse_request(schema, parse_json(body))
     try:
         answer = await handler(parsed)
     except Overloaded as err:

@@ -5,9 +5,13 @@ does), and a known field it cannot honour (streaming, `n > 1`, penalties, tools)
 with a message naming it, never silently ignored. Harmless bookkeeping fields (`user`,
 `metadata`, `store`, ...) are accepted and ignored.
 
-Every error is an `APIError`, answered as `{"error": {"message", "type", "param", "code"}}`.
+A body must be UTF-8 JSON as RFC 8259 has it: no NaN or Infinity, no lone UTF-16 surrogate
+(which no tokenizer can encode). Every error is an `APIError`, answered as
+`{"error": {"message", "type", "param", "code"}}`.
 """
 
+import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,6 +42,57 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return APIError(400, message, param=param, code=code)
 
 
+INT64 = (-2**63, 2**63 - 1)
+"""The range of `seed`, as OpenAI documents it (a 64-bit signed integer)."""
+
+MIN_TEMPERATURE = 0.01
+"""Smallest sampling temperature above 0: dividing logits by less overflows them to inf."""
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON, or a 400 saying why it is not (never a 500)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise bad_request(f"the request body is not UTF-8 ({err.reason} at byte {err.start}); "
+                          "send UTF-8 JSON", code="invalid_json") from None
+    try:
+        payload = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply to parse; send a flatter JSON "
+                          "object", code="invalid_json") from None
+    except ValueError as err:  # JSONDecodeError, a NaN, an integer of over 4,300 digits
+        reason = str(err).split(";")[0]
+        raise bad_request(f"the request body is not valid JSON ({reason}); send a JSON object",
+                          code="invalid_json") from None
+    if _ESCAPED_SURROGATE.search(text):
+        _refuse_surrogates(payload)
+    return payload
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _refuse_surrogates(payload: Any) -> None:
+    """A 400 naming a string (or key) that holds a lone surrogate (unpaired \\ud800-\\udfff)."""
+    pending: list[tuple[str, Any]] = [("", payload)]
+    while pending:  # a loop, not recursion: the body may nest deeply
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                pending += [(f"{path}.{key}" if path else str(key), item), (path, str(key))]
+        elif isinstance(value, list):
+            pending += [(f"{path}.{index}", item) for index, item in enumerate(value)]
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            raise bad_request(f"{path or 'the request body'} holds a lone UTF-16 surrogate (an "
+                              "unpaired \\ud800-\\udfff escape); send valid Unicode text",
+                              path or None, "invalid_value")
+
+
 class OpenAIRequest(BaseModel):
     """Fields both generation endpoints share."""
 
@@ -48,7 +103,7 @@ class OpenAIRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     n: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=INT64[0], le=INT64[1])
     stream: bool | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
@@ -66,6 +121,10 @@ class OpenAIRequest(BaseModel):
 
     def check_supported(self) -> None:
         """Refuse known fields the server cannot honour, naming each."""
+        if self.temperature is not None and 0 < self.temperature < MIN_TEMPERATURE:
+            raise bad_request(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE} "
+                              f"(got {self.temperature}); use 0 for greedy decoding",
+                              "temperature", "invalid_value")
         if self.stream:
             raise bad_request("streaming is not supported by this server; set stream=false",
                               "stream", "unsupported_parameter")

@@ -1,0 +1,58 @@
+"""A client's mistake is a 4xx naming it, never a 500 (which clients retry) or a logged traceback."""
+
+import json
+
+import httpx
+import pytest
+
+from tests.server.conftest import API_KEY, MODEL, assert_no_traceback
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def post_raw(server, body: bytes, path: str = "/v1/chat/completions") -> httpx.Response:
+    return httpx.post(server.url + path, content=body, timeout=60,
+                      headers={"Authorization": f"Bearer {API_KEY}",
+                               "Content-Type": "application/json"})
+
+
+def chat(**fields) -> bytes:
+    return json.dumps({"model": MODEL, "messages": HI, "max_tokens": 2, **fields}).encode()
+
+
+@pytest.mark.parametrize(("body", "param", "words"), [
+    (b'{"model": "%s", "messages": [], "metadata": %s}' % (MODEL.encode(), b"[" * 2000 + b"]" * 2000),
+     None, "nested"),
+    (b'{"model": "%s", "messages": [{"role": "user", "content": "a\\ud800b"}]}' % MODEL.encode(),
+     "messages.0.content", "surrogate"),
+    (b'{"model": "%s", "messages": [{"role": "user", "content": "\\uDFFF"}]}' % MODEL.encode(),
+     "messages.0.content", "surrogate"),
+    (b'{"model": "%s", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}' % MODEL.encode(),
+     None, "UTF-8"),
+    (chat(seed=2**63, temperature=1.0), "seed", "9223372036854775807"),
+    (chat(seed=2**64, temperature=1.0), "seed", "9223372036854775807"),
+    (chat(seed=-2**63 - 1, temperature=1.0), "seed", "-9223372036854775808"),
+    (chat(temperature=1e-300), "temperature", "at least"),
+    (chat(temperature=5e-324), "temperature", "at least"),
+    (chat()[:-1] + b', "temperature": NaN}', None, "NaN"),
+    (chat()[:-1] + b', "top_p": Infinity}', None, "Infinity"),
+    (chat()[:-1] + b', "seed": ' + b"9" * 5000 + b"}", None, "digits"),
+])
+def test_client_mistakes_are_4xx_without_a_traceback(server, server_log, body, param, words):
+    answer = post_raw(server, body)
+    assert answer.status_code in (400, 422), answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert words in error["message"] and "\n" not in error["message"]
+    assert_no_traceback(server_log)
+
+
+def test_a_valid_surrogate_pair_is_a_character(server, server_log):
+    body = b'{"model": "%s", "messages": [{"role": "user", "content": "\\ud83d\\ude00"}], ' \
+           b'"max_tokens": 1}' % MODEL.encode()
+    assert post_raw(server, body).status_code == 200
+
+
+@pytest.mark.parametrize("fields", [{"seed": 2**63 - 1}, {"seed": -2**63}, {"temperature": 0.01}])
+def test_the_edges_of_the_ranges_are_served(server, fields):
+    assert post_raw(server, chat(**{"temperature": 1.0, **fields})).status_code == 200
