@@ -22,7 +22,7 @@ from distil.server.batching import Batcher, Overloaded
 from distil.server.guard import Guard
 from distil.server.protocol import APIError, ChatRequest, CompletionRequest, parse_json, parse_request
 from distil.server.served import ServedModel
-from distil.server.settings import ServeError, ServerSettings
+from distil.server.settings import ServeError, ServerSettings, clean_api_key
 from distil.server.stats import RequestStats, request_key
 from distil.teachers import LocalTeacher
 
@@ -33,6 +33,7 @@ def create_app(teacher: LocalTeacher, settings: ServerSettings,
                api_key: str | None = None) -> FastAPI:
     """The app serving `teacher` as `settings.served_name`; `api_key` None means no auth."""
     check_settings(teacher, settings)
+    api_key = clean_api_key(api_key)
     batcher = Batcher(teacher, max_batch_size=settings.max_batch_size,
                       wait_s=settings.batch_wait_ms / 1000, max_pending=settings.max_pending)
     served, stats = ServedModel(teacher, settings, batcher), RequestStats(by_key=settings.admin)

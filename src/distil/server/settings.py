@@ -63,8 +63,19 @@ def build_settings(**values: Any) -> ServerSettings:
 
 
 def api_key_from_env() -> str | None:
-    """The API key from `DISTIL_SERVE_API_KEY`; an empty value means none."""
-    return os.environ.get(API_KEY_ENV) or None
+    """The API key from `DISTIL_SERVE_API_KEY` (None when unset), without surrounding
+    whitespace: a key read from a secret file often ends in a newline no client sends."""
+    return clean_api_key(os.environ.get(API_KEY_ENV))
+
+
+def clean_api_key(key: str | None) -> str | None:
+    """`key` stripped of surrounding whitespace; a ServeError when nothing is left."""
+    if key is None:
+        return None
+    if not key.strip():
+        raise ServeError(f"the API key ({API_KEY_ENV}) is empty or only whitespace; put the key "
+                         "in it, or unset it to serve without a key (loopback only)")
+    return key.strip()
 
 
 def is_loopback(host: str) -> bool:
