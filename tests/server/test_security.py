@@ -1,5 +1,7 @@
 """The key as operators store it, slow clients, and what the request log may show."""
 
+import socket
+
 import openai
 import pytest
 
@@ -30,3 +32,31 @@ def test_an_empty_key_is_refused_at_start(teacher, monkeypatch, stored):
 def test_no_key_in_the_environment_is_no_key(monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     assert api_key_from_env() is None
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes the connection (the socket's own timeout bounds the wait)."""
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize(("first", "then"), [
+    (b"", b""),                                                        # connects, sends nothing
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", b""),         # half the headers
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /health HTTP/1.1\r\n"),  # then half another
+])
+def test_a_client_that_never_finishes_its_headers_is_disconnected(teacher, first, then):
+    with running_server(teacher, header_timeout_s=0.5) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(first)
+            if then:
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the first one is answered
+                sock.sendall(then)
+            assert _closed_by_server(sock)
