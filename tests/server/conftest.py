@@ -2,6 +2,8 @@
 what the server logs."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import openai
 import pytest
@@ -38,17 +40,25 @@ def async_client(server) -> openai.AsyncOpenAI:
 SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access", "distil.server")
 
 
-@pytest.fixture
-def server_log(caplog):
-    """Everything the server logs during the test (uvicorn's loggers do not propagate)."""
+@contextmanager
+def capturing_server_log(caplog) -> Iterator[None]:
+    """Route what the server logs to `caplog` (uvicorn's loggers do not propagate). Enter it
+    after starting a server: starting one resets uvicorn's handlers."""
     loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
     for logger in loggers:
         logger.addHandler(caplog.handler)
     try:
-        yield caplog
+        yield
     finally:
         for logger in loggers:
             logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def server_log(server, caplog):
+    """What the session's `server` logs during the test."""
+    with capturing_server_log(caplog):
+        yield caplog
 
 
 def assert_no_traceback(log) -> None:

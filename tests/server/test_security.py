@@ -2,13 +2,14 @@
 
 import socket
 
+import httpx
 import openai
 import pytest
 
 from distil.server.app import create_app
 from distil.server.settings import API_KEY_ENV, ServeError, ServerSettings, api_key_from_env
 from distil.server.testing import running_server
-from tests.server.conftest import API_KEY, MODEL
+from tests.server.conftest import API_KEY, MODEL, capturing_server_log
 
 
 @pytest.mark.parametrize("stored", [API_KEY + "\n", f"  {API_KEY}\r\n", f"\t{API_KEY} "])
@@ -60,3 +61,15 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(teacher, first
                 assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the first one is answered
                 sock.sendall(then)
             assert _closed_by_server(sock)
+
+
+def test_the_request_log_shows_paths_without_query_strings(teacher, caplog):
+    secret = "sk-in-the-query-3f9a"
+    with running_server(teacher, api_key=API_KEY, log_requests=True) as server, \
+            capturing_server_log(caplog):
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        assert httpx.get(f"{server.url}/v1/models?api_key={secret}", headers=auth).status_code == 200
+        assert httpx.get(f"{server.url}/v1/models?key={secret}&x=1").status_code == 401
+    assert '"GET /v1/models HTTP/1.1" 200' in caplog.text
+    assert '"GET /v1/models HTTP/1.1" 401' in caplog.text
+    assert secret not in caplog.text and API_KEY not in caplog.text

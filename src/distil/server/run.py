@@ -8,11 +8,13 @@
 The listening socket is bound before uvicorn starts, so the port is known (and a taken port
 is a clear error) before the first request, and port 0 picks a free one without a race.
 A connection whose request headers do not arrive within `header_timeout_s` is closed, so
-slow clients cannot hold connections open.
+slow clients cannot hold connections open. `log_requests` logs one line per request with its
+path but not its query string, where a client may have put a key.
 """
 
 import asyncio
 import functools
+import logging
 import os
 import socket
 import threading
@@ -94,11 +96,24 @@ class HeaderTimeoutH11(H11Protocol):
             self.transport.close()
 
 
+class PathOnly(logging.Filter):
+    """Cuts the query string off the path in uvicorn's access lines (`?api_key=...`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:  # client, method, path, ...
+            client, method, path, version, status = record.args
+            record.args = (client, method, str(path).split("?", 1)[0], version, status)
+        return True
+
+
 def _uvicorn_server(app: Callable, log_requests: bool, header_timeout_s: float) -> uvicorn.Server:
     protocol = functools.partial(HeaderTimeoutH11, header_timeout_s=header_timeout_s)
     config = uvicorn.Config(app, http=protocol, log_level="info" if log_requests else "warning",
                             access_log=log_requests, timeout_graceful_shutdown=5,
                             timeout_keep_alive=KEEP_ALIVE_S, lifespan="on")
+    access = logging.getLogger("uvicorn.access")  # set up by uvicorn.Config just above
+    if not any(isinstance(f, PathOnly) for f in access.filters):
+        access.addFilter(PathOnly())
     return uvicorn.Server(config)
 
 
