@@ -56,3 +56,27 @@ def test_a_valid_surrogate_pair_is_a_character(server, server_log):
 @pytest.mark.parametrize("fields", [{"seed": 2**63 - 1}, {"seed": -2**63}, {"temperature": 0.01}])
 def test_the_edges_of_the_ranges_are_served(server, fields):
     assert post_raw(server, chat(**{"temperature": 1.0, **fields})).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "fields", "param"), [
+    ("/v1/chat/completions", {"max_tokens": "8"}, "max_tokens"),
+    ("/v1/chat/completions", {"max_tokens": 8.0}, "max_tokens"),
+    ("/v1/chat/completions", {"max_completion_tokens": "8"}, "max_completion_tokens"),
+    ("/v1/chat/completions", {"logprobs": "yes"}, "logprobs"),
+    ("/v1/chat/completions", {"logprobs": 1}, "logprobs"),
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": "2"}, "top_logprobs"),
+    ("/v1/chat/completions", {"temperature": "0.5"}, "temperature"),
+    ("/v1/chat/completions", {"seed": "3"}, "seed"),
+    ("/v1/chat/completions", {"stream": "false"}, "stream"),
+    ("/v1/chat/completions", {"return_token_ids": "true"}, "return_token_ids"),
+    ("/v1/completions", {"prompt": "hi", "echo": "true"}, "echo"),
+    ("/v1/completions", {"prompt": "hi", "logprobs": "1"}, "logprobs"),
+    ("/v1/completions", {"prompt": [1, True]}, "prompt"),
+])
+def test_values_of_the_wrong_type_are_refused_not_coerced(server, server_log, path, fields, param):
+    body = {"model": MODEL, "max_tokens": 2, **({"messages": HI} if "chat" in path else {}), **fields}
+    answer = post_raw(server, json.dumps(body).encode(), path)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and error["code"] == "invalid_value"
+    assert_no_traceback(server_log)

@@ -1,6 +1,7 @@
 """The OpenAI wire format the server accepts, and its error answers.
 
-Requests are validated strictly: a field the server does not know is refused (as OpenAI
+Requests are validated strictly: a value of the wrong JSON type is refused, never coerced
+(`"max_tokens": "8"`, `"logprobs": "yes"`), a field the server does not know is refused (as OpenAI
 does), and a known field it cannot honour (streaming, `n > 1`, penalties, tools) is refused
 with a message naming it, never silently ignored. Harmless bookkeeping fields (`user`,
 `metadata`, `store`, ...) are accepted and ignored.
@@ -96,7 +97,7 @@ def _refuse_surrogates(payload: Any) -> None:
 class OpenAIRequest(BaseModel):
     """Fields both generation endpoints share."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str
     temperature: float | None = Field(None, ge=0, le=2)
@@ -147,12 +148,14 @@ class OpenAIRequest(BaseModel):
 
 
 class TextPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
@@ -209,8 +212,16 @@ def parse_request(model: type[BaseModel], payload: Any) -> Any:
         if first["type"] == "missing":
             raise bad_request(f"Missing required parameter: '{param}'.", param,
                               "missing_required_parameter") from None
-        raise bad_request(f"Invalid value for '{param}': {first['msg']}", param,
+        given = f" (got {_json_type(first['input'])})" if first["type"].endswith("_type") else ""
+        raise bad_request(f"Invalid value for '{param}': {first['msg']}{given}", param,
                           "invalid_value") from None
+
+
+def _json_type(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "an array", dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
