@@ -80,3 +80,31 @@ def test_values_of_the_wrong_type_are_refused_not_coerced(server, server_log, pa
     error = answer.json()["error"]
     assert error["param"] == param and error["code"] == "invalid_value"
     assert_no_traceback(server_log)
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+@pytest.mark.parametrize(("message", "param", "words"), [
+    ({"role": "assistant", "content": None, "tool_calls": [CALL]}, "messages.1.tool_calls", "tool"),
+    ({"role": "assistant", "content": None, "function_call": CALL["function"]},
+     "messages.1.function_call", "tool"),
+    ({"role": "assistant", "content": "x", "refusal": "no"}, "messages.1.refusal", "refusal"),
+    ({"role": "user", "content": "x", "cache_control": {"type": "ephemeral"}},
+     "messages.1.cache_control", "cache_control"),
+    ({"role": "user", "content": "x", "Content": "y"}, "messages.1.Content", "Content"),
+])
+def test_message_fields_the_server_cannot_honour_are_refused_by_name(server, server_log, message,
+                                                                    param, words):
+    answer = post_raw(server, chat(messages=[*HI, message, *HI]))
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and words in error["message"]
+    assert_no_traceback(server_log)
+
+
+def test_an_assistant_message_echoed_back_as_received_is_accepted(client):
+    first = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=2)
+    echoed = first.choices[0].message.model_dump()  # refusal, tool_calls, audio ...: all empty
+    assert "tool_calls" in echoed and "refusal" in echoed
+    client.chat.completions.create(model=MODEL, messages=[*HI, echoed, *HI], max_tokens=2)

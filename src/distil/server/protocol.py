@@ -154,12 +154,32 @@ class TextPart(BaseModel):
     text: str
 
 
+_REPLAYED = {"tool_calls": "this server has no tools; send the exchange as plain text messages",
+             "function_call": "this server has no tools; send the exchange as plain text messages",
+             "refusal": "send the refusal's text as the message's content",
+             "audio": "send text only",
+             "annotations": "remove them"}
+"""Assistant-message fields a client sends back as it received them: accepted empty."""
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[Any] | None = None
+    function_call: Any = None
+    audio: Any = None
+    annotations: list[Any] | None = None
+
+    def check_supported(self, index: int) -> None:
+        """Refuse what the model would not see (a tool call, a refusal), naming it."""
+        for name, fix in _REPLAYED.items():
+            if getattr(self, name):
+                raise bad_request(f"{name} in messages.{index} is not supported: {fix}",
+                                  f"messages.{index}.{name}", "unsupported_parameter")
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -182,6 +202,11 @@ class ChatRequest(OpenAIRequest):
     response_format: ResponseFormat | None = None
     parallel_tool_calls: bool | None = None
 
+    def check_supported(self) -> None:
+        super().check_supported()
+        for index, message in enumerate(self.messages):
+            message.check_supported(index)
+
 
 class CompletionRequest(OpenAIRequest):
     """POST /v1/completions (the legacy text endpoint; it is how clients score a text)."""
@@ -203,11 +228,14 @@ def parse_request(model: type[BaseModel], payload: Any) -> Any:
     except ValidationError as err:
         first = err.errors()[0]
         param = _param_path(first["loc"])
+        if first["type"] == "extra_forbidden":  # the field's own name, whatever its case
+            param = ".".join(filter(None, [_param_path(first["loc"][:-1]), str(first["loc"][-1])]))
         if first["loc"][:1] == ("prompt",):
             raise bad_request("prompt must be a string, a list of strings, a list of token ids "
                               "or a list of lists of token ids", "prompt", "invalid_value") from None
         if first["type"] == "extra_forbidden":
-            raise bad_request(f"Unrecognized request argument supplied: {param}", param,
+            where = "request argument" if len(first["loc"]) == 1 else "field"
+            raise bad_request(f"Unrecognized {where} supplied: {param}", param,
                               "unknown_parameter") from None
         if first["type"] == "missing":
             raise bad_request(f"Missing required parameter: '{param}'.", param,
