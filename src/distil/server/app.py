@@ -20,7 +20,14 @@ from starlette.exceptions import HTTPException
 
 from distil.server.batching import Batcher, Overloaded
 from distil.server.guard import Guard
-from distil.server.protocol import APIError, ChatRequest, CompletionRequest, parse_json, parse_request
+from distil.server.protocol import (
+    APIError,
+    ChatRequest,
+    CompletionRequest,
+    check_content_type,
+    parse_json,
+    parse_request,
+)
 from distil.server.served import ServedModel
 from distil.server.settings import ServeError, ServerSettings, clean_api_key
 from distil.server.stats import RequestStats, request_key
@@ -95,6 +102,7 @@ async def _generation(request: Request, endpoint: str, schema: type,
                       stats: RequestStats) -> JSONResponse:
     """Parse, run and count one generation request."""
     stats.count_received(endpoint, request.headers)
+    check_content_type(request.headers.get("content-type"))
     body = await request.body()
     parsed = parse_request(schema, parse_json(body))
     try:

@@ -6,9 +6,9 @@ does), and a known field it cannot honour (streaming, `n > 1`, penalties, tools)
 with a message naming it, never silently ignored. Harmless bookkeeping fields (`user`,
 `metadata`, `store`, ...) are accepted and ignored.
 
-A body must be UTF-8 JSON as RFC 8259 has it: no NaN or Infinity, no lone UTF-16 surrogate
-(which no tokenizer can encode). Every error is an `APIError`, answered as
-`{"error": {"message", "type", "param", "code"}}`.
+A body must be UTF-8 JSON as RFC 8259 has it (declared `application/json`, or undeclared):
+no NaN or Infinity, no lone UTF-16 surrogate (which no tokenizer can encode). Every error is
+an `APIError`, answered as `{"error": {"message", "type", "param", "code"}}`.
 """
 
 import json
@@ -51,6 +51,14 @@ MIN_TEMPERATURE = 0.01
 
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_content_type(content_type: str | None) -> None:
+    """A 415 unless the body is declared JSON (`application/json`, `...+json`) or undeclared."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise APIError(415, f"the request body is declared {media_type}; send JSON with the "
+                            "header Content-Type: application/json", code="unsupported_media_type")
 
 
 def parse_json(body: bytes) -> Any:
