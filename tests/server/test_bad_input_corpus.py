@@ -35,6 +35,7 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
     # the body is not a JSON object
     ("invalid JSON", CHAT, b"{not json", None, 400),
     ("truncated JSON", CHAT, chat()[:-5], None, 400),
+    ("trailing bytes after the object", CHAT, chat() + b" {}", None, 400),
     ("empty body", CHAT, b"", None, 400),
     ("array body", CHAT, b"[1, 2]", None, 400),
     ("string body", CHAT, b'"hello"', None, 400),
@@ -52,7 +53,7 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
     ("non-UTF-8 bytes", CHAT, chat(messages=[{"role": "user", "content": "caf\u00e9"}])
      .replace(b"caf\\u00e9", b"caf\xe9"), None, 400),
     ("UTF-16 body", CHAT, chat().decode().encode("utf-16"), None, 400),
-    ("UTF-8 byte order mark", CHAT, b"\xef\xbb\xbf" + chat(), None, 400),
+    ("UTF-32 body", COMPLETIONS, completion().decode().encode("utf-32"), None, 400),
     ("encoded surrogate bytes", CHAT, chat(messages=[{"role": "user", "content": "x"}])
      .replace(b'"x"', b'"\xed\xa0\x80"'), None, 400),
     ("escaped lone surrogate", CHAT, chat(messages=[{"role": "user", "content": "a\ud800"}]), None, 400),

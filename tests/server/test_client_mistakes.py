@@ -47,6 +47,10 @@ def test_client_mistakes_are_4xx_without_a_traceback(server, server_log, body, p
     assert_no_traceback(server_log)
 
 
+def test_a_byte_order_mark_is_ignored(server):
+    assert post_raw(server, b"\xef\xbb\xbf" + chat()).status_code == 200
+
+
 def test_a_valid_surrogate_pair_is_a_character(server, server_log):
     body = b'{"model": "%s", "messages": [{"role": "user", "content": "\\ud83d\\ude00"}], ' \
            b'"max_tokens": 1}' % MODEL.encode()

@@ -64,7 +64,7 @@ def check_content_type(content_type: str | None) -> None:
 def parse_json(body: bytes) -> Any:
     """The request body as JSON, or a 400 saying why it is not (never a 500)."""
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8").removeprefix("\ufeff")  # a byte order mark may be ignored
     except UnicodeDecodeError as err:
         raise bad_request(f"the request body is not UTF-8 ({err.reason} at byte {err.start}); "
                           "send UTF-8 JSON", code="invalid_json") from None
