@@ -7,8 +7,9 @@
 Limits are checked before anything reaches the model: an unknown model is a 404, a request
 over a limit a 400 naming the parameter. A prompt whose characters cannot fit in the prompt
 limit is refused before it is tokenised, and tokenising runs on a worker thread, so one huge
-prompt cannot hold up the event loop (and every other request). Logprobs are those of the model's raw
-distribution (temperature 1) whatever the sampling temperature, as `LocalTeacher` gives them.
+prompt cannot hold up the event loop (and every other request). Logprobs are those of the
+model's raw distribution (temperature 1) whatever the sampling temperature, as `LocalTeacher`
+gives them, and cover the end-of-turn token that closes an answer.
 """
 
 import asyncio
@@ -230,6 +231,8 @@ class ServedModel:
         if self.tokenizer.decode(list(ids), skip_special_tokens=True) != completion.text:
             return self._cut_to_text(completion)
         end = self.tokenizer.eos_token_id
+        if end is None or completion.usage.completion_tokens != len(ids) + 1:
+            return completion
         logprobs = completion.logprobs
         if logprobs is not None:  # the end token's logprobs, as generation saw them (temperature 1)
             logprobs = (*logprobs, *await self.batcher.score([*prompt_ids, *ids], [end], top_k))
