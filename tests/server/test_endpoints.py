@@ -161,3 +161,16 @@ def test_a_failing_model_call_is_a_500_and_the_server_goes_on(client, teacher, m
             client.completions.create(model=MODEL, prompt="hi", max_tokens=2)
     assert failed.value.body["type"] == "server_error" and "out of memory" in failed.value.body["message"]
     assert client.completions.create(model=MODEL, prompt="hi", max_tokens=2).choices[0].text is not None
+
+
+def test_the_earliest_stop_string_cuts_whatever_its_place_in_the_list(client):
+    """Two overlapping stop strings, the later-starting one listed first ("134", stop
+    ["34", "13"] -> ""): the text ends where the earliest match starts."""
+    text = client.completions.create(model=MODEL, prompt="hi", max_tokens=12, temperature=0) \
+        .choices[0].text
+    start = next(i for i in range(len(text) - 2)
+                 if text.index(text[i:i + 2]) == i and text.index(text[i + 1:i + 3]) == i + 1)
+    stops = [text[start + 1:start + 3], text[start:start + 2]]
+    cut = client.completions.create(model=MODEL, prompt="hi", max_tokens=12, temperature=0,
+                                    stop=stops)
+    assert cut.choices[0].text == text[:start] and cut.choices[0].finish_reason == "stop"

@@ -9,7 +9,6 @@ POST /v1/completions, GET /health (open, for readiness), GET /admin/stats (with
 `settings.admin`). Every error answers `{"error": {"message", "type", "param", "code"}}`.
 """
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,9 +20,16 @@ from starlette.exceptions import HTTPException
 
 from distil.server.batching import Batcher, Overloaded
 from distil.server.guard import Guard
-from distil.server.protocol import APIError, ChatRequest, CompletionRequest, bad_request, parse_request
+from distil.server.protocol import (
+    APIError,
+    ChatRequest,
+    CompletionRequest,
+    check_content_type,
+    parse_json,
+    parse_request,
+)
 from distil.server.served import ServedModel
-from distil.server.settings import ServeError, ServerSettings
+from distil.server.settings import ServeError, ServerSettings, clean_api_key
 from distil.server.stats import RequestStats, request_key
 from distil.teachers import LocalTeacher
 
@@ -34,6 +40,7 @@ def create_app(teacher: LocalTeacher, settings: ServerSettings,
                api_key: str | None = None) -> FastAPI:
     """The app serving `teacher` as `settings.served_name`; `api_key` None means no auth."""
     check_settings(teacher, settings)
+    api_key = clean_api_key(api_key)
     batcher = Batcher(teacher, max_batch_size=settings.max_batch_size,
                       wait_s=settings.batch_wait_ms / 1000, max_pending=settings.max_pending)
     served, stats = ServedModel(teacher, settings, batcher), RequestStats(by_key=settings.admin)
@@ -95,13 +102,9 @@ async def _generation(request: Request, endpoint: str, schema: type,
                       stats: RequestStats) -> JSONResponse:
     """Parse, run and count one generation request."""
     stats.count_received(endpoint, request.headers)
+    check_content_type(request.headers.get("content-type"))
     body = await request.body()
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise bad_request(f"the request body is not valid JSON ({err}); send a JSON object",
-                          code="invalid_json") from None
-    parsed = parse_request(schema, payload)
+    parsed = parse_request(schema, parse_json(body))
     try:
         answer = await handler(parsed)
     except Overloaded as err:

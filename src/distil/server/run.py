@@ -7,18 +7,36 @@
 
 The listening socket is bound before uvicorn starts, so the port is known (and a taken port
 is a clear error) before the first request, and port 0 picks a free one without a race.
+A connection whose request headers do not arrive within `header_timeout_s` is closed, so
+slow clients cannot hold connections open. `log_requests` logs one line per request with its
+path but not its query string, where a client may have put a key.
 """
 
+import asyncio
+import functools
+import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from distil.server.settings import ServeError, ServerSettings, api_key_from_env, check_exposure
+from distil.server.settings import (
+    HEADER_TIMEOUT_S,
+    ServeError,
+    ServerSettings,
+    api_key_from_env,
+    check_exposure,
+)
+
+KEEP_ALIVE_S = 5
+"""How long an idle keep-alive connection stays open between requests."""
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -42,10 +60,60 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _uvicorn_server(app: Callable, log_requests: bool) -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="info" if log_requests else "warning",
+class HeaderTimeoutH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not all in
+    within `header_timeout_s` of it opening or of the request's first bytes (uvicorn itself
+    times out only idle keep-alive connections: half a request held one open forever)."""
+
+    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the headers are in (or the request failed)
+            self._stop_header_timer()
+        elif self._header_timer is None:  # a request has started; its headers are incomplete
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+class PathOnly(logging.Filter):
+    """Cuts the query string off the path in uvicorn's access lines (`?api_key=...`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:  # client, method, path, ...
+            client, method, path, version, status = record.args
+            record.args = (client, method, str(path).split("?", 1)[0], version, status)
+        return True
+
+
+def _uvicorn_server(app: Callable, log_requests: bool, header_timeout_s: float) -> uvicorn.Server:
+    protocol = functools.partial(HeaderTimeoutH11, header_timeout_s=header_timeout_s)
+    config = uvicorn.Config(app, http=protocol, log_level="info" if log_requests else "warning",
                             access_log=log_requests, timeout_graceful_shutdown=5,
-                            lifespan="on")
+                            timeout_keep_alive=KEEP_ALIVE_S, lifespan="on")
+    access = logging.getLogger("uvicorn.access")  # set up by uvicorn.Config just above
+    if not any(isinstance(f, PathOnly) for f in access.filters):
+        access.addFilter(PathOnly())
     return uvicorn.Server(config)
 
 
@@ -67,7 +135,7 @@ def serve(model: str, settings: ServerSettings, *, host: str = "127.0.0.1", port
         echo(f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
              f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}); "
              "Ctrl-C stops")
-        _uvicorn_server(app, log_requests).run(sockets=[sock])
+        _uvicorn_server(app, log_requests, settings.header_timeout_s).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # during loading, or re-raised by uvicorn after a clean shutdown
     finally:
@@ -87,8 +155,9 @@ class ServerThread:
     """An ASGI app served by uvicorn on a background thread (for tests and notebooks)."""
 
     def __init__(self, app: Callable, host: str = "127.0.0.1", port: int = 0,
-                 log_requests: bool = False) -> None:
+                 log_requests: bool = False, header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
         self.app, self.host, self.port, self.log_requests = app, host, port, log_requests
+        self.header_timeout_s = header_timeout_s
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -109,7 +178,7 @@ class ServerThread:
     def start(self, timeout: float = 30.0) -> "ServerThread":
         self._sock = bind(self.host, self.port)
         self._url = url_of(self._sock)
-        self._server = _uvicorn_server(self.app, self.log_requests)
+        self._server = _uvicorn_server(self.app, self.log_requests, self.header_timeout_s)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name="distil-server", daemon=True)
         self._thread.start()

@@ -5,8 +5,11 @@
     body = await served.complete(CompletionRequest(...))  # a text_completion
 
 Limits are checked before anything reaches the model: an unknown model is a 404, a request
-over a limit a 400 naming the parameter. Logprobs are those of the model's raw
-distribution (temperature 1) whatever the sampling temperature, as `LocalTeacher` gives them.
+over a limit a 400 naming the parameter. A prompt whose characters cannot fit in the prompt
+limit is refused before it is tokenised, and tokenising runs on a worker thread, so one huge
+prompt cannot hold up the event loop (and every other request). Logprobs are those of the
+model's raw distribution (temperature 1) whatever the sampling temperature, as `LocalTeacher`
+gives them, and cover the end-of-turn token that closes an answer.
 """
 
 import asyncio
@@ -26,6 +29,9 @@ from distil.server.settings import ServerSettings
 from distil.server.tokens import TokenText, chat_logprobs, legacy_logprobs
 from distil.teachers import Completion, LocalTeacher, Sampling, TokenLogprob, Usage
 
+MIN_CHARS_PER_TOKEN_BOUND = 16
+"""The least characters per token assumed when bounding a prompt's length by its characters."""
+
 
 class ServedModel:
     """One local model behind the OpenAI endpoints, with the server's limits."""
@@ -38,6 +44,8 @@ class ServedModel:
         self.vocab_size = teacher.model.get_input_embeddings().weight.shape[0]
         self.context = getattr(teacher.model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = settings.max_prompt_tokens or self.context
+        self.max_prompt_chars = (None if self.max_prompt_tokens is None
+                                 else self.max_prompt_tokens * chars_per_token_bound(self.tokenizer))
         identity = [settings.served_name, teacher.name, str(teacher.revision),
                     tokenizer_hash(self.tokenizer), str(chat_template_hash(self.tokenizer))]
         self.fingerprint = "fp_" + hashlib.sha256("\n".join(identity).encode()).hexdigest()[:12]
@@ -54,15 +62,13 @@ class ServedModel:
         self._check_top_k(top_k, "top_logprobs")
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in request.messages]
-        try:
-            prompt_ids = self.teacher.render(messages)
-        except TemplateError as err:
-            raise bad_request(f"the model's chat template cannot render these messages: {err}",
-                              "messages") from None
+        self._check_chars(sum(len(m["content"]) for m in messages), "messages")
+        prompt_ids = await asyncio.to_thread(self._render, messages)
         max_tokens = request.max_completion_tokens or request.max_tokens
         max_tokens = self._check_lengths(prompt_ids, max_tokens, "messages")
         sampling = self._sampling(request, max_tokens, logprobs=bool(request.logprobs), top_k=top_k)
-        completion = self._text_tokens(await self.batcher.generate(prompt_ids, sampling))
+        completion = await self._returned(prompt_ids, await self.batcher.generate(prompt_ids, sampling),
+                                          top_k)
         choice: dict[str, Any] = {
             "index": 0, "finish_reason": completion.finish_reason,
             "message": {"role": "assistant", "content": completion.text, "refusal": None},
@@ -83,7 +89,7 @@ class ServedModel:
                               "unsupported_parameter")
         top_k = request.logprobs or 0
         self._check_top_k(top_k, "logprobs")
-        texts, prompts = self._prompts(request.prompt)
+        texts, prompts = await self._prompts(request.prompt)
         max_tokens = min(self._check_lengths(ids, request.max_tokens, "prompt") for ids in prompts)
         sampling = self._sampling(request, max_tokens,
                                   logprobs=request.logprobs is not None, top_k=top_k)
@@ -122,6 +128,21 @@ class ServedModel:
             raise bad_request(f"{param} may be at most {self.settings.max_top_logprobs} on this "
                               f"server (asked for {top_k})", param, "invalid_value")
 
+    def _check_chars(self, chars: int, param: str) -> None:
+        """Refuse a prompt whose characters alone prove it longer than the prompt limit."""
+        if self.max_prompt_chars is not None and chars > self.max_prompt_chars:
+            raise bad_request(f"the prompt is {chars} characters long, more than can fit in this "
+                              f"server's limit of {self.max_prompt_tokens} tokens (at most "
+                              f"{self.max_prompt_chars} characters); shorten it", param,
+                              "context_length_exceeded")
+
+    def _render(self, messages: list[dict[str, str]]) -> list[int]:
+        try:
+            return self.teacher.render(messages)
+        except TemplateError as err:
+            raise bad_request(f"the model's chat template cannot render these messages: {err}",
+                              "messages") from None
+
     def _check_lengths(self, prompt_ids: Sequence[int], max_tokens: int | None,
                        param: str) -> int:
         """The max_tokens to generate, after checking prompt and completion against the limits."""
@@ -147,7 +168,7 @@ class ServedModel:
                               "max_tokens", param, "context_length_exceeded")
         return max_tokens
 
-    def _prompts(self, prompt: Any) -> tuple[list[str], list[list[int]]]:
+    async def _prompts(self, prompt: Any) -> tuple[list[str], list[list[int]]]:
         """The prompts of a completions request as texts (for echo) and token ids."""
         items = [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) \
             else list(prompt)
@@ -156,6 +177,15 @@ class ServedModel:
         if len(items) > self.settings.max_prompts:
             raise bad_request(f"at most {self.settings.max_prompts} prompts per request on this "
                               f"server (got {len(items)})", "prompt")
+        for item in items:
+            if isinstance(item, str):
+                self._check_chars(len(item), "prompt")
+            elif self.max_prompt_tokens is not None and len(item) > self.max_prompt_tokens:
+                raise bad_request(f"the prompt is {len(item)} tokens long; this server accepts at "
+                                  f"most {self.max_prompt_tokens}", "prompt", "context_length_exceeded")
+        return await asyncio.to_thread(self._encode, items)
+
+    def _encode(self, items: list[str | list[int]]) -> tuple[list[str], list[list[int]]]:
         texts, prompts = [], []
         for item in items:
             if isinstance(item, str):
@@ -181,7 +211,8 @@ class ServedModel:
             return [Completion(text="", token_ids=(), finish_reason="length",
                                usage=Usage(len(ids), 0), logprobs=()) for ids in prompts]
         completions = await self.batcher.generate_many(prompts, sampling)
-        return [self._text_tokens(completion) for completion in completions]
+        return list(await asyncio.gather(*(self._returned(ids, completion, sampling.top_logprobs)
+                                           for ids, completion in zip(prompts, completions, strict=True))))
 
     async def _score_prompt(self, prompt_ids: list[int], top_k: int) -> list[TokenLogprob | None]:
         """Logprobs of a prompt's own tokens; nothing predicts the first one."""
@@ -189,14 +220,28 @@ class ServedModel:
             return [None]
         return [None, *await self.batcher.score(prompt_ids[:1], prompt_ids[1:], top_k)]
 
-    def _text_tokens(self, completion: Completion) -> Completion:
-        """Keep only the tokens of the returned text (a stop string may have cut it short)."""
+    async def _returned(self, prompt_ids: Sequence[int], completion: Completion,
+                        top_k: int) -> Completion:
+        """The completion's tokens as answered: those of its text when a stop string cut it
+        short, else every token generated, the end-of-turn token that closed it included (usage
+        counts it; the teacher leaves it out of ids and logprobs)."""
         ids = completion.token_ids or ()
-        if completion.finish_reason != "stop" or not ids:
+        if completion.finish_reason != "stop":
             return completion
+        if self.tokenizer.decode(list(ids), skip_special_tokens=True) != completion.text:
+            return self._cut_to_text(completion)
+        end = self.tokenizer.eos_token_id
+        if end is None or completion.usage.completion_tokens != len(ids) + 1:
+            return completion
+        logprobs = completion.logprobs
+        if logprobs is not None:  # the end token's logprobs, as generation saw them (temperature 1)
+            logprobs = (*logprobs, *await self.batcher.score([*prompt_ids, *ids], [end], top_k))
+        return replace(completion, token_ids=(*ids, end), logprobs=logprobs)
+
+    def _cut_to_text(self, completion: Completion) -> Completion:
+        """Keep only the tokens of the returned text (a stop string cut it short)."""
+        ids = completion.token_ids or ()
         decode = self.tokenizer.decode
-        if decode(list(ids), skip_special_tokens=True) == completion.text:
-            return completion
         keep = next(n for n in range(len(ids) + 1)
                     if len(decode(list(ids[:n]), skip_special_tokens=True)) >= len(completion.text))
         logprobs = None if completion.logprobs is None else completion.logprobs[:keep]
@@ -211,3 +256,10 @@ class ServedModel:
                 "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def chars_per_token_bound(tokenizer: Any) -> int:
+    """Most characters one token can stand for, generously: twice the longest vocabulary entry
+    (a normaliser may fold characters together), and at least MIN_CHARS_PER_TOKEN_BOUND."""
+    longest = max((len(piece) for piece in tokenizer.get_vocab()), default=0)
+    return max(MIN_CHARS_PER_TOKEN_BOUND, 2 * longest)

@@ -19,6 +19,10 @@ API_KEY_ENV = "DISTIL_SERVE_API_KEY"
 """The environment variable holding the server's API key (there is no flag for it)."""
 
 
+HEADER_TIMEOUT_S = 10.0
+"""Default `ServerSettings.header_timeout_s`."""
+
+
 class ServeError(DistilError):
     """The server cannot start as asked (exposed without a key, port taken, bad limits)."""
 
@@ -46,6 +50,9 @@ class ServerSettings(BaseModel):
     """How long the first request of a batch waits for others to join it."""
     max_pending: int = Field(1024, ge=1)
     """Requests queued beyond this are answered 503 with Retry-After."""
+    header_timeout_s: float = Field(HEADER_TIMEOUT_S, gt=0)
+    """Seconds a client has to send a request's headers, from connecting or from starting the
+    request; a slower connection is closed (idle keep-alive connections close after 5 s)."""
     refuse_logprobs: bool = False
     """Answer any request for logprobs with the 400 a provider without them gives (for tests)."""
     admin: bool = False
@@ -63,8 +70,19 @@ def build_settings(**values: Any) -> ServerSettings:
 
 
 def api_key_from_env() -> str | None:
-    """The API key from `DISTIL_SERVE_API_KEY`; an empty value means none."""
-    return os.environ.get(API_KEY_ENV) or None
+    """The API key from `DISTIL_SERVE_API_KEY` (None when unset), without surrounding
+    whitespace: a key read from a secret file often ends in a newline no client sends."""
+    return clean_api_key(os.environ.get(API_KEY_ENV))
+
+
+def clean_api_key(key: str | None) -> str | None:
+    """`key` stripped of surrounding whitespace; a ServeError when nothing is left."""
+    if key is None:
+        return None
+    if not key.strip():
+        raise ServeError(f"the API key ({API_KEY_ENV}) is empty or only whitespace; put the key "
+                         "in it, or unset it to serve without a key (loopback only)")
+    return key.strip()
 
 
 def is_loopback(host: str) -> bool:

@@ -97,8 +97,10 @@ def running_server(model: str | LocalTeacher = "tiny-teacher", *, api_key: str |
     teacher = model if isinstance(model, LocalTeacher) else LocalTeacher.load(model, device="cpu")
     settings.setdefault("served_name", teacher.name)
     settings.setdefault("admin", True)
-    app = create_app(teacher, ServerSettings(**settings), api_key)
-    with ServerThread(app, log_requests=log_requests) as thread:
+    server_settings = ServerSettings(**settings)
+    app = create_app(teacher, server_settings, api_key)
+    with ServerThread(app, log_requests=log_requests,
+                      header_timeout_s=server_settings.header_timeout_s) as thread:
         yield RunningServer(thread, api_key)
 
 

@@ -129,9 +129,9 @@ class LocalTeacher:
             ids, finish = ids[: ids.index(eos)], "stop"
         used = len(ids) + (finish == "stop")
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        for stop in sampling.stop:
-            if stop and stop in text:
-                text, finish = text[: text.index(stop)], "stop"
+        cuts = [text.index(stop) for stop in sampling.stop if stop and stop in text]
+        if cuts:  # the earliest match over all stop strings, whatever their order
+            text, finish = text[: min(cuts)], "stop"
         logprobs = None
         if log_probs is not None:
             logprobs = tuple(self._token_logprob(token, log_probs[t], sampling.top_logprobs)
