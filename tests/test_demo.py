@@ -48,9 +48,9 @@ def test_shrunken_demo_writes_the_report_and_every_eval_key(demo_run):
         for key in ("accuracy", "params", "tokens_per_s"):
             assert isinstance(metrics[role][key], int | float), (role, key)
     assert metrics["student"]["params"] * 4 <= metrics["teacher"]["params"]
-    if metrics["teacher"]["accuracy"] > 0:
-        assert metrics["retention"] == pytest.approx(
-            metrics["student"]["accuracy"] / metrics["teacher"]["accuracy"])
+    assert metrics["teacher"]["accuracy"] > 0.5  # the shipped teacher answers most tasks
+    assert metrics["retention"] == pytest.approx(
+        metrics["student"]["accuracy"] / metrics["teacher"]["accuracy"])
     assert {"teacher", "student", "onnx", "onnx-int8"} <= set(metrics["efficiency"])
     html = (run / "report.html").read_text()
     assert "<img" in html and "src=\"data:image/png;base64," in html and "http" not in html.split(

@@ -6,7 +6,7 @@ line and exit 2. Heavy imports happen inside the commands, so `distil --help` is
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,10 +35,22 @@ def _field_help(section: str, field: str) -> str:
     recipe section it fills."""
     from distil.recipe import Recipe, section_model
 
-    model = section_model(Recipe.model_fields[section].annotation)
+    return _described(section_model(Recipe.model_fields[section].annotation), field,
+                      f"{section}.{field}")
+
+
+def _setting_help(field: str) -> str:
+    """A `distil serve` setting's docstring and default (distil.server.settings)."""
+    from distil.server.settings import ServerSettings
+
+    return _described(ServerSettings, field, None)
+
+
+def _described(model: Any, field: str, key: str | None) -> str:
     info = model.model_fields[field]
     text = " ".join((info.description or "").split())
-    return f"{text} Default: {info.get_default(call_default_factory=True)!r} ({section}.{field})."
+    default = repr(info.get_default(call_default_factory=True))
+    return f"{text} Default: {default}{f' ({key})' if key else ''}."
 
 
 def _run_section(run_dir: Path, name: str) -> dict:
@@ -254,19 +266,23 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
     served_name: Annotated[str | None, typer.Option(
         help="Model id clients send. Default: MODEL.", show_default=False)] = None,
-    max_top_logprobs: Annotated[int, typer.Option(help="Largest top_logprobs per token.")] = 20,
-    max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask.")] = 1024,
+    max_top_logprobs: Annotated[int | None, typer.Option(
+        help=_setting_help("max_top_logprobs"), show_default=False)] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        help=_setting_help("max_tokens"), show_default=False)] = None,
     max_prompt_tokens: Annotated[int | None, typer.Option(
-        help="Longest prompt in tokens. Default: the model's context.", show_default=False)] = None,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 4 * 1024 * 1024,
-    max_batch_size: Annotated[int, typer.Option(help="Most requests per model call.")] = 16,
-    batch_wait_ms: Annotated[float, typer.Option(
-        help="How long a request waits for others to batch with.")] = 5.0,
+        help=_setting_help("max_prompt_tokens"), show_default=False)] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(
+        help=_setting_help("max_body_bytes"), show_default=False)] = None,
+    max_batch_size: Annotated[int | None, typer.Option(
+        help=_setting_help("max_batch_size"), show_default=False)] = None,
+    batch_wait_ms: Annotated[float | None, typer.Option(
+        help=_setting_help("batch_wait_ms"), show_default=False)] = None,
+    header_timeout_s: Annotated[float | None, typer.Option(
+        help=_setting_help("header_timeout_s"), show_default=False)] = None,
     refuse_logprobs: Annotated[bool, typer.Option(
-        "--refuse-logprobs", help="Answer requests for logprobs 400, as a provider without "
-                                  "them does (for testing clients).")] = False,
-    admin: Annotated[bool, typer.Option(
-        "--admin", help="Serve GET /admin/stats (request counters).")] = False,
+        "--refuse-logprobs", help=_setting_help("refuse_logprobs"))] = False,
+    admin: Annotated[bool, typer.Option("--admin", help=_setting_help("admin"))] = False,
     log_requests: Annotated[bool, typer.Option(
         "--log-requests", help="Log one line per request (never headers or keys).")] = False,
     dtype: Annotated[str, typer.Option(help="Weights dtype: auto, float32, bfloat16, ...")] = "auto",
@@ -280,11 +296,12 @@ def serve(
     except ModuleNotFoundError as err:
         raise DistilError(f"distil serve needs {err.name}: pip install 'distil[serve]'") from None
 
-    settings = build_settings(
-        served_name=served_name or model, max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
-        max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
-        max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-        refuse_logprobs=refuse_logprobs, admin=admin)
+    given = dict(max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
+                 max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
+                 max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+                 header_timeout_s=header_timeout_s)
+    settings = build_settings(served_name=served_name or model, refuse_logprobs=refuse_logprobs,
+                              admin=admin, **{k: v for k, v in given.items() if v is not None})
     run_server(model, settings, host=host, port=port, dtype=dtype, device=device,
                log_requests=log_requests, echo=typer.echo)
 

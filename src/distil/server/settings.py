@@ -4,7 +4,7 @@
     key = api_key_from_env()                      # DISTIL_SERVE_API_KEY, never argv
     check_exposure("0.0.0.0", key)                # raises ServeError without a key
 
-Every field is documented once, here; `distil serve --help` repeats the short form.
+Every field and default is written once, here; `distil serve --help` is built from them.
 """
 
 import ipaddress
@@ -30,7 +30,7 @@ class ServeError(DistilError):
 class ServerSettings(BaseModel):
     """Limits and behaviour of one server; the defaults suit a teacher endpoint on one host."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     served_name: str = Field(min_length=1)
     """The model id clients send in `model` and that /v1/models lists."""
