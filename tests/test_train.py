@@ -85,10 +85,12 @@ def test_distillation_brings_the_student_closer_to_the_teacher(tmp_path, dataset
     after = evaluate(recipe)
     assert result.steps == 30 and (recipe.run_dir / "student" / "model.safetensors").is_file()
     assert after["kl_teacher_student"] < 0.85 * before["kl_teacher_student"]
-    # golden values of this seeded run (2.335 -> 1.844 nats/token); a change in the
-    # losses, data order or optimiser moves them
-    assert before["kl_teacher_student"] == pytest.approx(2.3346, rel=1e-3)
-    assert after["kl_teacher_student"] == pytest.approx(1.8440, rel=2e-2)
+    # pinned figures of this seeded tiny run: a change in the losses, data order, schedule or
+    # optimiser moves them. Across instruction sets they agree to 3e-7 (measured on an
+    # AVX2-only CPU with ATEN_CPU_CAPABILITY=avx2 and =default: 2.3346240 vs 2.3346236
+    # before, 1.8440256 vs 1.8440261 after), so 1e-5 leaves room for float32 order alone.
+    assert before["kl_teacher_student"] == pytest.approx(2.334624, rel=1e-5)
+    assert after["kl_teacher_student"] == pytest.approx(1.844026, rel=1e-5)
     assert after["top1_agreement"] > before["top1_agreement"]
     log = [json.loads(line) for line in (recipe.run_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(2, 31, 2))
