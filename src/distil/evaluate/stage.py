@@ -21,8 +21,8 @@ from distil.errors import DataError, ModelError
 from distil.evaluate.tasks import score_tasks
 from distil.fsutil import atomic_write_json
 from distil.loading import load_models, load_splits
-from distil.machine import describe_machine
 from distil.losses import IGNORE_INDEX, forward_kl, token_cross_entropy
+from distil.machine import describe_machine
 from distil.models import count_parameters
 from distil.progress import progress_bar
 from distil.recipe import Recipe
