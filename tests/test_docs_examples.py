@@ -49,7 +49,8 @@ def _blocks(path: Path) -> list[Block]:
             continue
         end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
         before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
-        block = Block(str(path.relative_to(ROOT)), index + 1, fence.group(1),
+        where = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+        block = Block(where, index + 1, fence.group(1),
                       "\n".join(lines[index + 1: end]) + "\n",
                       before.strip() if before.strip().startswith("<!--") else "")
         if block.language == "text" and blocks and blocks[-1].language == "python" \
@@ -109,6 +110,16 @@ def test_python_snippet_runs_and_prints_what_the_docs_say(block, tmp_path, monke
         printed = _run(code, f"{block.doc}:{block.line}")
     if block.output is not None:
         assert printed.strip() == block.output.strip()
+
+
+def test_shown_output_is_checked(tmp_path):
+    with pytest.raises(AssertionError, match="the docs say '3', the code prints '2'"):
+        _run(_with_checks("x = 1\nprint(x + 1)  # -> 3\n"), "example")
+    doc = tmp_path / "example.md"
+    doc.write_text("<!-- not run: example -->\n```python\nprint(2)\n```\n\n```text\n2\n```\n")
+    python, text = _blocks(doc)
+    assert (python.marker, python.output, text.language) == ("<!-- not run: example -->", "2\n",
+                                                             "text")
 
 
 def test_the_doc_conventions_are_used_as_written():

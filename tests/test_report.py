@@ -145,7 +145,12 @@ def test_one_training_curve_is_captioned_as_one_objective(run_dir):
     shutil.rmtree(run_dir / "compare")
     text = build_report(run_dir)[0].read_text()
     assert "different objectives" not in text
-    assert "The student's distillation loss" in text
+    assert "One curve, one objective: the student's training loss per optimizer step." in text
+    _write(run_dir / "recipe.yaml", "name: demo\ndistill: {divergence: forward_kl, kd_weight: 1.0, "
+                                    "ce_weight: 0.0}\n")
+    text = build_report(run_dir)[0].read_text()
+    assert ("One curve, one objective: the student's training loss (forward_kl, kd weight 1.0, "
+            "ce weight 0.0) per optimizer step.") in text
 
 
 def test_no_absolute_machine_path_is_shown(run_dir):

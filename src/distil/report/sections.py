@@ -234,9 +234,9 @@ def _measurement_notes(ev: dict[str, Any]) -> list[str]:
     if teacher and student:
         notes.append(f"A second speed figure, batched greedy generation of the held-out answers "
                      f"during eval: teacher {_num(teacher)}, student {_num(student)} tokens/s "
-                     "(`eval_batched_greedy_tokens_per_s` in eval.json). It times many prompts "
-                     "at once with padding, so it is far above the batch-1 figures here and "
-                     "not comparable with them.")
+                     "(`eval_batched_greedy_tokens_per_s` in eval.json). It times batches of "
+                     "prompts, padded, in the eval's own process, so it is not comparable "
+                     "with the batch-1 figures above.")
     return notes
 
 
@@ -290,10 +290,18 @@ def _training(data: dict[str, Any]) -> Section | None:
         text.append("Losses of different objectives are on different scales; compare each "
                     "curve's shape.")
     else:
-        text.append("The student's distillation loss, the recipe's one objective, per "
-                    "optimizer step.")
+        text.append(f"One curve, one objective: the student's training loss{_objective(data)} "
+                    "per optimizer step.")
     return Section("Training", text, [Figure("loss", plots.loss_curves(curves),
                                              "Training loss per optimizer step")])
+
+
+def _objective(data: dict[str, Any]) -> str:
+    """' (forward_kl, kd weight 1.0, ce weight 0.0)' from the recipe's distill section."""
+    distill = data["recipe"].get("distill") or {}
+    parts = [str(distill[k]) if k == "divergence" else f"{k.replace('_', ' ')} {distill[k]}"
+             for k in ("divergence", "kd_weight", "ce_weight") if k in distill]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _parity(data: dict[str, Any]) -> Section | None:
