@@ -31,3 +31,16 @@ def test_one_line_names_the_cpu_its_kernels_and_versions():
 
 def test_busy_means_load_over_half_the_cores():
     assert is_busy(1.5, 2) and not is_busy(1.0, 2) and not is_busy(None, 2)
+
+
+def test_eval_json_records_the_machine(tmp_path, dataset):
+    import json
+
+    from distil.evaluate import evaluate
+    from distil.recipe import validate_recipe
+    from tests.conftest import recipe_dict
+
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset, eval={"max_samples": 4}))
+    evaluate(recipe, student_source="recipe", output=tmp_path / "eval.json")
+    machine = json.loads((tmp_path / "eval.json").read_text())["machine"]
+    assert machine == describe_machine()
