@@ -159,11 +159,14 @@ def test_no_absolute_machine_path_is_shown(run_dir):
                     "endpoint": "http://localhost:8000/v1"},
         "prompts": {"sources": {"/home/ann/prompts.jsonl": 10, "tasks": 5}},
         "responses": {"kept": 15, "requested": 15}, "created": str(run_dir / "data" / "x.json")})
+    _write(run_dir / "recipe.yaml", f"name: demo\noutput_dir: {run_dir}\n"
+                                    f"data: {{train: {run_dir}/data/train.parquet}}\n")
     md_path, html_path = build_report(run_dir)
     for text in (md_path.read_text(), html_path.read_text()):
         assert "/root/" not in text and "/home/" not in text and str(run_dir) not in text
         assert "demo-teacher (local) at http://localhost:8000/v1" in text
         assert "prompts.jsonl 10, tasks 5" in text and "data/x.json" in text
+        assert "train: data/train.parquet" in text
 
 
 def _figures():

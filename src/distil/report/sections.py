@@ -369,5 +369,6 @@ def _data(data: dict[str, Any]) -> Section | None:
 def _recipe(data: dict[str, Any]) -> Section | None:
     if not data["recipe_text"]:
         return None
-    return Section("Recipe", ["The recipe this run used, every default spelled out."],
-                   [Code(data["recipe_text"], "yaml")])
+    return Section("Recipe", ["The recipe this run used, every default spelled out (paths "
+                              "relative to the run folder)."],
+                   [Code(shown_path(data["recipe_text"], data["run_dir"]), "yaml")])
