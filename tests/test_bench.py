@@ -44,8 +44,8 @@ def test_efficiency_is_merged_into_eval_json_keeping_other_keys(tmp_path):
                                            "teacher": {"tokens_per_s": 50.0}, "onnx": {}},
                             "efficiency_setup": {}})
     merged = json.loads(path.read_text())
-    assert merged["student"] == {"accuracy": 0.9, "tokens_per_s": 250.0}
-    assert merged["teacher"] == {"tokens_per_s": 50.0}
+    assert merged["student"] == {"accuracy": 0.9, "bench_tokens_per_s_batch1": 250.0}
+    assert merged["teacher"] == {"bench_tokens_per_s_batch1": 50.0}
     path.write_text("{not json")
     with pytest.raises(BenchError, match="not valid JSON"):
         write_efficiency(path, {})
@@ -74,8 +74,8 @@ def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny
     stored = json.loads((run / "eval.json").read_text())
     models = measured["efficiency"]
     assert stored == {"top1_agreement": 0.5, **measured,
-                      "teacher": {"tokens_per_s": models["teacher"]["tokens_per_s"]},
-                      "student": {"tokens_per_s": models["student"]["tokens_per_s"]}}
+                      "teacher": {"bench_tokens_per_s_batch1": models["teacher"]["tokens_per_s"]},
+                      "student": {"bench_tokens_per_s_batch1": models["student"]["tokens_per_s"]}}
     assert list(models) == ["teacher", "student", "onnx", "onnx-int8"]  # deployable ONNX only
     assert models["teacher"]["model"] == "tiny-teacher"
     assert models["teacher"]["params"] == count_parameters(build_tiny("tiny-teacher")[0])

@@ -45,7 +45,8 @@ def test_shrunken_demo_writes_the_report_and_every_eval_key(demo_run):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "eval.json").read_text())
     for role in ("teacher", "student"):
-        for key in ("accuracy", "params", "tokens_per_s"):
+        for key in ("accuracy", "params", "bench_tokens_per_s_batch1",
+                    "eval_batched_greedy_tokens_per_s"):
             assert isinstance(metrics[role][key], int | float), (role, key)
     assert metrics["student"]["params"] * 4 <= metrics["teacher"]["params"]
     assert metrics["teacher"]["accuracy"] > 0.5  # the shipped teacher answers most tasks

@@ -14,13 +14,23 @@ def _write(path, obj):
     path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
 
 
+MACHINE = {"cpu_model": "AMD EPYC 9654", "cpu_count": 2, "torch_cpu_capability": "AVX512",
+           "cpu_flags": {"avx2": True, "avx512": True, "avx512_vnni": True},
+           "versions": {"python": "3.12.3", "torch": "2.13.0", "onnxruntime": "1.32.0"}}
+
+
 def _eval(accuracy):
     return {"kl_teacher_student": 0.21, "top1_agreement": 0.9, "retention": accuracy / 0.95,
             "heldout_prompts": 40,
-            "teacher": {"params": 4_000_000, "accuracy": 0.95, "tokens_per_s": 100.0,
+            "teacher": {"params": 4_000_000, "accuracy": 0.95, "bench_tokens_per_s_batch1": 100.0,
+                        "eval_batched_greedy_tokens_per_s": 2500.0, "perplexity": 1.0041,
                         "accuracy_per_task": {"overall": 0.95, "add": 1.0, "sort": 0.9}},
-            "student": {"params": 1_000_000, "accuracy": accuracy, "tokens_per_s": 400.0,
+            "student": {"params": 1_000_000, "accuracy": accuracy, "bench_tokens_per_s_batch1": 400.0,
+                        "eval_batched_greedy_tokens_per_s": 9000.0, "perplexity": 1.31,
                         "accuracy_per_task": {"overall": accuracy, "add": accuracy, "sort": accuracy}},
+            "machine": MACHINE,
+            "efficiency_setup": {"machine": {**MACHINE, "load_average_1m": 0.2,
+                                             "load_average_1m_after": 0.4}},
             "efficiency": {"teacher": {"params": 4_000_000, "bytes": 8e6, "tokens_per_s": 100.0,
                                        "latency_ms_p50": 10.0, "peak_memory_bytes": 3e8},
                            "student": {"params": 1_000_000, "bytes": 2e6, "tokens_per_s": 400.0,
@@ -59,6 +69,7 @@ def test_markdown_has_every_section_and_the_numbers(run_dir):
                   "Examples", "Recipe"):
         assert f"## {title}" in text, title
     assert "**90.0%**" in text and "4.0x fewer parameters" in text and "4.0x more tokens" in text
+    assert "busy" not in text
     assert "Exported as `onnx-int8` (onnxruntime, 0.5 MB) it generates 15.0x the teacher's" in text
     assert "| sort | 90.0% | 90.0% | 70.0% | 50.0% |" in text
     assert "+20.0 points" in text and "**FAIL**" in text
@@ -80,3 +91,118 @@ def test_an_empty_folder_is_refused(tmp_path):
         build_report(tmp_path)
     with pytest.raises(DistilError, match="run folder not found"):
         build_report(tmp_path / "missing")
+
+
+def test_html_renders_code_spans_as_code_not_backticks(run_dir):
+    _, html_path = build_report(run_dir)
+    page = html_path.read_text()
+    assert "Exported as <code>onnx-int8</code>" in page and "`" not in page
+
+
+def test_pipes_inside_markdown_table_cells_and_headers_are_escaped(run_dir):
+    text = build_report(run_dir)[0].read_text()
+    assert "| variant | max \\|Δlogit\\| | top-1 agreement |" in text
+
+
+def test_perplexity_near_one_keeps_its_digits(run_dir):
+    text = build_report(run_dir)[0].read_text()
+    assert "| teacher perplexity on held-out responses | 1.004 |" in text
+    assert "| student perplexity on held-out responses | 1.310 |" in text
+
+
+def test_a_slower_student_reads_as_a_fraction_and_a_busy_machine_is_said(run_dir):
+    ev = _eval(0.9)
+    ev["efficiency"]["student"]["tokens_per_s"] = 90.0
+    ev["efficiency_setup"]["machine"].update(load_average_1m=3.1, load_average_1m_after=2.5)
+    _write(run_dir / "eval.json", ev)
+    md_path, html_path = build_report(run_dir)
+    text = md_path.read_text()
+    assert "It generates 0.9x the teacher's tokens per second" in text and "0.9x more" not in text
+    caveat = "timed while the machine was busy (load average 3.1 before, 2.5 after, on 2 cores)"
+    assert text.count(caveat) == 2  # beside the summary's speed and the efficiency table
+    assert caveat in html_path.read_text()
+
+
+def test_both_tokens_per_second_figures_say_what_they_measure(run_dir):
+    text = build_report(run_dir)[0].read_text()
+    assert "| model | parameters | bytes on disk | latency/token p50 | tokens/s (batch 1) |" in text
+    assert ("batched greedy generation of the held-out answers during eval: teacher 2,500, "
+            "student 9,000 tokens/s") in text
+
+
+def test_the_machine_is_named_beside_the_efficiency_figures(run_dir):
+    text = build_report(run_dir)[0].read_text()
+    efficiency = text.split("## Efficiency", 1)[1].split("\n## ", 1)[0]
+    assert ("AMD EPYC 9654, 2 cores, torch kernels AVX512 (CPU has AVX2, AVX512, AVX512-VNNI); "
+            "python 3.12.3, torch 2.13.0, onnxruntime 1.32.0") in efficiency
+
+
+def test_one_training_curve_is_captioned_as_one_objective(run_dir):
+    import shutil
+
+    text = build_report(run_dir)[0].read_text()
+    assert "Losses of different objectives" in text  # three variants, three objectives
+    shutil.rmtree(run_dir / "compare")
+    text = build_report(run_dir)[0].read_text()
+    assert "different objectives" not in text
+    assert "One curve, one objective: the student's training loss per optimizer step." in text
+    _write(run_dir / "recipe.yaml", "name: demo\ndistill: {divergence: forward_kl, kd_weight: 1.0, "
+                                    "ce_weight: 0.0}\n")
+    text = build_report(run_dir)[0].read_text()
+    assert ("One curve, one objective: the student's training loss (forward_kl, kd weight 1.0, "
+            "ce weight 0.0) per optimizer step.") in text
+
+
+def test_no_absolute_machine_path_is_shown(run_dir):
+    _write(run_dir / "data" / "synth_summary.json", {
+        "teacher": {"model": "/root/distil/src/distil/assets/demo-teacher", "backend": "local",
+                    "endpoint": "http://localhost:8000/v1"},
+        "prompts": {"sources": {"/home/ann/prompts.jsonl": 10, "tasks": 5}},
+        "responses": {"kept": 15, "requested": 15}, "created": str(run_dir / "data" / "x.json")})
+    _write(run_dir / "recipe.yaml", f"name: demo\noutput_dir: {run_dir}\n"
+                                    f"data: {{train: {run_dir}/data/train.parquet}}\n")
+    md_path, html_path = build_report(run_dir)
+    for text in (md_path.read_text(), html_path.read_text()):
+        assert "/root/" not in text and "/home/" not in text and str(run_dir) not in text
+        assert "demo-teacher (local) at http://localhost:8000/v1" in text
+        assert "prompts.jsonl 10, tasks 5" in text and "data/x.json" in text
+        assert "train: data/train.parquet" in text
+
+
+def _figures():
+    from distil.report import plots
+
+    scores = {"overall": 0.9, "arithmetic": 0.8, "sort": 1.0, "reverse": 0.9, "convert": 0.95,
+              "count": 0.7, "capital": 1.0, "element": 0.99}
+    per_task = {name: scores for name in ("teacher", "student", "seq_kd", "ground_truth")}
+    row = {"params": 2e6, "bytes": 4e6, "latency_ms_p50": 5.0, "tokens_per_s": 180.0,
+           "peak_memory_bytes": 3e8}
+    rows = [{"name": name, **row} for name in ("teacher", "student", "onnx", "onnx-int8")]
+    log = [{"step": s, "loss": 1 / s} for s in range(1, 9)]
+    return {"accuracy": plots.draw_accuracy(per_task), "efficiency": plots.draw_efficiency(rows),
+            "loss": plots.draw_loss({"student": log, "seq_kd": log})}
+
+
+def test_every_plot_text_is_at_least_10_px_as_the_html_page_shows_it():
+    from matplotlib.text import Text
+
+    from distil.report import plots
+    from distil.report.render import PAGE_WIDTH_PX
+
+    for name, figure in _figures().items():
+        figure.canvas.draw()
+        width_px = figure.get_size_inches()[0] * plots.DPI
+        shown = min(1.0, PAGE_WIDTH_PX / width_px)  # the page scales wider images down
+        for text in figure.findobj(Text):
+            if text.get_text().strip() and text.get_visible():
+                size_px = text.get_fontsize() * plots.DPI / 72 * shown
+                assert size_px >= 10, (name, text.get_text(), round(size_px, 1))
+
+
+def test_the_accuracy_legend_covers_no_bar():
+    figure = _figures()["accuracy"]
+    figure.canvas.draw()
+    axis = figure.axes[0]
+    legend = axis.get_legend().get_window_extent()
+    assert not legend.overlaps(axis.get_window_extent())
+    assert not legend.overlaps(axis.title.get_window_extent())

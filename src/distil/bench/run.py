@@ -9,7 +9,6 @@ when deployed.
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 from distil import __version__
 from distil.errors import DistilError
 from distil.fsutil import atomic_write_json
+from distil.machine import describe_machine, is_busy
 from distil.recipe import BenchSection
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx.data", ".gguf")
@@ -137,15 +137,14 @@ def _warn_if_busy(state: dict[str, Any]) -> None:
     from distil.progress import console
 
     load, cores = state["load_average_1m"], state["cpu_count"]
-    if load is not None and cores and load > cores / 2:
+    if is_busy(load, cores):
         console.print(f"[yellow]the machine is busy (load average {load} on {cores} cores): "
                       "timings will be noisy and slow", highlight=False, soft_wrap=True)
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-            "platform": platform.platform(), "python": platform.python_version(),
+    """What the figures were measured on, and how busy it was (1-minute load average)."""
+    return {**describe_machine(),
             "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
@@ -255,8 +254,9 @@ def _recipe_seed(run_dir: Path) -> int:
 
 
 def write_efficiency(eval_path: Path, measured: dict[str, Any]) -> None:
-    """Set eval.json's `efficiency` and `efficiency_setup` keys and the batch-1 `tokens_per_s`
-    of `teacher` and `student`, keeping every other key; atomic."""
+    """Set eval.json's `efficiency` and `efficiency_setup` keys and, as
+    `bench_tokens_per_s_batch1`, the batch-1 tokens/s of `teacher` and `student` (beside
+    eval's own `eval_batched_greedy_tokens_per_s`), keeping every other key; atomic."""
     metrics: dict[str, Any] = {}
     if eval_path.is_file():
         try:
@@ -268,7 +268,7 @@ def write_efficiency(eval_path: Path, measured: dict[str, Any]) -> None:
     for role in ("teacher", "student"):  # batch-1 tokens/s beside each model's quality figures
         row = measured["efficiency"].get(role)
         if row is not None and "tokens_per_s" in row:
-            metrics.setdefault(role, {})["tokens_per_s"] = row["tokens_per_s"]
+            metrics.setdefault(role, {})["bench_tokens_per_s_batch1"] = row["tokens_per_s"]
     atomic_write_json(eval_path, metrics)
 
 

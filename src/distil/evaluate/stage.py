@@ -22,6 +22,7 @@ from distil.evaluate.tasks import score_tasks
 from distil.fsutil import atomic_write_json
 from distil.loading import load_models, load_splits
 from distil.losses import IGNORE_INDEX, forward_kl, token_cross_entropy
+from distil.machine import describe_machine
 from distil.models import count_parameters
 from distil.progress import progress_bar
 from distil.recipe import Recipe
@@ -65,6 +66,7 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
                     "perplexity": metrics.pop("teacher_perplexity")},
         "samples": len(examples),
         "distil_version": __version__,
+        "machine": describe_machine(),  # results move with the CPU's instruction set
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     output = Path(output or recipe.run_dir / "eval.json")

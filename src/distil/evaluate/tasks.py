@@ -65,9 +65,9 @@ def score_tasks(teacher: LoadedModel, student: LoadedModel, config: EvalSection,
     atomic_write_text(samples_path, "".join(json.dumps(r) + "\n" for r in rows))
     return {
         "teacher": {"accuracy": teacher_acc["overall"], "accuracy_per_task": teacher_acc,
-                    "generation_tokens_per_s": teacher_speed},
+                    "eval_batched_greedy_tokens_per_s": teacher_speed},
         "student": {"accuracy": student_acc["overall"], "accuracy_per_task": student_acc,
-                    "generation_tokens_per_s": student_speed},
+                    "eval_batched_greedy_tokens_per_s": student_speed},
         "retention": student_acc["overall"] / teacher_acc["overall"] if teacher_acc["overall"] else 0.0,
         "heldout_prompts": len(items),
     }

@@ -13,7 +13,7 @@ from distil.errors import DistilError
 from distil.fsutil import atomic_write_text
 from distil.report.collect import collect
 from distil.report.render import html_page, markdown
-from distil.report.sections import build_sections
+from distil.report.sections import build_sections, shown_path
 
 
 def build_report(run_dir: str | Path) -> tuple[Path, Path]:
@@ -34,11 +34,12 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     student = student_spec.get("model", "?")
     if student_spec.get("layers"):
         student += f" (layers {', '.join(map(str, student_spec['layers']))})"
-    subtitle = (f"Teacher `{teacher}` → student `{student}` · run folder {run_dir} · "
-                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    folder = run_dir.name if run_dir.is_absolute() else str(run_dir)
+    subtitle = shown_path(f"Teacher `{teacher}` → student `{student}` · run folder {folder} · "
+                          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", run_dir)
     md_path, html_path = run_dir / "report.md", run_dir / "report.html"
     atomic_write_text(md_path, markdown(title, subtitle, sections, run_dir / "report_files"))
-    atomic_write_text(html_path, html_page(title, subtitle.replace("`", ""), sections))
+    atomic_write_text(html_path, html_page(title, subtitle, sections))
     return md_path, html_path
 
 

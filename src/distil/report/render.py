@@ -4,11 +4,12 @@ import base64
 import html
 from pathlib import Path
 
+from distil.report.plots import PAGE_WIDTH_PX
 from distil.report.sections import Code, Figure, Section, Table
 
 STYLE = """
 body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;
-       max-width: 980px; margin: 2rem auto; padding: 0 1.2rem; }
+       max-width: PAGE_WIDTHpx; margin: 2rem auto; padding: 0 1.2rem; }
 h1 { font-size: 1.7rem; margin-bottom: .2rem; } h2 { border-bottom: 1px solid #d0d7de;
 padding-bottom: .3rem; margin-top: 2.2rem; } .sub { color: #57606a; margin-top: 0; }
 table { border-collapse: collapse; margin: .8rem 0; font-size: 14px; }
@@ -18,7 +19,8 @@ caption { caption-side: bottom; color: #57606a; font-size: 13px; text-align: lef
 img { max-width: 100%; height: auto; border: 1px solid #eaeef2; border-radius: 6px; }
 pre { background: #f6f8fa; padding: .8rem; border-radius: 6px; overflow-x: auto; font-size: 13px; }
 nav a { margin-right: .9rem; } strong { color: #0b5cad; }
-"""
+code { background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; font-size: 90%; }
+""".replace("PAGE_WIDTH", str(PAGE_WIDTH_PX))  # figures are drawn this wide: shown unscaled
 
 
 def markdown(title: str, subtitle: str, sections: list[Section], figure_dir: Path) -> str:
@@ -39,10 +41,14 @@ def _markdown_item(item: Table | Figure | Code, figure_dir: Path) -> list[str]:
         return [f"![{item.alt}]({figure_dir.name}/{item.name}.png)"]
     if isinstance(item, Code):
         return [f"```{item.language}", item.text.rstrip(), "```"]
-    lines = ["| " + " | ".join(item.header) + " |", "|" + " --- |" * len(item.header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
-              for row in item.rows]
+    lines = [_markdown_row(item.header), "|" + " --- |" * len(item.header)]
+    lines += [_markdown_row(row) for row in item.rows]
     return lines + ([f"\n*{item.caption}*"] if item.caption else [])
+
+
+def _markdown_row(cells: list[str]) -> str:
+    """One table row; a `|` inside a cell is escaped so it cannot end the cell."""
+    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
 def html_page(title: str, subtitle: str, sections: list[Section]) -> str:
@@ -69,13 +75,20 @@ def _html_item(item: Table | Figure | Code) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in item.header)
     rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
                    for row in item.rows)
-    caption = f"<caption>{html.escape(item.caption)}</caption>" if item.caption else ""
+    caption = f"<caption>{_inline(item.caption)}</caption>" if item.caption else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _inline(text: str) -> str:
-    """Escape, then turn **bold** pairs into <strong>."""
-    parts = html.escape(text).split("**")
+    """Escape, then turn `code` pairs into <code> and **bold** pairs into <strong>."""
+    spans = html.escape(text).split("`")
+    if len(spans) % 2 == 0:  # an unpaired backtick is a character, not a code span
+        spans = ["`".join(spans)]
+    return "".join(f"<code>{s}</code>" if i % 2 else _bold(s) for i, s in enumerate(spans))
+
+
+def _bold(text: str) -> str:
+    parts = text.split("**")
     return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
 
 

@@ -4,10 +4,16 @@ The Markdown and HTML renderers walk the same sections, so both always say the s
 """
 
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from distil.machine import is_busy, machine_line
 from distil.report import plots
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w/:.~])/[\w.+@-]+(?:/[\w.+@-]+)+/?")
+"""A POSIX absolute path (not the path part of a URL, nor a fraction like 8/2)."""
 
 
 @dataclass
@@ -51,6 +57,59 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _perplexity(value: float | None) -> str:
+    """Three decimals below 10: a teacher's 1.004 must not read as 1."""
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if value < 10 else _num(value)
+
+
+def _times_the_tokens(ratio: float, whose: str) -> str:
+    """'4.0x more tokens per second' from 1 up; '0.90x the teacher's tokens per second' below."""
+    if ratio >= 1:
+        return f"{ratio:.1f}x more tokens per second than {whose}"
+    return f"{ratio:.2g}x {whose}'s tokens per second"
+
+
+def shown_path(text: str, run_dir: str | Path) -> str:
+    """`text` with absolute paths made relative to the run folder, or cut to their file name
+    when outside it: a report is shared, and the machine's folders are nobody's business."""
+    base = Path(run_dir).resolve()
+
+    def relative(match: re.Match[str]) -> str:
+        path = Path(match.group(0))
+        try:
+            return str(path.resolve().relative_to(base)) or "."
+        except ValueError:
+            return path.name or str(path)
+
+    return ABSOLUTE_PATH.sub(relative, text)
+
+
+def _bench_machine(ev: dict[str, Any]) -> dict[str, Any]:
+    return (ev.get("efficiency_setup") or {}).get("machine") or {}
+
+
+def busy_caveat(ev: dict[str, Any]) -> str | None:
+    """The sentence warning that the speed figures were timed on a busy machine, if they were."""
+    machine = _bench_machine(ev)
+    before, after = machine.get("load_average_1m"), machine.get("load_average_1m_after")
+    cores = machine.get("cpu_count")
+    if not (is_busy(before, cores) or is_busy(after, cores)):
+        return None
+    return (f"Caveat: timed while the machine was busy (load average {before} before, {after} "
+            f"after, on {cores} cores): other work shared the CPU, so speeds are low and noisy; "
+            "rerun `distil bench` on an idle machine for figures to quote.")
+
+
+def _bench_speed(ev: dict[str, Any], role: str) -> float | None:
+    """`distil bench`'s batch-1 tokens/s of a role (older eval.json: the role's tokens_per_s)."""
+    row = (ev.get("efficiency") or {}).get(role) or {}
+    info = ev.get(role, {})
+    return row.get("tokens_per_s") or info.get("bench_tokens_per_s_batch1") or info.get(
+        "tokens_per_s")
+
+
 def build_sections(data: dict[str, Any]) -> list[Section]:
     """All sections the run's data supports, in reading order."""
     builders = [_summary, _quality, _efficiency, _comparison, _training, _parity, _examples,
@@ -72,13 +131,17 @@ def _summary(data: dict[str, Any]) -> Section | None:
     if size:
         lines.append(f"It has {size:.1f}x fewer parameters ({_num(student['params'])} vs "
                      f"{_num(teacher['params'])}).")
-    speed = _ratio(student.get("tokens_per_s"), teacher.get("tokens_per_s"))
+    student_speed, teacher_speed = _bench_speed(ev, "student"), _bench_speed(ev, "teacher")
+    speed = _ratio(student_speed, teacher_speed)
     if speed:
-        lines.append(f"It generates {speed:.1f}x more tokens per second on this CPU at batch 1 "
-                     f"({_num(student['tokens_per_s'])} vs {_num(teacher['tokens_per_s'])}).")
-    edge = _fastest_export(ev, teacher.get("tokens_per_s"))
+        lines.append(f"It generates {_times_the_tokens(speed, 'the teacher')} on this CPU at "
+                     f"batch 1 ({_num(student_speed)} vs {_num(teacher_speed)}).")
+    edge = _fastest_export(ev, teacher_speed)
     if edge:
         lines.append(edge)
+    caveat = busy_caveat(ev)
+    if caveat and (speed or edge):
+        lines.append(caveat)
     lines.append(f"Per held-out response token, KL(teacher‖student) is "
                  f"{_num(ev.get('kl_teacher_student'))} nats and the student's top-1 token agrees "
                  f"with the teacher's {_pct(ev.get('top1_agreement'))} of the time.")
@@ -92,9 +155,11 @@ def _fastest_export(ev: dict[str, Any], teacher_speed: float | None) -> str | No
     if not exported or not teacher_speed:
         return None
     name, row = max(exported.items(), key=lambda item: item[1]["tokens_per_s"])
+    ratio = row["tokens_per_s"] / teacher_speed
+    times = f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2g}x"
     return (f"Exported as `{name}` ({row.get('runtime', 'onnxruntime')}, "
             f"{_num((row.get('bytes') or 0) / 1e6)} MB) it generates "
-            f"{row['tokens_per_s'] / teacher_speed:.1f}x the teacher's tokens per second "
+            f"{times} the teacher's tokens per second "
             f"({_num(row['tokens_per_s'])} vs {_num(teacher_speed)}).")
 
 
@@ -114,8 +179,8 @@ def _quality(data: dict[str, Any]) -> Section | None:
     metrics = Table(["metric", "value"], [
         ["KL(teacher‖student) per token (nats)", _num(ev.get("kl_teacher_student"))],
         ["top-1 agreement with the teacher", _pct(ev.get("top1_agreement"))],
-        ["student perplexity on held-out responses", _num(student.get("perplexity"))],
-        ["teacher perplexity on held-out responses", _num(teacher.get("perplexity"))],
+        ["student perplexity on held-out responses", _perplexity(student.get("perplexity"))],
+        ["teacher perplexity on held-out responses", _perplexity(teacher.get("perplexity"))],
     ], "Teacher-forced on held-out responses.")
     figure = Figure("accuracy", plots.accuracy_by_task(per_task),
                     "Grouped bar chart of held-out accuracy per task for each model")
@@ -131,7 +196,7 @@ def efficiency_rows(ev: dict[str, Any]) -> list[dict[str, Any]]:
         for role in ("teacher", "student"):
             info = ev.get(role, {})
             rows.append({"name": role, "params": info.get("params"),
-                         "tokens_per_s": info.get("tokens_per_s")})
+                         "tokens_per_s": _bench_speed(ev, role)})
     return rows
 
 
@@ -148,9 +213,31 @@ def _efficiency(data: dict[str, Any]) -> Section | None:
     table = Table(["model"] + [c[1] for c in columns],
                   [[r["name"]] + [c[2](r[c[0]]) if r.get(c[0]) is not None else "–" for c in columns]
                    for r in rows],
-                  "Measured on this machine's CPU; see the bench section of the docs for the method.")
-    return Section("Efficiency", [], [table, Figure("efficiency", plots.efficiency(rows),
-                                                    "Bar charts of size, latency and speed per model")])
+                  "Measured by `distil bench` on this machine's CPU, one model at a time, greedy "
+                  "generation at batch 1; see the bench section of the docs for the method.")
+    figure = Figure("efficiency", plots.efficiency(rows),
+                    "Bar charts of size, latency and speed per model")
+    return Section("Efficiency", _measurement_notes(data["eval"]), [table, figure])
+
+
+def _measurement_notes(ev: dict[str, Any]) -> list[str]:
+    """What the figures were measured on, how busy it was, and the eval's own speed figure."""
+    notes = []
+    machine = _bench_machine(ev) or ev.get("machine")
+    if machine:
+        notes.append(f"Machine: {machine_line(machine)}.")
+    caveat = busy_caveat(ev)
+    if caveat:
+        notes.append(caveat)
+    teacher = ev.get("teacher", {}).get("eval_batched_greedy_tokens_per_s")
+    student = ev.get("student", {}).get("eval_batched_greedy_tokens_per_s")
+    if teacher and student:
+        notes.append(f"A second speed figure, batched greedy generation of the held-out answers "
+                     f"during eval: teacher {_num(teacher)}, student {_num(student)} tokens/s "
+                     "(`eval_batched_greedy_tokens_per_s` in eval.json). It times batches of "
+                     "prompts, padded, in the eval's own process, so it is not comparable "
+                     "with the batch-1 figures above.")
+    return notes
 
 
 def _comparison(data: dict[str, Any]) -> Section | None:
@@ -199,9 +286,22 @@ def _training(data: dict[str, Any]) -> Section | None:
         text.append(f"{summary.get('steps')} optimizer steps over {_num(summary.get('tokens_seen'))} "
                     f"tokens in {summary.get('elapsed_s', 0):.0f} s "
                     f"({'fused-linear' if summary.get('fused') else 'dense'} loss path).")
-    text.append("Losses of different objectives are on different scales; compare each curve's shape.")
+    if len([log for log in curves.values() if log]) > 1:
+        text.append("Losses of different objectives are on different scales; compare each "
+                    "curve's shape.")
+    else:
+        text.append(f"One curve, one objective: the student's training loss{_objective(data)} "
+                    "per optimizer step.")
     return Section("Training", text, [Figure("loss", plots.loss_curves(curves),
                                              "Training loss per optimizer step")])
+
+
+def _objective(data: dict[str, Any]) -> str:
+    """' (forward_kl, kd weight 1.0, ce weight 0.0)' from the recipe's distill section."""
+    distill = data["recipe"].get("distill") or {}
+    parts = [str(distill[k]) if k == "divergence" else f"{k.replace('_', ' ')} {distill[k]}"
+             for k in ("divergence", "kd_weight", "ce_weight") if k in distill]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _parity(data: dict[str, Any]) -> Section | None:
@@ -260,6 +360,7 @@ def _data(data: dict[str, Any]) -> Section | None:
     ]
     rows += [[key, str(synth[key])] for key in ("seed", "license", "stopped", "created",
                                                 "toolkit_version") if synth.get(key) is not None]
+    rows = [[what, shown_path(value, data["run_dir"])] for what, value in rows]
     return Section("Data", ["Prompts and teacher responses synthesised for this run (the "
                             "rows, with provenance, are in data/train.parquet; dropped ones "
                             "in data/rejects.jsonl)."], [Table(["what", "value"], rows)])
@@ -268,5 +369,6 @@ def _data(data: dict[str, Any]) -> Section | None:
 def _recipe(data: dict[str, Any]) -> Section | None:
     if not data["recipe_text"]:
         return None
-    return Section("Recipe", ["The recipe this run used, every default spelled out."],
-                   [Code(data["recipe_text"], "yaml")])
+    return Section("Recipe", ["The recipe this run used, every default spelled out (paths "
+                              "relative to the run folder)."],
+                   [Code(shown_path(data["recipe_text"], data["run_dir"]), "yaml")])
