@@ -147,3 +147,27 @@ def test_scoring_through_the_teacher_protocol_equals_white_box_capture(tmp_path,
             np.testing.assert_allclose(np.exp(a.log_tail), np.exp(b.log_tail), atol=1e-4)
     with pytest.raises(SignalsError, match="set distill.temperature=1.0"):
         run_capture(scoring, examples, {**fingerprint, "temperature": 2.0}, tmp_path / "t2", 4, 50)
+
+
+def test_scored_top_k_summing_to_one_after_rounding_keeps_a_nonzero_tail():
+    """An API rounds its logprobs; when the returned top-k then sum to 1 or more, the tail is
+    still not 0 (a zero tail makes reverse-type divergences infinite)."""
+    import math
+    from types import SimpleNamespace
+
+    from distil.capture.stage import ScoringTeacherSource
+    from distil.data import Example, Pair
+    from distil.signals.generation import TAIL_FLOOR
+    from distil.teachers.base import Capabilities, TokenLogprob, TopLogprob
+
+    rounded = [-0.00001, -9.0]  # exp sums to 1.00011
+    top = tuple(TopLogprob(token_id=i, token=str(i), logprob=lp) for i, lp in zip((7, 8), rounded))
+    teacher = SimpleNamespace(
+        name="rounding", concurrency=1,
+        capabilities=Capabilities(logprobs=True, max_top_logprobs=2, can_score=True, token_ids=True),
+        score=lambda prompt, completion, k: [TokenLogprob(token_id=7, token="7", logprob=-0.00001,
+                                                          top=top)])
+    source = ScoringTeacherSource(teacher, [Pair("a", "p", "r")], 2, "")
+    (sample,) = source.capture([Example("a", [1, 7], [-100, 7])])
+    assert math.isfinite(sample.log_tail[0])
+    assert sample.log_tail[0] == np.float32(math.log(TAIL_FLOOR))

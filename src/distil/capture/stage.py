@@ -13,7 +13,6 @@ A recipe with `signals.path` then trains from the store with no teacher loaded;
 prompt rendering, length limit or temperature.
 """
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from distil.signals import (
     build_fingerprint,
     input_hash,
 )
+from distil.signals.generation import log_tail_mass
 from distil.signals.recipe import capture_dir, capture_temperature, signal_identity
 from distil.teachers import Teacher
 
@@ -124,7 +124,8 @@ class ScoringTeacherSource:
 
     For teachers that are not white-box (an API that can score a given completion and
     return token ids with top logprobs). Their log-probabilities are at temperature 1, and
-    the tail is what the returned top-k leave: 1 - sum(p), floored at 0. The response is
+    the tail is what the returned top-k leave, 1 - sum(p) in float64, and never 0 where the
+    server's rounding made the values sum to 1 (signals.generation.log_tail_mass). The response is
     scored with the end-of-turn token appended, and the scored ids must equal the training
     tokens, else the capture stops with an error naming the sample. Prompts are rendered by
     the teacher; the store can check only the response tokens against the training rows.
@@ -167,8 +168,7 @@ class ScoringTeacherSource:
         if any(len(row) != self.top_k or len(set(row)) != self.top_k for row in ids):
             raise SignalsError(f"teacher {self.teacher.name} returned fewer than {self.top_k} "
                                f"distinct top logprobs for sample {example.sample_id!r}")
-        log_tail = [math.log(tail) if (tail := 1 - sum(map(math.exp, row))) > 0 else -math.inf
-                    for row in logprobs]
+        log_tail = [log_tail_mass(row) for row in logprobs]
         return SampleSignals(example.sample_id, input_hash(example.input_ids),
                              np.array(ids, dtype=np.int64), np.array(logprobs, dtype=np.float32),
                              np.array(log_tail, dtype=np.float32))
