@@ -83,7 +83,9 @@ class Completion:
 
     text: str
     token_ids: tuple[int, ...] | None
-    """Ids of the generated tokens (end-of-turn excluded); None when the backend gives only text."""
+    """Ids of the generated tokens; None when the backend gives only text. A local teacher
+    leaves the end-of-turn token out; an API teacher gives what its server returns (`distil
+    serve` and vLLM include it, with its logprobs)."""
     finish_reason: Literal["stop", "length"] | str
     usage: Usage = field(default_factory=Usage)
     logprobs: tuple[TokenLogprob, ...] | None = None
