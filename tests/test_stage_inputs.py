@@ -149,3 +149,13 @@ def test_a_changed_learning_rate_is_refused_and_the_checkpoints_stay(tmp_path, d
     train_or_resume(validate_recipe(raw), restart=True)
     (aside,) = (run / "previous").iterdir()
     assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == before
+
+
+def test_a_copied_run_folder_is_the_same_run(tmp_path):
+    """data.train defaults to RUN/data/train.parquet after synth: a run copied or moved
+    elsewhere keeps every stage's fingerprint, so nothing is redone."""
+    here = load_recipe(DEMO, [f"output_dir={tmp_path / 'a'}"])
+    there = load_recipe(DEMO, [f"output_dir={tmp_path / 'elsewhere' / 'b'}"])
+    assert here.data.train != there.data.train
+    for stage in declared():
+        assert stage_fingerprint(here, stage) == stage_fingerprint(there, stage), stage
