@@ -161,7 +161,8 @@ def test_scored_top_k_summing_to_one_after_rounding_keeps_a_nonzero_tail():
     from distil.teachers.base import Capabilities, TokenLogprob, TopLogprob
 
     rounded = [-0.00001, -9.0]  # exp sums to 1.00011
-    top = tuple(TopLogprob(token_id=i, token=str(i), logprob=lp) for i, lp in zip((7, 8), rounded, strict=True))
+    top = tuple(TopLogprob(token_id=i, token=str(i), logprob=lp)
+                for i, lp in zip((7, 8), rounded, strict=True))
     teacher = SimpleNamespace(
         name="rounding", concurrency=1,
         capabilities=Capabilities(logprobs=True, max_top_logprobs=2, can_score=True, token_ids=True),
