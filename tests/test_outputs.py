@@ -246,3 +246,54 @@ def test_export_without_a_recipe_section_keeps_the_defaults(tmp_path, monkeypatc
         config.model_dump()) or stage.ExportResult(tmp_path / "x", {}, {"passed": True}))
     assert run_cli(monkeypatch, capsys, "export", str(run)).returncode == 0
     assert seen["prompts_per_task"] == 25 and seen["formats"] == ["hf", "onnx", "onnx-int8"]
+
+
+# --- training's outputs: strict JSON on a resumed finished run; Ctrl-C says how to go on --
+
+def _strict_json(text: str):
+    import json
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_resuming_a_finished_run_writes_the_last_logged_loss(tmp_path, dataset):
+    from distil.recipe import validate_recipe
+    from distil.train import train
+    from tests.conftest import recipe_dict
+
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={
+        "max_steps": 2, "batch_size": 4, "log_every": 1, "save_every": 2}))
+    first = train(recipe)
+    logged = _strict_json((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()[-1])
+    again = train(recipe, resume=True)
+    summary = _strict_json((tmp_path / "run" / "train_summary.json").read_text())
+    assert again.steps == first.steps == 2
+    assert summary["final_loss"] == again.final_loss == logged["loss"]
+
+
+def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, dataset):
+    import signal
+    import subprocess
+    import time
+
+    recipe = _recipe_file(tmp_path, dataset, train={"max_steps": 100000, "log_every": 1,
+                                                    "save_every": 100000})
+    log = tmp_path / "run" / "train_log.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "distil.cli", "train", recipe],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (log.is_file() and log.read_text().strip()) and process.poll() is None:
+            assert time.monotonic() < deadline, "training logged no step"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1 and "rerun the same command (with --resume for train)" in lines[0]

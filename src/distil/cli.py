@@ -323,7 +323,8 @@ def main() -> None:
         sys.exit(err.exit_code)
     except (KeyboardInterrupt, Interrupted):
         console.print("[yellow]interrupted[/]: finished stages and checkpoints are kept; "
-                      "rerun the same command (with --resume for train) to continue")
+                      "rerun the same command (with --resume for train) to continue",
+                      highlight=False, soft_wrap=True)
         sys.exit(130)
 
 
