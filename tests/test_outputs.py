@@ -107,13 +107,14 @@ def _recipe_file(tmp_path, dataset, **sections) -> str:
 
 def _no_model_loads(monkeypatch):
     """Fail the test if a command gets as far as loading a model."""
+    import distil.loading  # imported before the patch, so that it binds the real load_model
     import distil.models
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the output folder was checked")
 
     monkeypatch.setattr(distil.models, "load_model", refuse)
-    monkeypatch.setattr("distil.loading.load_model", refuse)
+    monkeypatch.setattr(distil.loading, "load_model", refuse)
 
 
 COMMANDS = {
