@@ -117,7 +117,8 @@ def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption 
     from distil.fsutil import ensure_writable_file
 
     loaded = _load(recipe, overrides, out)
-    _check_writable(loaded.run_dir)
+    if output is None or loaded.eval.tasks:  # the teacher's answers are cached in the run folder
+        _check_writable(loaded.run_dir)
     if output is not None:
         ensure_writable_file(output, "metrics file", "pass --output a file path you can write")
     metrics = evaluate(loaded, student_source=student, output=output)
