@@ -9,10 +9,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from distil.errors import DistilError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+
+class Interrupted(Exception):
+    """Ctrl-C inside a command, carried past typer (which would exit 130 without a word)."""
+
+
+class _Commands(TyperGroup):
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted from None
+
+
+app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
                   help="Distil a small student language model from a large teacher.")
 recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes.")
 app.add_typer(recipe_app, name="recipe")
@@ -76,6 +91,14 @@ def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
     return load_recipe(recipe, extra)
 
 
+def _check_writable(folder: Path) -> None:
+    """Fail now, not after the work, when the run folder cannot be written."""
+    from distil.fsutil import ensure_writable_dir
+
+    ensure_writable_dir(folder, "run folder", "pass --out a folder you can write to, or fix "
+                        "output_dir in the recipe")
+
+
 RestartOption = Annotated[bool, typer.Option(
     "--restart", help="When the run's checkpoints were written under other training inputs, "
                       "move them aside into RUN/previous/ and train afresh (they are never "
@@ -92,19 +115,25 @@ def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     from distil.train import train as run_training
 
     loaded = _load(recipe, overrides, out)
+    _check_writable(loaded.run_dir)
     if restart and (loaded.run_dir / "checkpoints").exists():
         typer.echo(f"earlier training moved to {set_aside(loaded.run_dir, TRAIN_OUTPUTS)}")
     result = run_training(loaded, resume=resume and not restart)
+    loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
-               f"(final loss {result.final_loss:.4f})")
+               f"(final loss {loss})")
 
 
 @app.command()
 def capture(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None) -> None:
     """Capture the teacher's top-k distributions over the training data into a signal store."""
     from distil.capture import capture as run_capture
+    from distil.signals.recipe import capture_dir
 
-    result = run_capture(_load(recipe, overrides, out))
+    loaded = _load(recipe, overrides, out)
+    _check_writable(loaded.run_dir)
+    _check_writable(capture_dir(loaded))
+    result = run_capture(loaded)
     typer.echo(f"signals of {result.samples} samples ({result.tokens:,} tokens, "
                f"{result.bytes_per_token:.1f} bytes/token) in {result.path}; "
                f"{result.captured} captured by this run")
@@ -121,8 +150,13 @@ def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption 
                      show_default=False)] = None) -> None:
     """Measure KL to the teacher, top-1 agreement and perplexity on held-out rows."""
     from distil.evaluate import evaluate
+    from distil.fsutil import ensure_writable_file
 
     loaded = _load(recipe, overrides, out)
+    if output is None or loaded.eval.tasks:  # the teacher's answers are cached in the run folder
+        _check_writable(loaded.run_dir)
+    if output is not None:
+        ensure_writable_file(output, "metrics file", "pass --output a file path you can write")
     metrics = evaluate(loaded, student_source=student, output=output)
     typer.echo(f"KL(teacher||student) {metrics['kl_teacher_student']:.4f} nats/token, "
                f"top-1 agreement {metrics['top1_agreement']:.1%}; written to "
@@ -144,6 +178,7 @@ def run(recipe: Annotated[Path | None, typer.Argument(
 
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
+    _check_writable(loaded.run_dir)
     run_pipeline(loaded, force=force, restart=restart)
     from distil.report import headline
 
@@ -159,27 +194,43 @@ def export_command(
         out: Annotated[Path | None, typer.Option(
             "--out", help="Export folder. Default: RUN/export, or MODEL-export beside a model "
                           "folder.", show_default=False)] = None,
-        dtype: Annotated[str, typer.Option(help="Weights of the safetensors export: fp16 or bf16.")
-                         ] = "fp16",
+        dtype: Annotated[str | None, typer.Option(
+            help="Weights of the safetensors export: fp16 or bf16. Default: the run recipe's "
+                 "export.dtype, else fp16.", show_default=False)] = None,
         formats: Annotated[list[str] | None, typer.Option(
-            "--format", help="hf, onnx or onnx-int8; repeat for several. Default: all three.",
+            "--format", help="hf, onnx or onnx-int8; repeat for several. Default: the run "
+                             "recipe's export.formats, else all three.",
             show_default=False)] = None,
         prompts_per_task: Annotated[int | None, typer.Option(
-            help="Held-out prompts per task family for the parity check. Default: 25.",
-            show_default=False)] = None,
+            help="Held-out prompts per task family for the parity check. Default: the run "
+                 "recipe's export.prompts_per_task, else 25.", show_default=False)] = None,
         allow_parity_failure: Annotated[bool, typer.Option(
             "--allow-parity-failure",
             help="Exit 0 even when a variant fails parity (it is still set aside in failed/).")
-            ] = False) -> None:
-    """Export the student (safetensors, ONNX, int8 ONNX) and check it against PyTorch."""
-    from distil.export.stage import export_run, make_export_config, resolve_export_paths
+            ] = False,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="When --out holds files that are not an export, move them "
+                                "aside (to OUT.old) and export there.")] = False) -> None:
+    """Export the student (safetensors, ONNX, int8 ONNX) and check it against PyTorch.
+
+    A run folder's recipe.yaml `export:` section gives the defaults; options override them.
+    """
+    from distil.export.stage import (
+        check_export_target,
+        export_run,
+        make_export_config,
+        recipe_export_config,
+        resolve_export_paths,
+    )
     from distil.progress import console
 
-    config = make_export_config(dtype=dtype, formats=formats, prompts_per_task=prompts_per_task,
-                                allow_parity_failure=allow_parity_failure)
-    resolve_export_paths(source, out)  # a folder that is not a model fails before slow imports
+    config = make_export_config(recipe_export_config(source), dtype=dtype, formats=formats,
+                                prompts_per_task=prompts_per_task,
+                                allow_parity_failure=allow_parity_failure or None)
+    # a folder that is not a model, or a bad --out, fails before slow imports
+    check_export_target(resolve_export_paths(source, out)[1], overwrite)
     _quiet_libraries()
-    result = export_run(source, config, out=out)
+    result = export_run(source, config, out=out, overwrite=overwrite)
     verdict = "parity passed" if result.passed else "[bold red]PARITY FAILED[/], kept by request"
     console.print(f"exported to {result.out_dir}: {', '.join(result.deployable) or 'nothing'} "
                   f"deployable ({verdict})", highlight=False, soft_wrap=True)
@@ -233,6 +284,8 @@ def synth(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     from distil.synth.stage import run_synth
 
     loaded = _load(recipe, overrides, out)
+    if not dry_run:
+        _check_writable(loaded.run_dir)
     result = run_synth(loaded, dry_run=dry_run)
     if not dry_run:
         typer.echo(f"{result.kept} rows written to {result.train_path} ({result.rejected} rejected, "
@@ -315,9 +368,10 @@ def main() -> None:
     except DistilError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         console.print("[yellow]interrupted[/]: finished stages and checkpoints are kept; "
-                      "rerun the same command (with --resume for train) to continue")
+                      "rerun the same command (with --resume for train) to continue",
+                      highlight=False, soft_wrap=True)
         sys.exit(130)
 
 

@@ -43,7 +43,11 @@ class Example:
 
 
 def read_table(path: str | Path) -> pa.Table:
-    """Read a Parquet file, a folder of Parquet shards, or a JSONL file into one table."""
+    """Read a Parquet file, a folder of Parquet shards, or a JSONL file into one table.
+
+    JSONL columns are every key of every row (a key a row lacks is null there); a column
+    whose rows hold different JSON types is a DataError naming the first line that differs.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset not found: {path}; check data.train / data.eval in the recipe")
@@ -52,22 +56,36 @@ def read_table(path: str | Path) -> pa.Table:
         if not shards:
             raise DataError(f"{path} is a folder without .parquet files; point at a Parquet "
                             "file, a folder of them, or a .jsonl file")
-        return pa.concat_tables([pq.read_table(s) for s in shards], promote_options="default")
+        return pa.concat_tables([_read_parquet(s) for s in shards], promote_options="default")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        try:
-            return pq.read_table(path)
-        except pa.ArrowInvalid as err:
-            raise DataError(f"{path} is not a readable Parquet file ({err})") from None
-    if suffix in (".jsonl", ".json"):
-        return pa.Table.from_pylist(_read_jsonl(path))
+        return _read_parquet(path)
+    if suffix in JSONL_SUFFIXES:
+        return _table_from_rows(path, read_jsonl(path))
     raise DataError(f"{path}: unsupported dataset format {suffix!r}; use .parquet or .jsonl")
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+JSONL_SUFFIXES = (".jsonl", ".json")
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path} is not a readable Parquet file ({err})") from None
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line; DataError naming the line on bad text."""
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").removeprefix("\ufeff" if number == 1 else "")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path} line {number} is not UTF-8 text (byte "
+                                f"0x{raw[err.start]:02x} at column {err.start + 1}); save the "
+                                "file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -76,37 +94,91 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise DataError(f"{path} line {number} is not valid JSON ({err.msg}); "
                                 "each line must hold one JSON object") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path} line {number} holds a {type(row).__name__}, "
+                raise DataError(f"{path} line {number} holds a {_json_type(row)}, "
                                 "not a JSON object")
-            rows.append(row)
+            rows.append((number, row))
     return rows
+
+
+def _table_from_rows(path: Path, rows: list[tuple[int, dict[str, Any]]]) -> pa.Table:
+    columns = list(dict.fromkeys(key for _, row in rows for key in row))
+    arrays = {}
+    for column in columns:
+        values = [row.get(column) for _, row in rows]
+        try:
+            arrays[column] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise DataError(_mixed_types_message(path, column, rows)) from None
+    return pa.table(arrays) if arrays else pa.table({})
+
+
+def _mixed_types_message(path: Path, column: str, rows: list[tuple[int, dict[str, Any]]]) -> str:
+    typed = [(number, _json_type(row[column])) for number, row in rows
+             if row.get(column) is not None]
+    first_line, first_type = typed[0]
+    line, other = next(((n, t) for n, t in typed if t != first_type), typed[-1])
+    return (f"{path} line {line}: {column!r} holds a {other}, but line {first_line} holds a "
+            f"{first_type}; give {column!r} one type in every row")
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+             dict: "object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def load_pairs(path: str | Path, prompt_field: str = "prompt",
                response_field: str = "response") -> list[Pair]:
-    """Rows of a dataset as `Pair`s; ids come from an `id` column or a content hash."""
-    table = read_table(path)
-    if table.num_rows == 0:
+    """Rows of a dataset as `Pair`s; ids come from an `id` column or a content hash.
+
+    Every row must hold a string prompt and response: a row without one, or with a number
+    there, is a DataError naming how many rows and the first one. Rows with an empty
+    response are skipped (nothing to learn from them).
+    """
+    path = Path(path)
+    rows = _numbered_rows(path)
+    if not rows:
         raise DataError(f"{path} is empty (no rows); point the recipe at a dataset with "
                         "prompt/response pairs")
-    missing = [f for f in (prompt_field, response_field) if f not in table.column_names]
+    columns = list(dict.fromkeys(key for _, row in rows for key in row))
+    missing = [f for f in (prompt_field, response_field) if f not in columns]
     if missing:
         raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
-                        f"{', '.join(table.column_names) or 'none'}); set data.prompt_field / "
+                        f"{', '.join(columns) or 'none'}); set data.prompt_field / "
                         "data.response_field in the recipe")
-    prompts = table.column(prompt_field).to_pylist()
-    responses = table.column(response_field).to_pylist()
-    ids = table.column("id").to_pylist() if "id" in table.column_names else [None] * len(prompts)
-    pairs = []
-    for prompt, response, sample_id in zip(prompts, responses, ids, strict=True):
-        if not isinstance(prompt, str) or not isinstance(response, str) or not response:
-            continue
-        pairs.append(Pair(str(sample_id) if sample_id is not None else content_id(prompt, response),
-                          prompt, response))
+    for field in (prompt_field, response_field):
+        _check_text_field(path, rows, field)
+    pairs = [Pair(_sample_id(row, prompt_field, response_field), row[prompt_field],
+                  row[response_field]) for _, row in rows if row[response_field]]
     if not pairs:
         raise DataError(f"{path} has no usable rows (need non-empty text in "
                         f"{prompt_field!r} and {response_field!r})")
     return pairs
+
+
+def _numbered_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each row with where it is: "line N" of a JSONL file, "row N" of Parquet data."""
+    if path.is_file() and path.suffix.lower() in JSONL_SUFFIXES:
+        return [(f"line {number}", row) for number, row in read_jsonl(path)]
+    return [(f"row {number}", row) for number, row in enumerate(read_table(path).to_pylist(), 1)]
+
+
+def _check_text_field(path: Path, rows: list[tuple[str, dict[str, Any]]], field: str) -> None:
+    lacking = [where for where, row in rows if row.get(field) is None]
+    if lacking:
+        raise DataError(f"{path}: {len(lacking)} of {len(rows)} rows have no {field!r} (first: "
+                        f"{lacking[0]}); give every row a {field!r} string or remove those rows")
+    wrong = [(where, row[field]) for where, row in rows if not isinstance(row[field], str)]
+    if wrong:
+        where, value = wrong[0]
+        raise DataError(f"{path} {where}: {field!r} is a {_json_type(value)} ({value!r:.40}), "
+                        f"not a string ({len(wrong)} such rows); quote it as text")
+
+
+def _sample_id(row: dict[str, Any], prompt_field: str, response_field: str) -> str:
+    if row.get("id") is not None:
+        return str(row["id"])
+    return content_id(row[prompt_field], row[response_field])
 
 
 def content_id(prompt: str, response: str) -> str:

@@ -45,3 +45,7 @@ class ParityError(DistilError):
     so scripts can tell "this export is not faithful" apart from "this input is wrong" (2)."""
 
     exit_code = 3
+
+
+class OutputError(DistilError):
+    """An output location cannot be written, or holds something a command must not replace."""

@@ -1,13 +1,16 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Safe file writes: a reader sees the old file or the new one, never half of one; an output
+location is checked before the work, and what a user put there is never silently deleted."""
 
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from distil.errors import OutputError
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -16,7 +19,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` through a fsynced temporary file in the same folder and a rename."""
+    """Write `data` to `path` through a fsynced temporary file in the same folder and a rename.
+
+    The file gets the mode any new file gets (0666 less the umask), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,6 +30,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -32,23 +39,46 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write `obj` as indented JSON, atomically. NaN and infinity are refused (ValueError):
+    they are not JSON, and other tools cannot read a file holding them."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no way to read it but to set it: restore at once
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike[str],
+                     keep_old_at: str | os.PathLike[str] | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` in one rename.
 
-    On an exception (or a kill) the temporary folder is removed or left behind under a
-    dot-name that readers ignore; `path` itself is never half-written.
+    An existing `path` is moved to `keep_old_at` when given, else deleted (pass it unless
+    `path` holds only what this tool wrote). A `path` that is a file is refused. On an
+    exception (or a kill) the temporary folder is removed or left behind under a dot-name
+    that readers ignore; `path` itself is never half-written.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file, not a folder; choose another output folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o777 & ~current_umask())
         yield tmp
-        if path.exists():
+        if path.exists() and keep_old_at is not None:
+            os.replace(path, keep_old_at)
+            os.replace(tmp, path)
+        elif path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
@@ -59,6 +89,56 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output folder",
+                        fix: str = "pass --out a folder you can write to") -> Path:
+    """Check that files can be created in folder `path` (made if missing); OutputError if not.
+
+    Called before a command loads models, so that a bad output location fails in a second,
+    not after the work. Leaves nothing behind: folders it had to create are removed again.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file, not a folder; {fix}")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".distil-write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise OutputError(f"cannot write to {what} {path} ({reason}); {fix}") from None
+    finally:
+        for created in missing:  # innermost first
+            _remove_empty(created)
+    return path
+
+
+def ensure_writable_file(path: str | os.PathLike[str], what: str = "output file",
+                         fix: str = "pass a file path in a folder you can write to") -> Path:
+    """Check that file `path` can be written (its folder writable, itself not a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder, not a file; {fix}")
+    ensure_writable_dir(path.parent, f"folder of the {what}", fix)
+    return path
+
+
+def _remove_empty(folder: Path) -> None:
+    with suppress(OSError):  # not empty, or not ours to remove
+        folder.rmdir()
+
+
+def aside_path(path: Path) -> Path:
+    """A free name beside `path` to move it to: NAME.old, NAME.old-2, ..."""
+    target = path.with_name(f"{path.name}.old")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.old-{number}")
+    return target
 
 
 def remove_paths(folder: Path, names: tuple[str, ...]) -> None:

@@ -13,25 +13,80 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
-from distil.errors import ExportError, ParityError
-from distil.fsutil import atomic_directory, atomic_write_json
+from distil.errors import ExportError, OutputError, ParityError
+from distil.fsutil import aside_path, atomic_directory, atomic_write_json, ensure_writable_dir
 from distil.progress import console, progress_bar
 from distil.recipe import ExportSection, Format
 
 
-def make_export_config(**fields: Any) -> ExportSection:
-    """An ExportSection from loose options (the CLI's); ExportError names a bad one."""
+def make_export_config(base: ExportSection | None = None, **fields: Any) -> ExportSection:
+    """An ExportSection from loose options (the CLI's) over `base`; ExportError names a bad one.
+
+    Options that are None are not given: `base`'s value (or the default) stays.
+    """
     aliases = {"fp16": "float16", "bf16": "bfloat16"}
-    if "dtype" in fields:
+    if fields.get("dtype") is not None:
         fields["dtype"] = aliases.get(fields["dtype"], fields["dtype"])
+    given = {k: v for k, v in fields.items() if v is not None}
     try:
-        return ExportSection(**{k: v for k, v in fields.items() if v is not None})
+        return ExportSection(**{**(base.model_dump() if base else {}), **given})
     except ValidationError as err:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise ExportError("bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
                           "format: hf, onnx or onnx-int8)") from None
+
+
+def recipe_export_config(source: str | Path) -> ExportSection | None:
+    """The `export:` section of SOURCE/recipe.yaml (a run folder's recipe), if it has one.
+
+    Its seed, when left at the default, is the recipe's seed, as in `distil run` (a run's
+    recipe.yaml spells every field out, so "left unset" reads as "equal to the default").
+    """
+    path = Path(source) / "recipe.yaml"
+    if not path.is_file():
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ExportError(f"{path} is not a readable recipe ({type(err).__name__}); fix it, or "
+                          "export the model folder RUN/student instead") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("export"), dict):
+        return None
+    try:
+        section = ExportSection(**raw["export"])
+    except ValidationError as err:
+        problems = [f"export.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        raise ExportError(f"{path}: " + "; ".join(problems) + "; fix the run's recipe") from None
+    seed = raw.get("seed")
+    if section.seed == ExportSection().seed and isinstance(seed, int):
+        section = section.model_copy(update={"seed": seed})
+    return section
+
+
+def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
+    """Refuse an export folder that would destroy what a user put there; check it is writable.
+
+    An earlier export (it holds parity.json) or an empty folder is replaced. Other content
+    is refused, or with `overwrite` moved aside: the returned path is where it will go.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"export folder {out_dir} is a file; pass --out a folder path "
+                          "(new, empty, or an earlier export)")
+    foreign = (out_dir.is_dir() and any(out_dir.iterdir())
+               and not (out_dir / "parity.json").is_file())
+    ensure_writable_dir(out_dir.parent, "folder of the export",
+                        "pass --out a folder you can write to")
+    if not foreign:
+        return None
+    aside = aside_path(out_dir)
+    if not overwrite:
+        raise OutputError(f"{out_dir} already holds files that are not an export (no "
+                          "parity.json); pass --out a new or empty folder, or --overwrite to "
+                          f"move them aside to {aside} and export there")
+    return aside
 
 
 @dataclass(frozen=True)
@@ -63,26 +118,32 @@ def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> t
 
 
 def export_run(source: str | Path, config: ExportSection | None = None,
-               out: str | Path | None = None) -> ExportResult:
-    """Export the student of a run (or a model folder), check parity, write parity.json."""
+               out: str | Path | None = None, overwrite: bool = False) -> ExportResult:
+    """Export the student of a run (or a model folder), check parity, write parity.json.
+
+    An export folder holding other files is refused unless `overwrite` (then moved aside).
+    """
     from distil.export.parity import check_variants
     from distil.models import load_model
 
     config = config or ExportSection()
     model_dir, out_dir = resolve_export_paths(source, out)
+    aside = check_export_target(out_dir, overwrite)
     loaded = load_model(str(model_dir), "student", dtype="float32")
     formats = _with_dependencies(config.formats)
     if "onnx" in formats:
         from distil.export.onnx import probe_cache_layout
 
         probe_cache_layout(loaded.model)  # an architecture ONNX cannot take fails before any work
-    with atomic_directory(out_dir) as tmp, progress_bar() as bar:
+    with atomic_directory(out_dir, keep_old_at=aside) as tmp, progress_bar() as bar:
         task = bar.add_task("export", total=2 * len(formats) + 1)
         written = _write_formats(loaded, tmp, formats, config, bar, task)
         parity = check_variants(loaded, written, config, bar, task)
         parity["source"] = str(model_dir)
         _set_aside_failures(tmp, parity)
         atomic_write_json(tmp / "parity.json", parity)
+    if aside is not None:
+        console.print(f"what {out_dir} held was moved to {aside}", highlight=False, soft_wrap=True)
     show_parity(parity, out_dir)
     deployable = {v["name"]: out_dir / v["path"] for v in parity["variants"] if v["passed"]}
     result = ExportResult(out_dir, deployable, parity)

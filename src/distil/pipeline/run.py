@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from distil.evaluate import evaluate
-from distil.fsutil import atomic_write_json, remove_paths
+from distil.fsutil import atomic_write_json, ensure_writable_dir, remove_paths
 from distil.pipeline.compare import run_compare
 from distil.progress import console
 from distil.recipe import Recipe
@@ -101,6 +101,8 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     `restart`: training whose checkpoints were written under other inputs starts afresh,
     the old checkpoints moved aside (without it, such a run is refused).
     """
+    ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
+                        "or fix output_dir in the recipe")  # before any stage loads a model
     for stage in stages or default_stages(restart):
         if not stage.enabled(recipe):
             continue

@@ -56,14 +56,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
                           "e.g. recipes/tiny.yaml")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                          f"offset {err.start}); save the recipe as UTF-8") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise RecipeError(f"{path} is not valid YAML{at}: {problem}; fix the syntax") from None
     if not isinstance(raw, dict):
+        what = "nothing (the file is empty)" if raw is None else f"a {type(raw).__name__}"
         raise RecipeError(f"{path} must hold a YAML mapping of sections (teacher:, student:, "
-                          "data:, ...), not {type(raw).__name__}")
+                          f"data:, ...), not {what}")
     return raw
 
 

@@ -12,6 +12,7 @@ the signal store by sample id and the sparse losses are used (distil.capture).
 """
 
 import json
+import math
 import shutil
 import time
 from contextlib import nullcontext
@@ -64,7 +65,8 @@ class TrainResult:
     student_dir: Path
     steps: int
     tokens_seen: int
-    final_loss: float
+    final_loss: float | None
+    """Loss of the last step; on a resumed finished run, the last logged one (None if none)."""
     elapsed_s: float
 
 
@@ -162,7 +164,17 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     checkpoints = recipe.run_dir / "checkpoints"
     _restore_or_start(session, checkpoints, resume)
     final_loss = _train_loop(session, checkpoints)
+    if math.isnan(final_loss):  # no step ran: the run was finished already
+        return _finish(session, _last_logged_loss(recipe.run_dir / "train_log.jsonl"))
     return _finish(session, final_loss)
+
+
+def _last_logged_loss(path: Path) -> float | None:
+    """The loss of the log's last line, or None without one (the summary must stay JSON)."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    loss = json.loads(lines[-1]).get("loss") if lines else None
+    return loss if isinstance(loss, float | int) and math.isfinite(loss) else None
 
 
 def prepare_session(recipe: Recipe) -> TrainingSession:
@@ -403,7 +415,7 @@ def _save(session: TrainingSession, checkpoints: Path) -> None:
                         rank=accelerator.process_index, keep=session.recipe.train.keep_checkpoints)
 
 
-def _finish(session: TrainingSession, final_loss: float) -> TrainResult:
+def _finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
     run_dir, state = session.recipe.run_dir, session.state
     student_dir = run_dir / "student"
     if session.accelerator.is_main_process:
