@@ -68,19 +68,6 @@ def _described(model: Any, field: str, key: str | None) -> str:
     return f"{text} Default: {default}{f' ({key})' if key else ''}."
 
 
-def _run_section(run_dir: Path, name: str) -> dict:
-    """The `name:` section of the recipe a run was made with (RUN/recipe.yaml, where the seed
-    it used is spelled out); empty when the run has none."""
-    import yaml
-
-    path = run_dir / "recipe.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    section = (raw or {}).get(name) if isinstance(raw, dict) else None
-    if not isinstance(section, dict):
-        return {}
-    return section
-
-
 def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
     from distil.recipe import load_recipe
 
@@ -202,8 +189,8 @@ def export_command(
                              "recipe's export.formats, else all three.",
             show_default=False)] = None,
         prompts_per_task: Annotated[int | None, typer.Option(
-            help="Held-out prompts per task family for the parity check. Default: the run "
-                 "recipe's export.prompts_per_task, else 25.", show_default=False)] = None,
+            help=_field_help("export", "prompts_per_task") + " A run's recipe.yaml export: "
+                 "section comes first.", show_default=False)] = None,
         allow_parity_failure: Annotated[bool, typer.Option(
             "--allow-parity-failure",
             help="Exit 0 even when a variant fails parity (it is still set aside in failed/).")
@@ -219,12 +206,12 @@ def export_command(
         check_export_target,
         export_run,
         make_export_config,
-        recipe_export_config,
         resolve_export_paths,
     )
     from distil.progress import console
+    from distil.recipe import saved_section
 
-    config = make_export_config(recipe_export_config(source), dtype=dtype, formats=formats,
+    config = make_export_config(saved_section(source, "export"), dtype=dtype, formats=formats,
                                 prompts_per_task=prompts_per_task,
                                 allow_parity_failure=allow_parity_failure or None)
     # a folder that is not a model, or a bad --out, fails before slow imports
@@ -261,7 +248,9 @@ def bench(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defau
     _quiet_libraries()
     given = dict(new_tokens=new_tokens, repeats=repeats, warmup=warmup, batch_sizes=batch,
                  threads=threads, variants=variant)
-    config = make_bench_config(**{**_run_section(run_dir, "bench"),
+    from distil.recipe import saved_section
+
+    config = make_bench_config(**{**saved_section(run_dir, "bench"),
                                   **{k: v for k, v in given.items() if v is not None}})
     bench_run(run_dir, config, teacher=teacher)
     typer.echo(f"efficiency written to {run_dir / 'eval.json'}")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from distil.errors import ExportError, OutputError, ParityError
@@ -22,48 +21,21 @@ from distil.progress import console, progress_bar
 from distil.recipe import ExportSection, Format
 
 
-def make_export_config(base: ExportSection | None = None, **fields: Any) -> ExportSection:
-    """An ExportSection from loose options (the CLI's) over `base`; ExportError names a bad one.
-
-    Options that are None are not given: `base`'s value (or the default) stays.
+def make_export_config(base: dict[str, Any] | None = None, **fields: Any) -> ExportSection:
+    """An ExportSection from loose options (the CLI's) over `base` (a run recipe's `export:`);
+    ExportError names a bad one. Options that are None are not given: `base`'s value (or the
+    default) stays.
     """
     aliases = {"fp16": "float16", "bf16": "bfloat16"}
     if fields.get("dtype") is not None:
         fields["dtype"] = aliases.get(fields["dtype"], fields["dtype"])
     given = {k: v for k, v in fields.items() if v is not None}
     try:
-        return ExportSection(**{**(base.model_dump() if base else {}), **given})
+        return ExportSection(**{**(base or {}), **given})
     except ValidationError as err:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise ExportError("bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
                           "format: hf, onnx or onnx-int8)") from None
-
-
-def recipe_export_config(source: str | Path) -> ExportSection | None:
-    """The `export:` section of SOURCE/recipe.yaml (a run folder's recipe), if it has one.
-
-    Its seed, when left at the default, is the recipe's seed, as in `distil run` (a run's
-    recipe.yaml spells every field out, so "left unset" reads as "equal to the default").
-    """
-    path = Path(source) / "recipe.yaml"
-    if not path.is_file():
-        return None
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ExportError(f"{path} is not a readable recipe ({type(err).__name__}); fix it, or "
-                          "export the model folder RUN/student instead") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("export"), dict):
-        return None
-    try:
-        section = ExportSection(**raw["export"])
-    except ValidationError as err:
-        problems = [f"export.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-        raise ExportError(f"{path}: " + "; ".join(problems) + "; fix the run's recipe") from None
-    seed = raw.get("seed")
-    if section.seed == ExportSection().seed and isinstance(seed, int):
-        section = section.model_copy(update={"seed": seed})
-    return section
 
 
 def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:

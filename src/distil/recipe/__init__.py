@@ -14,7 +14,7 @@ from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection, Format, ThresholdsSection
 from distil.recipe.job import Recipe
-from distil.recipe.load import dump_recipe, load_recipe, validate_recipe
+from distil.recipe.load import dump_recipe, load_recipe, saved_section, validate_recipe
 from distil.recipe.models import ModelSection, TeacherSection
 from distil.recipe.reference import recipe_reference, section_model
 from distil.recipe.section import PositiveFloat, Probability, Section, with_recipe_seed
@@ -26,5 +26,6 @@ __all__ = [
     "DistillSection", "Divergence", "EvalSection", "ExportSection", "Format", "ModelSection",
     "PositiveFloat", "PriceSection", "Probability", "Recipe", "Section", "SignalsSection",
     "SynthSection", "TeacherSection", "ThresholdsSection", "TrainSection", "dump_recipe",
-    "load_recipe", "recipe_reference", "section_model", "validate_recipe", "with_recipe_seed",
+    "load_recipe", "recipe_reference", "saved_section", "section_model", "validate_recipe",
+    "with_recipe_seed",
 ]

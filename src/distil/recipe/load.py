@@ -142,3 +142,24 @@ def _suggestion(loc: tuple[Any, ...]) -> str:
         model = section
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def saved_section(run_dir: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """The `name:` section of the recipe a run was made with (RUN/recipe.yaml), for commands
+    that run one stage over a finished run (`distil export`, `distil bench`); empty when the
+    run has none. Its seed, left at the default 0, is the recipe's (older runs' recipe.yaml
+    did not spell out the seed a section took from the recipe)."""
+    path = Path(run_dir) / "recipe.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RecipeError(f"{path} is not a readable recipe ({type(err).__name__}); fix it, or "
+                          "pass the model folder RUN/student instead") from None
+    section = raw.get(name) if isinstance(raw, dict) else None
+    if not isinstance(section, dict):
+        return {}
+    if section.get("seed", 0) == 0 and isinstance(raw.get("seed"), int):
+        section = {**section, "seed": raw["seed"]}
+    return section
