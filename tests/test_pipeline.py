@@ -39,3 +39,21 @@ def test_export_and_bench_take_the_recipe_seed_unless_they_set_their_own(tmp_pat
     recipe = validate_recipe(raw)
     assert with_recipe_seed(recipe.export, recipe.seed).seed == 5
     assert with_recipe_seed(recipe.bench, recipe.seed).seed == 2
+
+
+def test_force_moves_earlier_outputs_aside_and_deletes_nothing(tmp_path, dataset):
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset))
+
+    def write(recipe):
+        (recipe.run_dir / "student").mkdir(parents=True, exist_ok=True)
+        (recipe.run_dir / "student" / "weights").write_text(str(len(calls)))
+        calls.append(1)
+
+    calls: list[int] = []
+    stages = (Stage("train", write, outputs=("student",)),)
+    run_pipeline(recipe, stages)
+    run_pipeline(recipe, stages, force=True)
+    (aside,) = (recipe.run_dir / "previous").iterdir()
+    assert aside.name.startswith("train-")
+    assert (aside / "student" / "weights").read_text() == "0"
+    assert (recipe.run_dir / "student" / "weights").read_text() == "1"

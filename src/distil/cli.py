@@ -98,13 +98,14 @@ def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
               "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
           restart: RestartOption = False) -> None:
     """Distil the student from a live teacher over the recipe's prompt/response data."""
-    from distil.train import TRAIN_OUTPUTS, set_aside
+    from distil.fsutil import move_aside
+    from distil.train import TRAIN_OUTPUTS
     from distil.train import train as run_training
 
     loaded = _load(recipe, overrides, out)
     _check_writable(loaded.run_dir)
-    if restart and (loaded.run_dir / "checkpoints").exists():
-        typer.echo(f"earlier training moved to {set_aside(loaded.run_dir, TRAIN_OUTPUTS)}")
+    if restart and (moved := move_aside(loaded.run_dir, TRAIN_OUTPUTS, "train")):
+        typer.echo(f"earlier training moved to {moved}")
     result = run_training(loaded, resume=resume and not restart)
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(f"student written to {result.student_dir} after {result.steps} steps "

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -141,11 +142,18 @@ def aside_path(path: Path) -> Path:
     return target
 
 
-def remove_paths(folder: Path, names: tuple[str, ...]) -> None:
-    """Delete the named files or folders inside `folder` (missing ones are fine)."""
-    for name in names:
-        path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+def move_aside(folder: Path, names: tuple[str, ...], label: str) -> Path | None:
+    """Move the named files or folders inside `folder` into folder/previous/LABEL-<UTC time>/
+    (never deleting what a run made); that folder, or None when none of them exists."""
+    present = [name for name in names if (folder / name).exists()]
+    if not present:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target, suffix = folder / "previous" / f"{label}-{stamp}", 1
+    while target.exists():
+        suffix += 1
+        target = folder / "previous" / f"{label}-{stamp}-{suffix}"
+    target.mkdir(parents=True)
+    for name in present:
+        (folder / name).rename(target / name)
+    return target

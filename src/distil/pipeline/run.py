@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from distil.evaluate import evaluate
-from distil.fsutil import atomic_write_json, ensure_writable_dir, remove_paths
+from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
 from distil.pipeline.compare import run_compare
 from distil.progress import console
 from distil.recipe import Recipe
@@ -112,8 +112,8 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
             console.print(f"[green]✓[/] {stage.name}: done already (use --force to redo)")
             continue
         marker.unlink(missing_ok=True)
-        if force:
-            remove_paths(recipe.run_dir, stage.outputs)
+        if force and (moved := move_aside(recipe.run_dir, stage.outputs, stage.name)):
+            console.print(f"{stage.name}: earlier outputs moved to {moved}", highlight=False)
         console.rule(f"[bold]{stage.name}")
         started = time.perf_counter()
         stage.run(recipe)

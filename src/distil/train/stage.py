@@ -33,7 +33,7 @@ from distil.data import (
     micro_batch_indices,
 )
 from distil.errors import CheckpointError, ModelError
-from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text
+from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text, move_aside
 from distil.loading import load_models, load_splits
 from distil.losses import (
     IGNORE_INDEX,
@@ -126,25 +126,10 @@ def train_or_resume(recipe: Recipe, restart: bool = False) -> TrainResult:
     if found and checkpoint_fingerprint(found[-1]) != recipe_fingerprint(recipe):
         if not restart:
             raise CheckpointError(_other_inputs_message(recipe, found[-1]))
-        moved = set_aside(recipe.run_dir, TRAIN_OUTPUTS)
+        moved = move_aside(recipe.run_dir, TRAIN_OUTPUTS, "train")
         console.print(f"[yellow]earlier training moved to {moved}; training from scratch")
         found = []
     return train(recipe, resume=bool(found))
-
-
-def set_aside(run_dir: Path, names: tuple[str, ...]) -> Path:
-    """Move the named outputs of run_dir into run_dir/previous/train-<UTC time>/."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    target = run_dir / "previous" / f"train-{stamp}"
-    suffix = 1
-    while target.exists():
-        suffix += 1
-        target = run_dir / "previous" / f"train-{stamp}-{suffix}"
-    target.mkdir(parents=True)
-    for name in names:
-        if (run_dir / name).exists():
-            (run_dir / name).rename(target / name)
-    return target
 
 
 def _other_inputs_message(recipe: Recipe, checkpoint: Path) -> str:
