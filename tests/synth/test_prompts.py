@@ -64,3 +64,13 @@ def test_expansion_requests_are_seeded_samples_of_the_seeds():
 ])
 def test_clean_expansion(reply, instruction):
     assert clean_expansion(reply) == instruction
+
+
+def test_a_prompt_text_file_that_is_not_utf8_is_one_clear_error(tmp_path):
+    from distil.synth import SynthError
+    from distil.synth.prompts import read_prompt_file
+
+    path = tmp_path / "prompts.txt"
+    path.write_bytes(b"first prompt\nsecond \xff prompt\n")
+    with pytest.raises(SynthError, match=r"line 2 is not UTF-8"):
+        read_prompt_file(path, "prompt")

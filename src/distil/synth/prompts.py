@@ -79,7 +79,13 @@ def read_prompt_file(path: Path, field: str) -> list[object]:
     if path.suffix.lower() == ".txt":
         if not path.is_file():
             raise SynthError(f"prompt file not found: {path}; check synth.prompts.file")
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            line = path.read_bytes()[: err.start].count(b"\n") + 1
+            raise SynthError(f"{path} line {line} is not UTF-8 text (byte {err.start}); save the "
+                             "prompt file as UTF-8") from None
+        return [line for line in text.splitlines() if line.strip()]
     try:
         table = read_table(path)
     except DataError as err:
