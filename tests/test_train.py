@@ -170,3 +170,21 @@ def test_a_student_cut_from_the_teacher_trains_and_evaluates(tmp_path, dataset):
     assert metrics["student"]["params"] < metrics["teacher"]["params"]
     untrained = evaluate(recipe, student_source="recipe", output=tmp_path / "untrained.json")
     assert untrained["student"]["params"] == metrics["student"]["params"]
+
+
+def test_bad_data_fails_before_any_model_loads(tmp_path, monkeypatch):
+    from distil.errors import DataError
+    from tests.conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "a", "response": "b"}, {"prompt": "c"}])
+    recipe = validate_recipe(recipe_dict(tmp_path, data))
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("a model was loaded before the data was read")
+
+    monkeypatch.setattr("distil.train.stage.load_models", no_models)
+    monkeypatch.setattr("distil.evaluate.stage.load_models", no_models)
+    with pytest.raises(DataError):
+        prepare_session(recipe)
+    with pytest.raises(DataError):
+        evaluate(recipe, student_source="recipe")

@@ -170,9 +170,9 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     accelerator = Accelerator(mixed_precision=mixed)
     set_seed(recipe.seed)
     from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
+    train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
     teacher, student, vocab = load_models(
         recipe, accelerator.device, need_teacher=recipe.distill.kd_weight > 0 and not from_store)
-    train_pairs, _ = load_splits(recipe.data, recipe.seed)
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
                             recipe.data.max_length)
     signals = training_signals(recipe, student) if from_store else None
