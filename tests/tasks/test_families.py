@@ -139,3 +139,17 @@ def test_accuracy_counts_per_family_and_overall():
 def test_unknown_task_name_is_a_task_error():
     with pytest.raises(TaskError, match="unknown task"):
         generate_items("train", per_task=1, tasks=["sort", "poetry"])
+
+
+def test_the_family_order_does_not_depend_on_which_module_was_imported_first():
+    import subprocess
+    import sys
+
+    script = ("import distil.tasks.facts\n"
+              "from distil.tasks import generate_items, task_names\n"
+              "print(task_names(), generate_items('heldout', 1, seed=0)[0].task)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    expected = ["arithmetic", "sort", "reverse", "convert", "count", "capital", "element"]
+    assert result.stdout.strip() == f"{expected} arithmetic"

@@ -51,7 +51,8 @@ def register(task: Task) -> Task:
 
 
 def task_names() -> list[str]:
-    """Names of the registered task families, in registration order."""
+    """Names of the registered task families: the shipped ones in FAMILY_MODULES order, then
+    any other in registration order."""
     _load_families()
     return list(TASKS)
 
@@ -104,9 +105,26 @@ def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
     return {"overall": sum(flat) / len(flat) if flat else 0.0, **scores}
 
 
+FAMILY_MODULES = ("distil.tasks.algorithmic", "distil.tasks.facts")
+"""The shipped task modules, in the order their families are listed and generated."""
+
+
 def _load_families() -> None:
-    """Import the task modules, which register themselves."""
+    """Import the task modules, which register themselves, and put the registry in its one
+    order: which module a process happened to import first must not reorder the families
+    (it reordered every generated prompt list, and with it synth data and eval items)."""
     from distil.tasks import algorithmic, facts  # noqa: F401
+
+    def rank(entry: tuple[int, tuple[str, Task]]) -> tuple[int, int]:
+        index, (_, task) = entry
+        module = task.make.__module__
+        return (FAMILY_MODULES.index(module) if module in FAMILY_MODULES else len(FAMILY_MODULES),
+                index)
+
+    ordered = [item for _, item in sorted(enumerate(TASKS.items()), key=rank)]
+    if [name for name, _ in ordered] != list(TASKS):
+        TASKS.clear()
+        TASKS.update(ordered)
 
 
 def _require_known(names: list[str]) -> None:
