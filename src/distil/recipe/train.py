@@ -68,6 +68,9 @@ class TrainSection(Section):
     """How many of the newest checkpoints to keep on disk."""
     log_every: Annotated[int, Field(ge=1)] = 10
     """Append the loss and throughput to train_log.jsonl every this many steps."""
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = []
+    """Experiment trackers that also receive each logged step, through accelerate (events
+    under RUN/trackers/); each needs its package, e.g. `pip install tensorboard`."""
 
 
 class SignalsSection(Section):

@@ -56,6 +56,7 @@ from distil.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from distil.train.trackers import accelerator_options, start_trackers
 
 
 @dataclass
@@ -148,10 +149,14 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     session = prepare_session(recipe)
     checkpoints = recipe.run_dir / "checkpoints"
     _restore_or_start(session, checkpoints, resume)
-    final_loss = _train_loop(session, checkpoints)
-    if math.isnan(final_loss):  # no step ran: the run was finished already
-        return _finish(session, _last_logged_loss(recipe.run_dir / "train_log.jsonl"))
-    return _finish(session, final_loss)
+    start_trackers(session.accelerator, recipe)
+    try:
+        final_loss = _train_loop(session, checkpoints)
+        if math.isnan(final_loss):  # no step ran: the run was finished already
+            final_loss = _last_logged_loss(recipe.run_dir / "train_log.jsonl")
+        return _finish(session, final_loss)
+    finally:
+        session.accelerator.end_training()
 
 
 def _last_logged_loss(path: Path) -> float | None:
@@ -167,7 +172,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     mixed = recipe.train.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(mixed_precision=mixed)
+    accelerator = Accelerator(mixed_precision=mixed, **accelerator_options(recipe))
     set_seed(recipe.seed)
     from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
     train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
@@ -389,6 +394,7 @@ def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: 
     path = session.recipe.run_dir / "train_log.jsonl"
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+    session.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 def _save(session: TrainingSession, checkpoints: Path) -> None:
