@@ -4,7 +4,7 @@
         student/              save_pretrained output (safetensors) and tokenizer
         optimizer.pt          optimizer state (and grad scaler state under fp16)
         scheduler.pt          learning-rate scheduler state
-        rng-0.pt              torch / numpy / python RNG states of process 0
+        rng-N.pt              torch / numpy / python RNG states of process N (one per process)
         trainer_state.json    step, micro-batch position, tokens seen, the training inputs
                               and their fingerprint
 
@@ -64,8 +64,9 @@ def checkpoint_inputs(path: Path) -> dict[str, Any]:
 
 def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: Any,
                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-                    rank: int = 0, keep: int = 2) -> Path:
-    """Write step-NNNNNN atomically, then prune all but the newest `keep`."""
+                    rng_states: list[dict[str, Any]] | None = None, keep: int = 2) -> Path:
+    """Write step-NNNNNN atomically, then prune all but the newest `keep`. `rng_states`: each
+    process's RNG state, by rank (default: this process's, as rank 0)."""
     target = folder / f"step-{state.step:06d}"
     with atomic_directory(target) as tmp:
         student.save_pretrained(tmp / "student", safe_serialization=True)
@@ -74,7 +75,8 @@ def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: 
                     "scaler": scaler.state_dict() if scaler is not None else None},
                    tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(capture_rng(), tmp / f"rng-{rank}.pt")
+        for rank, rng in enumerate(rng_states or [capture_rng()]):
+            torch.save(rng, tmp / f"rng-{rank}.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

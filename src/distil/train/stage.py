@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from transformers import get_cosine_schedule_with_warmup
 
 from distil.data import (
@@ -50,6 +50,7 @@ from distil.signals.recipe import training_signals
 from distil.signals.training import StoredTeacher, topk_teacher
 from distil.train.checkpoint import (
     TrainerState,
+    capture_rng,
     checkpoint_fingerprint,
     checkpoint_inputs,
     list_checkpoints,
@@ -295,6 +296,11 @@ def _optimizer_step(session: TrainingSession) -> tuple[float, int, float]:
     session.scheduler.step()
     session.optimizer.zero_grad(set_to_none=True)
     seen = sum(int(b["attention_mask"].sum()) for b in batches)
+    if session.accelerator.num_processes > 1:  # each process holds its share of both
+        totals = session.accelerator.reduce(
+            torch.tensor([loss, float(seen)], dtype=torch.float64, device=session.accelerator.device),
+            "sum")
+        loss, seen = float(totals[0]), int(totals[1])
     return loss, seen, grad_norm
 
 
@@ -400,10 +406,14 @@ def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: 
 def _save(session: TrainingSession, checkpoints: Path) -> None:
     accelerator = session.accelerator
     accelerator.wait_for_everyone()
+    rng_states = [capture_rng()]  # every process's, so that each can resume its own
+    if accelerator.num_processes > 1:
+        rng_states = gather_object(rng_states)
     if accelerator.is_main_process:
         save_checkpoint(checkpoints, session.state, _unwrap(session), session.student.tokenizer,
                         session.optimizer, session.scheduler, accelerator.scaler,
-                        rank=accelerator.process_index, keep=session.recipe.train.keep_checkpoints)
+                        rng_states=rng_states, keep=session.recipe.train.keep_checkpoints)
+    accelerator.wait_for_everyone()
 
 
 def _finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
