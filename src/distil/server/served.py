@@ -67,8 +67,7 @@ class ServedModel:
         max_tokens = request.max_completion_tokens or request.max_tokens
         max_tokens = self._check_lengths(prompt_ids, max_tokens, "messages")
         sampling = self._sampling(request, max_tokens, logprobs=bool(request.logprobs), top_k=top_k)
-        completion = await self._returned(prompt_ids, await self.batcher.generate(prompt_ids, sampling),
-                                          top_k)
+        completion = self._returned(await self.batcher.generate(prompt_ids, sampling))
         choice: dict[str, Any] = {
             "index": 0, "finish_reason": completion.finish_reason,
             "message": {"role": "assistant", "content": completion.text, "refusal": None},
@@ -211,8 +210,7 @@ class ServedModel:
             return [Completion(text="", token_ids=(), finish_reason="length",
                                usage=Usage(len(ids), 0), logprobs=()) for ids in prompts]
         completions = await self.batcher.generate_many(prompts, sampling)
-        return list(await asyncio.gather(*(self._returned(ids, completion, sampling.top_logprobs)
-                                           for ids, completion in zip(prompts, completions, strict=True))))
+        return [self._returned(completion) for completion in completions]
 
     async def _score_prompt(self, prompt_ids: list[int], top_k: int) -> list[TokenLogprob | None]:
         """Logprobs of a prompt's own tokens; nothing predicts the first one."""
@@ -220,11 +218,10 @@ class ServedModel:
             return [None]
         return [None, *await self.batcher.score(prompt_ids[:1], prompt_ids[1:], top_k)]
 
-    async def _returned(self, prompt_ids: Sequence[int], completion: Completion,
-                        top_k: int) -> Completion:
+    def _returned(self, completion: Completion) -> Completion:
         """The completion's tokens as answered: those of its text when a stop string cut it
         short, else every token generated, the end-of-turn token that closed it included (usage
-        counts it; the teacher leaves it out of ids and logprobs)."""
+        counts it; the teacher keeps it apart, with the logprobs generation gave it)."""
         ids = completion.token_ids or ()
         if completion.finish_reason != "stop":
             return completion
@@ -234,9 +231,9 @@ class ServedModel:
         if end is None or completion.usage.completion_tokens != len(ids) + 1:
             return completion
         logprobs = completion.logprobs
-        if logprobs is not None:  # the end token's logprobs, as generation saw them (temperature 1)
-            logprobs = (*logprobs, *await self.batcher.score([*prompt_ids, *ids], [end], top_k))
-        return replace(completion, token_ids=(*ids, end), logprobs=logprobs)
+        if logprobs is not None and completion.end_of_turn is not None:
+            logprobs = (*logprobs, completion.end_of_turn)
+        return replace(completion, token_ids=(*ids, end), logprobs=logprobs, end_of_turn=None)
 
     def _cut_to_text(self, completion: Completion) -> Completion:
         """Keep only the tokens of the returned text (a stop string cut it short)."""

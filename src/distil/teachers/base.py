@@ -89,6 +89,9 @@ class Completion:
     finish_reason: Literal["stop", "length"] | str
     usage: Usage = field(default_factory=Usage)
     logprobs: tuple[TokenLogprob, ...] | None = None
+    end_of_turn: TokenLogprob | None = None
+    """The end-of-turn token that closed the answer, with its logprobs, when a local teacher
+    generated one and logprobs were asked for (it is in neither `token_ids` nor `logprobs`)."""
 
 
 @dataclass(frozen=True)

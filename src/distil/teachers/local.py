@@ -132,12 +132,15 @@ class LocalTeacher:
         cuts = [text.index(stop) for stop in sampling.stop if stop and stop in text]
         if cuts:  # the earliest match over all stop strings, whatever their order
             text, finish = text[: min(cuts)], "stop"
-        logprobs = None
+        logprobs = end_of_turn = None
         if log_probs is not None:
             logprobs = tuple(self._token_logprob(token, log_probs[t], sampling.top_logprobs)
                              for t, token in enumerate(ids))
+            if used > len(ids):  # the eos closed it, at position len(ids)
+                end_of_turn = self._token_logprob(eos, log_probs[len(ids)], sampling.top_logprobs)
         return Completion(text=text, token_ids=tuple(ids), finish_reason=finish,
-                          usage=Usage(prompt_tokens, used), logprobs=logprobs)
+                          usage=Usage(prompt_tokens, used), logprobs=logprobs,
+                          end_of_turn=end_of_turn)
 
     def _token_logprob(self, token: int, log_probs: torch.Tensor, k: int) -> TokenLogprob:
         top = ()
