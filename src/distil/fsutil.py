@@ -134,11 +134,15 @@ def _remove_empty(folder: Path) -> None:
 
 def aside_path(path: Path) -> Path:
     """A free name beside `path` to move it to: NAME.old, NAME.old-2, ..."""
-    target = path.with_name(f"{path.name}.old")
-    number = 1
+    return free_name(path.with_name(f"{path.name}.old"))
+
+
+def free_name(path: Path) -> Path:
+    """`path`, or the first of PATH-2, PATH-3, ... that does not exist yet."""
+    target, number = path, 1
     while target.exists():
         number += 1
-        target = path.with_name(f"{path.name}.old-{number}")
+        target = path.with_name(f"{path.name}-{number}")
     return target
 
 
@@ -149,10 +153,7 @@ def move_aside(folder: Path, names: tuple[str, ...], label: str) -> Path | None:
     if not present:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    target, suffix = folder / "previous" / f"{label}-{stamp}", 1
-    while target.exists():
-        suffix += 1
-        target = folder / "previous" / f"{label}-{stamp}-{suffix}"
+    target = free_name(folder / "previous" / f"{label}-{stamp}")
     target.mkdir(parents=True)
     for name in present:
         (folder / name).rename(target / name)
