@@ -68,6 +68,13 @@ class TrainSection(Section):
     """How many of the newest checkpoints to keep on disk."""
     log_every: Annotated[int, Field(ge=1)] = 10
     """Append the loss and throughput to train_log.jsonl every this many steps."""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """torch.compile the student's forward. `auto` is on with CUDA and off on CPU, where compiling
+    a small model costs more time than it saves. The same maths either way (docs/gpu.md)."""
+    pad_multiple: Annotated[int, Field(ge=1)] | None = None
+    """Right-pad each micro-batch's length to a multiple of this (e.g. 64), so that a compiled
+    student sees a few shapes rather than one per length; padding is masked out of the loss.
+    Empty pads to the longest row only."""
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = []
     """Experiment trackers that also receive each logged step, through accelerate (events
     under RUN/trackers/); each needs its package, e.g. `pip install tensorboard`."""

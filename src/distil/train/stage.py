@@ -36,7 +36,6 @@ from distil.errors import CheckpointError, ModelError
 from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text, move_aside
 from distil.loading import load_models, load_splits
 from distil.losses import (
-    IGNORE_INDEX,
     Objective,
     TopKTeacher,
     fused_linear_loss,
@@ -56,6 +55,19 @@ from distil.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
+)
+from distil.train.step import (
+    LossWindow,
+    autocast_head,
+    head_dtype,
+    make_optimizer,
+    pad_to_multiple,
+    response_index,
+    response_rows,
+    response_tokens,
+    step_loss,
+    teacher_mode,
+    use_compile,
 )
 from distil.train.trackers import accelerator_options, start_trackers
 
@@ -187,12 +199,15 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
         vocab = signals.vocab_size
     fused = _use_fused(recipe.distill.fused, student, teacher)
     student.model.train()
-    optimizer = torch.optim.AdamW(student.model.parameters(), lr=recipe.train.learning_rate,
-                                  weight_decay=recipe.train.weight_decay)
+    optimizer = make_optimizer(student.model.parameters(), recipe.train.learning_rate,
+                               recipe.train.weight_decay, accelerator.device)
     total = total_steps(recipe, len(examples), accelerator.num_processes)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, round(recipe.train.warmup_ratio * total), total)
-    module, optimizer = accelerator.prepare(DistillationStudent(student.model, fused), optimizer)
+    wrapped = DistillationStudent(student.model, fused)
+    if use_compile(recipe.train.compile, accelerator.device):
+        wrapped.compile()  # in place: state-dict keys and unwrap_model stay as they are
+    module, optimizer = accelerator.prepare(wrapped, optimizer)
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
@@ -261,7 +276,7 @@ def _unwrap(session: TrainingSession) -> Any:
 
 def _train_loop(session: TrainingSession, checkpoints: Path) -> float:
     state, train_cfg = session.state, session.recipe.train
-    window: list[float] = []
+    window = LossWindow(session.accelerator.num_processes)
     last_loss = float("nan")
     with progress_bar("loss", "tok/s") as bar:
         task = bar.add_task("train", total=state.total_steps, completed=state.step,
@@ -273,30 +288,33 @@ def _train_loop(session: TrainingSession, checkpoints: Path) -> float:
             state.step += 1
             state.tokens_seen += tokens
             state.elapsed_s += spent
-            window.append(loss)
-            last_loss = loss
-            bar.update(task, advance=1, loss=f"{loss:.4f}", **{"tok/s": f"{tokens / spent:,.0f}"})
+            window.add(loss)  # device tensors: read on the host at logging steps only
+            bar.update(task, advance=1, **{"tok/s": f"{tokens / spent:,.0f}"})
             if state.step % train_cfg.log_every == 0 or state.step == state.total_steps:
-                _log(session, sum(window) / len(window), grad_norm, tokens / spent)
-                window.clear()
+                losses = window.read()
+                last_loss = losses[-1]
+                bar.update(task, loss=f"{last_loss:.4f}")
+                _log(session, sum(losses) / len(losses), float(grad_norm), tokens / spent)
             if state.step % train_cfg.save_every == 0 or state.step == state.total_steps:
                 _save(session, checkpoints)
     return last_loss
 
 
-def _optimizer_step(session: TrainingSession) -> tuple[float, int, float]:
-    """One optimizer step over `grad_accum` micro-batches; returns loss, tokens, grad norm."""
+def _optimizer_step(session: TrainingSession) -> tuple[list[torch.Tensor] | float, int, Any]:
+    """One optimizer step over `grad_accum` micro-batches; returns its micro-batch losses (device
+    tensors; one reduced float across processes), tokens seen and the gradient norm (a tensor)."""
     batches = next_micro_batches(session)
-    loss = accumulate_gradients(session, batches)
-    grad_norm = float("nan")
+    loss: list[torch.Tensor] | float = accumulate_losses(session, batches)
+    grad_norm: Any = float("nan")
     if session.recipe.train.max_grad_norm > 0:
-        grad_norm = float(session.accelerator.clip_grad_norm_(
-            session.module.parameters(), session.recipe.train.max_grad_norm))
+        grad_norm = session.accelerator.clip_grad_norm_(
+            session.module.parameters(), session.recipe.train.max_grad_norm)
     session.optimizer.step()
     session.scheduler.step()
     session.optimizer.zero_grad(set_to_none=True)
-    seen = sum(int(b["attention_mask"].sum()) for b in batches)
+    seen = sum(int(b["positions"]) for b in batches)  # counted on the host before the copy
     if session.accelerator.num_processes > 1:  # each process holds its share of both
+        loss = step_loss(torch.stack(loss).tolist(), session.accelerator.num_processes)
         totals = session.accelerator.reduce(
             torch.tensor([loss, float(seen)], dtype=torch.float64, device=session.accelerator.device),
             "sum")
@@ -314,50 +332,61 @@ def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]
                                    accelerator.process_index, accelerator.num_processes)
         state.micro_batch += 1
         chosen = [session.examples[i] for i in rows]
-        batch = collate(chosen, session.student.tokenizer.pad_token_id)
+        batch = pad_to_multiple(collate(chosen, session.student.tokenizer.pad_token_id),
+                                recipe.train.pad_multiple, session.student.tokenizer.pad_token_id)
         if session.signals is not None:
             batch.update(session.signals.lookup(chosen))
-        batches.append({k: v.to(accelerator.device) for k, v in batch.items()})
+        batch["token_index"] = response_index(batch)  # on the CPU: no device read later
+        moved = {k: v.to(accelerator.device) for k, v in batch.items()}
+        moved["positions"] = batch["attention_mask"].sum()  # stays on the CPU
+        batches.append(moved)
     return batches
 
 
 def accumulate_gradients(session: TrainingSession, batches: list[dict[str, torch.Tensor]]) -> float:
+    """`accumulate_losses`, with the step's loss read on the host."""
+    losses = accumulate_losses(session, batches)
+    return step_loss(torch.stack(losses).tolist(), session.accelerator.num_processes)
+
+
+def accumulate_losses(session: TrainingSession,
+                      batches: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
     """Backward over all micro-batches of a step; the loss is their joint token mean.
 
     Each micro-batch's summed loss is divided by the token count of the whole step (over
     all processes), so uneven micro-batches weigh every token equally. DDP averages
-    gradients over processes, hence the factor num_processes.
+    gradients over processes, hence the factor num_processes. Returns each micro-batch's
+    loss (times num_processes) as a detached device tensor: nothing is read on the host.
     """
     accelerator = session.accelerator
-    local_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
-    num_tokens = accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum")
-    total = 0.0
+    num_tokens = accelerator.reduce(response_tokens(batches), "sum")
+    losses = []
     for i, batch in enumerate(batches):
         sync = i == len(batches) - 1
         with nullcontext() if sync else accelerator.no_sync(session.module):
             loss = micro_batch_loss(session, batch, num_tokens) * accelerator.num_processes
             accelerator.backward(loss)
-        total += loss.item() / accelerator.num_processes
-    return total
+        losses.append(loss.detach())
+    return losses
 
 
 def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
                      num_tokens: torch.Tensor) -> torch.Tensor:
     """Summed per-token loss of one micro-batch divided by the step's token count."""
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE_INDEX
-    targets = labels[mask]  # (N,)
-    student_out = session.module(batch["input_ids"], batch["attention_mask"])[:, :-1][mask]
+    index = batch["token_index"] if "token_index" in batch else response_index(batch)
+    targets = batch["labels"].flatten()[index + 1]  # (N,): the next token at each position
+    student_out = response_rows(session.module(batch["input_ids"], batch["attention_mask"]), index)
     teacher_out: torch.Tensor | TopKTeacher | None = None
     if session.signals is not None:
         teacher_out = topk_teacher(batch)  # (N, k) stored top-k, aligned with student_out
     elif session.teacher is not None:
-        with torch.no_grad():
-            teacher_out = model_outputs(session.teacher.model, batch["input_ids"],
-                                        batch["attention_mask"], session.fused)[:, :-1][mask]
-    if session.fused:
-        values = _fused_values(session, student_out, teacher_out, targets)
-    elif isinstance(teacher_out, TopKTeacher):
+        with teacher_mode():
+            teacher_all = model_outputs(session.teacher.model, batch["input_ids"],
+                                        batch["attention_mask"], session.fused)
+        teacher_out = response_rows(teacher_all, index)  # gathered outside: a normal tensor
+    if session.fused:  # the summed loss, computed with its gradients in one pass
+        return _fused_values(session, student_out, teacher_out, targets) / num_tokens
+    if isinstance(teacher_out, TopKTeacher):
         values = sparse_objective_per_token(session.objective, student_out[:, :session.vocab],
                                             teacher_out, targets)
     else:
@@ -374,7 +403,9 @@ def _fused_values(session: TrainingSession, student_hidden: torch.Tensor,
     vocab, objective = session.vocab, session.objective
     stored = teacher_out if isinstance(teacher_out, TopKTeacher) else None
     teacher_hidden = None if stored is not None else teacher_out
-    student_weight = linear_head_weight(_unwrap(session))[:vocab]
+    dtype = head_dtype(session.accelerator.mixed_precision)
+    student_hidden = autocast_head(student_hidden, dtype)
+    student_weight = autocast_head(linear_head_weight(_unwrap(session))[:vocab], dtype)
     teacher_weight = (None if session.teacher is None
                       else linear_head_weight(session.teacher.model)[:vocab])
 
@@ -387,7 +418,8 @@ def _fused_values(session: TrainingSession, student_hidden: torch.Tensor,
         return objective.per_token(student_logits, teacher, targets[rows])
 
     return fused_linear_loss(student_hidden, student_weight, teacher_hidden, teacher_weight,
-                             per_token, chunk_size=session.recipe.distill.chunk_size)
+                             per_token, chunk_size=session.recipe.distill.chunk_size,
+                             reduction="sum")
 
 
 def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: float) -> None:
