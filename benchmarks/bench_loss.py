@@ -1,28 +1,39 @@
-"""Time and peak extra memory of the dense and fused-linear divergence paths (forward + backward).
+"""Time and peak extra memory of distillation losses from hidden states (forward + backward).
 
-    python benchmarks/bench_loss.py                                  # CPU, issue sizes
-    python benchmarks/bench_loss.py --device cuda --tokens 16384 --student-hidden 896 \
-        --teacher-hidden 1536 --dtype bf16                           # GPU, with Liger if installed
+    python benchmarks/bench_loss.py                                  # CPU, N=1024, V=151936
+    python benchmarks/bench_loss.py --device cuda --dtype bf16 --tokens 16384 \
+        --student-hidden 896 --teacher-hidden 1536                   # the GPU shapes of issue 15
 
-TRL's chunked divergence (`trl.trainer.distillation_trainer._chunked_divergence_loss`, TRL
->= 1.16, the loss of its DistillationTrainer) runs when `trl` is installed; Liger's
-`LigerFusedLinearJSDLoss` on CUDA when `liger_kernel` is.
+Paths, all in one process on the same inputs (generalized JSD, beta 0.5, token mean):
+- dense          logits = hidden @ weight.T in full, then `distil.losses.generalized_jsd`;
+- fused          `distil.losses.fused_linear_divergence(reduction="sum")`, eager chunks;
+- fused-compile  the same with the per-chunk divergence torch.compile'd (default on CUDA);
+- liger          `liger_kernel.chunked_loss.LigerFusedLinearJSDLoss`, when `liger-kernel` is
+                 installed (soft loss only: weight_hard_loss 0, weight_soft_loss 1);
+- trl            `trl.trainer.distillation_trainer._chunked_divergence_loss` (the loss of TRL's
+                 DistillationTrainer), when `trl` is installed.
+A path whose package is missing is reported as skipped. `--chunk-sizes 0,256` runs the fused
+paths once per chunk size (0: distil's default for the device).
 
-Each path runs in its own subprocess so that its peak memory is its own. Extra memory is
-the peak during one forward+backward minus the memory held before it (inputs and
-weights), so the student's weight gradient, which every path must produce, is counted.
-CPU peaks come from the kernel's high-water mark of resident memory (VmHWM); GPU peaks
-from torch.cuda.max_memory_allocated.
+Extra memory is the peak during one forward+backward minus what was held before it (inputs
+and weights), so the student's gradients, which every path must produce, are counted. GPU
+peaks come from torch.cuda.max_memory_allocated (reset before each path); CPU peaks from the
+kernel's high-water mark of resident memory (VmHWM, reset through /proc/self/clear_refs).
+Each path's loss is printed too: they must agree.
 """
 
 import argparse
+import ctypes
+import inspect
 import json
 import statistics
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _rss_kib(field: str) -> int:
@@ -33,122 +44,183 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _inputs(args):
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    g = torch.Generator().manual_seed(0)
+class Memory:
+    """Peak memory of a block beyond what was held when it started, on CPU or CUDA."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.before = torch.cuda.memory_allocated()
+        else:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # earlier paths' freed heap leaves RSS
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+            self.before = _rss_kib("VmRSS") * 1024
+
+    def extra(self) -> int:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - self.before
+        return _rss_kib("VmHWM") * 1024 - self.before
+
+
+def make_inputs(args) -> list[torch.Tensor]:
+    """Student hidden (N, Hs) and weight (V, Hs) with gradients, teacher hidden and weight."""
+    dtype = DTYPES[args.dtype]
+    g = torch.Generator(device=args.device).manual_seed(0)
     shapes = [(args.tokens, args.student_hidden), (args.vocab, args.student_hidden),
               (args.tokens, args.teacher_hidden), (args.vocab, args.teacher_hidden)]
-    tensors = [(torch.randn(*s, generator=g) * 0.05).to(args.device, dtype) for s in shapes]
+    tensors = [(torch.randn(*s, generator=g, device=args.device) * 0.05).to(dtype) for s in shapes]
     tensors[0].requires_grad_()
     tensors[1].requires_grad_()
     return tensors
 
 
-def _step_fn(path: str, args):
+def step_function(path: str, args, chunk_size: int | None):
+    """(hs, ws, ht, wt) -> scalar loss (token mean), for one path; ImportError if its package is missing."""
     from distil import losses
 
+    n = args.tokens
     if path == "dense":
         def step(hs, ws, ht, wt):
             with torch.no_grad():
                 teacher_logits = ht @ wt.T
-            values = losses.generalized_jsd(hs @ ws.T, teacher_logits, beta=0.5)
-            values.mean().backward()
-    elif path == "fused":
+            return losses.generalized_jsd(hs @ ws.T, teacher_logits, beta=0.5).mean()
+        return step
+    if path in ("fused", "fused-compile"):
+        weights = torch.full((n,), 1 / n, device=args.device)
+
         def step(hs, ws, ht, wt):
-            values = losses.fused_linear_divergence(hs, ws, ht, wt, divergence="generalized_jsd",
-                                                    beta=0.5, chunk_size=args.chunk_size)
-            values.mean().backward()
-    elif path == "liger":
+            return losses.fused_linear_divergence(
+                hs, ws, ht, wt, divergence="generalized_jsd", beta=0.5, chunk_size=chunk_size,
+                reduction="sum", token_weights=weights, compile=path == "fused-compile")
+        return step
+    if path == "liger":
         from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
 
-        loss_fn = LigerFusedLinearJSDLoss(beta=0.5, temperature=1.0)
+        offered = {"beta": 0.5, "temperature": 1.0, "weight_hard_loss": 0.0,
+                   "weight_soft_loss": 1.0, "compiled": args.device == "cuda"}
+        accepted = inspect.signature(LigerFusedLinearJSDLoss.__init__).parameters
+        loss_fn = LigerFusedLinearJSDLoss(**{k: v for k, v in offered.items() if k in accepted})
+        labels = torch.zeros(n, dtype=torch.long, device=args.device)
+        takes_labels = "true_labels" in inspect.signature(loss_fn.forward).parameters
 
         def step(hs, ws, ht, wt):
-            loss_fn(hs, ws, ht, wt).backward()
-    elif path == "trl":
+            return loss_fn(hs, ws, ht, wt, labels) if takes_labels else loss_fn(hs, ws, ht, wt)
+        return step
+    if path == "trl":
         from trl.trainer.distillation_trainer import _chunked_divergence_loss
 
+        mask = torch.ones(1, n, dtype=torch.long, device=args.device)
+        names = list(inspect.signature(_chunked_divergence_loss).parameters)
+
         def step(hs, ws, ht, wt):
-            mask = torch.ones(1, hs.shape[0], dtype=torch.long, device=hs.device)
-            loss, _, _ = _chunked_divergence_loss(hs[None], ht[None], ws, wt, mask, beta=0.5)
-            loss.backward()
-    else:
-        raise ValueError(path)
-    return step
+            by_role = {"student_hidden": hs[None], "teacher_hidden": ht[None],
+                       "student_lm_head_weight": ws, "teacher_lm_head_weight": wt}
+            kwargs = {name: value for name in names for role, value in by_role.items()
+                      if name.startswith(role)}
+            kwargs[next(name for name in names if name.endswith("mask"))] = mask
+            kwargs["beta"] = 0.5
+            if "chunk_size" in names:
+                kwargs["chunk_size"] = args.trl_chunk_size
+            return _chunked_divergence_loss(**kwargs)[0]
+        return step
+    raise ValueError(f"unknown path {path!r}")
 
 
-def measure(path: str, args) -> dict:
-    """Run inside the child: one measured step for memory, then timed repeats."""
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    inputs = _inputs(args)
-    step = _step_fn(path, args)
-    cuda = args.device == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        before = _rss_kib("VmRSS") * 1024
-    step(*inputs)
-    if cuda:
-        torch.cuda.synchronize()
-        extra = torch.cuda.max_memory_allocated() - before
-    else:
-        extra = _rss_kib("VmHWM") * 1024 - before
-    times = []
-    for _ in range(args.repeat):
+def measure(path: str, args, inputs, chunk_size: int | None = None) -> dict:
+    """One measured step for memory (and warm-up), then `args.repeat` timed ones."""
+    step = step_function(path, args, chunk_size)
+    cuda, memory = args.device == "cuda", Memory(args.device)
+
+    def run():
         for t in inputs[:2]:
             t.grad = None
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        step(*inputs)
+        loss = step(*inputs)
+        loss.backward()
         if cuda:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return {"path": path, "extra_bytes": extra, "seconds": statistics.median(times),
-            "all_seconds": times}
+        return time.perf_counter() - start, loss
+
+    for _ in range(args.warmup):
+        run()
+    memory.start()
+    _, loss = run()
+    extra = memory.extra()
+    times = [run()[0] for _ in range(args.repeat)]
+    return {"path": path, "chunk_size": chunk_size, "loss": float(loss.detach()), "extra_bytes": extra,
+            "seconds": statistics.median(times), "all_seconds": times}
 
 
-def main() -> None:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--vocab", type=int, default=151936)
     parser.add_argument("--student-hidden", type=int, default=512)
     parser.add_argument("--teacher-hidden", type=int, default=1024)
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--chunk-sizes", default="0",
+                        help="comma list of fused chunk sizes; 0 is the device's default")
+    parser.add_argument("--trl-chunk-size", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="unmeasured steps before the memory step (compilation, autotuning)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--paths", default=None,
-                        help="comma list of dense, fused, trl, liger; default dense,fused,trl "
-                             "(+liger on cuda); trl and liger need their packages")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args.child, args)))
-        return
-    default = "dense,fused,trl,liger" if args.device == "cuda" else "dense,fused,trl"
-    paths = (args.paths or default).split(",")
-    results = {}
-    for path in paths:
-        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", path],
-                               capture_output=True, text=True)
-        if child.returncode != 0:
-            print(f"{path}: failed ({child.stderr.strip().splitlines()[-1:]})")
-            continue
-        results[path] = json.loads(child.stdout.strip().splitlines()[-1])
+                        help="comma list of dense, fused, fused-compile, liger, trl; default: all "
+                             "but fused-compile on CPU (compiling there takes minutes)")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the chosen paths; print the table; return one result (or skip) per path."""
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default = ("dense,fused,fused-compile,liger,trl" if args.device == "cuda"
+               else "dense,fused,liger,trl")
+    chunk_sizes = [int(c) or None for c in args.chunk_sizes.split(",")]
+    inputs = make_inputs(args)
+    results = []
+    for path in (args.paths or default).split(","):
+        for chunk in chunk_sizes if path.startswith("fused") else [None]:
+            try:
+                results.append(measure(path, args, inputs, chunk))
+            except ImportError as error:
+                results.append({"path": path, "skipped": f"not installed ({error.name})"})
+            except Exception as error:  # a failing path must not hide the others' figures
+                results.append({"path": path, "chunk_size": chunk,
+                                "failed": f"{type(error).__name__}: {error}"[:300]})
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+    print_table(args, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    return results
+
+
+def print_table(args, results: list[dict]) -> None:
+    device = (torch.cuda.get_device_name() if args.device == "cuda"
+              else f"cpu ({torch.get_num_threads()} threads)")
     print(f"N={args.tokens} V={args.vocab} Hs={args.student_hidden} Ht={args.teacher_hidden} "
-          f"{args.dtype} on {args.device} ({torch.get_num_threads()} threads), generalized_jsd(0.5)")
-    print(f"{'path':8} {'time s':>8} {'extra MiB':>10} {'time/dense':>11} {'mem/dense':>10}")
-    dense = results.get("dense")
-    for path, r in results.items():
-        ratio_t = r["seconds"] / dense["seconds"] if dense else float("nan")
-        ratio_m = r["extra_bytes"] / dense["extra_bytes"] if dense else float("nan")
-        print(f"{path:8} {r['seconds']:8.3f} {r['extra_bytes'] / 2**20:10.0f} "
-              f"{ratio_t:11.2f} {ratio_m:10.2f}")
+          f"{args.dtype} on {device}, torch {torch.__version__}, generalized_jsd(0.5), fwd+bwd")
+    print(f"{'path':22} {'time ms':>9} {'extra MiB':>10} {'loss':>12}")
+    for r in results:
+        name = r["path"] + (f"@{r['chunk_size']}" if r.get("chunk_size") else "")
+        if "seconds" in r:
+            print(f"{name:22} {r['seconds'] * 1e3:9.1f} {r['extra_bytes'] / 2**20:10.0f} "
+                  f"{r['loss']:12.6f}")
+        else:
+            print(f"{name:22} {r.get('skipped') or r.get('failed')}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,0 +1,51 @@
+"""The loss and step benchmarks run end to end at tiny sizes (their figures are not checked:
+speed targets live in benchmarks/README.md, measured by hand)."""
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_bench_loss_runs_every_path_and_they_agree(one_thread, tmp_path):
+    results = _load("bench_loss").main(
+        ["--tokens", "48", "--vocab", "97", "--student-hidden", "8", "--teacher-hidden", "12",
+         "--repeat", "1", "--chunk-sizes", "0,16", "--json", str(tmp_path / "loss.json")])
+    by_path = {(r["path"], r.get("chunk_size")): r for r in results}
+    assert {"dense", "fused", "liger", "trl"} <= {path for path, _ in by_path}
+    measured = [r for r in results if "seconds" in r]
+    assert len(measured) >= 3 and all(r["seconds"] > 0 for r in measured)
+    dense = by_path[("dense", None)]["loss"]
+    for r in measured:  # liger and trl too, where installed
+        assert math.isclose(r["loss"], dense, rel_tol=1e-4), r
+    for r in results:
+        assert "failed" not in r, r
+    assert (tmp_path / "loss.json").is_file()
+
+
+def test_bench_step_runs_the_plain_live_and_stored_steps(one_thread, tmp_path):
+    results = _load("bench_step").main(
+        ["--tiny", "--device", "cpu", "--variants", "finetune,live,store", "--warmup", "0",
+         "--steps", "1", "--json", str(tmp_path / "step.json")])
+    assert [r["variant"] for r in results] == ["finetune", "live", "store"]
+    for r in results:
+        assert "failed" not in r, r
+        assert r["tokens_per_s"] > 0 and r["mfu"] is None  # no known peak on a CPU
