@@ -73,7 +73,8 @@ def make_inputs(args) -> list[torch.Tensor]:
     g = torch.Generator(device=args.device).manual_seed(0)
     shapes = [(args.tokens, args.student_hidden), (args.vocab, args.student_hidden),
               (args.tokens, args.teacher_hidden), (args.vocab, args.teacher_hidden)]
-    tensors = [(torch.randn(*s, generator=g, device=args.device) * 0.05).to(dtype) for s in shapes]
+    tensors = [(torch.randn(*s, generator=g, device=args.device) * args.scale).to(dtype)
+               for s in shapes]
     tensors[0].requires_grad_()
     tensors[1].requires_grad_()
     return tensors
@@ -166,6 +167,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--student-hidden", type=int, default=512)
     parser.add_argument("--teacher-hidden", type=int, default=1024)
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--scale", type=float, default=0.05,
+                        help="standard deviation of the random hidden states and weights")
     parser.add_argument("--chunk-sizes", default="0",
                         help="comma list of fused chunk sizes; 0 is the device's default")
     parser.add_argument("--trl-chunk-size", type=int, default=256)

@@ -28,7 +28,7 @@ def one_thread():
 def test_bench_loss_runs_every_path_and_they_agree(one_thread, tmp_path):
     results = _load("bench_loss").main(
         ["--tokens", "48", "--vocab", "97", "--student-hidden", "8", "--teacher-hidden", "12",
-         "--repeat", "1", "--chunk-sizes", "0,16", "--json", str(tmp_path / "loss.json")])
+         "--scale", "0.5", "--repeat", "1", "--chunk-sizes", "0,16", "--json", str(tmp_path / "loss.json")])
     by_path = {(r["path"], r.get("chunk_size")): r for r in results}
     assert {"dense", "fused", "liger", "trl"} <= {path for path, _ in by_path}
     measured = [r for r in results if "seconds" in r]
