@@ -220,35 +220,41 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict]:
     """Run the chosen variants; print the table; return one result per variant."""
     args = parse(argv)
-    bench = Bench(args)
-    results = []
-    for variant in args.variants.split(","):
+    variants = args.variants.split(",")
+    for variant in variants:
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    bench = Bench(args)
+    print_header(args, bench)
+    results = []
+    for variant in variants:  # each row printed and saved as soon as it is measured
         try:
             results.append(bench.measure(variant))
         except Exception as error:  # one failing variant must not hide the others' figures
             results.append({"variant": variant, "failed": f"{type(error).__name__}: {error}"[:300]})
-    print_table(args, bench, results)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+        print_row(results[-1])
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "results": results},
+                                                  indent=1))
     return results
 
 
-def print_table(args, bench: Bench, results: list[dict]) -> None:
+def print_header(args, bench: Bench) -> None:
     device = torch.cuda.get_device_name() if bench.cuda else f"cpu ({torch.get_num_threads()} threads)"
     print(f"teacher {args.teacher} ({parameters(bench.teacher) / 1e6:.1f}M), student "
           f"{args.student} ({parameters(bench.student) / 1e6:.1f}M), V={args.vocab}, "
           f"{args.batch} x {args.seq} tokens on {device}, torch {torch.__version__}")
     print(f"{'variant':15} {'step ms':>9} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9}")
-    for r in results:
-        if "failed" in r:
-            print(f"{r['variant']:15} failed: {r['failed']}")
-            continue
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-        peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "n/a"
-        print(f"{r['variant']:15} {r['seconds'] * 1e3:9.1f} {r['tokens_per_s']:10,.0f} "
-              f"{r['model_tflops_per_s']:8.1f} {mfu:>6} {peak:>9}")
+
+
+def print_row(r: dict) -> None:
+    if "failed" in r:
+        print(f"{r['variant']:15} failed: {r['failed']}", flush=True)
+        return
+    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+    peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "n/a"
+    print(f"{r['variant']:15} {r['seconds'] * 1e3:9.1f} {r['tokens_per_s']:10,.0f} "
+          f"{r['model_tflops_per_s']:8.1f} {mfu:>6} {peak:>9}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ compile and optimizer switches; on CPU none of them changes what a step computes
 import pytest
 import torch
 
-from distil.losses import IGNORE_INDEX
+from distil.losses import IGNORE_INDEX, Objective, teacher_top_k
 from distil.recipe import validate_recipe
+from distil.train import step
 from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session
 from distil.train.step import (
     LossWindow,
@@ -18,9 +19,12 @@ from distil.train.step import (
 from tests.conftest import recipe_dict
 
 
-def test_compile_is_on_for_cuda_only_by_default():
+def test_compile_is_on_for_cuda_only_by_default(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(step.importlib.util, "find_spec", lambda name: object())
     assert use_compile("auto", cuda) and not use_compile("auto", cpu)
+    monkeypatch.setattr(step.importlib.util, "find_spec", lambda name: None)
+    assert not use_compile("auto", cuda)  # no Triton: inductor cannot build GPU kernels
     assert use_compile("on", cpu) and not use_compile("off", cuda)
 
 
@@ -57,10 +61,10 @@ def test_padding_to_a_multiple_only_adds_masked_positions():
 def test_loss_window_reads_what_per_step_item_calls_read():
     steps = [[torch.tensor(0.1234567, dtype=torch.float32), torch.tensor(2.5)], [torch.tensor(1 / 3)]]
     window = LossWindow(num_processes=2)
-    for step in steps:
-        window.add(step)
+    for losses in steps:
+        window.add(losses)
     window.add(0.75)
-    want = [sum(x.item() / 2 for x in step) for step in steps] + [0.75]
+    want = [sum(x.item() / 2 for x in losses) for losses in steps] + [0.75]
     assert window.read() == want and window.read() == []
 
 
@@ -80,3 +84,24 @@ def test_a_step_on_padded_batches_equals_the_unpadded_step(tmp_path, dataset):
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
     for name, grad in results[0][1].items():
         torch.testing.assert_close(results[1][1][name], grad, rtol=1e-5, atol=1e-7)
+
+
+
+def test_the_compiled_chunk_objective_equals_the_eager_one(monkeypatch):
+    """train.compile=on compiles the fused path's per-chunk loss (dense and stored top-k,
+    with cross-entropy): traced through dynamo and AOT autograd (the aot_eager backend keeps
+    CPU compile time short), the same values and gradients as eager."""
+    monkeypatch.setattr(step, "COMPILE_BACKEND", "aot_eager")
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(12, 40, generator=g), torch.randn(12, 40, generator=g)
+    labels = torch.randint(0, 40, (12,), generator=g)
+    labels[3] = IGNORE_INDEX
+    objective = Objective("generalized_jsd", temperature=1.5, beta=0.3, ce_weight=0.3)
+    for stored, other in ((False, teacher), (True, teacher_top_k(teacher, 5, 1.5))):
+        grads = []
+        for compiled in (False, True):
+            logits = student.clone().requires_grad_()
+            values = step.chunk_objective(objective, stored, compiled)(logits, other, labels)
+            values.backward(torch.linspace(0.1, 1.0, 12))
+            grads.append((values.detach(), logits.grad))
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-7)

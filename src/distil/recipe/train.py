@@ -69,8 +69,9 @@ class TrainSection(Section):
     log_every: Annotated[int, Field(ge=1)] = 10
     """Append the loss and throughput to train_log.jsonl every this many steps."""
     compile: Literal["auto", "on", "off"] = "auto"
-    """torch.compile the student's forward. `auto` is on with CUDA and off on CPU, where compiling
-    a small model costs more time than it saves. The same maths either way (docs/gpu.md)."""
+    """torch.compile the student's forward and the fused path's per-chunk loss. `auto` is on with
+    CUDA (and Triton) and off on CPU, where compiling a small model costs more time than it
+    saves. The same maths either way (docs/gpu.md)."""
     pad_multiple: Annotated[int, Field(ge=1)] | None = None
     """Right-pad each micro-batch's length to a multiple of this (e.g. 64), so that a compiled
     student sees a few shapes rather than one per length; padding is masked out of the loss.

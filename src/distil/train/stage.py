@@ -59,6 +59,8 @@ from distil.train.checkpoint import (
 from distil.train.step import (
     LossWindow,
     autocast_head,
+    chunk_objective,
+    compile_module,
     head_dtype,
     make_optimizer,
     pad_to_multiple,
@@ -206,7 +208,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
         optimizer, round(recipe.train.warmup_ratio * total), total)
     wrapped = DistillationStudent(student.model, fused)
     if use_compile(recipe.train.compile, accelerator.device):
-        wrapped.compile()  # in place: state-dict keys and unwrap_model stay as they are
+        compile_module(wrapped)
     module, optimizer = accelerator.prepare(wrapped, optimizer)
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
@@ -409,13 +411,15 @@ def _fused_values(session: TrainingSession, student_hidden: torch.Tensor,
     teacher_weight = (None if session.teacher is None
                       else linear_head_weight(session.teacher.model)[:vocab])
 
+    loss_of = chunk_objective(objective, stored is not None,
+                              use_compile(session.recipe.train.compile, session.accelerator.device))
+
     def per_token(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                   rows: slice) -> torch.Tensor:
         if stored is not None:
-            return sparse_objective_per_token(objective, student_logits, stored.rows(rows),
-                                              targets[rows])
+            return loss_of(student_logits, stored.rows(rows), targets[rows])
         teacher = teacher_logits if teacher_hidden is not None else None
-        return objective.per_token(student_logits, teacher, targets[rows])
+        return loss_of(student_logits, teacher, targets[rows])
 
     return fused_linear_loss(student_hidden, student_weight, teacher_hidden, teacher_weight,
                              per_token, chunk_size=session.recipe.distill.chunk_size,

@@ -1,7 +1,8 @@
 """How a training step runs fast on a GPU, without changing what it computes on CPU.
 
-- `train.compile`: the student's forward is compiled with torch.compile (auto: on with CUDA,
-  off on CPU, where compiling a small model costs more than it saves);
+- `train.compile`: the student's forward and the fused path's per-chunk loss are compiled
+  with torch.compile (auto: on with CUDA, off on CPU, where compiling a small model costs
+  more than it saves);
 - AdamW is the fused single-kernel one on CUDA (the default foreach one elsewhere);
 - the teacher runs under torch.inference_mode (it is loaded in bf16 on a GPU, see
   `distil.models.resolve_dtype`), and under bf16 mixed precision the fused head matmuls run
@@ -13,19 +14,45 @@
   the same tokens enter the loss).
 """
 
+import importlib.util
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from functools import lru_cache, partial
 
 import torch
 from torch import Tensor
 
-from distil.losses import IGNORE_INDEX
+from distil.losses import IGNORE_INDEX, Objective, sparse_objective_per_token
+
+COMPILE_BACKEND = "inductor"
+"""torch.compile backend of the student and of the per-chunk loss when `train.compile` is on."""
 
 
 def use_compile(mode: str, device: torch.device) -> bool:
-    """`train.compile`: "on", "off", or "auto" (on with CUDA only)."""
+    """`train.compile`: "on", "off", or "auto" (on with CUDA when Triton, which inductor's GPU
+    kernels need, is installed)."""
     if mode == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" and importlib.util.find_spec("triton") is not None
     return mode == "on"
+
+
+def compile_module(module: torch.nn.Module) -> None:
+    """torch.compile `module`'s forward in place (its state-dict keys stay as they are)."""
+    module.compile(backend=COMPILE_BACKEND)
+
+
+def chunk_objective(objective: Objective, stored: bool, compiled: bool) -> Callable:
+    """The fused path's per-chunk loss, (student logits, teacher logits or top-k, labels) ->
+    (c,): `Objective.per_token`, or its stored top-k form; torch.compile'd when `compiled`
+    (the divergence, cross-entropy and their backward fused into a few kernels)."""
+    if compiled:
+        return _compiled_objective(objective, stored, COMPILE_BACKEND)
+    return partial(sparse_objective_per_token, objective) if stored else objective.per_token
+
+
+@lru_cache(maxsize=16)
+def _compiled_objective(objective: Objective, stored: bool, backend: str) -> Callable:
+    return torch.compile(chunk_objective(objective, stored, compiled=False), backend=backend)
 
 
 def make_optimizer(params, learning_rate: float, weight_decay: float,
