@@ -37,13 +37,15 @@ def _dense(hs, ws, ht, wt):
     return losses.generalized_jsd(hs @ ws.T, ht @ wt.T).sum()
 
 
-@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("dtype,share", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("compile", [False, True])
-def test_cuda_fused_equals_dense(dtype, atol, compile):
+def test_cuda_fused_equals_dense(dtype, share, compile):
+    """Gradients within `share` of their largest entry (bf16: a rounding of the product)."""
     inputs = _inputs(dtype)
     got, want = _grads(_fused(compile=compile), *inputs), _grads(_dense, *inputs)
-    torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-3, atol=0)
     for g_, w_ in zip(got[1:], want[1:], strict=True):
+        atol = share * w_.float().abs().max().item()
         torch.testing.assert_close(g_.float(), w_.float(), rtol=0, atol=atol)
 
 

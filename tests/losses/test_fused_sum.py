@@ -44,10 +44,12 @@ def test_sum_equals_the_reference(name, params):
         torch.testing.assert_close(g_, w_, rtol=1e-9, atol=1e-12)
 
 
-# bf16: measured on seeds 0-3, values match the dense bf16 path to float32 rounding and the
-# gradients to within one or two bf16 ulps of |g| <= 0.5 (the per-chunk weight-gradient
+# bf16, measured on seeds 0-3 (chunk 16, this mask): values and hidden gradients were
+# bit-identical to the dense bf16 path; weight gradients differed by at most 0.65% of their
+# largest entry (6.1e-5 of 0.0094 for the JSD, 4.9e-4 of 0.081 for forward KL: per-chunk
 # products are rounded to bf16 on CPU before the float32 sum; CUDA keeps them in float32).
-TOLERANCE = {torch.float32: (1e-5, 1e-6), torch.bfloat16: (0, 1e-2)}
+# The bound is 2% of the largest entry, so it does not hang on this CPU's rounding.
+RELATIVE_ATOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -65,9 +67,9 @@ def test_sum_equals_the_dense_path(dtype, name, params):
 
     got, want = _grads(fused, hs, ws, ht, wt), _grads(dense, hs, ws, ht, wt)
     assert got[0].dtype == torch.float32 and got[1].dtype == got[2].dtype == dtype
-    rtol, atol = TOLERANCE[dtype]
     for g_, w_ in zip(got, want, strict=True):
-        torch.testing.assert_close(g_.float(), w_.float(), rtol=rtol, atol=atol)
+        atol = RELATIVE_ATOL[dtype] * w_.float().abs().max().item()
+        torch.testing.assert_close(g_.float(), w_.float(), rtol=0, atol=atol)
 
 
 def test_second_backward_recomputes_the_same_gradients():
