@@ -88,20 +88,21 @@ def test_a_step_on_padded_batches_equals_the_unpadded_step(tmp_path, dataset):
 
 
 def test_the_compiled_chunk_objective_equals_the_eager_one(monkeypatch):
-    """train.compile=on compiles the fused path's per-chunk loss (dense and stored top-k,
-    with cross-entropy): traced through dynamo and AOT autograd (the aot_eager backend keeps
-    CPU compile time short), the same values and gradients as eager."""
+    """train.compile=on compiles the fused path's per-chunk loss, here the stored top-k form
+    with cross-entropy (the dense divergence's compiled form is tested in
+    tests/losses/test_fused_sum.py): traced through dynamo and AOT autograd (the aot_eager
+    backend keeps CPU compile time short), the same values and gradients as eager."""
     monkeypatch.setattr(step, "COMPILE_BACKEND", "aot_eager")
     g = torch.Generator().manual_seed(0)
     student, teacher = torch.randn(12, 40, generator=g), torch.randn(12, 40, generator=g)
     labels = torch.randint(0, 40, (12,), generator=g)
     labels[3] = IGNORE_INDEX
     objective = Objective("generalized_jsd", temperature=1.5, beta=0.3, ce_weight=0.3)
-    for stored, other in ((False, teacher), (True, teacher_top_k(teacher, 5, 1.5))):
-        grads = []
-        for compiled in (False, True):
-            logits = student.clone().requires_grad_()
-            values = step.chunk_objective(objective, stored, compiled)(logits, other, labels)
-            values.backward(torch.linspace(0.1, 1.0, 12))
-            grads.append((values.detach(), logits.grad))
-        torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-7)
+    top_k = teacher_top_k(teacher, 5, 1.5)
+    grads = []
+    for compiled in (False, True):
+        logits = student.clone().requires_grad_()
+        values = step.chunk_objective(objective, True, compiled)(logits, top_k, labels)
+        values.backward(torch.linspace(0.1, 1.0, 12))
+        grads.append((values.detach(), logits.grad))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-7)
