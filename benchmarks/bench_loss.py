@@ -19,7 +19,8 @@ Extra memory is the peak during one forward+backward minus what was held before 
 and weights), so the student's gradients, which every path must produce, are counted. GPU
 peaks come from torch.cuda.max_memory_allocated (reset before each path); CPU peaks from the
 kernel's high-water mark of resident memory (VmHWM, reset through /proc/self/clear_refs).
-Each path's loss is printed too: they must agree.
+Each path's loss is printed too: they must agree. "cpu ms" is the process's CPU time per
+step (all threads): on a loaded CPU, with --threads 1, a steadier figure than the wall time.
 """
 
 import argparse
@@ -142,21 +143,23 @@ def measure(path: str, args, inputs, chunk_size: int | None = None) -> dict:
             t.grad = None
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss = step(*inputs)
         loss.backward()
         if cuda:
             torch.cuda.synchronize()
-        return time.perf_counter() - start, loss
+        return time.perf_counter() - start, time.process_time() - cpu_start, loss
 
     for _ in range(args.warmup):
         run()
     memory.start()
-    _, loss = run()
+    *_, loss = run()
     extra = memory.extra()
-    times = [run()[0] for _ in range(args.repeat)]
-    return {"path": path, "chunk_size": chunk_size, "loss": float(loss.detach()), "extra_bytes": extra,
-            "seconds": statistics.median(times), "all_seconds": times}
+    runs = [run()[:2] for _ in range(args.repeat)]
+    times = [wall for wall, _ in runs]
+    return {"path": path, "chunk_size": chunk_size, "loss": float(loss.detach()),
+            "extra_bytes": extra, "seconds": statistics.median(times), "all_seconds": times,
+            "cpu_seconds": statistics.median(cpu for _, cpu in runs)}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -218,14 +221,14 @@ def print_header(args) -> None:
               else f"cpu ({torch.get_num_threads()} threads)")
     print(f"N={args.tokens} V={args.vocab} Hs={args.student_hidden} Ht={args.teacher_hidden} "
           f"{args.dtype} on {device}, torch {torch.__version__}, generalized_jsd(0.5), fwd+bwd")
-    print(f"{'path':22} {'time ms':>9} {'extra MiB':>10} {'loss':>12}")
+    print(f"{'path':22} {'time ms':>9} {'cpu ms':>9} {'extra MiB':>10} {'loss':>12}")
 
 
 def print_row(r: dict) -> None:
     name = r["path"] + (f"@{r['chunk_size']}" if r.get("chunk_size") else "")
     if "seconds" in r:
-        print(f"{name:22} {r['seconds'] * 1e3:9.1f} {r['extra_bytes'] / 2**20:10.0f} "
-              f"{r['loss']:12.6f}", flush=True)
+        print(f"{name:22} {r['seconds'] * 1e3:9.1f} {r['cpu_seconds'] * 1e3:9.1f} "
+              f"{r['extra_bytes'] / 2**20:10.0f} {r['loss']:12.6f}", flush=True)
     else:
         print(f"{name:22} {r.get('skipped') or r.get('failed')}", flush=True)
 
