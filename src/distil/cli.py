@@ -186,8 +186,8 @@ def export_command(
             help="Weights of the safetensors export: fp16 or bf16. Default: the run recipe's "
                  "export.dtype, else fp16.", show_default=False)] = None,
         formats: Annotated[list[str] | None, typer.Option(
-            "--format", help="hf, onnx or onnx-int8; repeat for several. Default: the run "
-                             "recipe's export.formats, else all three.",
+            "--format", help="hf, onnx, onnx-int8 or gguf; repeat for several. Default: the "
+                             "run recipe's export.formats, else all four.",
             show_default=False)] = None,
         prompts_per_task: Annotated[int | None, typer.Option(
             help=_field_help("export", "prompts_per_task") + " A run's recipe.yaml export: "
