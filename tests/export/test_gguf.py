@@ -173,3 +173,45 @@ def test_k_quant_is_written_by_llama_cpp_and_reads_back(student, tmp_path):
     record = read_back(gguf_file(folder), student.model, vocab)
     assert record["failures"] == [] and not (folder / "float32.gguf").exists()
     assert json.loads((folder / "gguf.json").read_text())["quantiser"].startswith("llama.cpp")
+
+
+def _tiny(model_type: str) -> types.SimpleNamespace:
+    """A random two-layer model of another architecture, with the tiny byte tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from distil.models.tiny import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), hidden_size=32,
+                                  intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                  max_position_embeddings=128, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    return types.SimpleNamespace(model=AutoModelForCausalLM.from_config(config),
+                                 tokenizer=tokenizer, source=f"tiny-{model_type}")
+
+
+@pytest.mark.parametrize("model_type", ["qwen2", "qwen3", "mistral"])
+def test_other_architectures_read_back(tmp_path, model_type):
+    loaded = _tiny(model_type)
+    folder = export_gguf(loaded, tmp_path / model_type, "q8_0", PROMPTS)
+    vocab = gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size, PROMPTS)
+    record = read_back(gguf_file(folder), loaded.model, vocab)
+    assert record["failures"] == [] and record["tensors"] == len(loaded.model.state_dict())
+
+
+def test_report_says_when_the_gguf_runtime_check_was_skipped(tmp_path):
+    from distil.report.collect import collect
+    from distil.report.sections import build_sections
+
+    variant = {"name": "gguf-q8_0", "passed": True, "max_abs_logit_diff": None,
+               "runtime_check": "skipped: llama-cpp-python is not installed"}
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "parity.json").write_text(json.dumps({"variants": [variant]}))
+    (tmp_path / "eval.json").write_text(json.dumps(
+        {"efficiency": {"student": {"params": 10, "tokens_per_s": 5.0}}}))
+    sections = {s.title: s for s in build_sections(collect(tmp_path))}
+    assert "GGUF runtime check skipped" in " ".join(sections["Export parity"].text)
+    assert sections["Export parity"].items[0].rows[0][-1] == "pass (read back, not run)"
+    assert any("Not timed: gguf-q8_0" in line for line in sections["Efficiency"].text)
