@@ -167,15 +167,16 @@ def test_llama_cpp_runs_the_tiny_student_as_pytorch_does(student, tmp_path):
 
 
 @needs_llama_cpp
-def test_k_quant_is_written_by_llama_cpp_and_reads_back(student, tmp_path):
-    folder = export_gguf(student, tmp_path / "q4", "q4_k_m", PROMPTS)
-    vocab = gguf_vocabulary(student.tokenizer, student.model.config.vocab_size, PROMPTS)
-    record = read_back(gguf_file(folder), student.model, vocab)
+def test_k_quant_is_written_by_llama_cpp_and_reads_back(tmp_path):
+    loaded = _tiny("llama", hidden_size=256, intermediate_size=512)  # rows split into 256s
+    folder = export_gguf(loaded, tmp_path / "q4", "q4_k_m", PROMPTS)
+    vocab = gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size, PROMPTS)
+    record = read_back(gguf_file(folder), loaded.model, vocab)
     assert record["failures"] == [] and not (folder / "float32.gguf").exists()
+    assert {"Q4_K", "Q6_K"} <= set(record["tensor_types"])
     assert json.loads((folder / "gguf.json").read_text())["quantiser"].startswith("llama.cpp")
 
-
-def _tiny(model_type: str) -> types.SimpleNamespace:
+def _tiny(model_type: str, **shape: int) -> types.SimpleNamespace:
     """A random two-layer model of another architecture, with the tiny byte tokenizer."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -183,10 +184,11 @@ def _tiny(model_type: str) -> types.SimpleNamespace:
     from distil.models.tiny import byte_tokenizer
 
     tokenizer = byte_tokenizer()
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), hidden_size=32,
-                                  intermediate_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                  max_position_embeddings=128, tie_word_embeddings=False)
+    shape = {"hidden_size": 32, "intermediate_size": 64, **shape}
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2,
+                                  head_dim=shape["hidden_size"] // 4, max_position_embeddings=128,
+                                  tie_word_embeddings=False, **shape)
     torch.manual_seed(0)
     return types.SimpleNamespace(model=AutoModelForCausalLM.from_config(config),
                                  tokenizer=tokenizer, source=f"tiny-{model_type}")
@@ -215,3 +217,39 @@ def test_report_says_when_the_gguf_runtime_check_was_skipped(tmp_path):
     assert "GGUF runtime check skipped" in " ".join(sections["Export parity"].text)
     assert sections["Export parity"].items[0].rows[0][-1] == "pass (read back, not run)"
     assert any("Not timed: gguf-q8_0" in line for line in sections["Efficiency"].text)
+
+
+@needs_llama_cpp
+def test_llama_cpp_answers_the_demo_prompts_as_pytorch_does(tmp_path):
+    from distil.export.parity import TorchVariant, held_out_prompts
+    from distil.llama_runtime import LlamaCppGenerator
+    from distil.models import load_model
+    from distil.tasks import accuracy
+
+    demo = load_model("demo", "teacher", dtype="float32")  # the trained, shipped model
+    items, prompts = held_out_prompts(demo.tokenizer, 3, 0)
+    texts = [demo.tokenizer.decode(p) for p in prompts]
+    reference = TorchVariant(demo).generate_ids(prompts, 12)
+    decode = demo.tokenizer.batch_decode
+    answers = {}
+    for gguf_type in ("f16", "q8_0"):
+        runner = LlamaCppGenerator(export_gguf(demo, tmp_path / gguf_type, gguf_type, texts))
+        assert [runner.llama.tokenize(t.encode(), add_bos=False, special=True)
+                for t in texts] == prompts  # llama.cpp reads the text as the tokenizer does
+        answers[gguf_type] = runner.generate_ids(prompts, 12)
+    assert answers["f16"] == reference
+    drop = accuracy(items, decode(reference))["overall"] - accuracy(items, decode(answers["q8_0"]))["overall"]
+    assert drop <= 0.01
+
+
+@needs_llama_cpp
+def test_bench_worker_times_a_gguf_variant_at_batch_1_only(student, tmp_path):
+    from distil.bench.worker import measure
+
+    folder = export_gguf(student, tmp_path / "q8", "q8_0", PROMPTS)
+    ids = student.tokenizer(PROMPTS[0], add_special_tokens=False).input_ids
+    figures = measure({"model": str(folder), "runtime": "llama.cpp", "threads": 1,
+                       "prompt_ids": [ids], "batch_sizes": [1, 2], "new_tokens": 4,
+                       "warmup": 0, "repeats": 1})
+    assert list(figures["batch"]) == ["1"] and figures["dtype"] == "q8_0"
+    assert figures["params"] == sum(p.numel() for p in student.model.parameters())

@@ -266,7 +266,7 @@ def _quantiser(gguf_type: str) -> str:
     from importlib.metadata import version
 
     if gguf_type == "q4_k_m":
-        return f"llama.cpp (llama-cpp-python {version('llama-cpp-python')})"
+        return f"llama.cpp (llama-cpp-python {llama_cpp_quantiser().__version__})"
     return f"gguf {version('gguf')}"
 
 

@@ -54,8 +54,9 @@ def gguf_vocabulary(tokenizer: Any, vocab_size: int, sample_texts: list[str]) ->
                           "ONNX instead (formats: [hf, onnx, onnx-int8])")
     tokens, types = _tokens(tokenizer, model["vocab"], spec.get("added_tokens") or [], vocab_size)
     pre, note = _pre_name(tokenizer, spec, sample_texts)
-    return GgufVocabulary(tokens, types, _merges(model.get("merges") or []), pre,
-                          _special_ids(tokenizer), tokenizer.chat_template, note)
+    merges = _merges(model.get("merges") or []) or _never_applied_merge(spec)
+    return GgufVocabulary(tokens, types, merges, pre, _special_ids(tokenizer),
+                          tokenizer.chat_template, note)
 
 
 def _tokenizer_json(tokenizer: Any) -> dict[str, Any]:
@@ -89,6 +90,17 @@ def _tokens(tokenizer: Any, vocab: dict[str, int], added: list[dict[str, Any]],
 
 def _merges(merges: list[Any]) -> list[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in merges]
+
+
+def _never_applied_merge(spec: dict[str, Any]) -> list[str]:
+    """One merge for a bytes-only vocabulary: llama.cpp needs at least one and the gguf writer
+    refuses an empty list. It joins two added tokens, which BPE never sees as symbols (they
+    are split off before it runs), so it never applies."""
+    added = [a["content"] for a in spec.get("added_tokens") or [] if " " not in a["content"]]
+    if not added:
+        raise ExportError("this byte-level tokenizer has no merges and no added tokens, which "
+                          "GGUF cannot carry; export ONNX instead")
+    return [f"{added[0]} {added[0]}"]
 
 
 def _special_ids(tokenizer: Any) -> dict[str, int]:
