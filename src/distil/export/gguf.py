@@ -25,6 +25,8 @@ as they are. Other architectures are refused with one line.
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,11 +221,35 @@ def quantize_k(source: Path, out: Path, gguf_type: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FILE_TYPES[gguf_type]
     params.nthread = 1
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(),
-                                            ctypes.byref(params))
+    with _native_output_to(out.with_suffix(".log")) as log:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(),
+                                                ctypes.byref(params))
+    said = log.read_text(errors="replace").strip().splitlines()
+    os.remove(log)
     if status != 0 or not out.is_file():
         raise ExportError(f"llama.cpp could not quantise {source.name} to {gguf_type} (status "
-                          f"{status}); export f16 or q8_0 instead")
+                          f"{status}: {said[-1] if said else 'no message'}); export f16 or "
+                          "q8_0 instead")
+
+
+@contextmanager
+def _native_output_to(path: Path) -> Iterator[Path]:
+    """Send what native code prints (llama.cpp logs every tensor it quantises) to a file."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "wb") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield path
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def export_gguf(loaded: Any, folder: str | Path, gguf_type: GgufType,
