@@ -10,6 +10,7 @@ is checked on are the parity check's own prompts and reference answers.
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distil.errors import ExportError
 from distil.export.gguf import GGUF_KINDS, export_gguf, gguf_architecture, llama_cpp_quantiser
 from distil.export.gguf_vocab import gguf_vocabulary
 
@@ -27,7 +28,13 @@ def sample_texts(tokenizer: Any, config: "ExportSection") -> list[str]:
 
 
 def check_gguf_export(loaded: Any, config: "ExportSection") -> None:
-    """ExportError now for what would fail later: architecture, tokenizer, k-quant support."""
+    """ExportError now for what would fail later: the gguf package, architecture, tokenizer,
+    k-quant support."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        raise ExportError("GGUF export needs the gguf package: pip install -e '.[export]' (or "
+                          "pip install gguf), or drop `gguf` from export.formats") from None
     gguf_architecture(loaded.model.config)
     gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size,
                     sample_texts(loaded.tokenizer, config))
