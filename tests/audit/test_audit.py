@@ -134,3 +134,18 @@ def test_serve_refuses_to_mark_without_its_key_before_loading(monkeypatch):
     settings = ServerSettings(served_name="x", watermark=True, watermark_key_env="NO_SUCH_WATERMARK_KEY")
     with pytest.raises(WatermarkError, match="NO_SUCH_WATERMARK_KEY is not set"):
         serve("no-such-model-is-loaded", settings, port=0)
+
+
+def test_the_audit_command_writes_its_verdict_and_errors_in_one_line(served_texts, tmp_path,
+                                                                     monkeypatch, capsys):
+    from tests.cli_helpers import assert_one_error_line, run_cli
+
+    monkeypatch.delenv("AUDIT_KEY", raising=False)
+    result = run_cli(monkeypatch, capsys, "audit", "text", str(served_texts), "--key-env", "AUDIT_KEY",
+                     "--tokenizer", "tiny-teacher", "--out", str(tmp_path / "a"))
+    assert_one_error_line(result, "AUDIT_KEY is not set")
+    monkeypatch.setenv("AUDIT_KEY", "served-secret")
+    result = run_cli(monkeypatch, capsys, "audit", "text", str(served_texts), "--key-env", "AUDIT_KEY",
+                     "--tokenizer", "tiny-teacher", "--out", str(tmp_path / "a"), "--null-keys", "10")
+    assert result.returncode == 0 and "WATERMARK DETECTED" in result.stdout
+    assert (tmp_path / "a" / "audit.md").is_file()

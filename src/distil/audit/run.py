@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distil.audit.calibrate import AuditSettings
-from distil.audit.sources import audit_tokenizer, read_documents
+from distil.audit.sources import Document, audit_tokenizer, read_documents
 from distil.audit.verdict import headline, write_audit
 from distil.errors import DataError, ModelError
 from distil.fsutil import ensure_writable_dir
@@ -43,10 +43,10 @@ def _text(key: WatermarkKey, settings: AuditSettings, files: list[Path], tokeniz
 def _model(key: WatermarkKey, settings: AuditSettings, model: str, corpus: list[Path],
            tasks: int, top_k: int, field: str | None = None) -> dict[str, Any]:
     from distil.audit.modes import audit_model
-    from distil.models import load_model
+    from distil.models import BUILTIN_MODELS, load_model
 
     documents = read_documents(corpus, field) if corpus else task_documents(tasks, settings.seed)
-    if not Path(model).is_dir() and model not in ("demo", "tiny-teacher", "tiny-student"):
+    if not Path(model).is_dir() and model not in ("demo", *BUILTIN_MODELS):
         raise ModelError(f"{model} is not a model folder; pass the folder of the model to audit")
     loaded = load_model(model, "teacher", device="cpu")
     result = audit_model(loaded.model, loaded.tokenizer, documents, key, settings, top_k=top_k)
@@ -71,10 +71,9 @@ def _api(key: WatermarkKey, settings: AuditSettings, url: str, model: str, promp
     return {**result, "source": f"{url} (model {model})"}
 
 
-def task_documents(per_task: int, seed: int) -> list:
+def task_documents(per_task: int, seed: int) -> list[Document]:
     """Held-out items of every task family, prompt and reference answer: a corpus that no
     watermark touched."""
-    from distil.audit.sources import Document
     from distil.tasks import generate_items
 
     if per_task < 1:
