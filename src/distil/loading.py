@@ -21,7 +21,7 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
     if not need_teacher:
         return None, student, student.model.get_output_embeddings().weight.shape[0]
     teacher = load_model(role="teacher", device=device, seed=recipe.seed,
-                         **recipe.teacher.model_dump(exclude={"api"}))
+                         **recipe.teacher.model_dump(exclude={"api", "terms"}))
     return teacher, student, shared_vocab_size(teacher, student)
 
 

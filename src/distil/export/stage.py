@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distil.errors import ExportError, OutputError, ParityError
+from distil.export.card import run_of, write_model_card
 from distil.fsutil import aside_path, atomic_directory, atomic_write_json, ensure_writable_dir
 from distil.progress import console, progress_bar
 from distil.recipe import ExportSection, Format
@@ -119,6 +120,7 @@ def export_run(source: str | Path, config: ExportSection | None = None,
         parity["source"] = str(model_dir)
         _set_aside_failures(tmp, parity)
         atomic_write_json(tmp / "parity.json", parity)
+        _write_cards(tmp, written, run_of(model_dir))
     if aside is not None:
         console.print(f"what {out_dir} held was moved to {aside}", highlight=False, soft_wrap=True)
     show_parity(parity, out_dir)
@@ -127,6 +129,14 @@ def export_run(source: str | Path, config: ExportSection | None = None,
     if not result.passed and not config.allow_parity_failure:
         raise ParityError(_failure_message(parity, out_dir))
     return result
+
+
+def _write_cards(tmp: Path, written: dict[str, Any], run_dir: Path | None) -> None:
+    """The model card at the export's root and in each Hugging Face folder kept."""
+    write_model_card(tmp, run_dir)
+    for name in written:
+        if name.startswith("hf-") and (tmp / name).is_dir():
+            write_model_card(tmp / name, run_dir)
 
 
 def _with_dependencies(formats: list[Format]) -> list[Format]:

@@ -5,6 +5,7 @@ from typing import Literal
 
 from distil.recipe.api import ApiSection
 from distil.recipe.section import Section
+from distil.recipe.terms import TermsSection
 
 
 class ModelSection(Section):
@@ -32,3 +33,5 @@ class TeacherSection(ModelSection):
     """Reach the teacher through an OpenAI-compatible API instead of loading it (`model` is
     then the served model name). Such a teacher gives text and top-k logprobs, never full
     logits."""
+    terms: TermsSection = TermsSection()
+    """The terms the teacher's outputs come under; recorded with the data and the student."""
