@@ -9,6 +9,7 @@ from distil.data import Pair, load_pairs, split_pairs
 from distil.errors import DataError
 from distil.models import LoadedModel, load_model, shared_vocab_size
 from distil.recipe import DataSection, Recipe
+from distil.recipe.models import STUDENT_TRAINING
 
 
 def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
@@ -17,7 +18,7 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
 
     `student_source` replaces the recipe's student model (e.g. the trained run/student).
     """
-    student_spec = recipe.student.model_dump()
+    student_spec = recipe.student.model_dump(exclude=set(STUDENT_TRAINING))
     if student_source is not None and student_source != recipe.student.model:
         # a trained student was saved with its layers already selected
         student_spec.update(model=student_source, layers=None)
@@ -26,7 +27,7 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
     if not need_teacher:
         return None, student, student.model.get_output_embeddings().weight.shape[0]
     teacher = load_model(role="teacher", device=device, seed=recipe.seed,
-                         **recipe.teacher.model_dump(exclude={"api"}))
+                         **recipe.teacher.model_dump(exclude={"api", "placement"}))
     set_chat_template(teacher.tokenizer, recipe.data.chat_template)
     return teacher, student, shared_vocab_size(teacher, student)
 
