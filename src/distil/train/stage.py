@@ -225,6 +225,10 @@ def _use_fused(mode: str, student: LoadedModel, teacher: LoadedModel | None) -> 
     if mode == "always" and not possible:
         raise ModelError("distill.fused=always, but an output head is not a plain linear layer "
                          "(bias, scaling or soft-capping); set distill.fused=auto")
+    if mode == "auto" and not possible:
+        console.print("[yellow]an output head is not a plain linear layer (bias, logit scaling "
+                      "or soft-capping, e.g. Gemma 2): training uses the unfused loss, on the "
+                      "logits the model itself computes")
     return possible and mode != "never"
 
 
