@@ -65,6 +65,23 @@ def fused_allowed(accelerator: Accelerator, wanted: bool, mode: str) -> bool:
     return False
 
 
+def check_supported(accelerator: Accelerator, recipe: Recipe) -> None:
+    """Refuse what this engine setup cannot do, before any model loads."""
+    if recipe.student.lora is not None and sharded(accelerator):
+        raise ModelError("student.lora with a sharded student (FSDP / ZeRO-3) is not supported: "
+                         "the adapters are merged into whole weights at the end; train a LoRA "
+                         "student with DDP (recipes/accelerate/ddp.yaml) or ZeRO-2")
+
+
+def gathered_student_state(accelerator: Accelerator, module: Any) -> dict[str, Any] | None:
+    """The whole student's weights gathered from its shards (every process calls it), keyed
+    as the student's own state dict; None when it is not sharded (read it directly)."""
+    if not sharded(accelerator):
+        return None
+    state = accelerator.get_state_dict(module)
+    return {key.removeprefix("model."): value for key, value in state.items()}
+
+
 def place_teacher(accelerator: Accelerator, teacher: LoadedModel | None,
                   placement: str) -> LoadedModel | None:
     """`replicated`: a whole copy on every process (as loaded). `sharded`: split over the

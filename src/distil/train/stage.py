@@ -180,6 +180,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     accelerator = Accelerator(mixed_precision=mixed, **engine.accelerator_kwargs(recipe))
     set_seed(recipe.seed)
+    engine.check_supported(accelerator, recipe)
     from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
     train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
     teacher, student, vocab = load_models(
@@ -431,9 +432,11 @@ def _save(session: TrainingSession, checkpoints: Path) -> None:
 def _finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
     run_dir, state = session.recipe.run_dir, session.state
     student_dir = run_dir / "student"
+    gathered = engine.gathered_student_state(session.accelerator, session.module)
     if session.accelerator.is_main_process:
         with atomic_directory(student_dir) as tmp:
-            finished_student(_unwrap(session)).save_pretrained(tmp, safe_serialization=True)
+            finished_student(_unwrap(session)).save_pretrained(tmp, safe_serialization=True,
+                                                               state_dict=gathered)
             session.student.tokenizer.save_pretrained(tmp)
         result = TrainResult(student_dir, state.step, state.tokens_seen, final_loss,
                              state.elapsed_s)
