@@ -46,3 +46,24 @@ def _has_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_run_launches_training_on_the_recipe_as_resolved(tmp_path, dataset, monkeypatch):
+    from distil import launch
+    from distil.pipeline.run import launched_training
+    from distil.recipe import dump_recipe, load_recipe, validate_recipe
+    from tests.conftest import recipe_dict
+
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"learning_rate": 0.5}))
+    seen = {}
+
+    def fake(arguments, num_processes, config_file=None):
+        seen.update(arguments=arguments, processes=num_processes,
+                    recipe=dump_recipe(load_recipe(arguments[1])))
+        return 3
+
+    monkeypatch.setattr(launch, "run_launched", fake)
+    with pytest.raises(LaunchError, match="the 2 training processes exited with status 3"):
+        launched_training(recipe, restart=False, num_processes=2, accelerate_config=None)
+    assert seen["processes"] == 2 and seen["recipe"] == dump_recipe(recipe)
+    assert seen["arguments"][0] == "train" and seen["arguments"][2:] == ["--out", str(recipe.run_dir)]
