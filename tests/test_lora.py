@@ -50,6 +50,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, dataset, lora
         raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-student", "lora": lora,
                                                       "gradient_checkpointing": checkpointing})
         session = prepare_session(validate_recipe(raw))
+        model = session.student.model
+        on = getattr(model, "is_activation_checkpointing", None)  # transformers 5
+        assert (model.is_gradient_checkpointing if on is None else on) is checkpointing
         accumulate_gradients(session, next_micro_batches(session))
         grads.append({n: p.grad for n, p in session.student.model.named_parameters()
                       if p.grad is not None})

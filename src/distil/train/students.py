@@ -23,7 +23,10 @@ def adapt_student(student: LoadedModel, section: StudentSection) -> LoadedModel:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ModelError(f"{type(model).__name__} has no gradient checkpointing; set "
                              "student.gradient_checkpointing=false")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if section.lora is not None:
         model = add_lora(model, section.lora)
     return dataclasses.replace(student, model=model)
