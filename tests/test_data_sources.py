@@ -109,6 +109,7 @@ def test_system_prompt_and_chat_template_file(tmp_path):
     set_chat_template(tokenizer, str(template))
     path = write_jsonl(tmp_path / "d.jsonl", [{"q": "hi", "a": "yo"}])
     (pair,) = load_pairs(path, "q", "a", system_prompt="Be brief.")
+    assert pair.sample_id != load_pairs(path, "q", "a")[0].sample_id  # stores keep them apart
     (example,) = encode_pairs(tokenizer, [pair], "auto", 256)
     assert tokenizer.decode(example.input_ids) == "[system] Be brief.\n[user] hi\n[assistant] yo<|end|>"
     assert _learned(example, tokenizer) == ["yo<|end|>"]

@@ -198,6 +198,8 @@ def _pair(row: dict[str, Any], prompt_field: str, response_field: str,
     if not system_prompt:
         return Pair(sample_id, prompt, response)
     turns = (("system", system_prompt), ("user", prompt), ("assistant", response))
+    if row.get("id") is None:  # another text than without the system prompt: another id
+        sample_id = chat.conversation_id(turns)
     return Pair(sample_id, prompt, response, turns)
 
 
