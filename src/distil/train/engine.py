@@ -99,7 +99,9 @@ def place_teacher(accelerator: Accelerator, teacher: LoadedModel | None,
     for parameter in teacher.model.parameters():
         parameter.requires_grad_(False)
     wrapped = accelerator.prepare_model(teacher.model)
-    accelerator._models.remove(wrapped)  # inference only: not part of the training state
+    # inference only: not part of the training state that save_state writes
+    accelerator._models[:] = [m for m in accelerator._models
+                              if m is not wrapped and m is not teacher.model]
     return dataclasses.replace(teacher, model=wrapped.eval())
 
 
