@@ -95,13 +95,23 @@ RestartOption = Annotated[bool, typer.Option(
                       "deleted).")]
 
 
+ProcessesOption = Annotated[int, typer.Option(
+    "--num-processes", min=1, help="Train on this many processes of this machine, started by "
+                                   "`accelerate launch` (one per GPU; gloo on CPU without one).")]
+AccelerateConfigOption = Annotated[Path | None, typer.Option(
+    "--accelerate-config", help="accelerate config file for those processes (DDP, FSDP, "
+                                "DeepSpeed; see recipes/accelerate/).", show_default=False)]
+
+
 @app.command()
 def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
           resume: Annotated[bool, typer.Option(
               "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
-          restart: RestartOption = False) -> None:
+          restart: RestartOption = False, num_processes: ProcessesOption = 1,
+          accelerate_config: AccelerateConfigOption = None) -> None:
     """Distil the student from a live teacher over the recipe's prompt/response data."""
     from distil.fsutil import move_aside
+    from distil.launch import check_launch, inside_launch, run_launched
     from distil.train import TRAIN_OUTPUTS
     from distil.train import train as run_training
 
@@ -109,6 +119,11 @@ def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     _check_writable(loaded.run_dir)
     if restart and (moved := move_aside(loaded.run_dir, TRAIN_OUTPUTS, "train")):
         typer.echo(f"earlier training moved to {moved}")
+    if (num_processes > 1 or accelerate_config) and not inside_launch():
+        arguments = ["train", str(recipe), *(overrides or []), "--out", str(loaded.run_dir),
+                     *(["--resume"] if resume and not restart else [])]
+        raise typer.Exit(run_launched(arguments, num_processes, accelerate_config))
+    check_launch()
     result = run_training(loaded, resume=resume and not restart)
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
@@ -163,14 +178,16 @@ def run(recipe: Annotated[Path | None, typer.Argument(
         compare: Annotated[bool, typer.Option(
             "--compare", help="Also train the student with sequence-level KD and with ground "
                               "truth alone, and report the three side by side.")] = False,
-        restart: RestartOption = False) -> None:
+        restart: RestartOption = False, num_processes: ProcessesOption = 1,
+        accelerate_config: AccelerateConfigOption = None) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished."""
     from distil.pipeline import run_pipeline
 
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
     _check_writable(loaded.run_dir)
-    run_pipeline(loaded, force=force, restart=restart)
+    run_pipeline(loaded, force=force, restart=restart, num_processes=num_processes,
+                 accelerate_config=accelerate_config)
     from distil.report import headline
 
     for line in headline(loaded.run_dir):
