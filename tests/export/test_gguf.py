@@ -139,6 +139,8 @@ def test_export_stage_writes_gguf_variants_with_a_modelfile(tiny_models, tmp_pat
         modelfile = (result.deployable[variant["name"]] / "Modelfile").read_text()
         assert f"FROM ./model-{variant['name'].removeprefix('gguf-')}.gguf" in modelfile
         assert 'PARAMETER stop "<|end|>"' in modelfile
+        assert "# Model card: ../README.md" in modelfile
+        assert (result.deployable[variant["name"]] / "../README.md").is_file()
 
 
 @pytest.mark.skipif(llama_cpp_available(), reason="llama-cpp-python is installed")

@@ -279,7 +279,8 @@ def export_gguf(loaded: Any, folder: str | Path, gguf_type: GgufType,
                     "pre_tokenizer": vocab.pre, "pre_tokenizer_note": vocab.pre_note,
                     "quantiser": _quantiser(gguf_type)}
         (tmp / "gguf.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        write_modelfile(tmp / "Modelfile", file_name, loaded.tokenizer)
+        # the export stage writes the student's model card at the export's root, beside this folder
+        write_modelfile(tmp / "Modelfile", file_name, loaded.tokenizer, card="../README.md")
     return folder
 
 
