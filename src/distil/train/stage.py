@@ -57,6 +57,8 @@ from distil.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from distil.train.hidden import HiddenMatcher, build_matcher, outputs_and_states
+from distil.train.onpolicy import ON_POLICY_KEY, on_policy_batch, on_policy_turn
 from distil.train.trackers import accelerator_options, start_trackers
 
 
@@ -76,15 +78,22 @@ class DistillationStudent(torch.nn.Module):
     """The student as one module whose forward gives what the loss needs.
 
     On the fused path that is the final hidden states (B, T, H); otherwise logits (B, T, V).
-    Wrapping it lets accelerate prepare (and DDP-wrap) the whole forward.
+    Wrapping it lets accelerate prepare (and DDP-wrap) the whole forward. With a `hidden`
+    matcher the forward also leaves the matched, projected states in `states`.
     """
 
-    def __init__(self, model: torch.nn.Module, fused: bool) -> None:
+    def __init__(self, model: torch.nn.Module, fused: bool,
+                 hidden: HiddenMatcher | None = None) -> None:
         super().__init__()
-        self.model, self.fused = model, fused
+        self.model, self.fused, self.hidden = model, fused, hidden
+        self.states: list[torch.Tensor] = []
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model_outputs(self.model, input_ids, attention_mask, self.fused)
+        if self.hidden is None:
+            return model_outputs(self.model, input_ids, attention_mask, self.fused)
+        out, states = outputs_and_states(self.model, input_ids, attention_mask, self.fused)
+        self.states = self.hidden.project(states)
+        return out
 
 
 def model_outputs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -114,6 +123,8 @@ class TrainingSession:
     state: TrainerState
     signals: StoredTeacher | None = None
     """The teacher's stored top-k when the recipe trains from a signal store (no live teacher)."""
+    hidden: HiddenMatcher | None = None
+    """The hidden-state term's layer map and projections (distill.hidden), if any."""
 
 
 TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
@@ -177,8 +188,10 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     set_seed(recipe.seed)
     from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
     train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
+    live = recipe.distill.hidden.weight > 0 or recipe.distill.on_policy.lmbda > 0
     teacher, student, vocab = load_models(
-        recipe, accelerator.device, need_teacher=recipe.distill.kd_weight > 0 and not from_store)
+        recipe, accelerator.device,
+        need_teacher=live or (recipe.distill.kd_weight > 0 and not from_store))
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
                             recipe.data.max_length)
     signals = training_signals(recipe, student) if from_store else None
@@ -187,18 +200,20 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
         vocab = signals.vocab_size
     fused = _use_fused(recipe.distill.fused, student, teacher)
     student.model.train()
-    optimizer = torch.optim.AdamW(student.model.parameters(), lr=recipe.train.learning_rate,
+    hidden = build_matcher(recipe.distill.hidden, student.model, teacher and teacher.model)
+    trained = DistillationStudent(student.model, fused, hidden)
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=recipe.train.learning_rate,
                                   weight_decay=recipe.train.weight_decay)
     total = total_steps(recipe, len(examples), accelerator.num_processes)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, round(recipe.train.warmup_ratio * total), total)
-    module, optimizer = accelerator.prepare(DistillationStudent(student.model, fused), optimizer)
+    module, optimizer = accelerator.prepare(trained, optimizer)
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
                          inputs=input_values(recipe, "train"))
     return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
-                    examples, objective, vocab, fused, state, signals)
+                    examples, objective, vocab, fused, state, signals, hidden)
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:
@@ -241,7 +256,8 @@ def _restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool)
         raise CheckpointError(_other_inputs_message(session.recipe, found[-1]))
     session.state = load_checkpoint(found[-1], _unwrap(session), session.optimizer,
                                     session.scheduler, session.accelerator.scaler,
-                                    rank=session.accelerator.process_index)
+                                    rank=session.accelerator.process_index,
+                                    projection=session.hidden)
     _truncate_log(run_dir / "train_log.jsonl", session.state.step)
     console.print(f"resuming from {found[-1].name} (step {session.state.step} of "
                   f"{session.state.total_steps})")
@@ -314,9 +330,14 @@ def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]
                                    accelerator.process_index, accelerator.num_processes)
         state.micro_batch += 1
         chosen = [session.examples[i] for i in rows]
-        batch = collate(chosen, session.student.tokenizer.pad_token_id)
-        if session.signals is not None:
-            batch.update(session.signals.lookup(chosen))
+        on_policy = recipe.distill.on_policy
+        if on_policy_turn(on_policy.lmbda, recipe.seed, state.micro_batch - 1):
+            batch = on_policy_batch(_unwrap(session), session.student.tokenizer, chosen, on_policy,
+                                    recipe.data.max_length, recipe.seed, state.micro_batch - 1)
+        else:
+            batch = collate(chosen, session.student.tokenizer.pad_token_id)
+            if session.signals is not None:
+                batch.update(session.signals.lookup(chosen))
         batches.append({k: v.to(accelerator.device) for k, v in batch.items()})
     return batches
 
@@ -346,15 +367,19 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
     """Summed per-token loss of one micro-batch divided by the step's token count."""
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE_INDEX
-    targets = labels[mask]  # (N,)
+    on_policy = ON_POLICY_KEY in batch  # the student's own tokens: no hard-label term there
+    targets = torch.full_like(labels[mask], IGNORE_INDEX) if on_policy else labels[mask]  # (N,)
     student_out = session.module(batch["input_ids"], batch["attention_mask"])[:, :-1][mask]
     teacher_out: torch.Tensor | TopKTeacher | None = None
-    if session.signals is not None:
+    teacher_states: tuple[torch.Tensor, ...] = ()
+    if session.signals is not None and not on_policy:
         teacher_out = topk_teacher(batch)  # (N, k) stored top-k, aligned with student_out
     elif session.teacher is not None:
         with torch.no_grad():
-            teacher_out = model_outputs(session.teacher.model, batch["input_ids"],
-                                        batch["attention_mask"], session.fused)[:, :-1][mask]
+            teacher_out, teacher_states = outputs_and_states(
+                session.teacher.model, batch["input_ids"], batch["attention_mask"], session.fused,
+                states=session.hidden is not None)
+            teacher_out = teacher_out[:, :-1][mask]
     if session.fused:
         values = _fused_values(session, student_out, teacher_out, targets)
     elif isinstance(teacher_out, TopKTeacher):
@@ -365,6 +390,9 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
         values = session.objective.per_token(
             student_out[:, :vocab], None if teacher_out is None else teacher_out[:, :vocab],
             targets)
+    if session.hidden is not None:
+        states = session.accelerator.unwrap_model(session.module).states
+        values = values + session.hidden.per_token(states, teacher_states, mask)
     return values.sum() / num_tokens
 
 
@@ -412,7 +440,8 @@ def _save(session: TrainingSession, checkpoints: Path) -> None:
     if accelerator.is_main_process:
         save_checkpoint(checkpoints, session.state, _unwrap(session), session.student.tokenizer,
                         session.optimizer, session.scheduler, accelerator.scaler,
-                        rng_states=rng_states, keep=session.recipe.train.keep_checkpoints)
+                        rng_states=rng_states, keep=session.recipe.train.keep_checkpoints,
+                        projection=session.hidden)
     accelerator.wait_for_everyone()
 
 
