@@ -403,7 +403,7 @@ def _fused_values(session: TrainingSession, student_hidden: torch.Tensor,
     stored = teacher_out if isinstance(teacher_out, TopKTeacher) else None
     teacher_hidden = None if stored is not None else teacher_out
     student_weight = linear_head_weight(_unwrap(session))[:vocab]
-    teacher_weight = (None if session.teacher is None
+    teacher_weight = (None if session.teacher is None or stored is not None
                       else linear_head_weight(session.teacher.model)[:vocab])
 
     def per_token(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
