@@ -127,6 +127,8 @@ def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData) -> dict
     if method == "logit_kd" and seed == recipe.seed:  # the run itself
         metrics = json.loads((recipe.run_dir / "eval.json").read_text())
         spent = json.loads((recipe.run_dir / "train_summary.json").read_text())["elapsed_s"]
+        marker = recipe.run_dir / "stages" / "eval.json"
+        spent += json.loads(marker.read_text())["seconds"] if marker.is_file() else 0.0
         return _scores(metrics, spent)
     console.rule(f"compare: {method}, seed {seed}")
     variant = method_recipe(recipe, method, seed, files)

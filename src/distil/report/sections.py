@@ -263,7 +263,8 @@ def _comparison(data: dict[str, Any]) -> Section | None:
                      _with_interval(entry.get("accuracy_mean"), entry.get("accuracy_interval")),
                      _num(entry.get("retention")),
                      "–" if margin is None else _with_interval(margin["mean"], margin["interval"],
-                                                               signed=True)])
+                                                               signed=True),
+                     _mean_seconds(runs)])
         per_task[name] = entry.get("per_task_mean", {})
     text = [f"The same student, on the same training prompts for the same steps, by "
             f"{len(rows)} methods; seeds {', '.join(seeds)} "
@@ -277,13 +278,18 @@ def _comparison(data: dict[str, Any]) -> Section | None:
                     f"{data['eval']['heldout_prompts']} held-out prompts are about {noise:.1f} "
                     "points: the held-out sample's own noise, on top of the seeds'.")
     tables = [Table(["student trained with", "held-out accuracy by seed", "mean ± 95%",
-                     "retention", "margin over seq-KD"], rows)]
+                     "retention", "margin over seq-KD", "train + eval s / seed"], rows)]
     tasks = sorted({t for scores in per_task.values() for t in scores if t != "overall"})
     if tasks:
         tables.append(Table(["task"] + [METHOD_LABELS.get(n, n) for n in per_task],
                             [[t] + [_pct(scores.get(t)) for scores in per_task.values()]
                              for t in tasks], "Mean held-out accuracy per task over the seeds."))
     return Section("Comparison", text, tables)
+
+
+def _mean_seconds(runs: dict[str, Any]) -> str:
+    seconds = [r["seconds"] for r in runs.values() if r.get("seconds") is not None]
+    return f"{sum(seconds) / len(seconds):.0f}" if seconds else "–"
 
 
 def _with_interval(mean: float | None, half: float | None, signed: bool = False) -> str:
