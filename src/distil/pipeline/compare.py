@@ -132,12 +132,13 @@ def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData) -> dict
         return _scores(metrics, spent)
     console.rule(f"compare: {method}, seed {seed}")
     variant = method_recipe(recipe, method, seed, files)
+    trained = train_or_resume(variant)
     started = time.perf_counter()
-    train_or_resume(variant)
     # the run's seed for evaluation: every variant answers the same held-out prompts
     metrics = evaluate(variant.model_copy(update={"seed": recipe.seed}),
                        teacher_cache=recipe.run_dir / "teacher_answers.json")
-    return _scores(metrics, time.perf_counter() - started)
+    # training's own clock (kept across resumes) + this evaluation
+    return _scores(metrics, trained.elapsed_s + time.perf_counter() - started)
 
 
 def _scores(metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
