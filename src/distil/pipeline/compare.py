@@ -5,6 +5,7 @@ Methods (recipe `comparison.methods`), all on the run's training prompts for the
 - `ground_truth`: the tasks' reference answers to those prompts, hard labels, no teacher;
 - `seq_kd`: sequence-level KD, the teacher's text with hard labels only (kd_weight 0);
 - `logit_kd`: the recipe's own objective (at the recipe's seed: the run itself);
+- `logit_kd_hidden`: that objective plus a hidden-state term, from the live teacher;
 - `on_policy`: that objective with GKD's mixing (distill.on_policy, lmbda 0.5 by default):
   some micro-batches are the student's own samples, scored by the live teacher;
 - `on_policy_hidden`: on_policy plus a hidden-state term, from the live teacher.
@@ -45,7 +46,7 @@ T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
 DEFAULT_ON_POLICY = {"lmbda": 0.5, "temperature": 1.0}
 """GKD's mixing when the recipe sets none: half the micro-batches on-policy, sampled at T=1."""
 DEFAULT_HIDDEN = {"weight": 1.0, "loss": "cosine"}
-"""The hidden-state term of `on_policy_hidden` when the recipe sets none (uniform layer map)."""
+"""The hidden-state term of the `*_hidden` methods when the recipe sets none (uniform map)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData) ->
         chosen = d.on_policy if d.on_policy.lmbda > 0 else d.on_policy.model_copy(
             update={**DEFAULT_ON_POLICY, "max_new_tokens": recipe.eval.max_new_tokens})
         distill = distill.model_copy(update={"on_policy": chosen})
-    if method == "on_policy_hidden":
+    if method in ("logit_kd_hidden", "on_policy_hidden"):
         hidden = d.hidden if d.hidden.weight > 0 else d.hidden.model_copy(update=DEFAULT_HIDDEN)
         distill = distill.model_copy(update={"hidden": hidden})
         signals = signals.model_copy(update={"path": None})  # a store holds no hidden states

@@ -2,7 +2,7 @@
 
     comparison:
       seeds: 3
-      methods: [ground_truth, seq_kd, logit_kd, on_policy, on_policy_hidden]
+      methods: [ground_truth, seq_kd, logit_kd, logit_kd_hidden, on_policy, on_policy_hidden]
 """
 
 from typing import Annotated, Literal
@@ -11,7 +11,8 @@ from pydantic import Field
 
 from distil.recipe.section import Section
 
-CompareMethod = Literal["ground_truth", "seq_kd", "logit_kd", "on_policy", "on_policy_hidden"]
+CompareMethod = Literal["ground_truth", "seq_kd", "logit_kd", "logit_kd_hidden", "on_policy",
+                        "on_policy_hidden"]
 
 
 class CompareSection(Section):
@@ -21,10 +22,11 @@ class CompareSection(Section):
     """Training seeds per method: the recipe's seed and the next ones. Data, store and held-out
     prompts stay those of the recipe's seed; the seed moves the batch order, sampling and
     initialisation (a built-in random tiny model is itself a function of the seed)."""
-    methods: list[CompareMethod] = ["ground_truth", "seq_kd", "logit_kd", "on_policy",
-                                    "on_policy_hidden"]
+    methods: list[CompareMethod] = ["ground_truth", "seq_kd", "logit_kd", "logit_kd_hidden",
+                                    "on_policy", "on_policy_hidden"]
     """`ground_truth`: the tasks' reference answers, hard labels; `seq_kd`: the teacher's text,
     hard labels; `logit_kd`: the recipe's own objective (the run itself at the recipe's seed);
-    `on_policy`: that objective with distill.on_policy (lmbda 0.5 unless the recipe sets it);
-    `on_policy_hidden`: on_policy plus a cosine hidden-state term (weight 1 unless the recipe
-    sets distill.hidden), from the live teacher."""
+    `logit_kd_hidden`: that objective plus a cosine hidden-state term (weight 1 unless the
+    recipe sets distill.hidden), from the live teacher; `on_policy`: that objective with
+    distill.on_policy (lmbda 0.5 unless the recipe sets it); `on_policy_hidden`: on_policy
+    plus the same hidden-state term."""
