@@ -262,16 +262,18 @@ def _comparison(data: dict[str, Any]) -> Section | None:
         rows.append([METHOD_LABELS.get(name, name),
                      " / ".join(_pct(runs[s]["accuracy"]) for s in seeds if s in runs),
                      _with_interval(entry.get("accuracy_mean"), entry.get("accuracy_interval")),
-                     _num(entry.get("retention")),
+                     "–" if entry.get("retention") is None else f"{entry['retention']:.3f}",
                      "–" if margin is None else _with_interval(margin["mean"], margin["interval"],
                                                                signed=True),
                      _mean_seconds(runs)])
         per_task[name] = entry.get("per_task_mean", {})
+    seconds = sum(r.get("seconds") or 0 for entry in summary["methods"].values()
+                  for r in entry["runs"].values())
     text = [f"The same student, on the same training prompts for the same steps, by "
-            f"{len(rows)} methods; seeds {', '.join(seeds)} "
-            f"({summary.get('wall_s', 0):.0f} s for the comparison). Every method is evaluated "
-            "on the same held-out prompts; the ± is a 95% t-interval over the seeds "
-            "(training noise), and the margin is paired by seed."]
+            f"{len(rows)} methods; seeds {', '.join(seeds)} ({seconds:,.0f} s of training and "
+            "evaluation in all). Every method is evaluated on the same held-out prompts; the ± "
+            "is a 95% t-interval over the seeds (training noise), and the margin is paired by "
+            "seed."]
     text += _margin_verdicts(summary)
     noise = _noise_points(data["eval"])
     if noise is not None:
@@ -313,9 +315,8 @@ def _margin_verdicts(summary: dict[str, Any]) -> list[str]:
                    else "is level with it within the noise")
         verdicts.append(f"{METHOD_LABELS.get(name, name)} {outcome} "
                         f"({100 * margin['mean']:+.1f} ± {100 * margin['interval']:.1f} points).")
-    if verdicts:
-        verdicts[0] = "Against sequence-level KD: " + verdicts[0][0].lower() + verdicts[0][1:]
-    return verdicts
+    return ["Against sequence-level KD: " + "; ".join(v.rstrip(".") for v in verdicts) + "."
+            ] if verdicts else []
 
 
 def _noise_points(ev: dict[str, Any]) -> float | None:
