@@ -66,7 +66,9 @@ def test_torch_benchmark_loop_generates_what_hf_generate_does(tiny_models):
         assert mine == reference[0, len(prompt):].tolist()
 
 
-def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models):
+def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models,
+                                                         monkeypatch):
+    monkeypatch.setattr("distil.llama_runtime.llama_cpp_available", lambda: False)  # ONNX here
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     (run / "eval.json").write_text(json.dumps({"top1_agreement": 0.5}))
     config = BenchSection(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGES = {"synth", "capture", "train", "evaluate", "export", "bench", "report"}
+STAGES = {"synth", "capture", "train", "evaluate", "export", "bench", "report", "audit"}
 ABOVE_STAGES = {"cli", "pipeline"}
 
 

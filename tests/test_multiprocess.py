@@ -1,30 +1,45 @@
-"""Two processes (torchrun, gloo on CPU): the logged loss is the whole step's, the weights
-equal one process with the same global batch, and an interrupted run resumes exactly."""
+"""Two processes (`distil train --num-processes 2`: accelerate launch, gloo on CPU): the logged
+loss is the whole step's, the weights equal one process with the same global batch (live
+teacher and from a store), and a run killed with SIGKILL resumes exactly."""
 
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
+from distil.capture import capture
+from distil.recipe import validate_recipe
+from distil.train import train
 from tests.conftest import recipe_dict
 
 pytestmark = pytest.mark.slow
 
 
-def _run(args: list[str], cwd: Path, processes: int) -> None:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                 str(processes), "-m"] if processes > 1 else [sys.executable, "-m"])
-    result = subprocess.run([*launcher, "distil.cli", "train", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`distil train ARGS --num-processes 2`, the README's command."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "distil.cli", "train", *args,
+                             "--num-processes", "2"], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _run(args: list[str], cwd: Path) -> None:
+    process = _launch(args, cwd)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+
+
+def _one_process(raw: dict, out: Path, **changes) -> None:
+    train(validate_recipe({**raw, "output_dir": str(out), **changes}))
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -35,29 +50,54 @@ def _log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_log_the_whole_step_and_resume_exactly(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4, "log_every": 1,
-                                                "keep_checkpoints": 3})
+def _close(a: Path, b: Path) -> None:
+    for name, tensor in _weights(a).items():
+        torch.testing.assert_close(_weights(b)[name], tensor, rtol=0, atol=1e-5)
+
+
+def test_two_processes_log_the_whole_step_and_equal_one_process(tmp_path, dataset):
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 6, "save_every": 3, "log_every": 1})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
-    _run(["recipe.yaml", "--out", "two"], tmp_path, 2)  # 2 x 8 rows per step
-    _run(["recipe.yaml", "--out", "one", "train.batch_size=16"], tmp_path, 1)
+    _run(["recipe.yaml", "--out", "two"], tmp_path)  # 2 x 8 rows per step
     two, one = tmp_path / "two", tmp_path / "one"
-    assert {p.name for p in (two / "checkpoints" / "step-000004").glob("rng-*.pt")} == {
-        "rng-0.pt", "rng-1.pt"}
+    _one_process(raw, one, train={**raw["train"], "batch_size": 16})
+    assert {p.name for p in (two / "checkpoints" / "step-000003" / "accelerate").glob(
+        "random_states_*")} == {"random_states_0.pkl", "random_states_1.pkl"}
     # the logged loss is the step's token mean over both processes, not one process's share
     for a, b in zip(_log(two), _log(one), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=2e-6)
     assert json.loads((two / "train_summary.json").read_text())["tokens_seen"] == json.loads(
         (one / "train_summary.json").read_text())["tokens_seen"]
-    for name, tensor in _weights(one).items():
-        torch.testing.assert_close(_weights(two)[name], tensor, rtol=0, atol=1e-5)
+    _close(one, two)
 
-    # a run stopped right after its first checkpoint, resumed by two processes
-    stopped = tmp_path / "stopped"
-    shutil.copytree(two, stopped)
-    shutil.rmtree(stopped / "checkpoints" / "step-000008")
-    shutil.rmtree(stopped / "student")
-    (stopped / "train_summary.json").unlink()
-    _run(["recipe.yaml", "--out", "stopped", "--resume"], tmp_path, 2)
-    for name, tensor in _weights(two).items():
-        assert torch.equal(_weights(stopped)[name], tensor), f"{name} differs after resuming"
+
+def test_from_a_store_two_processes_equal_one_and_a_killed_run_resumes_exactly(tmp_path, dataset):
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 40, "save_every": 4, "grad_accum": 2,
+                                                "batch_size": 4, "log_every": 10},
+                      capture={"top_k": 16}, signals={"path": "capture"})
+    raw["capture"]["output"] = str(tmp_path / "store")
+    capture(validate_recipe(raw))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+
+    process = _launch(["recipe.yaml", "--out", "killed"], tmp_path)
+    first = killed / "checkpoints" / "step-000004" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not first.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    launcher = psutil.Process(process.pid)  # the launcher and both training processes
+    for member in [launcher, *launcher.children(recursive=True)]:
+        member.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert not (killed / "student").exists(), "the run ended before it could be killed"
+
+    _run(["recipe.yaml", "--out", "killed", "--resume"], tmp_path)
+    _run(["recipe.yaml", "--out", "straight"], tmp_path)
+    for name, tensor in _weights(straight).items():
+        assert torch.equal(_weights(killed)[name], tensor), f"{name} differs after resuming"
+    steps = [line["step"] for line in _log(killed)]
+    assert steps == list(range(10, 41, 10)), "log lines after the checkpoint were not dropped"
+    _one_process(raw, tmp_path / "one", train={**raw["train"], "batch_size": 8})
+    _close(tmp_path / "one", straight)

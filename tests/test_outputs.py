@@ -246,7 +246,7 @@ def test_export_without_a_recipe_section_keeps_the_defaults(tmp_path, monkeypatc
     monkeypatch.setattr(stage, "export_run", lambda source, config, **kw: seen.update(
         config.model_dump()) or stage.ExportResult(tmp_path / "x", {}, {"passed": True}))
     assert run_cli(monkeypatch, capsys, "export", str(run)).returncode == 0
-    assert seen["prompts_per_task"] == 25 and seen["formats"] == ["hf", "onnx", "onnx-int8"]
+    assert seen["prompts_per_task"] == 25 and seen["formats"] == ["hf", "onnx", "onnx-int8", "gguf"]
 
 
 # --- training's outputs: strict JSON on a resumed finished run; Ctrl-C says how to go on --

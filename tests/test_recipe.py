@@ -9,7 +9,8 @@ from distil.errors import RecipeError
 from distil.recipe import Recipe, load_recipe, recipe_reference
 from tests.conftest import REPO
 
-SHIPPED = sorted((REPO / "recipes").rglob("*.yaml"))
+SHIPPED = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "accelerate" not in p.parts)
+ACCELERATE_CONFIGS = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))
 
 
 def test_there_are_shipped_recipes():
@@ -22,6 +23,17 @@ def test_every_shipped_recipe_validates(path):
     assert isinstance(recipe, Recipe)
     if recipe.synth is None:  # with synth:, data.train is what the synth stage will write
         assert Path(recipe.data.train).exists(), "data paths resolve against the recipe's folder"
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_shipped_accelerate_configs_load_with_accelerate(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    kind = {"ddp": "MULTI_GPU", "fsdp2": "FSDP"}.get(path.stem, "DEEPSPEED")
+    assert config.distributed_type == kind and config.num_processes == 8
+    if kind == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == int(path.stem[-1])
 
 
 def _write(tmp_path, text):

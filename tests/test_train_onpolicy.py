@@ -134,13 +134,18 @@ def test_resumed_on_policy_hidden_run_ends_with_the_same_weights_and_projection(
     shutil.copy(straight / "recipe.yaml", killed / "recipe.yaml")
     raw["output_dir"] = str(killed)
     train(validate_recipe(raw), resume=True)
-    for name in ("student/model.safetensors", "projection.safetensors"):
-        a = load_file(straight / "checkpoints" / "step-000006" / name)
-        b = load_file(killed / "checkpoints" / "step-000006" / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    first = load_file(straight / "checkpoints" / "step-000003" / "projection.safetensors")
-    last = load_file(straight / "checkpoints" / "step-000006" / "projection.safetensors")
-    assert not all(torch.equal(first[k], last[k]) for k in first), "the projection was not trained"
+    weights = "accelerate/model.safetensors"  # the trained module: student and projections
+    a = load_file(straight / "checkpoints" / "step-000006" / weights)
+    b = load_file(killed / "checkpoints" / "step-000006" / weights)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    projections = [k for k in a if k.startswith("hidden.projections.")]
+    assert len(projections) == 2  # tiny-student's width 32 -> tiny-teacher's 64, per pair
+    first = load_file(straight / "checkpoints" / "step-000003" / weights)
+    assert not any(torch.equal(first[k], a[k]) for k in projections), "projection not trained"
+    final_a = load_file(straight / "student" / "model.safetensors")
+    final_b = load_file(killed / "student" / "model.safetensors")
+    assert not any("hidden" in k for k in final_a)  # not part of the exported student
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
 
 def test_hidden_states_work_with_a_student_cut_from_the_teacher(tmp_path, dataset):

@@ -31,6 +31,9 @@ app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
                   help="Distil a small student language model from a large teacher.")
 recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes.")
 app.add_typer(recipe_app, name="recipe")
+audit_app = typer.Typer(no_args_is_help=True, help="Test text or a model for a teacher's watermark "
+                                                  "(docs/provenance.md).")
+app.add_typer(audit_app, name="audit")
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 Overrides = Annotated[list[str] | None, typer.Argument(
@@ -92,13 +95,23 @@ RestartOption = Annotated[bool, typer.Option(
                       "deleted).")]
 
 
+ProcessesOption = Annotated[int, typer.Option(
+    "--num-processes", min=1, help="Train on this many processes of this machine, started by "
+                                   "`accelerate launch` (one per GPU; gloo on CPU without one).")]
+AccelerateConfigOption = Annotated[Path | None, typer.Option(
+    "--accelerate-config", help="accelerate config file for those processes (DDP, FSDP, "
+                                "DeepSpeed; see recipes/accelerate/).", show_default=False)]
+
+
 @app.command()
 def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
           resume: Annotated[bool, typer.Option(
               "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
-          restart: RestartOption = False) -> None:
+          restart: RestartOption = False, num_processes: ProcessesOption = 1,
+          accelerate_config: AccelerateConfigOption = None) -> None:
     """Distil the student from a live teacher over the recipe's prompt/response data."""
     from distil.fsutil import move_aside
+    from distil.launch import check_launch, inside_launch, run_launched
     from distil.train import TRAIN_OUTPUTS
     from distil.train import train as run_training
 
@@ -106,6 +119,11 @@ def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     _check_writable(loaded.run_dir)
     if restart and (moved := move_aside(loaded.run_dir, TRAIN_OUTPUTS, "train")):
         typer.echo(f"earlier training moved to {moved}")
+    if (num_processes > 1 or accelerate_config) and not inside_launch():
+        arguments = ["train", str(recipe), *(overrides or []), "--out", str(loaded.run_dir),
+                     *(["--resume"] if resume and not restart else [])]
+        raise typer.Exit(run_launched(arguments, num_processes, accelerate_config))
+    check_launch()
     result = run_training(loaded, resume=resume and not restart)
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
@@ -162,14 +180,16 @@ def run(recipe: Annotated[Path | None, typer.Argument(
                               "truth, sequence-level KD, logit KD, on-policy, ...) over its "
                               "seeds, and report each method's mean accuracy with a 95% "
                               "interval.")] = False,
-        restart: RestartOption = False) -> None:
+        restart: RestartOption = False, num_processes: ProcessesOption = 1,
+        accelerate_config: AccelerateConfigOption = None) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished."""
     from distil.pipeline import run_pipeline
 
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
     _check_writable(loaded.run_dir)
-    run_pipeline(loaded, force=force, restart=restart)
+    run_pipeline(loaded, force=force, restart=restart, num_processes=num_processes,
+                 accelerate_config=accelerate_config)
     from distil.report import headline
 
     for line in headline(loaded.run_dir):
@@ -188,8 +208,8 @@ def export_command(
             help="Weights of the safetensors export: fp16 or bf16. Default: the run recipe's "
                  "export.dtype, else fp16.", show_default=False)] = None,
         formats: Annotated[list[str] | None, typer.Option(
-            "--format", help="hf, onnx or onnx-int8; repeat for several. Default: the run "
-                             "recipe's export.formats, else all three.",
+            "--format", help="hf, onnx, onnx-int8 or gguf; repeat for several. Default: the "
+                             "run recipe's export.formats, else all four.",
             show_default=False)] = None,
         prompts_per_task: Annotated[int | None, typer.Option(
             help=_field_help("export", "prompts_per_task") + " A run's recipe.yaml export: "
@@ -328,6 +348,15 @@ def serve(
     refuse_logprobs: Annotated[bool, typer.Option(
         "--refuse-logprobs", help=_setting_help("refuse_logprobs"))] = False,
     admin: Annotated[bool, typer.Option("--admin", help=_setting_help("admin"))] = False,
+    watermark: Annotated[bool, typer.Option("--watermark", help=_setting_help("watermark"))] = False,
+    watermark_gamma: Annotated[float | None, typer.Option(
+        help=_setting_help("watermark_gamma"), show_default=False)] = None,
+    watermark_delta: Annotated[float | None, typer.Option(
+        help=_setting_help("watermark_delta"), show_default=False)] = None,
+    watermark_context_width: Annotated[int | None, typer.Option(
+        help=_setting_help("watermark_context_width"), show_default=False)] = None,
+    watermark_key_env: Annotated[str | None, typer.Option(
+        help=_setting_help("watermark_key_env"), show_default=False)] = None,
     log_requests: Annotated[bool, typer.Option(
         "--log-requests", help="Log one line per request (never headers or keys).")] = False,
     dtype: Annotated[str, typer.Option(help="Weights dtype: auto, float32, bfloat16, ...")] = "auto",
@@ -344,11 +373,86 @@ def serve(
     given = dict(max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
                  max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
                  max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-                 header_timeout_s=header_timeout_s)
+                 header_timeout_s=header_timeout_s, watermark_gamma=watermark_gamma,
+                 watermark_delta=watermark_delta, watermark_context_width=watermark_context_width,
+                 watermark_key_env=watermark_key_env)
     settings = build_settings(served_name=served_name or model, refuse_logprobs=refuse_logprobs,
-                              admin=admin, **{k: v for k, v in given.items() if v is not None})
+                              admin=admin, watermark=watermark,
+                              **{k: v for k, v in given.items() if v is not None})
     run_server(model, settings, host=host, port=port, dtype=dtype, device=device,
                log_requests=log_requests, echo=typer.echo)
+
+
+KeyEnv = Annotated[str, typer.Option(help="Environment variable holding the watermark key (its "
+                                          "name; the key itself is never passed or written).")]
+AuditOut = Annotated[Path, typer.Option("--out", help="Folder for audit.json and audit.md.")]
+Gamma = Annotated[float, typer.Option(help="The watermark's green share (serve --watermark-gamma).")]
+Width = Annotated[int, typer.Option(help="The watermark's context width (serve "
+                                         "--watermark-context-width).")]
+NullKeys = Annotated[int, typer.Option(help="Random keys for the empirical null (0: none).")]
+Alpha = Annotated[float, typer.Option(help="Level below which the p-value flags a watermark.")]
+Tokenizer = Annotated[str, typer.Option(help="The watermarked model's tokenizer: a folder, hub id "
+                                             "or demo.")]
+Tasks = Annotated[int, typer.Option(help="Without a corpus/prompts file: this many held-out items "
+                                         "of every task family.")]
+Field = Annotated[str | None, typer.Option(help="Column of .jsonl/.parquet rows holding the text. "
+                                                "Default: response, text or completion.",
+                                           show_default=False)]
+
+
+def _audit(mode: str, out: Path, key_env: str, gamma: float, context_width: int, null_keys: int,
+           alpha: float, seed: int, **inputs: Any) -> None:
+    from distil.audit import AuditSettings
+    from distil.audit.run import run_audit
+
+    _quiet_libraries()
+    settings = AuditSettings(gamma=gamma, context_width=context_width, null_keys=null_keys, seed=seed)
+    json_path, md_path, line = run_audit(mode, out, key_env, settings, alpha, **inputs)
+    typer.echo(f"{line}; written to {md_path} and {json_path}")
+
+
+@audit_app.command("text")
+def audit_text(files: Annotated[list[Path], typer.Argument(help=".txt, .jsonl or .parquet files.")],
+               key_env: KeyEnv = "DISTIL_WATERMARK_KEY", tokenizer: Tokenizer = "demo",
+               field: Field = None, out: AuditOut = Path("audit"), gamma: Gamma = 0.25,
+               context_width: Width = 2, null_keys: NullKeys = 200, alpha: Alpha = 1e-3,
+               seed: int = 0) -> None:
+    """Test texts for the watermark: per document and pooled, de-duplicated."""
+    _audit("text", out, key_env, gamma, context_width, null_keys, alpha, seed, files=files,
+           tokenizer=tokenizer, field=field)
+
+
+@audit_app.command("model")
+def audit_model(model: Annotated[str, typer.Argument(help="Folder of the model (open weights).")],
+                corpus: Annotated[list[Path] | None, typer.Option(
+                    help="Unmarked text to teacher-force it on (repeat for several).",
+                    show_default=False)] = None,
+                tasks: Tasks = 100, top_k: Annotated[int, typer.Option(
+                    help="Predictions scored per position (1: the top-1 test).")] = 1,
+                key_env: KeyEnv = "DISTIL_WATERMARK_KEY", field: Field = None,
+                out: AuditOut = Path("audit"), gamma: Gamma = 0.25, context_width: Width = 2,
+                null_keys: NullKeys = 200, alpha: Alpha = 1e-3, seed: int = 0) -> None:
+    """Test whether a model learnt from watermarked outputs: teacher-forced top-k predictions."""
+    _audit("model", out, key_env, gamma, context_width, null_keys, alpha, seed, model=model,
+           corpus=corpus or [], tasks=tasks, top_k=top_k, field=field)
+
+
+@audit_app.command("api")
+def audit_api(url: Annotated[str, typer.Argument(help="Base URL of the OpenAI-compatible API (.../v1).")],
+              model: Annotated[str, typer.Option(help="Served model name.")],
+              prompts: Annotated[Path | None, typer.Option(
+                  help="Prompts to send (.txt, .jsonl with a prompt field).", show_default=False)] = None,
+              tasks: Tasks = 20, tokenizer: Tokenizer = "demo",
+              api_key_env: Annotated[str | None, typer.Option(
+                  help="Environment variable holding the API's key.", show_default=False)] = None,
+              max_tokens: int = 48, temperature: float = 1.0,
+              key_env: KeyEnv = "DISTIL_WATERMARK_KEY", out: AuditOut = Path("audit"),
+              gamma: Gamma = 0.25, context_width: Width = 2, null_keys: NullKeys = 200,
+              alpha: Alpha = 1e-3, seed: int = 0) -> None:
+    """Test a model behind an API: prompt it, test what it generates."""
+    _audit("api", out, key_env, gamma, context_width, null_keys, alpha, seed, url=url, model=model,
+           prompts=prompts, tasks=tasks, tokenizer=tokenizer, api_key_env=api_key_env,
+           max_tokens=max_tokens, temperature=temperature)
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
 """Prompt/response datasets: read Parquet or JSONL, tokenise with masks, batch in a seeded order.
 
 A row becomes an `Example`: the prompt (rendered with the chat template or as plain text)
-followed by the response and an end-of-turn token. Labels copy the input ids on response
-tokens and are IGNORE_INDEX on prompt and padding tokens, so only the response is learned.
+followed by the response and an end-of-turn token; a chat row (`messages`, or TRL's
+conversational prompt/completion) labels every assistant turn (distil.chat). Other sources
+(JSON arrays, save_to_disk and hub-layout folders, hub ids) are read by distil.sources.
+Labels copy the input ids on response tokens and are IGNORE_INDEX on prompt and padding
+tokens, so only the response is learned.
 The batch order is a pure function of (seed, micro-batch number): a resumed run sees
 exactly the batches an uninterrupted run would have seen.
 """
@@ -18,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from distil import chat, sources
 from distil.errors import DataError
 from distil.losses import IGNORE_INDEX
 
@@ -31,6 +35,9 @@ class Pair:
     sample_id: str
     prompt: str
     response: str
+    turns: tuple[chat.Turn, ...] | None = None
+    """The whole conversation, (role, content) each, when the row is a chat or has a system
+    prompt; `prompt`/`response` are then its last user and assistant texts."""
 
 
 @dataclass(frozen=True)
@@ -42,27 +49,43 @@ class Example:
     labels: list[int]
 
 
-def read_table(path: str | Path) -> pa.Table:
-    """Read a Parquet file, a folder of Parquet shards, or a JSONL file into one table.
+def read_table(path: str | Path, split: str = "train") -> pa.Table:
+    """Read a dataset into one table: a Parquet file, a folder of Parquet shards, a JSONL
+    file or JSON array, a save_to_disk or hub-layout folder, or a hub id (`split` of those).
 
     JSONL columns are every key of every row (a key a row lacks is null there); a column
     whose rows hold different JSON types is a DataError naming the first line that differs.
     """
+    if not Path(path).exists() and sources.looks_like_hub_id(str(path)):
+        return sources.read_with_datasets(str(path), split)
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset not found: {path}; check data.train / data.eval in the recipe")
     if path.is_dir():
+        if sources.is_saved_dataset(path):
+            return sources.read_saved(path, split)
         shards = sorted(path.glob("*.parquet"))
+        if not shards and sources.is_hub_layout(path):
+            return sources.read_with_datasets(str(path), split)
         if not shards:
             raise DataError(f"{path} is a folder without .parquet files; point at a Parquet "
-                            "file, a folder of them, or a .jsonl file")
+                            "file, a folder of them, a save_to_disk folder, or a .jsonl file")
         return pa.concat_tables([_read_parquet(s) for s in shards], promote_options="default")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return _read_parquet(path)
     if suffix in JSONL_SUFFIXES:
-        return _table_from_rows(path, read_jsonl(path))
-    raise DataError(f"{path}: unsupported dataset format {suffix!r}; use .parquet or .jsonl")
+        return _table_from_rows(path, _json_rows(path))
+    raise DataError(f"{path}: unsupported dataset format {suffix!r}; use .parquet, .jsonl "
+                    "or .json")
+
+
+def _json_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(number, object) of a JSONL file's lines, or of a JSON array's items."""
+    array = sources.read_json_array(path) if path.suffix.lower() == ".json" else None
+    if array is None:
+        return read_jsonl(path)
+    return list(enumerate(array, 1))
 
 
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -127,40 +150,88 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_pairs(path: str | Path, prompt_field: str = "prompt",
-               response_field: str = "response") -> list[Pair]:
+def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: str = "response",
+               messages_field: str = "messages", row_format: chat.Format = "auto",
+               system_prompt: str | None = None, split: str = "train") -> list[Pair]:
     """Rows of a dataset as `Pair`s; ids come from an `id` column or a content hash.
 
-    Every row must hold a string prompt and response: a row without one, or with a number
-    there, is a DataError naming how many rows and the first one. Rows with an empty
-    response are skipped (nothing to learn from them).
+    `row_format` (auto picks from the columns): `pairs`, a prompt and a response string per
+    row; `messages`, an OpenAI-format conversation; `prompt_completion`, TRL's layout (two
+    strings, or two message lists). Every row must hold them: a row without one, or with a
+    number there, is a DataError naming how many rows and the first one. Pair rows with an
+    empty response are skipped (nothing to learn from them). `system_prompt` goes first in
+    every conversation that has no system turn of its own.
     """
-    path = Path(path)
-    rows = _numbered_rows(path)
+    rows = _numbered_rows(path, split)
     if not rows:
         raise DataError(f"{path} is empty (no rows); point the recipe at a dataset with "
                         "prompt/response pairs")
     columns = list(dict.fromkeys(key for _, row in rows for key in row))
+    kind = chat.detect_format(columns, prompt_field, response_field, messages_field, row_format)
+    if kind == "messages":
+        return _chat_pairs(path, rows, columns, [messages_field], system_prompt)
+    if kind == "prompt_completion" and not all(
+            isinstance(row.get("prompt"), str) for _, row in rows):
+        return _chat_pairs(path, rows, columns, ["prompt", "completion"], system_prompt)
+    if kind == "prompt_completion":
+        prompt_field, response_field = "prompt", "completion"
     missing = [f for f in (prompt_field, response_field) if f not in columns]
     if missing:
         raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
                         f"{', '.join(columns) or 'none'}); set data.prompt_field / "
-                        "data.response_field in the recipe")
+                        "data.response_field in the recipe, or data.messages_field for "
+                        "chat rows")
     for field in (prompt_field, response_field):
         _check_text_field(path, rows, field)
-    pairs = [Pair(_sample_id(row, prompt_field, response_field), row[prompt_field],
-                  row[response_field]) for _, row in rows if row[response_field]]
+    pairs = [_pair(row, prompt_field, response_field, system_prompt)
+             for _, row in rows if row[response_field]]
     if not pairs:
         raise DataError(f"{path} has no usable rows (need non-empty text in "
                         f"{prompt_field!r} and {response_field!r})")
     return pairs
 
 
-def _numbered_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _pair(row: dict[str, Any], prompt_field: str, response_field: str,
+          system_prompt: str | None) -> Pair:
+    sample_id = _sample_id(row, prompt_field, response_field)
+    prompt, response = row[prompt_field], row[response_field]
+    if not system_prompt:
+        return Pair(sample_id, prompt, response)
+    turns = (("system", system_prompt), ("user", prompt), ("assistant", response))
+    if row.get("id") is None:  # another text than without the system prompt: another id
+        sample_id = chat.conversation_id(turns)
+    return Pair(sample_id, prompt, response, turns)
+
+
+def _chat_pairs(path: str | Path, rows: list[tuple[str, dict[str, Any]]], columns: list[str],
+                fields: list[str], system_prompt: str | None) -> list[Pair]:
+    """Conversation rows: `fields` hold message lists, joined in order."""
+    missing = [f for f in fields if f not in columns]
+    if missing:
+        raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
+                        f"{', '.join(columns)}); set data.messages_field in the recipe")
+    pairs = []
+    for where, row in rows:
+        turns = tuple(turn for f in fields
+                      for turn in chat.parse_messages(row.get(f), f"{path} {where}: {f!r}"))
+        turns = chat.with_system_prompt(turns, system_prompt)
+        chat.check_trainable(turns, f"{path} {where}")
+        prompt, response = chat.last_exchange(turns)
+        single = chat.is_single_turn(turns)  # one exchange: the same row as a plain pair
+        sample_id = (str(row["id"]) if row.get("id") is not None else
+                     content_id(prompt, response) if single else chat.conversation_id(turns))
+        pairs.append(Pair(sample_id, prompt, response, None if single else turns))
+    return pairs
+
+
+def _numbered_rows(path: str | Path, split: str = "train") -> list[tuple[str, dict[str, Any]]]:
     """Each row with where it is: "line N" of a JSONL file, "row N" of Parquet data."""
-    if path.is_file() and path.suffix.lower() in JSONL_SUFFIXES:
-        return [(f"line {number}", row) for number, row in read_jsonl(path)]
-    return [(f"row {number}", row) for number, row in enumerate(read_table(path).to_pylist(), 1)]
+    file = Path(path)
+    if file.is_file() and file.suffix.lower() in JSONL_SUFFIXES:
+        kind = "item" if file.suffix.lower() == ".json" and sources.is_json_array(file) else "line"
+        return [(f"{kind} {number}", row) for number, row in _json_rows(file)]
+    return [(f"row {number}", row) for number, row in
+            enumerate(read_table(path, split).to_pylist(), 1)]
 
 
 def _check_text_field(path: Path, rows: list[tuple[str, dict[str, Any]]], field: str) -> None:
@@ -211,20 +282,31 @@ def render_prompt(tokenizer: Any, prompt: str, template: Template) -> tuple[str,
 
 def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
                  max_length: int) -> list[Example]:
-    """Tokenise pairs: prompt ids (masked) + response ids + eos, cut to `max_length`."""
+    """Tokenise pairs: prompt ids (masked) + response ids + eos, cut to `max_length`;
+    conversations label each assistant turn (distil.chat.encode_turns)."""
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no eos token to end responses with")
-    rendered = [render_prompt(tokenizer, p.prompt, template) for p in pairs]
+    simple = [p for p in pairs if p.turns is None]
+    rendered = [render_prompt(tokenizer, p.prompt, template) for p in simple]
     add_special = rendered[0][1] if rendered else False
-    prompt_ids = tokenizer([r[0] for r in rendered], add_special_tokens=add_special).input_ids
-    response_ids = tokenizer([p.response for p in pairs], add_special_tokens=False).input_ids
-    examples = []
-    for pair, prompt, response in zip(pairs, prompt_ids, response_ids, strict=True):
+    prompt_ids = tokenizer([r[0] for r in rendered], add_special_tokens=add_special).input_ids \
+        if simple else []
+    response_ids = tokenizer([p.response for p in simple], add_special_tokens=False).input_ids \
+        if simple else []
+    encoded = {}
+    for pair, prompt, response in zip(simple, prompt_ids, response_ids, strict=True):
         response = response + [tokenizer.eos_token_id]
         prompt = prompt[-(max_length - 1):]  # keep at least one response token
         response = response[: max_length - len(prompt)]
-        examples.append(Example(pair.sample_id, prompt + response,
-                                [IGNORE_INDEX] * len(prompt) + response))
+        encoded[id(pair)] = Example(pair.sample_id, prompt + response,
+                                    [IGNORE_INDEX] * len(prompt) + response)
+    examples = []
+    for pair in pairs:
+        if pair.turns is None:
+            examples.append(encoded[id(pair)])
+        else:
+            ids, labels = chat.encode_turns(tokenizer, pair.turns, template, max_length)
+            examples.append(Example(pair.sample_id, ids, labels))
     return examples
 
 

@@ -1,10 +1,15 @@
 """What several stages load the same way: the recipe's models and its data splits."""
 
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from distil.data import Pair, load_pairs, split_pairs
+from distil.errors import DataError
 from distil.models import LoadedModel, load_model, shared_vocab_size
 from distil.recipe import DataSection, Recipe
+from distil.recipe.models import STUDENT_TRAINING
 
 
 def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
@@ -13,21 +18,39 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
 
     `student_source` replaces the recipe's student model (e.g. the trained run/student).
     """
-    student_spec = recipe.student.model_dump()
+    student_spec = recipe.student.model_dump(exclude=set(STUDENT_TRAINING))
     if student_source is not None and student_source != recipe.student.model:
         # a trained student was saved with its layers already selected
         student_spec.update(model=student_source, layers=None)
     student = load_model(role="student", device=device, seed=recipe.seed, **student_spec)
+    set_chat_template(student.tokenizer, recipe.data.chat_template)
     if not need_teacher:
         return None, student, student.model.get_output_embeddings().weight.shape[0]
     teacher = load_model(role="teacher", device=device, seed=recipe.seed,
-                         **recipe.teacher.model_dump(exclude={"api"}))
+                         **recipe.teacher.model_dump(exclude={"api", "terms", "placement"}))
+    set_chat_template(teacher.tokenizer, recipe.data.chat_template)
     return teacher, student, shared_vocab_size(teacher, student)
+
+
+def set_chat_template(tokenizer: Any, path: str | None) -> None:
+    """Give `tokenizer` the Jinja chat template in file `path` (data.chat_template), if any."""
+    if path is None:
+        return
+    try:
+        tokenizer.chat_template = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"data.chat_template {path!r} cannot be read ({type(err).__name__}); "
+                        "point it at a Jinja template file") from None
 
 
 def load_splits(data: DataSection, seed: int) -> tuple[list[Pair], list[Pair]]:
     """Training and held-out pairs: `data.eval` if given, else a seeded split of `data.train`."""
-    pairs = load_pairs(data.train, data.prompt_field, data.response_field)
+    pairs = _load(data, data.train, data.split)
     if data.eval:
-        return pairs, load_pairs(data.eval, data.prompt_field, data.response_field)
+        return pairs, _load(data, data.eval, data.eval_split)
     return split_pairs(pairs, data.eval_fraction, seed)
+
+
+def _load(data: DataSection, source: str, split: str) -> list[Pair]:
+    return load_pairs(source, data.prompt_field, data.response_field, data.messages_field,
+                      data.format, data.system_prompt, split)

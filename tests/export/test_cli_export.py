@@ -33,6 +33,8 @@ BAD_EXPORTS = {
     "not a model": (_not_a_model, [], "is neither a run folder (no student/config.json) nor a model"),
     "architecture": (lambda tmp: _mamba(tmp / "mamba"), [],
                      "cannot export MambaForCausalLM to ONNX"),
+    "gguf architecture": (lambda tmp: _mamba(tmp / "mamba"), ["--format", "gguf"],
+                          "GGUF export supports llama, mistral, qwen2, qwen3; this model is 'mamba'"),
 }
 
 

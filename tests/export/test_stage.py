@@ -16,14 +16,14 @@ def test_export_writes_every_variant_and_a_passing_parity_report(exported_run):
     export = exported_run / "export"
     parity = json.loads((export / "parity.json").read_text())
     assert parity["passed"] is True
-    assert parity["deployable"] == ["hf-float16", "onnx", "onnx-int8"]
+    assert parity["deployable"] == ["hf-float16", "onnx", "onnx-int8", "gguf-f16", "gguf-q8_0"]
     families = len(parity["reference"]["accuracy_by_task"])
     assert families >= 6
     assert parity["prompts"] == 6 * families
     assert parity["compared_prompts"] == min(6 * families, ExportSection().compared_prompts)
     defaults = ExportSection().thresholds
     variants = {v["name"]: v for v in parity["variants"]}
-    assert list(variants) == ["hf-float16", "onnx", "onnx-int8"]
+    assert list(variants) == ["hf-float16", "onnx", "onnx-int8", "gguf-f16", "gguf-q8_0"]
     for name, kind in (("hf-float16", "half"), ("onnx", "float32"), ("onnx-int8", "int8")):
         variant = variants[name]
         assert (export / variant["path"]).is_dir() and variant["passed"] and not variant["failures"]

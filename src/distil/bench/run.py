@@ -45,7 +45,7 @@ class BenchTarget:
     """One model to time: a name for the table, its runtime and where it is."""
 
     name: str
-    runtime: Literal["pytorch", "onnxruntime"]
+    runtime: Literal["pytorch", "onnxruntime", "llama.cpp"]
     model: str
     """A folder, or (PyTorch) any model name `distil.models.load_model` takes."""
     dtype: str = "float32"
@@ -160,6 +160,8 @@ def find_targets(run_dir: Path, teacher: str | None, variants: list[str] | None)
         folder = export / name
         if (folder / "export.json").is_file():
             targets.append(BenchTarget(name, "onnxruntime", str(folder)))
+        elif (folder / "gguf.json").is_file():  # timed by llama.cpp, at batch 1
+            targets.append(BenchTarget(name, "llama.cpp", str(folder)))
         elif (folder / "config.json").is_file():  # a half-precision Hugging Face folder
             config = json.loads((folder / "config.json").read_text())
             dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
@@ -177,8 +179,11 @@ def _deployable_onnx(export: Path) -> list[str]:
     parity = export / "parity.json"
     if not parity.is_file():
         return []
+    from distil.llama_runtime import llama_cpp_available
+
     names = json.loads(parity.read_text()).get("deployable", [])
-    return [n for n in names if (export / n / "export.json").is_file()]
+    runnable = ("export.json", "gguf.json") if llama_cpp_available() else ("export.json",)
+    return [n for n in names if any((export / n / f).is_file() for f in runnable)]
 
 
 def recipe_teacher(run_dir: Path) -> str | None:
@@ -294,6 +299,6 @@ def show_efficiency(measured: dict[str, Any]) -> None:
             f"{m['bytes'] / 2**20:.1f}" if m["bytes"] is not None else "-",
             f"{m['peak_memory_bytes'] / 2**20:.0f}", f"{first['ttft_ms']:.1f}",
             f"{first['token_latency_ms_p50']:.2f}/{first['token_latency_ms_p95']:.2f}",
-            *(f"{m['batch'][b]['tokens_per_s']:.0f}" for b in batches),
+            *(f"{m['batch'][b]['tokens_per_s']:.0f}" if b in m["batch"] else "-" for b in batches),
             f"{speedup:.1f}×" if speedup else "-")
     print_table(table)

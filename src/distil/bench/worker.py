@@ -77,6 +77,11 @@ def open_model(spec: dict[str, Any]) -> tuple[Any, int | None, str]:
 
         generator = OnnxGenerator(spec["model"], threads=threads)
         return generator, generator.manifest.get("params"), generator.manifest["precision"]
+    if spec["runtime"] == "llama.cpp":
+        from distil.llama_runtime import LlamaCppGenerator
+
+        runner = LlamaCppGenerator(spec["model"], threads=threads)
+        return runner, runner.manifest.get("params"), runner.manifest["precision"]
     runner = TorchGreedy(spec["model"], threads, spec.get("dtype", "float32"))
     return runner, runner.params, runner.dtype
 
@@ -99,7 +104,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     load_seconds = time.perf_counter() - started
     prompts = spec["prompt_ids"]
     batches = {}
-    for batch in spec["batch_sizes"]:
+    largest = getattr(runner, "max_batch", None)  # llama.cpp's runner: one sequence
+    for batch in [b for b in spec["batch_sizes"] if largest is None or b <= largest]:
         chosen = [prompts[i % len(prompts)] for i in range(batch)]
         for _ in range(spec["warmup"]):
             time_generation(runner, chosen, spec["new_tokens"])

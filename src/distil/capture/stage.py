@@ -145,6 +145,12 @@ class ScoringTeacherSource:
                 "use a teacher that can score")
         self.teacher, self.top_k, self.end_of_turn = teacher, top_k, end_of_turn
         self.pairs = {pair.sample_id: pair for pair in pairs}
+        several = next((p for p in pairs if p.turns is not None
+                        and sum(role == "assistant" for role, _ in p.turns) > 1), None)
+        if several is not None:
+            raise SignalsError(f"row {several.sample_id!r} is a conversation of several assistant "
+                               "turns; a scoring teacher scores one completion a request, so "
+                               "capture it with a local teacher, or give one turn a row")
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
         """Each example scored; concurrently when the teacher paces its own requests."""
@@ -158,7 +164,10 @@ class ScoringTeacherSource:
 
     def _sample(self, example: Example) -> SampleSignals:
         pair = self.pairs[example.sample_id]
-        scored = self.teacher.score(pair.prompt, pair.response + self.end_of_turn, self.top_k)
+        prompt = pair.prompt if pair.turns is None else [
+            {"role": role, "content": content}
+            for role, content in pair.turns[:[role for role, _ in pair.turns].index("assistant")]]
+        scored = self.teacher.score(prompt, pair.response + self.end_of_turn, self.top_k)
         targets = [label for label in example.labels[1:] if label != IGNORE_INDEX]
         if [position.token_id for position in scored[: len(targets)]] != targets:
             raise SignalsError(f"teacher {self.teacher.name} scored other tokens than the training "

@@ -5,10 +5,11 @@ The float32 PyTorch model is the reference. On held-out task prompts it generate
 its own cache path, and its logits at every continuation position are compared with the
 reference's (max absolute difference, share of positions with the same top-1 token). Each
 variant also answers every prompt greedily by itself, and its task accuracy is compared
-with the reference's.
+with the reference's. A GGUF variant is first read back and its weights compared
+(`gguf_check`), then run the same way through llama.cpp when llama-cpp-python is installed.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -191,17 +192,23 @@ def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "E
 
     reference_accuracy = accuracy(items, decode(reference.continuations))
     bar.advance(task)
-    variants = []
-    for name, (kind, folder) in written.items():
-        bar.update(task, description=f"parity: {name}")
-        variant = open_variant(kind, folder, config.dtype)
+    def measure(variant: Variant) -> dict[str, Any]:
         figures = logit_agreement(reference.logits, variant_logits(variant, reference))
         answers = generate_in_batches(variant, prompt_ids, config.max_new_tokens)
         by_task = accuracy(items, decode(answers))
         figures.update(accuracy=by_task.pop("overall"), accuracy_by_task=by_task)
         figures["accuracy_delta"] = figures["accuracy"] - reference_accuracy["overall"]
+        return figures
+
+    variants = []
+    for name, (kind, folder) in written.items():
+        bar.update(task, description=f"parity: {name}")
         limits = config.thresholds[kind].model_dump()
-        failures = check_thresholds(figures, limits)
+        if (folder / "gguf.json").is_file():
+            figures, failures = gguf_parity(loaded, folder, measure, limits)
+        else:
+            figures = measure(open_variant(kind, folder, config.dtype))
+            failures = check_thresholds(figures, limits)
         variants.append({"name": name, "path": folder.name, "kind": kind, **figures,
                          "thresholds": limits, "failures": failures, "passed": not failures})
         bar.advance(task)
@@ -212,6 +219,32 @@ def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "E
             "prompts": len(prompt_ids), "compared_prompts": len(reference.logits),
             "max_new_tokens": config.max_new_tokens, "seed": config.seed,
             "variants": variants, "distil_version": __version__}
+
+
+def gguf_parity(loaded: Any, folder: Path, measure: Callable[[Any], dict[str, Any]],
+                limits: dict[str, float | None]) -> tuple[dict[str, Any], list[str]]:
+    """(figures, failures) of a GGUF variant: the read-back check, then llama.cpp's own
+    logits and answers (`measure`) when llama-cpp-python is installed."""
+    from distil.export.gguf import gguf_file
+    from distil.export.gguf_check import read_back
+    from distil.export.gguf_vocab import gguf_vocabulary
+    from distil.llama_runtime import LlamaCppGenerator, llama_cpp_available
+
+    vocab = gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size, [])
+    record = read_back(gguf_file(folder), loaded.model, vocab)
+    failures = [f"read-back: {f}" for f in record["failures"]]
+    if not llama_cpp_available():
+        figures = dict.fromkeys(RUNTIME_FIGURES)
+        figures["runtime_check"] = "skipped: llama-cpp-python is not installed"
+        return {"runtime": None, **figures, "read_back": record}, failures
+    figures = measure(LlamaCppGenerator(folder))
+    return ({"runtime": "llama.cpp", **figures, "runtime_check": "done", "read_back": record},
+            failures + check_thresholds(figures, limits))
+
+
+RUNTIME_FIGURES = ("max_abs_logit_diff", "top1_agreement", "positions", "accuracy",
+                   "accuracy_by_task", "accuracy_delta")
+"""What a runtime check measures, None when it was skipped."""
 
 
 def _as_list(value: Any) -> list[int]:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distil.errors import ExportError, OutputError, ParityError
+from distil.export.card import run_of, write_model_card
 from distil.fsutil import aside_path, atomic_directory, atomic_write_json, ensure_writable_dir
 from distil.progress import console, progress_bar
 from distil.recipe import ExportSection, Format
@@ -35,7 +36,7 @@ def make_export_config(base: dict[str, Any] | None = None, **fields: Any) -> Exp
     except ValidationError as err:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise ExportError("bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
-                          "format: hf, onnx or onnx-int8)") from None
+                          "format: hf, onnx, onnx-int8 or gguf)") from None
 
 
 def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
@@ -107,13 +108,19 @@ def export_run(source: str | Path, config: ExportSection | None = None,
         from distil.export.onnx import probe_cache_layout
 
         probe_cache_layout(loaded.model)  # an architecture ONNX cannot take fails before any work
+    if "gguf" in formats:
+        from distil.export.gguf_variants import check_gguf_export
+
+        check_gguf_export(loaded, config)  # so does one (or a tokenizer) GGUF cannot carry
     with atomic_directory(out_dir, keep_old_at=aside) as tmp, progress_bar() as bar:
-        task = bar.add_task("export", total=2 * len(formats) + 1)
+        variants = len(formats) + (len(config.gguf) - 1 if "gguf" in formats else 0)
+        task = bar.add_task("export", total=len(formats) + variants + 1)
         written = _write_formats(loaded, tmp, formats, config, bar, task)
         parity = check_variants(loaded, written, config, bar, task)
         parity["source"] = str(model_dir)
         _set_aside_failures(tmp, parity)
         atomic_write_json(tmp / "parity.json", parity)
+        _write_cards(tmp, written, run_of(model_dir))
     if aside is not None:
         console.print(f"what {out_dir} held was moved to {aside}", highlight=False, soft_wrap=True)
     show_parity(parity, out_dir)
@@ -124,14 +131,23 @@ def export_run(source: str | Path, config: ExportSection | None = None,
     return result
 
 
+def _write_cards(tmp: Path, written: dict[str, Any], run_dir: Path | None) -> None:
+    """The model card at the export's root and in each Hugging Face folder kept."""
+    write_model_card(tmp, run_dir)
+    for name in written:
+        if name.startswith("hf-") and (tmp / name).is_dir():
+            write_model_card(tmp / name, run_dir)
+
+
 def _with_dependencies(formats: list[Format]) -> list[Format]:
     wanted = set(formats) | ({"onnx"} if "onnx-int8" in formats else set())
-    return [f for f in ("hf", "onnx", "onnx-int8") if f in wanted]
+    return [f for f in ("hf", "onnx", "onnx-int8", "gguf") if f in wanted]
 
 
 def _write_formats(loaded: Any, tmp: Path, formats: list[Format], config: ExportSection,
                    bar: Any, task: Any) -> dict[str, tuple[str, Path]]:
     """Write each format; return variant name -> (threshold kind, folder)."""
+    from distil.export.gguf_variants import write_gguf_variants
     from distil.export.hf import export_hf
     from distil.export.onnx import export_onnx, quantize_int8
 
@@ -141,6 +157,8 @@ def _write_formats(loaded: Any, tmp: Path, formats: list[Format], config: Export
         if fmt == "hf":
             name = f"hf-{config.dtype}"
             written[name] = ("half", export_hf(loaded, tmp / name, config.dtype))
+        elif fmt == "gguf":
+            written |= write_gguf_variants(loaded, tmp, config)
         elif fmt == "onnx":
             written["onnx"] = ("float32", export_onnx(loaded, tmp / "onnx", config.opset))
         else:
@@ -174,10 +192,18 @@ def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
     reference = parity["reference"]["accuracy"]
     table.add_row("pytorch float32", "-", "-", f"{reference:.1%}", "-", "reference")
     for v in parity["variants"]:
+        if v.get("accuracy") is None:  # a GGUF file read back, but not run (no llama.cpp)
+            table.add_row(v["name"], "-", "-", "-", "-", "[green]read back[/] (not run)"
+                          if v["passed"] else "[bold red]FAILED")
+            continue
         table.add_row(v["name"], f"{v['max_abs_logit_diff']:.2e}", f"{v['top1_agreement']:.2%}",
                       f"{v['accuracy']:.1%}", f"{v['accuracy_delta']:+.1%}",
                       "[green]passed" if v["passed"] else "[bold red]FAILED")
     print_table(table)
+    if any(v.get("runtime_check", "").startswith("skipped") for v in parity["variants"]):
+        console.print("[yellow]GGUF runtime check skipped[/]: llama-cpp-python is not installed; "
+                      "the GGUF files were read back and their weights compared, not run",
+                      highlight=False, soft_wrap=True)
     for v in parity["variants"]:
         if not v["passed"]:
             console.print(f"[bold red]{v['name']} FAILED parity[/]: {'; '.join(v['failures'])}; "

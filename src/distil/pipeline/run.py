@@ -22,7 +22,7 @@ from distil.progress import console
 from distil.recipe import Recipe
 from distil.recipe.inputs import input_values, inputs_fingerprint
 from distil.report import build_report
-from distil.train import TRAIN_OUTPUTS, train_or_resume
+from distil.train import TRAIN_OUTPUTS, resumable, train_or_resume
 
 
 def _always(recipe: Recipe) -> bool:
@@ -76,14 +76,41 @@ def _captures(recipe: Recipe) -> bool:
     return recipe.signals.path == "capture" and recipe.distill.kd_weight > 0
 
 
-def default_stages(restart: bool = False) -> tuple[Stage, ...]:
+def launched_training(recipe: Recipe, restart: bool, num_processes: int,
+                      accelerate_config: Path | None) -> None:
+    """The train stage on several processes: `distil train` under accelerate launch, on the
+    recipe as this run resolved it (overrides included)."""
+    import tempfile
+
+    from distil.launch import LaunchError, run_launched
+    from distil.recipe import dump_recipe
+
+    resume = resumable(recipe, restart)
+    with tempfile.TemporaryDirectory() as folder:
+        resolved = Path(folder) / "recipe.yaml"
+        resolved.write_text(dump_recipe(recipe), encoding="utf-8")
+        arguments = ["train", str(resolved), "--out", str(recipe.run_dir),
+                     *(["--resume"] if resume else [])]
+        status = run_launched(arguments, num_processes, accelerate_config)
+    if status != 0:
+        raise LaunchError(f"the {num_processes} training processes exited with status {status} "
+                          "(their messages are above); fix that and rerun, training resumes")
+
+
+def default_stages(restart: bool = False, num_processes: int = 1,
+                   accelerate_config: Path | None = None) -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants.
-    `restart`: see run_pipeline."""
+    `restart`: see run_pipeline. With `num_processes` > 1 (or an accelerate config) the
+    train stage runs on that many processes (distil.launch)."""
+    training: Callable[[Recipe], Any] = partial(train_or_resume, restart=restart)
+    if num_processes > 1 or accelerate_config is not None:
+        training = partial(launched_training, restart=restart, num_processes=num_processes,
+                           accelerate_config=accelerate_config)
     return (
         Stage("synth", synth_stage, outputs=("data",),
               enabled=lambda recipe: recipe.synth is not None),
         Stage("capture", capture_stage, outputs=("signals",), enabled=_captures),
-        Stage("train", partial(train_or_resume, restart=restart), outputs=TRAIN_OUTPUTS),
+        Stage("train", training, outputs=TRAIN_OUTPUTS),
         Stage("eval", evaluate, outputs=("eval.json", "eval_samples.jsonl", "teacher_answers.json")),
         Stage("export", export_stage, outputs=("export",),
               enabled=lambda recipe: recipe.export is not None),
@@ -95,7 +122,8 @@ def default_stages(restart: bool = False) -> tuple[Stage, ...]:
 
 
 def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
-                 force: bool = False, restart: bool = False) -> None:
+                 force: bool = False, restart: bool = False, num_processes: int = 1,
+                 accelerate_config: Path | None = None) -> None:
     """Run each enabled stage unless its marker holds its current fingerprint.
 
     `restart`: training whose checkpoints were written under other inputs starts afresh,
@@ -103,7 +131,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     """
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model
-    for stage in stages or default_stages(restart):
+    for stage in stages or default_stages(restart, num_processes, accelerate_config):
         if not stage.enabled(recipe):
             continue
         fingerprint = stage_fingerprint(recipe, stage.name)

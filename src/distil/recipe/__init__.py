@@ -15,7 +15,7 @@ from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection, Format, ThresholdsSection
 from distil.recipe.job import Recipe
 from distil.recipe.load import dump_recipe, load_recipe, saved_section, validate_recipe
-from distil.recipe.models import ModelSection, TeacherSection
+from distil.recipe.models import LoraSection, ModelSection, StudentSection, TeacherSection
 from distil.recipe.reference import recipe_reference, section_model
 from distil.recipe.section import PositiveFloat, Probability, Section, with_recipe_seed
 from distil.recipe.synth import SynthSection
@@ -23,7 +23,8 @@ from distil.recipe.train import DistillSection, Divergence, SignalsSection, Trai
 
 __all__ = [
     "ApiSection", "BenchSection", "BudgetSection", "CaptureSection", "DataSection",
-    "DistillSection", "Divergence", "EvalSection", "ExportSection", "Format", "ModelSection",
+    "DistillSection", "Divergence", "EvalSection", "ExportSection", "Format", "LoraSection",
+    "ModelSection", "StudentSection",
     "PositiveFloat", "PriceSection", "Probability", "Recipe", "Section", "SignalsSection",
     "SynthSection", "TeacherSection", "ThresholdsSection", "TrainSection", "dump_recipe",
     "load_recipe", "recipe_reference", "saved_section", "section_model", "validate_recipe",

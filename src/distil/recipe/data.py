@@ -12,16 +12,32 @@ class DataSection(Section):
     """Prompt/response pairs to distil on."""
 
     train: str | None = None
-    """Parquet or JSONL file (or a folder of `.parquet` shards) with one prompt/response pair per row.
+    """Parquet, JSONL or JSON file, a folder of `.parquet` shards, a `save_to_disk` folder, a
+    hub-layout folder (data/train-*.parquet) or a hub dataset id, one row per pair or chat.
     Required, except with a synth: section, where it defaults to RUN/data/train.parquet."""
     eval: str | None = None
     """Held-out file in the same format. When empty, `eval_fraction` of `train` is held out."""
+    split: str = "train"
+    """Split of `train` to read, for sources that have splits (save_to_disk, hub)."""
+    eval_split: str = "test"
+    """Split of `eval` to read, for sources that have splits."""
     eval_fraction: Probability = 0.05
     """Share of `train` rows held out for evaluation when `eval` is not given (seeded split)."""
     prompt_field: str = "prompt"
     """Column holding the prompt (user message)."""
     response_field: str = "response"
     """Column holding the response the student is trained on (teacher text or reference)."""
+    format: Literal["auto", "pairs", "messages", "prompt_completion"] = "auto"
+    """Row layout: `pairs` (prompt_field/response_field strings), `messages` (an OpenAI-format
+    chat; every assistant turn is trained on, nothing else), `prompt_completion` (TRL's: two
+    strings, or two message lists). `auto` picks from the columns in that order."""
+    messages_field: str = "messages"
+    """Column holding the chat of `messages` rows."""
+    system_prompt: str | None = None
+    """System message put first in every row that has none of its own."""
+    chat_template: str | None = None
+    """Jinja chat template file used instead of the tokenizer's own (saved with the student);
+    empty keeps the tokenizer's. `template: plain` uses none."""
     max_length: Annotated[int, Field(ge=8)] = 512
     """Longest prompt+response in tokens; longer rows are cut from the end of the response."""
     template: Literal["auto", "chat", "plain"] = "auto"

@@ -10,7 +10,8 @@ from pydantic import Field
 
 from distil.recipe.section import Section, StageInputs
 
-Format = Literal["hf", "onnx", "onnx-int8"]
+Format = Literal["hf", "onnx", "onnx-int8", "gguf"]
+GgufType = Literal["f16", "q8_0", "q4_k_m"]
 
 
 class ThresholdsSection(Section):
@@ -30,15 +31,20 @@ def _default_thresholds() -> dict[str, ThresholdsSection]:
                               max_accuracy_drop=0.01),
         "int8": ThresholdsSection(min_top1_agreement=0.95, max_accuracy_drop=0.01),
         "half": ThresholdsSection(min_top1_agreement=0.97, max_accuracy_drop=0.01),
+        "int4": ThresholdsSection(min_top1_agreement=0.90, max_accuracy_drop=0.02),
     }
 
 
 class ExportSection(Section):
     """What to export and how strictly to check it."""
 
-    formats: list[Format] = ["hf", "onnx", "onnx-int8"]
+    formats: list[Format] = ["hf", "onnx", "onnx-int8", "gguf"]
     """`hf`: half-precision safetensors folder; `onnx`: float32 ONNX with a key/value cache;
-    `onnx-int8`: the ONNX graph with int8 weights (implies `onnx`)."""
+    `onnx-int8`: the ONNX graph with int8 weights (implies `onnx`); `gguf`: one llama.cpp /
+    Ollama folder per type in `gguf`."""
+    gguf: list[GgufType] = Field(default=["f16", "q8_0"], min_length=1)
+    """GGUF types written when `formats` has `gguf`, each in `gguf-TYPE/`: `f16`, `q8_0`
+    (8-bit blocks), `q4_k_m` (llama.cpp's 4-bit k-quant mix; needs llama-cpp-python)."""
     dtype: Literal["float16", "bfloat16"] = "float16"
     """Weight dtype of the `hf` folder."""
     opset: int = Field(default=18, ge=17)
@@ -53,9 +59,10 @@ class ExportSection(Section):
     """Longest greedy answer generated per prompt."""
     seed: int = 0
     """Seed of the held-out prompts. In a recipe, left unset, it is the recipe's seed."""
-    thresholds: dict[Literal["float32", "int8", "half"], ThresholdsSection] = Field(
+    thresholds: dict[Literal["float32", "int8", "half", "int4"], ThresholdsSection] = Field(
         default_factory=_default_thresholds)
-    """Parity thresholds of each kind of variant (see docs/export.md for why these values)."""
+    """Parity thresholds of each kind of variant (see docs/export.md for why these values);
+    GGUF f16 is held to `half`, q8_0 to `int8`, q4_k_m to `int4`."""
     allow_parity_failure: bool = False
     """Finish without raising when a variant fails parity (it is still set aside in failed/)."""
 

@@ -12,7 +12,7 @@ from distil.recipe.compare import CompareSection
 from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection
-from distil.recipe.models import ModelSection, TeacherSection
+from distil.recipe.models import StudentSection, TeacherSection
 from distil.recipe.section import Section, StageInputs
 from distil.recipe.synth import SynthSection
 from distil.recipe.train import DistillSection, SignalsSection, TrainSection
@@ -29,7 +29,7 @@ class Recipe(Section):
     """Seed for data order, held-out split, initialisation and sampling."""
     teacher: TeacherSection
     """The model whose distributions the student learns."""
-    student: ModelSection
+    student: StudentSection
     """The model being trained; it must share the teacher's vocabulary."""
     data: DataSection = DataSection()
     """Where the prompt/response pairs come from."""

@@ -1,10 +1,13 @@
 """Recipe sections of the two models: `teacher:` and `student:`.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from distil.recipe.api import ApiSection
-from distil.recipe.section import Section
+from distil.recipe.section import PositiveFloat, Probability, Section
+from distil.recipe.terms import TermsSection
 
 
 class ModelSection(Section):
@@ -25,10 +28,45 @@ class ModelSection(Section):
     so a shallower student starts from the teacher's own weights."""
 
 
+class LoraSection(Section):
+    """Low-rank adapters (LoRA, through `peft`) trained instead of the student's weights."""
+
+    r: Annotated[int, Field(ge=1)] = 8
+    """Rank of each adapter."""
+    alpha: PositiveFloat = 16.0
+    """Scale of the adapters' update (alpha / r times the low-rank product)."""
+    dropout: Probability = 0.0
+    """Dropout on the adapters' input while training."""
+    target_modules: list[str] | None = None
+    """Names of the linear layers that get adapters (e.g. [q_proj, v_proj]); empty: every
+    linear layer but the output head."""
+
+
+class StudentSection(ModelSection):
+    """The student: a model to load, and how it is trained."""
+
+    lora: LoraSection | None = None
+    """Train LoRA adapters instead of every weight; they are merged into the weights when
+    training ends, so RUN/student (and its export) is a plain model."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them
+    (less memory, about a third more compute; same gradients)."""
+
+
+STUDENT_TRAINING = ("lora", "gradient_checkpointing")
+"""StudentSection fields that shape training, not what is loaded."""
+
+
 class TeacherSection(ModelSection):
     """The teacher: a model to load, or one served behind an API."""
+
+    placement: Literal["replicated", "sharded"] = "replicated"
+    """Where a live teacher sits when training runs on several processes: a whole copy on every
+    process, or `sharded` over them (FSDP launches only; inference, never trained)."""
 
     api: ApiSection | None = None
     """Reach the teacher through an OpenAI-compatible API instead of loading it (`model` is
     then the served model name). Such a teacher gives text and top-k logprobs, never full
     logits."""
+    terms: TermsSection = TermsSection()
+    """The terms the teacher's outputs come under; recorded with the data and the student."""

@@ -149,5 +149,6 @@ class SynthSection(Section):
         return self
 
 
-INPUTS = StageInputs(fields=("seed", *TEACHER_IDENTITY, "synth"))
-"""What decides the synth data; pacing, retries, prices and budget caps do not."""
+INPUTS = StageInputs(fields=("seed", *TEACHER_IDENTITY, "teacher.terms", "synth"))
+"""What decides the synth data (its rows record the teacher's terms); pacing, retries, prices
+and budget caps do not."""

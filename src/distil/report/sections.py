@@ -217,7 +217,19 @@ def _efficiency(data: dict[str, Any]) -> Section | None:
                   "generation at batch 1; see the bench section of the docs for the method.")
     figure = Figure("efficiency", plots.efficiency(rows),
                     "Bar charts of size, latency and speed per model")
-    return Section("Efficiency", _measurement_notes(data["eval"]), [table, figure])
+    return Section("Efficiency", _measurement_notes(data["eval"]) + _untimed_gguf(data),
+                   [table, figure])
+
+
+def _untimed_gguf(data: dict[str, Any]) -> list[str]:
+    """The note that deployable GGUF variants were not timed (llama.cpp was not installed)."""
+    timed = set(data["eval"].get("efficiency") or {})
+    names = [v["name"] for v in (data["parity"] or {}).get("variants", [])
+             if v.get("passed") and v["name"].startswith("gguf-") and v["name"] not in timed]
+    if not names:
+        return []
+    return [f"Not timed: {', '.join(names)} (GGUF runs through llama.cpp, and llama-cpp-python "
+            "was not installed when the bench ran)."]
 
 
 def _measurement_notes(ev: dict[str, Any]) -> list[str]:
@@ -363,10 +375,17 @@ def _parity(data: dict[str, Any]) -> Section | None:
         return None
     rows = []
     for variant in parity.get("variants", []):
+        skipped = str(variant.get("runtime_check", "")).startswith("skipped")
+        verdict = "pass" if variant.get("passed") else "**FAIL**"
         rows.append([variant.get("name", "?"), _num(variant.get("max_abs_logit_diff")),
                      _pct(variant.get("top1_agreement")), _pct(variant.get("accuracy")),
-                     "pass" if variant.get("passed") else "**FAIL**"])
-    return Section("Export parity", ["Exported files against the PyTorch student."],
+                     f"{verdict} (read back, not run)" if skipped else verdict])
+    text = ["Exported files against the PyTorch student."]
+    if any(str(v.get("runtime_check", "")).startswith("skipped") for v in parity.get("variants", [])):
+        text.append("GGUF runtime check skipped: llama-cpp-python was not installed, so the GGUF "
+                    "files were read back (names, shapes, metadata, dequantised weights against "
+                    "PyTorch's) but not run through llama.cpp; see docs/export.md.")
+    return Section("Export parity", text,
                    [Table(["variant", "max |Δlogit|", "top-1 agreement", "task accuracy", "check"],
                           rows)])
 

@@ -31,15 +31,18 @@ from distil.server.protocol import (
 from distil.server.served import ServedModel
 from distil.server.settings import ServeError, ServerSettings, clean_api_key
 from distil.server.stats import RequestStats, request_key
+from distil.server.watermark import WatermarkKey, marked_teacher
 from distil.teachers import LocalTeacher
 
 log = logging.getLogger("distil.server")
 
 
 def create_app(teacher: LocalTeacher, settings: ServerSettings,
-               api_key: str | None = None) -> FastAPI:
-    """The app serving `teacher` as `settings.served_name`; `api_key` None means no auth."""
+               api_key: str | None = None, watermark_key: WatermarkKey | None = None) -> FastAPI:
+    """The app serving `teacher` as `settings.served_name`; `api_key` None means no auth;
+    with `settings.watermark`, what it serves is marked under `watermark_key`."""
     check_settings(teacher, settings)
+    teacher = marked_teacher(teacher, settings, watermark_key)
     api_key = clean_api_key(api_key)
     batcher = Batcher(teacher, max_batch_size=settings.max_batch_size,
                       wait_s=settings.batch_wait_ms / 1000, max_pending=settings.max_pending)

@@ -123,6 +123,9 @@ def serve(model: str, settings: ServerSettings, *, host: str = "127.0.0.1", port
     """Load `model` and serve it until Ctrl-C (the key comes from DISTIL_SERVE_API_KEY)."""
     api_key = api_key_from_env()
     check_exposure(host, api_key)  # before anything slow: a refusal should be instant
+    from distil.server.watermark import describe, watermark_key
+
+    marking = watermark_key(settings)  # a missing key variable is refused now, too
     _quiet_transformers()
     from distil.server.app import create_app
     from distil.teachers import LocalTeacher
@@ -131,10 +134,10 @@ def serve(model: str, settings: ServerSettings, *, host: str = "127.0.0.1", port
     try:
         teacher = LocalTeacher.load(model, dtype=dtype, device=device,
                                     batch_size=settings.max_batch_size)
-        app = create_app(teacher, settings, api_key)
+        app = create_app(teacher, settings, api_key, marking)
         echo(f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
-             f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}); "
-             "Ctrl-C stops")
+             f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}; "
+             f"{describe(settings)}); Ctrl-C stops")
         _uvicorn_server(app, log_requests, settings.header_timeout_s).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # during loading, or re-raised by uvicorn after a clean shutdown

@@ -57,6 +57,19 @@ class ServerSettings(BaseModel):
     """Answer any request for logprobs with the 400 a provider without them gives (for tests)."""
     admin: bool = False
     """Serve GET /admin/stats: request counters (per request key) and batching figures."""
+    watermark: bool = False
+    """Mark what the model serves with a keyed green-list watermark (KGW; docs/provenance.md):
+    generation, sampled or greedy, and the logprobs returned are those of the marked
+    distribution. The key comes from the variable named by `watermark_key_env`."""
+    watermark_gamma: float = Field(0.25, gt=0, lt=1)
+    """Share of the vocabulary that is green after each context."""
+    watermark_delta: float = Field(2.0, ge=0)
+    """Added to the logits of green tokens (more: easier to detect, more change to answers)."""
+    watermark_context_width: int = Field(2, ge=1)
+    """Tokens before a position whose keyed hash picks its green list."""
+    watermark_key_env: str = Field("DISTIL_WATERMARK_KEY", min_length=1)
+    """The environment variable holding the watermark key (its name; the key is never logged,
+    saved or returned)."""
 
 
 def build_settings(**values: Any) -> ServerSettings:

@@ -36,6 +36,7 @@ from distil.server.app import create_app
 from distil.server.faults import FaultProxy, FaultRates
 from distil.server.run import ServerThread
 from distil.server.settings import API_KEY_ENV, ServeError, ServerSettings
+from distil.server.watermark import WatermarkKey
 from distil.teachers import LocalTeacher
 
 
@@ -88,7 +89,8 @@ class RunningServer:
 
 @contextmanager
 def running_server(model: str | LocalTeacher = "tiny-teacher", *, api_key: str | None = None,
-                   log_requests: bool = False, **settings: Any) -> Iterator[RunningServer]:
+                   log_requests: bool = False, watermark_key: WatermarkKey | None = None,
+                   **settings: Any) -> Iterator[RunningServer]:
     """Serve `model` (a name, or an already loaded teacher: faster) until the block ends.
 
     `settings` are `ServerSettings` fields; `served_name` defaults to the model's name and
@@ -98,7 +100,7 @@ def running_server(model: str | LocalTeacher = "tiny-teacher", *, api_key: str |
     settings.setdefault("served_name", teacher.name)
     settings.setdefault("admin", True)
     server_settings = ServerSettings(**settings)
-    app = create_app(teacher, server_settings, api_key)
+    app = create_app(teacher, server_settings, api_key, watermark_key)
     with ServerThread(app, log_requests=log_requests,
                       header_timeout_s=server_settings.header_timeout_s) as thread:
         yield RunningServer(thread, api_key)

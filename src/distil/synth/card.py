@@ -6,6 +6,7 @@ from typing import Any
 
 from distil.fsutil import atomic_write_text
 from distil.recipe import Recipe
+from distil.recipe.terms import terms_lines
 from distil.synth.output import COLUMNS
 
 NO_TERMS = (
@@ -39,7 +40,8 @@ def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
     lines += [f"| `{name}` | {meaning} |" for name, (_, meaning) in COLUMNS.items()]
     if summary["sampling"].get("logprobs") or summary["sampling"].get("top_logprobs"):
         lines.append("| `token_logprobs` | per response token: id (when mapped), text, logprob, top-k |")
-    lines += ["", "## Terms", "", summary["license"] or NO_TERMS, ""]
+    lines += ["", "## Terms", "", *terms_lines(recipe.teacher.terms), "",
+              summary["license"] or (NO_TERMS if recipe.teacher.terms.license is None else ""), ""]
     return "\n".join(lines)
 
 

@@ -43,6 +43,8 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "completed_at": (pa.string(), "UTC time of the answer"),
     "toolkit_version": (pa.string(), "distil version that wrote the row"),
     "license": (pa.string(), "synth.license: terms the teacher's outputs come under"),
+    "terms": (pa.string(), "teacher.terms (JSON): licence, whether outputs may train models, "
+                           "acknowledgement"),
     "request_key": (pa.string(), "journal key: hash of endpoint, model, messages, sampling, seed"),
 }
 TOP = pa.struct([("token_id", pa.int64()), ("token", pa.string()), ("logprob", pa.float64())])

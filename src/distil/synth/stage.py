@@ -22,6 +22,7 @@ from distil.progress import console
 from distil.recipe import Recipe
 from distil.recipe.api import PriceSection
 from distil.recipe.synth import SynthSection
+from distil.recipe.terms import terms_record
 from distil.synth import SynthError, SynthIncompleteError
 from distil.synth.card import write_card
 from distil.synth.driver import Request, SendReport, send_missing
@@ -163,7 +164,8 @@ def _context(recipe: Recipe, teacher: Teacher) -> dict[str, Any]:
     described = teacher.describe()
     return {"teacher": recipe.teacher.model, "backend": described.get("backend"),
             "endpoint": described.get("endpoint"), "revision": described.get("revision"),
-            "toolkit_version": __version__, "license": require_synth(recipe).license}
+            "toolkit_version": __version__, "license": require_synth(recipe).license,
+            "terms": terms_record(recipe.teacher.terms)}
 
 
 def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journal,
@@ -196,7 +198,8 @@ def _summary(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Journa
         "stopped": str(got["stopped"]) if got["stopped"] is not None else None,
         "incomplete": got["incomplete"],
         "dedup": section.dedup.model_dump(), "filters": section.filters.model_dump(),
-        "license": section.license, "created": utc(time.time()), "toolkit_version": __version__,
+        "license": section.license, "terms": recipe.teacher.terms.model_dump(),
+        "created": utc(time.time()), "toolkit_version": __version__,
     }
 
 

@@ -6,12 +6,18 @@
 Prompts are rendered with the tokenizer's chat template (plain text without one), batched
 by length with left padding, and generated with `model.generate` (KV cache on). Top-k
 logprobs come from the raw logits (temperature 1) at each generated position.
+
+`teacher.logit_bias = bias` (a callable: input ids (N, T) -> (N, V), e.g. a watermark's
+`distil.provenance.KGWBias`) adds `bias(context)` to the logits everywhere: generation,
+sampled or greedy, draws from the biased distribution at its temperature, and the logprobs
+returned by `generate` and `score_ids` are those of the biased distribution.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from distil.models import LoadedModel, load_model
 from distil.progress import progress_bar
@@ -39,6 +45,7 @@ class LocalTeacher:
         self.revision = loaded.revision
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.logit_bias: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @classmethod
     def load(cls, model: str, *, revision: str | None = None, dtype: str = "auto",
@@ -96,6 +103,8 @@ class LocalTeacher:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed + seed_offset)
         greedy = sampling.temperature == 0
+        biased = None if self.logit_bias is None else _BiasProcessor(
+            self.logit_bias, 1.0 if greedy else sampling.temperature)
         out = self.model.generate(
             input_ids=input_ids, attention_mask=attention_mask,
             max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
@@ -103,10 +112,15 @@ class LocalTeacher:
             top_p=None if greedy else sampling.top_p, top_k=None,
             eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
             return_dict_in_generate=True, output_logits=want_logprobs,
+            logits_processor=None if biased is None else LogitsProcessorList([biased]),
         )
         new_tokens = out.sequences[:, input_ids.shape[1]:]  # (B, T_new)
-        log_probs = (torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
-                     if want_logprobs else None)  # (B, T_new, V)
+        log_probs = None
+        if want_logprobs:
+            logits = torch.stack(out.logits, dim=1).float()  # (B, T_new, V), raw
+            if biased is not None:
+                logits = logits + torch.stack(biased.added, dim=1)
+            log_probs = torch.log_softmax(logits, dim=-1)
         return [self._completion(new_tokens[b], None if log_probs is None else log_probs[b],
                                  len(prompts[b]), sampling) for b in range(len(prompts))]
 
@@ -160,6 +174,32 @@ class LocalTeacher:
         """Teacher-forced logprobs of `completion_ids` after `prompt_ids`, with top-k."""
         ids = torch.tensor([list(prompt_ids) + list(completion_ids)], device=self.model.device)
         logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1: -1].float()  # (T_c, V)
+        if self.logit_bias is not None and len(completion_ids):
+            logits = logits + self._scoring_bias(ids[0], len(prompt_ids))
         log_probs = torch.log_softmax(logits, dim=-1)
         return [self._token_logprob(token, log_probs[t], top_logprobs)
                 for t, token in enumerate(completion_ids)]
+
+    def _scoring_bias(self, ids: torch.Tensor, prompt_length: int) -> torch.Tensor:
+        """logit_bias at each completion position, its context left-padded with the pad token
+        as in batched generation. ids (T,) -> (T - prompt_length, V)."""
+        width = ids.shape[0]
+        padded = torch.cat([torch.full((width,), self.tokenizer.pad_token_id or 0,
+                                       dtype=ids.dtype, device=ids.device), ids])
+        contexts = padded.unfold(0, width, 1)[prompt_length:width]  # (T_c, T): what precedes each
+        return self.logit_bias(contexts).to(ids.device)
+
+
+class _BiasProcessor(LogitsProcessor):
+    """Adds `bias(input_ids) / temperature` to the scores `generate` samples from (it runs after
+    the temperature warper, so the sampled distribution is softmax((logits + bias) / T)), and
+    keeps each step's bias so the logprobs can be those of the biased distribution."""
+
+    def __init__(self, bias: Callable[[torch.Tensor], torch.Tensor], temperature: float) -> None:
+        self.bias, self.temperature = bias, temperature
+        self.added: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        bias = self.bias(input_ids).to(scores.device, torch.float32)  # (B, V)
+        self.added.append(bias)
+        return scores + (bias / self.temperature).to(scores.dtype)

@@ -5,6 +5,6 @@
 distil.train.stage holds the loop; distil.train.checkpoint the resumable state.
 """
 
-from distil.train.stage import TRAIN_OUTPUTS, TrainResult, train, train_or_resume
+from distil.train.stage import TRAIN_OUTPUTS, TrainResult, resumable, train, train_or_resume
 
-__all__ = ["TRAIN_OUTPUTS", "TrainResult", "train", "train_or_resume"]
+__all__ = ["TRAIN_OUTPUTS", "TrainResult", "resumable", "train", "train_or_resume"]

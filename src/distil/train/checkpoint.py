@@ -5,7 +5,6 @@
         optimizer.pt          optimizer state (and grad scaler state under fp16)
         scheduler.pt          learning-rate scheduler state
         rng-N.pt              torch / numpy / python RNG states of process N (one per process)
-        projection.safetensors   hidden-state projections (distill.hidden), when they have weights
         trainer_state.json    step, micro-batch position, tokens seen, the training inputs
                               and their fingerprint
 
@@ -23,13 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from distil.errors import CheckpointError
 from distil.fsutil import atomic_directory
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
-PROJECTION_FILE = "projection.safetensors"
 
 
 @dataclass
@@ -66,11 +64,9 @@ def checkpoint_inputs(path: Path) -> dict[str, Any]:
 
 def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: Any,
                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-                    rng_states: list[dict[str, Any]] | None = None, keep: int = 2,
-                    projection: torch.nn.Module | None = None) -> Path:
+                    rng_states: list[dict[str, Any]] | None = None, keep: int = 2) -> Path:
     """Write step-NNNNNN atomically, then prune all but the newest `keep`. `rng_states`: each
-    process's RNG state, by rank (default: this process's, as rank 0). `projection`: a
-    module trained beside the student (the hidden-state projections), saved on its own."""
+    process's RNG state, by rank (default: this process's, as rank 0)."""
     target = folder / f"step-{state.step:06d}"
     with atomic_directory(target) as tmp:
         student.save_pretrained(tmp / "student", safe_serialization=True)
@@ -81,9 +77,6 @@ def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: 
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         for rank, rng in enumerate(rng_states or [capture_rng()]):
             torch.save(rng, tmp / f"rng-{rank}.pt")
-        if projection is not None and projection.state_dict():
-            save_file({k: v.contiguous() for k, v in projection.state_dict().items()},
-                      tmp / PROJECTION_FILE)
         (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -91,8 +84,7 @@ def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: 
 
 
 def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: Any, rank: int = 0,
-                    projection: torch.nn.Module | None = None) -> TrainerState:
+                    scheduler: Any, scaler: Any, rank: int = 0) -> TrainerState:
     """Restore everything `save_checkpoint` wrote into live objects; return the state."""
     try:
         state = TrainerState(**json.loads((path / "trainer_state.json").read_text()))
@@ -103,8 +95,6 @@ def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim
             scaler.load_state_dict(saved["scaler"])
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         restore_rng(torch.load(path / f"rng-{rank}.pt", weights_only=True))
-        if projection is not None and projection.state_dict():
-            projection.load_state_dict(load_file(path / PROJECTION_FILE))
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} cannot be restored ({type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else ''}); delete it to "

@@ -15,14 +15,13 @@ import json
 import math
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from transformers import get_cosine_schedule_with_warmup
 
 from distil.data import (
@@ -48,18 +47,18 @@ from distil.recipe import Recipe, dump_recipe
 from distil.recipe.inputs import changed_fields, input_values, inputs_fingerprint
 from distil.signals.recipe import training_signals
 from distil.signals.training import StoredTeacher, topk_teacher
+from distil.train import engine
 from distil.train.checkpoint import (
     TrainerState,
-    capture_rng,
     checkpoint_fingerprint,
     checkpoint_inputs,
     list_checkpoints,
     load_checkpoint,
-    save_checkpoint,
 )
 from distil.train.hidden import HiddenMatcher, build_matcher, outputs_and_states
 from distil.train.onpolicy import ON_POLICY_KEY, on_policy_batch, on_policy_turn
-from distil.train.trackers import accelerator_options, start_trackers
+from distil.train.students import adapt_student, finished_student
+from distil.train.trackers import start_trackers
 
 
 @dataclass
@@ -135,6 +134,12 @@ def train_or_resume(recipe: Recipe, restart: bool = False) -> TrainResult:
     """Train, resuming the run's checkpoints when they were written under this recipe's
     training inputs. Checkpoints written under other inputs are refused (CheckpointError
     naming the changed fields) or, with `restart`, moved aside; never deleted."""
+    return train(recipe, resume=resumable(recipe, restart))
+
+
+def resumable(recipe: Recipe, restart: bool = False) -> bool:
+    """Whether the run has checkpoints to resume (see train_or_resume; moves them aside, or
+    refuses them, when they were written under other training inputs)."""
     found = list_checkpoints(recipe.run_dir / "checkpoints")
     if found and checkpoint_fingerprint(found[-1]) != recipe_fingerprint(recipe):
         if not restart:
@@ -142,7 +147,7 @@ def train_or_resume(recipe: Recipe, restart: bool = False) -> TrainResult:
         moved = move_aside(recipe.run_dir, TRAIN_OUTPUTS, "train")
         console.print(f"[yellow]earlier training moved to {moved}; training from scratch")
         found = []
-    return train(recipe, resume=bool(found))
+    return bool(found)
 
 
 def _other_inputs_message(recipe: Recipe, checkpoint: Path) -> str:
@@ -184,30 +189,36 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     mixed = recipe.train.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(mixed_precision=mixed, **accelerator_options(recipe))
+    accelerator = Accelerator(mixed_precision=mixed, **engine.accelerator_kwargs(recipe))
     set_seed(recipe.seed)
+    engine.check_supported(accelerator, recipe)
     from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
     train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
     live = recipe.distill.hidden.weight > 0 or recipe.distill.on_policy.lmbda > 0
     teacher, student, vocab = load_models(
         recipe, accelerator.device,
         need_teacher=live or (recipe.distill.kd_weight > 0 and not from_store))
+    student = adapt_student(student, recipe.student)
+    teacher = engine.place_teacher(accelerator, teacher, recipe.teacher.placement)
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
                             recipe.data.max_length)
     signals = training_signals(recipe, student) if from_store else None
     if signals is not None:
         signals.check_covers(examples)
         vocab = signals.vocab_size
-    fused = _use_fused(recipe.distill.fused, student, teacher)
+    fused = engine.fused_allowed(accelerator, _use_fused(recipe.distill.fused, student, teacher),
+                                 recipe.distill.fused)
     student.model.train()
     hidden = build_matcher(recipe.distill.hidden, student.model, teacher and teacher.model)
     trained = DistillationStudent(student.model, fused, hidden)
-    optimizer = torch.optim.AdamW(trained.parameters(), lr=recipe.train.learning_rate,
+    optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad],
+                                  lr=recipe.train.learning_rate,
                                   weight_decay=recipe.train.weight_decay)
     total = total_steps(recipe, len(examples), accelerator.num_processes)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, round(recipe.train.warmup_ratio * total), total)
     module, optimizer = accelerator.prepare(trained, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
@@ -230,6 +241,10 @@ def _use_fused(mode: str, student: LoadedModel, teacher: LoadedModel | None) -> 
     if mode == "always" and not possible:
         raise ModelError("distill.fused=always, but an output head is not a plain linear layer "
                          "(bias, scaling or soft-capping); set distill.fused=auto")
+    if mode == "auto" and not possible:
+        console.print("[yellow]an output head is not a plain linear layer (bias, logit scaling "
+                      "or soft-capping, e.g. Gemma 2): training uses the unfused loss, on the "
+                      "logits the model itself computes")
     return possible and mode != "never"
 
 
@@ -254,10 +269,12 @@ def _restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool)
         return
     if checkpoint_fingerprint(found[-1]) != session.state.fingerprint:
         raise CheckpointError(_other_inputs_message(session.recipe, found[-1]))
-    session.state = load_checkpoint(found[-1], _unwrap(session), session.optimizer,
-                                    session.scheduler, session.accelerator.scaler,
-                                    rank=session.accelerator.process_index,
-                                    projection=session.hidden)
+    if engine.has_state(found[-1]):
+        session.state = engine.load_state_checkpoint(session.accelerator, found[-1])
+    else:  # written by an earlier distil
+        session.state = load_checkpoint(found[-1], _unwrap(session), session.optimizer,
+                                        session.scheduler, session.accelerator.scaler,
+                                        rank=session.accelerator.process_index)
     _truncate_log(run_dir / "train_log.jsonl", session.state.step)
     console.print(f"resuming from {found[-1].name} (step {session.state.step} of "
                   f"{session.state.total_steps})")
@@ -306,8 +323,9 @@ def _optimizer_step(session: TrainingSession) -> tuple[float, int, float]:
     loss = accumulate_gradients(session, batches)
     grad_norm = float("nan")
     if session.recipe.train.max_grad_norm > 0:
-        grad_norm = float(session.accelerator.clip_grad_norm_(
-            session.module.parameters(), session.recipe.train.max_grad_norm))
+        norm = session.accelerator.clip_grad_norm_(session.module.parameters(),
+                                                   session.recipe.train.max_grad_norm)
+        grad_norm = float("nan") if norm is None else float(norm)  # None: DeepSpeed clips itself
     session.optimizer.step()
     session.scheduler.step()
     session.optimizer.zero_grad(set_to_none=True)
@@ -347,17 +365,18 @@ def accumulate_gradients(session: TrainingSession, batches: list[dict[str, torch
 
     Each micro-batch's summed loss is divided by the token count of the whole step (over
     all processes), so uneven micro-batches weigh every token equally. DDP averages
-    gradients over processes, hence the factor num_processes.
+    gradients over processes, hence the factor num_processes; accelerate divides each
+    micro-batch's loss by the accumulation steps, hence the factor grad_accum.
+    `accelerator.accumulate` syncs gradients on the step's last micro-batch only.
     """
     accelerator = session.accelerator
     local_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
     num_tokens = accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum")
     total = 0.0
-    for i, batch in enumerate(batches):
-        sync = i == len(batches) - 1
-        with nullcontext() if sync else accelerator.no_sync(session.module):
+    for batch in batches:
+        with accelerator.accumulate(session.module):
             loss = micro_batch_loss(session, batch, num_tokens) * accelerator.num_processes
-            accelerator.backward(loss)
+            accelerator.backward(loss * accelerator.gradient_accumulation_steps)
         total += loss.item() / accelerator.num_processes
     return total
 
@@ -432,25 +451,19 @@ def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: 
 
 
 def _save(session: TrainingSession, checkpoints: Path) -> None:
-    accelerator = session.accelerator
-    accelerator.wait_for_everyone()
-    rng_states = [capture_rng()]  # every process's, so that each can resume its own
-    if accelerator.num_processes > 1:
-        rng_states = gather_object(rng_states)
-    if accelerator.is_main_process:
-        save_checkpoint(checkpoints, session.state, _unwrap(session), session.student.tokenizer,
-                        session.optimizer, session.scheduler, accelerator.scaler,
-                        rng_states=rng_states, keep=session.recipe.train.keep_checkpoints,
-                        projection=session.hidden)
-    accelerator.wait_for_everyone()
+    session.accelerator.wait_for_everyone()
+    engine.save_state_checkpoint(session.accelerator, checkpoints, session.state,
+                                 session.recipe.train.keep_checkpoints)
 
 
 def _finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
     run_dir, state = session.recipe.run_dir, session.state
     student_dir = run_dir / "student"
+    gathered = engine.gathered_student_state(session.accelerator, session.module)
     if session.accelerator.is_main_process:
         with atomic_directory(student_dir) as tmp:
-            _unwrap(session).save_pretrained(tmp, safe_serialization=True)
+            finished_student(_unwrap(session)).save_pretrained(tmp, safe_serialization=True,
+                                                               state_dict=gathered)
             session.student.tokenizer.save_pretrained(tmp)
         result = TrainResult(student_dir, state.step, state.tokens_seen, final_loss,
                              state.elapsed_s)

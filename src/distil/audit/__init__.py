@@ -1,0 +1,18 @@
+"""The audit stage: was this text, or this model, made from a watermarked teacher?
+
+    distil audit text answers.jsonl --key-env DISTIL_WATERMARK_KEY
+    distil audit model runs/demo/student --key-env DISTIL_WATERMARK_KEY      # open weights
+    distil audit api http://127.0.0.1:8000/v1 --model demo --key-env ...     # behind an API
+
+Each mode turns its evidence into (context, token) tuples, de-duplicates them, counts the
+green ones under the key and reports the exact binomial p-value, beside the same test run
+with random keys (the empirical null). Output: OUT/audit.json and OUT/audit.md.
+Modules: `calibrate` (the test and its null), `sources` (files, corpora, tokenizers),
+`modes` (text, model, api), `verdict` (the written outputs).
+"""
+
+from distil.audit.calibrate import AuditSettings, calibrated_test
+from distil.audit.modes import audit_api, audit_model, audit_text
+from distil.audit.verdict import write_audit
+
+__all__ = ["AuditSettings", "audit_api", "audit_model", "audit_text", "calibrated_test", "write_audit"]

@@ -1,0 +1,76 @@
+"""Several training processes from one command, through accelerate's own launcher.
+
+    distil train RECIPE --num-processes 2                      # = the accelerate command below
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m distil.cli train RECIPE
+    distil train RECIPE --num-processes 8 --accelerate-config recipes/accelerate/fsdp2.yaml
+
+`accelerate launch --cpu --num_processes N` starts ONE process whatever N is: with `--cpu`
+accelerate uses its simple launcher, whose only multi-process CPU mode is mpirun (with
+`--mpirun_hostfile`). Its torchrun launcher (`--multi_gpu`) starts N processes, and
+`ACCELERATE_USE_CPU=true` makes each of them join a gloo group on CPU. `check_launch`
+refuses the one-process case loudly instead of training silently on one process.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from distil.errors import DistilError
+
+
+class LaunchError(DistilError):
+    """The processes were not started the way the launch asked for."""
+
+
+def inside_launch() -> bool:
+    """Whether this process was started by a distributed launcher (torchrun, accelerate, MPI)."""
+    return any(name in os.environ for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                                               "MV2_COMM_WORLD_SIZE"))
+
+
+def check_launch() -> None:
+    """Refuse `accelerate launch --cpu --num_processes N>1`, which would train on one process."""
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if cpu and "MASTER_ADDR" in os.environ and not inside_launch():
+        raise LaunchError("`accelerate launch --cpu` started one process, whatever --num_processes "
+                          "says (its CPU launcher is mpirun); use `distil train RECIPE "
+                          "--num-processes N`, or `ACCELERATE_USE_CPU=true accelerate launch "
+                          "--multi_gpu --num_processes N -m distil.cli train RECIPE`")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (so that two launches on one machine do not collide)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(arguments: list[str], num_processes: int,
+                   config_file: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch` of `distil.cli ARGUMENTS` on `num_processes` processes on this
+    machine, and its environment. Without a GPU the processes run on CPU (gloo)."""
+    import torch
+
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file is not None:
+        if not config_file.is_file():
+            raise LaunchError(f"accelerate config {config_file} not found; pass a file written "
+                              "by `accelerate config`, e.g. one of recipes/accelerate/")
+        command += ["--config_file", str(config_file)]
+    else:
+        command += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
+                    "--dynamo_backend", "no"]
+    command += ["--num_processes", str(num_processes), "--main_process_port", str(free_port()),
+                "-m", "distil.cli", *arguments]
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "true"
+    return command, env
+
+
+def run_launched(arguments: list[str], num_processes: int, config_file: Path | None = None) -> int:
+    """Run `distil.cli ARGUMENTS` on `num_processes` processes; their exit status."""
+    command, env = launch_command(arguments, num_processes, config_file)
+    return subprocess.run(command, env=env, check=False).returncode

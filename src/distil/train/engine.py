@@ -1,0 +1,149 @@
+"""Training on accelerate's engine: how the accelerator is built, where the teacher sits,
+whether the fused loss can read the student's head, and per-process checkpoints.
+
+    Accelerator(**accelerator_kwargs(recipe))        # trackers + gradient accumulation
+    teacher = place_teacher(accelerator, teacher, recipe.teacher.placement)
+    save_state_checkpoint(accelerator, folder, state, keep)    # every process calls it
+
+Checkpoints go through `accelerator.save_state` / `load_state`, which write and read each
+process's own part (the model and optimizer shards under FSDP or DeepSpeed, every
+process's RNG states); distil adds `trainer_state.json`, the step and data position. Under
+DDP (and on one process) they are exact: a resumed run ends with the same weights as an
+uninterrupted one (tested on CPU, gloo). FSDP and DeepSpeed are untested here (no GPU).
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, broadcast_object_list
+
+from distil.errors import ModelError
+from distil.models import LoadedModel
+from distil.progress import console
+from distil.recipe import Recipe
+from distil.train.checkpoint import TrainerState, list_checkpoints
+from distil.train.trackers import accelerator_options
+
+STATE_DIR = "accelerate"
+"""The subfolder of a checkpoint that accelerate's save_state writes."""
+
+
+def accelerator_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """`Accelerator(...)` keywords: the trackers, and accumulation over `train.grad_accum`
+    micro-batches (`accelerator.accumulate` syncs gradients on the last one only)."""
+    return {**accelerator_options(recipe), "gradient_accumulation_steps": recipe.train.grad_accum}
+
+
+def sharded(accelerator: Accelerator) -> bool:
+    """Whether parameters are split over processes (FSDP, or DeepSpeed ZeRO stage 3)."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        plugin = accelerator.state.deepspeed_plugin
+        return plugin is not None and plugin.zero_stage == 3
+    return False
+
+
+def fused_allowed(accelerator: Accelerator, wanted: bool, mode: str) -> bool:
+    """The fused loss reads the whole output-head weight outside the wrapped forward, which a
+    sharded student does not hold: fall back to the unfused loss there, saying so."""
+    if not wanted or not sharded(accelerator):
+        return wanted
+    if mode == "always":
+        raise ModelError("distill.fused=always, but the student is sharded (FSDP / ZeRO-3) and "
+                         "the fused loss needs its whole output head; set distill.fused=auto")
+    console.print("[yellow]the student is sharded (FSDP / ZeRO-3): the fused loss needs its "
+                  "whole output head, so training uses the unfused loss (same values, more "
+                  "memory for the logits)")
+    return False
+
+
+def check_supported(accelerator: Accelerator, recipe: Recipe) -> None:
+    """Refuse what this engine setup cannot do, before any model loads."""
+    if recipe.student.lora is not None and sharded(accelerator):
+        raise ModelError("student.lora with a sharded student (FSDP / ZeRO-3) is not supported: "
+                         "the adapters are merged into whole weights at the end; train a LoRA "
+                         "student with DDP (recipes/accelerate/ddp.yaml) or ZeRO-2")
+
+
+def gathered_student_state(accelerator: Accelerator, module: Any) -> dict[str, Any] | None:
+    """The whole student's weights gathered from its shards (every process calls it), keyed
+    as the student's own state dict; None when it is not sharded (read it directly)."""
+    if not sharded(accelerator):
+        return None
+    state = accelerator.get_state_dict(module)
+    return {key.removeprefix("model."): value for key, value in state.items()}
+
+
+def place_teacher(accelerator: Accelerator, teacher: LoadedModel | None,
+                  placement: str) -> LoadedModel | None:
+    """`replicated`: a whole copy on every process (as loaded). `sharded`: split over the
+    processes by FSDP for inference, when the launch uses FSDP; kept out of checkpoints."""
+    if teacher is None or placement == "replicated":
+        return teacher
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ModelError("teacher.placement=sharded is not supported under DeepSpeed (it would "
+                         "need a second DeepSpeed engine); use FSDP, teacher.placement="
+                         "replicated, or capture the teacher into a store (signals.path)")
+    if accelerator.distributed_type != DistributedType.FSDP:
+        console.print("[yellow]teacher.placement=sharded needs an FSDP launch (--accelerate-config "
+                      "recipes/accelerate/fsdp2.yaml); the teacher is replicated")
+        return teacher
+    for parameter in teacher.model.parameters():
+        parameter.requires_grad_(False)
+    wrapped = accelerator.prepare_model(teacher.model)
+    # inference only: not part of the training state that save_state writes
+    accelerator._models[:] = [m for m in accelerator._models
+                              if m is not wrapped and m is not teacher.model]
+    return dataclasses.replace(teacher, model=wrapped.eval())
+
+
+def save_state_checkpoint(accelerator: Accelerator, folder: Path, state: TrainerState,
+                          keep: int) -> Path:
+    """Write step-NNNNNN through `accelerator.save_state` (every process its part), then
+    `trainer_state.json`; the folder appears in one rename once complete. Called on every
+    process."""
+    target = folder / f"step-{state.step:06d}"
+    tmp = [None]
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = [tempfile.mkdtemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(tmp)
+    staging = Path(tmp[0])
+    accelerator.save_state(str(staging / STATE_DIR))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        for old in list_checkpoints(folder)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def has_state(path: Path) -> bool:
+    """Whether a checkpoint was written by save_state_checkpoint (not the older layout)."""
+    return (path / STATE_DIR).is_dir()
+
+
+def load_state_checkpoint(accelerator: Accelerator, path: Path) -> TrainerState:
+    """Restore this process's part of a checkpoint; return the trainer state."""
+    from distil.errors import CheckpointError
+
+    try:
+        accelerator.load_state(str(path / STATE_DIR))
+        return TrainerState(**json.loads((path / "trainer_state.json").read_text()))
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be restored ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); move it aside "
+                              "to resume from the one before, or start a new run") from None

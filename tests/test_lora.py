@@ -1,0 +1,61 @@
+"""A LoRA student (peft): only the adapters train, they are merged into the weights when
+training ends (checked against W + alpha/r * B @ A from the checkpoint), and the merged
+student exports like any other. Gradient checkpointing gives the same step."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distil.export import export_run
+from distil.models import build_tiny
+from distil.recipe import ExportSection, validate_recipe
+from distil.train import train
+from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session
+from tests.conftest import recipe_dict
+
+
+def test_lora_student_trains_adapters_only_merges_and_exports(tmp_path, dataset):
+    raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-student",
+                                                  "lora": {"r": 4, "alpha": 8.0,
+                                                           "target_modules": ["q_proj", "v_proj"]}},
+                      train={"max_steps": 3, "save_every": 3, "batch_size": 4,
+                             "learning_rate": 1e-2})
+    recipe = validate_recipe(raw)
+    train(recipe)
+    merged = load_file(recipe.run_dir / "student" / "model.safetensors")
+    initial = build_tiny("tiny-student", seed=recipe.seed)[0].state_dict()
+    assert merged.keys() == initial.keys()  # a plain model: no adapter weights left
+    state = load_file(recipe.run_dir / "checkpoints" / "step-000003" / "accelerate" / "model.safetensors")
+    changed = 0
+    for name, weight in merged.items():
+        if name.endswith(("q_proj.weight", "v_proj.weight")):
+            stem = "model." + name.removesuffix(".weight")
+            a = state[f"{stem}.lora_A.default.weight"].double()
+            b = state[f"{stem}.lora_B.default.weight"].double()
+            expected = initial[name].double() + (8.0 / 4) * b @ a
+            torch.testing.assert_close(weight.double(), expected, rtol=0, atol=1e-6)
+            changed += not torch.equal(weight, initial[name])
+        else:  # frozen: exactly as loaded
+            assert torch.equal(weight, initial[name]), name
+    assert changed == 4  # q and v of both layers moved
+    result = export_run(recipe.run_dir, ExportSection(formats=["hf"], prompts_per_task=2,
+                                                      compared_prompts=2, max_new_tokens=4))
+    assert result is not None and (recipe.run_dir / "export" / "hf-float16").is_dir()
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 2}])
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, dataset, lora):
+    grads = []
+    for checkpointing in (False, True):
+        raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-student", "lora": lora,
+                                                      "gradient_checkpointing": checkpointing})
+        session = prepare_session(validate_recipe(raw))
+        model = session.student.model
+        on = getattr(model, "is_activation_checkpointing", None)  # transformers 5
+        assert (model.is_gradient_checkpointing if on is None else on) is checkpointing
+        accumulate_gradients(session, next_micro_batches(session))
+        grads.append({n: p.grad for n, p in session.student.model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7)
