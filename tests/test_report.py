@@ -51,9 +51,18 @@ def run_dir(tmp_path):
     _write(run / "eval_samples.jsonl", json.dumps({
         "task": "add", "prompt": "2+3?", "reference": "5", "teacher": "5", "teacher_correct": True,
         "student": "6 <b>", "student_correct": False}) + "\n")
-    for variant, acc in (("seq_kd", 0.7), ("ground_truth", 0.5)):
-        _write(run / "compare" / variant / "eval.json", _eval(acc))
-        _write(run / "compare" / variant / "train_log.jsonl", json.dumps({"step": 1, "loss": 1}) + "\n")
+    methods = {}
+    for variant, acc in (("seq_kd", 0.7), ("ground_truth", 0.5), ("logit_kd", 0.9)):
+        methods[variant] = {"runs": {"0": {"accuracy": acc, "per_task": {}}}, "accuracy_mean": acc,
+                            "accuracy_interval": None, "retention": acc / 0.95}
+        if variant == "logit_kd":  # the run itself
+            methods[variant]["margin_over_seq_kd"] = {"mean": 0.2, "interval": None}
+            continue
+        _write(run / "compare" / variant / "seed-0" / "eval.json", _eval(acc))
+        _write(run / "compare" / variant / "seed-0" / "train_log.jsonl",
+               json.dumps({"step": 1, "loss": 1}) + "\n")
+    _write(run / "compare" / "summary.json", {"methods": methods, "seeds": [0], "base_seed": 0,
+                                              "teacher_accuracy": 0.95, "wall_s": 30.0})
     _write(run / "export" / "parity.json", {"variants": [
         {"name": "onnx-fp32", "max_abs_logit_diff": 1e-5, "top1_agreement": 1.0, "accuracy": 0.9,
          "passed": True},
@@ -72,7 +81,8 @@ def test_markdown_has_every_section_and_the_numbers(run_dir):
     assert "busy" not in text
     assert "Exported as `onnx-int8` (onnxruntime, 0.5 MB) it generates 15.0x the teacher's" in text
     assert "| sort | 90.0% | 90.0% | 70.0% | 50.0% |" in text
-    assert "+20.0 points" in text and "**FAIL**" in text
+    assert "| logit distillation (the run's objective) | 90.0% | 90.0 | 0.947 | +20.0 | – |" in text
+    assert "**FAIL**" in text
     for figure in re.findall(r"\]\((report_files/\w+\.png)\)", text):
         assert (run_dir / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -176,8 +176,10 @@ def run(recipe: Annotated[Path | None, typer.Argument(
         force: Annotated[bool, typer.Option(
             "--force", help="Redo every stage, even those already finished.")] = False,
         compare: Annotated[bool, typer.Option(
-            "--compare", help="Also train the student with sequence-level KD and with ground "
-                              "truth alone, and report the three side by side.")] = False,
+            "--compare", help="Also train the student by the `comparison` methods (ground "
+                              "truth, sequence-level KD, logit KD, on-policy, ...) over its "
+                              "seeds, and report each method's mean accuracy with a 95% "
+                              "interval.")] = False,
         restart: RestartOption = False, num_processes: ProcessesOption = 1,
         accelerate_config: AccelerateConfigOption = None) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished."""

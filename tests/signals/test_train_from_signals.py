@@ -1,5 +1,7 @@
 """Training from a store: no teacher loaded, equal to the live teacher at k = V, mismatches refused."""
 
+import random
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from distil.capture import capture
 from distil.evaluate import evaluate
 from distil.recipe import validate_recipe
 from distil.signals import FingerprintMismatchError, SignalsError
+from distil.train.onpolicy import on_policy_turn
 from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
@@ -72,6 +75,23 @@ def test_at_k_equal_to_vocabulary_a_step_equals_the_live_teacher_step(full_store
     live, live_loss, live_grads = _step(validate_recipe(raw))
     stored, stored_loss, stored_grads = _step(_with_store(raw))
     assert live.teacher is not None and stored.teacher is None and stored.fused == (fused == "always")
+    assert stored_loss == pytest.approx(live_loss, rel=1e-5)
+    for name, grad in live_grads.items():
+        torch.testing.assert_close(stored_grads[name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_on_policy_micro_batches_are_scored_live_beside_stored_ones(full_store):
+    """Store + distill.on_policy: the teacher is loaded for the student's samples only, and at
+    k = V the step equals the live teacher's, with one micro-batch of each kind."""
+    draws = [random.Random(f"0:on-policy:{i}").random() for i in range(2)]  # the seeded coins
+    lmbda = sum(draws) / 2  # one micro-batch on-policy, the other not
+    distill = {**full_store["distill"], "fused": "always",
+               "on_policy": {"lmbda": lmbda, "max_new_tokens": 6}}
+    raw = {**full_store, "distill": distill}
+    assert on_policy_turn(lmbda, 0, 0) != on_policy_turn(lmbda, 0, 1)
+    live, live_loss, live_grads = _step(validate_recipe(raw))
+    stored, stored_loss, stored_grads = _step(_with_store(raw))
+    assert stored.teacher is not None and stored.signals is not None
     assert stored_loss == pytest.approx(live_loss, rel=1e-5)
     for name, grad in live_grads.items():
         torch.testing.assert_close(stored_grads[name], grad, rtol=1e-4, atol=1e-6)

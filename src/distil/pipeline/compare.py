@@ -1,38 +1,70 @@
-"""`distil run --compare`: the same student trained three ways, for the report.
+"""`distil run --compare`: the same student trained by several methods, over several seeds.
 
-- logit distillation: the run itself (teacher distributions, the recipe's objective);
+Methods (recipe `comparison.methods`), all on the run's training prompts for the run's steps:
+
+- `ground_truth`: the tasks' reference answers to those prompts, hard labels, no teacher;
 - `seq_kd`: sequence-level KD, the teacher's text with hard labels only (kd_weight 0);
-- `ground_truth`: the tasks' reference answers to the same prompts, no teacher at all.
+- `logit_kd`: the recipe's own objective (at the recipe's seed: the run itself);
+- `logit_kd_hidden`: that objective plus a hidden-state term, from the live teacher;
+- `on_policy`: that objective with GKD's mixing (distill.on_policy, lmbda 0.5 by default):
+  some micro-batches are the student's own samples, scored by the live teacher;
+- `on_policy_hidden`: on_policy plus a hidden-state term, from the live teacher.
 
-Each variant lives in RUN/compare/NAME with its own checkpoints and eval.json; all reuse the
-run's cached teacher answers, so the teacher answers the held-out prompts once.
+Each (method, seed) trains in RUN/compare/METHOD/seed-S with its own checkpoints. The data
+(RUN/compare/data), the signal store and the held-out prompts are the run's for every seed,
+so the teacher's synth and capture run once and its held-out answers are cached once; the
+seed moves batch order, sampling and initialisation. RUN/compare/summary.json holds every
+accuracy, each method's mean with a 95% t-interval over seeds, and each method's paired
+margin over sequence-level KD.
 """
 
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distil.data import Pair
 from distil.evaluate import evaluate
-from distil.fsutil import atomic_directory
+from distil.fsutil import atomic_directory, atomic_write_json
 from distil.loading import load_splits
 from distil.progress import console
 from distil.recipe import Recipe
+from distil.signals.recipe import training_store_dir
 from distil.tasks import generate_items
 from distil.train import train_or_resume
 
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
+"""Two-sided 95% quantiles of Student's t for 1..20 degrees of freedom (beyond: 1.96)."""
 
-def variant_recipe(recipe: Recipe, name: str, train_file: Path | None = None) -> Recipe:
-    """The run's recipe with a hard-label objective, its own folder and, maybe, other data."""
-    data = recipe.data if train_file is None else recipe.data.model_copy(
-        update={"train": str(train_file)})
-    return recipe.model_copy(update={
-        "output_dir": str(recipe.run_dir / "compare" / name),
-        "distill": recipe.distill.model_copy(update={"kd_weight": 0.0, "ce_weight": 1.0}),
-        "data": data,
-        "compare": False,
-    })
+DEFAULT_ON_POLICY = {"lmbda": 0.5, "temperature": 1.0}
+"""GKD's mixing when the recipe sets none: half the micro-batches on-policy, sampled at T=1."""
+DEFAULT_HIDDEN = {"weight": 1.0, "loss": "cosine"}
+"""The hidden-state term of the `*_hidden` methods when the recipe sets none (uniform map)."""
+
+
+@dataclass(frozen=True)
+class CompareData:
+    """The files every variant trains and is evaluated on."""
+
+    train: Path
+    heldout: Path
+    ground_truth: Path | None
+
+
+def mean_interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and half-width of its two-sided 95% t-interval (None for a single value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    t = T_975[len(values) - 2] if len(values) - 1 <= len(T_975) else 1.96
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def ground_truth_pairs(pairs: list[Pair], seed: int) -> list[Pair] | None:
@@ -43,29 +75,121 @@ def ground_truth_pairs(pairs: list[Pair], seed: int) -> list[Pair] | None:
     return matched if len(matched) >= 0.95 * len(pairs) else None
 
 
-def run_compare(recipe: Recipe) -> None:
-    """Train and evaluate the `seq_kd` and `ground_truth` variants of the run's student."""
-    cache = recipe.run_dir / "teacher_answers.json"
-    variants = [("seq_kd", variant_recipe(recipe, "seq_kd"))]
-    truth = _write_ground_truth(recipe)
-    if truth is None:
+def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData) -> Recipe:
+    """The run's recipe trained by `method` at `seed`, in RUN/compare/METHOD/seed-S."""
+    d = recipe.distill
+    distill = d.model_copy(update={"hidden": d.hidden.model_copy(update={"weight": 0.0}),
+                                   "on_policy": d.on_policy.model_copy(update={"lmbda": 0.0})})
+    train_file, signals = files.train, recipe.signals
+    store = training_store_dir(recipe)
+    if store is not None:  # the run's store, wherever the variant's folder is
+        signals = signals.model_copy(update={"path": str(store.resolve())})
+    if method in ("ground_truth", "seq_kd"):
+        distill = distill.model_copy(update={"kd_weight": 0.0, "ce_weight": 1.0})
+        train_file = files.ground_truth if method == "ground_truth" else files.train
+    if method in ("on_policy", "on_policy_hidden"):
+        chosen = d.on_policy if d.on_policy.lmbda > 0 else d.on_policy.model_copy(
+            update={**DEFAULT_ON_POLICY, "max_new_tokens": recipe.eval.max_new_tokens})
+        distill = distill.model_copy(update={"on_policy": chosen})
+    if method in ("logit_kd_hidden", "on_policy_hidden"):
+        hidden = d.hidden if d.hidden.weight > 0 else d.hidden.model_copy(update=DEFAULT_HIDDEN)
+        distill = distill.model_copy(update={"hidden": hidden})
+        signals = signals.model_copy(update={"path": None})  # a store holds no hidden states
+    return recipe.model_copy(update={
+        "output_dir": str(recipe.run_dir / "compare" / method / f"seed-{seed}"),
+        "seed": seed,
+        "distill": distill,
+        "signals": signals,
+        "data": recipe.data.model_copy(update={"train": str(train_file),
+                                               "eval": str(files.heldout)}),
+        "compare": False,
+    })
+
+
+def run_compare(recipe: Recipe) -> dict[str, Any]:
+    """Train and evaluate every method at every seed; write and return RUN/compare/summary.json."""
+    started = time.perf_counter()
+    files = _write_data(recipe)
+    methods = [m for m in recipe.comparison.methods
+               if m != "ground_truth" or files.ground_truth is not None]
+    if len(methods) < len(recipe.comparison.methods):
         console.print("[yellow]the training prompts are not task prompts: no ground-truth variant")
-    else:
-        variants.append(("ground_truth", variant_recipe(recipe, "ground_truth", truth)))
-    for name, variant in variants:
-        console.rule(f"compare: {name}")
-        train_or_resume(variant)
-        evaluate(variant, teacher_cache=cache)
+    seeds = [recipe.seed + i for i in range(recipe.comparison.seeds)]
+    runs = {m: {str(s): _run_one(recipe, m, s, files) for s in seeds} for m in methods}
+    summary = summarise(runs, _teacher_accuracy(recipe))
+    summary.update({"seeds": seeds, "base_seed": recipe.seed,
+                    "wall_s": round(time.perf_counter() - started, 1)})
+    atomic_write_json(recipe.run_dir / "compare" / "summary.json", summary)
+    return summary
 
 
-def _write_ground_truth(recipe: Recipe) -> Path | None:
+def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData) -> dict[str, Any]:
+    """Accuracies (overall and per task) and seconds of one (method, seed)."""
+    if method == "logit_kd" and seed == recipe.seed:  # the run itself
+        metrics = json.loads((recipe.run_dir / "eval.json").read_text())
+        spent = json.loads((recipe.run_dir / "train_summary.json").read_text())["elapsed_s"]
+        marker = recipe.run_dir / "stages" / "eval.json"
+        spent += json.loads(marker.read_text())["seconds"] if marker.is_file() else 0.0
+        return _scores(metrics, spent)
+    console.rule(f"compare: {method}, seed {seed}")
+    variant = method_recipe(recipe, method, seed, files)
+    trained = train_or_resume(variant)
+    started = time.perf_counter()
+    # the run's seed for evaluation: every variant answers the same held-out prompts
+    metrics = evaluate(variant.model_copy(update={"seed": recipe.seed}),
+                       teacher_cache=recipe.run_dir / "teacher_answers.json")
+    # training's own clock (kept across resumes) + this evaluation
+    return _scores(metrics, trained.elapsed_s + time.perf_counter() - started)
+
+
+def _scores(metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
+    student = metrics.get("student", {})
+    return {"accuracy": student.get("accuracy"), "per_task": student.get("accuracy_per_task", {}),
+            "kl_teacher_student": metrics.get("kl_teacher_student"), "seconds": round(seconds, 1)}
+
+
+def summarise(runs: dict[str, dict[str, dict[str, Any]]],
+              teacher_accuracy: float | None) -> dict[str, Any]:
+    """Per method: mean accuracy and 95% interval over seeds, per-task means, retention, and
+    the paired margin over seq_kd (same seed). `runs`: method -> seed -> _scores."""
+    methods: dict[str, Any] = {}
+    for method, by_seed in runs.items():
+        accuracies = [r["accuracy"] for r in by_seed.values() if r["accuracy"] is not None]
+        entry: dict[str, Any] = {"runs": by_seed}
+        if accuracies:
+            mean, half = mean_interval(accuracies)
+            tasks = {t for r in by_seed.values() for t in r["per_task"]}
+            entry.update({"accuracy_mean": mean, "accuracy_interval": half,
+                          "per_task_mean": {t: statistics.fmean(r["per_task"][t] for r in
+                                                                by_seed.values() if t in r["per_task"])
+                                            for t in sorted(tasks)},
+                          "retention": mean / teacher_accuracy if teacher_accuracy else None})
+        if method != "seq_kd" and "seq_kd" in runs:
+            margins = [r["accuracy"] - runs["seq_kd"][s]["accuracy"] for s, r in by_seed.items()
+                       if s in runs["seq_kd"] and None not in (r["accuracy"],
+                                                                runs["seq_kd"][s]["accuracy"])]
+            if margins:
+                mean, half = mean_interval(margins)
+                entry["margin_over_seq_kd"] = {"mean": mean, "interval": half}
+        methods[method] = entry
+    return {"teacher_accuracy": teacher_accuracy, "methods": methods}
+
+
+def _teacher_accuracy(recipe: Recipe) -> float | None:
+    path = recipe.run_dir / "eval.json"
+    return json.loads(path.read_text()).get("teacher", {}).get("accuracy") if path.is_file() else None
+
+
+def _write_data(recipe: Recipe) -> CompareData:
+    """The run's training and held-out pairs, and the ground truth, as Parquet files."""
     train_pairs, held_out = load_splits(recipe.data, recipe.seed)
-    truth = ground_truth_pairs(train_pairs + held_out, recipe.seed)
-    if truth is None:
-        return None
-    folder = recipe.run_dir / "compare" / "ground_truth_data"
+    truth = ground_truth_pairs(train_pairs, recipe.seed)
+    folder = recipe.run_dir / "compare" / "data"
     with atomic_directory(folder) as tmp:
-        table = pa.Table.from_pylist([{"id": p.sample_id, "prompt": p.prompt, "response": p.response}
-                                      for p in truth])
-        pq.write_table(table, tmp / "train.parquet")
-    return folder / "train.parquet"
+        for name, pairs in (("train", train_pairs), ("heldout", held_out), ("ground_truth", truth)):
+            if pairs is not None:
+                pq.write_table(pa.Table.from_pylist([{"id": p.sample_id, "prompt": p.prompt,
+                                                      "response": p.response} for p in pairs]),
+                               tmp / f"{name}.parquet")
+    return CompareData(folder / "train.parquet", folder / "heldout.parquet",
+                       folder / "ground_truth.parquet" if truth is not None else None)

@@ -8,6 +8,7 @@ from pydantic import model_validator
 
 from distil.recipe.bench import BenchSection
 from distil.recipe.capture import CaptureSection
+from distil.recipe.compare import CompareSection
 from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection
@@ -39,8 +40,11 @@ class Recipe(Section):
     eval: EvalSection = EvalSection()
     """Held-out evaluation."""
     compare: bool = False
-    """Also train the same student on the same prompts with sequence-level KD (teacher text,
-    hard labels only) and on the tasks' ground truth alone, and report the three side by side."""
+    """Also train the same student on the same prompts for the same steps by other methods
+    (`comparison`: ground truth, sequence-level KD, logit KD, on-policy, ...), over several
+    seeds, and report each method's mean held-out accuracy with its 95% interval."""
+    comparison: CompareSection = CompareSection()
+    """What `compare` trains: the methods and the seeds of each."""
     synth: SynthSection | None = None
     """Generate the training data with the teacher first (stage `synth`, before `train`)."""
     capture: CaptureSection = CaptureSection()
@@ -71,6 +75,21 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _live_teacher_terms(self) -> "Recipe":
+        hidden, on_policy = self.distill.hidden.weight > 0, self.distill.on_policy.lmbda > 0
+        if hidden and self.signals.path is not None:
+            raise ValueError(
+                "distill.hidden.weight > 0 matches the teacher's hidden states, but a signal "
+                "store (signals.path) holds none; set signals.path empty to train from the live "
+                "teacher, or distill.hidden.weight=0")
+        if self.teacher.api is not None and (hidden or on_policy):
+            raise ValueError(
+                "distill.hidden and distill.on_policy need a local teacher's forward pass; a "
+                "teacher behind teacher.api cannot give it: set distill.hidden.weight=0 and "
+                "distill.on_policy.lmbda=0, or name a local teacher model")
+        return self
+
+    @model_validator(mode="after")
     def _api_logprobs_at_temperature_one(self) -> "Recipe":
         from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
         through_api = self.teacher.api is not None and self.capture.source != "local"
@@ -97,7 +116,7 @@ class Recipe(Section):
         return Path(self.output_dir or os.path.join("runs", self.name))
 
 
-COMPARE_INPUTS = StageInputs(fields=("compare",), reads=("train", "eval"))
+COMPARE_INPUTS = StageInputs(fields=("compare", "comparison"), reads=("train", "eval"))
 """The comparison students are trained and evaluated as the run's own student is."""
 
 REPORT_INPUTS = StageInputs(fields=(), reads=("synth", "capture", "train", "eval", "export",

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from distil.recipe.hidden import HiddenSection
+from distil.recipe.onpolicy import OnPolicySection
 from distil.recipe.section import TEACHER_IDENTITY, PositiveFloat, Probability, Section, StageInputs
 
 Divergence = Literal[
@@ -33,11 +35,18 @@ class DistillSection(Section):
     it whenever both models are live and expose a plain linear output head."""
     chunk_size: Annotated[int, Field(ge=1)] | None = None
     """Tokens per chunk on the fused path; empty picks one from the vocabulary size."""
+    hidden: HiddenSection = HiddenSection()
+    """Hidden-state distillation between chosen layers, added to the objective."""
+    on_policy: OnPolicySection = OnPolicySection()
+    """On-policy distillation: some micro-batches train on the student's own samples."""
 
     @model_validator(mode="after")
     def _some_signal(self) -> "DistillSection":
-        if self.kd_weight == 0 and self.ce_weight == 0:
+        if self.kd_weight == 0 and self.ce_weight == 0 and self.hidden.weight == 0:
             raise ValueError("kd_weight and ce_weight are both 0: set at least one above 0")
+        if self.on_policy.lmbda > 0 and self.kd_weight == 0:
+            raise ValueError("on_policy.lmbda > 0 trains on the student's own samples, which "
+                             "only the teacher's distributions can grade: set kd_weight above 0")
         return self
 
 

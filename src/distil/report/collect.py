@@ -37,14 +37,11 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "stages": {p.stem: _json(p) for p in sorted((run_dir / "stages").glob("*.json"))},
         "compare": {},
     }
-    compare_dir = run_dir / "compare"
-    if compare_dir.is_dir():
-        order = {"seq_kd": 0, "ground_truth": 1}
-        variants = sorted((p for p in compare_dir.iterdir() if (p / "train_log.jsonl").is_file()),
-                          key=lambda p: (order.get(p.name, 2), p.name))
-        for variant in variants:
-            data["compare"][variant.name] = {
-                "eval": _json(variant / "eval.json") or {},
-                "train_log": _jsonl(variant / "train_log.jsonl"),
-            }
+    summary = _json(run_dir / "compare" / "summary.json")
+    data["compare_summary"] = summary
+    for method in (summary or {}).get("methods", {}):
+        variant = run_dir / "compare" / method / f"seed-{summary['base_seed']}"
+        if (variant / "train_log.jsonl").is_file():  # logit_kd at the run's seed is the run
+            data["compare"][method] = {"eval": _json(variant / "eval.json") or {},
+                                       "train_log": _jsonl(variant / "train_log.jsonl")}
     return data

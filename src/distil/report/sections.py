@@ -252,30 +252,83 @@ def _measurement_notes(ev: dict[str, Any]) -> list[str]:
     return notes
 
 
+METHOD_LABELS = {
+    "ground_truth": "ground truth only (no teacher)",
+    "seq_kd": "sequence-level KD (teacher text, hard labels)",
+    "logit_kd": "logit distillation (the run's objective)",
+    "logit_kd_hidden": "logit distillation + hidden-state loss",
+    "on_policy": "on-policy distillation (GKD mixing)",
+    "on_policy_hidden": "on-policy + hidden-state loss",
+}
+
+
 def _comparison(data: dict[str, Any]) -> Section | None:
-    if not data["compare"]:
+    summary = data.get("compare_summary")
+    if not summary or not summary.get("methods"):
         return None
-    ev = data["eval"]
-    rows = [["logit distillation (this run)", _pct(ev.get("student", {}).get("accuracy")),
-             _num(ev.get("kl_teacher_student"))]]
-    names = {"seq_kd": "sequence-level KD (teacher text, hard labels)",
-             "ground_truth": "ground truth only (no teacher)"}
-    for name, variant in data["compare"].items():
-        student = variant["eval"].get("student", {})
-        rows.append([names.get(name, name), _pct(student.get("accuracy")),
-                     _num(variant["eval"].get("kl_teacher_student"))])
-    text = ["The same student, trained on the same prompts for the same steps, three ways."]
-    best = max(data["compare"].values(),
-               key=lambda v: v["eval"].get("student", {}).get("accuracy", 0))
-    margin = ev.get("student", {}).get("accuracy", 0) - best["eval"].get("student", {}).get("accuracy", 0)
-    text.append(f"Logit distillation's margin over the best alternative: {100 * margin:+.1f} points.")
-    noise = _noise_points(ev)
+    seeds = [str(s) for s in summary["seeds"]]
+    rows, per_task = [], {}
+    for name, entry in summary["methods"].items():
+        runs = entry["runs"]
+        margin = entry.get("margin_over_seq_kd")
+        rows.append([METHOD_LABELS.get(name, name),
+                     " / ".join(_pct(runs[s]["accuracy"]) for s in seeds if s in runs),
+                     _with_interval(entry.get("accuracy_mean"), entry.get("accuracy_interval")),
+                     "–" if entry.get("retention") is None else f"{entry['retention']:.3f}",
+                     "–" if margin is None else _with_interval(margin["mean"], margin["interval"],
+                                                               signed=True),
+                     _mean_seconds(runs)])
+        per_task[name] = entry.get("per_task_mean", {})
+    seconds = sum(r.get("seconds") or 0 for entry in summary["methods"].values()
+                  for r in entry["runs"].values())
+    text = [f"The same student, on the same training prompts for the same steps, by "
+            f"{len(rows)} methods; seeds {', '.join(seeds)} ({seconds:,.0f} s of training and "
+            "evaluation in all). Every method is evaluated on the same held-out prompts; the ± "
+            "is a 95% t-interval over the seeds (training noise), and the margin is paired by "
+            "seed."]
+    text += _margin_verdicts(summary)
+    noise = _noise_points(data["eval"])
     if noise is not None:
-        verdict = "a real difference" if abs(100 * margin) > noise else "within that noise"
-        text.append(f"Two standard errors of an accuracy difference on {ev['heldout_prompts']} "
-                    f"held-out prompts are about {noise:.1f} points, so the margin is {verdict}.")
-    return Section("Comparison", text, [Table(["student trained with", "held-out accuracy",
-                                               "KL to teacher (nats/token)"], rows)])
+        text.append(f"Two standard errors of an accuracy difference on "
+                    f"{data['eval']['heldout_prompts']} held-out prompts are about {noise:.1f} "
+                    "points: the held-out sample's own noise, on top of the seeds'.")
+    tables = [Table(["student trained with", "held-out accuracy by seed", "mean ± 95%",
+                     "retention", "margin over seq-KD", "train + eval s / seed"], rows)]
+    tasks = sorted({t for scores in per_task.values() for t in scores if t != "overall"})
+    if tasks:
+        tables.append(Table(["task"] + [METHOD_LABELS.get(n, n) for n in per_task],
+                            [[t] + [_pct(scores.get(t)) for scores in per_task.values()]
+                             for t in tasks], "Mean held-out accuracy per task over the seeds."))
+    return Section("Comparison", text, tables)
+
+
+def _mean_seconds(runs: dict[str, Any]) -> str:
+    seconds = [r["seconds"] for r in runs.values() if r.get("seconds") is not None]
+    return f"{sum(seconds) / len(seconds):.0f}" if seconds else "–"
+
+
+def _with_interval(mean: float | None, half: float | None, signed: bool = False) -> str:
+    if mean is None:
+        return "–"
+    sign = "+" if signed else ""
+    value = f"{100 * mean:{sign}.1f}"
+    return f"{value} ± {100 * half:.1f}" if half is not None else value
+
+
+def _margin_verdicts(summary: dict[str, Any]) -> list[str]:
+    """One sentence per method whose paired margin over seq-KD has an interval."""
+    verdicts = []
+    for name, entry in summary["methods"].items():
+        margin = entry.get("margin_over_seq_kd")
+        if not margin or margin["interval"] is None:
+            continue
+        low, high = margin["mean"] - margin["interval"], margin["mean"] + margin["interval"]
+        outcome = ("beats it" if low > 0 else "falls behind it" if high < 0
+                   else "is level with it within the noise")
+        verdicts.append(f"{METHOD_LABELS.get(name, name)} {outcome} "
+                        f"({100 * margin['mean']:+.1f} ± {100 * margin['interval']:.1f} points).")
+    return ["Against sequence-level KD: " + "; ".join(v.rstrip(".") for v in verdicts) + "."
+            ] if verdicts else []
 
 
 def _noise_points(ev: dict[str, Any]) -> float | None:

@@ -35,6 +35,7 @@ from distil.errors import CheckpointError, ModelError
 from distil.fsutil import atomic_directory, atomic_write_json, atomic_write_text, move_aside
 from distil.loading import load_models, load_splits
 from distil.losses import (
+    IGNORE_INDEX,
     Objective,
     TopKTeacher,
     fused_linear_loss,
@@ -54,6 +55,8 @@ from distil.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
+from distil.train.hidden import HiddenMatcher, build_matcher, outputs_and_states
+from distil.train.onpolicy import ON_POLICY_KEY, on_policy_batch, on_policy_turn
 from distil.train.step import (
     LossWindow,
     autocast_head,
@@ -89,15 +92,22 @@ class DistillationStudent(torch.nn.Module):
     """The student as one module whose forward gives what the loss needs.
 
     On the fused path that is the final hidden states (B, T, H); otherwise logits (B, T, V).
-    Wrapping it lets accelerate prepare (and DDP-wrap) the whole forward.
+    Wrapping it lets accelerate prepare (and DDP-wrap) the whole forward. With a `hidden`
+    matcher the forward also leaves the matched, projected states in `states`.
     """
 
-    def __init__(self, model: torch.nn.Module, fused: bool) -> None:
+    def __init__(self, model: torch.nn.Module, fused: bool,
+                 hidden: HiddenMatcher | None = None) -> None:
         super().__init__()
-        self.model, self.fused = model, fused
+        self.model, self.fused, self.hidden = model, fused, hidden
+        self.states: list[torch.Tensor] = []
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model_outputs(self.model, input_ids, attention_mask, self.fused)
+        if self.hidden is None:
+            return model_outputs(self.model, input_ids, attention_mask, self.fused)
+        out, states = outputs_and_states(self.model, input_ids, attention_mask, self.fused)
+        self.states = self.hidden.project(states)
+        return out
 
 
 def model_outputs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -127,6 +137,8 @@ class TrainingSession:
     state: TrainerState
     signals: StoredTeacher | None = None
     """The teacher's stored top-k when the recipe trains from a signal store (no live teacher)."""
+    hidden: HiddenMatcher | None = None
+    """The hidden-state term's layer map and projections (distill.hidden), if any."""
 
 
 TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
@@ -197,8 +209,10 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     engine.check_supported(accelerator, recipe)
     from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
     train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
+    live = recipe.distill.hidden.weight > 0 or recipe.distill.on_policy.lmbda > 0
     teacher, student, vocab = load_models(
-        recipe, accelerator.device, need_teacher=recipe.distill.kd_weight > 0 and not from_store)
+        recipe, accelerator.device,
+        need_teacher=live or (recipe.distill.kd_weight > 0 and not from_store))
     student = adapt_student(student, recipe.student)
     teacher = engine.place_teacher(accelerator, teacher, recipe.teacher.placement)
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
@@ -210,23 +224,24 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     fused = engine.fused_allowed(accelerator, _use_fused(recipe.distill.fused, student, teacher),
                                  recipe.distill.fused)
     student.model.train()
-    optimizer = make_optimizer([p for p in student.model.parameters() if p.requires_grad],
+    hidden = build_matcher(recipe.distill.hidden, student.model, teacher and teacher.model)
+    trained = DistillationStudent(student.model, fused, hidden)
+    optimizer = make_optimizer([p for p in trained.parameters() if p.requires_grad],
                                recipe.train.learning_rate, recipe.train.weight_decay,
                                accelerator.device)
     total = total_steps(recipe, len(examples), accelerator.num_processes)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, round(recipe.train.warmup_ratio * total), total)
-    wrapped = DistillationStudent(student.model, fused)
     if use_compile(recipe.train.compile, accelerator.device):
-        compile_module(wrapped)
-    module, optimizer = accelerator.prepare(wrapped, optimizer)
+        compile_module(trained)
+    module, optimizer = accelerator.prepare(trained, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
                          inputs=input_values(recipe, "train"))
     return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
-                    examples, objective, vocab, fused, state, signals)
+                    examples, objective, vocab, fused, state, signals, hidden)
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:
@@ -353,10 +368,16 @@ def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]
                                    accelerator.process_index, accelerator.num_processes)
         state.micro_batch += 1
         chosen = [session.examples[i] for i in rows]
-        batch = pad_to_multiple(collate(chosen, session.student.tokenizer.pad_token_id),
-                                recipe.train.pad_multiple, session.student.tokenizer.pad_token_id)
-        if session.signals is not None:
-            batch.update(session.signals.lookup(chosen))
+        on_policy = recipe.distill.on_policy
+        if on_policy_turn(on_policy.lmbda, recipe.seed, state.micro_batch - 1):
+            batch = on_policy_batch(_unwrap(session), session.student.tokenizer, chosen, on_policy,
+                                    recipe.data.max_length, recipe.seed, state.micro_batch - 1)
+        else:
+            batch = collate(chosen, session.student.tokenizer.pad_token_id)
+            if session.signals is not None:
+                batch.update(session.signals.lookup(chosen))
+        batch = pad_to_multiple(batch, recipe.train.pad_multiple,
+                                session.student.tokenizer.pad_token_id)
         batch["token_index"] = response_index(batch)  # on the CPU: no device read later
         moved = {k: v.to(accelerator.device) for k, v in batch.items()}
         moved["positions"] = batch["attention_mask"].sum()  # stays on the CPU
@@ -396,19 +417,31 @@ def accumulate_losses(session: TrainingSession,
 def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
                      num_tokens: torch.Tensor) -> torch.Tensor:
     """Summed per-token loss of one micro-batch divided by the step's token count."""
+    labels = batch["labels"][:, 1:]
+    mask = labels != IGNORE_INDEX  # (B, T - 1), for the hidden-state term
     index = batch["token_index"] if "token_index" in batch else response_index(batch)
+    on_policy = ON_POLICY_KEY in batch  # the student's own tokens: no hard-label term there
     targets = batch["labels"].flatten()[index + 1]  # (N,): the next token at each position
+    if on_policy:
+        targets = torch.full_like(targets, IGNORE_INDEX)
     student_out = response_rows(session.module(batch["input_ids"], batch["attention_mask"]), index)
     teacher_out: torch.Tensor | TopKTeacher | None = None
-    if session.signals is not None:
+    teacher_states: tuple[torch.Tensor, ...] = ()
+    if session.signals is not None and not on_policy:
         teacher_out = topk_teacher(batch)  # (N, k) stored top-k, aligned with student_out
     elif session.teacher is not None:
-        with teacher_mode():
-            teacher_all = model_outputs(session.teacher.model, batch["input_ids"],
-                                        batch["attention_mask"], session.fused)
+        # inference_mode, unless hidden states are matched (their loss saves them for backward)
+        with teacher_mode() if session.hidden is None else torch.no_grad():
+            teacher_all, teacher_states = outputs_and_states(
+                session.teacher.model, batch["input_ids"], batch["attention_mask"], session.fused,
+                states=session.hidden is not None)
         teacher_out = response_rows(teacher_all, index)  # gathered outside: a normal tensor
     if session.fused:  # the summed loss, computed with its gradients in one pass
-        return _fused_values(session, student_out, teacher_out, targets) / num_tokens
+        total = _fused_values(session, student_out, teacher_out, targets)
+        if session.hidden is not None:
+            states = session.accelerator.unwrap_model(session.module).states
+            total = total + session.hidden.per_token(states, teacher_states, mask).sum()
+        return total / num_tokens
     if isinstance(teacher_out, TopKTeacher):
         values = sparse_objective_per_token(session.objective, student_out[:, :session.vocab],
                                             teacher_out, targets)
@@ -417,6 +450,9 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
         values = session.objective.per_token(
             student_out[:, :vocab], None if teacher_out is None else teacher_out[:, :vocab],
             targets)
+    if session.hidden is not None:
+        states = session.accelerator.unwrap_model(session.module).states
+        values = values + session.hidden.per_token(states, teacher_states, mask)
     return values.sum() / num_tokens
 
 
@@ -429,7 +465,7 @@ def _fused_values(session: TrainingSession, student_hidden: torch.Tensor,
     dtype = head_dtype(session.accelerator.mixed_precision)
     student_hidden = autocast_head(student_hidden, dtype)
     student_weight = autocast_head(linear_head_weight(_unwrap(session))[:vocab], dtype)
-    teacher_weight = (None if session.teacher is None
+    teacher_weight = (None if session.teacher is None or stored is not None
                       else linear_head_weight(session.teacher.model)[:vocab])
 
     loss_of = chunk_objective(objective, stored is not None,

@@ -1,0 +1,29 @@
+"""Recipe section `distill.on_policy:`: the student's own samples, scored by the teacher.
+
+    distill:
+      on_policy: {lmbda: 0.5, temperature: 1.0, max_new_tokens: 16}
+
+With probability `lmbda` per micro-batch (GKD's mixing, Agarwal et al. 2024) the student
+generates the responses to the micro-batch's prompts, the live teacher scores them token by
+token, and the divergence trains the student on those tokens; otherwise the micro-batch
+trains off-policy as usual (on the dataset's responses, from the live teacher or the store).
+"""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from distil.recipe.section import Probability, Section
+
+
+class OnPolicySection(Section):
+    """On-policy distillation (GKD). Needs a live teacher (it is loaded even when off-policy
+    micro-batches train from a signal store) and distill.kd_weight > 0."""
+
+    lmbda: Probability = 0.0
+    """Probability that a micro-batch is on-policy (TRL's `lmbda`); 0 is off-policy only,
+    1 on-policy only. The draw is a pure function of (seed, micro-batch number)."""
+    temperature: Annotated[float, Field(ge=0)] = 1.0
+    """Sampling temperature of the student's responses; 0 is greedy."""
+    max_new_tokens: Annotated[int, Field(ge=1)] = 64
+    """Longest generated response, in tokens (also cut to data.max_length with its prompt)."""
