@@ -15,14 +15,21 @@ continuations) has mass 1 - c. With one token a side, c = 1 and P is the plain d
 
 Two losses on these span distributions:
 
-- `aligned_divergence` (DSKD, GOLD): outcomes are the teacher's tokens that the vocabulary
-  map sends to a student token (the same string), plus one *bucket* for everything else:
-  the teacher's unmapped tokens, its tail outside a stored top-k, and the 1 - c of other
-  continuations; on the student side the bucket is its mass outside the mapped tokens, and
-  its own 1 - c. Both sides are normalised (k + 1)-outcome distributions and any of the
-  divergences of distil.losses.dense applies. With identical tokenizers every span is one
-  token a side, the map is the identity, the bucket is empty, and this is the dense
-  (or, over a stored top-k, the sparse) divergence exactly.
+- `aligned_divergence` (as DSKD and GOLD align vocabularies): the outcomes are
+  1. the span as observed, P(y_1) on each side (the teacher's first token and the
+     student's may differ: " 12" against " 1", "2");
+  2. each other teacher token v whose string the student also has (the vocabulary map
+     sends it to a student token u), with P_t(v) against P_s(u), leaving out the tokens
+     that are the span's own first token on either side;
+  3. one *bucket* for all the rest on each side: unmapped tokens, the teacher's tail
+     outside a stored top-k, and the 1 - c of other continuations.
+  Both sides are normalised distributions over these outcomes, and any divergence of
+  distil.losses.dense applies to them. `BUCKET_FLOOR` is added to both buckets: mass that
+  only one side can express (a teacher merge the student spells with two tokens while the
+  student's every token is mapped) then costs a bounded amount, not an infinite KL. With
+  identical tokenizers every span is one token a side, the map is the identity, the
+  buckets hold only the floor, and this is the dense (or, over a stored top-k, the
+  sparse) divergence up to a factor 1 / (1 + BUCKET_FLOOR).
 - `uld_distance` (ULD, Boizard et al. 2024): no vocabulary map. Each side's span
   probabilities are sorted in decreasing order, the k largest kept and the rest summed into
   a tail, and the loss is sum_i |P_t(i) - P_s(i)| + |tail_t - tail_s|: the closed form ULD
@@ -35,6 +42,7 @@ and the other tokens of the span get 0, so a token mean over the student's respo
 tokens weighs every span once.
 """
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -57,11 +65,20 @@ class SpanPositions(NamedTuple):
 
 
 class SpanTeacher(NamedTuple):
-    """The teacher per span: its top-k at the span's first token (teacher ids), and
-    log c, the log-probability of its own continuation tokens in the span. (M, k), (M,)."""
+    """The teacher per span, at the training temperature: its top-k at the span's first token
+    (teacher ids), log c (its continuation tokens in the span), and its own first token and
+    log-probability there (which a stored top-k may lack). (M, k), (M,), (M,), (M,)."""
 
     first: TopKTeacher
     log_continuation: Tensor
+    first_token: Tensor
+    first_logprob: Tensor
+
+
+BUCKET_FLOOR = 1e-6
+"""Probability added to both sides' bucket before renormalising: mass that one side cannot
+express (say, every student token is the image of a teacher token, so the student's bucket
+is empty) costs a bounded amount instead of an infinite KL."""
 
 
 def span_log_probs(log_p: Tensor, targets: Tensor, spans: SpanPositions) -> tuple[Tensor, Tensor]:
@@ -84,46 +101,61 @@ def dense_span_teacher(log_p: Tensor, targets: Tensor, spans: SpanPositions) -> 
     first, log_c = span_log_probs(log_p, targets, spans)
     ids = torch.arange(first.shape[1], device=first.device).expand(first.shape[0], -1)
     none = torch.full((first.shape[0],), float("-inf"), dtype=first.dtype, device=first.device)
-    return SpanTeacher(TopKTeacher(ids, first, none), log_c)
+    first_token = targets[spans.first]
+    return SpanTeacher(TopKTeacher(ids, first, none), log_c, first_token,
+                       first.gather(1, first_token[:, None]).squeeze(1))
 
 
-def aligned_log_probs(student_first: Tensor, student_log_c: Tensor, teacher: SpanTeacher,
-                      teacher_to_student: Tensor) -> tuple[Tensor, Tensor]:
-    """Student and teacher span log-probabilities on the mapped teacher tokens plus the bucket.
+def aligned_log_probs(student_first: Tensor, student_log_c: Tensor, student_first_token: Tensor,
+                      teacher: SpanTeacher, teacher_to_student: Tensor) -> tuple[Tensor, Tensor]:
+    """Student and teacher span log-probabilities on [the span, the other mapped tokens, bucket].
 
-    (M, V_s) student log-probabilities at the spans' first tokens, (M,) student log c,
-    SpanTeacher (M, k), (V_t,) map -> two (M, k + 1) tensors (the last column the bucket).
+    (M, V_s) student log-probabilities at the spans' first tokens, (M,) student log c, (M,)
+    the student's first tokens, SpanTeacher (M, k), (V_t,) map -> two (M, k + 2) tensors:
+    column 0 the span as observed, columns 1..k the teacher's other entries (-inf where not
+    an outcome), the last the bucket.
     """
-    top = teacher.first
+    top, dtype, inf = teacher.first, student_first.dtype, float("-inf")
     student_ids = teacher_to_student.to(top.ids.device)[top.ids]  # (M, k), -1 unmapped
-    mapped = student_ids >= 0
+    own = top.ids == teacher.first_token[:, None]  # (M, k)
+    other = (student_ids >= 0) & ~own & (student_ids != student_first_token[:, None])
     safe_ids = student_ids.clamp(min=0)
-    inf = float("-inf")
-    teacher_logs = top.logprobs.to(student_first.dtype)
-    teacher_mapped = teacher_logs.masked_fill(~mapped, inf)
-    teacher_rest = _log_add(_log_sum(teacher_logs.masked_fill(mapped, inf)),
-                            top.log_tail.to(student_first.dtype))
-    student_mapped = student_first.gather(1, safe_ids).masked_fill(~mapped, inf)
+    teacher_logs = top.logprobs.to(dtype)
+    first_logprob = teacher.first_logprob.to(dtype)
+    # the teacher's first-position mass outside the span's token and the other outcomes
+    tail = top.log_tail.to(dtype)
+    stored = own.any(dim=1)
+    tail = torch.where(stored, tail, tail + _log_one_minus_exp(
+        torch.clamp(first_logprob - tail, max=0).masked_fill(stored, -1.0)))
+    teacher_rest = _log_add(_log_sum(teacher_logs.masked_fill(other | own, inf)), tail)
     covered = torch.zeros_like(student_first, dtype=torch.int32).scatter_add(
-        1, safe_ids, mapped.to(torch.int32)) > 0  # (M, V_s)
+        1, safe_ids, other.to(torch.int32)) > 0  # (M, V_s)
+    covered = covered.scatter(1, student_first_token[:, None], True)
     student_rest = _log_sum(student_first.masked_fill(covered, inf))
-    return (_with_continuation(student_mapped, student_rest, student_log_c),
-            _with_continuation(teacher_mapped, teacher_rest,
-                               teacher.log_continuation.to(student_first.dtype)))
+    student = _outcomes(student_first.gather(1, student_first_token[:, None]).squeeze(1),
+                        student_first.gather(1, safe_ids).masked_fill(~other, inf),
+                        student_rest, student_log_c)
+    teacher_side = _outcomes(first_logprob, teacher_logs.masked_fill(~other, inf), teacher_rest,
+                             teacher.log_continuation.to(dtype))
+    return student, teacher_side
 
 
-def _with_continuation(mapped: Tensor, rest: Tensor, log_c: Tensor) -> Tensor:
-    """[log c + mapped, log(c * rest + 1 - c)]: the chain rule's span outcomes. -> (M, k + 1)."""
-    log_c = log_c.clamp(max=0)[:, None]  # (M, 1)
-    bucket = _log_add(rest + log_c.squeeze(1), _log_one_minus_exp(log_c.squeeze(1)))
-    return torch.cat([mapped + log_c, bucket[:, None]], dim=1)
+def _outcomes(span_first: Tensor, others: Tensor, rest: Tensor, log_c: Tensor) -> Tensor:
+    """[log c + span_first, log c + others, log(c * rest + 1 - c)], bucket floored. -> (M, k + 2)."""
+    log_c = log_c.clamp(max=0)
+    bucket = _log_add(rest + log_c, _log_one_minus_exp(log_c))
+    bucket = torch.logaddexp(bucket, torch.full_like(bucket, math.log(BUCKET_FLOOR)))
+    rows = torch.cat([(span_first + log_c)[:, None], others + log_c[:, None], bucket[:, None]], 1)
+    return rows - math.log1p(BUCKET_FLOOR)
 
 
 def aligned_divergence(name: str, student_first: Tensor, student_log_c: Tensor,
-                       teacher: SpanTeacher, teacher_to_student: Tensor, *, beta: float = 0.5,
+                       student_first_token: Tensor, teacher: SpanTeacher,
+                       teacher_to_student: Tensor, *, beta: float = 0.5,
                        alpha: float = 0.1) -> Tensor:
     """The divergence `name` between the aligned span distributions (module docstring). -> (M,)."""
-    log_s, log_t = aligned_log_probs(student_first, student_log_c, teacher, teacher_to_student)
+    log_s, log_t = aligned_log_probs(student_first, student_log_c, student_first_token, teacher,
+                                     teacher_to_student)
     return divergence_of_log_probs(name, log_s, log_t, beta=beta, alpha=alpha)
 
 
@@ -209,8 +241,9 @@ def cross_tokenizer_per_token(objective: Objective, method: str, student_logits:
         elif method == "aligned":
             if teacher_to_student is None:
                 raise ValueError("the aligned loss needs the vocabulary map")
-            values = aligned_divergence(objective.divergence, first, log_c, teacher,
-                                        teacher_to_student, beta=objective.beta,
+            values = aligned_divergence(objective.divergence, first, log_c,
+                                        labels[spans.first], teacher, teacher_to_student,
+                                        beta=objective.beta,
                                         alpha=objective.alpha)
         else:
             raise ValueError(f"unknown cross-tokenizer method {method!r}; use aligned or uld")

@@ -8,6 +8,7 @@ from pydantic import model_validator
 
 from distil.recipe.bench import BenchSection
 from distil.recipe.capture import CaptureSection
+from distil.recipe.cross_tokenizer import CrossTokenizerSection
 from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection
@@ -29,7 +30,8 @@ class Recipe(Section):
     teacher: TeacherSection
     """The model whose distributions the student learns."""
     student: ModelSection
-    """The model being trained; it must share the teacher's vocabulary."""
+    """The model being trained; it must share the teacher's vocabulary unless
+    cross_tokenizer.method is set."""
     data: DataSection = DataSection()
     """Where the prompt/response pairs come from."""
     distill: DistillSection = DistillSection()
@@ -47,6 +49,8 @@ class Recipe(Section):
     """Capturing teacher signals to disk (`distil capture`)."""
     signals: SignalsSection = SignalsSection()
     """Training from captured teacher signals instead of a live teacher."""
+    cross_tokenizer: CrossTokenizerSection = CrossTokenizerSection()
+    """A teacher whose tokenizer differs from the student's."""
     export: ExportSection | None = None
     """Export the trained student (safetensors, ONNX, int8 ONNX) and check each file against
     PyTorch (stage `export`, after `eval`). Empty skips the stage; `distil export` runs it alone."""

@@ -57,6 +57,7 @@ from distil.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from distil.train.cross_tokenizer import CrossTokenizerTeacher, cross_tokenizer_teacher
 from distil.train.trackers import accelerator_options, start_trackers
 
 
@@ -114,6 +115,8 @@ class TrainingSession:
     state: TrainerState
     signals: StoredTeacher | None = None
     """The teacher's stored top-k when the recipe trains from a signal store (no live teacher)."""
+    cross: CrossTokenizerTeacher | None = None
+    """A teacher of another tokenizer (cross_tokenizer.method), with its inputs and alignments."""
 
 
 TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
@@ -185,7 +188,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     if signals is not None:
         signals.check_covers(examples)
         vocab = signals.vocab_size
-    fused = _use_fused(recipe.distill.fused, student, teacher)
+    cross = cross_tokenizer_teacher(recipe, teacher, student, train_pairs, examples)
+    fused = cross is None and _use_fused(recipe.distill.fused, student, teacher)
     student.model.train()
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=recipe.train.learning_rate,
                                   weight_decay=recipe.train.weight_decay)
@@ -198,7 +202,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
                          inputs=input_values(recipe, "train"))
     return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
-                    examples, objective, vocab, fused, state, signals)
+                    examples, objective, vocab, fused, state, signals, cross)
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:
@@ -317,6 +321,8 @@ def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]
         batch = collate(chosen, session.student.tokenizer.pad_token_id)
         if session.signals is not None:
             batch.update(session.signals.lookup(chosen))
+        if session.cross is not None:
+            batch.update(session.cross.lookup(chosen))
         batches.append({k: v.to(accelerator.device) for k, v in batch.items()})
     return batches
 
@@ -348,6 +354,9 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
     mask = labels != IGNORE_INDEX
     targets = labels[mask]  # (N,)
     student_out = session.module(batch["input_ids"], batch["attention_mask"])[:, :-1][mask]
+    if session.cross is not None:
+        values = session.cross.per_token(session.objective, student_out, targets, batch)
+        return values.sum() / num_tokens
     teacher_out: torch.Tensor | TopKTeacher | None = None
     if session.signals is not None:
         teacher_out = topk_teacher(batch)  # (N, k) stored top-k, aligned with student_out
