@@ -10,10 +10,11 @@ by span, and token by token over the mapped part of the vocabularies.
 """
 
 from distil.align.spans import Span, align_spans, clean_ends, token_offsets
-from distil.align.vocab import VocabularyMap, token_bytes, vocabulary_map
+from distil.align.vocab import Vocabulary, VocabularyMap, token_bytes, vocabulary_map
 
 __all__ = [
     "Span",
+    "Vocabulary",
     "VocabularyMap",
     "align_spans",
     "clean_ends",

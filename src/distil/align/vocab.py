@@ -69,6 +69,38 @@ def token_bytes(token: str, how: Spelling) -> bytes:
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """What the map needs of a tokenizer: token -> id, its special tokens, its end-of-sequence
+    id and its spelling. Built from a tokenizer (`of`), or read back from a signal store."""
+
+    tokens: dict[str, int]
+    specials: frozenset[str]
+    eos_token_id: int | None
+    spelling: Spelling
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> "Vocabulary":
+        if isinstance(tokenizer, Vocabulary):
+            return tokenizer
+        return cls(dict(tokenizer.get_vocab()),
+                   frozenset(getattr(tokenizer, "all_special_tokens", [])),
+                   tokenizer.eos_token_id, spelling(tokenizer))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able form: tokens listed by id (None for unused ids)."""
+        listed: list[str | None] = [None] * (max(self.tokens.values()) + 1)
+        for token, i in self.tokens.items():
+            listed[i] = token
+        return {"tokens": listed, "specials": sorted(self.specials),
+                "eos_token_id": self.eos_token_id, "spelling": self.spelling}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Vocabulary":
+        tokens = {token: i for i, token in enumerate(data["tokens"]) if token is not None}
+        return cls(tokens, frozenset(data["specials"]), data["eos_token_id"], data["spelling"])
+
+
+@dataclass(frozen=True)
 class VocabularyMap:
     """teacher_to_student (V_t,) int64: the student id of each teacher id, -1 where none."""
 
@@ -86,10 +118,11 @@ class VocabularyMap:
 def vocabulary_map(teacher: Any, student: Any, teacher_width: int | None = None) -> VocabularyMap:
     """Map the teacher tokenizer's tokens onto the student's (module docstring).
 
-    `teacher_width` is the teacher's logit width (its head may have more rows than its
-    tokenizer has tokens; those rows map to nothing).
+    Each side is a tokenizer or a `Vocabulary`. `teacher_width` is the teacher's logit width
+    (its head may have more rows than its tokenizer has tokens; those rows map to nothing).
     """
-    teacher_vocab, student_vocab = teacher.get_vocab(), student.get_vocab()
+    teacher, student = Vocabulary.of(teacher), Vocabulary.of(student)
+    teacher_vocab, student_vocab = teacher.tokens, student.tokens
     width = max(teacher_width or 0, max(teacher_vocab.values()) + 1)
     mapping = torch.full((width,), -1, dtype=torch.long)
     taken: set[int] = set()
@@ -105,15 +138,12 @@ def vocabulary_map(teacher: Any, student: Any, teacher_width: int | None = None)
     if teacher.eos_token_id is not None and student.eos_token_id is not None:
         exact += match(teacher.eos_token_id, student.eos_token_id)
     ordered = sorted(teacher_vocab.items(), key=lambda item: item[1])
-    specials = set(getattr(teacher, "all_special_tokens", []))
-    how_teacher, how_student = spelling(teacher), spelling(student)
     exact += sum(match(i, student_vocab.get(token)) for token, i in ordered
-                 if how_teacher == how_student or token in specials)
+                 if teacher.spelling == student.spelling or token in teacher.specials)
     by_bytes: dict[bytes, int] = {}
-    student_specials = set(getattr(student, "all_special_tokens", []))
     for token, i in sorted(student_vocab.items(), key=lambda item: item[1]):
-        if token not in student_specials:
-            by_bytes.setdefault(token_bytes(token, how_student), i)
-    normalised = sum(match(i, by_bytes.get(token_bytes(token, how_teacher)))
-                     for token, i in ordered if token not in specials)
+        if token not in student.specials:
+            by_bytes.setdefault(token_bytes(token, student.spelling), i)
+    normalised = sum(match(i, by_bytes.get(token_bytes(token, teacher.spelling)))
+                     for token, i in ordered if token not in teacher.specials)
     return VocabularyMap(mapping, exact, normalised)

@@ -21,7 +21,10 @@ class CrossTokenizerSection(Section):
     `aligned`: distill.divergence over the tokens both vocabularies spell alike, plus one bucket
     for the rest, per span (each side's span probability by the chain rule over its tokens).
     `uld`: Universal Logit Distillation, the L1 distance between the two sides' sorted span
-    probabilities over the top_k largest and the tail; needs no vocabulary map."""
+    probabilities over the top_k largest and the tail; needs no vocabulary map. With
+    signals.path, `distil capture` (run with this field set) stores the teacher on its own
+    tokens. See docs/cross-tokenizer.md."""
     top_k: Annotated[int, Field(ge=1)] = 32
     """`uld`: how many of the largest span probabilities each side compares one by one (the
-    rest are summed into a tail). `aligned` with a live teacher uses its whole distribution."""
+    rest are summed into a tail), at most capture.top_k from a store. `aligned` uses the live
+    teacher's whole distribution, or the store's top-k."""

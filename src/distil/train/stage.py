@@ -184,7 +184,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
         recipe, accelerator.device, need_teacher=recipe.distill.kd_weight > 0 and not from_store)
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
                             recipe.data.max_length)
-    signals = training_signals(recipe, student) if from_store else None
+    cross_store = from_store and recipe.cross_tokenizer.method != "off"  # aligned below
+    signals = training_signals(recipe, student) if from_store and not cross_store else None
     if signals is not None:
         signals.check_covers(examples)
         vocab = signals.vocab_size
