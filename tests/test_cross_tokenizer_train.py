@@ -69,3 +69,17 @@ def test_row_alignment_covers_the_response_and_the_end_of_turn():
     short = align_row(pair.response, cut, row_t, student, teacher)
     assert len(short.student_first) < len(aligned.student_first)
     assert short.teacher_span[-1] == -1  # the teacher's end-of-turn has no partner
+
+
+def test_eval_scores_each_model_on_its_own_tokens(tmp_path, dataset):
+    from distil.evaluate import evaluate
+
+    cross = validate_recipe(recipe_dict(tmp_path, dataset, teacher={"model": "demo"},
+                                        cross_tokenizer={"method": "aligned"}))
+    metrics = evaluate(cross, student_source="recipe", output=tmp_path / "cross.json")
+    assert metrics["kl_teacher_student"] is None and metrics["top1_agreement"] is None
+    same = validate_recipe(recipe_dict(tmp_path, dataset, teacher={"model": "demo"},
+                                       student={"model": "demo"}))
+    alone = evaluate(same, student_source="recipe", output=tmp_path / "same.json")
+    assert metrics["teacher"]["perplexity"] == pytest.approx(alone["teacher"]["perplexity"])
+    assert 1 < metrics["student"]["perplexity"] < float("inf")
