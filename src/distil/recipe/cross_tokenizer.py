@@ -21,7 +21,8 @@ class CrossTokenizerSection(Section):
     `aligned`: distill.divergence over the tokens both vocabularies spell alike, plus one bucket
     for the rest, per span (each side's span probability by the chain rule over its tokens).
     `uld`: Universal Logit Distillation, the L1 distance between the two sides' sorted span
-    probabilities over the top_k largest and the tail; needs no vocabulary map. With
+    probabilities over the top_k largest and the tail; needs no vocabulary map, and is blind
+    to which token holds the mass, so use it with distill.ce_weight > 0. With
     signals.path, `distil capture` (run with this field set) stores the teacher on its own
     tokens. See docs/cross-tokenizer.md."""
     top_k: Annotated[int, Field(ge=1)] = 32
