@@ -169,3 +169,10 @@ def test_a_store_with_hidden_states_an_api_teacher_and_bad_layers_are_refused(tm
     raw = recipe_dict(tmp_path, dataset, distill={"hidden": {"weight": 1.0, "layers": [[3, 1]]}})
     with pytest.raises(Exception, match=r"pair \[3, 1\] is out of range: student states are 0..2"):
         prepare_session(validate_recipe(raw))
+
+
+def test_a_teacher_of_another_tokenizer_is_not_combined_with_hidden_or_on_policy(tmp_path, dataset):
+    for distill in ({"hidden": {"weight": 1.0}}, {"on_policy": {"lmbda": 0.5}}):
+        raw = recipe_dict(tmp_path, dataset, distill=distill, cross_tokenizer={"method": "aligned"})
+        with pytest.raises(RecipeError, match="not combined with distill.hidden or distill.on_policy"):
+            validate_recipe(raw)

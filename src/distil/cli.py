@@ -164,9 +164,12 @@ def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption 
     if output is not None:
         ensure_writable_file(output, "metrics file", "pass --output a file path you can write")
     metrics = evaluate(loaded, student_source=student, output=output)
-    typer.echo(f"KL(teacher||student) {metrics['kl_teacher_student']:.4f} nats/token, "
-               f"top-1 agreement {metrics['top1_agreement']:.1%}; written to "
-               f"{output or loaded.run_dir / 'eval.json'}")
+    compared = (f"KL(teacher||student) {metrics['kl_teacher_student']:.4f} nats/token, "
+                f"top-1 agreement {metrics['top1_agreement']:.1%}"
+                if metrics["kl_teacher_student"] is not None else
+                f"student perplexity {metrics['student']['perplexity']:.3f} (other tokenizer "
+                "than the teacher's: no KL or agreement)")
+    typer.echo(f"{compared}; written to {output or loaded.run_dir / 'eval.json'}")
 
 
 @app.command()

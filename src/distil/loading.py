@@ -7,7 +7,7 @@ import torch
 
 from distil.data import Pair, load_pairs, split_pairs
 from distil.errors import DataError
-from distil.models import LoadedModel, load_model, shared_vocab_size
+from distil.models import LoadedModel, load_model, output_vocab_size, shared_vocab_size
 from distil.recipe import DataSection, Recipe
 from distil.recipe.models import STUDENT_TRAINING
 
@@ -17,6 +17,8 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
     """Teacher (unless not needed), student and the vocabulary width their logits share.
 
     `student_source` replaces the recipe's student model (e.g. the trained run/student).
+    With `cross_tokenizer.method` set the two may have different vocabularies, and the
+    width is the student's own.
     """
     student_spec = recipe.student.model_dump(exclude=set(STUDENT_TRAINING))
     if student_source is not None and student_source != recipe.student.model:
@@ -25,10 +27,12 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
     student = load_model(role="student", device=device, seed=recipe.seed, **student_spec)
     set_chat_template(student.tokenizer, recipe.data.chat_template)
     if not need_teacher:
-        return None, student, student.model.get_output_embeddings().weight.shape[0]
+        return None, student, output_vocab_size(student.model)
     teacher = load_model(role="teacher", device=device, seed=recipe.seed,
                          **recipe.teacher.model_dump(exclude={"api", "terms", "placement"}))
     set_chat_template(teacher.tokenizer, recipe.data.chat_template)
+    if recipe.cross_tokenizer.method != "off":
+        return teacher, student, output_vocab_size(student.model)
     return teacher, student, shared_vocab_size(teacher, student)
 
 

@@ -8,6 +8,12 @@ response position the top-k of softmax(logits / T) and the log of the remaining 
 stored under the row's sample id (docs/signals-format.md). A killed capture keeps its
 complete shards and the next run captures only the rows not in them.
 
+With `cross_tokenizer.method` set (a student of another tokenizer), each row is captured
+on the teacher's own tokens, and the store also keeps, per position, the teacher's token,
+its log-probability and its characters in the response (`TeacherTokensSource`); the
+teacher's vocabulary is written beside the shards (`teacher_vocabulary.json`), so training
+aligns and maps without the teacher or its tokenizer.
+
 A recipe with `signals.path` then trains from the store with no teacher loaded;
 `training_signals` opens it and refuses a store captured for another teacher, tokenizer,
 prompt rendering, length limit or temperature.
@@ -22,12 +28,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from distil.align import token_offsets
 from distil.data import Example, Pair, collate, encode_pairs
 from distil.errors import DataError
 from distil.loading import load_models, load_splits
 from distil.losses import IGNORE_INDEX, teacher_top_k
 from distil.losses.fused import default_chunk_size
-from distil.models import LoadedModel, linear_head_weight
+from distil.models import LoadedModel, linear_head_weight, output_vocab_size
 from distil.progress import progress_bar
 from distil.recipe import Recipe
 from distil.signals import (
@@ -40,6 +47,8 @@ from distil.signals import (
 )
 from distil.signals.generation import log_tail_mass
 from distil.signals.recipe import capture_dir, capture_temperature, signal_identity
+from distil.signals.shard import TeacherTokens
+from distil.signals.vocabulary import write_teacher_vocabulary
 from distil.teachers import Teacher
 
 
@@ -189,6 +198,8 @@ def capture(recipe: Recipe) -> CaptureResult:
     A local teacher is captured white-box; a teacher behind an API (`teacher.api`) by
     scoring each training response through its completions endpoint (echo + logprobs).
     """
+    if recipe.cross_tokenizer.method != "off":  # a student of another tokenizer
+        return capture_teacher_tokens(recipe)
     if recipe.teacher.api is not None and recipe.capture.source != "local":
         return capture_through_api(recipe)
     if recipe.capture.source in ("score", "generation"):
@@ -304,3 +315,77 @@ def unique_examples(examples: list[Example]) -> list[Example]:
             raise DataError(f"sample id {example.sample_id!r} names two different rows; the data's "
                             "`id` column must be unique (signals are stored by sample id)")
     return list(seen.values())
+
+
+# --- a student of another tokenizer: the teacher captured on its own tokens -----------
+
+class TeacherTokensSource(LocalTeacherSource):
+    """White-box capture on the teacher's own tokens, with each position's token and offsets."""
+
+    def __init__(self, *args: Any, tokenizer: Any, pairs: list[Pair], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokenizer = tokenizer
+        self.responses = {pair.sample_id: pair.response for pair in pairs}
+
+    @torch.no_grad()
+    def capture(self, examples: list[Example]) -> list[SampleSignals]:
+        batch = {k: v.to(self.device) for k, v in collate(examples, self.pad_token_id).items()}
+        labels = batch["labels"][:, 1:]
+        mask = labels != IGNORE_INDEX
+        targets = labels[mask]  # (N,)
+        tops, chosen, start = [], [], 0
+        for logits in self._response_logits(batch, mask):
+            rows = targets[start: start + logits.shape[0]]
+            log_p = torch.log_softmax(logits.float() / self.temperature, dim=-1)
+            tops.append(teacher_top_k(logits.float(), self.top_k, self.temperature))
+            chosen.append(log_p.gather(1, rows[:, None]).squeeze(1))
+            start += logits.shape[0]
+        ids, logprobs, log_tail = (torch.cat(parts).cpu().numpy()
+                                   for parts in zip(*tops, strict=True))
+        target_logprob = torch.cat(chosen).cpu().numpy()
+        samples, start = [], 0
+        for example, count in zip(examples, mask.sum(dim=1).tolist(), strict=True):
+            rows = slice(start, start + count)
+            tokens = TeacherTokens(targets[rows].cpu().numpy(), target_logprob[rows],
+                                   self._offsets(example, count))
+            samples.append(SampleSignals(example.sample_id, input_hash(example.input_ids),
+                                         ids[rows], logprobs[rows], log_tail[rows], tokens))
+            start += count
+        return samples
+
+    def _offsets(self, example: Example, count: int) -> np.ndarray:
+        """Characters of the response under each position's token; (-1, -1) for end-of-turn."""
+        _, offsets = token_offsets(self.tokenizer, self.responses[example.sample_id])
+        found = np.full((count, 2), -1, dtype=np.int32)
+        kept = min(count, len(offsets))
+        if kept:
+            found[:kept] = np.asarray(offsets[:kept], dtype=np.int32)
+        return found
+
+
+def capture_teacher_tokens(recipe: Recipe) -> CaptureResult:
+    """Capture the recipe's local teacher on its own tokens into `capture_dir(recipe)`."""
+    if recipe.teacher.api is not None:
+        raise SignalsError("cross_tokenizer with a store: capturing an API teacher on its own "
+                           "tokens is not supported yet; use a local teacher (capture.source=local)")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher, _, _ = load_models(recipe, device)
+    tokenizer, settings = teacher.tokenizer, recipe.capture
+    vocab = output_vocab_size(teacher.model)
+    if settings.top_k > vocab:
+        raise SignalsError(f"capture.top_k={settings.top_k} exceeds the teacher's vocabulary "
+                           f"({vocab} tokens); set capture.top_k to at most {vocab}")
+    pairs, examples = training_examples(recipe, tokenizer)
+    source = TeacherTokensSource(teacher, vocab, settings.top_k, capture_temperature(recipe),
+                                 tokenizer.pad_token_id, tokenizer=tokenizer, pairs=pairs)
+    fingerprint = build_fingerprint(
+        signal_identity(recipe, tokenizer, capture_temperature(recipe)), vocab_size=vocab,
+        top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
+        logprob_mode=source.logprob_mode,
+        provenance={"data": recipe.data.train,
+                    "teacher_dtype": str(teacher.model.dtype).removeprefix("torch.")})
+    fingerprint["teacher_tokens"] = True
+    path = capture_dir(recipe)
+    write_teacher_vocabulary(path, tokenizer)
+    return run_capture(source, examples, fingerprint, path, batch_size=settings.batch_size,
+                       shard_tokens=settings.shard_tokens)

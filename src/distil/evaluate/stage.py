@@ -56,9 +56,12 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
     held_out = held_out[: recipe.eval.max_samples]
     examples = encode_pairs(student.tokenizer, held_out, recipe.data.template,
                             recipe.data.max_length)
-    totals = _accumulate(teacher.model, student.model, examples, vocab,
-                         recipe.eval.batch_size, student.tokenizer.pad_token_id)
-    metrics = summarise(totals)
+    if recipe.cross_tokenizer.method == "off":
+        totals = _accumulate(teacher.model, student.model, examples, vocab,
+                             recipe.eval.batch_size, student.tokenizer.pad_token_id)
+        metrics = summarise(totals)
+    else:  # no token-by-token comparison: each model on its own tokens
+        metrics = _own_tokens_metrics(recipe, teacher, student, held_out)
     metrics.update({
         "student": {"model": source, "params": count_parameters(student.model),
                     "perplexity": metrics.pop("student_perplexity")},
@@ -106,6 +109,21 @@ def _accumulate(teacher: Any, student: Any, examples: list, vocab: int, batch_si
             totals["teacher_nll"] += token_cross_entropy(t_logits, targets).sum().item()
             bar.update(task, advance=len(chunk))
     return totals
+
+
+def _own_tokens_metrics(recipe: Recipe, teacher: Any, student: Any, held_out: list) -> dict[str, Any]:
+    """Perplexities of two models of different tokenizers, each on its own tokens; KL and
+    top-1 agreement need one vocabulary and are None."""
+    found = {}
+    for role, loaded in (("student", student), ("teacher", teacher)):
+        examples = encode_pairs(loaded.tokenizer, held_out, recipe.data.template,
+                                recipe.data.max_length)
+        width = loaded.model.get_output_embeddings().weight.shape[0]
+        totals = _accumulate(loaded.model, loaded.model, examples, width,
+                             recipe.eval.batch_size, loaded.tokenizer.pad_token_id)
+        found[f"{role}_perplexity"] = summarise(totals)["student_perplexity"]
+        found.setdefault("tokens", int(totals["tokens"]))
+    return {"kl_teacher_student": None, "top1_agreement": None, **found}
 
 
 def summarise(totals: dict[str, float]) -> dict[str, float]:

@@ -38,6 +38,6 @@ class CaptureSection(Section):
 
 INPUTS = StageInputs(
     fields=("seed", *TEACHER_IDENTITY, "data", "capture.top_k", "capture.logprob_dtype",
-            "capture.source", "distill.temperature"),
+            "capture.source", "distill.temperature", "cross_tokenizer.method"),
     reads=("synth",))
 """What decides the stored signals; batch and shard sizes and the store's folder do not."""

@@ -9,6 +9,7 @@ from pydantic import model_validator
 from distil.recipe.bench import BenchSection
 from distil.recipe.capture import CaptureSection
 from distil.recipe.compare import CompareSection
+from distil.recipe.cross_tokenizer import CrossTokenizerSection
 from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection
@@ -30,7 +31,8 @@ class Recipe(Section):
     teacher: TeacherSection
     """The model whose distributions the student learns."""
     student: StudentSection
-    """The model being trained; it must share the teacher's vocabulary."""
+    """The model being trained; it must share the teacher's vocabulary unless
+    cross_tokenizer.method is set."""
     data: DataSection = DataSection()
     """Where the prompt/response pairs come from."""
     distill: DistillSection = DistillSection()
@@ -51,6 +53,8 @@ class Recipe(Section):
     """Capturing teacher signals to disk (`distil capture`)."""
     signals: SignalsSection = SignalsSection()
     """Training from captured teacher signals instead of a live teacher."""
+    cross_tokenizer: CrossTokenizerSection = CrossTokenizerSection()
+    """A teacher whose tokenizer differs from the student's."""
     export: ExportSection | None = None
     """Export the trained student (safetensors, ONNX, int8 ONNX) and check each file against
     PyTorch (stage `export`, after `eval`). Empty skips the stage; `distil export` runs it alone."""
@@ -82,6 +86,11 @@ class Recipe(Section):
                 "distill.hidden.weight > 0 matches the teacher's hidden states, but a signal "
                 "store (signals.path) holds none; set signals.path empty to train from the live "
                 "teacher, or distill.hidden.weight=0")
+        if self.cross_tokenizer.method != "off" and (hidden or on_policy):
+            raise ValueError(
+                f"cross_tokenizer.method={self.cross_tokenizer.method}: a teacher of another "
+                "tokenizer is not combined with distill.hidden or distill.on_policy yet; set "
+                "distill.hidden.weight=0 and distill.on_policy.lmbda=0, or cross_tokenizer.method=off")
         if self.teacher.api is not None and (hidden or on_policy):
             raise ValueError(
                 "distill.hidden and distill.on_policy need a local teacher's forward pass; a "

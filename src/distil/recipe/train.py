@@ -102,7 +102,7 @@ class SignalsSection(Section):
 
 
 INPUTS = StageInputs(
-    fields=("seed", *TEACHER_IDENTITY, "student", "data", "distill", "signals",
+    fields=("seed", *TEACHER_IDENTITY, "student", "data", "distill", "signals", "cross_tokenizer",
             "train.max_steps", "train.epochs", "train.batch_size", "train.grad_accum",
             "train.learning_rate", "train.weight_decay", "train.warmup_ratio",
             "train.max_grad_norm", "train.mixed_precision"),

@@ -45,7 +45,8 @@ class SignalStore:
         self.path = Path(path)
         self.fingerprint: dict[str, Any] = read_fingerprint(self.path)
         fp = self.fingerprint
-        self.encoding = Encoding(int(fp["vocab_size"]), int(fp["top_k"]), fp["logprob_dtype"])
+        self.encoding = Encoding(int(fp["vocab_size"]), int(fp["top_k"]), fp["logprob_dtype"],
+                                 bool(fp.get("teacher_tokens", False)))
         self.shards = shard_paths(self.path)
         self.max_open_shards = max(1, max_open_shards)
         self._open: OrderedDict[int, ShardReader] = OrderedDict()

@@ -8,6 +8,12 @@
         input_hash  (S,)      uint64   hash of the sample's token ids (catches misalignment)
         checksum    (S,)      uint32   CRC-32 of the sample's ids, logprobs and log_tail bytes
         __metadata__: format, format_version, sample_ids (JSON list), index_crc32
+    and, in a store of the teacher's own tokens (`teacher_tokens`, for cross-tokenizer
+    distillation; the checksum then covers them too):
+        target_ids      (T,)     int32    the teacher's token at each position (what it predicts)
+        target_logprob  (T,)     float32  log p_t of that token (at the stored temperature)
+        char_offsets    (T, 2)   int32    its characters in the response text; (-1, -1) for
+                                          the end-of-turn token
 
 Shards are written in one piece with the standard safetensors writer and renamed into
 place, so a shard on disk is always complete. They are read with positioned reads of just
@@ -44,9 +50,10 @@ from distil.signals.errors import StoreCorruptedError
 FORMAT = "distil-signals"
 FORMAT_VERSION = 1
 SHARD_GLOB = "shard-*.safetensors"
-_DTYPES = {"U8": np.uint8, "U32": np.uint32, "U64": np.uint64, "I64": np.int64,
+_DTYPES = {"U8": np.uint8, "U32": np.uint32, "U64": np.uint64, "I32": np.int32, "I64": np.int64,
            "F16": np.float16, "F32": np.float32}
 _MAX_HEADER = 1 << 30
+TOKEN_TENSORS = ("target_ids", "target_logprob", "char_offsets")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class Encoding:
     vocab_size: int
     top_k: int
     logprob_dtype: LogprobDtype
+    teacher_tokens: bool = False
+    """The store records the teacher's own tokens per position (target_ids, ...)."""
 
     @property
     def record_bytes(self) -> int:
@@ -77,10 +86,28 @@ class SampleSignals:
     ids: np.ndarray
     logprobs: np.ndarray
     log_tail: np.ndarray
+    tokens: "TeacherTokens | None" = None
+    """The teacher's own tokens, in a store with `teacher_tokens` (else None)."""
 
     @property
     def num_tokens(self) -> int:
         return int(self.ids.shape[0])
+
+
+@dataclass
+class TeacherTokens:
+    """The teacher's tokens of a sample's response: target_ids (n,) int, target_logprob (n,)
+    float32, char_offsets (n, 2) int ((-1, -1) for the end-of-turn token)."""
+
+    target_ids: np.ndarray
+    target_logprob: np.ndarray
+    char_offsets: np.ndarray
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three arrays in their stored dtypes."""
+        return (np.ascontiguousarray(self.target_ids, dtype=np.int32),
+                np.ascontiguousarray(self.target_logprob, dtype=np.float32),
+                np.ascontiguousarray(self.char_offsets, dtype=np.int32).reshape(-1, 2))
 
 
 def input_hash(input_ids: Sequence[int]) -> int:
@@ -99,6 +126,7 @@ class EncodedSample:
     logprobs: np.ndarray  # (n, k) stored dtype
     log_tail: np.ndarray  # (n,) stored dtype
     checksum: int
+    tokens: tuple[np.ndarray, ...] = ()  # target_ids, target_logprob, char_offsets, or none
 
 
 def encode_sample(sample: SampleSignals, encoding: Encoding) -> EncodedSample:
@@ -115,8 +143,17 @@ def encode_sample(sample: SampleSignals, encoding: Encoding) -> EncodedSample:
     logprobs = encode_logprobs(np.take_along_axis(np.asarray(sample.logprobs), order, 1),
                                encoding.logprob_dtype)
     log_tail = encode_logprobs(np.asarray(sample.log_tail), encoding.logprob_dtype)
+    tokens: tuple[np.ndarray, ...] = ()
+    if encoding.teacher_tokens:
+        if sample.tokens is None:
+            raise ValueError(f"sample {sample.sample_id}: this store records the teacher's "
+                             "tokens, and the sample has none")
+        tokens = sample.tokens.arrays()
+        if any(array.shape[0] != n for array in tokens):
+            raise ValueError(f"sample {sample.sample_id}: teacher tokens for "
+                             f"{[a.shape[0] for a in tokens]} positions, expected {n}")
     return EncodedSample(sample.sample_id, sample.input_hash, records, logprobs, log_tail,
-                         _crc(records, logprobs, log_tail))
+                         _crc(records, logprobs, log_tail, *tokens), tokens)
 
 
 def _crc(*arrays: np.ndarray) -> int:
@@ -145,6 +182,10 @@ def write_shard(path: Path, samples: list[EncodedSample], encoding: Encoding) ->
         "log_tail": np.concatenate([s.log_tail for s in samples]),
         "offsets": offsets, "input_hash": hashes, "checksum": checksums,
     }
+    if encoding.teacher_tokens:
+        for name, column in zip(TOKEN_TENSORS, zip(*(s.tokens for s in samples), strict=True),
+                                strict=True):
+            tensors[name] = np.concatenate(column)
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                 "sample_ids": sample_ids,
                 "index_crc32": str(_index_crc(offsets, hashes, checksums, sample_ids))}
@@ -195,6 +236,9 @@ class ShardReader:
         expected = {"ids": np.uint8, "logprobs": LOGPROB_DTYPES[enc.logprob_dtype],
                     "log_tail": LOGPROB_DTYPES[enc.logprob_dtype], "offsets": np.int64,
                     "input_hash": np.uint64, "checksum": np.uint32}
+        if enc.teacher_tokens:
+            expected.update({"target_ids": np.int32, "target_logprob": np.float32,
+                             "char_offsets": np.int32})
         if set(header) != set(expected):
             self._damaged(f"it holds tensors {sorted(header)}, not {sorted(expected)}")
         found, end = {}, 0
@@ -211,7 +255,10 @@ class ShardReader:
             end = max(end, stop)
         tokens, samples = found["log_tail"][1][0], found["checksum"][1][0]
         if (found["ids"][1] != [tokens, enc.record_bytes] or found["logprobs"][1] != [tokens, enc.top_k]
-                or found["offsets"][1] != [samples + 1] or found["input_hash"][1] != [samples]):
+                or found["offsets"][1] != [samples + 1] or found["input_hash"][1] != [samples]
+                or (enc.teacher_tokens and (found["target_ids"][1] != [tokens]
+                                            or found["target_logprob"][1] != [tokens]
+                                            or found["char_offsets"][1] != [tokens, 2]))):
             self._damaged("its tensor shapes disagree with each other or with the store's k")
         size = os.fstat(self._fd).st_size
         if size != self._data_start + end:
@@ -244,14 +291,17 @@ class ShardReader:
         records = self._read_rows("ids", start, stop)
         stored = self._read_rows("logprobs", start, stop)
         tail = self._read_rows("log_tail", start, stop)
+        tokens = tuple(self._read_rows(name, start, stop) for name in TOKEN_TENSORS
+                       if self.encoding.teacher_tokens)
         sample_id = self.sample_ids[row]
-        if _crc(records, stored, tail) != int(self.checksums[row]):
+        if _crc(records, stored, tail, *tokens) != int(self.checksums[row]):
             self._damaged(f"sample {sample_id!r} fails its checksum")
         enc = self.encoding
         logprobs, log_tail = normalise(decode_logprobs(stored, enc.logprob_dtype),
                                        decode_logprobs(tail, enc.logprob_dtype))
         return SampleSignals(sample_id, int(self.hashes[row]),
-                             unpack_ids(records, enc.vocab_size, enc.top_k), logprobs, log_tail)
+                             unpack_ids(records, enc.vocab_size, enc.top_k), logprobs, log_tail,
+                             TeacherTokens(*tokens) if tokens else None)
 
     def close(self) -> None:
         os.close(self._fd)

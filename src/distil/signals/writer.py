@@ -38,7 +38,8 @@ class SignalWriter:
         else:
             write_fingerprint(self.path, fingerprint)
         self.encoding = Encoding(fingerprint["vocab_size"], fingerprint["top_k"],
-                                 fingerprint["logprob_dtype"])
+                                 fingerprint["logprob_dtype"],
+                                 bool(fingerprint.get("teacher_tokens", False)))
         self.shard_tokens = shard_tokens
         with SignalStore(self.path) as existing:
             self._done = set(existing.sample_ids())

@@ -55,6 +55,7 @@ from distil.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
+from distil.train.cross_tokenizer import CrossTokenizerTeacher, cross_tokenizer_teacher
 from distil.train.hidden import HiddenMatcher, build_matcher, outputs_and_states
 from distil.train.onpolicy import ON_POLICY_KEY, on_policy_batch, on_policy_turn
 from distil.train.step import (
@@ -139,6 +140,8 @@ class TrainingSession:
     """The teacher's stored top-k when the recipe trains from a signal store (no live teacher)."""
     hidden: HiddenMatcher | None = None
     """The hidden-state term's layer map and projections (distill.hidden), if any."""
+    cross: CrossTokenizerTeacher | None = None
+    """A teacher of another tokenizer (cross_tokenizer.method), with its inputs and alignments."""
 
 
 TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
@@ -217,12 +220,14 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     teacher = engine.place_teacher(accelerator, teacher, recipe.teacher.placement)
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
                             recipe.data.max_length)
-    signals = training_signals(recipe, student) if from_store else None
+    cross_store = from_store and recipe.cross_tokenizer.method != "off"  # aligned below
+    signals = training_signals(recipe, student) if from_store and not cross_store else None
     if signals is not None:
         signals.check_covers(examples)
         vocab = signals.vocab_size
-    fused = engine.fused_allowed(accelerator, _use_fused(recipe.distill.fused, student, teacher),
-                                 recipe.distill.fused)
+    cross = cross_tokenizer_teacher(recipe, teacher, student, train_pairs, examples)
+    fused = cross is None and engine.fused_allowed(
+        accelerator, _use_fused(recipe.distill.fused, student, teacher), recipe.distill.fused)
     student.model.train()
     hidden = build_matcher(recipe.distill.hidden, student.model, teacher and teacher.model)
     trained = DistillationStudent(student.model, fused, hidden)
@@ -241,7 +246,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
                          inputs=input_values(recipe, "train"))
     return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
-                    examples, objective, vocab, fused, state, signals, hidden)
+                    examples, objective, vocab, fused, state, signals, hidden, cross)
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:
@@ -376,6 +381,8 @@ def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]
             batch = collate(chosen, session.student.tokenizer.pad_token_id)
             if session.signals is not None:
                 batch.update(session.signals.lookup(chosen))
+            if session.cross is not None:
+                batch.update(session.cross.lookup(chosen))
         batch = pad_to_multiple(batch, recipe.train.pad_multiple,
                                 session.student.tokenizer.pad_token_id)
         batch["token_index"] = response_index(batch)  # on the CPU: no device read later
@@ -425,6 +432,9 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
     if on_policy:
         targets = torch.full_like(targets, IGNORE_INDEX)
     student_out = response_rows(session.module(batch["input_ids"], batch["attention_mask"]), index)
+    if session.cross is not None:  # spans of a teacher of another tokenizer (never fused)
+        values = session.cross.per_token(session.objective, student_out, targets, batch)
+        return values.sum() / num_tokens
     teacher_out: torch.Tensor | TopKTeacher | None = None
     teacher_states: tuple[torch.Tensor, ...] = ()
     if session.signals is not None and not on_policy:
