@@ -17,13 +17,12 @@ import random
 from pathlib import Path
 
 import torch
-from build_demo_teacher import MAX_LENGTH, sample_items
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from build_demo_teacher import sample_items, train_byte_level_bpe
+from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from distil.fsutil import atomic_directory
 from distil.models import DEMO_TEACHER_DIR, count_parameters, keep_layers
-from distil.models.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
 from distil.progress import console
 
 
@@ -41,16 +40,8 @@ def build_tokenizer(seed: int, vocab_size: int) -> PreTrainedTokenizerFast:
     """A plain byte-level BPE (GPT-2 pre-tokenization) trained on task prompts and answers."""
     rng = random.Random(f"{seed}:student-tokenizer")
     corpus = [f"{item.prompt}\n{item.answer}" for item in sample_items(rng, 20_000)]
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  min_frequency=2, show_progress=False)
-    backend.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<|pad|>",
-                                   eos_token="<|end|>", chat_template=CHAT_TEMPLATE,
-                                   model_max_length=MAX_LENGTH * 2)
+    return train_byte_level_bpe(corpus, vocab_size,
+                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
 
 
 def teacher_pieces(token: str, teacher_vocab: dict[str, int]) -> list[int]:

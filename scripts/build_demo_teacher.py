@@ -76,11 +76,17 @@ def build_tokenizer(seed: int, vocab_size: int) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on task prompts and answers, with chat markers."""
     rng = random.Random(f"{seed}:tokenizer")
     corpus = [f"{item.prompt}\n{item.answer}" for item in sample_items(rng, 20_000)]
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
+    return train_byte_level_bpe(corpus, vocab_size, pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    ]))
+
+
+def train_byte_level_bpe(corpus: list[str], vocab_size: int,
+                         pre_tokenizer: pre_tokenizers.PreTokenizer) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with the demo's special tokens and chat template, trained on `corpus`."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
