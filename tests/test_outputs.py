@@ -40,6 +40,17 @@ def test_atomic_files_and_folders_follow_the_umask(tmp_path, umask_027):
     assert _mode(tmp_path / "b.json") == 0o644
 
 
+def test_the_synthesised_parquet_follows_the_umask(tmp_path, umask_027):
+    import pyarrow.parquet as pq
+
+    from distil.synth.output import write_train
+
+    write_train(tmp_path / "train.parquet", [], with_logprobs=False)  # mkstemp alone gave 0600
+    assert _mode(tmp_path / "train.parquet") == 0o640
+    assert pq.read_table(tmp_path / "train.parquet").num_rows == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]  # no temporary file left
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_json_writer_refuses_nan_and_leaves_nothing(tmp_path, value):
     with pytest.raises(ValueError):

@@ -8,8 +8,6 @@ run writes the same files as an uninterrupted one. Every file is written atomica
 """
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distil.fsutil import atomic_write_text
+from distil.fsutil import atomic_write_bytes, atomic_write_text
 from distil.synth.journal import Entry
 from distil.teachers.base import TokenLogprob
 
@@ -111,17 +109,9 @@ def write_train(path: Path, rows: list[dict[str, Any]], with_logprobs: bool) -> 
         fields.append(pa.field("token_logprobs", LOGPROBS))
     schema = pa.schema(fields)
     table = pa.Table.from_pylist(rows, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())  # the umask's mode, not mkstemp's 0600
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
