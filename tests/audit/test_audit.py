@@ -31,7 +31,7 @@ def served_texts(tmp_path_factory):
                         watermark_key=WatermarkKey("served-secret")) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
         answer = client.completions.create(model="tiny-teacher", prompt=PROMPTS, max_tokens=48,
-                                           temperature=1.0)  # one batched request
+                                           temperature=1.0, seed=0)  # one batched request
         answers = [choice.text for choice in answer.choices]
     path = tmp_path_factory.mktemp("served") / "answers.jsonl"
     path.write_text("".join(json.dumps({"prompt": p, "response": a}) + "\n"
@@ -61,7 +61,10 @@ def test_a_served_watermark_is_detected_in_its_text(served_texts, tmp_path, monk
                                          files=[served_texts], tokenizer="tiny-teacher")
     result = json.loads(json_path.read_text())
     assert result["flagged"] and result["score"]["log10_p"] < -5, line
-    assert len(result["documents"]) == len(PROMPTS) and result["null"]["keys"] == 50
+    answers = [json.loads(line)["response"] for line in served_texts.read_text().splitlines()]
+    written = [a for a in answers if a.strip()]  # a blank answer is no document to audit
+    assert len(written) >= 4 and len(result["documents"]) == len(written)
+    assert result["null"]["keys"] == 50
     assert result["null"]["empirical_p"] == pytest.approx(1 / 51)  # beyond every random key
     assert "served-secret" not in json_path.read_text() + md_path.read_text()
     assert "WATERMARK DETECTED" in md_path.read_text()
