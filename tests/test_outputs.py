@@ -51,6 +51,24 @@ def test_the_synthesised_parquet_follows_the_umask(tmp_path, umask_027):
     assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]  # no temporary file left
 
 
+def test_a_new_folder_removed_by_another_process_mid_check_is_made_again(tmp_path, monkeypatch):
+    """Two ranks of one launch check the same new --out folder: one removes it (it made it,
+    it is empty) between the other's mkdir and its probe file. That is no error."""
+    import tempfile
+
+    real, calls = tempfile.mkstemp, []
+
+    def racing(*args, **kwargs):
+        calls.append(kwargs["dir"])
+        if len(calls) == 1:
+            os.rmdir(kwargs["dir"])  # the other process's clean-up
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", racing)
+    ensure_writable_dir(tmp_path / "run")
+    assert len(calls) == 2 and not (tmp_path / "run").exists()  # checked, and left as it was
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_json_writer_refuses_nan_and_leaves_nothing(tmp_path, value):
     with pytest.raises(ValueError):

@@ -104,10 +104,7 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output folder
         raise OutputError(f"{what} {path} is a file, not a folder; {fix}")
     missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".distil-write-check.")
-        os.close(fd)
-        os.unlink(probe)
+        _probe(path)
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise OutputError(f"cannot write to {what} {path} ({reason}); {fix}") from None
@@ -125,6 +122,23 @@ def ensure_writable_file(path: str | os.PathLike[str], what: str = "output file"
         raise OutputError(f"{what} {path} is a folder, not a file; {fix}")
     ensure_writable_dir(path.parent, f"folder of the {what}", fix)
     return path
+
+
+def _probe(path: Path, attempts: int = 5) -> None:
+    """Create and remove a file in `path`, making the folder first. Another process checking
+    the same new folder (the ranks of one launch) may remove it between the two steps: then
+    the folder is made again."""
+    for attempt in range(attempts):
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, probe = tempfile.mkstemp(dir=path, prefix=".distil-write-check.")
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        os.close(fd)
+        os.unlink(probe)
+        return
 
 
 def _remove_empty(folder: Path) -> None:
