@@ -45,8 +45,8 @@ from distil.signals import (
     build_fingerprint,
     input_hash,
 )
-from distil.signals.generation import log_tail_mass
 from distil.signals.recipe import capture_dir, capture_temperature, signal_identity
+from distil.signals.scoring import check_can_score, concurrently, pair_prompt, top_k_of
 from distil.signals.shard import TeacherTokens
 from distil.signals.vocabulary import write_teacher_vocabulary
 from distil.teachers import Teacher
@@ -132,12 +132,10 @@ class ScoringTeacherSource:
     """Capture through the teacher protocol: `score` each response, keep its top-k per token.
 
     For teachers that are not white-box (an API that can score a given completion and
-    return token ids with top logprobs). Their log-probabilities are at temperature 1, and
-    the tail is what the returned top-k leave, 1 - sum(p) in float64, and never 0 where the
-    server's rounding made the values sum to 1 (signals.generation.log_tail_mass). The response is
-    scored with the end-of-turn token appended, and the scored ids must equal the training
-    tokens, else the capture stops with an error naming the sample. Prompts are rendered by
-    the teacher; the store can check only the response tokens against the training rows.
+    return token ids with top logprobs; distil.signals.scoring). The response is scored with
+    the end-of-turn token appended, and the scored ids must equal the training tokens, else
+    the capture stops with an error naming the sample. Prompts are rendered by the teacher;
+    the store can check only the response tokens against the training rows.
     """
 
     name = "score"
@@ -145,13 +143,7 @@ class ScoringTeacherSource:
     temperature = 1.0
 
     def __init__(self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str) -> None:
-        ability = teacher.capabilities
-        if not (ability.can_score and ability.token_ids and ability.max_top_logprobs >= top_k):
-            raise SignalsError(
-                f"teacher {teacher.name} cannot give what a capture needs (scoring with token ids "
-                f"and {top_k} top logprobs; it offers scoring={ability.can_score}, ids="
-                f"{ability.token_ids}, top {ability.max_top_logprobs}); lower capture.top_k or "
-                "use a teacher that can score")
+        check_can_score(teacher, top_k)
         self.teacher, self.top_k, self.end_of_turn = teacher, top_k, end_of_turn
         self.pairs = {pair.sample_id: pair for pair in pairs}
         several = next((p for p in pairs if p.turns is not None
@@ -163,33 +155,18 @@ class ScoringTeacherSource:
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
         """Each example scored; concurrently when the teacher paces its own requests."""
-        workers = getattr(self.teacher, "concurrency", 1)
-        if workers <= 1 or len(examples) <= 1:
-            return [self._sample(example) for example in examples]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(workers, len(examples))) as pool:
-            return list(pool.map(self._sample, examples))
+        return concurrently(self.teacher, self._sample, examples)
 
     def _sample(self, example: Example) -> SampleSignals:
         pair = self.pairs[example.sample_id]
-        prompt = pair.prompt if pair.turns is None else [
-            {"role": role, "content": content}
-            for role, content in pair.turns[:[role for role, _ in pair.turns].index("assistant")]]
-        scored = self.teacher.score(prompt, pair.response + self.end_of_turn, self.top_k)
         targets = [label for label in example.labels[1:] if label != IGNORE_INDEX]
+        scored = self.teacher.score(pair_prompt(pair), pair.response + self.end_of_turn, self.top_k)
         if [position.token_id for position in scored[: len(targets)]] != targets:
             raise SignalsError(f"teacher {self.teacher.name} scored other tokens than the training "
                                f"row {example.sample_id!r} holds; its tokenizer must be the student's")
-        ids = [[entry.token_id for entry in position.top] for position in scored[: len(targets)]]
-        logprobs = [[entry.logprob for entry in position.top] for position in scored[: len(targets)]]
-        if any(len(row) != self.top_k or len(set(row)) != self.top_k for row in ids):
-            raise SignalsError(f"teacher {self.teacher.name} returned fewer than {self.top_k} "
-                               f"distinct top logprobs for sample {example.sample_id!r}")
-        log_tail = [log_tail_mass(row) for row in logprobs]
-        return SampleSignals(example.sample_id, input_hash(example.input_ids),
-                             np.array(ids, dtype=np.int64), np.array(logprobs, dtype=np.float32),
-                             np.array(log_tail, dtype=np.float32))
+        top = top_k_of(scored[: len(targets)], self.top_k, f"sample {example.sample_id!r}")
+        return SampleSignals(example.sample_id, input_hash(example.input_ids), top.ids,
+                             top.logprobs, top.log_tail)
 
 
 def capture(recipe: Recipe) -> CaptureResult:

@@ -91,18 +91,19 @@ class Recipe(Section):
                 f"cross_tokenizer.method={self.cross_tokenizer.method}: a teacher of another "
                 "tokenizer is not combined with distill.hidden or distill.on_policy yet; set "
                 "distill.hidden.weight=0 and distill.on_policy.lmbda=0, or cross_tokenizer.method=off")
-        if self.teacher.api is not None and (hidden or on_policy):
+        if self.teacher.api is not None and hidden:
             raise ValueError(
-                "distill.hidden and distill.on_policy need a local teacher's forward pass; a "
-                "teacher behind teacher.api cannot give it: set distill.hidden.weight=0 and "
-                "distill.on_policy.lmbda=0, or name a local teacher model")
+                "distill.hidden needs a local teacher's hidden states; a teacher behind "
+                "teacher.api cannot give them: set distill.hidden.weight=0, or name a local "
+                "teacher model")
         return self
 
     @model_validator(mode="after")
     def _api_logprobs_at_temperature_one(self) -> "Recipe":
         from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
         through_api = self.teacher.api is not None and self.capture.source != "local"
-        if from_own_capture and through_api and self.distill.temperature != 1:
+        scored_on_policy = self.teacher.api is not None and self.distill.on_policy.lmbda > 0
+        if ((from_own_capture and through_api) or scored_on_policy) and self.distill.temperature != 1:
             raise ValueError(
                 f"distill.temperature={self.distill.temperature}: a teacher behind an API returns "
                 "its top-k logprobs at temperature 1 and the mass outside them as one number, so "

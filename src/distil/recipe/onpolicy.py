@@ -4,9 +4,11 @@
       on_policy: {lmbda: 0.5, temperature: 1.0, max_new_tokens: 16}
 
 With probability `lmbda` per micro-batch (GKD's mixing, Agarwal et al. 2024) the student
-generates the responses to the micro-batch's prompts, the live teacher scores them token by
+generates the responses to the micro-batch's prompts, the teacher scores them token by
 token, and the divergence trains the student on those tokens; otherwise the micro-batch
 trains off-policy as usual (on the dataset's responses, from the live teacher or the store).
+The teacher is a live local one (full logits), or one behind `teacher.api` that can score
+(echo + top-k logprobs; its top-k then train the student by the sparse losses).
 """
 
 from typing import Annotated
@@ -17,8 +19,9 @@ from distil.recipe.section import Probability, Section
 
 
 class OnPolicySection(Section):
-    """On-policy distillation (GKD). Needs a live teacher (it is loaded even when off-policy
-    micro-batches train from a signal store) and distill.kd_weight > 0."""
+    """On-policy distillation (GKD). Needs distill.kd_weight > 0 and a teacher that scores: a
+    live local teacher (loaded even when off-policy micro-batches train from a signal store),
+    or one behind teacher.api (its off-policy micro-batches train from the store)."""
 
     lmbda: Probability = 0.0
     """Probability that a micro-batch is on-policy (TRL's `lmbda`); 0 is off-policy only,
@@ -27,3 +30,6 @@ class OnPolicySection(Section):
     """Sampling temperature of the student's responses; 0 is greedy."""
     max_new_tokens: Annotated[int, Field(ge=1)] = 64
     """Longest generated response, in tokens (also cut to data.max_length with its prompt)."""
+    top_k: Annotated[int, Field(ge=1)] = 20
+    """Top logprobs asked of a teacher behind teacher.api for each token of a sample (at most
+    what it offers: 20 for OpenAI's API). A live teacher gives its full distribution."""

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from distil.progress import console, progress_bar
-from distil.synth.journal import Entry, Journal, request_key
 from distil.teachers.base import Sampling, Teacher, TeacherError
 from distil.teachers.budget import BudgetExhaustedError
+from distil.teachers.journal import Entry, Journal, request_key
 from distil.teachers.outcome import ConcurrentTeacher, Outcome
 
 

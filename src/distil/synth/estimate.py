@@ -11,7 +11,6 @@ from typing import Any
 
 from distil.progress import console
 from distil.recipe import Recipe
-from distil.synth.journal import Journal
 from distil.synth.plan import (
     collect_expansions,
     expansion_requests,
@@ -22,6 +21,7 @@ from distil.synth.plan import (
 )
 from distil.synth.prompts import PromptItem, PromptReject, deduplicate
 from distil.teachers.budget import Spent, cost_at, priced
+from distil.teachers.journal import Journal
 from distil.teachers.tokenmap import count_prompt_tokens, load_tokenizer
 
 

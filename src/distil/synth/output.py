@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distil.fsutil import atomic_write_bytes, atomic_write_text
-from distil.synth.journal import Entry
 from distil.teachers.base import TokenLogprob
+from distil.teachers.journal import Entry
 
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "id": (pa.string(), "stable sample id (from the request key)"),

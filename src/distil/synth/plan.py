@@ -18,11 +18,11 @@ from distil.recipe.synth import SynthSection
 from distil.synth import SynthError
 from distil.synth.driver import Request, make_request
 from distil.synth.filters import judge_instruction
-from distil.synth.journal import Entry
 from distil.synth.output import reject_row
 from distil.synth.prompts import PromptItem, clean_expansion, expansion_messages, item
 from distil.synth.teacher import endpoint_id, model_id
 from distil.teachers.base import Sampling
+from distil.teachers.journal import Entry
 
 
 def journal_path(recipe: Recipe) -> Path:

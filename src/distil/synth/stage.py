@@ -28,7 +28,6 @@ from distil.synth.card import write_card
 from distil.synth.driver import Request, SendReport, send_missing
 from distil.synth.estimate import estimate
 from distil.synth.filters import judge
-from distil.synth.journal import Journal
 from distil.synth.output import reject_row, response_row, utc, write_jsonl, write_train
 from distil.synth.plan import (
     collect_expansions,
@@ -43,6 +42,7 @@ from distil.synth.prompts import PromptItem, PromptReject, deduplicate, seed_pro
 from distil.synth.teacher import open_teacher
 from distil.teachers.base import Sampling, Teacher
 from distil.teachers.budget import BudgetExhaustedError, cost_at, priced
+from distil.teachers.journal import Journal
 
 
 @dataclass

@@ -13,8 +13,8 @@ connection (a dry run computes them too).
 from typing import Any
 
 from distil.recipe import Recipe
-from distil.synth.journal import Journal
 from distil.teachers.base import Teacher
+from distil.teachers.journal import Journal
 from distil.teachers.local import LocalTeacher
 
 

@@ -128,23 +128,31 @@ class ApiTeacher(ApiClient):
 
     async def ascore(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
         """Teacher-forced logprobs of `completion` after `prompt`, through completions `echo`."""
+        scored, _, _ = await self.ascore_billed(prompt, completion, top_logprobs)
+        return scored
+
+    async def ascore_billed(self, prompt: Prompt, completion: str, top_logprobs: int,
+                            key: str | None = None) -> tuple[list[TokenLogprob], Usage, int]:
+        """`ascore`, with the tokens the server billed and the attempts it took; each attempt
+        is recorded in the budget's ledger under `key` (a journal key) before it is sent."""
         prompt_text = self.render(prompt)
         full = prompt_text + completion
         estimate = self.estimate_prompt_tokens(full)
 
-        async def call() -> tuple[list[TokenLogprob], Usage, str | None]:
+        async def call() -> tuple[tuple[list[TokenLogprob], Usage], Usage, str | None]:
             response = await self.client.completions.create(
                 model=self.name, prompt=full, echo=True, logprobs=top_logprobs, max_tokens=1,
                 temperature=0, timeout=self.timeout_s)
             scored = echoed_logprobs(response, len(prompt_text), len(full), self.id_of)
             usage = response.usage
             billed = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(estimate, 1)
-            return scored, billed, getattr(response, "model", None)
+            return (scored, billed), billed, getattr(response, "model", None)
 
-        result = await self.attempts(call, estimate, 1, label="score")
+        result = await self.attempts(call, estimate, 1, label=key or "score")
         if result.failure is not None:
             raise TeacherError(f"scoring through {self.base_url} failed: {result.cause}")
-        return result.value
+        scored, billed = result.value
+        return scored, billed, result.attempts
 
     # -- start-up probe and context ---------------------------------------------------------
 

@@ -8,11 +8,12 @@ not apply there (its labels would be the student's own tokens).
 
 Both the draw and the sampling are pure functions of (seed, micro-batch number), like the
 batch order: the trainer state's micro-batch position is the generation RNG's whole state,
-so a resumed run samples exactly what an uninterrupted one would have.
+so a resumed run samples exactly what an uninterrupted one would have. A teacher behind an
+API scores the samples itself (distil.train.onpolicy_api).
 """
 
 import random
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import GenerationConfig
@@ -62,13 +63,29 @@ def sample_responses(model: Any, examples: list[Example], config: OnPolicySectio
             for e, p, r in zip(examples, prompts, responses, strict=True)]
 
 
+class SampleScorer(Protocol):
+    """A teacher that scores the samples itself (one behind an API), instead of the live
+    teacher's forward pass in the loss."""
+
+    def score(self, sampled: list[Example], max_length: int) -> tuple[list[Example],
+                                                                      dict[str, torch.Tensor]]:
+        """The samples as scored, and the teacher's top-k over their response positions."""
+        ...
+
+
 def on_policy_batch(model: Any, tokenizer: Any, examples: list[Example], config: OnPolicySection,
-                    max_length: int, seed: int, micro_batch: int) -> dict[str, torch.Tensor]:
-    """A micro-batch of the student's own responses to `examples`' prompts, marked on-policy."""
+                    max_length: int, seed: int, micro_batch: int,
+                    scorer: SampleScorer | None = None) -> dict[str, torch.Tensor]:
+    """A micro-batch of the student's own responses to `examples`' prompts, marked on-policy;
+    with a `scorer`, also the teacher's top-k over them."""
     sampled = sample_responses(model, examples, config, tokenizer.eos_token_id,
                                tokenizer.pad_token_id, max_length,
                                seed=generation_seed(seed, micro_batch))
+    teacher: dict[str, torch.Tensor] = {}
+    if scorer is not None:
+        sampled, teacher = scorer.score(sampled, max_length)
     batch = collate(sampled, tokenizer.pad_token_id)
+    batch.update(teacher)
     batch[ON_POLICY_KEY] = torch.tensor(True)
     return batch
 

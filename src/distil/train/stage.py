@@ -58,6 +58,7 @@ from distil.train.checkpoint import (
 from distil.train.cross_tokenizer import CrossTokenizerTeacher, cross_tokenizer_teacher
 from distil.train.hidden import HiddenMatcher, build_matcher, outputs_and_states
 from distil.train.onpolicy import ON_POLICY_KEY, on_policy_batch, on_policy_turn
+from distil.train.onpolicy_api import ScoringOnPolicyTeacher
 from distil.train.step import (
     LossWindow,
     autocast_head,
@@ -142,6 +143,13 @@ class TrainingSession:
     """The hidden-state term's layer map and projections (distill.hidden), if any."""
     cross: CrossTokenizerTeacher | None = None
     """A teacher of another tokenizer (cross_tokenizer.method), with its inputs and alignments."""
+    scorer: ScoringOnPolicyTeacher | None = None
+    """The teacher behind an API that scores the on-policy samples (distill.on_policy), if any."""
+
+    def close(self) -> None:
+        """Release what the session holds open (the API teacher and its journal)."""
+        if self.scorer is not None:
+            self.scorer.close()
 
 
 TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
@@ -192,6 +200,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         return _finish(session, final_loss)
     finally:
         session.accelerator.end_training()
+        session.close()
 
 
 def _last_logged_loss(path: Path) -> float | None:
@@ -212,7 +221,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     engine.check_supported(accelerator, recipe)
     from_store = recipe.signals.path is not None and recipe.distill.kd_weight > 0
     train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
-    live = recipe.distill.hidden.weight > 0 or recipe.distill.on_policy.lmbda > 0
+    scored = recipe.teacher.api is not None  # on-policy samples scored through the API
+    live = recipe.distill.hidden.weight > 0 or (recipe.distill.on_policy.lmbda > 0 and not scored)
     teacher, student, vocab = load_models(
         recipe, accelerator.device,
         need_teacher=live or (recipe.distill.kd_weight > 0 and not from_store))
@@ -245,8 +255,12 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
                          inputs=input_values(recipe, "train"))
+    scorer = None
+    if scored and recipe.distill.on_policy.lmbda > 0:
+        scorer = ScoringOnPolicyTeacher.open(recipe, train_pairs, student.tokenizer, vocab,
+                                             accelerator.process_index)
     return TrainingSession(accelerator, recipe, student, teacher, module, optimizer, scheduler,
-                    examples, objective, vocab, fused, state, signals, hidden, cross)
+                    examples, objective, vocab, fused, state, signals, hidden, cross, scorer)
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:
@@ -376,7 +390,8 @@ def next_micro_batches(session: TrainingSession) -> list[dict[str, torch.Tensor]
         on_policy = recipe.distill.on_policy
         if on_policy_turn(on_policy.lmbda, recipe.seed, state.micro_batch - 1):
             batch = on_policy_batch(_unwrap(session), session.student.tokenizer, chosen, on_policy,
-                                    recipe.data.max_length, recipe.seed, state.micro_batch - 1)
+                                    recipe.data.max_length, recipe.seed, state.micro_batch - 1,
+                                    session.scorer)
         else:
             batch = collate(chosen, session.student.tokenizer.pad_token_id)
             if session.signals is not None:
@@ -437,8 +452,8 @@ def micro_batch_loss(session: TrainingSession, batch: dict[str, torch.Tensor],
         return values.sum() / num_tokens
     teacher_out: torch.Tensor | TopKTeacher | None = None
     teacher_states: tuple[torch.Tensor, ...] = ()
-    if session.signals is not None and not on_policy:
-        teacher_out = topk_teacher(batch)  # (N, k) stored top-k, aligned with student_out
+    if "teacher_ids" in batch:  # stored, or an API teacher's scores of on-policy samples
+        teacher_out = topk_teacher(batch)  # (N, k) top-k, aligned with student_out
     elif session.teacher is not None:
         # inference_mode, unless hidden states are matched (their loss saves them for backward)
         with teacher_mode() if session.hidden is None else torch.no_grad():

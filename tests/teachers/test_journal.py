@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from distil.synth.journal import Entry, Journal, JournalError, request_key
 from distil.teachers import Completion, TokenLogprob, TopLogprob, Usage
+from distil.teachers.journal import Entry, Journal, JournalError, request_key
 
 MESSAGES = [{"role": "user", "content": "Reverse: abc"}]
 SAMPLING = {"max_new_tokens": 8, "temperature": 0.7, "top_p": 1.0, "stop": [], "logprobs": False,
@@ -93,7 +93,7 @@ def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path):
 
 def test_one_writer_at_a_time(tmp_path):
     path = tmp_path / "j.jsonl"
-    with Journal.open(path), pytest.raises(JournalError, match="in use by another distil synth run"):
+    with Journal.open(path), pytest.raises(JournalError, match="in use by another distil run"):
         Journal.open(path)
     with Journal.open(path) as journal:  # the lock went with the first journal
         assert journal.entries == {}

@@ -1,4 +1,7 @@
-"""The request journal: every teacher request of a synth run, appended as it finishes.
+"""The request journal: every paid teacher request of a run, appended as it finishes.
+
+Synth journals its generations (RUN/synth/journal.jsonl), on-policy training the scoring
+of the student's samples by a teacher behind an API (RUN/on_policy/).
 
     journal = Journal.open(run_dir / "synth" / "journal.jsonl")
     key = request_key(endpoint, model, messages, sampling_params, seed)
@@ -135,7 +138,7 @@ class Journal:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise JournalError(f"{path} is in use by another distil synth run; wait for it to "
+            raise JournalError(f"{path} is in use by another distil run; wait for it to "
                                "finish, or stop it") from None
         try:
             entries, spent = _read_entries(path, handle)

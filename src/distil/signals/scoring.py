@@ -1,0 +1,92 @@
+"""A teacher's top-k over a given response, through the teacher protocol's `score`.
+
+    check_can_score(teacher, top_k)                     # refuse a teacher that cannot
+    scored = score_top_k(teacher, pair_prompt(pair), response + eos, top_k)
+    scored.token_ids, scored.ids, scored.logprobs, scored.log_tail
+
+For teachers that are not white-box: an API that scores a completion (completions `echo`
+with logprobs) and returns token ids with their top logprobs. Used by the capture of an
+API teacher (every training response) and by on-policy training (the student's samples).
+The log-probabilities are the teacher's at temperature 1; the tail is what the returned
+top-k leave, 1 - sum(p) in float64, never 0 (`log_tail_mass`).
+"""
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from distil.data import Pair
+from distil.signals.errors import SignalsError
+from distil.signals.generation import log_tail_mass
+from distil.teachers import Teacher
+from distil.teachers.base import Prompt, TokenLogprob
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ScoredTopK:
+    """The teacher's tokens of a scored response and its top-k at each of them."""
+
+    token_ids: list[int]
+    """The scored tokens: the teacher's own tokenization of the response text."""
+    ids: np.ndarray
+    """(n, k) int64: the k most likely token ids at each position."""
+    logprobs: np.ndarray
+    """(n, k) float32: their log-probabilities at temperature 1."""
+    log_tail: np.ndarray
+    """(n,) float32: log of the mass outside them."""
+
+
+def check_can_score(teacher: Teacher, top_k: int, purpose: str = "a capture") -> None:
+    """Refuse a teacher that cannot score with token ids and `top_k` top logprobs."""
+    ability = teacher.capabilities
+    if not (ability.can_score and ability.token_ids and ability.max_top_logprobs >= top_k):
+        raise SignalsError(
+            f"teacher {teacher.name} cannot give what {purpose} needs (scoring with token ids "
+            f"and {top_k} top logprobs; it offers scoring={ability.can_score}, ids="
+            f"{ability.token_ids}, top {ability.max_top_logprobs}); lower the top-k asked for "
+            "or use a teacher that can score")
+
+
+def pair_prompt(pair: Pair) -> Prompt:
+    """What the teacher is asked before a pair's (first) response: the prompt, or the chat
+    up to its first assistant turn."""
+    if pair.turns is None:
+        return pair.prompt
+    roles = [role for role, _ in pair.turns]
+    return [{"role": role, "content": content} for role, content in pair.turns[:roles.index("assistant")]]
+
+
+def top_k_of(scored: Sequence[TokenLogprob], top_k: int, what: str) -> ScoredTopK:
+    """The arrays of a scored response; refuse fewer than `top_k` distinct entries anywhere."""
+    ids = [[entry.token_id for entry in position.top] for position in scored]
+    logprobs = [[entry.logprob for entry in position.top] for position in scored]
+    if any(position.token_id is None for position in scored) or any(
+            len(row) != top_k or len(set(row)) != top_k or None in row for row in ids):
+        raise SignalsError(f"the teacher returned fewer than {top_k} distinct top logprobs with "
+                           f"token ids for {what}")
+    return ScoredTopK([int(position.token_id) for position in scored],  # type: ignore[arg-type]
+                      np.array(ids, dtype=np.int64).reshape(len(scored), top_k),
+                      np.array(logprobs, dtype=np.float32).reshape(len(scored), top_k),
+                      np.array([log_tail_mass(row) for row in logprobs], dtype=np.float32))
+
+
+def score_top_k(teacher: Teacher, prompt: Prompt, completion: str, top_k: int,
+                what: str = "a response") -> ScoredTopK:
+    """The teacher's top-k at every token of `completion` after `prompt`."""
+    return top_k_of(teacher.score(prompt, completion, top_k), top_k, what)
+
+
+def concurrently(teacher: Any, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`work` over `items` in order, on as many threads as the teacher paces requests itself
+    (`teacher.concurrency`; one for a local teacher)."""
+    workers = min(getattr(teacher, "concurrency", 1), len(items))
+    if workers <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(work, items))
