@@ -1,13 +1,25 @@
-"""`--compare`: the same student trained with sequence-level KD and with ground truth."""
+"""`--compare`: the same student trained with sequence-level KD and with ground truth, and on
+shares of the training prompts (data efficiency)."""
 
 import json
+import statistics
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from distil.data import Pair
+from distil.errors import RecipeError
 from distil.pipeline import run_pipeline
-from distil.pipeline.compare import CompareData, ground_truth_pairs, mean_interval, method_recipe
+from distil.pipeline.compare import (
+    CompareData,
+    ground_truth_pairs,
+    mean_interval,
+    method_recipe,
+    run_compare,
+    share_points,
+    training_subset,
+)
 from distil.recipe import validate_recipe
 from distil.tasks import generate_items
 from tests.conftest import recipe_dict, write_jsonl
@@ -27,7 +39,7 @@ def test_compare_trains_each_method_and_seed_and_reports_intervals(tmp_path):
             for i, item in enumerate(items)]  # "teacher text" differs from the ground truth
     data = write_jsonl(tmp_path / "synth.jsonl", rows)
     raw = recipe_dict(tmp_path, data, compare=True, train={"max_steps": 3},
-                      comparison={"seeds": 2, "methods": ["seq_kd", "logit_kd"]},
+                      comparison={"seeds": 2, "methods": ["seq_kd", "logit_kd"], "fractions": []},
                       eval={"tasks": ["all"], "per_task": 4, "max_new_tokens": 4})
     run_pipeline(validate_recipe(raw))
     run = tmp_path / "run"
@@ -82,3 +94,140 @@ def test_each_method_recipe_changes_what_its_method_says(tmp_path):
     assert both.distill.hidden.weight == 1.0 and both.distill.on_policy.lmbda == 0.5
     hidden = method_recipe(recipe, "logit_kd_hidden", 0, files)
     assert hidden.distill.on_policy.lmbda == 0 and hidden.distill.hidden.weight == 1.0
+    subset = method_recipe(recipe, "seq_kd", 1, files, 0.1)
+    assert subset.run_dir == tmp_path / "run" / "compare" / "fraction-0.1" / "seq_kd" / "seed-1"
+    assert subset.train.max_steps == recipe.train.max_steps == 12
+    by_epochs = recipe.model_copy(update={"train": recipe.train.model_copy(
+        update={"max_steps": None})})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_summary.json").write_text(json.dumps({"steps": 7}))
+    assert method_recipe(by_epochs, "seq_kd", 1, files, 0.1).train.max_steps == 7  # the run's
+
+
+def test_a_training_subset_is_seeded_ordered_and_nested():
+    pairs = [Pair(str(i), f"p{i}", f"r{i}") for i in range(50)]
+    tenth, third = training_subset(pairs, 0.1, seed=4), training_subset(pairs, 0.3, seed=4)
+    assert len(tenth) == 5 and len(third) == 15 and set(tenth) < set(third)
+    assert tenth == sorted(tenth, key=lambda p: int(p.sample_id))
+    assert training_subset(pairs, 0.1, seed=4) == tenth != training_subset(pairs, 0.1, seed=5)
+    assert len(training_subset(pairs[:3], 0.1, seed=0)) == 1
+
+
+def test_each_share_has_its_means_intervals_and_paired_margins():
+    def runs(*accuracies):
+        return {str(seed): {"accuracy": a, "per_task": {}} for seed, a in enumerate(accuracies)}
+
+    points = share_points({"0.1": {"seq_kd": runs(0.5, 0.6, 0.7), "logit_kd": runs(0.6, 0.8, 0.7)},
+                           "1.0": {"seq_kd": runs(0.8, 0.9, 0.85), "logit_kd": runs(0.8, 0.9, 0.9)}})
+    logit = points["0.1"]["logit_kd"]
+    assert logit["mean"] == pytest.approx(0.7) and logit["runs"]["1"]["accuracy"] == 0.8
+    assert logit["interval"] == pytest.approx(mean_interval([0.6, 0.8, 0.7])[1])
+    assert logit["margin_over_seq_kd"]["mean"] == pytest.approx(0.1)  # +0.1, +0.2, 0 by seed
+    assert logit["margin_over_seq_kd"]["interval"] == pytest.approx(mean_interval([0.1, 0.2, 0])[1])
+    assert points["1.0"]["seq_kd"]["mean"] == pytest.approx(0.85)
+    assert points["1.0"]["seq_kd"]["margin_over_seq_kd"] is None
+
+
+@pytest.mark.parametrize("comparison,named", [
+    ({"fractions": [0.0]}, "comparison.fractions"),
+    ({"fractions": [0.3, 1.5]}, "comparison.fractions"),
+    ({"fraction_methods": ["logit_kd", "soft_kd"]}, "comparison.fraction_methods"),
+    ({"methods": ["seq_kd"], "fraction_methods": ["seq_kd", "logit_kd"]},
+     "comparison.fraction_methods: logit_kd not in comparison.methods"),
+])
+def test_a_bad_data_efficiency_setting_is_refused_at_load(tmp_path, comparison, named):
+    raw = recipe_dict(tmp_path, tmp_path / "d.jsonl", comparison=comparison)
+    with pytest.raises(RecipeError, match=named):
+        validate_recipe(raw)
+
+
+def test_data_efficiency_defaults_to_the_compared_methods(tmp_path):
+    raw = recipe_dict(tmp_path, tmp_path / "d.jsonl", comparison={"methods": ["seq_kd", "logit_kd"]})
+    comparison = validate_recipe(raw).comparison
+    assert comparison.fraction_methods == ["seq_kd", "logit_kd"]
+    assert comparison.fractions == [0.1, 0.3]
+
+
+@pytest.fixture(scope="module")
+def efficiency_run(tmp_path_factory, tiny_models):
+    """One --compare with a store: ground truth and logit KD, 2 seeds, on all and half the
+    prompts. The teacher is a saved folder: a built-in one is a function of the seed, so
+    another seed could not read the run's store."""
+    root = tmp_path_factory.mktemp("efficiency")
+    items = generate_items("train", 40, seed=0)
+    rows = [{"id": str(i), "prompt": item.prompt, "response": item.answer.upper()}
+            for i, item in enumerate(items)]
+    raw = recipe_dict(root, write_jsonl(root / "synth.jsonl", rows), compare=True,
+                      teacher={"model": str(tiny_models["tiny-teacher"])},
+                      train={"max_steps": 3}, signals={"path": "capture"},
+                      comparison={"seeds": 2, "methods": ["ground_truth", "logit_kd"],
+                                  "fractions": [0.5]},
+                      eval={"tasks": ["all"], "per_task": 4, "max_new_tokens": 4})
+    run_pipeline(validate_recipe(raw))
+    return raw, root / "run", {item.prompt: item.answer for item in items}
+
+
+def _ids(path):
+    return [row["id"] for row in pq.read_table(path).to_pylist()]
+
+
+def test_each_share_trains_every_method_and_seed_on_one_paired_subset(efficiency_run):
+    _, run, answers = efficiency_run
+    data = run / "compare" / "data"
+    whole, half = _ids(data / "train.parquet"), _ids(data / "train-0.5.parquet")
+    assert len(half) == round(len(whole) / 2) and set(half) < set(whole)
+    truth = pq.read_table(data / "ground_truth-0.5.parquet").to_pylist()
+    assert {r["id"] for r in truth} == set(half) & set(_ids(data / "ground_truth.parquet"))
+    assert all(r["response"] == answers[r["prompt"]] for r in truth)
+    for method, file in (("ground_truth", "ground_truth-0.5"), ("logit_kd", "train-0.5")):
+        for seed in (0, 1):
+            variant = run / "compare" / "fraction-0.5" / method / f"seed-{seed}"
+            assert json.loads((variant / "train_summary.json").read_text())["steps"] == 3
+            assert "accuracy" in json.loads((variant / "eval.json").read_text())["student"]
+            recipe = yaml.safe_load((variant / "recipe.yaml").read_text())
+            assert recipe["data"]["train"] == str(data / f"{file}.parquet")
+    store = yaml.safe_load((run / "compare" / "fraction-0.5" / "logit_kd" / "seed-1" /
+                            "recipe.yaml").read_text())["signals"]["path"]
+    assert store == str((run / "signals").resolve())  # the run's store covers a superset
+
+
+def test_the_summary_holds_each_shares_means(efficiency_run):
+    _, run, _ = efficiency_run
+    summary = json.loads((run / "compare" / "summary.json").read_text())
+    shares = summary["data_efficiency"]
+    assert set(shares) == {"0.5", "1.0"} and set(shares["0.5"]) == {"ground_truth", "logit_kd"}
+    for share in shares.values():
+        for point in share.values():
+            accuracies = [r["accuracy"] for r in point["runs"].values()]
+            assert len(accuracies) == 2 and point["mean"] == pytest.approx(statistics.fmean(accuracies))
+            assert point["interval"] == pytest.approx(mean_interval(accuracies)[1])
+    assert shares["1.0"]["logit_kd"]["runs"] == summary["methods"]["logit_kd"]["runs"]
+    prompts = summary["fraction_prompts"]
+    assert prompts["0.5"] == round(prompts["1.0"] / 2)
+
+
+def test_the_report_shows_the_data_efficiency_table_and_plot(efficiency_run):
+    _, run, _ = efficiency_run
+    summary = json.loads((run / "compare" / "summary.json").read_text())
+    half = summary["data_efficiency"]["0.5"]["logit_kd"]
+    report = (run / "report.md").read_text()
+    assert ("| training prompts | ground truth only (no teacher) | logit distillation (the run's "
+            "objective) |") in report
+    row = f"| 50% ({summary['fraction_prompts']['0.5']} prompts) | "
+    assert row in report and f"{100 * half['mean']:.1f} ± {100 * half['interval']:.1f} |" in report
+    assert (run / "report_files" / "data_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+    assert 'alt="Line chart of held-out accuracy against the share' in (run / "report.html").read_text()
+
+
+def test_a_rerun_trains_nothing_new(efficiency_run):
+    raw, run, _ = efficiency_run
+    variants = [path.parent for path in (run / "compare").rglob("train_log.jsonl")]
+    assert len(variants) == 2 * 2 * 2 - 1  # each share, method and seed, less the run itself
+
+    def trained():
+        return {v: ((v / "train_log.jsonl").read_text(),
+                    sorted(p.name for p in (v / "checkpoints").iterdir())) for v in variants}
+
+    before = trained()
+    run_compare(validate_recipe(raw))
+    assert trained() == before

@@ -96,6 +96,28 @@ def test_html_is_self_contained_and_escaped(run_dir):
     assert "<strong>90.0%</strong>" in page
 
 
+def test_the_comparison_shows_data_efficiency_when_the_summary_has_it(run_dir):
+    summary = json.loads((run_dir / "compare" / "summary.json").read_text())
+    point = {"runs": {"0": {"accuracy": 0.6, "seconds": 40.0}}, "interval": 0.02}
+    summary["data_efficiency"] = {
+        "0.1": {"seq_kd": {**point, "mean": 0.6}, "logit_kd": {
+            **point, "mean": 0.65, "margin_over_seq_kd": {"mean": 0.05, "interval": 0.03}}},
+        "1.0": {"seq_kd": {**point, "mean": 0.7}, "logit_kd": {**point, "mean": 0.9}}}
+    summary["fraction_prompts"] = {"0.1": 120, "1.0": 1200}
+    _write(run_dir / "compare" / "summary.json", summary)
+    md_path, html_path = build_report(run_dir)
+    comparison = md_path.read_text().split("## Comparison", 1)[1].split("\n## ", 1)[0]
+    assert ("| training prompts | sequence-level KD (teacher text, hard labels) | logit "
+            "distillation (the run's objective) |") in comparison
+    assert "| 10% (120 prompts) | 60.0 ± 2.0 | 65.0 ± 2.0 |" in comparison
+    assert "| 100% (1,200 prompts) | 70.0 ± 2.0 | 90.0 ± 2.0 |" in comparison
+    assert "paired by seed, in points: 10% +5.0 ± 3.0." in comparison
+    assert "(80 s of training and evaluation besides it)" in comparison
+    assert "![Line chart of held-out accuracy against the share" in comparison
+    assert (run_dir / "report_files" / "data_efficiency.png").is_file()
+    assert html_path.read_text().count("data:image/png;base64,") == 4
+
+
 def test_an_empty_folder_is_refused(tmp_path):
     with pytest.raises(DistilError, match="nothing to report"):
         build_report(tmp_path)
@@ -189,8 +211,11 @@ def _figures():
            "peak_memory_bytes": 3e8}
     rows = [{"name": name, **row} for name in ("teacher", "student", "onnx", "onnx-int8")]
     log = [{"step": s, "loss": 1 / s} for s in range(1, 9)]
+    curve = {0.1: (0.6, 0.03), 0.3: (0.8, None), 1.0: (0.9, 0.01)}
+    curves = {name: curve for name in ("ground_truth", "seq_kd", "logit_kd")}
     return {"accuracy": plots.draw_accuracy(per_task), "efficiency": plots.draw_efficiency(rows),
-            "loss": plots.draw_loss({"student": log, "seq_kd": log})}
+            "loss": plots.draw_loss({"student": log, "seq_kd": log}),
+            "data_efficiency": plots.draw_data_efficiency(curves)}
 
 
 def test_every_plot_text_is_at_least_10_px_as_the_html_page_shows_it():

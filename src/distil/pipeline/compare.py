@@ -16,10 +16,19 @@ so the teacher's synth and capture run once and its held-out answers are cached 
 seed moves batch order, sampling and initialisation. RUN/compare/summary.json holds every
 accuracy, each method's mean with a 95% t-interval over seeds, and each method's paired
 margin over sequence-level KD.
+
+Data efficiency (`comparison.fractions`, `comparison.fraction_methods`): the same methods
+and seeds again on a share of the training prompts, for the run's steps, in
+RUN/compare/fraction-F/METHOD/seed-S. Each share is one subset chosen with the recipe's
+seed (so methods are paired, and a smaller share lies inside a larger one); ground truth
+trains on the reference answers of the same prompts, logit KD on the run's store. The
+summary's `data_efficiency` holds each share's figures, the whole set's (key "1.0") being
+the main comparison's.
 """
 
 import json
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -75,8 +84,26 @@ def ground_truth_pairs(pairs: list[Pair], seed: int) -> list[Pair] | None:
     return matched if len(matched) >= 0.95 * len(pairs) else None
 
 
-def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData) -> Recipe:
-    """The run's recipe trained by `method` at `seed`, in RUN/compare/METHOD/seed-S."""
+def training_subset(pairs: list[Pair], fraction: float, seed: int) -> list[Pair]:
+    """The first `fraction` of a `seed`ed shuffle of `pairs` (at least one), in their own
+    order: the same for every method and seed, and each smaller share inside a larger one."""
+    order = random.Random(seed).sample(range(len(pairs)), len(pairs))
+    chosen = set(order[:max(1, round(fraction * len(pairs)))])
+    return [pair for index, pair in enumerate(pairs) if index in chosen]
+
+
+def run_steps(recipe: Recipe) -> int:
+    """The run's optimizer steps: train.max_steps, or what its epochs came to."""
+    if recipe.train.max_steps:
+        return recipe.train.max_steps
+    return json.loads((recipe.run_dir / "train_summary.json").read_text())["steps"]
+
+
+def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData,
+                  fraction: float = 1.0) -> Recipe:
+    """The run's recipe trained by `method` at `seed`, in RUN/compare/METHOD/seed-S; on a
+    `fraction` of the prompts (`files` hold that subset), in RUN/compare/fraction-F/METHOD/
+    seed-S for the run's steps (fewer prompts, more epochs)."""
     d = recipe.distill
     distill = d.model_copy(update={"hidden": d.hidden.model_copy(update={"weight": 0.0}),
                                    "on_policy": d.on_policy.model_copy(update={"lmbda": 0.0})})
@@ -95,9 +122,13 @@ def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData) ->
         hidden = d.hidden if d.hidden.weight > 0 else d.hidden.model_copy(update=DEFAULT_HIDDEN)
         distill = distill.model_copy(update={"hidden": hidden})
         signals = signals.model_copy(update={"path": None})  # a store holds no hidden states
+    folder = recipe.run_dir / "compare" / ("" if fraction == 1 else f"fraction-{fraction}")
+    train = recipe.train if fraction == 1 else recipe.train.model_copy(
+        update={"max_steps": run_steps(recipe)})
     return recipe.model_copy(update={
-        "output_dir": str(recipe.run_dir / "compare" / method / f"seed-{seed}"),
+        "output_dir": str(folder / method / f"seed-{seed}"),
         "seed": seed,
+        "train": train,
         "distill": distill,
         "signals": signals,
         "data": recipe.data.model_copy(update={"train": str(train_file),
@@ -111,28 +142,60 @@ def run_compare(recipe: Recipe) -> dict[str, Any]:
     started = time.perf_counter()
     files = _write_data(recipe)
     methods = [m for m in recipe.comparison.methods
-               if m != "ground_truth" or files.ground_truth is not None]
+               if m != "ground_truth" or files[1.0].ground_truth is not None]
     if len(methods) < len(recipe.comparison.methods):
         console.print("[yellow]the training prompts are not task prompts: no ground-truth variant")
     seeds = [recipe.seed + i for i in range(recipe.comparison.seeds)]
-    runs = {m: {str(s): _run_one(recipe, m, s, files) for s in seeds} for m in methods}
+    runs = {m: {str(s): _run_one(recipe, m, s, files[1.0]) for s in seeds} for m in methods}
     summary = summarise(runs, _teacher_accuracy(recipe))
+    summary.update(_data_efficiency(recipe, files, seeds, runs))
     summary.update({"seeds": seeds, "base_seed": recipe.seed,
                     "wall_s": round(time.perf_counter() - started, 1)})
     atomic_write_json(recipe.run_dir / "compare" / "summary.json", summary)
     return summary
 
 
-def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData) -> dict[str, Any]:
-    """Accuracies (overall and per task) and seconds of one (method, seed)."""
-    if method == "logit_kd" and seed == recipe.seed:  # the run itself
+def _data_efficiency(recipe: Recipe, files: dict[float, CompareData], seeds: list[int],
+                     runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """`fraction_methods` at every seed on each of `fractions`: per share ("0.1", ..., and
+    "1.0" from the main comparison's `runs`) each method's mean, interval, runs and margin
+    over seq_kd; and the prompts each share holds. Empty when there is nothing to train."""
+    methods = [m for m in recipe.comparison.fraction_methods if m in runs]
+    if not methods or not recipe.comparison.fractions:
+        return {}
+    by_share = {str(f): {m: {str(s): _run_one(recipe, m, s, files[f], f) for s in seeds}
+                         for m in methods} for f in recipe.comparison.fractions}
+    by_share["1.0"] = {m: runs[m] for m in methods}
+    prompts = {str(f): pq.read_metadata(data.train).num_rows for f, data in files.items()}
+    return {"data_efficiency": share_points(by_share), "fraction_prompts": prompts}
+
+
+def share_points(by_share: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> dict[str, Any]:
+    """Per share of the prompts, per method: mean accuracy, its 95% interval over seeds, the
+    runs and the paired margin over seq_kd (see summarise). `by_share`: share -> method ->
+    seed -> _scores."""
+    points = {}
+    for share, runs in by_share.items():
+        points[share] = {method: {"mean": entry.get("accuracy_mean"),
+                                  "interval": entry.get("accuracy_interval"),
+                                  "runs": entry["runs"],
+                                  "margin_over_seq_kd": entry.get("margin_over_seq_kd")}
+                         for method, entry in summarise(runs, None)["methods"].items()}
+    return points
+
+
+def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData,
+             fraction: float = 1.0) -> dict[str, Any]:
+    """Accuracies (overall and per task) and seconds of one (method, seed, fraction)."""
+    if fraction == 1 and method == "logit_kd" and seed == recipe.seed:  # the run itself
         metrics = json.loads((recipe.run_dir / "eval.json").read_text())
         spent = json.loads((recipe.run_dir / "train_summary.json").read_text())["elapsed_s"]
         marker = recipe.run_dir / "stages" / "eval.json"
         spent += json.loads(marker.read_text())["seconds"] if marker.is_file() else 0.0
         return _scores(metrics, spent)
-    console.rule(f"compare: {method}, seed {seed}")
-    variant = method_recipe(recipe, method, seed, files)
+    share = "" if fraction == 1 else f", {fraction:.0%} of the training prompts"
+    console.rule(f"compare: {method}, seed {seed}{share}")
+    variant = method_recipe(recipe, method, seed, files, fraction)
     trained = train_or_resume(variant)
     started = time.perf_counter()
     # the run's seed for evaluation: every variant answers the same held-out prompts
@@ -180,16 +243,29 @@ def _teacher_accuracy(recipe: Recipe) -> float | None:
     return json.loads(path.read_text()).get("teacher", {}).get("accuracy") if path.is_file() else None
 
 
-def _write_data(recipe: Recipe) -> CompareData:
-    """The run's training and held-out pairs, and the ground truth, as Parquet files."""
+def _write_data(recipe: Recipe) -> dict[float, CompareData]:
+    """The run's training and held-out pairs, and the ground truth, as Parquet files in
+    RUN/compare/data: for the whole training set (1.0: train.parquet, ...) and for each
+    data-efficiency fraction (train-F.parquet, ground_truth-F.parquet)."""
     train_pairs, held_out = load_splits(recipe.data, recipe.seed)
     truth = ground_truth_pairs(train_pairs, recipe.seed)
     folder = recipe.run_dir / "compare" / "data"
+    fractions = recipe.comparison.fractions if recipe.comparison.fraction_methods else []
+    tables: dict[str, list[Pair]] = {"heldout": held_out}
+    files = {}
+    for fraction in [1.0, *fractions]:
+        pairs = train_pairs if fraction == 1 else training_subset(train_pairs, fraction, recipe.seed)
+        suffix = "" if fraction == 1 else f"-{fraction}"
+        tables[f"train{suffix}"] = pairs
+        if truth is not None:
+            kept = {p.sample_id for p in pairs}
+            tables[f"ground_truth{suffix}"] = [p for p in truth if p.sample_id in kept]
+        files[fraction] = CompareData(
+            folder / f"train{suffix}.parquet", folder / "heldout.parquet",
+            folder / f"ground_truth{suffix}.parquet" if truth is not None else None)
     with atomic_directory(folder) as tmp:
-        for name, pairs in (("train", train_pairs), ("heldout", held_out), ("ground_truth", truth)):
-            if pairs is not None:
-                pq.write_table(pa.Table.from_pylist([{"id": p.sample_id, "prompt": p.prompt,
-                                                      "response": p.response} for p in pairs]),
-                               tmp / f"{name}.parquet")
-    return CompareData(folder / "train.parquet", folder / "heldout.parquet",
-                       folder / "ground_truth.parquet" if truth is not None else None)
+        for name, pairs in tables.items():
+            pq.write_table(pa.Table.from_pylist([{"id": p.sample_id, "prompt": p.prompt,
+                                                  "response": p.response} for p in pairs]),
+                           tmp / f"{name}.parquet")
+    return files

@@ -14,8 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-COLOURS = {"teacher": "#4c72b0", "student": "#dd8452", "seq_kd": "#55a868",
-           "ground_truth": "#8172b3"}
+COLOURS = {"teacher": "#4c72b0", "student": "#dd8452", "logit_kd": "#dd8452",
+           "seq_kd": "#55a868", "ground_truth": "#8172b3"}
+"""logit_kd is the run's own objective: the student's colour."""
 FALLBACK = ["#c44e52", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
 DPI = 100
 PAGE_WIDTH_PX = 960
@@ -90,6 +91,30 @@ def draw_accuracy(models: dict[str, dict[str, float]]) -> Figure:
     return figure
 
 
+def draw_data_efficiency(curves: dict[str, dict[float, tuple[float, float | None]]]) -> Figure:
+    """Held-out accuracy against the share of training prompts (log x), one line per method
+    with its 95% interval as error bars. `curves`: method -> fraction -> (mean, half-width)."""
+    figure, axes = _new(7.5, 4.2)
+    axis = axes[0][0]
+    fractions = sorted({f for points in curves.values() for f in points})
+    with plt.rc_context(FONT):
+        for index, (method, points) in enumerate(curves.items()):
+            shares = sorted(points)
+            nudge = 10 ** (0.01 * (index - (len(curves) - 1) / 2))  # side by side, not on top
+            axis.errorbar([f * nudge for f in shares], [100 * points[f][0] for f in shares],
+                          yerr=[100 * (points[f][1] or 0) for f in shares], label=method,
+                          color=_colour(method, index), marker="o", linewidth=1.8, capsize=4)
+        axis.set_xscale("log")
+        axis.set_xticks(fractions, [f"{100 * f:g}%" for f in fractions])
+        axis.minorticks_off()
+        axis.set_xlabel("training prompts used (% of the run's, log scale)")
+        axis.set_ylabel("held-out accuracy (%, mean ± 95% interval)")
+        axis.set_title("Data efficiency: accuracy against training prompts, same steps")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return figure
+
+
 def _short(value: float) -> str:
     """A bar label: whole numbers from 100 up (4310, not 4.31e+03), else 3 significant digits."""
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
@@ -135,6 +160,11 @@ def loss_curves(curves: dict[str, list[dict[str, Any]]]) -> bytes:
 def accuracy_by_task(models: dict[str, dict[str, float]]) -> bytes:
     """PNG of `draw_accuracy`."""
     return png(draw_accuracy(models))
+
+
+def data_efficiency(curves: dict[str, dict[float, tuple[float, float | None]]]) -> bytes:
+    """PNG of `draw_data_efficiency`."""
+    return png(draw_data_efficiency(curves))
 
 
 def efficiency(rows: list[dict[str, Any]]) -> bytes:

@@ -299,7 +299,53 @@ def _comparison(data: dict[str, Any]) -> Section | None:
         tables.append(Table(["task"] + [METHOD_LABELS.get(n, n) for n in per_task],
                             [[t] + [_pct(scores.get(t)) for scores in per_task.values()]
                              for t in tasks], "Mean held-out accuracy per task over the seeds."))
-    return Section("Comparison", text, tables)
+    curve_text, curve_items = _data_efficiency(summary)
+    return Section("Comparison", text + curve_text, [*tables, *curve_items])
+
+
+def _data_efficiency(summary: dict[str, Any]) -> tuple[list[str], list[Table | Figure]]:
+    """Text, figure and table (share of prompts x method) of the summary's data efficiency."""
+    shares = summary.get("data_efficiency")
+    if not shares:
+        return [], []
+    order = sorted(shares, key=float)
+    methods = list(dict.fromkeys(m for share in order for m in shares[share]))
+    points = {s: {m: shares[s].get(m) or {} for m in methods} for s in order}
+    prompts = summary.get("fraction_prompts") or {}
+    rows = [[f"{100 * float(s):g}%" + (f" ({prompts[s]:,} prompts)" if s in prompts else "")]
+            + [_with_interval(p.get("mean"), p.get("interval")) for p in points[s].values()]
+            for s in order]
+    curves = {m: {float(s): (points[s][m]["mean"], points[s][m].get("interval")) for s in order
+                  if points[s][m].get("mean") is not None} for m in methods}
+    seconds = sum(r.get("seconds") or 0 for s in order if float(s) < 1
+                  for p in points[s].values() for r in (p.get("runs") or {}).values())
+    text = [f"Data efficiency (the figure and the last table): {', '.join(f'`{m}`' for m in methods)} "
+            "again on shares of the run's training prompts (one seeded subset per share, the "
+            "same for every method and seed), each for the run's steps, so fewer prompts means "
+            f"more epochs; 100% is the comparison above ({seconds:,.0f} s of training and "
+            "evaluation besides it)."]
+    text += _share_margins(points)
+    figure = Figure("data_efficiency", plots.data_efficiency(curves),
+                    "Line chart of held-out accuracy against the share of training prompts, "
+                    "one line per method, with 95% intervals")
+    table = Table(["training prompts"] + [METHOD_LABELS.get(m, m) for m in methods], rows,
+                  "Mean held-out accuracy (%) ± 95% t-interval over the seeds, per share of "
+                  "the training prompts.")
+    return text, [figure, table]
+
+
+def _share_margins(points: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Per method, its paired margin over seq-KD at each share of the prompts."""
+    lines = []
+    for method in next(iter(points.values())):
+        margins = [(s, by[method]["margin_over_seq_kd"]) for s, by in points.items()
+                   if by[method].get("margin_over_seq_kd")]
+        if margins:
+            lines.append(f"{METHOD_LABELS.get(method, method)} against sequence-level KD, paired "
+                         "by seed, in points: " + ", ".join(
+                             f"{100 * float(s):g}% {_with_interval(m['mean'], m['interval'], True)}"
+                             for s, m in margins) + ".")
+    return lines
 
 
 def _mean_seconds(runs: dict[str, Any]) -> str:
