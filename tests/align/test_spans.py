@@ -2,7 +2,7 @@
 
 import pytest
 
-from distil.align import Span, align_spans, clean_ends, token_offsets
+from distil.align import Span, align_spans, clean_ends, spelled_offsets, token_offsets
 from distil.models import DEMO_TEACHER_DIR, byte_tokenizer
 
 
@@ -90,3 +90,12 @@ def test_a_slow_tokenizer_is_refused():
 
     with pytest.raises(ValueError, match="fast tokenizer"):
         token_offsets(Slow(), "text")
+
+
+def test_offsets_from_token_texts_that_spell_the_text():
+    assert spelled_offsets([" 12", " apples"], " 12 apples") == [(0, 3), (3, 10)]
+    assert spelled_offsets(["ü", "", "n"], "ün") == [(0, 1), (1, 1), (1, 2)]
+    assert spelled_offsets(["\ufffd", "\ufffd", "n"], "ün") is None  # a character in pieces
+    assert spelled_offsets([" 12"], " 12 apples") is None  # they stop short
+    assert spelled_offsets([" 12", " apples!"], " 12 apples") is None  # they run past it
+    assert spelled_offsets([], "") == []

@@ -74,3 +74,15 @@ def token_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int,
                          "tokenizations needs the character offsets only fast tokenizers give")
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+
+
+def spelled_offsets(tokens: Sequence[str], text: str) -> list[tuple[int, int]] | None:
+    """The character offsets of tokens given by their texts (an API's token strings), when
+    they spell `text` exactly, one after another; None when they do not."""
+    offsets, position = [], 0
+    for token in tokens:
+        if not text.startswith(token, position):
+            return None
+        offsets.append((position, position + len(token)))
+        position += len(token)
+    return offsets if position == len(text) else None

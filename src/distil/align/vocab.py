@@ -8,7 +8,12 @@ writes a space as '▁' and unknown bytes as '<0xNN>'. A token is matched in two
 2. normalised: the same bytes of text once each token is decoded from its own spelling
    (`token_bytes`), for the tokens the first pass left.
 
-Special tokens match by string, and the end-of-sequence tokens always match each other.
+A vocabulary of decoded text (`text`: the token strings an API returns, " 4" where
+byte-level BPE writes "Ġ4", kept by a store captured through an API) meets any spelling in
+the second pass; a string holding U+FFFD (a piece of a character the API could not show)
+stands for unknown bytes and maps to nothing, and a string that reads as one of the
+student's special tokens is that token. Special tokens match by string, and the
+end-of-sequence tokens always match each other.
 The map is one-to-one: a student token is the image of at most one teacher token (the
 exact match first, then the lowest teacher id), so the mapped probabilities of one side
 never add up onto one token of the other.
@@ -22,7 +27,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-Spelling = Literal["byte_level", "sentencepiece", "plain"]
+Spelling = Literal["byte_level", "sentencepiece", "plain", "text"]
+"""How a vocabulary writes its tokens; `text` is decoded text (an API's token strings)."""
 
 
 @lru_cache(maxsize=1)
@@ -52,8 +58,11 @@ def spelling(tokenizer: Any) -> Spelling:
     return "sentencepiece" if any("\u2581" in t for t in tokenizer.get_vocab()) else "plain"
 
 
-def token_bytes(token: str, how: Spelling) -> bytes:
-    """The text bytes a token stands for, decoded from its tokenizer's spelling."""
+def token_bytes(token: str, how: Spelling) -> bytes | None:
+    """The text bytes a token stands for, decoded from its tokenizer's spelling; None when
+    they are unknown (decoded text showing U+FFFD for a piece of a character)."""
+    if how == "text":
+        return None if "\ufffd" in token else token.encode()
     if how == "byte_level":
         alphabet = _byte_level_alphabet()
         if all(ch in alphabet for ch in token):
@@ -139,11 +148,21 @@ def vocabulary_map(teacher: Any, student: Any, teacher_width: int | None = None)
         exact += match(teacher.eos_token_id, student.eos_token_id)
     ordered = sorted(teacher_vocab.items(), key=lambda item: item[1])
     exact += sum(match(i, student_vocab.get(token)) for token, i in ordered
-                 if teacher.spelling == student.spelling or token in teacher.specials)
+                 if _same_string(token, teacher, student))
     by_bytes: dict[bytes, int] = {}
     for token, i in sorted(student_vocab.items(), key=lambda item: item[1]):
-        if token not in student.specials:
-            by_bytes.setdefault(token_bytes(token, student.spelling), i)
-    normalised = sum(match(i, by_bytes.get(token_bytes(token, teacher.spelling)))
-                     for token, i in ordered if token not in teacher.specials)
+        text = token_bytes(token, student.spelling)
+        if token not in student.specials and text is not None:
+            by_bytes.setdefault(text, i)
+    normalised = sum(match(i, by_bytes.get(text)) for token, i in ordered
+                     if token not in teacher.specials
+                     and (text := token_bytes(token, teacher.spelling)) is not None)
     return VocabularyMap(mapping, exact, normalised)
+
+
+def _same_string(token: str, teacher: Vocabulary, student: Vocabulary) -> bool:
+    """Whether the teacher's `token` may match the student's token of the same string: both
+    spell alike, it is a teacher special token, or decoded text reading as a student special
+    token (an API writes a special token as its own text)."""
+    return (teacher.spelling == student.spelling or token in teacher.specials
+            or (teacher.spelling == "text" and token in student.specials))

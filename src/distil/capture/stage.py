@@ -12,7 +12,8 @@ With `cross_tokenizer.method` set (a student of another tokenizer), each row is 
 on the teacher's own tokens, and the store also keeps, per position, the teacher's token,
 its log-probability and its characters in the response (`TeacherTokensSource`); the
 teacher's vocabulary is written beside the shards (`teacher_vocabulary.json`), so training
-aligns and maps without the teacher or its tokenizer.
+aligns and maps without the teacher or its tokenizer. A teacher behind an API is captured so
+too, by scoring, with its token strings as the vocabulary (distil.capture.api_tokens).
 
 A recipe with `signals.path` then trains from the store with no teacher loaded;
 `training_signals` opens it and refuses a store captured for another teacher, tokenizer,
@@ -341,10 +342,17 @@ class TeacherTokensSource(LocalTeacherSource):
 
 
 def capture_teacher_tokens(recipe: Recipe) -> CaptureResult:
-    """Capture the recipe's local teacher on its own tokens into `capture_dir(recipe)`."""
-    if recipe.teacher.api is not None:
-        raise SignalsError("cross_tokenizer with a store: capturing an API teacher on its own "
-                           "tokens is not supported yet; use a local teacher (capture.source=local)")
+    """Capture the recipe's teacher on its own tokens into `capture_dir(recipe)`: a local
+    model white-box, a teacher behind an API by scoring (distil.capture.api_tokens)."""
+    if recipe.teacher.api is not None and recipe.capture.source != "local":
+        from distil.capture.api_tokens import api_teacher_tokens
+
+        _, student, _ = load_models(recipe, torch.device("cpu"), need_teacher=False)
+        pairs, examples = training_examples(recipe, student.tokenizer)  # the rows training reads
+        with api_teacher_tokens(recipe, pairs) as (source, fingerprint):
+            return run_capture(source, examples, fingerprint, capture_dir(recipe),
+                               batch_size=max(recipe.capture.batch_size, source.concurrency),
+                               shard_tokens=recipe.capture.shard_tokens)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher, _, _ = load_models(recipe, device)
     tokenizer, settings = teacher.tokenizer, recipe.capture

@@ -112,6 +112,19 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _api_teacher_own_tokens(self) -> "Recipe":
+        from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
+        if (from_own_capture and self.cross_tokenizer.method != "off"
+                and self.teacher.api is not None and self.capture.source == "generation"):
+            raise ValueError(
+                f"capture.source=generation with cross_tokenizer.method="
+                f"{self.cross_tokenizer.method}: a teacher behind an API is captured on its own "
+                "tokens by scoring each training response, not from the logprobs kept while "
+                "generating; set capture.source: score (or auto), or capture.source: local to run "
+                "teacher.model in process")
+        return self
+
+    @model_validator(mode="after")
     def _data_from_synth(self) -> "Recipe":
         if self.data.train is None:
             if self.synth is None:

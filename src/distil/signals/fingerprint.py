@@ -31,12 +31,14 @@ def recipe_identity(*, teacher: dict[str, Any], tokenizer: Any, template: str, m
     """The fields a recipe decides: which teacher, which tokens, which temperature.
 
     `teacher` is {"model", "revision", "seed"}; `template` is the resolved rendering of
-    prompts, `chat` or `plain`.
+    prompts, `chat` or `plain`. `tokenizer` may be None (an API teacher named without
+    teacher.api.tokenizer): both hashes are then None.
     """
+    known = tokenizer is not None
     return {
         "teacher": dict(teacher),
-        "tokenizer_hash": tokenizer_hash(tokenizer),
-        "chat_template_hash": chat_template_hash(tokenizer) if template == "chat" else None,
+        "tokenizer_hash": tokenizer_hash(tokenizer) if known else None,
+        "chat_template_hash": chat_template_hash(tokenizer) if known and template == "chat" else None,
         "template": template,
         "max_length": int(max_length),
         "temperature": float(temperature),
