@@ -6,6 +6,7 @@ one JSON object.
     python scripts/provenance_measure.py fpr-model runs/demo/student --keys 10000 --top-k 1
     python scripts/provenance_measure.py accuracy --delta 2.0          # key: DISTIL_WATERMARK_KEY
     python scripts/provenance_measure.py detect-model STUDENT --top-k 1 2 4 8
+    python scripts/provenance_measure.py fpr-text --keys 10000 --scheme exp-min   # the other scheme
 
 The false-positive runs need no key: every key is random, so every detection is a false one.
 """
@@ -69,8 +70,11 @@ def main() -> None:
     parser.add_argument("--delta", type=float, default=2.0)
     parser.add_argument("--field", default=None)
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--scheme", choices=["kgw", "exp-min"], default="kgw")
     args = parser.parse_args()
-    spec = WatermarkSpec(gamma=0.25, delta=args.delta, context_width=2)
+    if args.what == "accuracy" and args.scheme != "kgw":
+        parser.error("accuracy measures the kgw bias; exp-min leaves the distribution as it is")
+    spec = WatermarkSpec(gamma=0.25, delta=args.delta, context_width=2, scheme=args.scheme)
     started = time.time()
     if args.what == "fpr-text":
         from pathlib import Path

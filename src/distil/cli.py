@@ -352,6 +352,8 @@ def serve(
         "--refuse-logprobs", help=_setting_help("refuse_logprobs"))] = False,
     admin: Annotated[bool, typer.Option("--admin", help=_setting_help("admin"))] = False,
     watermark: Annotated[bool, typer.Option("--watermark", help=_setting_help("watermark"))] = False,
+    watermark_scheme: Annotated[str | None, typer.Option(
+        help=_setting_help("watermark_scheme"), show_default=False)] = None,
     watermark_gamma: Annotated[float | None, typer.Option(
         help=_setting_help("watermark_gamma"), show_default=False)] = None,
     watermark_delta: Annotated[float | None, typer.Option(
@@ -376,7 +378,8 @@ def serve(
     given = dict(max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
                  max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
                  max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-                 header_timeout_s=header_timeout_s, watermark_gamma=watermark_gamma,
+                 header_timeout_s=header_timeout_s, watermark_scheme=watermark_scheme,
+                 watermark_gamma=watermark_gamma,
                  watermark_delta=watermark_delta, watermark_context_width=watermark_context_width,
                  watermark_key_env=watermark_key_env)
     settings = build_settings(served_name=served_name or model, refuse_logprobs=refuse_logprobs,
@@ -392,6 +395,8 @@ AuditOut = Annotated[Path, typer.Option("--out", help="Folder for audit.json and
 Gamma = Annotated[float, typer.Option(help="The watermark's green share (serve --watermark-gamma).")]
 Width = Annotated[int, typer.Option(help="The watermark's context width (serve "
                                          "--watermark-context-width).")]
+SchemeOption = Annotated[str, typer.Option("--scheme", help="The watermark's scheme (serve "
+                                           "--watermark-scheme): kgw or exp-min.")]
 NullKeys = Annotated[int, typer.Option(help="Random keys for the empirical null (0: none).")]
 Alpha = Annotated[float, typer.Option(help="Level below which the p-value flags a watermark.")]
 Tokenizer = Annotated[str, typer.Option(help="The watermarked model's tokenizer: a folder, hub id "
@@ -403,13 +408,14 @@ Field = Annotated[str | None, typer.Option(help="Column of .jsonl/.parquet rows 
                                            show_default=False)]
 
 
-def _audit(mode: str, out: Path, key_env: str, gamma: float, context_width: int, null_keys: int,
-           alpha: float, seed: int, **inputs: Any) -> None:
+def _audit(mode: str, out: Path, key_env: str, scheme: str, gamma: float, context_width: int,
+           null_keys: int, alpha: float, seed: int, **inputs: Any) -> None:
     from distil.audit import AuditSettings
     from distil.audit.run import run_audit
 
     _quiet_libraries()
-    settings = AuditSettings(gamma=gamma, context_width=context_width, null_keys=null_keys, seed=seed)
+    settings = AuditSettings(gamma=gamma, context_width=context_width, null_keys=null_keys, seed=seed,
+                             scheme=scheme)
     json_path, md_path, line = run_audit(mode, out, key_env, settings, alpha, **inputs)
     typer.echo(f"{line}; written to {md_path} and {json_path}")
 
@@ -417,11 +423,11 @@ def _audit(mode: str, out: Path, key_env: str, gamma: float, context_width: int,
 @audit_app.command("text")
 def audit_text(files: Annotated[list[Path], typer.Argument(help=".txt, .jsonl or .parquet files.")],
                key_env: KeyEnv = "DISTIL_WATERMARK_KEY", tokenizer: Tokenizer = "demo",
-               field: Field = None, out: AuditOut = Path("audit"), gamma: Gamma = 0.25,
-               context_width: Width = 2, null_keys: NullKeys = 200, alpha: Alpha = 1e-3,
-               seed: int = 0) -> None:
+               field: Field = None, out: AuditOut = Path("audit"), scheme: SchemeOption = "kgw",
+               gamma: Gamma = 0.25, context_width: Width = 2, null_keys: NullKeys = 200,
+               alpha: Alpha = 1e-3, seed: int = 0) -> None:
     """Test texts for the watermark: per document and pooled, de-duplicated."""
-    _audit("text", out, key_env, gamma, context_width, null_keys, alpha, seed, files=files,
+    _audit("text", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, files=files,
            tokenizer=tokenizer, field=field)
 
 
@@ -433,10 +439,11 @@ def audit_model(model: Annotated[str, typer.Argument(help="Folder of the model (
                 tasks: Tasks = 100, top_k: Annotated[int, typer.Option(
                     help="Predictions scored per position (1: the top-1 test).")] = 1,
                 key_env: KeyEnv = "DISTIL_WATERMARK_KEY", field: Field = None,
-                out: AuditOut = Path("audit"), gamma: Gamma = 0.25, context_width: Width = 2,
-                null_keys: NullKeys = 200, alpha: Alpha = 1e-3, seed: int = 0) -> None:
+                out: AuditOut = Path("audit"), scheme: SchemeOption = "kgw", gamma: Gamma = 0.25,
+                context_width: Width = 2, null_keys: NullKeys = 200, alpha: Alpha = 1e-3,
+                seed: int = 0) -> None:
     """Test whether a model learnt from watermarked outputs: teacher-forced top-k predictions."""
-    _audit("model", out, key_env, gamma, context_width, null_keys, alpha, seed, model=model,
+    _audit("model", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, model=model,
            corpus=corpus or [], tasks=tasks, top_k=top_k, field=field)
 
 
@@ -450,12 +457,12 @@ def audit_api(url: Annotated[str, typer.Argument(help="Base URL of the OpenAI-co
                   help="Environment variable holding the API's key.", show_default=False)] = None,
               max_tokens: int = 48, temperature: float = 1.0,
               key_env: KeyEnv = "DISTIL_WATERMARK_KEY", out: AuditOut = Path("audit"),
-              gamma: Gamma = 0.25, context_width: Width = 2, null_keys: NullKeys = 200,
-              alpha: Alpha = 1e-3, seed: int = 0) -> None:
+              scheme: SchemeOption = "kgw", gamma: Gamma = 0.25, context_width: Width = 2,
+              null_keys: NullKeys = 200, alpha: Alpha = 1e-3, seed: int = 0) -> None:
     """Test a model behind an API: prompt it, test what it generates."""
-    _audit("api", out, key_env, gamma, context_width, null_keys, alpha, seed, url=url, model=model,
-           prompts=prompts, tasks=tasks, tokenizer=tokenizer, api_key_env=api_key_env,
-           max_tokens=max_tokens, temperature=temperature)
+    _audit("api", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, url=url,
+           model=model, prompts=prompts, tasks=tasks, tokenizer=tokenizer,
+           api_key_env=api_key_env, max_tokens=max_tokens, temperature=temperature)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from distil.models import byte_tokenizer
 from distil.provenance import KGWBias, WatermarkError, WatermarkKey, WatermarkSpec
 from distil.server.testing import running_server
 from distil.teachers import LocalTeacher
+from tests.audit.helpers import printable
 
 SETTINGS = AuditSettings(gamma=0.25, context_width=2, null_keys=50)
 PROMPTS = ["Say something.", "Count: a b c", "Reverse: hello", "Tell me a word.", "Sort: c b a",
@@ -26,7 +27,7 @@ PROMPTS = ["Say something.", "Count: a b c", "Reverse: hello", "Tell me a word."
 @pytest.fixture(scope="module")
 def served_texts(tmp_path_factory):
     """Answers of a tiny teacher served with --watermark (delta 4), as a .jsonl file."""
-    teacher = _printable(LocalTeacher.load("tiny-teacher", device="cpu"))
+    teacher = printable(LocalTeacher.load("tiny-teacher", device="cpu"))
     with running_server(teacher, watermark=True, watermark_delta=4.0,
                         watermark_key=WatermarkKey("served-secret")) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
@@ -37,22 +38,6 @@ def served_texts(tmp_path_factory):
     path.write_text("".join(json.dumps({"prompt": p, "response": a}) + "\n"
                             for p, a in zip(PROMPTS, answers, strict=True)))
     return path
-
-
-def _printable(teacher: LocalTeacher) -> LocalTeacher:
-    """The random tiny teacher writes any byte, and text with broken UTF-8 does not tokenise
-    back to the same ids; keep it to printable ASCII, as a trained model would mostly be."""
-    vocab = teacher.model.get_output_embeddings().weight.shape[0]
-    banned = torch.tensor([not (len(t := teacher.tokenizer.decode([i])) == 1 and t.isprintable()
-                                and t.isascii()) and i != teacher.tokenizer.eos_token_id
-                           for i in range(vocab)])
-
-    def mask(_module, _inputs, output):
-        output.logits[..., banned] = -1e4
-        return output
-
-    teacher.model.register_forward_hook(mask)
-    return teacher
 
 
 def test_a_served_watermark_is_detected_in_its_text(served_texts, tmp_path, monkeypatch):

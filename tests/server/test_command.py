@@ -56,11 +56,15 @@ def test_bad_limits_are_refused_in_one_line():
     result = distil("serve", MODEL, "--max-batch-size", "0")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: --max-batch-size: Input should be greater than")
+    result = distil("serve", MODEL, "--watermark", "--watermark-scheme", "gumbel")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: --watermark-scheme: Input should be 'kgw' or 'exp-min'")
 
 
 def test_help_names_every_option():
     result = distil("serve", "--help")
     for option in ("--host", "--port", "--max-top-logprobs", "--max-batch-size", "--max-tokens",
-                   "--max-prompt-tokens", "--served-name", "--refuse-logprobs", "--admin"):
+                   "--max-prompt-tokens", "--served-name", "--refuse-logprobs", "--admin",
+                   "--watermark-scheme"):
         assert option in result.stdout
     assert "--api-key" not in result.stdout  # the key comes from the environment only

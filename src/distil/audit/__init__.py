@@ -4,9 +4,10 @@
     distil audit model runs/demo/student --key-env DISTIL_WATERMARK_KEY      # open weights
     distil audit api http://127.0.0.1:8000/v1 --model demo --key-env ...     # behind an API
 
-Each mode turns its evidence into (context, token) tuples, de-duplicates them, counts the
-green ones under the key and reports the exact binomial p-value, beside the same test run
-with random keys (the empirical null). Output: OUT/audit.json and OUT/audit.md.
+Each mode turns its evidence into (context, token) tuples, de-duplicates them, scores them
+under the key and reports the exact p-value, beside the same test run with random keys (the
+empirical null). The score is the green count (binomial p-value) for the kgw scheme, the sum
+of -log(1 - r) (gamma p-value) for exp-min (`--scheme`). Output: OUT/audit.json and OUT/audit.md.
 Modules: `calibrate` (the test and its null), `sources` (files, corpora, tokenizers),
 `modes` (text, model, api), `verdict` (the written outputs).
 """

@@ -7,8 +7,10 @@
 Text: the documents' own (context, token) tuples. Open weights (radioactivity, Sander et
 al., 2024): teacher-force the model on a corpus that carries no watermark and take its
 top-`top_k` next tokens after each context as the tuples; a model that never learnt from
-the key predicts green tokens at rate gamma, one distilled from a marked teacher above it.
-API: prompt it and test what it generates. Every mode de-duplicates before counting.
+the key predicts green tokens at rate gamma, one distilled from a marked teacher above it
+(exp-min: its predictions score -log(1 - r) = 1 on average, one trained on marked text more).
+API: prompt it and test what it generates. Every mode de-duplicates before counting, and
+tests by `settings.scheme`.
 """
 
 from collections.abc import Sequence

@@ -24,7 +24,7 @@ def run_audit(mode: str, out_dir: Path, key_env: str, settings: AuditSettings, a
     key = WatermarkKey.from_env(key_env)
     ensure_writable_dir(out_dir, "audit folder", "pass --out a folder you can write to")
     result = {"text": _text, "model": _model, "api": _api}[mode](key, settings, **inputs)
-    result.update(key_env=key_env, settings={"gamma": settings.gamma,
+    result.update(key_env=key_env, settings={"scheme": settings.scheme, "gamma": settings.gamma,
                                              "context_width": settings.context_width,
                                              "null_keys": settings.null_keys, "seed": settings.seed})
     json_path, md_path, written = write_audit(out_dir, result, alpha)

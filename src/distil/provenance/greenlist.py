@@ -9,12 +9,15 @@ list of a context is about `gamma * V` tokens (each token in with probability ga
 fixed count, so that testing one tuple never needs the whole vocabulary.
 
 Integer arithmetic only: the same key gives the same lists on every machine; another key
-gives an independent list.
+gives an independent list. The context seed and the (seed, token) hash serve the
+distortion-free scheme too (`distil.provenance.exponential`); `WatermarkSpec.scheme` names
+which of the two a watermark uses.
 """
 
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,6 +29,10 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _TWO_53 = float(2**53)
 
+SCHEMES = ("kgw", "exp-min")
+"""The watermark schemes: KGW green lists, and distortion-free exponential-minimum sampling."""
+Scheme = Literal["kgw", "exp-min"]
+
 
 class WatermarkError(DistilError):
     """A watermark key or setting is missing or invalid."""
@@ -33,16 +40,21 @@ class WatermarkError(DistilError):
 
 @dataclass(frozen=True)
 class WatermarkSpec:
-    """The public settings of a KGW watermark (everything but the key)."""
+    """The public settings of a watermark (everything but the key)."""
 
     gamma: float = 0.25
     """Share of the vocabulary that is green after each context."""
     delta: float = 2.0
     """Added to the logits of green tokens."""
     context_width: int = 2
-    """Tokens before a position that seed its green list."""
+    """Tokens before a position that seed its green list (or, exp-min, its uniforms)."""
+    scheme: Scheme = "kgw"
+    """kgw: green lists and a logit bias; exp-min: keyed sampling, gamma and delta unused."""
 
     def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise WatermarkError(f"watermark scheme must be one of {', '.join(SCHEMES)}, got "
+                                 f"{self.scheme!r}")
         if not 0 < self.gamma < 1:
             raise WatermarkError(f"watermark gamma must lie in (0, 1), got {self.gamma}")
         if self.delta < 0:
@@ -104,13 +116,18 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def token_hash(seeds: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """The 64-bit hash of each (context seed, token). seeds (N,) uint64 and tokens (N,) or
+    (N, V) broadcastable -> uint64 of the broadcast shape."""
+    with np.errstate(over="ignore"):
+        tokens = np.asarray(tokens).astype(np.uint64)
+        return _mix(np.asarray(seeds, dtype=np.uint64) ^ _mix(tokens * _GOLDEN + _GOLDEN))
+
+
 def is_green(seeds: np.ndarray, tokens: np.ndarray, gamma: float) -> np.ndarray:
     """Whether each token is green after its context. seeds (N,) uint64 and tokens (N,) or
     (N, V) broadcastable -> bool of the broadcast shape."""
-    with np.errstate(over="ignore"):
-        tokens = np.asarray(tokens).astype(np.uint64)
-        mixed = _mix(np.asarray(seeds, dtype=np.uint64) ^ _mix(tokens * _GOLDEN + _GOLDEN))
-    return (mixed >> np.uint64(11)).astype(np.float64) < gamma * _TWO_53
+    return (token_hash(seeds, tokens) >> np.uint64(11)).astype(np.float64) < gamma * _TWO_53
 
 
 def green_mask(key: WatermarkKey, spec: WatermarkSpec, contexts: np.ndarray,

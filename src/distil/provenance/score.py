@@ -2,12 +2,14 @@
 
     score = score_sequences(key, spec, [ids_a, ids_b])  # one pooled test over both
     score.p_value, score.log10_p, score.green, score.kept
+    # spec.scheme == "exp-min": an ExpMinScore (score.total_score instead of green)
 
 A token is scored only after a full context of `context_width` tokens. Repeated (context,
 token) tuples are counted once (Fernandez et al., 2023, "Three Bricks"): text repeats itself
 (templates, lists, a model's favourite phrases), and a repeated tuple repeats its colour, so
 counting it again would break the independence the binomial test assumes and flood
-unmarked text with false positives.
+unmarked text with false positives. The exp-min scheme's test rests on the same
+independence, so it scores the same de-duplicated tuples (`distil.provenance.exponential`).
 """
 
 from collections.abc import Iterable, Sequence
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from distil.provenance.exponential import ExpMinScore, exp_min_score
 from distil.provenance.greenlist import WatermarkKey, WatermarkSpec, context_seeds, is_green
 from distil.provenance.stats import binomial_log10_sf
 
@@ -63,8 +66,11 @@ def unique_tuples(contexts: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray,
 
 
 def score_tuples(key: WatermarkKey, spec: WatermarkSpec, contexts: np.ndarray,
-                 tokens: np.ndarray, total: int | None = None) -> Score:
-    """Test tuples as given (already de-duplicated). contexts (N, H), tokens (N,)."""
+                 tokens: np.ndarray, total: int | None = None) -> Score | ExpMinScore:
+    """Test tuples as given (already de-duplicated) by `spec.scheme`'s test. contexts (N, H),
+    tokens (N,)."""
+    if spec.scheme == "exp-min":
+        return exp_min_score(key, contexts, tokens, total)
     green = int(is_green(context_seeds(key, contexts), tokens, spec.gamma).sum()) if len(tokens) else 0
     kept = len(tokens)
     return Score(tokens=kept if total is None else total, kept=kept, green=green,
@@ -82,7 +88,7 @@ def pooled_tuples(sequences: Iterable[Sequence[int]],
 
 
 def score_sequences(key: WatermarkKey, spec: WatermarkSpec,
-                    sequences: Iterable[Sequence[int]]) -> Score:
+                    sequences: Iterable[Sequence[int]]) -> Score | ExpMinScore:
     """One pooled, de-duplicated test over token sequences (a text, or many)."""
     contexts, tokens, total = pooled_tuples(sequences, spec.context_width)
     return score_tuples(key, spec, contexts, tokens, total)

@@ -48,8 +48,9 @@ class ServedModel:
                                  else self.max_prompt_tokens * chars_per_token_bound(self.tokenizer))
         identity = [settings.served_name, teacher.name, str(teacher.revision),
                     tokenizer_hash(self.tokenizer), str(chat_template_hash(self.tokenizer))]
-        if teacher.logit_bias is not None:  # a marked model answers otherwise: another identity
-            identity.append(repr(teacher.logit_bias))
+        marking = teacher.logit_bias or getattr(teacher, "sampler", None)  # KGW or exp-min
+        if marking is not None:  # a marked model answers otherwise: another identity
+            identity.append(repr(marking))
         self.fingerprint = "fp_" + hashlib.sha256("\n".join(identity).encode()).hexdigest()[:12]
 
     def model_card(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Every field and default is written once, here; `distil serve --help` is built fr
 
 import ipaddress
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,15 +58,19 @@ class ServerSettings(BaseModel):
     admin: bool = False
     """Serve GET /admin/stats: request counters (per request key) and batching figures."""
     watermark: bool = False
-    """Mark what the model serves with a keyed green-list watermark (KGW; docs/provenance.md):
-    generation, sampled or greedy, and the logprobs returned are those of the marked
-    distribution. The key comes from the variable named by `watermark_key_env`."""
+    """Mark what the model serves with a keyed watermark of `watermark_scheme`
+    (docs/provenance.md). The key comes from the variable named by `watermark_key_env`."""
+    watermark_scheme: Literal["kgw", "exp-min"] = "kgw"
+    """kgw: a green-list logit bias; generation, sampled or greedy, and the logprobs returned
+    are those of the marked distribution. exp-min: distortion-free keyed sampling; only sampled
+    text is marked, greedy answers and the logprobs returned are the model's own, and gamma
+    and delta are unused."""
     watermark_gamma: float = Field(0.25, gt=0, lt=1)
-    """Share of the vocabulary that is green after each context."""
+    """Share of the vocabulary that is green after each context (kgw)."""
     watermark_delta: float = Field(2.0, ge=0)
-    """Added to the logits of green tokens (more: easier to detect, more change to answers)."""
+    """Added to the logits of green tokens (kgw; more: easier to detect, more change to answers)."""
     watermark_context_width: int = Field(2, ge=1)
-    """Tokens before a position whose keyed hash picks its green list."""
+    """Tokens before a position whose keyed hash picks its green list (or, exp-min, its draw)."""
     watermark_key_env: str = Field("DISTIL_WATERMARK_KEY", min_length=1)
     """The environment variable holding the watermark key (its name; the key is never logged,
     saved or returned)."""

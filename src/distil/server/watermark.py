@@ -1,15 +1,19 @@
 """Teacher-side watermarking for `distil serve --watermark`: the served teacher, marked.
 
     key = watermark_key(settings)                    # from the variable it names; None if off
-    teacher = marked_teacher(teacher, settings, key)  # a copy whose logits carry the KGW bias
+    teacher = marked_teacher(teacher, settings, key)  # a copy that marks, by the settings' scheme
 
+Two schemes (docs/provenance.md): kgw adds a keyed green-list bias to the logits (what is
+served, logprobs included, is the marked distribution); exp-min replaces the random draw of
+sampled generation by a keyed one (`distil.server.expmin`: the distribution is unchanged).
 The key is read from the environment once, at start, and held only as a digest; it never
 reaches a log line, a response, the system fingerprint or /admin/stats.
 """
 
 import copy
 
-from distil.provenance import KGWBias, WatermarkKey, WatermarkSpec
+from distil.provenance import ExpMinSampler, KGWBias, WatermarkKey, WatermarkSpec
+from distil.server.expmin import ExpMinTeacher
 from distil.server.settings import ServeError, ServerSettings
 from distil.teachers import LocalTeacher
 
@@ -19,7 +23,8 @@ def watermark_spec(settings: ServerSettings) -> WatermarkSpec | None:
     if not settings.watermark:
         return None
     return WatermarkSpec(gamma=settings.watermark_gamma, delta=settings.watermark_delta,
-                         context_width=settings.watermark_context_width)
+                         context_width=settings.watermark_context_width,
+                         scheme=settings.watermark_scheme)
 
 
 def watermark_key(settings: ServerSettings) -> WatermarkKey | None:
@@ -36,6 +41,8 @@ def marked_teacher(teacher: LocalTeacher, settings: ServerSettings,
     if key is None:
         raise ServeError(f"--watermark needs its key; set {settings.watermark_key_env} in the "
                          "environment")
+    if spec.scheme == "exp-min":
+        return ExpMinTeacher(teacher, ExpMinSampler(key, spec))
     marked = copy.copy(teacher)
     marked.logit_bias = KGWBias(key, spec, teacher.model.get_output_embeddings().weight.shape[0])
     return marked
@@ -46,5 +53,8 @@ def describe(settings: ServerSettings) -> str:
     spec = watermark_spec(settings)
     if spec is None:
         return "no watermark"
+    if spec.scheme == "exp-min":
+        return (f"watermarked: exp-min (distortion-free; sampled text only), context "
+                f"{spec.context_width} tokens, key from ${settings.watermark_key_env}")
     return (f"watermarked: gamma {spec.gamma}, delta {spec.delta}, context {spec.context_width} "
             f"tokens, key from ${settings.watermark_key_env}")
