@@ -33,15 +33,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--layers", type=int, nargs="+", default=[0, 9],
                         help="teacher layers the student keeps")
+    parser.add_argument("--split-digits", action="store_true",
+                        help="every digit a token of its own, as Qwen2's and Llama's tokenizers "
+                             "do (the space before a number then is a token of its own too)")
     return parser.parse_args()
 
 
-def build_tokenizer(seed: int, vocab_size: int) -> PreTrainedTokenizerFast:
-    """A plain byte-level BPE (GPT-2 pre-tokenization) trained on task prompts and answers."""
+def build_tokenizer(seed: int, vocab_size: int, split_digits: bool = False) -> PreTrainedTokenizerFast:
+    """A plain byte-level BPE (GPT-2 pre-tokenization) trained on task prompts and answers;
+    with `split_digits`, digits are cut apart before the byte-level step."""
     rng = random.Random(f"{seed}:student-tokenizer")
     corpus = [f"{item.prompt}\n{item.answer}" for item in sample_items(rng, 20_000)]
-    return train_byte_level_bpe(corpus, vocab_size,
-                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if split_digits:
+        byte_level = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                              byte_level])
+    return train_byte_level_bpe(corpus, vocab_size, byte_level)
 
 
 def teacher_pieces(token: str, teacher_vocab: dict[str, int]) -> list[int]:
@@ -77,7 +84,7 @@ def transplant_embeddings(model: torch.nn.Module, teacher_vocab: dict[str, int],
 def main() -> None:
     args = parse_args()
     torch.manual_seed(args.seed)
-    tokenizer = build_tokenizer(args.seed, args.vocab_size)
+    tokenizer = build_tokenizer(args.seed, args.vocab_size, args.split_digits)
     teacher_tokenizer = AutoTokenizer.from_pretrained(DEMO_TEACHER_DIR)
     model = AutoModelForCausalLM.from_pretrained(DEMO_TEACHER_DIR, dtype=torch.float32,
                                                  use_safetensors=True)
@@ -85,6 +92,7 @@ def main() -> None:
     transplant_embeddings(model, teacher_tokenizer.get_vocab(), tokenizer)
     shared = len(set(tokenizer.get_vocab()) & set(teacher_tokenizer.get_vocab()))
     facts = {"seed": args.seed, "vocab_size": len(tokenizer), "layers": args.layers,
+             "split_digits": args.split_digits,
              "parameters": count_parameters(model), "tokens_shared_with_teacher": shared}
     with atomic_directory(args.out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
