@@ -46,7 +46,8 @@ class Recipe(Section):
     (`comparison`: ground truth, sequence-level KD, logit KD, on-policy, ...), over several
     seeds, and report each method's mean held-out accuracy with its 95% interval."""
     comparison: CompareSection = CompareSection()
-    """What `compare` trains: the methods and the seeds of each."""
+    """What `compare` trains: the methods, the seeds of each, and the shares of the prompts
+    of the data-efficiency curve."""
     synth: SynthSection | None = None
     """Generate the training data with the teacher first (stage `synth`, before `train`)."""
     capture: CaptureSection = CaptureSection()
