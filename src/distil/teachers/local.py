@@ -9,8 +9,9 @@ logprobs come from the raw logits (temperature 1) at each generated position.
 
 `teacher.logit_bias = bias` (a callable: input ids (N, T) -> (N, V), e.g. a watermark's
 `distil.provenance.KGWBias`) adds `bias(context)` to the logits everywhere: generation,
-sampled or greedy, draws from the biased distribution at its temperature, and the logprobs
-returned by `generate` and `score_ids` are those of the biased distribution.
+sampled or greedy, draws from the biased distribution at its temperature (softmax((logits +
+bias) / T), top-p taken on it), and the logprobs returned by `generate` and `score_ids` are
+those of the biased distribution (temperature 1).
 """
 
 from collections.abc import Callable, Sequence
@@ -103,8 +104,7 @@ class LocalTeacher:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed + seed_offset)
         greedy = sampling.temperature == 0
-        biased = None if self.logit_bias is None else _BiasProcessor(
-            self.logit_bias, 1.0 if greedy else sampling.temperature)
+        biased = None if self.logit_bias is None else _BiasProcessor(self.logit_bias)
         out = self.model.generate(
             input_ids=input_ids, attention_mask=attention_mask,
             max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
@@ -191,15 +191,17 @@ class LocalTeacher:
 
 
 class _BiasProcessor(LogitsProcessor):
-    """Adds `bias(input_ids) / temperature` to the scores `generate` samples from (it runs after
-    the temperature warper, so the sampled distribution is softmax((logits + bias) / T)), and
-    keeps each step's bias so the logprobs can be those of the biased distribution."""
+    """Adds `bias(input_ids)` to the raw logits. `generate` runs the processors it is given
+    before its temperature and top-p warpers, so the sampled distribution is
+    softmax((logits + bias) / T), its nucleus taken on that marked distribution, as for any
+    model whose logits are logits + bias. Keeps each step's bias so the logprobs can be those
+    of the marked distribution."""
 
-    def __init__(self, bias: Callable[[torch.Tensor], torch.Tensor], temperature: float) -> None:
-        self.bias, self.temperature = bias, temperature
+    def __init__(self, bias: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.bias = bias
         self.added: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         bias = self.bias(input_ids).to(scores.device, torch.float32)  # (B, V)
         self.added.append(bias)
-        return scores + (bias / self.temperature).to(scores.dtype)
+        return scores + bias.to(scores.dtype)
