@@ -41,7 +41,7 @@ from distil.signals import SampleSignals, SignalsError, build_fingerprint, input
 from distil.signals.fingerprint import FINGERPRINT_FILE, check_resumable, read_fingerprint
 from distil.signals.generation import log_tail_mass
 from distil.signals.recipe import capture_dir, capture_temperature, signal_identity
-from distil.signals.scoring import concurrently, pair_prompt
+from distil.signals.scoring import check_can_score, check_one_turn_each, concurrently, pair_prompt
 from distil.signals.shard import TeacherTokens
 from distil.signals.vocabulary import TOKEN_STRINGS, TokenStrings
 from distil.teachers import Teacher
@@ -57,19 +57,8 @@ class ApiTeacherTokensSource:
 
     def __init__(self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str | None,
                  strings: TokenStrings) -> None:
-        ability = teacher.capabilities
-        if not (ability.can_score and ability.max_top_logprobs >= top_k):
-            raise SignalsError(
-                f"teacher {teacher.name} cannot give what this capture needs (scoring given text "
-                f"with its top {top_k} logprobs; it offers scoring={ability.can_score}, top "
-                f"{ability.max_top_logprobs}); lower capture.top_k, use an endpoint that scores "
-                "(completions echo with logprobs: vLLM, `distil serve`), or a local teacher")
-        several = next((p for p in pairs if p.turns is not None
-                        and sum(role == "assistant" for role, _ in p.turns) > 1), None)
-        if several is not None:
-            raise SignalsError(f"row {several.sample_id!r} is a conversation of several assistant "
-                               "turns; a scoring teacher scores one completion a request, so "
-                               "capture it with a local teacher, or give one turn a row")
+        check_can_score(teacher, top_k, "this capture", ids=False)
+        check_one_turn_each(pairs)
         self.teacher, self.top_k, self.end_of_turn, self.strings = teacher, top_k, end_of_turn, strings
         self.pairs = {pair.sample_id: pair for pair in pairs}
         self.concurrency: int = getattr(teacher, "concurrency", 1)

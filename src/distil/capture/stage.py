@@ -47,7 +47,13 @@ from distil.signals import (
     input_hash,
 )
 from distil.signals.recipe import capture_dir, capture_temperature, signal_identity
-from distil.signals.scoring import check_can_score, concurrently, pair_prompt, top_k_of
+from distil.signals.scoring import (
+    check_can_score,
+    check_one_turn_each,
+    concurrently,
+    pair_prompt,
+    top_k_of,
+)
 from distil.signals.shard import TeacherTokens
 from distil.signals.vocabulary import write_teacher_vocabulary
 from distil.teachers import Teacher
@@ -145,14 +151,9 @@ class ScoringTeacherSource:
 
     def __init__(self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str) -> None:
         check_can_score(teacher, top_k)
+        check_one_turn_each(pairs)
         self.teacher, self.top_k, self.end_of_turn = teacher, top_k, end_of_turn
         self.pairs = {pair.sample_id: pair for pair in pairs}
-        several = next((p for p in pairs if p.turns is not None
-                        and sum(role == "assistant" for role, _ in p.turns) > 1), None)
-        if several is not None:
-            raise SignalsError(f"row {several.sample_id!r} is a conversation of several assistant "
-                               "turns; a scoring teacher scores one completion a request, so "
-                               "capture it with a local teacher, or give one turn a row")
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
         """Each example scored; concurrently when the teacher paces its own requests."""

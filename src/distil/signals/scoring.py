@@ -42,15 +42,31 @@ class ScoredTopK:
     """(n,) float32: log of the mass outside them."""
 
 
-def check_can_score(teacher: Teacher, top_k: int, purpose: str = "a capture") -> None:
-    """Refuse a teacher that cannot score with token ids and `top_k` top logprobs."""
+def check_can_score(teacher: Teacher, top_k: int, purpose: str = "a capture",
+                    ids: bool = True) -> None:
+    """Refuse a teacher that cannot score with `top_k` top logprobs (and token ids, unless
+    `ids` is False: the tokens are then read by their text)."""
     ability = teacher.capabilities
-    if not (ability.can_score and ability.token_ids and ability.max_top_logprobs >= top_k):
+    if not (ability.can_score and (ability.token_ids or not ids)
+            and ability.max_top_logprobs >= top_k):
+        wanted = "token ids and " if ids else ""
         raise SignalsError(
-            f"teacher {teacher.name} cannot give what {purpose} needs (scoring with token ids "
-            f"and {top_k} top logprobs; it offers scoring={ability.can_score}, ids="
-            f"{ability.token_ids}, top {ability.max_top_logprobs}); lower the top-k asked for "
-            "or use a teacher that can score")
+            f"teacher {teacher.name} cannot give what {purpose} needs (scoring with {wanted}"
+            f"{top_k} top logprobs; it offers scoring={ability.can_score}, ids="
+            f"{ability.token_ids}, top {ability.max_top_logprobs}); lower the top-k asked for, "
+            "or use a teacher that can score (completions echo with logprobs: vLLM, "
+            "`distil serve`; or a local teacher)")
+
+
+def check_one_turn_each(pairs: Sequence[Pair]) -> None:
+    """Refuse a row whose conversation holds several assistant turns: a scoring request
+    scores one completion."""
+    several = next((p for p in pairs if p.turns is not None
+                    and sum(role == "assistant" for role, _ in p.turns) > 1), None)
+    if several is not None:
+        raise SignalsError(f"row {several.sample_id!r} is a conversation of several assistant "
+                           "turns; a scoring teacher scores one completion a request, so "
+                           "capture it with a local teacher, or give one turn a row")
 
 
 def pair_prompt(pair: Pair) -> Prompt:
