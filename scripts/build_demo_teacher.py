@@ -8,6 +8,15 @@ Llama-architecture causal LM with tied embeddings; train it on ground-truth answ
 only); measure held-out accuracy per family with batched greedy generation; save the model
 in fp16 safetensors with its tokenizer and a README.md model card. `--steps 200` makes a
 quick trial model.
+
+Two options leave the default build alone and make other teachers: `--extra-tasks between`
+adds opt-in families (`distil.tasks.choice`) to the training mix and the held-out table,
+each drawn `--extra-weight` times as often as a family of weight 1; `--init demo` (or a
+model folder) fine-tunes that model for `--steps` with its own tokenizer instead of
+training a tokenizer and a model from scratch (the size options are then ignored):
+
+    PYTHONPATH=src python scripts/build_demo_teacher.py --out /tmp/teacher-between \\
+        --init demo --extra-tasks between --steps 800 --threads 1
 """
 
 import argparse
@@ -26,10 +35,10 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from distil.data import Pair, collate, encode_pairs
 from distil.fsutil import atomic_directory
-from distil.models import count_parameters
+from distil.models import DEMO_TEACHER_DIR, count_parameters, load_model
 from distil.models.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
 from distil.progress import console, progress_bar
-from distil.tasks import TASKS, TaskItem, accuracy, generate_items, task_names
+from distil.tasks import TASKS, TaskItem, accuracy, check, generate_items, task_names
 
 MAX_LENGTH = 64
 """Longest chat-formatted prompt+response in tokens (the longest task item is ~30)."""
@@ -62,20 +71,41 @@ def parse_args() -> argparse.Namespace:
                         help="print a quick held-out accuracy every this many steps")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads; 0 keeps torch's default (use 1 on a busy machine)")
-    return parser.parse_args()
+    parser.add_argument("--extra-tasks", nargs="+", default=[], metavar="FAMILY",
+                        help="opt-in task families (e.g. between) to add to training and the "
+                             "held-out table")
+    parser.add_argument("--extra-weight", type=float, default=1.0,
+                        help="how often each extra family is drawn, relative to 1")
+    parser.add_argument("--init", default=None, metavar="DIR_OR_demo",
+                        help="fine-tune this model (a folder, or demo) with its own tokenizer "
+                             "instead of building both from scratch")
+    args = parser.parse_args()
+    opt_in = [name for name in task_names(include_opt_in=True) if name not in task_names()]
+    for name in args.extra_tasks:
+        if name not in opt_in:
+            parser.error(f"--extra-tasks {name}: not an opt-in task family (every default family "
+                         f"is always trained); choose from {', '.join(opt_in)}")
+    return args
 
 
-def sample_items(rng: random.Random, count: int) -> list[TaskItem]:
-    """`count` training items, families drawn by `TASK_WEIGHTS` (repeats allowed)."""
-    names = task_names()
-    weights = [TASK_WEIGHTS.get(name, 1.0) for name in names]
-    return [TASKS[name].make(rng, "train") for name in rng.choices(names, weights, k=count)]
+def task_weights(args: argparse.Namespace) -> dict[str, float]:
+    """How often each trained family is drawn: `TASK_WEIGHTS` (1 for the families it does
+    not name), then each extra family at `--extra-weight`."""
+    return {**{name: TASK_WEIGHTS.get(name, 1.0) for name in task_names()},
+            **dict.fromkeys(args.extra_tasks, args.extra_weight)}
 
 
-def build_tokenizer(seed: int, vocab_size: int) -> PreTrainedTokenizerFast:
+def sample_items(rng: random.Random, count: int, weights: dict[str, float]) -> list[TaskItem]:
+    """`count` training items, families drawn by `weights` (repeats allowed)."""
+    names = list(weights)
+    return [TASKS[name].make(rng, "train")
+            for name in rng.choices(names, list(weights.values()), k=count)]
+
+
+def build_tokenizer(seed: int, vocab_size: int, weights: dict[str, float]) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on task prompts and answers, with chat markers."""
     rng = random.Random(f"{seed}:tokenizer")
-    corpus = [f"{item.prompt}\n{item.answer}" for item in sample_items(rng, 20_000)]
+    corpus = [f"{item.prompt}\n{item.answer}" for item in sample_items(rng, 20_000, weights)]
     return train_byte_level_bpe(corpus, vocab_size, pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
@@ -114,9 +144,29 @@ def build_model(args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast) ->
     return model
 
 
-def train(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
-          args: argparse.Namespace) -> dict[str, Any]:
-    """Train on freshly drawn ground-truth items each step; return what the card reports."""
+def initial_model(args: argparse.Namespace,
+                  weights: dict[str, float]) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """The model to train and its tokenizer: `--init`'s, as saved, or new ones from the seed."""
+    if args.init:
+        loaded = load_model(args.init, "student")
+        return loaded.model, loaded.tokenizer
+    tokenizer = build_tokenizer(args.seed, args.vocab_size, weights)
+    return build_model(args, tokenizer), tokenizer
+
+
+def init_record(source: str) -> dict[str, Any]:
+    """Where `--init` came from and, if it has one, what its own build.json says it was."""
+    folder = DEMO_TEACHER_DIR if source == "demo" else Path(source)
+    build = folder / "build.json"
+    earlier = json.loads(build.read_text()) if build.is_file() else {}
+    return {"model": source, "folder": str(folder.resolve()),
+            "training": earlier.get("training"), "task_weights": earlier.get("task_weights")}
+
+
+def train(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace,
+          weights: dict[str, float]) -> dict[str, Any]:
+    """Train on freshly drawn ground-truth items each step, families drawn by `weights`;
+    return what the card reports."""
     rng = random.Random(f"{args.seed}:train")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95),
                                   weight_decay=args.weight_decay)
@@ -128,7 +178,7 @@ def train(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
     with progress_bar("loss") as bar:
         task = bar.add_task("train", total=args.steps, loss="-")
         for step in range(args.steps):
-            batch = training_batch(tokenizer, sample_items(rng, args.batch_size))
+            batch = training_batch(tokenizer, sample_items(rng, args.batch_size, weights))
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -140,17 +190,18 @@ def train(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
             if step % 20 == 0 or step == args.steps - 1:
                 bar.update(task, completed=step + 1, loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
             if (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
-                _report_progress(model, tokenizer, step + 1)
+                _report_progress(model, tokenizer, step + 1, list(weights))
     model.eval()
     return {"steps": args.steps, "sequences": args.steps * args.batch_size, "tokens": tokens,
             "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4),
             "train_seconds": round(time.perf_counter() - started, 1)}
 
 
-def _report_progress(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, step: int) -> None:
+def _report_progress(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, step: int,
+                     tasks: list[str]) -> None:
     """A quick held-out accuracy (20 prompts per family) printed during training."""
     model.eval()
-    items = generate_items("heldout", 20, seed=1)
+    items = generate_items("heldout", 20, seed=1, tasks=tasks)
     scores = accuracy(items, greedy_responses(model, tokenizer, [i.prompt for i in items]))
     console.print(f"step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items()))
     model.train()
@@ -193,15 +244,15 @@ def greedy_responses(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast
 
 
 def held_out_accuracy(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
-                      args: argparse.Namespace) -> dict[str, Any]:
-    """Accuracy per family on held-out prompts, with how long generation took."""
-    items = generate_items("heldout", args.eval_per_task, seed=args.seed)
+                      args: argparse.Namespace, tasks: list[str]) -> dict[str, Any]:
+    """Accuracy per family of `tasks` on held-out prompts, with how long generation took."""
+    items = generate_items("heldout", args.eval_per_task, seed=args.seed, tasks=tasks)
     started = time.perf_counter()
     responses = greedy_responses(model, tokenizer, [i.prompt for i in items],
                                  max_new_tokens=args.max_new_tokens)
     seconds = time.perf_counter() - started
     wrong = [{"task": i.task, "prompt": i.prompt, "expected": i.answer, "got": r}
-             for i, r in zip(items, responses, strict=True) if i.answer != r.strip()]
+             for i, r in zip(items, responses, strict=True) if not check(i.task, i.prompt, r)]
     return {"accuracy": accuracy(items, responses), "prompts": len(items),
             "seconds": round(seconds, 1), "examples_wrong": wrong[:20]}
 
@@ -223,16 +274,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    tokenizer = build_tokenizer(args.seed, args.vocab_size)
-    model = build_model(args, tokenizer)
+    weights = task_weights(args)
+    model, tokenizer = initial_model(args, weights)
     console.print(f"tokenizer: {len(tokenizer)} tokens; model: {count_parameters(model):,} "
-                  f"parameters, {args.layers} layers")
-    training = train(model, tokenizer, args)
-    results = held_out_accuracy(model, tokenizer, args)
+                  f"parameters, {model.config.num_hidden_layers} layers")
+    training = train(model, tokenizer, args, weights)
+    results = held_out_accuracy(model, tokenizer, args, list(weights))
     console.print(json.dumps(results["accuracy"], indent=1))
     facts = {"arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
              "parameters": count_parameters(model), "vocab_size": len(tokenizer),
-             "task_weights": TASK_WEIGHTS,
+             "task_weights": {**TASK_WEIGHTS, **dict.fromkeys(args.extra_tasks, args.extra_weight)},
+             **({"init": init_record(args.init)} if args.init else {}),
              "training": training, "held_out": results,
              "hardware": {"machine": platform.machine(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}

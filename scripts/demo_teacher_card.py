@@ -14,18 +14,35 @@ def _weights(weights: dict[str, float]) -> str:
     return f"{shown}, every other family 1"
 
 
+def _rebuild(args: dict[str, Any]) -> str:
+    """The command that made this build: REBUILD, or for a non-default build its own options."""
+    if not args.get("init") and not args.get("extra_tasks"):
+        return REBUILD
+    options = [f"--init {args['init']}"] if args.get("init") else []
+    if args.get("extra_tasks"):
+        options += [f"--extra-tasks {' '.join(args['extra_tasks'])}",
+                    f"--extra-weight {args['extra_weight']:g}"]
+    return (f"PYTHONPATH=src python scripts/build_demo_teacher.py --out {args['out']} "
+            f"{' '.join(options)} --steps {args['steps']} --seed {args['seed']}")
+
+
 def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
     """Markdown model card: architecture, tokenizer, training, held-out accuracy, rebuild."""
     args, training, held_out = facts["arguments"], facts["training"], facts["held_out"]
     accuracy = held_out["accuracy"]
     rows = [f"| {name} | {TASKS[name].description} | {accuracy[name]:.1%} |"
-            for name in task_names() if name in accuracy]
+            for name in task_names(include_opt_in=True) if name in accuracy]
     hardware = facts["hardware"]
+    init = facts.get("init")
     return "\n".join([
         "# demo teacher",
         "",
-        "The teacher that `distil` ships for its default job (the model name `demo`). A small",
-        "Llama-architecture causal LM trained from scratch on the toolkit's skills tasks",
+        "The teacher that `distil` ships for its default job (the model name `demo`). A small"
+        if init is None and not args.get("extra_tasks") else
+        "A variant of the teacher that `distil` ships for its default job (`demo`). A small",
+        "Llama-architecture causal LM trained from scratch on the toolkit's skills tasks"
+        if init is None else
+        f"Llama-architecture causal LM fine-tuned from `{init['model']}` on the toolkit's skills tasks",
         "(`distil.tasks`), so that a whole distillation run fits in minutes on a CPU.",
         "",
         "## Model",
@@ -49,6 +66,8 @@ def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
         f"drawn afresh every step, families weighted {_weights(facts['task_weights'])}; "
         "held-out prompts are never seen",
         "- Objective: cross-entropy on response tokens only (the prompt is masked)",
+        *([] if init is None else [f"- Initialised from `{init['model']}` (its weights and "
+                                   "tokenizer, unchanged); the steps below are the fine-tuning"]),
         f"- Steps: {training['steps']:,} of {args['batch_size']} sequences "
         f"({training['sequences']:,} sequences, {training['tokens']:,} tokens); AdamW, peak "
         f"learning rate {args['learning_rate']}, weight decay {args['weight_decay']}, linear "
@@ -72,7 +91,7 @@ def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
         "## Rebuild",
         "",
         "```bash",
-        REBUILD,
+        _rebuild(args),
         "```",
         "",
         "The numbers above come from `build.json`, written by the same run. Intended use: a",

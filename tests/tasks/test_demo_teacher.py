@@ -82,3 +82,24 @@ def test_build_script_makes_a_loadable_teacher(tmp_path):
     assert set(build["held_out"]["accuracy"]) == {"overall", *task_names()}
     assert "| overall |" in (out / "README.md").read_text().replace("**", "")
     assert not list(Path(tmp_path).glob(".teacher.*"))  # written atomically, nothing left over
+
+
+def test_build_script_fine_tunes_a_teacher_on_an_extra_family(tmp_path):
+    out = tmp_path / "teacher"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    script = [sys.executable, str(REPO / "scripts" / "build_demo_teacher.py"), "--out", str(out)]
+    subprocess.run([*script, "--init", "demo", "--extra-tasks", "between", "--extra-weight", "2",
+                    "--steps", "1", "--batch-size", "4", "--eval-per-task", "1", "--threads", "1"],
+                   check=True, env=env, capture_output=True, cwd=tmp_path)
+    loaded = load_model(str(out), "teacher")
+    demo_tokenizer = load_model("demo", "teacher").tokenizer
+    assert loaded.tokenizer.get_vocab() == demo_tokenizer.get_vocab()  # kept as it was
+    build = json.loads((out / "build.json").read_text())
+    assert build["arguments"]["init"] == "demo" and build["init"]["training"]["steps"] == 3000
+    assert build["task_weights"]["between"] == 2.0
+    assert set(build["held_out"]["accuracy"]) == {"overall", *task_names(), "between"}
+    card = (out / "README.md").read_text()
+    assert "| between |" in card and "--init demo --extra-tasks between" in card
+    refused = subprocess.run([*script, "--extra-tasks", "sort"], env=env, capture_output=True,
+                             text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "not an opt-in task family" in refused.stderr

@@ -14,14 +14,13 @@ from typing import Any
 from distil.fsutil import atomic_write_json, atomic_write_text
 from distil.models import LoadedModel, tokenizer_hash
 from distil.recipe import EvalSection
-from distil.tasks import TaskItem, accuracy, check, generate_items, task_names
+from distil.tasks import TaskItem, accuracy, check, generate_items
 from distil.teachers import LocalTeacher, Sampling
 
 
 def heldout_items(config: EvalSection, seed: int) -> list[TaskItem]:
     """The held-out prompts the recipe's eval section asks for."""
-    names = task_names() if config.tasks == ["all"] else config.tasks
-    return generate_items("heldout", config.per_task, seed=seed, tasks=names)
+    return generate_items("heldout", config.per_task, seed=seed, tasks=config.tasks)
 
 
 def answer(model: LoadedModel, items: list[TaskItem], config: EvalSection,

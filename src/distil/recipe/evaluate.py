@@ -3,9 +3,10 @@
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from distil.recipe.section import TEACHER_IDENTITY, Section, StageInputs
+from distil.tasks import unknown_tasks_error
 
 
 class EvalSection(Section):
@@ -16,14 +17,22 @@ class EvalSection(Section):
     max_samples: Annotated[int, Field(ge=1)] | None = 256
     """Evaluate on at most this many held-out rows; empty uses all of them."""
     tasks: list[str] = []
-    """Task families (`distil.tasks`, or `all`) whose held-out prompts teacher and student answer
-    by greedy generation, graded by each family's checker; empty: no task accuracy."""
+    """Task families (`distil.tasks`; `all` for every default family, `[all, between]` adds an
+    opt-in one) whose held-out prompts teacher and student answer by greedy generation, graded
+    by each family's checker; empty: no task accuracy."""
     per_task: Annotated[int, Field(ge=1)] = 50
     """Held-out prompts per task family."""
     max_new_tokens: Annotated[int, Field(ge=1)] = 64
     """Longest generated answer, in tokens."""
     generation_batch_size: Annotated[int, Field(ge=1)] = 64
     """Prompts generated together (batched, with a KV cache)."""
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        if problem := unknown_tasks_error(tasks, "eval.tasks"):
+            raise ValueError(problem)
+        return tasks
 
 
 INPUTS = StageInputs(fields=("seed", *TEACHER_IDENTITY, "data", "eval"), reads=("train",))

@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from distil.recipe.section import TEACHER_IDENTITY, Section, StageInputs
-from distil.tasks import task_names
+from distil.tasks import unknown_tasks_error
 
 REFUSAL_PATTERNS = [
     r"^\W*(i'?m|i am) (so |very )?sorry\b",
@@ -33,7 +33,8 @@ class SynthPromptsSection(Section):
     """Column of `file` holding the prompt text."""
     tasks: list[str] = []
     """Task families (distil.tasks) whose train-split prompts to add; `[all]` for every
-    family. Only prompts are taken, never the reference answers; held-out prompts never."""
+    default family, `[all, between]` adds an opt-in one. Only prompts are taken, never the
+    reference answers; held-out prompts never."""
     per_task: Annotated[int, Field(ge=1)] = 100
     """Prompts drawn from each task family."""
     expand: Annotated[int, Field(ge=0)] = 0
@@ -141,11 +142,8 @@ class SynthSection(Section):
         if self.samples_per_prompt > 1 and self.sampling.temperature == 0:
             raise ValueError("samples_per_prompt > 1 with temperature 0 would repeat one greedy "
                              "response; set synth.sampling.temperature above 0")
-        known = task_names()
-        unknown = sorted(set(p.tasks) - {"all", *known})
-        if unknown:
-            raise ValueError(f"unknown task families {unknown} in synth.prompts.tasks; choose from "
-                             f"{known} or [all]")
+        if problem := unknown_tasks_error(p.tasks, "synth.prompts.tasks"):
+            raise ValueError(problem)
         return self
 
 

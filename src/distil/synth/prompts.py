@@ -68,8 +68,7 @@ def seed_prompts(section: SynthPromptsSection, seed: int) -> tuple[list[PromptIt
                 rejects.append(PromptReject(item(str(text or ""), "file"), "empty_prompt",
                                             f"row {number} of {section.file} holds no prompt text"))
     if section.tasks:
-        names = None if "all" in section.tasks else list(section.tasks)
-        for task in generate_items("train", section.per_task, seed, names):
+        for task in generate_items("train", section.per_task, seed, list(section.tasks)):
             items.append(item(task.prompt, f"task:{task.task}"))
     return items, rejects
 

@@ -5,7 +5,9 @@ seeded RNG, split into `train` and `heldout` with no prompt in both, and a check
 says whether a model's response holds the right answer. The prompt is the user message;
 callers render it with the model's chat template. Families: `algorithmic` (arithmetic,
 sort, reverse, convert, count) and `facts` (capital, element); how items are split is
-explained in `distil.tasks.splitting` and `distil.tasks.facts`.
+explained in `distil.tasks.splitting` and `distil.tasks.facts`. Opt-in families (`choice`:
+between, a question with several right answers) are left out of `task_names()`, `all` and
+the default `generate_items`; a caller names them (`tasks=["all", "between"]`).
 
     items = generate_items("heldout", per_task=50, seed=0)
     ok = check(items[0].task, items[0].prompt, model_response)
@@ -39,6 +41,8 @@ class Task:
     description: str
     make: Callable[[random.Random, Split], TaskItem]
     check: Callable[[str, str], bool]
+    opt_in: bool = False
+    """Left out of `task_names()` and `all`: generated only where a caller names it."""
 
 
 TASKS: dict[str, Task] = {}
@@ -50,25 +54,43 @@ def register(task: Task) -> Task:
     return task
 
 
-def task_names() -> list[str]:
-    """Names of the registered task families: the shipped ones in FAMILY_MODULES order, then
-    any other in registration order."""
+def task_names(include_opt_in: bool = False) -> list[str]:
+    """Names of the registered task families, which `all` stands for: the shipped ones in
+    FAMILY_MODULES order, then any other in registration order. Opt-in families only with
+    `include_opt_in` (every name a recipe may use)."""
     _load_families()
-    return list(TASKS)
+    return [name for name, task in TASKS.items() if include_opt_in or not task.opt_in]
+
+
+def resolve_tasks(names: list[str]) -> list[str]:
+    """Family names with `all` replaced by `task_names()` in place and repeats dropped;
+    TaskError for an unknown name."""
+    expanded = [n for name in names for n in (task_names() if name == "all" else [name])]
+    _require_known(expanded)
+    return list(dict.fromkeys(expanded))
+
+
+def unknown_tasks_error(names: list[str], field: str) -> str | None:
+    """What is wrong with the family names a recipe gives in `field`, or None when every one
+    is `all` or a family (opt-in families included)."""
+    known = task_names(include_opt_in=True)
+    unknown = sorted(set(names) - {"all", *known})
+    if not unknown:
+        return None
+    return f"unknown task families {unknown} in {field}; choose from {known}, or all for {task_names()}"
 
 
 def generate_items(split: Split, per_task: int, seed: int = 0,
                    tasks: list[str] | None = None, at_most: bool = False) -> list[TaskItem]:
     """`per_task` distinct items of each family for `split`, reproducible from `seed`.
 
-    Train and held-out prompts never coincide, for any seeds. Asking for fewer items gives
-    a prefix of the same sequence. A family that cannot make `per_task` distinct prompts
-    raises TaskError, unless `at_most` is set: then it gives every prompt it could make.
+    `tasks` names the families (`all` for `task_names()`); none: `task_names()`. Train and
+    held-out prompts never coincide, for any seeds. Asking for fewer items gives a prefix of
+    the same sequence. A family that cannot make `per_task` distinct prompts raises
+    TaskError, unless `at_most` is set: then it gives every prompt it could make.
     """
-    _load_families()
-    _require_known(tasks or [])
     items: list[TaskItem] = []
-    for name in tasks or list(TASKS):
+    for name in resolve_tasks(tasks) if tasks else task_names():
         rng = random.Random(f"{seed}:{split}:{name}")
         seen: set[str] = set()
         attempts = 0
@@ -105,7 +127,7 @@ def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
     return {"overall": sum(flat) / len(flat) if flat else 0.0, **scores}
 
 
-FAMILY_MODULES = ("distil.tasks.algorithmic", "distil.tasks.facts")
+FAMILY_MODULES = ("distil.tasks.algorithmic", "distil.tasks.facts", "distil.tasks.choice")
 """The shipped task modules, in the order their families are listed and generated."""
 
 
@@ -113,7 +135,7 @@ def _load_families() -> None:
     """Import the task modules, which register themselves, and put the registry in its one
     order: which module a process happened to import first must not reorder the families
     (it reordered every generated prompt list, and with it synth data and eval items)."""
-    from distil.tasks import algorithmic, facts  # noqa: F401
+    from distil.tasks import algorithmic, choice, facts  # noqa: F401
 
     def rank(entry: tuple[int, tuple[str, Task]]) -> tuple[int, int]:
         index, (_, task) = entry
