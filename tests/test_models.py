@@ -38,6 +38,14 @@ def test_folder_without_config_is_refused(tmp_path):
         load_model(str(tmp_path / "missing"), "student")
 
 
+def test_relative_path_that_is_not_there_says_so(tmp_path, monkeypatch):
+    # runs/teacher-between reads as a hub id (owner/name); a user who forgot to build the
+    # folder must learn that no such folder exists, not only that the hub was unreachable
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="no folder of that name exists here.*write ./"):
+        load_model("runs/teacher-missing", "student")
+
+
 def test_different_tokenizers_are_refused_with_the_reason():
     teacher = load_model("tiny-teacher", "teacher")
     other = byte_tokenizer()

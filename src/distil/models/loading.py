@@ -88,7 +88,9 @@ def _load_pretrained(source: str, revision: str | None, trust_remote_code: bool,
                                                      **options)
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        where = "folder" if is_local else "hub id (check the id and your network)"
+        where = "folder" if is_local else (
+            "hub id (check the id and your network; no folder of that name exists here either: "
+            "build or copy it there, or write ./ before a local path)")
         raise ModelError(f"cannot load model {source!r} from this {where}: {first}") from None
     return LoadedModel(model, tokenizer, source=source, revision=options["revision"])
 
