@@ -33,6 +33,16 @@ def test_ground_truth_is_found_for_task_prompts_only():
     assert ground_truth_pairs([Pair("x", "not a task prompt", "y")], seed=3) is None
 
 
+def test_ground_truth_covers_opt_in_families():
+    # a run on [all, between] prompts lost its ground-truth variant: the lookup knew only
+    # the default families, so 8% of the prompts were unmatched and the method was skipped
+    items = generate_items("train", 30, seed=3, tasks=["all", "between"])
+    pairs = [Pair(str(i), item.prompt, "teacher said something") for i, item in enumerate(items)]
+    truth = ground_truth_pairs(pairs, seed=3)
+    assert truth is not None
+    assert [p.response for p in truth] == [item.answer for item in items]
+
+
 def test_compare_trains_each_method_and_seed_and_reports_intervals(tmp_path):
     items = generate_items("train", 40, seed=0)
     rows = [{"id": str(i), "prompt": item.prompt, "response": item.answer.upper()}

@@ -45,7 +45,7 @@ from distil.loading import load_splits
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.signals.recipe import training_store_dir
-from distil.tasks import generate_items
+from distil.tasks import generate_items, task_names
 from distil.train import train_or_resume
 
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -78,7 +78,8 @@ def mean_interval(values: list[float]) -> tuple[float, float | None]:
 
 def ground_truth_pairs(pairs: list[Pair], seed: int) -> list[Pair] | None:
     """The same prompts with the tasks' reference answers; None if they are not task prompts."""
-    items = generate_items("train", len(pairs), seed=seed, at_most=True)
+    items = generate_items("train", len(pairs), seed=seed, at_most=True,
+                           tasks=task_names(include_opt_in=True))
     answers = {item.prompt: item.answer for item in items}
     matched = [Pair(p.sample_id, p.prompt, answers[p.prompt]) for p in pairs if p.prompt in answers]
     return matched if len(matched) >= 0.95 * len(pairs) else None
