@@ -4,6 +4,7 @@ its marked predictions, not under other keys; bad inputs fail clearly, writing n
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import openai
 import pytest
 import torch
@@ -53,6 +54,38 @@ def test_a_served_watermark_is_detected_in_its_text(served_texts, tmp_path, monk
     assert result["null"]["empirical_p"] == pytest.approx(1 / 51)  # beyond every random key
     assert "served-secret" not in json_path.read_text() + md_path.read_text()
     assert "WATERMARK DETECTED" in md_path.read_text()
+
+
+def test_short_answers_are_scored_after_their_prompt():
+    # a chat model's first answer tokens follow the rendered prompt, and the mark's context
+    # for them lies there; scored alone, two-token answers gave nothing to score at all
+    from distil.audit.modes import audit_text
+    from distil.audit.sources import audit_tokenizer
+    from distil.provenance import green_mask
+
+    tokenizer, key, spec = audit_tokenizer("demo"), WatermarkKey("short-answers"), SETTINGS.spec
+    symbols = [tokenizer.convert_tokens_to_ids(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]
+
+    def greens(context: list[int]) -> list[int]:
+        mask = green_mask(key, spec, np.array([context]), len(tokenizer))[0]
+        return [t for t in symbols if mask[t]]
+
+    documents = []
+    for i in range(60):  # two-token answers, both tokens green after their contexts
+        prompt = f"Name a number between {10 + i} and {19 + i}."
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                 tokenize=False, add_generation_prompt=True)
+        context = tokenizer(rendered, add_special_tokens=False).input_ids[-2:]
+        firsts = greens(context)
+        first = firsts[i % len(firsts)]
+        seconds = greens([context[-1], first])
+        second = seconds[i // len(firsts) % len(seconds)]
+        documents.append(Document(f"row {i}", tokenizer.decode([first, second]), prompt))
+    marked = audit_text(documents, tokenizer, key, SETTINGS)
+    assert marked["score"]["tokens"] == 2 * len(documents)
+    assert marked["score"]["kept"] >= 40 and marked["score"]["p_value"] < 1e-20
+    other = audit_text(documents, tokenizer, WatermarkKey("another"), SETTINGS)
+    assert other["score"]["p_value"] > 1e-3
 
 
 def test_another_key_finds_nothing(served_texts, tmp_path, monkeypatch):

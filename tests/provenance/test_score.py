@@ -56,6 +56,14 @@ def test_windows_and_dedup():
         ((5, 6), 7), ((6, 7), 5), ((7, 5), 6), ((5, 6), 8)]
 
 
+def test_windows_from_a_start_keep_the_prompt_as_context_only():
+    ids = [1, 2, 3, 4, 5]
+    contexts, tokens = windows(ids, 2, start=3)  # a 3-token prompt, then 4 and 5
+    assert contexts.tolist() == [[2, 3], [3, 4]] and tokens.tolist() == [4, 5]
+    assert windows(ids, 2, start=1)[1].tolist() == windows(ids, 2)[1].tolist() == [3, 4, 5]
+    assert windows(ids, 2, start=5)[1].tolist() == []  # nothing after the prompt
+
+
 def test_a_repeated_text_is_scored_once():
     text = list(np.random.default_rng(1).integers(0, 512, size=50))
     once = score_sequences(WatermarkKey("k"), SPEC, [text])

@@ -30,10 +30,13 @@ from distil.teachers import Sampling, Teacher
 def audit_text(documents: list[Document], tokenizer: Any, key: WatermarkKey,
                settings: AuditSettings) -> dict[str, Any]:
     """Per-document and pooled tests of texts."""
-    sequences = encode(tokenizer, documents)
-    result = _pooled(sequences, key, settings, "text")
-    result["documents"] = [{"name": d.name, **score_sequences(key, settings.spec, [ids]).as_dict()}
-                           for d, ids in zip(documents, sequences, strict=True)]
+    prompts = [prompt_ids(tokenizer, d.prompt) for d in documents]
+    sequences = [p + ids for p, ids in zip(prompts, encode(tokenizer, documents), strict=True)]
+    starts = [len(p) for p in prompts]
+    result = _pooled(sequences, starts, key, settings, "text")
+    result["documents"] = [
+        {"name": d.name, **score_sequences(key, settings.spec, [ids], [start]).as_dict()}
+        for d, ids, start in zip(documents, sequences, starts, strict=True)]
     return result
 
 
@@ -43,9 +46,11 @@ def audit_api(teacher: Teacher, prompts: list[str], tokenizer: Any, key: Waterma
     if not prompts:
         raise DataError("no prompts to send; pass --prompts a file of prompts, or --tasks N")
     completions = teacher.generate(prompts, sampling)
+    contexts = [prompt_ids(tokenizer, prompt) for prompt in prompts]
     sequences = [list(c.token_ids) if c.token_ids else
                  tokenizer(c.text, add_special_tokens=False).input_ids for c in completions]
-    result = _pooled(sequences, key, settings, "api")
+    result = _pooled([p + ids for p, ids in zip(contexts, sequences, strict=True)],
+                     [len(p) for p in contexts], key, settings, "api")
     result["generated"] = {"prompts": len(prompts), "sampling": sampling.as_dict(),
                            "tokens": sum(len(s) for s in sequences),
                            "examples": [c.text for c in completions[:3]]}
@@ -66,17 +71,28 @@ def audit_model(model: Any, tokenizer: Any, documents: list[Document], key: Wate
     return result
 
 
-def _pooled(sequences: list[list[int]], key: WatermarkKey, settings: AuditSettings,
-            mode: str) -> dict[str, Any]:
-    contexts, tokens, positions = pooled_tuples(sequences, settings.context_width)
+def _pooled(sequences: list[list[int]], starts: list[int], key: WatermarkKey,
+            settings: AuditSettings, mode: str) -> dict[str, Any]:
+    contexts, tokens, positions = pooled_tuples(sequences, settings.context_width, starts)
     if positions == 0:
-        raise DataError(f"nothing to score: every text is shorter than the watermark's context of "
-                        f"{settings.context_width} tokens plus one")
+        raise DataError(f"nothing to score: every text without a prompt is shorter than the "
+                        f"watermark's context of {settings.context_width} tokens plus one")
     return {"mode": mode, **calibrated_test(key, settings, contexts, tokens, positions)}
 
 
 def _context_length(model: Any) -> int:
     return int(getattr(model.config, "max_position_embeddings", None) or 2048)
+
+
+def prompt_ids(tokenizer: Any, prompt: str | None) -> list[int]:
+    """The ids a chat model saw before its response: `prompt` as a user turn rendered with the
+    tokenizer's chat template and the assistant's opening. The watermark's context for the
+    first response tokens lies there. Empty without a prompt or a chat template."""
+    if prompt is None or not getattr(tokenizer, "chat_template", None):
+        return []
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False).input_ids
 
 
 def forcing_inputs(tokenizer: Any, documents: list[Document],
@@ -85,11 +101,7 @@ def forcing_inputs(tokenizer: Any, documents: list[Document],
     prompt is rendered with the chat template and only its response is scored."""
     sequences, starts = [], []
     for document in documents:
-        prompt: list[int] = []
-        if document.prompt is not None and getattr(tokenizer, "chat_template", None):
-            prompt = tokenizer.apply_chat_template([{"role": "user", "content": document.prompt}],
-                                                   tokenize=False, add_generation_prompt=True)
-            prompt = tokenizer(prompt, add_special_tokens=False).input_ids
+        prompt = prompt_ids(tokenizer, document.prompt)
         ids = (prompt + tokenizer(document.text, add_special_tokens=False).input_ids)[:max_length]
         if len(ids) > len(prompt):
             sequences.append(ids)
