@@ -5,6 +5,8 @@ one JSON object.
     python scripts/provenance_measure.py fpr-text --keys 10000     # held-out task texts, or FILES
     python scripts/provenance_measure.py fpr-model runs/demo/student --keys 10000 --top-k 1
     python scripts/provenance_measure.py accuracy --delta 2.0          # key: DISTIL_WATERMARK_KEY
+    python scripts/provenance_measure.py accuracy runs/teacher-between --tasks all between
+    python scripts/provenance_measure.py between-corpus DIR [RUN/data/train.parquet]
     python scripts/provenance_measure.py detect-model STUDENT --top-k 1 2 4 8
     python scripts/provenance_measure.py fpr-text --keys 10000 --scheme exp-min   # the other scheme
 
@@ -62,7 +64,8 @@ def model_tuples(model_dir: str, per_task: int, top_k: int, width: int, seed: in
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["fpr-text", "fpr-model", "accuracy", "detect-model"])
+    parser.add_argument("what", choices=["fpr-text", "fpr-model", "accuracy", "detect-model",
+                                         "between-corpus"])
     parser.add_argument("source", nargs="*")
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--top-k", type=int, nargs="+", default=[1])
@@ -71,7 +74,12 @@ def main() -> None:
     parser.add_argument("--field", default=None)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--scheme", choices=["kgw", "exp-min"], default="kgw")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="accuracy: task families (default: every default family)")
     args = parser.parse_args()
+    if args.what == "between-corpus":
+        print(json.dumps(between_corpus(args.source)))
+        return
     if args.what == "accuracy" and args.scheme != "kgw":
         parser.error("accuracy measures the kgw bias; exp-min leaves the distribution as it is")
     spec = WatermarkSpec(gamma=0.25, delta=args.delta, context_width=2, scheme=args.scheme)
@@ -99,19 +107,55 @@ def main() -> None:
             result[f"top{k}"] = {"positions": positions,
                                  **score_tuples(key, spec, contexts, tokens, positions).as_dict()}
     else:
-        result = teacher_accuracy(spec, args.per_task)
+        result = teacher_accuracy(spec, args.per_task, *(args.source[:1] or ["demo"]), args.tasks)
     print(json.dumps({"what": args.what, "source": args.source, **result,
                       "seconds": round(time.time() - started, 1)}, indent=1))
 
 
-def teacher_accuracy(spec: WatermarkSpec, per_task: int) -> dict:
-    """Held-out accuracy of the demo teacher, unmarked and marked (greedy, 12 tokens)."""
+def between_corpus(paths: list[str]) -> dict:
+    """Into the folder paths[0]: between-heldout.jsonl (every held-out `between` prompt with
+    each of its valid answers, unmarked), between-prompts.jsonl (those prompts), and, given a
+    synth train.parquet as paths[1], between-rows.jsonl (its `between` rows)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from distil.fsutil import atomic_write_text
+    from distil.tasks import generate_items
+    from distil.tasks.choice import between_answers, parse_between
+
+    if not paths:
+        raise SystemExit("between-corpus: name the folder to write into")
+    out = Path(paths[0])
+    out.mkdir(parents=True, exist_ok=True)
+    items = generate_items("heldout", 1000, seed=0, tasks=["between"], at_most=True)
+
+    def lines(rows: list[dict]) -> str:
+        return "".join(json.dumps(row) + "\n" for row in rows)
+
+    atomic_write_text(out / "between-heldout.jsonl", lines(
+        [{"prompt": i.prompt, "response": a} for i in items
+         for a in between_answers(*parse_between(i.prompt))]))
+    atomic_write_text(out / "between-prompts.jsonl", lines([{"prompt": i.prompt} for i in items]))
+    written = {"prompts": len(items)}
+    if len(paths) > 1:
+        rows = [{"prompt": r["prompt"], "response": r["response"]}
+                for r in pq.read_table(paths[1]).to_pylist() if r.get("source") == "task:between"]
+        atomic_write_text(out / "between-rows.jsonl", lines(rows))
+        written["rows"] = len(rows)
+    return written
+
+
+def teacher_accuracy(spec: WatermarkSpec, per_task: int, model: str = "demo",
+                     tasks: list[str] | None = None) -> dict:
+    """Held-out accuracy of a teacher (the demo's by default) on `tasks`, unmarked and marked
+    (greedy, 12 tokens)."""
     from distil.provenance import KGWBias
     from distil.tasks import accuracy, generate_items
     from distil.teachers import LocalTeacher, Sampling
 
-    teacher = LocalTeacher.load("demo", device="cpu", batch_size=64)
-    items = generate_items("heldout", per_task=per_task, seed=0)
+    teacher = LocalTeacher.load(model, device="cpu", batch_size=64)
+    items = generate_items("heldout", per_task=per_task, seed=0, tasks=tasks)
     sampling = Sampling(max_new_tokens=12, temperature=0.0)
     key = WatermarkKey.from_env("DISTIL_WATERMARK_KEY")
     plain = teacher.generate([i.prompt for i in items], sampling)
