@@ -467,8 +467,10 @@ def audit_api(url: Annotated[str, typer.Argument(help="Base URL of the OpenAI-co
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
+    from distil import interrupt
     from distil.progress import console
 
+    interrupt.install()
     try:
         app()
     except DistilError as err:

@@ -13,7 +13,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from distil import interrupt
+
 console = Console(stderr=True)
+
+
+class _Progress(Progress):
+    """A rich progress bar whose every update first checks for a Ctrl-C that a finalizer
+    swallowed (`distil.interrupt`): each long stage updates its bar as it goes."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        interrupt.check()
+        super().update(*args, **kwargs)
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        interrupt.check()
+        super().advance(*args, **kwargs)
 
 
 def progress_bar(*extra_fields: str) -> Progress:
@@ -21,7 +36,7 @@ def progress_bar(*extra_fields: str) -> Progress:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn(f"{name} {{task.fields[{name}]}}") for name in extra_fields]
     columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-    return Progress(*columns, console=console, transient=False)
+    return _Progress(*columns, console=console, transient=False)
 
 
 def print_table(table: Any, width: int = 150) -> None:
