@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from distil.audit.modes import prompt_ids
 from distil.models import load_model
 from distil.tasks import generate_items
 from distil.tasks.choice import between_answers, parse_between
@@ -27,9 +28,7 @@ from distil.tasks.choice import between_answers, parse_between
 
 def answer_logprobs(model, tokenizer, prompt: str, answers: list[str], end: str) -> list[float]:
     """log P(answer + end | prompt) for each answer, in one batched forward pass."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    prefix = tokenizer(text, add_special_tokens=False).input_ids
+    prefix = prompt_ids(tokenizer, prompt)
     tails = [tokenizer(answer + end, add_special_tokens=False).input_ids for answer in answers]
     width = len(prefix) + max(map(len, tails))
     pad = tokenizer.pad_token_id
