@@ -341,6 +341,20 @@ def test_ctrl_c_lost_in_a_finalizer_still_stops_the_command():
     assert "interrupted" in done.stderr
 
 
+def test_the_cli_leaves_the_sigint_handler_and_no_request_behind():
+    # commands run in one process in turn (the in-process CLI tests): each starts clean
+    import signal
+
+    from distil import interrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), interrupt.handled():
+        assert signal.getsignal(signal.SIGINT) is interrupt.on_sigint
+        signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+    interrupt.check()  # the request was forgotten: nothing raised
+
+
 def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, dataset):
     import signal
     import subprocess

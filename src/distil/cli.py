@@ -470,9 +470,9 @@ def main() -> None:
     from distil import interrupt
     from distil.progress import console
 
-    interrupt.install()
     try:
-        app()
+        with interrupt.handled():
+            app()
     except DistilError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)

@@ -7,19 +7,35 @@ key had not been pressed. The CLI installs `on_sigint`, which also remembers the
 every progress bar update calls `check`, so a dropped interrupt is raised again at the next
 step of the long stage it hit.
 
-    install()   # the CLI, once
-    check()     # raises KeyboardInterrupt if Ctrl-C was pressed; else nothing
+    with interrupt.handled():   # the CLI, around a command
+        ...
+    check()                     # raises KeyboardInterrupt if Ctrl-C was pressed; else nothing
 """
 
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 _requested = False
 
 
-def install() -> None:
-    """Handle SIGINT with `on_sigint` (from the main thread)."""
-    signal.signal(signal.SIGINT, on_sigint)
+@contextmanager
+def handled() -> Iterator[None]:
+    """SIGINT handled by `on_sigint` inside the block; the previous handler back after it, and
+    the request forgotten (a process that runs commands in turn, such as the tests, starts each
+    one clean). Outside the main thread, where handlers cannot be set, it changes nothing."""
+    global _requested
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _requested = False
 
 
 def on_sigint(signum: int, frame: FrameType | None) -> None:
