@@ -1,6 +1,7 @@
 """Output locations: written files get the usual permissions, JSON stays JSON, a bad output
 folder fails before any work, and what a user put at an output path is never deleted."""
 
+import json
 import math
 import os
 import stat
@@ -378,3 +379,87 @@ def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, dataset):
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.startswith("interrupted")]
     assert len(lines) == 1 and "rerun the same command (with --resume for train)" in lines[0]
+
+
+# --- a second export never deletes what the user added to the first one -------------------
+
+def _export_hf(monkeypatch, capsys, model, out, *extra):
+    from tests.cli_helpers import run_cli
+
+    return run_cli(monkeypatch, capsys, "export", str(model), "--out", str(out), "--format", "hf",
+                   "--prompts-per-task", "1", *extra)
+
+
+def test_reexport_keeps_files_the_user_added_to_an_earlier_export(tiny_models, tmp_path,
+                                                                  monkeypatch, capsys):
+    from tests.cli_helpers import assert_one_error_line
+
+    out = tmp_path / "E"
+    first = _export_hf(monkeypatch, capsys, tiny_models["tiny-student"], out)
+    assert first.returncode == 0, first.stderr
+    written = json.loads((out / "parity.json").read_text())["files"]
+    assert sorted(p.name for p in out.iterdir()) == written
+    (out / "MY_NOTES.md").write_text("notes")
+    (out / "mydir").mkdir()
+    again = _export_hf(monkeypatch, capsys, tiny_models["tiny-student"], out)
+    line = assert_one_error_line(again, "also holds files the export did not write")
+    assert "MY_NOTES.md, mydir" in line and "--overwrite" in line
+    assert (out / "MY_NOTES.md").read_text() == "notes" and (out / "mydir").is_dir()
+    moved = _export_hf(monkeypatch, capsys, tiny_models["tiny-student"], out, "--overwrite")
+    assert moved.returncode == 0, moved.stderr
+    assert (tmp_path / "E.old" / "MY_NOTES.md").read_text() == "notes"
+    assert (tmp_path / "E.old" / "mydir").is_dir()
+    assert not (out / "MY_NOTES.md").exists()
+
+
+def test_an_export_written_before_the_file_list_is_still_told_from_user_files(tmp_path):
+    from distil.errors import OutputError
+    from distil.export.stage import check_export_target
+
+    out = tmp_path / "E"
+    (out / "hf-float16").mkdir(parents=True)
+    (out / "onnx-int8").mkdir()
+    (out / "gguf-q8_0").mkdir()
+    (out / "parity.json").write_text('{"passed": true}')
+    assert check_export_target(out) is None  # only what an export writes: replaced
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(OutputError, match=r"did not write \(thesis.tex\)"):
+        check_export_target(out)
+    assert check_export_target(out, overwrite=True) == tmp_path / "E.old"
+
+
+def _make_unwritable(folder) -> bool:
+    """Make `folder` unwritable for this process; False when this machine cannot."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return True
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _make_writable(folder) -> None:
+    import subprocess
+
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True, check=False)
+    folder.chmod(0o700)
+
+
+def test_export_into_an_unwritable_earlier_export_fails_before_any_work(tiny_models, tmp_path,
+                                                                        monkeypatch, capsys):
+    from tests.cli_helpers import assert_one_error_line, run_cli
+
+    out = tmp_path / "immutable"
+    out.mkdir()
+    (out / "parity.json").write_text('{"passed": true, "files": ["parity.json"]}')
+    if not _make_unwritable(out):
+        pytest.skip("cannot make a folder unwritable here (no chattr)")
+    try:
+        _no_model_loads(monkeypatch)
+        result = run_cli(monkeypatch, capsys, "export", str(tiny_models["tiny-student"]),
+                         "--out", str(out), "--format", "hf")
+        assert_one_error_line(result, f"cannot write to export folder {out}")
+    finally:
+        _make_writable(out)

@@ -222,8 +222,9 @@ def export_command(
             help="Exit 0 even when a variant fails parity (it is still set aside in failed/).")
             ] = False,
         overwrite: Annotated[bool, typer.Option(
-            "--overwrite", help="When --out holds files that are not an export, move them "
-                                "aside (to OUT.old) and export there.")] = False) -> None:
+            "--overwrite", help="When --out holds files an export did not write (an earlier "
+                                "export alone is replaced), move the folder aside (to OUT.old) "
+                                "and export there.")] = False) -> None:
     """Export the student (safetensors, ONNX, int8 ONNX) and check it against PyTorch.
 
     A run folder's recipe.yaml `export:` section gives the defaults; options override them.

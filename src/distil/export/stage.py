@@ -9,7 +9,9 @@ that no one deploys it by mistake, `parity.json` says `"passed": false`, a red t
 why, and `ParityError` is raised unless `allow_parity_failure` is set.
 """
 
+import json
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +44,53 @@ def make_export_config(base: dict[str, Any] | None = None, **fields: Any) -> Exp
 def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
     """Refuse an export folder that would destroy what a user put there; check it is writable.
 
-    An earlier export (it holds parity.json) or an empty folder is replaced. Other content
-    is refused, or with `overwrite` moved aside: the returned path is where it will go.
+    An empty folder, or an earlier export holding only what that export wrote (the names
+    listed in its parity.json), is replaced. Anything else (an earlier export beside which
+    the user put notes, or a folder of other files) is refused, or with `overwrite` moved
+    aside: the returned path is where it will go. The folder and its parent must be writable.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"export folder {out_dir} is a file; pass --out a folder path "
                           "(new, empty, or an earlier export)")
-    foreign = (out_dir.is_dir() and any(out_dir.iterdir())
-               and not (out_dir / "parity.json").is_file())
-    ensure_writable_dir(out_dir.parent, "folder of the export",
-                        "pass --out a folder you can write to")
+    fix = "pass --out a folder you can write to"
+    ensure_writable_dir(out_dir.parent, "folder of the export", fix)
+    if out_dir.is_dir():  # it is renamed aside when replaced: it must be writable itself
+        ensure_writable_dir(out_dir, "export folder", fix)
+    foreign = _foreign_entries(out_dir)
     if not foreign:
         return None
     aside = aside_path(out_dir)
-    if not overwrite:
-        raise OutputError(f"{out_dir} already holds files that are not an export (no "
-                          "parity.json); pass --out a new or empty folder, or --overwrite to "
-                          f"move them aside to {aside} and export there")
-    return aside
+    if overwrite:
+        return aside
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    if (out_dir / "parity.json").is_file():
+        raise OutputError(f"{out_dir} is an earlier export that also holds files the export did "
+                          f"not write ({shown}); move them out of it, pass --out another folder, "
+                          f"or pass --overwrite to move the whole folder aside to {aside}")
+    raise OutputError(f"{out_dir} already holds files that are not an export (no "
+                      "parity.json); pass --out a new or empty folder, or --overwrite to "
+                      f"move them aside to {aside} and export there")
+
+
+EXPORT_NAMES = ("parity.json", "README.md", "failed", "hf-*", "onnx", "onnx-int8", "gguf-*")
+"""What exports written before parity.json listed its files could hold."""
+
+
+def _foreign_entries(out_dir: Path) -> list[str]:
+    """Names in `out_dir` that no earlier export wrote there (all of them without parity.json)."""
+    if not out_dir.is_dir():
+        return []
+    present = sorted(entry.name for entry in out_dir.iterdir())
+    parity_file = out_dir / "parity.json"
+    if not parity_file.is_file():
+        return present
+    try:
+        written = json.loads(parity_file.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        written = None
+    if isinstance(written, list):
+        return [name for name in present if name not in written]
+    return [name for name in present if not any(fnmatch(name, p) for p in EXPORT_NAMES)]
 
 
 @dataclass(frozen=True)
@@ -119,8 +150,10 @@ def export_run(source: str | Path, config: ExportSection | None = None,
         parity = check_variants(loaded, written, config, bar, task)
         parity["source"] = str(model_dir)
         _set_aside_failures(tmp, parity)
-        atomic_write_json(tmp / "parity.json", parity)
         _write_cards(tmp, written, run_of(model_dir))
+        parity["files"] = sorted([*(entry.name for entry in tmp.iterdir()), "parity.json"])
+        atomic_write_json(tmp / "parity.json", parity)
+        check_export_target(out_dir, overwrite)  # again: the user may have added files meanwhile
     if aside is not None:
         console.print(f"what {out_dir} held was moved to {aside}", highlight=False, soft_wrap=True)
     show_parity(parity, out_dir)
