@@ -17,7 +17,9 @@ import yaml
 from safetensors.torch import load_file
 
 from distil.capture import capture
+from distil.errors import OutputError
 from distil.recipe import validate_recipe
+from distil.runlock import hold_run_folder
 from distil.train import train
 from tests.conftest import recipe_dict
 
@@ -25,11 +27,13 @@ pytestmark = pytest.mark.slow
 
 
 def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
-    """`distil train ARGS --num-processes 2`, the README's command."""
+    """`distil train ARGS --num-processes 2`, the README's command, in a process group of its
+    own (as a shell starts a command)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "distil.cli", "train", *args,
                              "--num-processes", "2"], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def _run(args: list[str], cwd: Path) -> None:
@@ -87,10 +91,18 @@ def test_from_a_store_two_processes_equal_one_and_a_killed_run_resumes_exactly(t
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.01)
-    launcher = psutil.Process(process.pid)  # the launcher and both training processes
-    for member in [launcher, *launcher.children(recursive=True)]:
-        member.send_signal(signal.SIGKILL)
+    # a second command on the same run folder is refused while the first one trains there
+    with pytest.raises(OutputError, match=rf"in use by another distil process \(pid {process.pid}: "
+                                          "`distil train`"), hold_run_folder(killed, "distil train"):
+        pass
+    # kill -9 of the command's process group: the launcher and both training processes,
+    # which torchrun starts in sessions of their own, all die with it
+    members = psutil.Process(process.pid).children(recursive=True)
+    assert len([m for m in members if "distil.cli" in " ".join(m.cmdline())]) >= 2
+    os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
+    _, alive = psutil.wait_procs(members, timeout=15)
+    assert not alive, f"orphaned after the kill: {[m.cmdline() for m in alive]}"
     assert not (killed / "student").exists(), "the run ended before it could be killed"
 
     _run(["recipe.yaml", "--out", "killed", "--resume"], tmp_path)

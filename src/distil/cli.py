@@ -89,6 +89,13 @@ def _check_writable(folder: Path) -> None:
                         "output_dir in the recipe")
 
 
+def _holding(folder: Path, command: str):
+    """Hold the run folder's lock for the command (distil.runlock): one writer at a time."""
+    from distil.runlock import hold_run_folder
+
+    return hold_run_folder(folder, f"distil {command}")
+
+
 RestartOption = Annotated[bool, typer.Option(
     "--restart", help="When the run's checkpoints were written under other training inputs, "
                       "move them aside into RUN/previous/ and train afresh (they are never "
@@ -111,20 +118,23 @@ def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
           accelerate_config: AccelerateConfigOption = None) -> None:
     """Distil the student from a live teacher over the recipe's prompt/response data."""
     from distil.fsutil import move_aside
-    from distil.launch import check_launch, inside_launch, run_launched
+    from distil.launch import check_launch, die_with_launcher, inside_launch, run_launched
     from distil.train import TRAIN_OUTPUTS
     from distil.train import train as run_training
 
     loaded = _load(recipe, overrides, out)
     _check_writable(loaded.run_dir)
-    if restart and (moved := move_aside(loaded.run_dir, TRAIN_OUTPUTS, "train")):
-        typer.echo(f"earlier training moved to {moved}")
-    if (num_processes > 1 or accelerate_config) and not inside_launch():
-        arguments = ["train", str(recipe), *(overrides or []), "--out", str(loaded.run_dir),
-                     *(["--resume"] if resume and not restart else [])]
-        raise typer.Exit(run_launched(arguments, num_processes, accelerate_config))
-    check_launch()
-    result = run_training(loaded, resume=resume and not restart)
+    if inside_launch():
+        die_with_launcher()
+    with _holding(loaded.run_dir, "train"):
+        if restart and (moved := move_aside(loaded.run_dir, TRAIN_OUTPUTS, "train")):
+            typer.echo(f"earlier training moved to {moved}")
+        if (num_processes > 1 or accelerate_config) and not inside_launch():
+            arguments = ["train", str(recipe), *(overrides or []), "--out", str(loaded.run_dir),
+                         *(["--resume"] if resume and not restart else [])]
+            raise typer.Exit(run_launched(arguments, num_processes, accelerate_config))
+        check_launch()
+        result = run_training(loaded, resume=resume and not restart)
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
                f"(final loss {loss})")
@@ -139,7 +149,8 @@ def capture(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = Non
     loaded = _load(recipe, overrides, out)
     _check_writable(loaded.run_dir)
     _check_writable(capture_dir(loaded))
-    result = run_capture(loaded)
+    with _holding(loaded.run_dir, "capture"):
+        result = run_capture(loaded)
     typer.echo(f"signals of {result.samples} samples ({result.tokens:,} tokens, "
                f"{result.bytes_per_token:.1f} bytes/token) in {result.path}; "
                f"{result.captured} captured by this run")
@@ -191,8 +202,9 @@ def run(recipe: Annotated[Path | None, typer.Argument(
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
     _check_writable(loaded.run_dir)
-    run_pipeline(loaded, force=force, restart=restart, num_processes=num_processes,
-                 accelerate_config=accelerate_config)
+    with _holding(loaded.run_dir, "run"):
+        run_pipeline(loaded, force=force, restart=restart, num_processes=num_processes,
+                     accelerate_config=accelerate_config)
     from distil.report import headline
 
     for line in headline(loaded.run_dir):
@@ -300,12 +312,14 @@ def synth(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     from distil.synth.stage import run_synth
 
     loaded = _load(recipe, overrides, out)
-    if not dry_run:
-        _check_writable(loaded.run_dir)
-    result = run_synth(loaded, dry_run=dry_run)
-    if not dry_run:
-        typer.echo(f"{result.kept} rows written to {result.train_path} ({result.rejected} rejected, "
-                   f"see rejects.jsonl; {result.summary['sent_this_run']} requests answered this run)")
+    if dry_run:
+        run_synth(loaded, dry_run=True)
+        return
+    _check_writable(loaded.run_dir)
+    with _holding(loaded.run_dir, "synth"):
+        result = run_synth(loaded)
+    typer.echo(f"{result.kept} rows written to {result.train_path} ({result.rejected} rejected, "
+               f"see rejects.jsonl; {result.summary['sent_this_run']} requests answered this run)")
 
 
 @recipe_app.command("check")

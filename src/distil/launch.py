@@ -9,9 +9,17 @@ accelerate uses its simple launcher, whose only multi-process CPU mode is mpirun
 `--mpirun_hostfile`). Its torchrun launcher (`--multi_gpu`) starts N processes, and
 `ACCELERATE_USE_CPU=true` makes each of them join a gloo group on CPU. `check_launch`
 refuses the one-process case loudly instead of training silently on one process.
+
+The processes die with the command. torchrun starts each training process in a session of its
+own, so a kill of the command's process group (Ctrl-C in a shell, `kill -9 -PGID`, a job
+scheduler) would not reach them and they would train on, orphaned. On Linux each link of the
+chain asks the kernel to kill it when its parent dies (PR_SET_PDEATHSIG): the launcher through
+`run_launched`, each training process through `die_with_launcher` as it starts.
 """
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -70,7 +78,53 @@ def launch_command(arguments: list[str], num_processes: int,
     return command, env
 
 
+LAUNCHER_ENV = "DISTIL_LAUNCHER_PID"
+"""The pid of the `distil` command that launched the training processes."""
+
+PR_SET_PDEATHSIG = 1
+
+
 def run_launched(arguments: list[str], num_processes: int, config_file: Path | None = None) -> int:
-    """Run `distil.cli ARGUMENTS` on `num_processes` processes; their exit status."""
+    """Run `distil.cli ARGUMENTS` on `num_processes` processes; their exit status. The
+    launcher is killed if this process dies, and it kills its processes in turn."""
     command, env = launch_command(arguments, num_processes, config_file)
-    return subprocess.run(command, env=env, check=False).returncode
+    env[LAUNCHER_ENV] = str(os.getpid())
+    prctl = _prctl()  # looked up here: the child between fork and exec only calls it
+    process = subprocess.Popen(command, env=env, preexec_fn=lambda: _kill_me_with_parent(prctl))
+    try:
+        return process.wait()
+    except BaseException:  # Ctrl-C: the launcher got it too; wait for it to stop its processes
+        process.wait()
+        raise
+
+
+def die_with_launcher() -> None:
+    """In a training process: be killed when the launcher that started it dies, and exit now if
+    the `distil` command that launched it is gone already (killed before this line ran)."""
+    _kill_me_with_parent(_prctl())
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if launcher and launcher.isdigit() and not _alive(int(launcher)):
+        os._exit(1)
+
+
+def _prctl():
+    """libc's prctl on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _kill_me_with_parent(prctl) -> None:
+    """Ask Linux to send this process SIGKILL when its parent exits (nothing without prctl)."""
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
