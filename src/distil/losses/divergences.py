@@ -51,7 +51,7 @@ class Param:
 
 
 @dataclass(frozen=True)
-class Divergence:
+class TableEntry:
     """A table entry: fn(log_s, log_t[, param]) -> (N,), and the parameter it takes."""
 
     fn: Callable[..., Tensor]
@@ -120,14 +120,14 @@ def tvd_of(log_s: Tensor, log_t: Tensor) -> Tensor:
 
 
 BUILT_IN = {
-    "forward_kl": Divergence(forward_kl_of),
-    "reverse_kl": Divergence(reverse_kl_of),
-    "generalized_jsd": Divergence(generalized_jsd_of, Param("beta", 0.0, 1.0)),
-    "skew_forward_kl": Divergence(skew_forward_kl_of, Param("alpha", 0.0, 1.0, high_open=True)),
-    "skew_reverse_kl": Divergence(skew_reverse_kl_of, Param("alpha", 0.0, 1.0, high_open=True)),
-    "tvd": Divergence(tvd_of),
+    "forward_kl": TableEntry(forward_kl_of),
+    "reverse_kl": TableEntry(reverse_kl_of),
+    "generalized_jsd": TableEntry(generalized_jsd_of, Param("beta", 0.0, 1.0)),
+    "skew_forward_kl": TableEntry(skew_forward_kl_of, Param("alpha", 0.0, 1.0, high_open=True)),
+    "skew_reverse_kl": TableEntry(skew_reverse_kl_of, Param("alpha", 0.0, 1.0, high_open=True)),
+    "tvd": TableEntry(tvd_of),
 }
-_TABLE: dict[str, Divergence] = dict(BUILT_IN)
+_TABLE: dict[str, TableEntry] = dict(BUILT_IN)
 
 
 def register_divergence(name: str, fn: Callable[..., Tensor], param: Param | None = None) -> None:
@@ -140,7 +140,7 @@ def register_divergence(name: str, fn: Callable[..., Tensor], param: Param | Non
     if param is not None and param.name not in PARAMETERS:
         raise ValueError(f"divergence {name!r} takes {param.name!r}, but a recipe carries only "
                          f"{' and '.join(PARAMETERS)}; name its parameter one of them")
-    _TABLE[name] = Divergence(fn, param)
+    _TABLE[name] = TableEntry(fn, param)
 
 
 def unregister_divergence(name: str) -> None:
