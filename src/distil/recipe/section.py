@@ -1,15 +1,37 @@
-"""The base of every recipe section, and the constrained number types sections share.
+"""The base of every recipe section, and the constrained types sections share.
 
 Every module of `distil.recipe` builds on it; it imports nothing of distil's.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Field metadata, `Annotated[str, OneOf(names)]`: the value must be one of `names()`,
+    read when a recipe is validated (so a name a table gains later is accepted), and the
+    recipe reference lists them."""
+
+    names: Callable[[], list[str]]
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def check(self, value: str) -> str:
+        """`value`, or a ValueError worded like pydantic's for a Literal."""
+        names = [repr(name) for name in self.names()]
+        if repr(value) in names:
+            return value
+        raise ValueError(f"Input should be {', '.join(names[:-1])} or {names[-1]}")
 
 
 class Section(BaseModel):

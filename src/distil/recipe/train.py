@@ -4,26 +4,50 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from distil.recipe.hidden import HiddenSection
 from distil.recipe.onpolicy import OnPolicySection
-from distil.recipe.section import TEACHER_IDENTITY, PositiveFloat, Probability, Section, StageInputs
+from distil.recipe.section import (
+    TEACHER_IDENTITY,
+    OneOf,
+    PositiveFloat,
+    Probability,
+    Section,
+    StageInputs,
+)
 
-Divergence = Literal[
-    "forward_kl", "reverse_kl", "generalized_jsd", "skew_forward_kl", "skew_reverse_kl", "tvd"
-]
+
+def divergence_names() -> list[str]:
+    """The names of the divergence table (distil.losses.divergences), registered ones included.
+    Imported when a recipe is checked, not with this module: the losses load torch, which
+    `distil --help` does without."""
+    from distil.losses import divergence_names as table_names
+
+    return table_names()
+
+
+def _parameter_problem(divergence: str, parameter: str, value: float) -> str | None:
+    from distil.losses.divergences import parameter_problem
+
+    return parameter_problem(divergence, parameter, value)
+
+
+Divergence = Annotated[str, OneOf(divergence_names)]
 
 
 class DistillSection(Section):
     """The objective: kd_weight * T^2 * divergence + ce_weight * cross-entropy, per response token."""
 
     divergence: Divergence = "forward_kl"
-    """Divergence between the temperature-softened teacher and student distributions."""
-    beta: Probability = 0.5
-    """Interpolation of `generalized_jsd`: 0 is forward KL, 1 is reverse KL."""
-    alpha: Probability = 0.1
-    """Skew of `skew_forward_kl` / `skew_reverse_kl` (share of the divergence's own side in the mixture)."""
+    """Divergence between the temperature-softened teacher and student distributions, from the
+    table of distil.losses.divergences (`distil.losses.register_divergence` adds one)."""
+    beta: float = 0.5
+    """Interpolation of `generalized_jsd`: 0 is forward KL, 1 is reverse KL. Checked against the
+    chosen divergence's range when it takes beta."""
+    alpha: float = 0.1
+    """Skew of `skew_forward_kl` / `skew_reverse_kl` (share of the divergence's own side in the
+    mixture). Checked against the chosen divergence's range when it takes alpha."""
     temperature: PositiveFloat = 1.0
     """Softmax temperature T applied to both teacher and student logits before the divergence."""
     kd_weight: Annotated[float, Field(ge=0)] = 1.0
@@ -39,6 +63,14 @@ class DistillSection(Section):
     """Hidden-state distillation between chosen layers, added to the objective."""
     on_policy: OnPolicySection = OnPolicySection()
     """On-policy distillation: some micro-batches train on the student's own samples."""
+
+    @field_validator("beta", "alpha")
+    @classmethod
+    def _in_the_divergence_range(cls, value: float, info: ValidationInfo) -> float:
+        divergence = info.data.get("divergence")  # absent when the name was refused
+        if divergence and (problem := _parameter_problem(divergence, info.field_name, value)):
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _some_signal(self) -> "DistillSection":
