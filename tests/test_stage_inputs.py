@@ -151,6 +151,35 @@ def test_a_changed_learning_rate_is_refused_and_the_checkpoints_stay(tmp_path, d
     assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == before
 
 
+def test_restart_means_one_thing_for_train_and_run(tmp_path, dataset, monkeypatch, capsys):
+    """`distil train --restart`, like `distil run --restart`, resumes checkpoints written under
+    the same inputs (it used to set them aside and train from step 0) and sets aside only
+    those written under other inputs."""
+    import yaml
+
+    from tests.cli_helpers import run_cli
+
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4,
+                                                "keep_checkpoints": 3})
+    run_training(validate_recipe(raw))
+    straight = load_file(tmp_path / "run" / "student" / "model.safetensors")
+    out = tmp_path / "interrupted"
+    first = _interrupted_copy(tmp_path / "run", out)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**raw, "output_dir": str(out)}))
+    resumed = run_cli(monkeypatch, capsys, "train", str(recipe), "--restart")
+    assert resumed.returncode == 0 and f"resuming from {first}" in resumed.stderr
+    assert not (out / "previous").exists()
+    weights = load_file(out / "student" / "model.safetensors")
+    assert all(torch.equal(tensor, weights[key]) for key, tensor in straight.items())
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    changed = run_cli(monkeypatch, capsys, "train", str(recipe), "train.learning_rate=0.01",
+                      "--restart")
+    assert changed.returncode == 0 and "training from scratch" in changed.stderr
+    (aside,) = (out / "previous").iterdir()
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == before
+
+
 def test_a_copied_run_folder_is_the_same_run(tmp_path):
     """data.train defaults to RUN/data/train.parquet after synth: a run copied or moved
     elsewhere keeps every stage's fingerprint, so nothing is redone."""
