@@ -19,7 +19,7 @@ from distil.teachers import open_teacher, white_box
 
 
 def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
-                student_source: str | None = None, purpose: str = "reading the teacher's logits",
+                student_source: str | None = None, purpose: str = "this stage",
                 hidden_states: bool = False) -> tuple[LoadedModel | None, LoadedModel, int]:
     """Teacher (unless not needed), student and the vocabulary width their logits share.
 

@@ -11,7 +11,7 @@ hold the resumable state.
 """
 
 from distil.train.outputs import TrainResult
-from distil.train.resume import TRAIN_OUTPUTS, resume_policy
+from distil.train.resume import TRAIN_OUTPUTS
 from distil.train.stage import run_training, train
 
-__all__ = ["TRAIN_OUTPUTS", "TrainResult", "resume_policy", "run_training", "train"]
+__all__ = ["TRAIN_OUTPUTS", "TrainResult", "run_training", "train"]
