@@ -18,8 +18,8 @@ hidden-state term is the `LiveTeacher`'s, from the same forward as its logits.
 
 Every grader reads the student's side through one `StudentSide`: the objective, the logit
 width compared, and the fused path (distil.losses.fused: no (N, V) logits held), which a
-grader takes whenever the session is fused. The values and the order of every operation are
-those of the single loss function this replaced, so a run's weights are bit-identical.
+grader takes whenever the session is fused. The order of the operations is part of the
+contract: a seeded run on CPU repeats its weights bit for bit (tests/test_train.py pins them).
 """
 
 from collections.abc import Callable
