@@ -94,7 +94,7 @@ class Bench:
 
     def _stored_top_k(self):
         from distil.losses import teacher_top_k
-        from distil.train.stage import model_outputs
+        from distil.train.session import model_outputs
         from distil.train.step import response_rows, teacher_mode
 
         with teacher_mode():
@@ -110,7 +110,7 @@ class Bench:
     def loss(self, variant: str) -> torch.Tensor:
         from distil.losses import Objective, fused_linear_loss, sparse_objective_per_token
         from distil.models import linear_head_weight
-        from distil.train.stage import model_outputs
+        from distil.train.session import model_outputs
         from distil.train.step import autocast_head, response_rows, teacher_mode
 
         b, student = self.batch, self.student

@@ -50,8 +50,8 @@ def _has_gpu() -> bool:
 
 def test_run_launches_training_on_the_recipe_as_resolved(tmp_path, dataset, monkeypatch):
     from distil import launch
-    from distil.pipeline.run import launched_training
     from distil.recipe import dump_recipe, load_recipe, validate_recipe
+    from distil.train.stage import launch_training
     from tests.conftest import recipe_dict
 
     recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"learning_rate": 0.5}))
@@ -64,6 +64,6 @@ def test_run_launches_training_on_the_recipe_as_resolved(tmp_path, dataset, monk
 
     monkeypatch.setattr(launch, "run_launched", fake)
     with pytest.raises(LaunchError, match="the 2 training processes exited with status 3"):
-        launched_training(recipe, restart=False, num_processes=2, accelerate_config=None)
+        launch_training(recipe, resume=False, num_processes=2, accelerate_config=None)
     assert seen["processes"] == 2 and seen["recipe"] == dump_recipe(recipe)
     assert seen["arguments"][0] == "train" and seen["arguments"][2:] == ["--out", str(recipe.run_dir)]

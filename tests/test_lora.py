@@ -10,7 +10,9 @@ from distil.export import export_run
 from distil.models import build_tiny
 from distil.recipe import ExportSection, validate_recipe
 from distil.train import train
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
+from distil.train.session import prepare_session
 from tests.conftest import recipe_dict
 
 

@@ -11,8 +11,11 @@ from distil.data import micro_batch_indices
 from distil.errors import RecipeError
 from distil.losses import IGNORE_INDEX
 from distil.recipe import validate_recipe
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
 from distil.train.onpolicy import on_policy_turn
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.session import prepare_session
+from distil.train.stage import train
 from tests.conftest import recipe_dict
 from tests.losses import reference
 
@@ -49,25 +52,25 @@ def test_an_on_policy_micro_batch_is_the_students_answer_scored_by_the_teacher(t
     originals = [session.examples[i] for i in rows]
     batches = next_micro_batches(session)
     batch = batches[0]
-    assert "on_policy" in batch
+    assert not batch.hard_labels
     student, teacher = session.student.model, session.teacher.model
     eos = session.student.tokenizer.eos_token_id
     for row, example in enumerate(originals):
         prompt_length = example.labels.index(next(t for t in example.labels if t != IGNORE_INDEX))
         expected = _naive_greedy(student, example.input_ids[:prompt_length], 6, eos, 48)
-        length = int(batch["attention_mask"][row].sum())
-        assert batch["input_ids"][row, :length].tolist() == expected
-        assert batch["labels"][row, :length].tolist() == (
+        length = int(batch.attention_mask[row].sum())
+        assert batch.input_ids[row, :length].tolist() == expected
+        assert batch.labels[row, :length].tolist() == (
             [IGNORE_INDEX] * prompt_length + expected[prompt_length:])
     loss = accumulate_gradients(session, batches)
 
     # reference: forward KL(teacher || student) on the sampled tokens, token mean; the hard-label
     # term (ce_weight 0.5) does not apply to the student's own tokens
-    labels = batch["labels"][:, 1:]
+    labels = batch.labels[:, 1:]
     mask = labels != IGNORE_INDEX
     with torch.no_grad():
-        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        s = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        t = teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     expected_loss = _naive_forward_kl(s[:, :-1][mask], t[:, :-1][mask]).mean()
     assert loss == pytest.approx(float(expected_loss), rel=1e-5)
 
@@ -98,9 +101,9 @@ def test_hidden_term_joins_the_objective_and_trains_the_projection(tmp_path, dat
     ref = _session(tmp_path, dataset, distill=distill)  # same seed: same student and projection
     weights = [p.weight for p in ref.hidden.projections]
     batch = batches[0]
-    labels = batch["labels"][:, 1:]
+    labels = batch.labels[:, 1:]
     mask = labels != IGNORE_INDEX
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     s = ref.student.model(**inputs, output_hidden_states=True)
     with torch.no_grad():
         t = ref.teacher.model(**inputs, output_hidden_states=True)

@@ -97,9 +97,11 @@ def _holding(folder: Path, command: str):
 
 
 RestartOption = Annotated[bool, typer.Option(
-    "--restart", help="When the run's checkpoints were written under other training inputs, "
-                      "move them aside into RUN/previous/ and train afresh (they are never "
-                      "deleted).")]
+    "--restart", help="Checkpoints written under other training inputs are moved aside into "
+                      "RUN/previous/ with the rest of the earlier training (never deleted) and "
+                      "training starts afresh; checkpoints of the same inputs are resumed, so no "
+                      "work is thrown away. Without it, checkpoints of other inputs are refused "
+                      "(distil.train.resume).")]
 
 
 ProcessesOption = Annotated[int, typer.Option(
@@ -116,25 +118,14 @@ def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
               "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
           restart: RestartOption = False, num_processes: ProcessesOption = 1,
           accelerate_config: AccelerateConfigOption = None) -> None:
-    """Distil the student from a live teacher over the recipe's prompt/response data."""
-    from distil.fsutil import move_aside
-    from distil.launch import check_launch, die_with_launcher, inside_launch, run_launched
-    from distil.train import TRAIN_OUTPUTS
-    from distil.train import train as run_training
+    """Distil the student from the recipe's teacher (live, or its captured signals)."""
+    from distil.train import run_training
 
     loaded = _load(recipe, overrides, out)
-    _check_writable(loaded.run_dir)
-    if inside_launch():
-        die_with_launcher()
-    with _holding(loaded.run_dir, "train"):
-        if restart and (moved := move_aside(loaded.run_dir, TRAIN_OUTPUTS, "train")):
-            typer.echo(f"earlier training moved to {moved}")
-        if (num_processes > 1 or accelerate_config) and not inside_launch():
-            arguments = ["train", str(recipe), *(overrides or []), "--out", str(loaded.run_dir),
-                         *(["--resume"] if resume and not restart else [])]
-            raise typer.Exit(run_launched(arguments, num_processes, accelerate_config))
-        check_launch()
-        result = run_training(loaded, resume=resume and not restart)
+    result = run_training(loaded, resume=resume, restart=restart, num_processes=num_processes,
+                          accelerate_config=accelerate_config)
+    if result is None:  # the launched processes trained, and said so
+        return
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
     typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
                f"(final loss {loss})")

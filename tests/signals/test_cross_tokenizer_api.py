@@ -22,7 +22,10 @@ from distil.signals import FingerprintMismatchError, SignalsError, SignalStore, 
 from distil.signals.vocabulary import TOKEN_STRINGS, TokenStrings, read_teacher_vocabulary
 from distil.teachers import LocalTeacher
 from distil.teachers.base import Capabilities, TokenLogprob, TopLogprob
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
+from distil.train.session import prepare_session
+from distil.train.signals import CrossTokenizer
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 TOP_K = 12
@@ -131,8 +134,8 @@ def test_a_second_capture_adds_the_missing_rows_and_keeps_every_string_id(captur
 def test_training_from_the_api_store_equals_training_from_the_local_one(captured):
     local = prepare_session(validate_recipe(captured.local))
     api = prepare_session(validate_recipe(captured.api))
-    assert api.teacher is None and api.cross is not None
-    assert api.cross.teacher_to_student.shape[0] > local.cross.teacher_to_student.shape[0]
+    assert api.teacher is None and isinstance(api.signal, CrossTokenizer)
+    assert api.signal.teacher.teacher_to_student.shape[0] > local.signal.teacher.teacher_to_student.shape[0]
     for _ in range(3):  # the same rows in the same order: same seed, same data
         local_loss = accumulate_gradients(local, next_micro_batches(local))
         api_loss = accumulate_gradients(api, next_micro_batches(api))

@@ -13,7 +13,7 @@ from distil.recipe import validate_recipe
 from distil.synth import SynthError
 from distil.synth import stage as synth_stage
 from distil.synth.stage import run_synth
-from distil.synth.teacher import open_teacher
+from distil.synth.teacher import open_synth_teacher
 from distil.teachers.budget import BudgetExhaustedError
 from tests.synth.conftest import journal_lines, outputs, synth_recipe
 from tests.teachers.fake_api import FakeApi, dropped, malformed, status, timed_out
@@ -33,8 +33,8 @@ def api_recipe(tmp_path, seed_file, api=None, **synth) -> dict:
 def serve_fake(monkeypatch):
     """Route the stage's API teacher to a FakeApi; returns a function that installs one."""
     def install(fake: FakeApi) -> FakeApi:
-        monkeypatch.setattr(synth_stage, "open_teacher",
-                            functools.partial(open_teacher, http_client=fake.client()))
+        monkeypatch.setattr(synth_stage, "open_synth_teacher",
+                            functools.partial(open_synth_teacher, http_client=fake.client()))
         return fake
     return install
 

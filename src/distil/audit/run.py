@@ -43,12 +43,15 @@ def _text(key: WatermarkKey, settings: AuditSettings, files: list[Path], tokeniz
 def _model(key: WatermarkKey, settings: AuditSettings, model: str, corpus: list[Path],
            tasks: int, top_k: int, field: str | None = None) -> dict[str, Any]:
     from distil.audit.modes import audit_model
-    from distil.models import BUILTIN_MODELS, load_model
+    from distil.models import BUILTIN_MODELS
+    from distil.recipe import TeacherSection
+    from distil.teachers import open_teacher, white_box
 
     documents = read_documents(corpus, field) if corpus else task_documents(tasks, settings.seed)
     if not Path(model).is_dir() and model not in ("demo", *BUILTIN_MODELS):
         raise ModelError(f"{model} is not a model folder; pass the folder of the model to audit")
-    loaded = load_model(model, "teacher", device="cpu")
+    loaded = white_box(open_teacher(TeacherSection(model=model), device="cpu"),
+                       "audit model (teacher-forced predictions)")
     result = audit_model(loaded.model, loaded.tokenizer, documents, key, settings, top_k=top_k)
     corpus_name = ", ".join(map(str, corpus)) if corpus else f"{tasks} held-out items per task family"
     return {**result, "source": f"{model} (corpus: {corpus_name})"}
@@ -58,14 +61,14 @@ def _api(key: WatermarkKey, settings: AuditSettings, url: str, model: str, promp
          tasks: int, tokenizer: str, api_key_env: str | None, max_tokens: int,
          temperature: float) -> dict[str, Any]:
     from distil.audit.modes import audit_api
-    from distil.recipe.api import ApiSection
-    from distil.teachers import ApiTeacher, Sampling
+    from distil.recipe import ApiSection, TeacherSection
+    from distil.teachers import Sampling, open_teacher
 
     texts = ([d.prompt or d.text for d in read_documents([prompts], "prompt")] if prompts
              else [d.prompt for d in task_documents(tasks, settings.seed)])
     loaded_tokenizer = audit_tokenizer(tokenizer)
     section = ApiSection(base_url=url, api_key_env=api_key_env, tokenizer=tokenizer)
-    teacher = ApiTeacher.from_section(model, section, seed=settings.seed)
+    teacher = open_teacher(TeacherSection(model=model, api=section), seed=settings.seed)
     sampling = Sampling(max_new_tokens=max_tokens, temperature=temperature, seed=settings.seed)
     result = audit_api(teacher, texts, loaded_tokenizer, key, settings, sampling)
     return {**result, "source": f"{url} (model {model})"}

@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from distil.signals.recipe import capture_dir, capture_temperature, signal_ident
 from distil.signals.scoring import check_can_score, check_one_turn_each, concurrently, pair_prompt
 from distil.signals.shard import TeacherTokens
 from distil.signals.vocabulary import TOKEN_STRINGS, TokenStrings
-from distil.teachers import Teacher
+from distil.teachers import Teacher, endpoint_of, open_teacher
 from distil.teachers.base import TokenLogprob
 
 
@@ -135,29 +135,26 @@ def api_teacher_tokens(recipe: Recipe,
     """The recipe's API teacher, probed, as a capture source over `pairs`, with the fingerprint
     of its store (`capture_dir(recipe)`); the teacher's connection closes with the block."""
     from distil.progress import console
-    from distil.teachers import ApiTeacher
 
-    settings, api = recipe.capture, recipe.teacher.api
-    if api is None:
-        raise SignalsError("capturing through an API needs teacher.api; set it, or capture a "
-                           "local teacher")
+    settings = recipe.capture
     if settings.source == "generation":
         raise SignalsError("cross_tokenizer with a store: the teacher's own tokens of each response "
                            "are captured by scoring it; set capture.source: score (or auto), or "
                            "capture.source: local to run teacher.model in process")
     path = capture_dir(recipe)
-    with ApiTeacher.from_section(recipe.teacher.model, api, seed=recipe.seed) as teacher:
-        report = teacher.probe(want_top_logprobs=settings.top_k)
-        for line in report.lines:
+    with closing(open_teacher(recipe.teacher, seed=recipe.seed,
+                              probe_top_logprobs=settings.top_k)) as teacher:
+        for line in teacher.offers():
             console.print(line, highlight=False)
-        end_of_turn = teacher.tokenizer.eos_token if teacher.tokenizer is not None else None
+        tokenizer = getattr(teacher, "tokenizer", None)  # teacher.api.tokenizer, if named
+        end_of_turn = tokenizer.eos_token if tokenizer is not None else None
         fingerprint = build_fingerprint(
-            signal_identity(recipe, teacher.tokenizer, capture_temperature(recipe)),
+            signal_identity(recipe, tokenizer, capture_temperature(recipe)),
             vocab_size=TOKEN_STRINGS + settings.top_k, top_k=settings.top_k,
             logprob_dtype=settings.logprob_dtype, source=ApiTeacherTokensSource.name,
             logprob_mode=ApiTeacherTokensSource.logprob_mode,
             provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "endpoint": f"{api.base_url} ({api.endpoint})", "data": recipe.data.train})
+                        "endpoint": endpoint_of(recipe.teacher), "data": recipe.data.train})
         fingerprint["teacher_tokens"] = True
         if (path / FINGERPRINT_FILE).is_file():  # another store there: say so before anything
             check_resumable(path, read_fingerprint(path), fingerprint)

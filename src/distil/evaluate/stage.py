@@ -50,7 +50,8 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
         source = recipe.student.model
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     _, held_out = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
-    teacher, student, vocab = load_models(recipe, device, student_source=source)
+    teacher, student, vocab = load_models(recipe, device, student_source=source,
+                                          purpose="evaluation (KL to the teacher, its answers)")
     if not held_out:
         raise DataError("no held-out rows to evaluate on; set data.eval or data.eval_fraction > 0")
     held_out = held_out[: recipe.eval.max_samples]

@@ -46,7 +46,7 @@ from distil.progress import console
 from distil.recipe import Recipe
 from distil.signals.recipe import training_store_dir
 from distil.tasks import generate_items, task_names
-from distil.train import train_or_resume
+from distil.train import run_training
 
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
@@ -197,7 +197,8 @@ def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData,
     share = "" if fraction == 1 else f", {fraction:.0%} of the training prompts"
     console.rule(f"compare: {method}, seed {seed}{share}")
     variant = method_recipe(recipe, method, seed, files, fraction)
-    trained = train_or_resume(variant)
+    trained = run_training(variant, resume=True)
+    assert trained is not None  # trained in this process
     started = time.perf_counter()
     # the run's seed for evaluation: every variant answers the same held-out prompts
     metrics = evaluate(variant.model_copy(update={"seed": recipe.seed}),

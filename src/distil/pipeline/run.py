@@ -19,10 +19,10 @@ from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
 from distil.pipeline.compare import run_compare
 from distil.progress import console
-from distil.recipe import Recipe
+from distil.recipe import Recipe, teacher_signal
 from distil.recipe.inputs import input_values, inputs_fingerprint
 from distil.report import build_report
-from distil.train import TRAIN_OUTPUTS, resumable, train_or_resume
+from distil.train import TRAIN_OUTPUTS, run_training
 
 
 def _always(recipe: Recipe) -> bool:
@@ -73,39 +73,17 @@ def bench_stage(recipe: Recipe) -> None:
 
 
 def _captures(recipe: Recipe) -> bool:
-    return recipe.signals.path == "capture" and recipe.distill.kd_weight > 0
-
-
-def launched_training(recipe: Recipe, restart: bool, num_processes: int,
-                      accelerate_config: Path | None) -> None:
-    """The train stage on several processes: `distil train` under accelerate launch, on the
-    recipe as this run resolved it (overrides included)."""
-    import tempfile
-
-    from distil.launch import LaunchError, run_launched
-    from distil.recipe import dump_recipe
-
-    resume = resumable(recipe, restart)
-    with tempfile.TemporaryDirectory() as folder:
-        resolved = Path(folder) / "recipe.yaml"
-        resolved.write_text(dump_recipe(recipe), encoding="utf-8")
-        arguments = ["train", str(resolved), "--out", str(recipe.run_dir),
-                     *(["--resume"] if resume else [])]
-        status = run_launched(arguments, num_processes, accelerate_config)
-    if status != 0:
-        raise LaunchError(f"the {num_processes} training processes exited with status {status} "
-                          "(their messages are above); fix that and rerun, training resumes")
+    return teacher_signal(recipe).own_capture
 
 
 def default_stages(restart: bool = False, num_processes: int = 1,
                    accelerate_config: Path | None = None) -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants.
-    `restart`: see run_pipeline. With `num_processes` > 1 (or an accelerate config) the
-    train stage runs on that many processes (distil.launch)."""
-    training: Callable[[Recipe], Any] = partial(train_or_resume, restart=restart)
-    if num_processes > 1 or accelerate_config is not None:
-        training = partial(launched_training, restart=restart, num_processes=num_processes,
-                           accelerate_config=accelerate_config)
+    The train stage is `distil train`'s own entry (distil.train.run_training), resuming
+    checkpoints of the same inputs; `restart`, `num_processes` and `accelerate_config` are
+    its options."""
+    training = partial(run_training, resume=True, restart=restart, num_processes=num_processes,
+                       accelerate_config=accelerate_config)
     return (
         Stage("synth", synth_stage, outputs=("data",),
               enabled=lambda recipe: recipe.synth is not None),
@@ -126,8 +104,9 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
                  accelerate_config: Path | None = None) -> None:
     """Run each enabled stage unless its marker holds its current fingerprint.
 
-    `restart`: training whose checkpoints were written under other inputs starts afresh,
-    the old checkpoints moved aside (without it, such a run is refused).
+    `restart`: training whose checkpoints were written under other inputs starts afresh, the
+    old training moved aside (without it, such a run is refused); checkpoints of the same
+    inputs are resumed either way (distil.train.resume).
     """
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model

@@ -15,6 +15,7 @@ from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection
 from distil.recipe.models import StudentSection, TeacherSection
 from distil.recipe.section import Section, StageInputs
+from distil.recipe.signal import teacher_signal
 from distil.recipe.synth import SynthSection
 from distil.recipe.train import DistillSection, SignalsSection, TrainSection
 
@@ -71,7 +72,8 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _api_teacher_fits(self) -> "Recipe":
-        if self.teacher.api is not None and self.distill.kd_weight > 0 and self.signals.path is None:
+        signal = teacher_signal(self)
+        if signal.api and signal.source in ("live", "cross-live"):
             raise ValueError(
                 "teacher.api: a teacher behind an API gives no full logits, so live-logit "
                 "distillation (distill.kd_weight > 0) is impossible; capture its top-k logprobs "
@@ -81,18 +83,18 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _live_teacher_terms(self) -> "Recipe":
-        hidden, on_policy = self.distill.hidden.weight > 0, self.distill.on_policy.lmbda > 0
-        if hidden and self.signals.path is not None:
+        signal = teacher_signal(self)
+        if signal.hidden and signal.from_store:
             raise ValueError(
                 "distill.hidden.weight > 0 matches the teacher's hidden states, but a signal "
                 "store (signals.path) holds none; set signals.path empty to train from the live "
                 "teacher, or distill.hidden.weight=0")
-        if self.cross_tokenizer.method != "off" and (hidden or on_policy):
+        if signal.cross and (signal.hidden or signal.on_policy != "off"):
             raise ValueError(
                 f"cross_tokenizer.method={self.cross_tokenizer.method}: a teacher of another "
                 "tokenizer is not combined with distill.hidden or distill.on_policy yet; set "
                 "distill.hidden.weight=0 and distill.on_policy.lmbda=0, or cross_tokenizer.method=off")
-        if self.teacher.api is not None and hidden:
+        if signal.api and signal.hidden:
             raise ValueError(
                 "distill.hidden needs a local teacher's hidden states; a teacher behind "
                 "teacher.api cannot give them: set distill.hidden.weight=0, or name a local "
@@ -101,10 +103,7 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _api_logprobs_at_temperature_one(self) -> "Recipe":
-        from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
-        through_api = self.teacher.api is not None and self.capture.source != "local"
-        scored_on_policy = self.teacher.api is not None and self.distill.on_policy.lmbda > 0
-        if ((from_own_capture and through_api) or scored_on_policy) and self.distill.temperature != 1:
+        if teacher_signal(self).at_temperature_one and self.distill.temperature != 1:
             raise ValueError(
                 f"distill.temperature={self.distill.temperature}: a teacher behind an API returns "
                 "its top-k logprobs at temperature 1 and the mass outside them as one number, so "
@@ -114,9 +113,9 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _api_teacher_own_tokens(self) -> "Recipe":
-        from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
-        if (from_own_capture and self.cross_tokenizer.method != "off"
-                and self.teacher.api is not None and self.capture.source == "generation"):
+        signal = teacher_signal(self)
+        if (signal.own_capture and signal.cross and signal.capture_via_api
+                and self.capture.source == "generation"):
             raise ValueError(
                 f"capture.source=generation with cross_tokenizer.method="
                 f"{self.cross_tokenizer.method}: a teacher behind an API is captured on its own "

@@ -39,7 +39,7 @@ from distil.synth.plan import (
     response_sampling,
 )
 from distil.synth.prompts import PromptItem, PromptReject, deduplicate, seed_prompts
-from distil.synth.teacher import open_teacher
+from distil.synth.teacher import open_synth_teacher
 from distil.teachers.base import Sampling, Teacher
 from distil.teachers.budget import BudgetExhaustedError, cost_at, priced
 from distil.teachers.journal import Journal
@@ -65,15 +65,13 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
     if dry_run:
         return estimate(recipe, seeds, prompt_rejects)
     with Journal.open(journal_path(recipe)) as journal:
-        teacher, notes = open_teacher(recipe, journal)
+        teacher, notes = open_synth_teacher(recipe, journal)
         try:
             for line in notes:
                 console.print(line, highlight=False)
             return _synthesise(recipe, teacher, notes, journal, seeds, prompt_rejects)
         finally:
-            close = getattr(teacher, "close", None)
-            if close is not None:
-                close()
+            teacher.close()
 
 
 def response_sampling_for(section: SynthSection, teacher: Teacher, seed: int) -> Sampling:

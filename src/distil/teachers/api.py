@@ -66,6 +66,10 @@ class ApiTeacher(ApiClient):
         return {"backend": "api", "model": self.name, "revision": None,
                 "endpoint": f"{self.base_url} ({self.endpoint})"}
 
+    def offers(self) -> list[str]:
+        """The start-up probe's findings (none before it ran)."""
+        return list(self.probe_report.lines) if self.probe_report is not None else []
+
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
         futures = [self.submit(prompt, sampling) for prompt in prompts]
         try:

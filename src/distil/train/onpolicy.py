@@ -8,22 +8,27 @@ not apply there (its labels would be the student's own tokens).
 
 Both the draw and the sampling are pure functions of (seed, micro-batch number), like the
 batch order: the trainer state's micro-batch position is the generation RNG's whole state,
-so a resumed run samples exactly what an uninterrupted one would have. A teacher behind an
-API scores the samples itself (distil.train.onpolicy_api).
+so a resumed run samples exactly what an uninterrupted one would have.
+
+`OnPolicy` is this mixing as a source of batches, around the session's off-policy signal
+(distil.train.signals): an on-policy batch's teacher side comes from a grader of samples,
+the live teacher (`LiveTeacher.grade_samples`) or a teacher behind an API that scores them
+itself (distil.train.onpolicy_api).
 """
 
 import random
-from typing import Any, Protocol
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import GenerationConfig
 
-from distil.data import Example, collate
+from distil.data import Example
 from distil.losses import IGNORE_INDEX
 from distil.recipe.onpolicy import OnPolicySection
-
-ON_POLICY_KEY = "on_policy"
-"""Present in a micro-batch (a 0-d tensor) when its responses are the student's samples."""
+from distil.train.batch import Batch
+from distil.train.signals import TrainingSignal
 
 
 def on_policy_turn(lmbda: float, seed: int, micro_batch: int) -> bool:
@@ -63,31 +68,29 @@ def sample_responses(model: Any, examples: list[Example], config: OnPolicySectio
             for e, p, r in zip(examples, prompts, responses, strict=True)]
 
 
-class SampleScorer(Protocol):
-    """A teacher that scores the samples itself (one behind an API), instead of the live
-    teacher's forward pass in the loss."""
+class OnPolicy:
+    """Micro-batches of the student's own samples (a seeded coin of bias `lmbda` per
+    micro-batch), graded by `grade`; the others come from the off-policy signal."""
 
-    def score(self, sampled: list[Example], max_length: int) -> tuple[list[Example],
-                                                                      dict[str, torch.Tensor]]:
-        """The samples as scored, and the teacher's top-k over their response positions."""
-        ...
+    def __init__(self, off_policy: TrainingSignal, grade: Callable[[list[Example]], Batch],
+                 student: Callable[[], Any], tokenizer: Any, config: OnPolicySection,
+                 max_length: int, seed: int, close: Callable[[], None] = lambda: None) -> None:
+        self.off_policy, self.grade, self.student = off_policy, grade, student
+        self.tokenizer, self.config, self.max_length, self.seed = tokenizer, config, max_length, seed
+        self._close = close
+        self.store: Path | None = off_policy.store
 
+    def batch(self, rows: list[Example], number: int) -> Batch:
+        if not on_policy_turn(self.config.lmbda, self.seed, number):
+            return self.off_policy.batch(rows, number)
+        sampled = sample_responses(self.student(), rows, self.config, self.tokenizer.eos_token_id,
+                                   self.tokenizer.pad_token_id, self.max_length,
+                                   seed=generation_seed(self.seed, number))
+        return self.grade(sampled)
 
-def on_policy_batch(model: Any, tokenizer: Any, examples: list[Example], config: OnPolicySection,
-                    max_length: int, seed: int, micro_batch: int,
-                    scorer: SampleScorer | None = None) -> dict[str, torch.Tensor]:
-    """A micro-batch of the student's own responses to `examples`' prompts, marked on-policy;
-    with a `scorer`, also the teacher's top-k over them."""
-    sampled = sample_responses(model, examples, config, tokenizer.eos_token_id,
-                               tokenizer.pad_token_id, max_length,
-                               seed=generation_seed(seed, micro_batch))
-    teacher: dict[str, torch.Tensor] = {}
-    if scorer is not None:
-        sampled, teacher = scorer.score(sampled, max_length)
-    batch = collate(sampled, tokenizer.pad_token_id)
-    batch.update(teacher)
-    batch[ON_POLICY_KEY] = torch.tensor(True)
-    return batch
+    def close(self) -> None:
+        self.off_policy.close()
+        self._close()
 
 
 def generation_seed(seed: int, micro_batch: int) -> int:

@@ -15,9 +15,10 @@
 """
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache, partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -92,9 +93,10 @@ def pad_to_multiple(batch: dict[str, Tensor], multiple: int | None,
     return padded
 
 
-def response_tokens(batches: list[dict[str, Tensor]]) -> Tensor:
-    """Tokens the loss counts in all `batches` (labels shifted by one), as a device tensor."""
-    return torch.stack([(b["labels"][:, 1:] != IGNORE_INDEX).sum() for b in batches]).sum()
+def response_tokens(batches: Sequence[Any]) -> Tensor:
+    """Tokens the loss counts in all `batches` (each with `labels` (B, T), shifted by one),
+    as a device tensor."""
+    return torch.stack([(b.labels[:, 1:] != IGNORE_INDEX).sum() for b in batches]).sum()
 
 
 def response_index(batch: dict[str, Tensor]) -> Tensor:

@@ -1,0 +1,58 @@
+"""What a finished training leaves in the run folder: RUN/student and train_summary.json.
+
+    result = finish(session, final_loss)     # every process calls it; the main one writes
+
+The student is saved whole (adapters merged, shards gathered) in Hugging Face format with
+its tokenizer, into a folder that appears in one rename; the summary says how far training
+went and from what (teacher, signal store, student).
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from distil.fsutil import atomic_directory, atomic_write_json
+from distil.train import engine
+from distil.train.session import TrainingSession
+from distil.train.students import finished_student
+
+
+@dataclass
+class TrainResult:
+    """What a finished training stage leaves behind."""
+
+    student_dir: Path
+    steps: int
+    tokens_seen: int
+    final_loss: float | None
+    """Loss of the last step; on a resumed finished run, the last logged one (None if none)."""
+    elapsed_s: float
+
+
+def finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
+    """Save RUN/student and RUN/train_summary.json (main process); the run's result."""
+    run_dir, state = session.recipe.run_dir, session.state
+    student_dir = run_dir / "student"
+    gathered = engine.gathered_student_state(session.accelerator, session.module)
+    result = TrainResult(student_dir, state.step, state.tokens_seen, final_loss, state.elapsed_s)
+    if session.accelerator.is_main_process:
+        with atomic_directory(student_dir) as tmp:
+            finished_student(session.unwrapped()).save_pretrained(tmp, safe_serialization=True,
+                                                                  state_dict=gathered)
+            session.student.tokenizer.save_pretrained(tmp)
+        store = session.signal.store
+        atomic_write_json(run_dir / "train_summary.json",
+                          {**asdict(result), "student_dir": str(student_dir),
+                           "fused": session.fused, "teacher": session.recipe.teacher.model,
+                           "signals": None if store is None else str(store),
+                           "student": session.recipe.student.model})
+    return result
+
+
+def last_logged_loss(path: Path) -> float | None:
+    """The loss of the log's last line, or None without one (the summary must stay JSON)."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    loss = json.loads(lines[-1]).get("loss") if lines else None
+    return loss if isinstance(loss, float | int) and math.isfinite(loss) else None
