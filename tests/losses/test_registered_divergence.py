@@ -14,7 +14,10 @@ from distil import losses
 from distil.capture import capture
 from distil.losses.cross_tokenizer import aligned_divergence
 from distil.recipe import validate_recipe
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
+from distil.train.session import prepare_session
+from distil.train.stage import train
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 from tests.losses import reference
 from tests.losses.test_cross_tokenizer import MAP, inputs, library_span_inputs, ref_aligned
@@ -87,11 +90,11 @@ def _first_step_reference(raw: dict, k: int | None = None) -> float:
     recipe = validate_recipe(raw)
     session = prepare_session(recipe)
     (batch,) = next_micro_batches(session)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
+    ids, mask = batch.input_ids, batch.attention_mask
     with torch.no_grad():
         teacher = session.teacher.model(input_ids=ids, attention_mask=mask).logits.double()
         student = session.student.model(input_ids=ids, attention_mask=mask).logits.double()
-    labels = batch["labels"][:, 1:]
+    labels = batch.labels[:, 1:]
     keep = labels != -100
     d = recipe.distill
     total = 0.0
