@@ -134,6 +134,8 @@ def test_export_stage_writes_gguf_variants_with_a_modelfile(tiny_models, tmp_pat
     assert list(result.deployable) == ["gguf-f16", "gguf-q8_0"]
     for variant in result.parity["variants"]:
         assert variant["read_back"]["failures"] == []
+        assert variant["tokenizer"]["failures"] == [] and "transformers" in variant["tokenizer"]["readers"]
+        assert variant["format"] == "gguf" and variant["kind"] in ("half", "int8")
         assert variant["runtime_check"] == ("done" if llama_cpp_available() else
                                             "skipped: llama-cpp-python is not installed")
         modelfile = (result.deployable[variant["name"]] / "Modelfile").read_text()
