@@ -34,5 +34,9 @@ def export_hf(loaded: LoadedModel, folder: str | Path, dtype: HalfDtype = "float
 
 def write_hf_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
                      config: "ExportSection") -> None:
-    """The `hf` format's writer: the folder in export.dtype."""
+    """The `hf` format's writer: the folder in export.dtype, with the student's model card
+    (what the Hub shows for it)."""
+    from distil.export.card import run_of, write_model_card
+
     export_hf(loaded, folder, config.dtype)
+    write_model_card(folder, run_of(Path(loaded.source)))

@@ -175,7 +175,7 @@ def write_export(source: str | Path, config: ExportSection | None = None,
         parity = check_variants(loaded, written, config, bar, task)
         parity["source"] = str(model_dir)
         _set_aside_failures(tmp, parity)
-        _write_cards(tmp, [w.folder.name for w in written], run_of(model_dir))
+        write_model_card(tmp, run_of(model_dir))
         parity["files"] = sorted([*(entry.name for entry in tmp.iterdir()), "parity.json"])
         atomic_write_json(tmp / "parity.json", parity)
         check_export_target(out_dir, overwrite)  # again: the user may have added files meanwhile
@@ -209,14 +209,6 @@ def _plan(loaded: Any, formats: list[ExportFormat],
                               f"{spec.kind!r}, which export.thresholds does not have; use one "
                               f"of {', '.join(config.thresholds)}")
     return planned
-
-
-def _write_cards(tmp: Path, written: list[str], run_dir: Path | None) -> None:
-    """The model card at the export's root and in each Hugging Face folder kept."""
-    write_model_card(tmp, run_dir)
-    for name in written:
-        if name.startswith("hf-") and (tmp / name).is_dir():
-            write_model_card(tmp / name, run_dir)
 
 
 def _set_aside_failures(tmp: Path, parity: dict[str, Any]) -> None:
