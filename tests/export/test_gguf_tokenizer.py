@@ -145,3 +145,15 @@ def test_smollm2_student_gguf_tokenizes_chat_prompts_as_its_tokenizer(smollm2_st
     reader = _gguf_tokenizer(folder)
     for text in _chat_texts(tokenizer):
         assert reader(text).input_ids == tokenizer(text).input_ids  # 37 ids for the first
+
+
+def test_a_tokenizer_adding_what_the_flags_cannot_say_is_refused():
+    from distil.errors import ExportError
+    from distil.export.gguf_vocab import gguf_vocabulary
+
+    tokenizer = byte_tokenizer()  # no bos; it puts <|user|> before every text
+    user = tokenizer.convert_tokens_to_ids("<|user|>")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|user|> $A", special_tokens=[("<|user|>", user)])
+    with pytest.raises(ExportError, match=f"adds \\[{user}\\] before and \\[\\] after a text"):
+        gguf_vocabulary(tokenizer, len(tokenizer), ["abc"])
