@@ -68,7 +68,9 @@ def test_torch_benchmark_loop_generates_what_hf_generate_does(tiny_models):
 
 def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models,
                                                          monkeypatch):
-    monkeypatch.setattr("distil.llama_runtime.llama_cpp_available", lambda: False)  # ONNX here
+    missing = "llama-cpp-python is not installed"  # so: ONNX only, here and where it is
+    monkeypatch.setattr("distil.bench.run.missing_runtime",
+                        lambda fmt: missing if fmt.name == "gguf" else None)
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     (run / "eval.json").write_text(json.dumps({"top1_agreement": 0.5}))
     config = BenchSection(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)
@@ -99,19 +101,22 @@ def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny
             assert figures["speedup_vs_teacher"]["2"] == pytest.approx(
                 timing["tokens_per_s"] / models["teacher"]["batch"]["2"]["tokens_per_s"])
     assert measured["efficiency_setup"]["config"]["threads"] == 1
+    assert measured["efficiency_setup"]["not_timed"] == {"gguf-f16": missing, "gguf-q8_0": missing}
     assert [m["dtype"] for m in models.values()] == ["float32", "float32", "float32", "int8"]
 
 
 def test_a_half_precision_variant_is_timed_in_its_own_dtype(tmp_path_factory, tiny_models):
-    from distil.bench.worker import TorchGreedy
+    from distil.bench.worker import open_model
 
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     targets = find_targets(run, None, ["hf-float16", "onnx-int8"])
-    assert [(t.name, t.runtime, t.dtype) for t in targets] == [
-        ("student", "pytorch", "float32"), ("hf-float16", "pytorch", "float16"),
-        ("onnx-int8", "onnxruntime", "float32")]
-    runner = TorchGreedy(targets[1].model, threads=1, dtype=targets[1].dtype)
-    assert runner.dtype == "float16" and len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
+    assert [(t.name, t.runtime) for t in targets] == [
+        ("student", "pytorch"), ("hf-float16", "pytorch"), ("onnx-int8", "onnxruntime")]
+    opened = {t.name: open_model({"opener": t.opener, "model": t.model, "threads": 1})
+              for t in targets}
+    assert [precision for _, _, precision in opened.values()] == ["float32", "float16", "int8"]
+    runner = opened["hf-float16"][0]
+    assert len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
     with pytest.raises(BenchError, match="not an exported variant"):
         find_targets(run, None, ["parity.json"])
 

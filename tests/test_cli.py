@@ -83,3 +83,31 @@ def test_run_trains_evaluates_then_skips_finished_stages(tmp_path, dataset):
     assert fourth.returncode == 0 and "training from scratch" in fourth.stderr
     (aside,) = (tmp_path / "run" / "previous").iterdir()
     assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == old
+
+
+@pytest.mark.slow
+def test_a_variant_failing_parity_stops_neither_bench_nor_report(tmp_path, dataset):
+    import json
+
+    impossible = {"formats": ["hf"], "prompts_per_task": 1, "compared_prompts": 2,
+                  "max_new_tokens": 4, "thresholds": {"half": {"max_abs_logit_diff": 1e-9}}}
+    bench = {"new_tokens": 2, "batch_sizes": [1], "repeats": 1, "warmup": 0}
+    recipe = _recipe(tmp_path, recipe_dict(tmp_path, dataset, train={"max_steps": 2},
+                                           export=impossible, bench=bench))
+    run = tmp_path / "run"
+    first = distil("run", recipe)
+    assert first.returncode == 3, first.stderr
+    last = first.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: parity check failed for hf-float16 (max |logit diff|")
+    assert "--allow-parity-failure (in a recipe: export.allow_parity_failure: true)" in last
+    assert (run / "export" / "failed" / "hf-float16").is_dir()
+    assert json.loads((run / "export" / "parity.json").read_text())["variants"][0]["passed"] is False
+    assert "student" in json.loads((run / "eval.json").read_text())["efficiency"]  # bench ran
+    assert "**hf-float16 failed parity**" in (run / "report.md").read_text()  # so did the report
+    allowed = distil("run", recipe, "export.allow_parity_failure=true")  # decides no file:
+    assert allowed.returncode == 0 and "export: done already" in allowed.stderr, allowed.stderr
+    flag = distil("run", recipe, "--allow-parity-failure")
+    assert flag.returncode == 0, flag.stderr
+    assert flag.stdout.strip().splitlines()[-1] == (
+        f"run finished: {run}; hf-float16 failed parity, set aside in {run / 'export' / 'failed'}"
+        " (allowed)")

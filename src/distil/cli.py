@@ -71,6 +71,15 @@ def _described(model: Any, field: str, key: str | None) -> str:
     return f"{text} Default: {default}{f' ({key})' if key else ''}."
 
 
+def _formats_help() -> str:
+    """The `--format` help, from the export-format registry."""
+    from distil.export_formats import default_formats, export_format, format_names
+
+    listed = "; ".join(f"{name}: {export_format(name).summary}" for name in format_names())
+    return (f"{listed}. Repeat for several. Default: the run recipe's export.formats, else "
+            f"{', '.join(default_formats())}.")
+
+
 def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
     from distil.recipe import load_recipe
 
@@ -174,6 +183,12 @@ def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption 
     typer.echo(f"{compared}; written to {output or loaded.run_dir / 'eval.json'}")
 
 
+AllowParityFailure = Annotated[bool, typer.Option(
+    "--allow-parity-failure", help="Exit 0 even when an exported variant fails parity (it is "
+                                   "still set aside in failed/); the same as the recipe's "
+                                   "export.allow_parity_failure: true.")]
+
+
 @app.command()
 def run(recipe: Annotated[Path | None, typer.Argument(
             help="Recipe YAML file. Default: recipes/demo.yaml (the demo job).", show_default=False)] = None,
@@ -186,21 +201,34 @@ def run(recipe: Annotated[Path | None, typer.Argument(
                               "seeds, and report each method's mean accuracy with a 95% "
                               "interval.")] = False,
         restart: RestartOption = False, num_processes: ProcessesOption = 1,
-        accelerate_config: AccelerateConfigOption = None) -> None:
-    """Run every stage of a recipe end to end, skipping stages already finished."""
+        accelerate_config: AccelerateConfigOption = None,
+        allow_parity_failure: AllowParityFailure = False) -> None:
+    """Run every stage of a recipe end to end, skipping stages already finished.
+
+    An exported variant that fails parity is set aside and the other stages still run; the
+    command then exits with status 3, unless --allow-parity-failure.
+    """
+    from distil.errors import ParityError
     from distil.pipeline import run_pipeline
+    from distil.report import headline
 
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
     _check_writable(loaded.run_dir)
     with _holding(loaded.run_dir, "run"):
-        run_pipeline(loaded, force=force, restart=restart, num_processes=num_processes,
-                     accelerate_config=accelerate_config)
-    from distil.report import headline
-
+        try:
+            failed = run_pipeline(loaded, force=force, restart=restart,
+                                  num_processes=num_processes, accelerate_config=accelerate_config,
+                                  allow_parity_failure=allow_parity_failure)
+        except ParityError:
+            for line in headline(loaded.run_dir):  # the figures stand; the error line comes last
+                typer.echo(line)
+            raise
     for line in headline(loaded.run_dir):
         typer.echo(line)
-    typer.echo(f"run finished: {loaded.run_dir}")
+    aside = loaded.run_dir / "export" / "failed"
+    typer.echo(f"run finished: {loaded.run_dir}" + (
+        f"; {', '.join(failed)} failed parity, set aside in {aside} (allowed)" if failed else ""))
 
 
 @app.command("export")
@@ -214,21 +242,16 @@ def export_command(
             help="Weights of the safetensors export: fp16 or bf16. Default: the run recipe's "
                  "export.dtype, else fp16.", show_default=False)] = None,
         formats: Annotated[list[str] | None, typer.Option(
-            "--format", help="hf, onnx, onnx-int8 or gguf; repeat for several. Default: the "
-                             "run recipe's export.formats, else all four.",
-            show_default=False)] = None,
+            "--format", help=_formats_help(), show_default=False)] = None,
         prompts_per_task: Annotated[int | None, typer.Option(
             help=_field_help("export", "prompts_per_task") + " A run's recipe.yaml export: "
                  "section comes first.", show_default=False)] = None,
-        allow_parity_failure: Annotated[bool, typer.Option(
-            "--allow-parity-failure",
-            help="Exit 0 even when a variant fails parity (it is still set aside in failed/).")
-            ] = False,
+        allow_parity_failure: AllowParityFailure = False,
         overwrite: Annotated[bool, typer.Option(
             "--overwrite", help="When --out holds files an export did not write (an earlier "
                                 "export alone is replaced), move the folder aside (to OUT.old) "
                                 "and export there.")] = False) -> None:
-    """Export the student (safetensors, ONNX, int8 ONNX) and check it against PyTorch.
+    """Export the student (safetensors, ONNX, int8 ONNX, GGUF, ...) and check it against PyTorch.
 
     A run folder's recipe.yaml `export:` section gives the defaults; options override them.
     """

@@ -4,7 +4,8 @@
 
 Each model is measured in a fresh interpreter (`distil.bench.worker`) with the same prompts,
 thread count, warm-up and repeats; the ONNX variants run without PyTorch, as they would
-when deployed.
+when deployed. Which exported variants there are, and how each is opened, come from
+export/parity.json and the export-format registry (`distil.export_formats`).
 """
 
 import json
@@ -14,12 +15,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from distil import __version__
 from distil.errors import DistilError
+from distil.export_formats import format_of_variant, missing_runtime, step_path
 from distil.fsutil import atomic_write_json
 from distil.machine import describe_machine, is_busy
 from distil.recipe import BenchSection
@@ -42,14 +44,15 @@ def make_bench_config(**fields: Any) -> BenchSection:
 
 @dataclass(frozen=True)
 class BenchTarget:
-    """One model to time: a name for the table, its runtime and where it is."""
+    """One model to time: a name for the table, its runtime, where it is, how to open it."""
 
     name: str
-    runtime: Literal["pytorch", "onnxruntime", "llama.cpp"]
+    runtime: str
     model: str
     """A folder, or (PyTorch) any model name `distil.models.load_model` takes."""
-    dtype: str = "float32"
-    """PyTorch weights' dtype (an exported half-precision folder runs in its own)."""
+    opener: str = "distil.bench.worker:open_float32"
+    """"module:function" opening it in the measuring interpreter: (model, threads) ->
+    (runner, parameters, precision). An exported variant's is its format's `bench_open`."""
 
 
 def weight_bytes(folder: str | Path) -> int | None:
@@ -66,7 +69,7 @@ def bench_target(target: BenchTarget, prompt_ids: list[list[int]],
     """Time one model in a fresh interpreter; its figures as a dict."""
     threads = config.threads or os.cpu_count() or 1
     timing = config.model_dump(include={"new_tokens", "batch_sizes", "warmup", "repeats"})
-    spec = {"model": target.model, "runtime": target.runtime, "dtype": target.dtype,
+    spec = {"model": target.model, "runtime": target.runtime, "opener": target.opener,
             "prompt_ids": prompt_ids, "threads": threads, **timing}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +145,13 @@ def _warn_if_busy(state: dict[str, Any]) -> None:
                       "timings will be noisy and slow", highlight=False, soft_wrap=True)
 
 
+def _warn_not_timed(not_timed: dict[str, str]) -> None:
+    from distil.progress import console
+
+    for name, reason in not_timed.items():
+        console.print(f"[yellow]not timed[/]: {name} ({reason})", highlight=False, soft_wrap=True)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on, and how busy it was (1-minute load average)."""
     return {**describe_machine(),
@@ -149,41 +159,50 @@ def machine() -> dict[str, Any]:
 
 
 def find_targets(run_dir: Path, teacher: str | None, variants: list[str] | None) -> list[BenchTarget]:
-    """Teacher (when known), the run's student, then its exported variants."""
+    """Teacher (when known), the run's student, then its exported variants: those named, or
+    every deployable one whose format is timed by default and whose runtime is here."""
     targets = []
     if teacher:
         targets.append(BenchTarget("teacher", "pytorch", teacher))
     if (run_dir / "student" / "config.json").is_file():
         targets.append(BenchTarget("student", "pytorch", str(run_dir / "student")))
     export = run_dir / "export"
-    for name in variants if variants is not None else _deployable_onnx(export):
-        folder = export / name
-        if (folder / "export.json").is_file():
-            targets.append(BenchTarget(name, "onnxruntime", str(folder)))
-        elif (folder / "gguf.json").is_file():  # timed by llama.cpp, at batch 1
-            targets.append(BenchTarget(name, "llama.cpp", str(folder)))
-        elif (folder / "config.json").is_file():  # a half-precision Hugging Face folder
-            config = json.loads((folder / "config.json").read_text())
-            dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
-            targets.append(BenchTarget(name, "pytorch", str(folder), dtype=dtype))
-        else:
-            raise BenchError(f"{folder} is not an exported variant; run `distil export "
+    records = exported_variants(export)
+    for name in variants if variants is not None else default_variants(records)[0]:
+        fmt = format_of_variant(name, records.get(name))
+        if fmt is None or fmt.bench_open is None or not (export / name).is_dir():
+            raise BenchError(f"{export / name} is not an exported variant; run `distil export "
                              f"{run_dir}` first, or name one of the folders under {export}")
+        targets.append(BenchTarget(name, fmt.runtime, str(export / name), step_path(fmt.bench_open)))
     if not targets:
         raise BenchError(f"{run_dir} holds no student/ and no teacher was given; pass a run "
                          "folder after `distil train`, or --teacher MODEL")
     return targets
 
 
-def _deployable_onnx(export: Path) -> list[str]:
+def exported_variants(export: Path) -> dict[str, dict[str, Any]]:
+    """Each variant export/parity.json lists, by name (none without a parity.json)."""
     parity = export / "parity.json"
     if not parity.is_file():
-        return []
-    from distil.llama_runtime import llama_cpp_available
+        return {}
+    return {v["name"]: v for v in json.loads(parity.read_text()).get("variants", [])}
 
-    names = json.loads(parity.read_text()).get("deployable", [])
-    runnable = ("export.json", "gguf.json") if llama_cpp_available() else ("export.json",)
-    return [n for n in names if any((export / n / f).is_file() for f in runnable)]
+
+def default_variants(records: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """The deployable variants timed by default, and those that would be but whose runtime
+    is not here (name -> why)."""
+    timed, not_timed = [], {}
+    for name, record in records.items():
+        fmt = format_of_variant(name, record)
+        if not record.get("passed") or fmt is None or fmt.bench_open is None \
+                or not fmt.bench_by_default:
+            continue
+        missing = missing_runtime(fmt)
+        if missing:
+            not_timed[name] = missing
+        else:
+            timed.append(name)
+    return timed, not_timed
 
 
 def recipe_teacher(run_dir: Path) -> str | None:
@@ -225,7 +244,11 @@ def bench_run(run_dir: str | Path, config: BenchSection | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         teacher_path = _teacher_folder(teacher, Path(tmp), _recipe_seed(run_dir)) if teacher else None
         targets = find_targets(run_dir, teacher_path, config.variants)
+        not_timed = {} if config.variants is not None else \
+            default_variants(exported_variants(run_dir / "export"))[1]
+        _warn_not_timed(not_timed)
         measured = bench_models(targets, bench_prompts(targets, config), config)
+    measured["efficiency_setup"]["not_timed"] = not_timed
     if teacher:
         measured["efficiency"]["teacher"].update(model=teacher)
     write_efficiency(run_dir / "eval.json", measured)

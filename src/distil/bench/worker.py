@@ -3,9 +3,11 @@
     python -m distil.bench.worker SPEC.json      # prints one JSON line of results
 
 `distil.bench` starts this in a new interpreter for every model, so each peak RSS is that
-model's alone. An ONNX model runs through `OnnxGenerator` and never imports PyTorch (the
-result says whether it did); a PyTorch model runs the same greedy loop as
-`OnnxGenerator.generate_ids`, with a `DynamicCache`, under `torch.inference_mode`.
+model's alone. The spec names the function that opens the model (`opener`, the export
+format's `bench_open` for an exported variant). An ONNX model runs through `OnnxGenerator`
+and never imports PyTorch (the result says whether it did); a PyTorch model runs the same
+greedy loop as `OnnxGenerator.generate_ids`, with a `DynamicCache`, under
+`torch.inference_mode`.
 """
 
 import json
@@ -70,20 +72,41 @@ class TorchGreedy:
 
 
 def open_model(spec: dict[str, Any]) -> tuple[Any, int | None, str]:
-    """The runner for `spec`, its parameter count and its weights' precision."""
-    threads = int(spec["threads"])
-    if spec["runtime"] == "onnxruntime":
-        from distil.onnx_runtime import OnnxGenerator
+    """The runner for `spec`, its parameter count and its weights' precision, from the opener
+    the spec names ("module:function"; an export format's `bench_open`)."""
+    from distil.export_formats import resolve
 
-        generator = OnnxGenerator(spec["model"], threads=threads)
-        return generator, generator.manifest.get("params"), generator.manifest["precision"]
-    if spec["runtime"] == "llama.cpp":
-        from distil.llama_runtime import LlamaCppGenerator
+    return resolve(spec["opener"])(spec["model"], int(spec["threads"]))
 
-        runner = LlamaCppGenerator(spec["model"], threads=threads)
-        return runner, runner.manifest.get("params"), runner.manifest["precision"]
-    runner = TorchGreedy(spec["model"], threads, spec.get("dtype", "float32"))
+
+def open_float32(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """A PyTorch model (a folder, `demo`, a built-in name) in float32: teacher and student."""
+    runner = TorchGreedy(model, threads, "float32")
     return runner, runner.params, runner.dtype
+
+
+def open_saved_dtype(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """A Hugging Face folder in the dtype its config.json records (an `hf` export)."""
+    config = json.loads((Path(model) / "config.json").read_text())
+    runner = TorchGreedy(model, threads, config.get("dtype") or config.get("torch_dtype")
+                         or "float32")
+    return runner, runner.params, runner.dtype
+
+
+def open_onnx(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """An ONNX folder, through onnxruntime alone (no PyTorch in the process)."""
+    from distil.onnx_runtime import OnnxGenerator
+
+    generator = OnnxGenerator(model, threads=threads)
+    return generator, generator.manifest.get("params"), generator.manifest["precision"]
+
+
+def open_llama_cpp(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """A GGUF folder, through llama.cpp (one sequence at a time)."""
+    from distil.llama_runtime import LlamaCppGenerator
+
+    runner = LlamaCppGenerator(model, threads=threads)
+    return runner, runner.manifest.get("params"), runner.manifest["precision"]
 
 
 def time_generation(runner: Any, prompt_ids: list[list[int]], new_tokens: int) -> list[float]:

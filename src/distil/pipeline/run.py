@@ -4,7 +4,9 @@ What decides each stage's result is declared once, in the recipe module of that 
 (distil.recipe.inputs): its own fields and the stages it reads from. A stage's fingerprint
 hashes those values, so changing a field redoes the stages that depend on it and no
 other. A stage is finished when its marker `stages/<name>.json` holds its current
-fingerprint. An interrupted training resumes from its newest checkpoint.
+fingerprint. An interrupted training resumes from its newest checkpoint. A variant that
+fails its export parity check stops nothing: it is set aside, bench and report run without
+it, and the run raises `ParityError` (exit status 3) at the end unless that was allowed.
 """
 
 import json
@@ -57,11 +59,27 @@ def capture_stage(recipe: Recipe) -> None:
 
 
 def export_stage(recipe: Recipe) -> None:
-    """Export RUN/student to RUN/export and check every variant against PyTorch."""
-    from distil.export.stage import export_run
+    """Export RUN/student to RUN/export and check every variant against PyTorch; a failed
+    variant is set aside, and judged when the run ends (`parity_verdict`)."""
+    from distil.export.stage import write_export
     from distil.recipe import with_recipe_seed
 
-    export_run(recipe.run_dir, with_recipe_seed(recipe.export, recipe.seed))
+    write_export(recipe.run_dir, with_recipe_seed(recipe.export, recipe.seed))
+
+
+def parity_verdict(recipe: Recipe, allow_parity_failure: bool = False) -> list[str]:
+    """The exported variants that failed parity (RUN/export/parity.json); ParityError naming
+    them unless failures are allowed (here or by export.allow_parity_failure)."""
+    from distil.errors import ParityError
+    from distil.export.stage import failed_variants, failure_message
+
+    if recipe.export is None:
+        return []
+    out_dir = recipe.run_dir / "export"
+    failed = failed_variants(out_dir)
+    if failed and not (allow_parity_failure or recipe.export.allow_parity_failure):
+        raise ParityError(failure_message({"variants": failed}, out_dir))
+    return [v["name"] for v in failed]
 
 
 def bench_stage(recipe: Recipe) -> None:
@@ -101,8 +119,10 @@ def default_stages(restart: bool = False, num_processes: int = 1,
 
 def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
                  force: bool = False, restart: bool = False, num_processes: int = 1,
-                 accelerate_config: Path | None = None) -> None:
-    """Run each enabled stage unless its marker holds its current fingerprint.
+                 accelerate_config: Path | None = None,
+                 allow_parity_failure: bool = False) -> list[str]:
+    """Run each enabled stage unless its marker holds its current fingerprint; return the
+    exported variants that failed parity (allowed), or raise ParityError naming them.
 
     `restart`: training whose checkpoints were written under other inputs starts afresh, the
     old training moved aside (without it, such a run is refused); checkpoints of the same
@@ -127,6 +147,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
         atomic_write_json(marker, {"fingerprint": fingerprint,
                                    "seconds": round(time.perf_counter() - started, 2),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return parity_verdict(recipe, allow_parity_failure)
 
 
 def stage_fingerprint(recipe: Recipe, name: str) -> str:

@@ -13,7 +13,7 @@ from distil.recipe.bench import BenchSection
 from distil.recipe.capture import CaptureSection
 from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
-from distil.recipe.export import ExportSection, Format, ThresholdsSection
+from distil.recipe.export import ExportSection, ThresholdsSection
 from distil.recipe.job import Recipe
 from distil.recipe.load import dump_recipe, load_recipe, saved_section, validate_recipe
 from distil.recipe.models import LoraSection, ModelSection, StudentSection, TeacherSection
@@ -25,7 +25,7 @@ from distil.recipe.train import DistillSection, Divergence, SignalsSection, Trai
 
 __all__ = [
     "ApiSection", "BenchSection", "BudgetSection", "CaptureSection", "DataSection",
-    "DistillSection", "Divergence", "EvalSection", "ExportSection", "Format", "LoraSection",
+    "DistillSection", "Divergence", "EvalSection", "ExportSection", "LoraSection",
     "ModelSection", "StudentSection",
     "PositiveFloat", "PriceSection", "Probability", "Recipe", "Section", "SignalsSection",
     "SynthSection", "TeacherSection", "TeacherSignal", "ThresholdsSection", "TrainSection",

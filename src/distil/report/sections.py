@@ -217,19 +217,17 @@ def _efficiency(data: dict[str, Any]) -> Section | None:
                   "generation at batch 1; see the bench section of the docs for the method.")
     figure = Figure("efficiency", plots.efficiency(rows),
                     "Bar charts of size, latency and speed per model")
-    return Section("Efficiency", _measurement_notes(data["eval"]) + _untimed_gguf(data),
+    return Section("Efficiency", _measurement_notes(data["eval"]) + _not_timed(data["eval"]),
                    [table, figure])
 
 
-def _untimed_gguf(data: dict[str, Any]) -> list[str]:
-    """The note that deployable GGUF variants were not timed (llama.cpp was not installed)."""
-    timed = set(data["eval"].get("efficiency") or {})
-    names = [v["name"] for v in (data["parity"] or {}).get("variants", [])
-             if v.get("passed") and v["name"].startswith("gguf-") and v["name"] not in timed]
-    if not names:
+def _not_timed(ev: dict[str, Any]) -> list[str]:
+    """The note on deployable variants the bench could not time, and why (their runtime)."""
+    skipped = (ev.get("efficiency_setup") or {}).get("not_timed") or {}
+    if not skipped:
         return []
-    return [f"Not timed: {', '.join(names)} (GGUF runs through llama.cpp, and llama-cpp-python "
-            "was not installed when the bench ran)."]
+    return ["Not timed: " + ", ".join(f"{name} (when the bench ran, {reason})"
+                                      for name, reason in skipped.items()) + "."]
 
 
 def _measurement_notes(ev: dict[str, Any]) -> list[str]:
@@ -419,18 +417,22 @@ def _parity(data: dict[str, Any]) -> Section | None:
     parity = data["parity"]
     if not parity:
         return None
-    rows = []
+    rows, skipped = [], {}
     for variant in parity.get("variants", []):
-        skipped = str(variant.get("runtime_check", "")).startswith("skipped")
+        check = str(variant.get("runtime_check", ""))
+        if check.startswith("skipped: "):
+            skipped.setdefault(check.removeprefix("skipped: "), []).append(variant["name"])
         verdict = "pass" if variant.get("passed") else "**FAIL**"
         rows.append([variant.get("name", "?"), _num(variant.get("max_abs_logit_diff")),
                      _pct(variant.get("top1_agreement")), _pct(variant.get("accuracy")),
-                     f"{verdict} (read back, not run)" if skipped else verdict])
+                     f"{verdict} (checked, not run)" if check.startswith("skipped") else verdict])
     text = ["Exported files against the PyTorch student."]
-    if any(str(v.get("runtime_check", "")).startswith("skipped") for v in parity.get("variants", [])):
-        text.append("GGUF runtime check skipped: llama-cpp-python was not installed, so the GGUF "
-                    "files were read back (names, shapes, metadata, dequantised weights against "
-                    "PyTorch's) but not run through llama.cpp; see docs/export.md.")
+    text += [f"Runtime check skipped for {', '.join(names)} ({reason}): checked without running "
+             "them (a GGUF file is read back: names, shapes, metadata, tokenizer, dequantised "
+             "weights against PyTorch's); see docs/export.md." for reason, names in skipped.items()]
+    text += [f"**{v['name']} failed parity** and was set aside in export/{v.get('path')}, not "
+             f"deployable: {'; '.join(v.get('failures', []))}."
+             for v in parity.get("variants", []) if not v.get("passed", True)]
     return Section("Export parity", text,
                    [Table(["variant", "max |Δlogit|", "top-1 agreement", "task accuracy", "check"],
                           rows)])
