@@ -12,8 +12,9 @@ from pathlib import Path
 from distil.errors import DistilError
 from distil.fsutil import atomic_write_text
 from distil.report.collect import collect
+from distil.report.document import shown_path
 from distil.report.render import html_page, markdown
-from distil.report.sections import build_sections, shown_path
+from distil.report.sections import build_sections
 
 
 def build_report(run_dir: str | Path) -> tuple[Path, Path]:
