@@ -6,9 +6,10 @@ are built from its fields. Kept free of heavy imports.
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from distil.recipe.section import Section, StageInputs
+from distil.tasks import unknown_tasks_error
 
 Format = Literal["hf", "onnx", "onnx-int8", "gguf"]
 GgufType = Literal["f16", "q8_0", "q4_k_m"]
@@ -51,6 +52,11 @@ class ExportSection(Section):
     """ONNX opset of the exported graph."""
     per_channel: bool = True
     """int8 scales per output channel (closer to float32) instead of one per weight matrix."""
+    tasks: list[str] | None = None
+    """Task families of the held-out parity prompts, whose task accuracy is compared too;
+    empty: logits are compared on prompts of every default family and no accuracy is graded
+    (a student of other work is not judged on them). In a recipe, left unset, the families
+    `eval.tasks` evaluates; unset outside a recipe, every default family."""
     prompts_per_task: int = Field(default=25, ge=1)
     """Held-out prompts per task family for the parity check and task accuracy."""
     compared_prompts: int = Field(default=16, ge=1)
@@ -65,6 +71,13 @@ class ExportSection(Section):
     GGUF f16 is held to `half`, q8_0 to `int8`, q4_k_m to `int4`."""
     allow_parity_failure: bool = False
     """Finish without raising when a variant fails parity (it is still set aside in failed/)."""
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str] | None) -> list[str] | None:
+        if tasks and (problem := unknown_tasks_error(tasks, "export.tasks")):
+            raise ValueError(problem)
+        return tasks
 
 
 INPUTS = StageInputs(fields=("seed", "export"), reads=("train",))
