@@ -71,8 +71,14 @@ def test_compare_trains_each_method_and_seed_and_reports_intervals(tmp_path):
     assert summary["methods"]["logit_kd"]["runs"]["0"]["accuracy"] == run_accuracy
     report = (run / "report.md").read_text()
     comparison = report.split("## Comparison", 1)[1].split("\n## ", 1)[0]
-    table = [line for line in comparison.splitlines() if line.startswith("| ") and "%" in line]
-    assert len(table) == 1 + 2 + 7  # the header, one row per method, one per task family
+    tables = [block.splitlines() for block in comparison.split("\n\n") if block.startswith("| ")]
+    accuracy, forced, per_task = tables
+    assert accuracy[0].startswith("| student trained with | held-out accuracy by seed |")
+    assert forced[0].startswith("| student trained with | KL (nats/token), mean ± 95% |")
+    assert len(accuracy) == len(forced) == 2 + 2 and len(per_task) == 2 + 7  # header, rule, rows
+    kl = [summary["methods"]["logit_kd"]["runs"][s]["kl_teacher_student"] for s in ("0", "1")]
+    assert summary["methods"]["logit_kd"]["kl_teacher_student"]["mean"] == pytest.approx(sum(kl) / 2)
+    assert f"| {sum(kl) / 2:.3f} ± " in forced[-1]  # logit KD's row
     assert "Two standard errors of an accuracy difference on 28 held-out prompts" in comparison
     variant_summary = json.loads((run / "compare" / "seq_kd" / "seed-1" / "train_summary.json")
                                  .read_text())

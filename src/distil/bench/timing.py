@@ -4,10 +4,10 @@
     runs = interleaved_runs(workers, config, on_run)     # model -> batch -> [timed run]
     speedups(runs)                                         # model -> batch -> ratio, interval
 
-Timing the teacher first and the student minutes later let a change of load skew their
-ratio (17.9x in a run, 2.7x minutes later, for the same two models). Here every round runs
-each model once, in alternating order, so both see the same load, and each model's speed
-over the teacher's is taken round by round, with its interval.
+Timing the teacher first and the student minutes later let a change of load between them
+skew their ratio several-fold. Here every round runs each model once, in alternating
+order, so both see the same load, and each model's speed over the teacher's is taken
+round by round, with its interval.
 """
 
 import json

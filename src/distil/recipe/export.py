@@ -80,5 +80,6 @@ class ExportSection(Section):
         return tasks
 
 
-INPUTS = StageInputs(fields=("seed", "export"), reads=("train",))
-"""What decides the exported files and their parity (the recipe seed picks the prompts)."""
+INPUTS = StageInputs(fields=("seed", "export", "eval.tasks"), reads=("train",))
+"""What decides the exported files and their parity (the recipe seed picks the prompts, and
+the families eval grades are the ones parity grades, unless export.tasks names others)."""
