@@ -100,7 +100,7 @@ def _forced_metrics(recipe: Recipe, teacher: LoadedModel, students: dict[str, Lo
             examples = _examples(recipe, loaded, held_out)
             totals = _accumulate(loaded.model, {}, examples, _width(loaded), recipe.eval.batch_size,
                                  loaded.tokenizer.pad_token_id)
-            metrics[role]["perplexity"] = math.exp(totals["teacher"]["nll"] / totals["tokens"])
+            metrics[role]["perplexity"] = summarise(totals)["teacher"]["perplexity"]
             metrics.setdefault("tokens", int(totals["tokens"]))
             metrics.setdefault("rows", len(examples))
             if role != "teacher":
