@@ -145,7 +145,7 @@ def _measurement_notes(ev: dict[str, Any]) -> list[str]:
            for v in (row.get("speedup_vs_teacher") or {}).values()):
         notes.append("The models took turns, one timed run each, in alternating order, so a "
                      "change of load hits teacher and student alike; each speed ratio is the "
-                     "geometric mean of the per-turn ratios with its 95% t-interval.")
+                     "geometric mean of the per-round ratios with its 95% t-interval.")
     teacher = ev.get("teacher", {}).get("eval_batched_greedy_tokens_per_s")
     student = ev.get("student", {}).get("eval_batched_greedy_tokens_per_s")
     if teacher and student:
