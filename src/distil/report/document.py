@@ -76,7 +76,11 @@ def with_interval(mean: float | None, half: float | None, signed: bool = False,
     return f"{value} ± {scale * half:.{digits}f}" if half is not None else value
 
 
-def clip(text: str, limit: int = 300) -> Verbatim:
+CELL_CHARS = 300
+"""The most of a model's text a table cell shows."""
+
+
+def clip(text: str, limit: int = CELL_CHARS) -> Verbatim:
     """A model's text for a table cell: verbatim, cut at `limit` characters."""
     text = text.strip()
     return Verbatim(text if len(text) <= limit else text[:limit].rstrip() + " …")

@@ -6,6 +6,7 @@ from typing import Any
 
 from distil.report import plots
 from distil.report.document import (
+    CELL_CHARS,
     Figure,
     Section,
     Table,
@@ -157,8 +158,8 @@ def sample_answers(data: dict[str, Any]) -> Section | None:
     cells = [[clip(row["prompt"])] + [clip(row[role]) for role in roles] for row in rows]
     return Section("Sample answers", [
         f"Greedy answers of each model to the first {len(rows)} held-out prompts, as "
-        "generated (cut at 300 characters; whole in eval.json's `sample_answers`, with each "
-        "row's own response)."], [Table(["prompt"] + [ROLES[r] for r in roles], cells)])
+        f"generated (cut at {CELL_CHARS} characters; whole in eval.json's `sample_answers`, "
+        "with each row's own response)."], [Table(["prompt"] + [ROLES[r] for r in roles], cells)])
 
 
 def graded_examples(data: dict[str, Any]) -> Section | None:
