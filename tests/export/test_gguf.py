@@ -251,13 +251,14 @@ def test_llama_cpp_answers_the_demo_prompts_as_pytorch_does(tmp_path):
 
 @needs_llama_cpp
 def test_bench_worker_times_a_gguf_variant_at_batch_1_only(student, tmp_path):
-    from distil.bench.worker import measure
+    from distil.bench.worker import Session
 
     folder = export_gguf(student, tmp_path / "q8", "q8_0", PROMPTS)
     ids = student.tokenizer(PROMPTS[0], add_special_tokens=False).input_ids
-    figures = measure({"model": str(folder), "opener": "distil.bench.worker:open_llama_cpp",
+    session = Session({"model": str(folder), "opener": "distil.bench.worker:open_llama_cpp",
                        "runtime": "llama.cpp", "threads": 1,
-                       "prompt_ids": [ids], "batch_sizes": [1, 2], "new_tokens": 4,
-                       "warmup": 0, "repeats": 1})
-    assert list(figures["batch"]) == ["1"] and figures["dtype"] == "q8_0"
-    assert figures["params"] == sum(p.numel() for p in student.model.parameters())
+                       "prompt_ids": [ids], "new_tokens": 4})
+    header = session.header()
+    assert header["max_batch"] == 1 and header["dtype"] == "q8_0"  # the bench skips batch 2
+    assert header["params"] == sum(p.numel() for p in student.model.parameters())
+    assert len(session.run(1)) == 4

@@ -2,16 +2,16 @@
 
     efficiency = bench_run("runs/demo")            # -> eval.json["efficiency"]
 
-Each model is measured in a fresh interpreter (`distil.bench.worker`) with the same prompts,
-thread count, warm-up and repeats; the ONNX variants run without PyTorch, as they would
-when deployed. Which exported variants there are, and how each is opened, come from
-export/parity.json and the export-format registry (`distil.export_formats`).
+Each model is loaded in a fresh interpreter of its own (`distil.bench.worker`) with the same
+prompts, thread count, warm-up and repeats, and the models take turns, one timed run each,
+so that a change of load cannot skew their ratio; the ONNX variants run without PyTorch,
+as they would when deployed. Which exported variants there are, and how each is opened,
+come from export/parity.json and the export-format registry (`distil.export_formats`).
 """
 
+import contextlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from distil import __version__
-from distil.errors import DistilError
+from distil.bench.stats import latency_summary
+from distil.bench.timing import BenchError, Worker, able_workers, interleaved_runs, speedups
 from distil.export_formats import format_of_variant, missing_runtime, step_path
 from distil.fsutil import atomic_write_json
 from distil.machine import describe_machine, is_busy
 from distil.recipe import BenchSection
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx.data", ".gguf")
-
-
-class BenchError(DistilError):
-    """A model cannot be benchmarked, or a run folder lacks what the benchmark needs."""
 
 
 def make_bench_config(**fields: Any) -> BenchSection:
@@ -64,32 +61,6 @@ def weight_bytes(folder: str | Path) -> int | None:
                if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
 
 
-def bench_target(target: BenchTarget, prompt_ids: list[list[int]],
-                 config: BenchSection) -> dict[str, Any]:
-    """Time one model in a fresh interpreter; its figures as a dict."""
-    threads = config.threads or os.cpu_count() or 1
-    timing = config.model_dump(include={"new_tokens", "batch_sizes", "warmup", "repeats"})
-    spec = {"model": target.model, "runtime": target.runtime, "opener": target.opener,
-            "prompt_ids": prompt_ids, "threads": threads, **timing}
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        try:
-            done = subprocess.run([sys.executable, "-m", "distil.bench.worker", str(spec_path)],
-                                  capture_output=True, text=True, env=env,
-                                  timeout=config.timeout_s)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"timing {target.name} took over {config.timeout_s:.0f} s; lower "
-                             "--new-tokens / --repeats or raise the timeout") from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise BenchError(f"timing {target.name} ({target.model}) failed: "
-                         f"{lines[-1] if lines else f'exit status {done.returncode}'}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return model_row(target, figures, threads)
-
-
 def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dict[str, Any]:
     """One model's record: batch-1 figures at the top (what tables show), all under `batch`."""
     row = {"runtime": target.runtime, "model": target.model, "dtype": figures["dtype"],
@@ -106,34 +77,48 @@ def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dic
 
 def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
                  config: BenchSection) -> dict[str, Any]:
-    """Time every target in turn (progress bar): eval.json's `efficiency` and its setup."""
+    """Time every target, interleaved (progress bar): eval.json's `efficiency` and its setup.
+
+    Each model is loaded once, in a process of its own; then, per batch size, the models
+    take turns, one run each per round, in alternating order (T S V, V S T, ...), the first
+    `warmup` rounds untimed. So a change of load falls on teacher and student alike, and each
+    model's speed over the teacher's is taken pair by pair, round by round.
+    """
     from distil.progress import progress_bar
 
-    models = {}
+    threads = config.threads or os.cpu_count() or 1
     machine_before = machine()  # the load average says how busy the machine was
     _warn_if_busy(machine_before)
-    with progress_bar() as bar:
+    spec = {"prompt_ids": prompt_ids, "threads": threads, "new_tokens": config.new_tokens}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack, \
+            progress_bar() as bar:
         task = bar.add_task("bench", total=len(targets))
+        workers = []
         for target in targets:
-            bar.update(task, description=f"bench {target.name}")
-            models[target.name] = bench_target(target, prompt_ids, config)
+            bar.update(task, description=f"bench: loading {target.name}")
+            worker = Worker(target, {**spec, "model": target.model, "runtime": target.runtime,
+                                      "opener": target.opener}, Path(tmp), config.timeout_s)
+            stack.callback(worker.close)
+            workers.append(worker)
             bar.advance(task)
-    for name, ratios in speedups(models).items():
+        rounds = config.warmup + config.repeats
+        bar.update(task, total=len(targets) + rounds * sum(
+            len(able_workers(workers, b)) for b in config.batch_sizes))
+        runs = interleaved_runs(workers, config, lambda w: bar.update(
+            task, advance=1, description=f"bench: {w.target.name}"))
+        last = {w.target.name: w.finish() for w in workers}
+    models = {}
+    for worker in workers:
+        name = worker.target.name
+        batch = {b: latency_summary(timed, int(b)) for b, timed in runs[name].items()}
+        models[name] = model_row(worker.target, {**worker.header, **last[name], "batch": batch},
+                                 threads)
+    for name, ratios in speedups(runs).items():
         models[name]["speedup_vs_teacher"] = ratios
     setup = {"config": config.model_dump(), "prompt_tokens": [len(p) for p in prompt_ids],
              "machine": {**machine_before, "load_average_1m_after": machine()["load_average_1m"]},
-             "distil_version": __version__}
+             "order": "interleaved", "distil_version": __version__}
     return {"efficiency": models, "efficiency_setup": setup}
-
-
-def speedups(models: dict[str, Any], reference: str = "teacher") -> dict[str, dict[str, float]]:
-    """tokens/s of each model over the reference's, per batch size."""
-    if reference not in models:
-        return {}
-    base = models[reference]["batch"]
-    return {name: {b: figures["batch"][b]["tokens_per_s"] / base[b]["tokens_per_s"]
-                   for b in figures["batch"] if b in base}
-            for name, figures in models.items() if name != reference}
 
 
 def _warn_if_busy(state: dict[str, Any]) -> None:
@@ -312,16 +297,24 @@ def show_efficiency(measured: dict[str, Any]) -> None:
                         f"{next(iter(measured['efficiency'].values()))['threads']} threads, "
                         f"load average {setup['machine']['load_average_1m']}")
     for column in ("model", "runtime", "params", "MiB on disk", "peak RSS MiB", "TTFT ms",
-                   "step p50/p95 ms", *(f"tok/s b{b}" for b in batches), "× teacher"):
+                   "step p50/p95 ms", *(f"tok/s b{b}" for b in batches), "× teacher (95%)"):
         table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     for name, m in measured["efficiency"].items():
         first = m["batch"][batches[0]]
-        speedup = m.get("speedup_vs_teacher", {}).get(batches[0])
+        speedup = m.get("speedup_vs_teacher", {}).get(batches[0]) or {}
         table.add_row(
             name, m["runtime"], f"{m['params'] / 1e6:.2f}M" if m["params"] else "-",
             f"{m['bytes'] / 2**20:.1f}" if m["bytes"] is not None else "-",
             f"{m['peak_memory_bytes'] / 2**20:.0f}", f"{first['ttft_ms']:.1f}",
             f"{first['token_latency_ms_p50']:.2f}/{first['token_latency_ms_p95']:.2f}",
             *(f"{m['batch'][b]['tokens_per_s']:.0f}" if b in m["batch"] else "-" for b in batches),
-            f"{speedup:.1f}×" if speedup else "-")
+            _speedup_cell(speedup))
     print_table(table)
+
+
+def _speedup_cell(found: dict[str, Any]) -> str:
+    """'4.0× (3.8–4.2)': the paired ratio and its 95% interval, when there is one."""
+    if not found:
+        return "-"
+    spread = f" ({found['low']:.1f}–{found['high']:.1f})" if found["low"] is not None else ""
+    return f"{found['ratio']:.1f}×{spread}"

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from distil.export_formats import default_formats, export_format, unknown_formats_error
 from distil.recipe.section import Section, StageInputs
+from distil.tasks import unknown_tasks_error
 
 GgufType = Literal["f16", "q8_0", "q4_k_m"]
 
@@ -50,6 +51,11 @@ class ExportSection(Section):
     """ONNX opset of the exported graph."""
     per_channel: bool = True
     """int8 scales per output channel (closer to float32) instead of one per weight matrix."""
+    tasks: list[str] | None = None
+    """Task families of the held-out parity prompts, whose task accuracy is compared too;
+    empty: logits are compared on prompts of every default family and no accuracy is graded
+    (a student of other work is not judged on them). In a recipe, left unset, the families
+    `eval.tasks` evaluates; unset outside a recipe, every default family."""
     prompts_per_task: int = Field(default=25, ge=1)
     """Held-out prompts per task family for the parity check and task accuracy."""
     compared_prompts: int = Field(default=16, ge=1)
@@ -74,8 +80,17 @@ class ExportSection(Section):
             raise ValueError(problem)
         return formats
 
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str] | None) -> list[str] | None:
+        if tasks and (problem := unknown_tasks_error(tasks, "export.tasks")):
+            raise ValueError(problem)
+        return tasks
+
 
 INPUTS = StageInputs(fields=("seed", *(f"export.{name}" for name in ExportSection.model_fields
-                                       if name != "allow_parity_failure")), reads=("train",))
-"""What decides the exported files and their parity (the recipe seed picks the prompts); not
+                                       if name != "allow_parity_failure"), "eval.tasks"),
+                     reads=("train",))
+"""What decides the exported files and their parity (the recipe seed picks the prompts, and
+the families eval grades are the ones parity grades, unless export.tasks names others); not
 whether a failure ends the command, which changes no file."""

@@ -133,6 +133,13 @@ class Recipe(Section):
             self.data.train = str(self.run_dir / "data" / "train.parquet")
         return self
 
+    @model_validator(mode="after")
+    def _export_grades_what_eval_grades(self) -> "Recipe":
+        """Parity grades the task families the recipe evaluates, and no other."""
+        if self.export is not None and self.export.tasks is None:
+            self.export.tasks = list(self.eval.tasks)
+        return self
+
     @property
     def run_dir(self) -> Path:
         """The folder every stage of this recipe reads and writes."""
