@@ -1,10 +1,16 @@
 """The whole recipe: every section, and the checks that span several of them.
+
+The checks between the teacher and the training settings (an API teacher with live-logit
+distillation, hidden states or a temperature it cannot give) hold for the commands that
+train or capture for training. `distil synth` validates with `{"training": False}` as
+pydantic's context (`load_recipe(..., training=False)`), so a recipe that only cannot
+*train* as written can still synthesise its data.
 """
 
 import os
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
 from distil.recipe.bench import BenchSection
 from distil.recipe.capture import CaptureSection
@@ -17,6 +23,11 @@ from distil.recipe.models import StudentSection, TeacherSection
 from distil.recipe.section import Section, StageInputs
 from distil.recipe.synth import SynthSection
 from distil.recipe.train import DistillSection, SignalsSection, TrainSection
+
+
+def for_training(info: ValidationInfo) -> bool:
+    """Whether the recipe is validated for a command that trains (all but `distil synth`)."""
+    return bool((info.context or {}).get("training", True))
 
 
 class Recipe(Section):
@@ -70,7 +81,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_teacher_fits(self) -> "Recipe":
+    def _api_teacher_fits(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         if self.teacher.api is not None and self.distill.kd_weight > 0 and self.signals.path is None:
             raise ValueError(
                 "teacher.api: a teacher behind an API gives no full logits, so live-logit "
@@ -80,7 +93,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _live_teacher_terms(self) -> "Recipe":
+    def _live_teacher_terms(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         hidden, on_policy = self.distill.hidden.weight > 0, self.distill.on_policy.lmbda > 0
         if hidden and self.signals.path is not None:
             raise ValueError(
@@ -100,7 +115,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_logprobs_at_temperature_one(self) -> "Recipe":
+    def _api_logprobs_at_temperature_one(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
         through_api = self.teacher.api is not None and self.capture.source != "local"
         scored_on_policy = self.teacher.api is not None and self.distill.on_policy.lmbda > 0
@@ -113,7 +130,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_teacher_own_tokens(self) -> "Recipe":
+    def _api_teacher_own_tokens(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
         if (from_own_capture and self.cross_tokenizer.method != "off"
                 and self.teacher.api is not None and self.capture.source == "generation"):
