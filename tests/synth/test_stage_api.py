@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from distil.losses import IGNORE_INDEX
 from distil.pipeline import default_stages, run_pipeline
 from distil.recipe import validate_recipe
 from distil.synth import SynthError
@@ -260,3 +261,22 @@ def test_the_budget_stop_counts_every_request_that_reached_the_server(tmp_path, 
     assert f"max_requests={cap}; {cap} requests sent" in str(caught.value)
     _, _, summary = outputs(tmp_path / "run")
     assert f"{cap} requests sent" in summary["stopped"] and summary["spent"]["requests"] == cap
+
+
+def test_a_kept_truncated_response_trains_without_an_end_of_turn_token(tmp_path, seed_file, serve_fake):
+    """The finish reason travels from the teacher through the Parquet to the labels."""
+    from distil.data import encode_pairs, load_pairs
+    from distil.models import byte_tokenizer
+
+    serve_fake(FakeApi())  # answers with the prompt reversed, cut at max_tokens
+    raw = api_recipe(tmp_path, seed_file, sampling={"max_new_tokens": 20})
+    result = run_synth(validate_recipe(raw))
+    rows, _, _ = outputs(tmp_path / "run")
+    reasons = {r["prompt"]: r["finish_reason"] for r in rows}
+    assert reasons["Reverse the word: lantern"] == "length" and reasons["What is 17 plus 25?"] == "stop"
+    tokenizer = byte_tokenizer()
+    pairs = load_pairs(result.train_path)
+    for pair, example in zip(pairs, encode_pairs(tokenizer, pairs, "chat", 64), strict=True):
+        learned = [t for t in example.labels if t != IGNORE_INDEX]
+        ends = learned[-1] == tokenizer.eos_token_id
+        assert ends == (reasons[pair.prompt] == "stop") and learned.count(tokenizer.eos_token_id) == ends
