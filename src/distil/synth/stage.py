@@ -171,9 +171,10 @@ def failed_requests(recipe: Recipe, rejects: list[dict[str, Any]], requests: int
                     f"answered ones are kept in {journal_path(recipe)})")
     if refused:
         said.append(f"{len(refused)} of {requests} requests were rejected by the server as invalid "
-                    f"(first: {refused[0]['detail'][:200]}): a rerun does not send them again; fix "
-                    "the cause (shorter prompts or synth.sampling.max_new_tokens, or the server's "
-                    "limits), then rerun with teacher.api.resend_rejected=true")
+                    f"(first: {refused[0]['detail'][:200]}): a rerun does not send them again "
+                    "(shorter prompts or another synth.sampling.max_new_tokens are new requests); "
+                    "once the server's limits allow them, rerun with "
+                    "teacher.api.resend_rejected=true")
     return (f"{'; '.join(said)}; the stage is not done, so nothing trains on this data; or set "
             f"synth.max_failed_fraction to accept a share of failures; each failure is in "
             f"{data_dir(recipe) / 'rejects.jsonl'}")
