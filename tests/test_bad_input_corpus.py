@@ -109,6 +109,18 @@ def not_a_model(tmp: Path) -> str:
     return str(tmp / "notes")
 
 
+TOOL_CHAT = ('{"messages": [{"role": "user", "content": "Weather in Oslo?"}, {"role": "assistant", '
+             '"content": null, "tool_calls": [{"type": "function", "function": {"name": "get_weather", '
+             '"arguments": "{}"}}]}, {"role": "tool", "content": "snow"}, {"role": "assistant", '
+             '"content": "Snow."}]}\n')
+
+
+def api_teacher(tmp: Path) -> dict:
+    """The test recipe with a teacher behind an API (nothing listens there)."""
+    return {**recipe_dict(tmp, dataset(tmp)),
+            "teacher": {"model": "m", "api": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None}}}
+
+
 LATIN1_ROW = '{"prompt": "caf\xe9", "response": "x"}\n'.encode("latin-1")
 
 CASES: dict[str, Case] = {
@@ -161,6 +173,24 @@ CASES: dict[str, Case] = {
     "corrupt parquet": Case(with_data(data_file("d.parquet", "not parquet")),
                             "not a readable Parquet file"),
     "folder without parquet": Case(with_data(parquet_folder), "folder without .parquet files"),
+    "tool calls the template cannot render": Case(
+        with_data(data_file("d.jsonl", TOOL_CHAT)),
+        "d.jsonl line 1: message 2, an assistant turn, calls tools (get_weather), but the chat "
+        "template does not render the calls"),
+    "tool calls without a chat template": Case(
+        lambda t: [*with_data(data_file("d.jsonl", TOOL_CHAT))(t), "data.template=plain"],
+        "the row uses tools, which only a chat template can render"),
+    "tools not a list": Case(
+        with_data(data_file("d.jsonl", '{"messages": [{"role": "user", "content": "a"}, {"role": '
+                                       '"assistant", "content": "b"}], "tools": "get_weather"}\n')),
+        "d.jsonl line 1: 'tools' is not a list of function schemas"),
+    "tool_calls on a user turn": Case(
+        with_data(data_file("d.jsonl", '{"messages": [{"role": "user", "content": "a", "tool_calls": '
+                                       '[{"function": {"name": "f"}}]}, {"role": "assistant", '
+                                       '"content": "b"}]}\n')),
+        "message 1 has tool_calls that are not an assistant's list"),
+    "API teacher, live-logit KD": Case(lambda t: [recipe(t, api_teacher(t))],
+                                       "a teacher behind an API gives no full logits", command="run"),
     "parquet without response": Case(with_data(lambda t: (pq.write_table(
         pa.Table.from_pylist([{"prompt": "a"}]), t / "d.parquet"), t / "d.parquet")[1]),
         "no column 'response'"),

@@ -80,14 +80,14 @@ def _formats_help() -> str:
             f"{', '.join(default_formats())}.")
 
 
-def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
+def _load(recipe: Path, overrides: list[str] | None, out: Path | None, training: bool = True):
     from distil.recipe import load_recipe
 
     _quiet_libraries()
     extra = list(overrides or [])
     if out is not None:
         extra.append(f"output_dir={out}")
-    return load_recipe(recipe, extra)
+    return load_recipe(recipe, extra, training=training)
 
 
 def _check_writable(folder: Path) -> None:
@@ -325,7 +325,7 @@ def synth(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     """Build the training set from the teacher's answers (RUN/data/train.parquet)."""
     from distil.synth.stage import run_synth
 
-    loaded = _load(recipe, overrides, out)
+    loaded = _load(recipe, overrides, out, training=False)  # synth does not train
     if dry_run:
         run_synth(loaded, dry_run=True)
         return

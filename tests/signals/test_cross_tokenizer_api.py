@@ -193,6 +193,20 @@ def test_end_of_turn_not_scored_as_one_token_is_refused(tmp_path):
         source.capture([Example("a", [1, 2], [-100, 2])])
 
 
+def test_a_truncated_response_is_scored_without_the_end_of_turn_token(tmp_path):
+    """The teacher never ended a response cut at the length limit, and the student learns no
+    end token after it (distil.data), so none is scored or stored for it."""
+    asked = []
+    scored = [TokenLogprob(None, "o", -0.2, (TopLogprob(None, "o", -0.2),)),
+              TokenLogprob(None, "k", -0.1, (TopLogprob(None, "k", -0.1),))]
+    teacher = _stub(scored, 1)
+    teacher.score = lambda prompt, text, k: asked.append(text) or scored
+    source = ApiTeacherTokensSource(teacher, [Pair("a", "p", "ok", truncated=True)], 1, "</s>",
+                                    TokenStrings(tmp_path, "</s>"))
+    (sample,) = source.capture([Example("a", [1, 2, 3], [-100, 2, 3])])
+    assert asked == ["ok"] and sample.tokens.char_offsets.tolist() == [[0, 1], [1, 2]]
+
+
 def test_a_teacher_that_cannot_score_is_refused(tmp_path, teacher, dataset):
     with (running_server(teacher, served_name="demo", refuse_logprobs=True) as refusing,
           pytest.raises(SignalsError, match="cannot give what this capture needs")):

@@ -62,6 +62,12 @@ class ApiSection(Section):
     max_retries: Annotated[int, Field(ge=0)] = 6
     """Retries of a request after 429, 5xx, timeouts, dropped connections or malformed
     replies; then it is recorded as failed (with its cause) and a rerun sends it again."""
+    resend_rejected: bool = False
+    """Send again the requests the server refused as invalid in an earlier run (a 4xx other
+    than 408, 409, 425 and 429, e.g. a prompt longer than its context). Such a request is
+    never retried: it is journaled as rejected, and by default a rerun does not send it
+    again (it would be refused again) but says how many there are and why. Set it once the
+    cause is fixed on the server's side (a longer context, another deployment)."""
     backoff_s: PositiveFloat = 1.0
     """Wait before the first retry; it doubles each retry (with jitter, up to backoff_max_s).
     A Retry-After header from the server takes precedence and pauses every request."""

@@ -1,10 +1,16 @@
 """The whole recipe: every section, and the checks that span several of them.
+
+The checks between the teacher and the training settings (an API teacher with live-logit
+distillation, hidden states or a temperature it cannot give) hold for the commands that
+train or capture for training. `distil synth` validates with `{"training": False}` as
+pydantic's context (`load_recipe(..., training=False)`), so a recipe that only cannot
+*train* as written can still synthesise its data.
 """
 
 import os
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
 from distil.recipe.bench import BenchSection
 from distil.recipe.capture import CaptureSection
@@ -18,6 +24,11 @@ from distil.recipe.section import Section, StageInputs
 from distil.recipe.signal import teacher_signal
 from distil.recipe.synth import SynthSection
 from distil.recipe.train import DistillSection, SignalsSection, TrainSection
+
+
+def for_training(info: ValidationInfo) -> bool:
+    """Whether the recipe is validated for a command that trains (all but `distil synth`)."""
+    return bool((info.context or {}).get("training", True))
 
 
 class Recipe(Section):
@@ -71,7 +82,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_teacher_fits(self) -> "Recipe":
+    def _api_teacher_fits(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         signal = teacher_signal(self)
         if signal.api and signal.source in ("live", "cross-live"):
             raise ValueError(
@@ -82,7 +95,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _live_teacher_terms(self) -> "Recipe":
+    def _live_teacher_terms(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         signal = teacher_signal(self)
         if signal.hidden and signal.from_store:
             raise ValueError(
@@ -102,7 +117,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_logprobs_at_temperature_one(self) -> "Recipe":
+    def _api_logprobs_at_temperature_one(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         if teacher_signal(self).at_temperature_one and self.distill.temperature != 1:
             raise ValueError(
                 f"distill.temperature={self.distill.temperature}: a teacher behind an API returns "
@@ -112,7 +129,9 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_teacher_own_tokens(self) -> "Recipe":
+    def _api_teacher_own_tokens(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
         signal = teacher_signal(self)
         if (signal.own_capture and signal.cross and signal.capture_via_api
                 and self.capture.source == "generation"):
