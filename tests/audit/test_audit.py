@@ -2,6 +2,7 @@
 its marked predictions, not under other keys; bad inputs fail clearly, writing nothing."""
 
 import json
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -171,3 +172,30 @@ def test_the_audit_command_writes_its_verdict_and_errors_in_one_line(served_text
                      "--tokenizer", "tiny-teacher", "--out", str(tmp_path / "a"), "--null-keys", "10")
     assert result.returncode == 0 and "WATERMARK DETECTED" in result.stdout
     assert (tmp_path / "a" / "audit.md").is_file()
+
+
+def test_a_key_that_is_not_utf8_is_read_as_its_bytes_by_audit_and_serve(monkeypatch, tmp_path,
+                                                                        capsys):
+    # a binary secret in the environment raised UnicodeEncodeError in both commands
+    from distil.server.settings import ServerSettings
+    from distil.server.watermark import watermark_key
+    from tests.cli_helpers import run_cli
+
+    monkeypatch.setitem(os.environb, b"BYTES_KEY", b"\xff\xfe-secret")
+    expected = WatermarkKey(b"\xff\xfe-secret").seed(b"context")
+    assert WatermarkKey.from_env("BYTES_KEY").seed(b"context") == expected
+    served = ServerSettings(served_name="x", watermark=True, watermark_key_env="BYTES_KEY")
+    assert watermark_key(served).seed(b"context") == expected
+    text = tmp_path / "answer.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog, twice over\n")
+    result = run_cli(monkeypatch, capsys, "audit", "text", str(text), "--key-env", "BYTES_KEY",
+                     "--null-keys", "0", "--out", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    assert "b'\\xff" not in (tmp_path / "a" / "audit.json").read_text()
+
+
+def test_top_k_beyond_the_vocabulary_is_one_clear_error():
+    key, tokenizer = WatermarkKey("k"), byte_tokenizer()
+    corpus = [Document("d", "the quick brown fox jumps over the lazy dog")]
+    with pytest.raises(ModelError, match="--top-k 261 exceeds the model's vocabulary of 260"):
+        audit_model(_LearntTheMark(None, 260), tokenizer, corpus, key, SETTINGS, top_k=261)
