@@ -103,11 +103,9 @@ def busy_caveat(ev: dict[str, Any]) -> str | None:
 
 
 def _bench_speed(ev: dict[str, Any], role: str) -> float | None:
-    """`distil bench`'s batch-1 tokens/s of a role (older eval.json: the role's tokens_per_s)."""
+    """`distil bench`'s batch-1 tokens/s of a role."""
     row = (ev.get("efficiency") or {}).get(role) or {}
-    info = ev.get(role, {})
-    return row.get("tokens_per_s") or info.get("bench_tokens_per_s_batch1") or info.get(
-        "tokens_per_s")
+    return row.get("tokens_per_s") or ev.get(role, {}).get("bench_tokens_per_s_batch1")
 
 
 def build_sections(data: dict[str, Any]) -> list[Section]:
