@@ -49,7 +49,8 @@ def _model(key: WatermarkKey, settings: ModelAudit) -> dict[str, Any]:
     from distil.models import BUILTIN_MODELS, load_model
 
     corpus, model = settings.corpus, settings.model
-    documents = read_documents(corpus, settings.field) if corpus else task_documents(settings)
+    documents = (read_documents(corpus, settings.field) if corpus
+                 else task_documents(settings.tasks, settings.seed))
     if not Path(model).is_dir() and model not in ("demo", *BUILTIN_MODELS):
         raise ModelError(f"{model} is not a model folder; pass the folder of the model to audit")
     loaded = load_model(model, "teacher", device="cpu")
@@ -70,7 +71,8 @@ def _api(key: WatermarkKey, settings: ApiAudit) -> dict[str, Any]:
                          f"{settings.api_key_env}=<the key>, or leave out --api-key-env for an "
                          "API without keys")
     texts = ([d.text for d in read_documents([settings.prompts], "prompt", what="prompt")]
-             if settings.prompts else [d.prompt or "" for d in task_documents(settings)])
+             if settings.prompts
+             else [d.prompt or "" for d in task_documents(settings.tasks, settings.seed)])
     tokenizer = audit_tokenizer(settings.tokenizer)
     section = ApiSection(base_url=settings.url, api_key_env=settings.api_key_env,
                          tokenizer=settings.tokenizer)
@@ -81,10 +83,10 @@ def _api(key: WatermarkKey, settings: ApiAudit) -> dict[str, Any]:
     return {**result, "source": f"{settings.url} (model {settings.model})"}
 
 
-def task_documents(settings: ModelAudit | ApiAudit) -> list[Document]:
-    """`settings.tasks` held-out items of every task family, prompt and reference answer: a
-    corpus that no watermark touched."""
+def task_documents(per_task: int, seed: int) -> list[Document]:
+    """`per_task` held-out items of every task family, prompt and reference answer: a corpus
+    that no watermark touched."""
     from distil.tasks import generate_items
 
-    items = generate_items("heldout", per_task=settings.tasks, seed=settings.seed)
+    items = generate_items("heldout", per_task=per_task, seed=seed)
     return [Document(f"{item.task}:{i}", item.answer, item.prompt) for i, item in enumerate(items)]
