@@ -107,7 +107,7 @@ async def _generation(request: Request, endpoint: str, schema: type, served: Ser
     check_content_type(request.headers.get("content-type"))
     body = await request.body()
     payload = parse_json(body)
-    served.check_counts(payload)  # before validating: millions of ids would hold the loop
+    served.check_counts(payload, endpoint)  # before validating: millions of ids hold the loop
     parsed = parse_request(schema, payload)
     handler = served.chat if endpoint == "chat" else served.complete
     try:

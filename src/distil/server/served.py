@@ -183,17 +183,18 @@ class ServedModel:
                 self._check_chars(len(item), "prompt")
         return await asyncio.to_thread(self._encode, items)
 
-    def check_counts(self, payload: Any) -> None:
+    def check_counts(self, payload: Any, endpoint: str) -> None:
         """Refuse, before it is validated, a request whose lists alone put it over a limit:
         validating millions of token ids, messages or content parts holds the event loop (and
         every other request) for seconds. Counting them takes a few microseconds."""
         if not isinstance(payload, dict):
             return
         prompt, messages = payload.get("prompt"), payload.get("messages")
-        if isinstance(prompt, list):
+        if endpoint == "completions" and isinstance(prompt, list):
             self._check_prompt_counts(prompt if prompt and isinstance(prompt[0], list | str)
                                       else [prompt])
-        if isinstance(messages, list) and self.max_prompt_tokens is not None:
+        if (endpoint == "chat" and isinstance(messages, list)
+                and self.max_prompt_tokens is not None):
             items = len(messages)
             if items <= self.max_prompt_tokens:
                 items += sum(len(m["content"]) for m in messages
