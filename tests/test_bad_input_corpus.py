@@ -26,6 +26,10 @@ class Case:
     message: str
     command: str = "train"
     extra: tuple[str, ...] = field(default=())
+    env: tuple[tuple[str, str], ...] = (("DISTIL_WATERMARK_KEY", "a-key"),)
+    """Environment variables set for the case."""
+    absent: str | None = None
+    """Text the error line must not hold (an option the command lacks, a recipe field)."""
 
 
 def recipe(tmp: Path, content: dict | str | bytes | None = None, **sections) -> str:
@@ -119,6 +123,30 @@ def api_teacher(tmp: Path) -> dict:
     """The test recipe with a teacher behind an API (nothing listens there)."""
     return {**recipe_dict(tmp, dataset(tmp)),
             "teacher": {"model": "m", "api": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None}}}
+
+
+def text_file(tmp: Path) -> str:
+    (tmp / "good.txt").write_text("a few words of text for the audit to read and score\n")
+    return str(tmp / "good.txt")
+
+
+def audit_text(*options: str) -> Callable[[Path], list[str]]:
+    """`distil audit text good.txt OPTIONS --out TMP/audit`."""
+    return lambda t: [text_file(t), *options, "--out", str(t / "audit")]
+
+
+NO_SERVER = "http://127.0.0.1:9/v1"
+"""A URL nothing listens on: a case that sent a request would fail otherwise."""
+
+
+def audit_api(*options: str) -> Callable[[Path], list[str]]:
+    """`distil audit api NO_SERVER --model demo OPTIONS --out TMP/audit`."""
+    return lambda t: [NO_SERVER, "--model", "demo", *options, "--out", str(t / "audit")]
+
+
+def prompts_without_prompt(tmp: Path) -> str:
+    (tmp / "prompts.jsonl").write_text('{"question": "What is 2 + 2?"}\n')
+    return str(tmp / "prompts.jsonl")
 
 
 LATIN1_ROW = '{"prompt": "caf\xe9", "response": "x"}\n'.encode("latin-1")
@@ -220,6 +248,61 @@ CASES: dict[str, Case] = {
                                       command="export"),
     "export bad dtype": Case(lambda t: [not_a_model(t), "--dtype", "fp8"], "bad export option: dtype",
                              command="export"),
+    "export a recipe file": Case(lambda t: [recipe(t)], "recipe.yaml is a file, not a run folder "
+                                 "or a model folder (a recipe: `distil run", command="export"),
+    # --- audit: options out of range are refused before any file, model or request ---
+    "audit alpha over 1": Case(audit_text("--alpha", "2"), "--alpha: Input should be less than 1",
+                               command="audit text"),
+    "audit alpha 0": Case(audit_text("--alpha", "0"), "--alpha: Input should be greater than 0",
+                          command="audit text"),
+    "audit gamma 1": Case(audit_text("--gamma", "1"), "--gamma: Input should be less than 1",
+                          command="audit text"),
+    "audit context width 0": Case(audit_text("--context-width", "0"), "--context-width: Input "
+                                  "should be greater than or equal to 1", command="audit text"),
+    "audit negative null keys": Case(audit_text("--null-keys", "-1"), "--null-keys: Input should "
+                                     "be greater than or equal to 0", command="audit text"),
+    "audit negative seed": Case(audit_text("--seed", "-1"), "--seed: Input should be greater than "
+                                "or equal to 0", command="audit text"),
+    "audit unknown scheme": Case(audit_text("--scheme", "gumbel"), "--scheme: Input should be "
+                                 "'kgw' or 'exp-min'", command="audit text"),
+    "audit empty key variable name": Case(audit_text("--key-env", ""), "--key-env: must name an "
+                                          "environment variable", command="audit text"),
+    "audit key variable unset": Case(audit_text("--key-env", "NO_SUCH_KEY_VARIABLE"),
+                                     "NO_SUCH_KEY_VARIABLE is not set", command="audit text"),
+    "audit corrupt parquet": Case(lambda t: [str(data_file("bad.parquet", b"PAR1garbage")(t)),
+                                             "--out", str(t / "audit")],
+                                  "bad.parquet is not a readable Parquet file", command="audit text"),
+    "audit model top-k 0": Case(lambda t: ["demo", "--top-k", "0", "--out", str(t / "audit")],
+                                "--top-k: Input should be greater than or equal to 1",
+                                command="audit model"),
+    "audit model tasks 0": Case(lambda t: ["demo", "--tasks", "0", "--out", str(t / "audit")],
+                                "--tasks: Input should be greater than or equal to 1",
+                                command="audit model"),
+    "audit api max tokens 0": Case(audit_api("--max-tokens", "0"), "--max-tokens: Input should be "
+                                   "greater than or equal to 1", command="audit api"),
+    "audit api negative temperature": Case(audit_api("--temperature", "-1"), "--temperature: "
+                                           "Input should be greater than or equal to 0",
+                                           command="audit api"),
+    "audit api not a URL": Case(lambda t: ["not a url", "--model", "demo"], "URL: must start with "
+                                "http:// or https://", command="audit api"),
+    "audit api key variable unset": Case(audit_api("--api-key-env", "NO_SUCH_API_KEY"),
+                                         "NO_SUCH_API_KEY is not set; export NO_SUCH_API_KEY=",
+                                         command="audit api", absent="teacher.api"),
+    "audit api prompts without a prompt": Case(lambda t: [*audit_api()(t), "--prompts",
+                                                          prompts_without_prompt(t)],
+                                               "row 1 has no prompt field; each row of the "
+                                               "prompts file needs one", command="audit api",
+                                               absent="--field"),
+    # --- serve: refused before the model loads ---
+    "serve port out of range": Case(lambda t: ["demo", "--port", "70000"], "--port: Input should "
+                                    "be less than or equal to 65535", command="serve"),
+    "serve watermark gamma 0": Case(lambda t: ["demo", "--watermark-gamma", "0", "--port", "0"],
+                                    "--watermark-gamma: Input should be greater than 0",
+                                    command="serve"),
+    "serve empty watermark key variable": Case(lambda t: ["demo", "--watermark", "--port", "0",
+                                                          "--watermark-key-env", ""],
+                                               "--watermark-key-env: must name an environment "
+                                               "variable", command="serve"),
 }
 
 
@@ -231,10 +314,13 @@ def _snapshot(folder: Path) -> dict[str, bytes | None]:
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, name):
     case = CASES[name]
+    for variable, value in case.env:
+        monkeypatch.setenv(variable, value)
     args = case.args(tmp_path)
     before = _snapshot(tmp_path)
     result = run_cli(monkeypatch, capsys, *case.command.split(), *args, *case.extra)
-    assert_one_error_line(result, case.message)
+    line = assert_one_error_line(result, case.message)
+    assert case.absent is None or case.absent not in line
     assert _snapshot(tmp_path) == before
     assert not (tmp_path / "run").exists()
 
@@ -242,4 +328,5 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys,
 def test_the_corpus_is_broad():
     assert len(CASES) >= 25
     assert {case.command for case in CASES.values()} >= {"train", "eval", "run", "export",
-                                                          "recipe check"}
+                                                          "recipe check", "audit text",
+                                                          "audit model", "audit api", "serve"}

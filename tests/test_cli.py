@@ -111,3 +111,29 @@ def test_a_variant_failing_parity_stops_neither_bench_nor_report(tmp_path, datas
     assert flag.stdout.strip().splitlines()[-1] == (
         f"run finished: {run}; hf-float16 failed parity, set aside in {run / 'export' / 'failed'}"
         " (allowed)")
+
+
+def test_serve_and_audit_options_are_the_fields_of_their_settings_models():
+    """Each option, its default and its help are written once, in a settings model."""
+    import typer
+
+    from distil.audit.settings import ApiAudit, ModelAudit, TextAudit
+    from distil.cli import app
+    from distil.commands.options import field_help, option_name
+    from distil.server.settings import ServerSettings, StartSettings
+
+    root = typer.main.get_command(app)
+    audit = root.commands["audit"].commands
+    for command, models, arguments in [
+            (root.commands["serve"], [ServerSettings, StartSettings], {"model"}),
+            (audit["text"], [TextAudit], {"files"}), (audit["model"], [ModelAudit], {"model"}),
+            (audit["api"], [ApiAudit], {"url"})]:
+        params = {p.name: p for p in command.params if p.name != "help"}
+        fields = {name: info for model in models for name, info in model.model_fields.items()}
+        assert set(params) == set(fields) | arguments, command.name
+        for name, info in fields.items():
+            param = params[name]
+            assert field_help(info) in param.help
+            if name not in arguments and not info.is_required() and name != "served_name":
+                assert option_name(name) in param.opts
+                assert param.default == info.get_default(call_default_factory=True), name

@@ -11,7 +11,10 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from distil.commands.audit import audit_app
+from distil.commands.serve import serve
 from distil.errors import DistilError
+from distil.progress import quiet_libraries as _quiet_libraries
 
 
 class Interrupted(Exception):
@@ -31,9 +34,6 @@ app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
                   help="Distil a small student language model from a large teacher.")
 recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes.")
 app.add_typer(recipe_app, name="recipe")
-audit_app = typer.Typer(no_args_is_help=True, help="Test text or a model for a teacher's watermark "
-                                                  "(docs/provenance.md).")
-app.add_typer(audit_app, name="audit")
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 Overrides = Annotated[list[str] | None, typer.Argument(
@@ -55,13 +55,6 @@ def _field_help(section: str, field: str) -> str:
 
     return _described(section_model(Recipe.model_fields[section].annotation), field,
                       f"{section}.{field}")
-
-
-def _setting_help(field: str) -> str:
-    """A `distil serve` setting's docstring and default (distil.server.settings)."""
-    from distil.server.settings import ServerSettings
-
-    return _described(ServerSettings, field, None)
 
 
 def _described(model: Any, field: str, key: str | None) -> str:
@@ -352,146 +345,8 @@ def recipe_docs() -> None:
     typer.echo(recipe_reference(), nl=False)
 
 
-@app.command()
-def serve(
-    model: Annotated[str, typer.Argument(
-        help="Model to serve: a folder, a hub id, or 'demo' (the shipped demo teacher).",
-        show_default=False)],
-    host: Annotated[str, typer.Option(
-        help="Address to listen on; beyond loopback the API key (env DISTIL_SERVE_API_KEY) "
-             "is required.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
-    served_name: Annotated[str | None, typer.Option(
-        help="Model id clients send. Default: MODEL.", show_default=False)] = None,
-    max_top_logprobs: Annotated[int | None, typer.Option(
-        help=_setting_help("max_top_logprobs"), show_default=False)] = None,
-    max_tokens: Annotated[int | None, typer.Option(
-        help=_setting_help("max_tokens"), show_default=False)] = None,
-    max_prompt_tokens: Annotated[int | None, typer.Option(
-        help=_setting_help("max_prompt_tokens"), show_default=False)] = None,
-    max_body_bytes: Annotated[int | None, typer.Option(
-        help=_setting_help("max_body_bytes"), show_default=False)] = None,
-    max_batch_size: Annotated[int | None, typer.Option(
-        help=_setting_help("max_batch_size"), show_default=False)] = None,
-    batch_wait_ms: Annotated[float | None, typer.Option(
-        help=_setting_help("batch_wait_ms"), show_default=False)] = None,
-    header_timeout_s: Annotated[float | None, typer.Option(
-        help=_setting_help("header_timeout_s"), show_default=False)] = None,
-    refuse_logprobs: Annotated[bool, typer.Option(
-        "--refuse-logprobs", help=_setting_help("refuse_logprobs"))] = False,
-    admin: Annotated[bool, typer.Option("--admin", help=_setting_help("admin"))] = False,
-    watermark: Annotated[bool, typer.Option("--watermark", help=_setting_help("watermark"))] = False,
-    watermark_scheme: Annotated[str | None, typer.Option(
-        help=_setting_help("watermark_scheme"), show_default=False)] = None,
-    watermark_gamma: Annotated[float | None, typer.Option(
-        help=_setting_help("watermark_gamma"), show_default=False)] = None,
-    watermark_delta: Annotated[float | None, typer.Option(
-        help=_setting_help("watermark_delta"), show_default=False)] = None,
-    watermark_context_width: Annotated[int | None, typer.Option(
-        help=_setting_help("watermark_context_width"), show_default=False)] = None,
-    watermark_key_env: Annotated[str | None, typer.Option(
-        help=_setting_help("watermark_key_env"), show_default=False)] = None,
-    log_requests: Annotated[bool, typer.Option(
-        "--log-requests", help="Log one line per request (never headers or keys).")] = False,
-    dtype: Annotated[str, typer.Option(help="Weights dtype: auto, float32, bfloat16, ...")] = "auto",
-    device: Annotated[str | None, typer.Option(
-        help="cpu, cuda, cuda:1, ... Default: cuda if available.", show_default=False)] = None,
-) -> None:
-    """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
-    try:
-        from distil.server.run import serve as run_server
-        from distil.server.settings import build_settings
-    except ModuleNotFoundError as err:
-        raise DistilError(f"distil serve needs {err.name}: pip install 'distil[serve]'") from None
-
-    given = dict(max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
-                 max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
-                 max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-                 header_timeout_s=header_timeout_s, watermark_scheme=watermark_scheme,
-                 watermark_gamma=watermark_gamma,
-                 watermark_delta=watermark_delta, watermark_context_width=watermark_context_width,
-                 watermark_key_env=watermark_key_env)
-    settings = build_settings(served_name=served_name or model, refuse_logprobs=refuse_logprobs,
-                              admin=admin, watermark=watermark,
-                              **{k: v for k, v in given.items() if v is not None})
-    run_server(model, settings, host=host, port=port, dtype=dtype, device=device,
-               log_requests=log_requests, echo=typer.echo)
-
-
-KeyEnv = Annotated[str, typer.Option(help="Environment variable holding the watermark key (its "
-                                          "name; the key itself is never passed or written).")]
-AuditOut = Annotated[Path, typer.Option("--out", help="Folder for audit.json and audit.md.")]
-Gamma = Annotated[float, typer.Option(help="The watermark's green share (serve --watermark-gamma).")]
-Width = Annotated[int, typer.Option(help="The watermark's context width (serve "
-                                         "--watermark-context-width).")]
-SchemeOption = Annotated[str, typer.Option("--scheme", help="The watermark's scheme (serve "
-                                           "--watermark-scheme): kgw or exp-min.")]
-NullKeys = Annotated[int, typer.Option(help="Random keys for the empirical null (0: none).")]
-Alpha = Annotated[float, typer.Option(help="Level below which the p-value flags a watermark.")]
-Tokenizer = Annotated[str, typer.Option(help="The watermarked model's tokenizer: a folder, hub id "
-                                             "or demo.")]
-Tasks = Annotated[int, typer.Option(help="Without a corpus/prompts file: this many held-out items "
-                                         "of every task family.")]
-Field = Annotated[str | None, typer.Option(help="Column of .jsonl/.parquet rows holding the text. "
-                                                "Default: response, text or completion.",
-                                           show_default=False)]
-
-
-def _audit(mode: str, out: Path, key_env: str, scheme: str, gamma: float, context_width: int,
-           null_keys: int, alpha: float, seed: int, **inputs: Any) -> None:
-    from distil.audit import AuditSettings
-    from distil.audit.run import run_audit
-
-    _quiet_libraries()
-    settings = AuditSettings(gamma=gamma, context_width=context_width, null_keys=null_keys, seed=seed,
-                             scheme=scheme)
-    json_path, md_path, line = run_audit(mode, out, key_env, settings, alpha, **inputs)
-    typer.echo(f"{line}; written to {md_path} and {json_path}")
-
-
-@audit_app.command("text")
-def audit_text(files: Annotated[list[Path], typer.Argument(help=".txt, .jsonl or .parquet files.")],
-               key_env: KeyEnv = "DISTIL_WATERMARK_KEY", tokenizer: Tokenizer = "demo",
-               field: Field = None, out: AuditOut = Path("audit"), scheme: SchemeOption = "kgw",
-               gamma: Gamma = 0.25, context_width: Width = 2, null_keys: NullKeys = 200,
-               alpha: Alpha = 1e-3, seed: int = 0) -> None:
-    """Test texts for the watermark: per document and pooled, de-duplicated."""
-    _audit("text", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, files=files,
-           tokenizer=tokenizer, field=field)
-
-
-@audit_app.command("model")
-def audit_model(model: Annotated[str, typer.Argument(help="Folder of the model (open weights).")],
-                corpus: Annotated[list[Path] | None, typer.Option(
-                    help="Unmarked text to teacher-force it on (repeat for several).",
-                    show_default=False)] = None,
-                tasks: Tasks = 100, top_k: Annotated[int, typer.Option(
-                    help="Predictions scored per position (1: the top-1 test).")] = 1,
-                key_env: KeyEnv = "DISTIL_WATERMARK_KEY", field: Field = None,
-                out: AuditOut = Path("audit"), scheme: SchemeOption = "kgw", gamma: Gamma = 0.25,
-                context_width: Width = 2, null_keys: NullKeys = 200, alpha: Alpha = 1e-3,
-                seed: int = 0) -> None:
-    """Test whether a model learnt from watermarked outputs: teacher-forced top-k predictions."""
-    _audit("model", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, model=model,
-           corpus=corpus or [], tasks=tasks, top_k=top_k, field=field)
-
-
-@audit_app.command("api")
-def audit_api(url: Annotated[str, typer.Argument(help="Base URL of the OpenAI-compatible API (.../v1).")],
-              model: Annotated[str, typer.Option(help="Served model name.")],
-              prompts: Annotated[Path | None, typer.Option(
-                  help="Prompts to send (.txt, .jsonl with a prompt field).", show_default=False)] = None,
-              tasks: Tasks = 20, tokenizer: Tokenizer = "demo",
-              api_key_env: Annotated[str | None, typer.Option(
-                  help="Environment variable holding the API's key.", show_default=False)] = None,
-              max_tokens: int = 48, temperature: float = 1.0,
-              key_env: KeyEnv = "DISTIL_WATERMARK_KEY", out: AuditOut = Path("audit"),
-              scheme: SchemeOption = "kgw", gamma: Gamma = 0.25, context_width: Width = 2,
-              null_keys: NullKeys = 200, alpha: Alpha = 1e-3, seed: int = 0) -> None:
-    """Test a model behind an API: prompt it, test what it generates."""
-    _audit("api", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, url=url,
-           model=model, prompts=prompts, tasks=tasks, tokenizer=tokenizer,
-           api_key_env=api_key_env, max_tokens=max_tokens, temperature=temperature)
+app.command()(serve)
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:
@@ -510,16 +365,6 @@ def main() -> None:
                       "rerun the same command (with --resume for train) to continue",
                       highlight=False, soft_wrap=True)
         sys.exit(130)
-
-
-def _quiet_libraries() -> None:
-    import os
-
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 if __name__ == "__main__":

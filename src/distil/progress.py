@@ -1,5 +1,6 @@
-"""The shared console: progress bars for every long stage (one look, ETA included), and
-wide tables (parity, efficiency) that stay readable in logs too.
+"""The shared console: progress bars for every long stage (one look, ETA included), wide
+tables (parity, efficiency) that stay readable in logs too, and other libraries' chatter
+kept off it (`quiet_libraries`).
 
 On a terminal a stage shows a live rich bar. Elsewhere (a log file, a pipe, CI) rich draws
 nothing until the stage ends, so the bar prints plain lines instead: one each time a task
@@ -126,3 +127,15 @@ def print_table(table: Any, width: int = 150) -> None:
     """
     target = console if console.is_terminal else Console(stderr=True, width=width)
     target.print(table)
+
+
+def quiet_libraries() -> None:
+    """Hugging Face's own progress bars and advisory warnings off: distil's console is the one
+    a user reads."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

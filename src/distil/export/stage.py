@@ -125,6 +125,11 @@ def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> t
         return source / "student", Path(out) if out else source / "export"
     if (source / "config.json").is_file():
         return source, Path(out) if out else source.with_name(f"{source.name}-export")
+    if source.is_file():
+        recipe = (f" (a recipe: `distil run {source}` trains its student and exports it)"
+                  if source.suffix in (".yaml", ".yml") else "")
+        raise ExportError(f"{source} is a file, not a run folder or a model folder{recipe}; pass "
+                          "runs/NAME after `distil train`, or a folder written by save_pretrained")
     if not source.is_dir():
         raise ExportError(f"{source} does not exist; pass a run folder (runs/NAME) or a model "
                           "folder written by save_pretrained")

@@ -3,12 +3,13 @@
 Every module of `distil.recipe` builds on it; it imports nothing of distil's.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
-from pydantic_core import core_schema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import PydanticCustomError, core_schema
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -32,6 +33,26 @@ class OneOf:
         if repr(value) in names:
             return value
         raise ValueError(f"Input should be {', '.join(names[:-1])} or {names[-1]}")
+
+
+def _names_a_variable(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise PydanticCustomError(
+            "secret_value", "must name an environment variable (letters, digits and _, e.g. "
+            "OPENAI_API_KEY), not hold the key itself; put the key in that variable")
+    return value
+
+
+def _is_http(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+    return value.rstrip("/")
+
+
+EnvName = Annotated[str, AfterValidator(_names_a_variable)]
+"""The name of an environment variable holding a secret (never the secret itself)."""
+HttpUrl = Annotated[str, AfterValidator(_is_http)]
+"""An http:// or https:// URL, without a trailing slash."""
 
 
 class Section(BaseModel):
