@@ -6,11 +6,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
 from distil import interrupt
@@ -36,6 +38,13 @@ def progress_bar(*extra_fields: str) -> Progress:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn(f"{name} {{task.fields[{name}]}}") for name in extra_fields]
     columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    return _Progress(*columns, console=console, transient=False)
+
+
+def download_bar() -> Progress:
+    """A progress bar in bytes: done/total, speed and ETA."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     return _Progress(*columns, console=console, transient=False)
 
 

@@ -12,6 +12,7 @@ connection (a dry run computes them too).
 
 from typing import Any
 
+from distil.models import model_revision
 from distil.recipe import Recipe
 from distil.teachers.base import Teacher
 from distil.teachers.journal import Journal
@@ -25,9 +26,11 @@ def endpoint_id(recipe: Recipe) -> str:
 
 
 def model_id(recipe: Recipe) -> str:
-    """The teacher model, with its revision when one is pinned."""
+    """The teacher model, with its revision when one is pinned (a GGUF file's sha256 pins
+    it too, so the journal never answers for a changed file)."""
     spec = recipe.teacher
-    return f"{spec.model}@{spec.revision}" if spec.revision else spec.model
+    revision = spec.revision if spec.api is not None else model_revision(spec.model, spec.revision)
+    return f"{spec.model}@{revision}" if revision else spec.model
 
 
 def open_teacher(recipe: Recipe, journal: Journal | None = None,
