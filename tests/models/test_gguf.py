@@ -157,3 +157,11 @@ def test_a_gguf_whose_tokenizer_transformers_cannot_build_is_refused_in_one_line
     exported = export_gguf(load_model("tiny-teacher", "teacher"), tmp_path / "tiny", "f16", TEXTS)
     with pytest.raises(ModelError, match=r"^transformers cannot load .*model-f16.gguf \("):
         load_model(str(gguf_file(exported)), "teacher")
+
+
+def test_a_gguf_file_gives_a_tokenizer_alone_for_an_api_teacher(demo_gguf):
+    from distil.teachers.tokenmap import load_tokenizer
+
+    tokenizer, demo = load_tokenizer(str(demo_gguf)), load_model("demo", "teacher").tokenizer
+    assert [tokenizer(t).input_ids for t in TEXTS] == [demo(t).input_ids for t in TEXTS]
+    assert len(tokenizer) == len(demo)  # no token past the model's head

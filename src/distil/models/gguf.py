@@ -85,6 +85,14 @@ def load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Any, str
     """The model (in `dtype`) and tokenizer of a GGUF file, and the file's sha256."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    folder, sha = converted(path)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True)
+    return model, AutoTokenizer.from_pretrained(folder), sha
+
+
+def converted(path: Path) -> tuple[Path, str]:
+    """The cached float32 safetensors folder of a GGUF file (made now if missing), and the
+    file's sha256."""
     sha = file_sha256(path)
     folder = ensure_writable_dir(cache_dir(), "distil's cache folder",
                                  f"set {CACHE_ENV} to a folder you can write") / "gguf" / sha
@@ -92,8 +100,7 @@ def load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Any, str
         if not _is_current(folder):
             check_gguf(path)
             _convert(path, folder, sha)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True)
-    return model, AutoTokenizer.from_pretrained(folder), sha
+    return folder, sha
 
 
 def supported() -> tuple[list[str], list[str]]:
