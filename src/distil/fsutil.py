@@ -92,6 +92,23 @@ def atomic_directory(path: str | os.PathLike[str],
         raise
 
 
+@contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (made if missing) for the block, so that one
+    process at a time builds a shared thing (a download, a converted model); the others wait,
+    then find it built."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output folder",
                         fix: str = "pass --out a folder you can write to") -> Path:
     """Check that files can be created in folder `path` (made if missing); OutputError if not.

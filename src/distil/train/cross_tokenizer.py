@@ -30,12 +30,12 @@ from distil.losses.cross_tokenizer import (
     dense_span_teacher,
 )
 from distil.losses.dense import log_probs
-from distil.models import BUILTIN_MODELS, LoadedModel, output_vocab_size
+from distil.models import LoadedModel, output_vocab_size
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.signals import FingerprintMismatchError, SampleSignals, SignalsError, SignalStore
 from distil.signals.fingerprint import differences
-from distil.signals.recipe import training_store_dir
+from distil.signals.recipe import teacher_identity, training_store_dir
 from distil.signals.training import StoredTeacher
 from distil.signals.vocabulary import read_teacher_vocabulary
 
@@ -260,9 +260,7 @@ def cross_tokenizer_store(recipe: Recipe) -> SignalStore:
         raise SignalsError("cross_tokenizer without a live teacher needs signals.path")
     store = SignalStore(path)
     fingerprint = store.fingerprint
-    seed = recipe.seed if recipe.teacher.model in BUILTIN_MODELS else None
-    wanted = {"teacher": {"model": recipe.teacher.model, "revision": recipe.teacher.revision,
-                          "seed": seed},
+    wanted = {"teacher": teacher_identity(recipe),
               "max_length": recipe.data.max_length, "temperature": recipe.distill.temperature,
               "teacher_tokens": True}
     problems = differences(fingerprint, wanted)
