@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, broadcast_object_list
 
 from distil.errors import ModelError
+from distil.fsutil import follow_umask, space_checked, staging_dir
 from distil.models import LoadedModel
 from distil.progress import console
 from distil.recipe import Recipe
@@ -108,23 +108,26 @@ def place_teacher(accelerator: Accelerator, teacher: LoadedModel | None,
 def save_state_checkpoint(accelerator: Accelerator, folder: Path, state: TrainerState,
                           keep: int) -> Path:
     """Write step-NNNNNN through `accelerator.save_state` (every process its part), then
-    `trainer_state.json`; the folder appears in one rename once complete. Called on every
-    process."""
+    `trainer_state.json`; the folder appears in one rename once complete, with the modes the
+    umask gives. A full disk removes the unfinished folder and raises DiskFullError. Called
+    on every process."""
     target = folder / f"step-{state.step:06d}"
-    tmp = [None]
-    if accelerator.is_main_process:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = [tempfile.mkdtemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")]
+    staging: list[Path | None] = [staging_dir(target) if accelerator.is_main_process else None]
     if accelerator.num_processes > 1:
-        broadcast_object_list(tmp)
-    staging = Path(tmp[0])
-    accelerator.save_state(str(staging / STATE_DIR))
-    accelerator.wait_for_everyone()
+        broadcast_object_list(staging)
+    written = Path(staging[0])
+    undo = (lambda: shutil.rmtree(written, ignore_errors=True)) if accelerator.is_main_process \
+        else (lambda: None)
+    with space_checked(folder, f"checkpoint {target.name}", undo):
+        accelerator.save_state(str(written / STATE_DIR))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (written / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
+            follow_umask(written)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(written, target)
     if accelerator.is_main_process:
-        (staging / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
         for old in list_checkpoints(folder)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
