@@ -83,14 +83,14 @@ def space_checked(folder: str | os.PathLike[str], what: str,
     try:
         yield
     except BaseException as err:
-        full = err if isinstance(err, DiskFullError) else disk_full(err, Path(folder), what)
+        full = err if isinstance(err, DiskFullError) else _disk_full(err, Path(folder), what)
         undo()
         if full is None or full is err:
             raise
         raise full from err
 
 
-def disk_full(err: BaseException, folder: Path, what: str) -> DiskFullError | None:
+def _disk_full(err: BaseException, folder: Path, what: str) -> DiskFullError | None:
     """The DiskFullError for `err` when writing `what` into `folder` failed for want of room:
     ENOSPC or EDQUOT anywhere in its chain (by number or in its text: safetensors gives
     only text), or a RuntimeError (torch.save) with the disk all but full; else None."""
