@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from tests.cli_helpers import assert_one_error_line, run_cli
@@ -175,6 +176,14 @@ def not_gguf(tmp: Path) -> str:
     return str(tmp / "model.gguf")
 
 
+
+def accelerate_config(tmp: Path, text: str) -> str:
+    (tmp / "engine.yaml").write_text(text)
+    return str(tmp / "engine.yaml")
+
+
+FSDP2 = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "fsdp2.yaml"
+
 LATIN1_ROW = '{"prompt": "caf\xe9", "response": "x"}\n'.encode("latin-1")
 
 CASES: dict[str, Case] = {
@@ -282,6 +291,22 @@ CASES: dict[str, Case] = {
                                            command="export"),
     "export source not a model": Case(lambda t: [not_a_model(t)], "is neither a run folder",
                                       command="export"),
+    # --- launches ---
+    "missing accelerate config": Case(lambda t: [recipe(t), "--accelerate-config",
+                                                 str(t / "none.yaml")],
+                                      "accelerate config"),
+    "unreadable accelerate config": Case(lambda t: [recipe(t), "--accelerate-config",
+                                                    accelerate_config(t, "distributed_type: [\n")],
+                                         "cannot be read", command="run"),
+    **({} if torch.cuda.is_available() else {
+        "FSDP without a GPU": Case(lambda t: [recipe(t), "--num-processes", "2",
+                                              "--accelerate-config", str(FSDP2)],
+                                   "asks for FSDP, which accelerate runs on GPUs only"),
+        "DeepSpeed without a GPU": Case(lambda t: [recipe(t), "--accelerate-config",
+                                                   accelerate_config(t, "distributed_type: "
+                                                                        "DEEPSPEED\n")],
+                                        "asks for DeepSpeed, which accelerate runs on GPUs only",
+                                        command="run")}),
     "export bad dtype": Case(lambda t: [not_a_model(t), "--dtype", "fp8"], "bad export option: dtype",
                              command="export"),
     "export a recipe file": Case(lambda t: [recipe(t)], "recipe.yaml is a file, not a run folder "

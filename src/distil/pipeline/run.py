@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from distil import launch
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
 from distil.pipeline.compare import run_compare
@@ -130,6 +131,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     """
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model
+    launch.check_config(accelerate_config)
     for stage in stages or default_stages(restart, num_processes, accelerate_config):
         if not stage.enabled(recipe):
             continue

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from distil.data import micro_batch_indices
+from distil.fsutil import append_text
 from distil.progress import progress_bar
 from distil.train import engine
 from distil.train.batch import Batch
@@ -97,9 +98,7 @@ def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: 
               "lr": session.scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 6),
               "tokens_per_s": round(tokens_per_s, 1),
               "elapsed_s": round(session.state.elapsed_s, 3)}
-    path = session.recipe.run_dir / "train_log.jsonl"
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    append_text(session.recipe.run_dir / "train_log.jsonl", json.dumps(record) + "\n")
     session.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
 

@@ -44,7 +44,9 @@ def finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
         store = session.signal.store
         atomic_write_json(run_dir / "train_summary.json",
                           {**asdict(result), "student_dir": str(student_dir),
-                           "fused": session.fused, "teacher": session.recipe.teacher.model,
+                           "fused": session.fused,
+                           "engine": engine.engine_summary(session.accelerator),
+                           "teacher": session.recipe.teacher.model,
                            "signals": None if store is None else str(store),
                            "student": session.recipe.student.model})
     return result

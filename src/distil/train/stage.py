@@ -40,6 +40,7 @@ def run_training(recipe: Recipe, resume: bool = False, restart: bool = False,
     if launch.inside_launch():  # one of the processes a launch started: the launcher decided
         launch.die_with_launcher()
         return train(recipe, resume=resume or restart)
+    launch.check_config(accelerate_config)
     check_run_folder(recipe.run_dir)
     with hold_run_folder(recipe.run_dir, "distil train"):
         resume = resume_policy(recipe, resume, restart)
