@@ -42,8 +42,12 @@ def _defined_prompts(family: InstructFamily, split: str) -> set[str]:
 def _all_items(name: str, split: str) -> list:
     """Every item of `split` that `generate_items` makes: as many as the definition holds."""
     expected = _defined_prompts(TASKS[name].make.__self__, split)
+    assert TASKS[name].size(split) == len(expected)
     items = generate_items(split, len(expected), seed=0, tasks=[name])
     assert {i.prompt for i in items} == expected
+    assert generate_items(split, len(expected) + 5, seed=0, tasks=[name], at_most=True) == items
+    with pytest.raises(TaskError, match=f"cannot make {len(expected) + 1} .* \\(it has {len(expected)}\\)"):
+        generate_items(split, len(expected) + 1, seed=0, tasks=[name])
     return items
 
 

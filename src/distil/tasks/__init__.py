@@ -47,6 +47,9 @@ class Task:
     """Left out of `task_names()` and `all`: generated only where a caller names it."""
     group: str | None = None
     """A name that stands for every family of the group in `resolve_tasks` (`instruct`)."""
+    size: Callable[[Split], int] | None = None
+    """How many distinct prompts the family has for a split, where it has few: generation
+    stops once it has them all instead of drawing on in search of more."""
 
 
 TASKS: dict[str, Task] = {}
@@ -113,20 +116,32 @@ def generate_items(split: Split, per_task: int, seed: int = 0,
     """
     items: list[TaskItem] = []
     for name in resolve_tasks(tasks) if tasks else task_names():
-        rng = random.Random(f"{seed}:{split}:{name}")
-        seen: set[str] = set()
-        attempts = 0
-        while len(seen) < per_task:
-            item = TASKS[name].make(rng, split)
-            attempts += 1
-            if item.prompt not in seen:
-                seen.add(item.prompt)
-                items.append(item)
-            if attempts > 50 * per_task + 1000:
-                if at_most:
-                    break
-                raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
-                                f"(it made {len(seen)}); ask for fewer per task")
+        items += _family_items(name, split, per_task, seed, at_most)
+    return items
+
+
+def _family_items(name: str, split: Split, per_task: int, seed: int,
+                  at_most: bool) -> list[TaskItem]:
+    size = TASKS[name].size
+    wanted = min(per_task, size(split)) if size and at_most else per_task
+    if size and wanted > size(split):
+        raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
+                        f"(it has {size(split)}); ask for fewer per task")
+    rng = random.Random(f"{seed}:{split}:{name}")
+    seen: set[str] = set()
+    items: list[TaskItem] = []
+    attempts = 0
+    while len(seen) < wanted:
+        item = TASKS[name].make(rng, split)
+        attempts += 1
+        if item.prompt not in seen:
+            seen.add(item.prompt)
+            items.append(item)
+        if attempts > 50 * per_task + 1000:
+            if at_most:
+                break
+            raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
+                            f"(it made {len(seen)}); ask for fewer per task")
     return items
 
 

@@ -85,6 +85,11 @@ class FactFamily:
         """Whether fact `fact_index` asked in phrasing `phrasing_index` is a held-out prompt."""
         return fact_is_held_out(fact_index, phrasing_index)
 
+    def size(self, split: Split) -> int:
+        """How many (fact, phrasing) pairs, so distinct prompts, `split` holds."""
+        return sum(self.held_out(i, j) == (split == "heldout")
+                   for i in range(len(self.subjects)) for j in range(len(self.phrasings)))
+
     def make(self, rng: random.Random, split: Split) -> TaskItem:
         """A random fact in a random phrasing of `split` (a fact with no phrasing in `split`
         is drawn again)."""
@@ -118,7 +123,7 @@ class FactFamily:
 def _family(name: str, description: str, table: dict[str, str],
             phrasings: tuple[str, ...]) -> FactFamily:
     family = FactFamily(name, table, phrasings)
-    register(Task(name, description, family.make, family.check))
+    register(Task(name, description, family.make, family.check, size=family.size))
     return family
 
 

@@ -111,7 +111,8 @@ def past_tense_mistakes(verb: str, accepted: tuple[str, ...]) -> set[str]:
 
 
 def _register(family: InstructFamily, description: str) -> InstructFamily:
-    register(Task(family.name, description, family.make, family.check, opt_in=True, group=GROUP))
+    register(Task(family.name, description, family.make, family.check, opt_in=True, group=GROUP,
+                  size=family.size))
     return family
 
 
