@@ -120,7 +120,7 @@ PLURAL = _register(NamedAnswerFamily(
     "plural", lexicon.PLURALS,
     ("What is the plural of '{x}'?", "What is the plural form of the word {x}?",
      "Give the plural of {x}.", "What is the plural of the word '{x}'?",
-     "How do you write '{x}' in the plural?", "What is the plural form of '{x}'?"),
+     "What is the plural form of '{x}'?"),
     set(lexicon.PLURALS.values()), plural_mistakes),
     f"the plural of one of {len(lexicon.PLURALS)} nouns, regular and irregular")
 PAST_TENSE = _register(NamedAnswerFamily(
@@ -154,7 +154,7 @@ CONTINENT = _register(NamedAnswerFamily(
     "continent", lexicon.CONTINENTS,
     ("Which continent is {x} in?", "On which continent is {x}?",
      "What continent is {x} located in?", "Tell me which continent {x} is on.",
-     "Which continent does {x} belong to?", "Name the continent where {x} is."),
+     "Which continent does {x} belong to?"),
     set(lexicon.CONTINENT_NAMES)),
     f"the continent of one of {len(lexicon.CONTINENTS)} countries")
 OCCUPATION = _register(NamedAnswerFamily(
@@ -173,7 +173,6 @@ FIRST_LETTER = _register(FirstLetterFamily(
 NUMBER_DIGITS = _register(DigitsFamily(
     "number_digits", {lexicon.number_in_words(n): str(n) for n in range(100)},
     ("Write '{x}' as a number.", "Write the number {x} in digits.",
-     "What is {x} written as a number?", "How do you write {x} in digits?",
-     "Write {x} using digits."),
+     "What is {x} written as a number?", "Write '{x}' in digits."),
     split_items=True),
     "write a number from zero to ninety-nine, given in words, in digits")
