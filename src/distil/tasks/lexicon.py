@@ -67,7 +67,7 @@ OPPOSITES = {
     "hot": "cold", "cold": "hot", "big": "small|little", "small": "big|large", "large": "small",
     "fast": "slow", "slow": "fast|quick", "happy": "sad|unhappy", "sad": "happy", "old": "young|new",
     "young": "old", "new": "old", "tall": "short", "long": "short", "open": "closed|shut",
-    "closed": "open", "hard": "soft|easy", "soft": "hard", "easy": "hard|difficult",
+    "closed": "open", "hard": "soft|easy", "soft": "hard|loud", "easy": "hard|difficult",
     "difficult": "easy", "rich": "poor", "poor": "rich", "wet": "dry", "dry": "wet",
     "early": "late", "late": "early", "full": "empty", "empty": "full", "thick": "thin",
     "thin": "thick|fat", "strong": "weak", "weak": "strong", "loud": "quiet|soft",
