@@ -56,6 +56,7 @@ def test_the_group_names_the_instruct_families_and_all_is_unchanged():
     assert resolve_tasks(["instruct"]) == INSTRUCT
     assert resolve_tasks(["all", "instruct", "plural"]) == [*DEFAULT_FAMILIES, *INSTRUCT]
     assert task_names() == DEFAULT_FAMILIES
+    assert task_names(include_opt_in=True) == [*DEFAULT_FAMILIES, "between", *INSTRUCT]
     assert resolve_tasks(["all"]) == DEFAULT_FAMILIES
     assert all(TASKS[name].opt_in and TASKS[name].description for name in INSTRUCT)
     assert generate_items("heldout", 3, seed=0, tasks=["all"]) == generate_items("heldout", 3, seed=0)
