@@ -22,7 +22,7 @@ candidates fails, and so does one that never answers. The tables are in `distil.
 The split. `first_letter` and `number_digits` split on the word or number (one in five held
 out, `distil.tasks.splitting`): a held-out prompt asks about one never asked in training. The
 others are facts split as `distil.tasks.facts`: fact i in phrasing j is held out when
-(i + j) % 4 == 0, so every fact is taught and held-out prompts ask it in other lexicon.
+(i + j) % 4 == 0, so every fact is taught and held-out prompts ask it in other words.
 
 Opt-in (not in `all`, so the demo's prompts and figures do not move), and one group: a recipe
 names them all as `instruct` (`tasks: [instruct]`).
