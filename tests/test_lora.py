@@ -113,3 +113,8 @@ def test_save_merged_false_writes_the_adapter_only(tmp_path, dataset):
     assert (recipe.run_dir / "adapter" / "adapter_model.safetensors").is_file()
     summary = json.loads((recipe.run_dir / "train_summary.json").read_text())
     assert summary["student_dir"] is None and summary["adapter_dir"].endswith("adapter")
+    from distil.errors import RecipeError
+    from distil.pipeline import run_pipeline
+
+    with pytest.raises(RecipeError, match="save_merged: false writes no RUN/student"):
+        run_pipeline(recipe)

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from distil.errors import CheckpointError
+from distil.errors import CheckpointError, RecipeError
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
 from distil.pipeline.compare import run_compare
@@ -134,6 +134,11 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     """
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model
+    lora = recipe.student.lora
+    if lora is not None and not lora.save_merged:
+        raise RecipeError("student.lora.save_merged: false writes no RUN/student, which the "
+                          "eval stage of distil run reads: set it true, or train with "
+                          "`distil train` for the adapter alone")
     if resume_from is not None and force:
         raise CheckpointError("--resume CHECKPOINT continues training from it and --force "
                               "redoes every stage from scratch: pass one")

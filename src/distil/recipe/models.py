@@ -44,7 +44,7 @@ class LoraSection(Section):
     """Also write RUN/student, the adapters merged into the weights (a plain model that eval,
     export and serve load). The adapters alone are always written to RUN/adapter, a PEFT
     folder (`PeftModel.from_pretrained(base, RUN/adapter)`, docs/training.md). False: the
-    adapter only; the stages that read RUN/student (eval, export, bench) then have none."""
+    adapter only, for `distil train` (`distil run` refuses it: its eval reads RUN/student)."""
 
 
 class StudentSection(ModelSection):
