@@ -239,16 +239,22 @@ class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
 
 
 def cross_tokenizer_teacher(recipe: Recipe, source: str, teacher: LoadedModel | None,
-                            student: LoadedModel, pairs: list[Pair],
-                            examples: list[Example]) -> CrossTokenizerTeacher | None:
+                            student: LoadedModel, pairs: list[Pair], examples: list[Example],
+                            held_pairs: list[Pair] | None = None,
+                            held_examples: list[Example] | None = None,
+                            ) -> CrossTokenizerTeacher | None:
     """The cross-tokenizer teacher of the recipe's signal `source`: live (`cross-live`), from
-    its store (`cross-store`), or None for any other source."""
+    its store (`cross-store`), or None for any other source. It also knows the held-out rows
+    of train.eval_every (a store need not hold them)."""
+    every_pair = pairs + (held_pairs or [])
     if source == "cross-live":
         assert teacher is not None
-        return LiveCrossTokenizerTeacher(recipe, teacher, student, pairs, examples)
+        return LiveCrossTokenizerTeacher(recipe, teacher, student, every_pair,
+                                         examples + (held_examples or []))
     if source != "cross-store":
         return None
-    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student, pairs)
+    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student,
+                                         every_pair)
     stored.check_covers(examples)
     return stored
 
