@@ -4,6 +4,7 @@ random keys; and the unmarked corpus the open-model audit teacher-forces.
 
     python scripts/watermark_cost.py cost --deltas 1 2 --keys 3 --per-task 40 \
         --corpus-out heldout.jsonl [--expmin-per-task 20]
+    python scripts/watermark_cost.py cost --deltas 2 --keys 3 --per-task 10 --plain heldout.jsonl
     python scripts/watermark_cost.py corpus heldout.jsonl --per-task 40
 
 `cost` prints one JSON line per measurement as it goes (a run cut short keeps what it
@@ -21,6 +22,7 @@ import argparse
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +31,7 @@ from distil.provenance import ExpMinSampler, KGWBias, WatermarkKey, WatermarkSpe
 from distil.provenance.greenlist import green_mask
 from distil.server.expmin import ExpMinTeacher
 from distil.tasks import check, generate_items
-from distil.teachers import LocalTeacher, Sampling
+from distil.teachers import Completion, LocalTeacher, Sampling
 
 TEACHER = "smollm2-135m-instruct"
 
@@ -81,7 +83,8 @@ def cost(args: argparse.Namespace) -> None:
     items = generate_items("heldout", args.per_task, seed=0, tasks=["instruct"])
     prompts = [i.prompt for i in items]
     greedy = Sampling(max_new_tokens=args.max_new_tokens, temperature=0.0)
-    plain = teacher.generate(prompts, greedy)
+    plain = (read_answers(args.plain, prompts, teacher) if args.plain
+             else teacher.generate(prompts, greedy))
     plain_ok = graded(items, [c.text for c in plain])
     emit({"run": "unmarked", "prompts": len(items), "accuracy": plain_ok.mean(),
           "seconds": round(time.time() - started)})
@@ -151,6 +154,17 @@ def expmin_cost(teacher: LocalTeacher, keys: list[WatermarkKey], marks: list,
             "perplexity_sampled_text": perplexities(raw, marked_nll, tokens, args)}
 
 
+def read_answers(path: str, prompts: list[str], teacher: LocalTeacher) -> list[Completion]:
+    """The unmarked answers a `corpus` file holds for `prompts` (re-tokenised), in their order."""
+    rows = map(json.loads, Path(path).read_text().splitlines())
+    answers = {row["prompt"]: row["response"] for row in rows}
+    missing = [p for p in prompts if p not in answers]
+    if missing:
+        raise SystemExit(f"{path} has no answer for {len(missing)} prompts, e.g. {missing[0]!r}")
+    return [Completion(text=answers[p], token_ids=tuple(teacher.tokenizer(
+        answers[p], add_special_tokens=False).input_ids), finish_reason="stop") for p in prompts]
+
+
 def write_corpus(path: str, prompts: list[str], answers: list[str]) -> None:
     from distil.fsutil import atomic_write_text
 
@@ -174,6 +188,8 @@ def main() -> None:
     measure.add_argument("--deltas", type=float, nargs="+", default=[1.0, 2.0])
     measure.add_argument("--keys", type=int, default=3)
     measure.add_argument("--corpus-out", default=None)
+    measure.add_argument("--plain", default=None,
+                         help="a corpus file of unmarked answers to reuse, not regenerate")
     measure.add_argument("--expmin-per-task", type=int, default=0)
     measure.add_argument("--seed", type=int, default=2027)
     written = commands.add_parser("corpus")
