@@ -1,6 +1,6 @@
 """The synth stage: prompts in; the teacher's filtered answers, with provenance, out.
 
-    result = run_synth(recipe)                 # RUN/data/train.parquet, rejects.jsonl, dataset_card.md
+    result = run_synth(recipe)                 # RUN/data/train.parquet, rejects.jsonl, README.md (the card)
     estimate = run_synth(recipe, dry_run=True) # requests, tokens and cost; nothing is sent
 
 Steps: seed prompts (file, tasks) → self-instruct expansion → near-duplicate removal →
@@ -229,5 +229,5 @@ def _write_outputs(recipe: Recipe, rows: list[dict[str, Any]], rejects: list[dic
     write_train(train_path, rows, section.sampling.logprobs or section.sampling.top_logprobs > 0)
     write_jsonl(out / "rejects.jsonl", rejects)
     atomic_write_json(out / "synth_summary.json", summary)
-    write_card(out / "dataset_card.md", recipe, summary)
+    write_card(out, recipe, summary)
     return train_path

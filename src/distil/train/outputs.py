@@ -3,8 +3,8 @@
     result = finish(session, final_loss)     # every process calls it; the main one writes
 
 The student is saved whole (adapters merged, shards gathered) in Hugging Face format with
-its tokenizer, into a folder that appears in one rename; the summary says how far training
-went and from what (teacher, signal store, student).
+its tokenizer and model card (distil.hub), into a folder that appears in one rename; the
+summary says how far training went and from what (teacher, signal store, student).
 """
 
 import json
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distil.fsutil import atomic_directory, atomic_write_json
+from distil.hub import write_model_card
 from distil.train import engine
 from distil.train.session import TrainingSession
 from distil.train.students import finished_student
@@ -41,6 +42,7 @@ def finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
             finished_student(session.unwrapped()).save_pretrained(tmp, safe_serialization=True,
                                                                   state_dict=gathered)
             session.student.tokenizer.save_pretrained(tmp)
+            write_model_card(tmp, run_dir)
         store = session.signal.store
         atomic_write_json(run_dir / "train_summary.json",
                           {**asdict(result), "student_dir": str(student_dir),
