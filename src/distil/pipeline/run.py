@@ -19,6 +19,7 @@ from typing import Any
 
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
+from distil.generators import check_generators
 from distil.pipeline.compare import run_compare
 from distil.progress import console
 from distil.recipe import Recipe, teacher_signal
@@ -128,6 +129,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     old training moved aside (without it, such a run is refused); checkpoints of the same
     inputs are resumed either way (distil.train.resume).
     """
+    check_generators(recipe)
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model
     for stage in stages or default_stages(restart, num_processes, accelerate_config):

@@ -18,6 +18,7 @@ from typing import Any
 
 from distil import __version__
 from distil.fsutil import atomic_write_json
+from distil.generators import check_synth_generator
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.recipe.api import PriceSection
@@ -66,6 +67,7 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
                          "point them at some")
     if dry_run:
         return estimate(recipe, seeds, prompt_rejects)
+    check_synth_generator(recipe)
     with Journal.open(journal_path(recipe)) as journal:
         teacher, notes = open_synth_teacher(recipe, journal)
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from distil import launch
 from distil.fsutil import ensure_writable_dir
+from distil.generators import check_on_policy_generator
 from distil.recipe import Recipe, dump_recipe
 from distil.runlock import hold_run_folder
 from distil.train.loop import train_loop
@@ -40,6 +41,7 @@ def run_training(recipe: Recipe, resume: bool = False, restart: bool = False,
     if launch.inside_launch():  # one of the processes a launch started: the launcher decided
         launch.die_with_launcher()
         return train(recipe, resume=resume or restart)
+    check_on_policy_generator(recipe)
     check_run_folder(recipe.run_dir)
     with hold_run_folder(recipe.run_dir, "distil train"):
         resume = resume_policy(recipe, resume, restart)
