@@ -72,6 +72,11 @@ def batch(args) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
+def _inputs(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A batch's model inputs, as distil.train.batch.Batch.model_inputs gives them."""
+    return {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+
+
 class Bench:
     """The models, optimizer and inputs every variant shares."""
 
@@ -98,8 +103,7 @@ class Bench:
         from distil.train.step import response_rows, teacher_mode
 
         with teacher_mode():
-            logits = model_outputs(self.teacher, self.batch["input_ids"],
-                                   self.batch["attention_mask"], hidden=False)
+            logits = model_outputs(self.teacher, _inputs(self.batch), hidden=False)
         rows = response_rows(logits, self.index)
         return teacher_top_k(rows.float(), TOP_K)
 
@@ -130,8 +134,7 @@ class Bench:
         n = self.index.numel()
         if variant.startswith("live"):
             with teacher_mode():
-                teacher_all = model_outputs(self.teacher, b["input_ids"], b["attention_mask"],
-                                            hidden=True)
+                teacher_all = model_outputs(self.teacher, _inputs(b), hidden=True)
             teacher_hidden = response_rows(teacher_all, self.index)
 
             def per_token(s, t, rows):

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from tests.cli_helpers import assert_one_error_line, run_cli
@@ -149,6 +151,39 @@ def prompts_without_prompt(tmp: Path) -> str:
     return str(tmp / "prompts.jsonl")
 
 
+def gguf_model(architecture: str, dtype: type = np.float32) -> Callable[[Path], str]:
+    """A GGUF file holding one embedding matrix of `dtype`, written by the gguf package."""
+    def make(tmp: Path) -> str:
+        import gguf
+
+        path = tmp / f"{architecture}-{np.dtype(dtype).name}.gguf"
+        writer = gguf.GGUFWriter(str(path), architecture)
+        writer.add_tensor("token_embd.weight", np.ones((8, 4), dtype=dtype))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return str(path)
+    return make
+
+
+def teacher_file(make: Callable[[Path], str]) -> Callable[[Path], list[str]]:
+    return lambda t: [recipe(t, teacher={"model": make(t)})]
+
+
+def not_gguf(tmp: Path) -> str:
+    (tmp / "model.gguf").write_bytes(b"not a GGUF file at all")
+    return str(tmp / "model.gguf")
+
+
+
+def accelerate_config(tmp: Path, text: str) -> str:
+    (tmp / "engine.yaml").write_text(text)
+    return str(tmp / "engine.yaml")
+
+
+FSDP2 = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "fsdp2.yaml"
+
 LATIN1_ROW = '{"prompt": "caf\xe9", "response": "x"}\n'.encode("latin-1")
 
 CASES: dict[str, Case] = {
@@ -229,6 +264,16 @@ CASES: dict[str, Case] = {
                                    "model folder not found"),
     "model folder without config": Case(lambda t: [recipe(t, teacher={
         "model": model_folder_without_config(t)})], "holds no config.json"),
+    "teacher GGUF missing": Case(lambda t: [recipe(t, teacher={"model": str(t / "none.gguf")})],
+                                 "GGUF file not found"),
+    "student GGUF missing": Case(lambda t: [recipe(t, student={"model": str(t / "none.gguf")})],
+                                 "GGUF file not found"),
+    "corrupt GGUF": Case(teacher_file(not_gguf), "is not a readable GGUF file"),
+    "GGUF of an unsupported architecture": Case(teacher_file(gguf_model("bert")),
+                                                "supported architectures: "),
+    "GGUF of an unsupported tensor type": Case(teacher_file(gguf_model("llama", np.float64)),
+                                               "stores tensors as F64, which transformers cannot "
+                                               "dequantise; supported types: F32, F16"),
     "eval before training": Case(lambda t: [recipe(t)], "no trained student in", command="eval"),
     # --- output folders ---
     "--out is a file": Case(lambda t: [recipe(t), "--out", str(a_file(t))],
@@ -246,6 +291,22 @@ CASES: dict[str, Case] = {
                                            command="export"),
     "export source not a model": Case(lambda t: [not_a_model(t)], "is neither a run folder",
                                       command="export"),
+    # --- launches ---
+    "missing accelerate config": Case(lambda t: [recipe(t), "--accelerate-config",
+                                                 str(t / "none.yaml")],
+                                      "accelerate config"),
+    "unreadable accelerate config": Case(lambda t: [recipe(t), "--accelerate-config",
+                                                    accelerate_config(t, "distributed_type: [\n")],
+                                         "cannot be read", command="run"),
+    **({} if torch.cuda.is_available() else {
+        "FSDP without a GPU": Case(lambda t: [recipe(t), "--num-processes", "2",
+                                              "--accelerate-config", str(FSDP2)],
+                                   "asks for FSDP, which accelerate runs on GPUs only"),
+        "DeepSpeed without a GPU": Case(lambda t: [recipe(t), "--accelerate-config",
+                                                   accelerate_config(t, "distributed_type: "
+                                                                        "DEEPSPEED\n")],
+                                        "asks for DeepSpeed, which accelerate runs on GPUs only",
+                                        command="run")}),
     "export bad dtype": Case(lambda t: [not_a_model(t), "--dtype", "fp8"], "bad export option: dtype",
                              command="export"),
     "export a recipe file": Case(lambda t: [recipe(t)], "recipe.yaml is a file, not a run folder "

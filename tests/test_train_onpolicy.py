@@ -174,3 +174,33 @@ def test_a_teacher_of_another_tokenizer_is_not_combined_with_hidden_or_on_policy
         raw = recipe_dict(tmp_path, dataset, distill=distill, cross_tokenizer={"method": "aligned"})
         with pytest.raises(RecipeError, match="not combined with distill.hidden or distill.on_policy"):
             validate_recipe(raw)
+
+
+def test_samples_ignore_what_the_students_generation_config_says():
+    """GKD samples the student's own distribution: a repetition penalty, n-gram ban, min-p,
+    minimum length or banned words in the student's generation_config change nothing."""
+    from transformers import GenerationConfig
+
+    from distil.data import Example
+    from distil.models import build_tiny
+    from distil.recipe.onpolicy import OnPolicySection
+    from distil.train.onpolicy import sample_responses
+
+    model, tokenizer = build_tiny("tiny-student")
+    prompts = [tokenizer(f"Reverse: {'abc'[i % 3] * (1 + i)}")["input_ids"] for i in range(12)]
+    examples = [Example(str(i), p + [tokenizer.eos_token_id], [IGNORE_INDEX] * len(p) +
+                        [tokenizer.eos_token_id]) for i, p in enumerate(prompts)]
+    config = OnPolicySection(lmbda=1.0, temperature=1.0, max_new_tokens=12)
+
+    def samples() -> list[list[int]]:
+        return [e.input_ids for e in sample_responses(model, examples, config,
+                                                      tokenizer.eos_token_id,
+                                                      tokenizer.pad_token_id, 48, seed=7)]
+
+    clean = samples()
+    poisoned = GenerationConfig(repetition_penalty=50.0, no_repeat_ngram_size=1, min_p=0.5,
+                                min_new_tokens=12, bad_words_ids=[[ord("a")]], top_k=2,
+                                typical_p=0.2, pad_token_id=tokenizer.pad_token_id)
+    model.generation_config = poisoned
+    assert samples() == clean
+    assert model.generation_config is poisoned  # the student's own, untouched

@@ -4,6 +4,7 @@ Every command takes a recipe and `key.sub=value` overrides; errors a user can fi
 line and exit 2. Heavy imports happen inside the commands, so `distil --help` is quick.
 """
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,11 +23,34 @@ class Interrupted(Exception):
 
 
 class _Commands(TyperGroup):
+    def main(self, args: Any = None, *rest: Any, **options: Any) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        return super().main(resume_arguments(words), *rest, **options)
+
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise Interrupted from None
+
+
+NEWEST = "newest"
+"""The value of a bare `--resume`: the newest checkpoint."""
+CHECKPOINT_NAME = re.compile(r"^step-\d+$")
+
+
+def resume_arguments(words: list[str]) -> list[str]:
+    """`--resume` takes a checkpoint folder (step-NNNNNN) when one follows it, else it stands
+    alone for the newest: `--resume` becomes `--resume=newest` unless a checkpoint follows,
+    so a recipe or an override after it is not taken for its value."""
+    if not words or words[0] not in ("train", "run"):
+        return words
+    out = list(words)
+    for number, word in enumerate(words):
+        following = words[number + 1] if number + 1 < len(words) else ""
+        if word == "--resume" and not CHECKPOINT_NAME.match(Path(following).name):
+            out[number] = f"--resume={NEWEST}"
+    return out
 
 
 app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
@@ -106,6 +130,19 @@ RestartOption = Annotated[bool, typer.Option(
                       "(distil.train.resume).")]
 
 
+ResumeOption = Annotated[str | None, typer.Option(
+    "--resume", metavar="[CHECKPOINT]",
+    help="Continue from the newest checkpoint in the run folder or, given one, from CHECKPOINT "
+         "(a step-NNNNNN folder of the run): the checkpoints after it, and the student they "
+         "led to, are moved aside into RUN/previous/ (never deleted) and the log is cut to "
+         "its step.", show_default=False)]
+
+
+def _resume(value: str | None) -> bool | Path:
+    """--resume's value: False (absent), True (the newest) or the checkpoint folder."""
+    return value is not None and (value == NEWEST or Path(value))
+
+
 ProcessesOption = Annotated[int, typer.Option(
     "--num-processes", min=1, help="Train on this many processes of this machine, started by "
                                    "`accelerate launch` (one per GPU; gloo on CPU without one).")]
@@ -116,21 +153,22 @@ AccelerateConfigOption = Annotated[Path | None, typer.Option(
 
 @app.command()
 def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
-          resume: Annotated[bool, typer.Option(
-              "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
-          restart: RestartOption = False, num_processes: ProcessesOption = 1,
+          resume: ResumeOption = None, restart: RestartOption = False,
+          num_processes: ProcessesOption = 1,
           accelerate_config: AccelerateConfigOption = None) -> None:
     """Distil the student from the recipe's teacher (live, or its captured signals)."""
     from distil.train import run_training
 
     loaded = _load(recipe, overrides, out)
-    result = run_training(loaded, resume=resume, restart=restart, num_processes=num_processes,
-                          accelerate_config=accelerate_config)
+    result = run_training(loaded, resume=_resume(resume), restart=restart,
+                          num_processes=num_processes, accelerate_config=accelerate_config)
     if result is None:  # the launched processes trained, and said so
         return
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
-    typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
-               f"(final loss {loss})")
+    written = " and ".join(f"{what} written to {where}" for what, where in
+                           (("student", result.student_dir), ("adapter", result.adapter_dir))
+                           if where is not None)
+    typer.echo(f"{written} after {result.steps} steps (final loss {loss})")
 
 
 @app.command()
@@ -195,7 +233,14 @@ def run(recipe: Annotated[Path | None, typer.Argument(
                               "interval.")] = False,
         restart: RestartOption = False, num_processes: ProcessesOption = 1,
         accelerate_config: AccelerateConfigOption = None,
-        allow_parity_failure: AllowParityFailure = False) -> None:
+        allow_parity_failure: AllowParityFailure = False,
+        resume: Annotated[str | None, typer.Option(
+            "--resume", metavar="[CHECKPOINT]",
+            help="Training always continues from the newest checkpoint; given CHECKPOINT (a "
+                 "step-NNNNNN folder of the run), from that one: the checkpoints after it and "
+                 "the student they led to are moved aside into RUN/previous/, and the stages "
+                 "after training are redone (their outputs moved aside too, as --force does).",
+            show_default=False)] = None) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished.
 
     An exported variant that fails parity is set aside and the other stages still run; the
@@ -210,9 +255,11 @@ def run(recipe: Annotated[Path | None, typer.Argument(
     _check_writable(loaded.run_dir)
     with _holding(loaded.run_dir, "run"):
         try:
+            chosen = _resume(resume)
             failed = run_pipeline(loaded, force=force, restart=restart,
                                   num_processes=num_processes, accelerate_config=accelerate_config,
-                                  allow_parity_failure=allow_parity_failure)
+                                  allow_parity_failure=allow_parity_failure,
+                                  resume_from=chosen if isinstance(chosen, Path) else None)
         except ParityError:
             for line in headline(loaded.run_dir):  # the figures stand; the error line comes last
                 typer.echo(line)

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     Task,
@@ -21,6 +22,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
 from distil import interrupt
@@ -117,6 +119,13 @@ def progress_bar(*extra_fields: str) -> Progress:
     columns += [TextColumn(f"{name} {{task.fields[{name}]}}") for name in extra_fields]
     columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     return _Progress(*columns, fields=extra_fields, console=console, transient=False)
+
+
+def download_bar() -> Progress:
+    """A progress bar in bytes: done/total, speed and ETA."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    return _Progress(*columns, console=console, transient=False)
 
 
 def print_table(table: Any, width: int = 150) -> None:

@@ -17,6 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from distil import launch
+from distil.errors import CheckpointError, RecipeError
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
 from distil.generators import check_generators
@@ -96,13 +98,14 @@ def _captures(recipe: Recipe) -> bool:
 
 
 def default_stages(restart: bool = False, num_processes: int = 1,
-                   accelerate_config: Path | None = None) -> tuple[Stage, ...]:
+                   accelerate_config: Path | None = None,
+                   resume_from: Path | None = None) -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants.
     The train stage is `distil train`'s own entry (distil.train.run_training), resuming
-    checkpoints of the same inputs; `restart`, `num_processes` and `accelerate_config` are
-    its options."""
-    training = partial(run_training, resume=True, restart=restart, num_processes=num_processes,
-                       accelerate_config=accelerate_config)
+    checkpoints of the same inputs (the newest, or `resume_from`); `restart`,
+    `num_processes` and `accelerate_config` are its options."""
+    training = partial(run_training, resume=resume_from or True, restart=restart,
+                       num_processes=num_processes, accelerate_config=accelerate_config)
     return (
         Stage("synth", synth_stage, outputs=("data",),
               enabled=lambda recipe: recipe.synth is not None),
@@ -121,27 +124,41 @@ def default_stages(restart: bool = False, num_processes: int = 1,
 def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
                  force: bool = False, restart: bool = False, num_processes: int = 1,
                  accelerate_config: Path | None = None,
-                 allow_parity_failure: bool = False) -> list[str]:
+                 allow_parity_failure: bool = False,
+                 resume_from: Path | None = None) -> list[str]:
     """Run each enabled stage unless its marker holds its current fingerprint; return the
     exported variants that failed parity (allowed), or raise ParityError naming them.
 
     `restart`: training whose checkpoints were written under other inputs starts afresh, the
     old training moved aside (without it, such a run is refused); checkpoints of the same
-    inputs are resumed either way (distil.train.resume).
+    inputs are resumed either way (distil.train.resume). `resume_from`: training continues
+    from that checkpoint (later ones moved aside), and the stages after it are redone.
     """
     check_generators(recipe)
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model
-    for stage in stages or default_stages(restart, num_processes, accelerate_config):
+    launch.check_config(accelerate_config)
+    lora = recipe.student.lora
+    if lora is not None and not lora.save_merged:
+        raise RecipeError("student.lora.save_merged: false writes no RUN/student, which the "
+                          "eval stage of distil run reads: set it true, or train with "
+                          "`distil train` for the adapter alone")
+    if resume_from is not None and force:
+        raise CheckpointError("--resume CHECKPOINT continues training from it and --force "
+                              "redoes every stage from scratch: pass one")
+    stages = stages or default_stages(restart, num_processes, accelerate_config, resume_from)
+    redo = _from_training(stages) if resume_from is not None else ()
+    for stage in stages:
         if not stage.enabled(recipe):
             continue
         fingerprint = stage_fingerprint(recipe, stage.name)
         marker = recipe.run_dir / "stages" / f"{stage.name}.json"
-        if not force and _is_done(marker, fingerprint):
+        if not (force or stage.name in redo) and _is_done(marker, fingerprint):
             console.print(f"[green]✓[/] {stage.name}: done already (use --force to redo)")
             continue
         marker.unlink(missing_ok=True)
-        if force and (moved := move_aside(recipe.run_dir, stage.outputs, stage.name)):
+        aside = force or (stage.name in redo and stage.name != "train")  # training rewinds itself
+        if aside and (moved := move_aside(recipe.run_dir, stage.outputs, stage.name)):
             console.print(f"{stage.name}: earlier outputs moved to {moved}", highlight=False)
         console.rule(f"[bold]{stage.name}")
         started = time.perf_counter()
@@ -150,6 +167,12 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
                                    "seconds": round(time.perf_counter() - started, 2),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return parity_verdict(recipe, allow_parity_failure)
+
+
+def _from_training(stages: tuple[Stage, ...]) -> tuple[str, ...]:
+    """The train stage and every stage after it."""
+    names = [stage.name for stage in stages]
+    return tuple(names[names.index("train"):]) if "train" in names else ()
 
 
 def stage_fingerprint(recipe: Recipe, name: str) -> str:

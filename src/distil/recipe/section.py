@@ -79,4 +79,5 @@ class StageInputs:
 
 TEACHER_IDENTITY = ("teacher.model", "teacher.revision", "teacher.dtype", "teacher.trust_remote_code",
                     "teacher.api.base_url", "teacher.api.endpoint", "teacher.api.tokenizer")
-"""The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not."""
+"""The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not.
+A teacher held in a GGUF file also counts by the file's sha256 (`inputs.input_values`)."""

@@ -56,7 +56,7 @@ TRL_NAMES: dict[str, Equivalent] = {
     # TRL's SFTConfig
     "max_length": Equivalent("data.max_length"),
     "max_seq_length": Equivalent("data.max_length"),
-    "packing": Equivalent("data.packing"),
+    "packing": Equivalent("train.packing"),
     "dataset_text_field": Equivalent(
         None, "distil reads prompt/response pairs (data.prompt_field, data.response_field), chat "
               "rows (data.messages_field) or TRL's prompt/completion, not one text column"),

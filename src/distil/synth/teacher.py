@@ -13,6 +13,7 @@ connection (a dry run computes them too).
 
 from typing import Any
 
+from distil.models import model_revision
 from distil.recipe import Recipe
 from distil.teachers import Teacher, endpoint_of, open_teacher, require
 from distil.teachers.journal import Journal
@@ -24,9 +25,11 @@ def endpoint_id(recipe: Recipe) -> str:
 
 
 def model_id(recipe: Recipe) -> str:
-    """The teacher model, with its revision when one is pinned."""
+    """The teacher model, with its revision when one is pinned (a GGUF file's sha256 pins
+    it too, so the journal never answers for a changed file)."""
     spec = recipe.teacher
-    return f"{spec.model}@{spec.revision}" if spec.revision else spec.model
+    revision = spec.revision if spec.api is not None else model_revision(spec.model, spec.revision)
+    return f"{spec.model}@{revision}" if revision else spec.model
 
 
 def open_synth_teacher(recipe: Recipe, journal: Journal | None = None,

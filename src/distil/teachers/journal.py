@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from distil.errors import DistilError
+from distil.fsutil import append_whole
 from distil.teachers.base import Completion, TokenLogprob, TopLogprob, Usage
 from distil.teachers.budget import Spent
 
@@ -192,9 +193,7 @@ class Journal:
 
     def _write(self, row: dict[str, Any]) -> None:
         line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
-        self._handle.write(line.encode())
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        append_whole(self._handle.fileno(), line.encode(), self.path, sync=True)
 
     def close(self) -> None:
         if not self._handle.closed:

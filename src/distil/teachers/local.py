@@ -54,7 +54,8 @@ class LocalTeacher:
     def load(cls, model: str, *, revision: str | None = None, dtype: str = "auto",
              trust_remote_code: bool = False, device: str | None = None,
              batch_size: int = 32, show_progress: bool = False) -> "LocalTeacher":
-        """Load a folder, hub id or built-in name (`demo`, `tiny-teacher`) as a teacher."""
+        """Load a folder, hub id, GGUF file, packaged or built-in name (`demo`, `tiny-teacher`)
+        as a teacher."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         loaded = load_model(model, "teacher", revision=revision, dtype=dtype,
                             trust_remote_code=trust_remote_code, device=device)

@@ -30,12 +30,12 @@ from distil.losses.cross_tokenizer import (
     dense_span_teacher,
 )
 from distil.losses.dense import log_probs
-from distil.models import BUILTIN_MODELS, LoadedModel, output_vocab_size
+from distil.models import LoadedModel, output_vocab_size
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.signals import FingerprintMismatchError, SampleSignals, SignalsError, SignalStore
 from distil.signals.fingerprint import differences
-from distil.signals.recipe import training_store_dir
+from distil.signals.recipe import teacher_identity, training_store_dir
 from distil.signals.training import StoredTeacher
 from distil.signals.vocabulary import read_teacher_vocabulary
 
@@ -239,16 +239,22 @@ class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
 
 
 def cross_tokenizer_teacher(recipe: Recipe, source: str, teacher: LoadedModel | None,
-                            student: LoadedModel, pairs: list[Pair],
-                            examples: list[Example]) -> CrossTokenizerTeacher | None:
+                            student: LoadedModel, pairs: list[Pair], examples: list[Example],
+                            held_pairs: list[Pair] | None = None,
+                            held_examples: list[Example] | None = None,
+                            ) -> CrossTokenizerTeacher | None:
     """The cross-tokenizer teacher of the recipe's signal `source`: live (`cross-live`), from
-    its store (`cross-store`), or None for any other source."""
+    its store (`cross-store`), or None for any other source. It also knows the held-out rows
+    of train.eval_every (a store need not hold them)."""
+    every_pair = pairs + (held_pairs or [])
     if source == "cross-live":
         assert teacher is not None
-        return LiveCrossTokenizerTeacher(recipe, teacher, student, pairs, examples)
+        return LiveCrossTokenizerTeacher(recipe, teacher, student, every_pair,
+                                         examples + (held_examples or []))
     if source != "cross-store":
         return None
-    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student, pairs)
+    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student,
+                                         every_pair)
     stored.check_covers(examples)
     return stored
 
@@ -260,9 +266,7 @@ def cross_tokenizer_store(recipe: Recipe) -> SignalStore:
         raise SignalsError("cross_tokenizer without a live teacher needs signals.path")
     store = SignalStore(path)
     fingerprint = store.fingerprint
-    seed = recipe.seed if recipe.teacher.model in BUILTIN_MODELS else None
-    wanted = {"teacher": {"model": recipe.teacher.model, "revision": recipe.teacher.revision,
-                          "seed": seed},
+    wanted = {"teacher": teacher_identity(recipe),
               "max_length": recipe.data.max_length, "temperature": recipe.distill.temperature,
               "teacher_tokens": True}
     problems = differences(fingerprint, wanted)

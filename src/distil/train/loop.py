@@ -4,10 +4,12 @@
 
 Each optimizer step takes `grad_accum` micro-batches from the session's signal (their rows
 a seeded shuffle per epoch, distil.data.micro_batch_indices), backpropagates their joint
-token-mean loss (distil.train.loss), clips, steps AdamW and the warm-up + cosine schedule.
-Losses stay device tensors until a logging step reads them (distil.train.step.LossWindow);
-checkpoints every `save_every` steps hold all a resumed run needs to end with the same
-weights as an uninterrupted one.
+token-mean loss (distil.train.loss), clips, steps AdamW and the learning-rate schedule
+(distil.train.schedule). Losses stay device tensors until a logging step reads them
+(distil.train.step.LossWindow); every `eval_every` steps the held-out figures
+(distil.train.heldout) join that step's log line; checkpoints every `save_every` steps hold
+all a resumed run needs to end with the same weights as an uninterrupted one (and a LoRA
+student's adapters as a PEFT folder).
 """
 
 import json
@@ -18,8 +20,10 @@ from typing import Any
 import torch
 
 from distil.data import micro_batch_indices
+from distil.fsutil import append_text
 from distil.progress import progress_bar
 from distil.train import engine
+from distil.train.adapters import has_adapters, save_adapter
 from distil.train.batch import Batch
 from distil.train.loss import accumulate_losses
 from distil.train.session import TrainingSession
@@ -43,11 +47,13 @@ def train_loop(session: TrainingSession, checkpoints: Path) -> float:
             state.elapsed_s += spent
             window.add(loss)  # device tensors: read on the host at logging steps only
             bar.update(task, advance=1, **{"tok/s": f"{tokens / spent:,.0f}"})
-            if state.step % train_cfg.log_every == 0 or state.step == state.total_steps:
+            held_out = held_out_figures(session)
+            if held_out or state.step % train_cfg.log_every == 0 or state.step == state.total_steps:
                 losses = window.read()
                 last_loss = losses[-1]
                 bar.update(task, loss=f"{last_loss:.4f}")
-                _log(session, sum(losses) / len(losses), float(grad_norm), tokens / spent)
+                _log(session, sum(losses) / len(losses), float(grad_norm), tokens / spent,
+                     held_out)
             if state.step % train_cfg.save_every == 0 or state.step == state.total_steps:
                 _save(session, checkpoints)
     return last_loss
@@ -90,20 +96,32 @@ def next_micro_batches(session: TrainingSession) -> list[Batch]:
     return batches
 
 
-def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: float) -> None:
+def held_out_figures(session: TrainingSession) -> dict[str, float]:
+    """The held-out figures at an `eval_every` step (and the last), else none. Every process
+    evaluates (a sharded student's forward needs them all); the main one logs."""
+    step, every = session.state.step, session.recipe.train.eval_every
+    if session.held_out is None or every is None or not (
+            step % every == 0 or step == session.state.total_steps):
+        return {}
+    return session.held_out.evaluate(session.module)
+
+
+def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: float,
+         held_out: dict[str, float]) -> None:
     if not session.accelerator.is_main_process:
         return
     record = {"step": session.state.step, "loss": round(loss, 6),
               "lr": session.scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 6),
               "tokens_per_s": round(tokens_per_s, 1),
-              "elapsed_s": round(session.state.elapsed_s, 3)}
-    path = session.recipe.run_dir / "train_log.jsonl"
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+              "elapsed_s": round(session.state.elapsed_s, 3), **held_out}
+    append_text(session.recipe.run_dir / "train_log.jsonl", json.dumps(record) + "\n")
     session.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 def _save(session: TrainingSession, checkpoints: Path) -> None:
     session.accelerator.wait_for_everyone()
-    engine.save_state_checkpoint(session.accelerator, checkpoints, session.state,
-                                 session.recipe.train.keep_checkpoints)
+    saved = engine.save_state_checkpoint(session.accelerator, checkpoints, session.state,
+                                         session.recipe.train.keep_checkpoints)
+    model = session.unwrapped()
+    if session.accelerator.is_main_process and has_adapters(model):
+        save_adapter(model, saved / "adapter", session.recipe.student)

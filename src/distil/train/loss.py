@@ -46,6 +46,6 @@ def accumulate_losses(session: TrainingSession, batches: list[Batch]) -> list[to
 def micro_batch_loss(session: TrainingSession, batch: Batch,
                      num_tokens: torch.Tensor) -> torch.Tensor:
     """Summed per-token loss of one micro-batch divided by the step's token count."""
-    out = session.module(batch.input_ids, batch.attention_mask)  # (B, T, H) fused, else (B, T, V)
+    out = session.module(**batch.model_inputs())  # (B, T, H) fused, else (B, T, V)
     student_out = response_rows(out, batch.token_index)  # (N, H) or (N, V)
     return batch.grader.loss(student_out, batch) / num_tokens

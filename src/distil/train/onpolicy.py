@@ -3,8 +3,10 @@
 With probability `distill.on_policy.lmbda` a micro-batch's prompts are answered by the
 student itself (batched `generate` with a KV cache, at the section's temperature), and the
 teacher then scores those tokens in the usual teacher-forced forward: the divergence trains
-the student where its own mistakes lead it (Agarwal et al. 2024). The hard-label term does
-not apply there (its labels would be the student's own tokens).
+the student where its own mistakes lead it (Agarwal et al. 2024). The samples come from the
+student's own distribution: nothing of its `generation_config` (a repetition penalty, a
+minimum length, ...) shapes them. The hard-label term does not apply there (its labels
+would be the student's own tokens).
 
 Both the draw and the sampling are pure functions of (seed, micro-batch number), like the
 batch order: the trainer state's micro-batch position is the generation RNG's whole state,
@@ -100,6 +102,8 @@ def generation_seed(seed: int, micro_batch: int) -> int:
 
 def _generation_config(config: OnPolicySection, max_new_tokens: int, eos_token_id: int,
                        pad_token_id: int) -> GenerationConfig:
+    """Sampling at the section's temperature (greedy at 0), no top-k or top-p cut, ending at
+    eos or `max_new_tokens`; every other field at transformers' neutral default."""
     sampling = config.temperature > 0
     extra = {"temperature": config.temperature, "top_k": 0, "top_p": 1.0} if sampling else {}
     return GenerationConfig(do_sample=sampling, max_new_tokens=max(1, max_new_tokens),
@@ -110,16 +114,22 @@ def _generation_config(config: OnPolicySection, max_new_tokens: int, eos_token_i
 @torch.no_grad()
 def _generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               generation: GenerationConfig, seed: int) -> torch.Tensor:
-    """model.generate in eval mode, under its own seeded RNG (the global one is untouched)."""
+    """model.generate in eval mode, under its own seeded RNG (the global one is untouched).
+
+    `generate` fills every field `generation` leaves unset from the model's own
+    generation_config (repetition_penalty, no_repeat_ngram_size, min_p, bad_words_ids, ...):
+    a neutral one stands in for it meanwhile, so only `generation` shapes the samples."""
     devices = [input_ids.device.index or 0] if input_ids.is_cuda else []
-    was_training = model.training
+    was_training, own = model.training, model.generation_config
     model.eval()
+    model.generation_config = GenerationConfig()
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             return model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                   generation_config=generation)
     finally:
+        model.generation_config = own
         model.train(was_training)
 
 

@@ -9,14 +9,20 @@ Checkpoints of the same inputs are resumed when the command asks to continue (`-
 naming the fields that changed, or with `--restart` moved aside into RUN/previous/ with the
 rest of the earlier training (never deleted), and training starts from step 0. So `--restart`
 never throws work away: what can be resumed is resumed, what cannot is kept aside.
+
+`--resume PATH` resumes one chosen checkpoint of the run instead of the newest
+(`rewind_to`): the checkpoints after it, and the student, adapter, summary and stage marker
+they led to, are moved into RUN/previous/train-<time>/ with a copy of the whole log (never
+deleted); the log is cut to the chosen step, and training goes on from there.
 """
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from distil.errors import CheckpointError
-from distil.fsutil import atomic_write_text, move_aside
+from distil.fsutil import atomic_write_text, free_name, move_aside
 from distil.progress import console
 from distil.recipe import Recipe, dump_recipe
 from distil.recipe.inputs import changed_fields, input_values
@@ -29,8 +35,10 @@ from distil.train.checkpoint import (
 )
 from distil.train.session import TrainingSession, recipe_fingerprint
 
-TRAIN_OUTPUTS = ("checkpoints", "student", "train_log.jsonl", "train_summary.json")
+TRAIN_OUTPUTS = ("checkpoints", "student", "adapter", "train_log.jsonl", "train_summary.json")
 """What the training stage writes in the run folder."""
+FINISHED = ("student", "adapter", "train_summary.json", "stages/train.json")
+"""What a finished training leaves besides checkpoints (and the pipeline's marker of it)."""
 
 
 def resume_policy(recipe: Recipe, resume: bool = False, restart: bool = False) -> bool:
@@ -48,6 +56,48 @@ def resume_policy(recipe: Recipe, resume: bool = False, restart: bool = False) -
     moved = move_aside(recipe.run_dir, TRAIN_OUTPUTS, "train")
     console.print(f"[yellow]earlier training moved to {moved}; training from scratch")
     return False
+
+
+def rewind_to(recipe: Recipe, checkpoint: Path) -> None:
+    """Make `checkpoint`, one of the run's, its newest: what came after it is moved aside
+    (see the module docstring). CheckpointError when it is not a checkpoint of this run or
+    was written under other training inputs."""
+    folder = recipe.run_dir / "checkpoints"
+    chosen = _own_checkpoint(folder, checkpoint)
+    if checkpoint_fingerprint(chosen) != recipe_fingerprint(recipe):
+        raise CheckpointError(other_inputs_message(recipe, chosen))
+    later = list_checkpoints(folder)
+    later = later[later.index(chosen) + 1:]
+    if not later:
+        return
+    target = free_name(recipe.run_dir / "previous" /
+                       f"train-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    (target / "checkpoints").mkdir(parents=True)
+    for path in later:
+        path.rename(target / "checkpoints" / path.name)
+    for name in FINISHED:
+        if (recipe.run_dir / name).exists():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (recipe.run_dir / name).rename(target / name)
+    if (recipe.run_dir / "train_log.jsonl").is_file():
+        shutil.copy2(recipe.run_dir / "train_log.jsonl", target / "train_log.jsonl")
+    console.print(f"[yellow]resuming {chosen.name}: {', '.join(p.name for p in later)} and what "
+                  f"they led to moved to {target}", highlight=False)
+
+
+def _own_checkpoint(folder: Path, checkpoint: Path) -> Path:
+    """`checkpoint` as one of the run's complete checkpoints, or CheckpointError saying why not."""
+    found = list_checkpoints(folder)
+    names = ", ".join(p.name for p in found) or "none"
+    if not (checkpoint / "trainer_state.json").is_file():
+        raise CheckpointError(f"--resume {checkpoint}: not a complete checkpoint (a step-NNNNNN "
+                              f"folder holding trainer_state.json); this run's: {names}")
+    matching = [p for p in found if p.resolve() == checkpoint.resolve()]
+    if not matching:
+        raise CheckpointError(f"--resume {checkpoint}: not a checkpoint of the run folder "
+                              f"{folder.parent} (its checkpoints: {names}); pass --out "
+                              f"{checkpoint.resolve().parent.parent} to resume the run it belongs to")
+    return matching[0]
 
 
 def other_inputs_message(recipe: Recipe, checkpoint: Path) -> str:

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from transformers import get_cosine_schedule_with_warmup
 
 from distil.data import Example, Pair, batches_per_epoch, encode_pairs
-from distil.errors import ModelError
+from distil.errors import DataError, ModelError
 from distil.loading import load_models, load_splits
 from distil.losses import Objective
 from distil.models import LoadedModel, linear_head_weight
@@ -32,9 +31,12 @@ from distil.train import engine
 from distil.train.batch import BatchLayout
 from distil.train.checkpoint import TrainerState
 from distil.train.cross_tokenizer import CrossTokenizerTeacher, cross_tokenizer_teacher
+from distil.train.heldout import HeldOut, TeacherParts, held_out_evaluation
 from distil.train.hidden import HiddenMatcher, build_matcher, outputs_and_states
 from distil.train.onpolicy import OnPolicy
 from distil.train.onpolicy_api import ApiScoredSamples, ScoringOnPolicyTeacher
+from distil.train.packing import check_packing
+from distil.train.schedule import check_schedule, make_scheduler
 from distil.train.signals import LiveTeacher, StudentSide, TrainingSignal, off_policy_signal
 from distil.train.step import compile_module, head_dtype, make_optimizer, use_compile
 from distil.train.students import adapt_student
@@ -58,21 +60,25 @@ class DistillationStudent(torch.nn.Module):
         self.model, self.fused, self.hidden = model, fused, hidden
         self.states: list[torch.Tensor] = []
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) tokens with their attention mask, or packed with their position ids."""
+        inputs = {"input_ids": input_ids}
+        inputs.update({} if attention_mask is None else {"attention_mask": attention_mask})
+        inputs.update({} if position_ids is None else {"position_ids": position_ids})
         if self.hidden is None:
-            return model_outputs(self.model, input_ids, attention_mask, self.fused)
-        out, states = outputs_and_states(self.model, input_ids, attention_mask, self.fused)
+            return model_outputs(self.model, inputs, self.fused)
+        out, states = outputs_and_states(self.model, inputs, self.fused)
         self.states = self.hidden.project(states)
         return out
 
 
-def model_outputs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  hidden: bool) -> torch.Tensor:
-    """Final hidden states (B, T, H) when `hidden`, else logits (B, T, V)."""
+def model_outputs(model: Any, inputs: dict[str, torch.Tensor], hidden: bool) -> torch.Tensor:
+    """Final hidden states (B, T, H) when `hidden`, else logits (B, T, V); `inputs` as
+    distil.train.batch.Batch.model_inputs gives them."""
     if hidden:
-        out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        return out.last_hidden_state
-    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return model.base_model(**inputs, use_cache=False).last_hidden_state
+    return model(**inputs, use_cache=False).logits
 
 
 @dataclass
@@ -94,6 +100,8 @@ class TrainingSession:
     fused: bool
     hidden: HiddenMatcher | None = None
     """The hidden-state term's layer map and projections (distill.hidden), if any."""
+    held_out: HeldOut | None = None
+    """The held-out figures of train.eval_every (distil.train.heldout), if asked for."""
 
     def unwrapped(self) -> Any:
         """The student model inside the prepared module."""
@@ -122,8 +130,10 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     """Load models and data, build optimizer and schedule; nothing is trained or written."""
     accelerator = _accelerator(recipe)
     plan = teacher_signal(recipe)
-    train_pairs, _ = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
-    parts, examples = _open_parts(recipe, plan, accelerator, train_pairs)
+    train_pairs, held_pairs = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
+    held_pairs = held_out_rows(recipe, held_pairs)
+    check_schedule(recipe.train)
+    parts, examples = _open_parts(recipe, plan, accelerator, train_pairs, held_pairs)
     parts.fused = plan.source not in ("cross-live", "cross-store") and engine.fused_allowed(
         accelerator, _use_fused(recipe.distill.fused, parts.student, parts.teacher),
         recipe.distill.fused)
@@ -135,8 +145,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
                                recipe.train.learning_rate, recipe.train.weight_decay,
                                accelerator.device)
     total = total_steps(recipe, len(examples), accelerator.num_processes)
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, round(recipe.train.warmup_ratio * total), total)
+    scheduler = make_scheduler(optimizer, recipe.train, total)
     if use_compile(recipe.train.compile, accelerator.device):
         compile_module(trained)
     module, optimizer = accelerator.prepare(trained, optimizer)
@@ -144,8 +153,22 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
                          inputs=input_values(recipe, "train"))
     signal = choose_signal(recipe, plan, parts, accelerator, module, train_pairs)
-    return TrainingSession(accelerator, recipe, parts.student, parts.teacher, module, optimizer,
-                           scheduler, examples, state, signal, parts.fused, parts.hidden)
+    session = TrainingSession(accelerator, recipe, parts.student, parts.teacher, module,
+                              optimizer, scheduler, examples, state, signal, parts.fused,
+                              parts.hidden)
+    if held_pairs:
+        session.held_out = _held_out(recipe, plan, parts, accelerator, module, held_pairs)
+    return session
+
+
+def held_out_rows(recipe: Recipe, held_pairs: list[Pair]) -> list[Pair]:
+    """The first train.eval_rows held-out rows when train.eval_every asks for them, else none."""
+    if recipe.train.eval_every is None:
+        return []
+    if not held_pairs:
+        raise DataError("train.eval_every needs held-out rows: set data.eval or "
+                        "data.eval_fraction > 0, or remove train.eval_every")
+    return held_pairs[:recipe.train.eval_rows]
 
 
 def _accelerator(recipe: Recipe) -> Accelerator:
@@ -160,12 +183,17 @@ def _accelerator(recipe: Recipe) -> Accelerator:
 
 
 def _open_parts(recipe: Recipe, plan: TeacherSignal, accelerator: Accelerator,
-                train_pairs: list[Pair]) -> tuple[SessionParts, list[Example]]:
+                train_pairs: list[Pair],
+                held_pairs: list[Pair]) -> tuple[SessionParts, list[Example]]:
     """The models the signal needs (student first, then the teacher in process), the
-    training examples, and the store or aligned teacher it reads."""
+    training examples, and the store or aligned teacher it reads (the held-out rows too)."""
     teacher, student, vocab = load_models(recipe, accelerator.device,
                                           need_teacher=plan.live_teacher, purpose=LIVE_TEACHER,
                                           hidden_states=plan.hidden)
+    if recipe.train.packing:
+        check_packing(student.model, "student")
+        if teacher is not None and not plan.cross:  # a teacher of other tokens is not packed
+            check_packing(teacher.model, "teacher")
     student = adapt_student(student, recipe.student)
     teacher = engine.place_teacher(accelerator, teacher, recipe.teacher.placement)
     examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
@@ -175,32 +203,52 @@ def _open_parts(recipe: Recipe, plan: TeacherSignal, accelerator: Accelerator,
         parts.stored = training_signals(recipe, student)
         parts.stored.check_covers(examples)
         parts.vocab = parts.stored.vocab_size
+    held = encode_pairs(student.tokenizer, held_pairs, recipe.data.template,
+                        recipe.data.max_length)
     parts.cross = cross_tokenizer_teacher(recipe, plan.source, teacher, student, train_pairs,
-                                          examples)
+                                          examples, held_pairs, held)
     return parts, examples
+
+
+def student_side(recipe: Recipe, parts: SessionParts, accelerator: Accelerator,
+                 module: Any) -> StudentSide:
+    """How every grader reads the prepared student, under the recipe's objective."""
+    d = recipe.distill
+    objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
+    return StudentSide(objective, parts.vocab, parts.fused, d.chunk_size,
+                       use_compile(recipe.train.compile, accelerator.device),
+                       head_dtype(accelerator.mixed_precision),
+                       lambda: accelerator.unwrap_model(module))
+
+
+def batch_layout(recipe: Recipe, parts: SessionParts, accelerator: Accelerator) -> BatchLayout:
+    """How rows become device batches: padded, or packed (train.packing)."""
+    return BatchLayout(parts.student.tokenizer.pad_token_id, recipe.train.pad_multiple,
+                       accelerator.device,
+                       recipe.data.max_length if recipe.train.packing else None)
+
+
+def _live_teacher(plan: TeacherSignal, parts: SessionParts, student: StudentSide,
+                  layout: BatchLayout) -> LiveTeacher | None:
+    """The teacher run in process on each batch (with the hidden-state term), if any."""
+    if not plan.live_teacher:
+        return None
+    assert parts.teacher is not None
+    return LiveTeacher(student, layout, parts.teacher.model, parts.hidden)
 
 
 def choose_signal(recipe: Recipe, plan: TeacherSignal, parts: SessionParts,
                   accelerator: Accelerator, module: Any,
                   train_pairs: list[Pair]) -> TrainingSignal:
     """The one training-signal object of the session (distil.train.signals)."""
-    d = recipe.distill
-    objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
-    student = StudentSide(objective, parts.vocab, parts.fused, d.chunk_size,
-                          use_compile(recipe.train.compile, accelerator.device),
-                          head_dtype(accelerator.mixed_precision),
-                          lambda: accelerator.unwrap_model(module))
-    layout = BatchLayout(parts.student.tokenizer.pad_token_id, recipe.train.pad_multiple,
-                         accelerator.device)
-    live = None
-    if plan.live_teacher:
-        assert parts.teacher is not None
-        live = LiveTeacher(student, layout, parts.teacher.model, parts.hidden)
+    student, layout = student_side(recipe, parts, accelerator, module), batch_layout(
+        recipe, parts, accelerator)
+    live = _live_teacher(plan, parts, student, layout)
     signal = off_policy_signal(plan.source, student, layout, live, parts.stored, parts.cross)
     if plan.on_policy == "off":
         return signal
     on_policy = dict(student=lambda: accelerator.unwrap_model(module).model,
-                     tokenizer=parts.student.tokenizer, config=d.on_policy,
+                     tokenizer=parts.student.tokenizer, config=recipe.distill.on_policy,
                      max_length=recipe.data.max_length, seed=recipe.seed)
     if plan.on_policy == "live":
         assert live is not None
@@ -209,6 +257,19 @@ def choose_signal(recipe: Recipe, plan: TeacherSignal, parts: SessionParts,
                                          parts.vocab, accelerator.process_index)
     scored = ApiScoredSamples(student, layout, scorer, recipe.data.max_length)
     return OnPolicy(signal, scored.grade_samples, close=scorer.close, **on_policy)
+
+
+def _held_out(recipe: Recipe, plan: TeacherSignal, parts: SessionParts,
+              accelerator: Accelerator, module: Any, held_pairs: list[Pair]) -> HeldOut:
+    """The held-out figures of train.eval_every, graded as the training's signal grades."""
+    student, layout = student_side(recipe, parts, accelerator, module), batch_layout(
+        recipe, parts, accelerator)
+    live = _live_teacher(plan, parts, student, layout)
+    examples = encode_pairs(parts.student.tokenizer, held_pairs, recipe.data.template,
+                            recipe.data.max_length)
+    same_tokens = None if plan.cross or live is None else live.model
+    return held_out_evaluation(recipe, plan, student, layout, examples,
+                               TeacherParts(same_tokens, live, parts.stored, parts.cross))
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:

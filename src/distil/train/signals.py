@@ -162,8 +162,7 @@ class LiveTeacher:
         fused = self.student.fused
         # inference_mode, unless hidden states are matched (their loss saves them for backward)
         with teacher_mode() if self.hidden is None else torch.no_grad():
-            teacher_all, states = outputs_and_states(self.model, batch.input_ids,
-                                                     batch.attention_mask, fused,
+            teacher_all, states = outputs_and_states(self.model, batch.model_inputs(), fused,
                                                      states=self.hidden is not None)
         teacher_out = response_rows(teacher_all, batch.token_index)  # gathered outside: a normal tensor
         head = linear_head_weight(self.model)[:self.student.vocab] if fused else None
@@ -171,10 +170,10 @@ class LiveTeacher:
         return self.student.dense(student_out, batch.targets(), teacher_out, head, extra)
 
     def _hidden_term(self, teacher_states: tuple[Tensor, ...], batch: Batch) -> Tensor:
-        """The hidden-state term per position, (B, T - 1) masked to (N,)."""
+        """The hidden-state term per counted position, (N,)."""
         assert self.hidden is not None
         states = self.student.module().states
-        return self.hidden.per_token(states, teacher_states, batch.response_mask())
+        return self.hidden.per_token(states, teacher_states, batch.token_index)
 
     def close(self) -> None:
         """Nothing held: the model is freed with the session."""

@@ -2,6 +2,7 @@
 
     distil train recipes/tiny.yaml              # fresh run into runs/NAME
     distil train recipes/tiny.yaml --resume     # continue from the newest checkpoint
+    distil train recipes/tiny.yaml --resume runs/tiny/checkpoints/step-000040   # from that one
     distil train recipes/tiny.yaml --restart    # continue, or set checkpoints of other inputs aside
     distil train recipes/tiny.yaml --num-processes 2      # under accelerate launch
 
@@ -17,34 +18,43 @@ import tempfile
 from pathlib import Path
 
 from distil import launch
+from distil.errors import CheckpointError
 from distil.fsutil import ensure_writable_dir
 from distil.generators import check_on_policy_generator
 from distil.recipe import Recipe, dump_recipe
 from distil.runlock import hold_run_folder
 from distil.train.loop import train_loop
 from distil.train.outputs import TrainResult, finish, last_logged_loss
-from distil.train.resume import restore_or_start, resume_policy
+from distil.train.resume import restore_or_start, resume_policy, rewind_to
 from distil.train.session import prepare_session
 from distil.train.trackers import start_trackers
 
 
-def run_training(recipe: Recipe, resume: bool = False, restart: bool = False,
+def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = False,
                  num_processes: int = 1,
                  accelerate_config: Path | None = None) -> TrainResult | None:
     """Train the recipe's student into its run folder, the way both commands do.
 
     `resume`: continue checkpoints of the same inputs (without it, a run folder holding
-    checkpoints is refused); `restart`: checkpoints of other inputs are moved aside and
+    checkpoints is refused), from the newest, or from the checkpoint folder it names (later
+    ones are moved aside); `restart`: checkpoints of other inputs are moved aside and
     training starts afresh, those of the same inputs resumed (distil.train.resume). With
     `num_processes` > 1 or an accelerate config, the training runs in processes started by
     `accelerate launch` (distil.launch) and this returns None once they end."""
     if launch.inside_launch():  # one of the processes a launch started: the launcher decided
         launch.die_with_launcher()
-        return train(recipe, resume=resume or restart)
+        return train(recipe, resume=bool(resume) or restart)
+    launch.check_config(accelerate_config)
     check_on_policy_generator(recipe)
     check_run_folder(recipe.run_dir)
     with hold_run_folder(recipe.run_dir, "distil train"):
-        resume = resume_policy(recipe, resume, restart)
+        if isinstance(resume, Path):
+            if restart:
+                raise CheckpointError("--resume CHECKPOINT continues a checkpoint of these "
+                                      "training inputs, --restart sets aside those of other "
+                                      "inputs: pass one of them")
+            rewind_to(recipe, resume)
+        resume = resume_policy(recipe, bool(resume), restart)
         if num_processes > 1 or accelerate_config is not None:
             launch_training(recipe, resume, num_processes, accelerate_config)
             return None
