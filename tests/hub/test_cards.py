@@ -7,6 +7,7 @@ from huggingface_hub import DatasetCard, ModelCard
 
 from distil.hub import hub_model_id, model_card
 from distil.hub.metadata import dataset_metadata, front_matter, size_category
+from distil.hub.push import push_plan
 from distil.recipe import validate_recipe
 from distil.recipe.terms import TermsSection
 from distil.train import train
@@ -68,3 +69,5 @@ def test_the_trained_student_has_its_card(tmp_path, dataset):
     assert card.data.library_name == "transformers" and card.data.teacher == "tiny-teacher"
     assert "# test: a student distilled with distil" in card.text
     assert str(tmp_path) not in card.content  # no path of this machine in a shared card
+    written = {p.name for p in (recipe.run_dir / "student").iterdir()}
+    assert set(push_plan(recipe.run_dir, "student").files) == written  # distil push sends all
