@@ -10,8 +10,10 @@ from distil.hub.metadata import dataset_metadata, front_matter, size_category
 from distil.hub.push import push_plan
 from distil.recipe import validate_recipe
 from distil.recipe.terms import TermsSection
+from distil.synth.stage import run_synth
 from distil.train import train
-from tests.conftest import recipe_dict
+from tests.conftest import recipe_dict, write_jsonl
+from tests.synth.conftest import synth_recipe
 
 
 def _model_meta(tmp_path, recipe: dict) -> dict:
@@ -71,3 +73,18 @@ def test_the_trained_student_has_its_card(tmp_path, dataset):
     assert str(tmp_path) not in card.content  # no path of this machine in a shared card
     written = {p.name for p in (recipe.run_dir / "student").iterdir()}
     assert set(push_plan(recipe.run_dir, "student").files) == written  # distil push sends all
+
+
+def test_no_path_of_this_machine_in_the_cards(tmp_path, tiny_models):
+    teacher = str(tiny_models["tiny-teacher"])  # a local folder, written as its absolute path
+    meta = _model_meta(tmp_path, {"teacher": {"model": teacher},
+                                  "student": {"model": str(tiny_models["tiny-student"])}})
+    assert meta["teacher"] == "tiny-teacher" and "base_model" not in meta
+    assert teacher not in (tmp_path / "README.md").read_text()
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", [{"prompt": "Name a prime number."}])
+    raw = synth_recipe(tmp_path, seeds)
+    raw["teacher"]["model"] = teacher
+    run_synth(validate_recipe(raw))
+    card = tmp_path / "run" / "data" / "README.md"
+    assert DatasetCard.load(card).data.teacher == "tiny-teacher"
+    assert str(tiny_models["tiny-teacher"].parent) not in card.read_text()

@@ -62,6 +62,14 @@ def hub_model_id(name: str | None) -> str | None:
     return name if is_hub_id(name) else None
 
 
+def shown_model(name: str | None) -> str | None:
+    """A model as a shared card names it: its hub id when it has one, a local folder by its
+    own name (a card is shared; this machine's folders are nobody's business), else `name`."""
+    if name is None or hub_model_id(name):
+        return hub_model_id(name)
+    return Path(name).name if "/" in name or "\\" in name or Path(name).exists() else name
+
+
 def hub_dataset_id(name: str | None) -> str | None:
     """`name` when it is a hub dataset id (not a data file's path), else None."""
     return name if is_hub_id(name) and not name.lower().endswith(DATA_SUFFIXES) else None
@@ -79,13 +87,14 @@ def size_category(rows: int) -> str:
 
 def dataset_metadata(*, name: str, teacher: str | None, terms: TermsSection, rows: int,
                      license: str | None) -> DatasetCardData:
-    """The dataset card's metadata: a text-generation set written by `teacher` under its terms
+    """The dataset card's metadata: a text-generation set written by `teacher` (as the card
+    names it: distil.hub.metadata.shown_model) under its terms
     (`license`: the teacher's licence, else synth.license), its train split `train.parquet`."""
     return DatasetCardData(
         pretty_name=f"{name}: synthetic prompt/response data from {teacher}",
         **license_metadata(license), task_categories=["text-generation"],
         size_categories=[size_category(rows)], tags=["distillation", "synthetic"],
-        teacher=teacher, teacher_terms=terms_metadata(terms),
+        teacher=teacher, teacher_terms=terms_metadata(terms) or None,
         configs=[{"config_name": "default",
                   "data_files": [{"split": "train", "path": "train.parquet"}]}])
 

@@ -11,8 +11,9 @@ teacher's declared terms), `tags: [distillation]`; and distil's own: `teacher`,
 `teacher_terms` and the training data's `data_fingerprint` (SHA-256 of the file). The body
 repeats the teacher's terms, and when they forbid training on its outputs, the
 acknowledgement the run went ahead on. Read from the run folder (RUN/recipe.yaml,
-RUN/data/), so a model folder exported alone gets a card with what is known; local paths
-are written relative to the run folder, never as this machine's absolute paths.
+RUN/data/), so a model folder exported alone gets a card with what is known; no path of
+this machine is written: the training file is named relative to the run folder, a local
+model by its folder's name (distil.hub.metadata.shown_model).
 """
 
 import hashlib
@@ -28,6 +29,7 @@ from distil.hub.metadata import (
     hub_dataset_id,
     hub_model_id,
     license_metadata,
+    shown_model,
     terms_metadata,
 )
 from distil.recipe.terms import TermsSection, terms_lines
@@ -58,9 +60,9 @@ def model_card(run_dir: Path | None) -> str:
     layers = student.get("layers")
     lines = [front_matter(meta),
              f"# {name}: a student distilled with distil", "",
-             f"- teacher: `{teacher.get('model', 'unknown')}`"
+             f"- teacher: `{shown_model(teacher.get('model')) or 'unknown'}`"
              + (f" behind {teacher['api'].get('base_url')}" if teacher.get("api") else ""),
-             f"- student started from: `{student.get('model', 'unknown')}`"
+             f"- student started from: `{shown_model(student.get('model')) or 'unknown'}`"
              + (f", decoder layers {layers}" if layers else ""),
              f"- training data: `{shown}` ({fingerprint})"
              if data is not None else "- training data: not found beside this model", "",
@@ -78,7 +80,7 @@ def _metadata(teacher: dict[str, Any], student: dict[str, Any], terms: TermsSect
         library_name="transformers", base_model=base,
         base_model_relation="finetune" if base else None,
         datasets=[dataset] if dataset else None, **license_metadata(terms.license),
-        tags=["distillation"], pipeline_tag="text-generation", teacher=teacher.get("model"),
+        tags=["distillation"], pipeline_tag="text-generation", teacher=shown_model(teacher.get("model")),
         teacher_terms=terms_metadata(terms) or None, data_fingerprint=fingerprint)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from distil.fsutil import atomic_write_text
-from distil.hub import dataset_metadata, front_matter
+from distil.hub import dataset_metadata, front_matter, shown_model
 from distil.recipe import Recipe
 from distil.recipe.terms import terms_lines
 from distil.synth.output import COLUMNS
@@ -34,9 +34,9 @@ def write_card(folder: Path, recipe: Recipe, summary: dict[str, Any]) -> Path:
 
 def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
     """The card's text: front matter, then the teacher, counts, settings, usage, columns, terms."""
-    teacher = summary["teacher"]
+    teacher, shown = summary["teacher"], shown_model(recipe.teacher.model)
     terms = recipe.teacher.terms
-    meta = dataset_metadata(name=recipe.name, teacher=teacher.get("model"), terms=terms,
+    meta = dataset_metadata(name=recipe.name, teacher=shown, terms=terms,
                             rows=summary["responses"]["kept"],
                             license=terms.license or summary["license"])
     lines = [front_matter(meta), f"# {recipe.name}: synthetic prompt/response data", "",
@@ -47,10 +47,12 @@ def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
         if why:
             lines += [f"**Incomplete**: {why}", ""]
     lines += ["## Teacher", "", "| | |", "| --- | --- |",
-              f"| model | `{teacher.get('model')}` |", f"| backend | {teacher.get('backend')} |",
+              f"| model | `{shown}` |", f"| backend | {teacher.get('backend')} |",
               f"| endpoint | {teacher.get('endpoint') or 'in process'} |",
               f"| revision | {teacher.get('revision') or 'not pinned'} |", ""]
-    lines += [f"- {note}" for note in teacher.get("notes", [])] + [""]
+    named = teacher.get("model") or ""  # the probe's notes name it as it was opened
+    lines += [f"- {note.replace(named, shown) if named and shown else note}"
+              for note in teacher.get("notes", [])] + [""]
     lines += _counts(summary) + _settings(recipe, summary) + _spend(summary)
     lines += ["## Columns", "", "| column | meaning |", "| --- | --- |"]
     lines += [f"| `{name}` | {meaning} |" for name, (_, meaning) in COLUMNS.items()]
