@@ -338,16 +338,11 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
 
 
 def _prompt_ids(tokenizer: Any, rendered: list[tuple[str, bool]]) -> list[list[int]]:
-    """Token ids of rendered prompts, each with or without the tokenizer's special tokens
-    as its rendering says (one batched call per kind)."""
-    ids: list[list[int]] = [[] for _ in rendered]
-    for add_special in (True, False):
-        rows = [i for i, (_, special) in enumerate(rendered) if special == add_special]
-        if rows:
-            batch = tokenizer([rendered[i][0] for i in rows], add_special_tokens=add_special)
-            for i, row_ids in zip(rows, batch.input_ids, strict=True):
-                ids[i] = row_ids
-    return ids
+    """Token ids of rendered prompts, each with its special tokens or not as its rendering
+    says (one batched call for each)."""
+    ids = {flag: iter(tokenizer(rows, add_special_tokens=flag).input_ids if rows else [])
+           for flag in (True, False) for rows in [[t for t, f in rendered if f == flag]]}
+    return [next(ids[flag]) for _, flag in rendered]
 
 
 def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
