@@ -144,3 +144,14 @@ def test_the_dataset_card_pushed_is_the_one_datasetcard_reads(run, hub, monkeypa
                    "data").returncode == 0
     (run.parent / "pushed.md").write_bytes(hub.commits[0]["README.md"])
     assert DatasetCard.load(run.parent / "pushed.md").data.license == "other"
+
+
+def test_offline_mode_is_one_line(run, monkeypatch, capsys):
+    """huggingface_hub's own client refuses every request in offline mode (no fake here)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    set_client_factory(default_client_factory)
+    assert_one_error_line(run_cli(monkeypatch, capsys, "push", str(run), "--repo", "o/n"),
+                          "HF_HUB_OFFLINE is set, so nothing can be sent to the Hub; unset it")
