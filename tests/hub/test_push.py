@@ -155,3 +155,23 @@ def test_offline_mode_is_one_line(run, monkeypatch, capsys):
     set_client_factory(default_client_factory)
     assert_one_error_line(run_cli(monkeypatch, capsys, "push", str(run), "--repo", "o/n"),
                           "HF_HUB_OFFLINE is set, so nothing can be sent to the Hub; unset it")
+
+
+def test_an_unreachable_hub_is_one_line(run, hub, monkeypatch, capsys):
+    import httpx2
+
+    def unreachable(request):
+        raise httpx2.ConnectError("connection refused", request=request)
+
+    monkeypatch.setattr(hub, "handle", unreachable)
+    hub.install()
+    assert_one_error_line(run_cli(monkeypatch, capsys, "push", str(run), "--repo", "o/n"),
+                          "could not reach the Hub (ConnectError: connection refused); check the "
+                          "network and HF_ENDPOINT")
+
+
+def test_data_without_its_rows_is_refused(run, hub, monkeypatch, capsys):
+    (run / "data" / "train.parquet").unlink()
+    assert_one_error_line(run_cli(monkeypatch, capsys, "push", str(run), "--repo", "o/d", "--what",
+                                  "data"), "has no train.parquet: it was not written by this version")
+    assert hub.requests == []

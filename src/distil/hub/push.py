@@ -68,13 +68,12 @@ def push_plan(run_dir: Path, what: What) -> PushPlan:
                         f"{_made_by(what)}; pass the run folder that has it")
     files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*"))
              if _sent(path.relative_to(folder), what) and not path.is_symlink() and path.is_file()}
-    missing = [n for n in ("README.md", "train.parquet")[: 2 if what == "data" else 1]
-               if n not in files]
-    if what == "data" and missing:
-        raise PushError(f"{folder} has no {missing[0]}: it was not written by this version of "
+    lacking = [n for n in DATA_FILES if n not in files]
+    if what == "data" and lacking:
+        raise PushError(f"{folder} has no {lacking[0]}: it was not written by this version of "
                         "`distil synth`; rerun `distil synth` on the recipe to write it")
-    card = {"README.md": model_card(run_dir).encode()} if missing else {}  # a run from
-    files = {**card, **files}                                               # before cards
+    if "README.md" not in files:  # a run from before cards: its card is written for the push
+        files = {"README.md": model_card(run_dir).encode(), **files}
     _check_no_secret(files)
     return PushPlan(folder, repo_type, files)
 
@@ -82,6 +81,7 @@ def push_plan(run_dir: Path, what: What) -> PushPlan:
 def push_run(plan: PushPlan, repo_id: str, private: bool = False,
              message: str = "distil push") -> str:
     """Create `repo_id` (if it is not there yet) and commit the plan's files; the commit URL."""
+    import httpx2
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -103,6 +103,10 @@ def push_run(plan: PushPlan, repo_id: str, private: bool = False,
     except HfHubHTTPError as err:
         raise PushError(f"the Hub refused the push to {repo_id}: "
                         f"{str(err).splitlines()[0].replace(token, '***')}") from None
+    except (httpx2.TransportError, OSError) as err:
+        raise PushError(f"could not reach the Hub ({type(err).__name__}: "
+                        f"{str(err).replace(token, '***')}); check the network and HF_ENDPOINT, "
+                        "then push again") from None
     return commit.commit_url
 
 
