@@ -16,7 +16,6 @@ exactly the batches an uninterrupted run would have seen.
 """
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from distil import chat, sources
+from distil import chat, inmemory, jsonl, sources
 from distil.errors import DataError
 from distil.losses import IGNORE_INDEX
 
@@ -67,7 +66,10 @@ def read_table(path: str | Path, split: str = "train") -> pa.Table:
 
     JSONL columns are every key of every row (a key a row lacks is null there); a column
     whose rows hold different JSON types is a DataError naming the first line that differs.
+    A `memory:` name is a dataset passed in Python (distil.inmemory).
     """
+    if inmemory.is_memory_name(path):
+        return sources.table_of(inmemory.held(str(path)).value, path)
     if not Path(path).exists() and sources.looks_like_hub_id(str(path)):
         return sources.read_with_datasets(str(path), split)
     path = Path(path)
@@ -87,7 +89,7 @@ def read_table(path: str | Path, split: str = "train") -> pa.Table:
     if suffix == ".parquet":
         return _read_parquet(path)
     if suffix in JSONL_SUFFIXES:
-        return _table_from_rows(path, _json_rows(path))
+        return jsonl.table_from_rows(path, _json_rows(path))
     raise DataError(f"{path}: unsupported dataset format {suffix!r}; use .parquet, .jsonl "
                     "or .json")
 
@@ -96,7 +98,7 @@ def _json_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(number, object) of a JSONL file's lines, or of a JSON array's items."""
     array = sources.read_json_array(path) if path.suffix.lower() == ".json" else None
     if array is None:
-        return read_jsonl(path)
+        return jsonl.read_jsonl(path)
     return list(enumerate(array, 1))
 
 
@@ -108,58 +110,6 @@ def _read_parquet(path: Path) -> pa.Table:
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(f"{path} is not a readable Parquet file ({err})") from None
-
-
-def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) of each non-blank line; DataError naming the line on bad text."""
-    rows = []
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").removeprefix("\ufeff" if number == 1 else "")
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path} line {number} is not UTF-8 text (byte "
-                                f"0x{raw[err.start]:02x} at column {err.start + 1}); save the "
-                                "file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path} line {number} is not valid JSON ({err.msg}); "
-                                "each line must hold one JSON object") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path} line {number} holds a {_json_type(row)}, "
-                                "not a JSON object")
-            rows.append((number, row))
-    return rows
-
-
-def _table_from_rows(path: Path, rows: list[tuple[int, dict[str, Any]]]) -> pa.Table:
-    columns = list(dict.fromkeys(key for _, row in rows for key in row))
-    arrays = {}
-    for column in columns:
-        values = [row.get(column) for _, row in rows]
-        try:
-            arrays[column] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            raise DataError(_mixed_types_message(path, column, rows)) from None
-    return pa.table(arrays) if arrays else pa.table({})
-
-
-def _mixed_types_message(path: Path, column: str, rows: list[tuple[int, dict[str, Any]]]) -> str:
-    typed = [(number, _json_type(row[column])) for number, row in rows
-             if row.get(column) is not None]
-    first_line, first_type = typed[0]
-    line, other = next(((n, t) for n, t in typed if t != first_type), typed[-1])
-    return (f"{path} line {line}: {column!r} holds a {other}, but line {first_line} holds a "
-            f"{first_type}; give {column!r} one type in every row")
-
-
-def _json_type(value: Any) -> str:
-    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
-             dict: "object", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: str = "response",
@@ -228,20 +178,64 @@ def _chat_pairs(path: str | Path, rows: list[tuple[str, dict[str, Any]]], column
     if missing:
         raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
                         f"{', '.join(columns)}); set data.messages_field in the recipe")
-    pairs = []
-    for where, row in rows:
-        turns = tuple(turn for f in fields
-                      for turn in chat.parse_messages(row.get(f), f"{path} {where}: {f!r}"))
-        turns = chat.with_system_prompt(turns, system_prompt)
-        chat.check_trainable(turns, f"{path} {where}")
-        tools = chat.parse_tools(row.get("tools"), f"{path} {where}")
-        prompt, response = chat.last_exchange(turns)
-        single = chat.is_single_turn(turns) and not tools  # the same row as a plain pair
-        sample_id = (str(row["id"]) if row.get("id") is not None else
-                     content_id(prompt, response) if single else chat.conversation_id(turns, tools))
-        pairs.append(Pair(sample_id, prompt, response, None if single else turns, tools,
-                          _cut_off(row), f"{path} {where}"))
-    return pairs
+    return [_chat_pair(row, fields, system_prompt, f"{path} {where}") for where, row in rows]
+
+
+def _chat_pair(row: dict[str, Any], fields: list[str], system_prompt: str | None,
+               where: str) -> Pair:
+    turns = tuple(turn for f in fields
+                  for turn in chat.parse_messages(row.get(f), f"{where}: {f!r}"))
+    turns = chat.with_system_prompt(turns, system_prompt)
+    chat.check_trainable(turns, where)
+    tools = chat.parse_tools(row.get("tools"), where)
+    prompt, response = chat.last_exchange(turns)
+    single = chat.is_single_turn(turns) and not tools  # the same row as a plain pair
+    sample_id = (str(row["id"]) if row.get("id") is not None else
+                 content_id(prompt, response) if single else chat.conversation_id(turns, tools))
+    return Pair(sample_id, prompt, response, None if single else turns, tools, _cut_off(row),
+                where)
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """How each row becomes a `Pair`, decided once from the columns (the streamed reader's
+    per-row form of `load_pairs`)."""
+
+    kind: chat.Format
+    prompt_field: str = "prompt"
+    response_field: str = "response"
+    messages_field: str = "messages"
+    system_prompt: str | None = None
+
+    def pair(self, row: dict[str, Any], where: str) -> Pair | None:
+        """The row as a Pair; None for a pair row with an empty response (nothing to learn);
+        a DataError naming `where` for a row without its text."""
+        if self.kind == "messages":
+            return _chat_pair(row, [self.messages_field], self.system_prompt, where)
+        if self.kind == "prompt_completion" and not isinstance(row.get("prompt"), str):
+            return _chat_pair(row, ["prompt", "completion"], self.system_prompt, where)
+        fields = (("prompt", "completion") if self.kind == "prompt_completion"
+                  else (self.prompt_field, self.response_field))
+        for name in fields:
+            if not isinstance(row.get(name), str):
+                raise DataError(_field_problem(where, name, row.get(name)))
+        return _pair(row, *fields, self.system_prompt, where) if row[fields[1]] else None
+
+
+def row_layout(columns: list[str], prompt_field: str = "prompt",
+               response_field: str = "response", messages_field: str = "messages",
+               row_format: chat.Format = "auto", system_prompt: str | None = None) -> RowLayout:
+    """The layout of rows with these columns (`row_format` auto picks, as in `load_pairs`)."""
+    kind = chat.detect_format(columns, prompt_field, response_field, messages_field, row_format)
+    return RowLayout(kind, prompt_field, response_field, messages_field, system_prompt)
+
+
+def _field_problem(where: str, name: str, value: Any) -> str:
+    if value is None:
+        return (f"{where} has no {name!r}; give every row a {name!r} string, or set "
+                "data.prompt_field / data.response_field (or data.format) in the recipe")
+    return (f"{where}: {name!r} is a {jsonl.json_type(value)} ({value!r:.40}), not a string; "
+            "quote it as text")
 
 
 def _numbered_rows(path: str | Path, split: str = "train") -> list[tuple[str, dict[str, Any]]]:
@@ -262,8 +256,8 @@ def _check_text_field(path: Path, rows: list[tuple[str, dict[str, Any]]], field:
     wrong = [(where, row[field]) for where, row in rows if not isinstance(row[field], str)]
     if wrong:
         where, value = wrong[0]
-        raise DataError(f"{path} {where}: {field!r} is a {_json_type(value)} ({value!r:.40}), "
-                        f"not a string ({len(wrong)} such rows); quote it as text")
+        raise DataError(f"{path} {where}: {field!r} is a {jsonl.json_type(value)} "
+                        f"({value!r:.40}), not a string ({len(wrong)} such rows); quote it as text")
 
 
 def _sample_id(row: dict[str, Any], prompt_field: str, response_field: str) -> str:

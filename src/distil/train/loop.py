@@ -3,7 +3,7 @@
     final_loss = train_loop(session, RUN / "checkpoints")   # from session.state.step to the end
 
 Each optimizer step takes `grad_accum` micro-batches from the session's signal (their rows
-a seeded shuffle per epoch, distil.data.micro_batch_indices), backpropagates their joint
+in a seeded order, in memory or streamed: distil.train.rows), backpropagates their joint
 token-mean loss (distil.train.loss), clips, steps AdamW and the learning-rate schedule
 (distil.train.schedule). Losses stay device tensors until a logging step reads them
 (distil.train.step.LossWindow); every `eval_every` steps the held-out figures
@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from distil.data import micro_batch_indices
 from distil.fsutil import append_text
 from distil.progress import progress_bar
 from distil.train import engine
@@ -84,15 +83,11 @@ def optimizer_step(session: TrainingSession) -> tuple[list[torch.Tensor] | float
 
 def next_micro_batches(session: TrainingSession) -> list[Batch]:
     """The `grad_accum` micro-batches of the next step, from the seeded order."""
-    accelerator, recipe, state = session.accelerator, session.recipe, session.state
-    batches = []
-    for _ in range(recipe.train.grad_accum):
-        rows = micro_batch_indices(state.micro_batch, len(session.examples),
-                                   recipe.train.batch_size, recipe.seed,
-                                   accelerator.process_index, accelerator.num_processes)
+    state, batches = session.state, []
+    for _ in range(session.recipe.train.grad_accum):
         number = state.micro_batch
         state.micro_batch += 1
-        batches.append(session.signal.batch([session.examples[i] for i in rows], number))
+        batches.append(session.signal.batch(session.rows.micro_batch(number), number))
     return batches
 
 
