@@ -85,14 +85,13 @@ def resolve_dtype(name: str, role: Role, device: torch.device) -> torch.dtype:
 
 def _held_model(name: str, role: Role, dtype: str, torch_dtype: torch.dtype) -> LoadedModel:
     """A model passed in memory. A student is a copy (training never changes the caller's
-    object); a teacher is the object itself, in its own dtype unless `dtype` names one. The
-    tokenizer is always a copy (the chat template and pad token may be set on it)."""
+    object); a teacher is the object itself (set to eval mode and frozen, on the device), in
+    its own dtype, or a copy in the dtype `dtype` names. The tokenizer is always a copy (the
+    chat template and pad token may be set on it)."""
     item = inmemory.held(name)
     model = item.value
-    if role == "student":
+    if role == "student" or (dtype != "auto" and model.dtype != torch_dtype):
         model = copy.deepcopy(model).to(torch_dtype)
-    elif dtype != "auto":
-        model = model.to(torch_dtype)
     return LoadedModel(model, copy.deepcopy(item.tokenizer), source=name)
 
 

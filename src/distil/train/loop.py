@@ -110,7 +110,11 @@ def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: 
               "tokens_per_s": round(tokens_per_s, 1),
               "elapsed_s": round(session.state.elapsed_s, 3), **held_out}
     append_text(session.recipe.run_dir / "train_log.jsonl", json.dumps(record) + "\n")
-    session.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+    scalars = {k: v for k, v in record.items() if k != "step"}
+    session.accelerator.log(scalars, step=record["step"])
+    session.callbacks.log(record["step"], scalars)
+    if held_out:
+        session.callbacks.evaluate(record["step"], held_out)
 
 
 def _save(session: TrainingSession, checkpoints: Path) -> None:
@@ -118,5 +122,8 @@ def _save(session: TrainingSession, checkpoints: Path) -> None:
     saved = engine.save_state_checkpoint(session.accelerator, checkpoints, session.state,
                                          session.recipe.train.keep_checkpoints)
     model = session.unwrapped()
-    if session.accelerator.is_main_process and has_adapters(model):
+    if not session.accelerator.is_main_process:
+        return
+    if has_adapters(model):
         save_adapter(model, saved / "adapter", session.recipe.student)
+    session.callbacks.save(session.state.step, saved)

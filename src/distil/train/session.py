@@ -10,7 +10,7 @@ initialised is fixed (tiny models and adapters draw from the seeded global RNG),
 recipe's run repeats exactly.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from distil.signals.training import StoredTeacher
 from distil.streaming import RowStream
 from distil.train import engine
 from distil.train.batch import BatchLayout
+from distil.train.callbacks import Callbacks
 from distil.train.checkpoint import TrainerState
 from distil.train.cross_tokenizer import CrossTokenizerTeacher, cross_tokenizer_teacher
 from distil.train.heldout import HeldOut, TeacherParts, held_out_evaluation
@@ -107,6 +108,8 @@ class TrainingSession:
     """The hidden-state term's layer map and projections (distill.hidden), if any."""
     held_out: HeldOut | None = None
     """The held-out figures of train.eval_every (distil.train.heldout), if asked for."""
+    callbacks: Callbacks = field(default_factory=Callbacks)
+    """Told of each log line, held-out evaluation and checkpoint (distil.Distiller)."""
 
     def unwrapped(self) -> Any:
         """The student model inside the prepared module."""
