@@ -1,6 +1,7 @@
 """JSON lines: read one line at a time (memory stays flat), or whole into a pyarrow table.
 
     for number, row in iter_jsonl(path): ...     # (line number, object); blank lines skipped
+    rows = read_jsonl(path)                      # all of them, under a progress bar if large
 
 A line that is not UTF-8, not JSON, or not one JSON object is a DataError naming the line.
 """
@@ -13,11 +14,36 @@ from typing import Any
 import pyarrow as pa
 
 from distil.errors import DataError
+from distil.progress import amount_bar, console
+
+PROGRESS_FROM_BYTES = 32 * 2 ** 20
+"""Files this large are read under a progress bar (smaller ones take well under a second)."""
+LARGE_FILE_BYTES = 512 * 2 ** 20
+"""Files this large are announced before an in-memory read, with the memory it takes."""
+MEMORY_PER_FILE_BYTE = 4
+"""Peak memory of training in memory per byte of JSONL (benchmarks/bench_streaming.py)."""
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) of each non-blank line; DataError naming the line on bad text."""
-    return list(iter_jsonl(path))
+    """(line number, object) of each non-blank line; DataError naming the line on bad text.
+
+    A file of PROGRESS_FROM_BYTES or more is read under a progress bar in bytes; one of
+    LARGE_FILE_BYTES or more is announced first with the memory it will take and how to
+    stream it instead."""
+    size = path.stat().st_size
+    if size < PROGRESS_FROM_BYTES:
+        return list(iter_jsonl(path))
+    if size >= LARGE_FILE_BYTES:
+        console.print(large_file_notice(path, size), highlight=False)
+    with amount_bar(f"data: reading {path.name}", size, unit="bytes") as advance:
+        return list(iter_jsonl(path, advance))
+
+
+def large_file_notice(path: Path, size: int) -> str:
+    """What reading `path` whole into memory will take, and how not to."""
+    return (f"data: {path} is {size / 2 ** 30:.1f} GiB of JSON lines, read whole into memory "
+            f"(about {MEMORY_PER_FILE_BYTE:g}x its size, {MEMORY_PER_FILE_BYTE * size / 2 ** 30:.0f}"
+            " GiB); set data.streaming: true to read it while training, in flat memory")
 
 
 def iter_jsonl(path: Path, advance: Callable[[int], None] | None = None

@@ -131,12 +131,14 @@ def download_bar() -> Progress:
 
 
 @contextmanager
-def amount_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A progress bar for a long read or count; gives `advance(amount)`, cheap to call per
-    row: the bar moves in steps of a thousandth of `total` (every call without one)."""
+def amount_bar(description: str, total: int | None,
+               unit: str = "rows") -> Iterator[Callable[[int], None]]:
+    """A progress bar for a long read or count, in rows or `bytes`; gives `advance(amount)`,
+    cheap to call per row: the bar moves in steps of a thousandth of `total` (every call
+    without one)."""
     step = max(1, (total or 0) // 1000)
     done, shown = 0, 0
-    with progress_bar() as bar:
+    with download_bar() if unit == "bytes" else progress_bar() as bar:
         task = bar.add_task(description, total=total)
 
         def advance(amount: int) -> None:

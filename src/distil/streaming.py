@@ -6,9 +6,9 @@ large the data: JSONL line by line, Parquet batch by batch, or a dataset passed 
     for rows in stream.global_batches(size=8, start=0): ...   # epoch after epoch, endless
     held_out = stream.held_out(limit=256)
 
-Rows become pairs by the rules of distil.data (`RowLayout`, decided from the first row's
-columns). What streaming decides otherwise than the in-memory path, because no pass may hold
-every row:
+Rows become pairs by the rules of distil.data (`RowLayout`: `load_pairs` one row at a time,
+its layout decided from the first row's columns). What streaming decides otherwise than the
+in-memory path, because no pass may hold every row:
 
 - **the held-out split**: a row is held out when a hash of (seed, its sample id) falls below
   `data.eval_fraction` (so about that share, decided as each row passes; the same row always
@@ -28,14 +28,15 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distil import inmemory, jsonl, sources
-from distil.data import Pair, RowLayout, row_layout
+from distil import chat, inmemory, jsonl, sources
+from distil.data import Pair, chat_pair, text_pair
 from distil.errors import DataError
 from distil.progress import amount_bar, progress_bar
 from distil.recipe import DataSection
@@ -47,6 +48,48 @@ PROGRESS_EVERY_ROWS = 256
 
 Advance = Callable[[int], None]
 """Told how far reading went (bytes of a JSONL file, rows of anything else)."""
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """How each row becomes a `Pair`, decided once from the columns (the streamed reader's
+    per-row form of `load_pairs`)."""
+
+    kind: chat.Format
+    prompt_field: str = "prompt"
+    response_field: str = "response"
+    messages_field: str = "messages"
+    system_prompt: str | None = None
+
+    def pair(self, row: dict[str, Any], where: str) -> Pair | None:
+        """The row as a Pair; None for a pair row with an empty response (nothing to learn);
+        a DataError naming `where` for a row without its text."""
+        if self.kind == "messages":
+            return chat_pair(row, [self.messages_field], self.system_prompt, where)
+        if self.kind == "prompt_completion" and not isinstance(row.get("prompt"), str):
+            return chat_pair(row, ["prompt", "completion"], self.system_prompt, where)
+        fields = (("prompt", "completion") if self.kind == "prompt_completion"
+                  else (self.prompt_field, self.response_field))
+        for name in fields:
+            if not isinstance(row.get(name), str):
+                raise DataError(_field_problem(where, name, row.get(name)))
+        return text_pair(row, *fields, self.system_prompt, where) if row[fields[1]] else None
+
+
+def row_layout(columns: list[str], prompt_field: str = "prompt",
+               response_field: str = "response", messages_field: str = "messages",
+               row_format: chat.Format = "auto", system_prompt: str | None = None) -> RowLayout:
+    """The layout of rows with these columns (`row_format` auto picks, as in `load_pairs`)."""
+    kind = chat.detect_format(columns, prompt_field, response_field, messages_field, row_format)
+    return RowLayout(kind, prompt_field, response_field, messages_field, system_prompt)
+
+
+def _field_problem(where: str, name: str, value: Any) -> str:
+    if value is None:
+        return (f"{where} has no {name!r}; give every row a {name!r} string, or set "
+                "data.prompt_field / data.response_field (or data.format) in the recipe")
+    return (f"{where}: {name!r} is a {jsonl.json_type(value)} ({value!r:.40}), not a string; "
+            "quote it as text")
 
 
 class RowStream:
@@ -196,7 +239,7 @@ def _skip(rows: Iterator[Any], count: int, source: Any, epoch: int) -> int:
 def _reading(source: Any, what: str) -> AbstractContextManager[Advance]:
     """A progress bar over one read of `source`; gives the `advance` to pass to the reader."""
     total, unit = source_size(str(source))
-    return amount_bar(f"data: {what} ({unit})", total)
+    return amount_bar(f"data: {what}", total, unit)
 
 
 def source_size(source: str) -> tuple[int | None, str]:
