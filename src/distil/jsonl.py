@@ -13,8 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from distil import progress
 from distil.errors import DataError
-from distil.progress import amount_bar, console
 
 PROGRESS_FROM_BYTES = 32 * 2 ** 20
 """Files this large are read under a progress bar (smaller ones take well under a second)."""
@@ -34,8 +34,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if size < PROGRESS_FROM_BYTES:
         return list(iter_jsonl(path))
     if size >= LARGE_FILE_BYTES:
-        console.print(large_file_notice(path, size), highlight=False)
-    with amount_bar(f"data: reading {path.name}", size, unit="bytes") as advance:
+        progress.console.print(large_file_notice(path, size), highlight=False)
+    with progress.amount_bar(f"data: reading {path.name}", size, unit="bytes") as advance:
         return list(iter_jsonl(path, advance))
 
 
