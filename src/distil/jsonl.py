@@ -20,8 +20,9 @@ PROGRESS_FROM_BYTES = 32 * 2 ** 20
 """Files this large are read under a progress bar (smaller ones take well under a second)."""
 LARGE_FILE_BYTES = 512 * 2 ** 20
 """Files this large are announced before an in-memory read, with the memory it takes."""
-MEMORY_PER_FILE_BYTE = 4
-"""Peak memory of training in memory per byte of JSONL (benchmarks/bench_streaming.py)."""
+MEMORY_PER_FILE_BYTE = 8
+"""Memory that training in memory adds per byte of JSONL: 468 MiB for a 64 MiB file of short
+rows (benchmarks/bench_streaming.py --in-memory, 2026-12-06)."""
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
