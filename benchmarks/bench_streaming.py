@@ -45,13 +45,13 @@ def write_rows(path: Path, megabytes: float) -> int:
     with path.open("w", encoding="utf-8") as f:
         while written < target:
             lines = []
-            for i in range(rows, rows + 1000):
+            for i in range(rows, rows + 100):
                 prompt = f"Item {i}: repeat the words {phrases[i % 997]}"
                 lines.append(json.dumps({"prompt": prompt, "response": phrases[(i * 7) % 997]}))
             block = "\n".join(lines) + "\n"
             f.write(block)
             written += len(block)
-            rows += 1000
+            rows += 100
     return rows
 
 

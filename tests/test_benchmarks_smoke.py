@@ -66,3 +66,16 @@ def test_bench_packing_times_both_layouts_on_the_same_rows(one_thread, tmp_path)
     assert packed["timed_tokens"] == padded["timed_tokens"] > 0
     assert packed["positions_per_token"] < padded["positions_per_token"]
     assert math.isclose(packed["first_step_loss"], padded["first_step_loss"], rel_tol=1e-5)
+
+
+def test_bench_streaming_measures_both_files_in_every_case(tmp_path):
+    results = _load("bench_streaming").main(
+        ["--large-mb", "0.5", "--small-mb", "0.05", "--steps", "2", "--dir", str(tmp_path),
+         "--json", str(tmp_path / "streaming.json")])
+    assert [(r["file"], r["case"]) for r in results] == [
+        ("small.jsonl", "train, streamed"), ("small.jsonl", "full pass"),
+        ("large.jsonl", "train, streamed"), ("large.jsonl", "full pass")]
+    assert all(r["peak_rss_mib"] > 50 and r["seconds"] > 0 for r in results)
+    large = (tmp_path / "large.jsonl").stat().st_size
+    assert 0.5 * 2 ** 20 <= large < 0.6 * 2 ** 20
+    assert (tmp_path / "streaming.json").is_file()
