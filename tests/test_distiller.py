@@ -167,3 +167,15 @@ def test_run_runs_the_cli_stages_and_skips_them_when_done(tmp_path, models, caps
     capsys.readouterr()
     distiller.run()
     assert capsys.readouterr().err.count("done already") == 3
+
+
+def test_bench_times_a_teacher_passed_in_memory_from_a_saved_copy(tmp_path, models):
+    from distil import inmemory
+    from distil.bench.run import _teacher_folder
+    from distil.models import load_model
+
+    held = inmemory.hold_model(models[0], models[2])
+    folder = _teacher_folder(held.name, tmp_path, seed=0)  # the timing process loads a folder
+    copy = load_model(folder, "teacher").model
+    for name, tensor in models[0].state_dict().items():
+        assert torch.equal(copy.state_dict()[name], tensor), name
