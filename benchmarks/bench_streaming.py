@@ -1,18 +1,19 @@
 """Peak memory of training on a large JSONL file against a small one, streamed (data.streaming).
 
     python benchmarks/bench_streaming.py                        # 2 GiB against 1 MiB, streamed
-    python benchmarks/bench_streaming.py --large-mb 64 --small-mb 1 --in-memory   # both ways
+    python benchmarks/bench_streaming.py --large-mb 64 --cases streamed,in-memory  # both ways
     python benchmarks/bench_streaming.py --json results.json
 
 Writes the two files (prompt/response rows of about 330 bytes, every row different) into a
 scratch folder (`--dir`; removed afterwards unless given), then measures each in its own
 process, its peak resident memory read from the kernel (`wait4`):
 
-- `train`: `distil train` on the file, tiny built-in teacher and student, `--steps` steps.
-- `full pass`: one streamed reading pass over every row of the file (what a `train.epochs`
+- `streamed`: `distil train` on the file, tiny built-in teacher and student, `--steps` steps.
+- `full-pass`: one streamed reading pass over every row of the file (what a `train.epochs`
   run counts first, and what each epoch reads): JSON parsed, rows turned into pairs, the
   held-out split applied, with its progress bar.
-- with `--in-memory`, `train` again with data.streaming off (the whole file read first).
+- `in-memory` (asked for with `--cases`): `train` again with data.streaming off (the whole
+  file read and tokenised first).
 
 Each result gives the file's size, the peak RSS, the wall time and when the first progress
 line about the data appeared. The issue's bar: the large file's peak within 1.5 GiB of the
@@ -67,6 +68,10 @@ def recipe_file(folder: Path, data: Path, streaming: bool, steps: int) -> Path:
     return path
 
 
+CASES = {"streamed": "train, streamed", "full-pass": "full pass",
+         "in-memory": "train, in memory"}
+"""The cases by their --cases names."""
+
 FULL_PASS = """
 import sys, time
 from distil.recipe import load_recipe
@@ -114,16 +119,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--large-mb", type=float, default=2048)
     parser.add_argument("--small-mb", type=float, default=1)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--in-memory", action="store_true",
-                        help="also train with data.streaming off (needs several times the "
-                             "large file's size in memory)")
+    parser.add_argument("--cases", default="streamed,full-pass",
+                        help=f"comma-separated, of {', '.join(CASES)} (in-memory needs several "
+                             "times the large file's size in memory)")
     parser.add_argument("--dir", type=Path, help="scratch folder (kept); default a temporary one")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     folder = args.dir or Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    cases = ["train, streamed", "full pass"] + (["train, in memory"] if args.in_memory else [])
+    cases = [CASES[name] for name in args.cases.split(",")]
     results = []
     try:
         for name, size in (("small", args.small_mb), ("large", args.large_mb)):
@@ -148,7 +153,7 @@ def _summary(results: list[dict]) -> None:
         grown = (large["peak_rss_mib"] - small["peak_rss_mib"]) / 1024
         print(f"{case}: peak RSS {small['peak_rss_mib']:,.0f} MiB on {small['file_mib']:,.0f} "
               f"MiB, {large['peak_rss_mib']:,.0f} MiB on {large['file_mib']:,.0f} MiB "
-              f"(+{grown:.2f} GiB)", flush=True)
+              f"({grown:+.2f} GiB)", flush=True)
 
 
 if __name__ == "__main__":
