@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from distil.data import load_pairs
 from distil.errors import DataError, RecipeError
 from distil.recipe import DataSection, validate_recipe
 from distil.streaming import RowStream, shuffled
@@ -76,6 +77,19 @@ def test_a_streamed_parquet_file_gives_the_rows_of_the_same_jsonl(tmp_path):
         DataSection(train=str(path), streaming=True), seed=0).train_pairs()]
         for path in (jsonl, parquet)]
     assert read[0] == read[1] and len(read[0]) > 40
+
+
+@pytest.mark.parametrize("rows", [
+    skill_rows(12),
+    [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(12)],  # TRL's, not templated
+    [{"messages": [{"role": "user", "content": f"q{i}"},
+                   {"role": "assistant", "content": f"a{i}"}]} for i in range(12)],
+], ids=["pairs", "prompt_completion", "messages"])
+def test_a_streamed_row_is_the_pair_the_memory_path_makes(tmp_path, rows):
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    streamed = list(RowStream(DataSection(train=str(path), streaming=True, eval_fraction=0.0),
+                              seed=0).train_pairs())
+    assert streamed == load_pairs(path)
 
 
 def test_epochs_count_the_rows_first(tmp_path, dataset):

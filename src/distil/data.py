@@ -19,7 +19,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,9 @@ class Pair:
     without an end-of-turn token."""
     where: str = field(default="", compare=False)
     """Where the row is (`FILE line N`), to name it in errors."""
+    untemplated: bool = False
+    """A TRL prompt/completion row of two strings: under data.template `auto` the prompt is
+    used as it is, without the chat template, as TRL does (docs/trl.md)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: s
         _check_text_field(path, rows, name)
     pairs = [text_pair(row, prompt_field, response_field, system_prompt, f"{path} {where}")
              for where, row in rows if row[response_field]]
+    if kind == "prompt_completion":  # TRL's text rows: not chat-templated
+        pairs = [replace(p, untemplated=True) if p.turns is None else p for p in pairs]
     if not pairs:
         raise DataError(f"{path} has no usable rows (need non-empty text in "
                         f"{prompt_field!r} and {response_field!r})")
@@ -300,8 +305,9 @@ def _encoding_bar(rows: int) -> AbstractContextManager[Callable[[int], None]]:
 def _encode_simple(tokenizer: Any, simple: list[Pair], template: Template,
                    max_length: int) -> dict[int, Example]:
     """Examples of prompt/response pairs, keyed by id(pair)."""
-    rendered = [render_prompt(tokenizer, p.prompt, template) for p in simple]
-    prompt_ids = tokenizer([r[0] for r in rendered], add_special_tokens=rendered[0][1]).input_ids
+    prompt_ids = _prompt_ids(tokenizer, [
+        render_prompt(tokenizer, p.prompt, "plain" if p.untemplated and template == "auto"
+                      else template) for p in simple])
     response_ids = tokenizer([p.response for p in simple], add_special_tokens=False).input_ids
     encoded = {}
     for pair, prompt, response in zip(simple, prompt_ids, response_ids, strict=True):
@@ -311,6 +317,14 @@ def _encode_simple(tokenizer: Any, simple: list[Pair], template: Template,
         encoded[id(pair)] = Example(pair.sample_id, prompt + response,
                                     [IGNORE_INDEX] * len(prompt) + response)
     return encoded
+
+
+def _prompt_ids(tokenizer: Any, rendered: list[tuple[str, bool]]) -> list[list[int]]:
+    """Token ids of rendered prompts, each with its special tokens or not as its rendering
+    says (one batched call for each)."""
+    ids = {flag: iter(tokenizer(rows, add_special_tokens=flag).input_ids if rows else [])
+           for flag in (True, False) for rows in [[t for t, f in rendered if f == flag]]}
+    return [next(ids[flag]) for _, flag in rendered]
 
 
 def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tensor]:

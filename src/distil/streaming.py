@@ -28,7 +28,7 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,12 @@ class RowLayout:
         for name in fields:
             if not isinstance(row.get(name), str):
                 raise DataError(_field_problem(where, name, row.get(name)))
-        return text_pair(row, *fields, self.system_prompt, where) if row[fields[1]] else None
+        if not row[fields[1]]:
+            return None
+        pair = text_pair(row, *fields, self.system_prompt, where)
+        if self.kind == "prompt_completion" and pair.turns is None:  # TRL's text rows
+            return replace(pair, untemplated=True)
+        return pair
 
 
 def row_layout(columns: list[str], prompt_field: str = "prompt",
