@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from distil.data import load_pairs
@@ -18,6 +19,7 @@ from distil.recipe import DataSection, validate_recipe
 from distil.streaming import RowStream, shuffled
 from distil.train import run_training
 from distil.train.session import prepare_session
+from tests.cli_helpers import run_cli
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 STREAMED = {"streaming": True, "shuffle_buffer": 16}
@@ -127,13 +129,21 @@ def test_the_stream_and_the_memory_path_train_on_the_same_rows_in_another_order(
     assert streamed == [p.sample_id for p in RowStream(recipe.data, 0).train_pairs()]  # buffer 1
 
 
-def test_a_bad_line_further_on_is_named_when_the_stream_reaches_it(tmp_path):
+def test_a_bad_line_further_on_is_one_line_when_the_stream_reaches_it(tmp_path, monkeypatch,
+                                                                       capsys):
     data = write_jsonl(tmp_path / "d.jsonl", skill_rows(30))
     with data.open("a") as f:
         f.write("{not json\n")
-    recipe = _recipe(tmp_path, data, max_steps=6, batch_size=8)
-    with pytest.raises(DataError, match=r"d.jsonl line 31 is not valid JSON"):
-        run_training(recipe)
+    recipe = tmp_path / "recipe.yaml"
+    raw = recipe_dict(tmp_path, data, train={"max_steps": 6, "batch_size": 8, "save_every": 6})
+    raw["data"].update(STREAMED)
+    recipe.write_text(yaml.safe_dump(raw))
+    result = run_cli(monkeypatch, capsys, "train", str(recipe))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.error_lines() if line.startswith("error:")]
+    assert errors == [result.error_lines()[-1]]  # after the training's progress lines
+    assert "d.jsonl line 31 is not valid JSON" in errors[0]
+    assert not (tmp_path / "run" / "student").exists()
 
 
 def test_a_bad_first_row_fails_before_any_model_loads(tmp_path):
