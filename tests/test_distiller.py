@@ -154,6 +154,8 @@ def test_rows_as_a_list_and_a_stream_as_an_iterable_dataset(tmp_path, models):
 def test_a_model_object_without_its_tokenizer_is_refused(models):
     with pytest.raises(ModelError, match="needs its tokenizer; pass tokenizer="):
         Distiller(teacher=models[0], student="tiny-student", train_dataset="data.jsonl")
+    with pytest.raises(ModelError, match="tokenizer= goes with a model passed as an object"):
+        Distiller(teacher="tiny-teacher", student="tiny-student", tokenizer=models[2])
 
 
 def test_run_runs_the_cli_stages_and_skips_them_when_done(tmp_path, models, capsys):

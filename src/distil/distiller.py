@@ -46,6 +46,9 @@ class Distiller:
         where the teacher's differs) or anything a recipe's `model` takes. `train_dataset` /
         `eval_dataset`: a datasets.Dataset or IterableDataset, a list of row dicts, or a
         path. `callbacks`: objects with on_log / on_evaluate / on_save."""
+        if tokenizer is not None and all(m is None or _is_path(m) for m in (teacher, student)):
+            raise ModelError("tokenizer= goes with a model passed as an object (teacher= or "
+                             "student=); a model named by a path loads its own")
         raw = _raw_recipe(recipe)
         _merge(raw, settings)
         self._held: list[inmemory.Held] = []  # keeps the memory: names alive
@@ -100,11 +103,8 @@ class Distiller:
 
     def _place_model(self, raw: dict[str, Any], role: str, model: Any, tokenizer: Any) -> None:
         if model is None:
-            if tokenizer is not None and role == "student":
-                raise ModelError("tokenizer= goes with a model passed as an object; pass "
-                                 "student=... (or leave tokenizer out)")
             return
-        if isinstance(model, (str, Path)):
+        if _is_path(model):
             name = str(model)
         else:
             held = inmemory.hold_model(model, tokenizer)
@@ -116,7 +116,7 @@ class Distiller:
         if dataset is None:
             return
         data = raw.setdefault("data", {})
-        if isinstance(dataset, (str, Path)):
+        if _is_path(dataset):
             data[key] = str(dataset)
             return
         if isinstance(dataset, list):
@@ -137,6 +137,10 @@ class Distiller:
         check_run_folder(self.run_dir)
         atomic_write_json(self.run_dir / MEMORY_INPUTS,
                           {held.name: held.description for held in self._held})
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, (str, Path))
 
 
 def _raw_recipe(recipe: str | Path | dict[str, Any] | Recipe | None) -> dict[str, Any]:
