@@ -4,9 +4,8 @@ Token ids come from the server when it sends them (`token_id` in chat logprobs, 
 llama.cpp's llama-server names it; `token_ids`, `top_token_ids`, `top_token_logprobs` in
 completions logprobs: extensions `distil serve` adds), else from the token strings (and
 bytes) through a `TokenMap` when the recipe names the teacher's tokenizer; otherwise they
-stay None. A response missing
-what it must carry (choices, text) raises `MalformedResponse`, which the client retries
-like a transport error.
+stay None. A response missing what it must carry (choices, text) raises
+`MalformedResponse`, which the client retries like a transport error.
 """
 
 from collections.abc import Callable
