@@ -42,6 +42,21 @@ class StoredTeacher:
                 f"{self.store.path} (e.g. sample {missing[0]!r}); run `distil capture RECIPE` "
                 "to capture them (it adds only the missing rows)")
 
+    def positions(self) -> dict[str, int]:
+        """The store's positions, and how many of them are absent (train_summary.json)."""
+        return {"stored": self.store.num_tokens, "absent": self.store.num_absent}
+
+    def absent_note(self, ce_weight: float) -> str | None:
+        """What training does at the store's absent positions, in words; None without any."""
+        store = self.store
+        if not store.num_absent:
+            return None
+        learned = ("distill.ce_weight still learns their tokens from the data" if ce_weight > 0
+                   else "with distill.ce_weight 0 nothing is learned there, an end-of-turn token "
+                   "included: set distill.ce_weight > 0 to learn their tokens from the data")
+        return (f"{store.num_absent:,} of {store.num_tokens:,} positions in {store.path} are absent "
+                f"(the teacher returned no logprobs there): the divergence skips them; {learned}")
+
     def lookup(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         """Signals of the rows' response tokens: ids and logprobs (N, k), log_tail (N,), and
         teacher_present (N,) bool when some of them are absent."""
