@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from distil.signals import SampleSignals, SignalsError, SignalStore, SignalWriter, StoreCorruptedError
+from distil.signals import (
+    FingerprintMismatchError,
+    SampleSignals,
+    SignalsError,
+    SignalStore,
+    SignalWriter,
+    StoreCorruptedError,
+)
 from distil.signals.fingerprint import build_fingerprint
 
 VOCAB, K = 50, 3
@@ -106,3 +113,13 @@ def test_a_flipped_absent_mark_fails_the_sample_checksum(tmp_path):
     with SignalStore(tmp_path) as store, pytest.raises(StoreCorruptedError,
                                                       match="'row-0' fails its checksum"):
         store.get("row-0")
+
+
+def test_a_capture_does_not_add_absent_positions_to_a_version_1_store(tmp_path):
+    with SignalWriter(tmp_path, _fingerprint("float32", absent_positions=False), 1000) as writer:
+        writer.add(_sample(None))
+    with pytest.raises(FingerprintMismatchError, match="format_version: store has 1, expected 2.*"
+                                                       "set capture.output to a new folder"):
+        SignalWriter(tmp_path, _fingerprint("float32"), 1000)
+    with SignalStore(tmp_path) as store:  # and it still reads
+        assert store.get("row-0").absent is None

@@ -91,6 +91,13 @@ class CaptureResult:
     bytes_per_token: float
     elapsed_s: float
 
+    def summary(self) -> str:
+        """What `distil capture` says when it is done."""
+        absent = f", {self.absent:,} of them absent: the teacher returned no logprobs" * bool(self.absent)
+        return (f"signals of {self.samples} samples ({self.tokens:,} tokens{absent}, "
+                f"{self.bytes_per_token:.1f} bytes/token) in {self.path}; {self.captured} "
+                "captured by this run")
+
 
 class LocalTeacherSource:
     """White-box capture: one teacher-forced forward per batch, top-k from the full logits.
