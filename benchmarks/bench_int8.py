@@ -9,7 +9,7 @@ way: top-1 agreement and max |logit difference| against the float32 PyTorch mode
 greedy continuations of held-out task prompts (the export stage's own parity check), file
 size, and decoding speed at batch 1 on one thread (tokens/s, `--rounds` rounds, the
 variants interleaved within each round so that a busy machine slows them alike; the median
-is printed with the load average). `--choices` picks some by substring.
+is printed with the load average). `--choices` / `--skip` pick by substring.
 
 `--probe` multiplies extreme inputs (+-1 activations, weights at both ends of their 8-bit
 range) through each int8 kernel and compares with the float result: +-1 quantises exactly,
@@ -86,7 +86,7 @@ def distil_int8(per_channel: bool = True, layers: str | None = None) -> Callable
 CHOICES: dict[str, Callable[[Path, Path], None]] = {
     "dynamic U8U8, every MatMul + Gather (before)": dynamic("QUInt8"),
     "dynamic U8U8, decoder layers only": dynamic("QUInt8", ops=["MatMul"]),
-    "dynamic U8U8, head only": dynamic("QUInt8", head_only=True),
+    "dynamic U8U8, head only": dynamic("QUInt8", ops=["MatMul"], head_only=True),
     "MatMulNBits 4-bit head, float activations": head_nbits(4, 0),
     "MatMulNBits 8-bit head, float activations": head_nbits(8, 0),
     "8-bit head + table, int8 activations, block 32 (chosen)": distil_int8(),
@@ -163,7 +163,8 @@ def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
     reference = reference_outputs(TorchVariant(loaded), prompt_ids, args.compared, 32,
                                   loaded.tokenizer.eos_token_id)
     chosen = {label: build for label, build in CHOICES.items()
-              if not args.choices or any(part in label for part in args.choices)}
+              if (not args.choices or any(part in label for part in args.choices))
+              and not any(part in label for part in args.skip)}
     rows, folders = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(loaded, Path(tmp) / "fp32")
@@ -260,6 +261,8 @@ def main() -> None:
                         help="a saved model folder; repeat for several (default: tiny + demo)")
     parser.add_argument("--choices", action="append", default=[],
                         help="measure only choices whose label holds this text; repeatable")
+    parser.add_argument("--skip", action="append", default=[],
+                        help="leave out choices whose label holds this text; repeatable")
     parser.add_argument("--prompts-per-task", type=int, default=6)
     parser.add_argument("--compared", type=int, default=42)
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; 0 skips timing")

@@ -50,7 +50,8 @@ class ExportSection(Section):
     opset: int = Field(default=18, ge=17)
     """ONNX opset of the exported graph."""
     per_channel: bool = True
-    """int8 scales per output channel (closer to float32) instead of one per weight matrix."""
+    """int8 scales per block of 32 weights of each output row (closer to float32) instead of
+    blocks of 128."""
     prompts_per_task: int = Field(default=25, ge=1)
     """Held-out prompts per task family for the parity check and task accuracy."""
     compared_prompts: int = Field(default=16, ge=1)
