@@ -11,11 +11,12 @@ size, and decoding speed at batch 1 on one thread (tokens/s, `--rounds` rounds, 
 variants interleaved within each round so that a busy machine slows them alike; the median
 is printed with the load average). `--choices` / `--skip` pick by substring.
 
-`--probe` multiplies extreme inputs (+-1 activations, weights at both ends of their 8-bit
-range) through each int8 kernel and compares with the float result: +-1 quantises exactly,
-so a difference beyond float rounding is the kernel clipping its integer sums. onnxruntime
-picks the kernel from the CPU (AVX2, AVX-VNNI, AVX-512, ARM), so run it on the CPU you
-deploy to. Dynamic U8S8 is the positive control: it clips on x86 CPUs without VNNI.
+`--probe` multiplies operands that every scheme quantises exactly (activations and weights
+in {0, 1} or {-1, 0}: 1 lands on the top code of each 8-bit range) through each int8
+kernel and compares with the exact sums, so an error beyond float rounding is the kernel
+clipping its integer sums. onnxruntime picks the kernel from the CPU (AVX2, AVX-VNNI,
+AVX-512, ARM): run it on the CPU you deploy to. Dynamic U8S8 is the positive control: it
+clips on x86 CPUs without VNNI.
 """
 
 import argparse
