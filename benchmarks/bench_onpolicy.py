@@ -15,7 +15,9 @@ from pathlib import Path
 
 from distil.pipeline.compare import CompareData, method_recipe
 from distil.recipe import load_recipe
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
+from distil.train.session import prepare_session
 
 
 def seconds_per_step(recipe, steps: int = 20, warmup: int = 5) -> float:

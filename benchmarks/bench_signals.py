@@ -165,7 +165,8 @@ def _rss_kib(field: str) -> int:
 
 def _step(session) -> tuple[int, float]:
     """One optimizer step (batches and store lookups included); its tokens and seconds."""
-    from distil.train.stage import accumulate_gradients, next_micro_batches
+    from distil.train.loop import next_micro_batches
+    from distil.train.loss import accumulate_gradients
 
     started = time.perf_counter()
     batches = next_micro_batches(session)
@@ -173,14 +174,14 @@ def _step(session) -> tuple[int, float]:
     session.optimizer.step()
     session.scheduler.step()
     session.optimizer.zero_grad(set_to_none=True)
-    return sum(int(b["attention_mask"].sum()) for b in batches), time.perf_counter() - started
+    return sum(int(b.attention_mask.sum()) for b in batches), time.perf_counter() - started
 
 
 def bench_train(root: Path, steps: int) -> dict[str, dict]:
     """Both sessions in one process, steps interleaved, so that load on a shared machine hits
     both alike; the same seed gives both the same batches."""
     from distil.recipe import validate_recipe
-    from distil.train.stage import prepare_session
+    from distil.train.session import prepare_session
 
     sessions = {mode: prepare_session(validate_recipe(recipe(root, mode == "store", steps + 2)))
                 for mode in ("live", "store")}
@@ -200,7 +201,7 @@ def bench_train(root: Path, steps: int) -> dict[str, dict]:
 def memory_child(root: Path, mode: str) -> dict:
     """Inside a child process: set up and take two steps; the peak resident memory."""
     from distil.recipe import validate_recipe
-    from distil.train.stage import prepare_session
+    from distil.train.session import prepare_session
 
     session = prepare_session(validate_recipe(recipe(root, mode == "store", 2)))
     for _ in range(2):

@@ -72,6 +72,11 @@ def batch(args) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
+def _inputs(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A batch's model inputs, as distil.train.batch.Batch.model_inputs gives them."""
+    return {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+
+
 class Bench:
     """The models, optimizer and inputs every variant shares."""
 
@@ -94,12 +99,11 @@ class Bench:
 
     def _stored_top_k(self):
         from distil.losses import teacher_top_k
-        from distil.train.stage import model_outputs
+        from distil.train.session import model_outputs
         from distil.train.step import response_rows, teacher_mode
 
         with teacher_mode():
-            logits = model_outputs(self.teacher, self.batch["input_ids"],
-                                   self.batch["attention_mask"], hidden=False)
+            logits = model_outputs(self.teacher, _inputs(self.batch), hidden=False)
         rows = response_rows(logits, self.index)
         return teacher_top_k(rows.float(), TOP_K)
 
@@ -110,7 +114,7 @@ class Bench:
     def loss(self, variant: str) -> torch.Tensor:
         from distil.losses import Objective, fused_linear_loss, sparse_objective_per_token
         from distil.models import linear_head_weight
-        from distil.train.stage import model_outputs
+        from distil.train.session import model_outputs
         from distil.train.step import autocast_head, response_rows, teacher_mode
 
         b, student = self.batch, self.student
@@ -130,8 +134,7 @@ class Bench:
         n = self.index.numel()
         if variant.startswith("live"):
             with teacher_mode():
-                teacher_all = model_outputs(self.teacher, b["input_ids"], b["attention_mask"],
-                                            hidden=True)
+                teacher_all = model_outputs(self.teacher, _inputs(b), hidden=True)
             teacher_hidden = response_rows(teacher_all, self.index)
 
             def per_token(s, t, rows):

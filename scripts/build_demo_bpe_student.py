@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 import torch
-from build_demo_teacher import sample_items, train_byte_level_bpe
+from build_demo_teacher import default_task_weights, sample_items, train_byte_level_bpe
 from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
@@ -43,7 +43,8 @@ def build_tokenizer(seed: int, vocab_size: int, split_digits: bool = False) -> P
     """A plain byte-level BPE (GPT-2 pre-tokenization) trained on task prompts and answers;
     with `split_digits`, digits are cut apart before the byte-level step."""
     rng = random.Random(f"{seed}:student-tokenizer")
-    corpus = [f"{item.prompt}\n{item.answer}" for item in sample_items(rng, 20_000)]
+    corpus = [f"{item.prompt}\n{item.answer}"
+              for item in sample_items(rng, 20_000, default_task_weights())]
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if split_digits:
         byte_level = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),

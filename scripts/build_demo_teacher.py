@@ -88,11 +88,16 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def default_task_weights() -> dict[str, float]:
+    """How often each default family is drawn: `TASK_WEIGHTS`, 1 for the families it does not
+    name (what the shipped teacher and its tokenizer were trained on)."""
+    return {name: TASK_WEIGHTS.get(name, 1.0) for name in task_names()}
+
+
 def task_weights(args: argparse.Namespace) -> dict[str, float]:
-    """How often each trained family is drawn: `TASK_WEIGHTS` (1 for the families it does
-    not name), then each extra family at `--extra-weight`."""
-    return {**{name: TASK_WEIGHTS.get(name, 1.0) for name in task_names()},
-            **dict.fromkeys(args.extra_tasks, args.extra_weight)}
+    """How often each trained family is drawn: the default weights, then each extra family at
+    `--extra-weight`."""
+    return {**default_task_weights(), **dict.fromkeys(args.extra_tasks, args.extra_weight)}
 
 
 def sample_items(rng: random.Random, count: int, weights: dict[str, float]) -> list[TaskItem]:

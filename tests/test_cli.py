@@ -83,3 +83,57 @@ def test_run_trains_evaluates_then_skips_finished_stages(tmp_path, dataset):
     assert fourth.returncode == 0 and "training from scratch" in fourth.stderr
     (aside,) = (tmp_path / "run" / "previous").iterdir()
     assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == old
+
+
+@pytest.mark.slow
+def test_a_variant_failing_parity_stops_neither_bench_nor_report(tmp_path, dataset):
+    import json
+
+    impossible = {"formats": ["hf"], "prompts_per_task": 1, "compared_prompts": 2,
+                  "max_new_tokens": 4, "thresholds": {"half": {"max_abs_logit_diff": 1e-9}}}
+    bench = {"new_tokens": 2, "batch_sizes": [1], "repeats": 1, "warmup": 0}
+    recipe = _recipe(tmp_path, recipe_dict(tmp_path, dataset, train={"max_steps": 2},
+                                           export=impossible, bench=bench))
+    run = tmp_path / "run"
+    first = distil("run", recipe)
+    assert first.returncode == 3, first.stderr
+    last = first.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: parity check failed for hf-float16 (max |logit diff|")
+    assert "--allow-parity-failure (in a recipe: export.allow_parity_failure: true)" in last
+    assert (run / "export" / "failed" / "hf-float16").is_dir()
+    assert json.loads((run / "export" / "parity.json").read_text())["variants"][0]["passed"] is False
+    assert "student" in json.loads((run / "eval.json").read_text())["efficiency"]  # bench ran
+    assert "**hf-float16 failed parity**" in (run / "report.md").read_text()  # so did the report
+    allowed = distil("run", recipe, "export.allow_parity_failure=true")  # decides no file:
+    assert allowed.returncode == 0 and "export: done already" in allowed.stderr, allowed.stderr
+    flag = distil("run", recipe, "--allow-parity-failure")
+    assert flag.returncode == 0, flag.stderr
+    assert flag.stdout.strip().splitlines()[-1] == (
+        f"run finished: {run}; hf-float16 failed parity, set aside in {run / 'export' / 'failed'}"
+        " (allowed)")
+
+
+def test_serve_and_audit_options_are_the_fields_of_their_settings_models():
+    """Each option, its default and its help are written once, in a settings model."""
+    import typer
+
+    from distil.audit.settings import ApiAudit, ModelAudit, TextAudit
+    from distil.cli import app
+    from distil.commands.options import field_help, option_name
+    from distil.server.settings import ServerSettings, StartSettings
+
+    root = typer.main.get_command(app)
+    audit = root.commands["audit"].commands
+    for command, models, arguments in [
+            (root.commands["serve"], [ServerSettings, StartSettings], {"model"}),
+            (audit["text"], [TextAudit], {"files"}), (audit["model"], [ModelAudit], {"model"}),
+            (audit["api"], [ApiAudit], {"url"})]:
+        params = {p.name: p for p in command.params if p.name != "help"}
+        fields = {name: info for model in models for name, info in model.model_fields.items()}
+        assert set(params) == set(fields) | arguments, command.name
+        for name, info in fields.items():
+            param = params[name]
+            assert field_help(info) in param.help
+            if name not in arguments and not info.is_required() and name != "served_name":
+                assert option_name(name) in param.opts
+                assert param.default == info.get_default(call_default_factory=True), name

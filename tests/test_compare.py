@@ -14,13 +14,14 @@ from distil.pipeline import run_pipeline
 from distil.pipeline.compare import (
     CompareData,
     ground_truth_pairs,
-    mean_interval,
     method_recipe,
     run_compare,
     share_points,
+    summarise,
     training_subset,
 )
 from distil.recipe import validate_recipe
+from distil.stats import mean_interval
 from distil.tasks import generate_items
 from tests.conftest import recipe_dict, write_jsonl
 
@@ -63,15 +64,21 @@ def test_compare_trains_each_method_and_seed_and_reports_intervals(tmp_path):
     summary = json.loads((run / "compare" / "summary.json").read_text())
     seq = summary["methods"]["seq_kd"]
     accuracies = [seq["runs"][s]["accuracy"] for s in ("0", "1")]
-    assert seq["accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
+    assert seq["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 2)
     # t(0.975, 1 degree of freedom) * sample sd / sqrt(2) = 12.706 * |a - b| / 2
-    assert seq["accuracy_interval"] == pytest.approx(12.706 * abs(accuracies[0] - accuracies[1]) / 2)
+    assert seq["accuracy"]["interval"] == pytest.approx(12.706 * abs(accuracies[0] - accuracies[1]) / 2)
     run_accuracy = json.loads((run / "eval.json").read_text())["student"]["accuracy"]
     assert summary["methods"]["logit_kd"]["runs"]["0"]["accuracy"] == run_accuracy
     report = (run / "report.md").read_text()
     comparison = report.split("## Comparison", 1)[1].split("\n## ", 1)[0]
-    table = [line for line in comparison.splitlines() if line.startswith("| ") and "%" in line]
-    assert len(table) == 1 + 2 + 7  # the header, one row per method, one per task family
+    tables = [block.splitlines() for block in comparison.split("\n\n") if block.startswith("| ")]
+    accuracy, forced, per_task = tables
+    assert accuracy[0].startswith("| student trained with | held-out accuracy by seed |")
+    assert forced[0].startswith("| student trained with | KL (nats/token), mean ± 95% |")
+    assert len(accuracy) == len(forced) == 2 + 2 and len(per_task) == 2 + 7  # header, rule, rows
+    kl = [summary["methods"]["logit_kd"]["runs"][s]["kl_teacher_student"] for s in ("0", "1")]
+    assert summary["methods"]["logit_kd"]["kl_teacher_student"]["mean"] == pytest.approx(sum(kl) / 2)
+    assert f"| {sum(kl) / 2:.3f} ± " in forced[-1]  # logit KD's row
     assert "Two standard errors of an accuracy difference on 28 held-out prompts" in comparison
     variant_summary = json.loads((run / "compare" / "seq_kd" / "seed-1" / "train_summary.json")
                                  .read_text())
@@ -241,3 +248,34 @@ def test_a_rerun_trains_nothing_new(efficiency_run):
     before = trained()
     run_compare(validate_recipe(raw))
     assert trained() == before
+
+
+def _t_interval(values):
+    """Mean and 95% half-width written out: t(0.975, n - 1) * sample sd / sqrt(n), n = 3."""
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return mean, 4.303 * sd / len(values) ** 0.5
+
+
+def test_held_out_kl_perplexity_and_agreement_are_summarised_without_task_accuracy():
+    def runs(kls, perplexities, agreements):
+        return {str(seed): {"accuracy": None, "per_task": {}, "kl_teacher_student": kl,
+                            "perplexity": ppl, "top1_agreement": agree}
+                for seed, (kl, ppl, agree) in enumerate(zip(kls, perplexities, agreements, strict=True))}
+
+    summary = summarise({"seq_kd": runs([0.50, 0.40, 0.45], [3.0, 2.8, 2.9], [0.70, 0.72, 0.71]),
+                         "logit_kd": runs([0.30, 0.35, 0.20], [2.5, 2.6, 2.4], [0.80, 0.79, 0.81])},
+                        teacher_accuracy=None)
+    logit = summary["methods"]["logit_kd"]
+    assert logit["accuracy"] is None and "retention" not in logit
+    for metric, values, seq_values in (
+            ("kl_teacher_student", [0.30, 0.35, 0.20], [0.50, 0.40, 0.45]),
+            ("perplexity", [2.5, 2.6, 2.4], [3.0, 2.8, 2.9]),
+            ("top1_agreement", [0.80, 0.79, 0.81], [0.70, 0.72, 0.71])):
+        mean, half = _t_interval(values)
+        assert logit[metric]["mean"] == pytest.approx(mean), metric
+        assert logit[metric]["interval"] == pytest.approx(half), metric
+        margin_mean, margin_half = _t_interval([a - b for a, b in zip(values, seq_values, strict=True)])
+        assert logit[metric]["margin_over_seq_kd"]["mean"] == pytest.approx(margin_mean), metric
+        assert logit[metric]["margin_over_seq_kd"]["interval"] == pytest.approx(margin_half), metric
+        assert summary["methods"]["seq_kd"][metric]["margin_over_seq_kd"] is None

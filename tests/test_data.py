@@ -97,3 +97,26 @@ def test_bad_datasets_name_the_problem(tmp_path, content, suffix, match):
         path.write_text(content)
     with pytest.raises(DataError, match=match):
         load_pairs(path)
+
+
+def test_a_truncated_response_is_learned_without_an_end_of_turn_token(tmp_path):
+    """finish_reason `length` (synth keeps such rows with drop_truncated: false): the teacher
+    never ended the answer, so no end token is a target; a finished answer keeps its own."""
+    tokenizer = byte_tokenizer()
+    eos = tokenizer.eos_token_id
+    rows = [{"prompt": "Count to nine", "response": "1 2 3 4", "finish_reason": "length"},
+            {"prompt": "Count to two", "response": "1 2", "finish_reason": "stop"},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
+                          {"role": "user", "content": "more"}, {"role": "assistant", "content": "a b c"}],
+             "finish_reason": "length"}]
+    cut, done = load_pairs(write_jsonl(tmp_path / "p.jsonl", rows[:2]))
+    (chat,) = load_pairs(write_jsonl(tmp_path / "c.jsonl", rows[2:]))
+    assert (cut.truncated, done.truncated, chat.truncated) == (True, False, True)
+    for template in ("chat", "plain"):
+        cut_example, done_example, chat_example = encode_pairs(tokenizer, [cut, done, chat], template, 64)
+        learned = [[t for t in e.labels if t != IGNORE_INDEX]
+                   for e in (cut_example, done_example, chat_example)]
+        assert eos not in learned[0] and tokenizer.decode(learned[0]) == "1 2 3 4"
+        assert learned[1][-1] == eos and tokenizer.decode(learned[1]) == "1 2<|end|>"
+        # a conversation: only its last assistant turn was cut off
+        assert tokenizer.decode(learned[2]) == "yo<|end|>a b c" and learned[2].count(eos) == 1

@@ -57,8 +57,16 @@ def test_shrunken_demo_writes_the_report_and_every_eval_key(demo_run):
     assert "<img" in html and "src=\"data:image/png;base64," in html and "http" not in html.split(
         "<body", 1)[1].split("</body>")[0].replace("http-equiv", "")
     markdown = (run / "report.md").read_text()
-    for heading in ("Efficiency", "Export parity", "Data", "Recipe"):
+    for heading in ("Quality", "Sample answers", "Examples", "Efficiency", "Export parity",
+                    "Data", "Recipe"):
         assert f"## {heading}" in markdown, heading
+    untrained = metrics["untrained_student"]  # the floor training is measured from
+    assert untrained["params"] == metrics["student"]["params"]
+    assert untrained["kl_teacher_student"] > metrics["kl_teacher_student"]
+    assert "| metric | teacher | student | untrained student |" in markdown
+    assert len(metrics["sample_answers"]) == min(8, metrics["samples"]) > 0
+    paired = metrics["efficiency"]["student"]["speedup_vs_teacher"]["1"]
+    assert paired["pairs"] == 1 and paired["ratio"] > 0  # bench.repeats=1: one interleaved pair
     kept = json.loads((run / "data" / "synth_summary.json").read_text())["responses"]["kept"]
     assert f"| responses kept | {kept:,} of {7 * 6:,} |" in markdown
 
@@ -70,6 +78,9 @@ def test_the_run_ends_with_its_headline_figures(demo_run):
             f"{metrics['teacher']['accuracy']:.1%}") in result.stdout
     assert "tokens/s at batch 1: teacher" in result.stdout and "onnx-int8" in result.stdout
     assert f"report: {run / 'report.html'}" in result.stdout
+    # no terminal: each long stage printed plain progress lines, the last at 100%
+    for stage in ("responses: 42/42 (100%)", "train: 6/6 (100%)", "eval: "):
+        assert any(line.startswith(stage) for line in result.stderr.splitlines()), stage
 
 
 def test_a_second_run_skips_every_finished_stage(demo_run):

@@ -6,7 +6,8 @@ Conventions in README.md and docs/*.md, each an HTML comment on the line before 
 - `<!-- run with a server: MODEL [key KEY] -->`: a server for MODEL is started and the
   snippet's `http://127.0.0.1:8000/v1` points at it.
 A `print(...)  # -> TEXT` line must print TEXT; a ```text block right after a snippet must
-be its whole output.
+be its whole output. The shell blocks' commands are run, or allowed not to be with a reason,
+in tests/test_shipped_recipes.py.
 """
 
 import contextlib

@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 STAGES = {"synth", "capture", "train", "evaluate", "export", "bench", "report", "audit"}
-ABOVE_STAGES = {"cli", "pipeline"}
+ABOVE_STAGES = {"cli", "commands", "pipeline"}
 
 
 def _modules() -> dict[str, Path]:

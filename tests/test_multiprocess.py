@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from distil.capture import capture
 from distil.errors import OutputError
+from distil.launch import free_port
 from distil.recipe import validate_recipe
 from distil.runlock import hold_run_folder
 from distil.train import train
@@ -70,9 +71,33 @@ def test_two_processes_log_the_whole_step_and_equal_one_process(tmp_path, datase
     # the logged loss is the step's token mean over both processes, not one process's share
     for a, b in zip(_log(two), _log(one), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=2e-6)
-    assert json.loads((two / "train_summary.json").read_text())["tokens_seen"] == json.loads(
-        (one / "train_summary.json").read_text())["tokens_seen"]
+    summary = json.loads((two / "train_summary.json").read_text())
+    assert summary["tokens_seen"] == json.loads((one / "train_summary.json").read_text())[
+        "tokens_seen"]
+    assert summary["fused"] and summary["engine"] == {  # what ran, as accelerate set it up
+        "distributed_type": "MULTI_CPU", "processes": 2, "sharded": False, "device": "cpu",
+        "mixed_precision": "no"}
     _close(one, two)
+
+
+def test_a_bare_fsdp_launch_on_cpu_is_refused_by_every_process(tmp_path, dataset):
+    """accelerate runs FSDP on GPUs only; on CPU it trained plain DDP (whole students, an
+    unsharded checkpoint, `fused: true`) and exited 0. `distil train --accelerate-config`
+    refuses before launching (tests/test_launch.py); a bare launch is refused in each process."""
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 2})
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    config = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "fsdp2.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                           str(config), "--num_processes", "2", "--main_process_port",
+                           str(free_port()), "-m", "distil.cli", "train", "recipe.yaml", "--out",
+                           "run"], cwd=tmp_path, env=env, text=True, capture_output=True,
+                          timeout=600)
+    assert done.returncode != 0
+    refusals = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(refusals) == 2 and all("asks for FSDP, which accelerate runs on GPUs only: here "
+                                      "it would train as MULTI_CPU" in line for line in refusals)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_from_a_store_two_processes_equal_one_and_a_killed_run_resumes_exactly(tmp_path, dataset):

@@ -41,6 +41,31 @@ def test_atomic_files_and_folders_follow_the_umask(tmp_path, umask_027):
     assert _mode(tmp_path / "b.json") == 0o644
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoints_and_the_student_follow_the_umask(tmp_path, dataset, umask):
+    """Checkpoint folders were made 0700 (mkdtemp) and safetensors files 0600 whatever the
+    umask; every folder and file training writes gets the umask's mode now."""
+    from distil.recipe import validate_recipe
+    from distil.train import train
+    from tests.conftest import recipe_dict
+
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"max_steps": 2,
+                                                                   "save_every": 2}))
+    old = os.umask(umask)
+    try:
+        train(recipe)
+    finally:
+        os.umask(old)
+    written = [recipe.run_dir / "checkpoints", recipe.run_dir / "student"]
+    written += [p for folder in written for p in folder.rglob("*")]
+    modes = {str(p.relative_to(recipe.run_dir)): _mode(p) for p in written}
+    assert "checkpoints/step-000002/accelerate/model.safetensors" in modes
+    assert "student/model.safetensors" in modes
+    wanted = {str(p.relative_to(recipe.run_dir)): (0o777 if p.is_dir() else 0o666) & ~umask
+              for p in written}
+    assert modes == wanted
+
+
 def test_the_synthesised_parquet_follows_the_umask(tmp_path, umask_027):
     import pyarrow.parquet as pq
 

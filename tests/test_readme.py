@@ -16,6 +16,7 @@ def test_readme_opens_with_the_default_job_and_the_test_command():
     assert "pip install torch==2.13.0" in default_job and default_job.endswith("distil run")
     ci = ROOT.joinpath(".ci/run").read_text().strip().splitlines()[-1]
     assert ci == tests
+    assert tests.index(".venv/bin/ruff check &&") < tests.index("-m pytest")  # lint, then test
 
 
 def test_recipes_and_docs_the_readme_names_exist():

@@ -53,10 +53,13 @@ def run_dir(tmp_path):
         "student": "6 <b>", "student_correct": False}) + "\n")
     methods = {}
     for variant, acc in (("seq_kd", 0.7), ("ground_truth", 0.5), ("logit_kd", 0.9)):
-        methods[variant] = {"runs": {"0": {"accuracy": acc, "per_task": {}}}, "accuracy_mean": acc,
-                            "accuracy_interval": None, "retention": acc / 0.95}
+        scores = {"accuracy": acc, "per_task": {}, "kl_teacher_student": 1 - acc,
+                  "perplexity": 2 - acc, "top1_agreement": acc}
+        methods[variant] = {"runs": {"0": scores}, "retention": acc / 0.95, **{
+            key: {"mean": value, "interval": None, "margin_over_seq_kd": None}
+            for key, value in scores.items() if key != "per_task"}}
         if variant == "logit_kd":  # the run itself
-            methods[variant]["margin_over_seq_kd"] = {"mean": 0.2, "interval": None}
+            methods[variant]["accuracy"]["margin_over_seq_kd"] = {"mean": 0.2, "interval": None}
             continue
         _write(run / "compare" / variant / "seed-0" / "eval.json", _eval(acc))
         _write(run / "compare" / variant / "seed-0" / "train_log.jsonl",
@@ -138,8 +141,7 @@ def test_pipes_inside_markdown_table_cells_and_headers_are_escaped(run_dir):
 
 def test_perplexity_near_one_keeps_its_digits(run_dir):
     text = build_report(run_dir)[0].read_text()
-    assert "| teacher perplexity on held-out responses | 1.004 |" in text
-    assert "| student perplexity on held-out responses | 1.310 |" in text
+    assert "| perplexity on held-out responses | 1.004 | 1.310 |" in text
 
 
 def test_a_slower_student_reads_as_a_fraction_and_a_busy_machine_is_said(run_dir):
@@ -241,3 +243,104 @@ def test_the_accuracy_legend_covers_no_bar():
     legend = axis.get_legend().get_window_extent()
     assert not legend.overlaps(axis.get_window_extent())
     assert not legend.overlaps(axis.title.get_window_extent())
+
+
+HOSTILE = "Use `textContent` | never **innerHTML**: <script>alert(1)</script> & [x](y)"
+
+
+def _free_form_eval():
+    """A student distilled on instructions: no task family graded, the untrained student
+    measured beside it, sample answers, interleaved bench ratios."""
+    answers = [{"prompt": f"Question {i}?", "reference": "r", "teacher": f"teacher says {i}",
+                "student": f"student says {i}", "untrained_student": "the the the"}
+               for i in range(5)]
+    answers[1].update(prompt="Write <script> | safely", student=HOSTILE)
+    return {"kl_teacher_student": 0.42, "top1_agreement": 0.61, "samples": 64, "tokens": 5120,
+            "teacher": {"params": 134_515_008, "perplexity": 3.21},
+            "student": {"params": 40_000_000, "perplexity": 5.73},
+            "untrained_student": {"params": 40_000_000, "perplexity": 48.2,
+                                  "kl_teacher_student": 2.91, "top1_agreement": 0.22},
+            "sample_answers": answers,
+            "efficiency": {"teacher": {"params": 134_515_008, "tokens_per_s": 30.0},
+                           "student": {"params": 40_000_000, "tokens_per_s": 120.0,
+                                       "speedup_vs_teacher": {"1": {
+                                           "ratio": 4.02, "low": 3.91, "high": 4.16,
+                                           "pairs": 3}}}}}
+
+
+@pytest.fixture
+def free_form_run(tmp_path):
+    run = tmp_path / "run"
+    _write(run / "recipe.yaml", "name: chat\nteacher: {model: smol}\nstudent: {model: smol}\n")
+    _write(run / "eval.json", _free_form_eval())
+    _write(run / "export" / "parity.json", {"variants": [  # an export that graded anyway
+        {"name": "onnx", "max_abs_logit_diff": 1e-5, "top1_agreement": 1.0, "accuracy": 0.0,
+         "passed": True}]})
+    return run
+
+
+def test_a_free_form_student_is_judged_by_perplexity_kl_and_its_untrained_self(free_form_run):
+    text = build_report(free_form_run)[0].read_text()
+    quality = text.split("## Quality", 1)[1].split("\n## ", 1)[0]
+    assert "| metric | teacher | student | untrained student |" in quality
+    assert "| perplexity on held-out responses | 3.210 | 5.730 | 48.2 |" in quality
+    assert "| KL(teacher‖model) per token (nats) | – | 0.42 | 2.91 |" in quality
+    assert "| top-1 agreement with the teacher | – | 61.0% | 22.0% |" in quality
+    assert "(64 rows, 5,120 response tokens)" in quality
+    assert ("KL(teacher‖student) is 0.42 nats (2.91 before training) and the student's top-1 "
+            "token agrees with the teacher's 61.0% of the time (22.0% before).") in text
+    assert "perplexity on the held-out responses is **5.730** (the teacher's 3.210, 48.2 before" in text
+    # no task family was graded: no accuracy anywhere, not even the export's "0.0%"
+    assert not re.search(r"(?<![\d.])0\.0%", text) and "accuracy" not in text.lower()
+    assert "| variant | max \\|Δlogit\\| | top-1 agreement | check |" in text
+
+
+def test_sample_answers_sit_side_by_side_escaped_in_markdown_and_html(free_form_run):
+    md_path, html_path = build_report(free_form_run)
+    text = md_path.read_text()
+    samples = text.split("## Sample answers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in samples.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| prompt | teacher | student | untrained student |"
+    assert len(rows) == 2 + 5  # header, rule, one row per answered prompt
+    hostile = rows[3]
+    assert len(re.split(r"(?<!\\)\|", hostile)) == 4 + 2  # four cells: no pipe escaped them
+    assert hostile.startswith("| Write \\<script\\> \\| safely |")
+    assert ("Use \\`textContent\\` \\| never \\*\\*innerHTML\\*\\*: \\<script\\>alert(1)\\</script\\>"
+            " \\& \\[x\\](y)") in hostile
+    page = html_path.read_text()
+    assert "<script" not in page
+    assert ("Use `textContent` | never **innerHTML**: &lt;script&gt;alert(1)&lt;/script&gt; "
+            "&amp; [x](y)") in page.replace("&#x27;", "'")
+
+
+def test_the_speed_ratio_comes_with_its_interval_from_interleaved_pairs(free_form_run):
+    text = build_report(free_form_run)[0].read_text()
+    assert ("It generates 4.0x more tokens per second than the teacher on this CPU at batch 1 "
+            "(120 vs 30; 95% interval 3.9x–4.2x over 3 interleaved pairs).") in text
+    assert "| student | 40,000,000 | 120 | 4.0x (3.9x–4.2x) |" in text
+    assert "The models took turns" in text
+
+
+def test_the_comparison_without_graded_tasks_shows_kl_perplexity_and_agreement(free_form_run):
+    def summarised(values, margins=None):
+        names = ("kl_teacher_student", "perplexity", "top1_agreement")
+        return {name: {"mean": value, "interval": value / 10,
+                       "margin_over_seq_kd": None if margins is None else {
+                           "mean": margins[i], "interval": 0.05}}
+                for i, (name, value) in enumerate(zip(names, values, strict=True))}
+
+    runs = {str(s): {"accuracy": None, "per_task": {}, "seconds": 10.0} for s in (0, 1, 2)}
+    methods = {"seq_kd": {"runs": runs, "accuracy": None, **summarised((0.5, 6.0, 0.5))},
+               "logit_kd": {"runs": runs, "accuracy": None,
+                            **summarised((0.3, 5.5, 0.6), margins=(-0.2, -0.5, 0.1))}}
+    _write(free_form_run / "compare" / "summary.json",
+           {"methods": methods, "seeds": [0, 1, 2], "base_seed": 0, "teacher_accuracy": None})
+    text = build_report(free_form_run)[0].read_text()
+    comparison = text.split("## Comparison", 1)[1].split("\n## ", 1)[0]
+    assert "held-out accuracy by seed" not in comparison and "–%" not in comparison
+    assert ("| logit distillation (the run's objective) | 0.300 ± 0.030 | -0.200 ± 0.050 | "
+            "5.500 ± 0.550 | -0.500 ± 0.050 | 60.0 ± 6.0 | +10.0 ± 5.0 |") in comparison
+    assert ("Held-out KL(teacher‖student) against sequence-level KD, paired by seed (nats per "
+            "token): logit distillation (the run's objective) better (-0.200 ± 0.050).") in comparison
+    assert ("Top-1 agreement with the teacher against sequence-level KD, paired by seed "
+            "(points): logit distillation (the run's objective) better (+10.0 ± 5.0).") in comparison

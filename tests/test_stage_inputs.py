@@ -13,7 +13,7 @@ from distil.errors import CheckpointError
 from distil.pipeline import default_stages, stage_fingerprint
 from distil.recipe import Recipe, load_recipe, section_model, validate_recipe
 from distil.recipe.inputs import declared, input_fields
-from distil.train import train_or_resume
+from distil.train import run_training
 from tests.conftest import REPO, recipe_dict
 
 DEMO = REPO / "recipes" / "demo.yaml"
@@ -121,13 +121,13 @@ def _interrupted_copy(finished, target):
 def test_resume_after_fields_that_decide_nothing_ends_with_the_same_weights(tmp_path, dataset):
     raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4,
                                                 "keep_checkpoints": 3})
-    train_or_resume(validate_recipe(raw))
+    run_training(validate_recipe(raw), resume=True)
     straight = load_file(tmp_path / "run" / "student" / "model.safetensors")
     for name, changes in (("compare", {"compare": True}),
                           ("bench", {"bench": {"repeats": 5}})):
         out = tmp_path / f"resumed-{name}"
         first = _interrupted_copy(tmp_path / "run", out)
-        resumed = train_or_resume(validate_recipe({**raw, **changes, "output_dir": str(out)}))
+        resumed = run_training(validate_recipe({**raw, **changes, "output_dir": str(out)}), resume=True)
         assert resumed.steps == 8 and first == "step-000004"
         weights = load_file(out / "student" / "model.safetensors")
         for key, tensor in straight.items():
@@ -136,18 +136,47 @@ def test_resume_after_fields_that_decide_nothing_ends_with_the_same_weights(tmp_
 
 def test_a_changed_learning_rate_is_refused_and_the_checkpoints_stay(tmp_path, dataset):
     raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4})
-    train_or_resume(validate_recipe(raw))
+    run_training(validate_recipe(raw), resume=True)
     run = tmp_path / "run"
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
     raw["train"]["learning_rate"] = 1e-2
     with pytest.raises(CheckpointError) as caught:
-        train_or_resume(validate_recipe(raw))
+        run_training(validate_recipe(raw), resume=True)
     assert "train.learning_rate: 0.003 -> 0.01" in str(caught.value)
     assert "--restart" in str(caught.value) and "--out" in str(caught.value)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
     assert (run / "student" / "model.safetensors").is_file()
-    train_or_resume(validate_recipe(raw), restart=True)
+    run_training(validate_recipe(raw), resume=True, restart=True)
     (aside,) = (run / "previous").iterdir()
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == before
+
+
+def test_restart_means_one_thing_for_train_and_run(tmp_path, dataset, monkeypatch, capsys):
+    """`distil train --restart`, like `distil run --restart`, resumes checkpoints written under
+    the same inputs (it used to set them aside and train from step 0) and sets aside only
+    those written under other inputs."""
+    import yaml
+
+    from tests.cli_helpers import run_cli
+
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4,
+                                                "keep_checkpoints": 3})
+    run_training(validate_recipe(raw))
+    straight = load_file(tmp_path / "run" / "student" / "model.safetensors")
+    out = tmp_path / "interrupted"
+    first = _interrupted_copy(tmp_path / "run", out)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**raw, "output_dir": str(out)}))
+    resumed = run_cli(monkeypatch, capsys, "train", str(recipe), "--restart")
+    assert resumed.returncode == 0 and f"resuming from {first}" in resumed.stderr
+    assert not (out / "previous").exists()
+    weights = load_file(out / "student" / "model.safetensors")
+    assert all(torch.equal(tensor, weights[key]) for key, tensor in straight.items())
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    changed = run_cli(monkeypatch, capsys, "train", str(recipe), "train.learning_rate=0.01",
+                      "--restart")
+    assert changed.returncode == 0 and "training from scratch" in changed.stderr
+    (aside,) = (out / "previous").iterdir()
     assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == before
 
 

@@ -16,7 +16,10 @@ from distil.errors import CheckpointError
 from distil.evaluate import evaluate
 from distil.losses import IGNORE_INDEX, Objective, masked_token_mean
 from distil.recipe import validate_recipe
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
+from distil.train.session import prepare_session
+from distil.train.stage import train
 from tests.conftest import recipe_dict
 
 
@@ -37,7 +40,7 @@ def test_accumulated_micro_batches_equal_one_large_batch(tmp_path, dataset):
     small = _session(tmp_path, dataset, seed=1, distill=objective,
                      train={"batch_size": 4, "grad_accum": 2})
     big_batches, small_batches = next_micro_batches(big), next_micro_batches(small)
-    counts = [int((b["labels"] != IGNORE_INDEX).sum()) for b in small_batches]
+    counts = [int((b.labels != IGNORE_INDEX).sum()) for b in small_batches]
     assert counts[0] != counts[1], "the test needs micro-batches of different token counts"
     loss_big = accumulate_gradients(big, big_batches)
     loss_small = accumulate_gradients(small, small_batches)
@@ -46,12 +49,12 @@ def test_accumulated_micro_batches_equal_one_large_batch(tmp_path, dataset):
     # naive reference: one forward over all rows, masked token mean of the objective
     reference = _session(tmp_path, dataset, seed=1, distill=objective)
     batch = big_batches[0]
-    labels = batch["labels"][:, 1:]
-    student = reference.student.model(input_ids=batch["input_ids"],
-                                       attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch.labels[:, 1:]
+    student = reference.student.model(input_ids=batch.input_ids,
+                                       attention_mask=batch.attention_mask).logits[:, :-1]
     with torch.no_grad():
-        teacher = reference.teacher.model(input_ids=batch["input_ids"],
-                                          attention_mask=batch["attention_mask"]).logits[:, :-1]
+        teacher = reference.teacher.model(input_ids=batch.input_ids,
+                                          attention_mask=batch.attention_mask).logits[:, :-1]
     per_token = Objective("generalized_jsd", 2.0, ce_weight=0.5).per_token(
         student.flatten(0, 1), teacher.flatten(0, 1), labels.flatten())
     loss = masked_token_mean(per_token, labels.flatten() != IGNORE_INDEX)
@@ -182,7 +185,7 @@ def test_bad_data_fails_before_any_model_loads(tmp_path, monkeypatch):
     def no_models(*args, **kwargs):
         raise AssertionError("a model was loaded before the data was read")
 
-    monkeypatch.setattr("distil.train.stage.load_models", no_models)
+    monkeypatch.setattr("distil.train.session.load_models", no_models)
     monkeypatch.setattr("distil.evaluate.stage.load_models", no_models)
     with pytest.raises(DataError):
         prepare_session(recipe)

@@ -9,7 +9,9 @@ import torch
 
 import distil
 from distil.recipe import validate_recipe
-from distil.train.stage import accumulate_losses, next_micro_batches, prepare_session
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_losses
+from distil.train.session import prepare_session
 from tests.conftest import recipe_dict
 
 pytestmark = [pytest.mark.gpu,

@@ -11,8 +11,11 @@ from distil.data import micro_batch_indices
 from distil.errors import RecipeError
 from distil.losses import IGNORE_INDEX
 from distil.recipe import validate_recipe
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
 from distil.train.onpolicy import on_policy_turn
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.session import prepare_session
+from distil.train.stage import train
 from tests.conftest import recipe_dict
 from tests.losses import reference
 
@@ -49,25 +52,25 @@ def test_an_on_policy_micro_batch_is_the_students_answer_scored_by_the_teacher(t
     originals = [session.examples[i] for i in rows]
     batches = next_micro_batches(session)
     batch = batches[0]
-    assert "on_policy" in batch
+    assert not batch.hard_labels
     student, teacher = session.student.model, session.teacher.model
     eos = session.student.tokenizer.eos_token_id
     for row, example in enumerate(originals):
         prompt_length = example.labels.index(next(t for t in example.labels if t != IGNORE_INDEX))
         expected = _naive_greedy(student, example.input_ids[:prompt_length], 6, eos, 48)
-        length = int(batch["attention_mask"][row].sum())
-        assert batch["input_ids"][row, :length].tolist() == expected
-        assert batch["labels"][row, :length].tolist() == (
+        length = int(batch.attention_mask[row].sum())
+        assert batch.input_ids[row, :length].tolist() == expected
+        assert batch.labels[row, :length].tolist() == (
             [IGNORE_INDEX] * prompt_length + expected[prompt_length:])
     loss = accumulate_gradients(session, batches)
 
     # reference: forward KL(teacher || student) on the sampled tokens, token mean; the hard-label
     # term (ce_weight 0.5) does not apply to the student's own tokens
-    labels = batch["labels"][:, 1:]
+    labels = batch.labels[:, 1:]
     mask = labels != IGNORE_INDEX
     with torch.no_grad():
-        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        s = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        t = teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     expected_loss = _naive_forward_kl(s[:, :-1][mask], t[:, :-1][mask]).mean()
     assert loss == pytest.approx(float(expected_loss), rel=1e-5)
 
@@ -98,9 +101,9 @@ def test_hidden_term_joins_the_objective_and_trains_the_projection(tmp_path, dat
     ref = _session(tmp_path, dataset, distill=distill)  # same seed: same student and projection
     weights = [p.weight for p in ref.hidden.projections]
     batch = batches[0]
-    labels = batch["labels"][:, 1:]
+    labels = batch.labels[:, 1:]
     mask = labels != IGNORE_INDEX
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     s = ref.student.model(**inputs, output_hidden_states=True)
     with torch.no_grad():
         t = ref.teacher.model(**inputs, output_hidden_states=True)
@@ -171,3 +174,33 @@ def test_a_teacher_of_another_tokenizer_is_not_combined_with_hidden_or_on_policy
         raw = recipe_dict(tmp_path, dataset, distill=distill, cross_tokenizer={"method": "aligned"})
         with pytest.raises(RecipeError, match="not combined with distill.hidden or distill.on_policy"):
             validate_recipe(raw)
+
+
+def test_samples_ignore_what_the_students_generation_config_says():
+    """GKD samples the student's own distribution: a repetition penalty, n-gram ban, min-p,
+    minimum length or banned words in the student's generation_config change nothing."""
+    from transformers import GenerationConfig
+
+    from distil.data import Example
+    from distil.models import build_tiny
+    from distil.recipe.onpolicy import OnPolicySection
+    from distil.train.onpolicy import sample_responses
+
+    model, tokenizer = build_tiny("tiny-student")
+    prompts = [tokenizer(f"Reverse: {'abc'[i % 3] * (1 + i)}")["input_ids"] for i in range(12)]
+    examples = [Example(str(i), p + [tokenizer.eos_token_id], [IGNORE_INDEX] * len(p) +
+                        [tokenizer.eos_token_id]) for i, p in enumerate(prompts)]
+    config = OnPolicySection(lmbda=1.0, temperature=1.0, max_new_tokens=12)
+
+    def samples() -> list[list[int]]:
+        return [e.input_ids for e in sample_responses(model, examples, config,
+                                                      tokenizer.eos_token_id,
+                                                      tokenizer.pad_token_id, 48, seed=7)]
+
+    clean = samples()
+    poisoned = GenerationConfig(repetition_penalty=50.0, no_repeat_ngram_size=1, min_p=0.5,
+                                min_new_tokens=12, bad_words_ids=[[ord("a")]], top_k=2,
+                                typical_p=0.2, pad_token_id=tokenizer.pad_token_id)
+    model.generation_config = poisoned
+    assert samples() == clean
+    assert model.generation_config is poisoned  # the student's own, untouched

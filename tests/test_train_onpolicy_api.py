@@ -16,9 +16,12 @@ from distil.recipe import validate_recipe
 from distil.server.testing import running_server
 from distil.teachers import LocalTeacher
 from distil.teachers.budget import BudgetExhaustedError
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
 from distil.train.onpolicy import on_policy_turn
 from distil.train.onpolicy_api import journal_path
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.session import prepare_session
+from distil.train.stage import train
 from tests.conftest import recipe_dict
 from tests.losses import reference
 
@@ -75,18 +78,18 @@ def test_an_on_policy_step_through_the_api_equals_the_live_teachers_top_k(store,
     finally:
         session.close()
     batch = batches[0]
-    assert "on_policy" in batch and batch["teacher_ids"].shape[1] == TOP_K
-    mask = batch["labels"][:, 1:] != IGNORE_INDEX
-    assert int(mask.sum()) == batch["teacher_ids"].shape[0] > 0
+    assert not batch.hard_labels and batch.teacher.ids.shape[1] == TOP_K
+    mask = batch.labels[:, 1:] != IGNORE_INDEX
+    assert int(mask.sum()) == batch.teacher.ids.shape[0] > 0
     with torch.no_grad():
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         live = teacher.model(**inputs).logits[:, :-1][mask].double()  # (N, V)
         s = session.student.model(**inputs).logits[:, :-1][mask]  # no optimizer step was taken
     top = torch.log_softmax(live, -1).topk(TOP_K)
-    assert torch.equal(batch["teacher_ids"], top.indices)
-    torch.testing.assert_close(batch["teacher_logprobs"].double(), top.values, rtol=0, atol=1e-4)
+    assert torch.equal(batch.teacher.ids, top.indices)
+    torch.testing.assert_close(batch.teacher.logprobs.double(), top.values, rtol=0, atol=1e-4)
     tail = 1 - top.values.exp().sum(-1)
-    torch.testing.assert_close(batch["teacher_log_tail"].double().exp(), tail, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(batch.teacher.log_tail.double().exp(), tail, rtol=1e-3, atol=1e-6)
     # the loss: forward KL between the top-8 + tail buckets, written from the math
     expected = reference.per_row(reference.sparse, s, live, "forward_kl", k=TOP_K).mean()
     assert loss == pytest.approx(float(expected), rel=1e-3)
@@ -99,10 +102,10 @@ def test_samples_are_scored_on_the_teachers_tokens_of_their_text(store, tmp_path
     finally:
         session.close()
     tokenizer = session.student.tokenizer
-    for row in range(batch["input_ids"].shape[0]):
-        length = int(batch["attention_mask"][row].sum())
-        ids = batch["input_ids"][row, :length].tolist()
-        labels = batch["labels"][row, :length].tolist()
+    for row in range(batch.input_ids.shape[0]):
+        length = int(batch.attention_mask[row].sum())
+        ids = batch.input_ids[row, :length].tolist()
+        labels = batch.labels[row, :length].tolist()
         response = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
         ended = response[-1] == tokenizer.eos_token_id
         text = tokenizer.decode(response[:-1] if ended else response)

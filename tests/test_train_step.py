@@ -7,7 +7,9 @@ import torch
 from distil.losses import IGNORE_INDEX, Objective, teacher_top_k
 from distil.recipe import validate_recipe
 from distil.train import step
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
+from distil.train.session import prepare_session
 from distil.train.step import (
     LossWindow,
     make_optimizer,
@@ -78,7 +80,7 @@ def test_a_step_on_padded_batches_equals_the_unpadded_step(tmp_path, dataset):
                                         "ce_weight": 0.3, "chunk_size": 16},
             train={"pad_multiple": multiple})))
         batches = next_micro_batches(session)
-        assert multiple is None or batches[0]["input_ids"].shape[1] % multiple == 0
+        assert multiple is None or batches[0].input_ids.shape[1] % multiple == 0
         loss = accumulate_gradients(session, batches)
         results.append((loss, {n: p.grad for n, p in session.student.model.named_parameters()}))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)

@@ -4,6 +4,7 @@ Every command takes a recipe and `key.sub=value` overrides; errors a user can fi
 line and exit 2. Heavy imports happen inside the commands, so `distil --help` is quick.
 """
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +12,10 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from distil.commands.audit import audit_app
+from distil.commands.serve import serve
 from distil.errors import DistilError
+from distil.progress import quiet_libraries as _quiet_libraries
 
 
 class Interrupted(Exception):
@@ -19,6 +23,10 @@ class Interrupted(Exception):
 
 
 class _Commands(TyperGroup):
+    def main(self, args: Any = None, *rest: Any, **options: Any) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        return super().main(resume_arguments(words), *rest, **options)
+
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -26,14 +34,30 @@ class _Commands(TyperGroup):
             raise Interrupted from None
 
 
+NEWEST = "newest"
+"""The value of a bare `--resume`: the newest checkpoint."""
+CHECKPOINT_NAME = re.compile(r"^step-\d+$")
+
+
+def resume_arguments(words: list[str]) -> list[str]:
+    """`--resume` takes a checkpoint folder (step-NNNNNN) when one follows it, else it stands
+    alone for the newest: `--resume` becomes `--resume=newest` unless a checkpoint follows,
+    so a recipe or an override after it is not taken for its value."""
+    if not words or words[0] not in ("train", "run"):
+        return words
+    out = list(words)
+    for number, word in enumerate(words):
+        following = words[number + 1] if number + 1 < len(words) else ""
+        if word == "--resume" and not CHECKPOINT_NAME.match(Path(following).name):
+            out[number] = f"--resume={NEWEST}"
+    return out
+
+
 app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
                   help="Distil a small student language model from a large teacher.")
 recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes.")
 app.add_typer(recipe_app, name="recipe")
-audit_app = typer.Typer(no_args_is_help=True, help="Test text or a model for a teacher's watermark "
-                                                  "(docs/provenance.md).")
-app.add_typer(audit_app, name="audit")
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 Overrides = Annotated[list[str] | None, typer.Argument(
@@ -57,13 +81,6 @@ def _field_help(section: str, field: str) -> str:
                       f"{section}.{field}")
 
 
-def _setting_help(field: str) -> str:
-    """A `distil serve` setting's docstring and default (distil.server.settings)."""
-    from distil.server.settings import ServerSettings
-
-    return _described(ServerSettings, field, None)
-
-
 def _described(model: Any, field: str, key: str | None) -> str:
     info = model.model_fields[field]
     text = " ".join((info.description or "").split())
@@ -71,14 +88,23 @@ def _described(model: Any, field: str, key: str | None) -> str:
     return f"{text} Default: {default}{f' ({key})' if key else ''}."
 
 
-def _load(recipe: Path, overrides: list[str] | None, out: Path | None):
+def _formats_help() -> str:
+    """The `--format` help, from the export-format registry."""
+    from distil.export_formats import default_formats, export_format, format_names
+
+    listed = "; ".join(f"{name}: {export_format(name).summary}" for name in format_names())
+    return (f"{listed}. Repeat for several. Default: the run recipe's export.formats, else "
+            f"{', '.join(default_formats())}.")
+
+
+def _load(recipe: Path, overrides: list[str] | None, out: Path | None, training: bool = True):
     from distil.recipe import load_recipe
 
     _quiet_libraries()
     extra = list(overrides or [])
     if out is not None:
         extra.append(f"output_dir={out}")
-    return load_recipe(recipe, extra)
+    return load_recipe(recipe, extra, training=training)
 
 
 def _check_writable(folder: Path) -> None:
@@ -97,9 +123,24 @@ def _holding(folder: Path, command: str):
 
 
 RestartOption = Annotated[bool, typer.Option(
-    "--restart", help="When the run's checkpoints were written under other training inputs, "
-                      "move them aside into RUN/previous/ and train afresh (they are never "
-                      "deleted).")]
+    "--restart", help="Checkpoints written under other training inputs are moved aside into "
+                      "RUN/previous/ with the rest of the earlier training (never deleted) and "
+                      "training starts afresh; checkpoints of the same inputs are resumed, so no "
+                      "work is thrown away. Without it, checkpoints of other inputs are refused "
+                      "(distil.train.resume).")]
+
+
+ResumeOption = Annotated[str | None, typer.Option(
+    "--resume", metavar="[CHECKPOINT]",
+    help="Continue from the newest checkpoint in the run folder or, given one, from CHECKPOINT "
+         "(a step-NNNNNN folder of the run): the checkpoints after it, and the student they "
+         "led to, are moved aside into RUN/previous/ (never deleted) and the log is cut to "
+         "its step.", show_default=False)]
+
+
+def _resume(value: str | None) -> bool | Path:
+    """--resume's value: False (absent), True (the newest) or the checkpoint folder."""
+    return value is not None and (value == NEWEST or Path(value))
 
 
 ProcessesOption = Annotated[int, typer.Option(
@@ -112,32 +153,22 @@ AccelerateConfigOption = Annotated[Path | None, typer.Option(
 
 @app.command()
 def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
-          resume: Annotated[bool, typer.Option(
-              "--resume", help="Continue from the newest checkpoint in the run folder.")] = False,
-          restart: RestartOption = False, num_processes: ProcessesOption = 1,
+          resume: ResumeOption = None, restart: RestartOption = False,
+          num_processes: ProcessesOption = 1,
           accelerate_config: AccelerateConfigOption = None) -> None:
-    """Distil the student from a live teacher over the recipe's prompt/response data."""
-    from distil.fsutil import move_aside
-    from distil.launch import check_launch, die_with_launcher, inside_launch, run_launched
-    from distil.train import TRAIN_OUTPUTS
-    from distil.train import train as run_training
+    """Distil the student from the recipe's teacher (live, or its captured signals)."""
+    from distil.train import run_training
 
     loaded = _load(recipe, overrides, out)
-    _check_writable(loaded.run_dir)
-    if inside_launch():
-        die_with_launcher()
-    with _holding(loaded.run_dir, "train"):
-        if restart and (moved := move_aside(loaded.run_dir, TRAIN_OUTPUTS, "train")):
-            typer.echo(f"earlier training moved to {moved}")
-        if (num_processes > 1 or accelerate_config) and not inside_launch():
-            arguments = ["train", str(recipe), *(overrides or []), "--out", str(loaded.run_dir),
-                         *(["--resume"] if resume and not restart else [])]
-            raise typer.Exit(run_launched(arguments, num_processes, accelerate_config))
-        check_launch()
-        result = run_training(loaded, resume=resume and not restart)
+    result = run_training(loaded, resume=_resume(resume), restart=restart,
+                          num_processes=num_processes, accelerate_config=accelerate_config)
+    if result is None:  # the launched processes trained, and said so
+        return
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
-    typer.echo(f"student written to {result.student_dir} after {result.steps} steps "
-               f"(final loss {loss})")
+    written = " and ".join(f"{what} written to {where}" for what, where in
+                           (("student", result.student_dir), ("adapter", result.adapter_dir))
+                           if where is not None)
+    typer.echo(f"{written} after {result.steps} steps (final loss {loss})")
 
 
 @app.command()
@@ -183,6 +214,12 @@ def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption 
     typer.echo(f"{compared}; written to {output or loaded.run_dir / 'eval.json'}")
 
 
+AllowParityFailure = Annotated[bool, typer.Option(
+    "--allow-parity-failure", help="Exit 0 even when an exported variant fails parity (it is "
+                                   "still set aside in failed/); the same as the recipe's "
+                                   "export.allow_parity_failure: true.")]
+
+
 @app.command()
 def run(recipe: Annotated[Path | None, typer.Argument(
             help="Recipe YAML file. Default: recipes/demo.yaml (the demo job).", show_default=False)] = None,
@@ -195,21 +232,43 @@ def run(recipe: Annotated[Path | None, typer.Argument(
                               "seeds, and report each method's mean accuracy with a 95% "
                               "interval.")] = False,
         restart: RestartOption = False, num_processes: ProcessesOption = 1,
-        accelerate_config: AccelerateConfigOption = None) -> None:
-    """Run every stage of a recipe end to end, skipping stages already finished."""
+        accelerate_config: AccelerateConfigOption = None,
+        allow_parity_failure: AllowParityFailure = False,
+        resume: Annotated[str | None, typer.Option(
+            "--resume", metavar="[CHECKPOINT]",
+            help="Training always continues from the newest checkpoint; given CHECKPOINT (a "
+                 "step-NNNNNN folder of the run), from that one: the checkpoints after it and "
+                 "the student they led to are moved aside into RUN/previous/, and the stages "
+                 "after training are redone (their outputs moved aside too, as --force does).",
+            show_default=False)] = None) -> None:
+    """Run every stage of a recipe end to end, skipping stages already finished.
+
+    An exported variant that fails parity is set aside and the other stages still run; the
+    command then exits with status 3, unless --allow-parity-failure.
+    """
+    from distil.errors import ParityError
     from distil.pipeline import run_pipeline
+    from distil.report import headline
 
     extra = [*(overrides or []), *(["compare=true"] if compare else [])]
     loaded = _load(recipe or _default_recipe(), extra, out)
     _check_writable(loaded.run_dir)
     with _holding(loaded.run_dir, "run"):
-        run_pipeline(loaded, force=force, restart=restart, num_processes=num_processes,
-                     accelerate_config=accelerate_config)
-    from distil.report import headline
-
+        try:
+            chosen = _resume(resume)
+            failed = run_pipeline(loaded, force=force, restart=restart,
+                                  num_processes=num_processes, accelerate_config=accelerate_config,
+                                  allow_parity_failure=allow_parity_failure,
+                                  resume_from=chosen if isinstance(chosen, Path) else None)
+        except ParityError:
+            for line in headline(loaded.run_dir):  # the figures stand; the error line comes last
+                typer.echo(line)
+            raise
     for line in headline(loaded.run_dir):
         typer.echo(line)
-    typer.echo(f"run finished: {loaded.run_dir}")
+    aside = loaded.run_dir / "export" / "failed"
+    typer.echo(f"run finished: {loaded.run_dir}" + (
+        f"; {', '.join(failed)} failed parity, set aside in {aside} (allowed)" if failed else ""))
 
 
 @app.command("export")
@@ -223,21 +282,16 @@ def export_command(
             help="Weights of the safetensors export: fp16 or bf16. Default: the run recipe's "
                  "export.dtype, else fp16.", show_default=False)] = None,
         formats: Annotated[list[str] | None, typer.Option(
-            "--format", help="hf, onnx, onnx-int8 or gguf; repeat for several. Default: the "
-                             "run recipe's export.formats, else all four.",
-            show_default=False)] = None,
+            "--format", help=_formats_help(), show_default=False)] = None,
         prompts_per_task: Annotated[int | None, typer.Option(
             help=_field_help("export", "prompts_per_task") + " A run's recipe.yaml export: "
                  "section comes first.", show_default=False)] = None,
-        allow_parity_failure: Annotated[bool, typer.Option(
-            "--allow-parity-failure",
-            help="Exit 0 even when a variant fails parity (it is still set aside in failed/).")
-            ] = False,
+        allow_parity_failure: AllowParityFailure = False,
         overwrite: Annotated[bool, typer.Option(
             "--overwrite", help="When --out holds files an export did not write (an earlier "
                                 "export alone is replaced), move the folder aside (to OUT.old) "
                                 "and export there.")] = False) -> None:
-    """Export the student (safetensors, ONNX, int8 ONNX) and check it against PyTorch.
+    """Export the student (safetensors, ONNX, int8 ONNX, GGUF, ...) and check it against PyTorch.
 
     A run folder's recipe.yaml `export:` section gives the defaults; options override them.
     """
@@ -311,7 +365,7 @@ def synth(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     """Build the training set from the teacher's answers (RUN/data/train.parquet)."""
     from distil.synth.stage import run_synth
 
-    loaded = _load(recipe, overrides, out)
+    loaded = _load(recipe, overrides, out, training=False)  # synth does not train
     if dry_run:
         run_synth(loaded, dry_run=True)
         return
@@ -338,146 +392,8 @@ def recipe_docs() -> None:
     typer.echo(recipe_reference(), nl=False)
 
 
-@app.command()
-def serve(
-    model: Annotated[str, typer.Argument(
-        help="Model to serve: a folder, a hub id, or 'demo' (the shipped demo teacher).",
-        show_default=False)],
-    host: Annotated[str, typer.Option(
-        help="Address to listen on; beyond loopback the API key (env DISTIL_SERVE_API_KEY) "
-             "is required.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
-    served_name: Annotated[str | None, typer.Option(
-        help="Model id clients send. Default: MODEL.", show_default=False)] = None,
-    max_top_logprobs: Annotated[int | None, typer.Option(
-        help=_setting_help("max_top_logprobs"), show_default=False)] = None,
-    max_tokens: Annotated[int | None, typer.Option(
-        help=_setting_help("max_tokens"), show_default=False)] = None,
-    max_prompt_tokens: Annotated[int | None, typer.Option(
-        help=_setting_help("max_prompt_tokens"), show_default=False)] = None,
-    max_body_bytes: Annotated[int | None, typer.Option(
-        help=_setting_help("max_body_bytes"), show_default=False)] = None,
-    max_batch_size: Annotated[int | None, typer.Option(
-        help=_setting_help("max_batch_size"), show_default=False)] = None,
-    batch_wait_ms: Annotated[float | None, typer.Option(
-        help=_setting_help("batch_wait_ms"), show_default=False)] = None,
-    header_timeout_s: Annotated[float | None, typer.Option(
-        help=_setting_help("header_timeout_s"), show_default=False)] = None,
-    refuse_logprobs: Annotated[bool, typer.Option(
-        "--refuse-logprobs", help=_setting_help("refuse_logprobs"))] = False,
-    admin: Annotated[bool, typer.Option("--admin", help=_setting_help("admin"))] = False,
-    watermark: Annotated[bool, typer.Option("--watermark", help=_setting_help("watermark"))] = False,
-    watermark_scheme: Annotated[str | None, typer.Option(
-        help=_setting_help("watermark_scheme"), show_default=False)] = None,
-    watermark_gamma: Annotated[float | None, typer.Option(
-        help=_setting_help("watermark_gamma"), show_default=False)] = None,
-    watermark_delta: Annotated[float | None, typer.Option(
-        help=_setting_help("watermark_delta"), show_default=False)] = None,
-    watermark_context_width: Annotated[int | None, typer.Option(
-        help=_setting_help("watermark_context_width"), show_default=False)] = None,
-    watermark_key_env: Annotated[str | None, typer.Option(
-        help=_setting_help("watermark_key_env"), show_default=False)] = None,
-    log_requests: Annotated[bool, typer.Option(
-        "--log-requests", help="Log one line per request (never headers or keys).")] = False,
-    dtype: Annotated[str, typer.Option(help="Weights dtype: auto, float32, bfloat16, ...")] = "auto",
-    device: Annotated[str | None, typer.Option(
-        help="cpu, cuda, cuda:1, ... Default: cuda if available.", show_default=False)] = None,
-) -> None:
-    """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
-    try:
-        from distil.server.run import serve as run_server
-        from distil.server.settings import build_settings
-    except ModuleNotFoundError as err:
-        raise DistilError(f"distil serve needs {err.name}: pip install 'distil[serve]'") from None
-
-    given = dict(max_top_logprobs=max_top_logprobs, max_tokens=max_tokens,
-                 max_prompt_tokens=max_prompt_tokens, max_body_bytes=max_body_bytes,
-                 max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-                 header_timeout_s=header_timeout_s, watermark_scheme=watermark_scheme,
-                 watermark_gamma=watermark_gamma,
-                 watermark_delta=watermark_delta, watermark_context_width=watermark_context_width,
-                 watermark_key_env=watermark_key_env)
-    settings = build_settings(served_name=served_name or model, refuse_logprobs=refuse_logprobs,
-                              admin=admin, watermark=watermark,
-                              **{k: v for k, v in given.items() if v is not None})
-    run_server(model, settings, host=host, port=port, dtype=dtype, device=device,
-               log_requests=log_requests, echo=typer.echo)
-
-
-KeyEnv = Annotated[str, typer.Option(help="Environment variable holding the watermark key (its "
-                                          "name; the key itself is never passed or written).")]
-AuditOut = Annotated[Path, typer.Option("--out", help="Folder for audit.json and audit.md.")]
-Gamma = Annotated[float, typer.Option(help="The watermark's green share (serve --watermark-gamma).")]
-Width = Annotated[int, typer.Option(help="The watermark's context width (serve "
-                                         "--watermark-context-width).")]
-SchemeOption = Annotated[str, typer.Option("--scheme", help="The watermark's scheme (serve "
-                                           "--watermark-scheme): kgw or exp-min.")]
-NullKeys = Annotated[int, typer.Option(help="Random keys for the empirical null (0: none).")]
-Alpha = Annotated[float, typer.Option(help="Level below which the p-value flags a watermark.")]
-Tokenizer = Annotated[str, typer.Option(help="The watermarked model's tokenizer: a folder, hub id "
-                                             "or demo.")]
-Tasks = Annotated[int, typer.Option(help="Without a corpus/prompts file: this many held-out items "
-                                         "of every task family.")]
-Field = Annotated[str | None, typer.Option(help="Column of .jsonl/.parquet rows holding the text. "
-                                                "Default: response, text or completion.",
-                                           show_default=False)]
-
-
-def _audit(mode: str, out: Path, key_env: str, scheme: str, gamma: float, context_width: int,
-           null_keys: int, alpha: float, seed: int, **inputs: Any) -> None:
-    from distil.audit import AuditSettings
-    from distil.audit.run import run_audit
-
-    _quiet_libraries()
-    settings = AuditSettings(gamma=gamma, context_width=context_width, null_keys=null_keys, seed=seed,
-                             scheme=scheme)
-    json_path, md_path, line = run_audit(mode, out, key_env, settings, alpha, **inputs)
-    typer.echo(f"{line}; written to {md_path} and {json_path}")
-
-
-@audit_app.command("text")
-def audit_text(files: Annotated[list[Path], typer.Argument(help=".txt, .jsonl or .parquet files.")],
-               key_env: KeyEnv = "DISTIL_WATERMARK_KEY", tokenizer: Tokenizer = "demo",
-               field: Field = None, out: AuditOut = Path("audit"), scheme: SchemeOption = "kgw",
-               gamma: Gamma = 0.25, context_width: Width = 2, null_keys: NullKeys = 200,
-               alpha: Alpha = 1e-3, seed: int = 0) -> None:
-    """Test texts for the watermark: per document and pooled, de-duplicated."""
-    _audit("text", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, files=files,
-           tokenizer=tokenizer, field=field)
-
-
-@audit_app.command("model")
-def audit_model(model: Annotated[str, typer.Argument(help="Folder of the model (open weights).")],
-                corpus: Annotated[list[Path] | None, typer.Option(
-                    help="Unmarked text to teacher-force it on (repeat for several).",
-                    show_default=False)] = None,
-                tasks: Tasks = 100, top_k: Annotated[int, typer.Option(
-                    help="Predictions scored per position (1: the top-1 test).")] = 1,
-                key_env: KeyEnv = "DISTIL_WATERMARK_KEY", field: Field = None,
-                out: AuditOut = Path("audit"), scheme: SchemeOption = "kgw", gamma: Gamma = 0.25,
-                context_width: Width = 2, null_keys: NullKeys = 200, alpha: Alpha = 1e-3,
-                seed: int = 0) -> None:
-    """Test whether a model learnt from watermarked outputs: teacher-forced top-k predictions."""
-    _audit("model", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, model=model,
-           corpus=corpus or [], tasks=tasks, top_k=top_k, field=field)
-
-
-@audit_app.command("api")
-def audit_api(url: Annotated[str, typer.Argument(help="Base URL of the OpenAI-compatible API (.../v1).")],
-              model: Annotated[str, typer.Option(help="Served model name.")],
-              prompts: Annotated[Path | None, typer.Option(
-                  help="Prompts to send (.txt, .jsonl with a prompt field).", show_default=False)] = None,
-              tasks: Tasks = 20, tokenizer: Tokenizer = "demo",
-              api_key_env: Annotated[str | None, typer.Option(
-                  help="Environment variable holding the API's key.", show_default=False)] = None,
-              max_tokens: int = 48, temperature: float = 1.0,
-              key_env: KeyEnv = "DISTIL_WATERMARK_KEY", out: AuditOut = Path("audit"),
-              scheme: SchemeOption = "kgw", gamma: Gamma = 0.25, context_width: Width = 2,
-              null_keys: NullKeys = 200, alpha: Alpha = 1e-3, seed: int = 0) -> None:
-    """Test a model behind an API: prompt it, test what it generates."""
-    _audit("api", out, key_env, scheme, gamma, context_width, null_keys, alpha, seed, url=url,
-           model=model, prompts=prompts, tasks=tasks, tokenizer=tokenizer,
-           api_key_env=api_key_env, max_tokens=max_tokens, temperature=temperature)
+app.command()(serve)
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:
@@ -496,16 +412,6 @@ def main() -> None:
                       "rerun the same command (with --resume for train) to continue",
                       highlight=False, soft_wrap=True)
         sys.exit(130)
-
-
-def _quiet_libraries() -> None:
-    import os
-
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 if __name__ == "__main__":

@@ -2,10 +2,15 @@
 
 A row becomes an `Example`: the prompt (rendered with the chat template or as plain text)
 followed by the response and an end-of-turn token; a chat row (`messages`, or TRL's
-conversational prompt/completion) labels every assistant turn (distil.chat). Other sources
+conversational prompt/completion, with `tool_calls` and a `tools` column) labels every
+assistant turn (distil.chat). A response the teacher did not finish (`finish_reason`
+`length`, as synth records it) gets no end-of-turn token: the student is not taught to stop
+where the teacher was cut off. Other sources
 (JSON arrays, save_to_disk and hub-layout folders, hub ids) are read by distil.sources.
 Labels copy the input ids on response tokens and are IGNORE_INDEX on prompt and padding
-tokens, so only the response is learned.
+tokens, so only the response is learned. A micro-batch is either padded to its longest row
+(`collate`) or packed (`pack`, train.packing): its rows laid end to end into sequences of at
+most data.max_length tokens, position ids restarting with every row.
 The batch order is a pure function of (seed, micro-batch number): a resumed run sees
 exactly the batches an uninterrupted run would have seen.
 """
@@ -13,7 +18,7 @@ exactly the batches an uninterrupted run would have seen.
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +41,15 @@ class Pair:
     prompt: str
     response: str
     turns: tuple[chat.Turn, ...] | None = None
-    """The whole conversation, (role, content) each, when the row is a chat or has a system
-    prompt; `prompt`/`response` are then its last user and assistant texts."""
+    """The whole conversation, when the row is a chat or has a system prompt;
+    `prompt`/`response` are then its last user and assistant texts."""
+    tools: str | None = None
+    """The function schemas the conversation may call (JSON), for the chat template."""
+    truncated: bool = False
+    """The response was cut at the length limit (`finish_reason` `length`): it is learned
+    without an end-of-turn token."""
+    where: str = field(default="", compare=False)
+    """Where the row is (`FILE line N`), to name it in errors."""
 
 
 @dataclass(frozen=True)
@@ -181,10 +193,10 @@ def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: s
                         f"{', '.join(columns) or 'none'}); set data.prompt_field / "
                         "data.response_field in the recipe, or data.messages_field for "
                         "chat rows")
-    for field in (prompt_field, response_field):
-        _check_text_field(path, rows, field)
-    pairs = [_pair(row, prompt_field, response_field, system_prompt)
-             for _, row in rows if row[response_field]]
+    for name in (prompt_field, response_field):
+        _check_text_field(path, rows, name)
+    pairs = [_pair(row, prompt_field, response_field, system_prompt, f"{path} {where}")
+             for where, row in rows if row[response_field]]
     if not pairs:
         raise DataError(f"{path} has no usable rows (need non-empty text in "
                         f"{prompt_field!r} and {response_field!r})")
@@ -192,15 +204,21 @@ def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: s
 
 
 def _pair(row: dict[str, Any], prompt_field: str, response_field: str,
-          system_prompt: str | None) -> Pair:
+          system_prompt: str | None, where: str) -> Pair:
     sample_id = _sample_id(row, prompt_field, response_field)
     prompt, response = row[prompt_field], row[response_field]
     if not system_prompt:
-        return Pair(sample_id, prompt, response)
-    turns = (("system", system_prompt), ("user", prompt), ("assistant", response))
+        return Pair(sample_id, prompt, response, truncated=_cut_off(row), where=where)
+    turns = (chat.Turn("system", system_prompt), chat.Turn("user", prompt),
+             chat.Turn("assistant", response))
     if row.get("id") is None:  # another text than without the system prompt: another id
         sample_id = chat.conversation_id(turns)
-    return Pair(sample_id, prompt, response, turns)
+    return Pair(sample_id, prompt, response, turns, truncated=_cut_off(row), where=where)
+
+
+def _cut_off(row: dict[str, Any]) -> bool:
+    """Whether the row's response was cut at the length limit (synth's `finish_reason`)."""
+    return row.get("finish_reason") == "length"
 
 
 def _chat_pairs(path: str | Path, rows: list[tuple[str, dict[str, Any]]], columns: list[str],
@@ -216,11 +234,13 @@ def _chat_pairs(path: str | Path, rows: list[tuple[str, dict[str, Any]]], column
                       for turn in chat.parse_messages(row.get(f), f"{path} {where}: {f!r}"))
         turns = chat.with_system_prompt(turns, system_prompt)
         chat.check_trainable(turns, f"{path} {where}")
+        tools = chat.parse_tools(row.get("tools"), f"{path} {where}")
         prompt, response = chat.last_exchange(turns)
-        single = chat.is_single_turn(turns)  # one exchange: the same row as a plain pair
+        single = chat.is_single_turn(turns) and not tools  # the same row as a plain pair
         sample_id = (str(row["id"]) if row.get("id") is not None else
-                     content_id(prompt, response) if single else chat.conversation_id(turns))
-        pairs.append(Pair(sample_id, prompt, response, None if single else turns))
+                     content_id(prompt, response) if single else chat.conversation_id(turns, tools))
+        pairs.append(Pair(sample_id, prompt, response, None if single else turns, tools,
+                          _cut_off(row), f"{path} {where}"))
     return pairs
 
 
@@ -282,8 +302,9 @@ def render_prompt(tokenizer: Any, prompt: str, template: Template) -> tuple[str,
 
 def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
                  max_length: int) -> list[Example]:
-    """Tokenise pairs: prompt ids (masked) + response ids + eos, cut to `max_length`;
-    conversations label each assistant turn (distil.chat.encode_turns)."""
+    """Tokenise pairs: prompt ids (masked) + response ids + eos (none after a truncated
+    response), cut to `max_length`; conversations label each assistant turn
+    (distil.chat.encode_turns)."""
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no eos token to end responses with")
     simple = [p for p in pairs if p.turns is None]
@@ -295,7 +316,7 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
         if simple else []
     encoded = {}
     for pair, prompt, response in zip(simple, prompt_ids, response_ids, strict=True):
-        response = response + [tokenizer.eos_token_id]
+        response = response + ([] if pair.truncated else [tokenizer.eos_token_id])
         prompt = prompt[-(max_length - 1):]  # keep at least one response token
         response = response[: max_length - len(prompt)]
         encoded[id(pair)] = Example(pair.sample_id, prompt + response,
@@ -305,7 +326,9 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
         if pair.turns is None:
             examples.append(encoded[id(pair)])
         else:
-            ids, labels = chat.encode_turns(tokenizer, pair.turns, template, max_length)
+            ids, labels = chat.encode_turns(tokenizer, pair.turns, template, max_length,
+                                            tools=pair.tools, open_end=pair.truncated,
+                                            where=pair.where or f"row {pair.sample_id!r}")
             examples.append(Example(pair.sample_id, ids, labels))
     return examples
 
@@ -322,6 +345,47 @@ def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tenso
         labels[row, :n] = torch.tensor(example.labels)
         attention_mask[row, :n] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def pack(examples: list[Example], max_length: int, pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Lay the examples end to end into P sequences of at most `max_length` tokens.
+
+    Rows go first-fit in order of decreasing length (ties in their order). Returns input_ids,
+    labels and position_ids, each (P, L) with L the longest sequence, and `sequence` and
+    `offset` (M,): where each example's first token is, in the examples' order. Position
+    ids restart at 0 with every row, which is how transformers' attention tells the rows
+    apart (no attention mask: the model is handed position ids only); a row's first label is
+    IGNORE_INDEX, so no position predicts across rows (it predicts nothing when padded
+    either). Padding at the end of a sequence has position 0 throughout: each pad token is a
+    row of its own, seen by no other.
+    """
+    sequences: list[list[int]] = []  # example numbers per sequence
+    room: list[int] = []
+    for number in sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids)):
+        size = len(examples[number].input_ids)
+        free = next((s for s, left in enumerate(room) if left >= size), None)
+        if free is None:
+            sequences.append([])
+            room.append(max(max_length, size))
+            free = len(sequences) - 1
+        sequences[free].append(number)
+        room[free] -= size
+    width = max(sum(len(examples[i].input_ids) for i in s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    where = torch.zeros((2, len(examples)), dtype=torch.long)  # sequence, offset
+    for row, members in enumerate(sequences):
+        offset = 0
+        for number in members:
+            example, end = examples[number], offset + len(examples[number].input_ids)
+            input_ids[row, offset:end] = torch.tensor(example.input_ids)
+            labels[row, offset + 1:end] = torch.tensor(example.labels[1:], dtype=torch.long)
+            position_ids[row, offset:end] = torch.arange(end - offset)
+            where[:, number] = torch.tensor([row, offset])
+            offset = end
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+            "sequence": where[0], "offset": where[1]}
 
 
 def batches_per_epoch(num_examples: int, batch_size: int, world_size: int = 1) -> int:

@@ -49,3 +49,8 @@ class ParityError(DistilError):
 
 class OutputError(DistilError):
     """An output location cannot be written, or holds something a command must not replace."""
+
+
+class DiskFullError(OutputError):
+    """The disk (or the user's quota) holding an output folder filled up during a write; what
+    was being written was removed again, what was finished before is kept."""

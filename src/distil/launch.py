@@ -8,7 +8,9 @@
 accelerate uses its simple launcher, whose only multi-process CPU mode is mpirun (with
 `--mpirun_hostfile`). Its torchrun launcher (`--multi_gpu`) starts N processes, and
 `ACCELERATE_USE_CPU=true` makes each of them join a gloo group on CPU. `check_launch`
-refuses the one-process case loudly instead of training silently on one process.
+refuses the one-process case loudly instead of training silently on one process, and
+`check_config` an accelerate config for FSDP or DeepSpeed on a machine without a GPU:
+accelerate runs those on GPUs only, and on CPU would train as plain DDP, unsharded.
 
 The processes die with the command. torchrun starts each training process in a session of its
 own, so a kill of the command's process group (Ctrl-C in a shell, `kill -9 -PGID`, a job
@@ -48,6 +50,47 @@ def check_launch() -> None:
                           "--multi_gpu --num_processes N -m distil.cli train RECIPE`")
 
 
+SHARDING_ENGINES = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}
+"""accelerate's distributed types that shard the student, and their names."""
+
+
+def check_config(config_file: Path | None) -> None:
+    """Refuse, before any work, an accelerate config that cannot run here as written: a
+    missing or unreadable file, or FSDP / DeepSpeed on a machine without a GPU."""
+    import torch
+
+    if config_file is None:
+        return
+    if not config_file.is_file():
+        raise LaunchError(f"accelerate config {config_file} not found; pass a file written "
+                          "by `accelerate config`, e.g. one of recipes/accelerate/")
+    engine = configured_engine(config_file)
+    if engine in SHARDING_ENGINES and not torch.cuda.is_available():
+        raise LaunchError(unsharded_message(SHARDING_ENGINES[engine], "MULTI_CPU"))
+
+
+def configured_engine(config_file: Path) -> str:
+    """The `distributed_type` of an accelerate config file (FSDP, MULTI_GPU, ...)."""
+    import yaml
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    try:
+        return str(load_config_from_file(str(config_file)).distributed_type.value)
+    except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LaunchError(f"accelerate config {config_file} cannot be read ({reason}); pass a "
+                          "file written by `accelerate config`, e.g. one of "
+                          "recipes/accelerate/") from None
+
+
+def unsharded_message(engine: str, ran: str) -> str:
+    """Why a launch asking for `engine` is refused where accelerate would run `ran` instead."""
+    return (f"the accelerate config asks for {engine}, which accelerate runs on GPUs only: "
+            f"here it would train as {ran}, every process holding the whole student (nothing "
+            "sharded); on CPU leave out --accelerate-config (--num-processes N trains with "
+            "DDP over gloo), or run on GPUs")
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now (so that two launches on one machine do not collide)."""
     with socket.socket() as s:
@@ -63,9 +106,7 @@ def launch_command(arguments: list[str], num_processes: int,
 
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if config_file is not None:
-        if not config_file.is_file():
-            raise LaunchError(f"accelerate config {config_file} not found; pass a file written "
-                              "by `accelerate config`, e.g. one of recipes/accelerate/")
+        check_config(config_file)
         command += ["--config_file", str(config_file)]
     else:
         command += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",

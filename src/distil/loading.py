@@ -1,4 +1,8 @@
-"""What several stages load the same way: the recipe's models and its data splits."""
+"""What several stages load the same way: the recipe's models and its data splits.
+
+The teacher is opened by the one factory (distil.teachers.open_teacher), in this process:
+the stages that call `load_models` read its logits.
+"""
 
 from pathlib import Path
 from typing import Any
@@ -10,30 +14,42 @@ from distil.errors import DataError
 from distil.models import LoadedModel, load_model, output_vocab_size, shared_vocab_size
 from distil.recipe import DataSection, Recipe
 from distil.recipe.models import STUDENT_TRAINING
+from distil.recipe.signal import teacher_signal
+from distil.teachers import open_teacher, white_box
 
 
 def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
-                student_source: str | None = None) -> tuple[LoadedModel | None, LoadedModel, int]:
+                student_source: str | None = None, purpose: str = "this stage",
+                hidden_states: bool = False) -> tuple[LoadedModel | None, LoadedModel, int]:
     """Teacher (unless not needed), student and the vocabulary width their logits share.
 
     `student_source` replaces the recipe's student model (e.g. the trained run/student).
-    With `cross_tokenizer.method` set the two may have different vocabularies, and the
-    width is the student's own.
+    The teacher runs in this process (teacher.model, whatever teacher.api says); `purpose`
+    names what needs its logits (and, with `hidden_states`, its hidden states) in the refusal
+    of a teacher that gives none. With `cross_tokenizer.method` set the two may have
+    different vocabularies, and the width is the student's own.
     """
+    student = load_student(recipe, device, student_source)
+    if not need_teacher:
+        return None, student, output_vocab_size(student.model)
+    teacher = white_box(open_teacher(recipe.teacher, in_process=True, device=device,
+                                     seed=recipe.seed), purpose, hidden_states)
+    set_chat_template(teacher.tokenizer, recipe.data.chat_template)
+    if teacher_signal(recipe).cross:
+        return teacher, student, output_vocab_size(student.model)
+    return teacher, student, shared_vocab_size(teacher, student)
+
+
+def load_student(recipe: Recipe, device: torch.device,
+                 student_source: str | None = None) -> LoadedModel:
+    """The recipe's student (or `student_source`), with data.chat_template."""
     student_spec = recipe.student.model_dump(exclude=set(STUDENT_TRAINING))
     if student_source is not None and student_source != recipe.student.model:
         # a trained student was saved with its layers already selected
         student_spec.update(model=student_source, layers=None)
     student = load_model(role="student", device=device, seed=recipe.seed, **student_spec)
     set_chat_template(student.tokenizer, recipe.data.chat_template)
-    if not need_teacher:
-        return None, student, output_vocab_size(student.model)
-    teacher = load_model(role="teacher", device=device, seed=recipe.seed,
-                         **recipe.teacher.model_dump(exclude={"api", "terms", "placement"}))
-    set_chat_template(teacher.tokenizer, recipe.data.chat_template)
-    if recipe.cross_tokenizer.method != "off":
-        return teacher, student, output_vocab_size(student.model)
-    return teacher, student, shared_vocab_size(teacher, student)
+    return student
 
 
 def set_chat_template(tokenizer: Any, path: str | None) -> None:

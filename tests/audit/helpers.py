@@ -1,8 +1,19 @@
-"""What the audit tests share: a tiny teacher whose text survives decoding and re-tokenising."""
+"""What the audit tests share: a tiny teacher whose text survives decoding and re-tokenising,
+and the settings of one audit mode made from shared watermark settings."""
+
+from typing import Any, TypeVar
 
 import torch
 
+from distil.audit import AuditSettings
 from distil.teachers import LocalTeacher
+
+Mode = TypeVar("Mode", bound=AuditSettings)
+
+
+def with_mode(mode: type[Mode], settings: AuditSettings, **values: Any) -> Mode:
+    """`settings` (the watermark, the null) as the settings of audit `mode`, with `values`."""
+    return mode(**{**settings.model_dump(), **values})
 
 
 def printable(teacher: LocalTeacher) -> LocalTeacher:

@@ -2,6 +2,7 @@
 its marked predictions, not under other keys; bad inputs fail clearly, writing nothing."""
 
 import json
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +10,7 @@ import openai
 import pytest
 import torch
 
-from distil.audit import AuditSettings
+from distil.audit import AuditSettings, ModelAudit, TextAudit
 from distil.audit.modes import audit_model
 from distil.audit.run import run_audit
 from distil.audit.sources import Document
@@ -18,7 +19,7 @@ from distil.models import byte_tokenizer
 from distil.provenance import KGWBias, WatermarkError, WatermarkKey, WatermarkSpec
 from distil.server.testing import running_server
 from distil.teachers import LocalTeacher
-from tests.audit.helpers import printable
+from tests.audit.helpers import printable, with_mode
 
 SETTINGS = AuditSettings(gamma=0.25, context_width=2, null_keys=50)
 PROMPTS = ["Say something.", "Count: a b c", "Reverse: hello", "Tell me a word.", "Sort: c b a",
@@ -41,10 +42,14 @@ def served_texts(tmp_path_factory):
     return path
 
 
+def _text(out, files, tokenizer: str = "demo") -> TextAudit:
+    return with_mode(TextAudit, SETTINGS, key_env="AUDIT_KEY", out=out, files=files,
+                     tokenizer=tokenizer)
+
+
 def test_a_served_watermark_is_detected_in_its_text(served_texts, tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIT_KEY", "served-secret")
-    json_path, md_path, line = run_audit("text", tmp_path / "out", "AUDIT_KEY", SETTINGS, 1e-3,
-                                         files=[served_texts], tokenizer="tiny-teacher")
+    json_path, md_path, line = run_audit(_text(tmp_path / "out", [served_texts], "tiny-teacher"))
     result = json.loads(json_path.read_text())
     assert result["flagged"] and result["score"]["log10_p"] < -5, line
     answers = [json.loads(line)["response"] for line in served_texts.read_text().splitlines()]
@@ -90,8 +95,7 @@ def test_short_answers_are_scored_after_their_prompt():
 
 def test_another_key_finds_nothing(served_texts, tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIT_KEY", "not-the-key")
-    json_path, _, _ = run_audit("text", tmp_path, "AUDIT_KEY", SETTINGS, 1e-3,
-                                files=[served_texts], tokenizer="tiny-teacher")
+    json_path, _, _ = run_audit(_text(tmp_path, [served_texts], "tiny-teacher"))
     assert not json.loads(json_path.read_text())["flagged"]
 
 
@@ -129,32 +133,30 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, monkeypatch, served
     out = tmp_path / "out"
     monkeypatch.delenv("AUDIT_KEY", raising=False)
     with pytest.raises(WatermarkError, match="AUDIT_KEY is not set"):
-        run_audit("text", out, "AUDIT_KEY", SETTINGS, 1e-3, files=[served_texts], tokenizer="demo")
+        run_audit(_text(out, [served_texts]))
     monkeypatch.setenv("AUDIT_KEY", "k")
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
     with pytest.raises(DataError, match="holds no text"):
-        run_audit("text", out, "AUDIT_KEY", SETTINGS, 1e-3, files=[empty], tokenizer="demo")
+        run_audit(_text(out, [empty]))
     with pytest.raises(DataError, match="does not exist"):
-        run_audit("text", out, "AUDIT_KEY", SETTINGS, 1e-3, files=[tmp_path / "nope.txt"],
-                  tokenizer="demo")
+        run_audit(_text(out, [tmp_path / "nope.txt"]))
     with pytest.raises(ModelError, match="tokenizer"):
-        run_audit("text", out, "AUDIT_KEY", SETTINGS, 1e-3, files=[served_texts],
-                  tokenizer=str(tmp_path / "no-such-tokenizer"))
+        run_audit(_text(out, [served_texts], str(tmp_path / "no-such-tokenizer")))
     with pytest.raises(DistilError, match="not a model folder"):
-        run_audit("model", out, "AUDIT_KEY", SETTINGS, 1e-3, model=str(tmp_path / "nothing"),
-                  corpus=[], tasks=2, top_k=1)
+        run_audit(with_mode(ModelAudit, SETTINGS, key_env="AUDIT_KEY", out=out,
+                            model=str(tmp_path / "nothing"), tasks=2))
     assert not (out / "audit.json").exists()
 
 
 def test_serve_refuses_to_mark_without_its_key_before_loading(monkeypatch):
     from distil.server.run import serve
-    from distil.server.settings import ServerSettings
+    from distil.server.settings import ServerSettings, StartSettings
 
     monkeypatch.delenv("NO_SUCH_WATERMARK_KEY", raising=False)
     settings = ServerSettings(served_name="x", watermark=True, watermark_key_env="NO_SUCH_WATERMARK_KEY")
     with pytest.raises(WatermarkError, match="NO_SUCH_WATERMARK_KEY is not set"):
-        serve("no-such-model-is-loaded", settings, port=0)
+        serve("no-such-model-is-loaded", settings, StartSettings(port=0))
 
 
 def test_the_audit_command_writes_its_verdict_and_errors_in_one_line(served_texts, tmp_path,
@@ -170,3 +172,30 @@ def test_the_audit_command_writes_its_verdict_and_errors_in_one_line(served_text
                      "--tokenizer", "tiny-teacher", "--out", str(tmp_path / "a"), "--null-keys", "10")
     assert result.returncode == 0 and "WATERMARK DETECTED" in result.stdout
     assert (tmp_path / "a" / "audit.md").is_file()
+
+
+def test_a_key_that_is_not_utf8_is_read_as_its_bytes_by_audit_and_serve(monkeypatch, tmp_path,
+                                                                        capsys):
+    # a binary secret in the environment raised UnicodeEncodeError in both commands
+    from distil.server.settings import ServerSettings
+    from distil.server.watermark import watermark_key
+    from tests.cli_helpers import run_cli
+
+    monkeypatch.setitem(os.environb, b"BYTES_KEY", b"\xff\xfe-secret")
+    expected = WatermarkKey(b"\xff\xfe-secret").seed(b"context")
+    assert WatermarkKey.from_env("BYTES_KEY").seed(b"context") == expected
+    served = ServerSettings(served_name="x", watermark=True, watermark_key_env="BYTES_KEY")
+    assert watermark_key(served).seed(b"context") == expected
+    text = tmp_path / "answer.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog, twice over\n")
+    result = run_cli(monkeypatch, capsys, "audit", "text", str(text), "--key-env", "BYTES_KEY",
+                     "--null-keys", "0", "--out", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    assert "b'\\xff" not in (tmp_path / "a" / "audit.json").read_text()
+
+
+def test_top_k_beyond_the_vocabulary_is_one_clear_error():
+    key, tokenizer = WatermarkKey("k"), byte_tokenizer()
+    corpus = [Document("d", "the quick brown fox jumps over the lazy dog")]
+    with pytest.raises(ModelError, match="--top-k 261 exceeds the model's vocabulary of 260"):
+        audit_model(_LearntTheMark(None, 260), tokenizer, corpus, key, SETTINGS, top_k=261)

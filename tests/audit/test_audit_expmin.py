@@ -11,17 +11,17 @@ import numpy as np
 import openai
 import pytest
 import torch
+from pydantic import ValidationError
 
-from distil.audit import AuditSettings
+from distil.audit import ApiAudit, AuditSettings, TextAudit
 from distil.audit.modes import audit_model
 from distil.audit.run import run_audit
 from distil.audit.sources import Document
-from distil.errors import DistilError
 from distil.models import byte_tokenizer
 from distil.provenance import WatermarkKey, context_seeds, tuple_scores
 from distil.server.testing import running_server
 from distil.teachers import LocalTeacher
-from tests.audit.helpers import printable
+from tests.audit.helpers import printable, with_mode
 
 SECRET = "exp-min-secret"
 SETTINGS = AuditSettings(context_width=2, null_keys=50, scheme="exp-min")
@@ -62,15 +62,17 @@ def served(teacher, tmp_path_factory):
 
 def _audit(tmp_path, monkeypatch, secret: str, files, settings=SETTINGS) -> dict:
     monkeypatch.setenv("AUDIT_KEY", secret)
-    json_path, _, _ = run_audit("text", tmp_path / secret, "AUDIT_KEY", settings, 1e-3,
-                                files=files, tokenizer="tiny-teacher")
+    json_path, _, _ = run_audit(with_mode(TextAudit, settings, key_env="AUDIT_KEY",
+                                          out=tmp_path / secret, files=files,
+                                          tokenizer="tiny-teacher"))
     return json.loads(json_path.read_text())
 
 
 def test_sampled_text_is_detected_under_its_key(served, tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIT_KEY", SECRET)
-    json_path, md_path, line = run_audit("text", tmp_path, "AUDIT_KEY", SETTINGS, 1e-3,
-                                         files=[served.sampled], tokenizer="tiny-teacher")
+    json_path, md_path, line = run_audit(with_mode(TextAudit, SETTINGS, key_env="AUDIT_KEY",
+                                                   out=tmp_path, files=[served.sampled],
+                                                   tokenizer="tiny-teacher"))
     result = json.loads(json_path.read_text())
     assert result["flagged"] and result["score"]["log10_p"] < -10, line
     assert result["score"]["total_score"] > 1.5 * result["score"]["kept"]
@@ -104,10 +106,10 @@ def test_the_api_audit_finds_the_mark_in_sampled_answers_only(teacher, tmp_path,
                         watermark_key=WatermarkKey(SECRET)) as server:
         verdicts = {}
         for temperature in (1.0, 0.0):
-            json_path, _, _ = run_audit("api", tmp_path / str(temperature), "AUDIT_KEY", settings,
-                                        1e-3, url=server.base_url, model="tiny-teacher",
-                                        prompts=None, tasks=1, tokenizer="tiny-teacher",
-                                        api_key_env=None, max_tokens=32, temperature=temperature)
+            json_path, _, _ = run_audit(with_mode(
+                ApiAudit, settings, key_env="AUDIT_KEY", out=tmp_path / str(temperature),
+                url=server.base_url, model="tiny-teacher", tasks=1, tokenizer="tiny-teacher",
+                max_tokens=32, temperature=temperature))
             verdicts[temperature] = json.loads(json_path.read_text())
     assert verdicts[1.0]["flagged"] and verdicts[1.0]["score"]["log10_p"] < -10
     assert not verdicts[0.0]["flagged"]
@@ -151,6 +153,6 @@ def test_the_audit_command_takes_the_scheme(served, tmp_path, monkeypatch, capsy
     assert result.returncode == 0 and "WATERMARK DETECTED" in result.stdout
     assert json.loads((tmp_path / "a" / "audit.json").read_text())["settings"]["scheme"] == "exp-min"
     assert_one_error_line(run_cli(monkeypatch, capsys, *args, "--scheme", "gumbel"),
-                          "watermark scheme must be one of kgw, exp-min, got 'gumbel'")
-    with pytest.raises(DistilError, match="must be one of"):
+                          "--scheme: Input should be 'kgw' or 'exp-min' (got 'gumbel')")
+    with pytest.raises(ValidationError, match="'kgw' or 'exp-min'"):
         AuditSettings(scheme="gumbel")

@@ -134,6 +134,8 @@ def test_export_stage_writes_gguf_variants_with_a_modelfile(tiny_models, tmp_pat
     assert list(result.deployable) == ["gguf-f16", "gguf-q8_0"]
     for variant in result.parity["variants"]:
         assert variant["read_back"]["failures"] == []
+        assert variant["tokenizer"]["failures"] == [] and "transformers" in variant["tokenizer"]["readers"]
+        assert variant["format"] == "gguf" and variant["kind"] in ("half", "int8")
         assert variant["runtime_check"] == ("done" if llama_cpp_available() else
                                             "skipped: llama-cpp-python is not installed")
         modelfile = (result.deployable[variant["name"]] / "Modelfile").read_text()
@@ -214,11 +216,14 @@ def test_report_says_when_the_gguf_runtime_check_was_skipped(tmp_path):
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "parity.json").write_text(json.dumps({"variants": [variant]}))
     (tmp_path / "eval.json").write_text(json.dumps(
-        {"efficiency": {"student": {"params": 10, "tokens_per_s": 5.0}}}))
+        {"efficiency": {"student": {"params": 10, "tokens_per_s": 5.0}},
+         "efficiency_setup": {"not_timed": {"gguf-q8_0": "llama-cpp-python is not installed"}}}))
     sections = {s.title: s for s in build_sections(collect(tmp_path))}
-    assert "GGUF runtime check skipped" in " ".join(sections["Export parity"].text)
-    assert sections["Export parity"].items[0].rows[0][-1] == "pass (read back, not run)"
-    assert any("Not timed: gguf-q8_0" in line for line in sections["Efficiency"].text)
+    assert ("Runtime check skipped for gguf-q8_0 (llama-cpp-python is not installed)"
+            in " ".join(sections["Export parity"].text))
+    assert sections["Export parity"].items[0].rows[0][-1] == "pass (checked, not run)"
+    assert ("Not timed: gguf-q8_0 (when the bench ran, llama-cpp-python is not installed)."
+            in sections["Efficiency"].text)
 
 
 @needs_llama_cpp
@@ -246,12 +251,14 @@ def test_llama_cpp_answers_the_demo_prompts_as_pytorch_does(tmp_path):
 
 @needs_llama_cpp
 def test_bench_worker_times_a_gguf_variant_at_batch_1_only(student, tmp_path):
-    from distil.bench.worker import measure
+    from distil.bench.worker import Session
 
     folder = export_gguf(student, tmp_path / "q8", "q8_0", PROMPTS)
     ids = student.tokenizer(PROMPTS[0], add_special_tokens=False).input_ids
-    figures = measure({"model": str(folder), "runtime": "llama.cpp", "threads": 1,
-                       "prompt_ids": [ids], "batch_sizes": [1, 2], "new_tokens": 4,
-                       "warmup": 0, "repeats": 1})
-    assert list(figures["batch"]) == ["1"] and figures["dtype"] == "q8_0"
-    assert figures["params"] == sum(p.numel() for p in student.model.parameters())
+    session = Session({"model": str(folder), "opener": "distil.bench.worker:open_llama_cpp",
+                       "runtime": "llama.cpp", "threads": 1,
+                       "prompt_ids": [ids], "new_tokens": 4})
+    header = session.header()
+    assert header["max_batch"] == 1 and header["dtype"] == "q8_0"  # the bench skips batch 2
+    assert header["params"] == sum(p.numel() for p in student.model.parameters())
+    assert len(session.run(1)) == 4

@@ -32,6 +32,7 @@ def test_export_writes_every_variant_and_a_passing_parity_report(exported_run):
         assert set(variant["accuracy_by_task"]) == set(parity["reference"]["accuracy_by_task"])
         assert variant["accuracy_delta"] == pytest.approx(
             variant["accuracy"] - parity["reference"]["accuracy"])
+    assert (export / "README.md").is_file() and (export / "hf-float16" / "README.md").is_file()
     assert variants["onnx"]["top1_agreement"] == 1.0
     assert variants["onnx"]["max_abs_logit_diff"] < 1e-4
     assert variants["onnx-int8"]["top1_agreement"] >= defaults["int8"].min_top1_agreement

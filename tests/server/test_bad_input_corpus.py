@@ -25,6 +25,11 @@ def completion(**fields: Any) -> bytes:
     return json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": 2, **fields}).encode()
 
 
+def compact(body: bytes) -> bytes:
+    """`body` without the spaces json.dumps puts after separators (to stay under 4 MiB)."""
+    return json.dumps(json.loads(body), separators=(",", ":")).encode()
+
+
 def with_raw(body: bytes, field: bytes) -> bytes:
     """`body` with one more field, written raw (JSON that json.dumps would never write)."""
     return body[:-1] + b", " + field + b"}"
@@ -73,6 +78,14 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
      None, 400),
     ("prompt ids over the context", COMPLETIONS, completion(prompt=[5] * 600), None, 400),
     ("65 prompts", COMPLETIONS, completion(prompt=["x"] * 65), None, 400),
+    ("1.9M token ids", COMPLETIONS, compact(completion(prompt=[5] * 1_900_000)), None, 400),
+    ("65 lists of token ids", COMPLETIONS, completion(prompt=[[5]] * 65), None, 400),
+    ("a list of token ids over the context", COMPLETIONS, completion(prompt=[[5], [5] * 600]),
+     None, 400),
+    ("130k messages", CHAT, compact(chat(messages=[{"role": "user", "content": ""}] * 130_000)),
+     None, 400),
+    ("140k content parts", CHAT, compact(chat(messages=[{"role": "user", "content": [
+        {"type": "text", "text": ""}] * 140_000}])), None, 400),
     # fields and their JSON types
     ("unknown model", CHAT, chat(model="gpt-none"), None, 404),
     ("model not a string", CHAT, chat(model=7), None, 400),

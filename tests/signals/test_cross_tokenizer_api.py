@@ -22,7 +22,10 @@ from distil.signals import FingerprintMismatchError, SignalsError, SignalStore, 
 from distil.signals.vocabulary import TOKEN_STRINGS, TokenStrings, read_teacher_vocabulary
 from distil.teachers import LocalTeacher
 from distil.teachers.base import Capabilities, TokenLogprob, TopLogprob
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
+from distil.train.session import prepare_session
+from distil.train.signals import CrossTokenizer
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 TOP_K = 12
@@ -131,8 +134,8 @@ def test_a_second_capture_adds_the_missing_rows_and_keeps_every_string_id(captur
 def test_training_from_the_api_store_equals_training_from_the_local_one(captured):
     local = prepare_session(validate_recipe(captured.local))
     api = prepare_session(validate_recipe(captured.api))
-    assert api.teacher is None and api.cross is not None
-    assert api.cross.teacher_to_student.shape[0] > local.cross.teacher_to_student.shape[0]
+    assert api.teacher is None and isinstance(api.signal, CrossTokenizer)
+    assert api.signal.teacher.teacher_to_student.shape[0] > local.signal.teacher.teacher_to_student.shape[0]
     for _ in range(3):  # the same rows in the same order: same seed, same data
         local_loss = accumulate_gradients(local, next_micro_batches(local))
         api_loss = accumulate_gradients(api, next_micro_batches(api))
@@ -188,6 +191,20 @@ def test_end_of_turn_not_scored_as_one_token_is_refused(tmp_path):
                                     TokenStrings(tmp_path, "</s>"))
     with pytest.raises(SignalsError, match=r"end-of-turn token '</s>' as one token after sample 'a'"):
         source.capture([Example("a", [1, 2], [-100, 2])])
+
+
+def test_a_truncated_response_is_scored_without_the_end_of_turn_token(tmp_path):
+    """The teacher never ended a response cut at the length limit, and the student learns no
+    end token after it (distil.data), so none is scored or stored for it."""
+    asked = []
+    scored = [TokenLogprob(None, "o", -0.2, (TopLogprob(None, "o", -0.2),)),
+              TokenLogprob(None, "k", -0.1, (TopLogprob(None, "k", -0.1),))]
+    teacher = _stub(scored, 1)
+    teacher.score = lambda prompt, text, k: asked.append(text) or scored
+    source = ApiTeacherTokensSource(teacher, [Pair("a", "p", "ok", truncated=True)], 1, "</s>",
+                                    TokenStrings(tmp_path, "</s>"))
+    (sample,) = source.capture([Example("a", [1, 2, 3], [-100, 2, 3])])
+    assert asked == ["ok"] and sample.tokens.char_offsets.tolist() == [[0, 1], [1, 2]]
 
 
 def test_a_teacher_that_cannot_score_is_refused(tmp_path, teacher, dataset):

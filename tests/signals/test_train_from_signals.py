@@ -9,8 +9,11 @@ from distil.capture import capture
 from distil.evaluate import evaluate
 from distil.recipe import validate_recipe
 from distil.signals import FingerprintMismatchError, SignalsError
+from distil.train.loop import next_micro_batches
+from distil.train.loss import accumulate_gradients
 from distil.train.onpolicy import on_policy_turn
-from distil.train.stage import accumulate_gradients, next_micro_batches, prepare_session, train
+from distil.train.session import prepare_session
+from distil.train.stage import train
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 OBJECTIVE = {"divergence": "generalized_jsd", "beta": 0.3, "temperature": 1.5, "ce_weight": 0.2}
@@ -38,11 +41,11 @@ def _bucketed_reference(recipe, k: int) -> float:
     over the first step's response tokens; float64, from the live models' logits."""
     session = prepare_session(recipe)
     (batch,) = next_micro_batches(session)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
+    ids, mask = batch.input_ids, batch.attention_mask
     with torch.no_grad():
         teacher = session.teacher.model(input_ids=ids, attention_mask=mask).logits.double()
         student = session.student.model(input_ids=ids, attention_mask=mask).logits.double()
-    labels = batch["labels"][:, 1:]
+    labels = batch.labels[:, 1:]
     keep = labels != -100
     teacher, student, targets = teacher[:, :-1][keep], student[:, :-1][keep], labels[keep]
     d, temperature = recipe.distill, recipe.distill.temperature
@@ -91,7 +94,7 @@ def test_on_policy_micro_batches_are_scored_live_beside_stored_ones(full_store):
     assert on_policy_turn(lmbda, 0, 0) != on_policy_turn(lmbda, 0, 1)
     live, live_loss, live_grads = _step(validate_recipe(raw))
     stored, stored_loss, stored_grads = _step(_with_store(raw))
-    assert stored.teacher is not None and stored.signals is not None
+    assert stored.teacher is not None and stored.signal.store is not None
     assert stored_loss == pytest.approx(live_loss, rel=1e-5)
     for name, grad in live_grads.items():
         torch.testing.assert_close(stored_grads[name], grad, rtol=1e-4, atol=1e-6)
@@ -112,8 +115,8 @@ def test_smaller_k_is_close_to_the_live_step_and_signals_top_k_truncates(tmp_pat
     assert loss_32 == pytest.approx(_bucketed_reference(validate_recipe(raw), 32), rel=2e-3)
     assert loss_4 == pytest.approx(_bucketed_reference(validate_recipe(raw), 4), rel=2e-3)
     batch = next_micro_batches(session)[0]
-    assert batch["teacher_ids"].shape[1] == 32
-    assert batch["teacher_ids"].shape[0] == int((batch["labels"][:, 1:] != -100).sum())
+    assert batch.teacher.ids.shape[1] == 32
+    assert batch.teacher.ids.shape[0] == int((batch.labels[:, 1:] != -100).sum())
 
 
 def test_training_from_the_store_brings_the_student_closer_to_the_teacher(tmp_path, dataset):

@@ -91,3 +91,19 @@ def test_dry_run_prints_the_estimate(tmp_path, seed_file, monkeypatch, capsys):
     result = in_process(monkeypatch, capsys, "synth", write(tmp_path, raw), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "4 to send" in result.stderr and "cost: at most 0.0004 USD" in result.stderr
+
+
+def test_synth_is_not_refused_for_a_training_setting_that_run_refuses(tmp_path, seed_file,
+                                                                      monkeypatch, capsys):
+    """distill.kd_weight > 0 with an API teacher cannot train (no full logits), but synth does
+    not train: it runs, while `distil run` and `distil train` refuse the recipe before any work."""
+    raw = api(tmp_path, seed_file)
+    raw["distill"] = {"kd_weight": 1.0}
+    raw["output_dir"] = str(tmp_path / "run")
+    path = write(tmp_path, raw)
+    result = in_process(monkeypatch, capsys, "synth", path, "--dry-run")
+    assert result.returncode == 0 and "4 to send" in result.stderr, result.stderr
+    for command in ("run", "train"):
+        refused = in_process(monkeypatch, capsys, command, path)
+        one_line_error(refused, "a teacher behind an API gives no full logits")
+        assert not (tmp_path / "run").exists()

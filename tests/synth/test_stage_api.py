@@ -8,12 +8,13 @@ import random
 
 import pytest
 
+from distil.losses import IGNORE_INDEX
 from distil.pipeline import default_stages, run_pipeline
 from distil.recipe import validate_recipe
 from distil.synth import SynthError
 from distil.synth import stage as synth_stage
 from distil.synth.stage import run_synth
-from distil.synth.teacher import open_teacher
+from distil.synth.teacher import open_synth_teacher
 from distil.teachers.budget import BudgetExhaustedError
 from tests.synth.conftest import journal_lines, outputs, synth_recipe
 from tests.teachers.fake_api import FakeApi, dropped, malformed, status, timed_out
@@ -33,8 +34,8 @@ def api_recipe(tmp_path, seed_file, api=None, **synth) -> dict:
 def serve_fake(monkeypatch):
     """Route the stage's API teacher to a FakeApi; returns a function that installs one."""
     def install(fake: FakeApi) -> FakeApi:
-        monkeypatch.setattr(synth_stage, "open_teacher",
-                            functools.partial(open_teacher, http_client=fake.client()))
+        monkeypatch.setattr(synth_stage, "open_synth_teacher",
+                            functools.partial(open_synth_teacher, http_client=fake.client()))
         return fake
     return install
 
@@ -193,3 +194,89 @@ def test_dry_run_estimates_tokens_and_cost_without_a_key_or_a_request(tmp_path, 
     assert plan["cost"]["at_most"] == pytest.approx((prompt_tokens * 1.0 + 64 * 2.0) / 1e6)
     assert plan["cost"]["currency"] == "EUR" and not plan["cost"]["within_budget"]
     assert "max_cost=0.0001" in plan["cost"]["note"]
+
+
+def too_long(number: int, body: dict):
+    """The server's context is too small for the prompts that name a lantern: a 400, every time."""
+    if "lantern" in str(body.get("messages")):
+        return status(400, "prompt is too long: 5000 tokens, the context holds 4096")
+    return None
+
+
+def test_a_request_the_server_rejects_is_journaled_and_not_sent_again(tmp_path, seed_file,
+                                                                     serve_fake, capsys):
+    raw = api_recipe(tmp_path, seed_file)
+    fake = serve_fake(FakeApi(fault=too_long))
+    with pytest.raises(SynthError, match=r"1 of 4 requests .*rejected by the server as invalid"):
+        run_synth(validate_recipe(raw))
+    assert sum("lantern" in str(b.get("messages")) for b in fake.generation_calls()) == 1  # no retry
+    (line,) = [row for row in journal_lines(tmp_path / "run") if row["status"] != "ok"]
+    assert line["status"] == "rejected" and "400: prompt is too long" in line["error"]
+    _, rejects, _ = outputs(tmp_path / "run")
+    assert [r["reason"] for r in rejects if r["kind"] == "response"] == ["request_rejected"]
+    capsys.readouterr()
+
+    fake = serve_fake(FakeApi(fault=too_long))  # a rerun: the rejected request is not resent
+    with pytest.raises(SynthError, match="rejected by the server as invalid"):
+        run_synth(validate_recipe(raw))
+    assert not [b for b in fake.generation_calls() if "lantern" in str(b.get("messages"))]
+    said = " ".join(capsys.readouterr().err.split())
+    assert ("1 request the server rejected as invalid in an earlier run is not sent again "
+            "(first: rejected by the server (400: prompt is too long") in said
+    assert "teacher.api.resend_rejected=true" in said and "journal.jsonl" in said
+
+    raw["teacher"]["api"]["resend_rejected"] = True  # the documented way to send them again
+    fake = serve_fake(FakeApi())  # the server's context was raised
+    result = run_synth(validate_recipe(raw))
+    assert result.kept == 4 and result.summary["sent_this_run"] == 1
+    assert [b for b in fake.generation_calls() if "lantern" in str(b.get("messages"))]
+
+
+def test_a_rejected_expansion_is_not_sent_again(tmp_path, seed_file, serve_fake):
+    raw = api_recipe(tmp_path, seed_file, prompts={"expand": 2}, max_failed_fraction=1.0)
+    fake = serve_fake(FakeApi(fault=too_long))  # every expansion prompt holds the seeds
+    run_synth(validate_recipe(raw))
+    expansions = [b for b in fake.generation_calls() if "Examples:" in str(b.get("messages"))]
+    assert len(expansions) == 2
+    _, rejects, _ = outputs(tmp_path / "run")
+    assert [r["reason"] for r in rejects if r["kind"] == "expansion"] == ["request_rejected"] * 2
+    fake = serve_fake(FakeApi(fault=too_long))
+    run_synth(validate_recipe(raw))
+    assert not [b for b in fake.generation_calls() if "Examples:" in str(b.get("messages"))]
+    plan = run_synth(validate_recipe(raw), dry_run=True)  # the dry run counts them as not sent
+    assert plan["requests"]["to_send"] == 0
+
+
+def test_the_budget_stop_counts_every_request_that_reached_the_server(tmp_path, seed_file,
+                                                                       serve_fake):
+    """Requests in flight when the cap is reached finish and are journaled; the last line
+    counts them too (it said 54 requests sent while 60 had reached the server)."""
+    cap = 11
+    raw = api_recipe(tmp_path, seed_file, api={"budget": {"max_requests": cap}, "concurrency": 4},
+                     prompts={"tasks": ["all"], "per_task": 4})
+    fake = serve_fake(FakeApi(max_top=20, delay_s=0.05))
+    with pytest.raises(BudgetExhaustedError) as caught:
+        run_synth(validate_recipe(raw))
+    assert len(fake.generation_calls()) == cap
+    assert f"max_requests={cap}; {cap} requests sent" in str(caught.value)
+    _, _, summary = outputs(tmp_path / "run")
+    assert f"{cap} requests sent" in summary["stopped"] and summary["spent"]["requests"] == cap
+
+
+def test_a_kept_truncated_response_trains_without_an_end_of_turn_token(tmp_path, seed_file, serve_fake):
+    """The finish reason travels from the teacher through the Parquet to the labels."""
+    from distil.data import encode_pairs, load_pairs
+    from distil.models import byte_tokenizer
+
+    serve_fake(FakeApi())  # answers with the prompt reversed, cut at max_tokens
+    raw = api_recipe(tmp_path, seed_file, sampling={"max_new_tokens": 20})
+    result = run_synth(validate_recipe(raw))
+    rows, _, _ = outputs(tmp_path / "run")
+    reasons = {r["prompt"]: r["finish_reason"] for r in rows}
+    assert reasons["Reverse the word: lantern"] == "length" and reasons["What is 17 plus 25?"] == "stop"
+    tokenizer = byte_tokenizer()
+    pairs = load_pairs(result.train_path)
+    for pair, example in zip(pairs, encode_pairs(tokenizer, pairs, "chat", 64), strict=True):
+        learned = [t for t in example.labels if t != IGNORE_INDEX]
+        ends = learned[-1] == tokenizer.eos_token_id
+        assert ends == (reasons[pair.prompt] == "stop") and learned.count(tokenizer.eos_token_id) == ends

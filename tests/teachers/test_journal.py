@@ -97,3 +97,21 @@ def test_one_writer_at_a_time(tmp_path):
         Journal.open(path)
     with Journal.open(path) as journal:  # the lock went with the first journal
         assert journal.entries == {}
+
+
+def test_a_rejected_request_is_not_sent_again_unless_asked(tmp_path):
+    from dataclasses import replace
+
+    from distil.teachers.journal import needs_sending
+
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path) as journal:
+        journal.append(replace(entry("a", ok=False), status="rejected",
+                               error="rejected by the server (400: prompt is too long)"))
+        journal.append(entry("b", ok=False))
+        journal.append(entry("c"))
+    with Journal.open(path) as journal:
+        a, b, c = (journal.get(k) for k in "abc")
+        assert a.rejected and not a.ok and not b.rejected
+        assert [needs_sending(e) for e in (a, b, c, None)] == [False, True, False, True]
+        assert [needs_sending(e, resend_rejected=True) for e in (a, b, c)] == [True, True, False]

@@ -8,12 +8,28 @@ Each mode turns its evidence into (context, token) tuples, de-duplicates them, s
 under the key and reports the exact p-value, beside the same test run with random keys (the
 empirical null). The score is the green count (binomial p-value) for the kgw scheme, the sum
 of -log(1 - r) (gamma p-value) for exp-min (`--scheme`). Output: OUT/audit.json and OUT/audit.md.
-Modules: `calibrate` (the test and its null), `sources` (files, corpora, tokenizers),
-`modes` (text, model, api), `verdict` (the written outputs).
+Modules: `settings` (what each mode is asked, validated), `calibrate` (the test and its
+null), `sources` (files, corpora, tokenizers), `modes` (text, model, api), `run` (a mode end
+to end), `verdict` (the written outputs). Names load on first use, so the command line reads
+the settings without importing torch.
 """
 
-from distil.audit.calibrate import AuditSettings, calibrated_test
-from distil.audit.modes import audit_api, audit_model, audit_text
-from distil.audit.verdict import write_audit
+from importlib import import_module
+from typing import Any
 
-__all__ = ["AuditSettings", "audit_api", "audit_model", "audit_text", "calibrated_test", "write_audit"]
+_EXPORTS = {
+    **dict.fromkeys(["ApiAudit", "AuditError", "AuditSettings", "ModelAudit", "TextAudit"],
+                    "distil.audit.settings"),
+    "calibrated_test": "distil.audit.calibrate",
+    **dict.fromkeys(["audit_api", "audit_model", "audit_text"], "distil.audit.modes"),
+    "run_audit": "distil.audit.run",
+    "write_audit": "distil.audit.verdict",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'distil.audit' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -2,43 +2,19 @@
 kgw, gamma for exp-min), and the same test under random keys (the empirical null the exact
 p-value should agree with).
 
-    settings = AuditSettings(gamma=0.25, context_width=2, null_keys=200)    # or scheme="exp-min"
+    settings = AuditSettings(gamma=0.25, context_width=2, null_keys=200)    # distil.audit.settings
     result = calibrated_test(key, settings, contexts, tokens, positions=1234)
 """
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from distil.provenance import Scheme, WatermarkKey, WatermarkSpec, score_tuples
+from distil.audit.settings import AuditSettings
+from distil.provenance import WatermarkKey, WatermarkSpec, score_tuples
 
 NULL_ALPHAS = (0.01, 0.001)
 """Levels at which the null's false-positive rate is reported."""
-
-
-@dataclass(frozen=True)
-class AuditSettings:
-    """The public watermark settings to test for, and how the null is drawn."""
-
-    gamma: float = 0.25
-    """Green share the watermark used (the server's --watermark-gamma; kgw only)."""
-    context_width: int = 2
-    """Context the watermark hashed (the server's --watermark-context-width)."""
-    null_keys: int = 200
-    """Random keys the same test runs under, for the empirical null (0: none)."""
-    seed: int = 0
-    """Seed of the random keys."""
-    scheme: Scheme = "kgw"
-    """The watermark's scheme (the server's --watermark-scheme): kgw or exp-min."""
-
-    def __post_init__(self) -> None:
-        _ = self.spec  # a bad scheme, gamma or width fails here, before any input is read
-
-    @property
-    def spec(self) -> WatermarkSpec:
-        return WatermarkSpec(gamma=self.gamma, context_width=self.context_width,
-                             scheme=self.scheme)
 
 
 def calibrated_test(key: WatermarkKey, settings: AuditSettings, contexts: np.ndarray,

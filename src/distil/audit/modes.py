@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from distil.audit.calibrate import AuditSettings, calibrated_test
+from distil.audit.calibrate import calibrated_test
+from distil.audit.settings import AuditSettings
 from distil.audit.sources import Document, encode
-from distil.errors import DataError
+from distil.errors import DataError, ModelError
 from distil.provenance import WatermarkKey, score_sequences, unique_tuples
 from distil.provenance.score import pooled_tuples
 from distil.teachers import Sampling, Teacher
@@ -128,7 +129,11 @@ def predicted_tuples(model: Any, sequences: Sequence[list[int]], starts: Sequenc
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, row in enumerate(rows):
             ids[b, :len(row)], mask[b, :len(row)] = torch.tensor(row), 1
-        top = model(input_ids=ids, attention_mask=mask).logits.topk(top_k, dim=-1).indices  # (B, T, k)
+        logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
+        if top_k > logits.shape[-1]:
+            raise ModelError(f"--top-k {top_k} exceeds the model's vocabulary of "
+                             f"{logits.shape[-1]} tokens; pass at most {logits.shape[-1]}")
+        top = logits.topk(top_k, dim=-1).indices  # (B, T, k)
         for b, row in enumerate(rows):
             begin = max(starts[first + b] - 1, context_width - 1)
             for i in range(begin, len(row) - 1):

@@ -31,26 +31,26 @@ class Document:
     prompt: str | None = None
 
 
-def read_documents(paths: list[Path], field: str | None = None) -> list[Document]:
-    """Every document in `paths`; a missing, unreadable or empty input is a DataError."""
+def read_documents(paths: list[Path], field: str | None = None,
+                   what: str = "text") -> list[Document]:
+    """Every document in `paths`; a missing, unreadable or empty input is a DataError.
+    `what` names what the files hold, in messages (text, or prompt for `audit api`)."""
     if not paths:
         raise DataError("no input files given; pass one or more .txt, .jsonl or .parquet files")
     documents: list[Document] = []
     for path in paths:
-        found = _read_one(Path(path), field)
+        found = _read_one(Path(path), field, what)
         if not any(d.text.strip() for d in found):
-            raise DataError(f"{path} holds no text to audit; pass a file with text in it")
+            raise DataError(f"{path} holds no {what}; pass a file with {what} in it")
         documents += [d for d in found if d.text.strip()]
     return documents
 
 
-def _read_one(path: Path, field: str | None) -> list[Document]:
+def _read_one(path: Path, field: str | None, what: str) -> list[Document]:
     if not path.is_file():
         raise DataError(f"{path} does not exist or is not a file")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return _rows(path, pq.read_table(path).to_pylist(), field)
+        return _rows(path, _parquet_rows(path), field, what)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -64,18 +64,32 @@ def _read_one(path: Path, field: str | None) -> list[Document]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{number} is not JSON ({err.msg}); one object per line") from None
-    return _rows(path, rows, field)
+    return _rows(path, rows, field, what)
 
 
-def _rows(path: Path, rows: list[Any], field: str | None) -> list[Document]:
+def _parquet_rows(path: Path) -> list[Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path} is not a readable Parquet file ({reason}); pass a .parquet "
+                        "file, or the rows as .jsonl") from None
+
+
+def _rows(path: Path, rows: list[Any], field: str | None, what: str) -> list[Document]:
+    fix = ("name the text's field with --field" if what == "text"
+           else f"each row of the {what}s file needs one")
     documents = []
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
-            raise DataError(f"{path}: row {number} is not an object with a text field")
+            raise DataError(f"{path}: row {number} is not an object with a {what} field")
         name = field or next((f for f in TEXT_FIELDS if f in row), None)
         if name is None or name not in row:
-            raise DataError(f"{path}: row {number} has no {field or ' / '.join(TEXT_FIELDS)} field; "
-                            "name the text's field with --field")
+            raise DataError(f"{path}: row {number} has no {field or ' / '.join(TEXT_FIELDS)} "
+                            f"field; {fix}")
         prompt = row.get("prompt")
         documents.append(Document(f"{path.name}:{number}", str(row[name] or ""),
                                   prompt if isinstance(prompt, str) else None))

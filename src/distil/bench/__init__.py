@@ -4,9 +4,10 @@
 
     bench_run("runs/demo", BenchSection(new_tokens=32, repeats=3))   # eval.json["efficiency"]
 
-Methodology (docs/export.md): each model runs in a fresh interpreter, greedy, on the same
-held-out prompts at each batch size, with warm-up runs before the timed repeats. Importing
-this package does not import PyTorch.
+Methodology (docs/export.md): each model runs in a fresh interpreter of its own, greedy, on
+the same held-out prompts at each batch size; the models take turns, warm-up rounds before
+the timed ones, so that teacher and student are timed under the same load. Importing this
+package does not import PyTorch.
 """
 
 from distil.bench.run import (
@@ -15,7 +16,6 @@ from distil.bench.run import (
     BenchTarget,
     bench_models,
     bench_run,
-    bench_target,
     find_targets,
     make_bench_config,
     write_efficiency,
@@ -23,4 +23,4 @@ from distil.bench.run import (
 from distil.bench.stats import latency_summary
 
 __all__ = ["BenchSection", "BenchError", "BenchTarget", "bench_models", "bench_run",
-           "bench_target", "find_targets", "latency_summary", "make_bench_config", "write_efficiency"]
+           "find_targets", "latency_summary", "make_bench_config", "write_efficiency"]

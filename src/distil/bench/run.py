@@ -2,33 +2,32 @@
 
     efficiency = bench_run("runs/demo")            # -> eval.json["efficiency"]
 
-Each model is measured in a fresh interpreter (`distil.bench.worker`) with the same prompts,
-thread count, warm-up and repeats; the ONNX variants run without PyTorch, as they would
-when deployed.
+Each model is loaded in a fresh interpreter of its own (`distil.bench.worker`) with the same
+prompts, thread count, warm-up and repeats, and the models take turns, one timed run each,
+so that a change of load cannot skew their ratio; the ONNX variants run without PyTorch,
+as they would when deployed. Which exported variants there are, and how each is opened,
+come from export/parity.json and the export-format registry (`distil.export_formats`).
 """
 
+import contextlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from distil import __version__
-from distil.errors import DistilError
+from distil.bench.stats import latency_summary
+from distil.bench.timing import BenchError, Worker, able_workers, interleaved_runs, speedups
+from distil.export_formats import format_of_variant, missing_runtime, step_path
 from distil.fsutil import atomic_write_json
 from distil.machine import describe_machine, is_busy
 from distil.recipe import BenchSection
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx.data", ".gguf")
-
-
-class BenchError(DistilError):
-    """A model cannot be benchmarked, or a run folder lacks what the benchmark needs."""
 
 
 def make_bench_config(**fields: Any) -> BenchSection:
@@ -42,14 +41,15 @@ def make_bench_config(**fields: Any) -> BenchSection:
 
 @dataclass(frozen=True)
 class BenchTarget:
-    """One model to time: a name for the table, its runtime and where it is."""
+    """One model to time: a name for the table, its runtime, where it is, how to open it."""
 
     name: str
-    runtime: Literal["pytorch", "onnxruntime", "llama.cpp"]
+    runtime: str
     model: str
     """A folder, or (PyTorch) any model name `distil.models.load_model` takes."""
-    dtype: str = "float32"
-    """PyTorch weights' dtype (an exported half-precision folder runs in its own)."""
+    opener: str = "distil.bench.worker:open_float32"
+    """"module:function" opening it in the measuring interpreter: (model, threads) ->
+    (runner, parameters, precision). An exported variant's is its format's `bench_open`."""
 
 
 def weight_bytes(folder: str | Path) -> int | None:
@@ -59,32 +59,6 @@ def weight_bytes(folder: str | Path) -> int | None:
         return None
     return sum(p.stat().st_size for p in folder.iterdir()
                if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
-
-
-def bench_target(target: BenchTarget, prompt_ids: list[list[int]],
-                 config: BenchSection) -> dict[str, Any]:
-    """Time one model in a fresh interpreter; its figures as a dict."""
-    threads = config.threads or os.cpu_count() or 1
-    timing = config.model_dump(include={"new_tokens", "batch_sizes", "warmup", "repeats"})
-    spec = {"model": target.model, "runtime": target.runtime, "dtype": target.dtype,
-            "prompt_ids": prompt_ids, "threads": threads, **timing}
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        try:
-            done = subprocess.run([sys.executable, "-m", "distil.bench.worker", str(spec_path)],
-                                  capture_output=True, text=True, env=env,
-                                  timeout=config.timeout_s)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"timing {target.name} took over {config.timeout_s:.0f} s; lower "
-                             "--new-tokens / --repeats or raise the timeout") from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise BenchError(f"timing {target.name} ({target.model}) failed: "
-                         f"{lines[-1] if lines else f'exit status {done.returncode}'}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return model_row(target, figures, threads)
 
 
 def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dict[str, Any]:
@@ -103,34 +77,48 @@ def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dic
 
 def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
                  config: BenchSection) -> dict[str, Any]:
-    """Time every target in turn (progress bar): eval.json's `efficiency` and its setup."""
+    """Time every target, interleaved (progress bar): eval.json's `efficiency` and its setup.
+
+    Each model is loaded once, in a process of its own; then, per batch size, the models
+    take turns, one run each per round, in alternating order (T S V, V S T, ...), the first
+    `warmup` rounds untimed. So a change of load falls on teacher and student alike, and each
+    model's speed over the teacher's is taken pair by pair, round by round.
+    """
     from distil.progress import progress_bar
 
-    models = {}
+    threads = config.threads or os.cpu_count() or 1
     machine_before = machine()  # the load average says how busy the machine was
     _warn_if_busy(machine_before)
-    with progress_bar() as bar:
+    spec = {"prompt_ids": prompt_ids, "threads": threads, "new_tokens": config.new_tokens}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack, \
+            progress_bar() as bar:
         task = bar.add_task("bench", total=len(targets))
+        workers = []
         for target in targets:
-            bar.update(task, description=f"bench {target.name}")
-            models[target.name] = bench_target(target, prompt_ids, config)
+            bar.update(task, description=f"bench: loading {target.name}")
+            worker = Worker(target, {**spec, "model": target.model, "runtime": target.runtime,
+                                      "opener": target.opener}, Path(tmp), config.timeout_s)
+            stack.callback(worker.close)
+            workers.append(worker)
             bar.advance(task)
-    for name, ratios in speedups(models).items():
+        rounds = config.warmup + config.repeats
+        bar.update(task, total=len(targets) + rounds * sum(
+            len(able_workers(workers, b)) for b in config.batch_sizes))
+        runs = interleaved_runs(workers, config, lambda w: bar.update(
+            task, advance=1, description=f"bench: {w.target.name}"))
+        last = {w.target.name: w.finish() for w in workers}
+    models = {}
+    for worker in workers:
+        name = worker.target.name
+        batch = {b: latency_summary(timed, int(b)) for b, timed in runs[name].items()}
+        models[name] = model_row(worker.target, {**worker.header, **last[name], "batch": batch},
+                                 threads)
+    for name, ratios in speedups(runs).items():
         models[name]["speedup_vs_teacher"] = ratios
     setup = {"config": config.model_dump(), "prompt_tokens": [len(p) for p in prompt_ids],
              "machine": {**machine_before, "load_average_1m_after": machine()["load_average_1m"]},
-             "distil_version": __version__}
+             "order": "interleaved", "distil_version": __version__}
     return {"efficiency": models, "efficiency_setup": setup}
-
-
-def speedups(models: dict[str, Any], reference: str = "teacher") -> dict[str, dict[str, float]]:
-    """tokens/s of each model over the reference's, per batch size."""
-    if reference not in models:
-        return {}
-    base = models[reference]["batch"]
-    return {name: {b: figures["batch"][b]["tokens_per_s"] / base[b]["tokens_per_s"]
-                   for b in figures["batch"] if b in base}
-            for name, figures in models.items() if name != reference}
 
 
 def _warn_if_busy(state: dict[str, Any]) -> None:
@@ -142,6 +130,13 @@ def _warn_if_busy(state: dict[str, Any]) -> None:
                       "timings will be noisy and slow", highlight=False, soft_wrap=True)
 
 
+def _warn_not_timed(not_timed: dict[str, str]) -> None:
+    from distil.progress import console
+
+    for name, reason in not_timed.items():
+        console.print(f"[yellow]not timed[/]: {name} ({reason})", highlight=False, soft_wrap=True)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on, and how busy it was (1-minute load average)."""
     return {**describe_machine(),
@@ -149,41 +144,50 @@ def machine() -> dict[str, Any]:
 
 
 def find_targets(run_dir: Path, teacher: str | None, variants: list[str] | None) -> list[BenchTarget]:
-    """Teacher (when known), the run's student, then its exported variants."""
+    """Teacher (when known), the run's student, then its exported variants: those named, or
+    every deployable one whose format is timed by default and whose runtime is here."""
     targets = []
     if teacher:
         targets.append(BenchTarget("teacher", "pytorch", teacher))
     if (run_dir / "student" / "config.json").is_file():
         targets.append(BenchTarget("student", "pytorch", str(run_dir / "student")))
     export = run_dir / "export"
-    for name in variants if variants is not None else _deployable_onnx(export):
-        folder = export / name
-        if (folder / "export.json").is_file():
-            targets.append(BenchTarget(name, "onnxruntime", str(folder)))
-        elif (folder / "gguf.json").is_file():  # timed by llama.cpp, at batch 1
-            targets.append(BenchTarget(name, "llama.cpp", str(folder)))
-        elif (folder / "config.json").is_file():  # a half-precision Hugging Face folder
-            config = json.loads((folder / "config.json").read_text())
-            dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
-            targets.append(BenchTarget(name, "pytorch", str(folder), dtype=dtype))
-        else:
-            raise BenchError(f"{folder} is not an exported variant; run `distil export "
+    records = exported_variants(export)
+    for name in variants if variants is not None else default_variants(records)[0]:
+        fmt = format_of_variant(name, records.get(name))
+        if fmt is None or fmt.bench_open is None or not (export / name).is_dir():
+            raise BenchError(f"{export / name} is not an exported variant; run `distil export "
                              f"{run_dir}` first, or name one of the folders under {export}")
+        targets.append(BenchTarget(name, fmt.runtime, str(export / name), step_path(fmt.bench_open)))
     if not targets:
         raise BenchError(f"{run_dir} holds no student/ and no teacher was given; pass a run "
                          "folder after `distil train`, or --teacher MODEL")
     return targets
 
 
-def _deployable_onnx(export: Path) -> list[str]:
+def exported_variants(export: Path) -> dict[str, dict[str, Any]]:
+    """Each variant export/parity.json lists, by name (none without a parity.json)."""
     parity = export / "parity.json"
     if not parity.is_file():
-        return []
-    from distil.llama_runtime import llama_cpp_available
+        return {}
+    return {v["name"]: v for v in json.loads(parity.read_text()).get("variants", [])}
 
-    names = json.loads(parity.read_text()).get("deployable", [])
-    runnable = ("export.json", "gguf.json") if llama_cpp_available() else ("export.json",)
-    return [n for n in names if any((export / n / f).is_file() for f in runnable)]
+
+def default_variants(records: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """The deployable variants timed by default, and those that would be but whose runtime
+    is not here (name -> why)."""
+    timed, not_timed = [], {}
+    for name, record in records.items():
+        fmt = format_of_variant(name, record)
+        if not record.get("passed") or fmt is None or fmt.bench_open is None \
+                or not fmt.bench_by_default:
+            continue
+        missing = missing_runtime(fmt)
+        if missing:
+            not_timed[name] = missing
+        else:
+            timed.append(name)
+    return timed, not_timed
 
 
 def recipe_teacher(run_dir: Path) -> str | None:
@@ -225,7 +229,11 @@ def bench_run(run_dir: str | Path, config: BenchSection | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         teacher_path = _teacher_folder(teacher, Path(tmp), _recipe_seed(run_dir)) if teacher else None
         targets = find_targets(run_dir, teacher_path, config.variants)
+        not_timed = {} if config.variants is not None else \
+            default_variants(exported_variants(run_dir / "export"))[1]
+        _warn_not_timed(not_timed)
         measured = bench_models(targets, bench_prompts(targets, config), config)
+    measured["efficiency_setup"]["not_timed"] = not_timed
     if teacher:
         measured["efficiency"]["teacher"].update(model=teacher)
     write_efficiency(run_dir / "eval.json", measured)
@@ -289,16 +297,24 @@ def show_efficiency(measured: dict[str, Any]) -> None:
                         f"{next(iter(measured['efficiency'].values()))['threads']} threads, "
                         f"load average {setup['machine']['load_average_1m']}")
     for column in ("model", "runtime", "params", "MiB on disk", "peak RSS MiB", "TTFT ms",
-                   "step p50/p95 ms", *(f"tok/s b{b}" for b in batches), "× teacher"):
+                   "step p50/p95 ms", *(f"tok/s b{b}" for b in batches), "× teacher (95%)"):
         table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     for name, m in measured["efficiency"].items():
         first = m["batch"][batches[0]]
-        speedup = m.get("speedup_vs_teacher", {}).get(batches[0])
+        speedup = m.get("speedup_vs_teacher", {}).get(batches[0]) or {}
         table.add_row(
             name, m["runtime"], f"{m['params'] / 1e6:.2f}M" if m["params"] else "-",
             f"{m['bytes'] / 2**20:.1f}" if m["bytes"] is not None else "-",
             f"{m['peak_memory_bytes'] / 2**20:.0f}", f"{first['ttft_ms']:.1f}",
             f"{first['token_latency_ms_p50']:.2f}/{first['token_latency_ms_p95']:.2f}",
             *(f"{m['batch'][b]['tokens_per_s']:.0f}" if b in m["batch"] else "-" for b in batches),
-            f"{speedup:.1f}×" if speedup else "-")
+            _speedup_cell(speedup))
     print_table(table)
+
+
+def _speedup_cell(found: dict[str, Any]) -> str:
+    """'4.0× (3.8–4.2)': the paired ratio and its 95% interval, when there is one."""
+    if not found:
+        return "-"
+    spread = f" ({found['low']:.1f}–{found['high']:.1f})" if found["low"] is not None else ""
+    return f"{found['ratio']:.1f}×{spread}"

@@ -1,4 +1,5 @@
-"""Latency statistics of repeated generations (pure functions, tested against hand sums).
+"""Latency statistics of repeated generations, and speed ratios of paired runs (pure
+functions, tested against hand sums).
 
 A run is the list of times, in seconds from the call, at which each new token of the batch
 was chosen: [t_1, ..., t_N]. t_1 is the time to first token (prefill + first choice); each
@@ -6,8 +7,11 @@ t_i - t_{i-1} is one decoding step's latency.
 """
 
 from statistics import median
+from typing import Any
 
 import numpy as np
+
+from distil.stats import ratio_interval
 
 
 def latency_summary(runs: list[list[float]], batch: int) -> dict[str, float | int]:
@@ -32,3 +36,17 @@ def latency_summary(runs: list[list[float]], batch: int) -> dict[str, float | in
         "new_tokens": new_tokens,
         "repeats": len(runs),
     }
+
+
+def paired_speedup(runs: list[list[float]], reference: list[list[float]]) -> dict[str, Any]:
+    """A model's tokens/s over the reference's, from runs paired by round (the same batch and
+    new tokens, timed one after the other under the same load).
+
+    Pair r's ratio is reference[r][-1] / runs[r][-1] (total times; the work is the same).
+    Returns distil.stats.ratio_interval of the ratios (geometric mean, 95% interval, pairs)
+    and the ratios themselves as `per_pair`.
+    """
+    if len(runs) != len(reference):
+        raise ValueError(f"{len(runs)} runs but {len(reference)} reference runs: pair them by round")
+    ratios = [ref[-1] / run[-1] for run, ref in zip(runs, reference, strict=True)]
+    return {**ratio_interval(ratios), "per_pair": ratios}

@@ -1,11 +1,17 @@
-"""Measure one model's generation speed and memory in this process (run fresh per model).
+"""Time one model's generations on request, in a process of its own kept for the whole bench.
 
-    python -m distil.bench.worker SPEC.json      # prints one JSON line of results
+    python -m distil.bench.worker SPEC.json
 
-`distil.bench` starts this in a new interpreter for every model, so each peak RSS is that
-model's alone. An ONNX model runs through `OnnxGenerator` and never imports PyTorch (the
-result says whether it did); a PyTorch model runs the same greedy loop as
-`OnnxGenerator.generate_ids`, with a `DynamicCache`, under `torch.inference_mode`.
+It loads the model SPEC names, through the function the spec names (`opener`, the export
+format's `bench_open` for an exported variant), and prints one JSON line (params, dtype,
+load_seconds, max_batch); then each line read from stdin, {"batch": B}, is answered with one
+timed greedy generation, {"stamps": [t_1, ..., t_N]}; at the end of stdin it prints
+peak_rss_bytes and torch_imported, and exits. `distil.bench.run` keeps one such process per
+model and asks them in turn, so that teacher and student are timed under the same load, and
+each peak RSS is still that model's alone. An ONNX model runs through `OnnxGenerator` and
+never imports PyTorch (the last line says whether it did); a PyTorch model runs the same
+greedy loop as `OnnxGenerator.generate_ids`, with a `DynamicCache`, under
+`torch.inference_mode`.
 """
 
 import json
@@ -14,9 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from distil.bench.stats import latency_summary
+from typing import Any, TextIO
 
 
 class TorchGreedy:
@@ -70,20 +74,41 @@ class TorchGreedy:
 
 
 def open_model(spec: dict[str, Any]) -> tuple[Any, int | None, str]:
-    """The runner for `spec`, its parameter count and its weights' precision."""
-    threads = int(spec["threads"])
-    if spec["runtime"] == "onnxruntime":
-        from distil.onnx_runtime import OnnxGenerator
+    """The runner for `spec`, its parameter count and its weights' precision, from the opener
+    the spec names ("module:function"; an export format's `bench_open`)."""
+    from distil.export_formats import resolve
 
-        generator = OnnxGenerator(spec["model"], threads=threads)
-        return generator, generator.manifest.get("params"), generator.manifest["precision"]
-    if spec["runtime"] == "llama.cpp":
-        from distil.llama_runtime import LlamaCppGenerator
+    return resolve(spec["opener"])(spec["model"], int(spec["threads"]))
 
-        runner = LlamaCppGenerator(spec["model"], threads=threads)
-        return runner, runner.manifest.get("params"), runner.manifest["precision"]
-    runner = TorchGreedy(spec["model"], threads, spec.get("dtype", "float32"))
+
+def open_float32(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """A PyTorch model (a folder, `demo`, a built-in name) in float32: teacher and student."""
+    runner = TorchGreedy(model, threads, "float32")
     return runner, runner.params, runner.dtype
+
+
+def open_saved_dtype(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """A Hugging Face folder in the dtype its config.json records (an `hf` export)."""
+    config = json.loads((Path(model) / "config.json").read_text())
+    runner = TorchGreedy(model, threads, config.get("dtype") or config.get("torch_dtype")
+                         or "float32")
+    return runner, runner.params, runner.dtype
+
+
+def open_onnx(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """An ONNX folder, through onnxruntime alone (no PyTorch in the process)."""
+    from distil.onnx_runtime import OnnxGenerator
+
+    generator = OnnxGenerator(model, threads=threads)
+    return generator, generator.manifest.get("params"), generator.manifest["precision"]
+
+
+def open_llama_cpp(model: str, threads: int) -> tuple[Any, int | None, str]:
+    """A GGUF folder, through llama.cpp (one sequence at a time)."""
+    from distil.llama_runtime import LlamaCppGenerator
+
+    runner = LlamaCppGenerator(model, threads=threads)
+    return runner, runner.manifest.get("params"), runner.manifest["precision"]
 
 
 def time_generation(runner: Any, prompt_ids: list[list[int]], new_tokens: int) -> list[float]:
@@ -97,23 +122,45 @@ def time_generation(runner: Any, prompt_ids: list[list[int]], new_tokens: int) -
     return stamps
 
 
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Load the model, then for each batch size: warm-up runs, then timed repeats."""
-    started = time.perf_counter()
-    runner, params, dtype = open_model(spec)
-    load_seconds = time.perf_counter() - started
-    prompts = spec["prompt_ids"]
-    batches = {}
-    largest = getattr(runner, "max_batch", None)  # llama.cpp's runner: one sequence
-    for batch in [b for b in spec["batch_sizes"] if largest is None or b <= largest]:
-        chosen = [prompts[i % len(prompts)] for i in range(batch)]
-        for _ in range(spec["warmup"]):
-            time_generation(runner, chosen, spec["new_tokens"])
-        runs = [time_generation(runner, chosen, spec["new_tokens"]) for _ in range(spec["repeats"])]
-        batches[str(batch)] = latency_summary(runs, batch)
-    return {"params": params, "dtype": dtype, "load_seconds": round(load_seconds, 3),
-            "peak_rss_bytes": peak_rss_bytes(),
-            "torch_imported": "torch" in sys.modules, "batch": batches}
+class Session:
+    """A loaded model that times one greedy generation per request."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        self.runner, self.params, self.dtype = open_model(spec)
+        self.load_seconds = time.perf_counter() - started
+        self.prompts: list[list[int]] = spec["prompt_ids"]
+        self.new_tokens = int(spec["new_tokens"])
+
+    def header(self) -> dict[str, Any]:
+        """What loading found; `max_batch` is the most sequences a run may hold (None: any)."""
+        return {"params": self.params, "dtype": self.dtype,
+                "load_seconds": round(self.load_seconds, 3),
+                "max_batch": getattr(self.runner, "max_batch", None)}  # llama.cpp's runner: 1
+
+    def run(self, batch: int) -> list[float]:
+        """One timed generation of `batch` sequences (the prompts, repeated to fill it)."""
+        chosen = [self.prompts[i % len(self.prompts)] for i in range(batch)]
+        return time_generation(self.runner, chosen, self.new_tokens)
+
+    @staticmethod
+    def footer() -> dict[str, Any]:
+        return {"peak_rss_bytes": peak_rss_bytes(), "torch_imported": "torch" in sys.modules}
+
+
+def serve(spec: dict[str, Any], requests: TextIO, replies: TextIO) -> None:
+    """Load, say so, answer every request line, then report memory (module docstring)."""
+    session = Session(spec)
+    _reply(replies, session.header())
+    for line in requests:
+        if line.strip():
+            _reply(replies, {"stamps": session.run(int(json.loads(line)["batch"]))})
+    _reply(replies, session.footer())
+
+
+def _reply(replies: TextIO, message: dict[str, Any]) -> None:
+    replies.write(json.dumps(message) + "\n")
+    replies.flush()
 
 
 def peak_rss_bytes() -> int:
@@ -134,10 +181,12 @@ def peak_rss_bytes() -> int:
 
 
 def main() -> None:
-    """Read the spec file named on the command line; print the results as one JSON line."""
+    """Serve the spec file named on the command line over stdin and stdout."""
     spec = json.loads(Path(sys.argv[1]).read_text())
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    print(json.dumps(measure(spec)))
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # what libraries print stays out of the replies
+    serve(spec, sys.stdin, replies)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,16 @@ teacher keeps (`TeacherTokensSource`):
 
 The end-of-turn token is teacher.api.tokenizer's end-of-sequence token; without that
 tokenizer the response is scored alone and the student's end-of-turn token has no teacher
-span. A sample's `input_hash` is that of the scored text's UTF-8 bytes.
+span. A response cut at the length limit (`Pair.truncated`) is scored alone too: the
+teacher never ended it, and the student learns no end token after it. A sample's
+`input_hash` is that of the scored text's UTF-8 bytes.
 """
 
 import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,7 @@ from distil.signals.recipe import capture_dir, capture_temperature, signal_ident
 from distil.signals.scoring import check_can_score, check_one_turn_each, concurrently, pair_prompt
 from distil.signals.shard import TeacherTokens
 from distil.signals.vocabulary import TOKEN_STRINGS, TokenStrings
-from distil.teachers import Teacher
+from distil.teachers import Teacher, endpoint_of, open_teacher
 from distil.teachers.base import TokenLogprob
 
 
@@ -73,13 +75,18 @@ class ApiTeacherTokensSource:
 
     def _score(self, example: Example) -> list[TokenLogprob]:
         pair = self.pairs[example.sample_id]
-        return self.teacher.score(pair_prompt(pair), pair.response + (self.end_of_turn or ""),
+        return self.teacher.score(pair_prompt(pair), pair.response + (self._end(pair) or ""),
                                   self.top_k)
 
+    def _end(self, pair: Pair) -> str | None:
+        """The end-of-turn token scored after the row's response (none after a cut one)."""
+        return None if pair.truncated else self.end_of_turn
+
     def _sample(self, example: Example, scored: list[TokenLogprob]) -> SampleSignals:
-        response = self.pairs[example.sample_id].response
+        pair = self.pairs[example.sample_id]
+        response, end = pair.response, self._end(pair)
         offsets = self._offsets([position.token for position in scored], response,
-                                example.sample_id)
+                                example.sample_id, end)
         entries = [self._top(position, example.sample_id, i) for i, position in enumerate(scored)]
         ids = np.array([[i for i, _ in row] for row in entries], dtype=np.int64)
         logprobs = np.array([[lp for _, lp in row] for row in entries], dtype=np.float32)
@@ -89,18 +96,19 @@ class ApiTeacherTokensSource:
             np.array([self.strings.id_of(position.token) for position in scored], dtype=np.int32),
             np.array([position.logprob for position in scored], dtype=np.float32),
             np.array(offsets, dtype=np.int32).reshape(-1, 2))
-        text = response + (self.end_of_turn or "")
+        text = response + (end or "")
         return SampleSignals(example.sample_id, input_hash(list(text.encode())),
                              ids.reshape(-1, self.top_k), logprobs.reshape(-1, self.top_k),
                              log_tail, tokens)
 
-    def _offsets(self, texts: list[str], response: str, sample_id: str) -> list[tuple[int, int]]:
-        """Each token's characters in the response; (-1, -1) for the end-of-turn token."""
-        ends_turn = self.end_of_turn is not None
-        if ends_turn and (not texts or texts[-1] != self.end_of_turn):
+    def _offsets(self, texts: list[str], response: str, sample_id: str,
+                 end: str | None) -> list[tuple[int, int]]:
+        """Each token's characters in the response; (-1, -1) for the end-of-turn token `end`."""
+        ends_turn = end is not None
+        if ends_turn and (not texts or texts[-1] != end):
             raise SignalsError(
                 f"teacher {self.teacher.name} did not score the end-of-turn token "
-                f"{self.end_of_turn!r} as one token after sample {sample_id!r}'s response (it "
+                f"{end!r} as one token after sample {sample_id!r}'s response (it "
                 f"read {texts[-1:]!r}); check that teacher.api.tokenizer is the served model's")
         in_response = texts[:-1] if ends_turn else texts
         offsets = spelled_offsets(in_response, response)
@@ -135,29 +143,26 @@ def api_teacher_tokens(recipe: Recipe,
     """The recipe's API teacher, probed, as a capture source over `pairs`, with the fingerprint
     of its store (`capture_dir(recipe)`); the teacher's connection closes with the block."""
     from distil.progress import console
-    from distil.teachers import ApiTeacher
 
-    settings, api = recipe.capture, recipe.teacher.api
-    if api is None:
-        raise SignalsError("capturing through an API needs teacher.api; set it, or capture a "
-                           "local teacher")
+    settings = recipe.capture
     if settings.source == "generation":
         raise SignalsError("cross_tokenizer with a store: the teacher's own tokens of each response "
                            "are captured by scoring it; set capture.source: score (or auto), or "
                            "capture.source: local to run teacher.model in process")
     path = capture_dir(recipe)
-    with ApiTeacher.from_section(recipe.teacher.model, api, seed=recipe.seed) as teacher:
-        report = teacher.probe(want_top_logprobs=settings.top_k)
-        for line in report.lines:
+    with closing(open_teacher(recipe.teacher, seed=recipe.seed,
+                              probe_top_logprobs=settings.top_k)) as teacher:
+        for line in teacher.offers():
             console.print(line, highlight=False)
-        end_of_turn = teacher.tokenizer.eos_token if teacher.tokenizer is not None else None
+        tokenizer = getattr(teacher, "tokenizer", None)  # teacher.api.tokenizer, if named
+        end_of_turn = tokenizer.eos_token if tokenizer is not None else None
         fingerprint = build_fingerprint(
-            signal_identity(recipe, teacher.tokenizer, capture_temperature(recipe)),
+            signal_identity(recipe, tokenizer, capture_temperature(recipe)),
             vocab_size=TOKEN_STRINGS + settings.top_k, top_k=settings.top_k,
             logprob_dtype=settings.logprob_dtype, source=ApiTeacherTokensSource.name,
             logprob_mode=ApiTeacherTokensSource.logprob_mode,
             provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "endpoint": f"{api.base_url} ({api.endpoint})", "data": recipe.data.train})
+                        "endpoint": endpoint_of(recipe.teacher), "data": recipe.data.train})
         fingerprint["teacher_tokens"] = True
         if (path / FINGERPRINT_FILE).is_file():  # another store there: say so before anything
             check_resumable(path, read_fingerprint(path), fingerprint)

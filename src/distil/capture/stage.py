@@ -22,6 +22,7 @@ prompt rendering, length limit or temperature.
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,12 +33,12 @@ import torch
 from distil.align import token_offsets
 from distil.data import Example, Pair, collate, encode_pairs
 from distil.errors import DataError
-from distil.loading import load_models, load_splits
+from distil.loading import load_models, load_splits, load_student
 from distil.losses import IGNORE_INDEX, teacher_top_k
 from distil.losses.fused import default_chunk_size
 from distil.models import LoadedModel, linear_head_weight, output_vocab_size
 from distil.progress import progress_bar
-from distil.recipe import Recipe
+from distil.recipe import Recipe, teacher_signal
 from distil.signals import (
     SampleSignals,
     SignalsError,
@@ -56,7 +57,7 @@ from distil.signals.scoring import (
 )
 from distil.signals.shard import TeacherTokens
 from distil.signals.vocabulary import write_teacher_vocabulary
-from distil.teachers import Teacher
+from distil.teachers import Teacher, endpoint_of, open_teacher
 
 
 class SignalSource(Protocol):
@@ -177,15 +178,16 @@ def capture(recipe: Recipe) -> CaptureResult:
     A local teacher is captured white-box; a teacher behind an API (`teacher.api`) by
     scoring each training response through its completions endpoint (echo + logprobs).
     """
-    if recipe.cross_tokenizer.method != "off":  # a student of another tokenizer
+    signal = teacher_signal(recipe)
+    if signal.cross:  # a student of another tokenizer
         return capture_teacher_tokens(recipe)
-    if recipe.teacher.api is not None and recipe.capture.source != "local":
+    if signal.capture_via_api:
         return capture_through_api(recipe)
     if recipe.capture.source in ("score", "generation"):
         raise SignalsError(f"capture.source={recipe.capture.source} needs a teacher behind an API "
                            "(teacher.api); set capture.source=local or auto")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    teacher, student, vocab = load_models(recipe, device)
+    teacher, student, vocab = load_models(recipe, device, purpose=LOCAL_CAPTURE)
     settings, temperature = recipe.capture, capture_temperature(recipe)
     if settings.top_k > vocab:
         raise SignalsError(f"capture.top_k={settings.top_k} exceeds the vocabulary ({vocab} "
@@ -198,6 +200,10 @@ def capture(recipe: Recipe) -> CaptureResult:
     return store_signals(recipe, source, tokenizer, vocab, examples, settings.batch_size,
                          teacher_dtype=str(teacher.model.dtype).removeprefix("torch."),
                          device=device.type)
+
+
+LOCAL_CAPTURE = "a capture in process (capture.source: local or auto)"
+"""What a white-box capture is called in the refusal of a teacher without logits."""
 
 
 def store_signals(recipe: Recipe, source: SignalSource, tokenizer: Any, vocab: int,
@@ -217,29 +223,29 @@ def store_signals(recipe: Recipe, source: SignalSource, tokenizer: Any, vocab: i
 def capture_through_api(recipe: Recipe) -> CaptureResult:
     """Score every training response with the API teacher; its top-k at T = 1 into the store."""
     from distil.progress import console
-    from distil.teachers import ApiTeacher
 
-    _, student, vocab = load_models(recipe, torch.device("cpu"), need_teacher=False)
+    student = load_student(recipe, torch.device("cpu"))
+    vocab = output_vocab_size(student.model)
     settings = recipe.capture
     tokenizer = student.tokenizer  # the tokens training will see; the teacher must share them
     train_pairs, examples = training_examples(recipe, tokenizer)
-    api = recipe.teacher.api
-    endpoint = f"{api.base_url} ({api.endpoint})"
+    endpoint = endpoint_of(recipe.teacher)
     if settings.source == "generation":  # no request: the logprobs are in the data already
         return store_signals(recipe, generation_source(recipe, tokenizer), tokenizer, vocab,
                              examples, settings.batch_size, endpoint=endpoint)
-    with ApiTeacher.from_section(recipe.teacher.model, api, seed=recipe.seed) as teacher:
-        report = teacher.probe(want_top_logprobs=settings.top_k)
-        for line in report.lines:
+    with closing(open_teacher(recipe.teacher, seed=recipe.seed,
+                              probe_top_logprobs=settings.top_k)) as teacher:
+        for line in teacher.offers():
             console.print(line, highlight=False)
-        if settings.source == "auto" and not report.capabilities.can_score:
+        if settings.source == "auto" and not teacher.capabilities.can_score:
             console.print("the teacher cannot score given text: capturing the logprobs it "
                           "returned while generating (kept by synth)", highlight=False)
             return store_signals(recipe, generation_source(recipe, tokenizer), tokenizer, vocab,
                                  examples, settings.batch_size, endpoint=endpoint)
         source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
         return store_signals(recipe, source, tokenizer, vocab, examples,
-                             max(settings.batch_size, teacher.concurrency), endpoint=endpoint)
+                             max(settings.batch_size, getattr(teacher, "concurrency", 1)),
+                             endpoint=endpoint)
 
 
 def generation_source(recipe: Recipe, tokenizer: Any) -> SignalSource:
@@ -345,17 +351,17 @@ class TeacherTokensSource(LocalTeacherSource):
 def capture_teacher_tokens(recipe: Recipe) -> CaptureResult:
     """Capture the recipe's teacher on its own tokens into `capture_dir(recipe)`: a local
     model white-box, a teacher behind an API by scoring (distil.capture.api_tokens)."""
-    if recipe.teacher.api is not None and recipe.capture.source != "local":
+    if teacher_signal(recipe).capture_via_api:
         from distil.capture.api_tokens import api_teacher_tokens
 
-        _, student, _ = load_models(recipe, torch.device("cpu"), need_teacher=False)
+        student = load_student(recipe, torch.device("cpu"))
         pairs, examples = training_examples(recipe, student.tokenizer)  # the rows training reads
         with api_teacher_tokens(recipe, pairs) as (source, fingerprint):
             return run_capture(source, examples, fingerprint, capture_dir(recipe),
                                batch_size=max(recipe.capture.batch_size, source.concurrency),
                                shard_tokens=recipe.capture.shard_tokens)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    teacher, _, _ = load_models(recipe, device)
+    teacher, _, _ = load_models(recipe, device, purpose=LOCAL_CAPTURE)
     tokenizer, settings = teacher.tokenizer, recipe.capture
     vocab = output_vocab_size(teacher.model)
     if settings.top_k > vocab:

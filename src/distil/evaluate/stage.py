@@ -5,7 +5,9 @@
 
 Per response token (teacher-forced on the held-out responses): forward KL(teacher ||
 student) at temperature 1, top-1 agreement (same argmax), and each model's perplexity on
-the reference response; plus parameter counts.
+the reference response; plus parameter counts. The recipe's untrained student is measured
+the same way beside the trained one (`eval.baseline`), and every model answers a few
+held-out prompts for the report (`eval.sample_answers`).
 """
 
 import math
@@ -16,14 +18,15 @@ from typing import Any
 import torch
 
 from distil import __version__
-from distil.data import collate, encode_pairs
+from distil.data import Example, Pair, collate, encode_pairs
 from distil.errors import DataError, ModelError
+from distil.evaluate.samples import sample_answers
 from distil.evaluate.tasks import score_tasks
 from distil.fsutil import atomic_write_json
 from distil.loading import load_models, load_splits
 from distil.losses import IGNORE_INDEX, forward_kl, token_cross_entropy
 from distil.machine import describe_machine
-from distil.models import count_parameters
+from distil.models import LoadedModel, count_parameters
 from distil.progress import progress_bar
 from distil.recipe import Recipe
 
@@ -37,10 +40,12 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
              teacher_cache: Path | None = None) -> dict[str, Any]:
     """Compare student and teacher on held-out rows (and tasks); write and return the metrics.
 
-    With `eval.tasks`, both models also answer held-out task prompts by greedy generation:
-    accuracy per family and retention (student / teacher accuracy) join the metrics, every
-    answer goes to eval_samples.jsonl beside the metrics, and the teacher's answers are
-    cached in `teacher_cache` (default RUN/teacher_answers.json).
+    With `eval.baseline`, the recipe's untrained student is measured beside the trained one
+    (`untrained_student`). With `eval.tasks`, the models also answer held-out task prompts by
+    greedy generation: accuracy per family and retention (student / teacher accuracy) join
+    the metrics, every answer goes to eval_samples.jsonl beside the metrics, and the
+    teacher's answers are cached in `teacher_cache` (default RUN/teacher_answers.json).
+    `eval.sample_answers` held-out prompts are answered by every model for the report.
     """
     source = student_source or str(trained_student_dir(recipe))
     if student_source is None and not Path(source).is_dir():
@@ -50,47 +55,88 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
         source = recipe.student.model
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     _, held_out = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
-    teacher, student, vocab = load_models(recipe, device, student_source=source)
+    teacher, student, vocab = load_models(recipe, device, student_source=source,
+                                          purpose="evaluation (KL to the teacher, its answers)")
     if not held_out:
         raise DataError("no held-out rows to evaluate on; set data.eval or data.eval_fraction > 0")
     held_out = held_out[: recipe.eval.max_samples]
-    examples = encode_pairs(student.tokenizer, held_out, recipe.data.template,
-                            recipe.data.max_length)
-    if recipe.cross_tokenizer.method == "off":
-        totals = _accumulate(teacher.model, student.model, examples, vocab,
-                             recipe.eval.batch_size, student.tokenizer.pad_token_id)
-        metrics = summarise(totals)
-    else:  # no token-by-token comparison: each model on its own tokens
-        metrics = _own_tokens_metrics(recipe, teacher, student, held_out)
+    students = {"student": student}
+    if recipe.eval.baseline and source != recipe.student.model:  # else it is the student itself
+        students["untrained_student"] = load_models(recipe, device, need_teacher=False)[1]
+    metrics = _forced_metrics(recipe, teacher, students, vocab, held_out)
+    metrics["student"]["model"] = source
+    metrics["teacher"]["model"] = recipe.teacher.model
+    if "untrained_student" in metrics:
+        metrics["untrained_student"]["model"] = recipe.student.model
     metrics.update({
-        "student": {"model": source, "params": count_parameters(student.model),
-                    "perplexity": metrics.pop("student_perplexity")},
-        "teacher": {"model": recipe.teacher.model, "params": count_parameters(teacher.model),
-                    "perplexity": metrics.pop("teacher_perplexity")},
-        "samples": len(examples),
+        "samples": metrics.pop("rows"),
         "distil_version": __version__,
         "machine": describe_machine(),  # results move with the CPU's instruction set
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     output = Path(output or recipe.run_dir / "eval.json")
     if recipe.eval.tasks:
-        scores = score_tasks(teacher, student, recipe.eval, recipe.seed,
+        scores = score_tasks(teacher, students, recipe.eval, recipe.seed,
                              output.with_name("eval_samples.jsonl"),
                              teacher_cache or recipe.run_dir / "teacher_answers.json")
-        for role in ("teacher", "student"):
+        for role in ("teacher", *students):
             metrics[role].update(scores.pop(role))
         metrics.update(scores)
+    metrics["sample_answers"] = sample_answers({"teacher": teacher, **students}, held_out,
+                                               recipe.eval)
     atomic_write_json(output, metrics)
     return metrics
 
 
+def _forced_metrics(recipe: Recipe, teacher: LoadedModel, students: dict[str, LoadedModel],
+                    vocab: int, held_out: list[Pair]) -> dict[str, Any]:
+    """Teacher-forced figures on the held-out rows: per role its parameters and perplexity;
+    for each student also KL(teacher || it) and top-1 agreement (the trained student's at
+    the top level, as eval.json has always had them); `tokens` and `rows` counted."""
+    models = {"teacher": teacher, **students}
+    metrics: dict[str, Any] = {role: {"params": count_parameters(loaded.model)}
+                               for role, loaded in models.items()}
+    if recipe.cross_tokenizer.method != "off":  # no token-by-token comparison possible
+        for role, loaded in (*students.items(), ("teacher", teacher)):
+            examples = _examples(recipe, loaded, held_out)
+            totals = _accumulate(loaded.model, {}, examples, _width(loaded), recipe.eval.batch_size,
+                                 loaded.tokenizer.pad_token_id)
+            metrics[role]["perplexity"] = summarise(totals)["teacher"]["perplexity"]
+            metrics.setdefault("tokens", int(totals["tokens"]))
+            metrics.setdefault("rows", len(examples))
+            if role != "teacher":
+                metrics[role].update(kl_teacher_student=None, top1_agreement=None)
+    else:
+        examples = _examples(recipe, students["student"], held_out)
+        totals = _accumulate(teacher.model, {r: m.model for r, m in students.items()}, examples,
+                             vocab, recipe.eval.batch_size, students["student"].tokenizer.pad_token_id)
+        for role, figures in summarise(totals).items():
+            metrics[role].update(figures)
+        metrics.update(tokens=int(totals["tokens"]), rows=len(examples))
+    student = metrics["student"]
+    metrics.update(kl_teacher_student=student.pop("kl_teacher_student"),
+                   top1_agreement=student.pop("top1_agreement"))
+    return metrics
+
+
+def _examples(recipe: Recipe, loaded: LoadedModel, held_out: list[Pair]) -> list[Example]:
+    return encode_pairs(loaded.tokenizer, held_out, recipe.data.template, recipe.data.max_length)
+
+
+def _width(loaded: LoadedModel) -> int:
+    return loaded.model.get_output_embeddings().weight.shape[0]
+
+
 @torch.no_grad()
-def _accumulate(teacher: Any, student: Any, examples: list, vocab: int, batch_size: int,
-                pad_token_id: int) -> dict[str, float]:
-    teacher.eval()
-    student.eval()
-    device = next(student.parameters()).device
-    totals = {"tokens": 0.0, "kl": 0.0, "agree": 0.0, "student_nll": 0.0, "teacher_nll": 0.0}
+def _accumulate(teacher: Any, students: dict[str, Any], examples: list[Example], vocab: int,
+                batch_size: int, pad_token_id: int) -> dict[str, Any]:
+    """Sums over the response tokens: the teacher's NLL, and for each student its NLL,
+    KL(teacher || student) and top-1 agreements; the teacher's logits are computed once."""
+    for model in (teacher, *students.values()):
+        model.eval()
+    device = next(teacher.parameters()).device
+    totals: dict[str, Any] = {"tokens": 0.0, "teacher": {"nll": 0.0}}
+    totals.update({role: {"nll": 0.0, "kl": 0.0, "agree": 0.0} for role in students})
     with progress_bar() as bar:
         task = bar.add_task("eval", total=len(examples))
         for start in range(0, len(examples), batch_size):
@@ -99,40 +145,29 @@ def _accumulate(teacher: Any, student: Any, examples: list, vocab: int, batch_si
             labels = batch["labels"][:, 1:]
             mask = labels != IGNORE_INDEX
             inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-            s_logits = student(**inputs).logits[:, :-1][mask][:, :vocab].float()  # (N, V)
-            t_logits = teacher(**inputs).logits[:, :-1][mask][:, :vocab].float()
-            targets = labels[mask]
+            t_logits = teacher(**inputs).logits[:, :-1][mask][:, :vocab].float()  # (N, V)
+            targets = labels[mask]  # (N,)
             totals["tokens"] += targets.numel()
-            totals["kl"] += forward_kl(s_logits, t_logits).sum().item()
-            totals["agree"] += (s_logits.argmax(-1) == t_logits.argmax(-1)).sum().item()
-            totals["student_nll"] += token_cross_entropy(s_logits, targets).sum().item()
-            totals["teacher_nll"] += token_cross_entropy(t_logits, targets).sum().item()
+            totals["teacher"]["nll"] += token_cross_entropy(t_logits, targets).sum().item()
+            for role, student in students.items():
+                s_logits = student(**inputs).logits[:, :-1][mask][:, :vocab].float()  # (N, V)
+                sums = totals[role]
+                sums["kl"] += forward_kl(s_logits, t_logits).sum().item()
+                sums["agree"] += (s_logits.argmax(-1) == t_logits.argmax(-1)).sum().item()
+                sums["nll"] += token_cross_entropy(s_logits, targets).sum().item()
             bar.update(task, advance=len(chunk))
     return totals
 
 
-def _own_tokens_metrics(recipe: Recipe, teacher: Any, student: Any, held_out: list) -> dict[str, Any]:
-    """Perplexities of two models of different tokenizers, each on its own tokens; KL and
-    top-1 agreement need one vocabulary and are None."""
-    found = {}
-    for role, loaded in (("student", student), ("teacher", teacher)):
-        examples = encode_pairs(loaded.tokenizer, held_out, recipe.data.template,
-                                recipe.data.max_length)
-        width = loaded.model.get_output_embeddings().weight.shape[0]
-        totals = _accumulate(loaded.model, loaded.model, examples, width,
-                             recipe.eval.batch_size, loaded.tokenizer.pad_token_id)
-        found[f"{role}_perplexity"] = summarise(totals)["student_perplexity"]
-        found.setdefault("tokens", int(totals["tokens"]))
-    return {"kl_teacher_student": None, "top1_agreement": None, **found}
-
-
-def summarise(totals: dict[str, float]) -> dict[str, float]:
-    """Token means from the accumulated sums."""
+def summarise(totals: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Token means from the accumulated sums, by role: each model's perplexity, and each
+    student's KL(teacher || student) and top-1 agreement."""
     n = max(totals["tokens"], 1.0)
-    return {
-        "kl_teacher_student": totals["kl"] / n,
-        "top1_agreement": totals["agree"] / n,
-        "student_perplexity": math.exp(totals["student_nll"] / n),
-        "teacher_perplexity": math.exp(totals["teacher_nll"] / n),
-        "tokens": int(totals["tokens"]),
-    }
+    figures: dict[str, dict[str, float]] = {}
+    for role, sums in totals.items():
+        if role == "tokens":
+            continue
+        figures[role] = {"perplexity": math.exp(sums["nll"] / n)}
+        if "kl" in sums:
+            figures[role].update(kl_teacher_student=sums["kl"] / n, top1_agreement=sums["agree"] / n)
+    return figures

@@ -8,6 +8,7 @@ students of one run (e.g. the `--compare` variants).
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from distil.fsutil import atomic_write_json, atomic_write_text
 from distil.models import LoadedModel, tokenizer_hash
 from distil.recipe import EvalSection
 from distil.tasks import TaskItem, accuracy, check, generate_items
-from distil.teachers import LocalTeacher, Sampling
+from distil.teachers import LocalTeacher, Prompt, Sampling
 
 
 def heldout_items(config: EvalSection, seed: int) -> list[TaskItem]:
@@ -23,14 +24,13 @@ def heldout_items(config: EvalSection, seed: int) -> list[TaskItem]:
     return generate_items("heldout", config.per_task, seed=seed, tasks=config.tasks)
 
 
-def answer(model: LoadedModel, items: list[TaskItem], config: EvalSection,
+def answer(model: LoadedModel, prompts: Sequence[Prompt], config: EvalSection,
            label: str) -> tuple[list[str], float]:
-    """Greedy answers of `model` to the items' prompts, and generated tokens per second."""
+    """Greedy answers of `model` to `prompts`, and generated tokens per second."""
     generator = LocalTeacher(model, batch_size=config.generation_batch_size, show_progress=True,
                              label=label)
     started = time.perf_counter()
-    completions = generator.generate([item.prompt for item in items],
-                                     Sampling(max_new_tokens=config.max_new_tokens))
+    completions = generator.generate(list(prompts), Sampling(max_new_tokens=config.max_new_tokens))
     seconds = time.perf_counter() - started
     tokens = sum(c.usage.completion_tokens for c in completions)
     return [c.text for c in completions], tokens / max(seconds, 1e-9)
@@ -44,32 +44,35 @@ def teacher_answers(teacher: LoadedModel, items: list[TaskItem], config: EvalSec
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
             return saved["answers"], saved["tokens_per_s"]
-    answers, speed = answer(teacher, items, config, "teacher answers")
+    answers, speed = answer(teacher, [item.prompt for item in items], config, "teacher answers")
     if cache is not None:
         atomic_write_json(cache, {"key": key, "answers": answers, "tokens_per_s": speed})
     return answers, speed
 
 
-def score_tasks(teacher: LoadedModel, student: LoadedModel, config: EvalSection, seed: int,
-                samples_path: Path, cache: Path | None = None) -> dict[str, Any]:
-    """Accuracy per family for both models, retention, and every answer in `samples_path`."""
+def score_tasks(teacher: LoadedModel, students: dict[str, LoadedModel], config: EvalSection,
+                seed: int, samples_path: Path, cache: Path | None = None) -> dict[str, Any]:
+    """Accuracy per family of the teacher and of each student (by role: `student`, and
+    `untrained_student` when the baseline is evaluated), the student's retention, and every
+    answer in `samples_path`."""
     items = heldout_items(config, seed)
-    teacher_out, teacher_speed = teacher_answers(teacher, items, config, cache)
-    student_out, student_speed = answer(student, items, config, "student answers")
-    teacher_acc, student_acc = accuracy(items, teacher_out), accuracy(items, student_out)
-    rows = [{"task": item.task, "prompt": item.prompt, "reference": item.answer,
-             "teacher": t, "teacher_correct": check(item.task, item.prompt, t),
-             "student": s, "student_correct": check(item.task, item.prompt, s)}
-            for item, t, s in zip(items, teacher_out, student_out, strict=True)]
+    prompts = [item.prompt for item in items]
+    answers = {"teacher": teacher_answers(teacher, items, config, cache)}
+    for role, model in students.items():
+        answers[role] = answer(model, prompts, config, f"{role.replace('_', ' ')} answers")
+    rows = [{"task": item.task, "prompt": item.prompt, "reference": item.answer}
+            for item in items]
+    scores: dict[str, Any] = {}
+    for role, (texts, speed) in answers.items():
+        by_task = accuracy(items, texts)
+        scores[role] = {"accuracy": by_task["overall"], "accuracy_per_task": by_task,
+                        "eval_batched_greedy_tokens_per_s": speed}
+        for row, item, text in zip(rows, items, texts, strict=True):
+            row.update({role: text, f"{role}_correct": check(item.task, item.prompt, text)})
     atomic_write_text(samples_path, "".join(json.dumps(r) + "\n" for r in rows))
-    return {
-        "teacher": {"accuracy": teacher_acc["overall"], "accuracy_per_task": teacher_acc,
-                    "eval_batched_greedy_tokens_per_s": teacher_speed},
-        "student": {"accuracy": student_acc["overall"], "accuracy_per_task": student_acc,
-                    "eval_batched_greedy_tokens_per_s": student_speed},
-        "retention": student_acc["overall"] / teacher_acc["overall"] if teacher_acc["overall"] else 0.0,
-        "heldout_prompts": len(items),
-    }
+    teacher_accuracy = scores["teacher"]["accuracy"]
+    return {**scores, "heldout_prompts": len(items),
+            "retention": scores["student"]["accuracy"] / teacher_accuracy if teacher_accuracy else 0.0}
 
 
 def _cache_key(teacher: LoadedModel, items: list[TaskItem], config: EvalSection) -> str:

@@ -36,10 +36,7 @@ import numpy as np
 from distil.errors import ExportError
 from distil.export.gguf_vocab import GgufVocabulary, gguf_vocabulary
 from distil.fsutil import atomic_directory
-from distil.recipe.export import GgufType
 
-GGUF_KINDS = {"f16": "half", "q8_0": "int8", "q4_k_m": "int4"}
-"""Which parity thresholds (ExportSection.thresholds) each GGUF type is held to."""
 FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_k_m": 15}
 """general.file_type of each type (llama.cpp's LLAMA_FTYPE_*)."""
 
@@ -155,7 +152,7 @@ def write_gguf(model: Any, vocab: GgufVocabulary, path: Path, gguf_type: str, na
     import gguf
 
     arch = gguf_architecture(model.config)
-    writer = gguf.GGUFWriter(str(path), arch.name)
+    writer = _writer_class()(str(path), arch.name)
     writer.add_name(name)
     writer.add_file_type(FILE_TYPES[gguf_type])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -187,19 +184,39 @@ def _add_hyperparameters(writer: Any, config: Any) -> None:
 
 
 def _add_vocabulary(writer: Any, vocab: GgufVocabulary) -> None:
+    from gguf import GGUFValueType, Keys
+
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.token_types)
-    writer.add_token_merges(vocab.merges)
+    # llama.cpp and transformers both need the key, even with no merges (a bytes-only vocabulary)
+    writer.add_key_value(Keys.Tokenizer.MERGES, vocab.merges, GGUFValueType.ARRAY,
+                         sub_type=GGUFValueType.STRING)
     adders = {"bos": writer.add_bos_token_id, "eos": writer.add_eos_token_id,
               "pad": writer.add_pad_token_id, "unk": writer.add_unk_token_id}
     for role, token_id in vocab.special_ids.items():
         adders[role](token_id)
-    writer.add_add_bos_token("bos" in vocab.special_ids)
-    writer.add_add_eos_token(False)
+    writer.add_add_bos_token(vocab.add_bos)
+    writer.add_add_eos_token(vocab.add_eos)
     if vocab.chat_template:
         writer.add_chat_template(vocab.chat_template)
+
+
+def _writer_class() -> Any:
+    """gguf's GGUFWriter, also writing an empty array: the format and the readers (llama.cpp,
+    transformers, gguf's own) take one, but the writer refuses it, and a byte-level vocabulary
+    without merges must still say it has none."""
+    import gguf
+
+    class Writer(gguf.GGUFWriter):
+        def _pack_val(self, val: Any, vtype: Any, add_vtype: bool, sub_type: Any = None) -> bytes:
+            if vtype == gguf.GGUFValueType.ARRAY and sub_type is not None and len(val) == 0:
+                head = self._pack("I", vtype) if add_vtype else b""
+                return head + self._pack("I", sub_type) + self._pack("Q", 0)
+            return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+    return Writer
 
 
 def llama_cpp_quantiser() -> Any:
@@ -252,7 +269,7 @@ def _native_output_to(path: Path) -> Iterator[Path]:
                 os.close(fd)
 
 
-def export_gguf(loaded: Any, folder: str | Path, gguf_type: GgufType,
+def export_gguf(loaded: Any, folder: str | Path, gguf_type: str,
                 sample_texts: list[str]) -> Path:
     """Write `folder`/model-TYPE.gguf, gguf.json and a Modelfile; return the folder.
 

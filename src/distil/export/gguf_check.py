@@ -1,8 +1,10 @@
-"""Read a written GGUF file back with the `gguf` reader and compare it with the PyTorch model.
+"""Check a written GGUF file against the model it came from: weights, metadata, tokenizer.
 
     record = read_back(gguf_file(folder), loaded.model, vocab)   # {"failures": [], ...}
+    record = tokenizer_check(gguf_file(folder), loaded.tokenizer, texts)
+    fields, failures = check_gguf_variant(loaded, folder, config)  # both, for parity.json
 
-Needs no llama.cpp. It checks the tensor names (each maps back to a PyTorch parameter, none
+The read-back needs no llama.cpp. It checks the tensor names (each maps back to a PyTorch parameter, none
 missing), shapes, the hyper-parameters and tokenizer metadata, and every dequantised weight
 against PyTorch's float32 one (query/key rows put back in rotate-half order), within the
 error each type allows:
@@ -16,15 +18,88 @@ error each type allows:
   Q6_K max/32.
 
 `worst_error_to_bound` records how close the worst weight came (1.0 is the bound).
+
+The tokenizer check reads the tokenizer back from the file's own metadata, as a deployment
+would (transformers' GGUF tokenizer reader; llama.cpp too when llama-cpp-python is
+installed), and tokenizes the held-out prompts, rendered with the chat template, with and
+without special tokens: every id must be the model's own tokenizer's. It catches a wrong
+merge, pre-tokenizer, special token or `add_bos_token` flag that the weights cannot show.
 """
 
+import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from distil.export.gguf import gguf_architecture, gguf_tensors, head_dim, to_rotate_half
-from distil.export.gguf_vocab import GgufVocabulary
+from distil.export.gguf import gguf_architecture, gguf_file, gguf_tensors, head_dim, to_rotate_half
+from distil.export.gguf_variants import sample_texts
+from distil.export.gguf_vocab import GgufVocabulary, gguf_vocabulary
+
+if TYPE_CHECKING:
+    from distil.recipe import ExportSection
+
+
+def check_gguf_variant(loaded: Any, folder: Path,
+                       config: "ExportSection") -> tuple[dict[str, Any], list[str]]:
+    """The `gguf` format's own check: ({"read_back": ..., "tokenizer": ...}, failures)."""
+    texts = sample_texts(loaded.tokenizer, config)
+    vocab = gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size, texts)
+    path = gguf_file(folder)
+    weights = read_back(path, loaded.model, vocab)
+    tokens = tokenizer_check(path, loaded.tokenizer, texts)
+    failures = [f"read-back: {f}" for f in weights["failures"]]
+    failures += [f"tokenizer: {f}" for f in tokens["failures"]]
+    return {"read_back": weights, "tokenizer": tokens}, failures
+
+
+def tokenizer_check(path: str | Path, tokenizer: Any, texts: list[str]) -> dict[str, Any]:
+    """Each reader's ids of `texts` against `tokenizer`'s, with and without special tokens."""
+    readers = {"transformers": _transformers_reader}
+    if importlib.util.find_spec("llama_cpp") is not None:
+        readers["llama.cpp"] = _llama_cpp_reader
+    failures = []
+    for name, open_reader in readers.items():
+        encode = open_reader(Path(path))
+        for add_special in (False, True):
+            theirs = [encode(t, add_special) for t in texts]
+            ours = [tokenizer(t, add_special_tokens=add_special).input_ids for t in texts]
+            differing = [i for i, (a, b) in enumerate(zip(theirs, ours, strict=True)) if a != b]
+            if differing:
+                first = differing[0]
+                failures.append(
+                    f"the GGUF's own tokenizer, read by {name}, gives other ids than the model's "
+                    f"on {len(differing)} of {len(texts)} held-out texts "
+                    f"{'with' if add_special else 'without'} special tokens (first: "
+                    f"{_shown(texts[first])}: {_shown(theirs[first])} instead of "
+                    f"{_shown(ours[first])})")
+    return {"readers": list(readers), "texts": len(texts), "failures": failures}
+
+
+Encode = Callable[[str, bool], list[int]]
+"""(text, add special tokens) -> token ids."""
+
+
+def _transformers_reader(path: Path) -> Encode:
+    from transformers import AutoTokenizer
+
+    reader = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    return lambda text, add_special: reader(text, add_special_tokens=add_special).input_ids
+
+
+def _llama_cpp_reader(path: Path) -> Encode:
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    return lambda text, add_special: vocab.tokenize(text.encode(), add_bos=add_special,
+                                                    special=True)
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
 
 BOUNDS = {"Q8_0": (32, 1 / 127, 1.01), "Q5_0": (32, 1 / 16, 1.01), "Q5_1": (32, 2 / 31, 1.01),
           "Q4_0": (32, 1 / 8, 1.01), "Q4_1": (32, 2 / 15, 1.01), "Q4_K": (256, 2 / 15, 1.5),
@@ -118,6 +193,8 @@ def _metadata_failures(reader: Any, config: Any, vocab: GgufVocabulary) -> list[
               f"{arch}.rope.dimension_count": head_dim(config),
               "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": vocab.pre,
               "tokenizer.ggml.tokens": vocab.tokens, "tokenizer.ggml.merges": vocab.merges,
+              "tokenizer.ggml.add_bos_token": vocab.add_bos,
+              "tokenizer.ggml.add_eos_token": vocab.add_eos,
               "tokenizer.chat_template": vocab.chat_template}
     ids = Keys.Tokenizer
     keys = {"bos": ids.BOS_ID, "eos": ids.EOS_ID, "pad": ids.PAD_ID, "unk": ids.UNK_ID}

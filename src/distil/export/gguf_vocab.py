@@ -8,6 +8,11 @@ name (`tokenizer.ggml.pre`). A tokenizer whose rules are not one of them is expo
 when the closest named rule (GPT-2's) gives the same token ids on the sample texts (the
 held-out prompts and answers); otherwise `ExportError` says so. Other tokenizer models
 (SentencePiece/Unigram, WordPiece) are refused with one line.
+
+Whether a reader puts the bos token before a text (and the eos after it) is not read from
+which special tokens exist: readers that honour `add_bos_token` (llama.cpp, Ollama,
+transformers' GGUF loader) would then prepend a bos the model never saw. It is what the
+tokenizer itself does when asked for special tokens (`special_flags`).
 """
 
 import json
@@ -38,6 +43,10 @@ class GgufVocabulary:
     """llama.cpp's name of the pre-tokenizer's split rules."""
     special_ids: dict[str, int] = field(default_factory=dict)
     """bos / eos / pad / unk -> token id, for those the tokenizer has."""
+    add_bos: bool = False
+    """The tokenizer puts its bos before a text when asked for special tokens."""
+    add_eos: bool = False
+    """The tokenizer puts its eos after a text when asked for special tokens."""
     chat_template: str | None = None
     pre_note: str = ""
     """How `pre` was chosen (an equivalence check, when the rules have no name in llama.cpp)."""
@@ -54,8 +63,9 @@ def gguf_vocabulary(tokenizer: Any, vocab_size: int, sample_texts: list[str]) ->
                           "ONNX instead (formats: [hf, onnx, onnx-int8])")
     tokens, types = _tokens(tokenizer, model["vocab"], spec.get("added_tokens") or [], vocab_size)
     pre, note = _pre_name(tokenizer, spec, sample_texts)
-    merges = _merges(model.get("merges") or []) or _never_applied_merge(spec)
-    return GgufVocabulary(tokens, types, merges, pre, _special_ids(tokenizer),
+    merges = _merges(model.get("merges") or [])
+    add_bos, add_eos = special_flags(tokenizer)
+    return GgufVocabulary(tokens, types, merges, pre, _special_ids(tokenizer), add_bos, add_eos,
                           tokenizer.chat_template, note)
 
 
@@ -92,15 +102,26 @@ def _merges(merges: list[Any]) -> list[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in merges]
 
 
-def _never_applied_merge(spec: dict[str, Any]) -> list[str]:
-    """One merge for a bytes-only vocabulary: llama.cpp needs at least one and the gguf writer
-    refuses an empty list. It joins two added tokens, which BPE never sees as symbols (they
-    are split off before it runs), so it never applies."""
-    added = [a["content"] for a in spec.get("added_tokens") or [] if " " not in a["content"]]
-    if not added:
-        raise ExportError("this byte-level tokenizer has no merges and no added tokens, which "
-                          "GGUF cannot carry; export ONNX instead")
-    return [f"{added[0]} {added[0]}"]
+FLAG_PROBE = "Hello world"
+"""A text to see what the tokenizer adds around any text when asked for special tokens."""
+
+
+def special_flags(tokenizer: Any) -> tuple[bool, bool]:
+    """(add_bos, add_eos): whether the tokenizer puts its bos before and its eos after a text
+    when asked for special tokens. ExportError for anything else it adds, which GGUF's two
+    flags cannot say."""
+    plain = tokenizer(FLAG_PROBE, add_special_tokens=False).input_ids
+    full = tokenizer(FLAG_PROBE, add_special_tokens=True).input_ids
+    start = next((i for i in range(len(full) - len(plain) + 1)
+                  if full[i: i + len(plain)] == plain), None)
+    before = full[:start] if start is not None else full
+    after = full[start + len(plain):] if start is not None else []
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if start is None or before not in ([], [bos]) or after not in ([], [eos]):
+        raise ExportError(f"this tokenizer adds {before} before and {after} after a text "
+                          f"({FLAG_PROBE!r} -> {full}), which GGUF's add_bos_token and "
+                          "add_eos_token flags cannot say; export ONNX instead")
+    return before == [bos], after == [eos]
 
 
 def _special_ids(tokenizer: Any) -> dict[str, int]:

@@ -8,12 +8,16 @@ dtype) and serves GPU runtimes that read Hugging Face folders (vLLM, TGI, transf
 
 import copy
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from distil.export_formats import VariantSpec
 from distil.fsutil import atomic_directory
 from distil.models import LoadedModel
+
+if TYPE_CHECKING:
+    from distil.recipe import ExportSection
 
 HalfDtype = Literal["float16", "bfloat16"]
 
@@ -26,3 +30,13 @@ def export_hf(loaded: LoadedModel, folder: str | Path, dtype: HalfDtype = "float
         half.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
     return folder
+
+
+def write_hf_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
+                     config: "ExportSection") -> None:
+    """The `hf` format's writer: the folder in export.dtype, with the student's model card
+    (what the Hub shows for it)."""
+    from distil.export.card import run_of, write_model_card
+
+    export_hf(loaded, folder, config.dtype)
+    write_model_card(folder, run_of(Path(loaded.source)))

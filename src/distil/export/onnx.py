@@ -23,17 +23,21 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import DynamicCache
 
 from distil import __version__
 from distil.errors import ExportError
+from distil.export_formats import VariantSpec
 from distil.fsutil import atomic_directory, atomic_write_json
 from distil.models import LoadedModel, count_parameters
 from distil.models.cache import cache_argument, returned_cache
 from distil.onnx_runtime import MANIFEST_FILE, ONNX_FILE
+
+if TYPE_CHECKING:
+    from distil.recipe import ExportSection
 
 OPSET = 18
 INT8_BLOCK, INT8_COARSE_BLOCK = 32, 128
@@ -193,6 +197,23 @@ def quantize_int8(folder: str | Path, out: str | Path, per_channel: bool = True)
             "activations": f"int8 per block of {block_size}, quantised per call (head)"})
         atomic_write_json(tmp / MANIFEST_FILE, manifest)
     return out
+
+
+def check_onnx_export(loaded: LoadedModel, config: "ExportSection") -> None:
+    """The `onnx` format's pre-check: an architecture ONNX cannot take fails before any work."""
+    probe_cache_layout(loaded.model)
+
+
+def write_onnx_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
+                       config: "ExportSection") -> None:
+    """The `onnx` format's writer."""
+    export_onnx(loaded, folder, config.opset)
+
+
+def write_int8_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
+                       config: "ExportSection") -> None:
+    """The `onnx-int8` format's writer: quantises the `onnx` folder written beside it."""
+    quantize_int8(folder.parent / "onnx", folder, config.per_channel)
 
 
 def eos_token_ids(loaded: LoadedModel) -> list[int]:

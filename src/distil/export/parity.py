@@ -5,8 +5,10 @@ The float32 PyTorch model is the reference. On held-out task prompts it generate
 its own cache path, and its logits at every continuation position are compared with the
 reference's (max absolute difference, share of positions with the same top-1 token). Each
 variant also answers every prompt greedily by itself, and its task accuracy is compared
-with the reference's. A GGUF variant is first read back and its weights compared
-(`gguf_check`), then run the same way through llama.cpp when llama-cpp-python is installed.
+with the reference's. A format may check a variant its own way first (GGUF: read back and
+compared with the model, `gguf_check`); without its runtime (llama.cpp for GGUF), only that
+check runs and the runtime check is marked skipped. The formats and how each opens a
+variant come from `distil.export_formats`.
 """
 
 from collections.abc import Callable, Sequence
@@ -19,6 +21,7 @@ import torch
 
 from distil import __version__
 from distil.data import render_prompt
+from distil.export_formats import ExportFormat, VariantSpec, missing_runtime, resolve
 from distil.models import LoadedModel
 
 if TYPE_CHECKING:
@@ -135,17 +138,20 @@ def check_thresholds(figures: dict[str, Any], limits: dict[str, float | None]) -
     if high is not None and figures["max_abs_logit_diff"] > high:
         failures.append(f"max |logit diff| {figures['max_abs_logit_diff']:.3g} > {high:.3g}")
     drop = limits.get("max_accuracy_drop")
-    if drop is not None and -figures["accuracy_delta"] > drop + 1e-12:
+    graded = figures.get("accuracy_delta") is not None
+    if drop is not None and graded and -figures["accuracy_delta"] > drop + 1e-12:
         failures.append(f"accuracy {figures['accuracy']:.1%} is "
                         f"{-figures['accuracy_delta']:.1%} below the reference (> {drop:.1%})")
     return failures
 
 
-def held_out_prompts(tokenizer: Any, per_task: int, seed: int) -> tuple[list[Any], list[list[int]]]:
-    """Held-out task items, interleaved across families, and their rendered prompt ids."""
+def held_out_prompts(tokenizer: Any, per_task: int, seed: int,
+                     tasks: list[str] | None = None) -> tuple[list[Any], list[list[int]]]:
+    """Held-out task items of `tasks` (none: every default family), interleaved across
+    families, and their rendered prompt ids."""
     from distil.tasks import generate_items
 
-    items = generate_items("heldout", per_task, seed)
+    items = generate_items("heldout", per_task, seed, tasks=tasks or None)
     order = sorted(range(len(items)), key=lambda i: (i % per_task, i // per_task))
     items = [items[i] for i in order]
     ids = []
@@ -155,15 +161,34 @@ def held_out_prompts(tokenizer: Any, per_task: int, seed: int) -> tuple[list[Any
     return items, ids
 
 
-def open_variant(kind: str, folder: Path, dtype: str) -> Variant:
-    """The runner of an exported folder: a PyTorch model (half) or an OnnxGenerator."""
-    if kind == "half":
-        from distil.models import load_model
+def open_torch(folder: Path, config: "ExportSection") -> Variant:
+    """A half-precision Hugging Face folder, run by PyTorch in export.dtype."""
+    from distil.models import load_model
 
-        return TorchVariant(load_model(str(folder), "student", dtype=dtype))
+    return TorchVariant(load_model(str(folder), "student", dtype=config.dtype))
+
+
+def open_onnx(folder: Path, config: "ExportSection") -> Variant:
+    """An ONNX folder, run by onnxruntime."""
     from distil.onnx_runtime import OnnxGenerator
 
     return OnnxGenerator(folder)
+
+
+def open_llama_cpp(folder: Path, config: "ExportSection") -> Variant:
+    """A GGUF folder, run by llama.cpp."""
+    from distil.llama_runtime import LlamaCppGenerator
+
+    return LlamaCppGenerator(folder)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A variant the export wrote: its format, its spec, and where it is."""
+
+    format: ExportFormat
+    spec: VariantSpec
+    folder: Path
 
 
 def generate_in_batches(variant: Variant, prompt_ids: list[list[int]], max_new_tokens: int,
@@ -175,25 +200,30 @@ def generate_in_batches(variant: Variant, prompt_ids: list[list[int]], max_new_t
     return answers
 
 
-def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "ExportSection",
+def check_variants(loaded: Any, written: list[Written], config: "ExportSection",
                    bar: Any, task: Any) -> dict[str, Any]:
     """Parity of each written variant against the float32 model; the parity.json record."""
     from distil.tasks import accuracy
 
     tokenizer = loaded.tokenizer
-    items, prompt_ids = held_out_prompts(tokenizer, config.prompts_per_task, config.seed)
+    graded = config.tasks != []  # the recipe evaluates no task family: grade none
+    items, prompt_ids = held_out_prompts(tokenizer, config.prompts_per_task, config.seed,
+                                         config.tasks)
     bar.update(task, description="parity: reference")
-    reference_model = TorchVariant(loaded)
-    reference = reference_outputs(reference_model, prompt_ids, config.compared_prompts,
+    reference = reference_outputs(TorchVariant(loaded), prompt_ids, config.compared_prompts,
                                   config.max_new_tokens, tokenizer.eos_token_id)
 
     def decode(answers: list[list[int]]) -> list[str]:
         return [tokenizer.decode(ids, skip_special_tokens=True) for ids in answers]
 
-    reference_accuracy = accuracy(items, decode(reference.continuations))
+    reference_accuracy = (accuracy(items, decode(reference.continuations)) if graded
+                          else {"overall": None})
     bar.advance(task)
+
     def measure(variant: Variant) -> dict[str, Any]:
         figures = logit_agreement(reference.logits, variant_logits(variant, reference))
+        if not graded:
+            return {**figures, "accuracy": None, "accuracy_by_task": None, "accuracy_delta": None}
         answers = generate_in_batches(variant, prompt_ids, config.max_new_tokens)
         by_task = accuracy(items, decode(answers))
         figures.update(accuracy=by_task.pop("overall"), accuracy_by_task=by_task)
@@ -201,16 +231,9 @@ def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "E
         return figures
 
     variants = []
-    for name, (kind, folder) in written.items():
-        bar.update(task, description=f"parity: {name}")
-        limits = config.thresholds[kind].model_dump()
-        if (folder / "gguf.json").is_file():
-            figures, failures = gguf_parity(loaded, folder, measure, limits)
-        else:
-            figures = measure(open_variant(kind, folder, config.dtype))
-            failures = check_thresholds(figures, limits)
-        variants.append({"name": name, "path": folder.name, "kind": kind, **figures,
-                         "thresholds": limits, "failures": failures, "passed": not failures})
+    for variant in written:
+        bar.update(task, description=f"parity: {variant.spec.name}")
+        variants.append(variant_record(loaded, variant, config, measure))
         bar.advance(task)
     return {"passed": all(v["passed"] for v in variants),
             "reference": {"dtype": "float32", "runtime": "pytorch",
@@ -221,25 +244,24 @@ def check_variants(loaded: Any, written: dict[str, tuple[str, Path]], config: "E
             "variants": variants, "distil_version": __version__}
 
 
-def gguf_parity(loaded: Any, folder: Path, measure: Callable[[Any], dict[str, Any]],
-                limits: dict[str, float | None]) -> tuple[dict[str, Any], list[str]]:
-    """(figures, failures) of a GGUF variant: the read-back check, then llama.cpp's own
-    logits and answers (`measure`) when llama-cpp-python is installed."""
-    from distil.export.gguf import gguf_file
-    from distil.export.gguf_check import read_back
-    from distil.export.gguf_vocab import gguf_vocabulary
-    from distil.llama_runtime import LlamaCppGenerator, llama_cpp_available
-
-    vocab = gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size, [])
-    record = read_back(gguf_file(folder), loaded.model, vocab)
-    failures = [f"read-back: {f}" for f in record["failures"]]
-    if not llama_cpp_available():
-        figures = dict.fromkeys(RUNTIME_FIGURES)
-        figures["runtime_check"] = "skipped: llama-cpp-python is not installed"
-        return {"runtime": None, **figures, "read_back": record}, failures
-    figures = measure(LlamaCppGenerator(folder))
-    return ({"runtime": "llama.cpp", **figures, "runtime_check": "done", "read_back": record},
-            failures + check_thresholds(figures, limits))
+def variant_record(loaded: Any, variant: Written, config: "ExportSection",
+                   measure: Callable[[Variant], dict[str, Any]]) -> dict[str, Any]:
+    """One variant's parity.json entry: the format's own check, then its runtime's figures
+    (`measure` of the opened variant) against its thresholds, unless the runtime is missing."""
+    fmt, spec = variant.format, variant.spec
+    limits = config.thresholds[spec.kind].model_dump()
+    fields, failures = resolve(fmt.check)(loaded, variant.folder, config) if fmt.check else ({}, [])
+    missing = missing_runtime(fmt)
+    if missing:
+        figures = {"runtime": None, **dict.fromkeys(RUNTIME_FIGURES),
+                   "runtime_check": f"skipped: {missing}"}
+    else:
+        figures = {"runtime": fmt.runtime,
+                   **measure(resolve(fmt.open)(variant.folder, config)), "runtime_check": "done"}
+        failures = failures + check_thresholds(figures, limits)
+    return {"name": spec.name, "path": variant.folder.name, "format": fmt.name, "kind": spec.kind,
+            **figures, **fields, "thresholds": limits, "failures": failures,
+            "passed": not failures}
 
 
 RUNTIME_FIGURES = ("max_abs_logit_diff", "top1_agreement", "positions", "accuracy",

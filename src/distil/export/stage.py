@@ -3,10 +3,13 @@
     result = export_run("runs/demo")               # -> runs/demo/export/
     result = export_run("path/to/model", ExportSection(formats=["onnx", "onnx-int8"]))
 
-Writes, in one atomic step, `hf-float16/` (or `hf-bfloat16/`), `onnx/`, `onnx-int8/` and
+Writes, in one atomic step, the variants of every format asked for (the registry in
+`distil.export_formats`: `hf-float16/`, `onnx/`, `onnx-int8/`, `gguf-TYPE/`, ...) and
 `parity.json`. A variant that misses its parity thresholds is moved to `failed/NAME/` so
 that no one deploys it by mistake, `parity.json` says `"passed": false`, a red table says
-why, and `ParityError` is raised unless `allow_parity_failure` is set.
+why, and `export_run` raises `ParityError` unless `allow_parity_failure` is set
+(`write_export` does the same work and leaves the verdict to its caller: `distil run` goes
+on to bench and report first).
 """
 
 import json
@@ -19,9 +22,17 @@ from pydantic import ValidationError
 
 from distil.errors import ExportError, OutputError, ParityError
 from distil.export.card import run_of, write_model_card
+from distil.export_formats import (
+    ExportFormat,
+    VariantSpec,
+    format_names,
+    missing_modules,
+    resolve,
+    with_requirements,
+)
 from distil.fsutil import aside_path, atomic_directory, atomic_write_json, ensure_writable_dir
 from distil.progress import console, progress_bar
-from distil.recipe import ExportSection, Format
+from distil.recipe import ExportSection
 
 
 def make_export_config(base: dict[str, Any] | None = None, **fields: Any) -> ExportSection:
@@ -38,7 +49,7 @@ def make_export_config(base: dict[str, Any] | None = None, **fields: Any) -> Exp
     except ValidationError as err:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise ExportError("bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
-                          "format: hf, onnx, onnx-int8 or gguf)") from None
+                          f"format: {', '.join(format_names())})") from None
 
 
 def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
@@ -73,7 +84,8 @@ def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
 
 
 EXPORT_NAMES = ("parity.json", "README.md", "failed", "hf-*", "onnx", "onnx-int8", "gguf-*")
-"""What exports written before parity.json listed its files could hold."""
+"""What exports written before parity.json listed its files could hold (a fixed list: no
+later format was written by them)."""
 
 
 def _foreign_entries(out_dir: Path) -> list[str]:
@@ -113,6 +125,11 @@ def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> t
         return source / "student", Path(out) if out else source / "export"
     if (source / "config.json").is_file():
         return source, Path(out) if out else source.with_name(f"{source.name}-export")
+    if source.is_file():
+        recipe = (f" (a recipe: `distil run {source}` trains its student and exports it)"
+                  if source.suffix in (".yaml", ".yml") else "")
+        raise ExportError(f"{source} is a file, not a run folder or a model folder{recipe}; pass "
+                          "runs/NAME after `distil train`, or a folder written by save_pretrained")
     if not source.is_dir():
         raise ExportError(f"{source} does not exist; pass a run folder (runs/NAME) or a model "
                           "folder written by save_pretrained")
@@ -123,34 +140,47 @@ def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> t
 
 def export_run(source: str | Path, config: ExportSection | None = None,
                out: str | Path | None = None, overwrite: bool = False) -> ExportResult:
-    """Export the student of a run (or a model folder), check parity, write parity.json.
+    """Export the student of a run (or a model folder), check parity, write parity.json;
+    ParityError when a variant failed, unless `config.allow_parity_failure`.
 
     An export folder holding other files is refused unless `overwrite` (then moved aside).
     """
-    from distil.export.parity import check_variants
+    config = config or ExportSection()
+    result = write_export(source, config, out, overwrite)
+    if not result.passed and not config.allow_parity_failure:
+        raise ParityError(failure_message(result.parity, result.out_dir))
+    return result
+
+
+def write_export(source: str | Path, config: ExportSection | None = None,
+                 out: str | Path | None = None, overwrite: bool = False) -> ExportResult:
+    """`export_run` without the verdict: a failed variant is set aside and reported, and
+    the result says so (`passed`), but nothing is raised."""
+    from distil.export.parity import Written, check_variants
     from distil.models import load_model
 
     config = config or ExportSection()
     model_dir, out_dir = resolve_export_paths(source, out)
     aside = check_export_target(out_dir, overwrite)
+    formats = with_requirements(config.formats)
+    _check_needs(formats)
     loaded = load_model(str(model_dir), "student", dtype="float32")
-    formats = _with_dependencies(config.formats)
-    if "onnx" in formats:
-        from distil.export.onnx import probe_cache_layout
-
-        probe_cache_layout(loaded.model)  # an architecture ONNX cannot take fails before any work
-    if "gguf" in formats:
-        from distil.export.gguf_variants import check_gguf_export
-
-        check_gguf_export(loaded, config)  # so does one (or a tokenizer) GGUF cannot carry
+    planned = _plan(loaded, formats, config)  # what any format cannot take fails here
     with atomic_directory(out_dir, keep_old_at=aside) as tmp, progress_bar() as bar:
-        variants = len(formats) + (len(config.gguf) - 1 if "gguf" in formats else 0)
-        task = bar.add_task("export", total=len(formats) + variants + 1)
-        written = _write_formats(loaded, tmp, formats, config, bar, task)
+        task = bar.add_task("export", total=2 * len(planned) + 1)
+        written = []
+        for fmt, spec in planned:
+            bar.update(task, description=f"export {spec.name}")
+            resolve(fmt.write)(loaded, tmp / spec.name, spec, config)
+            if not (tmp / spec.name).is_dir():
+                raise ExportError(f"the {fmt.name} export format wrote no {spec.name}/ folder; "
+                                  "its writer must write each variant it declares")
+            written.append(Written(fmt, spec, tmp / spec.name))
+            bar.advance(task)
         parity = check_variants(loaded, written, config, bar, task)
         parity["source"] = str(model_dir)
         _set_aside_failures(tmp, parity)
-        _write_cards(tmp, written, run_of(model_dir))
+        write_model_card(tmp, run_of(model_dir))
         parity["files"] = sorted([*(entry.name for entry in tmp.iterdir()), "parity.json"])
         atomic_write_json(tmp / "parity.json", parity)
         check_export_target(out_dir, overwrite)  # again: the user may have added files meanwhile
@@ -158,47 +188,32 @@ def export_run(source: str | Path, config: ExportSection | None = None,
         console.print(f"what {out_dir} held was moved to {aside}", highlight=False, soft_wrap=True)
     show_parity(parity, out_dir)
     deployable = {v["name"]: out_dir / v["path"] for v in parity["variants"] if v["passed"]}
-    result = ExportResult(out_dir, deployable, parity)
-    if not result.passed and not config.allow_parity_failure:
-        raise ParityError(_failure_message(parity, out_dir))
-    return result
+    return ExportResult(out_dir, deployable, parity)
 
 
-def _write_cards(tmp: Path, written: dict[str, Any], run_dir: Path | None) -> None:
-    """The model card at the export's root and in each Hugging Face folder kept."""
-    write_model_card(tmp, run_dir)
-    for name in written:
-        if name.startswith("hf-") and (tmp / name).is_dir():
-            write_model_card(tmp / name, run_dir)
-
-
-def _with_dependencies(formats: list[Format]) -> list[Format]:
-    wanted = set(formats) | ({"onnx"} if "onnx-int8" in formats else set())
-    return [f for f in ("hf", "onnx", "onnx-int8", "gguf") if f in wanted]
-
-
-def _write_formats(loaded: Any, tmp: Path, formats: list[Format], config: ExportSection,
-                   bar: Any, task: Any) -> dict[str, tuple[str, Path]]:
-    """Write each format; return variant name -> (threshold kind, folder)."""
-    from distil.export.gguf_variants import write_gguf_variants
-    from distil.export.hf import export_hf
-    from distil.export.onnx import export_onnx, quantize_int8
-
-    written: dict[str, tuple[str, Path]] = {}
+def _check_needs(formats: list[ExportFormat]) -> None:
+    """ExportError naming the first format whose writer lacks a Python module, and the fix."""
     for fmt in formats:
-        bar.update(task, description=f"export {fmt}")
-        if fmt == "hf":
-            name = f"hf-{config.dtype}"
-            written[name] = ("half", export_hf(loaded, tmp / name, config.dtype))
-        elif fmt == "gguf":
-            written |= write_gguf_variants(loaded, tmp, config)
-        elif fmt == "onnx":
-            written["onnx"] = ("float32", export_onnx(loaded, tmp / "onnx", config.opset))
-        else:
-            written["onnx-int8"] = ("int8", quantize_int8(tmp / "onnx", tmp / "onnx-int8",
-                                                          config.per_channel))
-        bar.advance(task)
-    return written
+        missing = missing_modules(fmt.needs)
+        if missing:
+            modules, hint = ", ".join(missing), next(iter(missing.values()))
+            raise ExportError(f"the {fmt.name} export needs {modules}: {hint}, or drop "
+                              f"`{fmt.name}` from export.formats")
+
+
+def _plan(loaded: Any, formats: list[ExportFormat],
+          config: ExportSection) -> list[tuple[ExportFormat, VariantSpec]]:
+    """Each format's pre-check, then (format, variant) for every variant to write."""
+    for fmt in formats:
+        if fmt.precheck is not None:
+            resolve(fmt.precheck)(loaded, config)
+    planned = [(fmt, spec) for fmt in formats for spec in fmt.variants(config)]
+    for fmt, spec in planned:
+        if spec.kind not in config.thresholds:
+            raise ExportError(f"the {fmt.name} export format holds {spec.name} to thresholds "
+                              f"{spec.kind!r}, which export.thresholds does not have; use one "
+                              f"of {', '.join(config.thresholds)}")
+    return planned
 
 
 def _set_aside_failures(tmp: Path, parity: dict[str, Any]) -> None:
@@ -222,20 +237,27 @@ def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
     for column in ("variant", "max |Δ logit|", "top-1 agreement", "accuracy", "Δ accuracy",
                    "verdict"):
         table.add_column(column)
-    reference = parity["reference"]["accuracy"]
-    table.add_row("pytorch float32", "-", "-", f"{reference:.1%}", "-", "reference")
+    reference = parity["reference"]["accuracy"]  # None: no task family graded
+    table.add_row("pytorch float32", "-", "-", "-" if reference is None else f"{reference:.1%}",
+                  "-", "reference")
     for v in parity["variants"]:
-        if v.get("accuracy") is None:  # a GGUF file read back, but not run (no llama.cpp)
-            table.add_row(v["name"], "-", "-", "-", "-", "[green]read back[/] (not run)"
+        if v.get("max_abs_logit_diff") is None:  # checked its format's own way, not run
+            table.add_row(v["name"], "-", "-", "-", "-", "[green]checked[/] (not run)"
                           if v["passed"] else "[bold red]FAILED")
             continue
+        graded = v.get("accuracy") is not None
         table.add_row(v["name"], f"{v['max_abs_logit_diff']:.2e}", f"{v['top1_agreement']:.2%}",
-                      f"{v['accuracy']:.1%}", f"{v['accuracy_delta']:+.1%}",
+                      f"{v['accuracy']:.1%}" if graded else "-",
+                      f"{v['accuracy_delta']:+.1%}" if graded else "-",
                       "[green]passed" if v["passed"] else "[bold red]FAILED")
     print_table(table)
-    if any(v.get("runtime_check", "").startswith("skipped") for v in parity["variants"]):
-        console.print("[yellow]GGUF runtime check skipped[/]: llama-cpp-python is not installed; "
-                      "the GGUF files were read back and their weights compared, not run",
+    skipped: dict[str, list[str]] = {}
+    for v in parity["variants"]:
+        if str(v.get("runtime_check", "")).startswith("skipped: "):
+            skipped.setdefault(v["runtime_check"].removeprefix("skipped: "), []).append(v["name"])
+    for reason, names in skipped.items():
+        console.print(f"[yellow]runtime check skipped[/] for {', '.join(names)}: {reason}; "
+                      "checked without running them (see parity.json)",
                       highlight=False, soft_wrap=True)
     for v in parity["variants"]:
         if not v["passed"]:
@@ -244,9 +266,19 @@ def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
     console.print(f"parity written to {out_dir / 'parity.json'}", highlight=False, soft_wrap=True)
 
 
-def _failure_message(parity: dict[str, Any], out_dir: Path) -> str:
+def failed_variants(out_dir: Path) -> list[dict[str, Any]]:
+    """The variants an export folder's parity.json marks failed (none without one)."""
+    parity_file = Path(out_dir) / "parity.json"
+    if not parity_file.is_file():
+        return []
+    return [v for v in json.loads(parity_file.read_text()).get("variants", []) if not v["passed"]]
+
+
+def failure_message(parity: dict[str, Any], out_dir: Path) -> str:
+    """The one line that says which variants failed, where they went, and what to do."""
     failed = [f"{v['name']} ({'; '.join(v['failures'])})" for v in parity["variants"]
               if not v["passed"]]
     return (f"parity check failed for {', '.join(failed)}; moved to {out_dir / 'failed'}, not "
             "deployable. See parity.json; deploy a variant that passed, train the student "
-            "longer (confident models quantise better), or pass --allow-parity-failure to exit 0")
+            "longer (confident models quantise better), or pass --allow-parity-failure (in a "
+            "recipe: export.allow_parity_failure: true) to exit 0")

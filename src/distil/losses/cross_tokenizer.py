@@ -23,13 +23,14 @@ Two losses on these span distributions:
      that are the span's own first token on either side;
   3. one *bucket* for all the rest on each side: unmapped tokens, the teacher's tail
      outside a stored top-k, and the 1 - c of other continuations.
-  Both sides are normalised distributions over these outcomes, and any divergence of
-  distil.losses.dense applies to them. `BUCKET_FLOOR` is added to both buckets: mass that
-  only one side can express (a teacher merge the student spells with two tokens while the
-  student's every token is mapped) then costs a bounded amount, not an infinite KL. With
-  identical tokenizers every span is one token a side, the map is the identity, the
-  buckets hold only the floor, and this is the dense (or, over a stored top-k, the
-  sparse) divergence up to a factor 1 / (1 + BUCKET_FLOOR).
+  Both sides are normalised distributions over these outcomes, and any divergence of the
+  table (distil.losses.divergences) applies to them. `BUCKET_FLOOR` is added to both
+  buckets: mass that only one side can express (a teacher merge the student spells with
+  two tokens while the student's every token is mapped) then costs a bounded amount, not
+  an infinite KL. With identical tokenizers every span is one token a side, the map is
+  the identity, the buckets hold only the floor, and this is the dense (or, over a stored
+  top-k, the sparse) divergence up to a factor 1 / (1 + BUCKET_FLOOR), for the built-in
+  divergences.
 - `uld_distance` (ULD, Boizard et al. 2024): no vocabulary map. Each side's span
   probabilities are sorted in decreasing order, the k largest kept and the rest summed into
   a tail, and the loss is sum_i |P_t(i) - P_s(i)| + |tail_t - tail_s|: the closed form ULD
@@ -48,7 +49,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from distil.losses.dense import kl_from_log_probs, log_mixture, log_probs
+from distil.losses.dense import log_probs
+from distil.losses.divergences import bound_divergence
 from distil.losses.objective import Objective
 from distil.losses.sparse import TopKTeacher
 
@@ -153,29 +155,11 @@ def aligned_divergence(name: str, student_first: Tensor, student_log_c: Tensor,
                        student_first_token: Tensor, teacher: SpanTeacher,
                        teacher_to_student: Tensor, *, beta: float = 0.5,
                        alpha: float = 0.1) -> Tensor:
-    """The divergence `name` between the aligned span distributions (module docstring). -> (M,)."""
-    log_s, log_t = aligned_log_probs(student_first, student_log_c, student_first_token, teacher,
-                                     teacher_to_student)
-    return divergence_of_log_probs(name, log_s, log_t, beta=beta, alpha=alpha)
-
-
-def divergence_of_log_probs(name: str, log_s: Tensor, log_t: Tensor, *, beta: float = 0.5,
-                            alpha: float = 0.1) -> Tensor:
-    """A divergence of distil.losses.dense between two normalised log-probability rows. -> (M,)."""
-    if name == "forward_kl" or (name == "generalized_jsd" and beta == 0):
-        return kl_from_log_probs(log_t, log_s)
-    if name == "reverse_kl" or (name == "generalized_jsd" and beta == 1):
-        return kl_from_log_probs(log_s, log_t)
-    if name == "generalized_jsd":
-        log_m = log_mixture(log_t, log_s, beta)
-        return beta * kl_from_log_probs(log_t, log_m) + (1 - beta) * kl_from_log_probs(log_s, log_m)
-    if name == "skew_forward_kl":
-        return kl_from_log_probs(log_t, log_s if alpha == 0 else log_mixture(log_t, log_s, alpha))
-    if name == "skew_reverse_kl":
-        return kl_from_log_probs(log_s, log_t if alpha == 0 else log_mixture(log_s, log_t, alpha))
-    if name == "tvd":
-        return 0.5 * (log_t.exp() - log_s.exp()).abs().sum(dim=-1)
-    raise ValueError(f"unknown divergence {name!r}")
+    """The divergence `name` of the table between the aligned span distributions (module
+    docstring). -> (M,)."""
+    fn = bound_divergence(name, beta=beta, alpha=alpha)
+    return fn(*aligned_log_probs(student_first, student_log_c, student_first_token, teacher,
+                                 teacher_to_student))
 
 
 def uld_distance(student_first: Tensor, student_log_c: Tensor, teacher: SpanTeacher,

@@ -9,7 +9,8 @@ k teacher tokens and one *tail bucket* holding everything else:
     teacher  [p_t(i) for i in K] + [t_tail]
     student  [p_s(i) for i in K] + [s_tail],   s_tail = sum_{j not in K} p_s(j)
 
-and every divergence is the dense one between these two (k + 1)-outcome distributions.
+and every divergence of the table (distil.losses.divergences) is taken between these two
+(k + 1)-outcome distributions.
 
 Why the tail bucket, for every divergence:
 - it keeps both sides normalised without renormalising the student over K, which would
@@ -31,7 +32,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from distil.losses.dense import divergence_params, kl_from_log_probs, log_mixture, log_probs
+from distil.losses.dense import log_probs
+from distil.losses.divergences import FrontEnd, bound_divergence
 from distil.losses.objective import Objective
 
 
@@ -101,18 +103,24 @@ def bucket_log_probs(student_logits: Tensor, teacher: TopKTeacher,
             torch.cat([teacher_top, teacher.log_tail.to(student_top.dtype)[:, None]], dim=1))
 
 
+def sparse_divergence(name: str, student_logits: Tensor, teacher: TopKTeacher, *,
+                      temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1) -> Tensor:
+    """The divergence `name` of the table on the top-k and the tail bucket, passing it only
+    the parameter it takes. (N, V), TopKTeacher (N, k) -> (N,)."""
+    fn = bound_divergence(name, beta=beta, alpha=alpha)
+    return fn(*bucket_log_probs(student_logits, teacher, temperature))
+
+
 def sparse_forward_kl(student_logits: Tensor, teacher: TopKTeacher, *,
                       temperature: float = 1.0) -> Tensor:
     """KL(p_t || p_s) over the top-k and the tail bucket. (N, V), TopKTeacher (N, k) -> (N,)."""
-    log_s, log_t = bucket_log_probs(student_logits, teacher, temperature)
-    return kl_from_log_probs(log_t, log_s)
+    return sparse_divergence("forward_kl", student_logits, teacher, temperature=temperature)
 
 
 def sparse_reverse_kl(student_logits: Tensor, teacher: TopKTeacher, *,
                       temperature: float = 1.0) -> Tensor:
     """KL(p_s || p_t) over the top-k and the tail bucket. (N, V), TopKTeacher (N, k) -> (N,)."""
-    log_s, log_t = bucket_log_probs(student_logits, teacher, temperature)
-    return kl_from_log_probs(log_s, log_t)
+    return sparse_divergence("reverse_kl", student_logits, teacher, temperature=temperature)
 
 
 def sparse_generalized_jsd(student_logits: Tensor, teacher: TopKTeacher, *, beta: float = 0.5,
@@ -121,61 +129,33 @@ def sparse_generalized_jsd(student_logits: Tensor, teacher: TopKTeacher, *, beta
 
     beta = 0 is forward KL, beta = 1 reverse KL. (N, V), TopKTeacher (N, k) -> (N,).
     """
-    if not 0 <= beta <= 1:
-        raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    log_s, log_t = bucket_log_probs(student_logits, teacher, temperature)
-    if beta == 0:
-        return kl_from_log_probs(log_t, log_s)
-    if beta == 1:
-        return kl_from_log_probs(log_s, log_t)
-    log_m = log_mixture(log_t, log_s, beta)
-    return beta * kl_from_log_probs(log_t, log_m) + (1 - beta) * kl_from_log_probs(log_s, log_m)
+    return sparse_divergence("generalized_jsd", student_logits, teacher,
+                             temperature=temperature, beta=beta)
 
 
 def sparse_skew_forward_kl(student_logits: Tensor, teacher: TopKTeacher, *, alpha: float = 0.1,
                            temperature: float = 1.0) -> Tensor:
     """KL(p_t || a*p_t + (1-a)*p_s) on the buckets. (N, V), TopKTeacher (N, k) -> (N,)."""
-    if not 0 <= alpha < 1:
-        raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
-    log_s, log_t = bucket_log_probs(student_logits, teacher, temperature)
-    log_m = log_s if alpha == 0 else log_mixture(log_t, log_s, alpha)
-    return kl_from_log_probs(log_t, log_m)
+    return sparse_divergence("skew_forward_kl", student_logits, teacher,
+                             temperature=temperature, alpha=alpha)
 
 
 def sparse_skew_reverse_kl(student_logits: Tensor, teacher: TopKTeacher, *, alpha: float = 0.1,
                            temperature: float = 1.0) -> Tensor:
     """KL(p_s || (1-a)*p_t + a*p_s) on the buckets. (N, V), TopKTeacher (N, k) -> (N,)."""
-    if not 0 <= alpha < 1:
-        raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
-    log_s, log_t = bucket_log_probs(student_logits, teacher, temperature)
-    log_m = log_t if alpha == 0 else log_mixture(log_s, log_t, alpha)
-    return kl_from_log_probs(log_s, log_m)
+    return sparse_divergence("skew_reverse_kl", student_logits, teacher,
+                             temperature=temperature, alpha=alpha)
 
 
 def sparse_tvd(student_logits: Tensor, teacher: TopKTeacher, *,
                temperature: float = 1.0) -> Tensor:
     """0.5 * sum |p_t - p_s| over the buckets. (N, V), TopKTeacher (N, k) -> (N,)."""
-    log_s, log_t = bucket_log_probs(student_logits, teacher, temperature)
-    return 0.5 * (log_t.exp() - log_s.exp()).abs().sum(dim=-1)
+    return sparse_divergence("tvd", student_logits, teacher, temperature=temperature)
 
 
-SPARSE_DIVERGENCES = {
-    "forward_kl": sparse_forward_kl,
-    "reverse_kl": sparse_reverse_kl,
-    "generalized_jsd": sparse_generalized_jsd,
-    "skew_forward_kl": sparse_skew_forward_kl,
-    "skew_reverse_kl": sparse_skew_reverse_kl,
-    "tvd": sparse_tvd,
-}
-
-
-def sparse_divergence(name: str, student_logits: Tensor, teacher: TopKTeacher, *,
-                      temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1) -> Tensor:
-    """Dispatch to the sparse divergence called `name`, passing only the parameter it takes."""
-    if name not in SPARSE_DIVERGENCES:
-        raise ValueError(f"unknown divergence {name!r}; choose one of {sorted(SPARSE_DIVERGENCES)}")
-    return SPARSE_DIVERGENCES[name](student_logits, teacher, temperature=temperature,
-                                    **divergence_params(name, beta, alpha))
+SPARSE_DIVERGENCES = FrontEnd(sparse_divergence)
+"""Name -> the sparse divergence of that name (student_logits, teacher, temperature=..., beta=...,
+alpha=...), for every name of the table, registered ones included."""
 
 
 def sparse_objective_per_token(objective: Objective, student_logits: Tensor,

@@ -1,7 +1,8 @@
 """Load teacher and student models and tokenizers, and check that they can be compared.
 
-A model spec names a local Hugging Face folder, a hub id, or a built-in tiny model.
-Weights load from safetensors only; remote code runs only when the recipe allows it.
+A model spec names a local Hugging Face folder, a hub id, a GGUF file or a packaged model
+(`distil.models.gguf`, `distil.models.packaged`), or a built-in tiny model. Weights load
+from safetensors only; remote code runs only when the recipe allows it.
 """
 
 import hashlib
@@ -15,6 +16,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from distil.errors import ModelError, VocabularyMismatchError
+from distil.models.gguf import gguf_path, load_gguf
+from distil.models.packaged import PACKAGED_MODELS
 from distil.models.shrink import keep_layers
 from distil.models.tiny import TINY_SHAPES, build_tiny
 
@@ -31,14 +34,16 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: object
     source: str
-    """The folder, hub id or built-in name it was loaded from."""
+    """The folder, hub id, GGUF file, packaged or built-in name it was loaded from."""
     revision: str | None = None
+    """The hub revision asked for; for a GGUF file, `sha256:<hex>` of the file."""
 
 
 def load_model(model: str, role: Role, *, revision: str | None = None, dtype: str = "auto",
                trust_remote_code: bool = False, layers: list[int] | None = None,
                device: torch.device | str = "cpu", seed: int = 0) -> LoadedModel:
-    """Load `model` (folder, hub id or built-in name) in the dtype its role wants, on `device`.
+    """Load `model` (folder, hub id, GGUF file, packaged or built-in name) in the dtype its
+    role wants, on `device`.
 
     `layers` keeps only those decoder layers (a shallower copy, see `keep_layers`). The
     keywords mirror the recipe's model section: `load_model(**spec.model_dump(), ...)`.
@@ -50,6 +55,9 @@ def load_model(model: str, role: Role, *, revision: str | None = None, dtype: st
     if model in BUILTIN_MODELS and not Path(model).exists():
         network, tokenizer = build_tiny(model, seed=seed)
         loaded = LoadedModel(network.to(torch_dtype), tokenizer, source=model)
+    elif (path := gguf_path(model)) is not None:
+        network, tokenizer, sha = load_gguf(path, torch_dtype)
+        loaded = LoadedModel(network, tokenizer, source=model, revision=f"sha256:{sha}")
     else:
         loaded = _load_pretrained(model, revision, trust_remote_code, torch_dtype)
     _ensure_pad_token(loaded)
@@ -77,7 +85,8 @@ def _load_pretrained(source: str, revision: str | None, trust_remote_code: bool,
         folder = Path(os.path.expanduser(source))
         if not folder.is_dir():
             raise ModelError(f"model folder not found: {source}; pass a folder in Hugging Face "
-                             f"format, a hub id, `demo`, or one of {', '.join(BUILTIN_MODELS)}")
+                             f"format, a hub id, a .gguf file, `demo`, or one of "
+                             f"{', '.join(BUILTIN_MODELS + tuple(PACKAGED_MODELS))}")
         if not (folder / "config.json").is_file():
             raise ModelError(f"{source} holds no config.json, so it is not a Hugging Face model "
                              "folder; point at the folder that save_pretrained wrote")

@@ -14,8 +14,9 @@ Each (method, seed) trains in RUN/compare/METHOD/seed-S with its own checkpoints
 (RUN/compare/data), the signal store and the held-out prompts are the run's for every seed,
 so the teacher's synth and capture run once and its held-out answers are cached once; the
 seed moves batch order, sampling and initialisation. RUN/compare/summary.json holds every
-accuracy, each method's mean with a 95% t-interval over seeds, and each method's paired
-margin over sequence-level KD.
+run's figures and, per method and metric (held-out task accuracy, KL to the teacher, the
+student's perplexity, top-1 agreement), the mean with a 95% t-interval over seeds and the
+paired margin over sequence-level KD.
 
 Data efficiency (`comparison.fractions`, `comparison.fraction_methods`): the same methods
 and seeds again on a share of the training prompts, for the run's steps, in
@@ -27,7 +28,6 @@ the main comparison's.
 """
 
 import json
-import math
 import random
 import statistics
 import time
@@ -45,12 +45,9 @@ from distil.loading import load_splits
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.signals.recipe import training_store_dir
+from distil.stats import mean_interval
 from distil.tasks import generate_items, task_names
-from distil.train import train_or_resume
-
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
-"""Two-sided 95% quantiles of Student's t for 1..20 degrees of freedom (beyond: 1.96)."""
+from distil.train import run_training
 
 DEFAULT_ON_POLICY = {"lmbda": 0.5, "temperature": 1.0}
 """GKD's mixing when the recipe sets none: half the micro-batches on-policy, sampled at T=1."""
@@ -65,15 +62,6 @@ class CompareData:
     train: Path
     heldout: Path
     ground_truth: Path | None
-
-
-def mean_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and half-width of its two-sided 95% t-interval (None for a single value)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    t = T_975[len(values) - 2] if len(values) - 1 <= len(T_975) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def ground_truth_pairs(pairs: list[Pair], seed: int) -> list[Pair] | None:
@@ -177,10 +165,11 @@ def share_points(by_share: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> d
     seed -> _scores."""
     points = {}
     for share, runs in by_share.items():
-        points[share] = {method: {"mean": entry.get("accuracy_mean"),
-                                  "interval": entry.get("accuracy_interval"),
+        points[share] = {method: {"mean": (entry["accuracy"] or {}).get("mean"),
+                                  "interval": (entry["accuracy"] or {}).get("interval"),
                                   "runs": entry["runs"],
-                                  "margin_over_seq_kd": entry.get("margin_over_seq_kd")}
+                                  "margin_over_seq_kd": (entry["accuracy"] or {}).get(
+                                      "margin_over_seq_kd")}
                          for method, entry in summarise(runs, None)["methods"].items()}
     return points
 
@@ -197,46 +186,70 @@ def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData,
     share = "" if fraction == 1 else f", {fraction:.0%} of the training prompts"
     console.rule(f"compare: {method}, seed {seed}{share}")
     variant = method_recipe(recipe, method, seed, files, fraction)
-    trained = train_or_resume(variant)
+    trained = run_training(variant, resume=True)
+    assert trained is not None  # trained in this process
     started = time.perf_counter()
-    # the run's seed for evaluation: every variant answers the same held-out prompts
-    metrics = evaluate(variant.model_copy(update={"seed": recipe.seed}),
+    # the run's seed for evaluation: every variant answers the same held-out prompts; the
+    # untrained student and the sample answers are the run's own eval's, not each variant's
+    judged = variant.eval.model_copy(update={"baseline": False, "sample_answers": 0})
+    metrics = evaluate(variant.model_copy(update={"seed": recipe.seed, "eval": judged}),
                        teacher_cache=recipe.run_dir / "teacher_answers.json")
     # training's own clock (kept across resumes) + this evaluation
     return _scores(metrics, trained.elapsed_s + time.perf_counter() - started)
 
 
+METRICS = ("accuracy", "kl_teacher_student", "perplexity", "top1_agreement")
+"""What each (method, seed) is summarised by: held-out task accuracy (None when the recipe
+evaluates no task family), and KL(teacher || student), the student's perplexity and top-1
+agreement, teacher-forced on the held-out rows."""
+
+
 def _scores(metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
     student = metrics.get("student", {})
     return {"accuracy": student.get("accuracy"), "per_task": student.get("accuracy_per_task", {}),
-            "kl_teacher_student": metrics.get("kl_teacher_student"), "seconds": round(seconds, 1)}
+            "kl_teacher_student": metrics.get("kl_teacher_student"),
+            "perplexity": student.get("perplexity"),
+            "top1_agreement": metrics.get("top1_agreement"), "seconds": round(seconds, 1)}
 
 
 def summarise(runs: dict[str, dict[str, dict[str, Any]]],
               teacher_accuracy: float | None) -> dict[str, Any]:
-    """Per method: mean accuracy and 95% interval over seeds, per-task means, retention, and
-    the paired margin over seq_kd (same seed). `runs`: method -> seed -> _scores."""
+    """Per method and metric (METRICS): the mean over seeds, its 95% t-interval and the
+    paired margin over seq_kd (same seed); per-task mean accuracy and retention. `runs`:
+    method -> seed -> _scores."""
     methods: dict[str, Any] = {}
     for method, by_seed in runs.items():
-        accuracies = [r["accuracy"] for r in by_seed.values() if r["accuracy"] is not None]
+        baseline = runs.get("seq_kd") if method != "seq_kd" else None
         entry: dict[str, Any] = {"runs": by_seed}
-        if accuracies:
-            mean, half = mean_interval(accuracies)
-            tasks = {t for r in by_seed.values() for t in r["per_task"]}
-            entry.update({"accuracy_mean": mean, "accuracy_interval": half,
-                          "per_task_mean": {t: statistics.fmean(r["per_task"][t] for r in
-                                                                by_seed.values() if t in r["per_task"])
-                                            for t in sorted(tasks)},
-                          "retention": mean / teacher_accuracy if teacher_accuracy else None})
-        if method != "seq_kd" and "seq_kd" in runs:
-            margins = [r["accuracy"] - runs["seq_kd"][s]["accuracy"] for s, r in by_seed.items()
-                       if s in runs["seq_kd"] and None not in (r["accuracy"],
-                                                                runs["seq_kd"][s]["accuracy"])]
-            if margins:
-                mean, half = mean_interval(margins)
-                entry["margin_over_seq_kd"] = {"mean": mean, "interval": half}
+        entry.update({metric: metric_summary(metric, by_seed, baseline) for metric in METRICS})
+        if entry["accuracy"] is not None:
+            tasks = {t for r in by_seed.values() for t in r.get("per_task", {})}
+            entry["per_task_mean"] = {t: statistics.fmean(r["per_task"][t] for r in by_seed.values()
+                                                          if t in r.get("per_task", {}))
+                                      for t in sorted(tasks)}
+            entry["retention"] = (entry["accuracy"]["mean"] / teacher_accuracy
+                                  if teacher_accuracy else None)
         methods[method] = entry
     return {"teacher_accuracy": teacher_accuracy, "methods": methods}
+
+
+def metric_summary(metric: str, by_seed: dict[str, dict[str, Any]],
+                   baseline: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """{mean, interval, margin_over_seq_kd} of one metric over the seeds, None when no seed
+    has it; the margin ({mean, interval} of the per-seed differences, or None) is paired by
+    seed against `baseline` (seq_kd's runs)."""
+    values = [r[metric] for r in by_seed.values() if r.get(metric) is not None]
+    if not values:
+        return None
+    mean, half = mean_interval(values)
+    margins = [r[metric] - baseline[s][metric] for s, r in by_seed.items()
+               if baseline and s in baseline and r.get(metric) is not None
+               and baseline[s].get(metric) is not None]
+    margin = None
+    if margins:
+        margin_mean, margin_half = mean_interval(margins)
+        margin = {"mean": margin_mean, "interval": margin_half}
+    return {"mean": mean, "interval": half, "margin_over_seq_kd": margin}
 
 
 def _teacher_accuracy(recipe: Recipe) -> float | None:

@@ -4,7 +4,9 @@ What decides each stage's result is declared once, in the recipe module of that 
 (distil.recipe.inputs): its own fields and the stages it reads from. A stage's fingerprint
 hashes those values, so changing a field redoes the stages that depend on it and no
 other. A stage is finished when its marker `stages/<name>.json` holds its current
-fingerprint. An interrupted training resumes from its newest checkpoint.
+fingerprint. An interrupted training resumes from its newest checkpoint. A variant that
+fails its export parity check stops nothing: it is set aside, bench and report run without
+it, and the run raises `ParityError` (exit status 3) at the end unless that was allowed.
 """
 
 import json
@@ -15,14 +17,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from distil import launch
+from distil.errors import CheckpointError, RecipeError
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
 from distil.pipeline.compare import run_compare
 from distil.progress import console
-from distil.recipe import Recipe
+from distil.recipe import Recipe, teacher_signal
 from distil.recipe.inputs import input_values, inputs_fingerprint
 from distil.report import build_report
-from distil.train import TRAIN_OUTPUTS, resumable, train_or_resume
+from distil.train import TRAIN_OUTPUTS, run_training
 
 
 def _always(recipe: Recipe) -> bool:
@@ -57,11 +61,27 @@ def capture_stage(recipe: Recipe) -> None:
 
 
 def export_stage(recipe: Recipe) -> None:
-    """Export RUN/student to RUN/export and check every variant against PyTorch."""
-    from distil.export.stage import export_run
+    """Export RUN/student to RUN/export and check every variant against PyTorch; a failed
+    variant is set aside, and judged when the run ends (`parity_verdict`)."""
+    from distil.export.stage import write_export
     from distil.recipe import with_recipe_seed
 
-    export_run(recipe.run_dir, with_recipe_seed(recipe.export, recipe.seed))
+    write_export(recipe.run_dir, with_recipe_seed(recipe.export, recipe.seed))
+
+
+def parity_verdict(recipe: Recipe, allow_parity_failure: bool = False) -> list[str]:
+    """The exported variants that failed parity (RUN/export/parity.json); ParityError naming
+    them unless failures are allowed (here or by export.allow_parity_failure)."""
+    from distil.errors import ParityError
+    from distil.export.stage import failed_variants, failure_message
+
+    if recipe.export is None:
+        return []
+    out_dir = recipe.run_dir / "export"
+    failed = failed_variants(out_dir)
+    if failed and not (allow_parity_failure or recipe.export.allow_parity_failure):
+        raise ParityError(failure_message({"variants": failed}, out_dir))
+    return [v["name"] for v in failed]
 
 
 def bench_stage(recipe: Recipe) -> None:
@@ -73,39 +93,18 @@ def bench_stage(recipe: Recipe) -> None:
 
 
 def _captures(recipe: Recipe) -> bool:
-    return recipe.signals.path == "capture" and recipe.distill.kd_weight > 0
-
-
-def launched_training(recipe: Recipe, restart: bool, num_processes: int,
-                      accelerate_config: Path | None) -> None:
-    """The train stage on several processes: `distil train` under accelerate launch, on the
-    recipe as this run resolved it (overrides included)."""
-    import tempfile
-
-    from distil.launch import LaunchError, run_launched
-    from distil.recipe import dump_recipe
-
-    resume = resumable(recipe, restart)
-    with tempfile.TemporaryDirectory() as folder:
-        resolved = Path(folder) / "recipe.yaml"
-        resolved.write_text(dump_recipe(recipe), encoding="utf-8")
-        arguments = ["train", str(resolved), "--out", str(recipe.run_dir),
-                     *(["--resume"] if resume else [])]
-        status = run_launched(arguments, num_processes, accelerate_config)
-    if status != 0:
-        raise LaunchError(f"the {num_processes} training processes exited with status {status} "
-                          "(their messages are above); fix that and rerun, training resumes")
+    return teacher_signal(recipe).own_capture
 
 
 def default_stages(restart: bool = False, num_processes: int = 1,
-                   accelerate_config: Path | None = None) -> tuple[Stage, ...]:
+                   accelerate_config: Path | None = None,
+                   resume_from: Path | None = None) -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants.
-    `restart`: see run_pipeline. With `num_processes` > 1 (or an accelerate config) the
-    train stage runs on that many processes (distil.launch)."""
-    training: Callable[[Recipe], Any] = partial(train_or_resume, restart=restart)
-    if num_processes > 1 or accelerate_config is not None:
-        training = partial(launched_training, restart=restart, num_processes=num_processes,
-                           accelerate_config=accelerate_config)
+    The train stage is `distil train`'s own entry (distil.train.run_training), resuming
+    checkpoints of the same inputs (the newest, or `resume_from`); `restart`,
+    `num_processes` and `accelerate_config` are its options."""
+    training = partial(run_training, resume=resume_from or True, restart=restart,
+                       num_processes=num_processes, accelerate_config=accelerate_config)
     return (
         Stage("synth", synth_stage, outputs=("data",),
               enabled=lambda recipe: recipe.synth is not None),
@@ -123,24 +122,41 @@ def default_stages(restart: bool = False, num_processes: int = 1,
 
 def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
                  force: bool = False, restart: bool = False, num_processes: int = 1,
-                 accelerate_config: Path | None = None) -> None:
-    """Run each enabled stage unless its marker holds its current fingerprint.
+                 accelerate_config: Path | None = None,
+                 allow_parity_failure: bool = False,
+                 resume_from: Path | None = None) -> list[str]:
+    """Run each enabled stage unless its marker holds its current fingerprint; return the
+    exported variants that failed parity (allowed), or raise ParityError naming them.
 
-    `restart`: training whose checkpoints were written under other inputs starts afresh,
-    the old checkpoints moved aside (without it, such a run is refused).
+    `restart`: training whose checkpoints were written under other inputs starts afresh, the
+    old training moved aside (without it, such a run is refused); checkpoints of the same
+    inputs are resumed either way (distil.train.resume). `resume_from`: training continues
+    from that checkpoint (later ones moved aside), and the stages after it are redone.
     """
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model
-    for stage in stages or default_stages(restart, num_processes, accelerate_config):
+    launch.check_config(accelerate_config)
+    lora = recipe.student.lora
+    if lora is not None and not lora.save_merged:
+        raise RecipeError("student.lora.save_merged: false writes no RUN/student, which the "
+                          "eval stage of distil run reads: set it true, or train with "
+                          "`distil train` for the adapter alone")
+    if resume_from is not None and force:
+        raise CheckpointError("--resume CHECKPOINT continues training from it and --force "
+                              "redoes every stage from scratch: pass one")
+    stages = stages or default_stages(restart, num_processes, accelerate_config, resume_from)
+    redo = _from_training(stages) if resume_from is not None else ()
+    for stage in stages:
         if not stage.enabled(recipe):
             continue
         fingerprint = stage_fingerprint(recipe, stage.name)
         marker = recipe.run_dir / "stages" / f"{stage.name}.json"
-        if not force and _is_done(marker, fingerprint):
+        if not (force or stage.name in redo) and _is_done(marker, fingerprint):
             console.print(f"[green]✓[/] {stage.name}: done already (use --force to redo)")
             continue
         marker.unlink(missing_ok=True)
-        if force and (moved := move_aside(recipe.run_dir, stage.outputs, stage.name)):
+        aside = force or (stage.name in redo and stage.name != "train")  # training rewinds itself
+        if aside and (moved := move_aside(recipe.run_dir, stage.outputs, stage.name)):
             console.print(f"{stage.name}: earlier outputs moved to {moved}", highlight=False)
         console.rule(f"[bold]{stage.name}")
         started = time.perf_counter()
@@ -148,6 +164,13 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
         atomic_write_json(marker, {"fingerprint": fingerprint,
                                    "seconds": round(time.perf_counter() - started, 2),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return parity_verdict(recipe, allow_parity_failure)
+
+
+def _from_training(stages: tuple[Stage, ...]) -> tuple[str, ...]:
+    """The train stage and every stage after it."""
+    names = [stage.name for stage in stages]
+    return tuple(names[names.index("train"):]) if "train" in names else ()
 
 
 def stage_fingerprint(recipe: Recipe, name: str) -> str:

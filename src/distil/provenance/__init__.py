@@ -10,42 +10,31 @@
     result = score_sequences(key, spec, [token_ids])         # sum of -log(1 - r), gamma p-value
 
 Shared by `distil serve --watermark` (marking what a teacher serves) and `distil audit`
-(testing text and models). Nothing here touches a model or a file.
+(testing text and models). Nothing here touches a model or a file. Names load on first use,
+so `spec` (the settings and the key) reads without numpy or torch.
 """
 
-from distil.provenance.exponential import (
-    ExpMinScore,
-    exp_min_choice,
-    exp_min_score,
-    keyed_uniforms,
-    tuple_scores,
-)
-from distil.provenance.greenlist import (
-    SCHEMES,
-    Scheme,
-    WatermarkError,
-    WatermarkKey,
-    WatermarkSpec,
-    context_seeds,
-    green_bias,
-    green_mask,
-    is_green,
-    token_hash,
-)
-from distil.provenance.marking import ExpMinSampler, KGWBias
-from distil.provenance.score import Score, score_sequences, score_tuples, unique_tuples
-from distil.provenance.stats import (
-    binomial_log10_sf,
-    binomial_sf,
-    clopper_pearson,
-    gamma_log10_sf,
-    gamma_log_sf,
-)
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "SCHEMES", "ExpMinSampler", "ExpMinScore", "KGWBias", "Scheme", "Score", "WatermarkError",
-    "WatermarkKey", "WatermarkSpec", "binomial_log10_sf", "binomial_sf", "clopper_pearson",
-    "context_seeds", "exp_min_choice", "exp_min_score", "gamma_log10_sf", "gamma_log_sf",
-    "green_bias", "green_mask", "is_green", "keyed_uniforms", "score_sequences", "score_tuples",
-    "token_hash", "tuple_scores", "unique_tuples",
-]
+_EXPORTS = {
+    **dict.fromkeys(["ExpMinScore", "exp_min_choice", "exp_min_score", "keyed_uniforms",
+                     "tuple_scores"], "distil.provenance.exponential"),
+    **dict.fromkeys(["context_seeds", "green_bias", "green_mask", "is_green", "token_hash"],
+                    "distil.provenance.greenlist"),
+    **dict.fromkeys(["SCHEMES", "Scheme", "WatermarkError", "WatermarkKey", "WatermarkSpec"],
+                    "distil.provenance.spec"),
+    **dict.fromkeys(["ExpMinSampler", "KGWBias"], "distil.provenance.marking"),
+    **dict.fromkeys(["Score", "score_sequences", "score_tuples", "unique_tuples"],
+                    "distil.provenance.score"),
+    **dict.fromkeys(["binomial_log10_sf", "binomial_sf", "clopper_pearson", "gamma_log10_sf",
+                     "gamma_log_sf"], "distil.provenance.stats"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'distil.provenance' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

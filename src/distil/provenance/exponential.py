@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from distil.provenance.greenlist import WatermarkKey, context_seeds, token_hash
+from distil.provenance.greenlist import context_seeds, token_hash
+from distil.provenance.spec import WatermarkKey
 from distil.provenance.stats import gamma_log10_sf
 
 _DOMAIN = np.uint64(0x6578702D6D696E00)  # b"exp-min\0": a key's uniforms are unrelated to its green lists

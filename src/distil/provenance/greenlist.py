@@ -14,91 +14,15 @@ distortion-free scheme too (`distil.provenance.exponential`); `WatermarkSpec.sch
 which of the two a watermark uses.
 """
 
-import hashlib
-import os
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import torch
 
-from distil.errors import DistilError
+from distil.provenance.spec import WatermarkError, WatermarkKey, WatermarkSpec
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _TWO_53 = float(2**53)
-
-SCHEMES = ("kgw", "exp-min")
-"""The watermark schemes: KGW green lists, and distortion-free exponential-minimum sampling."""
-Scheme = Literal["kgw", "exp-min"]
-
-
-class WatermarkError(DistilError):
-    """A watermark key or setting is missing or invalid."""
-
-
-@dataclass(frozen=True)
-class WatermarkSpec:
-    """The public settings of a watermark (everything but the key)."""
-
-    gamma: float = 0.25
-    """Share of the vocabulary that is green after each context."""
-    delta: float = 2.0
-    """Added to the logits of green tokens."""
-    context_width: int = 2
-    """Tokens before a position that seed its green list (or, exp-min, its uniforms)."""
-    scheme: Scheme = "kgw"
-    """kgw: green lists and a logit bias; exp-min: keyed sampling, gamma and delta unused."""
-
-    def __post_init__(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise WatermarkError(f"watermark scheme must be one of {', '.join(SCHEMES)}, got "
-                                 f"{self.scheme!r}")
-        if not 0 < self.gamma < 1:
-            raise WatermarkError(f"watermark gamma must lie in (0, 1), got {self.gamma}")
-        if self.delta < 0:
-            raise WatermarkError(f"watermark delta must be >= 0, got {self.delta}")
-        if self.context_width < 1:
-            raise WatermarkError(f"watermark context width must be >= 1, got {self.context_width}")
-
-
-class WatermarkKey:
-    """A secret key, held as a digest; its repr and str never show it."""
-
-    __slots__ = ("_digest",)
-
-    def __init__(self, secret: str | bytes) -> None:
-        raw = secret.encode() if isinstance(secret, str) else secret
-        if not raw.strip():
-            raise WatermarkError("the watermark key is empty; put a secret in the variable")
-        self._digest = hashlib.sha256(b"distil-watermark-key\0" + raw.strip()).digest()
-
-    @classmethod
-    def from_env(cls, variable: str) -> "WatermarkKey":
-        """The key held in environment variable `variable` (its name, never the key, is passed)."""
-        secret = os.environ.get(variable)
-        if secret is None:
-            raise WatermarkError(f"the watermark key variable {variable} is not set; export it "
-                                 f"(export {variable}=...) or name another with the key-env option")
-        if not secret.strip():
-            raise WatermarkError(f"the watermark key variable {variable} is empty; put the secret in it")
-        return cls(secret)
-
-    @classmethod
-    def random(cls, rng: np.random.Generator) -> "WatermarkKey":
-        """A fresh random key (for the empirical null)."""
-        return cls(rng.bytes(32).hex())
-
-    def __repr__(self) -> str:
-        return "WatermarkKey(<secret>)"
-
-    __str__ = __repr__
-
-    def seed(self, context: bytes) -> int:
-        """The 64-bit keyed hash of a context's bytes."""
-        return int.from_bytes(hashlib.blake2b(context, key=self._digest, digest_size=8).digest(),
-                              "little")
 
 
 def context_seeds(key: WatermarkKey, contexts: np.ndarray) -> np.ndarray:

@@ -17,13 +17,8 @@ import numpy as np
 import torch
 
 from distil.provenance.exponential import exp_min_choice
-from distil.provenance.greenlist import (
-    WatermarkError,
-    WatermarkKey,
-    WatermarkSpec,
-    context_seeds,
-    green_bias,
-)
+from distil.provenance.greenlist import context_seeds, green_bias
+from distil.provenance.spec import WatermarkError, WatermarkKey, WatermarkSpec
 
 
 class KGWBias:

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from distil.provenance.exponential import ExpMinScore, exp_min_score
-from distil.provenance.greenlist import WatermarkKey, WatermarkSpec, context_seeds, is_green
+from distil.provenance.greenlist import context_seeds, is_green
+from distil.provenance.spec import WatermarkKey, WatermarkSpec
 from distil.provenance.stats import binomial_log10_sf
 
 

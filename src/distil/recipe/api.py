@@ -7,13 +7,11 @@
 See docs/api-teacher.md; `distil recipe docs` prints every field.
 """
 
-import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
-from distil.recipe.section import PositiveFloat, Section
+from distil.recipe.section import EnvName, HttpUrl, PositiveFloat, Section
 
 
 class PriceSection(Section):
@@ -42,9 +40,9 @@ class BudgetSection(Section):
 class ApiSection(Section):
     """An OpenAI-compatible endpoint serving the teacher (`teacher.model` is the served model name)."""
 
-    base_url: str
+    base_url: HttpUrl
     """Root of the API, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."""
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: EnvName | None = "OPENAI_API_KEY"
     """Name of the environment variable that holds the API key (never the key itself);
     empty for a server that needs no key."""
     endpoint: Literal["chat", "completions"] = "chat"
@@ -62,6 +60,12 @@ class ApiSection(Section):
     max_retries: Annotated[int, Field(ge=0)] = 6
     """Retries of a request after 429, 5xx, timeouts, dropped connections or malformed
     replies; then it is recorded as failed (with its cause) and a rerun sends it again."""
+    resend_rejected: bool = False
+    """Send again the requests the server refused as invalid in an earlier run (a 4xx other
+    than 408, 409, 425 and 429, e.g. a prompt longer than its context). Such a request is
+    never retried: it is journaled as rejected, and by default a rerun does not send it
+    again (it would be refused again) but says how many there are and why. Set it once the
+    cause is fixed on the server's side (a longer context, another deployment)."""
     backoff_s: PositiveFloat = 1.0
     """Wait before the first retry; it doubles each retry (with jitter, up to backoff_max_s).
     A Retry-After header from the server takes precedence and pauses every request."""
@@ -74,19 +78,3 @@ class ApiSection(Section):
     """Prices per million tokens, for cost estimates and max_cost."""
     budget: BudgetSection = BudgetSection()
     """Spending caps."""
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _names_a_variable(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise PydanticCustomError(
-                "secret_value", "must name an environment variable (e.g. OPENAI_API_KEY), not hold "
-                "the key itself; put the key in that variable")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _is_http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
-        return value.rstrip("/")

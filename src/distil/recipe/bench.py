@@ -29,7 +29,8 @@ class BenchSection(Section):
     recipe's seed."""
     variants: list[str] | None = None
     """Exported variants (folder names under RUN/export) to time; empty times every deployable
-    ONNX variant listed in parity.json."""
+    variant listed in parity.json whose format is timed by default and whose runtime is
+    installed (ONNX; GGUF with llama-cpp-python; not the `hf` folder, which is for GPUs)."""
     timeout_s: float = Field(default=900, gt=0)
     """Longest one model's measurement may take."""
 

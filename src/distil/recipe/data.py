@@ -29,8 +29,11 @@ class DataSection(Section):
     """Column holding the response the student is trained on (teacher text or reference)."""
     format: Literal["auto", "pairs", "messages", "prompt_completion"] = "auto"
     """Row layout: `pairs` (prompt_field/response_field strings), `messages` (an OpenAI-format
-    chat; every assistant turn is trained on, nothing else), `prompt_completion` (TRL's: two
-    strings, or two message lists). `auto` picks from the columns in that order."""
+    chat; every assistant turn is trained on, nothing else; assistant `tool_calls`, `tool`
+    turns and a `tools` column of function schemas go through the chat template, which must
+    render them), `prompt_completion` (TRL's: two strings, or two message lists). `auto`
+    picks from the columns in that order. A `finish_reason` column of `length` marks a
+    response cut at the length limit: it is learned without an end-of-turn token."""
     messages_field: str = "messages"
     """Column holding the chat of `messages` rows."""
     system_prompt: str | None = None

@@ -26,6 +26,14 @@ class EvalSection(Section):
     """Longest generated answer, in tokens."""
     generation_batch_size: Annotated[int, Field(ge=1)] = 64
     """Prompts generated together (batched, with a KV cache)."""
+    baseline: bool = True
+    """Also evaluate the recipe's student before training on the same rows and prompts (KL,
+    top-1 agreement, perplexity, task accuracy, sample answers), as `untrained_student` in
+    eval.json: the floor training is measured from. Costs one more student load, forward
+    pass over the held-out rows and round of generated answers."""
+    sample_answers: Annotated[int, Field(ge=0)] = 8
+    """Held-out rows whose prompts teacher and student (and the untrained student) answer
+    greedily, shown side by side in the report (`sample_answers` in eval.json); 0: none."""
 
     @field_validator("tasks")
     @classmethod

@@ -6,11 +6,12 @@ are built from its fields. Kept free of heavy imports.
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from distil.export_formats import default_formats, export_format, unknown_formats_error
 from distil.recipe.section import Section, StageInputs
+from distil.tasks import unknown_tasks_error
 
-Format = Literal["hf", "onnx", "onnx-int8", "gguf"]
 GgufType = Literal["f16", "q8_0", "q4_k_m"]
 
 
@@ -38,10 +39,9 @@ def _default_thresholds() -> dict[str, ThresholdsSection]:
 class ExportSection(Section):
     """What to export and how strictly to check it."""
 
-    formats: list[Format] = ["hf", "onnx", "onnx-int8", "gguf"]
-    """`hf`: half-precision safetensors folder; `onnx`: float32 ONNX with a key/value cache;
-    `onnx-int8`: the ONNX graph with int8 weights (implies `onnx`); `gguf`: one llama.cpp /
-    Ollama folder per type in `gguf`."""
+    formats: list[str] = Field(default_factory=default_formats, description=(
+        "Export formats (the registry in `distil.export_formats`): " + "; ".join(
+            f"`{name}`: {export_format(name).summary}" for name in default_formats()) + "."))
     gguf: list[GgufType] = Field(default=["f16", "q8_0"], min_length=1)
     """GGUF types written when `formats` has `gguf`, each in `gguf-TYPE/`: `f16`, `q8_0`
     (8-bit blocks), `q4_k_m` (llama.cpp's 4-bit k-quant mix; needs llama-cpp-python)."""
@@ -52,6 +52,11 @@ class ExportSection(Section):
     per_channel: bool = True
     """int8 scales per block of 32 weights of each output row (closer to float32) instead of
     blocks of 128."""
+    tasks: list[str] | None = None
+    """Task families of the held-out parity prompts, whose task accuracy is compared too;
+    empty: logits are compared on prompts of every default family and no accuracy is graded
+    (a student of other work is not judged on them). In a recipe, left unset, the families
+    `eval.tasks` evaluates; unset outside a recipe, every default family."""
     prompts_per_task: int = Field(default=25, ge=1)
     """Held-out prompts per task family for the parity check and task accuracy."""
     compared_prompts: int = Field(default=16, ge=1)
@@ -65,8 +70,28 @@ class ExportSection(Section):
     """Parity thresholds of each kind of variant (see docs/export.md for why these values);
     GGUF f16 is held to `half`, q8_0 to `int8`, q4_k_m to `int4`."""
     allow_parity_failure: bool = False
-    """Finish without raising when a variant fails parity (it is still set aside in failed/)."""
+    """Exit 0 when a variant fails parity. A failed variant is set aside in failed/ and marked
+    in parity.json and the report either way, and `distil run` goes on to bench and report;
+    without this it exits with status 3 at the end."""
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, formats: list[str]) -> list[str]:
+        if problem := unknown_formats_error(formats, "export.formats"):
+            raise ValueError(problem)
+        return formats
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str] | None) -> list[str] | None:
+        if tasks and (problem := unknown_tasks_error(tasks, "export.tasks")):
+            raise ValueError(problem)
+        return tasks
 
 
-INPUTS = StageInputs(fields=("seed", "export"), reads=("train",))
-"""What decides the exported files and their parity (the recipe seed picks the prompts)."""
+INPUTS = StageInputs(fields=("seed", *(f"export.{name}" for name in ExportSection.model_fields
+                                       if name != "allow_parity_failure"), "eval.tasks"),
+                     reads=("train",))
+"""What decides the exported files and their parity (the recipe seed picks the prompts, and
+the families eval grades are the ones parity grades, unless export.tasks names others); not
+whether a failure ends the command, which changes no file."""

@@ -4,6 +4,8 @@ Every recipe module declares `INPUTS` for its stage, once. The pipeline skips a 
 inputs are unchanged and redoes one whose inputs changed; the trainer keeps the same values
 in each checkpoint and resumes only checkpoints written under them. A field outside a
 stage's inputs (pacing, progress, how often to log or save, where to write) never redoes it.
+A teacher or student named by a GGUF file (or a packaged model) adds the file's sha256,
+`teacher.model_sha256`: a changed file redoes the stages that read that model.
 
     values = input_values(recipe, "train")    # {"train.learning_rate": 0.003, ...}
 """
@@ -49,6 +51,7 @@ def input_values(recipe: "Recipe", stage: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in input_fields(stage):
         _flatten(key, lookup(dumped, key), values)
+    values.update(_model_files(recipe, values))
     run = recipe.run_dir.resolve()
     return {key: _in_run(value, run) for key, value in values.items()}
 
@@ -70,6 +73,19 @@ def lookup(tree: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node
+
+
+def _model_files(recipe: "Recipe", values: dict[str, Any]) -> dict[str, str]:
+    """`ROLE.model_sha256` of each model among `values` that a GGUF file holds."""
+    from distil.models import model_sha256
+
+    found = {}
+    for role, section in (("teacher", recipe.teacher), ("student", recipe.student)):
+        served = getattr(section, "api", None) is not None  # a name on a server, not a file
+        sha = None if served or f"{role}.model" not in values else model_sha256(section.model)
+        if sha is not None:
+            found[f"{role}.model_sha256"] = sha
+    return found
 
 
 def _in_run(value: Any, run: Path) -> Any:

@@ -1,10 +1,16 @@
 """The whole recipe: every section, and the checks that span several of them.
+
+The checks between the teacher and the training settings (an API teacher with live-logit
+distillation, hidden states or a temperature it cannot give) hold for the commands that
+train or capture for training. `distil synth` validates with `{"training": False}` as
+pydantic's context (`load_recipe(..., training=False)`), so a recipe that only cannot
+*train* as written can still synthesise its data.
 """
 
 import os
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
 from distil.recipe.bench import BenchSection
 from distil.recipe.capture import CaptureSection
@@ -15,8 +21,14 @@ from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection
 from distil.recipe.models import StudentSection, TeacherSection
 from distil.recipe.section import Section, StageInputs
+from distil.recipe.signal import teacher_signal
 from distil.recipe.synth import SynthSection
 from distil.recipe.train import DistillSection, SignalsSection, TrainSection
+
+
+def for_training(info: ValidationInfo) -> bool:
+    """Whether the recipe is validated for a command that trains (all but `distil synth`)."""
+    return bool((info.context or {}).get("training", True))
 
 
 class Recipe(Section):
@@ -70,8 +82,11 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_teacher_fits(self) -> "Recipe":
-        if self.teacher.api is not None and self.distill.kd_weight > 0 and self.signals.path is None:
+    def _api_teacher_fits(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
+        signal = teacher_signal(self)
+        if signal.api and signal.source in ("live", "cross-live"):
             raise ValueError(
                 "teacher.api: a teacher behind an API gives no full logits, so live-logit "
                 "distillation (distill.kd_weight > 0) is impossible; capture its top-k logprobs "
@@ -80,19 +95,21 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _live_teacher_terms(self) -> "Recipe":
-        hidden, on_policy = self.distill.hidden.weight > 0, self.distill.on_policy.lmbda > 0
-        if hidden and self.signals.path is not None:
+    def _live_teacher_terms(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
+        signal = teacher_signal(self)
+        if signal.hidden and signal.from_store:
             raise ValueError(
                 "distill.hidden.weight > 0 matches the teacher's hidden states, but a signal "
                 "store (signals.path) holds none; set signals.path empty to train from the live "
                 "teacher, or distill.hidden.weight=0")
-        if self.cross_tokenizer.method != "off" and (hidden or on_policy):
+        if signal.cross and (signal.hidden or signal.on_policy != "off"):
             raise ValueError(
                 f"cross_tokenizer.method={self.cross_tokenizer.method}: a teacher of another "
                 "tokenizer is not combined with distill.hidden or distill.on_policy yet; set "
                 "distill.hidden.weight=0 and distill.on_policy.lmbda=0, or cross_tokenizer.method=off")
-        if self.teacher.api is not None and hidden:
+        if signal.api and signal.hidden:
             raise ValueError(
                 "distill.hidden needs a local teacher's hidden states; a teacher behind "
                 "teacher.api cannot give them: set distill.hidden.weight=0, or name a local "
@@ -100,11 +117,10 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_logprobs_at_temperature_one(self) -> "Recipe":
-        from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
-        through_api = self.teacher.api is not None and self.capture.source != "local"
-        scored_on_policy = self.teacher.api is not None and self.distill.on_policy.lmbda > 0
-        if ((from_own_capture and through_api) or scored_on_policy) and self.distill.temperature != 1:
+    def _api_logprobs_at_temperature_one(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
+        if teacher_signal(self).at_temperature_one and self.distill.temperature != 1:
             raise ValueError(
                 f"distill.temperature={self.distill.temperature}: a teacher behind an API returns "
                 "its top-k logprobs at temperature 1 and the mass outside them as one number, so "
@@ -113,10 +129,12 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _api_teacher_own_tokens(self) -> "Recipe":
-        from_own_capture = self.signals.path == "capture" and self.distill.kd_weight > 0
-        if (from_own_capture and self.cross_tokenizer.method != "off"
-                and self.teacher.api is not None and self.capture.source == "generation"):
+    def _api_teacher_own_tokens(self, info: ValidationInfo) -> "Recipe":
+        if not for_training(info):
+            return self
+        signal = teacher_signal(self)
+        if (signal.own_capture and signal.cross and signal.capture_via_api
+                and self.capture.source == "generation"):
             raise ValueError(
                 f"capture.source=generation with cross_tokenizer.method="
                 f"{self.cross_tokenizer.method}: a teacher behind an API is captured on its own "
@@ -132,6 +150,13 @@ class Recipe(Section):
                 raise ValueError("data.train is required (a prompt/response file), unless a "
                                  "synth: section generates it")
             self.data.train = str(self.run_dir / "data" / "train.parquet")
+        return self
+
+    @model_validator(mode="after")
+    def _export_grades_what_eval_grades(self) -> "Recipe":
+        """Parity grades the task families the recipe evaluates, and no other."""
+        if self.export is not None and self.export.tasks is None:
+            self.export.tasks = list(self.eval.tasks)
         return self
 
     @property

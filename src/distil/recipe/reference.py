@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from distil.recipe.job import Recipe
+from distil.recipe.section import OneOf
 
 
 def recipe_reference() -> str:
@@ -43,7 +44,7 @@ def _field_rows(fields: dict[str, Any], prefix: str) -> list[str]:
     rows, nested = [], []
     for name, field in fields.items():
         section = section_model(field.annotation)
-        text = " ".join((field.description or "").split()).replace("|", "\\|")
+        text = " ".join(((field.description or "") + _choices(field)).split()).replace("|", "\\|")
         if section is not None:
             default = "`None`" if field.default is None else "section"
             nested.append((f"{prefix}{name}.", section))
@@ -53,6 +54,12 @@ def _field_rows(fields: dict[str, Any], prefix: str) -> list[str]:
     for sub_prefix, section in nested:
         rows += _field_rows(section.model_fields, sub_prefix)
     return rows
+
+
+def _choices(field: Any) -> str:
+    """' One of `a`, `b`.' for a field whose values come from a table (OneOf), else ''."""
+    tables = [m for m in field.metadata if isinstance(m, OneOf)]
+    return "".join(f" One of {', '.join(f'`{n}`' for n in t.names())}." for t in tables)
 
 
 def _default_text(field: Any) -> str:

@@ -1,15 +1,58 @@
-"""The base of every recipe section, and the constrained number types sections share.
+"""The base of every recipe section, and the constrained types sections share.
 
 Every module of `distil.recipe` builds on it; it imports nothing of distil's.
 """
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import PydanticCustomError, core_schema
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Field metadata, `Annotated[str, OneOf(names)]`: the value must be one of `names()`,
+    read when a recipe is validated (so a name a table gains later is accepted), and the
+    recipe reference lists them."""
+
+    names: Callable[[], list[str]]
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def check(self, value: str) -> str:
+        """`value`, or a ValueError worded like pydantic's for a Literal."""
+        names = [repr(name) for name in self.names()]
+        if repr(value) in names:
+            return value
+        raise ValueError(f"Input should be {', '.join(names[:-1])} or {names[-1]}")
+
+
+def _names_a_variable(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise PydanticCustomError(
+            "secret_value", "must name an environment variable (letters, digits and _, e.g. "
+            "OPENAI_API_KEY), not hold the key itself; put the key in that variable")
+    return value
+
+
+def _is_http(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+    return value.rstrip("/")
+
+
+EnvName = Annotated[str, AfterValidator(_names_a_variable)]
+"""The name of an environment variable holding a secret (never the secret itself)."""
+HttpUrl = Annotated[str, AfterValidator(_is_http)]
+"""An http:// or https:// URL, without a trailing slash."""
 
 
 class Section(BaseModel):
@@ -36,4 +79,5 @@ class StageInputs:
 
 TEACHER_IDENTITY = ("teacher.model", "teacher.revision", "teacher.dtype", "teacher.trust_remote_code",
                     "teacher.api.base_url", "teacher.api.endpoint", "teacher.api.tokenizer")
-"""The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not."""
+"""The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not.
+A teacher held in a GGUF file also counts by the file's sha256 (`inputs.input_values`)."""

@@ -85,7 +85,8 @@ class FiltersSection(Section):
     drop_empty: bool = True
     """Drop empty or whitespace-only responses."""
     drop_truncated: bool = True
-    """Drop responses cut at max_new_tokens (finish_reason `length`)."""
+    """Drop responses cut at max_new_tokens (finish_reason `length`). Kept (false), each is
+    trained on without an end-of-turn token, since the teacher never ended it."""
     refusal_patterns: list[str] = REFUSAL_PATTERNS
     """Regular expressions (case-insensitive) that mark a refusal; [] turns the filter off."""
     min_chars: Annotated[int, Field(ge=0)] = 1

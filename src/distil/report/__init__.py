@@ -12,8 +12,10 @@ from pathlib import Path
 from distil.errors import DistilError
 from distil.fsutil import atomic_write_text
 from distil.report.collect import collect
+from distil.report.document import shown_path
 from distil.report.render import html_page, markdown
-from distil.report.sections import build_sections, shown_path
+from distil.report.sections import build_sections
+from distil.report.speed import speedup, times
 
 
 def build_report(run_dir: str | Path) -> tuple[Path, Path]:
@@ -62,9 +64,11 @@ def headline(run_dir: str | Path) -> list[str]:
                      f"({teacher['params'] / student['params']:.1f}x fewer)")
     speeds = {name: row["tokens_per_s"] for name, row in (ev.get("efficiency") or {}).items()
               if row.get("tokens_per_s")}
-    if speeds.get("teacher"):
+    if speeds.get("teacher"):  # each ratio from the bench's interleaved pairs
         lines.append("tokens/s at batch 1: " + ", ".join(
-            f"{name} {speed:,.0f} ({speed / speeds['teacher']:.1f}x)" for name, speed in speeds.items()))
+            f"{name} {speed:,.0f}" + (f" ({times(found['ratio'])})"
+                                      if (found := speedup(ev, name)) else "")
+            for name, speed in speeds.items()))
     if (run_dir / "report.html").is_file():
         lines.append(f"report: {run_dir / 'report.html'}")
     return lines

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 COLOURS = {"teacher": "#4c72b0", "student": "#dd8452", "logit_kd": "#dd8452",
-           "seq_kd": "#55a868", "ground_truth": "#8172b3"}
+           "seq_kd": "#55a868", "ground_truth": "#8172b3", "untrained_student": "#8c8c8c"}
 """logit_kd is the run's own objective: the student's colour."""
 FALLBACK = ["#c44e52", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
 DPI = 100

@@ -2,10 +2,11 @@
 
 import base64
 import html
+import re
 from pathlib import Path
 
+from distil.report.document import Code, Figure, Section, Table, Verbatim
 from distil.report.plots import PAGE_WIDTH_PX
-from distil.report.sections import Code, Figure, Section, Table
 
 STYLE = """
 body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;
@@ -46,9 +47,21 @@ def _markdown_item(item: Table | Figure | Code, figure_dir: Path) -> list[str]:
     return lines + ([f"\n*{item.caption}*"] if item.caption else [])
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~])")
+"""Characters that Markdown (or HTML inside it) would read as markup; a backslash makes each
+literal (CommonMark escapes any ASCII punctuation)."""
+
+
 def _markdown_row(cells: list[str]) -> str:
     """One table row; a `|` inside a cell is escaped so it cannot end the cell."""
-    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+    return "| " + " | ".join(_markdown_cell(c) for c in cells) + " |"
+
+
+def _markdown_cell(cell: str) -> str:
+    """A cell on one line; verbatim text with every markup character escaped."""
+    escaped = (MARKDOWN_SPECIAL.sub(r"\\\1", cell) if isinstance(cell, Verbatim)
+               else cell.replace("|", "\\|"))
+    return escaped.replace("\r", " ").replace("\n", " ")
 
 
 def html_page(title: str, subtitle: str, sections: list[Section]) -> str:
@@ -73,10 +86,15 @@ def _html_item(item: Table | Figure | Code) -> str:
     if isinstance(item, Code):
         return f"<pre><code>{html.escape(item.text)}</code></pre>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in item.header)
-    rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+    rows = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>"
                    for row in item.rows)
     caption = f"<caption>{_inline(item.caption)}</caption>" if item.caption else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _cell(text: str) -> str:
+    """A table cell: verbatim text escaped as it is, our own text with its code and bold."""
+    return html.escape(text) if isinstance(text, Verbatim) else _inline(text)
 
 
 def _inline(text: str) -> str:

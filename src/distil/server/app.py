@@ -10,7 +10,7 @@ POST /v1/completions, GET /health (open, for readiness), GET /admin/stats (with
 """
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -88,11 +88,11 @@ def _add_routes(app: FastAPI, served: ServedModel, stats: RequestStats, batcher:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
-        return await _generation(request, "chat", ChatRequest, served.chat, stats)
+        return await _generation(request, "chat", ChatRequest, served, stats)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> JSONResponse:
-        return await _generation(request, "completions", CompletionRequest, served.complete, stats)
+        return await _generation(request, "completions", CompletionRequest, served, stats)
 
     if served.settings.admin:
         @app.get("/admin/stats")
@@ -100,14 +100,16 @@ def _add_routes(app: FastAPI, served: ServedModel, stats: RequestStats, batcher:
             return stats.snapshot(batcher.stats)
 
 
-async def _generation(request: Request, endpoint: str, schema: type,
-                      handler: Callable[[Any], Awaitable[dict[str, Any]]],
+async def _generation(request: Request, endpoint: str, schema: type, served: ServedModel,
                       stats: RequestStats) -> JSONResponse:
     """Parse, run and count one generation request."""
     stats.count_received(endpoint, request.headers)
     check_content_type(request.headers.get("content-type"))
     body = await request.body()
-    parsed = parse_request(schema, parse_json(body))
+    payload = parse_json(body)
+    served.check_counts(payload, endpoint)  # before validating: millions of ids hold the loop
+    parsed = parse_request(schema, payload)
+    handler = served.chat if endpoint == "chat" else served.complete
     try:
         answer = await handler(parsed)
     except Overloaded as err:

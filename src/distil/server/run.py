@@ -1,6 +1,6 @@
 """Start the server: `distil serve` in the foreground, or a background thread for tests.
 
-    serve("demo", ServerSettings(served_name="demo"), host="127.0.0.1", port=8000)
+    serve("demo", ServerSettings(served_name="demo"), StartSettings(port=8000))
 
     with ServerThread(create_app(teacher, settings)) as server:   # port 0: any free port
         client = openai.OpenAI(base_url=server.base_url, api_key="unused")
@@ -15,7 +15,6 @@ path but not its query string, where a client may have put a key.
 import asyncio
 import functools
 import logging
-import os
 import socket
 import threading
 import time
@@ -27,10 +26,12 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from distil.progress import quiet_libraries
 from distil.server.settings import (
     HEADER_TIMEOUT_S,
     ServeError,
     ServerSettings,
+    StartSettings,
     api_key_from_env,
     check_exposure,
 )
@@ -117,41 +118,33 @@ def _uvicorn_server(app: Callable, log_requests: bool, header_timeout_s: float) 
     return uvicorn.Server(config)
 
 
-def serve(model: str, settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000,
-          dtype: str = "auto", device: str | None = None, log_requests: bool = False,
+def serve(model: str, settings: ServerSettings, start: StartSettings | None = None,
           echo: Callable[[str], None] = print) -> None:
     """Load `model` and serve it until Ctrl-C (the key comes from DISTIL_SERVE_API_KEY)."""
+    start = start or StartSettings()
     api_key = api_key_from_env()
-    check_exposure(host, api_key)  # before anything slow: a refusal should be instant
+    check_exposure(start.host, api_key)  # before anything slow: a refusal should be instant
     from distil.server.watermark import describe, watermark_key
 
     marking = watermark_key(settings)  # a missing key variable is refused now, too
-    _quiet_transformers()
+    quiet_libraries()
     from distil.server.app import create_app
     from distil.teachers import LocalTeacher
 
-    sock = bind(host, port)  # a taken port fails now, not after the model has loaded
+    sock = bind(start.host, start.port)  # a taken port fails now, not after the model has loaded
     try:
-        teacher = LocalTeacher.load(model, dtype=dtype, device=device,
+        teacher = LocalTeacher.load(model, dtype=start.dtype, device=start.device,
                                     batch_size=settings.max_batch_size)
         app = create_app(teacher, settings, api_key, marking)
         echo(f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
              f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}; "
              f"{describe(settings)}); Ctrl-C stops")
-        _uvicorn_server(app, log_requests, settings.header_timeout_s).run(sockets=[sock])
+        _uvicorn_server(app, start.log_requests, settings.header_timeout_s).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # during loading, or re-raised by uvicorn after a clean shutdown
     finally:
         sock.close()
     echo("server stopped")
-
-
-def _quiet_transformers() -> None:
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 class ServerThread:

@@ -6,7 +6,8 @@
 
 Limits are checked before anything reaches the model: an unknown model is a 404, a request
 over a limit a 400 naming the parameter. A prompt whose characters cannot fit in the prompt
-limit is refused before it is tokenised, and tokenising runs on a worker thread, so one huge
+limit is refused before it is tokenised, a list of token ids, messages or prompts over a limit
+before it is validated (`check_counts`), and tokenising runs on a worker thread, so one huge
 prompt cannot hold up the event loop (and every other request). Logprobs are those of the
 model's raw distribution (temperature 1) whatever the sampling temperature, as `LocalTeacher`
 gives them, and cover the end-of-turn token that closes an answer.
@@ -176,16 +177,43 @@ class ServedModel:
             else list(prompt)
         if not items:
             raise bad_request("prompt is an empty list; send at least one prompt", "prompt")
+        self._check_prompt_counts(items)
+        for item in items:
+            if isinstance(item, str):
+                self._check_chars(len(item), "prompt")
+        return await asyncio.to_thread(self._encode, items)
+
+    def check_counts(self, payload: Any, endpoint: str) -> None:
+        """Refuse, before it is validated, a request whose lists alone put it over a limit:
+        validating millions of token ids, messages or content parts holds the event loop (and
+        every other request) for seconds. Counting them takes a few microseconds."""
+        if not isinstance(payload, dict):
+            return
+        prompt, messages = payload.get("prompt"), payload.get("messages")
+        if endpoint == "completions" and isinstance(prompt, list):
+            self._check_prompt_counts(prompt if prompt and isinstance(prompt[0], list | str)
+                                      else [prompt])
+        if (endpoint == "chat" and isinstance(messages, list)
+                and self.max_prompt_tokens is not None):
+            items = len(messages)
+            if items <= self.max_prompt_tokens:
+                items += sum(len(m["content"]) for m in messages
+                             if isinstance(m, dict) and isinstance(m.get("content"), list))
+            if items > self.max_prompt_tokens:
+                raise bad_request(f"the messages hold {items} messages and content parts; this "
+                                  f"server accepts at most {self.max_prompt_tokens} (its prompt "
+                                  "limit in tokens)", "messages", "context_length_exceeded")
+
+    def _check_prompt_counts(self, items: list[Any]) -> None:
+        """At most max_prompts prompts, none of token ids longer than the prompt limit."""
         if len(items) > self.settings.max_prompts:
             raise bad_request(f"at most {self.settings.max_prompts} prompts per request on this "
                               f"server (got {len(items)})", "prompt")
         for item in items:
-            if isinstance(item, str):
-                self._check_chars(len(item), "prompt")
-            elif self.max_prompt_tokens is not None and len(item) > self.max_prompt_tokens:
+            if (isinstance(item, list) and self.max_prompt_tokens is not None
+                    and len(item) > self.max_prompt_tokens):
                 raise bad_request(f"the prompt is {len(item)} tokens long; this server accepts at "
                                   f"most {self.max_prompt_tokens}", "prompt", "context_length_exceeded")
-        return await asyncio.to_thread(self._encode, items)
 
     def _encode(self, items: list[str | list[int]]) -> tuple[list[str], list[list[int]]]:
         texts, prompts = [], []

@@ -1,19 +1,23 @@
 """What a `distil serve` server allows: limits, batching, auth, and the checks made at start.
 
     settings = ServerSettings(served_name="tiny-teacher", max_top_logprobs=20)
+    start = StartSettings(host="127.0.0.1", port=0)   # where it listens, how it loads the model
     key = api_key_from_env()                      # DISTIL_SERVE_API_KEY, never argv
     check_exposure("0.0.0.0", key)                # raises ServeError without a key
 
-Every field and default is written once, here; `distil serve --help` is built from them.
+Every field and default is written once, here (the watermark's in
+`distil.provenance.WatermarkSpec`); `distil serve`'s options and their help are built from
+them (distil.commands.serve).
 """
 
 import ipaddress
 import os
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from distil.errors import DistilError
+from distil.provenance.spec import KEY_ENV, Scheme, WatermarkSpec
+from distil.recipe.section import EnvName
 
 API_KEY_ENV = "DISTIL_SERVE_API_KEY"
 """The environment variable holding the server's API key (there is no flag for it)."""
@@ -60,30 +64,37 @@ class ServerSettings(BaseModel):
     watermark: bool = False
     """Mark what the model serves with a keyed watermark of `watermark_scheme`
     (docs/provenance.md). The key comes from the variable named by `watermark_key_env`."""
-    watermark_scheme: Literal["kgw", "exp-min"] = "kgw"
+    watermark_scheme: Scheme = WatermarkSpec.scheme
     """kgw: a green-list logit bias; generation, sampled or greedy, and the logprobs returned
     are those of the marked distribution. exp-min: distortion-free keyed sampling; only sampled
     text is marked, greedy answers and the logprobs returned are the model's own, and gamma
     and delta are unused."""
-    watermark_gamma: float = Field(0.25, gt=0, lt=1)
+    watermark_gamma: float = Field(WatermarkSpec.gamma, gt=0, lt=1)
     """Share of the vocabulary that is green after each context (kgw)."""
-    watermark_delta: float = Field(2.0, ge=0)
+    watermark_delta: float = Field(WatermarkSpec.delta, ge=0)
     """Added to the logits of green tokens (kgw; more: easier to detect, more change to answers)."""
-    watermark_context_width: int = Field(2, ge=1)
+    watermark_context_width: int = Field(WatermarkSpec.context_width, ge=1)
     """Tokens before a position whose keyed hash picks its green list (or, exp-min, its draw)."""
-    watermark_key_env: str = Field("DISTIL_WATERMARK_KEY", min_length=1)
+    watermark_key_env: EnvName = KEY_ENV
     """The environment variable holding the watermark key (its name; the key is never logged,
     saved or returned)."""
 
 
-def build_settings(**values: Any) -> ServerSettings:
-    """ServerSettings from command-line values; a bad one raises ServeError naming its flag."""
-    try:
-        return ServerSettings(**values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a setting"
-        raise ServeError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
+class StartSettings(BaseModel):
+    """How `distil serve` starts: the address it listens on, how it loads the model, what it logs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    host: str = Field("127.0.0.1", min_length=1)
+    """Address to listen on; beyond loopback the API key (env DISTIL_SERVE_API_KEY) is required."""
+    port: int = Field(8000, ge=0, le=65535)
+    """Port to listen on (0: any free port)."""
+    dtype: str = Field("auto", min_length=1)
+    """Weights dtype: auto, float32, bfloat16, ..."""
+    device: str | None = Field(None, min_length=1)
+    """cpu, cuda, cuda:1, ... Default: cuda if available."""
+    log_requests: bool = False
+    """Log one line per request (never headers or keys)."""
 
 
 def api_key_from_env() -> str | None:

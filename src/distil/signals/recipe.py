@@ -8,7 +8,7 @@ so neither stage needs the other.
 from pathlib import Path
 from typing import Any
 
-from distil.models import BUILTIN_MODELS, LoadedModel, output_vocab_size
+from distil.models import BUILTIN_MODELS, LoadedModel, model_revision, output_vocab_size
 from distil.recipe import Recipe
 from distil.signals.errors import FingerprintMismatchError, SignalsError
 from distil.signals.fingerprint import differences, recipe_identity
@@ -34,13 +34,21 @@ def capture_temperature(recipe: Recipe) -> float:
     return recipe.distill.temperature
 
 
+def teacher_identity(recipe: Recipe) -> dict[str, Any]:
+    """The teacher signals come from: its name, what pins its weights (the hub revision, or a
+    GGUF file's `sha256:<hex>`) and, for a built-in random model, the seed that made it."""
+    teacher = recipe.teacher
+    served = teacher.api is not None  # then `model` is a name on the server
+    revision = teacher.revision if served else model_revision(teacher.model, teacher.revision)
+    seed = recipe.seed if teacher.model in BUILTIN_MODELS else None
+    return {"model": teacher.model, "revision": revision, "seed": seed}
+
+
 def signal_identity(recipe: Recipe, tokenizer: Any, temperature: float) -> dict[str, Any]:
     """The fingerprint fields the recipe decides (teacher, tokens, temperature)."""
-    teacher, template = recipe.teacher, recipe.data.template
+    template = recipe.data.template
     chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
-    seed = recipe.seed if teacher.model in BUILTIN_MODELS else None
-    return recipe_identity(teacher={"model": teacher.model, "revision": teacher.revision,
-                                    "seed": seed},
+    return recipe_identity(teacher=teacher_identity(recipe),
                            tokenizer=tokenizer, template="chat" if chat else "plain",
                            max_length=recipe.data.max_length, temperature=temperature)
 

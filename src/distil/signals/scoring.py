@@ -62,7 +62,7 @@ def check_one_turn_each(pairs: Sequence[Pair]) -> None:
     """Refuse a row whose conversation holds several assistant turns: a scoring request
     scores one completion."""
     several = next((p for p in pairs if p.turns is not None
-                    and sum(role == "assistant" for role, _ in p.turns) > 1), None)
+                    and sum(turn.role == "assistant" for turn in p.turns) > 1), None)
     if several is not None:
         raise SignalsError(f"row {several.sample_id!r} is a conversation of several assistant "
                            "turns; a scoring teacher scores one completion a request, so "
@@ -74,8 +74,8 @@ def pair_prompt(pair: Pair) -> Prompt:
     up to its first assistant turn."""
     if pair.turns is None:
         return pair.prompt
-    roles = [role for role, _ in pair.turns]
-    return [{"role": role, "content": content} for role, content in pair.turns[:roles.index("assistant")]]
+    roles = [turn.role for turn in pair.turns]
+    return [turn.message() for turn in pair.turns[:roles.index("assistant")]]
 
 
 def top_k_of(scored: Sequence[TokenLogprob], top_k: int, what: str) -> ScoredTopK:

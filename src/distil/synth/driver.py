@@ -1,13 +1,15 @@
 """Send the requests the journal lacks, journaling each one as soon as it finishes.
 
     requests = [make_request(endpoint, model, messages, sampling) for ...]
-    stopped = send_missing(teacher, requests, journal, label="responses")
+    report = send_missing(teacher, requests, journal, label="responses")
 
 A teacher that runs requests concurrently (`ConcurrentTeacher`, e.g. the API teacher) is
 fed a window of twice its concurrency; each finished request is journaled at once, so a
 kill loses only those in flight. Other teachers (the local model) answer in batches of
 `batch_size`, journaled batch by batch. A budget cap stops the sending cleanly: requests in
 flight finish and are journaled, and the cap's error is returned for the stage to report.
+A request the server rejected as invalid in an earlier run is not sent again (it would be
+rejected again) unless `resend_rejected`; the pass says how many and why.
 """
 
 import concurrent.futures
@@ -19,7 +21,7 @@ from typing import Any
 from distil.progress import console, progress_bar
 from distil.teachers.base import Sampling, Teacher, TeacherError
 from distil.teachers.budget import BudgetExhaustedError
-from distil.teachers.journal import Entry, Journal, request_key
+from distil.teachers.journal import Entry, Journal, needs_sending, request_key
 from distil.teachers.outcome import ConcurrentTeacher, Outcome
 
 
@@ -64,12 +66,18 @@ class SendReport:
 
 
 def send_missing(teacher: Teacher, requests: Sequence[Request], journal: Journal, label: str,
-                 batch_size: int = 16) -> SendReport:
-    """Send every request not yet successful in the journal, journaling each as it finishes."""
-    todo = [r for r in dict.fromkeys(requests) if not journal.done(r.key)]
+                 batch_size: int = 16, resend_rejected: bool = False) -> SendReport:
+    """Send every request the journal has no answer for (see `needs_sending`), journaling
+    each as it finishes."""
+    unique = list(dict.fromkeys(requests))
+    todo = [r for r in unique if needs_sending(journal.get(r.key), resend_rejected)]
+    held = [] if resend_rejected else [e for r in unique
+                                       if (e := journal.get(r.key)) is not None and e.rejected]
     report = SendReport(to_send=len(todo))
-    console.print(f"{label}: {len(requests)} requests, {len(requests) - len(todo)} answered in the "
-                  f"journal already, {len(todo)} to send")
+    console.print(f"{label}: {len(unique)} requests, {len(unique) - len(todo) - len(held)} answered "
+                  f"in the journal already, {len(todo)} to send", highlight=False)
+    if held:
+        console.print(_held_back(held, journal), highlight=False, soft_wrap=True)
     if not todo:
         return report
     with progress_bar("ok", "failed") as bar:
@@ -89,8 +97,19 @@ def send_missing(teacher: Teacher, requests: Sequence[Request], journal: Journal
     return report
 
 
+def _held_back(held: list[Entry], journal: Journal) -> str:
+    """Why requests are not sent, where they are, and how to send them."""
+    one = len(held) == 1
+    return (f"{len(held)} request{'' if one else 's'} the server rejected as invalid in an earlier "
+            f"run {'is' if one else 'are'} not sent again (first: {held[0].error}); "
+            f"{'it is' if one else 'they are'} in {journal.path} (status rejected) and in the "
+            "rejects file; once the cause is fixed, rerun with teacher.api.resend_rejected=true "
+            "to send them again")
+
+
 def _entry(request: Request, outcome: Outcome) -> Entry:
-    return Entry(key=request.key, status="ok" if outcome.completion is not None else "failed",
+    status = "ok" if outcome.completion is not None else "rejected" if outcome.rejected else "failed"
+    return Entry(key=request.key, status=status,
                  request=request_record(request), attempts=outcome.attempts,
                  started=outcome.started, finished=outcome.finished,
                  completion=outcome.completion, served_model=outcome.served_model,

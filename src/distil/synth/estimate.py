@@ -16,12 +16,13 @@ from distil.synth.plan import (
     expansion_requests,
     journal_path,
     require_synth,
+    resend_rejected,
     response_requests,
     response_sampling,
 )
 from distil.synth.prompts import PromptItem, PromptReject, deduplicate
 from distil.teachers.budget import Spent, cost_at, priced
-from distil.teachers.journal import Journal
+from distil.teachers.journal import Journal, needs_sending
 from distil.teachers.tokenmap import count_prompt_tokens, load_tokenizer
 
 
@@ -36,10 +37,11 @@ def estimate(recipe: Recipe, seeds: list[PromptItem],
     base = response_sampling(section, recipe.seed)
     expansions = expansion_requests(recipe, seeds)
     expanded, _, _ = collect_expansions(expansions, entries, section)
-    unexpanded = [r for r in expansions if r.key not in entries or not entries[r.key].ok]
+    resend = resend_rejected(recipe)
+    unexpanded = [r for r in expansions if needs_sending(entries.get(r.key), resend)]
     prompts, duplicates = deduplicate(seeds + expanded, section.dedup)
     planned = [r for _, _, r in response_requests(recipe, prompts, base)]
-    to_send = [r for r in planned + expansions if r.key not in entries or not entries[r.key].ok]
+    to_send = [r for r in planned + expansions if needs_sending(entries.get(r.key), resend)]
     prompt_tokens = sum(count_prompt_tokens(r.chat, tokenizer) for r in to_send)
     average = sum(count_prompt_tokens(p.text, tokenizer) for p in seeds) / len(seeds)
     assumed = len(unexpanded) * section.samples_per_prompt

@@ -40,6 +40,16 @@ def require_synth(recipe: Recipe) -> SynthSection:
     return recipe.synth
 
 
+def resend_rejected(recipe: Recipe) -> bool:
+    """Whether requests the server rejected as invalid are sent again (teacher.api.resend_rejected)."""
+    return recipe.teacher.api is not None and recipe.teacher.api.resend_rejected
+
+
+def failure_reason(entry: Entry) -> str:
+    """The reject reason of a request without an answer: rejected by the server, or failed."""
+    return "request_rejected" if entry.rejected else "request_failed"
+
+
 def response_sampling(section: SynthSection, seed: int,
                       max_top_logprobs: int | None = None) -> Sampling:
     """The sampling of sample 0 (sample k uses seed + k); top-k clamped to what the teacher gives."""
@@ -80,7 +90,8 @@ def collect_expansions(requests: list[Request], entries: Mapping[str, Entry],
         if entry is None:
             pending += 1
         elif entry.completion is None:
-            rejects.append(reject_row("expansion", "request_failed", entry.error or "", entry=entry))
+            rejects.append(reject_row("expansion", failure_reason(entry), entry.error or "",
+                                      entry=entry))
         else:
             text = clean_expansion(entry.completion.text)
             verdict = judge_instruction(entry.completion.text, text, entry.completion.finish_reason,

@@ -33,13 +33,15 @@ from distil.synth.plan import (
     collect_expansions,
     data_dir,
     expansion_requests,
+    failure_reason,
     journal_path,
     require_synth,
+    resend_rejected,
     response_requests,
     response_sampling,
 )
 from distil.synth.prompts import PromptItem, PromptReject, deduplicate, seed_prompts
-from distil.synth.teacher import open_teacher
+from distil.synth.teacher import open_synth_teacher
 from distil.teachers.base import Sampling, Teacher
 from distil.teachers.budget import BudgetExhaustedError, cost_at, priced
 from distil.teachers.journal import Journal
@@ -65,15 +67,13 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
     if dry_run:
         return estimate(recipe, seeds, prompt_rejects)
     with Journal.open(journal_path(recipe)) as journal:
-        teacher, notes = open_teacher(recipe, journal)
+        teacher, notes = open_synth_teacher(recipe, journal)
         try:
             for line in notes:
                 console.print(line, highlight=False)
             return _synthesise(recipe, teacher, notes, journal, seeds, prompt_rejects)
         finally:
-            close = getattr(teacher, "close", None)
-            if close is not None:
-                close()
+            teacher.close()
 
 
 def response_sampling_for(section: SynthSection, teacher: Teacher, seed: int) -> Sampling:
@@ -99,7 +99,7 @@ def assemble(planned: list[tuple[PromptItem, int, Request]], journal: Journal, s
             pending += 1
             continue
         if entry.completion is None:
-            rejects.append(reject_row("response", "request_failed", entry.error or "",
+            rejects.append(reject_row("response", failure_reason(entry), entry.error or "",
                                       prompt=prompt, entry=entry, sample_index=k))
             continue
         verdict = judge(entry.completion, section.filters, request.sampling.max_new_tokens)
@@ -117,16 +117,18 @@ def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Jou
     section = require_synth(recipe)
     base = response_sampling_for(section, teacher, recipe.seed)
     expansions = expansion_requests(recipe, seeds)
-    expand_report = (send_missing(teacher, expansions, journal, "expand", section.batch_size)
+    resend = resend_rejected(recipe)
+    expand_report = (send_missing(teacher, expansions, journal, "expand", section.batch_size, resend)
                      if expansions else SendReport())
     expanded, expand_rejects, expand_pending = collect_expansions(expansions, journal.entries, section)
     prompts, duplicates = deduplicate(seeds + expanded, section.dedup)
     planned = response_requests(recipe, prompts, base)
-    report = send_missing(teacher, [r for _, _, r in planned], journal, "responses", section.batch_size)
+    report = send_missing(teacher, [r for _, _, r in planned], journal, "responses",
+                          section.batch_size, resend)
     rows, response_rejects, pending = assemble(planned, journal, section, _context(recipe, teacher))
     rejects = ([reject_row("prompt", r.reason, r.detail, prompt=r.item)
                 for r in prompt_rejects + duplicates] + expand_rejects + response_rejects)
-    stopped = expand_report.stopped or report.stopped
+    stopped = _exact(teacher, expand_report.stopped or report.stopped)
     incomplete = failed_requests(recipe, expand_rejects + response_rejects,
                                  len(expansions) + len(planned))
     summary = _summary(recipe, teacher, notes, journal, base, {
@@ -146,16 +148,32 @@ def _synthesise(recipe: Recipe, teacher: Teacher, notes: list[str], journal: Jou
     return SynthResult(train_path, len(rows), len(rejects), summary)
 
 
+def _exact(teacher: Teacher, stopped: BudgetExhaustedError | None) -> BudgetExhaustedError | None:
+    """A budget stop worded with the totals reached after the requests in flight finished."""
+    spend = getattr(teacher, "spend", None)
+    return spend.restate(stopped) if stopped is not None and spend is not None else stopped
+
+
 def failed_requests(recipe: Recipe, rejects: list[dict[str, Any]], requests: int) -> str | None:
-    """Why the stage is not done when more requests failed than synth.max_failed_fraction allows."""
+    """Why the stage is not done when more requests failed (after their retries, or rejected
+    by the server as invalid) than synth.max_failed_fraction allows."""
     failed = [r for r in rejects if r["reason"] == "request_failed"]
+    refused = [r for r in rejects if r["reason"] == "request_rejected"]
     allowed = require_synth(recipe).max_failed_fraction
-    if not failed or len(failed) <= allowed * requests:
+    if len(failed) + len(refused) <= allowed * requests:
         return None
-    first = failed[0]["detail"][:200]
-    return (f"{len(failed)} of {requests} requests to the teacher failed after their retries "
-            f"(first: {first}); the stage is not done, so nothing trains on this data: a rerun "
-            f"sends only those (the answered ones are kept in {journal_path(recipe)}), or set "
+    said = []
+    if failed:
+        said.append(f"{len(failed)} of {requests} requests to the teacher failed after their "
+                    f"retries (first: {failed[0]['detail'][:200]}): a rerun sends only those (the "
+                    f"answered ones are kept in {journal_path(recipe)})")
+    if refused:
+        said.append(f"{len(refused)} of {requests} requests were rejected by the server as invalid "
+                    f"(first: {refused[0]['detail'][:200]}): a rerun does not send them again "
+                    "(shorter prompts or another synth.sampling.max_new_tokens are new requests); "
+                    "once the server's limits allow them, rerun with "
+                    "teacher.api.resend_rejected=true")
+    return (f"{'; '.join(said)}; the stage is not done, so nothing trains on this data; or set "
             f"synth.max_failed_fraction to accept a share of failures; each failure is in "
             f"{data_dir(recipe) / 'rejects.jsonl'}")
 

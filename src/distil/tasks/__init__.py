@@ -7,7 +7,9 @@ callers render it with the model's chat template. Families: `algorithmic` (arith
 sort, reverse, convert, count) and `facts` (capital, element); how items are split is
 explained in `distil.tasks.splitting` and `distil.tasks.facts`. Opt-in families (`choice`:
 between, a question with several right answers) are left out of `task_names()`, `all` and
-the default `generate_items`; a caller names them (`tasks=["all", "between"]`).
+the default `generate_items`; a caller names them (`tasks=["all", "between"]`), or their
+group: `instruct` (`distil.tasks.instruct`: plural, capital_city, ..., short questions a
+general chat model answers in a sentence, graded by the answer the response names).
 
     items = generate_items("heldout", per_task=50, seed=0)
     ok = check(items[0].task, items[0].prompt, model_response)
@@ -43,6 +45,11 @@ class Task:
     check: Callable[[str, str], bool]
     opt_in: bool = False
     """Left out of `task_names()` and `all`: generated only where a caller names it."""
+    group: str | None = None
+    """A name that stands for every family of the group in `resolve_tasks` (`instruct`)."""
+    size: Callable[[Split], int] | None = None
+    """How many distinct prompts the family has for a split, where it has few: generation
+    stops once it has them all instead of drawing on in search of more."""
 
 
 TASKS: dict[str, Task] = {}
@@ -50,6 +57,10 @@ TASKS: dict[str, Task] = {}
 
 def register(task: Task) -> Task:
     """Add a task family to the registry (called by each task module at import)."""
+    groups = {other.group for other in TASKS.values()}
+    if task.group in {"all", task.name, *TASKS} or task.name in groups:
+        raise TaskError(f"task {task.name!r} in group {task.group!r}: a group name must differ "
+                        "from `all` and from every family name")
     TASKS[task.name] = task
     return task
 
@@ -62,22 +73,36 @@ def task_names(include_opt_in: bool = False) -> list[str]:
     return [name for name, task in TASKS.items() if include_opt_in or not task.opt_in]
 
 
+def task_groups() -> dict[str, list[str]]:
+    """Each group name and its families, in registry order (`{"instruct": ["plural", ...]}`)."""
+    _load_families()
+    groups: dict[str, list[str]] = {}
+    for name, task in TASKS.items():
+        if task.group:
+            groups.setdefault(task.group, []).append(name)
+    return groups
+
+
 def resolve_tasks(names: list[str]) -> list[str]:
-    """Family names with `all` replaced by `task_names()` in place and repeats dropped;
-    TaskError for an unknown name."""
-    expanded = [n for name in names for n in (task_names() if name == "all" else [name])]
+    """Family names with `all` replaced by `task_names()` and a group name by its families,
+    in place, and repeats dropped; TaskError for an unknown name."""
+    groups = {"all": task_names(), **task_groups()}
+    expanded = [n for name in names for n in groups.get(name, [name])]
     _require_known(expanded)
     return list(dict.fromkeys(expanded))
 
 
 def unknown_tasks_error(names: list[str], field: str) -> str | None:
     """What is wrong with the family names a recipe gives in `field`, or None when every one
-    is `all` or a family (opt-in families included)."""
+    is `all`, a group or a family (opt-in families included)."""
     known = task_names(include_opt_in=True)
-    unknown = sorted(set(names) - {"all", *known})
+    groups = task_groups()
+    unknown = sorted(set(names) - {"all", *groups, *known})
     if not unknown:
         return None
-    return f"unknown task families {unknown} in {field}; choose from {known}, or all for {task_names()}"
+    grouped = "".join(f", or {group} for {members}" for group, members in groups.items())
+    return (f"unknown task families {unknown} in {field}; choose from {known}, or all for "
+            f"{task_names()}{grouped}")
 
 
 def generate_items(split: Split, per_task: int, seed: int = 0,
@@ -91,20 +116,32 @@ def generate_items(split: Split, per_task: int, seed: int = 0,
     """
     items: list[TaskItem] = []
     for name in resolve_tasks(tasks) if tasks else task_names():
-        rng = random.Random(f"{seed}:{split}:{name}")
-        seen: set[str] = set()
-        attempts = 0
-        while len(seen) < per_task:
-            item = TASKS[name].make(rng, split)
-            attempts += 1
-            if item.prompt not in seen:
-                seen.add(item.prompt)
-                items.append(item)
-            if attempts > 50 * per_task + 1000:
-                if at_most:
-                    break
-                raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
-                                f"(it made {len(seen)}); ask for fewer per task")
+        items += _family_items(name, split, per_task, seed, at_most)
+    return items
+
+
+def _family_items(name: str, split: Split, per_task: int, seed: int,
+                  at_most: bool) -> list[TaskItem]:
+    size = TASKS[name].size
+    wanted = min(per_task, size(split)) if size and at_most else per_task
+    if size and wanted > size(split):
+        raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
+                        f"(it has {size(split)}); ask for fewer per task")
+    rng = random.Random(f"{seed}:{split}:{name}")
+    seen: set[str] = set()
+    items: list[TaskItem] = []
+    attempts = 0
+    while len(seen) < wanted:
+        item = TASKS[name].make(rng, split)
+        attempts += 1
+        if item.prompt not in seen:
+            seen.add(item.prompt)
+            items.append(item)
+        if attempts > 50 * per_task + 1000:
+            if at_most:
+                break
+            raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
+                            f"(it made {len(seen)}); ask for fewer per task")
     return items
 
 
@@ -127,7 +164,8 @@ def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
     return {"overall": sum(flat) / len(flat) if flat else 0.0, **scores}
 
 
-FAMILY_MODULES = ("distil.tasks.algorithmic", "distil.tasks.facts", "distil.tasks.choice")
+FAMILY_MODULES = ("distil.tasks.algorithmic", "distil.tasks.facts", "distil.tasks.choice",
+                  "distil.tasks.instruct")
 """The shipped task modules, in the order their families are listed and generated."""
 
 
@@ -135,11 +173,11 @@ def _load_families() -> None:
     """Import the task modules, which register themselves, and put the registry in its one
     order: which module a process happened to import first must not reorder the families
     (it reordered every generated prompt list, and with it synth data and eval items)."""
-    from distil.tasks import algorithmic, choice, facts  # noqa: F401
+    from distil.tasks import algorithmic, choice, facts, instruct  # noqa: F401
 
     def rank(entry: tuple[int, tuple[str, Task]]) -> tuple[int, int]:
         index, (_, task) = entry
-        module = task.make.__module__
+        module = _module_of(task)
         return (FAMILY_MODULES.index(module) if module in FAMILY_MODULES else len(FAMILY_MODULES),
                 index)
 
@@ -147,6 +185,13 @@ def _load_families() -> None:
     if [name for name, _ in ordered] != list(TASKS):
         TASKS.clear()
         TASKS.update(ordered)
+
+
+def _module_of(task: Task) -> str:
+    """The module that defines the family: its generator's, or for a method that of the
+    class of the object it is bound to (a family object of a class defined elsewhere)."""
+    owner = getattr(task.make, "__self__", None)
+    return type(owner).__module__ if owner is not None else task.make.__module__
 
 
 def _require_known(names: list[str]) -> None:

@@ -81,11 +81,23 @@ class FactFamily:
         self.subjects = list(table)
         self.patterns = _patterns(phrasings)
 
+    def held_out(self, fact_index: int, phrasing_index: int) -> bool:
+        """Whether fact `fact_index` asked in phrasing `phrasing_index` is a held-out prompt."""
+        return fact_is_held_out(fact_index, phrasing_index)
+
+    def size(self, split: Split) -> int:
+        """How many (fact, phrasing) pairs, so distinct prompts, `split` holds."""
+        return sum(self.held_out(i, j) == (split == "heldout")
+                   for i in range(len(self.subjects)) for j in range(len(self.phrasings)))
+
     def make(self, rng: random.Random, split: Split) -> TaskItem:
-        """A random fact in a random phrasing of `split`."""
-        fact = rng.randrange(len(self.subjects))
-        allowed = [j for j in range(len(self.phrasings))
-                   if fact_is_held_out(fact, j) == (split == "heldout")]
+        """A random fact in a random phrasing of `split` (a fact with no phrasing in `split`
+        is drawn again)."""
+        allowed: list[int] = []
+        while not allowed:
+            fact = rng.randrange(len(self.subjects))
+            allowed = [j for j in range(len(self.phrasings))
+                       if self.held_out(fact, j) == (split == "heldout")]
         phrasing = self.phrasings[rng.choice(allowed)]
         subject = self.subjects[fact]
         return TaskItem(self.name, phrasing.format(x=subject), self.table[subject])
@@ -111,7 +123,7 @@ class FactFamily:
 def _family(name: str, description: str, table: dict[str, str],
             phrasings: tuple[str, ...]) -> FactFamily:
     family = FactFamily(name, table, phrasings)
-    register(Task(name, description, family.make, family.check))
+    register(Task(name, description, family.make, family.check, size=family.size))
     return family
 
 

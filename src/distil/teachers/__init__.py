@@ -1,8 +1,9 @@
 """Teachers: one protocol (`Teacher`), several backends; stages never know which they hold.
 
-`LocalTeacher` runs a model in process; `ApiTeacher` (needs the `api` extra) reaches one
-behind an OpenAI-compatible endpoint: `ApiTeacher.from_section(model, recipe.teacher.api)`.
-Every teacher failure is a `TeacherError`.
+Every stage opens the recipe's teacher with `open_teacher(recipe.teacher, ...)`
+(distil.teachers.factory) and asks its `capabilities` for what it needs (`require`,
+`white_box`). `LocalTeacher` runs a model in process; `ApiTeacher` (needs the `api` extra)
+reaches one behind an OpenAI-compatible endpoint. Every teacher failure is a `TeacherError`.
 """
 
 import importlib.util
@@ -20,6 +21,15 @@ from distil.teachers.base import (
     Usage,
     as_messages,
 )
+from distil.teachers.factory import (
+    TeacherBackend,
+    endpoint_of,
+    open_teacher,
+    register_backend,
+    require,
+    unregister_backend,
+    white_box,
+)
 from distil.teachers.local import LocalTeacher
 
 __all__ = [
@@ -30,11 +40,18 @@ __all__ = [
     "Prompt",
     "Sampling",
     "Teacher",
+    "TeacherBackend",
     "TeacherError",
     "TokenLogprob",
     "TopLogprob",
     "Usage",
     "as_messages",
+    "endpoint_of",
+    "open_teacher",
+    "register_backend",
+    "require",
+    "unregister_backend",
+    "white_box",
     "ApiTeacher",
 ]
 

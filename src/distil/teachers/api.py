@@ -66,6 +66,10 @@ class ApiTeacher(ApiClient):
         return {"backend": "api", "model": self.name, "revision": None,
                 "endpoint": f"{self.base_url} ({self.endpoint})"}
 
+    def offers(self) -> list[str]:
+        """The start-up probe's findings (none before it ran)."""
+        return list(self.probe_report.lines) if self.probe_report is not None else []
+
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
         futures = [self.submit(prompt, sampling) for prompt in prompts]
         try:
@@ -123,8 +127,11 @@ class ApiTeacher(ApiClient):
 
         result = await self.attempts(call, prompt_tokens, sampling.max_new_tokens,
                                      label=key or "request")
+        failure = result.failure
+        rejected = failure is not None and failure.kind == "reject" and 400 <= (failure.status or 0) < 500
         return Outcome(result.value, result.cause, result.attempts, result.started, time.time(),
-                       result.served_model, attempts_recorded=self.spend.ledger is not None)
+                       result.served_model, attempts_recorded=self.spend.ledger is not None,
+                       rejected=rejected)
 
     async def ascore(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
         """Teacher-forced logprobs of `completion` after `prompt`, through completions `echo`."""

@@ -96,7 +96,8 @@ class Completion:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can return; probed once at start for API teachers."""
+    """What a backend can return; probed once at start for API teachers. A stage asks for
+    what it needs with `distil.teachers.require`, never for the backend by name."""
 
     logprobs: bool
     max_top_logprobs: int
@@ -105,11 +106,19 @@ class Capabilities:
     """Whether `score` works (teacher-forced logprobs of a given completion)."""
     token_ids: bool
     """Whether tokens come with ids in the teacher's vocabulary (else only strings)."""
+    logits: bool = False
+    """White-box: the teacher is a model in this process whose full logits a stage can read
+    (`teacher.loaded`, a `distil.models.LoadedModel`): live distillation, local capture, eval."""
+    hidden_states: bool = False
+    """Whether its hidden states can be read too (distill.hidden)."""
+    can_generate: bool = True
+    """Whether `generate` works (synth, audit of an API)."""
 
 
 @runtime_checkable
 class Teacher(Protocol):
-    """What a teacher backend offers. Implementations: `LocalTeacher`, the API teacher."""
+    """What a teacher backend offers. Implementations: `LocalTeacher`, the API teacher; every
+    stage opens one through `distil.teachers.open_teacher`."""
 
     name: str
     """Model id (folder, hub id or served model name), for provenance."""
@@ -121,12 +130,20 @@ class Teacher(Protocol):
         """Provenance of this teacher: backend, model id, revision, endpoint."""
         ...
 
+    def offers(self) -> list[str]:
+        """What this teacher offers, in plain words, one line each (for the stage's log)."""
+        ...
+
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
         """One completion per prompt, in order."""
         ...
 
     def score(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
         """Teacher-forced logprobs of `completion`'s tokens after `prompt`, with top-k."""
+        ...
+
+    def close(self) -> None:
+        """Release what the teacher holds open (an API client's connection and loop)."""
         ...
 
 

@@ -9,7 +9,8 @@ Caps and prices are the recipe's `teacher.api.budget` and `teacher.api.price` se
 (`distil.recipe.api`), which hold their defaults. A reservation counts the request and its
 worst-case tokens before it is sent, so requests in flight can never carry the total past a
 cap. `Spend.already` seeds the counters with what earlier runs spent (from the request
-journal), so a rerun gets no fresh allowance; `Spend.ledger` (the journal's
+journal), so a rerun gets no fresh allowance; `Spend.restate` words a cap's error with the
+totals reached once the requests in flight have finished; `Spend.ledger` (the journal's
 `record_attempt`) records each billed attempt before it is sent, so what a run spends on
 probes, on retries and on requests that never finished counts in the next run too.
 """
@@ -22,7 +23,14 @@ from distil.teachers.base import TeacherError, Usage
 
 
 class BudgetExhaustedError(TeacherError):
-    """A budget cap would be passed by the next request; what was done is kept."""
+    """A budget cap would be passed by the next request; what was done is kept.
+
+    `cap` names it (`max_requests`, `max_tokens` or `max_cost`), so that `Spend.restate`
+    can say it again with the totals reached once the requests in flight have finished."""
+
+    def __init__(self, message: str, cap: str = "") -> None:
+        super().__init__(message)
+        self.cap = cap
 
 
 def cost_at(price: PriceSection, prompt_tokens: float, completion_tokens: float) -> float:
@@ -73,12 +81,11 @@ class Spend:
         prompt = self.spent.prompt_tokens + self._reserved_prompt + prompt_tokens
         completion = self.spent.completion_tokens + self._reserved_completion + completion_tokens
         if b.max_requests is not None and requests > b.max_requests:
-            self._stop(f"max_requests={b.max_requests}", f"{self.spent.requests} requests sent")
+            raise self.exhausted("max_requests")
         if b.max_tokens is not None and prompt + completion > b.max_tokens:
-            self._stop(f"max_tokens={b.max_tokens}", f"{self.spent.tokens} tokens used")
+            raise self.exhausted("max_tokens")
         if b.max_cost is not None and cost_at(self.price, prompt, completion) > b.max_cost:
-            self._stop(f"max_cost={b.max_cost}",
-                       f"{self.cost:.4f} {self.price.currency} spent")
+            raise self.exhausted("max_cost")
         self._reserved_requests += 1
         self._reserved_prompt += prompt_tokens
         self._reserved_completion += completion_tokens
@@ -106,7 +113,18 @@ class Spend:
     def cost(self) -> float:
         return cost_at(self.price, self.spent.prompt_tokens, self.spent.completion_tokens)
 
-    def _stop(self, cap: str, so_far: str) -> None:
-        raise BudgetExhaustedError(
-            f"budget cap reached ({self.where}.{cap}; {so_far}); what was done is kept: raise "
-            f"the cap in the recipe and rerun to continue without paying twice")
+    def exhausted(self, cap: str) -> BudgetExhaustedError:
+        """The error for reaching `cap`, with what has been spent so far (settled requests:
+        those still in flight when it is raised are not counted yet, see `restate`)."""
+        so_far = {"max_requests": f"{self.spent.requests} requests sent",
+                  "max_tokens": f"{self.spent.tokens} tokens used",
+                  "max_cost": f"{self.cost:.4f} {self.price.currency} spent"}[cap]
+        return BudgetExhaustedError(
+            f"budget cap reached ({self.where}.{cap}={getattr(self.budget, cap)}; {so_far}); what "
+            "was done is kept: raise the cap in the recipe and rerun to continue without paying "
+            "twice", cap)
+
+    def restate(self, err: BudgetExhaustedError) -> BudgetExhaustedError:
+        """`err` again with the totals as they stand now: call it once the requests that were
+        in flight when the cap was reached have finished, so the count is every request sent."""
+        return self.exhausted(err.cap) if err.cap else err

@@ -15,6 +15,9 @@ request is journaled, so a kill (even SIGKILL, even power loss after the fsync) 
 most the requests still in flight. A torn last line (a kill in the middle of a write) is
 cut off when the journal is opened; any other unreadable line is an error, never skipped.
 The newest entry of a key wins: a failure followed by a success on a rerun is a success.
+An entry is `ok`, `failed` (retries ran out: a rerun sends it again) or `rejected` (the
+server refused the request as invalid, a 4xx other than 408/409/425/429: a rerun does not
+send it again unless asked to, `needs_sending`).
 An exclusive lock keeps two runs from writing the same journal.
 
 Budget caps count what the journal holds. A paid teacher records each attempt before it is
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from distil.errors import DistilError
+from distil.fsutil import append_whole
 from distil.teachers.base import Completion, TokenLogprob, TopLogprob, Usage
 from distil.teachers.budget import Spent
 
@@ -59,7 +63,7 @@ class Entry:
 
     key: str
     status: str
-    """"ok" or "failed"."""
+    """"ok", "failed" (retries ran out) or "rejected" (refused by the server as invalid)."""
     request: dict[str, Any]
     """What was asked: endpoint, model, messages, sampling, seed."""
     attempts: int
@@ -74,6 +78,10 @@ class Entry:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == "rejected"
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "status": self.status, "request": self.request,
@@ -90,6 +98,12 @@ class Entry:
                    completion=None if completion is None else completion_from_json(completion),
                    served_model=row.get("served_model"), error=row.get("error"),
                    attempts_recorded=row.get("attempts_recorded", False))
+
+
+def needs_sending(entry: Entry | None, resend_rejected: bool = False) -> bool:
+    """Whether a request is still to be sent: never journaled, failed, or rejected by the
+    server when `resend_rejected` (teacher.api.resend_rejected) asks for it again."""
+    return entry is None or not (entry.ok or (entry.rejected and not resend_rejected))
 
 
 def completion_to_json(completion: Completion) -> dict[str, Any]:
@@ -179,9 +193,7 @@ class Journal:
 
     def _write(self, row: dict[str, Any]) -> None:
         line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
-        self._handle.write(line.encode())
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        append_whole(self._handle.fileno(), line.encode(), self.path, sync=True)
 
     def close(self) -> None:
         if not self._handle.closed:

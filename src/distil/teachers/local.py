@@ -39,6 +39,8 @@ class LocalTeacher:
 
     def __init__(self, loaded: LoadedModel, batch_size: int = 32, show_progress: bool = False,
                  label: str = "teacher") -> None:
+        self.loaded = loaded
+        """The model and tokenizer, for the stages that read its logits (white-box)."""
         self.model = loaded.model.eval()
         self.label = label
         self.tokenizer = loaded.tokenizer
@@ -52,7 +54,8 @@ class LocalTeacher:
     def load(cls, model: str, *, revision: str | None = None, dtype: str = "auto",
              trust_remote_code: bool = False, device: str | None = None,
              batch_size: int = 32, show_progress: bool = False) -> "LocalTeacher":
-        """Load a folder, hub id or built-in name (`demo`, `tiny-teacher`) as a teacher."""
+        """Load a folder, hub id, GGUF file, packaged or built-in name (`demo`, `tiny-teacher`)
+        as a teacher."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         loaded = load_model(model, "teacher", revision=revision, dtype=dtype,
                             trust_remote_code=trust_remote_code, device=device)
@@ -61,11 +64,19 @@ class LocalTeacher:
     @property
     def capabilities(self) -> Capabilities:
         vocab = self.model.get_output_embeddings().weight.shape[0]
-        return Capabilities(logprobs=True, max_top_logprobs=vocab, can_score=True, token_ids=True)
+        return Capabilities(logprobs=True, max_top_logprobs=vocab, can_score=True, token_ids=True,
+                            logits=True, hidden_states=True)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "local", "model": self.name, "revision": self.revision,
                 "endpoint": None}
+
+    def offers(self) -> list[str]:
+        return [f"teacher {self.name} (local): full distributions; any top-k and scoring "
+                "available"]
+
+    def close(self) -> None:
+        """Nothing to release: the model is freed with the teacher."""
 
     def render(self, prompt: Prompt) -> list[int]:
         """Token ids of a prompt as the model sees it, ready for the response to follow."""

@@ -26,6 +26,9 @@ class Outcome:
     attempts_recorded: bool = False
     """Each attempt was recorded in the budget's ledger (the journal) before it was sent,
     so the journal must not count `attempts` again."""
+    rejected: bool = False
+    """The server refused the request as invalid (a 4xx other than 408, 409, 425 and 429,
+    e.g. a prompt longer than its context): sending it again would get the same answer."""
 
 
 @runtime_checkable

@@ -21,22 +21,28 @@ from typing import Any
 
 from distil.errors import ModelError
 from distil.models import BUILTIN_MODELS, DEMO_TEACHER_DIR, byte_tokenizer
+from distil.models.gguf import converted, gguf_path
 from distil.teachers.base import Prompt, as_messages
 
 
 def load_tokenizer(name: str) -> Any:
-    """A tokenizer alone (teacher.api.tokenizer): a built-in name, `demo`, a folder or a hub id."""
+    """A tokenizer alone (teacher.api.tokenizer): a built-in name, `demo`, a folder, a hub id,
+    a GGUF file or a packaged model (the tokenizer of its converted copy)."""
     if name in BUILTIN_MODELS:
         return byte_tokenizer()
     from transformers import AutoTokenizer
 
-    source = str(DEMO_TEACHER_DIR) if name == "demo" else name
+    file = gguf_path(name)
+    if file is not None:
+        source = str(converted(file)[0])
+    else:
+        source = str(DEMO_TEACHER_DIR) if name == "demo" else name
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"cannot load teacher.api.tokenizer {name!r}: {first}; name a tokenizer "
-                         "folder, a hub id or a built-in model") from None
+                         "folder, a hub id, a .gguf file or a built-in model") from None
 
 
 def render_prompt(prompt: Prompt, tokenizer: Any = None) -> str:

@@ -15,8 +15,7 @@ previous checkpoint as the latest.
 import json
 import random
 import re
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ import torch
 from safetensors.torch import load_file
 
 from distil.errors import CheckpointError
-from distil.fsutil import atomic_directory
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -62,30 +60,10 @@ def checkpoint_inputs(path: Path) -> dict[str, Any]:
     return json.loads((path / "trainer_state.json").read_text()).get("inputs", {})
 
 
-def save_checkpoint(folder: Path, state: TrainerState, student: Any, tokenizer: Any,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-                    rng_states: list[dict[str, Any]] | None = None, keep: int = 2) -> Path:
-    """Write step-NNNNNN atomically, then prune all but the newest `keep`. `rng_states`: each
-    process's RNG state, by rank (default: this process's, as rank 0)."""
-    target = folder / f"step-{state.step:06d}"
-    with atomic_directory(target) as tmp:
-        student.save_pretrained(tmp / "student", safe_serialization=True)
-        tokenizer.save_pretrained(tmp / "student")
-        torch.save({"optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None},
-                   tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        for rank, rng in enumerate(rng_states or [capture_rng()]):
-            torch.save(rng, tmp / f"rng-{rank}.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
-    for old in list_checkpoints(folder)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
 def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, scaler: Any, rank: int = 0) -> TrainerState:
-    """Restore everything `save_checkpoint` wrote into live objects; return the state."""
+    """Restore a checkpoint of the layout before accelerate's save_state into live objects;
+    return the state."""
     try:
         state = TrainerState(**json.loads((path / "trainer_state.json").read_text()))
         load_student_weights(student, path / "student")
@@ -116,21 +94,6 @@ def load_student_weights(student: torch.nn.Module, folder: Path) -> None:
     if unexpected or untied:
         raise ValueError(f"weights do not fit the model (missing {untied[:3]}, "
                          f"unexpected {unexpected[:3]})")
-
-
-def capture_rng() -> dict[str, Any]:
-    """Every RNG state that can influence training, in a weights_only-loadable form."""
-    numpy_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)),
-                  *numpy_state[2:]],
-        "python": list(random.getstate()[1]),
-        "python_gauss": random.getstate()[2],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
 
 
 def restore_rng(state: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ the student's logits and the teacher's log-probabilities at the objective's temp
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,12 @@ from distil.losses.cross_tokenizer import (
     dense_span_teacher,
 )
 from distil.losses.dense import log_probs
-from distil.models import BUILTIN_MODELS, LoadedModel, output_vocab_size
+from distil.models import LoadedModel, output_vocab_size
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.signals import FingerprintMismatchError, SampleSignals, SignalsError, SignalStore
 from distil.signals.fingerprint import differences
-from distil.signals.recipe import training_store_dir
+from distil.signals.recipe import teacher_identity, training_store_dir
 from distil.signals.training import StoredTeacher
 from distil.signals.vocabulary import read_teacher_vocabulary
 
@@ -108,25 +109,30 @@ class CrossTokenizerTeacher:
     method: str
     top_k: int
     teacher_to_student: Tensor
+    store_path: Path | None = None
+    """The store read (None for a live teacher)."""
 
     def lookup(self, examples: list[Example]) -> dict[str, Tensor]:
         """The teacher's side of the rows, and the spans over the batch's positions."""
         raise NotImplementedError
 
-    def span_teacher(self, batch: dict[str, Tensor], temperature: float) -> SpanTeacher:
-        """The teacher per span of the batch."""
+    def span_teacher(self, fields: dict[str, Tensor], temperature: float) -> SpanTeacher:
+        """The teacher per span of a batch, from the fields `lookup` gave it."""
         raise NotImplementedError
 
     def per_token(self, objective: Objective, student_logits: Tensor, targets: Tensor,
-                  batch: dict[str, Tensor]) -> Tensor:
+                  fields: dict[str, Tensor]) -> Tensor:
         """The objective per student response token. (N_s, V_s), (N_s,) -> (N_s,)."""
         teacher = None
         if objective.kd_weight > 0:
-            teacher = self.span_teacher(batch, objective.temperature)
+            teacher = self.span_teacher(fields, objective.temperature)
         return cross_tokenizer_per_token(
             objective, self.method, student_logits, targets,
-            SpanPositions(batch["student_first"], batch["student_span"]), teacher,
+            SpanPositions(fields["student_first"], fields["student_span"]), teacher,
             self.teacher_to_student.to(student_logits.device), self.top_k)
+
+    def close(self) -> None:
+        """Release what it holds open (a store)."""
 
     def _report(self, found: Any, teacher_tokens: int) -> None:
         self.teacher_to_student = found.teacher_to_student
@@ -161,14 +167,14 @@ class LiveCrossTokenizerTeacher(CrossTokenizerTeacher):
         return out
 
     @torch.no_grad()
-    def span_teacher(self, batch: dict[str, Tensor], temperature: float) -> SpanTeacher:
-        labels = batch["teacher_labels"][:, 1:]
+    def span_teacher(self, fields: dict[str, Tensor], temperature: float) -> SpanTeacher:
+        labels = fields["teacher_labels"][:, 1:]
         mask = labels != IGNORE_INDEX
-        logits = self.model(input_ids=batch["teacher_input_ids"],
-                            attention_mask=batch["teacher_attention_mask"],
+        logits = self.model(input_ids=fields["teacher_input_ids"],
+                            attention_mask=fields["teacher_attention_mask"],
                             use_cache=False).logits[:, :-1][mask]  # (N_t, V_t)
         return dense_span_teacher(log_probs(logits.float(), temperature), labels[mask],
-                                  SpanPositions(batch["teacher_first"], batch["teacher_span"]))
+                                  SpanPositions(fields["teacher_first"], fields["teacher_span"]))
 
 
 class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
@@ -178,6 +184,7 @@ class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
                  pairs: list[Pair]) -> None:
         self.method, self.top_k = recipe.cross_tokenizer.method, recipe.cross_tokenizer.top_k
         self.store, self.student_tokenizer = store, student.tokenizer
+        self.store_path = store.path
         vocabulary = read_teacher_vocabulary(store.path)
         self._report(vocabulary_map(vocabulary, student.tokenizer, store.encoding.vocab_size),
                      len(vocabulary.tokens))
@@ -221,22 +228,33 @@ class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
         return _alignment(text, eos, student_offsets, len(student_ids),
                           response_tokens(example)), sample
 
-    def span_teacher(self, batch: dict[str, Tensor], temperature: float) -> SpanTeacher:
-        return SpanTeacher(TopKTeacher(batch["teacher_ids"], batch["teacher_logprobs"],
-                                       batch["teacher_log_tail"]),
-                           batch["teacher_log_continuation"], batch["teacher_first_token"],
-                           batch["teacher_first_logprob"])
+    def span_teacher(self, fields: dict[str, Tensor], temperature: float) -> SpanTeacher:
+        return SpanTeacher(TopKTeacher(fields["teacher_ids"], fields["teacher_logprobs"],
+                                       fields["teacher_log_tail"]),
+                           fields["teacher_log_continuation"], fields["teacher_first_token"],
+                           fields["teacher_first_logprob"])
+
+    def close(self) -> None:
+        self.store.close()
 
 
-def cross_tokenizer_teacher(recipe: Recipe, teacher: LoadedModel | None, student: LoadedModel,
-                            pairs: list[Pair], examples: list[Example]) -> CrossTokenizerTeacher | None:
-    """The recipe's cross-tokenizer teacher: live, from its store (signals.path), or None
-    (method off, or no teacher signal needed)."""
-    if recipe.cross_tokenizer.method == "off" or recipe.distill.kd_weight == 0:
+def cross_tokenizer_teacher(recipe: Recipe, source: str, teacher: LoadedModel | None,
+                            student: LoadedModel, pairs: list[Pair], examples: list[Example],
+                            held_pairs: list[Pair] | None = None,
+                            held_examples: list[Example] | None = None,
+                            ) -> CrossTokenizerTeacher | None:
+    """The cross-tokenizer teacher of the recipe's signal `source`: live (`cross-live`), from
+    its store (`cross-store`), or None for any other source. It also knows the held-out rows
+    of train.eval_every (a store need not hold them)."""
+    every_pair = pairs + (held_pairs or [])
+    if source == "cross-live":
+        assert teacher is not None
+        return LiveCrossTokenizerTeacher(recipe, teacher, student, every_pair,
+                                         examples + (held_examples or []))
+    if source != "cross-store":
         return None
-    if teacher is not None:
-        return LiveCrossTokenizerTeacher(recipe, teacher, student, pairs, examples)
-    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student, pairs)
+    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student,
+                                         every_pair)
     stored.check_covers(examples)
     return stored
 
@@ -248,9 +266,7 @@ def cross_tokenizer_store(recipe: Recipe) -> SignalStore:
         raise SignalsError("cross_tokenizer without a live teacher needs signals.path")
     store = SignalStore(path)
     fingerprint = store.fingerprint
-    seed = recipe.seed if recipe.teacher.model in BUILTIN_MODELS else None
-    wanted = {"teacher": {"model": recipe.teacher.model, "revision": recipe.teacher.revision,
-                          "seed": seed},
+    wanted = {"teacher": teacher_identity(recipe),
               "max_length": recipe.data.max_length, "temperature": recipe.distill.temperature,
               "teacher_tokens": True}
     problems = differences(fingerprint, wanted)

@@ -10,21 +10,25 @@ process's own part (the model and optimizer shards under FSDP or DeepSpeed, ever
 process's RNG states); distil adds `trainer_state.json`, the step and data position. Under
 DDP (and on one process) they are exact: a resumed run ends with the same weights as an
 uninterrupted one (tested on CPU, gloo). FSDP and DeepSpeed are untested here (no GPU).
+accelerate runs them on GPUs only: a launch that asked for one and got something else (on
+CPU, plain DDP with the whole student on every process) is refused (`check_engine`), and
+train_summary.json's `engine` says what ran (`engine_summary`).
 """
 
 import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, broadcast_object_list
+from accelerate.utils import DistributedType, broadcast_object_list, parse_flag_from_env
 
 from distil.errors import ModelError
+from distil.fsutil import follow_umask, space_checked, staging_dir
+from distil.launch import SHARDING_ENGINES, LaunchError, unsharded_message
 from distil.models import LoadedModel
 from distil.progress import console
 from distil.recipe import Recipe
@@ -33,6 +37,10 @@ from distil.train.trackers import accelerator_options
 
 STATE_DIR = "accelerate"
 """The subfolder of a checkpoint that accelerate's save_state writes."""
+
+LAUNCHED_ENGINES = {"ACCELERATE_USE_FSDP": DistributedType.FSDP,
+                    "ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED}
+"""What `accelerate launch` sets in each process when its config asks for a sharding engine."""
 
 
 def accelerator_kwargs(recipe: Recipe) -> dict[str, Any]:
@@ -67,10 +75,28 @@ def fused_allowed(accelerator: Accelerator, wanted: bool, mode: str) -> bool:
 
 def check_supported(accelerator: Accelerator, recipe: Recipe) -> None:
     """Refuse what this engine setup cannot do, before any model loads."""
+    check_engine(accelerator)
     if recipe.student.lora is not None and sharded(accelerator):
         raise ModelError("student.lora with a sharded student (FSDP / ZeRO-3) is not supported: "
                          "the adapters are merged into whole weights at the end; train a LoRA "
                          "student with DDP (recipes/accelerate/ddp.yaml) or ZeRO-2")
+
+
+def check_engine(accelerator: Accelerator) -> None:
+    """Refuse a launch whose accelerate config asked for FSDP or DeepSpeed where accelerate
+    set up something else (on CPU: plain DDP, every process holding the whole student): a
+    bare `accelerate launch --config_file fsdp2.yaml` without a GPU."""
+    for variable, asked in LAUNCHED_ENGINES.items():
+        if parse_flag_from_env(variable) and accelerator.distributed_type != asked:
+            raise LaunchError(unsharded_message(SHARDING_ENGINES[asked.value],
+                                                accelerator.distributed_type.value))
+
+
+def engine_summary(accelerator: Accelerator) -> dict[str, Any]:
+    """What the training ran on, as accelerate set it up (for train_summary.json)."""
+    return {"distributed_type": accelerator.distributed_type.value,
+            "processes": accelerator.num_processes, "sharded": sharded(accelerator),
+            "device": accelerator.device.type, "mixed_precision": accelerator.mixed_precision}
 
 
 def gathered_student_state(accelerator: Accelerator, module: Any) -> dict[str, Any] | None:
@@ -108,23 +134,26 @@ def place_teacher(accelerator: Accelerator, teacher: LoadedModel | None,
 def save_state_checkpoint(accelerator: Accelerator, folder: Path, state: TrainerState,
                           keep: int) -> Path:
     """Write step-NNNNNN through `accelerator.save_state` (every process its part), then
-    `trainer_state.json`; the folder appears in one rename once complete. Called on every
-    process."""
+    `trainer_state.json`; the folder appears in one rename once complete, with the modes the
+    umask gives. A full disk removes the unfinished folder and raises DiskFullError. Called
+    on every process."""
     target = folder / f"step-{state.step:06d}"
-    tmp = [None]
-    if accelerator.is_main_process:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = [tempfile.mkdtemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")]
+    staging: list[Path | None] = [staging_dir(target) if accelerator.is_main_process else None]
     if accelerator.num_processes > 1:
-        broadcast_object_list(tmp)
-    staging = Path(tmp[0])
-    accelerator.save_state(str(staging / STATE_DIR))
-    accelerator.wait_for_everyone()
+        broadcast_object_list(staging)
+    written = Path(staging[0])
+    undo = (lambda: shutil.rmtree(written, ignore_errors=True)) if accelerator.is_main_process \
+        else (lambda: None)
+    with space_checked(folder, f"checkpoint {target.name}", undo):
+        accelerator.save_state(str(written / STATE_DIR))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (written / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
+            follow_umask(written)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(written, target)
     if accelerator.is_main_process:
-        (staging / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
         for old in list_checkpoints(folder)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

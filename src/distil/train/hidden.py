@@ -33,12 +33,13 @@ class HiddenMatcher(torch.nn.Module):
                                                                 strict=True)]
 
     def per_token(self, projected: list[Tensor], teacher_states: tuple[Tensor, ...],
-                  mask: Tensor) -> Tensor:
-        """weight * hidden-state loss at the positions that predict response tokens.
-        `projected` from `project`, `teacher_states` all of the teacher's, `mask` (B, T-1)."""
-        student = [state[:, :-1] for state in projected]
-        teacher = [teacher_states[t][:, :-1] for _, t in self.pairs]
-        return self.weight * hidden_state_loss(self.loss, student, teacher, mask)
+                  token_index: Tensor) -> Tensor:
+        """weight * hidden-state loss at the positions that predict response tokens, (N,) in
+        the order of the batch's `token_index` (flat b * T + t, as the logits are gathered).
+        `projected` from `project`, `teacher_states` all of the teacher's."""
+        teacher = [teacher_states[t] for _, t in self.pairs]
+        per_position = hidden_state_loss(self.loss, projected, teacher)  # (B, T)
+        return self.weight * per_position.flatten().index_select(0, token_index)
 
 
 def build_matcher(config: HiddenSection, student: Any, teacher: Any) -> HiddenMatcher | None:
@@ -56,14 +57,13 @@ def build_matcher(config: HiddenSection, student: Any, teacher: Any) -> HiddenMa
     return HiddenMatcher(pairs, student.config.hidden_size, teacher.config.hidden_size, config)
 
 
-def outputs_and_states(model: Any, input_ids: Tensor, attention_mask: Tensor, hidden: bool,
+def outputs_and_states(model: Any, inputs: dict[str, Tensor], hidden: bool,
                        states: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Final hidden states (B, T, H) when `hidden`, else logits (B, T, V); and, with
-    `states`, every hidden state (embedding output first) from the same forward."""
+    `states`, every hidden state (embedding output first) from the same forward. `inputs`:
+    input_ids with an attention_mask, or packed with position_ids (Batch.model_inputs)."""
     if hidden:
-        out = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                               use_cache=False, output_hidden_states=states)
+        out = model.base_model(**inputs, use_cache=False, output_hidden_states=states)
         return out.last_hidden_state, out.hidden_states if states else ()
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                output_hidden_states=states)
+    out = model(**inputs, use_cache=False, output_hidden_states=states)
     return out.logits, out.hidden_states if states else ()

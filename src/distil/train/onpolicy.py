@@ -3,27 +3,34 @@
 With probability `distill.on_policy.lmbda` a micro-batch's prompts are answered by the
 student itself (batched `generate` with a KV cache, at the section's temperature), and the
 teacher then scores those tokens in the usual teacher-forced forward: the divergence trains
-the student where its own mistakes lead it (Agarwal et al. 2024). The hard-label term does
-not apply there (its labels would be the student's own tokens).
+the student where its own mistakes lead it (Agarwal et al. 2024). The samples come from the
+student's own distribution: nothing of its `generation_config` (a repetition penalty, a
+minimum length, ...) shapes them. The hard-label term does not apply there (its labels
+would be the student's own tokens).
 
 Both the draw and the sampling are pure functions of (seed, micro-batch number), like the
 batch order: the trainer state's micro-batch position is the generation RNG's whole state,
-so a resumed run samples exactly what an uninterrupted one would have. A teacher behind an
-API scores the samples itself (distil.train.onpolicy_api).
+so a resumed run samples exactly what an uninterrupted one would have.
+
+`OnPolicy` is this mixing as a source of batches, around the session's off-policy signal
+(distil.train.signals): an on-policy batch's teacher side comes from a grader of samples,
+the live teacher (`LiveTeacher.grade_samples`) or a teacher behind an API that scores them
+itself (distil.train.onpolicy_api).
 """
 
 import random
-from typing import Any, Protocol
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import GenerationConfig
 
-from distil.data import Example, collate
+from distil.data import Example
 from distil.losses import IGNORE_INDEX
 from distil.recipe.onpolicy import OnPolicySection
-
-ON_POLICY_KEY = "on_policy"
-"""Present in a micro-batch (a 0-d tensor) when its responses are the student's samples."""
+from distil.train.batch import Batch
+from distil.train.signals import TrainingSignal
 
 
 def on_policy_turn(lmbda: float, seed: int, micro_batch: int) -> bool:
@@ -63,31 +70,29 @@ def sample_responses(model: Any, examples: list[Example], config: OnPolicySectio
             for e, p, r in zip(examples, prompts, responses, strict=True)]
 
 
-class SampleScorer(Protocol):
-    """A teacher that scores the samples itself (one behind an API), instead of the live
-    teacher's forward pass in the loss."""
+class OnPolicy:
+    """Micro-batches of the student's own samples (a seeded coin of bias `lmbda` per
+    micro-batch), graded by `grade`; the others come from the off-policy signal."""
 
-    def score(self, sampled: list[Example], max_length: int) -> tuple[list[Example],
-                                                                      dict[str, torch.Tensor]]:
-        """The samples as scored, and the teacher's top-k over their response positions."""
-        ...
+    def __init__(self, off_policy: TrainingSignal, grade: Callable[[list[Example]], Batch],
+                 student: Callable[[], Any], tokenizer: Any, config: OnPolicySection,
+                 max_length: int, seed: int, close: Callable[[], None] = lambda: None) -> None:
+        self.off_policy, self.grade, self.student = off_policy, grade, student
+        self.tokenizer, self.config, self.max_length, self.seed = tokenizer, config, max_length, seed
+        self._close = close
+        self.store: Path | None = off_policy.store
 
+    def batch(self, rows: list[Example], number: int) -> Batch:
+        if not on_policy_turn(self.config.lmbda, self.seed, number):
+            return self.off_policy.batch(rows, number)
+        sampled = sample_responses(self.student(), rows, self.config, self.tokenizer.eos_token_id,
+                                   self.tokenizer.pad_token_id, self.max_length,
+                                   seed=generation_seed(self.seed, number))
+        return self.grade(sampled)
 
-def on_policy_batch(model: Any, tokenizer: Any, examples: list[Example], config: OnPolicySection,
-                    max_length: int, seed: int, micro_batch: int,
-                    scorer: SampleScorer | None = None) -> dict[str, torch.Tensor]:
-    """A micro-batch of the student's own responses to `examples`' prompts, marked on-policy;
-    with a `scorer`, also the teacher's top-k over them."""
-    sampled = sample_responses(model, examples, config, tokenizer.eos_token_id,
-                               tokenizer.pad_token_id, max_length,
-                               seed=generation_seed(seed, micro_batch))
-    teacher: dict[str, torch.Tensor] = {}
-    if scorer is not None:
-        sampled, teacher = scorer.score(sampled, max_length)
-    batch = collate(sampled, tokenizer.pad_token_id)
-    batch.update(teacher)
-    batch[ON_POLICY_KEY] = torch.tensor(True)
-    return batch
+    def close(self) -> None:
+        self.off_policy.close()
+        self._close()
 
 
 def generation_seed(seed: int, micro_batch: int) -> int:
@@ -97,6 +102,8 @@ def generation_seed(seed: int, micro_batch: int) -> int:
 
 def _generation_config(config: OnPolicySection, max_new_tokens: int, eos_token_id: int,
                        pad_token_id: int) -> GenerationConfig:
+    """Sampling at the section's temperature (greedy at 0), no top-k or top-p cut, ending at
+    eos or `max_new_tokens`; every other field at transformers' neutral default."""
     sampling = config.temperature > 0
     extra = {"temperature": config.temperature, "top_k": 0, "top_p": 1.0} if sampling else {}
     return GenerationConfig(do_sample=sampling, max_new_tokens=max(1, max_new_tokens),
@@ -107,16 +114,22 @@ def _generation_config(config: OnPolicySection, max_new_tokens: int, eos_token_i
 @torch.no_grad()
 def _generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               generation: GenerationConfig, seed: int) -> torch.Tensor:
-    """model.generate in eval mode, under its own seeded RNG (the global one is untouched)."""
+    """model.generate in eval mode, under its own seeded RNG (the global one is untouched).
+
+    `generate` fills every field `generation` leaves unset from the model's own
+    generation_config (repetition_penalty, no_repeat_ngram_size, min_p, bad_words_ids, ...):
+    a neutral one stands in for it meanwhile, so only `generation` shapes the samples."""
     devices = [input_ids.device.index or 0] if input_ids.is_cuda else []
-    was_training = model.training
+    was_training, own = model.training, model.generation_config
     model.eval()
+    model.generation_config = GenerationConfig()
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             return model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                   generation_config=generation)
     finally:
+        model.generation_config = own
         model.train(was_training)
 
 

@@ -24,13 +24,16 @@ import numpy as np
 import torch
 
 from distil.data import Example, Pair
-from distil.losses import IGNORE_INDEX
+from distil.losses import IGNORE_INDEX, TopKTeacher
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.signals.scoring import ScoredTopK, check_can_score, concurrently, pair_prompt, top_k_of
+from distil.teachers import open_teacher
 from distil.teachers.base import Completion, TeacherError, as_messages
 from distil.teachers.journal import Entry, Journal, request_key
+from distil.train.batch import Batch, BatchLayout
 from distil.train.onpolicy import prompt_ids
+from distil.train.signals import StudentSide, TopKGrader
 
 
 def journal_path(run_dir: Path, rank: int) -> Path:
@@ -51,33 +54,28 @@ class ScoringOnPolicyTeacher:
     def open(cls, recipe: Recipe, pairs: list[Pair], tokenizer: Any, vocab: int,
              rank: int) -> "ScoringOnPolicyTeacher":
         """The recipe's API teacher, probed, with the process's journal (locked) as its ledger."""
-        from distil.teachers import ApiTeacher  # the `api` extra
-
-        assert recipe.teacher.api is not None
+        top_k = recipe.distill.on_policy.top_k
         journal = Journal.open(journal_path(recipe.run_dir, rank))
         try:
-            teacher = ApiTeacher.from_section(recipe.teacher.model, recipe.teacher.api,
-                                              spent=journal.spent, ledger=journal.record_attempt,
-                                              seed=recipe.seed)
+            teacher = open_teacher(recipe.teacher, seed=recipe.seed, journal=journal,
+                                   probe_top_logprobs=top_k)
         except BaseException:
             journal.close()
             raise
-        scorer = cls(teacher, journal, pairs, tokenizer, recipe.distill.on_policy.top_k, vocab)
+        scorer = cls(teacher, journal, pairs, tokenizer, top_k, vocab)
         try:
-            report = teacher.probe(want_top_logprobs=scorer.top_k)
-            for line in report.lines:
+            for line in teacher.offers():
                 console.print(line, highlight=False)
-            check_can_score(teacher, scorer.top_k, "on-policy distillation (distill.on_policy)")
+            check_can_score(teacher, top_k, "on-policy distillation (distill.on_policy)")
         except BaseException:
             scorer.close()
             raise
         return scorer
 
-    def score(self, sampled: list[Example], max_length: int) -> tuple[list[Example],
-                                                                      dict[str, torch.Tensor]]:
+    def score(self, sampled: list[Example], max_length: int) -> tuple[list[Example], TopKTeacher]:
         """The samples as the teacher tokenized and scored them (cut to `max_length` with
         their prompts), and its top-k over their response positions in the trainer's order:
-        teacher_ids, teacher_logprobs (N, k) and teacher_log_tail (N,)."""
+        ids, logprobs (N, k) and log_tail (N,)."""
         scored = concurrently(self.teacher, self._score_one, sampled)
         examples, tops = [], []
         for example, top in zip(sampled, scored, strict=True):
@@ -87,9 +85,9 @@ class ScoringOnPolicyTeacher:
             examples.append(Example(example.sample_id, prompt + response,
                                     [IGNORE_INDEX] * len(prompt) + response))
             tops.append((top.ids[:kept], top.logprobs[:kept], top.log_tail[:kept]))
-        ids, logprobs, log_tail = (torch.from_numpy(np.concatenate(part)) for part in zip(*tops, strict=True))
-        return examples, {"teacher_ids": ids, "teacher_logprobs": logprobs,
-                          "teacher_log_tail": log_tail}
+        ids, logprobs, log_tail = (torch.from_numpy(np.concatenate(part))
+                                   for part in zip(*tops, strict=True))
+        return examples, TopKTeacher(ids, logprobs, log_tail)
 
     def _score_one(self, example: Example) -> ScoredTopK:
         """One sample's top-k: from the journal, or asked of the teacher and journaled."""
@@ -128,3 +126,17 @@ class ScoringOnPolicyTeacher:
     def close(self) -> None:
         self.teacher.close()
         self.journal.close()
+
+
+class ApiScoredSamples(TopKGrader):
+    """The student's samples graded by the API teacher's scores of them: a top-k grader, as a
+    store's, without hard labels."""
+
+    def __init__(self, student: StudentSide, layout: BatchLayout, scorer: ScoringOnPolicyTeacher,
+                 max_length: int) -> None:
+        super().__init__(student)
+        self.layout, self.scorer, self.max_length = layout, scorer, max_length
+
+    def grade_samples(self, sampled: list[Example]) -> Batch:
+        examples, top = self.scorer.score(sampled, self.max_length)
+        return self.layout.batch(examples, self, teacher=top, hard_labels=False)

@@ -15,9 +15,10 @@
 """
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache, partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -80,21 +81,25 @@ def autocast_head(tensor: Tensor, dtype: torch.dtype | None) -> Tensor:
 
 def pad_to_multiple(batch: dict[str, Tensor], multiple: int | None,
                     pad_token_id: int) -> dict[str, Tensor]:
-    """Right-pad input_ids, attention_mask and labels (B, T) to T rounded up to `multiple`."""
+    """Right-pad input_ids, labels and the attention_mask or, packed, the position_ids (B, T)
+    to T rounded up to `multiple` (packed pad tokens have position 0: each its own row)."""
     length = batch["input_ids"].shape[1]
     if not multiple or length % multiple == 0:
         return batch
     extra = multiple - length % multiple
-    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX,
+            "position_ids": 0}
     padded = dict(batch)
     for key, value in fill.items():
-        padded[key] = torch.nn.functional.pad(batch[key], (0, extra), value=value)
+        if key in batch:
+            padded[key] = torch.nn.functional.pad(batch[key], (0, extra), value=value)
     return padded
 
 
-def response_tokens(batches: list[dict[str, Tensor]]) -> Tensor:
-    """Tokens the loss counts in all `batches` (labels shifted by one), as a device tensor."""
-    return torch.stack([(b["labels"][:, 1:] != IGNORE_INDEX).sum() for b in batches]).sum()
+def response_tokens(batches: Sequence[Any]) -> Tensor:
+    """Tokens the loss counts in all `batches` (each with `labels` (B, T), shifted by one),
+    as a device tensor."""
+    return torch.stack([(b.labels[:, 1:] != IGNORE_INDEX).sum() for b in batches]).sum()
 
 
 def response_index(batch: dict[str, Tensor]) -> Tensor:
@@ -106,6 +111,18 @@ def response_index(batch: dict[str, Tensor]) -> Tensor:
     labels = batch["labels"]
     counted = (labels[:, 1:] != IGNORE_INDEX).nonzero()  # (N, 2): b, t
     return counted[:, 0] * labels.shape[1] + counted[:, 1]
+
+
+def packed_response_index(examples: Sequence[Any], sequence: Tensor, offset: Tensor,
+                          width: int) -> Tensor:
+    """`response_index` of a packed batch (distil.data.pack) of `width` positions per
+    sequence, in the examples' order: the positions whose next token is a response token of
+    the same row, each example's in turn, so the (N,) rows meet a store's or a
+    cross-tokenizer teacher's rows as they do unpacked."""
+    starts = (sequence * width + offset).tolist()
+    index = [start + t for example, start in zip(examples, starts, strict=True)
+             for t, label in enumerate(example.labels[1:]) if label != IGNORE_INDEX]
+    return torch.tensor(index, dtype=torch.long)
 
 
 def response_rows(outputs: Tensor, index: Tensor) -> Tensor:

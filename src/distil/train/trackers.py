@@ -4,12 +4,20 @@
 
 Each logged step (train.log_every) sends loss, learning rate, gradient norm and throughput
 to every tracker, beside train_log.jsonl; the training inputs go along as hyperparameters.
-Each tracker needs its package (`pip install tensorboard`, or `distil[track]`); a missing
-one is named before any model loads.
+What a tracker keeps on this machine goes under RUN/trackers/: tensorboard's events, wandb's
+files, and mlflow's runs (RUN/trackers/mlflow.db and mlflow-artifacts/; mlflow's own default
+would be mlflow.db in the working directory), unless MLFLOW_TRACKING_URI names a server or
+store. trackio keeps its own local store (see its TRACKIO_DIR). Each tracker needs its
+package (`pip install tensorboard`, or `distil[track]`); a missing one is named before any
+model loads.
 """
 
 import importlib.util
+import os
+from pathlib import Path
 from typing import Any
+
+from accelerate.tracking import MLflowTracker, on_main_process
 
 from distil.errors import RecipeError
 from distil.recipe import Recipe
@@ -18,6 +26,27 @@ from distil.recipe.inputs import input_values
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
             "trackio": "trackio"}
 """The package each tracker needs."""
+
+
+class RunFolderMLflow(MLflowTracker):
+    """accelerate's MLflow tracker with its store in the run folder: the tracking URI
+    sqlite:///RUN/trackers/mlflow.db and the artifacts in RUN/trackers/mlflow-artifacts/,
+    unless MLFLOW_TRACKING_URI names where runs go."""
+
+    def __init__(self, experiment: str, folder: Path) -> None:
+        own = os.environ.get("MLFLOW_TRACKING_URI")
+        super().__init__(experiment_name=experiment,
+                         logging_dir=None if own else (folder / "mlflow-artifacts").as_uri())
+        self.folder = folder
+        self.tracking_uri = own or f"sqlite:///{folder / 'mlflow.db'}"
+
+    @on_main_process
+    def start(self) -> None:
+        import mlflow
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)  # before the experiment is looked up
+        super().start()
 
 
 def accelerator_options(recipe: Recipe) -> dict[str, Any]:
@@ -30,13 +59,31 @@ def accelerator_options(recipe: Recipe) -> dict[str, Any]:
         raise RecipeError(f"train.report_to: {', '.join(missing)} is not installed; pip install "
                           f"{' '.join(PACKAGES[n] for n in missing)}, or remove it from "
                           "train.report_to")
-    return {"log_with": list(names), "project_dir": str(recipe.run_dir / "trackers")}
+    folder = trackers_folder(recipe)
+    trackers = [RunFolderMLflow(recipe.name, folder) if name == "mlflow" else name
+                for name in names]
+    return {"log_with": trackers, "project_dir": str(folder)}
+
+
+def trackers_folder(recipe: Recipe) -> Path:
+    """RUN/trackers, as an absolute path (a tracker may change the working directory)."""
+    return recipe.run_dir.absolute() / "trackers"
 
 
 def start_trackers(accelerator: Any, recipe: Recipe) -> None:
     """Open the trackers under the run's name, with the training inputs as hyperparameters."""
     if recipe.train.report_to:
-        accelerator.init_trackers(recipe.name, config=hyperparameters(recipe))
+        accelerator.init_trackers(recipe.name, config=hyperparameters(recipe),
+                                  init_kwargs=tracker_kwargs(recipe))
+
+
+def tracker_kwargs(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """What accelerate passes to each tracker by name: wandb writes under RUN/trackers/."""
+    if "wandb" not in recipe.train.report_to:
+        return {}
+    folder = trackers_folder(recipe)
+    folder.mkdir(parents=True, exist_ok=True)  # wandb's `dir` must exist
+    return {"wandb": {"dir": str(folder)}}
 
 
 def hyperparameters(recipe: Recipe) -> dict[str, int | float | str | bool]:
