@@ -9,7 +9,8 @@ way: top-1 agreement and max |logit difference| against the float32 PyTorch mode
 greedy continuations of held-out task prompts (the export stage's own parity check), file
 size, and decoding speed at batch 1 on one thread (tokens/s, `--rounds` rounds, the
 variants interleaved within each round so that a busy machine slows them alike; the median
-is printed with the load average). `--choices` / `--skip` pick by substring.
+is printed with the load average, and the ratio to float32 ONNX taken within each round,
+its median and range over the rounds). `--choices` / `--skip` pick by substring.
 
 `--probe` multiplies operands that every scheme quantises exactly (activations and weights
 in {0, 1} or {-1, 0}: 1 lands on the top code of each 8-bit range) through each int8
@@ -132,8 +133,9 @@ def quantise(fp32: Path, out: Path, build: Callable[[Path, Path], None]) -> Path
     return out
 
 
-def tokens_per_second(folders: dict[str, Path], rounds: int, new_tokens: int) -> dict[str, float]:
-    """Median greedy tokens/s at batch 1 on one thread; variants interleaved in each round."""
+def tokens_per_second(folders: dict[str, Path], rounds: int,
+                      new_tokens: int) -> dict[str, list[float]]:
+    """Greedy tokens/s of each round at batch 1 on one thread; variants interleaved per round."""
     from distil.onnx_runtime import OnnxGenerator
 
     generators = {name: OnnxGenerator(folder, threads=1) for name, folder in folders.items()}
@@ -146,7 +148,15 @@ def tokens_per_second(folders: dict[str, Path], rounds: int, new_tokens: int) ->
             start = time.perf_counter()
             generator.generate_ids(prompt, new_tokens, stop_at_eos=False)
             rates[name].append(new_tokens / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
+    return rates
+
+
+def speed_figures(rates: list[float], baseline: list[float]) -> dict[str, float]:
+    """Median tokens/s, and the ratio to the baseline's rate in the same round (median, range):
+    a round's variants ran within seconds of each other, so a change of load moves both."""
+    ratios = [rate / base for rate, base in zip(rates, baseline, strict=True)]
+    return {"tokens_per_s": statistics.median(rates), "speedup": statistics.median(ratios),
+            "speedup_min": min(ratios), "speedup_max": max(ratios)}
 
 
 def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
@@ -183,13 +193,14 @@ def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
             before = load_average()
             speed = tokens_per_second(folders, args.rounds, args.new_tokens)
             print(f"load average {before} before, {load_average()} after the timing")
-            for label, rate in speed.items():
-                print(f"{name} | {label} | {rate:.1f} tokens/s (batch 1, one thread)")
-            for row in rows:
-                row["tokens_per_s"] = speed[row["choice"]]
             rows.append({"model": name, "choice": "float32 ONNX",
-                         "mib": (fp32 / "model.onnx").stat().st_size / 2**20,
-                         "tokens_per_s": speed["float32 ONNX"]})
+                         "mib": (fp32 / "model.onnx").stat().st_size / 2**20})
+            for row in rows:
+                row.update(speed_figures(speed[row["choice"]], speed["float32 ONNX"]),
+                           rounds=speed[row["choice"]])
+                print(f"{name} | {row['choice']} | {row['tokens_per_s']:.1f} tokens/s (batch 1, "
+                      f"one thread) | x{row['speedup']:.2f} float32 ONNX (rounds "
+                      f"{row['speedup_min']:.2f}-{row['speedup_max']:.2f})")
     return rows
 
 
@@ -198,6 +209,8 @@ def probe() -> list[dict]:
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime import InferenceSession
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from distil.export.onnx import _quiet_exporter
 
     weight, groups = extreme_operands()
     k, n = weight.shape
@@ -217,7 +230,8 @@ def probe() -> list[dict]:
             model, path, weight_type=QuantType.QInt8, per_channel=True),
     }.items():
         with tempfile.TemporaryDirectory() as tmp:
-            quantiser(Path(tmp) / "q.onnx")
+            with _quiet_exporter():
+                quantiser(Path(tmp) / "q.onnx")
             session = InferenceSession(str(Path(tmp) / "q.onnx"),
                                        providers=["CPUExecutionProvider"])
             errors = {1: 0.0, len(groups[0]): 0.0}  # decoding and prefill kernels
