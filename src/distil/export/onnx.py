@@ -1,7 +1,7 @@
 """Export a causal language model to ONNX with a key/value cache, and quantise it to int8.
 
     folder = export_onnx(loaded, "runs/demo/export/onnx")                 # float32
-    quantize_int8(folder, "runs/demo/export/onnx-int8")                   # int8 weights
+    quantize_int8(folder, "runs/demo/export/onnx-int8")                   # 8-bit head and table
 
 The graph takes input_ids (B, T), attention_mask (B, P+T), position_ids (B, T) and, per
 layer, the past key and value (B, H_kv, P, D); it returns logits (B, T, V) and the present
