@@ -187,7 +187,8 @@ def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
             mib = (folder / "model.onnx").stat().st_size / 2**20
             rows.append({"model": name, "choice": label, "mib": mib, **figures})
             folders[label] = folder
-            print(f"{name} | {label} | top-1 {figures['top1_agreement']:.4f} | max |dlogit| "
+            print(f"{name} | {label} | top-1 {figures['top1_agreement']:.4f} of "
+                  f"{figures['positions']} positions | max |dlogit| "
                   f"{figures['max_abs_logit_diff']:.3f} | {mib:.1f} MiB", flush=True)
         if args.rounds:
             before = load_average()
@@ -270,7 +271,7 @@ def nbits_model(model: onnx.ModelProto) -> onnx.ModelProto:
     return quantiser.model.model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[],
                         help="a saved model folder; repeat for several (default: tiny + demo)")
@@ -284,7 +285,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--probe", action="store_true", help="only the saturation probe")
     parser.add_argument("--json", type=Path, help="write the rows here too")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     print(f"CPU int8 features: {cpu_flags()}; load average {load_average()}", file=sys.stderr)
     if args.probe:
@@ -296,6 +297,7 @@ def main() -> None:
         rows = [row for loaded, name in models(args.model) for row in measure(loaded, name, args)]
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_flags(), "rows": rows}, indent=1))
+    return rows
 
 
 def models(paths: list[str]):
