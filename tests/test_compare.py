@@ -288,3 +288,23 @@ def test_held_out_kl_perplexity_and_agreement_are_summarised_without_task_accura
         assert logit[metric]["margin_over_seq_kd"]["mean"] == pytest.approx(margin_mean), metric
         assert logit[metric]["margin_over_seq_kd"]["interval"] == pytest.approx(margin_half), metric
         assert summary["methods"]["seq_kd"][metric]["margin_over_seq_kd"] is None
+
+
+def test_the_compared_data_keeps_which_responses_the_teacher_did_not_finish(tmp_path):
+    from distil.data import load_pairs
+    from distil.loading import load_splits
+    from distil.pipeline.compare import _write_data
+
+    rows = [{"id": str(i), "prompt": f"p{i}", "response": f"r{i}",
+             "finish_reason": "length" if i % 3 == 0 else "stop"} for i in range(30)]
+    recipe = validate_recipe(recipe_dict(tmp_path, write_jsonl(tmp_path / "d.jsonl", rows),
+                                         comparison={"fractions": [0.5]}))
+    files = _write_data(recipe)
+    train, held_out = load_splits(recipe.data, recipe.seed)
+    for written, pairs in ((files[1.0].train, train), (files[1.0].heldout, held_out),
+                           (files[0.5].train, None)):
+        read = load_pairs(written)
+        expected = pairs or [p for p in train if p.sample_id in {r.sample_id for r in read}]
+        assert [(p.sample_id, p.truncated) for p in read] == \
+            [(p.sample_id, p.truncated) for p in expected]
+        assert any(p.truncated for p in read) and not all(p.truncated for p in read)

@@ -290,7 +290,13 @@ def _write_data(recipe: Recipe) -> dict[float, CompareData]:
             folder / f"ground_truth{suffix}.parquet" if truth is not None else None)
     with atomic_directory(folder) as tmp:
         for name, pairs in tables.items():
-            pq.write_table(pa.Table.from_pylist([{"id": p.sample_id, "prompt": p.prompt,
-                                                  "response": p.response} for p in pairs]),
-                           tmp / f"{name}.parquet")
+            pq.write_table(pa.Table.from_pylist([_row(p) for p in pairs]), tmp / f"{name}.parquet")
     return files
+
+
+def _row(pair: Pair) -> dict[str, str]:
+    """A pair as a row; a response the teacher did not finish stays marked so (finish_reason
+    `length`), or every variant would learn an end-of-turn token the run and its store have
+    not (a store then refuses the row: one token more than it holds)."""
+    return {"id": pair.sample_id, "prompt": pair.prompt, "response": pair.response,
+            "finish_reason": "length" if pair.truncated else "stop"}
