@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from distil.commands.audit import audit_app
+from distil.commands.push import push
 from distil.commands.serve import serve
 from distil.errors import DistilError
 from distil.progress import quiet_libraries as _quiet_libraries
@@ -393,6 +394,7 @@ def recipe_docs() -> None:
 
 
 app.command()(serve)
+app.command()(push)
 app.add_typer(audit_app, name="audit")
 
 
