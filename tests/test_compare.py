@@ -80,6 +80,8 @@ def test_compare_trains_each_method_and_seed_and_reports_intervals(tmp_path):
     assert summary["methods"]["logit_kd"]["kl_teacher_student"]["mean"] == pytest.approx(sum(kl) / 2)
     assert f"| {sum(kl) / 2:.3f} ± " in forced[-1]  # logit KD's row
     assert "Two standard errors of an accuracy difference on 28 held-out prompts" in comparison
+    assert all(r["cpu_seconds"] > 0 for entry in summary["methods"].values()
+               for r in entry["runs"].values())  # the run itself: its train and eval stages
     variant_summary = json.loads((run / "compare" / "seq_kd" / "seed-1" / "train_summary.json")
                                  .read_text())
     assert variant_summary["steps"] == 3
@@ -109,6 +111,13 @@ def test_each_method_recipe_changes_what_its_method_says(tmp_path):
     both = method_recipe(recipe, "on_policy_hidden", 0, files)
     assert both.signals.path is None and both.distill.hidden.loss == "cosine"
     assert both.distill.hidden.weight == 1.0 and both.distill.on_policy.lmbda == 0.5
+    with_ce = method_recipe(recipe, "logit_kd_ce", 1, files)
+    assert (with_ce.distill.kd_weight, with_ce.distill.ce_weight) == (1.0, 1.0)
+    assert with_ce.signals.path == str((tmp_path / "store").resolve())
+    assert with_ce.data.train == str(files.train) and with_ce.distill.on_policy.lmbda == 0
+    weighted = recipe.model_copy(update={"distill": recipe.distill.model_copy(
+        update={"ce_weight": 0.3})})
+    assert method_recipe(weighted, "logit_kd_ce", 1, files).distill.ce_weight == 0.3
     hidden = method_recipe(recipe, "logit_kd_hidden", 0, files)
     assert hidden.distill.on_policy.lmbda == 0 and hidden.distill.hidden.weight == 1.0
     subset = method_recipe(recipe, "seq_kd", 1, files, 0.1)
@@ -279,3 +288,23 @@ def test_held_out_kl_perplexity_and_agreement_are_summarised_without_task_accura
         assert logit[metric]["margin_over_seq_kd"]["mean"] == pytest.approx(margin_mean), metric
         assert logit[metric]["margin_over_seq_kd"]["interval"] == pytest.approx(margin_half), metric
         assert summary["methods"]["seq_kd"][metric]["margin_over_seq_kd"] is None
+
+
+def test_the_compared_data_keeps_which_responses_the_teacher_did_not_finish(tmp_path):
+    from distil.data import load_pairs
+    from distil.loading import load_splits
+    from distil.pipeline.compare import _write_data
+
+    rows = [{"id": str(i), "prompt": f"p{i}", "response": f"r{i}",
+             "finish_reason": "length" if i % 3 == 0 else "stop"} for i in range(30)]
+    recipe = validate_recipe(recipe_dict(tmp_path, write_jsonl(tmp_path / "d.jsonl", rows),
+                                         comparison={"fractions": [0.5]}))
+    files = _write_data(recipe)
+    train, held_out = load_splits(recipe.data, recipe.seed)
+    for written, pairs in ((files[1.0].train, train), (files[1.0].heldout, held_out),
+                           (files[0.5].train, None)):
+        read = load_pairs(written)
+        expected = pairs or [p for p in train if p.sample_id in {r.sample_id for r in read}]
+        assert [(p.sample_id, p.truncated) for p in read] == \
+            [(p.sample_id, p.truncated) for p in expected]
+        assert any(p.truncated for p in read) and not all(p.truncated for p in read)

@@ -57,3 +57,26 @@ def test_force_moves_earlier_outputs_aside_and_deletes_nothing(tmp_path, dataset
     assert aside.name.startswith("train-")
     assert (aside / "student" / "weights").read_text() == "0"
     assert (recipe.run_dir / "student" / "weights").read_text() == "1"
+
+
+def test_a_stage_marker_holds_its_wall_and_cpu_seconds_children_included(tmp_path, dataset):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    def spin(seconds: float) -> None:
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    child = [sys.executable, "-c", "import time\nend = time.process_time() + 0.4\n"
+             "while time.process_time() < end: pass"]
+    stages = (Stage("train", lambda recipe: time.sleep(0.5)),
+              Stage("eval", lambda recipe: (spin(0.3), subprocess.run(child, check=True))))
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset))
+    run_pipeline(recipe, stages)
+    slept, worked = (json.loads((recipe.run_dir / "stages" / f"{name}.json").read_text())
+                     for name in ("train", "eval"))
+    assert slept["seconds"] >= 0.5 and slept["cpu_seconds"] < 0.2
+    assert worked["cpu_seconds"] >= 0.7  # its own 0.3 s and its finished child's 0.4 s

@@ -65,3 +65,22 @@ def test_a_whole_run_trains_on_the_synthesised_data(tmp_path, seed_file):
     for stage in ("synth", "train", "eval"):
         assert (run / "stages" / f"{stage}.json").is_file()
     assert (run / "student").is_dir() and (run / "eval.json").is_file()
+
+
+def test_a_local_teacher_writes_expansions_in_batches(tmp_path, seed_file, monkeypatch):
+    from distil.teachers.local import LocalTeacher
+
+    sizes = []
+    generate = LocalTeacher.generate
+
+    def counted(self, prompts, sampling):
+        sizes.append(len(prompts))
+        return generate(self, prompts, sampling)
+
+    monkeypatch.setattr(LocalTeacher, "generate", counted)
+    raw = synth_recipe(tmp_path, seed_file, prompts={"expand": 10}, batch_size=4,
+                       sampling={"temperature": 0.7})
+    run_synth(validate_recipe(raw))
+    # 10 expansions in batches of 4 (a seed per request made them 10 calls of 1), then the
+    # responses to the 4 distinct seeds and whatever expansions were kept
+    assert sizes[:3] == [4, 4, 2]

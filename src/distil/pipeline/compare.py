@@ -5,6 +5,8 @@ Methods (recipe `comparison.methods`), all on the run's training prompts for the
 - `ground_truth`: the tasks' reference answers to those prompts, hard labels, no teacher;
 - `seq_kd`: sequence-level KD, the teacher's text with hard labels only (kd_weight 0);
 - `logit_kd`: the recipe's own objective (at the recipe's seed: the run itself);
+- `logit_kd_ce`: that objective plus cross-entropy on the teacher's text (ce_weight 1 unless
+  the recipe sets one), from the run's store when it has one;
 - `logit_kd_hidden`: that objective plus a hidden-state term, from the live teacher;
 - `on_policy`: that objective with GKD's mixing (distill.on_policy, lmbda 0.5 by default):
   some micro-batches are the student's own samples, scored by the live teacher;
@@ -103,6 +105,8 @@ def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData,
     if method in ("ground_truth", "seq_kd"):
         distill = distill.model_copy(update={"kd_weight": 0.0, "ce_weight": 1.0})
         train_file = files.ground_truth if method == "ground_truth" else files.train
+    if method == "logit_kd_ce":
+        distill = distill.model_copy(update={"ce_weight": d.ce_weight or 1.0})
     if method in ("on_policy", "on_policy_hidden"):
         chosen = d.on_policy if d.on_policy.lmbda > 0 else d.on_policy.model_copy(
             update={**DEFAULT_ON_POLICY, "max_new_tokens": recipe.eval.max_new_tokens})
@@ -180,12 +184,15 @@ def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData,
     if fraction == 1 and method == "logit_kd" and seed == recipe.seed:  # the run itself
         metrics = json.loads((recipe.run_dir / "eval.json").read_text())
         spent = json.loads((recipe.run_dir / "train_summary.json").read_text())["elapsed_s"]
-        marker = recipe.run_dir / "stages" / "eval.json"
-        spent += json.loads(marker.read_text())["seconds"] if marker.is_file() else 0.0
-        return _scores(metrics, spent)
+        stages = {name: json.loads(marker.read_text()) for name in ("train", "eval")
+                  if (marker := recipe.run_dir / "stages" / f"{name}.json").is_file()}
+        spent += stages.get("eval", {}).get("seconds", 0.0)
+        cpu = sum(stage.get("cpu_seconds", 0.0) for stage in stages.values()) or None
+        return _scores(metrics, spent, cpu)
     share = "" if fraction == 1 else f", {fraction:.0%} of the training prompts"
     console.rule(f"compare: {method}, seed {seed}{share}")
     variant = method_recipe(recipe, method, seed, files, fraction)
+    cpu_started = time.process_time()
     trained = run_training(variant, resume=True)
     assert trained is not None  # trained in this process
     started = time.perf_counter()
@@ -195,7 +202,8 @@ def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData,
     metrics = evaluate(variant.model_copy(update={"seed": recipe.seed, "eval": judged}),
                        teacher_cache=recipe.run_dir / "teacher_answers.json")
     # training's own clock (kept across resumes) + this evaluation
-    return _scores(metrics, trained.elapsed_s + time.perf_counter() - started)
+    return _scores(metrics, trained.elapsed_s + time.perf_counter() - started,
+                   time.process_time() - cpu_started)
 
 
 METRICS = ("accuracy", "kl_teacher_student", "perplexity", "top1_agreement")
@@ -204,12 +212,15 @@ evaluates no task family), and KL(teacher || student), the student's perplexity 
 agreement, teacher-forced on the held-out rows."""
 
 
-def _scores(metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _scores(metrics: dict[str, Any], seconds: float, cpu_seconds: float | None) -> dict[str, Any]:
+    """One run's figures; `seconds` of wall clock and `cpu_seconds` of this process's CPU
+    time (every thread; None when not measured) that its training and evaluation took."""
     student = metrics.get("student", {})
     return {"accuracy": student.get("accuracy"), "per_task": student.get("accuracy_per_task", {}),
             "kl_teacher_student": metrics.get("kl_teacher_student"),
             "perplexity": student.get("perplexity"),
-            "top1_agreement": metrics.get("top1_agreement"), "seconds": round(seconds, 1)}
+            "top1_agreement": metrics.get("top1_agreement"), "seconds": round(seconds, 1),
+            "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 1)}
 
 
 def summarise(runs: dict[str, dict[str, dict[str, Any]]],
@@ -279,7 +290,13 @@ def _write_data(recipe: Recipe) -> dict[float, CompareData]:
             folder / f"ground_truth{suffix}.parquet" if truth is not None else None)
     with atomic_directory(folder) as tmp:
         for name, pairs in tables.items():
-            pq.write_table(pa.Table.from_pylist([{"id": p.sample_id, "prompt": p.prompt,
-                                                  "response": p.response} for p in pairs]),
-                           tmp / f"{name}.parquet")
+            pq.write_table(pa.Table.from_pylist([_row(p) for p in pairs]), tmp / f"{name}.parquet")
     return files
+
+
+def _row(pair: Pair) -> dict[str, str]:
+    """A pair as a row; a response the teacher did not finish stays marked so (finish_reason
+    `length`), or every variant would learn an end-of-turn token the run and its store have
+    not (a store then refuses the row: one token more than it holds)."""
+    return {"id": pair.sample_id, "prompt": pair.prompt, "response": pair.response,
+            "finish_reason": "length" if pair.truncated else "stop"}

@@ -10,6 +10,7 @@ it, and the run raises `ParityError` (exit status 3) at the end unless that was 
 """
 
 import json
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -164,12 +165,20 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
         if aside and (moved := move_aside(recipe.run_dir, stage.outputs, stage.name)):
             console.print(f"{stage.name}: earlier outputs moved to {moved}", highlight=False)
         console.rule(f"[bold]{stage.name}")
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         stage.run(recipe)
         atomic_write_json(marker, {"fingerprint": fingerprint,
                                    "seconds": round(time.perf_counter() - started, 2),
+                                   "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return parity_verdict(recipe, allow_parity_failure)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system, every thread) of this process and of its finished children
+    (the bench's workers): with the wall clock, what a stage cost on a shared machine."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _from_training(stages: tuple[Stage, ...]) -> tuple[str, ...]:

@@ -13,8 +13,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from distil.recipe.section import Section
 
-CompareMethod = Literal["ground_truth", "seq_kd", "logit_kd", "logit_kd_hidden", "on_policy",
-                        "on_policy_hidden"]
+CompareMethod = Literal["ground_truth", "seq_kd", "logit_kd", "logit_kd_ce", "logit_kd_hidden",
+                        "on_policy", "on_policy_hidden"]
 FRACTION_METHODS: list[CompareMethod] = ["ground_truth", "seq_kd", "logit_kd"]
 """The data-efficiency methods when the recipe names none: no teacher, its text, its logits."""
 
@@ -30,10 +30,11 @@ class CompareSection(Section):
                                     "on_policy", "on_policy_hidden"]
     """`ground_truth`: the tasks' reference answers, hard labels; `seq_kd`: the teacher's text,
     hard labels; `logit_kd`: the recipe's own objective (the run itself at the recipe's seed);
-    `logit_kd_hidden`: that objective plus a cosine hidden-state term (weight 1 unless the
-    recipe sets distill.hidden), from the live teacher; `on_policy`: that objective with
-    distill.on_policy (lmbda 0.5 unless the recipe sets it); `on_policy_hidden`: on_policy
-    plus the same hidden-state term."""
+    `logit_kd_ce`: that objective plus cross-entropy on the teacher's text (ce_weight 1 unless
+    the recipe sets one; not trained unless listed); `logit_kd_hidden`: that objective plus a
+    cosine hidden-state term (weight 1 unless the recipe sets distill.hidden), from the live
+    teacher; `on_policy`: that objective with distill.on_policy (lmbda 0.5 unless the recipe
+    sets it); `on_policy_hidden`: on_policy plus the same hidden-state term."""
     fractions: list[float] = [0.1, 0.3]
     """Data efficiency: shares of the run's training prompts (each above 0 and below 1; the
     whole set is the main comparison) that `fraction_methods` also train on, every seed, for

@@ -36,6 +36,7 @@ METHOD_LABELS = {
     "ground_truth": "ground truth only (no teacher)",
     "seq_kd": "sequence-level KD (teacher text, hard labels)",
     "logit_kd": "logit distillation (the run's objective)",
+    "logit_kd_ce": "logit distillation + cross-entropy on the teacher's text",
     "logit_kd_hidden": "logit distillation + hidden-state loss",
     "on_policy": "on-policy distillation (GKD mixing)",
     "on_policy_hidden": "on-policy + hidden-state loss",

@@ -15,7 +15,7 @@ rejected again) unless `resend_rejected`; the pass says how many and why.
 import concurrent.futures
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from distil.progress import console, progress_bar
@@ -147,14 +147,17 @@ def _concurrently(teacher: ConcurrentTeacher, todo: list[Request],
 
 
 def _in_batches(teacher: Teacher, todo: list[Request], record: Any, batch_size: int) -> None:
+    """Generate `todo` in batches of requests that sample alike but for their seeds: a batch
+    is drawn under its first request's seed (self-instruct gives every expansion its own seed,
+    so grouping by seed too answered them one at a time)."""
     groups: dict[Sampling, list[Request]] = {}
     for request in todo:
-        groups.setdefault(request.sampling, []).append(request)
-    for sampling, group in groups.items():
+        groups.setdefault(replace(request.sampling, seed=None), []).append(request)
+    for group in groups.values():
         for start in range(0, len(group), batch_size):
             chunk = group[start: start + batch_size]
             began = time.time()
-            completions = teacher.generate([r.chat for r in chunk], sampling)
+            completions = teacher.generate([r.chat for r in chunk], chunk[0].sampling)
             finished = time.time()
             for request, completion in zip(chunk, completions, strict=True):
                 record(request, Outcome(completion, None, 1, began, finished,
