@@ -3,7 +3,7 @@
     final_loss = train_loop(session, RUN / "checkpoints")   # from session.state.step to the end
 
 Each optimizer step takes `grad_accum` micro-batches from the session's signal (their rows
-a seeded shuffle per epoch, distil.data.micro_batch_indices), backpropagates their joint
+a seeded shuffle per epoch, distil.batching.micro_batch_indices), backpropagates their joint
 token-mean loss (distil.train.loss), clips, steps AdamW and the learning-rate schedule
 (distil.train.schedule). Losses stay device tensors until a logging step reads them
 (distil.train.step.LossWindow); every `eval_every` steps the held-out figures
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from distil.data import micro_batch_indices
+from distil.batching import micro_batch_indices
 from distil.fsutil import append_text
 from distil.progress import progress_bar
 from distil.train import engine
