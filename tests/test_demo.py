@@ -40,7 +40,7 @@ def test_the_demo_recipe_enables_every_stage_but_compare():
 def test_shrunken_demo_writes_the_report_and_every_eval_key(demo_run):
     run, _ = demo_run
     for name in ("report.md", "report.html", "eval.json", "student/config.json",
-                 "data/train.parquet", "data/dataset_card.md", "export/parity.json",
+                 "data/train.parquet", "data/README.md", "export/parity.json",
                  "export/onnx-int8/model.onnx", "signals/fingerprint.json"):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "eval.json").read_text())

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from distil.export import export_run
@@ -102,6 +103,19 @@ def test_the_adapter_loads_with_peft_on_its_base_and_answers_as_the_merged_stude
     assert "adapter_base(RUN)" in readme
 
 
+@pytest.mark.parametrize(("model", "layers", "base"), [
+    ("org/student", None, "org/student"), ("smollm2-135m-instruct", None,
+                                           "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    ("org/student", [0, 1], None)])  # cut to some layers: not the Hub model any more
+def test_the_adapter_card_names_a_hub_base_model(tmp_path, model, layers, base):
+    from distil.recipe.models import StudentSection
+    from distil.train.adapters import adapter_readme
+
+    (tmp_path / "README.md").write_text(adapter_readme(StudentSection(model=model, layers=layers)))
+    data = ModelCard.load(tmp_path / "README.md").data
+    assert (data.library_name, data.base_model) == ("peft", base)
+
+
 def test_save_merged_false_writes_the_adapter_only(tmp_path, dataset):
     raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-student",
                                                   "lora": {"r": 2, "save_merged": False}},
@@ -111,6 +125,9 @@ def test_save_merged_false_writes_the_adapter_only(tmp_path, dataset):
     assert result.student_dir is None and result.adapter_dir == recipe.run_dir / "adapter"
     assert not (recipe.run_dir / "student").exists()
     assert (recipe.run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    card = ModelCard.load(recipe.run_dir / "adapter" / "README.md")  # as the Hub reads it
+    assert card.data.library_name == "peft" and card.data.base_model is None  # tiny: no hub id
+    assert "adapter_base(RUN)" in card.text
     summary = json.loads((recipe.run_dir / "train_summary.json").read_text())
     assert summary["student_dir"] is None and summary["adapter_dir"].endswith("adapter")
     from distil.errors import RecipeError

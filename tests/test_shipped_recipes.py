@@ -113,6 +113,9 @@ ALLOWED: dict[str, str] = {
         "each), their mixes, and null distributions over 10,000 keys; serve --watermark, audit "
         "model and the watermarked recipe run here shrunk (recipes/demo-watermarked.yaml), the "
         "rest in tests/server and tests/audit",
+    r"^docs/training\.md:\d+: distil (train|run) RECIPE --resume( runs/NAME/checkpoints/step-\d+)?$":
+        "RECIPE and NAME stand for the reader's run; tests/test_train_resume.py runs both "
+        "commands on a chosen checkpoint and the bare --resume",
     r"^docs/scale\.md:\d+: distil (train|run) RECIPE --num-processes \d":
         "RECIPE stands for any recipe; two processes on CPU run in tests/test_multiprocess.py, "
         "eight and FSDP need 8 GPUs",

@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from distil.commands.audit import audit_app
+from distil.commands.push import push
 from distil.commands.run_folder import AllowParityFailure, bench, export_command, report
 from distil.commands.serve import serve
 from distil.errors import DistilError
@@ -283,6 +284,7 @@ def recipe_docs() -> None:
 
 
 app.command()(serve)
+app.command()(push)
 app.add_typer(audit_app, name="audit")
 
 

@@ -13,7 +13,7 @@ tokens, so only the response is learned. Examples become micro-batches in distil
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,9 @@ class Pair:
     without an end-of-turn token."""
     where: str = field(default="", compare=False)
     """Where the row is (`FILE line N`), to name it in errors."""
+    untemplated: bool = False
+    """A TRL prompt/completion row of two strings: under data.template `auto` the prompt is
+    used as it is, without the chat template, as TRL does (docs/trl.md)."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,8 @@ def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: s
         _check_text_field(path, rows, name)
     pairs = [_pair(row, prompt_field, response_field, system_prompt, f"{path} {where}")
              for where, row in rows if row[response_field]]
+    if kind == "prompt_completion":  # TRL's text rows: not chat-templated
+        pairs = [replace(p, untemplated=True) if p.turns is None else p for p in pairs]
     if not pairs:
         raise DataError(f"{path} has no usable rows (need non-empty text in "
                         f"{prompt_field!r} and {response_field!r})")
@@ -303,10 +308,9 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no eos token to end responses with")
     simple = [p for p in pairs if p.turns is None]
-    rendered = [render_prompt(tokenizer, p.prompt, template) for p in simple]
-    add_special = rendered[0][1] if rendered else False
-    prompt_ids = tokenizer([r[0] for r in rendered], add_special_tokens=add_special).input_ids \
-        if simple else []
+    prompt_ids = _prompt_ids(tokenizer, [
+        render_prompt(tokenizer, p.prompt, "plain" if p.untemplated and template == "auto"
+                      else template) for p in simple])
     response_ids = tokenizer([p.response for p in simple], add_special_tokens=False).input_ids \
         if simple else []
     encoded = {}
@@ -326,3 +330,11 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
                                             where=pair.where or f"row {pair.sample_id!r}")
             examples.append(Example(pair.sample_id, ids, labels))
     return examples
+
+
+def _prompt_ids(tokenizer: Any, rendered: list[tuple[str, bool]]) -> list[list[int]]:
+    """Token ids of rendered prompts, each with its special tokens or not as its rendering
+    says (one batched call for each)."""
+    ids = {flag: iter(tokenizer(rows, add_special_tokens=flag).input_ids if rows else [])
+           for flag in (True, False) for rows in [[t for t, f in rendered if f == flag]]}
+    return [next(ids[flag]) for _, flag in rendered]

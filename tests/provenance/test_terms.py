@@ -7,9 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from huggingface_hub import ModelCard
 
 from distil.errors import RecipeError
-from distil.export.card import model_card
+from distil.hub import model_card
 from distil.recipe import validate_recipe
 from distil.synth.stage import run_synth
 from tests.conftest import write_jsonl
@@ -46,14 +47,15 @@ def test_an_acknowledged_run_records_the_terms_everywhere(tmp_path, seed_file):
     rows, _, summary = outputs(tmp_path / "run")
     assert rows and all(json.loads(r["terms"]) == {**FORBIDS, "acknowledged": ACK} for r in rows)
     assert summary["terms"]["acknowledged"] == ACK
-    card = (tmp_path / "run" / "data" / "dataset_card.md").read_text()
+    card = (tmp_path / "run" / "data" / "README.md").read_text()
     assert "training other models on the teacher's outputs: **forbidden**" in card
     assert f'went ahead on the recipe\'s acknowledgement: "{ACK}"' in card
 
 
-def _front_matter(card: str) -> dict:
-    assert card.startswith("---\n")
-    return yaml.safe_load(card.split("---\n")[1])
+def _metadata(card: str, path) -> dict:
+    """The card's metadata as huggingface_hub reads it from the file."""
+    path.write_text(card)
+    return ModelCard.load(path).data.to_dict()
 
 
 def test_the_model_card_names_teacher_data_and_terms(tmp_path):
@@ -65,15 +67,17 @@ def test_the_model_card_names_teacher_data_and_terms(tmp_path):
         "student": {"model": "demo", "layers": [0, 9]},
         "data": {"train": str(run / "data" / "train.parquet")}}))
     card = model_card(run)
-    meta = _front_matter(card)
-    assert meta["base_model"] == "demo" and meta["teacher"] == "demo"
-    assert meta["tags"] == ["distillation"] and meta["datasets"] == [str(run / "data" / "train.parquet")]
+    meta = _metadata(card, tmp_path / "README.md")
+    assert "base_model" not in meta and meta["teacher"] == "demo"  # demo is no Hub model
+    assert meta["tags"] == ["distillation"] and "datasets" not in meta  # a local file is no Hub id
     assert meta["license"] == "other" and meta["license_link"] == FORBIDS["license"]
+    assert meta["teacher_terms"] == {**FORBIDS, "acknowledged": ACK}
     assert meta["data_fingerprint"].startswith("sha256:") and len(meta["data_fingerprint"]) == 71
     assert ACK in card and "**forbidden**" in card
+    assert "training data: `data/train.parquet`" in card and str(tmp_path) not in card
     (run / "recipe.yaml").write_text(yaml.safe_dump({
         "teacher": {"model": "t", "terms": {"license": "Apache-2.0", "outputs_may_train": True}},
         "student": {"model": "s"}}))
-    meta = _front_matter(model_card(run))
+    meta = _metadata(model_card(run), tmp_path / "README.md")
     assert meta["license"] == "apache-2.0" and "license_link" not in meta
-    assert _front_matter(model_card(None))["license"] == "unknown"
+    assert _metadata(model_card(None), tmp_path / "README.md")["license"] == "unknown"

@@ -1,6 +1,7 @@
 """The synth stage with a local teacher: every prompt accounted for, provenance, resume, a whole run."""
 
 import pyarrow.parquet as pq
+from huggingface_hub import DatasetCard
 
 from distil import __version__
 from distil.data import load_pairs
@@ -33,8 +34,10 @@ def test_local_synth_accounts_for_every_prompt_and_resumes(tmp_path, seed_file):
     pairs = load_pairs(result.train_path)
     assert [p.sample_id for p in pairs] == [r["id"] for r in rows]
     assert summary["responses"] == {"requested": 8, "kept": 8, "not_sent": 0}
-    card = (run / "data" / "dataset_card.md").read_text()
+    card = (run / "data" / "README.md").read_text()
     assert "`tiny-teacher`" in card and "test terms" in card and "| responses kept" in card
+    meta = DatasetCard.load(run / "data" / "README.md").data  # as the Hub reads it
+    assert (meta.teacher, meta.license, meta.size_categories) == ("tiny-teacher", "other", ["n<1K"])
 
     before = pq.read_table(result.train_path)
     again = run_synth(recipe)

@@ -36,7 +36,7 @@ def write_hf_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
                      config: "ExportSection") -> None:
     """The `hf` format's writer: the folder in export.dtype, with the student's model card
     (what the Hub shows for it)."""
-    from distil.export.card import run_of, write_model_card
+    from distil.hub import run_of, write_model_card
 
     export_hf(loaded, folder, config.dtype)
     write_model_card(folder, run_of(Path(loaded.source)))

@@ -21,7 +21,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from distil.errors import ExportError, OutputError, ParityError
-from distil.export.card import run_of, write_model_card
 from distil.export_formats import (
     ExportFormat,
     VariantSpec,
@@ -31,6 +30,7 @@ from distil.export_formats import (
     with_requirements,
 )
 from distil.fsutil import aside_path, atomic_directory, atomic_write_json, ensure_writable_dir
+from distil.hub import run_of, write_model_card
 from distil.progress import console, progress_bar
 from distil.recipe import ExportSection
 

@@ -21,6 +21,7 @@ from distil import launch
 from distil.errors import CheckpointError, RecipeError
 from distil.evaluate import evaluate
 from distil.fsutil import atomic_write_json, ensure_writable_dir, move_aside
+from distil.generators import check_generators
 from distil.pipeline.compare import run_compare
 from distil.progress import console
 from distil.recipe import Recipe, teacher_signal
@@ -133,6 +134,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     inputs are resumed either way (distil.train.resume). `resume_from`: training continues
     from that checkpoint (later ones moved aside), and the stages after it are redone.
     """
+    check_generators(recipe)
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
                         "or fix output_dir in the recipe")  # before any stage loads a model
     launch.check_config(accelerate_config)

@@ -45,4 +45,5 @@ class DataSection(Section):
     """Longest prompt+response in tokens; longer rows are cut from the end of the response."""
     template: Literal["auto", "chat", "plain"] = "auto"
     """How a prompt is rendered: `chat` applies the tokenizer's chat template, `plain` uses the
-    text as is, `auto` picks `chat` when the tokenizer has a template."""
+    text as is, `auto` picks `chat` when the tokenizer has a template, except for TRL's
+    prompt/completion rows of plain text, which are used as they are (as TRL does; docs/trl.md)."""

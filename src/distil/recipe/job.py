@@ -144,6 +144,14 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _synth_generator_is_local(self) -> "Recipe":
+        if self.synth is not None and self.teacher.api is not None and self.synth.generator != "hf":
+            raise ValueError(f"synth.generator={self.synth.generator} picks the engine of a local "
+                             "teacher; a teacher behind teacher.api generates on its server: "
+                             "remove synth.generator")
+        return self
+
+    @model_validator(mode="after")
     def _data_from_synth(self) -> "Recipe":
         if self.data.train is None:
             if self.synth is None:

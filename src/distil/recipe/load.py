@@ -21,6 +21,7 @@ from distil.errors import RecipeError
 from distil.recipe.job import Recipe
 from distil.recipe.reference import section_model
 from distil.recipe.section import with_recipe_seed
+from distil.recipe.trl import trl_hint
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None,
@@ -125,7 +126,7 @@ def _resolve_nested(raw: dict[str, Any], keys: tuple[str, ...], base: Path) -> N
 def _describe(error: Any) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "recipe"
     if error["type"] == "extra_forbidden":
-        return f"unknown key {where}{_suggestion(error['loc'])}; remove it or fix its spelling"
+        return _unknown_key(where, error["loc"])
     if error["type"] == "missing":
         return f"{where} is required; add it (see `distil recipe docs`)"
     message = error["msg"].removeprefix("Value error, ")
@@ -136,16 +137,51 @@ def _describe(error: Any) -> str:
     return f"{where}: {message} (got {error.get('input')!r})"
 
 
-def _suggestion(loc: tuple[Any, ...]) -> str:
+def _unknown_key(where: str, loc: tuple[Any, ...]) -> str:
+    """The message for a key no section has: the distil field of a TRL or transformers
+    argument (distil.recipe.trl), else the closest name in its section, else the field of
+    that name in another section."""
+    if hint := trl_hint(str(loc[-1])):
+        return f"unknown key {where}; {hint}"
+    close = _close_in_section(loc) or _elsewhere(str(loc[-1]))
+    suggestion = f" (did you mean {close}?)" if close else ""
+    return f"unknown key {where}{suggestion}; remove it or fix its spelling"
+
+
+def _close_in_section(loc: tuple[Any, ...]) -> str | None:
+    """The field of the key's own section spelt most like it."""
     model: type[BaseModel] = Recipe
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         section = section_model(getattr(field, "annotation", None))
         if section is None:
-            return ""
+            return None
         model = section
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return close[0] if close else None
+
+
+def _elsewhere(name: str) -> str | None:
+    """The dotted field of that name (or spelt most like it) in another section."""
+    fields = recipe_fields()
+    same = [key for key in fields if key.rsplit(".", 1)[-1] == name]
+    if same:
+        return " or ".join(same[:3])
+    close = difflib.get_close_matches(name, [key.rsplit(".", 1)[-1] for key in fields], n=1,
+                                      cutoff=0.8)
+    return next(key for key in fields if key.rsplit(".", 1)[-1] == close[0]) if close else None
+
+
+def recipe_fields(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
+    """Every field of the recipe as a dotted key (`train.batch_size`), sections' fields after
+    their own key, in the order the models declare them."""
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        section = section_model(field.annotation)
+        if section is not None:
+            keys += recipe_fields(section, f"{prefix}{name}.")
+    return keys
 
 
 def saved_section(run_dir: str | os.PathLike[str], name: str) -> dict[str, Any]:

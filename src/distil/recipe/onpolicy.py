@@ -11,7 +11,7 @@ The teacher is a live local one (full logits), or one behind `teacher.api` that 
 (echo + top-k logprobs; its top-k then train the student by the sparse losses).
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -33,3 +33,7 @@ class OnPolicySection(Section):
     top_k: Annotated[int, Field(ge=1)] = 20
     """Top logprobs asked of a teacher behind teacher.api for each token of a sample (at most
     what it offers: 20 for OpenAI's API). A live teacher gives its full distribution."""
+    generator: Literal["hf", "vllm"] = "hf"
+    """Engine that samples the student's responses: `hf` (transformers' generate) or `vllm`
+    (TRL's use_vllm). `vllm` needs the vllm package and a CUDA GPU and is refused in one line
+    otherwise; this version has no in-process vLLM path yet, so it is refused there too."""

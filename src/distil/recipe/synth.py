@@ -8,7 +8,7 @@ See docs/synth.md; `distil recipe docs` prints every field.
 """
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -111,7 +111,7 @@ class FiltersSection(Section):
 
 class SynthSection(Section):
     """Build the training set from the teacher's answers (`distil synth`): prompts in,
-    RUN/data/train.parquet, rejects.jsonl and dataset_card.md out."""
+    RUN/data/train.parquet, rejects.jsonl and the dataset card README.md out."""
 
     prompts: SynthPromptsSection = SynthPromptsSection()
     """Prompt sources."""
@@ -131,6 +131,11 @@ class SynthSection(Section):
     batch_size: Annotated[int, Field(ge=1)] = 16
     """Prompts per generate call for a local teacher (an API teacher is paced by
     teacher.api.concurrency instead)."""
+    generator: Literal["hf", "vllm"] = "hf"
+    """Engine a local teacher answers with: `hf` (transformers' generate) or `vllm`. `vllm`
+    needs the vllm package and a CUDA GPU and is refused in one line otherwise; this version
+    has no in-process vLLM path yet, so it is refused there too: serve the teacher with `vllm
+    serve` and reach it through teacher.api instead."""
     license: str | None = None
     """Terms the teacher's outputs come under (e.g. the provider's terms of use URL, or the
     model's licence); written on every row and in the dataset card."""

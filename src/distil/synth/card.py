@@ -1,29 +1,45 @@
-"""The dataset card written beside the synthetic data: teacher, counts, filters, terms."""
+"""The dataset card written beside the synthetic data (RUN/data/README.md): teacher, counts,
+filters, terms, under YAML front matter the Hub reads (`DatasetCard.load` reads it back):
+licence, task and size categories, tags, the teacher and its terms, and `train.parquet` as
+the train split, so that `distil push RUN --what data` makes a dataset repository."""
 
 import json
 from pathlib import Path
 from typing import Any
 
 from distil.fsutil import atomic_write_text
+from distil.hub import dataset_metadata, front_matter, shown_model
 from distil.recipe import Recipe
 from distil.recipe.terms import terms_lines
 from distil.synth.output import COLUMNS
 
 NO_TERMS = (
-    "This recipe records no terms (synth.license is empty). The teacher's outputs come under "
-    "the terms of its provider or the licence of its weights: read them before training on or "
-    "sharing this data. Some providers forbid using their outputs to train competing models."
+    "This recipe records no terms (teacher.terms.license and synth.license are empty). The "
+    "teacher's outputs come under the terms of its provider or the licence of its weights: "
+    "read them before training on or sharing this data. Some providers forbid using their "
+    "outputs to train competing models."
 )
 
 
-def write_card(path: Path, recipe: Recipe, summary: dict[str, Any]) -> None:
-    """Write dataset_card.md from the run's summary."""
+CARD_NAME = "README.md"
+"""The card's file name in RUN/data: the name the Hub shows as a dataset's card."""
+
+
+def write_card(folder: Path, recipe: Recipe, summary: dict[str, Any]) -> Path:
+    """Write the dataset card into `folder` (RUN/data) from the run's summary; its path."""
+    path = folder / CARD_NAME
     atomic_write_text(path, dataset_card(recipe, summary))
+    return path
 
 
 def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
-    teacher = summary["teacher"]
-    lines = [f"# {recipe.name}: synthetic prompt/response data", "",
+    """The card's text: front matter, then the teacher, counts, settings, usage, columns, terms."""
+    teacher, shown = summary["teacher"], shown_model(recipe.teacher.model)
+    terms = recipe.teacher.terms
+    meta = dataset_metadata(name=recipe.name, teacher=shown, terms=terms,
+                            rows=summary["responses"]["kept"],
+                            license=terms.license or summary["license"])
+    lines = [front_matter(meta), f"# {recipe.name}: synthetic prompt/response data", "",
              f"Written by `distil synth` (distil {summary['toolkit_version']}) on {summary['created']}.",
              "Rows: `train.parquet`; dropped prompts and responses, each with its reason: "
              "`rejects.jsonl`; all figures: `synth_summary.json`.", ""]
@@ -31,10 +47,12 @@ def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
         if why:
             lines += [f"**Incomplete**: {why}", ""]
     lines += ["## Teacher", "", "| | |", "| --- | --- |",
-              f"| model | `{teacher.get('model')}` |", f"| backend | {teacher.get('backend')} |",
+              f"| model | `{shown}` |", f"| backend | {teacher.get('backend')} |",
               f"| endpoint | {teacher.get('endpoint') or 'in process'} |",
               f"| revision | {teacher.get('revision') or 'not pinned'} |", ""]
-    lines += [f"- {note}" for note in teacher.get("notes", [])] + [""]
+    named = teacher.get("model") or ""  # the probe's notes name it as it was opened
+    lines += [f"- {note.replace(named, shown) if named and shown else note}"
+              for note in teacher.get("notes", [])] + [""]
     lines += _counts(summary) + _settings(recipe, summary) + _spend(summary)
     lines += ["## Columns", "", "| column | meaning |", "| --- | --- |"]
     lines += [f"| `{name}` | {meaning} |" for name, (_, meaning) in COLUMNS.items()]

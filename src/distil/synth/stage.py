@@ -1,6 +1,6 @@
 """The synth stage: prompts in; the teacher's filtered answers, with provenance, out.
 
-    result = run_synth(recipe)                 # RUN/data/train.parquet, rejects.jsonl, dataset_card.md
+    result = run_synth(recipe)                 # RUN/data/train.parquet, rejects.jsonl, README.md (the card)
     estimate = run_synth(recipe, dry_run=True) # requests, tokens and cost; nothing is sent
 
 Steps: seed prompts (file, tasks) → self-instruct expansion → near-duplicate removal →
@@ -18,6 +18,7 @@ from typing import Any
 
 from distil import __version__
 from distil.fsutil import atomic_write_json
+from distil.generators import check_synth_generator
 from distil.progress import console
 from distil.recipe import Recipe
 from distil.recipe.api import PriceSection
@@ -66,6 +67,7 @@ def run_synth(recipe: Recipe, dry_run: bool = False) -> Any:
                          "point them at some")
     if dry_run:
         return estimate(recipe, seeds, prompt_rejects)
+    check_synth_generator(recipe)
     with Journal.open(journal_path(recipe)) as journal:
         teacher, notes = open_synth_teacher(recipe, journal)
         try:
@@ -229,5 +231,5 @@ def _write_outputs(recipe: Recipe, rows: list[dict[str, Any]], rejects: list[dic
     write_train(train_path, rows, section.sampling.logprobs or section.sampling.top_logprobs > 0)
     write_jsonl(out / "rejects.jsonl", rejects)
     atomic_write_json(out / "synth_summary.json", summary)
-    write_card(out / "dataset_card.md", recipe, summary)
+    write_card(out, recipe, summary)
     return train_path

@@ -5,10 +5,11 @@
     student = PeftModel.from_pretrained(base, RUN / "adapter")
 
 The folder is what `PeftModel.save_pretrained` writes (adapter_config.json,
-adapter_model.safetensors with keys under `base_model.model.`), plus a README.md saying
-how to load the base. `base_model_name_or_path` is the recipe's student.model; for a
-student cut to some layers (student.layers) or built in (`tiny-student`, `demo`) that name
-alone does not load the base, and `adapter_base` rebuilds it from RUN/recipe.yaml, the same
+adapter_model.safetensors with keys under `base_model.model.`), plus a README.md with the
+front matter the Hub reads (`library_name: peft`, `base_model`) saying how to load the
+base. `base_model_name_or_path` is the recipe's student.model; for a student cut to some
+layers (student.layers) or built in (`tiny-student`, `demo`) that name alone does not load
+the base, and `adapter_base` rebuilds it from RUN/recipe.yaml, the same
 way training loaded it.
 """
 
@@ -45,11 +46,20 @@ def save_adapter(model: Any, folder: Path, student: StudentSection) -> None:
     with atomic_directory(folder) as tmp:
         config.save_pretrained(str(tmp))
         save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (tmp / "README.md").write_text(_readme(student), encoding="utf-8")
+        (tmp / "README.md").write_text(adapter_readme(student), encoding="utf-8")
 
 
-def _readme(student: StudentSection) -> str:
+def adapter_readme(student: StudentSection) -> str:
+    """The adapter's card: front matter the Hub reads (`library_name: peft`, `base_model` when
+    the base is a Hub model as it is, not cut to some layers), then how to load it."""
+    from huggingface_hub import ModelCardData
+
+    from distil.hub import front_matter, hub_model_id
     from distil.models import BUILTIN_MODELS
+
+    base = hub_model_id(student.model) if student.layers is None else None
+    meta = ModelCardData(library_name="peft", base_model=base, pipeline_tag="text-generation",
+                         tags=["distillation", "lora"])
 
     by_name = student.layers is None and student.model not in BUILTIN_MODELS
     load = (f'base = AutoModelForCausalLM.from_pretrained("{student.model}")' if by_name
@@ -59,7 +69,8 @@ def _readme(student: StudentSection) -> str:
         f"\nThe base is `{student.model}`{cut}, which that name alone does not load: "
         "`distil.train.adapters.adapter_base(RUN)` rebuilds it from the run's recipe.yaml, "
         "as training loaded it.\n")
-    return (f"# LoRA adapter (PEFT)\n\nTrained by distil on the student `{student.model}`.\n"
+    return (f"{front_matter(meta)}# LoRA adapter (PEFT)\n\n"
+            f"Trained by distil on the student `{student.model}`.\n"
             f"{why}\n```python\nfrom peft import PeftModel\n"
             "from transformers import AutoModelForCausalLM\n"
             "from distil.train.adapters import adapter_base\n\n"

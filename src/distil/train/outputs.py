@@ -4,10 +4,10 @@ train_summary.json.
     result = finish(session, final_loss)     # every process calls it; the main one writes
 
 The student is saved whole (adapters merged, shards gathered) in Hugging Face format with
-its tokenizer, into a folder that appears in one rename. A LoRA student's adapters are
-first saved alone as a PEFT folder, RUN/adapter (distil.train.adapters); with
-student.lora.save_merged: false that is all. The summary says how far training went and
-from what (teacher, signal store, student).
+its tokenizer and model card (distil.hub), into a folder that appears in one rename. A LoRA
+student's adapters are first saved alone as a PEFT folder, RUN/adapter
+(distil.train.adapters); with student.lora.save_merged: false that is all. The summary
+says how far training went and from what (teacher, signal store, student).
 """
 
 import json
@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distil.fsutil import atomic_directory, atomic_write_json
+from distil.hub import write_model_card
 from distil.train import engine
 from distil.train.adapters import has_adapters, save_adapter
 from distil.train.session import TrainingSession
@@ -73,6 +74,7 @@ def _save_models(session: TrainingSession, adapter_dir: Path | None, student_dir
         finished_student(model).save_pretrained(tmp, safe_serialization=True,
                                                 state_dict=gathered)
         session.student.tokenizer.save_pretrained(tmp)
+        write_model_card(tmp, session.recipe.run_dir)
 
 
 def _text(path: Path | None) -> str | None:

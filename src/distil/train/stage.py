@@ -20,6 +20,7 @@ from pathlib import Path
 from distil import launch
 from distil.errors import CheckpointError
 from distil.fsutil import ensure_writable_dir
+from distil.generators import check_on_policy_generator
 from distil.recipe import Recipe, dump_recipe
 from distil.runlock import hold_run_folder
 from distil.train.loop import train_loop
@@ -44,6 +45,7 @@ def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = Fa
         launch.die_with_launcher()
         return train(recipe, resume=bool(resume) or restart)
     launch.check_config(accelerate_config)
+    check_on_policy_generator(recipe)
     check_run_folder(recipe.run_dir)
     with hold_run_folder(recipe.run_dir, "distil train"):
         if isinstance(resume, Path):
