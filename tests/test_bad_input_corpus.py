@@ -97,6 +97,20 @@ def model_folder_without_config(tmp: Path) -> str:
     return str(tmp / "weights")
 
 
+def store_of_version(version: int) -> Callable[[Path], list[str]]:
+    """A recipe that trains from a signal store whose fingerprint says format `version`."""
+    def args(tmp: Path) -> list[str]:
+        import json
+        import shutil
+
+        store = tmp / "store"
+        shutil.copytree(Path(__file__).parent / "signals" / "data" / "store-v1", store)
+        fingerprint = json.loads((store / "fingerprint.json").read_text())
+        (store / "fingerprint.json").write_text(json.dumps({**fingerprint, "format_version": version}))
+        return [recipe(tmp, signals={"path": str(store)})]
+    return args
+
+
 def a_file(tmp: Path) -> Path:
     (tmp / "taken").write_text("mine")
     return tmp / "taken"
@@ -258,6 +272,8 @@ CASES: dict[str, Case] = {
         pa.Table.from_pylist([{"prompt": "a"}]), t / "d.parquet"), t / "d.parquet")[1]),
         "no column 'response'"),
     # --- models ---
+    "signal store of a newer format version": Case(store_of_version(3), "uses signal format "
+                                                   "version 3, this distil reads versions 1, 2"),
     "teacher folder missing": Case(lambda t: [recipe(t, teacher={"model": str(t / "no-model")})],
                                    "model folder not found"),
     "student folder missing": Case(lambda t: [recipe(t, student={"model": str(t / "no-model")})],

@@ -66,3 +66,18 @@ def test_bench_packing_times_both_layouts_on_the_same_rows(one_thread, tmp_path)
     assert packed["timed_tokens"] == padded["timed_tokens"] > 0
     assert packed["positions_per_token"] < padded["positions_per_token"]
     assert math.isclose(packed["first_step_loss"], padded["first_step_loss"], rel_tol=1e-5)
+
+
+def test_bench_int8_speed_ratio_is_taken_within_each_round():
+    figures = _load("bench_int8").speed_figures([30.0, 10.0, 24.0], baseline=[20.0, 5.0, 16.0])
+    # rounds' ratios 1.5, 2.0, 1.5: the ratio of the medians (24 / 16) would hide the spread
+    assert figures == {"tokens_per_s": 24.0, "speedup": 1.5, "speedup_min": 1.5,
+                       "speedup_max": 2.0}
+
+
+def test_bench_int8_probe_finds_exact_sums_in_the_chosen_kernel(tmp_path):
+    rows = _load("bench_int8").main(["--probe", "--json", str(tmp_path / "probe.json")])
+    chosen = [r for r in rows if "(chosen)" in r["kernel"]]
+    assert sorted(r["rows"] for r in chosen) == [1, 3]
+    assert all(r["relative_error"] < 1e-5 for r in chosen)  # float rounding, nothing clipped
+    assert (tmp_path / "probe.json").is_file()

@@ -344,3 +344,14 @@ def test_the_comparison_without_graded_tasks_shows_kl_perplexity_and_agreement(f
             "token): logit distillation (the run's objective) better (-0.200 ± 0.050).") in comparison
     assert ("Top-1 agreement with the teacher against sequence-level KD, paired by seed "
             "(points): logit distillation (the run's objective) better (+10.0 ± 5.0).") in comparison
+
+
+def test_absent_teacher_positions_are_counted_in_the_training_section(run_dir):
+    md_path, _ = build_report(run_dir)
+    assert "absent" not in md_path.read_text()
+    _write(run_dir / "train_summary.json", {"steps": 19, "tokens_seen": 5000, "elapsed_s": 12.0,
+                                            "fused": True,
+                                            "signal_positions": {"stored": 2500, "absent": 100}})
+    md_path, _ = build_report(run_dir)
+    assert ("100 of 2,500 positions of the signal store were absent (the teacher returned no "
+            "logprobs there): the divergence skipped them.") in md_path.read_text()

@@ -144,3 +144,18 @@ def test_eval_every_without_held_out_rows_is_refused(tmp_path, dataset):
     raw["data"]["eval_fraction"] = 0.0
     with pytest.raises(DataError, match="train.eval_every needs held-out rows"):
         prepare_session(validate_recipe(raw))
+
+
+def test_eval_kl_averages_over_the_positions_with_a_teacher_distribution():
+    from types import SimpleNamespace
+
+    from distil.losses import TopKTeacher
+    from distil.train.heldout import _counted
+
+    ids, values = torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, 2)
+    marked = TopKTeacher(ids, values, values[:, 0], torch.tensor([True, False, True, False]))
+    batch = SimpleNamespace(teacher=marked, token_index=torch.arange(4))
+    assert (_counted("eval_kl", batch), _counted("eval_loss", batch)) == (2, 4)
+    unmarked = SimpleNamespace(teacher=TopKTeacher(ids, values, values[:, 0]), token_index=torch.arange(4))
+    assert _counted("eval_kl", unmarked) == 4
+    assert _counted("eval_kl", SimpleNamespace(teacher=None, token_index=torch.arange(4))) == 4

@@ -161,9 +161,7 @@ def capture(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = Non
     _check_writable(capture_dir(loaded))
     with _holding(loaded.run_dir, "capture"):
         result = run_capture(loaded)
-    typer.echo(f"signals of {result.samples} samples ({result.tokens:,} tokens, "
-               f"{result.bytes_per_token:.1f} bytes/token) in {result.path}; "
-               f"{result.captured} captured by this run")
+    typer.echo(result.summary())
 
 
 @app.command("eval")

@@ -207,7 +207,9 @@ def _register_builtins() -> None:
         runtime_needs={"onnxruntime": "onnxruntime"},
         precheck="distil.export.onnx:check_onnx_export", folders=("onnx",), default=True))
     register_format(ExportFormat(
-        name="onnx-int8", summary="the ONNX graph with int8 weights (implies onnx)",
+        name="onnx-int8",
+        summary="the ONNX graph with its output head and embedding table in 8-bit blocks "
+                "(implies onnx)",
         variants=lambda config: [VariantSpec("onnx-int8", "int8", "int8")],
         write="distil.export.onnx:write_int8_variant", open="distil.export.parity:open_onnx",
         runtime="onnxruntime", bench_open="distil.bench.worker:open_onnx",

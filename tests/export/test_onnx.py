@@ -110,7 +110,8 @@ INT8_MIN_TOP1 = ExportSection().thresholds["int8"].min_top1_agreement  # 95%, do
 
 def test_int8_is_quantised_and_agrees_above_its_threshold(exported_run, fp32, int8, student):
     graph = onnx.load(str(exported_run / "export" / "onnx-int8" / "model.onnx"))
-    assert any(node.op_type == "MatMulInteger" for node in graph.graph.node)
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"MatMulNBits", "GatherBlockQuantized", "MatMul"} <= ops  # test_onnx_int8.py: which
     fp32_bytes = (exported_run / "export" / "onnx" / "model.onnx").stat().st_size
     assert (exported_run / "export" / "onnx-int8" / "model.onnx").stat().st_size < fp32_bytes
     agree, differ = [], []
@@ -124,15 +125,6 @@ def test_int8_is_quantised_and_agrees_above_its_threshold(exported_run, fp32, in
         differ.append(np.abs(logits[0] - expected).max())
     assert np.mean(agree) >= INT8_MIN_TOP1
     assert max(differ) > 1e-4  # int8 weights really change the numbers
-
-
-def test_int8_weights_are_uint8_so_no_cpu_saturates(exported_run):
-    """uint8 x int8 products saturate in int16 on CPUs without VNNI; uint8 x uint8 never do."""
-    graph = onnx.load(str(exported_run / "export" / "onnx-int8" / "model.onnx")).graph
-    initializers = {tensor.name: tensor.data_type for tensor in graph.initializer}
-    weights = [initializers[node.input[1]] for node in graph.node
-               if node.op_type == "MatMulInteger" and node.input[1] in initializers]
-    assert weights and set(weights) == {onnx.TensorProto.UINT8}
 
 
 def test_runs_without_torch(exported_run, fp32, int8):

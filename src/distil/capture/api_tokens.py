@@ -56,6 +56,7 @@ class ApiTeacherTokensSource:
     name = "score"
     logprob_mode = "scored-token-text"
     temperature = 1.0
+    absent_positions = False
 
     def __init__(self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str | None,
                  strings: TokenStrings) -> None:

@@ -70,6 +70,8 @@ class SignalSource(Protocol):
     """How the log-probabilities were obtained, recorded in the fingerprint."""
     temperature: float
     """Temperature of the distributions it returns."""
+    absent_positions: bool
+    """Whether some positions may have no distribution (stored absent: format version 2)."""
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
         """The top-k at every response position of each example, in order."""
@@ -85,8 +87,17 @@ class CaptureResult:
     tokens: int
     captured: int
     """Samples captured by this run (the rest were already in the store)."""
+    absent: int
+    """Positions of the store without a teacher distribution (`tokens` counts them too)."""
     bytes_per_token: float
     elapsed_s: float
+
+    def summary(self) -> str:
+        """What `distil capture` says when it is done."""
+        absent = f", {self.absent:,} of them absent: the teacher returned no logprobs" * bool(self.absent)
+        return (f"signals of {self.samples} samples ({self.tokens:,} tokens{absent}, "
+                f"{self.bytes_per_token:.1f} bytes/token) in {self.path}; {self.captured} "
+                "captured by this run")
 
 
 class LocalTeacherSource:
@@ -98,6 +109,7 @@ class LocalTeacherSource:
 
     name = "local"
     logprob_mode = "teacher-forced"
+    absent_positions = False
 
     def __init__(self, teacher: LoadedModel, vocab_size: int, top_k: int, temperature: float,
                  pad_token_id: int, chunk_tokens: int | None = None) -> None:
@@ -112,8 +124,8 @@ class LocalTeacherSource:
         mask = batch["labels"][:, 1:] != IGNORE_INDEX  # (B, T-1) response positions
         chunks = [teacher_top_k(logits.float(), self.top_k, self.temperature)
                   for logits in self._response_logits(batch, mask)]
-        ids, logprobs, log_tail = (torch.cat(parts).cpu().numpy()
-                                   for parts in zip(*chunks, strict=True))  # (N, k), (N, k), (N,)
+        ids, logprobs, log_tail = (torch.cat(parts).cpu().numpy()  # (N, k), (N, k), (N,)
+                                   for parts in zip(*(c[:3] for c in chunks), strict=True))
         samples, start = [], 0
         for example, count in zip(examples, mask.sum(dim=1).tolist(), strict=True):
             rows = slice(start, start + count)
@@ -150,6 +162,7 @@ class ScoringTeacherSource:
     name = "score"
     logprob_mode = "scored-top-logprobs"
     temperature = 1.0
+    absent_positions = False
 
     def __init__(self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str) -> None:
         check_can_score(teacher, top_k)
@@ -214,7 +227,7 @@ def store_signals(recipe: Recipe, source: SignalSource, tokenizer: Any, vocab: i
     fingerprint = build_fingerprint(
         signal_identity(recipe, tokenizer, capture_temperature(recipe)), vocab_size=vocab,
         top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
-        logprob_mode=source.logprob_mode,
+        logprob_mode=source.logprob_mode, absent_positions=source.absent_positions,
         provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     **provenance, "data": recipe.data.train})
     return run_capture(source, examples, fingerprint, capture_dir(recipe),
@@ -232,7 +245,7 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
     train_pairs, examples = training_examples(recipe, tokenizer)
     endpoint = endpoint_of(recipe.teacher)
     if settings.source == "generation":  # no request: the logprobs are in the data already
-        return store_signals(recipe, generation_source(recipe, tokenizer), tokenizer, vocab,
+        return store_signals(recipe, generation_source(recipe), tokenizer, vocab,
                              examples, settings.batch_size, endpoint=endpoint)
     with closing(open_teacher(recipe.teacher, seed=recipe.seed,
                               probe_top_logprobs=settings.top_k)) as teacher:
@@ -241,7 +254,7 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
         if settings.source == "auto" and not teacher.capabilities.can_score:
             console.print("the teacher cannot score given text: capturing the logprobs it "
                           "returned while generating (kept by synth)", highlight=False)
-            return store_signals(recipe, generation_source(recipe, tokenizer), tokenizer, vocab,
+            return store_signals(recipe, generation_source(recipe), tokenizer, vocab,
                                  examples, settings.batch_size, endpoint=endpoint)
         source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
         return store_signals(recipe, source, tokenizer, vocab, examples,
@@ -249,12 +262,11 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
                              endpoint=endpoint)
 
 
-def generation_source(recipe: Recipe, tokenizer: Any) -> SignalSource:
+def generation_source(recipe: Recipe) -> SignalSource:
     """The logprobs synth kept in the training data, as a capture source."""
     from distil.signals.generation import GenerationLogprobsSource, read_token_logprobs
 
-    return GenerationLogprobsSource(read_token_logprobs(recipe.data.train), recipe.capture.top_k,
-                                    tokenizer.eos_token_id)
+    return GenerationLogprobsSource(read_token_logprobs(recipe.data.train), recipe.capture.top_k)
 
 
 def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict[str, Any],
@@ -281,7 +293,7 @@ def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict
                            **{"tok/s": f"{rate:,.0f}"})
     with SignalStore(path) as store:
         size = sum(p.stat().st_size for p in store.shards)
-        return CaptureResult(path, len(store), store.num_tokens, len(todo),
+        return CaptureResult(path, len(store), store.num_tokens, len(todo), store.num_absent,
                              size / max(store.num_tokens, 1), time.perf_counter() - started)
 
 
@@ -327,7 +339,7 @@ class TeacherTokensSource(LocalTeacherSource):
             chosen.append(log_p.gather(1, rows[:, None]).squeeze(1))
             start += logits.shape[0]
         ids, logprobs, log_tail = (torch.cat(parts).cpu().numpy()
-                                   for parts in zip(*tops, strict=True))
+                                   for parts in zip(*(t[:3] for t in tops), strict=True))
         target_logprob = torch.cat(chosen).cpu().numpy()
         samples, start = [], 0
         for example, count in zip(examples, mask.sum(dim=1).tolist(), strict=True):

@@ -1,7 +1,7 @@
 """Export a causal language model to ONNX with a key/value cache, and quantise it to int8.
 
     folder = export_onnx(loaded, "runs/demo/export/onnx")                 # float32
-    quantize_int8(folder, "runs/demo/export/onnx-int8")                   # int8 weights
+    quantize_int8(folder, "runs/demo/export/onnx-int8")                   # 8-bit head and table
 
 The graph takes input_ids (B, T), attention_mask (B, P+T), position_ids (B, T) and, per
 layer, the past key and value (B, H_kv, P, D); it returns logits (B, T, V) and the present
@@ -9,13 +9,12 @@ keys and values (B, H_kv, P+T, D). One graph serves prefill (P = 0) and decoding
 so the weights are stored once. Export goes through `torch.onnx.export` (torch.export
 under the hood) around the model's own forward with a `DynamicCache`, so any decoder whose
 attention keeps a plain key/value cache (Llama, Qwen2, Mistral, ...) exports the same way.
-int8 is onnxruntime's dynamic quantisation: 8-bit weights, activations quantised per call.
-The weights are uint8 (U8U8), not int8 (U8S8): onnxruntime multiplies uint8 activations
-by int8 weights with a kernel that, on x86-64 CPUs without VNNI (AVX2, plain AVX-512), adds
-pairs of products into int16 with saturation, so the same file answered differently by CPU
-(top-1 agreement 0.80 on an AVX2-only CPU where VNNI CPUs gave 0.97+). uint8 x uint8 goes
-through a widening kernel that never saturates: the integer sums are exact on every CPU.
-benchmarks/bench_int8.py measures the choices; docs/export.md records the figures.
+int8 (`quantize_int8`) puts the output head and the embedding table in 8-bit blocks
+(onnxruntime's MatMulNBits with int8 activations, and GatherBlockQuantized over the same
+bytes when the embedding is tied) and keeps the decoder layers in float32: the head is most
+of a small student's bytes, and its error stays in the logits where a layer's is carried
+through the rest of the model. `distil.export.onnx_int8` says why each choice;
+benchmarks/bench_int8.py measures them; docs/export.md records the figures.
 """
 
 import logging
@@ -41,6 +40,8 @@ if TYPE_CHECKING:
     from distil.recipe import ExportSection
 
 OPSET = 18
+INT8_BLOCK, INT8_COARSE_BLOCK = 32, 128
+"""Weights per int8 scale along a row (per_channel True / False); docs/export.md measures both."""
 EXTERNAL_DATA_ABOVE = 1_800_000_000
 """Bytes of float32 weights above which the int8 file keeps its weights in model.onnx.data
 (protobuf files stop at 2 GiB; the float32 export decides this by itself)."""
@@ -168,23 +169,32 @@ def _torch_export(graph: KeyValueGraph, layout: CacheLayout, past_names: list[st
 
 
 def quantize_int8(folder: str | Path, out: str | Path, per_channel: bool = True) -> Path:
-    """Dynamic int8 quantisation of an exported float32 folder into `out`."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """int8 head and embedding table of an exported float32 folder, written to `out`.
+
+    Scales per block of 32 inputs of each output row; `per_channel=False`: blocks of 128
+    (fewer scales, less close to float32).
+    """
+    import onnx
+
+    from distil.export.onnx_int8 import quantise_head
 
     folder, out = Path(folder), Path(out)
+    block_size = INT8_BLOCK if per_channel else INT8_COARSE_BLOCK
     with atomic_directory(out) as tmp:
         for item in folder.iterdir():
             if item.is_file() and not item.name.startswith(ONNX_FILE):
                 shutil.copy2(item, tmp / item.name)
         large = sum(p.stat().st_size for p in folder.glob(f"{ONNX_FILE}*")) > EXTERNAL_DATA_ABOVE
         with _quiet_exporter():
-            # QUInt8: exact integer sums on every x86-64 CPU (see the module docstring)
-            quantize_dynamic(folder / ONNX_FILE, tmp / ONNX_FILE, weight_type=QuantType.QUInt8,
-                             per_channel=per_channel, use_external_data_format=large)
+            model = quantise_head(onnx.load(str(folder / ONNX_FILE)), block_size)
+            onnx.save_model(model, str(tmp / ONNX_FILE), save_as_external_data=large,
+                            location=f"{ONNX_FILE}.data")
         manifest = _read_manifest(tmp)
         manifest.update(precision="int8", quantization={
-            "method": "onnxruntime dynamic", "weights": "uint8, asymmetric",
-            "per_channel": per_channel, "activations": "uint8, quantised per call"})
+            "method": "onnxruntime MatMulNBits (head) and GatherBlockQuantized (embedding)",
+            "quantised": ["output head", "embedding table"], "decoder_layers": "float32",
+            "weights": f"uint8 with a zero point, one scale per block of {block_size} inputs",
+            "activations": f"int8 per block of {block_size}, quantised per call (head)"})
         atomic_write_json(tmp / MANIFEST_FILE, manifest)
     return out
 

@@ -25,8 +25,13 @@ other tokens was not chosen: it invents a distribution the teacher never had.
 Reverse-type divergences (reverse_kl, skew_reverse_kl) are infinite where the teacher gives
 a top-k entry or the tail zero probability and the student does not; the capture stores
 the true tail (as a log, so it never rounds to zero unless it is zero).
+
+A position where the teacher gave no distribution (`present` False: a store's absent
+position) has no divergence: its value is 0 and nothing flows back through it; the
+hard-label term (ce_weight) applies there as everywhere.
 """
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -41,16 +46,20 @@ class TopKTeacher(NamedTuple):
     """The teacher's top-k per token, at the training temperature.
 
     ids (N, k) int64, distinct per row; logprobs (N, k) float, log p_t of those ids;
-    log_tail (N,) float, log of the probability outside them (-inf when there is none).
+    log_tail (N,) float, log of the probability outside them (-inf when there is none);
+    present (N,) bool, False where the teacher gave no distribution (that row's values are
+    not used), or None when every row is present.
     """
 
     ids: Tensor
     logprobs: Tensor
     log_tail: Tensor
+    present: Tensor | None = None
 
     def rows(self, rows: slice) -> "TopKTeacher":
         """The same signal for a slice of tokens (the fused path's chunks)."""
-        return TopKTeacher(self.ids[rows], self.logprobs[rows], self.log_tail[rows])
+        present = None if self.present is None else self.present[rows]
+        return TopKTeacher(self.ids[rows], self.logprobs[rows], self.log_tail[rows], present)
 
 
 def teacher_top_k(teacher_logits: Tensor, k: int, temperature: float = 1.0) -> TopKTeacher:
@@ -73,7 +82,7 @@ def keep_top(teacher: TopKTeacher, k: int) -> TopKTeacher:
     logprobs, order = teacher.logprobs.topk(k, dim=-1)
     dropped = teacher.logprobs.scatter(1, order, float("-inf"))  # (N, k0)
     log_tail = torch.logaddexp(teacher.log_tail, torch.logsumexp(dropped, dim=-1))
-    return TopKTeacher(teacher.ids.gather(1, order), logprobs, log_tail)
+    return TopKTeacher(teacher.ids.gather(1, order), logprobs, log_tail, teacher.present)
 
 
 def _complement_log_mass(log_p: Tensor, ids: Tensor) -> Tensor:
@@ -165,10 +174,24 @@ def sparse_objective_per_token(objective: Objective, student_logits: Tensor,
     if objective.kd_weight > 0:
         if teacher is None:
             raise ValueError("kd_weight > 0 needs the teacher's top-k")
-        kd = sparse_divergence(objective.divergence, student_logits, teacher,
+        kd = sparse_divergence(objective.divergence, student_logits, _fill_absent(teacher),
                                temperature=objective.temperature, beta=objective.beta,
                                alpha=objective.alpha)
+        if teacher.present is not None:  # no divergence where the teacher gave none
+            kd = torch.where(teacher.present, kd, torch.zeros_like(kd))
     return objective.combine(student_logits, kd, labels)
+
+
+def _fill_absent(teacher: TopKTeacher) -> TopKTeacher:
+    """Absent rows made uniform over the k + 1 buckets: finite, so the divergence computed
+    there (then discarded) sends back zeros, never NaN. Present rows are untouched."""
+    if teacher.present is None:
+        return teacher
+    uniform = -math.log(teacher.ids.shape[1] + 1)
+    present = teacher.present
+    return TopKTeacher(teacher.ids,
+                       torch.where(present[:, None], teacher.logprobs, uniform),
+                       torch.where(present, teacher.log_tail, uniform), present)
 
 
 def _check(student_logits: Tensor, teacher: TopKTeacher) -> None:
@@ -176,7 +199,8 @@ def _check(student_logits: Tensor, teacher: TopKTeacher) -> None:
     if teacher.ids.dim() != 2 or teacher.ids.shape != teacher.logprobs.shape:
         raise ValueError(f"teacher ids {tuple(teacher.ids.shape)} and logprobs "
                          f"{tuple(teacher.logprobs.shape)} must both be (N, k)")
-    if teacher.ids.shape[0] != n or teacher.log_tail.shape != (n,):
+    if teacher.ids.shape[0] != n or teacher.log_tail.shape != (n,) or (
+            teacher.present is not None and teacher.present.shape != (n,)):
         raise ValueError(f"student has {n} tokens but the teacher signal has "
                          f"{teacher.ids.shape[0]} (log_tail {tuple(teacher.log_tail.shape)})")
     if teacher.ids.shape[1] > vocab:

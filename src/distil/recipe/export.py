@@ -50,7 +50,8 @@ class ExportSection(Section):
     opset: int = Field(default=18, ge=17)
     """ONNX opset of the exported graph."""
     per_channel: bool = True
-    """int8 scales per output channel (closer to float32) instead of one per weight matrix."""
+    """int8 scales per block of 32 weights of each output row (closer to float32) instead of
+    blocks of 128."""
     tasks: list[str] | None = None
     """Task families of the held-out parity prompts, whose task accuracy is compared too;
     empty: logits are compared on prompts of every default family and no accuracy is graded

@@ -34,6 +34,11 @@ def _training(data: dict[str, Any]) -> Section | None:
         text.append(f"{trained.get('steps')} optimizer steps over {num(trained.get('tokens_seen'))} "
                     f"tokens in {trained.get('elapsed_s', 0):.0f} s "
                     f"({'fused-linear' if trained.get('fused') else 'dense'} loss path).")
+        absent = (trained.get("signal_positions") or {}).get("absent")
+        if absent:
+            text.append(f"{num(absent)} of {num(trained['signal_positions'].get('stored'))} "
+                        "positions of the signal store were absent (the teacher returned no "
+                        "logprobs there): the divergence skipped them.")
     if len([log for log in curves.values() if log]) > 1:
         text.append("Losses of different objectives are on different scales; compare each "
                     "curve's shape.")

@@ -8,9 +8,11 @@
      "distil_version": "0.1.0",
      "provenance": {"created": "...", "teacher_dtype": "bfloat16", "device": "cuda"}}
 
-Everything but `provenance` is the store's identity: a capture resumes only into a store of
-the same identity, and training checks the recipe-side fields (teacher, tokenizer, template,
-max_length, temperature) against its own recipe and refuses a mismatch.
+`format_version` is 2 when the capture's source may lack a position's distribution (its
+shards then mark absent positions), else 1. Everything but `provenance` is the store's
+identity: a capture resumes only into a store of the same identity, and training checks the
+recipe-side fields (teacher, tokenizer, template, max_length, temperature) against its own
+recipe and refuses a mismatch.
 """
 
 import json
@@ -21,7 +23,7 @@ from distil import __version__
 from distil.fsutil import atomic_write_json
 from distil.models import chat_template_hash, tokenizer_hash
 from distil.signals.errors import FingerprintMismatchError, SignalsError, StoreCorruptedError
-from distil.signals.shard import FORMAT, FORMAT_VERSION
+from distil.signals.shard import FORMAT, FORMAT_VERSION, VERSIONS, Encoding
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -47,9 +49,11 @@ def recipe_identity(*, teacher: dict[str, Any], tokenizer: Any, template: str, m
 
 def build_fingerprint(recipe_fields: dict[str, Any], *, vocab_size: int, top_k: int,
                       logprob_dtype: str, source: str, logprob_mode: str,
-                      provenance: dict[str, Any]) -> dict[str, Any]:
-    """The whole fingerprint of a capture: `recipe_identity(...)` plus how it was stored."""
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, **recipe_fields,
+                      provenance: dict[str, Any], absent_positions: bool = False) -> dict[str, Any]:
+    """The whole fingerprint of a capture: `recipe_identity(...)` plus how it was stored;
+    `absent_positions` when the source may lack a position's distribution (format version 2)."""
+    version = FORMAT_VERSION if absent_positions else 1
+    return {"format": FORMAT, "format_version": version, **recipe_fields,
             "source": source, "logprob_mode": logprob_mode, "vocab_size": vocab_size,
             "top_k": top_k, "logprob_dtype": logprob_dtype, "distil_version": __version__,
             "provenance": provenance}
@@ -76,10 +80,18 @@ def read_fingerprint(store: Path) -> dict[str, Any]:
             missing - set(fingerprint)):
         raise StoreCorruptedError(f"{path} is not a distil-signals fingerprint; delete the store "
                                   f"{store} and capture it again")
-    if fingerprint["format_version"] != FORMAT_VERSION:
+    if fingerprint["format_version"] not in VERSIONS:
         raise SignalsError(f"{store} uses signal format version {fingerprint['format_version']}, "
-                           f"this distil reads version {FORMAT_VERSION}; capture it again")
+                           f"this distil reads versions {', '.join(map(str, VERSIONS))}; read it "
+                           "with the distil that wrote it, or capture it again with this one")
     return fingerprint
+
+
+def encoding_of(fingerprint: dict[str, Any]) -> Encoding:
+    """How the shards of the store with this fingerprint are encoded."""
+    return Encoding(int(fingerprint["vocab_size"]), int(fingerprint["top_k"]),
+                    fingerprint["logprob_dtype"], bool(fingerprint.get("teacher_tokens", False)),
+                    absent=fingerprint["format_version"] >= 2)
 
 
 def write_fingerprint(store: Path, fingerprint: dict[str, Any]) -> None:

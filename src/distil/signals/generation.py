@@ -7,10 +7,12 @@ turns them into a store. Each row's generated token ids must be the tokens train
 (its response re-tokenised, then the end-of-turn token that closes it).
 
 Every stored position holds what the teacher returned, never an invented distribution.
-The store has no way to mark a position absent, and training needs every response
-position, so a row whose teacher returned no logprobs for a position (typically the
-end-of-turn token, which some servers do not report) is refused with an error naming the
-row and the position; capture it by scoring instead (`capture.source: score`).
+Where it returned none, the position is stored *absent* (format version 2,
+docs/signals-format.md): the positions after the last one it reported (hosted chat APIs
+report no logprob for the end-of-turn token; llama-server none for the tokens of a stop
+string), and a position it reported without alternatives. Training skips the divergence
+there (docs/training.md). The returned tokens must be the first training tokens, in order:
+a gap or another token is refused, naming the row.
 
 The tail (the probability outside the returned top-k) is 1 - sum(p) of the returned
 probabilities, computed in float64 as -expm1(logsumexp(logprobs)), so a tail far below
@@ -65,10 +67,11 @@ class GenerationLogprobsSource:
     name = "generation"
     logprob_mode = "generated-top-logprobs"
     temperature = 1.0
+    absent_positions = True
+    """A server may return no logprobs for some positions: they are stored absent."""
 
-    def __init__(self, logprobs: dict[str, list[dict[str, Any]]], top_k: int,
-                 end_of_turn_id: int) -> None:
-        self.logprobs, self.top_k, self.end_of_turn_id = logprobs, top_k, end_of_turn_id
+    def __init__(self, logprobs: dict[str, list[dict[str, Any]]], top_k: int) -> None:
+        self.logprobs, self.top_k = logprobs, top_k
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
         return [self._sample(example) for example in examples]
@@ -80,32 +83,29 @@ class GenerationLogprobsSource:
                                "rerun `distil synth` with synth.sampling.top_logprobs set")
         targets = [label for label in example.labels[1:] if label != IGNORE_INDEX]
         self._check_ids(example.sample_id, [p["token_id"] for p in positions], targets)
-        ids, logprobs, log_tail = [], [], []
-        for index, position in enumerate(positions[: len(targets)]):
+        n, k = len(targets), self.top_k
+        ids = np.tile(np.arange(k, dtype=np.int64), (n, 1))  # (n, k); absent rows: 0..k-1
+        logprobs = np.full((n, k), -np.inf, dtype=np.float32)  # absent rows: probability 0
+        log_tail = np.full(n, -np.inf, dtype=np.float32)
+        absent = np.ones(n, dtype=bool)
+        for index, position in enumerate(positions[:n]):
+            if not position["top"]:  # its token, with no alternatives: no distribution
+                continue
             top = self._top(example.sample_id, index, position)
-            ids.append([a["token_id"] for a in top])
-            logprobs.append([a["logprob"] for a in top])
-            log_tail.append(log_tail_mass(logprobs[-1]))
-        return SampleSignals(example.sample_id, input_hash(example.input_ids),
-                             np.array(ids, dtype=np.int64), np.array(logprobs, dtype=np.float32),
-                             np.array(log_tail, dtype=np.float32))
+            ids[index] = [a["token_id"] for a in top]
+            logprobs[index] = [a["logprob"] for a in top]
+            log_tail[index] = log_tail_mass([a["logprob"] for a in top])
+            absent[index] = False
+        return SampleSignals(example.sample_id, input_hash(example.input_ids), ids, logprobs,
+                             log_tail, absent=absent if absent.any() else None)
 
     def _check_ids(self, sample_id: str, generated: list[int | None], targets: list[int]) -> None:
-        """The returned positions are the training tokens, and none is missing."""
+        """The returned positions are the first training tokens, in order (the rest absent)."""
         if generated[: len(targets)] != targets[: len(generated)]:
             raise SignalsError(
                 f"training row {sample_id!r}: the teacher generated other token ids than "
                 "its response re-tokenised gives (or ids were not mapped); name the teacher's "
                 "tokenizer in teacher.api.tokenizer, or capture by scoring")
-        if len(generated) < len(targets):
-            missing = len(generated)
-            token = targets[missing]
-            what = ", the end-of-turn token" if token == self.end_of_turn_id else ""
-            raise SignalsError(
-                f"training row {sample_id!r} has no logprobs for response position {missing} "
-                f"of {len(targets)} (token {token}{what}): the teacher did not return them "
-                "while generating, and a position is never invented; capture by scoring "
-                "(capture.source=score), or synthesise with a server that returns them")
 
     def _top(self, sample_id: str, index: int, position: dict[str, Any]) -> list[dict[str, Any]]:
         """The k most likely alternatives the teacher returned at one position."""

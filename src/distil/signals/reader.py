@@ -8,7 +8,8 @@
 Memory does not grow with the store's token count: opening reads only shard headers and
 indexes, keeping 16 bytes per sample (a 64-bit hash of its id, its shard and row); a
 sample's signals are read from disk when asked for, and at most `max_open_shards` shards
-(their file handle and index) are held at once.
+(their file handle and index) are held at once. `num_tokens` and `num_absent` count the
+store's positions and those of them marked absent (format version 2).
 """
 
 import hashlib
@@ -21,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from distil.signals.errors import SignalsError
-from distil.signals.fingerprint import read_fingerprint
-from distil.signals.shard import SHARD_GLOB, Encoding, SampleSignals, ShardReader
+from distil.signals.fingerprint import encoding_of, read_fingerprint
+from distil.signals.shard import SHARD_GLOB, SampleSignals, ShardReader
 
 SHARD_NAME = re.compile(r"^shard-(\d+)\.safetensors$")
 
@@ -44,9 +45,7 @@ class SignalStore:
     def __init__(self, path: str | Path, max_open_shards: int = 16) -> None:
         self.path = Path(path)
         self.fingerprint: dict[str, Any] = read_fingerprint(self.path)
-        fp = self.fingerprint
-        self.encoding = Encoding(int(fp["vocab_size"]), int(fp["top_k"]), fp["logprob_dtype"],
-                                 bool(fp.get("teacher_tokens", False)))
+        self.encoding = encoding_of(self.fingerprint)
         self.shards = shard_paths(self.path)
         self.max_open_shards = max(1, max_open_shards)
         self._open: OrderedDict[int, ShardReader] = OrderedDict()
@@ -54,13 +53,14 @@ class SignalStore:
 
     def _build_index(self) -> None:
         keys, shard_numbers, rows = [], [], []
-        self.num_tokens = 0
+        self.num_tokens = self.num_absent = 0
         for number in range(len(self.shards)):
             reader = self._reader(number)
             keys.append(np.array([sample_key(s) for s in reader.sample_ids], dtype=np.uint64))
             shard_numbers.append(np.full(len(reader), number, dtype=np.int32))
             rows.append(np.arange(len(reader), dtype=np.int32))
             self.num_tokens += reader.num_tokens
+            self.num_absent += reader.count_absent()  # positions without a teacher distribution
         key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
         order = np.argsort(key, kind="stable")
         self._keys = key[order]

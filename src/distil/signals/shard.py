@@ -14,6 +14,11 @@
         target_logprob  (T,)     float32  log p_t of that token (at the stored temperature)
         char_offsets    (T, 2)   int32    its characters in the response text; (-1, -1) for
                                           the end-of-turn token
+    and, in a store of format version 2 (a source that may lack a position's distribution;
+    the checksum covers it, after log_tail):
+        absent          (T,)     uint8    1 where the teacher gave no distribution: that
+                                          token's ids are 0..k-1 and its k entries and tail
+                                          all hold probability 0
 
 Shards are written in one piece with the standard safetensors writer and renamed into
 place, so a shard on disk is always complete. They are read with positioned reads of just
@@ -48,7 +53,10 @@ from distil.signals.codec import (
 from distil.signals.errors import StoreCorruptedError
 
 FORMAT = "distil-signals"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version, written by a capture whose source may lack positions; version 1 (no
+`absent` tensor: every position present) is written otherwise, and read as before."""
+VERSIONS = (1, 2)
 SHARD_GLOB = "shard-*.safetensors"
 _DTYPES = {"U8": np.uint8, "U32": np.uint32, "U64": np.uint64, "I32": np.int32, "I64": np.int64,
            "F16": np.float16, "F32": np.float32}
@@ -65,6 +73,13 @@ class Encoding:
     logprob_dtype: LogprobDtype
     teacher_tokens: bool = False
     """The store records the teacher's own tokens per position (target_ids, ...)."""
+    absent: bool = False
+    """The store marks positions without a teacher distribution (format version 2)."""
+
+    @property
+    def version(self) -> int:
+        """The format version of the store's shards."""
+        return 2 if self.absent else 1
 
     @property
     def record_bytes(self) -> int:
@@ -88,10 +103,17 @@ class SampleSignals:
     log_tail: np.ndarray
     tokens: "TeacherTokens | None" = None
     """The teacher's own tokens, in a store with `teacher_tokens` (else None)."""
+    absent: np.ndarray | None = None
+    """(n,) bool: True where the teacher gave no distribution (its row then holds ids 0..k-1
+    at probability 0, tail included); None when every position is present."""
 
     @property
     def num_tokens(self) -> int:
         return int(self.ids.shape[0])
+
+    @property
+    def num_absent(self) -> int:
+        return 0 if self.absent is None else int(np.count_nonzero(self.absent))
 
 
 @dataclass
@@ -126,6 +148,7 @@ class EncodedSample:
     logprobs: np.ndarray  # (n, k) stored dtype
     log_tail: np.ndarray  # (n,) stored dtype
     checksum: int
+    absent: tuple[np.ndarray, ...] = ()  # (n,) uint8 in a version-2 store, else none
     tokens: tuple[np.ndarray, ...] = ()  # target_ids, target_logprob, char_offsets, or none
 
 
@@ -138,11 +161,13 @@ def encode_sample(sample: SampleSignals, encoding: Encoding) -> EncodedSample:
         raise ValueError(f"sample {sample.sample_id}: expected ids and logprobs of shape "
                          f"(n, {encoding.top_k}) and log_tail (n,), got {ids.shape}, "
                          f"{np.shape(sample.logprobs)}, {np.shape(sample.log_tail)}")
+    absent, values, log_tail = _absent_rows(sample, encoding)
+    ids = np.where(absent[:, None], np.arange(encoding.top_k), ids)
     order = np.argsort(ids, axis=1, kind="stable")
     records = pack_ids(np.take_along_axis(ids, order, 1), encoding.vocab_size)
-    logprobs = encode_logprobs(np.take_along_axis(np.asarray(sample.logprobs), order, 1),
-                               encoding.logprob_dtype)
-    log_tail = encode_logprobs(np.asarray(sample.log_tail), encoding.logprob_dtype)
+    logprobs = encode_logprobs(np.take_along_axis(values, order, 1), encoding.logprob_dtype)
+    log_tail = encode_logprobs(log_tail, encoding.logprob_dtype)
+    marks = (absent.astype(np.uint8),) if encoding.absent else ()
     tokens: tuple[np.ndarray, ...] = ()
     if encoding.teacher_tokens:
         if sample.tokens is None:
@@ -153,7 +178,23 @@ def encode_sample(sample: SampleSignals, encoding: Encoding) -> EncodedSample:
             raise ValueError(f"sample {sample.sample_id}: teacher tokens for "
                              f"{[a.shape[0] for a in tokens]} positions, expected {n}")
     return EncodedSample(sample.sample_id, sample.input_hash, records, logprobs, log_tail,
-                         _crc(records, logprobs, log_tail, *tokens), tokens)
+                         _crc(records, logprobs, log_tail, *marks, *tokens), marks, tokens)
+
+
+def _absent_rows(sample: SampleSignals,
+                 encoding: Encoding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The absent mask (n,) and the log-probabilities (n, k) and tails (n,) to store: -inf
+    (probability 0) throughout an absent row, whatever the source held there."""
+    n = sample.num_tokens
+    absent = np.zeros(n, dtype=bool) if sample.absent is None else np.asarray(sample.absent, bool)
+    if absent.shape != (n,):
+        raise ValueError(f"sample {sample.sample_id}: absent marks of shape {absent.shape}, "
+                         f"expected ({n},)")
+    if absent.any() and not encoding.absent:
+        raise ValueError(f"sample {sample.sample_id}: {int(absent.sum())} positions are absent, "
+                         "and this store (format version 1) cannot mark them")
+    values = np.where(absent[:, None], -np.inf, np.asarray(sample.logprobs, dtype=np.float32))
+    return absent, values, np.where(absent, -np.inf, np.asarray(sample.log_tail, np.float32))
 
 
 def _crc(*arrays: np.ndarray) -> int:
@@ -182,11 +223,13 @@ def write_shard(path: Path, samples: list[EncodedSample], encoding: Encoding) ->
         "log_tail": np.concatenate([s.log_tail for s in samples]),
         "offsets": offsets, "input_hash": hashes, "checksum": checksums,
     }
+    if encoding.absent:
+        tensors["absent"] = np.concatenate([s.absent[0] for s in samples])
     if encoding.teacher_tokens:
         for name, column in zip(TOKEN_TENSORS, zip(*(s.tokens for s in samples), strict=True),
                                 strict=True):
             tensors[name] = np.concatenate(column)
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+    metadata = {"format": FORMAT, "format_version": str(encoding.version),
                 "sample_ids": sample_ids,
                 "index_crc32": str(_index_crc(offsets, hashes, checksums, sample_ids))}
     data = save(tensors, metadata=metadata)
@@ -213,9 +256,9 @@ class ShardReader:
             self._damaged("its header has no metadata")
         if metadata.get("format") != FORMAT:
             self._damaged("it is not a distil-signals shard (no format marker)")
-        if metadata.get("format_version") != str(FORMAT_VERSION):
-            self._damaged(f"format version {metadata.get('format_version')} is not "
-                          f"{FORMAT_VERSION}; recapture with this version of distil")
+        if metadata.get("format_version") != str(self.encoding.version):
+            self._damaged(f"format version {metadata.get('format_version')} is not the store's "
+                          f"{self.encoding.version}")
         self._tensors = self._check_tensors(header)
         self.offsets = self._read_all("offsets")
         self.hashes = self._read_all("input_hash")
@@ -239,6 +282,8 @@ class ShardReader:
         if enc.teacher_tokens:
             expected.update({"target_ids": np.int32, "target_logprob": np.float32,
                              "char_offsets": np.int32})
+        if enc.absent:
+            expected["absent"] = np.uint8
         if set(header) != set(expected):
             self._damaged(f"it holds tensors {sorted(header)}, not {sorted(expected)}")
         found, end = {}, 0
@@ -256,6 +301,7 @@ class ShardReader:
         tokens, samples = found["log_tail"][1][0], found["checksum"][1][0]
         if (found["ids"][1] != [tokens, enc.record_bytes] or found["logprobs"][1] != [tokens, enc.top_k]
                 or found["offsets"][1] != [samples + 1] or found["input_hash"][1] != [samples]
+                or (enc.absent and found["absent"][1] != [tokens])
                 or (enc.teacher_tokens and (found["target_ids"][1] != [tokens]
                                             or found["target_logprob"][1] != [tokens]
                                             or found["char_offsets"][1] != [tokens, 2]))):
@@ -291,17 +337,22 @@ class ShardReader:
         records = self._read_rows("ids", start, stop)
         stored = self._read_rows("logprobs", start, stop)
         tail = self._read_rows("log_tail", start, stop)
-        tokens = tuple(self._read_rows(name, start, stop) for name in TOKEN_TENSORS
-                       if self.encoding.teacher_tokens)
-        sample_id = self.sample_ids[row]
-        if _crc(records, stored, tail, *tokens) != int(self.checksums[row]):
-            self._damaged(f"sample {sample_id!r} fails its checksum")
         enc = self.encoding
-        logprobs, log_tail = normalise(decode_logprobs(stored, enc.logprob_dtype),
-                                       decode_logprobs(tail, enc.logprob_dtype))
+        marks = (self._read_rows("absent", start, stop),) if enc.absent else ()
+        tokens = tuple(self._read_rows(name, start, stop) for name in TOKEN_TENSORS
+                       if enc.teacher_tokens)
+        sample_id = self.sample_ids[row]
+        if _crc(records, stored, tail, *marks, *tokens) != int(self.checksums[row]):
+            self._damaged(f"sample {sample_id!r} fails its checksum")
+        absent = marks[0].astype(bool) if marks and marks[0].any() else None
+        logprobs, log_tail = _decoded(stored, tail, enc.logprob_dtype, absent)
         return SampleSignals(sample_id, int(self.hashes[row]),
                              unpack_ids(records, enc.vocab_size, enc.top_k), logprobs, log_tail,
-                             TeacherTokens(*tokens) if tokens else None)
+                             TeacherTokens(*tokens) if tokens else None, absent)
+
+    def count_absent(self) -> int:
+        """Positions of this shard marked absent (0 in a version-1 store)."""
+        return int(np.count_nonzero(self._read_all("absent"))) if self.encoding.absent else 0
 
     def close(self) -> None:
         os.close(self._fd)
@@ -309,6 +360,18 @@ class ShardReader:
     def _damaged(self, problem: str) -> NoReturn:
         raise StoreCorruptedError(f"signal shard {self.path} is damaged: {problem}; delete it "
                                   "and rerun `distil capture` to recapture its samples")
+
+
+def _decoded(stored: np.ndarray, tail: np.ndarray, dtype: LogprobDtype,
+             absent: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded, renormalised log-probabilities (n, k) and tails (n,); an absent row stays at
+    probability 0 (-inf) throughout, never renormalised into a distribution."""
+    logprobs, log_tail = decode_logprobs(stored, dtype), decode_logprobs(tail, dtype)
+    if absent is None:
+        return normalise(logprobs, log_tail)
+    present = ~absent
+    logprobs[present], log_tail[present] = normalise(logprobs[present], log_tail[present])
+    return logprobs, log_tail
 
 
 def _read_header(fd: int, path: Path) -> tuple[dict[str, Any], int]:

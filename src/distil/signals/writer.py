@@ -18,11 +18,12 @@ from typing import Any
 from distil.signals.fingerprint import (
     FINGERPRINT_FILE,
     check_resumable,
+    encoding_of,
     read_fingerprint,
     write_fingerprint,
 )
 from distil.signals.reader import SHARD_NAME, SignalStore, shard_paths
-from distil.signals.shard import EncodedSample, Encoding, SampleSignals, encode_sample, write_shard
+from distil.signals.shard import EncodedSample, SampleSignals, encode_sample, write_shard
 
 
 class SignalWriter:
@@ -37,9 +38,7 @@ class SignalWriter:
             check_resumable(self.path, read_fingerprint(self.path), fingerprint)
         else:
             write_fingerprint(self.path, fingerprint)
-        self.encoding = Encoding(fingerprint["vocab_size"], fingerprint["top_k"],
-                                 fingerprint["logprob_dtype"],
-                                 bool(fingerprint.get("teacher_tokens", False)))
+        self.encoding = encoding_of(fingerprint)
         self.shard_tokens = shard_tokens
         with SignalStore(self.path) as existing:
             self._done = set(existing.sample_ids())

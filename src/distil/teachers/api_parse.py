@@ -1,11 +1,11 @@
 """Turn OpenAI-style responses (chat and completions) into the teacher protocol's types.
 
-Token ids come from the server when it sends them (`token_id` in chat logprobs;
-`token_ids`, `top_token_ids`, `top_token_logprobs` in completions logprobs: extensions
-`distil serve` adds), else from the token strings (and bytes) through a `TokenMap` when
-the recipe names the teacher's tokenizer; otherwise they stay None. A response missing
-what it must carry (choices, text) raises `MalformedResponse`, which the client retries
-like a transport error.
+Token ids come from the server when it sends them (`token_id` in chat logprobs, or `id` as
+llama.cpp's llama-server names it; `token_ids`, `top_token_ids`, `top_token_logprobs` in
+completions logprobs: extensions `distil serve` adds), else from the token strings (and
+bytes) through a `TokenMap` when the recipe names the teacher's tokenizer; otherwise they
+stay None. A response missing what it must carry (choices, text) raises
+`MalformedResponse`, which the client retries like a transport error.
 """
 
 from collections.abc import Callable
@@ -30,10 +30,12 @@ def _no_id(token: str, token_bytes: list[int] | None = None) -> None:
 
 
 def _item_id(item: Any, id_of: IdOf) -> int | None:
-    """A chat logprob item's id: the server's `token_id` if sent, else mapped from its text."""
-    given = getattr(item, "token_id", None)
-    if isinstance(given, int):
-        return given
+    """A chat logprob item's id: the server's `token_id` (llama-server: `id`) if sent, else
+    mapped from its text (an end-of-turn token often reads as "", which maps to nothing)."""
+    for field in ("token_id", "id"):
+        given = getattr(item, field, None)
+        if isinstance(given, int) and not isinstance(given, bool):
+            return given
     return id_of(item.token, getattr(item, "bytes", None))
 
 

@@ -116,6 +116,6 @@ def moved(value: Any, device: torch.device) -> Any:
         return value.to(device)
     if isinstance(value, dict):
         return {key: item.to(device) for key, item in value.items()}
-    if isinstance(value, tuple):  # a named tuple, e.g. TopKTeacher
-        return type(value)(*(item.to(device) for item in value))
+    if isinstance(value, tuple):  # a named tuple, e.g. TopKTeacher (whose `present` may be None)
+        return type(value)(*(None if item is None else item.to(device) for item in value))
     return value

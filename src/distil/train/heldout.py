@@ -11,7 +11,9 @@ from one student forward per batch:
   data's responses, never on-policy samples), where the teacher's side of those rows is at
   hand: a live teacher (same tokenizer or not), a store that holds them;
 - `eval_kl`: KL(teacher || student) at distill.temperature, where a teacher of the student's
-  tokenizer gives distributions (live, or a store that holds the rows).
+  tokenizer gives distributions (live, or a store that holds the rows); its mean is over
+  the positions with a teacher distribution (a store's absent positions are left out, while
+  `eval_loss` counts them as training does: with their hard-label term only).
 
 `distil capture` stores the training rows only, so from a store (the demo's case) only
 `eval_ce` is logged unless the store also holds the held-out rows. The evaluation runs
@@ -57,7 +59,7 @@ class HeldOut:
         """Each figure's token mean over the rows, with `module` (the prepared student) in
         eval mode; its mode, the RNG and the gradients are left as they were."""
         totals = dict.fromkeys(self.figures, 0.0)
-        tokens = 0
+        counts = dict.fromkeys(self.figures, 0)
         with _untouched(module):
             for start in range(0, len(self.examples), self.batch_size):
                 rows = self.examples[start:start + self.batch_size]
@@ -66,8 +68,17 @@ class HeldOut:
                 out = response_rows(module(**first.model_inputs()), first.token_index)
                 for name, batch in batches.items():
                     totals[name] += float(batch.grader.loss(out, batch))
-                tokens += first.token_index.numel()
-        return {name: round(total / max(tokens, 1), 6) for name, total in totals.items()}
+                    counts[name] += _counted(name, batch)
+        return {name: round(total / max(counts[name], 1), 6) for name, total in totals.items()}
+
+
+def _counted(name: str, batch: Any) -> int:
+    """The positions figure `name` averages over: all counted ones, but for `eval_kl` only
+    those where the teacher gave a distribution."""
+    present = getattr(batch.teacher, "present", None)
+    if name == "eval_kl" and present is not None:
+        return int(present.sum())
+    return batch.token_index.numel()
 
 
 @contextmanager

@@ -58,6 +58,7 @@ def finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
                            "engine": engine.engine_summary(session.accelerator),
                            "teacher": session.recipe.teacher.model,
                            "signals": None if store is None else str(store),
+                           "signal_positions": session.signal_positions,
                            "student": session.recipe.student.model})
     return result
 

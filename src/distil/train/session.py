@@ -103,6 +103,8 @@ class TrainingSession:
     """The hidden-state term's layer map and projections (distill.hidden), if any."""
     held_out: HeldOut | None = None
     """The held-out figures of train.eval_every (distil.train.heldout), if asked for."""
+    signal_positions: dict[str, int] | None = None
+    """A store's positions and how many are absent (train_summary.json), when one is read."""
 
     def unwrapped(self) -> Any:
         """The student model inside the prepared module."""
@@ -159,6 +161,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
                               parts.hidden)
     if held_pairs:
         session.held_out = _held_out(recipe, plan, parts, accelerator, module, held_pairs)
+    if parts.stored is not None:
+        session.signal_positions = parts.stored.positions()
     return session
 
 
@@ -203,6 +207,9 @@ def _open_parts(recipe: Recipe, plan: TeacherSignal, accelerator: Accelerator,
     if plan.source in ("store", "api-store"):
         parts.stored = training_signals(recipe, student)
         parts.stored.check_covers(examples)
+        note = parts.stored.absent_note(recipe.distill.ce_weight)
+        if note is not None:
+            console.print(note, highlight=False)
         parts.vocab = parts.stored.vocab_size
     held = encode_pairs(student.tokenizer, held_pairs, recipe.data.template,
                         recipe.data.max_length)
