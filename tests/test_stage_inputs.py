@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from distil.errors import CheckpointError
 from distil.pipeline import default_stages, stage_fingerprint
 from distil.recipe import Recipe, load_recipe, section_model, validate_recipe
-from distil.recipe.inputs import declared, input_fields
+from distil.recipe.inputs import declared, input_fields, lookup
 from distil.train import run_training
 from tests.conftest import REPO, recipe_dict
 
@@ -77,9 +77,11 @@ def _changed(key: str, value) -> Recipe | None:
         if candidate == value:
             continue
         try:
-            return load_recipe(DEMO, [f"{key}={json.dumps(candidate)}"])
+            changed = load_recipe(DEMO, [f"{key}={json.dumps(candidate)}"])
         except Exception:
             continue
+        if lookup(changed.model_dump(mode="json"), key) != value:  # "no" is False: no change
+            return changed
     return None
 
 

@@ -1,7 +1,9 @@
 """What several stages load the same way: the recipe's models and its data splits.
 
 The teacher is opened by the one factory (distil.teachers.open_teacher), in this process:
-the stages that call `load_models` read its logits.
+the stages that call `load_models` read its logits. The data is read whole into memory
+(`load_splits`), or with `data.streaming` as a stream (`open_stream`, distil.streaming);
+`held_out_pairs` gives the evaluation's rows either way.
 """
 
 from pathlib import Path
@@ -15,6 +17,7 @@ from distil.models import LoadedModel, load_model, output_vocab_size, shared_voc
 from distil.recipe import DataSection, Recipe
 from distil.recipe.models import STUDENT_TRAINING
 from distil.recipe.signal import teacher_signal
+from distil.streaming import RowStream
 from distil.teachers import open_teacher, white_box
 
 
@@ -63,8 +66,23 @@ def set_chat_template(tokenizer: Any, path: str | None) -> None:
                         "point it at a Jinja template file") from None
 
 
+def open_stream(data: DataSection, seed: int) -> RowStream | None:
+    """The training rows as a stream when `data.streaming` (its first row read and checked
+    now), else None."""
+    return RowStream(data, seed) if data.streaming else None
+
+
+def held_out_pairs(data: DataSection, seed: int, limit: int | None) -> list[Pair]:
+    """The first `limit` held-out pairs (all without one); a stream is read only as far as
+    it takes to find them."""
+    if data.streaming:
+        return RowStream(data, seed).held_out(limit)
+    return load_splits(data, seed)[1][:limit]
+
+
 def load_splits(data: DataSection, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """Training and held-out pairs: `data.eval` if given, else a seeded split of `data.train`."""
+    """Training and held-out pairs in memory: `data.eval` if given, else a seeded split of
+    `data.train`."""
     pairs = _load(data, data.train, data.split)
     if data.eval:
         return pairs, _load(data, data.eval, data.eval_split)

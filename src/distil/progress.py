@@ -9,6 +9,8 @@ each with the stage, done/total, rate, elapsed time and ETA.
 """
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -126,6 +128,28 @@ def download_bar() -> Progress:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     return _Progress(*columns, console=console, transient=False)
+
+
+@contextmanager
+def amount_bar(description: str, total: int | None,
+               unit: str = "rows") -> Iterator[Callable[[int], None]]:
+    """A progress bar for a long read or count, in rows or `bytes`; gives `advance(amount)`,
+    cheap to call per row: the bar moves in steps of a thousandth of `total` (every call
+    without one)."""
+    step = max(1, (total or 0) // 1000)
+    done, shown = 0, 0
+    with download_bar() if unit == "bytes" else progress_bar() as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(amount: int) -> None:
+            nonlocal done, shown
+            done += amount
+            if done - shown >= step:
+                bar.update(task, completed=done)
+                shown = done
+
+        yield advance
+        bar.update(task, completed=done)
 
 
 def print_table(table: Any, width: int = 150) -> None:

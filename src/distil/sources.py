@@ -74,7 +74,7 @@ def read_saved(path: Path, split: str) -> pa.Table:
     except (FileNotFoundError, ValueError, OSError) as err:
         raise DataError(f"{path} looks like a save_to_disk folder but cannot be read ({err}); "
                         "save it again with Dataset.save_to_disk") from None
-    return _as_table(_pick_split(loaded, split, path), path)
+    return table_of(_pick_split(loaded, split, path), path)
 
 
 def read_with_datasets(source: str, split: str) -> pa.Table:
@@ -90,7 +90,7 @@ def read_with_datasets(source: str, split: str) -> pa.Table:
                 "or download it and point data.train at the folder" if where == "hub dataset"
                 else "put the files under data/ named by split (data/train-*.parquet)")
         raise DataError(f"cannot load {where} {source!r} ({first}); {hint}") from None
-    return _as_table(_pick_split(loaded, split, source), source)
+    return table_of(_pick_split(loaded, split, source), source)
 
 
 def _pick_split(loaded: Any, split: str, source: Any) -> Any:
@@ -104,9 +104,11 @@ def _pick_split(loaded: Any, split: str, source: Any) -> Any:
     return loaded[split]
 
 
-def _as_table(dataset: Any, source: Any) -> pa.Table:
+def table_of(dataset: Any, source: Any) -> pa.Table:
+    """A `datasets.Dataset` as one pyarrow table (its rows in its order)."""
     import datasets
 
     if isinstance(dataset, datasets.IterableDataset):
-        raise DataError(f"{source} loads as a stream; save it to disk first")
+        raise DataError(f"{source} is a stream (an IterableDataset), read only while training: "
+                        "set data.streaming: true, or save it to disk first")
     return dataset.with_format("arrow")[:]

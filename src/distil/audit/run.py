@@ -83,7 +83,8 @@ def _api(key: WatermarkKey, settings: ApiAudit) -> dict[str, Any]:
     sampling = Sampling(max_new_tokens=settings.max_tokens, temperature=settings.temperature,
                         seed=settings.seed)
     result = audit_api(teacher, texts, tokenizer, key, settings, sampling)
-    return {**result, "source": f"{settings.url} (model {settings.model})"}
+    return {**result, "source": f"{settings.url} (model {settings.model})",
+            "sampling": {"temperature": settings.temperature, "max_tokens": settings.max_tokens}}
 
 
 def task_documents(per_task: int, seed: int) -> list[Document]:

@@ -242,19 +242,23 @@ def bench_run(run_dir: str | Path, config: BenchSection | None = None,
 
 
 def _teacher_folder(teacher: str, tmp: Path, seed: int) -> str:
-    """A folder for the teacher: `demo` and built-in names are resolved or saved to `tmp`."""
+    """A folder for the teacher: `demo` is resolved; built-in names and a model passed in
+    memory (which the timing processes cannot reach) are saved to `tmp`."""
+    from distil import inmemory
     from distil.models import BUILTIN_MODELS
     from distil.models.loading import DEMO_TEACHER_DIR
 
     if teacher == "demo" and not Path(teacher).exists():
         return str(DEMO_TEACHER_DIR)
-    if teacher in BUILTIN_MODELS and not Path(teacher).exists():
+    built_in = teacher in BUILTIN_MODELS and not Path(teacher).exists()
+    if built_in or inmemory.is_memory_name(teacher):
         from distil.models import load_model
 
         loaded = load_model(teacher, "teacher", seed=seed)
-        loaded.model.save_pretrained(tmp / teacher)
-        loaded.tokenizer.save_pretrained(tmp / teacher)
-        return str(tmp / teacher)
+        folder = tmp / teacher.replace(":", "-")
+        loaded.model.save_pretrained(folder)
+        loaded.tokenizer.save_pretrained(folder)
+        return str(folder)
     return teacher
 
 

@@ -24,7 +24,7 @@ from distil.errors import DataError, ModelError
 from distil.evaluate.samples import sample_answers
 from distil.evaluate.tasks import score_tasks
 from distil.fsutil import atomic_write_json
-from distil.loading import load_models, load_splits
+from distil.loading import held_out_pairs, load_models
 from distil.losses import IGNORE_INDEX, forward_kl, token_cross_entropy
 from distil.machine import describe_machine
 from distil.models import LoadedModel, count_parameters
@@ -55,12 +55,12 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
     if source == "recipe":
         source = recipe.student.model
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _, held_out = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
+    # bad data fails before any model loads
+    held_out = held_out_pairs(recipe.data, recipe.seed, recipe.eval.max_samples)
     teacher, student, vocab = load_models(recipe, device, student_source=source,
                                           purpose="evaluation (KL to the teacher, its answers)")
     if not held_out:
         raise DataError("no held-out rows to evaluate on; set data.eval or data.eval_fraction > 0")
-    held_out = held_out[: recipe.eval.max_samples]
     students = {"student": student}
     if recipe.eval.baseline and source != recipe.student.model:  # else it is the student itself
         students["untrained_student"] = load_models(recipe, device, need_teacher=False)[1]

@@ -1,10 +1,12 @@
 """Load teacher and student models and tokenizers, and check that they can be compared.
 
 A model spec names a local Hugging Face folder, a hub id, a GGUF file or a packaged model
-(`distil.models.gguf`, `distil.models.packaged`), or a built-in tiny model. Weights load
-from safetensors only; remote code runs only when the recipe allows it.
+(`distil.models.gguf`, `distil.models.packaged`), a built-in tiny model, or a model handed
+over in Python (`memory:...`, distil.inmemory). Weights load from safetensors only; remote
+code runs only when the recipe allows it.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -15,6 +17,7 @@ from typing import Any, Literal
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from distil import inmemory
 from distil.errors import ModelError, VocabularyMismatchError
 from distil.models.gguf import gguf_path, load_gguf
 from distil.models.packaged import PACKAGED_MODELS
@@ -52,7 +55,9 @@ def load_model(model: str, role: Role, *, revision: str | None = None, dtype: st
     torch_dtype = resolve_dtype(dtype, role, device)
     if model == "demo" and not Path(model).exists():
         model = str(DEMO_TEACHER_DIR)
-    if model in BUILTIN_MODELS and not Path(model).exists():
+    if inmemory.is_memory_name(model):
+        loaded = _held_model(model, role, dtype, torch_dtype)
+    elif model in BUILTIN_MODELS and not Path(model).exists():
         network, tokenizer = build_tiny(model, seed=seed)
         loaded = LoadedModel(network.to(torch_dtype), tokenizer, source=model)
     elif (path := gguf_path(model)) is not None:
@@ -76,6 +81,18 @@ def resolve_dtype(name: str, role: Role, device: torch.device) -> torch.dtype:
     if role == "teacher" and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def _held_model(name: str, role: Role, dtype: str, torch_dtype: torch.dtype) -> LoadedModel:
+    """A model passed in memory. A student is a copy (training never changes the caller's
+    object); a teacher is the object itself (set to eval mode and frozen, on the device), in
+    its own dtype, or a copy in the dtype `dtype` names. The tokenizer is always a copy (the
+    chat template and pad token may be set on it)."""
+    item = inmemory.held(name)
+    model = item.value
+    if role == "student" or (dtype != "auto" and model.dtype != torch_dtype):
+        model = copy.deepcopy(model).to(torch_dtype)
+    return LoadedModel(model, copy.deepcopy(item.tokenizer), source=name)
 
 
 def _load_pretrained(source: str, revision: str | None, trust_remote_code: bool,

@@ -11,7 +11,7 @@ it, and the run raises `ParityError` (exit status 3) at the end unless that was 
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -98,14 +98,15 @@ def _captures(recipe: Recipe) -> bool:
 
 
 def default_stages(restart: bool = False, num_processes: int = 1,
-                   accelerate_config: Path | None = None,
-                   resume_from: Path | None = None) -> tuple[Stage, ...]:
+                   accelerate_config: Path | None = None, resume_from: Path | None = None,
+                   callbacks: Sequence[Any] = ()) -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants.
     The train stage is `distil train`'s own entry (distil.train.run_training), resuming
     checkpoints of the same inputs (the newest, or `resume_from`); `restart`,
-    `num_processes` and `accelerate_config` are its options."""
+    `num_processes`, `accelerate_config` and `callbacks` are its options."""
     training = partial(run_training, resume=resume_from or True, restart=restart,
-                       num_processes=num_processes, accelerate_config=accelerate_config)
+                       num_processes=num_processes, accelerate_config=accelerate_config,
+                       callbacks=callbacks)
     return (
         Stage("synth", synth_stage, outputs=("data",),
               enabled=lambda recipe: recipe.synth is not None),
@@ -125,7 +126,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
                  force: bool = False, restart: bool = False, num_processes: int = 1,
                  accelerate_config: Path | None = None,
                  allow_parity_failure: bool = False,
-                 resume_from: Path | None = None) -> list[str]:
+                 resume_from: Path | None = None, callbacks: Sequence[Any] = ()) -> list[str]:
     """Run each enabled stage unless its marker holds its current fingerprint; return the
     exported variants that failed parity (allowed), or raise ParityError naming them.
 
@@ -133,6 +134,7 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     old training moved aside (without it, such a run is refused); checkpoints of the same
     inputs are resumed either way (distil.train.resume). `resume_from`: training continues
     from that checkpoint (later ones moved aside), and the stages after it are redone.
+    `callbacks` hear of the training (distil.train.callbacks).
     """
     check_generators(recipe)
     ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
@@ -146,7 +148,8 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     if resume_from is not None and force:
         raise CheckpointError("--resume CHECKPOINT continues training from it and --force "
                               "redoes every stage from scratch: pass one")
-    stages = stages or default_stages(restart, num_processes, accelerate_config, resume_from)
+    stages = stages or default_stages(restart, num_processes, accelerate_config, resume_from,
+                                      callbacks)
     redo = _from_training(stages) if resume_from is not None else ()
     for stage in stages:
         if not stage.enabled(recipe):

@@ -22,7 +22,18 @@ class DataSection(Section):
     eval_split: str = "test"
     """Split of `eval` to read, for sources that have splits."""
     eval_fraction: Probability = 0.05
-    """Share of `train` rows held out for evaluation when `eval` is not given (seeded split)."""
+    """Share of `train` rows held out for evaluation when `eval` is not given (seeded split;
+    with `streaming`, each row by a hash of its id, so about this share)."""
+    streaming: bool = False
+    """Read `train` and `eval` as streams while training (JSONL line by line, Parquet batch by
+    batch, or an IterableDataset passed in Python), so memory stays flat however large the
+    data. Each epoch's order is then the file's through a seeded shuffle buffer
+    (`shuffle_buffer`) and the held-out rows are picked by a hash of each row's id: another
+    order and split than in memory, as reproducible. `train.epochs` costs one counting pass
+    first (`train.max_steps` none); a resumed run re-reads up to its position. Not with
+    signals.path, cross_tokenizer, on-policy scoring through teacher.api or compare."""
+    shuffle_buffer: Annotated[int, Field(ge=1)] = 10_000
+    """Rows held in the shuffle buffer with `streaming` (more mixes better and holds more)."""
     prompt_field: str = "prompt"
     """Column holding the prompt (user message)."""
     response_field: str = "response"

@@ -144,6 +144,22 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _streaming_fits(self, info: ValidationInfo) -> "Recipe":
+        if not (self.data.streaming and for_training(info)):
+            return self
+        signal = teacher_signal(self)
+        needs_all = [what for what, needed in (
+            ("signals.path (a store is checked against every row first)", signal.from_store),
+            ("cross_tokenizer (aligns every row first)", signal.cross),
+            ("on-policy scoring through teacher.api", signal.on_policy == "api"),
+            ("compare (trains several students on the rows in memory)", self.compare))
+            if needed]
+        if needs_all:
+            raise ValueError(f"data.streaming reads the rows while training, but {needs_all[0]} "
+                             "needs them all in memory; set data.streaming: false")
+        return self
+
+    @model_validator(mode="after")
     def _synth_generator_is_local(self) -> "Recipe":
         if self.synth is not None and self.teacher.api is not None and self.synth.generator != "hf":
             raise ValueError(f"synth.generator={self.synth.generator} picks the engine of a local "

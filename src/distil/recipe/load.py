@@ -30,12 +30,20 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
 
     `training=False` (a command that does not train: `distil synth`) skips the checks
     between the teacher and the training settings (distil.recipe.job)."""
-    path = Path(path)
-    raw = _read_yaml(path)
+    raw = _read_yaml(Path(path))
     for override in overrides or []:
         _apply_override(raw, override)
-    _resolve_paths(raw, path.parent)
+    _resolve_paths(raw, Path(path).parent)
     return validate_recipe(raw, source=str(path), training=training)
+
+
+def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A recipe file as a mapping, its relative paths resolved against its folder, not yet
+    validated (for a caller that changes it first: distil.Distiller)."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    _resolve_paths(raw, path.parent)
+    return raw
 
 
 def validate_recipe(raw: dict[str, Any], source: str = "recipe", training: bool = True) -> Recipe:

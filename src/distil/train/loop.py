@@ -3,7 +3,7 @@
     final_loss = train_loop(session, RUN / "checkpoints")   # from session.state.step to the end
 
 Each optimizer step takes `grad_accum` micro-batches from the session's signal (their rows
-a seeded shuffle per epoch, distil.batching.micro_batch_indices), backpropagates their joint
+in a seeded order, in memory or streamed: distil.train.rows), backpropagates their joint
 token-mean loss (distil.train.loss), clips, steps AdamW and the learning-rate schedule
 (distil.train.schedule). Losses stay device tensors until a logging step reads them
 (distil.train.step.LossWindow); every `eval_every` steps the held-out figures
@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from distil.batching import micro_batch_indices
 from distil.fsutil import append_text
 from distil.progress import progress_bar
 from distil.train import engine
@@ -84,15 +83,11 @@ def optimizer_step(session: TrainingSession) -> tuple[list[torch.Tensor] | float
 
 def next_micro_batches(session: TrainingSession) -> list[Batch]:
     """The `grad_accum` micro-batches of the next step, from the seeded order."""
-    accelerator, recipe, state = session.accelerator, session.recipe, session.state
-    batches = []
-    for _ in range(recipe.train.grad_accum):
-        rows = micro_batch_indices(state.micro_batch, len(session.examples),
-                                   recipe.train.batch_size, recipe.seed,
-                                   accelerator.process_index, accelerator.num_processes)
+    state, batches = session.state, []
+    for _ in range(session.recipe.train.grad_accum):
         number = state.micro_batch
         state.micro_batch += 1
-        batches.append(session.signal.batch([session.examples[i] for i in rows], number))
+        batches.append(session.signal.batch(session.rows.micro_batch(number), number))
     return batches
 
 
@@ -115,7 +110,11 @@ def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: 
               "tokens_per_s": round(tokens_per_s, 1),
               "elapsed_s": round(session.state.elapsed_s, 3), **held_out}
     append_text(session.recipe.run_dir / "train_log.jsonl", json.dumps(record) + "\n")
-    session.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+    scalars = {k: v for k, v in record.items() if k != "step"}
+    session.accelerator.log(scalars, step=record["step"])
+    session.callbacks.log(record["step"], scalars)
+    if held_out:
+        session.callbacks.evaluate(record["step"], held_out)
 
 
 def _save(session: TrainingSession, checkpoints: Path) -> None:
@@ -123,5 +122,8 @@ def _save(session: TrainingSession, checkpoints: Path) -> None:
     saved = engine.save_state_checkpoint(session.accelerator, checkpoints, session.state,
                                          session.recipe.train.keep_checkpoints)
     model = session.unwrapped()
-    if session.accelerator.is_main_process and has_adapters(model):
+    if not session.accelerator.is_main_process:
+        return
+    if has_adapters(model):
         save_adapter(model, saved / "adapter", session.recipe.student)
+    session.callbacks.save(session.state.step, saved)

@@ -10,7 +10,7 @@ initialised is fixed (tiny models and adapters draw from the seeded global RNG),
 recipe's run repeats exactly.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 from distil.batching import batches_per_epoch
 from distil.data import Example, Pair, encode_pairs
 from distil.errors import DataError, ModelError
-from distil.loading import load_models, load_splits
+from distil.loading import load_models, load_splits, open_stream
 from distil.losses import Objective
 from distil.models import LoadedModel, linear_head_weight
 from distil.progress import console
@@ -28,8 +28,10 @@ from distil.recipe import Recipe, TeacherSignal, teacher_signal
 from distil.recipe.inputs import input_values, inputs_fingerprint
 from distil.signals.recipe import training_signals
 from distil.signals.training import StoredTeacher
+from distil.streaming import RowStream
 from distil.train import engine
 from distil.train.batch import BatchLayout
+from distil.train.callbacks import Callbacks
 from distil.train.checkpoint import TrainerState
 from distil.train.cross_tokenizer import CrossTokenizerTeacher, cross_tokenizer_teacher
 from distil.train.heldout import HeldOut, TeacherParts, held_out_evaluation
@@ -37,6 +39,7 @@ from distil.train.hidden import HiddenMatcher, build_matcher, outputs_and_states
 from distil.train.onpolicy import OnPolicy
 from distil.train.onpolicy_api import ApiScoredSamples, ScoringOnPolicyTeacher
 from distil.train.packing import check_packing
+from distil.train.rows import TrainingRows, training_rows
 from distil.train.schedule import check_schedule, make_scheduler
 from distil.train.signals import LiveTeacher, StudentSide, TrainingSignal, off_policy_signal
 from distil.train.step import compile_module, head_dtype, make_optimizer, use_compile
@@ -95,6 +98,9 @@ class TrainingSession:
     optimizer: Any
     scheduler: Any
     examples: list[Example]
+    """The tokenised training rows in memory (none with data.streaming)."""
+    rows: TrainingRows
+    """Where each micro-batch's rows come from: `examples`, or a stream (data.streaming)."""
     state: TrainerState
     signal: TrainingSignal
     """Where every micro-batch and its teacher side come from (distil.train.signals)."""
@@ -103,6 +109,8 @@ class TrainingSession:
     """The hidden-state term's layer map and projections (distill.hidden), if any."""
     held_out: HeldOut | None = None
     """The held-out figures of train.eval_every (distil.train.heldout), if asked for."""
+    callbacks: Callbacks = field(default_factory=Callbacks)
+    """Told of each log line, held-out evaluation and checkpoint (distil.Distiller)."""
     signal_positions: dict[str, int] | None = None
     """A store's positions and how many are absent (train_summary.json), when one is read."""
 
@@ -133,10 +141,13 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     """Load models and data, build optimizer and schedule; nothing is trained or written."""
     accelerator = _accelerator(recipe)
     plan = teacher_signal(recipe)
-    train_pairs, held_pairs = load_splits(recipe.data, recipe.seed)  # bad data fails before any model loads
-    held_pairs = held_out_rows(recipe, held_pairs)
+    stream = open_stream(recipe.data, recipe.seed)  # bad data fails before any model loads
+    train_pairs, held_pairs = ([], []) if stream else load_splits(recipe.data, recipe.seed)
+    held_pairs = held_out_rows(recipe, held_pairs, stream)
     check_schedule(recipe.train)
     parts, examples = _open_parts(recipe, plan, accelerator, train_pairs, held_pairs)
+    rows = training_rows(recipe, examples, stream, parts.student.tokenizer,
+                         accelerator.process_index, accelerator.num_processes)
     parts.fused = plan.source not in ("cross-live", "cross-store") and engine.fused_allowed(
         accelerator, _use_fused(recipe.distill.fused, parts.student, parts.teacher),
         recipe.distill.fused)
@@ -147,7 +158,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     optimizer = make_optimizer([p for p in trained.parameters() if p.requires_grad],
                                recipe.train.learning_rate, recipe.train.weight_decay,
                                accelerator.device)
-    total = total_steps(recipe, len(examples), accelerator.num_processes)
+    total = total_steps(recipe, 0 if recipe.train.max_steps else rows.count(),
+                        accelerator.num_processes)
     scheduler = make_scheduler(optimizer, recipe.train, total)
     if use_compile(recipe.train.compile, accelerator.device):
         compile_module(trained)
@@ -157,8 +169,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
                          inputs=input_values(recipe, "train"))
     signal = choose_signal(recipe, plan, parts, accelerator, module, train_pairs)
     session = TrainingSession(accelerator, recipe, parts.student, parts.teacher, module,
-                              optimizer, scheduler, examples, state, signal, parts.fused,
-                              parts.hidden)
+                              optimizer, scheduler, examples, rows, state, signal,
+                              parts.fused, parts.hidden)
     if held_pairs:
         session.held_out = _held_out(recipe, plan, parts, accelerator, module, held_pairs)
     if parts.stored is not None:
@@ -166,10 +178,14 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     return session
 
 
-def held_out_rows(recipe: Recipe, held_pairs: list[Pair]) -> list[Pair]:
-    """The first train.eval_rows held-out rows when train.eval_every asks for them, else none."""
+def held_out_rows(recipe: Recipe, held_pairs: list[Pair],
+                  stream: RowStream | None = None) -> list[Pair]:
+    """The first train.eval_rows held-out rows when train.eval_every asks for them (read
+    from the stream when there is one), else none."""
     if recipe.train.eval_every is None:
         return []
+    if stream is not None:
+        held_pairs = stream.held_out(recipe.train.eval_rows)
     if not held_pairs:
         raise DataError("train.eval_every needs held-out rows: set data.eval or "
                         "data.eval_fraction > 0, or remove train.eval_every")

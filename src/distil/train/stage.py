@@ -15,7 +15,9 @@ prepare the session (distil.train.session), restore or start, run the loop
 
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from distil import launch
 from distil.errors import CheckpointError
@@ -23,6 +25,7 @@ from distil.fsutil import ensure_writable_dir
 from distil.generators import check_on_policy_generator
 from distil.recipe import Recipe, dump_recipe
 from distil.runlock import hold_run_folder
+from distil.train.callbacks import Callbacks
 from distil.train.loop import train_loop
 from distil.train.outputs import TrainResult, finish, last_logged_loss
 from distil.train.resume import restore_or_start, resume_policy, rewind_to
@@ -31,8 +34,8 @@ from distil.train.trackers import start_trackers
 
 
 def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = False,
-                 num_processes: int = 1,
-                 accelerate_config: Path | None = None) -> TrainResult | None:
+                 num_processes: int = 1, accelerate_config: Path | None = None,
+                 callbacks: Sequence[Any] = ()) -> TrainResult | None:
     """Train the recipe's student into its run folder, the way both commands do.
 
     `resume`: continue checkpoints of the same inputs (without it, a run folder holding
@@ -40,7 +43,8 @@ def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = Fa
     ones are moved aside); `restart`: checkpoints of other inputs are moved aside and
     training starts afresh, those of the same inputs resumed (distil.train.resume). With
     `num_processes` > 1 or an accelerate config, the training runs in processes started by
-    `accelerate launch` (distil.launch) and this returns None once they end."""
+    `accelerate launch` (distil.launch) and this returns None once they end. `callbacks`
+    (distil.train.callbacks) hear of the training in this process only."""
     if launch.inside_launch():  # one of the processes a launch started: the launcher decided
         launch.die_with_launcher()
         return train(recipe, resume=bool(resume) or restart)
@@ -59,7 +63,7 @@ def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = Fa
             launch_training(recipe, resume, num_processes, accelerate_config)
             return None
         launch.check_launch()
-        return train(recipe, resume)
+        return train(recipe, resume, callbacks)
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -87,9 +91,10 @@ def launch_training(recipe: Recipe, resume: bool, num_processes: int,
                           "(their messages are above); fix that and rerun, training resumes")
 
 
-def train(recipe: Recipe, resume: bool = False) -> TrainResult:
+def train(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Run (or resume) the training stage of `recipe`; return where the student is."""
     session = prepare_session(recipe)
+    session.callbacks = Callbacks(tuple(callbacks))
     checkpoints = recipe.run_dir / "checkpoints"
     restore_or_start(session, checkpoints, resume)
     start_trackers(session.accelerator, recipe)
