@@ -33,7 +33,8 @@ from demo_teacher_card import model_card
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from distil.data import Pair, collate, encode_pairs
+from distil.batching import collate
+from distil.data import Pair, encode_pairs
 from distil.fsutil import atomic_directory
 from distil.models import DEMO_TEACHER_DIR, count_parameters, load_model
 from distil.models.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distil.data import collate, encode_pairs
+from distil.batching import collate
+from distil.data import encode_pairs
 from distil.loading import load_models, load_splits
 from distil.recipe import load_recipe
 from distil.recipe.onpolicy import OnPolicySection

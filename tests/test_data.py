@@ -4,15 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from distil.data import (
-    Pair,
-    batches_per_epoch,
-    collate,
-    encode_pairs,
-    load_pairs,
-    micro_batch_indices,
-    split_pairs,
-)
+from distil.batching import batches_per_epoch, collate, micro_batch_indices
+from distil.data import Pair, encode_pairs, load_pairs, split_pairs
 from distil.errors import DataError
 from distil.losses import IGNORE_INDEX
 from distil.models import byte_tokenizer

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
-    """`distil train ARGS --num-processes 2`, the README's command, in a process group of its
+    """`distil train ARGS --num-processes 2`, docs/scale.md's command, in a process group of its
     own (as a shell starts a command)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "distil.cli", "train", *args,

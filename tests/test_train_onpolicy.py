@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distil.data import micro_batch_indices
+from distil.batching import micro_batch_indices
 from distil.errors import RecipeError
 from distil.losses import IGNORE_INDEX
 from distil.recipe import validate_recipe

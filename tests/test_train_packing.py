@@ -5,8 +5,9 @@ see each other refused."""
 import pytest
 import torch
 
+from distil.batching import pack
 from distil.capture import capture
-from distil.data import Example, pack
+from distil.data import Example
 from distil.errors import ModelError
 from distil.losses import IGNORE_INDEX
 from distil.models import build_tiny

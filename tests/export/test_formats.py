@@ -58,11 +58,11 @@ def test_a_registered_format_goes_through_export_parity_bench_and_report(toy_for
 
 
 def test_the_recipe_and_the_cli_take_a_format_only_while_it_is_registered(toy_format):
-    from distil.cli import _formats_help
+    from distil.commands.run_folder import formats_help
 
     assert NAME in format_names() and NAME not in default_formats()
     assert ExportSection(formats=[NAME]).formats == [NAME]
-    assert f"{NAME}: {TOY.summary}" in _formats_help()
+    assert f"{NAME}: {TOY.summary}" in formats_help()
     unregister_format(NAME)
     with pytest.raises(ValueError, match=f"unknown export formats \\['{NAME}'\\] in "
                                          "export.formats; choose from hf, onnx, onnx-int8, gguf"):

@@ -24,6 +24,10 @@ NAMES = [("forward_kl", {}), ("reverse_kl", {}), ("generalized_jsd", {"beta": 0.
          ("skew_forward_kl", {"alpha": 0.2}), ("skew_reverse_kl", {"alpha": 0.2}), ("tvd", {})]
 
 
+def test_names_cover_every_divergence():
+    assert {name for name, _ in NAMES} == set(losses.DIVERGENCES)
+
+
 def positions(groups, n):
     span = torch.full((n,), -1)
     for number, group in enumerate(groups):

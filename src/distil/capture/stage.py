@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from distil.align import token_offsets
-from distil.data import Example, Pair, collate, encode_pairs
+from distil.batching import collate
+from distil.data import Example, Pair, encode_pairs
 from distil.errors import DataError
 from distil.loading import load_models, load_splits, load_student
 from distil.losses import IGNORE_INDEX, teacher_top_k

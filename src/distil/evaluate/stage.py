@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from distil import __version__
-from distil.data import Example, Pair, collate, encode_pairs
+from distil.batching import collate
+from distil.data import Example, Pair, encode_pairs
 from distil.errors import DataError, ModelError
 from distil.evaluate.samples import sample_answers
 from distil.evaluate.tasks import score_tasks

@@ -11,7 +11,8 @@ teacher.api is set (an OpenAI-compatible endpoint, `ApiTeacher`, probed when ask
 GGUF file) as a `LocalTeacher`. A stage never asks which backend it holds: it asks for the
 capability it needs (`Capabilities`: `logits`, `hidden_states`, `can_score`,
 `max_top_logprobs`, `can_generate`), and `require` refuses with one line naming what is
-missing and the way on. A new backend is one `TeacherBackend` (docs/architecture-teachers.md).
+missing and the way on. A new backend is one `TeacherBackend` (docs/architecture.md, "Add a
+teacher backend").
 """
 
 from collections.abc import Callable

@@ -12,7 +12,7 @@ the grader runs the teacher on `input_ids`) and names the `Grader` that turns th
 outputs and that side into the loss. The layout follows the rules of distil.train.step:
 padding to `train.pad_multiple`, the counted positions indexed on the CPU and the token
 count kept there, so the step reads nothing back from the device. With `pack_length`
-(train.packing) the rows are packed (distil.data.pack) and the counted positions listed row
+(train.packing) the rows are packed (distil.batching.pack) and the counted positions listed row
 by row in the rows' order, so a teacher side made for the rows in order meets them as it
 does unpacked.
 """
@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from distil.data import Example, collate, pack
+from distil.batching import collate, pack
+from distil.data import Example
 from distil.losses import IGNORE_INDEX
 from distil.train.step import packed_response_index, pad_to_multiple, response_index
 
@@ -60,7 +61,7 @@ class Batch:
     """Whether the responses are the data's (the hard-label term applies); False for the
     student's own samples."""
     position_ids: Tensor | None = None
-    """(B, T) packed: each row's positions from 0 (distil.data.pack); None when padded."""
+    """(B, T) packed: each row's positions from 0 (distil.batching.pack); None when padded."""
 
     def model_inputs(self) -> dict[str, Tensor]:
         """What a model's forward is given: the tokens with their attention mask, or packed,

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from distil.align import align_spans, token_offsets, vocabulary_map
-from distil.data import Example, Pair, collate, encode_pairs
+from distil.batching import collate
+from distil.data import Example, Pair, encode_pairs
 from distil.losses import IGNORE_INDEX, Objective, TopKTeacher
 from distil.losses.cross_tokenizer import (
     SpanPositions,

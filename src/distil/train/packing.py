@@ -2,7 +2,7 @@
 
     check_packing(student.model, "student")     # ModelError when its attention crosses rows
 
-A packed batch (distil.data.pack) hands the model position ids that restart with every row
+A packed batch (distil.batching.pack) hands the model position ids that restart with every row
 and no attention mask. transformers' attention for the Llama family (and the others built on
 its mask functions: eager, sdpa, flex, and flash attention's variable-length path) reads
 those restarts as row boundaries when it runs without a KV cache, as training does

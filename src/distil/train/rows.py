@@ -5,7 +5,7 @@
 
 Either way the rows of a micro-batch are a pure function of (seed, micro-batch number,
 rank, number of processes), so the micro-batch number a checkpoint records is the whole
-data position. In memory: a seeded permutation per epoch (distil.data.micro_batch_indices).
+data position. In memory: a seeded permutation per epoch (distil.batching.micro_batch_indices).
 Streamed (data.streaming): the stream's global batches (distil.streaming.RowStream), each
 tokenised as it is taken; a jump to another number (a resume) re-reads up to it.
 """
@@ -13,7 +13,8 @@ tokenised as it is taken; a jump to another number (a resume) re-reads up to it.
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from distil.data import Example, Pair, encode_pairs, micro_batch_indices
+from distil.batching import micro_batch_indices
+from distil.data import Example, Pair, encode_pairs
 from distil.recipe import Recipe
 from distil.streaming import RowStream
 

@@ -17,7 +17,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from distil.data import Example, Pair, batches_per_epoch, encode_pairs
+from distil.batching import batches_per_epoch
+from distil.data import Example, Pair, encode_pairs
 from distil.errors import DataError, ModelError
 from distil.loading import load_models, load_splits, open_stream
 from distil.losses import Objective

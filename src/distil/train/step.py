@@ -115,7 +115,7 @@ def response_index(batch: dict[str, Tensor]) -> Tensor:
 
 def packed_response_index(examples: Sequence[Any], sequence: Tensor, offset: Tensor,
                           width: int) -> Tensor:
-    """`response_index` of a packed batch (distil.data.pack) of `width` positions per
+    """`response_index` of a packed batch (distil.batching.pack) of `width` positions per
     sequence, in the examples' order: the positions whose next token is a response token of
     the same row, each example's in turn, so the (N,) rows meet a store's or a
     cross-tokenizer teacher's rows as they do unpacked."""
