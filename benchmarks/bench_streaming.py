@@ -33,9 +33,11 @@ from pathlib import Path
 
 import yaml
 
+# fmt: off
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
          "sierra", "tango", "uniform", "victor", "whiskey", "xray"]
+# fmt: on
 
 
 def write_rows(path: Path, megabytes: float) -> int:

@@ -34,15 +34,14 @@ def model_card(facts: dict[str, Any], config: LlamaConfig) -> str:
             for name in task_names(include_opt_in=True) if name in accuracy]
     hardware = facts["hardware"]
     init = facts.get("init")
+    origin = "trained from scratch" if init is None else f"fine-tuned from `{init['model']}`"
     return "\n".join([
         "# demo teacher",
         "",
         "The teacher that `distil` ships for its default job (the model name `demo`). A small"
         if init is None and not args.get("extra_tasks") else
         "A variant of the teacher that `distil` ships for its default job (`demo`). A small",
-        "Llama-architecture causal LM trained from scratch on the toolkit's skills tasks"
-        if init is None else
-        f"Llama-architecture causal LM fine-tuned from `{init['model']}` on the toolkit's skills tasks",
+        f"Llama-architecture causal LM {origin} on the toolkit's skills tasks",
         "(`distil.tasks`), so that a whole distillation run fits in minutes on a CPU.",
         "",
         "## Model",

@@ -24,13 +24,7 @@ import numpy as np
 from distil.audit.modes import forcing_inputs, predicted_tuples
 from distil.audit.run import task_documents
 from distil.audit.sources import audit_tokenizer, encode, read_documents
-from distil.provenance import (
-    WatermarkKey,
-    WatermarkSpec,
-    clopper_pearson,
-    score_sequences,
-    unique_tuples,
-)
+from distil.provenance import WatermarkKey, WatermarkSpec, clopper_pearson, score_sequences, unique_tuples
 from distil.provenance.score import pooled_tuples, score_tuples
 
 ALPHA = 1e-3

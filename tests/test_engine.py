@@ -11,13 +11,7 @@ from accelerate.utils import DistributedType
 from distil.errors import ModelError
 from distil.launch import LaunchError
 from distil.recipe import validate_recipe
-from distil.train.engine import (
-    check_engine,
-    check_supported,
-    fused_allowed,
-    place_teacher,
-    sharded,
-)
+from distil.train.engine import check_engine, check_supported, fused_allowed, place_teacher, sharded
 from tests.conftest import recipe_dict
 
 FSDP = SimpleNamespace(distributed_type=DistributedType.FSDP)

@@ -14,6 +14,7 @@ from tests.conftest import REPO
 BASE = {"teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
         "data": {"train": "d.jsonl"}}
 
+# fmt: off
 ASKED = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
          "max_steps", "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps",
          "weight_decay", "max_grad_norm", "output_dir", "logging_steps", "save_steps",
@@ -22,6 +23,7 @@ ASKED = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_trai
          "dataset_text_field", "packing", "eval_steps", "resume_from_checkpoint",
          "model_init_kwargs", "teacher_model_name_or_path", "use_vllm"]
 """The names the toolkit promises to answer (issue "At home for a TRL user")."""
+# fmt: on
 
 def _error(raw: dict) -> str:
     with pytest.raises(RecipeError) as info:

@@ -117,6 +117,7 @@ SLOW = {"recipes/demo-cross-tokenizer.yaml", "recipes/demo-between.yaml",
 PACKAGED = {"recipes/smollm2.yaml", "recipes/smollm2-compare.yaml", "recipes/smollm2-watermarked.yaml"}
 """Scenarios of the packaged SmolLM2: the smollm2_gguf fixture puts it in the test cache."""
 
+# fmt: off
 ALLOWED: dict[str, str] = {
     r"^README\.md:\d+: python3 -m venv \.venv && ":
         "installs from scratch (a new virtual environment, torch downloaded): .ci/run runs "
@@ -170,6 +171,7 @@ ALLOWED: dict[str, str] = {
         "a fault proxy in front of a running server; tests/server/test_faults.py runs it",
 }
 """Commands written in the docs that no test here runs: a pattern each, and why."""
+# fmt: on
 
 
 def _commands(text: str) -> list[str]:

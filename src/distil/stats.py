@@ -10,9 +10,11 @@ Pure functions, one source for every figure that says "± 95%" (`--compare`, the
 import math
 import statistics
 
+# fmt: off
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
 """Two-sided 95% quantiles of Student's t for 1..20 degrees of freedom (beyond: 1.96)."""
+# fmt: on
 
 
 def mean_interval(values: list[float]) -> tuple[float, float | None]:

@@ -49,13 +49,7 @@ from distil.signals import (
     input_hash,
 )
 from distil.signals.recipe import capture_dir, capture_temperature, signal_identity
-from distil.signals.scoring import (
-    check_can_score,
-    check_one_turn_each,
-    concurrently,
-    pair_prompt,
-    top_k_of,
-)
+from distil.signals.scoring import check_can_score, check_one_turn_each, concurrently, pair_prompt, top_k_of
 from distil.signals.shard import TeacherTokens
 from distil.signals.vocabulary import write_teacher_vocabulary
 from distil.teachers import Teacher, endpoint_of, open_teacher

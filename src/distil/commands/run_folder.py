@@ -66,12 +66,7 @@ def export_command(
 
     A run folder's recipe.yaml `export:` section gives the defaults; options override them.
     """
-    from distil.export.stage import (
-        check_export_target,
-        export_run,
-        make_export_config,
-        resolve_export_paths,
-    )
+    from distil.export.stage import check_export_target, export_run, make_export_config, resolve_export_paths
     from distil.progress import console
     from distil.recipe import saved_section
 

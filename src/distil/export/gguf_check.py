@@ -101,10 +101,12 @@ def _shown(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+# fmt: off
 BOUNDS = {"Q8_0": (32, 1 / 127, 1.01), "Q5_0": (32, 1 / 16, 1.01), "Q5_1": (32, 2 / 31, 1.01),
           "Q4_0": (32, 1 / 8, 1.01), "Q4_1": (32, 2 / 15, 1.01), "Q4_K": (256, 2 / 15, 1.5),
           "Q5_K": (256, 2 / 31, 1.5), "Q6_K": (256, 1 / 32, 1.5)}
 """ggml type -> (block width, step as a share of the block's largest |weight|, slack)."""
+# fmt: on
 
 
 def read_back(path: str | Path, model: Any, vocab: GgufVocabulary) -> dict[str, Any]:

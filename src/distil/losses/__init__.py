@@ -19,19 +19,9 @@ from distil.losses.dense import (
     skew_reverse_kl,
     tvd,
 )
-from distil.losses.divergences import (
-    Param,
-    divergence_names,
-    register_divergence,
-    unregister_divergence,
-)
+from distil.losses.divergences import Param, divergence_names, register_divergence, unregister_divergence
 from distil.losses.fused import fused_linear_divergence, fused_linear_loss
-from distil.losses.objective import (
-    IGNORE_INDEX,
-    Objective,
-    masked_token_mean,
-    token_cross_entropy,
-)
+from distil.losses.objective import IGNORE_INDEX, Objective, masked_token_mean, token_cross_entropy
 from distil.losses.sparse import (
     SPARSE_DIVERGENCES,
     TopKTeacher,

@@ -15,13 +15,7 @@ from distil.recipe.data import DataSection
 from distil.recipe.evaluate import EvalSection
 from distil.recipe.export import ExportSection, ThresholdsSection
 from distil.recipe.job import Recipe
-from distil.recipe.load import (
-    dump_recipe,
-    load_recipe,
-    read_recipe,
-    saved_section,
-    validate_recipe,
-)
+from distil.recipe.load import dump_recipe, load_recipe, read_recipe, saved_section, validate_recipe
 from distil.recipe.models import LoraSection, ModelSection, StudentSection, TeacherSection
 from distil.recipe.reference import recipe_reference, section_model
 from distil.recipe.section import PositiveFloat, Probability, Section, with_recipe_seed

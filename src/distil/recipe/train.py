@@ -9,14 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from distil.recipe.hidden import HiddenSection
 from distil.recipe.onpolicy import OnPolicySection
-from distil.recipe.section import (
-    TEACHER_IDENTITY,
-    OneOf,
-    PositiveFloat,
-    Probability,
-    Section,
-    StageInputs,
-)
+from distil.recipe.section import TEACHER_IDENTITY, OneOf, PositiveFloat, Probability, Section, StageInputs
 
 
 def divergence_names() -> list[str]:

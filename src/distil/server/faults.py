@@ -43,8 +43,10 @@ from distil.server.settings import ServeError
 
 FAULT_PATHS = ("/v1/chat/completions", "/v1/completions")
 STATS_PATH = "/_proxy/stats"
+# fmt: off
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host",
                "content-length", "content-encoding", "proxy-authorization", "proxy-connection"}
+# fmt: on
 
 
 @dataclass(frozen=True)

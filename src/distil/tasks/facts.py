@@ -20,6 +20,7 @@ from distil.tasks.splitting import normalise
 PHRASINGS_PER_HELD_OUT = 4
 """Fact i in phrasing j is held out when (i + j) % PHRASINGS_PER_HELD_OUT == 0."""
 
+# fmt: off
 CAPITALS = {
     "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid",
     "Portugal": "Lisbon", "Greece": "Athens", "Ireland": "Dublin", "Austria": "Vienna",
@@ -62,6 +63,7 @@ ELEMENT_PHRASINGS = (
     "Name the symbol of {x}.", "What is {x}'s symbol?", "Element symbol of {x}?",
     "Tell me the symbol for {x}.", "The symbol of {x} is?", "Write the chemical symbol of {x}.",
 )
+# fmt: on
 
 
 def fact_is_held_out(fact_index: int, phrasing_index: int) -> bool:

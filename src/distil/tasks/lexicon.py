@@ -7,6 +7,7 @@ with two official languages, a verb with two past forms) are left out rather tha
 one way.
 """
 
+# fmt: off
 PLURALS = {
     "cat": "cats", "dog": "dogs", "book": "books", "car": "cars", "tree": "trees",
     "bird": "birds", "house": "houses", "apple": "apples", "table": "tables", "chair": "chairs",
@@ -201,6 +202,7 @@ ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", 
         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
         "eighteen", "nineteen")
 TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+# fmt: on
 
 
 def number_in_words(n: int) -> str:

@@ -19,12 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distil.teachers.api_client import ApiClient
-from distil.teachers.api_parse import (
-    NoPromptLogprobs,
-    chat_completion,
-    echoed_logprobs,
-    text_completion,
-)
+from distil.teachers.api_parse import NoPromptLogprobs, chat_completion, echoed_logprobs, text_completion
 from distil.teachers.base import Capabilities, Sampling, TeacherError, Usage
 
 PROBE_PROMPT = "Say OK."
