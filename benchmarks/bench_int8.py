@@ -36,33 +36,48 @@ import onnx
 
 def dynamic(weight: str, ops: list[str] | None = None, head_only: bool = False) -> Callable:
     """onnxruntime dynamic quantisation (MatMulInteger, activations uint8 per tensor)."""
+
     def build(src: Path, dst: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         model, exclude = onnx.load(str(src / "model.onnx")), []
         if head_only:
             exclude = other_matmuls(model)
-        quantize_dynamic(model, dst / "model.onnx", weight_type=getattr(QuantType, weight),
-                         per_channel=True, op_types_to_quantize=ops, nodes_to_exclude=exclude)
+        quantize_dynamic(
+            model,
+            dst / "model.onnx",
+            weight_type=getattr(QuantType, weight),
+            per_channel=True,
+            op_types_to_quantize=ops,
+            nodes_to_exclude=exclude,
+        )
+
     return build
 
 
 def head_nbits(bits: int, accuracy_level: int) -> Callable:
     """MatMulNBits on the output head only, blocks of 32; the table and layers stay float."""
+
     def build(src: Path, dst: Path) -> None:
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         model = onnx.load(str(src / "model.onnx"))
-        quantiser = MatMulNBitsQuantizer(model, bits=bits, block_size=32,
-                                         accuracy_level=accuracy_level or None,
-                                         nodes_to_exclude=other_matmuls(model))
+        quantiser = MatMulNBitsQuantizer(
+            model,
+            bits=bits,
+            block_size=32,
+            accuracy_level=accuracy_level or None,
+            nodes_to_exclude=other_matmuls(model),
+        )
         quantiser.process()
         onnx.save_model(quantiser.model.model, str(dst / "model.onnx"))
+
     return build
 
 
 def distil_int8(per_channel: bool = True, layers: str | None = None) -> Callable:
     """distil's quantize_int8; `layers` also quantises the decoder layers ("nbits", "dynamic")."""
+
     def build(src: Path, dst: Path) -> None:
         from distil.export.onnx import quantize_int8
 
@@ -78,10 +93,16 @@ def distil_int8(per_channel: bool = True, layers: str | None = None) -> Callable
         elif layers == "dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(model, tmp / "layers.onnx", weight_type=QuantType.QUInt8,
-                             per_channel=True, op_types_to_quantize=["MatMul"])
+            quantize_dynamic(
+                model,
+                tmp / "layers.onnx",
+                weight_type=QuantType.QUInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+            )
             model = onnx.load(str(tmp / "layers.onnx"))
         onnx.save_model(model, str(dst / "model.onnx"))
+
     return build
 
 
@@ -133,8 +154,7 @@ def quantise(fp32: Path, out: Path, build: Callable[[Path, Path], None]) -> Path
     return out
 
 
-def tokens_per_second(folders: dict[str, Path], rounds: int,
-                      new_tokens: int) -> dict[str, list[float]]:
+def tokens_per_second(folders: dict[str, Path], rounds: int, new_tokens: int) -> dict[str, list[float]]:
     """Greedy tokens/s of each round at batch 1 on one thread; variants interleaved per round."""
     from distil.onnx_runtime import OnnxGenerator
 
@@ -155,8 +175,12 @@ def speed_figures(rates: list[float], baseline: list[float]) -> dict[str, float]
     """Median tokens/s, and the ratio to the baseline's rate in the same round (median, range):
     a round's variants ran within seconds of each other, so a change of load moves both."""
     ratios = [rate / base for rate, base in zip(rates, baseline, strict=True)]
-    return {"tokens_per_s": statistics.median(rates), "speedup": statistics.median(ratios),
-            "speedup_min": min(ratios), "speedup_max": max(ratios)}
+    return {
+        "tokens_per_s": statistics.median(rates),
+        "speedup": statistics.median(ratios),
+        "speedup_min": min(ratios),
+        "speedup_max": max(ratios),
+    }
 
 
 def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
@@ -171,37 +195,49 @@ def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
     from distil.onnx_runtime import OnnxGenerator
 
     _, prompt_ids = held_out_prompts(loaded.tokenizer, args.prompts_per_task, seed=0)
-    reference = reference_outputs(TorchVariant(loaded), prompt_ids, args.compared, 32,
-                                  loaded.tokenizer.eos_token_id)
-    chosen = {label: build for label, build in CHOICES.items()
-              if (not args.choices or any(part in label for part in args.choices))
-              and not any(part in label for part in args.skip)}
+    reference = reference_outputs(
+        TorchVariant(loaded), prompt_ids, args.compared, 32, loaded.tokenizer.eos_token_id
+    )
+    chosen = {
+        label: build
+        for label, build in CHOICES.items()
+        if (not args.choices or any(part in label for part in args.choices))
+        and not any(part in label for part in args.skip)
+    }
     rows, folders = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(loaded, Path(tmp) / "fp32")
         folders["float32 ONNX"] = fp32
         for index, (label, build) in enumerate(chosen.items()):
             folder = quantise(fp32, Path(tmp) / f"choice-{index}", build)
-            figures = logit_agreement(reference.logits,
-                                      variant_logits(OnnxGenerator(folder, threads=1), reference))
+            figures = logit_agreement(
+                reference.logits, variant_logits(OnnxGenerator(folder, threads=1), reference)
+            )
             mib = (folder / "model.onnx").stat().st_size / 2**20
             rows.append({"model": name, "choice": label, "mib": mib, **figures})
             folders[label] = folder
-            print(f"{name} | {label} | top-1 {figures['top1_agreement']:.4f} of "
-                  f"{figures['positions']} positions | max |dlogit| "
-                  f"{figures['max_abs_logit_diff']:.3f} | {mib:.1f} MiB", flush=True)
+            print(
+                f"{name} | {label} | top-1 {figures['top1_agreement']:.4f} of "
+                f"{figures['positions']} positions | max |dlogit| "
+                f"{figures['max_abs_logit_diff']:.3f} | {mib:.1f} MiB",
+                flush=True,
+            )
         if args.rounds:
             before = load_average()
             speed = tokens_per_second(folders, args.rounds, args.new_tokens)
             print(f"load average {before} before, {load_average()} after the timing")
-            rows.append({"model": name, "choice": "float32 ONNX",
-                         "mib": (fp32 / "model.onnx").stat().st_size / 2**20})
+            rows.append(
+                {"model": name, "choice": "float32 ONNX", "mib": (fp32 / "model.onnx").stat().st_size / 2**20}
+            )
             for row in rows:
-                row.update(speed_figures(speed[row["choice"]], speed["float32 ONNX"]),
-                           rounds=speed[row["choice"]])
-                print(f"{name} | {row['choice']} | {row['tokens_per_s']:.1f} tokens/s (batch 1, "
-                      f"one thread) | x{row['speedup']:.2f} float32 ONNX (rounds "
-                      f"{row['speedup_min']:.2f}-{row['speedup_max']:.2f})")
+                row.update(
+                    speed_figures(speed[row["choice"]], speed["float32 ONNX"]), rounds=speed[row["choice"]]
+                )
+                print(
+                    f"{name} | {row['choice']} | {row['tokens_per_s']:.1f} tokens/s (batch 1, "
+                    f"one thread) | x{row['speedup']:.2f} float32 ONNX (rounds "
+                    f"{row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
+                )
     return rows
 
 
@@ -216,25 +252,29 @@ def probe() -> list[dict]:
     weight, groups = extreme_operands()
     k, n = weight.shape
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["A", "W"], ["Y"], name="matmul")], "probe",
+        [helper.make_node("MatMul", ["A", "W"], ["Y"], name="matmul")],
+        "probe",
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
-        [numpy_helper.from_array(weight, "W")])
+        [numpy_helper.from_array(weight, "W")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     rows = []
     for label, quantiser in {
         "MatMulNBits 8-bit, int8 activations (chosen)": lambda path: onnx.save_model(
-            nbits_model(model), path),
+            nbits_model(model), path
+        ),
         "dynamic U8U8 per channel": lambda path: quantize_dynamic(
-            model, path, weight_type=QuantType.QUInt8, per_channel=True),
+            model, path, weight_type=QuantType.QUInt8, per_channel=True
+        ),
         "dynamic U8S8 per channel (control)": lambda path: quantize_dynamic(
-            model, path, weight_type=QuantType.QInt8, per_channel=True),
+            model, path, weight_type=QuantType.QInt8, per_channel=True
+        ),
     }.items():
         with tempfile.TemporaryDirectory() as tmp:
             with _quiet_exporter():
                 quantiser(Path(tmp) / "q.onnx")
-            session = InferenceSession(str(Path(tmp) / "q.onnx"),
-                                       providers=["CPUExecutionProvider"])
+            session = InferenceSession(str(Path(tmp) / "q.onnx"), providers=["CPUExecutionProvider"])
             errors = {1: 0.0, len(groups[0]): 0.0}  # decoding and prefill kernels
             for activations in [*groups, *(row[None] for group in groups for row in group)]:
                 exact = activations.astype(np.float64) @ weight.astype(np.float64)  # (M, N)
@@ -265,20 +305,33 @@ def extreme_operands() -> tuple[np.ndarray, list[np.ndarray]]:
 def nbits_model(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    quantiser = MatMulNBitsQuantizer(onnx.ModelProto.FromString(model.SerializeToString()),
-                                     bits=8, block_size=32, accuracy_level=4)
+    quantiser = MatMulNBitsQuantizer(
+        onnx.ModelProto.FromString(model.SerializeToString()), bits=8, block_size=32, accuracy_level=4
+    )
     quantiser.process()
     return quantiser.model.model
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=[],
-                        help="a saved model folder; repeat for several (default: tiny + demo)")
-    parser.add_argument("--choices", action="append", default=[],
-                        help="measure only choices whose label holds this text; repeatable")
-    parser.add_argument("--skip", action="append", default=[],
-                        help="leave out choices whose label holds this text; repeatable")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="a saved model folder; repeat for several (default: tiny + demo)",
+    )
+    parser.add_argument(
+        "--choices",
+        action="append",
+        default=[],
+        help="measure only choices whose label holds this text; repeatable",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="leave out choices whose label holds this text; repeatable",
+    )
     parser.add_argument("--prompts-per-task", type=int, default=6)
     parser.add_argument("--compared", type=int, default=42)
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; 0 skips timing")
@@ -291,8 +344,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.probe:
         rows = probe()
         for row in rows:
-            print(f"{row['kernel']:<46} | {row['rows']} rows | max error / max |y| "
-                  f"{row['relative_error']:.2e}")
+            print(
+                f"{row['kernel']:<46} | {row['rows']} rows | max error / max |y| {row['relative_error']:.2e}"
+            )
     else:
         rows = [row for loaded, name in models(args.model) for row in measure(loaded, name, args)]
     if args.json:

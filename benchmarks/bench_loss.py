@@ -72,10 +72,13 @@ def make_inputs(args) -> list[torch.Tensor]:
     """Student hidden (N, Hs) and weight (V, Hs) with gradients, teacher hidden and weight."""
     dtype = DTYPES[args.dtype]
     g = torch.Generator(device=args.device).manual_seed(0)
-    shapes = [(args.tokens, args.student_hidden), (args.vocab, args.student_hidden),
-              (args.tokens, args.teacher_hidden), (args.vocab, args.teacher_hidden)]
-    tensors = [(torch.randn(*s, generator=g, device=args.device) * args.scale).to(dtype)
-               for s in shapes]
+    shapes = [
+        (args.tokens, args.student_hidden),
+        (args.vocab, args.student_hidden),
+        (args.tokens, args.teacher_hidden),
+        (args.vocab, args.teacher_hidden),
+    ]
+    tensors = [(torch.randn(*s, generator=g, device=args.device) * args.scale).to(dtype) for s in shapes]
     tensors[0].requires_grad_()
     tensors[1].requires_grad_()
     return tensors
@@ -87,24 +90,41 @@ def step_function(path: str, args, chunk_size: int | None):
 
     n = args.tokens
     if path == "dense":
+
         def step(hs, ws, ht, wt):
             with torch.no_grad():
                 teacher_logits = ht @ wt.T
             return losses.generalized_jsd(hs @ ws.T, teacher_logits, beta=0.5).mean()
+
         return step
     if path in ("fused", "fused-compile"):
         weights = torch.full((n,), 1 / n, device=args.device)
 
         def step(hs, ws, ht, wt):
             return losses.fused_linear_divergence(
-                hs, ws, ht, wt, divergence="generalized_jsd", beta=0.5, chunk_size=chunk_size,
-                reduction="sum", token_weights=weights, compile=path == "fused-compile")
+                hs,
+                ws,
+                ht,
+                wt,
+                divergence="generalized_jsd",
+                beta=0.5,
+                chunk_size=chunk_size,
+                reduction="sum",
+                token_weights=weights,
+                compile=path == "fused-compile",
+            )
+
         return step
     if path == "liger":
         from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
 
-        offered = {"beta": 0.5, "temperature": 1.0, "weight_hard_loss": 0.0,
-                   "weight_soft_loss": 1.0, "compiled": args.device == "cuda"}
+        offered = {
+            "beta": 0.5,
+            "temperature": 1.0,
+            "weight_hard_loss": 0.0,
+            "weight_soft_loss": 1.0,
+            "compiled": args.device == "cuda",
+        }
         accepted = inspect.signature(LigerFusedLinearJSDLoss.__init__).parameters
         loss_fn = LigerFusedLinearJSDLoss(**{k: v for k, v in offered.items() if k in accepted})
         labels = torch.zeros(n, dtype=torch.long, device=args.device)
@@ -112,6 +132,7 @@ def step_function(path: str, args, chunk_size: int | None):
 
         def step(hs, ws, ht, wt):
             return loss_fn(hs, ws, ht, wt, labels) if takes_labels else loss_fn(hs, ws, ht, wt)
+
         return step
     if path == "trl":
         from trl.trainer.distillation_trainer import _chunked_divergence_loss
@@ -120,15 +141,21 @@ def step_function(path: str, args, chunk_size: int | None):
         names = list(inspect.signature(_chunked_divergence_loss).parameters)
 
         def step(hs, ws, ht, wt):
-            by_role = {"student_hidden": hs[None], "teacher_hidden": ht[None],
-                       "student_lm_head_weight": ws, "teacher_lm_head_weight": wt}
-            kwargs = {name: value for name in names for role, value in by_role.items()
-                      if name.startswith(role)}
+            by_role = {
+                "student_hidden": hs[None],
+                "teacher_hidden": ht[None],
+                "student_lm_head_weight": ws,
+                "teacher_lm_head_weight": wt,
+            }
+            kwargs = {
+                name: value for name in names for role, value in by_role.items() if name.startswith(role)
+            }
             kwargs[next(name for name in names if name.endswith("mask"))] = mask
             kwargs["beta"] = 0.5
             if "chunk_size" in names:
                 kwargs["chunk_size"] = args.trl_chunk_size
             return _chunked_divergence_loss(**kwargs)[0]
+
         return step
     raise ValueError(f"unknown path {path!r}")
 
@@ -157,9 +184,15 @@ def measure(path: str, args, inputs, chunk_size: int | None = None) -> dict:
     extra = memory.extra()
     runs = [run()[:2] for _ in range(args.repeat)]
     times = [wall for wall, _ in runs]
-    return {"path": path, "chunk_size": chunk_size, "loss": float(loss.detach()),
-            "extra_bytes": extra, "seconds": statistics.median(times), "all_seconds": times,
-            "cpu_seconds": statistics.median(cpu for _, cpu in runs)}
+    return {
+        "path": path,
+        "chunk_size": chunk_size,
+        "loss": float(loss.detach()),
+        "extra_bytes": extra,
+        "seconds": statistics.median(times),
+        "all_seconds": times,
+        "cpu_seconds": statistics.median(cpu for _, cpu in runs),
+    }
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -170,18 +203,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--student-hidden", type=int, default=512)
     parser.add_argument("--teacher-hidden", type=int, default=1024)
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
-    parser.add_argument("--scale", type=float, default=0.05,
-                        help="standard deviation of the random hidden states and weights")
-    parser.add_argument("--chunk-sizes", default="0",
-                        help="comma list of fused chunk sizes; 0 is the device's default")
+    parser.add_argument(
+        "--scale", type=float, default=0.05, help="standard deviation of the random hidden states and weights"
+    )
+    parser.add_argument(
+        "--chunk-sizes", default="0", help="comma list of fused chunk sizes; 0 is the device's default"
+    )
     parser.add_argument("--trl-chunk-size", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=0,
-                        help="unmeasured steps before the memory step (compilation, autotuning)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="unmeasured steps before the memory step (compilation, autotuning)",
+    )
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--paths", default=None,
-                        help="comma list of dense, fused, fused-compile, liger, trl; default: all "
-                             "but fused-compile on CPU (compiling there takes minutes)")
+    parser.add_argument(
+        "--paths",
+        default=None,
+        help="comma list of dense, fused, fused-compile, liger, trl; default: all "
+        "but fused-compile on CPU (compiling there takes minutes)",
+    )
     parser.add_argument("--json", default=None, help="also write the results to this file")
     return parser.parse_args(argv)
 
@@ -191,8 +233,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    default = ("dense,fused,fused-compile,liger,trl" if args.device == "cuda"
-               else "dense,fused,liger,trl")
+    default = "dense,fused,fused-compile,liger,trl" if args.device == "cuda" else "dense,fused,liger,trl"
     chunk_sizes = [int(c) or None for c in args.chunk_sizes.split(",")]
     inputs = make_inputs(args)
     print_header(args)
@@ -205,32 +246,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
             except ImportError as error:
                 results.append({"path": path, "skipped": f"not installed ({error.name})"})
             except Exception as error:  # a failing path must not hide the others' figures
-                results.append({"path": path, "chunk_size": chunk,
-                                "failed": f"{type(error).__name__}: {error}"[:300]})
+                results.append(
+                    {"path": path, "chunk_size": chunk, "failed": f"{type(error).__name__}: {error}"[:300]}
+                )
             if args.device == "cuda":
                 torch.cuda.empty_cache()
             print_row(results[-1])  # printed and saved as soon as measured
             if args.json:
-                Path(args.json).write_text(json.dumps({"args": vars(args), "results": results},
-                                                      indent=1))
+                Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
     return results
 
 
 def print_header(args) -> None:
-    device = (torch.cuda.get_device_name() if args.device == "cuda"
-              else f"cpu ({torch.get_num_threads()} threads)")
-    print(f"N={args.tokens} V={args.vocab} Hs={args.student_hidden} Ht={args.teacher_hidden} "
-          f"{args.dtype} on {device}, torch {torch.__version__}, generalized_jsd(0.5), fwd+bwd")
+    device = (
+        torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"N={args.tokens} V={args.vocab} Hs={args.student_hidden} Ht={args.teacher_hidden} "
+        f"{args.dtype} on {device}, torch {torch.__version__}, generalized_jsd(0.5), fwd+bwd"
+    )
     print(f"{'path':22} {'time ms':>9} {'cpu ms':>9} {'extra MiB':>10} {'loss':>12}")
 
 
 def print_row(r: dict) -> None:
     name = r["path"] + (f"@{r['chunk_size']}" if r.get("chunk_size") else "")
     if "seconds" in r:
-        print(f"{name:22} {r['seconds'] * 1e3:9.1f} {r['cpu_seconds'] * 1e3:9.1f} "
-              f"{r['extra_bytes'] / 2**20:10.0f} {r['loss']:12.6f}", flush=True)
+        print(
+            f"{name:22} {r['seconds'] * 1e3:9.1f} {r['cpu_seconds'] * 1e3:9.1f} "
+            f"{r['extra_bytes'] / 2**20:10.0f} {r['loss']:12.6f}",
+            flush=True,
+        )
     else:
         print(f"{name:22} {r.get('skipped') or r.get('failed')}", flush=True)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

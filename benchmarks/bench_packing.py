@@ -57,10 +57,14 @@ class Layout:
                 self.positions += sum(b.input_ids.numel() for b in batches)
 
     def result(self) -> dict:
-        return {"layout": self.name, "tokens_per_s": round(self.tokens / self.seconds, 1),
-                "positions_per_token": round(self.positions / self.tokens, 3),
-                "first_step_loss": self.first_loss, "timed_tokens": self.tokens,
-                "seconds": round(self.seconds, 2)}
+        return {
+            "layout": self.name,
+            "tokens_per_s": round(self.tokens / self.seconds, 1),
+            "positions_per_token": round(self.positions / self.tokens, 3),
+            "first_step_loss": self.first_loss,
+            "timed_tokens": self.tokens,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def prepared_recipe(recipe_file: Path, run: Path | None, scratch: Path) -> Recipe:
@@ -80,8 +84,9 @@ def prepared_recipe(recipe_file: Path, run: Path | None, scratch: Path) -> Recip
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "demo.yaml")
-    parser.add_argument("--run", type=Path, default=None,
-                        help="a run folder holding the recipe's data/ (and signals/)")
+    parser.add_argument(
+        "--run", type=Path, default=None, help="a run folder holding the recipe's data/ (and signals/)"
+    )
     parser.add_argument("--steps", type=int, default=20, help="timed steps per block")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)

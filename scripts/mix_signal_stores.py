@@ -40,7 +40,7 @@ def picked_ids(base: Path, fraction: float, seed: int) -> set[str]:
     with SignalStore(base / "signals") as store:
         ids = sorted(store.sample_ids())
     random.Random(seed).shuffle(ids)
-    return set(ids[:round(fraction * len(ids))])
+    return set(ids[: round(fraction * len(ids))])
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -72,17 +72,24 @@ def mix(args: argparse.Namespace) -> None:
                 unanswered += 1  # the other run rejected its answer (see its rejects.jsonl)
         rows.append(row)
     (args.out_run / "data").mkdir(parents=True)
-    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "_other"} for r in rows],
-                                 schema=base.schema)
+    table = pa.Table.from_pylist(
+        [{k: v for k, v in r.items() if k != "_other"} for r in rows], schema=base.schema
+    )
     atomic_write_bytes(args.out_run / "data" / "train.parquet", _parquet_bytes(table))
     fingerprint = read_fingerprint(args.other_signals)
-    fingerprint["provenance"] = {**fingerprint.get("provenance", {}), "mixed": (
-        f"{args.fraction} of the training rows of {args.base_run} replaced by {args.other_run}'s "
-        f"(seed {args.seed})")}
+    fingerprint["provenance"] = {
+        **fingerprint.get("provenance", {}),
+        "mixed": (
+            f"{args.fraction} of the training rows of {args.base_run} replaced by {args.other_run}'s "
+            f"(seed {args.seed})"
+        ),
+    }
     counts = {"other_rows": 0, "base_rows": 0, "other_tokens": 0, "base_tokens": 0}
-    with SignalStore(args.base_run / "signals") as base_store, \
-            SignalStore(args.other_signals) as other_store, \
-            SignalWriter(args.out_run / "signals", fingerprint, shard_tokens=262144) as writer:
+    with (
+        SignalStore(args.base_run / "signals") as base_store,
+        SignalStore(args.other_signals) as other_store,
+        SignalWriter(args.out_run / "signals", fingerprint, shard_tokens=262144) as writer,
+    ):
         for row in rows:
             side = "other" if row.get("_other") else "base"
             store = other_store if side == "other" else base_store
@@ -92,8 +99,11 @@ def mix(args: argparse.Namespace) -> None:
             writer.add(sample)
             counts[f"{side}_rows"] += 1
             counts[f"{side}_tokens"] += sample.num_tokens
-    print(json.dumps({"fraction": args.fraction, "seed": args.seed, **counts,
-                      "picked_but_kept_base": unanswered}))
+    print(
+        json.dumps(
+            {"fraction": args.fraction, "seed": args.seed, **counts, "picked_but_kept_base": unanswered}
+        )
+    )
 
 
 def main() -> None:

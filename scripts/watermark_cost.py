@@ -49,12 +49,18 @@ def paired(marked: np.ndarray, plain: np.ndarray) -> dict:
     """Mean of marked - plain over prompts (marked: (K, N) over K keys), 95% interval in points."""
     diff = marked.mean(axis=0) - plain.mean(axis=0) if plain.ndim == 2 else marked.mean(axis=0) - plain
     half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff))
-    return {"points": round(100 * diff.mean(), 2), "interval95": [round(100 * (diff.mean() - half), 2),
-                                                                   round(100 * (diff.mean() + half), 2)]}
+    return {
+        "points": round(100 * diff.mean(), 2),
+        "interval95": [round(100 * (diff.mean() - half), 2), round(100 * (diff.mean() + half), 2)],
+    }
 
 
-def answer_nll(teacher: LocalTeacher, prompts: list[str], answers: list[tuple[int, ...]],
-               marks: list[tuple[WatermarkKey, WatermarkSpec]]) -> tuple[float, list[float], int]:
+def answer_nll(
+    teacher: LocalTeacher,
+    prompts: list[str],
+    answers: list[tuple[int, ...]],
+    marks: list[tuple[WatermarkKey, WatermarkSpec]],
+) -> tuple[float, list[float], int]:
     """Mean NLL per answer token under the raw distribution and under each mark; tokens scored."""
     vocab = teacher.model.get_output_embeddings().weight.shape[0]
     raw, marked, count = 0.0, [0.0] * len(marks), 0
@@ -64,10 +70,10 @@ def answer_nll(teacher: LocalTeacher, prompts: list[str], answers: list[tuple[in
         head = teacher.render(prompt)
         ids = torch.tensor([head + list(answer)])
         with torch.no_grad():
-            logits = teacher.model(ids).logits[0, len(head) - 1:-1].double()  # (A, V)
+            logits = teacher.model(ids).logits[0, len(head) - 1 : -1].double()  # (A, V)
         target = torch.tensor(answer)
         raw -= torch.log_softmax(logits, -1)[torch.arange(len(answer)), target].sum().item()
-        contexts = ids[0, :-1].unfold(0, 2, 1)[len(head) - 2:].numpy()  # (A, 2) context of each
+        contexts = ids[0, :-1].unfold(0, 2, 1)[len(head) - 2 :].numpy()  # (A, 2) context of each
         for j, (key, spec) in enumerate(marks):
             bias = torch.from_numpy(green_mask(key, spec, contexts, vocab)).double() * spec.delta
             log_q = torch.log_softmax(logits + bias, -1)
@@ -83,11 +89,16 @@ def cost(args: argparse.Namespace) -> None:
     items = generate_items("heldout", args.per_task, seed=0, tasks=["instruct"])
     prompts = [i.prompt for i in items]
     greedy = Sampling(max_new_tokens=args.max_new_tokens, temperature=0.0)
-    plain = (read_answers(args.plain, prompts, teacher) if args.plain
-             else teacher.generate(prompts, greedy))
+    plain = read_answers(args.plain, prompts, teacher) if args.plain else teacher.generate(prompts, greedy)
     plain_ok = graded(items, [c.text for c in plain])
-    emit({"run": "unmarked", "prompts": len(items), "accuracy": plain_ok.mean(),
-          "seconds": round(time.time() - started)})
+    emit(
+        {
+            "run": "unmarked",
+            "prompts": len(items),
+            "accuracy": plain_ok.mean(),
+            "seconds": round(time.time() - started),
+        }
+    )
     if args.corpus_out:
         write_corpus(args.corpus_out, prompts, [c.text for c in plain])
     rng = np.random.default_rng(args.seed)
@@ -103,18 +114,25 @@ def cost(args: argparse.Namespace) -> None:
             answers = marked.generate(prompts, greedy)
             scores.append(graded(items, [c.text for c in answers]))
             same.append(np.mean([a.text == b.text for a, b in zip(answers, plain, strict=True)]))
-            emit({"run": f"delta {delta}", "key": k, "accuracy": scores[-1].mean(),
-                  "identical": same[-1], "seconds": round(time.time() - started)})
-        summary[f"delta {delta}"] = {"accuracy": round(100 * np.mean(scores), 2),
-                                     "per_key": [round(100 * s.mean(), 2) for s in scores],
-                                     "identical": round(float(np.mean(same)), 3),
-                                     "minus_unmarked": paired(np.array(scores), plain_ok)}
-    marks = [(key, WatermarkSpec(gamma=0.25, delta=d, context_width=2)) for d in args.deltas
-             for key in keys]
+            emit(
+                {
+                    "run": f"delta {delta}",
+                    "key": k,
+                    "accuracy": scores[-1].mean(),
+                    "identical": same[-1],
+                    "seconds": round(time.time() - started),
+                }
+            )
+        summary[f"delta {delta}"] = {
+            "accuracy": round(100 * np.mean(scores), 2),
+            "per_key": [round(100 * s.mean(), 2) for s in scores],
+            "identical": round(float(np.mean(same)), 3),
+            "minus_unmarked": paired(np.array(scores), plain_ok),
+        }
+    marks = [(key, WatermarkSpec(gamma=0.25, delta=d, context_width=2)) for d in args.deltas for key in keys]
     raw, marked_nll, tokens = answer_nll(teacher, prompts, [c.token_ids for c in plain], marks)
     summary["perplexity_greedy_text"] = perplexities(raw, marked_nll, tokens, args)
-    emit({"run": "perplexity", **summary["perplexity_greedy_text"],
-          "seconds": round(time.time() - started)})
+    emit({"run": "perplexity", **summary["perplexity_greedy_text"], "seconds": round(time.time() - started)})
     if args.expmin_per_task:
         summary["exp-min"] = expmin_cost(teacher, keys, marks, args)
     summary["seconds"] = round(time.time() - started)
@@ -125,33 +143,41 @@ def perplexities(raw: float, marked: list[float], tokens: int, args: argparse.Na
     """Perplexity unmarked and, per delta, the mean over keys and its ratio to unmarked."""
     out: dict = {"tokens": tokens, "unmarked": round(math.exp(raw), 3)}
     for d, delta in enumerate(args.deltas):
-        per_key = [math.exp(m) for m in marked[d * args.keys:(d + 1) * args.keys]]
-        out[f"delta {delta}"] = {"per_key": [round(p, 3) for p in per_key],
-                                 "ratio": round(float(np.mean(per_key)) / math.exp(raw), 4)}
+        per_key = [math.exp(m) for m in marked[d * args.keys : (d + 1) * args.keys]]
+        out[f"delta {delta}"] = {
+            "per_key": [round(p, 3) for p in per_key],
+            "ratio": round(float(np.mean(per_key)) / math.exp(raw), 4),
+        }
     return out
 
 
-def expmin_cost(teacher: LocalTeacher, keys: list[WatermarkKey], marks: list,
-                args: argparse.Namespace) -> dict:
+def expmin_cost(
+    teacher: LocalTeacher, keys: list[WatermarkKey], marks: list, args: argparse.Namespace
+) -> dict:
     """Sampled at T = 1: plain draws under seeds 0.. against keyed exp-min draws under the keys."""
     items = generate_items("heldout", args.expmin_per_task, seed=0, tasks=["instruct"])
     prompts = [i.prompt for i in items]
     spec = WatermarkSpec(context_width=2, scheme="exp-min")
     plain, keyed, first = [], [], None
     for k, key in enumerate(keys):
-        sampled = teacher.generate(prompts, Sampling(max_new_tokens=args.max_new_tokens,
-                                                     temperature=1.0, seed=k))
+        sampled = teacher.generate(
+            prompts, Sampling(max_new_tokens=args.max_new_tokens, temperature=1.0, seed=k)
+        )
         first = first or sampled
         plain.append(graded(items, [c.text for c in sampled]))
         drawn = ExpMinTeacher(teacher, ExpMinSampler(key, spec)).generate(
-            prompts, Sampling(max_new_tokens=args.max_new_tokens, temperature=1.0))
+            prompts, Sampling(max_new_tokens=args.max_new_tokens, temperature=1.0)
+        )
         keyed.append(graded(items, [c.text for c in drawn]))
         emit({"run": "T=1", "seed_or_key": k, "plain": plain[-1].mean(), "exp-min": keyed[-1].mean()})
     raw, marked_nll, tokens = answer_nll(teacher, prompts, [c.token_ids for c in first], marks)
-    return {"prompts": len(items), "plain_T1": round(100 * np.mean(plain), 2),
-            "exp-min_T1": round(100 * np.mean(keyed), 2),
-            "minus_plain": paired(np.array(keyed), np.array(plain)),
-            "perplexity_sampled_text": perplexities(raw, marked_nll, tokens, args)}
+    return {
+        "prompts": len(items),
+        "plain_T1": round(100 * np.mean(plain), 2),
+        "exp-min_T1": round(100 * np.mean(keyed), 2),
+        "minus_plain": paired(np.array(keyed), np.array(plain)),
+        "perplexity_sampled_text": perplexities(raw, marked_nll, tokens, args),
+    }
 
 
 def read_answers(path: str, prompts: list[str], teacher: LocalTeacher) -> list[Completion]:
@@ -161,15 +187,25 @@ def read_answers(path: str, prompts: list[str], teacher: LocalTeacher) -> list[C
     missing = [p for p in prompts if p not in answers]
     if missing:
         raise SystemExit(f"{path} has no answer for {len(missing)} prompts, e.g. {missing[0]!r}")
-    return [Completion(text=answers[p], token_ids=tuple(teacher.tokenizer(
-        answers[p], add_special_tokens=False).input_ids), finish_reason="stop") for p in prompts]
+    return [
+        Completion(
+            text=answers[p],
+            token_ids=tuple(teacher.tokenizer(answers[p], add_special_tokens=False).input_ids),
+            finish_reason="stop",
+        )
+        for p in prompts
+    ]
 
 
 def write_corpus(path: str, prompts: list[str], answers: list[str]) -> None:
     from distil.fsutil import atomic_write_text
 
-    atomic_write_text(path, "".join(json.dumps({"prompt": p, "response": a}) + "\n"
-                                    for p, a in zip(prompts, answers, strict=True)))
+    atomic_write_text(
+        path,
+        "".join(
+            json.dumps({"prompt": p, "response": a}) + "\n" for p, a in zip(prompts, answers, strict=True)
+        ),
+    )
 
 
 def corpus(args: argparse.Namespace) -> None:
@@ -188,8 +224,9 @@ def main() -> None:
     measure.add_argument("--deltas", type=float, nargs="+", default=[1.0, 2.0])
     measure.add_argument("--keys", type=int, default=3)
     measure.add_argument("--corpus-out", default=None)
-    measure.add_argument("--plain", default=None,
-                         help="a corpus file of unmarked answers to reuse, not regenerate")
+    measure.add_argument(
+        "--plain", default=None, help="a corpus file of unmarked answers to reuse, not regenerate"
+    )
     measure.add_argument("--expmin-per-task", type=int, default=0)
     measure.add_argument("--seed", type=int, default=2027)
     written = commands.add_parser("corpus")

@@ -92,8 +92,7 @@ def recipe_dict(tmp_path: Path, data: Path, **sections) -> dict:
         "student": {"model": "tiny-student"},
         "data": {"train": str(data), "eval_fraction": 0.15, "max_length": 48},
         "distill": {"divergence": "forward_kl", "temperature": 1.0},
-        "train": {"max_steps": 12, "batch_size": 8, "learning_rate": 3e-3, "save_every": 4,
-                  "log_every": 2},
+        "train": {"max_steps": 12, "batch_size": 8, "learning_rate": 3e-3, "save_every": 4, "log_every": 2},
         "eval": {"batch_size": 16, "max_samples": 32},
     }
     for section, values in sections.items():

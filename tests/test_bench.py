@@ -38,7 +38,7 @@ def test_a_paired_speedup_is_the_geometric_mean_of_round_ratios_with_its_interva
     logs = [math.log(r) for r in ratios]
     mean = sum(logs) / 3
     sd = (sum((x - mean) ** 2 for x in logs) / 2) ** 0.5
-    half = 4.303 * sd / 3 ** 0.5  # t(0.975, 2 degrees of freedom)
+    half = 4.303 * sd / 3**0.5  # t(0.975, 2 degrees of freedom)
     assert found["per_pair"] == pytest.approx(ratios)
     assert found["ratio"] == pytest.approx(math.exp(mean))
     assert (found["low"], found["high"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
@@ -69,14 +69,19 @@ class _FakeWorker:
 
 def test_models_take_turns_so_a_change_of_load_cannot_skew_their_ratio():
     _FakeWorker.order = []
-    workers = [_FakeWorker("teacher", 0.2), _FakeWorker("student", 0.05),
-               _FakeWorker("gguf", 0.04, max_batch=1)]
+    workers = [
+        _FakeWorker("teacher", 0.2),
+        _FakeWorker("student", 0.05),
+        _FakeWorker("gguf", 0.04, max_batch=1),
+    ]
     config = BenchSection(batch_sizes=[1, 2], warmup=1, repeats=4)
     done = []
     runs = interleaved_runs(workers, config, lambda w: done.append(w.target.name))
     assert _FakeWorker.order[:6] == ["teacher", "student", "gguf", "gguf", "student", "teacher"]
     assert _FakeWorker.order[15:] == ["teacher", "student", "student", "teacher"] * 2 + [
-        "teacher", "student"]  # batch 2: llama.cpp's one-sequence runner sits out
+        "teacher",
+        "student",
+    ]  # batch 2: llama.cpp's one-sequence runner sits out
     assert done == _FakeWorker.order
     assert {b: len(r) for b, r in runs["student"].items()} == {"1": 4, "2": 4}
     assert list(runs["gguf"]) == ["1"]
@@ -94,12 +99,19 @@ def test_efficiency_is_merged_into_eval_json_keeping_other_keys(tmp_path):
     path = tmp_path / "eval.json"
     path.write_text(json.dumps({"kl_teacher_student": 0.5, "efficiency": {"old": 1}}))
     write_efficiency(path, {"efficiency": {}, "efficiency_setup": {"config": {}}})
-    assert json.loads(path.read_text()) == {"kl_teacher_student": 0.5, "efficiency": {},
-                                            "efficiency_setup": {"config": {}}}
+    assert json.loads(path.read_text()) == {
+        "kl_teacher_student": 0.5,
+        "efficiency": {},
+        "efficiency_setup": {"config": {}},
+    }
     path.write_text(json.dumps({"student": {"accuracy": 0.9}}))
-    write_efficiency(path, {"efficiency": {"student": {"tokens_per_s": 250.0},
-                                           "teacher": {"tokens_per_s": 50.0}, "onnx": {}},
-                            "efficiency_setup": {}})
+    write_efficiency(
+        path,
+        {
+            "efficiency": {"student": {"tokens_per_s": 250.0}, "teacher": {"tokens_per_s": 50.0}, "onnx": {}},
+            "efficiency_setup": {},
+        },
+    )
     merged = json.loads(path.read_text())
     assert merged["student"] == {"accuracy": 0.9, "bench_tokens_per_s_batch1": 250.0}
     assert merged["teacher"] == {"bench_tokens_per_s_batch1": 50.0}
@@ -118,30 +130,41 @@ def test_torch_benchmark_loop_generates_what_hf_generate_does(tiny_models):
     assert len(ticks) == 9
     for prompt, mine in zip(prompts, ours, strict=True):
         with torch.no_grad():
-            reference = runner.model.generate(input_ids=torch.tensor([prompt]), do_sample=False,
-                                              max_new_tokens=9, min_new_tokens=9, pad_token_id=0)
-        assert mine == reference[0, len(prompt):].tolist()
+            reference = runner.model.generate(
+                input_ids=torch.tensor([prompt]),
+                do_sample=False,
+                max_new_tokens=9,
+                min_new_tokens=9,
+                pad_token_id=0,
+            )
+        assert mine == reference[0, len(prompt) :].tolist()
 
 
-def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models,
-                                                         monkeypatch):
+def test_bench_run_times_every_model_and_writes_the_table(tmp_path_factory, tiny_models, monkeypatch):
     missing = "llama-cpp-python is not installed"  # so: ONNX only, here and where it is
-    monkeypatch.setattr("distil.bench.run.missing_runtime",
-                        lambda fmt: missing if fmt.name == "gguf" else None)
+    monkeypatch.setattr(
+        "distil.bench.run.missing_runtime", lambda fmt: missing if fmt.name == "gguf" else None
+    )
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     (run / "eval.json").write_text(json.dumps({"top1_agreement": 0.5}))
     config = BenchSection(new_tokens=4, batch_sizes=[1, 2], warmup=1, repeats=2, threads=1)
     measured = bench_run(run, config)
     stored = json.loads((run / "eval.json").read_text())
     models = measured["efficiency"]
-    assert stored == {"top1_agreement": 0.5, **measured,
-                      "teacher": {"bench_tokens_per_s_batch1": models["teacher"]["tokens_per_s"]},
-                      "student": {"bench_tokens_per_s_batch1": models["student"]["tokens_per_s"]}}
+    assert stored == {
+        "top1_agreement": 0.5,
+        **measured,
+        "teacher": {"bench_tokens_per_s_batch1": models["teacher"]["tokens_per_s"]},
+        "student": {"bench_tokens_per_s_batch1": models["student"]["tokens_per_s"]},
+    }
     assert list(models) == ["teacher", "student", "onnx", "onnx-int8"]  # deployable ONNX only
     assert models["teacher"]["model"] == "tiny-teacher"
     assert models["teacher"]["params"] == count_parameters(build_tiny("tiny-teacher")[0])
-    assert models["student"]["params"] == models["onnx-int8"]["params"] == count_parameters(
-        build_tiny("tiny-student")[0])
+    assert (
+        models["student"]["params"]
+        == models["onnx-int8"]["params"]
+        == count_parameters(build_tiny("tiny-student")[0])
+    )
     assert models["onnx-int8"]["bytes"] < models["onnx"]["bytes"]
     assert models["student"]["bytes"] == weight_bytes(run / "student") > 0
     for name, figures in models.items():
@@ -170,9 +193,11 @@ def test_a_half_precision_variant_is_timed_in_its_own_dtype(tmp_path_factory, ti
     run = exported_run_dir(tmp_path_factory, tiny_models["tiny-student"])
     targets = find_targets(run, None, ["hf-float16", "onnx-int8"])
     assert [(t.name, t.runtime) for t in targets] == [
-        ("student", "pytorch"), ("hf-float16", "pytorch"), ("onnx-int8", "onnxruntime")]
-    opened = {t.name: open_model({"opener": t.opener, "model": t.model, "threads": 1})
-              for t in targets}
+        ("student", "pytorch"),
+        ("hf-float16", "pytorch"),
+        ("onnx-int8", "onnxruntime"),
+    ]
+    opened = {t.name: open_model({"opener": t.opener, "model": t.model, "threads": 1}) for t in targets}
     assert [precision for _, _, precision in opened.values()] == ["float32", "float16", "int8"]
     runner = opened["hf-float16"][0]
     assert len(runner.generate_ids([[3, 70, 4]], 3)[0]) == 3
@@ -186,14 +211,28 @@ def test_distil_bench_takes_the_runs_recipe_settings_unless_an_option_is_given(t
     from distil import cli
     from distil.recipe import dump_recipe, validate_recipe
 
-    raw = {"seed": 7, "teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
-           "data": {"train": "x.jsonl"}, "bench": {"repeats": 5, "batch_sizes": [2]}}
+    raw = {
+        "seed": 7,
+        "teacher": {"model": "tiny-teacher"},
+        "student": {"model": "tiny-student"},
+        "data": {"train": "x.jsonl"},
+        "bench": {"repeats": 5, "batch_sizes": [2]},
+    }
     (tmp_path / "recipe.yaml").write_text(dump_recipe(validate_recipe(raw)))
     assert yaml.safe_load((tmp_path / "recipe.yaml").read_text())["bench"]["seed"] == 7
     seen = {}
-    monkeypatch.setattr("distil.bench.bench_run",
-                        lambda run_dir, config, teacher=None: seen.update(config=config))
-    cli.bench(tmp_path, teacher=None, new_tokens=None, repeats=None, warmup=2, batch=None,
-              threads=None, variant=None)
+    monkeypatch.setattr(
+        "distil.bench.bench_run", lambda run_dir, config, teacher=None: seen.update(config=config)
+    )
+    cli.bench(
+        tmp_path,
+        teacher=None,
+        new_tokens=None,
+        repeats=None,
+        warmup=2,
+        batch=None,
+        threads=None,
+        variant=None,
+    )
     config = seen["config"]
     assert (config.repeats, config.batch_sizes, config.warmup, config.seed) == (5, [2], 2, 7)

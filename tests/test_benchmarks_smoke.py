@@ -27,8 +27,25 @@ def one_thread():
 
 def test_bench_loss_runs_every_path_and_they_agree(one_thread, tmp_path):
     results = _load("bench_loss").main(
-        ["--tokens", "48", "--vocab", "97", "--student-hidden", "8", "--teacher-hidden", "12",
-         "--scale", "0.5", "--repeat", "1", "--chunk-sizes", "0,16", "--json", str(tmp_path / "loss.json")])
+        [
+            "--tokens",
+            "48",
+            "--vocab",
+            "97",
+            "--student-hidden",
+            "8",
+            "--teacher-hidden",
+            "12",
+            "--scale",
+            "0.5",
+            "--repeat",
+            "1",
+            "--chunk-sizes",
+            "0,16",
+            "--json",
+            str(tmp_path / "loss.json"),
+        ]
+    )
     by_path = {(r["path"], r.get("chunk_size")): r for r in results}
     assert {"dense", "fused", "liger", "trl"} <= {path for path, _ in by_path}
     measured = [r for r in results if "seconds" in r]
@@ -43,8 +60,20 @@ def test_bench_loss_runs_every_path_and_they_agree(one_thread, tmp_path):
 
 def test_bench_step_runs_the_plain_live_and_stored_steps(one_thread, tmp_path):
     results = _load("bench_step").main(
-        ["--tiny", "--device", "cpu", "--variants", "finetune,live,store", "--warmup", "0",
-         "--steps", "1", "--json", str(tmp_path / "step.json")])
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--variants",
+            "finetune,live,store",
+            "--warmup",
+            "0",
+            "--steps",
+            "1",
+            "--json",
+            str(tmp_path / "step.json"),
+        ]
+    )
     assert [r["variant"] for r in results] == ["finetune", "live", "store"]
     for r in results:
         assert "failed" not in r, r
@@ -59,8 +88,9 @@ def test_bench_packing_times_both_layouts_on_the_same_rows(one_thread, tmp_path)
     recipe = tmp_path / "recipe.yaml"
     data = write_jsonl(tmp_path / "data.jsonl", skill_rows(32))
     recipe.write_text(yaml.safe_dump(recipe_dict(tmp_path, data)))
-    results = _load("bench_packing").main(["--recipe", str(recipe), "--steps", "2",
-                                           "--rounds", "1", "--warmup", "0"])
+    results = _load("bench_packing").main(
+        ["--recipe", str(recipe), "--steps", "2", "--rounds", "1", "--warmup", "0"]
+    )
     padded, packed = results
     assert (padded["layout"], packed["layout"]) == ("padded", "packed")
     assert packed["timed_tokens"] == padded["timed_tokens"] > 0
@@ -70,22 +100,35 @@ def test_bench_packing_times_both_layouts_on_the_same_rows(one_thread, tmp_path)
 
 def test_bench_streaming_measures_both_files_in_every_case(tmp_path):
     results = _load("bench_streaming").main(
-        ["--large-mb", "0.5", "--small-mb", "0.05", "--steps", "2", "--dir", str(tmp_path),
-         "--json", str(tmp_path / "streaming.json")])
+        [
+            "--large-mb",
+            "0.5",
+            "--small-mb",
+            "0.05",
+            "--steps",
+            "2",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(tmp_path / "streaming.json"),
+        ]
+    )
     assert [(r["file"], r["case"]) for r in results] == [
-        ("small.jsonl", "train, streamed"), ("small.jsonl", "full pass"),
-        ("large.jsonl", "train, streamed"), ("large.jsonl", "full pass")]
+        ("small.jsonl", "train, streamed"),
+        ("small.jsonl", "full pass"),
+        ("large.jsonl", "train, streamed"),
+        ("large.jsonl", "full pass"),
+    ]
     assert all(r["peak_rss_mib"] > 50 and r["seconds"] > 0 for r in results)
     large = (tmp_path / "large.jsonl").stat().st_size
-    assert 0.5 * 2 ** 20 <= large < 0.6 * 2 ** 20
+    assert 0.5 * 2**20 <= large < 0.6 * 2**20
     assert (tmp_path / "streaming.json").is_file()
 
 
 def test_bench_int8_speed_ratio_is_taken_within_each_round():
     figures = _load("bench_int8").speed_figures([30.0, 10.0, 24.0], baseline=[20.0, 5.0, 16.0])
     # rounds' ratios 1.5, 2.0, 1.5: the ratio of the medians (24 / 16) would hide the spread
-    assert figures == {"tokens_per_s": 24.0, "speedup": 1.5, "speedup_min": 1.5,
-                       "speedup_max": 2.0}
+    assert figures == {"tokens_per_s": 24.0, "speedup": 1.5, "speedup_min": 1.5, "speedup_max": 2.0}
 
 
 def test_bench_int8_probe_finds_exact_sums_in_the_chosen_kernel(tmp_path):

@@ -10,8 +10,9 @@ from tests.conftest import recipe_dict, write_jsonl
 
 
 def distil(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distil.cli", *args], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "distil.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def test_help_lists_the_commands_and_their_options():
@@ -42,16 +43,26 @@ def _mismatched_student(tmp_path) -> str:
 BAD_INPUTS = {
     "missing recipe": (lambda tmp, data: str(tmp / "nope.yaml"), "recipe file not found"),
     "malformed yaml": (lambda tmp, data: _recipe(tmp, "teacher: {model: [x\n"), "not valid YAML"),
-    "unknown key": (lambda tmp, data: _recipe(tmp, {**recipe_dict(tmp, data), "traine": {}}),
-                    "unknown key traine (did you mean train?)"),
-    "missing data": (lambda tmp, data: _recipe(tmp, recipe_dict(tmp, tmp / "none.jsonl")),
-                     "dataset not found"),
-    "empty dataset": (lambda tmp, data: _recipe(tmp, recipe_dict(tmp, write_jsonl(tmp / "e.jsonl", []))),
-                      "is empty (no rows)"),
-    "vocab mismatch": (lambda tmp, data: _recipe(tmp, recipe_dict(
-        tmp, data, student={"model": _mismatched_student(tmp)})), "different vocabularies"),
-    "missing model": (lambda tmp, data: _recipe(tmp, recipe_dict(
-        tmp, data, teacher={"model": str(tmp / "no-model")})), "model folder not found"),
+    "unknown key": (
+        lambda tmp, data: _recipe(tmp, {**recipe_dict(tmp, data), "traine": {}}),
+        "unknown key traine (did you mean train?)",
+    ),
+    "missing data": (
+        lambda tmp, data: _recipe(tmp, recipe_dict(tmp, tmp / "none.jsonl")),
+        "dataset not found",
+    ),
+    "empty dataset": (
+        lambda tmp, data: _recipe(tmp, recipe_dict(tmp, write_jsonl(tmp / "e.jsonl", []))),
+        "is empty (no rows)",
+    ),
+    "vocab mismatch": (
+        lambda tmp, data: _recipe(tmp, recipe_dict(tmp, data, student={"model": _mismatched_student(tmp)})),
+        "different vocabularies",
+    ),
+    "missing model": (
+        lambda tmp, data: _recipe(tmp, recipe_dict(tmp, data, teacher={"model": str(tmp / "no-model")})),
+        "model folder not found",
+    ),
 }
 
 
@@ -89,11 +100,17 @@ def test_run_trains_evaluates_then_skips_finished_stages(tmp_path, dataset):
 def test_a_variant_failing_parity_stops_neither_bench_nor_report(tmp_path, dataset):
     import json
 
-    impossible = {"formats": ["hf"], "prompts_per_task": 1, "compared_prompts": 2,
-                  "max_new_tokens": 4, "thresholds": {"half": {"max_abs_logit_diff": 1e-9}}}
+    impossible = {
+        "formats": ["hf"],
+        "prompts_per_task": 1,
+        "compared_prompts": 2,
+        "max_new_tokens": 4,
+        "thresholds": {"half": {"max_abs_logit_diff": 1e-9}},
+    }
     bench = {"new_tokens": 2, "batch_sizes": [1], "repeats": 1, "warmup": 0}
-    recipe = _recipe(tmp_path, recipe_dict(tmp_path, dataset, train={"max_steps": 2},
-                                           export=impossible, bench=bench))
+    recipe = _recipe(
+        tmp_path, recipe_dict(tmp_path, dataset, train={"max_steps": 2}, export=impossible, bench=bench)
+    )
     run = tmp_path / "run"
     first = distil("run", recipe)
     assert first.returncode == 3, first.stderr
@@ -109,8 +126,8 @@ def test_a_variant_failing_parity_stops_neither_bench_nor_report(tmp_path, datas
     flag = distil("run", recipe, "--allow-parity-failure")
     assert flag.returncode == 0, flag.stderr
     assert flag.stdout.strip().splitlines()[-1] == (
-        f"run finished: {run}; hf-float16 failed parity, set aside in {run / 'export' / 'failed'}"
-        " (allowed)")
+        f"run finished: {run}; hf-float16 failed parity, set aside in {run / 'export' / 'failed'} (allowed)"
+    )
 
 
 def test_serve_and_audit_options_are_the_fields_of_their_settings_models():
@@ -125,9 +142,11 @@ def test_serve_and_audit_options_are_the_fields_of_their_settings_models():
     root = typer.main.get_command(app)
     audit = root.commands["audit"].commands
     for command, models, arguments in [
-            (root.commands["serve"], [ServerSettings, StartSettings], {"model"}),
-            (audit["text"], [TextAudit], {"files"}), (audit["model"], [ModelAudit], {"model"}),
-            (audit["api"], [ApiAudit], {"url"})]:
+        (root.commands["serve"], [ServerSettings, StartSettings], {"model"}),
+        (audit["text"], [TextAudit], {"files"}),
+        (audit["model"], [ModelAudit], {"model"}),
+        (audit["api"], [ApiAudit], {"url"}),
+    ]:
         params = {p.name: p for p in command.params if p.name != "help"}
         fields = {name: info for model in models for name, info in model.model_fields.items()}
         assert set(params) == set(fields) | arguments, command.name

@@ -46,12 +46,18 @@ def test_ground_truth_covers_opt_in_families():
 
 def test_compare_trains_each_method_and_seed_and_reports_intervals(tmp_path):
     items = generate_items("train", 40, seed=0)
-    rows = [{"id": str(i), "prompt": item.prompt, "response": item.answer.upper()}
-            for i, item in enumerate(items)]  # "teacher text" differs from the ground truth
+    rows = [
+        {"id": str(i), "prompt": item.prompt, "response": item.answer.upper()} for i, item in enumerate(items)
+    ]  # "teacher text" differs from the ground truth
     data = write_jsonl(tmp_path / "synth.jsonl", rows)
-    raw = recipe_dict(tmp_path, data, compare=True, train={"max_steps": 3},
-                      comparison={"seeds": 2, "methods": ["seq_kd", "logit_kd"], "fractions": []},
-                      eval={"tasks": ["all"], "per_task": 4, "max_new_tokens": 4})
+    raw = recipe_dict(
+        tmp_path,
+        data,
+        compare=True,
+        train={"max_steps": 3},
+        comparison={"seeds": 2, "methods": ["seq_kd", "logit_kd"], "fractions": []},
+        eval={"tasks": ["all"], "per_task": 4, "max_new_tokens": 4},
+    )
     run_pipeline(validate_recipe(raw))
     run = tmp_path / "run"
     for variant in ("seq_kd/seed-0", "seq_kd/seed-1", "logit_kd/seed-1"):
@@ -80,10 +86,10 @@ def test_compare_trains_each_method_and_seed_and_reports_intervals(tmp_path):
     assert summary["methods"]["logit_kd"]["kl_teacher_student"]["mean"] == pytest.approx(sum(kl) / 2)
     assert f"| {sum(kl) / 2:.3f} ± " in forced[-1]  # logit KD's row
     assert "Two standard errors of an accuracy difference on 28 held-out prompts" in comparison
-    assert all(r["cpu_seconds"] > 0 for entry in summary["methods"].values()
-               for r in entry["runs"].values())  # the run itself: its train and eval stages
-    variant_summary = json.loads((run / "compare" / "seq_kd" / "seed-1" / "train_summary.json")
-                                 .read_text())
+    assert all(
+        r["cpu_seconds"] > 0 for entry in summary["methods"].values() for r in entry["runs"].values()
+    )  # the run itself: its train and eval stages
+    variant_summary = json.loads((run / "compare" / "seq_kd" / "seed-1" / "train_summary.json").read_text())
     assert variant_summary["steps"] == 3
 
 
@@ -98,8 +104,9 @@ def test_mean_interval_matches_the_t_distribution():
 
 def test_each_method_recipe_changes_what_its_method_says(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "response": "r"}])
-    recipe = validate_recipe(recipe_dict(tmp_path, data, signals={"path": str(tmp_path / "store")},
-                                         eval={"max_new_tokens": 7}))
+    recipe = validate_recipe(
+        recipe_dict(tmp_path, data, signals={"path": str(tmp_path / "store")}, eval={"max_new_tokens": 7})
+    )
     files = CompareData(tmp_path / "t.parquet", tmp_path / "h.parquet", tmp_path / "g.parquet")
     truth = method_recipe(recipe, "ground_truth", 2, files)
     assert (truth.distill.kd_weight, truth.distill.ce_weight, truth.seed) == (0.0, 1.0, 2)
@@ -115,16 +122,14 @@ def test_each_method_recipe_changes_what_its_method_says(tmp_path):
     assert (with_ce.distill.kd_weight, with_ce.distill.ce_weight) == (1.0, 1.0)
     assert with_ce.signals.path == str((tmp_path / "store").resolve())
     assert with_ce.data.train == str(files.train) and with_ce.distill.on_policy.lmbda == 0
-    weighted = recipe.model_copy(update={"distill": recipe.distill.model_copy(
-        update={"ce_weight": 0.3})})
+    weighted = recipe.model_copy(update={"distill": recipe.distill.model_copy(update={"ce_weight": 0.3})})
     assert method_recipe(weighted, "logit_kd_ce", 1, files).distill.ce_weight == 0.3
     hidden = method_recipe(recipe, "logit_kd_hidden", 0, files)
     assert hidden.distill.on_policy.lmbda == 0 and hidden.distill.hidden.weight == 1.0
     subset = method_recipe(recipe, "seq_kd", 1, files, 0.1)
     assert subset.run_dir == tmp_path / "run" / "compare" / "fraction-0.1" / "seq_kd" / "seed-1"
     assert subset.train.max_steps == recipe.train.max_steps == 12
-    by_epochs = recipe.model_copy(update={"train": recipe.train.model_copy(
-        update={"max_steps": None})})
+    by_epochs = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": None})})
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "train_summary.json").write_text(json.dumps({"steps": 7}))
     assert method_recipe(by_epochs, "seq_kd", 1, files, 0.1).train.max_steps == 7  # the run's
@@ -143,8 +148,12 @@ def test_each_share_has_its_means_intervals_and_paired_margins():
     def runs(*accuracies):
         return {str(seed): {"accuracy": a, "per_task": {}} for seed, a in enumerate(accuracies)}
 
-    points = share_points({"0.1": {"seq_kd": runs(0.5, 0.6, 0.7), "logit_kd": runs(0.6, 0.8, 0.7)},
-                           "1.0": {"seq_kd": runs(0.8, 0.9, 0.85), "logit_kd": runs(0.8, 0.9, 0.9)}})
+    points = share_points(
+        {
+            "0.1": {"seq_kd": runs(0.5, 0.6, 0.7), "logit_kd": runs(0.6, 0.8, 0.7)},
+            "1.0": {"seq_kd": runs(0.8, 0.9, 0.85), "logit_kd": runs(0.8, 0.9, 0.9)},
+        }
+    )
     logit = points["0.1"]["logit_kd"]
     assert logit["mean"] == pytest.approx(0.7) and logit["runs"]["1"]["accuracy"] == 0.8
     assert logit["interval"] == pytest.approx(mean_interval([0.6, 0.8, 0.7])[1])
@@ -154,13 +163,18 @@ def test_each_share_has_its_means_intervals_and_paired_margins():
     assert points["1.0"]["seq_kd"]["margin_over_seq_kd"] is None
 
 
-@pytest.mark.parametrize("comparison,named", [
-    ({"fractions": [0.0]}, "comparison.fractions"),
-    ({"fractions": [0.3, 1.5]}, "comparison.fractions"),
-    ({"fraction_methods": ["logit_kd", "soft_kd"]}, "comparison.fraction_methods"),
-    ({"methods": ["seq_kd"], "fraction_methods": ["seq_kd", "logit_kd"]},
-     "comparison.fraction_methods: logit_kd not in comparison.methods"),
-])
+@pytest.mark.parametrize(
+    "comparison,named",
+    [
+        ({"fractions": [0.0]}, "comparison.fractions"),
+        ({"fractions": [0.3, 1.5]}, "comparison.fractions"),
+        ({"fraction_methods": ["logit_kd", "soft_kd"]}, "comparison.fraction_methods"),
+        (
+            {"methods": ["seq_kd"], "fraction_methods": ["seq_kd", "logit_kd"]},
+            "comparison.fraction_methods: logit_kd not in comparison.methods",
+        ),
+    ],
+)
 def test_a_bad_data_efficiency_setting_is_refused_at_load(tmp_path, comparison, named):
     raw = recipe_dict(tmp_path, tmp_path / "d.jsonl", comparison=comparison)
     with pytest.raises(RecipeError, match=named):
@@ -181,14 +195,19 @@ def efficiency_run(tmp_path_factory, tiny_models):
     another seed could not read the run's store."""
     root = tmp_path_factory.mktemp("efficiency")
     items = generate_items("train", 40, seed=0)
-    rows = [{"id": str(i), "prompt": item.prompt, "response": item.answer.upper()}
-            for i, item in enumerate(items)]
-    raw = recipe_dict(root, write_jsonl(root / "synth.jsonl", rows), compare=True,
-                      teacher={"model": str(tiny_models["tiny-teacher"])},
-                      train={"max_steps": 3}, signals={"path": "capture"},
-                      comparison={"seeds": 2, "methods": ["ground_truth", "logit_kd"],
-                                  "fractions": [0.5]},
-                      eval={"tasks": ["all"], "per_task": 4, "max_new_tokens": 4})
+    rows = [
+        {"id": str(i), "prompt": item.prompt, "response": item.answer.upper()} for i, item in enumerate(items)
+    ]
+    raw = recipe_dict(
+        root,
+        write_jsonl(root / "synth.jsonl", rows),
+        compare=True,
+        teacher={"model": str(tiny_models["tiny-teacher"])},
+        train={"max_steps": 3},
+        signals={"path": "capture"},
+        comparison={"seeds": 2, "methods": ["ground_truth", "logit_kd"], "fractions": [0.5]},
+        eval={"tasks": ["all"], "per_task": 4, "max_new_tokens": 4},
+    )
     run_pipeline(validate_recipe(raw))
     return raw, root / "run", {item.prompt: item.answer for item in items}
 
@@ -212,8 +231,9 @@ def test_each_share_trains_every_method_and_seed_on_one_paired_subset(efficiency
             assert "accuracy" in json.loads((variant / "eval.json").read_text())["student"]
             recipe = yaml.safe_load((variant / "recipe.yaml").read_text())
             assert recipe["data"]["train"] == str(data / f"{file}.parquet")
-    store = yaml.safe_load((run / "compare" / "fraction-0.5" / "logit_kd" / "seed-1" /
-                            "recipe.yaml").read_text())["signals"]["path"]
+    store = yaml.safe_load(
+        (run / "compare" / "fraction-0.5" / "logit_kd" / "seed-1" / "recipe.yaml").read_text()
+    )["signals"]["path"]
     assert store == str((run / "signals").resolve())  # the run's store covers a superset
 
 
@@ -237,8 +257,9 @@ def test_the_report_shows_the_data_efficiency_table_and_plot(efficiency_run):
     summary = json.loads((run / "compare" / "summary.json").read_text())
     half = summary["data_efficiency"]["0.5"]["logit_kd"]
     report = (run / "report.md").read_text()
-    assert ("| training prompts | ground truth only (no teacher) | logit distillation (the run's "
-            "objective) |") in report
+    assert (
+        "| training prompts | ground truth only (no teacher) | logit distillation (the run's objective) |"
+    ) in report
     row = f"| 50% ({summary['fraction_prompts']['0.5']} prompts) | "
     assert row in report and f"{100 * half['mean']:.1f} ± {100 * half['interval']:.1f} |" in report
     assert (run / "report_files" / "data_efficiency.png").read_bytes()[:4] == b"\x89PNG"
@@ -251,8 +272,10 @@ def test_a_rerun_trains_nothing_new(efficiency_run):
     assert len(variants) == 2 * 2 * 2 - 1  # each share, method and seed, less the run itself
 
     def trained():
-        return {v: ((v / "train_log.jsonl").read_text(),
-                    sorted(p.name for p in (v / "checkpoints").iterdir())) for v in variants}
+        return {
+            v: ((v / "train_log.jsonl").read_text(), sorted(p.name for p in (v / "checkpoints").iterdir()))
+            for v in variants
+        }
 
     before = trained()
     run_compare(validate_recipe(raw))
@@ -268,19 +291,31 @@ def _t_interval(values):
 
 def test_held_out_kl_perplexity_and_agreement_are_summarised_without_task_accuracy():
     def runs(kls, perplexities, agreements):
-        return {str(seed): {"accuracy": None, "per_task": {}, "kl_teacher_student": kl,
-                            "perplexity": ppl, "top1_agreement": agree}
-                for seed, (kl, ppl, agree) in enumerate(zip(kls, perplexities, agreements, strict=True))}
+        return {
+            str(seed): {
+                "accuracy": None,
+                "per_task": {},
+                "kl_teacher_student": kl,
+                "perplexity": ppl,
+                "top1_agreement": agree,
+            }
+            for seed, (kl, ppl, agree) in enumerate(zip(kls, perplexities, agreements, strict=True))
+        }
 
-    summary = summarise({"seq_kd": runs([0.50, 0.40, 0.45], [3.0, 2.8, 2.9], [0.70, 0.72, 0.71]),
-                         "logit_kd": runs([0.30, 0.35, 0.20], [2.5, 2.6, 2.4], [0.80, 0.79, 0.81])},
-                        teacher_accuracy=None)
+    summary = summarise(
+        {
+            "seq_kd": runs([0.50, 0.40, 0.45], [3.0, 2.8, 2.9], [0.70, 0.72, 0.71]),
+            "logit_kd": runs([0.30, 0.35, 0.20], [2.5, 2.6, 2.4], [0.80, 0.79, 0.81]),
+        },
+        teacher_accuracy=None,
+    )
     logit = summary["methods"]["logit_kd"]
     assert logit["accuracy"] is None and "retention" not in logit
     for metric, values, seq_values in (
-            ("kl_teacher_student", [0.30, 0.35, 0.20], [0.50, 0.40, 0.45]),
-            ("perplexity", [2.5, 2.6, 2.4], [3.0, 2.8, 2.9]),
-            ("top1_agreement", [0.80, 0.79, 0.81], [0.70, 0.72, 0.71])):
+        ("kl_teacher_student", [0.30, 0.35, 0.20], [0.50, 0.40, 0.45]),
+        ("perplexity", [2.5, 2.6, 2.4], [3.0, 2.8, 2.9]),
+        ("top1_agreement", [0.80, 0.79, 0.81], [0.70, 0.72, 0.71]),
+    ):
         mean, half = _t_interval(values)
         assert logit[metric]["mean"] == pytest.approx(mean), metric
         assert logit[metric]["interval"] == pytest.approx(half), metric
@@ -295,16 +330,26 @@ def test_the_compared_data_keeps_which_responses_the_teacher_did_not_finish(tmp_
     from distil.loading import load_splits
     from distil.pipeline.compare import _write_data
 
-    rows = [{"id": str(i), "prompt": f"p{i}", "response": f"r{i}",
-             "finish_reason": "length" if i % 3 == 0 else "stop"} for i in range(30)]
-    recipe = validate_recipe(recipe_dict(tmp_path, write_jsonl(tmp_path / "d.jsonl", rows),
-                                         comparison={"fractions": [0.5]}))
+    rows = [
+        {
+            "id": str(i),
+            "prompt": f"p{i}",
+            "response": f"r{i}",
+            "finish_reason": "length" if i % 3 == 0 else "stop",
+        }
+        for i in range(30)
+    ]
+    recipe = validate_recipe(
+        recipe_dict(tmp_path, write_jsonl(tmp_path / "d.jsonl", rows), comparison={"fractions": [0.5]})
+    )
     files = _write_data(recipe)
     train, held_out = load_splits(recipe.data, recipe.seed)
-    for written, pairs in ((files[1.0].train, train), (files[1.0].heldout, held_out),
-                           (files[0.5].train, None)):
+    for written, pairs in (
+        (files[1.0].train, train),
+        (files[1.0].heldout, held_out),
+        (files[0.5].train, None),
+    ):
         read = load_pairs(written)
         expected = pairs or [p for p in train if p.sample_id in {r.sample_id for r in read}]
-        assert [(p.sample_id, p.truncated) for p in read] == \
-            [(p.sample_id, p.truncated) for p in expected]
+        assert [(p.sample_id, p.truncated) for p in read] == [(p.sample_id, p.truncated) for p in expected]
         assert any(p.truncated for p in read) and not all(p.truncated for p in read)

@@ -24,14 +24,14 @@ def test_one_tokenizer_on_both_sides_gives_the_same_vocabulary_loss(tmp_path, da
     # every divergence's equality is tested on the losses; here the whole training step
     distill = {"divergence": "generalized_jsd", "temperature": 2.0, "ce_weight": 0.3}
     plain = _session(tmp_path, dataset, distill=dict(distill))
-    cross = _session(tmp_path, dataset, distill=dict(distill),
-                     cross_tokenizer={"method": "aligned"})
+    cross = _session(tmp_path, dataset, distill=dict(distill), cross_tokenizer={"method": "aligned"})
     assert isinstance(cross.signal, CrossTokenizer) and not isinstance(plain.signal, CrossTokenizer)
     loss_plain = accumulate_gradients(plain, next_micro_batches(plain))
     loss_cross = accumulate_gradients(cross, next_micro_batches(cross))
     assert loss_cross == pytest.approx(loss_plain, rel=1e-5)
-    for (name, a), (_, b) in zip(plain.student.model.named_parameters(),
-                                 cross.student.model.named_parameters(), strict=True):
+    for (name, a), (_, b) in zip(
+        plain.student.model.named_parameters(), cross.student.model.named_parameters(), strict=True
+    ):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-6, msg=name)
 
 
@@ -43,9 +43,13 @@ def test_a_teacher_of_another_tokenizer_is_refused_unless_a_method_is_named(tmp_
 @pytest.mark.parametrize("method", ["aligned", "uld"])
 def test_a_student_learns_from_a_teacher_of_another_tokenizer(tmp_path, dataset, method):
     """A few steps on one repeated batch lower the cross-tokenizer loss of that batch."""
-    session = _session(tmp_path, dataset, teacher={"model": "demo"},
-                       cross_tokenizer={"method": method},
-                       train={"max_steps": 10, "learning_rate": 1e-2})
+    session = _session(
+        tmp_path,
+        dataset,
+        teacher={"model": "demo"},
+        cross_tokenizer={"method": method},
+        train={"max_steps": 10, "learning_rate": 1e-2},
+    )
     batches = next_micro_batches(session)
     losses = []
     for _ in range(3):
@@ -77,12 +81,14 @@ def test_row_alignment_covers_the_response_and_the_end_of_turn():
 def test_eval_scores_each_model_on_its_own_tokens(tmp_path, dataset):
     from distil.evaluate import evaluate
 
-    cross = validate_recipe(recipe_dict(tmp_path, dataset, teacher={"model": "demo"},
-                                        cross_tokenizer={"method": "aligned"}))
+    cross = validate_recipe(
+        recipe_dict(tmp_path, dataset, teacher={"model": "demo"}, cross_tokenizer={"method": "aligned"})
+    )
     metrics = evaluate(cross, student_source="recipe", output=tmp_path / "cross.json")
     assert metrics["kl_teacher_student"] is None and metrics["top1_agreement"] is None
-    same = validate_recipe(recipe_dict(tmp_path, dataset, teacher={"model": "demo"},
-                                       student={"model": "demo"}))
+    same = validate_recipe(
+        recipe_dict(tmp_path, dataset, teacher={"model": "demo"}, student={"model": "demo"})
+    )
     alone = evaluate(same, student_source="recipe", output=tmp_path / "same.json")
     assert metrics["teacher"]["perplexity"] == pytest.approx(alone["teacher"]["perplexity"])
     assert 1 < metrics["student"]["perplexity"] < float("inf")

@@ -31,8 +31,9 @@ def test_id_column_is_the_sample_id(tmp_path):
 def test_response_tokens_are_labelled_prompt_and_padding_are_not():
     tokenizer = byte_tokenizer()
     examples = encode_pairs(tokenizer, [Pair("a", "hi", "yo"), Pair("b", "hello", "x")], "chat", 64)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     n_prompt = len(tokenizer(prompt, add_special_tokens=False).input_ids)
     first = examples[0]
     assert first.labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
@@ -63,8 +64,7 @@ def test_micro_batches_cover_each_epoch_once_and_reshuffle():
     n, size = 10, 4
     per_epoch = batches_per_epoch(n, size)
     first = [i for b in range(per_epoch) for i in micro_batch_indices(b, n, size, seed=0)]
-    second = [i for b in range(per_epoch, 2 * per_epoch)
-              for i in micro_batch_indices(b, n, size, seed=0)]
+    second = [i for b in range(per_epoch, 2 * per_epoch) for i in micro_batch_indices(b, n, size, seed=0)]
     assert sorted(first) == sorted(second) == list(range(n)) and first != second
     assert micro_batch_indices(5, n, size, seed=0) == micro_batch_indices(5, n, size, seed=0)
 
@@ -74,16 +74,19 @@ def test_processes_get_disjoint_shards():
     assert len(shards[0]) == len(shards[1]) == 4 and not set(shards[0]) & set(shards[1])
 
 
-@pytest.mark.parametrize("content,suffix,match", [
-    (None, ".jsonl", "dataset not found"),
-    ("", ".jsonl", r"is empty \(no rows\)"),
-    ('{"prompt": "a", "response": ""}\n', ".jsonl", "no usable rows"),
-    ('{"prompt": "a"\n', ".jsonl", "line 1 is not valid JSON"),
-    ('[1, 2]\n', ".jsonl", "line 1 holds a list"),
-    ('{"question": "a", "answer": "b"}\n', ".jsonl", r"no column 'prompt', 'response'.*question"),
-    ("a,b\n", ".csv", "unsupported dataset format"),
-    ("not parquet", ".parquet", "not a readable Parquet file"),
-])
+@pytest.mark.parametrize(
+    "content,suffix,match",
+    [
+        (None, ".jsonl", "dataset not found"),
+        ("", ".jsonl", r"is empty \(no rows\)"),
+        ('{"prompt": "a", "response": ""}\n', ".jsonl", "no usable rows"),
+        ('{"prompt": "a"\n', ".jsonl", "line 1 is not valid JSON"),
+        ("[1, 2]\n", ".jsonl", "line 1 holds a list"),
+        ('{"question": "a", "answer": "b"}\n', ".jsonl", r"no column 'prompt', 'response'.*question"),
+        ("a,b\n", ".csv", "unsupported dataset format"),
+        ("not parquet", ".parquet", "not a readable Parquet file"),
+    ],
+)
 def test_bad_datasets_name_the_problem(tmp_path, content, suffix, match):
     path = tmp_path / f"d{suffix}"
     if content is not None:
@@ -97,18 +100,27 @@ def test_a_truncated_response_is_learned_without_an_end_of_turn_token(tmp_path):
     never ended the answer, so no end token is a target; a finished answer keeps its own."""
     tokenizer = byte_tokenizer()
     eos = tokenizer.eos_token_id
-    rows = [{"prompt": "Count to nine", "response": "1 2 3 4", "finish_reason": "length"},
-            {"prompt": "Count to two", "response": "1 2", "finish_reason": "stop"},
-            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
-                          {"role": "user", "content": "more"}, {"role": "assistant", "content": "a b c"}],
-             "finish_reason": "length"}]
+    rows = [
+        {"prompt": "Count to nine", "response": "1 2 3 4", "finish_reason": "length"},
+        {"prompt": "Count to two", "response": "1 2", "finish_reason": "stop"},
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "yo"},
+                {"role": "user", "content": "more"},
+                {"role": "assistant", "content": "a b c"},
+            ],
+            "finish_reason": "length",
+        },
+    ]
     cut, done = load_pairs(write_jsonl(tmp_path / "p.jsonl", rows[:2]))
     (chat,) = load_pairs(write_jsonl(tmp_path / "c.jsonl", rows[2:]))
     assert (cut.truncated, done.truncated, chat.truncated) == (True, False, True)
     for template in ("chat", "plain"):
         cut_example, done_example, chat_example = encode_pairs(tokenizer, [cut, done, chat], template, 64)
-        learned = [[t for t in e.labels if t != IGNORE_INDEX]
-                   for e in (cut_example, done_example, chat_example)]
+        learned = [
+            [t for t in e.labels if t != IGNORE_INDEX] for e in (cut_example, done_example, chat_example)
+        ]
         assert eos not in learned[0] and tokenizer.decode(learned[0]) == "1 2 3 4"
         assert learned[1][-1] == eos and tokenizer.decode(learned[1]) == "1 2<|end|>"
         # a conversation: only its last assistant turn was cut off

@@ -53,8 +53,7 @@ def test_rows_without_response_are_an_error_not_dropped(tmp_path):
 
 
 def test_null_prompt_and_non_string_prompt(tmp_path):
-    path = _lines(tmp_path / "d.jsonl", [{"prompt": "a", "response": "b"},
-                                         {"prompt": None, "response": "c"}])
+    path = _lines(tmp_path / "d.jsonl", [{"prompt": "a", "response": "b"}, {"prompt": None, "response": "c"}])
     with pytest.raises(DataError, match=r"1 of 2 rows have no 'prompt' \(first: line 2\)"):
         load_pairs(path)
     path = _lines(tmp_path / "e.jsonl", [{"prompt": ["a"], "response": "b"}])
@@ -64,8 +63,9 @@ def test_null_prompt_and_non_string_prompt(tmp_path):
 
 def test_blank_lines_and_a_byte_order_mark_are_fine(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "a", "response": "b"}\n\n  \n'
-                     + b'{"prompt": "c", "response": "d"}\n')
+    path.write_bytes(
+        b"\xef\xbb\xbf" + b'{"prompt": "a", "response": "b"}\n\n  \n' + b'{"prompt": "c", "response": "d"}\n'
+    )
     assert [(p.prompt, p.response) for p in load_pairs(path)] == [("a", "b"), ("c", "d")]
 
 

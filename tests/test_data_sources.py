@@ -18,11 +18,15 @@ from distil.recipe import DataSection
 from tests.conftest import skill_rows, write_jsonl
 
 CHAT = [
-    {"messages": [{"role": "system", "content": "Be brief."},
-                  {"role": "user", "content": "hi"},
-                  {"role": "assistant", "content": "yo"},
-                  {"role": "user", "content": "again"},
-                  {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}]},
+    {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "yo"},
+            {"role": "user", "content": "again"},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+        ]
+    },
     {"messages": [{"role": "user", "content": "one"}, {"role": "assistant", "content": "1"}]},
 ]
 
@@ -43,9 +47,9 @@ def test_json_array_save_to_disk_and_hub_folders_give_the_jsonl_pairs(tmp_path):
     rows = skill_rows(12)
     expected = load_pairs(write_jsonl(tmp_path / "d.jsonl", rows))
     (tmp_path / "d.json").write_text(json.dumps(rows, indent=1))
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
-                          "test": datasets.Dataset.from_list(rows[:3])}).save_to_disk(
-        str(tmp_path / "saved"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:3])}
+    ).save_to_disk(str(tmp_path / "saved"))
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "one"))
     (tmp_path / "hub" / "data").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub/data/train-00000-of-00001.parquet")
@@ -76,7 +80,8 @@ def test_chat_messages_learn_every_assistant_turn_and_nothing_else(tmp_path):
     multi, single = encode_pairs(tokenizer, pairs, "chat", 256)
     assert tokenizer.decode(multi.input_ids) == (
         "<|system|>Be brief.<|end|><|user|>hi<|end|><|assistant|>yo<|end|>"
-        "<|user|>again<|end|><|assistant|>ok<|end|>")
+        "<|user|>again<|end|><|assistant|>ok<|end|>"
+    )
     assert _learned(multi, tokenizer) == ["yo<|end|>", "ok<|end|>"]
     # a single user/assistant chat encodes exactly as the same prompt/response pair
     (plain_pair,) = load_pairs(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "one", "response": "1"}]))
@@ -91,8 +96,12 @@ def test_chat_messages_learn_every_assistant_turn_and_nothing_else(tmp_path):
 
 
 def test_trl_conversational_prompt_completion_parquet(tmp_path):
-    rows = [{"prompt": [{"role": "user", "content": "2+2?"}],
-             "completion": [{"role": "assistant", "content": "4"}]}]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": "2+2?"}],
+            "completion": [{"role": "assistant", "content": "4"}],
+        }
+    ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "trl.parquet")
     (pair,) = load_pairs(tmp_path / "trl.parquet")
     assert (pair.prompt, pair.response) == ("2+2?", "4")
@@ -104,8 +113,10 @@ def test_trl_conversational_prompt_completion_parquet(tmp_path):
 def test_system_prompt_and_chat_template_file(tmp_path):
     tokenizer = byte_tokenizer()
     template = tmp_path / "t.jinja"
-    template.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
-                        "{% if add_generation_prompt %}[assistant] {% endif %}")
+    template.write_text(
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
     set_chat_template(tokenizer, str(template))
     path = write_jsonl(tmp_path / "d.jsonl", [{"q": "hi", "a": "yo"}])
     (pair,) = load_pairs(path, "q", "a", system_prompt="Be brief.")
@@ -117,13 +128,16 @@ def test_system_prompt_and_chat_template_file(tmp_path):
         set_chat_template(tokenizer, "nope.jinja")
 
 
-@pytest.mark.parametrize("messages,match", [
-    ([{"role": "user", "content": "hi"}], "no assistant turn with text"),
-    ([{"role": "bot", "content": "hi"}], "role 'bot'; use one of system, user"),
-    ([{"role": "assistant", "content": "yo"}], "comes before any user turn"),
-    ("hi", "messages must be a non-empty list"),
-    ([{"role": "user", "content": [{"type": "image_url"}]}], "'image_url' content part"),
-])
+@pytest.mark.parametrize(
+    "messages,match",
+    [
+        ([{"role": "user", "content": "hi"}], "no assistant turn with text"),
+        ([{"role": "bot", "content": "hi"}], "role 'bot'; use one of system, user"),
+        ([{"role": "assistant", "content": "yo"}], "comes before any user turn"),
+        ("hi", "messages must be a non-empty list"),
+        ([{"role": "user", "content": [{"type": "image_url"}]}], "'image_url' content part"),
+    ],
+)
 def test_bad_chats_name_the_row(tmp_path, messages, match):
     path = write_jsonl(tmp_path / "d.jsonl", [CHAT[1], {"messages": messages}])
     with pytest.raises(DataError, match=rf"d.jsonl line 2.*{match}"):
@@ -146,14 +160,23 @@ def test_a_chat_dataset_is_captured_and_trained_on_from_the_store(tmp_path):
     from distil.train.stage import train
     from tests.conftest import recipe_dict
 
-    rows = [{"messages": [{"role": "user", "content": r["prompt"]},
-                          {"role": "assistant", "content": r["response"]},
-                          {"role": "user", "content": "again"},
-                          {"role": "assistant", "content": r["response"][::-1]}]}
-            for r in skill_rows(24)]
-    raw = recipe_dict(tmp_path, write_jsonl(tmp_path / "chat.jsonl", rows),
-                      train={"max_steps": 2, "batch_size": 4, "save_every": 2},
-                      capture={"top_k": 8})
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": r["prompt"]},
+                {"role": "assistant", "content": r["response"]},
+                {"role": "user", "content": "again"},
+                {"role": "assistant", "content": r["response"][::-1]},
+            ]
+        }
+        for r in skill_rows(24)
+    ]
+    raw = recipe_dict(
+        tmp_path,
+        write_jsonl(tmp_path / "chat.jsonl", rows),
+        train={"max_steps": 2, "batch_size": 4, "save_every": 2},
+        capture={"top_k": 8},
+    )
     raw["data"].update(eval_fraction=0.0, max_length=64, system_prompt="Answer.")
     capture(validate_recipe(raw))
     tokenizer = byte_tokenizer()
@@ -161,7 +184,6 @@ def test_a_chat_dataset_is_captured_and_trained_on_from_the_store(tmp_path):
         pairs = load_pairs(tmp_path / "chat.jsonl", system_prompt="Answer.")
         examples = encode_pairs(tokenizer, pairs, "auto", 64)
         # one stored position per labelled token: both assistant turns, nothing of the prompts
-        assert store.num_tokens == sum(sum(label != IGNORE_INDEX for label in e.labels[1:])
-                                       for e in examples)
+        assert store.num_tokens == sum(sum(label != IGNORE_INDEX for label in e.labels[1:]) for e in examples)
     result = train(validate_recipe({**raw, "signals": {"path": "capture"}}))
     assert result.steps == 2 and result.final_loss is not None

@@ -33,9 +33,16 @@ TOOL_TEMPLATE = (
 """A chat template that renders tools, tool calls and tool results, and marks what an
 assistant says (its text, its calls, its end token) with {% generation %}, as TRL asks."""
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-                                           "parameters": {"type": "object",
-                                                          "properties": {"city": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 CALL = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
 MESSAGES = [
     {"role": "system", "content": "Use tools."},
@@ -44,8 +51,11 @@ MESSAGES = [
     {"role": "tool", "tool_call_id": "c1", "name": "get_weather", "content": "-3 C, snow"},
     {"role": "assistant", "content": "Snowing, -3 C."},
     {"role": "user", "content": "And Rome?"},
-    {"role": "assistant", "content": "Let me look.",
-     "tool_calls": [{**CALL, "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]},
+    {
+        "role": "assistant",
+        "content": "Let me look.",
+        "tool_calls": [{**CALL, "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}],
+    },
 ]
 
 
@@ -60,23 +70,29 @@ def test_tool_calls_are_learned_as_trls_assistant_only_mask(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"messages": MESSAGES, "tools": TOOLS}])
     (pair,) = load_pairs(path)
     (example,) = encode_pairs(tokenizer, [pair], "chat", 1024)
-    reference = tokenizer.apply_chat_template(MESSAGES, tools=TOOLS, tokenize=True, return_dict=True,
-                                              return_assistant_tokens_mask=True)
+    reference = tokenizer.apply_chat_template(
+        MESSAGES, tools=TOOLS, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     assert example.input_ids == list(reference["input_ids"])
     learned = [int(label != IGNORE_INDEX) for label in example.labels]
     assert learned == list(reference["assistant_masks"])  # token by token
-    assert all(label in (IGNORE_INDEX, token) for label, token in zip(example.labels, example.input_ids,
-                                                                      strict=True))
+    assert all(
+        label in (IGNORE_INDEX, token) for label, token in zip(example.labels, example.input_ids, strict=True)
+    )
     spans = _learned_spans(example, tokenizer)
-    assert spans == ['<call>get_weather{"city": "Oslo"}</call><|end|>', "Snowing, -3 C.<|end|>",
-                     'Let me look.<call>get_weather{"city": "Rome"}</call><|end|>']
+    assert spans == [
+        '<call>get_weather{"city": "Oslo"}</call><|end|>',
+        "Snowing, -3 C.<|end|>",
+        'Let me look.<call>get_weather{"city": "Rome"}</call><|end|>',
+    ]
     assert "-3 C, snow" not in "".join(spans) and "Tools:" not in "".join(spans)  # context only
 
 
 def test_tools_given_as_a_json_string_in_parquet_read_the_same(tmp_path):
     """Hub datasets often keep `tools` as a JSON string; Parquet gives missing struct keys as nulls."""
-    pq.write_table(pa.Table.from_pylist([{"messages": MESSAGES, "tools": json.dumps(TOOLS)}]),
-                   tmp_path / "d.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"messages": MESSAGES, "tools": json.dumps(TOOLS)}]), tmp_path / "d.parquet"
+    )
     jsonl = write_jsonl(tmp_path / "d.jsonl", [{"messages": MESSAGES, "tools": TOOLS}])
     tokenizer = tool_tokenizer()
     from_parquet = encode_pairs(tokenizer, load_pairs(tmp_path / "d.parquet"), "chat", 1024)
@@ -86,24 +102,36 @@ def test_tools_given_as_a_json_string_in_parquet_read_the_same(tmp_path):
 def test_the_tools_and_calls_decide_the_sample_id(tmp_path):
     other = json.loads(json.dumps(MESSAGES))
     other[2]["tool_calls"][0]["function"]["arguments"] = {"city": "Bergen"}
-    rows = [{"messages": MESSAGES, "tools": TOOLS}, {"messages": other, "tools": TOOLS},
-            {"messages": MESSAGES}]
+    rows = [
+        {"messages": MESSAGES, "tools": TOOLS},
+        {"messages": other, "tools": TOOLS},
+        {"messages": MESSAGES},
+    ]
     ids = [p.sample_id for p in load_pairs(write_jsonl(tmp_path / "d.jsonl", rows))]
     assert len(set(ids)) == 3
 
 
-@pytest.mark.parametrize("case,match", [
-    ("calls, template without them",
-     r"d.jsonl line 2: message 3, an assistant turn, calls tools \(get_weather\), but the chat "
-     r"template does not render the calls.*set data.chat_template"),
-    ("tools, template without them",
-     r"d.jsonl line 2: the row gives 'tools' \(function schemas\), but the chat template does not "
-     r"render them"),
-    ("plain template", r"d.jsonl line 2: the row uses tools, which only a chat template can render"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        (
+            "calls, template without them",
+            r"d.jsonl line 2: message 3, an assistant turn, calls tools \(get_weather\), but the chat "
+            r"template does not render the calls.*set data.chat_template",
+        ),
+        (
+            "tools, template without them",
+            r"d.jsonl line 2: the row gives 'tools' \(function schemas\), but the chat template does not "
+            r"render them",
+        ),
+        ("plain template", r"d.jsonl line 2: the row uses tools, which only a chat template can render"),
+    ],
+)
 def test_a_template_that_cannot_render_tools_is_refused_naming_the_row(tmp_path, case, match):
-    rows = [{"messages": MESSAGES[1:2] + [{"role": "assistant", "content": "ok"}]},
-            {"messages": MESSAGES, **({"tools": TOOLS} if "tools," in case else {})}]
+    rows = [
+        {"messages": MESSAGES[1:2] + [{"role": "assistant", "content": "ok"}]},
+        {"messages": MESSAGES, **({"tools": TOOLS} if "tools," in case else {})},
+    ]
     pairs = load_pairs(write_jsonl(tmp_path / "d.jsonl", rows))
     tokenizer = byte_tokenizer()  # its template renders role and content only
     with pytest.raises(DataError, match=match):

@@ -14,11 +14,9 @@ from tests.conftest import write_jsonl
 
 def _encoded(tmp_path, rows, template="auto"):
     tokenizer = byte_tokenizer()  # has a chat template: <|user|>...<|end|><|assistant|>
-    (example,) = encode_pairs(tokenizer, load_pairs(write_jsonl(tmp_path / "d.jsonl", rows)),
-                              template, 256)
-    learned = [t for t, label in zip(example.input_ids, example.labels, strict=True)
-               if label != IGNORE_INDEX]
-    assert learned == example.input_ids[len(example.input_ids) - len(learned):]  # one tail
+    (example,) = encode_pairs(tokenizer, load_pairs(write_jsonl(tmp_path / "d.jsonl", rows)), template, 256)
+    learned = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
+    assert learned == example.input_ids[len(example.input_ids) - len(learned) :]  # one tail
     return tokenizer.decode(example.input_ids), tokenizer.decode(learned)
 
 
@@ -32,17 +30,24 @@ def test_template_chat_still_templates_them(tmp_path):
     assert (text, learned) == ("<|user|>The sky is<|end|><|assistant|> blue.<|end|>", " blue.<|end|>")
 
 
-@pytest.mark.parametrize("row", [
-    {"prompt": "2+2?", "response": "4"},  # distil's prompt/response pairs (what synth writes)
-    {"prompt": [{"role": "user", "content": "2+2?"}],
-     "completion": [{"role": "assistant", "content": "4"}]},  # TRL's conversational rows
-])
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"prompt": "2+2?", "response": "4"},  # distil's prompt/response pairs (what synth writes)
+        {
+            "prompt": [{"role": "user", "content": "2+2?"}],
+            "completion": [{"role": "assistant", "content": "4"}],
+        },  # TRL's conversational rows
+    ],
+)
 def test_pairs_and_conversational_rows_keep_the_chat_template(tmp_path, row):
     assert _encoded(tmp_path, [row]) == ("<|user|>2+2?<|end|><|assistant|>4<|end|>", "4<|end|>")
 
 
-CHATML_LIKE = ("{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}"
-               "<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHATML_LIKE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}"
+    "<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 """A template that, like ChatML (SmolLM2, Qwen), writes a newline after each end-of-turn."""
 
 
@@ -52,12 +57,21 @@ def test_the_newline_after_the_end_of_turn_is_not_learned(tmp_path):
     after it."""
     tokenizer = byte_tokenizer()
     tokenizer.chat_template = CHATML_LIKE
-    row = {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
-                        {"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "6"}]}
-    (example,) = encode_pairs(tokenizer, load_pairs(write_jsonl(tmp_path / "m.jsonl", [row])),
-                              "auto", 256)
+    row = {
+        "messages": [
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"},
+            {"role": "user", "content": "3+3?"},
+            {"role": "assistant", "content": "6"},
+        ]
+    }
+    (example,) = encode_pairs(tokenizer, load_pairs(write_jsonl(tmp_path / "m.jsonl", [row])), "auto", 256)
     assert tokenizer.decode(example.input_ids) == (
-        "<|user|>2+2?<|end|>\n<|assistant|>4<|end|>\n<|user|>3+3?<|end|>\n<|assistant|>6<|end|>")
-    labelled = [tokenizer.decode([t]) for t, label in zip(example.input_ids, example.labels,
-                                                          strict=True) if label != IGNORE_INDEX]
+        "<|user|>2+2?<|end|>\n<|assistant|>4<|end|>\n<|user|>3+3?<|end|>\n<|assistant|>6<|end|>"
+    )
+    labelled = [
+        tokenizer.decode([t])
+        for t, label in zip(example.input_ids, example.labels, strict=True)
+        if label != IGNORE_INDEX
+    ]
     assert "".join(labelled) == "4<|end|>6<|end|>"

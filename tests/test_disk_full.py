@@ -28,8 +28,9 @@ from distil.recipe import validate_recipe
 from tests.cli_helpers import CliResult, run_cli
 from tests.conftest import recipe_dict, write_jsonl
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(),
-                                reason="the faults find a file by its /proc/self/fd link")
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="the faults find a file by its /proc/self/fd link"
+)
 
 TORCH_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
 """What torch.save says when its file could not be written whole (no errno)."""
@@ -117,7 +118,8 @@ CHECKPOINT_FAULTS = {
 
 @pytest.mark.parametrize("fault", list(CHECKPOINT_FAULTS))
 def test_a_checkpoint_that_fills_the_disk_is_removed_and_training_resumes(
-        tmp_path, dataset, monkeypatch, capsys, fault):
+    tmp_path, dataset, monkeypatch, capsys, fault
+):
     error, message = CHECKPOINT_FAULTS[fault]
     run = tmp_path / "run"
     recipe = _recipe_file(tmp_path, dataset, run)
@@ -134,8 +136,7 @@ def test_a_checkpoint_that_fills_the_disk_is_removed_and_training_resumes(
     if fault.startswith("torch"):
         monkeypatch.setattr("distil.fsutil._free_bytes", lambda folder: 0)
     result = run_cli(monkeypatch, capsys, "train", recipe)
-    _assert_disk_full(result, f"{message} in {run / 'checkpoints'} (writing checkpoint "
-                              "step-000008)")
+    _assert_disk_full(result, f"{message} in {run / 'checkpoints'} (writing checkpoint step-000008)")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000004"]
     assert _leftovers(run) == [] and _steps(run) == [2, 4, 6, 8]
     assert not (run / "student").exists() and not (run / "train_summary.json").exists()
@@ -144,29 +145,30 @@ def test_a_checkpoint_that_fills_the_disk_is_removed_and_training_resumes(
 
 def test_an_error_of_a_writer_with_room_to_spare_is_not_called_a_full_disk(tmp_path):
     undone = []
-    with pytest.raises(RuntimeError, match="unexpected pos"), \
-            space_checked(tmp_path, "a checkpoint", undo=lambda: undone.append(True)):
+    with (
+        pytest.raises(RuntimeError, match="unexpected pos"),
+        space_checked(tmp_path, "a checkpoint", undo=lambda: undone.append(True)),
+    ):
         raise RuntimeError(TORCH_FULL)
     assert undone == [True]
 
 
 def test_a_student_that_fills_the_disk_is_removed_and_the_run_finishes_on_resume(
-        tmp_path, dataset, monkeypatch, capsys):
+    tmp_path, dataset, monkeypatch, capsys
+):
     run = tmp_path / "run"
     recipe = _recipe_file(tmp_path, dataset, run)
 
     def save_part(tensors, filename, metadata=None):  # safetensors: the errno only in its text
         Path(filename).write_bytes(b"\0" * 64)
-        raise SafetensorError("Error while serializing: I/O error: No space left on device "
-                              "(os error 28)")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     monkeypatch.setattr("transformers.modeling_utils.safe_save_file", save_part)
     result = run_cli(monkeypatch, capsys, "train", recipe)
     _assert_disk_full(result, f"no space left on device in {run} (writing student/)")
     assert not (run / "student").exists() and not (run / "train_summary.json").exists()
     assert _leftovers(run) == []
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000008",
-                                                                        "step-000012"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000008", "step-000012"]
     _resume(monkeypatch, capsys, recipe, run)
     assert (run / "student" / "model.safetensors").is_file()
 
@@ -174,8 +176,9 @@ def test_a_student_that_fills_the_disk_is_removed_and_the_run_finishes_on_resume
 def test_a_log_line_that_fills_the_disk_is_cut_off_whole(tmp_path, dataset, monkeypatch, capsys):
     run = tmp_path / "run"
     recipe = _recipe_file(tmp_path, dataset, run)
-    _fail_writes(monkeypatch, lambda path, data: path.endswith("/train_log.jsonl")
-                 and data.startswith(b'{"step": 6,'))
+    _fail_writes(
+        monkeypatch, lambda path, data: path.endswith("/train_log.jsonl") and data.startswith(b'{"step": 6,')
+    )
     result = run_cli(monkeypatch, capsys, "train", recipe)
     _assert_disk_full(result, f"no space left on device in {run} (writing train_log.jsonl)")
     assert _steps(run) == [2, 4]  # the half of step 6's line is cut off again
@@ -192,20 +195,27 @@ def test_distil_run_says_the_same_one_line(tmp_path, dataset, monkeypatch, capsy
 
 
 def _synth_recipe(tmp_path: Path) -> dict:
-    seeds = write_jsonl(tmp_path / "seeds.jsonl",
-                        [{"prompt": f"Reverse the word: {word}"}
-                         for word in ("lantern", "harbour", "meadow", "pebble")])
-    return validate_recipe({
-        "name": "synth-test", "output_dir": str(tmp_path / "run"),
-        "teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
-        "synth": {"prompts": {"file": str(seeds)},
-                  "sampling": {"max_new_tokens": 6, "temperature": 0.0},
-                  "filters": {"drop_truncated": False}},
-        "data": {"eval_fraction": 0.2, "max_length": 64}})
+    seeds = write_jsonl(
+        tmp_path / "seeds.jsonl",
+        [{"prompt": f"Reverse the word: {word}"} for word in ("lantern", "harbour", "meadow", "pebble")],
+    )
+    return validate_recipe(
+        {
+            "name": "synth-test",
+            "output_dir": str(tmp_path / "run"),
+            "teacher": {"model": "tiny-teacher"},
+            "student": {"model": "tiny-student"},
+            "synth": {
+                "prompts": {"file": str(seeds)},
+                "sampling": {"max_new_tokens": 6, "temperature": 0.0},
+                "filters": {"drop_truncated": False},
+            },
+            "data": {"eval_fraction": 0.2, "max_length": 64},
+        }
+    )
 
 
-def test_synth_on_a_full_disk_keeps_whole_journal_lines_and_no_partial_dataset(tmp_path,
-                                                                              monkeypatch):
+def test_synth_on_a_full_disk_keeps_whole_journal_lines_and_no_partial_dataset(tmp_path, monkeypatch):
     from distil.synth.stage import run_synth
 
     recipe = _synth_recipe(tmp_path)
@@ -237,8 +247,13 @@ def test_capture_on_a_full_disk_leaves_whole_shards_and_resumes(tmp_path, datase
     from distil.capture import capture, capture_dir
     from distil.signals import SignalStore
 
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, capture={
-        "top_k": 8, "logprob_dtype": "float32", "batch_size": 5, "shard_tokens": 300}))
+    recipe = validate_recipe(
+        recipe_dict(
+            tmp_path,
+            dataset,
+            capture={"top_k": 8, "logprob_dtype": "float32", "batch_size": 5, "shard_tokens": 300},
+        )
+    )
     store = capture_dir(recipe)
     _fail_fsync(monkeypatch, lambda path: Path(path).name.startswith(".shard-000001."))
     with pytest.raises(DiskFullError, match=f"in {store} \\(writing shard-000001.safetensors\\)"):
@@ -258,8 +273,9 @@ def small_disk(tmp_path):
     folder.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield folder
@@ -268,12 +284,14 @@ def small_disk(tmp_path):
 
 
 def test_a_real_full_disk_then_room_again_ends_as_an_uninterrupted_run(
-        tmp_path, dataset, small_disk, monkeypatch, capsys):
+    tmp_path, dataset, small_disk, monkeypatch, capsys
+):
     run = small_disk / "run"
     recipe = _recipe_file(tmp_path, dataset, run, max_steps=8)
     result = run_cli(monkeypatch, capsys, "train", recipe)
-    _assert_disk_full(result, f"no space left on device in {run / 'checkpoints'} (writing "
-                              "checkpoint step-000008)")
+    _assert_disk_full(
+        result, f"no space left on device in {run / 'checkpoints'} (writing checkpoint step-000008)"
+    )
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000004"]
     assert _leftovers(run) == []
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)

@@ -15,8 +15,15 @@ from distil.models import build_tiny
 from tests.cli_helpers import assert_one_error_line, run_cli
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
-TRAIN = {"max_steps": 8, "batch_size": 8, "learning_rate": 1e-2, "log_every": 2,
-         "save_every": 4, "eval_every": 4, "eval_rows": 4}
+TRAIN = {
+    "max_steps": 8,
+    "batch_size": 8,
+    "learning_rate": 1e-2,
+    "log_every": 2,
+    "save_every": 4,
+    "eval_every": 4,
+    "eval_rows": 4,
+}
 
 
 class Recorder:
@@ -46,10 +53,16 @@ def models():
 def _distiller(tmp_path, models, name="run", callbacks=(), **settings):
     teacher, student, tokenizer = models
     settings.setdefault("train_dataset", datasets.Dataset.from_list(skill_rows()))
-    return Distiller(teacher=teacher, student=student, tokenizer=tokenizer,
-                     output_dir=str(tmp_path / name), callbacks=callbacks,
-                     data={"max_length": 48, "eval_fraction": 0.15},
-                     train=settings.pop("train", TRAIN), **settings)
+    return Distiller(
+        teacher=teacher,
+        student=student,
+        tokenizer=tokenizer,
+        output_dir=str(tmp_path / name),
+        callbacks=callbacks,
+        data={"max_length": 48, "eval_fraction": 0.15},
+        train=settings.pop("train", TRAIN),
+        **settings,
+    )
 
 
 def _weights(run_dir):
@@ -67,12 +80,12 @@ def test_objects_in_memory_train_with_callbacks_at_log_eval_and_save(tmp_path, m
     logged = [(e[1], e[2]) for e in recorder.events if e[0] == "log"]
     assert logged == [(r["step"], {k: v for k, v in r.items() if k != "step"}) for r in log]
     evaluated = [(e[1], e[2]) for e in recorder.events if e[0] == "eval"]
-    assert evaluated == [(r["step"], {k: v for k, v in r.items() if k.startswith("eval_")})
-                         for r in log if "eval_loss" in r]
+    assert evaluated == [
+        (r["step"], {k: v for k, v in r.items() if k.startswith("eval_")}) for r in log if "eval_loss" in r
+    ]
     assert [step for step, _ in evaluated] == [4, 8]
     saved = [(e[1], e[2]) for e in recorder.events if e[0] == "save"]
-    assert [(step, path.name) for step, path in saved] == [(4, "step-000004"),
-                                                          (8, "step-000008")]
+    assert [(step, path.name) for step, path in saved] == [(4, "step-000004"), (8, "step-000008")]
     assert all((path / "trainer_state.json").is_file() for _, path in saved)
     for name, tensor in models[1].state_dict().items():  # the caller's student is untouched
         assert torch.equal(tensor, student_before[name]), name
@@ -103,24 +116,30 @@ def test_changed_weights_are_another_teacher_and_its_checkpoints_are_refused(tmp
     changed, _ = build_tiny("tiny-teacher")
     with torch.no_grad():
         next(changed.parameters()).add_(0.01)
-    other = Distiller(teacher=changed, student=student, tokenizer=tokenizer,
-                      train_dataset=datasets.Dataset.from_list(skill_rows()),
-                      output_dir=str(tmp_path / "run"), data={"max_length": 48,
-                                                              "eval_fraction": 0.15},
-                      train={**TRAIN, "max_steps": 4})
+    other = Distiller(
+        teacher=changed,
+        student=student,
+        tokenizer=tokenizer,
+        train_dataset=datasets.Dataset.from_list(skill_rows()),
+        output_dir=str(tmp_path / "run"),
+        data={"max_length": 48, "eval_fraction": 0.15},
+        train={**TRAIN, "max_steps": 4},
+    )
     assert other.recipe.teacher.model != _distiller(tmp_path, models).recipe.teacher.model
     with pytest.raises(CheckpointError, match="teacher.model"):
         other.train(resume=True)
 
 
 def test_a_memory_name_no_process_holds_is_one_line_on_the_command_line(
-        tmp_path, dataset, monkeypatch, capsys):
+    tmp_path, dataset, monkeypatch, capsys
+):
     raw = recipe_dict(tmp_path, dataset, teacher={"model": "memory:model-0123456789abcdef"})
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw))
     result = run_cli(monkeypatch, capsys, "train", str(path))
-    assert_one_error_line(result, "memory:model-0123456789abcdef names an object passed in "
-                                  "memory to distil.Distiller")
+    assert_one_error_line(
+        result, "memory:model-0123456789abcdef names an object passed in memory to distil.Distiller"
+    )
 
 
 def test_keyword_settings_merge_key_by_key_over_a_recipe_file(tmp_path, dataset):
@@ -129,8 +148,11 @@ def test_keyword_settings_merge_key_by_key_over_a_recipe_file(tmp_path, dataset)
     distiller = Distiller(path, train={"max_steps": 3}, seed=5)
     assert (distiller.recipe.train.max_steps, distiller.recipe.train.batch_size) == (3, 8)
     assert distiller.recipe.seed == 5 and distiller.recipe.data.train == str(dataset)
-    with pytest.raises(RecipeError, match=r"unknown key train.max_step \(did you mean "
-                                          r"max_steps\?\)"):
+    with pytest.raises(
+        RecipeError,
+        match=r"unknown key train.max_step \(did you mean "
+        r"max_steps\?\)",
+    ):
         Distiller(path, train={"max_step": 3})
 
 
@@ -140,13 +162,23 @@ def test_rows_as_a_list_and_a_stream_as_an_iterable_dataset(tmp_path, models):
     assert listed.recipe.data.train.startswith("memory:dataset-")
     assert not listed.recipe.data.streaming
     stream = datasets.IterableDataset.from_generator(lambda: iter(rows))
-    streamed = _distiller(tmp_path, models, "streamed", train_dataset=stream,
-                          train={**TRAIN, "max_steps": 2, "eval_every": None})
+    streamed = _distiller(
+        tmp_path,
+        models,
+        "streamed",
+        train_dataset=stream,
+        train={**TRAIN, "max_steps": 2, "eval_every": None},
+    )
     assert streamed.recipe.data.streaming
     assert streamed.train().steps == 2
     with pytest.raises(DataError, match="IterableDataset, read only as a stream"):
-        Distiller(teacher=models[0], student=models[1], tokenizer=models[2],
-                  train_dataset=stream, data={"streaming": False})
+        Distiller(
+            teacher=models[0],
+            student=models[1],
+            tokenizer=models[2],
+            train_dataset=stream,
+            data={"streaming": False},
+        )
     with pytest.raises(DataError, match="must hold row dicts"):
         _distiller(tmp_path, models, train_dataset=["not a row"])
 
@@ -160,9 +192,13 @@ def test_a_model_object_without_its_tokenizer_is_refused(models):
 
 def test_run_runs_the_cli_stages_and_skips_them_when_done(tmp_path, models, capsys):
     data = write_jsonl(tmp_path / "rows.jsonl", skill_rows())
-    distiller = _distiller(tmp_path, models, train_dataset=data,
-                           train={**TRAIN, "max_steps": 2, "eval_every": None},
-                           eval={"max_samples": 8, "sample_answers": 0, "baseline": False})
+    distiller = _distiller(
+        tmp_path,
+        models,
+        train_dataset=data,
+        train={**TRAIN, "max_steps": 2, "eval_every": None},
+        eval={"max_samples": 8, "sample_answers": 0, "baseline": False},
+    )
     assert distiller.run() == []
     stages = tmp_path / "run" / "stages"
     assert sorted(p.stem for p in stages.iterdir()) == ["eval", "report", "train"]

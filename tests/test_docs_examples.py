@@ -51,12 +51,19 @@ def _blocks(path: Path) -> list[Block]:
         end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
         before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
         where = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
-        block = Block(where, index + 1, fence.group(1),
-                      "\n".join(lines[index + 1: end]) + "\n",
-                      before.strip() if before.strip().startswith("<!--") else "")
-        if block.language == "text" and blocks and blocks[-1].language == "python" \
-                and not "".join(lines[blocks[-1].line + blocks[-1].code.count("\n"): index]).strip(
-                    "` \n"):
+        block = Block(
+            where,
+            index + 1,
+            fence.group(1),
+            "\n".join(lines[index + 1 : end]) + "\n",
+            before.strip() if before.strip().startswith("<!--") else "",
+        )
+        if (
+            block.language == "text"
+            and blocks
+            and blocks[-1].language == "python"
+            and not "".join(lines[blocks[-1].line + blocks[-1].code.count("\n") : index]).strip("` \n")
+        ):
             blocks[-1].output = block.code
         blocks.append(block)
         index = end + 1
@@ -72,8 +79,7 @@ def _with_checks(code: str) -> str:
     out = []
     for line in code.splitlines():
         shown = SHOWN.match(line)
-        out.append(f"{shown.group(1)}_shows({shown.group(3)!r}, {shown.group(2)})" if shown
-                   else line)
+        out.append(f"{shown.group(1)}_shows({shown.group(3)!r}, {shown.group(2)})" if shown else line)
     return "\n".join(out) + "\n"
 
 
@@ -86,8 +92,7 @@ def _shows(expected: str, *values: object) -> None:
 def _run(code: str, namespace_name: str) -> str:
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        exec(compile(code, namespace_name, "exec"), {"__name__": "__doc_example__",
-                                                     "_shows": _shows})
+        exec(compile(code, namespace_name, "exec"), {"__name__": "__doc_example__", "_shows": _shows})
     return stdout.getvalue()
 
 
@@ -104,8 +109,9 @@ def test_python_snippet_runs_and_prints_what_the_docs_say(block, tmp_path, monke
         if server:
             from distil.server.testing import running_server
 
-            running = stack.enter_context(running_server(server.group(1), api_key=server.group(2),
-                                                                   served_name=server.group(1)))
+            running = stack.enter_context(
+                running_server(server.group(1), api_key=server.group(2), served_name=server.group(1))
+            )
             assert DOC_URL in code, f"{block.doc}:{block.line} names no {DOC_URL}"
             code = code.replace(DOC_URL, running.base_url)
         printed = _run(code, f"{block.doc}:{block.line}")
@@ -119,8 +125,7 @@ def test_shown_output_is_checked(tmp_path):
     doc = tmp_path / "example.md"
     doc.write_text("<!-- not run: example -->\n```python\nprint(2)\n```\n\n```text\n2\n```\n")
     python, text = _blocks(doc)
-    assert (python.marker, python.output, text.language) == ("<!-- not run: example -->", "2\n",
-                                                             "text")
+    assert (python.marker, python.output, text.language) == ("<!-- not run: example -->", "2\n", "text")
 
 
 def test_the_doc_conventions_are_used_as_written():
@@ -128,7 +133,8 @@ def test_the_doc_conventions_are_used_as_written():
     for block in ALL_BLOCKS:
         if block.marker and "run" in block.marker:
             assert NOT_RUN.search(block.marker) or SERVER.search(block.marker), (
-                f"{block.doc}:{block.line}: unknown marker {block.marker}")
+                f"{block.doc}:{block.line}: unknown marker {block.marker}"
+            )
     assert any(SHOWN.match(line) for b in PYTHON for line in b.code.splitlines())
 
 

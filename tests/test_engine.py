@@ -15,10 +15,14 @@ from distil.train.engine import check_engine, check_supported, fused_allowed, pl
 from tests.conftest import recipe_dict
 
 FSDP = SimpleNamespace(distributed_type=DistributedType.FSDP)
-ZERO3 = SimpleNamespace(distributed_type=DistributedType.DEEPSPEED,
-                        state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3)))
-ZERO2 = SimpleNamespace(distributed_type=DistributedType.DEEPSPEED,
-                        state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=2)))
+ZERO3 = SimpleNamespace(
+    distributed_type=DistributedType.DEEPSPEED,
+    state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3)),
+)
+ZERO2 = SimpleNamespace(
+    distributed_type=DistributedType.DEEPSPEED,
+    state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=2)),
+)
 DDP = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU)
 
 
@@ -30,10 +34,10 @@ def test_the_fused_loss_falls_back_on_a_sharded_student():
         fused_allowed(FSDP, True, "always")
 
 
-def test_lora_on_a_sharded_student_and_a_sharded_teacher_under_deepspeed_are_refused(
-        tmp_path, dataset):
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset,
-                                         student={"model": "tiny-student", "lora": {"r": 2}}))
+def test_lora_on_a_sharded_student_and_a_sharded_teacher_under_deepspeed_are_refused(tmp_path, dataset):
+    recipe = validate_recipe(
+        recipe_dict(tmp_path, dataset, student={"model": "tiny-student", "lora": {"r": 2}})
+    )
     check_supported(DDP, recipe)
     with pytest.raises(ModelError, match="student.lora with a sharded student"):
         check_supported(ZERO3, recipe)
@@ -44,14 +48,18 @@ def test_lora_on_a_sharded_student_and_a_sharded_teacher_under_deepspeed_are_ref
         place_teacher(ZERO2, teacher, "sharded")
 
 
-@pytest.mark.parametrize(("variable", "engine"), [("ACCELERATE_USE_FSDP", FSDP),
-                                                  ("ACCELERATE_USE_DEEPSPEED", ZERO3)])
+@pytest.mark.parametrize(
+    ("variable", "engine"), [("ACCELERATE_USE_FSDP", FSDP), ("ACCELERATE_USE_DEEPSPEED", ZERO3)]
+)
 def test_a_launch_that_asked_for_sharding_and_got_ddp_is_refused(monkeypatch, variable, engine):
     """`accelerate launch --config_file fsdp2.yaml` on CPU: accelerate sets up MULTI_CPU."""
     monkeypatch.setenv(variable, "true")
     check_engine(engine)
-    with pytest.raises(LaunchError, match="accelerate runs on GPUs only: here it would train "
-                                          "as MULTI_CPU, every process holding the whole student"):
+    with pytest.raises(
+        LaunchError,
+        match="accelerate runs on GPUs only: here it would train "
+        "as MULTI_CPU, every process holding the whole student",
+    ):
         check_engine(DDP)
     monkeypatch.setenv(variable, "false")
     check_engine(DDP)

@@ -12,8 +12,11 @@ from tests.conftest import recipe_dict
 
 @pytest.fixture
 def trained(tmp_path, dataset):
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"max_steps": 4},
-                                         eval={"sample_answers": 3, "max_new_tokens": 6}))
+    recipe = validate_recipe(
+        recipe_dict(
+            tmp_path, dataset, train={"max_steps": 4}, eval={"sample_answers": 3, "max_new_tokens": 6}
+        )
+    )
     train(recipe)
     return recipe
 
@@ -43,22 +46,24 @@ def test_every_model_answers_the_first_held_out_prompts(trained):
     for row in rows:
         assert set(row) == {"prompt", "reference", "teacher", "student", "untrained_student"}
         assert row["prompt"].startswith("Reverse: ") and all(
-            isinstance(row[role], str) for role in ("teacher", "student", "untrained_student"))
+            isinstance(row[role], str) for role in ("teacher", "student", "untrained_student")
+        )
 
 
 def test_the_baseline_and_the_samples_can_be_turned_off(tmp_path, dataset):
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"max_steps": 2},
-                                         eval={"baseline": False, "sample_answers": 0}))
+    recipe = validate_recipe(
+        recipe_dict(tmp_path, dataset, train={"max_steps": 2}, eval={"baseline": False, "sample_answers": 0})
+    )
     train(recipe)
     metrics = evaluate(recipe)
     assert "untrained_student" not in metrics and metrics["sample_answers"] == []
 
 
 def test_task_accuracy_of_the_untrained_student_is_graded_too(trained, tmp_path):
-    recipe = trained.model_copy(update={"eval": trained.eval.model_copy(
-        update={"tasks": ["reverse", "sort"], "per_task": 2})})
+    recipe = trained.model_copy(
+        update={"eval": trained.eval.model_copy(update={"tasks": ["reverse", "sort"], "per_task": 2})}
+    )
     metrics = evaluate(recipe)
     assert set(metrics["untrained_student"]["accuracy_per_task"]) == {"overall", "reverse", "sort"}
-    rows = [json.loads(line) for line in
-            (trained.run_dir / "eval_samples.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (trained.run_dir / "eval_samples.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {"untrained_student", "untrained_student_correct"} <= set(rows[0])

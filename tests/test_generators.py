@@ -29,17 +29,25 @@ def seeds(tmp_path):
 @pytest.fixture
 def no_vllm(monkeypatch):
     """This machine as the tests see it, whatever is installed: no vllm package, no GPU."""
-    monkeypatch.setattr(generators, "vllm_missing", lambda: [
-        "the vllm package is not installed",
-        "there is no CUDA GPU (torch.cuda.is_available() is false)"])
+    monkeypatch.setattr(
+        generators,
+        "vllm_missing",
+        lambda: [
+            "the vllm package is not installed",
+            "there is no CUDA GPU (torch.cuda.is_available() is false)",
+        ],
+    )
 
 
 @pytest.mark.parametrize("command", ["train", "run"])
 def test_on_policy_vllm_is_refused_in_one_line_before_any_work(
-        tmp_path, dataset, monkeypatch, capsys, no_vllm, command):
+    tmp_path, dataset, monkeypatch, capsys, no_vllm, command
+):
     recipe = _write(tmp_path, recipe_dict(tmp_path, dataset, distill=ON_POLICY))
-    line = assert_one_error_line(run_cli(monkeypatch, capsys, command, recipe),
-                                 "distill.on_policy.generator=vllm needs vLLM on a CUDA GPU")
+    line = assert_one_error_line(
+        run_cli(monkeypatch, capsys, command, recipe),
+        "distill.on_policy.generator=vllm needs vLLM on a CUDA GPU",
+    )
     assert "the vllm package is not installed" in line and "no CUDA GPU" in line
     assert "set distill.on_policy.generator=hf (transformers' generate)" in line
     assert not (tmp_path / "run").exists()
@@ -47,8 +55,9 @@ def test_on_policy_vllm_is_refused_in_one_line_before_any_work(
 
 def test_synth_vllm_is_refused_naming_vllm_serve(tmp_path, seeds, monkeypatch, capsys, no_vllm):
     recipe = _write(tmp_path, synth_recipe(tmp_path, seeds, generator="vllm"))
-    line = assert_one_error_line(run_cli(monkeypatch, capsys, "synth", recipe),
-                                 "synth.generator=vllm needs vLLM on a CUDA GPU")
+    line = assert_one_error_line(
+        run_cli(monkeypatch, capsys, "synth", recipe), "synth.generator=vllm needs vLLM on a CUDA GPU"
+    )
     assert "`vllm serve`" in line and "teacher.api" in line
     assert not (tmp_path / "run" / "data").exists()
 
@@ -56,15 +65,20 @@ def test_synth_vllm_is_refused_naming_vllm_serve(tmp_path, seeds, monkeypatch, c
 def test_with_vllm_and_a_gpu_it_is_still_refused_naming_what_exists(monkeypatch, tmp_path, dataset):
     monkeypatch.setattr(generators, "vllm_missing", lambda: [])
     recipe = validate_recipe(recipe_dict(tmp_path, dataset, distill=ON_POLICY))
-    with pytest.raises(generators.GeneratorError, match="no in-process vLLM path yet; set "
-                       r"distill.on_policy.generator=hf \(transformers' generate\)"):
+    with pytest.raises(
+        generators.GeneratorError,
+        match="no in-process vLLM path yet; set "
+        r"distill.on_policy.generator=hf \(transformers' generate\)",
+    ):
         generators.check_generators(recipe)
 
 
 def test_vllm_off_policy_or_hf_is_not_checked(tmp_path, dataset, monkeypatch):
     monkeypatch.setattr(generators, "vllm_missing", lambda: pytest.fail("vLLM looked for"))
-    for distill in ({"on_policy": {"lmbda": 0.0, "generator": "vllm"}},
-                    {"on_policy": {"lmbda": 0.5, "generator": "hf"}}):
+    for distill in (
+        {"on_policy": {"lmbda": 0.0, "generator": "vllm"}},
+        {"on_policy": {"lmbda": 0.5, "generator": "hf"}},
+    ):
         generators.check_generators(validate_recipe(recipe_dict(tmp_path, dataset, distill=distill)))
 
 
@@ -77,13 +91,17 @@ def test_what_this_machine_lacks_is_read_from_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert generators.vllm_missing() == [
         "the vllm package is not installed",
-        "there is no CUDA GPU (torch.cuda.is_available() is false)"]
+        "there is no CUDA GPU (torch.cuda.is_available() is false)",
+    ]
 
 
 def test_an_api_teacher_has_no_engine_to_choose(tmp_path, seeds):
     raw = synth_recipe(tmp_path, seeds, generator="vllm")
     raw["teacher"] = {"model": "m", "api": {"base_url": "http://127.0.0.1:9/v1"}}
     raw["distill"] = {"kd_weight": 0.0, "ce_weight": 1.0}
-    with pytest.raises(RecipeError, match="synth.generator=vllm picks the engine of a local "
-                       "teacher; a teacher behind teacher.api generates on its server"):
+    with pytest.raises(
+        RecipeError,
+        match="synth.generator=vllm picks the engine of a local "
+        "teacher; a teacher behind teacher.api generates on its server",
+    ):
         validate_recipe(raw)

@@ -16,13 +16,11 @@ from tests.conftest import skill_rows, write_jsonl
 
 def _console(monkeypatch) -> io.StringIO:
     buffer = io.StringIO()
-    monkeypatch.setattr(progress, "console", Console(file=buffer, width=300,
-                                                     force_terminal=False))
+    monkeypatch.setattr(progress, "console", Console(file=buffer, width=300, force_terminal=False))
     return buffer
 
 
-def test_a_large_jsonl_is_announced_with_its_memory_then_read_under_a_progress_bar(
-        tmp_path, monkeypatch):
+def test_a_large_jsonl_is_announced_with_its_memory_then_read_under_a_progress_bar(tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "big.jsonl", skill_rows(200))
     monkeypatch.setattr(jsonl, "PROGRESS_FROM_BYTES", 1024)
     monkeypatch.setattr(jsonl, "LARGE_FILE_BYTES", 2048)
@@ -46,8 +44,7 @@ def test_a_small_jsonl_is_read_without_a_word(tmp_path, monkeypatch):
 
 def test_rows_are_tokenised_in_chunks_and_the_same_as_at_once(monkeypatch):
     _, tokenizer = build_tiny("tiny-student")
-    pairs = [Pair(f"id{i}", row["prompt"], row["response"]) for i, row in
-             enumerate(skill_rows(25))]
+    pairs = [Pair(f"id{i}", row["prompt"], row["response"]) for i, row in enumerate(skill_rows(25))]
     at_once = encode_pairs(tokenizer, pairs, "auto", 48)
     calls = []
 

@@ -13,7 +13,8 @@ from distil.launch import LaunchError, check_config, check_launch, launch_comman
 
 def test_accelerate_cpu_launch_of_two_is_one_process_and_is_refused(monkeypatch):
     args = launch_command_parser().parse_args(
-        ["--cpu", "--num_processes", "2", "-m", "distil.cli", "train", "r.yaml"])
+        ["--cpu", "--num_processes", "2", "-m", "distil.cli", "train", "r.yaml"]
+    )
     args, _, _ = _validate_launch_command(args)
     command, env = prepare_simple_launcher_cmd_env(args)
     assert "torch.distributed.run" not in command and "WORLD_SIZE" not in env  # one process
@@ -32,8 +33,9 @@ def test_num_processes_builds_accelerates_multi_process_launch(tmp_path, monkeyp
     assert command[1:3] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in command
     assert command[command.index("--num_processes") + 1] == "2"
     assert command[-5:] == ["distil.cli", "train", "r.yaml", "--out", "run"]
-    assert env.get("ACCELERATE_USE_CPU") == ("true" if not _has_gpu() else os.environ.get(
-        "ACCELERATE_USE_CPU"))
+    assert env.get("ACCELERATE_USE_CPU") == (
+        "true" if not _has_gpu() else os.environ.get("ACCELERATE_USE_CPU")
+    )
     with pytest.raises(LaunchError, match="accelerate config .* not found"):
         launch_command(["train"], 2, tmp_path / "missing.yaml")
     config = tmp_path / "fsdp.yaml"
@@ -50,15 +52,19 @@ def test_a_sharding_config_without_a_gpu_is_refused(tmp_path, monkeypatch, engin
     config = tmp_path / "engine.yaml"
     config.write_text(f"distributed_type: {engine}\n")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    with pytest.raises(LaunchError, match="asks for (FSDP|DeepSpeed), which accelerate runs on "
-                                          "GPUs only: here it would train as MULTI_CPU"):
+    with pytest.raises(
+        LaunchError,
+        match="asks for (FSDP|DeepSpeed), which accelerate runs on "
+        "GPUs only: here it would train as MULTI_CPU",
+    ):
         check_config(config)
     config.write_text("distributed_type: MULTI_GPU\n")
     check_config(config)  # DDP: gloo on CPU
 
 
-@pytest.mark.parametrize("text", ["distributed_type: [\n", "distributed_type: SOMETHING\n",
-                                  "- a list\n", "num_processes: 2\n"])
+@pytest.mark.parametrize(
+    "text", ["distributed_type: [\n", "distributed_type: SOMETHING\n", "- a list\n", "num_processes: 2\n"]
+)
 def test_an_unreadable_accelerate_config_is_refused(tmp_path, text):
     config = tmp_path / "engine.yaml"
     config.write_text(text)
@@ -82,8 +88,9 @@ def test_run_launches_training_on_the_recipe_as_resolved(tmp_path, dataset, monk
     seen = {}
 
     def fake(arguments, num_processes, config_file=None):
-        seen.update(arguments=arguments, processes=num_processes,
-                    recipe=dump_recipe(load_recipe(arguments[1])))
+        seen.update(
+            arguments=arguments, processes=num_processes, recipe=dump_recipe(load_recipe(arguments[1]))
+        )
         return 3
 
     monkeypatch.setattr(launch, "run_launched", fake)

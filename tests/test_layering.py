@@ -45,18 +45,24 @@ def _part(module: str) -> str:
 
 
 def test_no_stage_imports_another_stage():
-    crossings = [f"{module} imports {target}" for module, targets in _graph().items()
-                 for target in targets
-                 if _part(module) in STAGES and _part(target) in STAGES
-                 and _part(target) != _part(module)]
+    crossings = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        for target in targets
+        if _part(module) in STAGES and _part(target) in STAGES and _part(target) != _part(module)
+    ]
     assert not crossings, crossings
 
 
 def test_nothing_below_the_stages_imports_a_stage_or_the_pipeline():
-    upward = [f"{module} imports {target}" for module, targets in _graph().items()
-              for target in targets
-              if _part(module) not in STAGES | ABOVE_STAGES and module != PUBLIC_FACE
-              and _part(target) in STAGES | ABOVE_STAGES]
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        for target in targets
+        if _part(module) not in STAGES | ABOVE_STAGES
+        and module != PUBLIC_FACE
+        and _part(target) in STAGES | ABOVE_STAGES
+    ]
     assert not upward, upward
 
 
@@ -97,8 +103,9 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def _without_package_exports(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     """A package's __init__ re-exporting its own submodules is not a circle of design."""
-    return {module: {t for t in targets if not t.startswith(module + ".")}
-            for module, targets in graph.items()}
+    return {
+        module: {t for t in targets if not t.startswith(module + ".")} for module, targets in graph.items()
+    }
 
 
 def test_no_import_circles():

@@ -15,8 +15,9 @@ NOT_LISTED = {"__init__.py", "py.typed", "__pycache__"}
 
 def long_files(folder: Path, limit: int = MAX_LINES) -> dict[str, int]:
     """Python files under `folder` longer than `limit` lines, with their length."""
-    lengths = {p.relative_to(folder).as_posix(): len(p.read_text().splitlines())
-               for p in folder.rglob("*.py")}
+    lengths = {
+        p.relative_to(folder).as_posix(): len(p.read_text().splitlines()) for p in folder.rglob("*.py")
+    }
     return {name: n for name, n in sorted(lengths.items()) if n > limit}
 
 
@@ -43,16 +44,25 @@ def layout_entries(readme: str) -> tuple[set[str], set[str]]:
 
 def package_entries(folder: Path = PACKAGE) -> set[str]:
     """The packages, modules and data folders of src/distil (caches and markers aside)."""
-    return {p.name for p in folder.iterdir()
-            if p.name not in NOT_LISTED and (p.is_dir() or p.suffix == ".py")}
+    return {
+        p.name for p in folder.iterdir() if p.name not in NOT_LISTED and (p.is_dir() or p.suffix == ".py")
+    }
 
 
 def top_level_folders(root: Path = ROOT) -> set[str]:
     """Top-level folders a checkout holds: not hidden, not ignored by .gitignore."""
-    ignored = [line.strip().strip("/") for line in (root / ".gitignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
-    return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-            and not any(fnmatch.fnmatch(p.name, pattern) for pattern in ignored)}
+    ignored = [
+        line.strip().strip("/")
+        for line in (root / ".gitignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return {
+        p.name
+        for p in root.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and not any(fnmatch.fnmatch(p.name, pattern) for pattern in ignored)
+    }
 
 
 def test_no_source_file_is_over_the_limit():
@@ -76,10 +86,12 @@ def test_the_readme_layout_names_every_folder_and_module_and_nothing_else():
 
 
 def test_the_layout_check_sees_an_added_and_a_removed_entry(tmp_path):
-    readme = ("# x\n\n## Layout\n\n```\nsrc/distil/\n  cli.py            the command\n"
-              "  train/, gone/     stages: training\n  --- shared ---\n"
-              "                    a continued description, eval.py\n"
-              "recipes/          shipped recipes\n```\n\n## Next\n")
+    readme = (
+        "# x\n\n## Layout\n\n```\nsrc/distil/\n  cli.py            the command\n"
+        "  train/, gone/     stages: training\n  --- shared ---\n"
+        "                    a continued description, eval.py\n"
+        "recipes/          shipped recipes\n```\n\n## Next\n"
+    )
     package, top = layout_entries(readme)
     assert (package, top) == ({"cli.py", "train", "gone"}, {"src", "recipes"})
     (tmp_path / "cli.py").write_text("")

@@ -33,11 +33,18 @@ def _write_legacy(path, model, tokenizer, optimizer, scheduler) -> None:
     torch.save(scheduler.state_dict(), path / "scheduler.pt")
     kind, keys, *rest = np.random.get_state()
     python = random.getstate()
-    torch.save({"torch": torch.get_rng_state(),
-                "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-                "python": list(python[1]), "python_gauss": python[2]}, path / "rng-0.pt")
-    (path / "trainer_state.json").write_text(json.dumps({"step": 3, "micro_batch": 6,
-                                                         "tokens_seen": 480, "total_steps": 10}))
+    torch.save(
+        {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "python": list(python[1]),
+            "python_gauss": python[2],
+        },
+        path / "rng-0.pt",
+    )
+    (path / "trainer_state.json").write_text(
+        json.dumps({"step": 3, "micro_batch": 6, "tokens_seen": 480, "total_steps": 10})
+    )
 
 
 def test_a_checkpoint_in_the_layout_before_save_state_resumes(tmp_path):
@@ -57,8 +64,7 @@ def test_a_checkpoint_in_the_layout_before_save_state_resumes(tmp_path):
     state = load_checkpoint(tmp_path, fresh, fresh_optimizer, fresh_scheduler, scaler=None)
 
     assert state == TrainerState(step=3, micro_batch=6, tokens_seen=480, total_steps=10)
-    for (name, weight), restored in zip(model.state_dict().items(), fresh.state_dict().values(),
-                                        strict=True):
+    for (name, weight), restored in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(weight, restored), name
     assert fresh_scheduler.state_dict() == scheduler.state_dict()
     saved, loaded = optimizer.state_dict()["state"], fresh_optimizer.state_dict()["state"]

@@ -20,11 +20,15 @@ from tests.conftest import recipe_dict
 
 
 def test_lora_student_trains_adapters_only_merges_and_exports(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-student",
-                                                  "lora": {"r": 4, "alpha": 8.0,
-                                                           "target_modules": ["q_proj", "v_proj"]}},
-                      train={"max_steps": 3, "save_every": 3, "batch_size": 4,
-                             "learning_rate": 1e-2})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        student={
+            "model": "tiny-student",
+            "lora": {"r": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj"]},
+        },
+        train={"max_steps": 3, "save_every": 3, "batch_size": 4, "learning_rate": 1e-2},
+    )
     recipe = validate_recipe(raw)
     train(recipe)
     merged = load_file(recipe.run_dir / "student" / "model.safetensors")
@@ -43,8 +47,10 @@ def test_lora_student_trains_adapters_only_merges_and_exports(tmp_path, dataset)
         else:  # frozen: exactly as loaded
             assert torch.equal(weight, initial[name]), name
     assert changed == 4  # q and v of both layers moved
-    result = export_run(recipe.run_dir, ExportSection(formats=["hf"], prompts_per_task=2,
-                                                      compared_prompts=2, max_new_tokens=4))
+    result = export_run(
+        recipe.run_dir,
+        ExportSection(formats=["hf"], prompts_per_task=2, compared_prompts=2, max_new_tokens=4),
+    )
     assert result is not None and (recipe.run_dir / "export" / "hf-float16").is_dir()
 
 
@@ -52,15 +58,17 @@ def test_lora_student_trains_adapters_only_merges_and_exports(tmp_path, dataset)
 def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, dataset, lora):
     grads = []
     for checkpointing in (False, True):
-        raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-student", "lora": lora,
-                                                      "gradient_checkpointing": checkpointing})
+        raw = recipe_dict(
+            tmp_path,
+            dataset,
+            student={"model": "tiny-student", "lora": lora, "gradient_checkpointing": checkpointing},
+        )
         session = prepare_session(validate_recipe(raw))
         model = session.student.model
         on = getattr(model, "is_activation_checkpointing", None)  # transformers 5
         assert (model.is_gradient_checkpointing if on is None else on) is checkpointing
         accumulate_gradients(session, next_micro_batches(session))
-        grads.append({n: p.grad for n, p in session.student.model.named_parameters()
-                      if p.grad is not None})
+        grads.append({n: p.grad for n, p in session.student.model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7)
@@ -72,18 +80,21 @@ def _logits(model, ids):
         return model(input_ids=ids, use_cache=False).logits
 
 
-@pytest.mark.parametrize("student", [{"model": "tiny-student"},
-                                     {"model": "tiny-teacher", "layers": [0, 3]}])
+@pytest.mark.parametrize("student", [{"model": "tiny-student"}, {"model": "tiny-teacher", "layers": [0, 3]}])
 def test_the_adapter_loads_with_peft_on_its_base_and_answers_as_the_merged_student(
-        tmp_path, dataset, student):
+    tmp_path, dataset, student
+):
     from peft import PeftModel
 
     from distil.models import load_model
     from distil.train.adapters import adapter_base
 
-    raw = recipe_dict(tmp_path, dataset, student={**student, "lora": {"r": 4, "alpha": 8.0}},
-                      train={"max_steps": 4, "save_every": 2, "batch_size": 4,
-                             "learning_rate": 1e-2})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        student={**student, "lora": {"r": 4, "alpha": 8.0}},
+        train={"max_steps": 4, "save_every": 2, "batch_size": 4, "learning_rate": 1e-2},
+    )
     recipe = validate_recipe(raw)
     train(recipe)
     ids = torch.tensor([[5, 17, 40, 99, 3, 250, 61, 8]])
@@ -96,17 +107,22 @@ def test_the_adapter_loads_with_peft_on_its_base_and_answers_as_the_merged_stude
     config = json.loads((recipe.run_dir / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == student["model"] and config["r"] == 4
     # each checkpoint holds its adapters too: step 4's are the final ones
-    at_4 = PeftModel.from_pretrained(adapter_base(recipe.run_dir),
-                                     recipe.run_dir / "checkpoints" / "step-000004" / "adapter")
+    at_4 = PeftModel.from_pretrained(
+        adapter_base(recipe.run_dir), recipe.run_dir / "checkpoints" / "step-000004" / "adapter"
+    )
     torch.testing.assert_close(_logits(at_4, ids), merged, rtol=1e-4, atol=1e-4)
     readme = (recipe.run_dir / "adapter" / "README.md").read_text()
     assert "adapter_base(RUN)" in readme
 
 
-@pytest.mark.parametrize(("model", "layers", "base"), [
-    ("org/student", None, "org/student"), ("smollm2-135m-instruct", None,
-                                           "HuggingFaceTB/SmolLM2-135M-Instruct"),
-    ("org/student", [0, 1], None)])  # cut to some layers: not the Hub model any more
+@pytest.mark.parametrize(
+    ("model", "layers", "base"),
+    [
+        ("org/student", None, "org/student"),
+        ("smollm2-135m-instruct", None, "HuggingFaceTB/SmolLM2-135M-Instruct"),
+        ("org/student", [0, 1], None),
+    ],
+)  # cut to some layers: not the Hub model any more
 def test_the_adapter_card_names_a_hub_base_model(tmp_path, model, layers, base):
     from distil.recipe.models import StudentSection
     from distil.train.adapters import adapter_readme
@@ -117,9 +133,12 @@ def test_the_adapter_card_names_a_hub_base_model(tmp_path, model, layers, base):
 
 
 def test_save_merged_false_writes_the_adapter_only(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-student",
-                                                  "lora": {"r": 2, "save_merged": False}},
-                      train={"max_steps": 2})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        student={"model": "tiny-student", "lora": {"r": 2, "save_merged": False}},
+        train={"max_steps": 2},
+    )
     recipe = validate_recipe(raw)
     result = train(recipe)
     assert result.student_dir is None and result.adapter_dir == recipe.run_dir / "adapter"

@@ -9,10 +9,20 @@ flags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_vnni amx_tile
 
 
 def test_flags_and_model_come_from_cpuinfo():
-    assert cpu_flags(CPUINFO) == {"avx2": True, "avx512": True, "avx512_vnni": True,
-                                  "avx_vnni": False, "amx": True}
-    assert cpu_flags("flags : fpu avx") == {"avx2": False, "avx512": False,
-                                            "avx512_vnni": False, "avx_vnni": False, "amx": False}
+    assert cpu_flags(CPUINFO) == {
+        "avx2": True,
+        "avx512": True,
+        "avx512_vnni": True,
+        "avx_vnni": False,
+        "amx": True,
+    }
+    assert cpu_flags("flags : fpu avx") == {
+        "avx2": False,
+        "avx512": False,
+        "avx512_vnni": False,
+        "avx_vnni": False,
+        "amx": False,
+    }
     machine = describe_machine(CPUINFO)
     assert machine["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert machine["cpu_flags"]["avx512_vnni"] is True
@@ -21,11 +31,17 @@ def test_flags_and_model_come_from_cpuinfo():
 
 
 def test_one_line_names_the_cpu_its_kernels_and_versions():
-    machine = {**describe_machine(CPUINFO), "torch_cpu_capability": "AVX512",
-               "cpu_count": 8, "versions": {"python": "3.12.1", "torch": "2.13.0", "numpy": None}}
+    machine = {
+        **describe_machine(CPUINFO),
+        "torch_cpu_capability": "AVX512",
+        "cpu_count": 8,
+        "versions": {"python": "3.12.1", "torch": "2.13.0", "numpy": None},
+    }
     line = machine_line(machine)
-    assert line.startswith("Intel(R) Xeon(R) Platinum 8480+, 8 cores, torch kernels AVX512 "
-                           "(CPU has AVX2, AVX512, AVX512-VNNI, AMX)")
+    assert line.startswith(
+        "Intel(R) Xeon(R) Platinum 8480+, 8 cores, torch kernels AVX512 "
+        "(CPU has AVX2, AVX512, AVX512-VNNI, AMX)"
+    )
     assert line.endswith("; python 3.12.1, torch 2.13.0")
 
 

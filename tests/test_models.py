@@ -19,8 +19,9 @@ from distil.models import (
 def test_builtin_and_saved_folder_load_the_same_weights(tiny_models):
     built = load_model("tiny-student", "student")
     saved = load_model(str(tiny_models["tiny-student"]), "student")
-    for (name, a), (_, b) in zip(built.model.state_dict().items(),
-                                 saved.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        built.model.state_dict().items(), saved.model.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
     assert saved.tokenizer.get_vocab() == built.tokenizer.get_vocab()
 
@@ -66,8 +67,14 @@ def test_padded_heads_share_the_common_width():
 
 
 def test_tied_parameters_count_once():
-    config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(config)
     assert count_parameters(model) == sum(p.numel() for p in model.parameters())
     assert count_parameters(model) < sum(p.numel() for p in model.state_dict().values())
@@ -87,8 +94,9 @@ def test_keep_layers_makes_a_shallower_copy_that_generates():
     reference = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = keep_layers(teacher, [0, 3])
     assert student.config.num_hidden_layers == 2 and len(student.model.layers) == 2
-    assert torch.equal(student.model.layers[1].mlp.up_proj.weight,
-                       reference["model.layers.3.mlp.up_proj.weight"])
+    assert torch.equal(
+        student.model.layers[1].mlp.up_proj.weight, reference["model.layers.3.mlp.up_proj.weight"]
+    )
     ids = tokenizer("abc", return_tensors="pt").input_ids
     out = student.generate(ids, max_new_tokens=4, do_sample=False)
     assert out.shape == (1, ids.shape[1] + 4)

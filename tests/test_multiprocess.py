@@ -31,10 +31,15 @@ def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
     """`distil train ARGS --num-processes 2`, docs/scale.md's command, in a process group of its
     own (as a shell starts a command)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "distil.cli", "train", *args,
-                             "--num-processes", "2"], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "distil.cli", "train", *args, "--num-processes", "2"],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def _run(args: list[str], cwd: Path) -> None:
@@ -66,17 +71,22 @@ def test_two_processes_log_the_whole_step_and_equal_one_process(tmp_path, datase
     _run(["recipe.yaml", "--out", "two"], tmp_path)  # 2 x 8 rows per step
     two, one = tmp_path / "two", tmp_path / "one"
     _one_process(raw, one, train={**raw["train"], "batch_size": 16})
-    assert {p.name for p in (two / "checkpoints" / "step-000003" / "accelerate").glob(
-        "random_states_*")} == {"random_states_0.pkl", "random_states_1.pkl"}
+    assert {p.name for p in (two / "checkpoints" / "step-000003" / "accelerate").glob("random_states_*")} == {
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    }
     # the logged loss is the step's token mean over both processes, not one process's share
     for a, b in zip(_log(two), _log(one), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=2e-6)
     summary = json.loads((two / "train_summary.json").read_text())
-    assert summary["tokens_seen"] == json.loads((one / "train_summary.json").read_text())[
-        "tokens_seen"]
+    assert summary["tokens_seen"] == json.loads((one / "train_summary.json").read_text())["tokens_seen"]
     assert summary["fused"] and summary["engine"] == {  # what ran, as accelerate set it up
-        "distributed_type": "MULTI_CPU", "processes": 2, "sharded": False, "device": "cpu",
-        "mixed_precision": "no"}
+        "distributed_type": "MULTI_CPU",
+        "processes": 2,
+        "sharded": False,
+        "device": "cpu",
+        "mixed_precision": "no",
+    }
     _close(one, two)
 
 
@@ -88,22 +98,47 @@ def test_a_bare_fsdp_launch_on_cpu_is_refused_by_every_process(tmp_path, dataset
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
     config = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "fsdp2.yaml"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                           str(config), "--num_processes", "2", "--main_process_port",
-                           str(free_port()), "-m", "distil.cli", "train", "recipe.yaml", "--out",
-                           "run"], cwd=tmp_path, env=env, text=True, capture_output=True,
-                          timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(config),
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "distil.cli",
+            "train",
+            "recipe.yaml",
+            "--out",
+            "run",
+        ],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert done.returncode != 0
     refusals = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(refusals) == 2 and all("asks for FSDP, which accelerate runs on GPUs only: here "
-                                      "it would train as MULTI_CPU" in line for line in refusals)
+    assert len(refusals) == 2 and all(
+        "asks for FSDP, which accelerate runs on GPUs only: here it would train as MULTI_CPU" in line
+        for line in refusals
+    )
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_from_a_store_two_processes_equal_one_and_a_killed_run_resumes_exactly(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 40, "save_every": 4, "grad_accum": 2,
-                                                "batch_size": 4, "log_every": 10},
-                      capture={"top_k": 16}, signals={"path": "capture"})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        train={"max_steps": 40, "save_every": 4, "grad_accum": 2, "batch_size": 4, "log_every": 10},
+        capture={"top_k": 16},
+        signals={"path": "capture"},
+    )
     raw["capture"]["output"] = str(tmp_path / "store")
     capture(validate_recipe(raw))
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
@@ -117,8 +152,14 @@ def test_from_a_store_two_processes_equal_one_and_a_killed_run_resumes_exactly(t
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.01)
     # a second command on the same run folder is refused while the first one trains there
-    with pytest.raises(OutputError, match=rf"in use by another distil process \(pid {process.pid}: "
-                                          "`distil train`"), hold_run_folder(killed, "distil train"):
+    with (
+        pytest.raises(
+            OutputError,
+            match=rf"in use by another distil process \(pid {process.pid}: "
+            "`distil train`",
+        ),
+        hold_run_folder(killed, "distil train"),
+    ):
         pass
     # kill -9 of the command's process group: the launcher and both training processes,
     # which torchrun starts in sessions of their own, all die with it

@@ -49,8 +49,7 @@ def test_checkpoints_and_the_student_follow_the_umask(tmp_path, dataset, umask):
     from distil.train import train
     from tests.conftest import recipe_dict
 
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"max_steps": 2,
-                                                                   "save_every": 2}))
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"max_steps": 2, "save_every": 2}))
     old = os.umask(umask)
     try:
         train(recipe)
@@ -61,8 +60,7 @@ def test_checkpoints_and_the_student_follow_the_umask(tmp_path, dataset, umask):
     modes = {str(p.relative_to(recipe.run_dir)): _mode(p) for p in written}
     assert "checkpoints/step-000002/accelerate/model.safetensors" in modes
     assert "student/model.safetensors" in modes
-    wanted = {str(p.relative_to(recipe.run_dir)): (0o777 if p.is_dir() else 0o666) & ~umask
-              for p in written}
+    wanted = {str(p.relative_to(recipe.run_dir)): (0o777 if p.is_dir() else 0o666) & ~umask for p in written}
     assert modes == wanted
 
 
@@ -122,8 +120,7 @@ def test_writable_check_refuses_a_file_and_a_path_under_a_file(tmp_path):
     assert (tmp_path / "f").read_text() == "mine"
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
-                    reason="permission bits do not bind root")
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="permission bits do not bind root")
 def test_writable_check_refuses_a_read_only_folder(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
@@ -147,8 +144,8 @@ def test_atomic_directory_refuses_a_file_and_can_keep_the_old_folder(tmp_path):
     assert [p.name for p in (tmp_path / "d").iterdir()] == ["new.txt"]
 
 
-
 # --- the commands: a bad output location fails first, in one line -------------------------
+
 
 def _recipe_file(tmp_path, dataset, **sections) -> str:
     import yaml
@@ -183,8 +180,7 @@ COMMANDS = {
 
 @pytest.mark.parametrize("where", ["a file", "under a file"])
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_bad_out_fails_before_any_model_loads(tmp_path, dataset, monkeypatch, capsys,
-                                              command, where):
+def test_bad_out_fails_before_any_model_loads(tmp_path, dataset, monkeypatch, capsys, command, where):
     from tests.cli_helpers import assert_one_error_line, run_cli
 
     _no_model_loads(monkeypatch)
@@ -197,13 +193,20 @@ def test_bad_out_fails_before_any_model_loads(tmp_path, dataset, monkeypatch, ca
     assert (tmp_path / "taken").read_text() == "mine"
 
 
-def test_eval_output_that_is_a_folder_fails_before_any_model_loads(tmp_path, dataset,
-                                                                   monkeypatch, capsys):
+def test_eval_output_that_is_a_folder_fails_before_any_model_loads(tmp_path, dataset, monkeypatch, capsys):
     from tests.cli_helpers import assert_one_error_line, run_cli
 
     _no_model_loads(monkeypatch)
-    result = run_cli(monkeypatch, capsys, "eval", _recipe_file(tmp_path, dataset), "--student",
-                     "recipe", "--output", str(tmp_path))
+    result = run_cli(
+        monkeypatch,
+        capsys,
+        "eval",
+        _recipe_file(tmp_path, dataset),
+        "--student",
+        "recipe",
+        "--output",
+        str(tmp_path),
+    )
     assert_one_error_line(result, "is a folder, not a file; pass --output a file path")
 
 
@@ -214,8 +217,14 @@ def test_train_into_a_read_only_folder_fails_first(tmp_path, dataset, monkeypatc
     _no_model_loads(monkeypatch)
     (tmp_path / "locked").mkdir(mode=0o500)
     try:
-        result = run_cli(monkeypatch, capsys, "train", _recipe_file(tmp_path, dataset), "--out",
-                         str(tmp_path / "locked" / "run"))
+        result = run_cli(
+            monkeypatch,
+            capsys,
+            "train",
+            _recipe_file(tmp_path, dataset),
+            "--out",
+            str(tmp_path / "locked" / "run"),
+        )
         assert_one_error_line(result, "Permission denied")
     finally:
         (tmp_path / "locked").chmod(0o700)
@@ -223,21 +232,23 @@ def test_train_into_a_read_only_folder_fails_first(tmp_path, dataset, monkeypatc
 
 # --- distil export: never destroys what --out held; the run's recipe gives the defaults ----
 
-def test_export_refuses_a_folder_of_other_files_and_a_file(tiny_models, tmp_path, monkeypatch,
-                                                          capsys):
+
+def test_export_refuses_a_folder_of_other_files_and_a_file(tiny_models, tmp_path, monkeypatch, capsys):
     from tests.cli_helpers import assert_one_error_line, run_cli
 
     _no_model_loads(monkeypatch)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("years of work")
-    result = run_cli(monkeypatch, capsys, "export", str(tiny_models["tiny-student"]), "--out",
-                     str(tmp_path / "mine"))
+    result = run_cli(
+        monkeypatch, capsys, "export", str(tiny_models["tiny-student"]), "--out", str(tmp_path / "mine")
+    )
     assert_one_error_line(result, "already holds files that are not an export")
     assert "--overwrite" in result.stderr
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
     (tmp_path / "notes.txt").write_text("keep")
-    result = run_cli(monkeypatch, capsys, "export", str(tiny_models["tiny-student"]), "--out",
-                     str(tmp_path / "notes.txt"))
+    result = run_cli(
+        monkeypatch, capsys, "export", str(tiny_models["tiny-student"]), "--out", str(tmp_path / "notes.txt")
+    )
     assert_one_error_line(result, "notes.txt is a file")
     assert (tmp_path / "notes.txt").read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "notes.txt"]
@@ -248,14 +259,34 @@ def test_export_overwrite_moves_the_old_folder_aside(tiny_models, tmp_path, monk
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("years of work")
-    result = run_cli(monkeypatch, capsys, "export", str(tiny_models["tiny-student"]), "--out",
-                     str(tmp_path / "mine"), "--overwrite", "--format", "hf",
-                     "--prompts-per-task", "1")
+    result = run_cli(
+        monkeypatch,
+        capsys,
+        "export",
+        str(tiny_models["tiny-student"]),
+        "--out",
+        str(tmp_path / "mine"),
+        "--overwrite",
+        "--format",
+        "hf",
+        "--prompts-per-task",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mine.old" / "thesis.tex").read_text() == "years of work"
     assert (tmp_path / "mine" / "parity.json").is_file()
-    again = run_cli(monkeypatch, capsys, "export", str(tiny_models["tiny-student"]), "--out",
-                    str(tmp_path / "mine"), "--format", "hf", "--prompts-per-task", "1")
+    again = run_cli(
+        monkeypatch,
+        capsys,
+        "export",
+        str(tiny_models["tiny-student"]),
+        "--out",
+        str(tmp_path / "mine"),
+        "--format",
+        "hf",
+        "--prompts-per-task",
+        "1",
+    )
     assert again.returncode == 0, again.stderr  # an earlier export is replaced without a flag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "mine.old"]
 
@@ -268,18 +299,23 @@ def _run_with_recipe(tmp_path, recipe_text: str):
     return run
 
 
-@pytest.mark.parametrize("options,expected", [
-    ([], {"prompts_per_task": 3, "formats": ["hf"], "dtype": "bfloat16", "seed": 7}),
-    (["--prompts-per-task", "5", "--dtype", "fp16"],
-     {"prompts_per_task": 5, "formats": ["hf"], "dtype": "float16", "seed": 7}),
-])
-def test_export_takes_its_defaults_from_the_run_recipe(tmp_path, monkeypatch, capsys, options,
-                                                       expected):
+@pytest.mark.parametrize(
+    "options,expected",
+    [
+        ([], {"prompts_per_task": 3, "formats": ["hf"], "dtype": "bfloat16", "seed": 7}),
+        (
+            ["--prompts-per-task", "5", "--dtype", "fp16"],
+            {"prompts_per_task": 5, "formats": ["hf"], "dtype": "float16", "seed": 7},
+        ),
+    ],
+)
+def test_export_takes_its_defaults_from_the_run_recipe(tmp_path, monkeypatch, capsys, options, expected):
     from distil.export import stage
     from tests.cli_helpers import run_cli
 
-    run = _run_with_recipe(tmp_path, "seed: 7\nexport:\n  prompts_per_task: 3\n  formats: [hf]\n"
-                                     "  dtype: bfloat16\n  seed: 0\n")
+    run = _run_with_recipe(
+        tmp_path, "seed: 7\nexport:\n  prompts_per_task: 3\n  formats: [hf]\n  dtype: bfloat16\n  seed: 0\n"
+    )
     seen = {}
 
     def record(source, config, out=None, overwrite=False):
@@ -298,13 +334,19 @@ def test_export_without_a_recipe_section_keeps_the_defaults(tmp_path, monkeypatc
 
     run = _run_with_recipe(tmp_path, "seed: 7\nexport: null\n")
     seen = {}
-    monkeypatch.setattr(stage, "export_run", lambda source, config, **kw: seen.update(
-        config.model_dump()) or stage.ExportResult(tmp_path / "x", {}, {"passed": True}))
+    monkeypatch.setattr(
+        stage,
+        "export_run",
+        lambda source, config, **kw: (
+            seen.update(config.model_dump()) or stage.ExportResult(tmp_path / "x", {}, {"passed": True})
+        ),
+    )
     assert run_cli(monkeypatch, capsys, "export", str(run)).returncode == 0
     assert seen["prompts_per_task"] == 25 and seen["formats"] == ["hf", "onnx", "onnx-int8", "gguf"]
 
 
 # --- training's outputs: strict JSON on a resumed finished run; Ctrl-C says how to go on --
+
 
 def _strict_json(text: str):
     import json
@@ -320,8 +362,11 @@ def test_resuming_a_finished_run_writes_the_last_logged_loss(tmp_path, dataset):
     from distil.train import train
     from tests.conftest import recipe_dict
 
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={
-        "max_steps": 2, "batch_size": 4, "log_every": 1, "save_every": 2}))
+    recipe = validate_recipe(
+        recipe_dict(
+            tmp_path, dataset, train={"max_steps": 2, "batch_size": 4, "log_every": 1, "save_every": 2}
+        )
+    )
     first = train(recipe)
     logged = _strict_json((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()[-1])
     again = train(recipe, resume=True)
@@ -360,8 +405,9 @@ def test_ctrl_c_lost_in_a_finalizer_still_stops_the_command():
     # finalizers all through training, so a Ctrl-C there once let `distil train` run on
     import subprocess
 
-    done = subprocess.run([sys.executable, "-c", SWALLOWED_CTRL_C], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SWALLOWED_CTRL_C], capture_output=True, text=True, timeout=120
+    )
     assert "Exception ignored" in done.stderr  # the interrupt was indeed dropped once
     assert done.returncode == 130, done.stderr
     assert "interrupted" in done.stderr
@@ -386,11 +432,16 @@ def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, dataset):
     import subprocess
     import time
 
-    recipe = _recipe_file(tmp_path, dataset, train={"max_steps": 100000, "log_every": 1,
-                                                    "save_every": 100000})
+    recipe = _recipe_file(
+        tmp_path, dataset, train={"max_steps": 100000, "log_every": 1, "save_every": 100000}
+    )
     log = tmp_path / "run" / "train_log.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "distil.cli", "train", recipe],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distil.cli", "train", recipe],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not (log.is_file() and log.read_text().strip()) and process.poll() is None:
@@ -408,15 +459,26 @@ def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, dataset):
 
 # --- a second export never deletes what the user added to the first one -------------------
 
+
 def _export_hf(monkeypatch, capsys, model, out, *extra):
     from tests.cli_helpers import run_cli
 
-    return run_cli(monkeypatch, capsys, "export", str(model), "--out", str(out), "--format", "hf",
-                   "--prompts-per-task", "1", *extra)
+    return run_cli(
+        monkeypatch,
+        capsys,
+        "export",
+        str(model),
+        "--out",
+        str(out),
+        "--format",
+        "hf",
+        "--prompts-per-task",
+        "1",
+        *extra,
+    )
 
 
-def test_reexport_keeps_files_the_user_added_to_an_earlier_export(tiny_models, tmp_path,
-                                                                  monkeypatch, capsys):
+def test_reexport_keeps_files_the_user_added_to_an_earlier_export(tiny_models, tmp_path, monkeypatch, capsys):
     from tests.cli_helpers import assert_one_error_line
 
     out = tmp_path / "E"
@@ -472,8 +534,9 @@ def _make_writable(folder) -> None:
     folder.chmod(0o700)
 
 
-def test_export_into_an_unwritable_earlier_export_fails_before_any_work(tiny_models, tmp_path,
-                                                                        monkeypatch, capsys):
+def test_export_into_an_unwritable_earlier_export_fails_before_any_work(
+    tiny_models, tmp_path, monkeypatch, capsys
+):
     from tests.cli_helpers import assert_one_error_line, run_cli
 
     out = tmp_path / "immutable"
@@ -483,8 +546,16 @@ def test_export_into_an_unwritable_earlier_export_fails_before_any_work(tiny_mod
         pytest.skip("cannot make a folder unwritable here (no chattr)")
     try:
         _no_model_loads(monkeypatch)
-        result = run_cli(monkeypatch, capsys, "export", str(tiny_models["tiny-student"]),
-                         "--out", str(out), "--format", "hf")
+        result = run_cli(
+            monkeypatch,
+            capsys,
+            "export",
+            str(tiny_models["tiny-student"]),
+            "--out",
+            str(out),
+            "--format",
+            "hf",
+        )
         assert_one_error_line(result, f"cannot write to export folder {out}")
     finally:
         _make_writable(out)

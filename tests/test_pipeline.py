@@ -9,8 +9,11 @@ def _stages(calls):
     def record(name):
         return lambda recipe: calls.append(name)
 
-    return (Stage("train", record("train")), Stage("eval", record("eval")),
-            Stage("bench", record("bench"), enabled=lambda r: False))
+    return (
+        Stage("train", record("train")),
+        Stage("eval", record("eval")),
+        Stage("bench", record("bench"), enabled=lambda r: False),
+    )
 
 
 def test_changes_redo_the_stage_and_those_that_read_it(tmp_path, dataset):
@@ -70,13 +73,19 @@ def test_a_stage_marker_holds_its_wall_and_cpu_seconds_children_included(tmp_pat
         while time.process_time() < end:
             pass
 
-    child = [sys.executable, "-c", "import time\nend = time.process_time() + 0.4\n"
-             "while time.process_time() < end: pass"]
-    stages = (Stage("train", lambda recipe: time.sleep(0.5)),
-              Stage("eval", lambda recipe: (spin(0.3), subprocess.run(child, check=True))))
+    child = [
+        sys.executable,
+        "-c",
+        "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass",
+    ]
+    stages = (
+        Stage("train", lambda recipe: time.sleep(0.5)),
+        Stage("eval", lambda recipe: (spin(0.3), subprocess.run(child, check=True))),
+    )
     recipe = validate_recipe(recipe_dict(tmp_path, dataset))
     run_pipeline(recipe, stages)
-    slept, worked = (json.loads((recipe.run_dir / "stages" / f"{name}.json").read_text())
-                     for name in ("train", "eval"))
+    slept, worked = (
+        json.loads((recipe.run_dir / "stages" / f"{name}.json").read_text()) for name in ("train", "eval")
+    )
     assert slept["seconds"] >= 0.5 and slept["cpu_seconds"] < 0.2
     assert worked["cpu_seconds"] >= 0.7  # its own 0.3 s and its finished child's 0.4 s

@@ -42,13 +42,15 @@ def registered():
 
 def _recipe_file(tmp_path, beta: float = 0.5):
     dataset = write_jsonl(tmp_path / "data.jsonl", skill_rows(32))
-    raw = recipe_dict(tmp_path, dataset,
-                      distill={"divergence": DIVERGENCE, "beta": beta, "temperature": 1.5},
-                      train={"max_steps": 2, "save_every": 2, "log_every": 1},
-                      eval={"max_samples": 8},
-                      export={"formats": [FORMAT], "prompts_per_task": 1, "compared_prompts": 2,
-                              "max_new_tokens": 4},
-                      bench={"new_tokens": 2, "batch_sizes": [1], "repeats": 1, "warmup": 0})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        distill={"divergence": DIVERGENCE, "beta": beta, "temperature": 1.5},
+        train={"max_steps": 2, "save_every": 2, "log_every": 1},
+        eval={"max_samples": 8},
+        export={"formats": [FORMAT], "prompts_per_task": 1, "compared_prompts": 2, "max_new_tokens": 4},
+        bench={"new_tokens": 2, "batch_sizes": [1], "repeats": 1, "warmup": 0},
+    )
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -65,7 +67,8 @@ def _distil(monkeypatch, *args: str) -> None:
 
 
 def test_a_recipe_trains_with_a_registered_divergence_and_exports_a_registered_format(
-        registered, tmp_path, monkeypatch):
+    registered, tmp_path, monkeypatch
+):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     _distil(monkeypatch, "run", str(_recipe_file(tmp_path)))
     run = tmp_path / "run"
@@ -90,8 +93,9 @@ def test_the_registered_range_is_checked_and_unregistered_names_are_refused(regi
     path = _recipe_file(tmp_path)
     unregister_divergence(DIVERGENCE)
     try:
-        with pytest.raises(RecipeError, match=f"distill.divergence: Input should be "
-                                              f"'forward_kl'.*got '{DIVERGENCE}'"):
+        with pytest.raises(
+            RecipeError, match=f"distill.divergence: Input should be 'forward_kl'.*got '{DIVERGENCE}'"
+        ):
             load_recipe(path, [])
     finally:
         register_divergence(DIVERGENCE, power_tvd, Param("beta", 0.0, 1.0))

@@ -23,8 +23,9 @@ def test_every_shipped_recipe_validates(path):
     assert isinstance(recipe, Recipe)
     if recipe.synth is not None:  # data.train is what the synth stage will write
         return
-    synthesised = {f"runs/{load_recipe(p).name}/data/train.parquet" for p in SHIPPED
-                   if load_recipe(p).synth is not None}
+    synthesised = {
+        f"runs/{load_recipe(p).name}/data/train.parquet" for p in SHIPPED if load_recipe(p).synth is not None
+    }
     if recipe.data.train not in synthesised:  # else another shipped recipe's synth writes it
         assert Path(recipe.data.train).exists(), "data paths resolve against the recipe's folder"
 
@@ -50,25 +51,33 @@ MINIMAL = "teacher: {model: tiny-teacher}\nstudent: {model: tiny-student}\ndata:
 
 
 def test_overrides_set_nested_values_with_yaml_types(tmp_path):
-    recipe = load_recipe(_write(tmp_path, MINIMAL),
-                         ["train.max_steps=7", "distill.temperature=2.5", "distill.fused=never",
-                          "name=x"])
+    recipe = load_recipe(
+        _write(tmp_path, MINIMAL),
+        ["train.max_steps=7", "distill.temperature=2.5", "distill.fused=never", "name=x"],
+    )
     assert recipe.train.max_steps == 7 and recipe.distill.temperature == 2.5
     assert recipe.distill.fused == "never" and recipe.run_dir == Path("runs/x")
 
 
-@pytest.mark.parametrize("text,overrides,match", [
-    ("teacher: [unclosed\n", [], r"not valid YAML at line 2, column 1"),
-    ("- a\n- b\n", [], "must hold a YAML mapping"),
-    (MINIMAL + "trian: {max_steps: 3}\n", [], r"unknown key trian \(did you mean train\?\)"),
-    (MINIMAL + "train: {batchsize: 3}\n", [], r"unknown key train.batchsize \(did you mean batch_size\?\)"),
-    ("teacher: {model: a}\ndata: {train: d}\n", [], "student is required"),
-    (MINIMAL, ["distill.temperature=0"], r"distill.temperature: Input should be greater than 0"),
-    (MINIMAL, ["distill.divergence=kl"], r"distill.divergence: Input should be 'forward_kl'"),
-    (MINIMAL, ["distill.kd_weight=0"], "set at least one above 0"),
-    (MINIMAL, ["train.max_steps"], "not of the form key.sub=value"),
-    (MINIMAL, ["teacher.model.x=1"], "teacher.model is a value, not a section"),
-])
+@pytest.mark.parametrize(
+    "text,overrides,match",
+    [
+        ("teacher: [unclosed\n", [], r"not valid YAML at line 2, column 1"),
+        ("- a\n- b\n", [], "must hold a YAML mapping"),
+        (MINIMAL + "trian: {max_steps: 3}\n", [], r"unknown key trian \(did you mean train\?\)"),
+        (
+            MINIMAL + "train: {batchsize: 3}\n",
+            [],
+            r"unknown key train.batchsize \(did you mean batch_size\?\)",
+        ),
+        ("teacher: {model: a}\ndata: {train: d}\n", [], "student is required"),
+        (MINIMAL, ["distill.temperature=0"], r"distill.temperature: Input should be greater than 0"),
+        (MINIMAL, ["distill.divergence=kl"], r"distill.divergence: Input should be 'forward_kl'"),
+        (MINIMAL, ["distill.kd_weight=0"], "set at least one above 0"),
+        (MINIMAL, ["train.max_steps"], "not of the form key.sub=value"),
+        (MINIMAL, ["teacher.model.x=1"], "teacher.model is a value, not a section"),
+    ],
+)
 def test_errors_name_the_field_and_fix(tmp_path, text, overrides, match):
     with pytest.raises(RecipeError, match=match):
         load_recipe(_write(tmp_path, text), overrides)

@@ -11,8 +11,11 @@ from distil.recipe.load import recipe_fields
 from distil.recipe.trl import TRL_NAMES
 from tests.conftest import REPO
 
-BASE = {"teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
-        "data": {"train": "d.jsonl"}}
+BASE = {
+    "teacher": {"model": "tiny-teacher"},
+    "student": {"model": "tiny-student"},
+    "data": {"train": "d.jsonl"},
+}
 
 # fmt: off
 ASKED = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
@@ -24,6 +27,7 @@ ASKED = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_trai
          "model_init_kwargs", "teacher_model_name_or_path", "use_vllm"]
 """The names the toolkit promises to answer (issue "At home for a TRL user")."""
 # fmt: on
+
 
 def _error(raw: dict) -> str:
     with pytest.raises(RecipeError) as info:
@@ -53,9 +57,12 @@ def test_each_asked_name_is_answered_at_the_top_and_in_a_section(name):
 def test_the_message_reads_as_promised():
     assert _error({**BASE, "per_device_train_batch_size": 8}) == (
         "recipe: unknown key per_device_train_batch_size; did you mean train.batch_size? "
-        "(TRL: per_device_train_batch_size)")
-    assert "TRL's seq_kd: distil trains sequence-level KD with distill.kd_weight=0, " \
-           "distill.ce_weight=1 on synthesised data" in _error({**BASE, "seq_kd": True})
+        "(TRL: per_device_train_batch_size)"
+    )
+    assert (
+        "TRL's seq_kd: distil trains sequence-level KD with distill.kd_weight=0, "
+        "distill.ce_weight=1 on synthesised data" in _error({**BASE, "seq_kd": True})
+    )
 
 
 def test_every_named_field_exists():
@@ -66,17 +73,20 @@ def test_every_named_field_exists():
 
 def test_other_unknown_keys_get_the_closest_name_in_their_section_or_elsewhere():
     assert "unknown key train.batchsize (did you mean batch_size?)" in _error(
-        {**BASE, "train": {"batchsize": 2}})
+        {**BASE, "train": {"batchsize": 2}}
+    )
     assert "unknown key train.divergence (did you mean distill.divergence?)" in _error(
-        {**BASE, "train": {"divergence": "forward_kl"}})
+        {**BASE, "train": {"divergence": "forward_kl"}}
+    )
     assert "unknown key eval.kd_wieght (did you mean distill.kd_weight?)" in _error(
-        {**BASE, "eval": {"kd_wieght": 1}})
+        {**BASE, "eval": {"kd_wieght": 1}}
+    )
     assert re.search(r"unknown key train\.zzz; remove it", _error({**BASE, "train": {"zzz": 1}}))
 
 
 def test_the_recipe_reference_lists_every_name_and_field():
     reference = recipe_reference()  # docs/recipe.md (tests/test_recipe.py keeps it current)
-    table = reference[reference.index("## Coming from TRL"):]
+    table = reference[reference.index("## Coming from TRL") :]
     for name, equivalent in TRL_NAMES.items():
         field = f"`{equivalent.field}`" if equivalent.field else "none"
         assert f"| `{name}` | {field} | {equivalent.note} |" in table, name

@@ -23,8 +23,9 @@ with hold_run_folder(sys.argv[1], "distil train"):
 
 def _holder(folder: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != HELD_ENV}
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
-                               text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True, env=env
+    )
     assert process.stdout.readline().strip() == "held"
     return process
 
@@ -52,8 +53,9 @@ def test_a_second_command_is_refused_until_the_holder_is_killed(tmp_path, no_inh
     assert HELD_ENV not in os.environ
 
 
-def test_the_cli_refuses_a_held_run_folder_in_one_line(tmp_path, dataset, monkeypatch, capsys,
-                                                       no_inherited_lock):
+def test_the_cli_refuses_a_held_run_folder_in_one_line(
+    tmp_path, dataset, monkeypatch, capsys, no_inherited_lock
+):
     import yaml
 
     from tests.cli_helpers import assert_one_error_line, run_cli
@@ -71,8 +73,9 @@ def test_the_cli_refuses_a_held_run_folder_in_one_line(tmp_path, dataset, monkey
         holder.wait()
 
 
-def test_processes_started_by_the_holder_and_other_ranks_do_not_lock_again(tmp_path, monkeypatch,
-                                                                           no_inherited_lock):
+def test_processes_started_by_the_holder_and_other_ranks_do_not_lock_again(
+    tmp_path, monkeypatch, no_inherited_lock
+):
     run = tmp_path / "run"
     with hold_run_folder(run, "distil run"):
         with hold_run_folder(run, "distil train"):  # a process started by the holder

@@ -38,82 +38,160 @@ class Step:
 
 
 TINY = ("train.max_steps=2", "train.save_every=2", "train.log_every=1", "eval.max_samples=8")
-DEMO = ("synth.prompts.per_task=1", "train.max_steps=2", "train.batch_size=4",
-        "train.save_every=2", "train.log_every=1", "eval.per_task=1", "eval.batch_size=8")
-EXPORT_BENCH = ("export.prompts_per_task=1", "export.compared_prompts=2", "bench.new_tokens=2",
-                "bench.batch_sizes=[1]", "bench.repeats=1", "bench.warmup=0")
-SMOLLM2_WM = ("synth.prompts.per_task=1", "synth.sampling.max_new_tokens=4",
-              "synth.filters.drop_truncated=false", "train.max_steps=2", "train.batch_size=4",
-              "train.save_every=2", "train.log_every=1", "eval.per_task=1", "eval.max_new_tokens=4")
+DEMO = (
+    "synth.prompts.per_task=1",
+    "train.max_steps=2",
+    "train.batch_size=4",
+    "train.save_every=2",
+    "train.log_every=1",
+    "eval.per_task=1",
+    "eval.batch_size=8",
+)
+EXPORT_BENCH = (
+    "export.prompts_per_task=1",
+    "export.compared_prompts=2",
+    "bench.new_tokens=2",
+    "bench.batch_sizes=[1]",
+    "bench.repeats=1",
+    "bench.warmup=0",
+)
+SMOLLM2_WM = (
+    "synth.prompts.per_task=1",
+    "synth.sampling.max_new_tokens=4",
+    "synth.filters.drop_truncated=false",
+    "train.max_steps=2",
+    "train.batch_size=4",
+    "train.save_every=2",
+    "train.log_every=1",
+    "eval.per_task=1",
+    "eval.max_new_tokens=4",
+)
 """recipes/smollm2-watermarked.yaml shrunk."""
 BETWEEN = ("--steps", "1", "--batch-size", "4", "--eval-per-task", "1")
-SMOLLM2_DATA = ("synth.prompts.file=", "synth.prompts.per_task=1", "synth.prompts.expand=1",
-                "synth.sampling.max_new_tokens=6", "student.layers=[0,29]")
-SMOLLM2 = (*SMOLLM2_DATA, "train.max_steps=2", "train.batch_size=4", "train.save_every=2",
-           "train.log_every=1", "eval.per_task=1", "eval.max_new_tokens=4", "eval.sample_answers=2",
-           *EXPORT_BENCH, "export.gguf=[q8_0]", "export.allow_parity_failure=true")
+SMOLLM2_DATA = (
+    "synth.prompts.file=",
+    "synth.prompts.per_task=1",
+    "synth.prompts.expand=1",
+    "synth.sampling.max_new_tokens=6",
+    "student.layers=[0,29]",
+)
+SMOLLM2 = (
+    *SMOLLM2_DATA,
+    "train.max_steps=2",
+    "train.batch_size=4",
+    "train.save_every=2",
+    "train.log_every=1",
+    "eval.per_task=1",
+    "eval.max_new_tokens=4",
+    "eval.sample_answers=2",
+    *EXPORT_BENCH,
+    "export.gguf=[q8_0]",
+    "export.allow_parity_failure=true",
+)
 """The real teacher's recipes shrunk: the task prompts alone (one a family), a 2-layer student.
 Parity on two prompts is not what this checks (tests/models/test_smollm2.py checks int8 on
 the real vocabulary); a variant that fails it is set aside and the run goes on either way."""
 
 SCENARIOS: dict[str, list[Step]] = {
     "recipes/tiny.yaml": [Step("distil run recipes/tiny.yaml", TINY)],
-    "recipes/tiny-signals.yaml": [Step("distil capture recipes/tiny-signals.yaml", TINY),
-                                  Step("distil train recipes/tiny-signals.yaml", TINY),
-                                  Step("distil eval recipes/tiny-signals.yaml", TINY)],
-    "recipes/synth-tiny.yaml": [Step("distil run recipes/synth-tiny.yaml",
-                                     ("synth.prompts.per_task=1", *TINY))],
+    "recipes/tiny-signals.yaml": [
+        Step("distil capture recipes/tiny-signals.yaml", TINY),
+        Step("distil train recipes/tiny-signals.yaml", TINY),
+        Step("distil eval recipes/tiny-signals.yaml", TINY),
+    ],
+    "recipes/synth-tiny.yaml": [
+        Step("distil run recipes/synth-tiny.yaml", ("synth.prompts.per_task=1", *TINY))
+    ],
     "recipes/api-teacher.yaml": [
         Step("distil serve tiny-teacher --port 8000"),
         Step("distil synth recipes/api-teacher.yaml --dry-run"),
-        Step("distil synth recipes/api-teacher.yaml",
-             ("synth.prompts.per_task=1", "synth.prompts.expand=1")),
-        Step("distil run recipes/api-teacher.yaml",
-             ("synth.prompts.per_task=1", "synth.prompts.expand=1", *TINY))],
+        Step("distil synth recipes/api-teacher.yaml", ("synth.prompts.per_task=1", "synth.prompts.expand=1")),
+        Step(
+            "distil run recipes/api-teacher.yaml",
+            ("synth.prompts.per_task=1", "synth.prompts.expand=1", *TINY),
+        ),
+    ],
     "recipes/demo-cross-tokenizer.yaml": [
         Step("PYTHONPATH=src python scripts/build_demo_bpe_student.py --out runs/demo-bpe-student"),
         Step("distil run recipes/demo-cross-tokenizer.yaml", DEMO),
-        Step("distil run recipes/demo-cross-tokenizer.yaml cross_tokenizer.method=uld --out "
-             "runs/xtok-uld", DEMO)],
+        Step(
+            "distil run recipes/demo-cross-tokenizer.yaml cross_tokenizer.method=uld --out runs/xtok-uld",
+            DEMO,
+        ),
+    ],
     "recipes/demo-between.yaml": [
-        Step("PYTHONPATH=src python scripts/build_demo_teacher.py --out runs/teacher-between "
-             "--init demo --extra-tasks between --extra-weight 2 --steps 600 --learning-rate 5e-4",
-             BETWEEN),
-        Step("distil run recipes/demo-between.yaml --compare",
-             (*DEMO, *EXPORT_BENCH, "comparison.seeds=1", "comparison.fractions=[]"))],
+        Step(
+            "PYTHONPATH=src python scripts/build_demo_teacher.py --out runs/teacher-between "
+            "--init demo --extra-tasks between --extra-weight 2 --steps 600 --learning-rate 5e-4",
+            BETWEEN,
+        ),
+        Step(
+            "distil run recipes/demo-between.yaml --compare",
+            (*DEMO, *EXPORT_BENCH, "comparison.seeds=1", "comparison.fractions=[]"),
+        ),
+    ],
     "recipes/demo-watermarked.yaml": [
         Step("export DISTIL_WATERMARK_KEY=..."),
         Step("distil serve demo --port 18437 --watermark --max-top-logprobs 32"),
         Step("distil run recipes/demo-watermarked.yaml", DEMO),
-        Step("distil audit model runs/demo-watermarked/student --tasks 100",
-             ("--tasks", "1", "--null-keys", "2"))],
+        Step(
+            "distil audit model runs/demo-watermarked/student --tasks 100",
+            ("--tasks", "1", "--null-keys", "2"),
+        ),
+    ],
     "recipes/smollm2-watermarked.yaml": [
         Step("export DISTIL_WATERMARK_KEY=..."),
         Step("distil serve smollm2-135m-instruct --port 18438 --watermark --max-top-logprobs 32"),
         Step("distil run recipes/smollm2-watermarked.yaml", SMOLLM2_WM),
-        Step("python scripts/watermark_cost.py corpus heldout.jsonl --per-task 20 --max-new-tokens 24",
-             ("--per-task", "1", "--max-new-tokens", "4")),
-        Step("distil audit model runs/smollm2-watermarked/student --corpus heldout.jsonl --top-k 4",
-             ("--null-keys", "2")),
+        Step(
+            "python scripts/watermark_cost.py corpus heldout.jsonl --per-task 20 --max-new-tokens 24",
+            ("--per-task", "1", "--max-new-tokens", "4"),
+        ),
+        Step(
+            "distil audit model runs/smollm2-watermarked/student --corpus heldout.jsonl --top-k 4",
+            ("--null-keys", "2"),
+        ),
         Step("distil serve smollm2-135m-instruct --port 18439 --max-top-logprobs 32"),
-        Step("distil run recipes/smollm2-watermarked.yaml teacher.api.base_url=http://127.0.0.1:18439/v1 "
-             "--out runs/smollm2-control", SMOLLM2_WM),
-        Step("distil audit model runs/smollm2-control/student --corpus heldout.jsonl --top-k 4 --out "
-             "audit-control", ("--null-keys", "2"))],
+        Step(
+            "distil run recipes/smollm2-watermarked.yaml teacher.api.base_url=http://127.0.0.1:18439/v1 "
+            "--out runs/smollm2-control",
+            SMOLLM2_WM,
+        ),
+        Step(
+            "distil audit model runs/smollm2-control/student --corpus heldout.jsonl --top-k 4 --out "
+            "audit-control",
+            ("--null-keys", "2"),
+        ),
+    ],
     "recipes/smollm2.yaml": [Step("distil run recipes/smollm2.yaml", SMOLLM2)],
     "recipes/smollm2-compare.yaml": [
         Step("distil run recipes/smollm2.yaml", SMOLLM2),
-        Step("distil run recipes/smollm2-compare.yaml --compare",
-             ("student.layers=[0,29]", "train.max_steps=2", "train.batch_size=4",
-              "train.save_every=2", "train.log_every=1", "eval.per_task=1",
-              "eval.max_new_tokens=4", "comparison.seeds=2"))],
+        Step(
+            "distil run recipes/smollm2-compare.yaml --compare",
+            (
+                "student.layers=[0,29]",
+                "train.max_steps=2",
+                "train.batch_size=4",
+                "train.save_every=2",
+                "train.log_every=1",
+                "eval.per_task=1",
+                "eval.max_new_tokens=4",
+                "comparison.seeds=2",
+            ),
+        ),
+    ],
 }
 """Each shipped recipe (but recipes/demo.yaml: tests/test_demo.py) and the commands that
 run it, in order."""
 
-SLOW = {"recipes/demo-cross-tokenizer.yaml", "recipes/demo-between.yaml",
-        "recipes/demo-watermarked.yaml", "recipes/smollm2.yaml", "recipes/smollm2-compare.yaml",
-        "recipes/smollm2-watermarked.yaml"}
+SLOW = {
+    "recipes/demo-cross-tokenizer.yaml",
+    "recipes/demo-between.yaml",
+    "recipes/demo-watermarked.yaml",
+    "recipes/smollm2.yaml",
+    "recipes/smollm2-compare.yaml",
+    "recipes/smollm2-watermarked.yaml",
+}
 PACKAGED = {"recipes/smollm2.yaml", "recipes/smollm2-compare.yaml", "recipes/smollm2-watermarked.yaml"}
 """Scenarios of the packaged SmolLM2: the smollm2_gguf fixture puts it in the test cache."""
 
@@ -190,11 +268,11 @@ def _commands(text: str) -> list[str]:
 
 def written_commands() -> list[tuple[str, str]]:
     """(where, command) for every command in the recipes' comments and the docs' shell blocks."""
-    found = [(f"{b.doc}:{b.line}", c) for b in ALL_BLOCKS if b.language in SHELL
-             for c in _commands(b.code)]
+    found = [(f"{b.doc}:{b.line}", c) for b in ALL_BLOCKS if b.language in SHELL for c in _commands(b.code)]
     for recipe in RECIPES:
-        comments = "\n".join(line[1:] for line in (ROOT / recipe).read_text().splitlines()
-                             if line.startswith("#"))
+        comments = "\n".join(
+            line[1:] for line in (ROOT / recipe).read_text().splitlines() if line.startswith("#")
+        )
         found += [(recipe, command) for command in _commands(comments)]
     return found
 
@@ -205,8 +283,7 @@ def test_every_written_command_runs_here_or_is_allowed_with_a_reason():
     assert len(written) > 50
     not_run = [f"{where}: {command}" for where, command in written if command not in run]
     unaccounted = [line for line in not_run if not any(re.search(p, line) for p in ALLOWED)]
-    assert not unaccounted, "run these in a scenario, or allow them with a reason:\n" + "\n".join(
-        unaccounted)
+    assert not unaccounted, "run these in a scenario, or allow them with a reason:\n" + "\n".join(unaccounted)
     stale = [p for p in ALLOWED if not any(re.search(p, line) for line in not_run)]
     assert not stale, f"allowed patterns that match no command left to allow: {stale}"
 
@@ -224,8 +301,9 @@ def checkout(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("recipe", [pytest.param(r, marks=[pytest.mark.slow] if r in SLOW else [])
-                                    for r in SCENARIOS])
+@pytest.mark.parametrize(
+    "recipe", [pytest.param(r, marks=[pytest.mark.slow] if r in SLOW else []) for r in SCENARIOS]
+)
 def test_the_recipe_runs_end_to_end_from_a_fresh_checkout(recipe, checkout, monkeypatch, request):
     if recipe in PACKAGED:
         request.getfixturevalue("smollm2_gguf")
@@ -253,9 +331,17 @@ def _run(step: Step, monkeypatch: pytest.MonkeyPatch, servers: ExitStack, base_u
     elif args[0] == "serve":
         base_url.append(_serve(args[1:], servers))
     else:
-        _distil([*args, *(f"teacher.api.base_url={url}" for url in base_url[-1:]  # the latest
-                          if args[0] != "audit")],
-                monkeypatch)
+        _distil(
+            [
+                *args,
+                *(
+                    f"teacher.api.base_url={url}"
+                    for url in base_url[-1:]  # the latest
+                    if args[0] != "audit"
+                ),
+            ],
+            monkeypatch,
+        )
 
 
 def _distil(args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,5 +367,5 @@ def _serve(args: list[str], servers: ExitStack) -> str:
 
     model, options = args[0], args[1:]
     at = options.index("--port")
-    del options[at: at + 2]
+    del options[at : at + 2]
     return servers.enter_context(serve_process(model, *options, timeout=300)).base_url

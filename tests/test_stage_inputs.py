@@ -71,9 +71,25 @@ def _other_value(value):
 
 def _changed(key: str, value) -> Recipe | None:
     """The demo recipe with one field overridden, or None when no valid change is at hand."""
-    for candidate in (_other_value(value), 1, 2, 0.5, None, "auto", "never", "float32", [0],
-                      "plain", "reverse_kl", "no", "bfloat16", "local", ["sorting"], ["END"],
-                      ["onnx"]):
+    for candidate in (
+        _other_value(value),
+        1,
+        2,
+        0.5,
+        None,
+        "auto",
+        "never",
+        "float32",
+        [0],
+        "plain",
+        "reverse_kl",
+        "no",
+        "bfloat16",
+        "local",
+        ["sorting"],
+        ["END"],
+        ["onnx"],
+    ):
         if candidate == value:
             continue
         try:
@@ -102,8 +118,15 @@ def test_a_field_redoes_exactly_the_stages_that_depend_on_it(key, value):
 
 def test_changes_that_decide_nothing_keep_every_stage():
     base = load_recipe(DEMO)
-    for override in ("compare=true", "bench.repeats=5", "export.opset=19", "capture.batch_size=3",
-                     "train.save_every=7", "train.log_every=3", "eval.batch_size=4"):
+    for override in (
+        "compare=true",
+        "bench.repeats=5",
+        "export.opset=19",
+        "capture.batch_size=3",
+        "train.save_every=7",
+        "train.log_every=3",
+        "eval.batch_size=4",
+    ):
         changed = load_recipe(DEMO, [override])
         assert stage_fingerprint(base, "train") == stage_fingerprint(changed, "train"), override
 
@@ -121,12 +144,10 @@ def _interrupted_copy(finished, target):
 
 
 def test_resume_after_fields_that_decide_nothing_ends_with_the_same_weights(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4,
-                                                "keep_checkpoints": 3})
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4, "keep_checkpoints": 3})
     run_training(validate_recipe(raw), resume=True)
     straight = load_file(tmp_path / "run" / "student" / "model.safetensors")
-    for name, changes in (("compare", {"compare": True}),
-                          ("bench", {"bench": {"repeats": 5}})):
+    for name, changes in (("compare", {"compare": True}), ("bench", {"bench": {"repeats": 5}})):
         out = tmp_path / f"resumed-{name}"
         first = _interrupted_copy(tmp_path / "run", out)
         resumed = run_training(validate_recipe({**raw, **changes, "output_dir": str(out)}), resume=True)
@@ -161,8 +182,7 @@ def test_restart_means_one_thing_for_train_and_run(tmp_path, dataset, monkeypatc
 
     from tests.cli_helpers import run_cli
 
-    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4,
-                                                "keep_checkpoints": 3})
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4, "keep_checkpoints": 3})
     run_training(validate_recipe(raw))
     straight = load_file(tmp_path / "run" / "student" / "model.safetensors")
     out = tmp_path / "interrupted"
@@ -175,8 +195,7 @@ def test_restart_means_one_thing_for_train_and_run(tmp_path, dataset, monkeypatc
     weights = load_file(out / "student" / "model.safetensors")
     assert all(torch.equal(tensor, weights[key]) for key, tensor in straight.items())
     before = sorted(p.name for p in (out / "checkpoints").iterdir())
-    changed = run_cli(monkeypatch, capsys, "train", str(recipe), "train.learning_rate=0.01",
-                      "--restart")
+    changed = run_cli(monkeypatch, capsys, "train", str(recipe), "train.learning_rate=0.01", "--restart")
     assert changed.returncode == 0 and "training from scratch" in changed.stderr
     (aside,) = (out / "previous").iterdir()
     assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == before

@@ -26,8 +26,12 @@ STREAMED = {"streaming": True, "shuffle_buffer": 16}
 
 
 def _recipe(tmp_path, dataset, name="run", data=None, **train):
-    raw = recipe_dict(tmp_path, dataset, output_dir=str(tmp_path / name),
-                      train={"max_steps": 12, "save_every": 4, "keep_checkpoints": 3, **train})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        output_dir=str(tmp_path / name),
+        train={"max_steps": 12, "save_every": 4, "keep_checkpoints": 3, **train},
+    )
     raw["data"].update({**STREAMED, **(data or {})})
     return validate_recipe(raw)
 
@@ -58,8 +62,9 @@ def test_the_hash_split_holds_out_about_the_share_and_each_row_on_one_side(tmp_p
 
 def test_global_batches_run_on_across_epochs_and_start_anywhere(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", skill_rows(20))
-    stream = RowStream(DataSection(train=str(data), eval_fraction=0.0, streaming=True,
-                                   shuffle_buffer=4), seed=0)
+    stream = RowStream(
+        DataSection(train=str(data), eval_fraction=0.0, streaming=True, shuffle_buffer=4), seed=0
+    )
     batches = stream.global_batches(size=6)
     straight = [[p.sample_id for p in next(batches)] for _ in range(8)]  # 48 rows: 2.4 epochs
     epoch_0 = [p.sample_id for p in stream.epoch(0)]
@@ -75,22 +80,33 @@ def test_a_streamed_parquet_file_gives_the_rows_of_the_same_jsonl(tmp_path):
     jsonl = write_jsonl(tmp_path / "d.jsonl", rows)
     parquet = tmp_path / "d.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet, row_group_size=7)
-    read = [[(p.sample_id, p.prompt, p.response) for p in RowStream(
-        DataSection(train=str(path), streaming=True), seed=0).train_pairs()]
-        for path in (jsonl, parquet)]
+    read = [
+        [
+            (p.sample_id, p.prompt, p.response)
+            for p in RowStream(DataSection(train=str(path), streaming=True), seed=0).train_pairs()
+        ]
+        for path in (jsonl, parquet)
+    ]
     assert read[0] == read[1] and len(read[0]) > 40
 
 
-@pytest.mark.parametrize("rows", [
-    skill_rows(12),
-    [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(12)],  # TRL's, not templated
-    [{"messages": [{"role": "user", "content": f"q{i}"},
-                   {"role": "assistant", "content": f"a{i}"}]} for i in range(12)],
-], ids=["pairs", "prompt_completion", "messages"])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        skill_rows(12),
+        [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(12)],  # TRL's, not templated
+        [
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(12)
+        ],
+    ],
+    ids=["pairs", "prompt_completion", "messages"],
+)
 def test_a_streamed_row_is_the_pair_the_memory_path_makes(tmp_path, rows):
     path = write_jsonl(tmp_path / "d.jsonl", rows)
-    streamed = list(RowStream(DataSection(train=str(path), streaming=True, eval_fraction=0.0),
-                              seed=0).train_pairs())
+    streamed = list(
+        RowStream(DataSection(train=str(path), streaming=True, eval_fraction=0.0), seed=0).train_pairs()
+    )
     assert streamed == load_pairs(path)
 
 
@@ -116,21 +132,20 @@ def test_a_resumed_streamed_run_ends_with_the_weights_of_an_uninterrupted_one(tm
         assert torch.equal(a[name], b[name]), name
 
 
-def test_the_stream_and_the_memory_path_train_on_the_same_rows_in_another_order(tmp_path,
-                                                                                  dataset):
+def test_the_stream_and_the_memory_path_train_on_the_same_rows_in_another_order(tmp_path, dataset):
     recipe = _recipe(tmp_path, dataset, data={"eval_fraction": 0.0, "shuffle_buffer": 1})
     rows = prepare_session(recipe).rows
     streamed = [e.sample_id for n in range(12) for e in rows.micro_batch(n)]  # 96 rows: 1 epoch
-    in_memory = validate_recipe({**recipe.model_dump(mode="json"),
-                                 "data": {**recipe.data.model_dump(), "streaming": False}})
+    in_memory = validate_recipe(
+        {**recipe.model_dump(mode="json"), "data": {**recipe.data.model_dump(), "streaming": False}}
+    )
     memory_rows = prepare_session(in_memory).rows
     memorised = [e.sample_id for n in range(12) for e in memory_rows.micro_batch(n)]
     assert sorted(streamed) == sorted(memorised) and streamed != memorised
     assert streamed == [p.sample_id for p in RowStream(recipe.data, 0).train_pairs()]  # buffer 1
 
 
-def test_a_bad_line_further_on_is_one_line_when_the_stream_reaches_it(tmp_path, monkeypatch,
-                                                                       capsys):
+def test_a_bad_line_further_on_is_one_line_when_the_stream_reaches_it(tmp_path, monkeypatch, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", skill_rows(30))
     with data.open("a") as f:
         f.write("{not json\n")
@@ -152,10 +167,7 @@ def test_a_bad_first_row_fails_before_any_model_loads(tmp_path):
         RowStream(DataSection(train=str(data), streaming=True), seed=0)
 
 
-@pytest.mark.parametrize("sections", [
-    {"signals": {"path": "signals"}},
-    {"compare": True},
-])
+@pytest.mark.parametrize("sections", [{"signals": {"path": "signals"}}, {"compare": True}])
 def test_what_needs_every_row_in_memory_is_refused_with_streaming(tmp_path, dataset, sections):
     raw = recipe_dict(tmp_path, dataset, **sections)
     raw["data"].update(STREAMED)

@@ -22,8 +22,9 @@ def test_tensorboard_receives_every_logged_step(tmp_path, dataset):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={
-        "max_steps": 6, "log_every": 2, "report_to": ["tensorboard"]}))
+    recipe = validate_recipe(
+        recipe_dict(tmp_path, dataset, train={"max_steps": 6, "log_every": 2, "report_to": ["tensorboard"]})
+    )
     train(recipe)
     # the scalars; add_hparams writes the hyperparameters into a folder below
     (events,) = (recipe.run_dir / "trackers" / recipe.name).glob("events.out.tfevents.*")
@@ -41,8 +42,14 @@ def test_no_tracker_writes_nothing_and_a_missing_one_is_named(tmp_path, dataset,
     train(recipe)
     assert not (recipe.run_dir / "trackers").exists()
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    wants = validate_recipe(recipe_dict(tmp_path, dataset, output_dir=str(tmp_path / "other"),
-                                        train={"max_steps": 2, "report_to": ["wandb"]}))
+    wants = validate_recipe(
+        recipe_dict(
+            tmp_path,
+            dataset,
+            output_dir=str(tmp_path / "other"),
+            train={"max_steps": 2, "report_to": ["wandb"]},
+        )
+    )
     with pytest.raises(RecipeError, match="train.report_to: wandb is not installed; pip install wandb"):
         train(wants)
     assert not (tmp_path / "other" / "checkpoints").exists()
@@ -57,31 +64,48 @@ def _stand_in(name: str, calls: list[tuple[str, tuple, dict]], **results) -> typ
         def call(*args, **kwargs):
             calls.append((f"{name}.{function}", args, kwargs))
             return results.get(function)
+
         return call
 
-    for function in ("set_tracking_uri", "search_experiments", "create_experiment", "start_run",
-                     "log_params", "log_metrics", "end_run", "init"):
+    for function in (
+        "set_tracking_uri",
+        "search_experiments",
+        "create_experiment",
+        "start_run",
+        "log_params",
+        "log_metrics",
+        "end_run",
+        "init",
+    ):
         setattr(module, function, recorder(function))
-    module.utils = SimpleNamespace(validation=SimpleNamespace(MAX_PARAM_VAL_LENGTH=6000,
-                                                              MAX_PARAMS_TAGS_PER_BATCH=100))
+    module.utils = SimpleNamespace(
+        validation=SimpleNamespace(MAX_PARAM_VAL_LENGTH=6000, MAX_PARAMS_TAGS_PER_BATCH=100)
+    )
     module.config = SimpleNamespace(update=recorder("config.update"))
     return module
 
 
 def test_mlflow_and_wandb_keep_their_runs_under_the_run_folder(tmp_path, dataset, monkeypatch):
     calls: list[tuple[str, tuple, dict]] = []
-    run = SimpleNamespace(log=lambda values, step: calls.append(("wandb.log", (), {"step": step})),
-                          finish=lambda: None)
-    monkeypatch.setitem(sys.modules, "mlflow", _stand_in("mlflow", calls, search_experiments=[],
-                                                         create_experiment="1"))
+    run = SimpleNamespace(
+        log=lambda values, step: calls.append(("wandb.log", (), {"step": step})), finish=lambda: None
+    )
+    monkeypatch.setitem(
+        sys.modules, "mlflow", _stand_in("mlflow", calls, search_experiments=[], create_experiment="1")
+    )
     monkeypatch.setitem(sys.modules, "wandb", _stand_in("wandb", calls, init=run))
-    monkeypatch.setattr("accelerate.tracking.get_available_trackers",  # without a package's
-                        lambda: [LoggerType.MLFLOW, LoggerType.WANDB])  # metadata it drops it
+    monkeypatch.setattr(
+        "accelerate.tracking.get_available_trackers",  # without a package's
+        lambda: [LoggerType.MLFLOW, LoggerType.WANDB],
+    )  # metadata it drops it
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")  # mlflow's default store would be ./mlflow.db here
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={
-        "max_steps": 2, "log_every": 1, "report_to": ["mlflow", "wandb"]}))
+    recipe = validate_recipe(
+        recipe_dict(
+            tmp_path, dataset, train={"max_steps": 2, "log_every": 1, "report_to": ["mlflow", "wandb"]}
+        )
+    )
     train(recipe)
     trackers = recipe.run_dir / "trackers"
     names = [name for name, _, _ in calls]

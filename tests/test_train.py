@@ -33,12 +33,9 @@ def _session(tmp_path, dataset, **sections):
 
 def test_accumulated_micro_batches_equal_one_large_batch(tmp_path, dataset):
     """Uneven micro-batches: each token weighs the same, as in one batch of all rows."""
-    objective = {"divergence": "generalized_jsd", "temperature": 2.0, "ce_weight": 0.5,
-                 "fused": "never"}
-    big = _session(tmp_path, dataset, seed=1, distill=objective,
-                   train={"batch_size": 8, "grad_accum": 1})
-    small = _session(tmp_path, dataset, seed=1, distill=objective,
-                     train={"batch_size": 4, "grad_accum": 2})
+    objective = {"divergence": "generalized_jsd", "temperature": 2.0, "ce_weight": 0.5, "fused": "never"}
+    big = _session(tmp_path, dataset, seed=1, distill=objective, train={"batch_size": 8, "grad_accum": 1})
+    small = _session(tmp_path, dataset, seed=1, distill=objective, train={"batch_size": 4, "grad_accum": 2})
     big_batches, small_batches = next_micro_batches(big), next_micro_batches(small)
     counts = [int((b.labels != IGNORE_INDEX).sum()) for b in small_batches]
     assert counts[0] != counts[1], "the test needs micro-batches of different token counts"
@@ -50,13 +47,16 @@ def test_accumulated_micro_batches_equal_one_large_batch(tmp_path, dataset):
     reference = _session(tmp_path, dataset, seed=1, distill=objective)
     batch = big_batches[0]
     labels = batch.labels[:, 1:]
-    student = reference.student.model(input_ids=batch.input_ids,
-                                       attention_mask=batch.attention_mask).logits[:, :-1]
+    student = reference.student.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[
+        :, :-1
+    ]
     with torch.no_grad():
-        teacher = reference.teacher.model(input_ids=batch.input_ids,
-                                          attention_mask=batch.attention_mask).logits[:, :-1]
+        teacher = reference.teacher.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        ).logits[:, :-1]
     per_token = Objective("generalized_jsd", 2.0, ce_weight=0.5).per_token(
-        student.flatten(0, 1), teacher.flatten(0, 1), labels.flatten())
+        student.flatten(0, 1), teacher.flatten(0, 1), labels.flatten()
+    )
     loss = masked_token_mean(per_token, labels.flatten() != IGNORE_INDEX)
     loss.backward()
     assert loss.item() == pytest.approx(loss_big, rel=1e-5)
@@ -69,9 +69,17 @@ def test_accumulated_micro_batches_equal_one_large_batch(tmp_path, dataset):
 def test_fused_and_dense_training_steps_agree(tmp_path, dataset, divergence):
     results = []
     for fused in ("always", "never"):
-        session = _session(tmp_path, dataset, distill={"divergence": divergence, "fused": fused,
-                                                       "temperature": 1.5, "ce_weight": 0.3,
-                                                       "chunk_size": 16})
+        session = _session(
+            tmp_path,
+            dataset,
+            distill={
+                "divergence": divergence,
+                "fused": fused,
+                "temperature": 1.5,
+                "ce_weight": 0.3,
+                "chunk_size": 16,
+            },
+        )
         assert session.fused == (fused == "always")
         loss = accumulate_gradients(session, next_micro_batches(session))
         results.append((loss, _grads(session)))
@@ -81,8 +89,7 @@ def test_fused_and_dense_training_steps_agree(tmp_path, dataset, divergence):
 
 
 def test_distillation_brings_the_student_closer_to_the_teacher(tmp_path, dataset):
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset,
-                                         train={"max_steps": 30, "learning_rate": 1e-2}))
+    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={"max_steps": 30, "learning_rate": 1e-2}))
     before = evaluate(recipe, student_source="recipe", output=tmp_path / "before.json")
     result = train(recipe)
     after = evaluate(recipe)
@@ -118,8 +125,12 @@ def cli():
     started: list[subprocess.Popen] = []
 
     def start(*args):
-        process = subprocess.Popen([sys.executable, "-m", "distil.cli", *args],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "distil.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(process)
         return process
 
@@ -133,8 +144,9 @@ def cli():
 @pytest.mark.slow
 def test_sigkill_then_resume_ends_with_identical_weights(tmp_path, dataset, cli):
     recipe = tmp_path / "recipe.yaml"
-    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 60, "save_every": 5, "grad_accum": 2,
-                                                "keep_checkpoints": 3})
+    raw = recipe_dict(
+        tmp_path, dataset, train={"max_steps": 60, "save_every": 5, "grad_accum": 2, "keep_checkpoints": 3}
+    )
     recipe.write_text(yaml.safe_dump(raw))
     straight, killed = tmp_path / "straight", tmp_path / "killed"
 
@@ -165,8 +177,9 @@ def test_sigkill_then_resume_ends_with_identical_weights(tmp_path, dataset, cli)
 
 
 def test_a_student_cut_from_the_teacher_trains_and_evaluates(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset, student={"model": "tiny-teacher", "layers": [0, 3]},
-                      train={"max_steps": 2})
+    raw = recipe_dict(
+        tmp_path, dataset, student={"model": "tiny-teacher", "layers": [0, 3]}, train={"max_steps": 2}
+    )
     recipe = validate_recipe(raw)
     train(recipe)
     metrics = evaluate(recipe)

@@ -14,8 +14,10 @@ from distil.train.loss import accumulate_losses
 from distil.train.session import prepare_session
 from tests.conftest import recipe_dict
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 
 def _step(session, batches):
@@ -27,9 +29,16 @@ def _step(session, batches):
 
 @pytest.mark.parametrize("fused", ["always", "never"])
 def test_a_cuda_step_compiles_uses_fused_adamw_and_never_synchronises(tmp_path, dataset, fused):
-    session = prepare_session(validate_recipe(recipe_dict(
-        tmp_path, dataset, distill={"divergence": "generalized_jsd", "fused": fused},
-        train={"pad_multiple": 48, "grad_accum": 2})))  # max_length 48: one shape
+    session = prepare_session(
+        validate_recipe(
+            recipe_dict(
+                tmp_path,
+                dataset,
+                distill={"divergence": "generalized_jsd", "fused": fused},
+                train={"pad_multiple": 48, "grad_accum": 2},
+            )
+        )
+    )  # max_length 48: one shape
     assert session.accelerator.device.type == "cuda"
     assert session.accelerator.mixed_precision == "bf16"
     assert session.optimizer.optimizer.defaults["fused"]
@@ -44,7 +53,10 @@ def test_a_cuda_step_compiles_uses_fused_adamw_and_never_synchronises(tmp_path, 
             _step(session, batches)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    ours = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught
-            if w.filename.startswith(os.path.dirname(distil.__file__)) and "synchroniz" in str(w.message)]
+    ours = [
+        f"{w.filename}:{w.lineno}: {w.message}"
+        for w in caught
+        if w.filename.startswith(os.path.dirname(distil.__file__)) and "synchroniz" in str(w.message)
+    ]
     assert not ours, ours  # the model library's own (mask checks) are not distil's to remove
     assert all(torch.isfinite(p).all() for p in session.student.model.parameters())

@@ -19,8 +19,7 @@ from tests.conftest import recipe_dict
 
 
 def _log(recipe) -> list[dict]:
-    return [json.loads(line) for line in
-            (recipe.run_dir / "train_log.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (recipe.run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
 def _reference(recipe, rows: int) -> dict[str, float]:
@@ -29,8 +28,7 @@ def _reference(recipe, rows: int) -> dict[str, float]:
     _, held = load_splits(recipe.data, recipe.seed)
     student = load_model(str(recipe.run_dir / "student"), "student")
     teacher = load_model("tiny-teacher", "teacher", seed=recipe.seed)
-    examples = encode_pairs(student.tokenizer, held[:rows], recipe.data.template,
-                            recipe.data.max_length)
+    examples = encode_pairs(student.tokenizer, held[:rows], recipe.data.template, recipe.data.max_length)
     temperature, ce, kl, tokens = recipe.distill.temperature, 0.0, 0.0, 0
     for example in examples:
         ids = torch.tensor([example.input_ids])
@@ -49,10 +47,14 @@ def _reference(recipe, rows: int) -> dict[str, float]:
 
 
 def test_held_out_figures_are_logged_and_match_a_float64_reference(tmp_path, dataset):
-    recipe = validate_recipe(recipe_dict(
-        tmp_path, dataset, distill={"temperature": 2.0, "ce_weight": 0.5},
-        train={"max_steps": 8, "log_every": 2, "eval_every": 3, "eval_rows": 6,
-               "batch_size": 4}))
+    recipe = validate_recipe(
+        recipe_dict(
+            tmp_path,
+            dataset,
+            distill={"temperature": 2.0, "ce_weight": 0.5},
+            train={"max_steps": 8, "log_every": 2, "eval_every": 3, "eval_rows": 6, "batch_size": 4},
+        )
+    )
     train(recipe)
     log = _log(recipe)
     assert [r["step"] for r in log] == [2, 3, 4, 6, 8]  # an eval step is a logged step
@@ -63,8 +65,7 @@ def test_held_out_figures_are_logged_and_match_a_float64_reference(tmp_path, dat
     assert last["eval_ce"] == pytest.approx(reference["eval_ce"], rel=1e-5)
     assert last["eval_kl"] == pytest.approx(reference["eval_kl"], rel=1e-4)
     # the objective: kd_weight * T^2 * KL + ce_weight * CE
-    assert last["eval_loss"] == pytest.approx(4 * last["eval_kl"] + 0.5 * last["eval_ce"],
-                                              rel=1e-4)
+    assert last["eval_loss"] == pytest.approx(4 * last["eval_kl"] + 0.5 * last["eval_ce"], rel=1e-4)
 
 
 def test_evaluating_changes_no_weight(tmp_path, dataset):
@@ -72,10 +73,13 @@ def test_evaluating_changes_no_weight(tmp_path, dataset):
     forwards (eval mode, forked RNG) leave the weights bit for bit as without them."""
     weights = []
     for every in (None, 2):
-        raw = recipe_dict(tmp_path, dataset, output_dir=str(tmp_path / f"run-{every}"),
-                          student={"model": "tiny-student", "lora": {"r": 4, "dropout": 0.2}},
-                          train={"max_steps": 6, "eval_every": every, "eval_rows": 5,
-                                 "learning_rate": 1e-2})
+        raw = recipe_dict(
+            tmp_path,
+            dataset,
+            output_dir=str(tmp_path / f"run-{every}"),
+            student={"model": "tiny-student", "lora": {"r": 4, "dropout": 0.2}},
+            train={"max_steps": 6, "eval_every": every, "eval_rows": 5, "learning_rate": 1e-2},
+        )
         recipe = validate_recipe(raw)
         train(recipe)
         weights.append(load_file(recipe.run_dir / "student" / "model.safetensors"))
@@ -98,18 +102,24 @@ EVAL = {"eval_every": 5, "eval_rows": 4}
 
 
 def test_each_signal_logs_what_it_can(tmp_path, dataset):
-    assert _figures(recipe_dict(tmp_path, dataset, train=EVAL)) == {
-        "eval_ce", "eval_loss", "eval_kl"}
-    assert _figures(recipe_dict(tmp_path, dataset, distill={"kd_weight": 0, "ce_weight": 1},
-                                train=EVAL)) == {"eval_ce", "eval_loss"}
-    assert _figures(recipe_dict(tmp_path, dataset, teacher={"model": "demo"},
-                                cross_tokenizer={"method": "aligned"},
-                                distill={"fused": "never"}, train=EVAL)) == {
-        "eval_ce", "eval_loss"}
+    assert _figures(recipe_dict(tmp_path, dataset, train=EVAL)) == {"eval_ce", "eval_loss", "eval_kl"}
+    assert _figures(recipe_dict(tmp_path, dataset, distill={"kd_weight": 0, "ce_weight": 1}, train=EVAL)) == {
+        "eval_ce",
+        "eval_loss",
+    }
+    assert _figures(
+        recipe_dict(
+            tmp_path,
+            dataset,
+            teacher={"model": "demo"},
+            cross_tokenizer={"method": "aligned"},
+            distill={"fused": "never"},
+            train=EVAL,
+        )
+    ) == {"eval_ce", "eval_loss"}
 
 
-def test_a_store_without_the_held_out_rows_gives_the_cross_entropy_only(tmp_path, dataset,
-                                                                        capsys):
+def test_a_store_without_the_held_out_rows_gives_the_cross_entropy_only(tmp_path, dataset, capsys):
     raw = recipe_dict(tmp_path, dataset, capture={"top_k": 16, "batch_size": 32}, train=EVAL)
     capture(validate_recipe(raw))
     assert _figures({**raw, "signals": {"path": "capture"}}) == {"eval_ce"}
@@ -120,15 +130,16 @@ def test_a_store_without_the_held_out_rows_gives_the_cross_entropy_only(tmp_path
 def test_a_store_that_holds_the_held_out_rows_gives_the_live_figures(tmp_path, dataset):
     """Captured over every row (top-k = the whole vocabulary, float32): the store's eval_kl
     and eval_loss are the live teacher's."""
-    everything = recipe_dict(tmp_path, dataset, capture={"top_k": 261, "batch_size": 32,
-                                                         "logprob_dtype": "float32"})
+    everything = recipe_dict(
+        tmp_path, dataset, capture={"top_k": 261, "batch_size": 32, "logprob_dtype": "float32"}
+    )
     everything["data"]["eval_fraction"] = 0.0
     capture(validate_recipe(everything))
     store = str(tmp_path / "run" / "signals")
-    live = validate_recipe(recipe_dict(tmp_path, dataset, distill={"fused": "never"},
-                                       train=EVAL))
-    stored = validate_recipe(recipe_dict(tmp_path, dataset, distill={"fused": "never"},
-                                         train=EVAL, signals={"path": store}))
+    live = validate_recipe(recipe_dict(tmp_path, dataset, distill={"fused": "never"}, train=EVAL))
+    stored = validate_recipe(
+        recipe_dict(tmp_path, dataset, distill={"fused": "never"}, train=EVAL, signals={"path": store})
+    )
     figures = []
     for recipe in (live, stored):
         session = prepare_session(recipe)

@@ -39,14 +39,20 @@ def _naive_greedy(model, prompt: list[int], new_tokens: int, eos: int, max_lengt
 
 
 def _naive_forward_kl(student_logits, teacher_logits) -> torch.Tensor:
-    return torch.stack([reference.forward_kl_of(reference.log_softmax(s, 1.0),
-                                                reference.log_softmax(t, 1.0))
-                        for s, t in zip(student_logits, teacher_logits, strict=True)])
+    return torch.stack(
+        [
+            reference.forward_kl_of(reference.log_softmax(s, 1.0), reference.log_softmax(t, 1.0))
+            for s, t in zip(student_logits, teacher_logits, strict=True)
+        ]
+    )
 
 
 def test_an_on_policy_micro_batch_is_the_students_answer_scored_by_the_teacher(tmp_path, dataset):
-    distill = {"ce_weight": 0.5, "fused": "never",
-               "on_policy": {"lmbda": 1.0, "temperature": 0.0, "max_new_tokens": 6}}
+    distill = {
+        "ce_weight": 0.5,
+        "fused": "never",
+        "on_policy": {"lmbda": 1.0, "temperature": 0.0, "max_new_tokens": 6},
+    }
     session = _session(tmp_path, dataset, distill=distill)
     rows = micro_batch_indices(0, len(session.examples), 8, seed=0)
     originals = [session.examples[i] for i in rows]
@@ -61,7 +67,8 @@ def test_an_on_policy_micro_batch_is_the_students_answer_scored_by_the_teacher(t
         length = int(batch.attention_mask[row].sum())
         assert batch.input_ids[row, :length].tolist() == expected
         assert batch.labels[row, :length].tolist() == (
-            [IGNORE_INDEX] * prompt_length + expected[prompt_length:])
+            [IGNORE_INDEX] * prompt_length + expected[prompt_length:]
+        )
     loss = accumulate_gradients(session, batches)
 
     # reference: forward KL(teacher || student) on the sampled tokens, token mean; the hard-label
@@ -76,24 +83,29 @@ def test_an_on_policy_micro_batch_is_the_students_answer_scored_by_the_teacher(t
 
 
 def _train_weights(tmp_path, dataset, name, **distill):
-    raw = recipe_dict(tmp_path, dataset, output_dir=str(tmp_path / name),
-                      distill=distill, train={"max_steps": 2})
+    raw = recipe_dict(
+        tmp_path, dataset, output_dir=str(tmp_path / name), distill=distill, train={"max_steps": 2}
+    )
     train(validate_recipe(raw))
     return load_file(tmp_path / name / "student" / "model.safetensors")
 
 
 def test_lambda_zero_reproduces_off_policy_training_exactly(tmp_path, dataset):
     off = _train_weights(tmp_path, dataset, "off")
-    zero = _train_weights(tmp_path, dataset, "zero",
-                          on_policy={"lmbda": 0.0, "temperature": 0.7, "max_new_tokens": 5})
+    zero = _train_weights(
+        tmp_path, dataset, "zero", on_policy={"lmbda": 0.0, "temperature": 0.7, "max_new_tokens": 5}
+    )
     assert all(torch.equal(off[k], zero[k]) for k in off)
     # (lmbda 1 does change the batches: test_an_on_policy_micro_batch_is_the_students_answer...)
 
 
 @pytest.mark.parametrize("fused", ["never", "always"])
 def test_hidden_term_joins_the_objective_and_trains_the_projection(tmp_path, dataset, fused):
-    distill = {"ce_weight": 0.5, "fused": fused,
-               "hidden": {"weight": 0.3, "loss": "mse", "layers": [[1, 2], [2, 4]]}}
+    distill = {
+        "ce_weight": 0.5,
+        "fused": fused,
+        "hidden": {"weight": 0.3, "loss": "mse", "layers": [[1, 2], [2, 4]]},
+    }
     session = _session(tmp_path, dataset, distill=distill)
     batches = next_micro_batches(session)
     loss = accumulate_gradients(session, batches)
@@ -110,23 +122,37 @@ def test_hidden_term_joins_the_objective_and_trains_the_projection(tmp_path, dat
     s_logits, t_logits = s.logits[:, :-1][mask].double(), t.logits[:, :-1][mask].double()
     kd = _naive_forward_kl(s_logits, t_logits)
     ce = -torch.log_softmax(s_logits, -1).gather(1, labels[mask][:, None])[:, 0]
-    hidden = sum(((s.hidden_states[si][:, :-1][mask].double() @ w.double().T
-                   - t.hidden_states[ti][:, :-1][mask].double()) ** 2).mean(-1)
-                 for w, (si, ti) in zip(weights, [(1, 2), (2, 4)], strict=True)) / 2
+    hidden = (
+        sum(
+            (
+                (
+                    s.hidden_states[si][:, :-1][mask].double() @ w.double().T
+                    - t.hidden_states[ti][:, :-1][mask].double()
+                )
+                ** 2
+            ).mean(-1)
+            for w, (si, ti) in zip(weights, [(1, 2), (2, 4)], strict=True)
+        )
+        / 2
+    )
     expected = (kd + 0.5 * ce + 0.3 * hidden).mean()
     expected.backward()
     assert loss == pytest.approx(expected.item(), rel=1e-5)
     for trained, reference_weight in zip(session.hidden.projections, weights, strict=True):
         assert trained.weight.grad.abs().sum() > 0
-        torch.testing.assert_close(trained.weight.grad, reference_weight.grad.float(),
-                                   rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(trained.weight.grad, reference_weight.grad.float(), rtol=1e-4, atol=1e-6)
 
 
 def test_resumed_on_policy_hidden_run_ends_with_the_same_weights_and_projection(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset,
-                      distill={"hidden": {"weight": 0.5, "loss": "cosine"},
-                               "on_policy": {"lmbda": 0.5, "temperature": 1.0, "max_new_tokens": 8}},
-                      train={"max_steps": 6, "save_every": 3, "keep_checkpoints": 2})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        distill={
+            "hidden": {"weight": 0.5, "loss": "cosine"},
+            "on_policy": {"lmbda": 0.5, "temperature": 1.0, "max_new_tokens": 8},
+        },
+        train={"max_steps": 6, "save_every": 3, "keep_checkpoints": 2},
+    )
     turns = [on_policy_turn(0.5, 0, i) for i in range(3, 6)]
     assert any(turns) and not all(turns), "the resumed steps should mix both kinds"
     train(validate_recipe(raw))
@@ -152,16 +178,21 @@ def test_resumed_on_policy_hidden_run_ends_with_the_same_weights_and_projection(
 
 
 def test_hidden_states_work_with_a_student_cut_from_the_teacher(tmp_path, dataset):
-    session = _session(tmp_path, dataset, student={"model": "tiny-teacher", "layers": [0, 3]},
-                       distill={"hidden": {"weight": 1.0}})
+    session = _session(
+        tmp_path,
+        dataset,
+        student={"model": "tiny-teacher", "layers": [0, 3]},
+        distill={"hidden": {"weight": 1.0}},
+    )
     assert session.hidden.pairs == [(1, 2), (2, 4)]
     assert not list(session.hidden.parameters())  # same width: no projection to learn
     assert accumulate_gradients(session, next_micro_batches(session)) > 0
 
 
 def test_a_store_with_hidden_states_and_bad_layers_are_refused(tmp_path, dataset):
-    raw = recipe_dict(tmp_path, dataset, signals={"path": str(tmp_path / "store")},
-                      distill={"hidden": {"weight": 1.0}})
+    raw = recipe_dict(
+        tmp_path, dataset, signals={"path": str(tmp_path / "store")}, distill={"hidden": {"weight": 1.0}}
+    )
     with pytest.raises(RecipeError, match="a signal store \\(signals.path\\) holds none"):
         validate_recipe(raw)
     raw = recipe_dict(tmp_path, dataset, distill={"hidden": {"weight": 1.0, "layers": [[3, 1]]}})
@@ -188,19 +219,31 @@ def test_samples_ignore_what_the_students_generation_config_says():
 
     model, tokenizer = build_tiny("tiny-student")
     prompts = [tokenizer(f"Reverse: {'abc'[i % 3] * (1 + i)}")["input_ids"] for i in range(12)]
-    examples = [Example(str(i), p + [tokenizer.eos_token_id], [IGNORE_INDEX] * len(p) +
-                        [tokenizer.eos_token_id]) for i, p in enumerate(prompts)]
+    examples = [
+        Example(str(i), p + [tokenizer.eos_token_id], [IGNORE_INDEX] * len(p) + [tokenizer.eos_token_id])
+        for i, p in enumerate(prompts)
+    ]
     config = OnPolicySection(lmbda=1.0, temperature=1.0, max_new_tokens=12)
 
     def samples() -> list[list[int]]:
-        return [e.input_ids for e in sample_responses(model, examples, config,
-                                                      tokenizer.eos_token_id,
-                                                      tokenizer.pad_token_id, 48, seed=7)]
+        return [
+            e.input_ids
+            for e in sample_responses(
+                model, examples, config, tokenizer.eos_token_id, tokenizer.pad_token_id, 48, seed=7
+            )
+        ]
 
     clean = samples()
-    poisoned = GenerationConfig(repetition_penalty=50.0, no_repeat_ngram_size=1, min_p=0.5,
-                                min_new_tokens=12, bad_words_ids=[[ord("a")]], top_k=2,
-                                typical_p=0.2, pad_token_id=tokenizer.pad_token_id)
+    poisoned = GenerationConfig(
+        repetition_penalty=50.0,
+        no_repeat_ngram_size=1,
+        min_p=0.5,
+        min_new_tokens=12,
+        bad_words_ids=[[ord("a")]],
+        top_k=2,
+        typical_p=0.2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model.generation_config = poisoned
     assert samples() == clean
     assert model.generation_config is poisoned  # the student's own, untouched

@@ -43,15 +43,35 @@ def _raw(folder, server, out, on_policy=None, api=None, distill=None, **sections
     """A recipe whose teacher is the served tiny teacher: a store for off-policy micro-batches
     (captured through the API), the API's scores for on-policy ones."""
     return recipe_dict(
-        folder, folder / "data.jsonl", output_dir=str(out),
-        teacher={"model": "tiny-teacher", "api": {
-            "base_url": server.base_url, "api_key_env": None, "tokenizer": "tiny-teacher",
-            "concurrency": 4, "backoff_s": 0.05, "backoff_max_s": 0.2, **(api or {})}},
+        folder,
+        folder / "data.jsonl",
+        output_dir=str(out),
+        teacher={
+            "model": "tiny-teacher",
+            "api": {
+                "base_url": server.base_url,
+                "api_key_env": None,
+                "tokenizer": "tiny-teacher",
+                "concurrency": 4,
+                "backoff_s": 0.05,
+                "backoff_max_s": 0.2,
+                **(api or {}),
+            },
+        },
         capture={"top_k": TOP_K, "logprob_dtype": "float32", "output": str(folder / "store")},
         signals={"path": "capture"},
-        distill={"on_policy": {"lmbda": 1.0, "temperature": 0.0, "max_new_tokens": 6,
-                               "top_k": TOP_K, **(on_policy or {})}, **(distill or {})},
-        **sections)
+        distill={
+            "on_policy": {
+                "lmbda": 1.0,
+                "temperature": 0.0,
+                "max_new_tokens": 6,
+                "top_k": TOP_K,
+                **(on_policy or {}),
+            },
+            **(distill or {}),
+        },
+        **sections,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +89,7 @@ def _recipe(store, tmp_path, server, name="run", **kwargs):
     return validate_recipe(_raw(store, server, tmp_path / name, **kwargs))
 
 
-def test_an_on_policy_step_through_the_api_equals_the_live_teachers_top_k(store, tmp_path, server,
-                                                                          teacher):
+def test_an_on_policy_step_through_the_api_equals_the_live_teachers_top_k(store, tmp_path, server, teacher):
     session = prepare_session(_recipe(store, tmp_path, server))
     try:
         batches = next_micro_batches(session)
@@ -109,12 +128,12 @@ def test_samples_are_scored_on_the_teachers_tokens_of_their_text(store, tmp_path
         response = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
         ended = response[-1] == tokenizer.eos_token_id
         text = tokenizer.decode(response[:-1] if ended else response)
-        assert tokenizer(text, add_special_tokens=False).input_ids == (
-            response[:-1] if ended else response)
+        assert tokenizer(text, add_special_tokens=False).input_ids == (response[:-1] if ended else response)
 
 
 def test_a_resumed_api_on_policy_run_ends_with_the_same_weights_and_sends_nothing_twice(
-        store, tmp_path, server):
+    store, tmp_path, server
+):
     on_policy = {"lmbda": 0.5, "temperature": 1.0, "max_new_tokens": 6}
     sections = {"train": {"max_steps": 6, "save_every": 3, "keep_checkpoints": 2}}
     assert any(on_policy_turn(0.5, 0, i) for i in range(3, 6))
@@ -129,12 +148,11 @@ def test_a_resumed_api_on_policy_run_ends_with_the_same_weights_and_sends_nothin
     shutil.copy(straight / "recipe.yaml", killed / "recipe.yaml")
     journal_path(killed, 0).parent.mkdir(parents=True)
     shutil.copy(journal_path(straight, 0), journal_path(killed, 0))
-    train(_recipe(store, tmp_path, server, name="killed", on_policy=on_policy, **sections),
-          resume=True)
+    train(_recipe(store, tmp_path, server, name="killed", on_policy=on_policy, **sections), resume=True)
     a = load_file(straight / "student" / "model.safetensors")
     b = load_file(killed / "student" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    added = journal_path(killed, 0).read_text().splitlines()[len(journal):]
+    added = journal_path(killed, 0).read_text().splitlines()[len(journal) :]
     assert added and {json.loads(line)["attempt"] for line in added} == {"probe"}  # no scoring
 
 
@@ -150,8 +168,12 @@ def test_the_budget_caps_what_on_policy_scoring_sends(store, tmp_path, server):
 def test_what_an_api_teacher_cannot_do_on_policy_is_refused(store, tmp_path, server):
     with pytest.raises(RecipeError, match="distill.temperature=2.0: a teacher behind an API"):
         _recipe(store, tmp_path, server, distill={"temperature": 2.0})
-    raw = _raw(store, server, tmp_path / "run",
-               distill={"kd_weight": 0.0, "ce_weight": 1.0, "hidden": {"weight": 1.0}})
+    raw = _raw(
+        store,
+        server,
+        tmp_path / "run",
+        distill={"kd_weight": 0.0, "ce_weight": 1.0, "hidden": {"weight": 1.0}},
+    )
     raw["signals"] = {"path": None}
     raw["distill"]["on_policy"]["lmbda"] = 0.0
     with pytest.raises(RecipeError, match="distill.hidden needs a local teacher's hidden states"):

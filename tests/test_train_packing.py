@@ -30,13 +30,13 @@ def test_rows_are_packed_first_fit_decreasing_with_restarting_positions():
     # decreasing length: 6 -> seq 0; 4 -> seq 1; 3 -> seq 1 (4 + 3 <= 8); 2 -> seq 0 (6 + 2)
     assert packed["sequence"].tolist() == [1, 0, 1, 0]
     assert packed["offset"].tolist() == [4, 0, 0, 6]
-    assert packed["input_ids"].tolist() == [[20, 21, 22, 23, 24, 25, 40, 41],
-                                            [30, 31, 32, 33, 10, 11, 12, 0]]
-    assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 0, 1],
-                                               [0, 1, 2, 3, 0, 1, 2, 0]]
+    assert packed["input_ids"].tolist() == [[20, 21, 22, 23, 24, 25, 40, 41], [30, 31, 32, 33, 10, 11, 12, 0]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 0, 1], [0, 1, 2, 3, 0, 1, 2, 0]]
     # each row's first label is ignored (nothing predicts across rows); the rest as the row's
-    assert packed["labels"].tolist() == [[-100, -100, 22, 23, 24, 25, -100, 41],
-                                         [-100, 31, 32, 33, -100, 11, 12, -100]]
+    assert packed["labels"].tolist() == [
+        [-100, -100, 22, 23, 24, 25, -100, 41],
+        [-100, 31, 32, 33, -100, 11, 12, -100],
+    ]
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
@@ -45,18 +45,21 @@ def test_a_packed_row_gets_the_logits_it_gets_alone(attention):
     model.set_attn_implementation(attention)
     model.eval()
     generator = torch.Generator().manual_seed(1)
-    rows = [Example(str(n), torch.randint(5, 200, (n,), generator=generator).tolist(), [0] * n)
-            for n in (7, 12, 5, 9)]
+    rows = [
+        Example(str(n), torch.randint(5, 200, (n,), generator=generator).tolist(), [0] * n)
+        for n in (7, 12, 5, 9)
+    ]
     packed = pack(rows, max_length=24, pad_token_id=0)
     assert packed["input_ids"].shape[0] < len(rows)  # some rows do share a sequence
     with torch.no_grad():
         # without a KV cache, as training runs it (transformers reads packed position ids then)
-        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
-                       use_cache=False).logits
+        logits = model(
+            input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False
+        ).logits
         for number, row in enumerate(rows):
             alone = model(input_ids=torch.tensor([row.input_ids]), use_cache=False).logits[0]
             sequence, offset = int(packed["sequence"][number]), int(packed["offset"][number])
-            got = logits[sequence, offset:offset + len(row.input_ids)]
+            got = logits[sequence, offset : offset + len(row.input_ids)]
             torch.testing.assert_close(got, alone, rtol=1e-5, atol=1e-5)
 
 
@@ -94,8 +97,7 @@ def _first_step(raw: dict, packing: bool, steps: int = 1) -> tuple[float, dict]:
         assert all(b.attention_mask is None and b.position_ids is not None for b in batches)
         assert batches[0].input_ids.shape[0] < len(batches[0].token_index)  # fewer sequences
     loss = accumulate_gradients(session, batches)
-    grads = {n: p.grad.clone() for n, p in session.module.named_parameters()
-             if p.grad is not None}
+    grads = {n: p.grad.clone() for n, p in session.module.named_parameters() if p.grad is not None}
     session.close()
     return loss, grads
 
@@ -111,13 +113,18 @@ def _same_step(raw: dict) -> None:
 SOURCES = {
     "live, fused": {"distill": {"fused": "always", "ce_weight": 0.3}},
     "live, dense, generalized JSD at T = 2": {
-        "distill": {"fused": "never", "divergence": "generalized_jsd", "temperature": 2.0}},
+        "distill": {"fused": "never", "divergence": "generalized_jsd", "temperature": 2.0}
+    },
     "hard labels": {"distill": {"kd_weight": 0.0, "ce_weight": 1.0}},
     "live, hidden-state term": {"distill": {"hidden": {"weight": 0.5}, "fused": "never"}},
-    "cross-tokenizer, live": {"teacher": {"model": "demo"}, "distill": {"fused": "never"},
-                              "cross_tokenizer": {"method": "aligned"}},
+    "cross-tokenizer, live": {
+        "teacher": {"model": "demo"},
+        "distill": {"fused": "never"},
+        "cross_tokenizer": {"method": "aligned"},
+    },
     "live, padded to a multiple, two micro-batches": {
-        "train": {"pad_multiple": 16, "grad_accum": 2, "batch_size": 5}},
+        "train": {"pad_multiple": 16, "grad_accum": 2, "batch_size": 5}
+    },
 }
 
 
@@ -130,10 +137,14 @@ def test_a_packed_step_has_the_loss_and_gradients_of_the_padded_one(tmp_path, da
 def test_a_packed_step_from_a_store_has_the_padded_one_s_loss(tmp_path, dataset, cross):
     """The store's per-row signals meet the packed positions (same tokenizer, or the teacher's
     own tokens aligned span by span)."""
-    extra = ({"teacher": {"model": "demo"}, "cross_tokenizer": {"method": "aligned"}}
-             if cross else {})
-    raw = recipe_dict(tmp_path, dataset, capture={"top_k": 16, "batch_size": 32},
-                      distill={"fused": "never", "ce_weight": 0.2}, **extra)
+    extra = {"teacher": {"model": "demo"}, "cross_tokenizer": {"method": "aligned"}} if cross else {}
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        capture={"top_k": 16, "batch_size": 32},
+        distill={"fused": "never", "ce_weight": 0.2},
+        **extra,
+    )
     capture(validate_recipe(raw))
     _same_step({**raw, "signals": {"path": "capture"}})
 

@@ -18,14 +18,12 @@ from distil.train import run_training
 from tests.cli_helpers import assert_one_error_line, run_cli
 from tests.conftest import recipe_dict
 
-TRAIN = {"max_steps": 12, "save_every": 4, "keep_checkpoints": 3, "log_every": 2,
-         "learning_rate": 1e-2}
+TRAIN = {"max_steps": 12, "save_every": 4, "keep_checkpoints": 3, "log_every": 2, "learning_rate": 1e-2}
 TIMING = ("tokens_per_s", "elapsed_s")
 
 
 def _raw(tmp_path, dataset, name: str, **train) -> dict:
-    return recipe_dict(tmp_path, dataset, output_dir=str(tmp_path / name),
-                       train={**TRAIN, **train})
+    return recipe_dict(tmp_path, dataset, output_dir=str(tmp_path / name), train={**TRAIN, **train})
 
 
 def _weights(run_dir) -> dict[str, torch.Tensor]:
@@ -57,13 +55,15 @@ def test_resuming_the_older_of_two_checkpoints_ends_as_an_uninterrupted_run(tmp_
     assert log[2:] == _log(straight.run_dir)[2:]  # the rest, held-out figures included
     assert [r["step"] for r in log if "eval_ce" in r] == [8, 12]
     (aside,) = (rewound.run_dir / "previous").iterdir()
-    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == ["step-000008",
-                                                                         "step-000012"]
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == ["step-000008", "step-000012"]
     assert (aside / "student" / "model.safetensors").is_file()
     assert (aside / "train_summary.json").is_file()
     assert _log(aside) == before  # the whole earlier log, kept
     assert sorted(p.name for p in (rewound.run_dir / "checkpoints").iterdir()) == [
-        "step-000004", "step-000008", "step-000012"]
+        "step-000004",
+        "step-000008",
+        "step-000012",
+    ]
 
 
 def test_a_checkpoint_that_is_not_one_of_the_run_s_is_refused(tmp_path, dataset):
@@ -71,11 +71,12 @@ def test_a_checkpoint_that_is_not_one_of_the_run_s_is_refused(tmp_path, dataset)
     other = validate_recipe(_raw(tmp_path, dataset, "other", max_steps=4))
     run_training(one)
     run_training(other)
-    with pytest.raises(CheckpointError, match="not a checkpoint of the run folder .*pass --out "
-                                              ".*/one to resume the run it belongs to"):
+    with pytest.raises(
+        CheckpointError,
+        match="not a checkpoint of the run folder .*pass --out .*/one to resume the run it belongs to",
+    ):
         run_training(other, resume=one.run_dir / "checkpoints" / "step-000004")
-    with pytest.raises(CheckpointError, match="not a complete checkpoint .* this run's: "
-                                              "step-000004"):
+    with pytest.raises(CheckpointError, match="not a complete checkpoint .* this run's: step-000004"):
         run_training(other, resume=other.run_dir / "checkpoints" / "step-000099")
     with pytest.raises(CheckpointError, match="pass one of them"):
         run_training(other, resume=other.run_dir / "checkpoints" / "step-000004", restart=True)
@@ -86,12 +87,19 @@ def test_a_checkpoint_that_is_not_one_of_the_run_s_is_refused(tmp_path, dataset)
 
 
 def test_a_bare_resume_is_the_newest_and_a_checkpoint_after_it_is_its_value():
-    assert resume_arguments(["train", "r.yaml", "--resume"]) == [
-        "train", "r.yaml", "--resume=newest"]
+    assert resume_arguments(["train", "r.yaml", "--resume"]) == ["train", "r.yaml", "--resume=newest"]
     assert resume_arguments(["train", "--resume", "r.yaml", "train.max_steps=5"]) == [
-        "train", "--resume=newest", "r.yaml", "train.max_steps=5"]
+        "train",
+        "--resume=newest",
+        "r.yaml",
+        "train.max_steps=5",
+    ]
     assert resume_arguments(["train", "r.yaml", "--resume", "runs/x/checkpoints/step-000040/"]) == [
-        "train", "r.yaml", "--resume", "runs/x/checkpoints/step-000040/"]
+        "train",
+        "r.yaml",
+        "--resume",
+        "runs/x/checkpoints/step-000040/",
+    ]
     assert resume_arguments(["run", "--resume"]) == ["run", "--resume=newest"]
     assert resume_arguments(["eval", "--resume"]) == ["eval", "--resume"]
 
@@ -108,13 +116,18 @@ def test_the_train_command_resumes_a_chosen_checkpoint(tmp_path, dataset, monkey
     assert "resuming from step-000004 (step 4 of 8)" in said
     bare = run_cli(monkeypatch, capsys, "train", str(recipe), "--resume", "train.log_every=4")
     assert bare.returncode == 0 and "student written to" in bare.stdout
-    wrong = run_cli(monkeypatch, capsys, "train", str(recipe), "--resume",
-                    str(tmp_path / "run" / "checkpoints" / "step-000005"))
+    wrong = run_cli(
+        monkeypatch,
+        capsys,
+        "train",
+        str(recipe),
+        "--resume",
+        str(tmp_path / "run" / "checkpoints" / "step-000005"),
+    )
     assert_one_error_line(wrong, "not a complete checkpoint")
 
 
-def test_run_resume_redoes_training_from_the_checkpoint_and_the_stages_after_it(tmp_path,
-                                                                               dataset):
+def test_run_resume_redoes_training_from_the_checkpoint_and_the_stages_after_it(tmp_path, dataset):
     recipe = validate_recipe(_raw(tmp_path, dataset, "run", max_steps=8))
     evaluated = []
 
@@ -123,8 +136,10 @@ def test_run_resume_redoes_training_from_the_checkpoint_and_the_stages_after_it(
         (recipe.run_dir / "eval.json").write_text("{}")
 
     def stages(resume=True):
-        return (Stage("train", partial(run_training, resume=resume), outputs=("checkpoints",)),
-                Stage("eval", fake_eval, outputs=("eval.json",)))
+        return (
+            Stage("train", partial(run_training, resume=resume), outputs=("checkpoints",)),
+            Stage("eval", fake_eval, outputs=("eval.json",)),
+        )
 
     run_pipeline(recipe, stages=stages())
     run_pipeline(recipe, stages=stages())

@@ -17,10 +17,14 @@ from distil.train.session import prepare_session
 from distil.train.stage import train
 from tests.conftest import recipe_dict
 
-KWARGS = {"cosine_with_restarts": {"num_cycles": 2}, "polynomial": {"lr_end": 1e-5, "power": 2.0},
-          "cosine_with_min_lr": {"min_lr_rate": 0.1},
-          "cosine_warmup_with_min_lr": {"min_lr": 1e-4}, "warmup_stable_decay": {"num_decay_steps": 6},
-          "inverse_sqrt": {"timescale": 4}}
+KWARGS = {
+    "cosine_with_restarts": {"num_cycles": 2},
+    "polynomial": {"lr_end": 1e-5, "power": 2.0},
+    "cosine_with_min_lr": {"min_lr_rate": 0.1},
+    "cosine_warmup_with_min_lr": {"min_lr": 1e-4},
+    "warmup_stable_decay": {"num_decay_steps": 6},
+    "inverse_sqrt": {"timescale": 4},
+}
 TOTAL, PEAK, WARMUP_RATIO = 20, 3e-3, 0.15
 
 
@@ -45,9 +49,11 @@ def _textbook(name: str, step: int) -> float | None:
     if step < warmup and name in ("linear", "cosine", "constant_with_warmup"):
         return PEAK * step / warmup
     progress = (step - warmup) / (TOTAL - warmup)
-    return {"linear": PEAK * max(0.0, 1 - progress),
-            "cosine": PEAK * 0.5 * (1 + math.cos(math.pi * progress)),
-            "constant_with_warmup": PEAK}.get(name)
+    return {
+        "linear": PEAK * max(0.0, 1 - progress),
+        "cosine": PEAK * 0.5 * (1 + math.cos(math.pi * progress)),
+        "constant_with_warmup": PEAK,
+    }.get(name)
 
 
 def test_the_default_is_the_cosine_distil_always_used():
@@ -57,18 +63,31 @@ def test_the_default_is_the_cosine_distil_always_used():
 
 @pytest.mark.parametrize("name", scheduler_names())
 def test_each_schedule_is_transformers_own(tmp_path, dataset, name):
-    raw = recipe_dict(tmp_path, dataset, train={"max_steps": TOTAL, "learning_rate": PEAK,
-                                                "warmup_ratio": WARMUP_RATIO,
-                                                "lr_scheduler": name,
-                                                "lr_scheduler_kwargs": KWARGS.get(name, {})})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        train={
+            "max_steps": TOTAL,
+            "learning_rate": PEAK,
+            "warmup_ratio": WARMUP_RATIO,
+            "lr_scheduler": name,
+            "lr_scheduler_kwargs": KWARGS.get(name, {}),
+        },
+    )
     section = validate_recipe(raw).train
     got = _rates(make_scheduler(optimizer := _optimizer(), section, TOTAL), optimizer, TOTAL)
     reference_optimizer = _optimizer()
-    reference = _rates(get_scheduler(name, reference_optimizer,
-                                     num_warmup_steps=round(WARMUP_RATIO * TOTAL),
-                                     num_training_steps=TOTAL,
-                                     scheduler_specific_kwargs=KWARGS.get(name)),
-                       reference_optimizer, TOTAL)
+    reference = _rates(
+        get_scheduler(
+            name,
+            reference_optimizer,
+            num_warmup_steps=round(WARMUP_RATIO * TOTAL),
+            num_training_steps=TOTAL,
+            scheduler_specific_kwargs=KWARGS.get(name),
+        ),
+        reference_optimizer,
+        TOTAL,
+    )
     assert got == reference
     assert len(set(got)) > 1 or name == "constant"
     for step, rate in enumerate(got):
@@ -77,28 +96,45 @@ def test_each_schedule_is_transformers_own(tmp_path, dataset, name):
 
 
 def test_training_steps_the_schedule_once_per_optimizer_step(tmp_path, dataset):
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, train={
-        "max_steps": 6, "log_every": 1, "learning_rate": PEAK, "warmup_ratio": 0.0,
-        "lr_scheduler": "linear", "grad_accum": 2, "batch_size": 4}))
+    recipe = validate_recipe(
+        recipe_dict(
+            tmp_path,
+            dataset,
+            train={
+                "max_steps": 6,
+                "log_every": 1,
+                "learning_rate": PEAK,
+                "warmup_ratio": 0.0,
+                "lr_scheduler": "linear",
+                "grad_accum": 2,
+                "batch_size": 4,
+            },
+        )
+    )
     train(recipe)
-    logged = [json.loads(line)["lr"] for line in
-              (recipe.run_dir / "train_log.jsonl").read_text().splitlines()]
+    logged = [
+        json.loads(line)["lr"] for line in (recipe.run_dir / "train_log.jsonl").read_text().splitlines()
+    ]
     # the rate after step s (the one the next step uses): linear from the peak to 0
     assert logged == pytest.approx([PEAK * (1 - s / 6) for s in range(1, 7)], rel=1e-9, abs=1e-15)
 
 
 def test_arguments_a_schedule_does_not_take_are_refused_before_any_model_loads(
-        tmp_path, dataset, monkeypatch):
+    tmp_path, dataset, monkeypatch
+):
     def no_models(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr("distil.train.session.load_models", no_models)
     raw = recipe_dict(tmp_path, dataset, train={"lr_scheduler": "cosine_with_min_lr"})
-    with pytest.raises(RecipeError, match="train.lr_scheduler 'cosine_with_min_lr' with "
-                                          "train.lr_scheduler_kwargs {}: .*min_lr"):
+    with pytest.raises(
+        RecipeError,
+        match="train.lr_scheduler 'cosine_with_min_lr' with train.lr_scheduler_kwargs {}: .*min_lr",
+    ):
         prepare_session(validate_recipe(raw))
-    raw = recipe_dict(tmp_path, dataset, train={"lr_scheduler": "linear",
-                                                "lr_scheduler_kwargs": {"num_cycles": 2}})
+    raw = recipe_dict(
+        tmp_path, dataset, train={"lr_scheduler": "linear", "lr_scheduler_kwargs": {"num_cycles": 2}}
+    )
     with pytest.raises(RecipeError, match="unexpected keyword argument 'num_cycles'"):
         prepare_session(validate_recipe(raw))
 

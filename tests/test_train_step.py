@@ -36,8 +36,9 @@ def test_adamw_is_the_default_one_on_cpu():
 
 
 def _batch():
-    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 5, 6, 7],
-                           [IGNORE_INDEX, 3, 4, IGNORE_INDEX, IGNORE_INDEX]])
+    labels = torch.tensor(
+        [[IGNORE_INDEX, IGNORE_INDEX, 5, 6, 7], [IGNORE_INDEX, 3, 4, IGNORE_INDEX, IGNORE_INDEX]]
+    )
     mask = (labels != IGNORE_INDEX).long()
     return {"input_ids": torch.arange(10).reshape(2, 5), "attention_mask": mask, "labels": labels}
 
@@ -75,10 +76,21 @@ def test_a_step_on_padded_batches_equals_the_unpadded_step(tmp_path, dataset):
     (fused path; the dense path shares the gathering)."""
     results = []
     for multiple in (None, 16):
-        session = prepare_session(validate_recipe(recipe_dict(
-            tmp_path, dataset, distill={"divergence": "generalized_jsd", "fused": "always",
-                                        "ce_weight": 0.3, "chunk_size": 16},
-            train={"pad_multiple": multiple})))
+        session = prepare_session(
+            validate_recipe(
+                recipe_dict(
+                    tmp_path,
+                    dataset,
+                    distill={
+                        "divergence": "generalized_jsd",
+                        "fused": "always",
+                        "ce_weight": 0.3,
+                        "chunk_size": 16,
+                    },
+                    train={"pad_multiple": multiple},
+                )
+            )
+        )
         batches = next_micro_batches(session)
         assert multiple is None or batches[0].input_ids.shape[1] % multiple == 0
         loss = accumulate_gradients(session, batches)
@@ -86,7 +98,6 @@ def test_a_step_on_padded_batches_equals_the_unpadded_step(tmp_path, dataset):
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
     for name, grad in results[0][1].items():
         torch.testing.assert_close(results[1][1][name], grad, rtol=1e-5, atol=1e-7)
-
 
 
 def test_the_compiled_chunk_objective_equals_the_eager_one(monkeypatch):
@@ -119,8 +130,12 @@ def test_the_compiled_chunk_objective_skips_absent_positions_as_the_eager_one(mo
     labels = torch.randint(0, 40, (12,), generator=g)
     present = torch.arange(12) % 4 != 3
     top = teacher_top_k(teacher, 5, 1.0)
-    top_k = TopKTeacher(top.ids, torch.where(present[:, None], top.logprobs, float("-inf")),
-                        torch.where(present, top.log_tail, float("-inf")), present)
+    top_k = TopKTeacher(
+        top.ids,
+        torch.where(present[:, None], top.logprobs, float("-inf")),
+        torch.where(present, top.log_tail, float("-inf")),
+        present,
+    )
     objective = Objective("reverse_kl", ce_weight=0.2)
     grads = []
     for compiled in (False, True):

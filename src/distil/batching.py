@@ -61,12 +61,17 @@ def pack(examples: list[Example], max_length: int, pad_token_id: int) -> dict[st
         for number in members:
             example, end = examples[number], offset + len(examples[number].input_ids)
             input_ids[row, offset:end] = torch.tensor(example.input_ids)
-            labels[row, offset + 1:end] = torch.tensor(example.labels[1:], dtype=torch.long)
+            labels[row, offset + 1 : end] = torch.tensor(example.labels[1:], dtype=torch.long)
             position_ids[row, offset:end] = torch.arange(end - offset)
             where[:, number] = torch.tensor([row, offset])
             offset = end
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
-            "sequence": where[0], "offset": where[1]}
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": position_ids,
+        "sequence": where[0],
+        "offset": where[1],
+    }
 
 
 def batches_per_epoch(num_examples: int, batch_size: int, world_size: int = 1) -> int:
@@ -74,13 +79,14 @@ def batches_per_epoch(num_examples: int, batch_size: int, world_size: int = 1) -
     return math.ceil(num_examples / (batch_size * world_size))
 
 
-def micro_batch_indices(number: int, num_examples: int, batch_size: int, seed: int,
-                        rank: int = 0, world_size: int = 1) -> list[int]:
+def micro_batch_indices(
+    number: int, num_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+) -> list[int]:
     """Row indices of micro-batch `number` for process `rank`: a seeded shuffle per epoch."""
     per_epoch = batches_per_epoch(num_examples, batch_size, world_size)
     epoch, position = divmod(number, per_epoch)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(num_examples, generator=generator)
     global_size = batch_size * world_size
-    rows = order[position * global_size: (position + 1) * global_size]
+    rows = order[position * global_size : (position + 1) * global_size]
     return rows[rank::world_size].tolist()

@@ -64,13 +64,25 @@ class Turn:
 
     def identity(self) -> list[Any]:
         """What the sample id hashes: [role, content], then the tool fields it has."""
-        extra = [[k, v] for k, v in (("tool_calls", self.tool_calls), ("tool_call_id", self.tool_call_id),
-                                     ("name", self.name)) if v is not None]
+        extra = [
+            [k, v]
+            for k, v in (
+                ("tool_calls", self.tool_calls),
+                ("tool_call_id", self.tool_call_id),
+                ("name", self.name),
+            )
+            if v is not None
+        ]
         return [self.role, self.content, *extra]
 
 
-def detect_format(columns: Sequence[str], prompt_field: str, response_field: str,
-                  messages_field: str, wanted: Format = "auto") -> Format:
+def detect_format(
+    columns: Sequence[str],
+    prompt_field: str,
+    response_field: str,
+    messages_field: str,
+    wanted: Format = "auto",
+) -> Format:
     """The row layout: `wanted` unless auto, else from which columns the data has."""
     if wanted != "auto":
         return wanted
@@ -86,19 +98,27 @@ def detect_format(columns: Sequence[str], prompt_field: str, response_field: str
 def parse_messages(value: Any, where: str) -> tuple[Turn, ...]:
     """An OpenAI-format message list as (role, content) turns; DataError naming the row."""
     if not isinstance(value, list | tuple) or not value:
-        raise DataError(f"{where}: messages must be a non-empty list of {{role, content}} objects "
-                        f"(got {type(value).__name__})")
+        raise DataError(
+            f"{where}: messages must be a non-empty list of {{role, content}} objects "
+            f"(got {type(value).__name__})"
+        )
     turns = []
     for number, message in enumerate(value, 1):
         if not isinstance(message, dict) or "role" not in message:
             raise DataError(f"{where}: message {number} is not a {{role, content}} object")
         role = message["role"]
         if role not in ROLES:
-            raise DataError(f"{where}: message {number} has role {role!r}; use one of "
-                            f"{', '.join(ROLES)}")
+            raise DataError(f"{where}: message {number} has role {role!r}; use one of {', '.join(ROLES)}")
         calls = _tool_calls(message.get("tool_calls"), role, where, number)
-        turns.append(Turn(role, _content_text(message.get("content"), where, number), calls,
-                          _optional_text(message, "tool_call_id"), _optional_text(message, "name")))
+        turns.append(
+            Turn(
+                role,
+                _content_text(message.get("content"), where, number),
+                calls,
+                _optional_text(message, "tool_call_id"),
+                _optional_text(message, "name"),
+            )
+        )
     return tuple(turns)
 
 
@@ -107,12 +127,21 @@ def _tool_calls(value: Any, role: str, where: str, number: int) -> str | None:
     if value is None or (isinstance(value, list | tuple) and not value):
         return None
     calls = value if isinstance(value, list | tuple) else None
-    if role != "assistant" or calls is None or not all(
-            isinstance(c, dict) and isinstance(c.get("function"), dict)
-            and isinstance(c["function"].get("name"), str) for c in calls):
-        raise DataError(f"{where}: message {number} has tool_calls that are not an assistant's "
-                        "list of {type: function, function: {name, arguments}} objects; write "
-                        "them in the OpenAI format")
+    if (
+        role != "assistant"
+        or calls is None
+        or not all(
+            isinstance(c, dict)
+            and isinstance(c.get("function"), dict)
+            and isinstance(c["function"].get("name"), str)
+            for c in calls
+        )
+    ):
+        raise DataError(
+            f"{where}: message {number} has tool_calls that are not an assistant's "
+            "list of {type: function, function: {name, arguments}} objects; write "
+            "them in the OpenAI format"
+        )
     return json.dumps(list(calls), ensure_ascii=False)
 
 
@@ -131,8 +160,10 @@ def parse_tools(value: Any, where: str) -> str | None:
         except json.JSONDecodeError:
             value = None
     if not isinstance(value, list | tuple) or not all(isinstance(t, dict) for t in value):
-        raise DataError(f"{where}: 'tools' is not a list of function schemas (objects, or that "
-                        "list as a JSON string); fix the column or remove it")
+        raise DataError(
+            f"{where}: 'tools' is not a list of function schemas (objects, or that "
+            "list as a JSON string); fix the column or remove it"
+        )
     return json.dumps(list(value), ensure_ascii=False) if value else None
 
 
@@ -147,8 +178,10 @@ def _content_text(content: Any, where: str, number: int) -> str:
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text":
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise DataError(f"{where}: message {number} has a {kind!r} content part; only "
-                                "text parts can be trained on")
+                raise DataError(
+                    f"{where}: message {number} has a {kind!r} content part; only "
+                    "text parts can be trained on"
+                )
             parts.append(str(part.get("text", "")))
         return "".join(parts)
     raise DataError(f"{where}: message {number} content is a {type(content).__name__}, not text")
@@ -164,8 +197,10 @@ def with_system_prompt(turns: tuple[Turn, ...], system_prompt: str | None) -> tu
 def check_trainable(turns: tuple[Turn, ...], where: str) -> None:
     """A conversation must hold an assistant turn with text or tool calls, after a user turn."""
     if not any(turn.learned for turn in turns):
-        raise DataError(f"{where}: the conversation has no assistant turn with text or tool "
-                        "calls; nothing to learn from it (give it one, or remove the row)")
+        raise DataError(
+            f"{where}: the conversation has no assistant turn with text or tool "
+            "calls; nothing to learn from it (give it one, or remove the row)"
+        )
     first = next(i for i, turn in enumerate(turns) if turn.role == "assistant")
     if not any(turn.role == "user" for turn in turns[:first]):
         raise DataError(f"{where}: the first assistant turn comes before any user turn")
@@ -188,24 +223,27 @@ def conversation_id(turns: tuple[Turn, ...], tools: str | None = None) -> str:
 def is_single_turn(turns: tuple[Turn, ...]) -> bool:
     """One user turn then one assistant text turn, nothing else (encodes like a plain pair)."""
     return [turn.role for turn in turns] == ["user", "assistant"] and not any(
-        turn.tool_calls for turn in turns)
+        turn.tool_calls for turn in turns
+    )
 
 
 def uses_chat(tokenizer: Any, template: str) -> bool:
     """Whether prompts go through the tokenizer's chat template (data.template)."""
     has = bool(getattr(tokenizer, "chat_template", None))
     if template == "chat" and not has:
-        raise DataError("data.template is 'chat' but the tokenizer has no chat template; "
-                        "set data.template=plain or data.chat_template=FILE")
+        raise DataError(
+            "data.template is 'chat' but the tokenizer has no chat template; "
+            "set data.template=plain or data.chat_template=FILE"
+        )
     return template == "chat" or (template == "auto" and has)
 
 
-def render_context(tokenizer: Any, turns: Sequence[Turn], chat: bool,
-                   tools: list[Any] | None = None) -> str:
+def render_context(tokenizer: Any, turns: Sequence[Turn], chat: bool, tools: list[Any] | None = None) -> str:
     """The text a model sees before its next assistant turn."""
     if chat:
-        return tokenizer.apply_chat_template([turn.message() for turn in turns], tools=tools,
-                                             tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [turn.message() for turn in turns], tools=tools, tokenize=False, add_generation_prompt=True
+        )
     return plain_context(turns)
 
 
@@ -223,9 +261,16 @@ def plain_context(turns: Sequence[Turn]) -> str:
     return text
 
 
-def encode_turns(tokenizer: Any, turns: tuple[Turn, ...], template: str, max_length: int, *,
-                 tools: str | None = None, open_end: bool = False,
-                 where: str = "a conversation") -> tuple[list[int], list[int]]:
+def encode_turns(
+    tokenizer: Any,
+    turns: tuple[Turn, ...],
+    template: str,
+    max_length: int,
+    *,
+    tools: str | None = None,
+    open_end: bool = False,
+    where: str = "a conversation",
+) -> tuple[list[int], list[int]]:
     """input ids and labels of a conversation: each assistant turn (its text, or its tool
     calls as the template renders them) and its end token labelled, the rest masked; cut at
     `max_length`, keeping at least one labelled token. `tools`: the row's function schemas
@@ -244,66 +289,82 @@ def encode_turns(tokenizer: Any, turns: tuple[Turn, ...], template: str, max_len
             continue
         context = render_context(tokenizer, turns[:index], chat, schemas)
         if not context.startswith(covered):
-            raise DataError(f"{where}: the chat template rewrites earlier turns of a conversation "
-                            "(the text before a turn is not the text before the previous one plus "
-                            "what came after it), so the turns cannot be labelled one by one; set "
-                            "data.chat_template to a template that does not, or give one turn a row")
-        delta = context[len(covered):]
+            raise DataError(
+                f"{where}: the chat template rewrites earlier turns of a conversation "
+                "(the text before a turn is not the text before the previous one plus "
+                "what came after it), so the turns cannot be labelled one by one; set "
+                "data.chat_template to a template that does not, or give one turn a row"
+            )
+        delta = context[len(covered) :]
         if chat and segments and eos_text and delta.startswith(eos_text):
-            delta = delta[len(eos_text):]  # the end token was already emitted after the turn
-        text = (_tool_turn_text(tokenizer, turns[: index + 1], schemas, context, where)
-                if turn.tool_calls else turn.content)
+            delta = delta[len(eos_text) :]  # the end token was already emitted after the turn
+        text = (
+            _tool_turn_text(tokenizer, turns[: index + 1], schemas, context, where)
+            if turn.tool_calls
+            else turn.content
+        )
         end = [] if open_end and index == last else [eos]
-        segments.append((_context_ids(tokenizer, delta, chat, first=not segments),
-                         tokenizer(text, add_special_tokens=False).input_ids + end))
+        segments.append(
+            (
+                _context_ids(tokenizer, delta, chat, first=not segments),
+                tokenizer(text, add_special_tokens=False).input_ids + end,
+            )
+        )
         covered = context + text + ("" if chat else "\x00")
     first_context, first_response = segments[0]
     ids = [t for context, response in segments for t in context + response]
-    labels = [t for context, response in segments
-              for t in [IGNORE_INDEX] * len(context) + response]
+    labels = [t for context, response in segments for t in [IGNORE_INDEX] * len(context) + response]
     if len(ids) > max_length and len(first_context) >= max_length - 1:
         # the first answer would be cut away entirely: keep its prompt's end and its start
-        context = first_context[-(max_length - 1):]
+        context = first_context[-(max_length - 1) :]
         ids = (context + first_response)[:max_length]
         labels = ([IGNORE_INDEX] * len(context) + first_response)[:max_length]
     return ids[:max_length], labels[:max_length]
 
 
-def _check_tools(tokenizer: Any, turns: tuple[Turn, ...], tools: str | None, chat: bool,
-                 where: str) -> list[Any] | None:
+def _check_tools(
+    tokenizer: Any, turns: tuple[Turn, ...], tools: str | None, chat: bool, where: str
+) -> list[Any] | None:
     """The row's function schemas, refused where the template would drop them or the calls."""
     calls = any(turn.tool_calls for turn in turns)
     if not chat and (calls or tools):
-        raise DataError(f"{where}: the row uses tools, which only a chat template can render, and "
-                        "data.template is plain (or the tokenizer has no chat template); set "
-                        "data.chat_template to a template that renders tools and tool_calls, or "
-                        "remove the row")
+        raise DataError(
+            f"{where}: the row uses tools, which only a chat template can render, and "
+            "data.template is plain (or the tokenizer has no chat template); set "
+            "data.chat_template to a template that renders tools and tool_calls, or "
+            "remove the row"
+        )
     schemas = json.loads(tools) if tools else None
     if schemas:
         first = [turns[0].message()]
-        if (tokenizer.apply_chat_template(first, tools=schemas, tokenize=False)
-                == tokenizer.apply_chat_template(first, tokenize=False)):
-            raise DataError(f"{where}: the row gives 'tools' (function schemas), but the chat "
-                            "template does not render them, so the student would learn calls to "
-                            "tools it was never shown; set data.chat_template to a template that "
-                            "renders tools, or remove the column")
+        if tokenizer.apply_chat_template(
+            first, tools=schemas, tokenize=False
+        ) == tokenizer.apply_chat_template(first, tokenize=False):
+            raise DataError(
+                f"{where}: the row gives 'tools' (function schemas), but the chat "
+                "template does not render them, so the student would learn calls to "
+                "tools it was never shown; set data.chat_template to a template that "
+                "renders tools, or remove the column"
+            )
     return schemas
 
 
-def _tool_turn_text(tokenizer: Any, turns: tuple[Turn, ...], tools: list[Any] | None,
-                    context: str, where: str) -> str:
+def _tool_turn_text(
+    tokenizer: Any, turns: tuple[Turn, ...], tools: list[Any] | None, context: str, where: str
+) -> str:
     """The last turn (an assistant's, calling tools) as the template renders it after
     `context`, up to its end-of-turn token: what is learned of it."""
-    full = tokenizer.apply_chat_template([turn.message() for turn in turns], tools=tools,
-                                         tokenize=False)
+    full = tokenizer.apply_chat_template([turn.message() for turn in turns], tools=tools, tokenize=False)
     eos_text = tokenizer.eos_token or ""
-    text, end, _ = full[len(context):].partition(eos_text or "\x00")
+    text, end, _ = full[len(context) :].partition(eos_text or "\x00")
     names = [call["function"]["name"] for call in json.loads(turns[-1].tool_calls or "[]")]
     if not full.startswith(context) or not end or not all(name in text for name in names):
-        raise DataError(f"{where}: message {len(turns)}, an assistant turn, calls tools "
-                        f"({', '.join(names)}), but the chat template does not render the calls "
-                        "(their names are not in its text of the turn, before the end token); set "
-                        "data.chat_template to a template that renders tool_calls, or remove the row")
+        raise DataError(
+            f"{where}: message {len(turns)}, an assistant turn, calls tools "
+            f"({', '.join(names)}), but the chat template does not render the calls "
+            "(their names are not in its text of the turn, before the end token); set "
+            "data.chat_template to a template that renders tool_calls, or remove the row"
+        )
     return text
 
 

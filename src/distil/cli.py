@@ -57,17 +57,25 @@ def resume_arguments(words: list[str]) -> list[str]:
     return out
 
 
-app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False,
-                  help="Distil a small student language model from a large teacher.")
+app = typer.Typer(
+    cls=_Commands,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Distil a small student language model from a large teacher.",
+)
 recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes.")
 app.add_typer(recipe_app, name="recipe")
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
-Overrides = Annotated[list[str] | None, typer.Argument(
-    help="Recipe overrides, key.sub=value (e.g. train.max_steps=50).", show_default=False)]
-OutOption = Annotated[Path | None, typer.Option(
-    "--out", help="Run folder (overrides the recipe's output_dir).", show_default=False)]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Argument(help="Recipe overrides, key.sub=value (e.g. train.max_steps=50).", show_default=False),
+]
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", help="Run folder (overrides the recipe's output_dir).", show_default=False),
+]
 
 
 def _default_recipe() -> Path:
@@ -90,8 +98,9 @@ def _check_writable(folder: Path) -> None:
     """Fail now, not after the work, when the run folder cannot be written."""
     from distil.fsutil import ensure_writable_dir
 
-    ensure_writable_dir(folder, "run folder", "pass --out a folder you can write to, or fix "
-                        "output_dir in the recipe")
+    ensure_writable_dir(
+        folder, "run folder", "pass --out a folder you can write to, or fix output_dir in the recipe"
+    )
 
 
 def _holding(folder: Path, command: str):
@@ -101,20 +110,31 @@ def _holding(folder: Path, command: str):
     return hold_run_folder(folder, f"distil {command}")
 
 
-RestartOption = Annotated[bool, typer.Option(
-    "--restart", help="Checkpoints written under other training inputs are moved aside into "
-                      "RUN/previous/ with the rest of the earlier training (never deleted) and "
-                      "training starts afresh; checkpoints of the same inputs are resumed, so no "
-                      "work is thrown away. Without it, checkpoints of other inputs are refused "
-                      "(distil.train.resume).")]
+RestartOption = Annotated[
+    bool,
+    typer.Option(
+        "--restart",
+        help="Checkpoints written under other training inputs are moved aside into "
+        "RUN/previous/ with the rest of the earlier training (never deleted) and "
+        "training starts afresh; checkpoints of the same inputs are resumed, so no "
+        "work is thrown away. Without it, checkpoints of other inputs are refused "
+        "(distil.train.resume).",
+    ),
+]
 
 
-ResumeOption = Annotated[str | None, typer.Option(
-    "--resume", metavar="[CHECKPOINT]",
-    help="Continue from the newest checkpoint in the run folder or, given one, from CHECKPOINT "
-         "(a step-NNNNNN folder of the run): the checkpoints after it, and the student they "
-         "led to, are moved aside into RUN/previous/ (never deleted) and the log is cut to "
-         "its step.", show_default=False)]
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="[CHECKPOINT]",
+        help="Continue from the newest checkpoint in the run folder or, given one, from CHECKPOINT "
+        "(a step-NNNNNN folder of the run): the checkpoints after it, and the student they "
+        "led to, are moved aside into RUN/previous/ (never deleted) and the log is cut to "
+        "its step.",
+        show_default=False,
+    ),
+]
 
 
 def _resume(value: str | None) -> bool | Path:
@@ -122,31 +142,54 @@ def _resume(value: str | None) -> bool | Path:
     return value is not None and (value == NEWEST or Path(value))
 
 
-ProcessesOption = Annotated[int, typer.Option(
-    "--num-processes", min=1, help="Train on this many processes of this machine, started by "
-                                   "`accelerate launch` (one per GPU; gloo on CPU without one).")]
-AccelerateConfigOption = Annotated[Path | None, typer.Option(
-    "--accelerate-config", help="accelerate config file for those processes (DDP, FSDP, "
-                                "DeepSpeed; see recipes/accelerate/).", show_default=False)]
+ProcessesOption = Annotated[
+    int,
+    typer.Option(
+        "--num-processes",
+        min=1,
+        help="Train on this many processes of this machine, started by "
+        "`accelerate launch` (one per GPU; gloo on CPU without one).",
+    ),
+]
+AccelerateConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--accelerate-config",
+        help="accelerate config file for those processes (DDP, FSDP, DeepSpeed; see recipes/accelerate/).",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
-def train(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
-          resume: ResumeOption = None, restart: RestartOption = False,
-          num_processes: ProcessesOption = 1,
-          accelerate_config: AccelerateConfigOption = None) -> None:
+def train(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    restart: RestartOption = False,
+    num_processes: ProcessesOption = 1,
+    accelerate_config: AccelerateConfigOption = None,
+) -> None:
     """Distil the student from the recipe's teacher (live, or its captured signals)."""
     from distil.train import run_training
 
     loaded = _load(recipe, overrides, out)
-    result = run_training(loaded, resume=_resume(resume), restart=restart,
-                          num_processes=num_processes, accelerate_config=accelerate_config)
+    result = run_training(
+        loaded,
+        resume=_resume(resume),
+        restart=restart,
+        num_processes=num_processes,
+        accelerate_config=accelerate_config,
+    )
     if result is None:  # the launched processes trained, and said so
         return
     loss = "none logged" if result.final_loss is None else f"{result.final_loss:.4f}"
-    written = " and ".join(f"{what} written to {where}" for what, where in
-                           (("student", result.student_dir), ("adapter", result.adapter_dir))
-                           if where is not None)
+    written = " and ".join(
+        f"{what} written to {where}"
+        for what, where in (("student", result.student_dir), ("adapter", result.adapter_dir))
+        if where is not None
+    )
     typer.echo(f"{written} after {result.steps} steps (final loss {loss})")
 
 
@@ -165,14 +208,23 @@ def capture(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = Non
 
 
 @app.command("eval")
-def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
-                 student: Annotated[str | None, typer.Option(
-                     help="Model to evaluate: a folder, a hub id, or 'recipe' for the recipe's "
-                          "untrained student. Default: the run's trained student.",
-                     show_default=False)] = None,
-                 output: Annotated[Path | None, typer.Option(
-                     help="Where to write the metrics. Default: RUN/eval.json.",
-                     show_default=False)] = None) -> None:
+def eval_command(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    out: OutOption = None,
+    student: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to evaluate: a folder, a hub id, or 'recipe' for the recipe's "
+            "untrained student. Default: the run's trained student.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the metrics. Default: RUN/eval.json.", show_default=False),
+    ] = None,
+) -> None:
     """Measure KL to the teacher, top-1 agreement and perplexity on held-out rows."""
     from distil.evaluate import evaluate
     from distil.fsutil import ensure_writable_file
@@ -183,35 +235,56 @@ def eval_command(recipe: RecipeArg, overrides: Overrides = None, out: OutOption 
     if output is not None:
         ensure_writable_file(output, "metrics file", "pass --output a file path you can write")
     metrics = evaluate(loaded, student_source=student, output=output)
-    compared = (f"KL(teacher||student) {metrics['kl_teacher_student']:.4f} nats/token, "
-                f"top-1 agreement {metrics['top1_agreement']:.1%}"
-                if metrics["kl_teacher_student"] is not None else
-                f"student perplexity {metrics['student']['perplexity']:.3f} (other tokenizer "
-                "than the teacher's: no KL or agreement)")
+    compared = (
+        f"KL(teacher||student) {metrics['kl_teacher_student']:.4f} nats/token, "
+        f"top-1 agreement {metrics['top1_agreement']:.1%}"
+        if metrics["kl_teacher_student"] is not None
+        else f"student perplexity {metrics['student']['perplexity']:.3f} (other tokenizer "
+        "than the teacher's: no KL or agreement)"
+    )
     typer.echo(f"{compared}; written to {output or loaded.run_dir / 'eval.json'}")
 
 
 @app.command()
-def run(recipe: Annotated[Path | None, typer.Argument(
-            help="Recipe YAML file. Default: recipes/demo.yaml (the demo job).", show_default=False)] = None,
-        overrides: Overrides = None, out: OutOption = None,
-        force: Annotated[bool, typer.Option(
-            "--force", help="Redo every stage, even those already finished.")] = False,
-        compare: Annotated[bool, typer.Option(
-            "--compare", help="Also train the student by the `comparison` methods (ground "
-                              "truth, sequence-level KD, logit KD, on-policy, ...) over its "
-                              "seeds, and report each method's mean accuracy with a 95% "
-                              "interval.")] = False,
-        restart: RestartOption = False, num_processes: ProcessesOption = 1,
-        accelerate_config: AccelerateConfigOption = None,
-        allow_parity_failure: AllowParityFailure = False,
-        resume: Annotated[str | None, typer.Option(
-            "--resume", metavar="[CHECKPOINT]",
+def run(
+    recipe: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Recipe YAML file. Default: recipes/demo.yaml (the demo job).", show_default=False
+        ),
+    ] = None,
+    overrides: Overrides = None,
+    out: OutOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo every stage, even those already finished.")
+    ] = False,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Also train the student by the `comparison` methods (ground "
+            "truth, sequence-level KD, logit KD, on-policy, ...) over its "
+            "seeds, and report each method's mean accuracy with a 95% "
+            "interval.",
+        ),
+    ] = False,
+    restart: RestartOption = False,
+    num_processes: ProcessesOption = 1,
+    accelerate_config: AccelerateConfigOption = None,
+    allow_parity_failure: AllowParityFailure = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="[CHECKPOINT]",
             help="Training always continues from the newest checkpoint; given CHECKPOINT (a "
-                 "step-NNNNNN folder of the run), from that one: the checkpoints after it and "
-                 "the student they led to are moved aside into RUN/previous/, and the stages "
-                 "after training are redone (their outputs moved aside too, as --force does).",
-            show_default=False)] = None) -> None:
+            "step-NNNNNN folder of the run), from that one: the checkpoints after it and "
+            "the student they led to are moved aside into RUN/previous/, and the stages "
+            "after training are redone (their outputs moved aside too, as --force does).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Run every stage of a recipe end to end, skipping stages already finished.
 
     An exported variant that fails parity is set aside and the other stages still run; the
@@ -227,10 +300,15 @@ def run(recipe: Annotated[Path | None, typer.Argument(
     with _holding(loaded.run_dir, "run"):
         try:
             chosen = _resume(resume)
-            failed = run_pipeline(loaded, force=force, restart=restart,
-                                  num_processes=num_processes, accelerate_config=accelerate_config,
-                                  allow_parity_failure=allow_parity_failure,
-                                  resume_from=chosen if isinstance(chosen, Path) else None)
+            failed = run_pipeline(
+                loaded,
+                force=force,
+                restart=restart,
+                num_processes=num_processes,
+                accelerate_config=accelerate_config,
+                allow_parity_failure=allow_parity_failure,
+                resume_from=chosen if isinstance(chosen, Path) else None,
+            )
         except ParityError:
             for line in headline(loaded.run_dir):  # the figures stand; the error line comes last
                 typer.echo(line)
@@ -238,8 +316,10 @@ def run(recipe: Annotated[Path | None, typer.Argument(
     for line in headline(loaded.run_dir):
         typer.echo(line)
     aside = loaded.run_dir / "export" / "failed"
-    typer.echo(f"run finished: {loaded.run_dir}" + (
-        f"; {', '.join(failed)} failed parity, set aside in {aside} (allowed)" if failed else ""))
+    typer.echo(
+        f"run finished: {loaded.run_dir}"
+        + (f"; {', '.join(failed)} failed parity, set aside in {aside} (allowed)" if failed else "")
+    )
 
 
 app.command("export")(export_command)
@@ -248,9 +328,14 @@ app.command()(report)
 
 
 @app.command()
-def synth(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
-          dry_run: Annotated[bool, typer.Option(
-              "--dry-run", help="Count requests, tokens and cost; send nothing.")] = False) -> None:
+def synth(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    out: OutOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count requests, tokens and cost; send nothing.")
+    ] = False,
+) -> None:
     """Build the training set from the teacher's answers (RUN/data/train.parquet)."""
     from distil.synth.stage import run_synth
 
@@ -261,8 +346,10 @@ def synth(recipe: RecipeArg, overrides: Overrides = None, out: OutOption = None,
     _check_writable(loaded.run_dir)
     with _holding(loaded.run_dir, "synth"):
         result = run_synth(loaded)
-    typer.echo(f"{result.kept} rows written to {result.train_path} ({result.rejected} rejected, "
-               f"see rejects.jsonl; {result.summary['sent_this_run']} requests answered this run)")
+    typer.echo(
+        f"{result.kept} rows written to {result.train_path} ({result.rejected} rejected, "
+        f"see rejects.jsonl; {result.summary['sent_this_run']} requests answered this run)"
+    )
 
 
 @recipe_app.command("check")
@@ -298,9 +385,12 @@ def main() -> None:
         console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
     except (KeyboardInterrupt, Interrupted):
-        console.print("[yellow]interrupted[/]: finished stages and checkpoints are kept; "
-                      "rerun the same command (with --resume for train) to continue",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            "[yellow]interrupted[/]: finished stages and checkpoints are kept; "
+            "rerun the same command (with --resume for train) to continue",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(130)
 
 

@@ -83,16 +83,17 @@ def read_table(path: str | Path, split: str = "train") -> pa.Table:
         if not shards and sources.is_hub_layout(path):
             return sources.read_with_datasets(str(path), split)
         if not shards:
-            raise DataError(f"{path} is a folder without .parquet files; point at a Parquet "
-                            "file, a folder of them, a save_to_disk folder, or a .jsonl file")
+            raise DataError(
+                f"{path} is a folder without .parquet files; point at a Parquet "
+                "file, a folder of them, a save_to_disk folder, or a .jsonl file"
+            )
         return pa.concat_tables([_read_parquet(s) for s in shards], promote_options="default")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return _read_parquet(path)
     if suffix in JSONL_SUFFIXES:
         return jsonl.table_from_rows(path, _json_rows(path))
-    raise DataError(f"{path}: unsupported dataset format {suffix!r}; use .parquet, .jsonl "
-                    "or .json")
+    raise DataError(f"{path}: unsupported dataset format {suffix!r}; use .parquet, .jsonl or .json")
 
 
 def _json_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -113,9 +114,15 @@ def _read_parquet(path: Path) -> pa.Table:
         raise DataError(f"{path} is not a readable Parquet file ({err})") from None
 
 
-def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: str = "response",
-               messages_field: str = "messages", row_format: chat.Format = "auto",
-               system_prompt: str | None = None, split: str = "train") -> list[Pair]:
+def load_pairs(
+    path: str | Path,
+    prompt_field: str = "prompt",
+    response_field: str = "response",
+    messages_field: str = "messages",
+    row_format: chat.Format = "auto",
+    system_prompt: str | None = None,
+    split: str = "train",
+) -> list[Pair]:
     """Rows of a dataset as `Pair`s; ids come from an `id` column or a content hash.
 
     `row_format` (auto picks from the columns): `pairs`, a prompt and a response string per
@@ -127,44 +134,50 @@ def load_pairs(path: str | Path, prompt_field: str = "prompt", response_field: s
     """
     rows = _numbered_rows(path, split)
     if not rows:
-        raise DataError(f"{path} is empty (no rows); point the recipe at a dataset with "
-                        "prompt/response pairs")
+        raise DataError(
+            f"{path} is empty (no rows); point the recipe at a dataset with prompt/response pairs"
+        )
     columns = list(dict.fromkeys(key for _, row in rows for key in row))
     kind = chat.detect_format(columns, prompt_field, response_field, messages_field, row_format)
     if kind == "messages":
         return _chat_pairs(path, rows, columns, [messages_field], system_prompt)
-    if kind == "prompt_completion" and not all(
-            isinstance(row.get("prompt"), str) for _, row in rows):
+    if kind == "prompt_completion" and not all(isinstance(row.get("prompt"), str) for _, row in rows):
         return _chat_pairs(path, rows, columns, ["prompt", "completion"], system_prompt)
     if kind == "prompt_completion":
         prompt_field, response_field = "prompt", "completion"
     missing = [f for f in (prompt_field, response_field) if f not in columns]
     if missing:
-        raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
-                        f"{', '.join(columns) or 'none'}); set data.prompt_field / "
-                        "data.response_field in the recipe, or data.messages_field for "
-                        "chat rows")
+        raise DataError(
+            f"{path} has no column {', '.join(map(repr, missing))} (columns: "
+            f"{', '.join(columns) or 'none'}); set data.prompt_field / "
+            "data.response_field in the recipe, or data.messages_field for "
+            "chat rows"
+        )
     for name in (prompt_field, response_field):
         _check_text_field(path, rows, name)
-    pairs = [text_pair(row, prompt_field, response_field, system_prompt, f"{path} {where}")
-             for where, row in rows if row[response_field]]
+    pairs = [
+        text_pair(row, prompt_field, response_field, system_prompt, f"{path} {where}")
+        for where, row in rows
+        if row[response_field]
+    ]
     if kind == "prompt_completion":  # TRL's text rows: not chat-templated
         pairs = [replace(p, untemplated=True) if p.turns is None else p for p in pairs]
     if not pairs:
-        raise DataError(f"{path} has no usable rows (need non-empty text in "
-                        f"{prompt_field!r} and {response_field!r})")
+        raise DataError(
+            f"{path} has no usable rows (need non-empty text in {prompt_field!r} and {response_field!r})"
+        )
     return pairs
 
 
-def text_pair(row: dict[str, Any], prompt_field: str, response_field: str,
-              system_prompt: str | None, where: str) -> Pair:
+def text_pair(
+    row: dict[str, Any], prompt_field: str, response_field: str, system_prompt: str | None, where: str
+) -> Pair:
     """A prompt/response row (its two fields checked to be strings) as a Pair."""
     sample_id = _sample_id(row, prompt_field, response_field)
     prompt, response = row[prompt_field], row[response_field]
     if not system_prompt:
         return Pair(sample_id, prompt, response, truncated=_cut_off(row), where=where)
-    turns = (chat.Turn("system", system_prompt), chat.Turn("user", prompt),
-             chat.Turn("assistant", response))
+    turns = (chat.Turn("system", system_prompt), chat.Turn("user", prompt), chat.Turn("assistant", response))
     if row.get("id") is None:  # another text than without the system prompt: another id
         sample_id = chat.conversation_id(turns)
     return Pair(sample_id, prompt, response, turns, truncated=_cut_off(row), where=where)
@@ -175,30 +188,39 @@ def _cut_off(row: dict[str, Any]) -> bool:
     return row.get("finish_reason") == "length"
 
 
-def _chat_pairs(path: str | Path, rows: list[tuple[str, dict[str, Any]]], columns: list[str],
-                fields: list[str], system_prompt: str | None) -> list[Pair]:
+def _chat_pairs(
+    path: str | Path,
+    rows: list[tuple[str, dict[str, Any]]],
+    columns: list[str],
+    fields: list[str],
+    system_prompt: str | None,
+) -> list[Pair]:
     """Conversation rows: `fields` hold message lists, joined in order."""
     missing = [f for f in fields if f not in columns]
     if missing:
-        raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
-                        f"{', '.join(columns)}); set data.messages_field in the recipe")
+        raise DataError(
+            f"{path} has no column {', '.join(map(repr, missing))} (columns: "
+            f"{', '.join(columns)}); set data.messages_field in the recipe"
+        )
     return [chat_pair(row, fields, system_prompt, f"{path} {where}") for where, row in rows]
 
 
-def chat_pair(row: dict[str, Any], fields: list[str], system_prompt: str | None,
-              where: str) -> Pair:
+def chat_pair(row: dict[str, Any], fields: list[str], system_prompt: str | None, where: str) -> Pair:
     """A conversation row (`fields` hold message lists, joined in order) as a Pair."""
-    turns = tuple(turn for f in fields
-                  for turn in chat.parse_messages(row.get(f), f"{where}: {f!r}"))
+    turns = tuple(turn for f in fields for turn in chat.parse_messages(row.get(f), f"{where}: {f!r}"))
     turns = chat.with_system_prompt(turns, system_prompt)
     chat.check_trainable(turns, where)
     tools = chat.parse_tools(row.get("tools"), where)
     prompt, response = chat.last_exchange(turns)
     single = chat.is_single_turn(turns) and not tools  # the same row as a plain pair
-    sample_id = (str(row["id"]) if row.get("id") is not None else
-                 content_id(prompt, response) if single else chat.conversation_id(turns, tools))
-    return Pair(sample_id, prompt, response, None if single else turns, tools, _cut_off(row),
-                where)
+    sample_id = (
+        str(row["id"])
+        if row.get("id") is not None
+        else content_id(prompt, response)
+        if single
+        else chat.conversation_id(turns, tools)
+    )
+    return Pair(sample_id, prompt, response, None if single else turns, tools, _cut_off(row), where)
 
 
 def _numbered_rows(path: str | Path, split: str = "train") -> list[tuple[str, dict[str, Any]]]:
@@ -207,20 +229,23 @@ def _numbered_rows(path: str | Path, split: str = "train") -> list[tuple[str, di
     if file.is_file() and file.suffix.lower() in JSONL_SUFFIXES:
         kind = "item" if file.suffix.lower() == ".json" and sources.is_json_array(file) else "line"
         return [(f"{kind} {number}", row) for number, row in _json_rows(file)]
-    return [(f"row {number}", row) for number, row in
-            enumerate(read_table(path, split).to_pylist(), 1)]
+    return [(f"row {number}", row) for number, row in enumerate(read_table(path, split).to_pylist(), 1)]
 
 
 def _check_text_field(path: Path, rows: list[tuple[str, dict[str, Any]]], field: str) -> None:
     lacking = [where for where, row in rows if row.get(field) is None]
     if lacking:
-        raise DataError(f"{path}: {len(lacking)} of {len(rows)} rows have no {field!r} (first: "
-                        f"{lacking[0]}); give every row a {field!r} string or remove those rows")
+        raise DataError(
+            f"{path}: {len(lacking)} of {len(rows)} rows have no {field!r} (first: "
+            f"{lacking[0]}); give every row a {field!r} string or remove those rows"
+        )
     wrong = [(where, row[field]) for where, row in rows if not isinstance(row[field], str)]
     if wrong:
         where, value = wrong[0]
-        raise DataError(f"{path} {where}: {field!r} is a {jsonl.json_type(value)} "
-                        f"({value!r:.40}), not a string ({len(wrong)} such rows); quote it as text")
+        raise DataError(
+            f"{path} {where}: {field!r} is a {jsonl.json_type(value)} "
+            f"({value!r:.40}), not a string ({len(wrong)} such rows); quote it as text"
+        )
 
 
 def _sample_id(row: dict[str, Any], prompt_field: str, response_field: str) -> str:
@@ -241,8 +266,7 @@ def split_pairs(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[lis
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
     n_eval = min(len(pairs) - 1, max(1, round(eval_fraction * len(pairs))))
     held = set(order[:n_eval])
-    return ([p for i, p in enumerate(pairs) if i not in held],
-            [p for i, p in enumerate(pairs) if i in held])
+    return ([p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held])
 
 
 def render_prompt(tokenizer: Any, prompt: str, template: Template) -> tuple[str, bool]:
@@ -251,14 +275,14 @@ def render_prompt(tokenizer: Any, prompt: str, template: Template) -> tuple[str,
     if not use_chat:
         return prompt, True
     if not getattr(tokenizer, "chat_template", None):
-        raise DataError("data.template is 'chat' but the tokenizer has no chat template; "
-                        "set data.template=plain")
+        raise DataError(
+            "data.template is 'chat' but the tokenizer has no chat template; set data.template=plain"
+        )
     messages = [{"role": "user", "content": prompt}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), False
 
 
-def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
-                 max_length: int) -> list[Example]:
+def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template, max_length: int) -> list[Example]:
     """Tokenise pairs: prompt ids (masked) + response ids + eos (none after a truncated
     response), cut to `max_length`; conversations label each assistant turn
     (distil.chat.encode_turns)."""
@@ -268,7 +292,7 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
     encoded: dict[int, Example] = {}
     with _encoding_bar(len(simple)) as advance:
         for start in range(0, len(simple), ENCODE_CHUNK):  # the tokenizer's output is large
-            chunk = simple[start:start + ENCODE_CHUNK]
+            chunk = simple[start : start + ENCODE_CHUNK]
             encoded.update(_encode_simple(tokenizer, chunk, template, max_length))
             advance(len(chunk))
     examples = []
@@ -276,9 +300,15 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], template: Template,
         if pair.turns is None:
             examples.append(encoded[id(pair)])
         else:
-            ids, labels = chat.encode_turns(tokenizer, pair.turns, template, max_length,
-                                            tools=pair.tools, open_end=pair.truncated,
-                                            where=pair.where or f"row {pair.sample_id!r}")
+            ids, labels = chat.encode_turns(
+                tokenizer,
+                pair.turns,
+                template,
+                max_length,
+                tools=pair.tools,
+                open_end=pair.truncated,
+                where=pair.where or f"row {pair.sample_id!r}",
+            )
             examples.append(Example(pair.sample_id, ids, labels))
     return examples
 
@@ -297,26 +327,35 @@ def _encoding_bar(rows: int) -> AbstractContextManager[Callable[[int], None]]:
     return amount_bar("data: tokenising", rows)
 
 
-def _encode_simple(tokenizer: Any, simple: list[Pair], template: Template,
-                   max_length: int) -> dict[int, Example]:
+def _encode_simple(
+    tokenizer: Any, simple: list[Pair], template: Template, max_length: int
+) -> dict[int, Example]:
     """Examples of prompt/response pairs, keyed by id(pair)."""
-    prompt_ids = _prompt_ids(tokenizer, [
-        render_prompt(tokenizer, p.prompt, "plain" if p.untemplated and template == "auto"
-                      else template) for p in simple])
+    prompt_ids = _prompt_ids(
+        tokenizer,
+        [
+            render_prompt(tokenizer, p.prompt, "plain" if p.untemplated and template == "auto" else template)
+            for p in simple
+        ],
+    )
     response_ids = tokenizer([p.response for p in simple], add_special_tokens=False).input_ids
     encoded = {}
     for pair, prompt, response in zip(simple, prompt_ids, response_ids, strict=True):
         response = response + ([] if pair.truncated else [tokenizer.eos_token_id])
-        prompt = prompt[-(max_length - 1):]  # keep at least one response token
+        prompt = prompt[-(max_length - 1) :]  # keep at least one response token
         response = response[: max_length - len(prompt)]
-        encoded[id(pair)] = Example(pair.sample_id, prompt + response,
-                                    [IGNORE_INDEX] * len(prompt) + response)
+        encoded[id(pair)] = Example(
+            pair.sample_id, prompt + response, [IGNORE_INDEX] * len(prompt) + response
+        )
     return encoded
 
 
 def _prompt_ids(tokenizer: Any, rendered: list[tuple[str, bool]]) -> list[list[int]]:
     """Token ids of rendered prompts, each with its special tokens or not as its rendering
     says (one batched call for each)."""
-    ids = {flag: iter(tokenizer(rows, add_special_tokens=flag).input_ids if rows else [])
-           for flag in (True, False) for rows in [[t for t, f in rendered if f == flag]]}
+    ids = {
+        flag: iter(tokenizer(rows, add_special_tokens=flag).input_ids if rows else [])
+        for flag in (True, False)
+        for rows in [[t for t, f in rendered if f == flag]]
+    }
     return [next(ids[flag]) for _, flag in rendered]

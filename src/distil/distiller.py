@@ -35,11 +35,19 @@ MEMORY_INPUTS = "memory_inputs.json"
 class Distiller:
     """One run folder's distillation, driven from Python (see the module docstring)."""
 
-    def __init__(self, recipe: str | Path | dict[str, Any] | Recipe | None = None, *,
-                 teacher: Any = None, student: Any = None, tokenizer: Any = None,
-                 teacher_tokenizer: Any = None, train_dataset: Any = None,
-                 eval_dataset: Any = None, callbacks: Sequence[Any] = (),
-                 **settings: Any) -> None:
+    def __init__(
+        self,
+        recipe: str | Path | dict[str, Any] | Recipe | None = None,
+        *,
+        teacher: Any = None,
+        student: Any = None,
+        tokenizer: Any = None,
+        teacher_tokenizer: Any = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        callbacks: Sequence[Any] = (),
+        **settings: Any,
+    ) -> None:
         """`recipe`: a YAML file, a mapping or a Recipe; `settings`: recipe keys laid over it
         (`output_dir="runs/x"`, `train={"max_steps": 50}`: sections merge key by key).
         `teacher`/`student`: a transformers model (with `tokenizer`, and `teacher_tokenizer`
@@ -47,8 +55,10 @@ class Distiller:
         `eval_dataset`: a datasets.Dataset or IterableDataset, a list of row dicts, or a
         path. `callbacks`: objects with on_log / on_evaluate / on_save."""
         if tokenizer is not None and all(m is None or _is_path(m) for m in (teacher, student)):
-            raise ModelError("tokenizer= goes with a model passed as an object (teacher= or "
-                             "student=); a model named by a path loads its own")
+            raise ModelError(
+                "tokenizer= goes with a model passed as an object (teacher= or "
+                "student=); a model named by a path loads its own"
+            )
         raw = _raw_recipe(recipe)
         _merge(raw, settings)
         self._held: list[inmemory.Held] = []  # keeps the memory: names alive
@@ -70,8 +80,7 @@ class Distiller:
         checkpoints (True: the newest; a path: that one); without it a run folder holding
         checkpoints is refused. `restart`: set checkpoints of other inputs aside."""
         self._record_inputs()
-        result = run_training(self.recipe, resume=resume, restart=restart,
-                              callbacks=self.callbacks)
+        result = run_training(self.recipe, resume=resume, restart=restart, callbacks=self.callbacks)
         assert result is not None  # trained in this process
         return result
 
@@ -82,15 +91,15 @@ class Distiller:
 
         return evaluate(self.recipe)
 
-    def run(self, force: bool = False, restart: bool = False,
-            resume_from: Path | None = None) -> list[str]:
+    def run(self, force: bool = False, restart: bool = False, resume_from: Path | None = None) -> list[str]:
         """`distil run`: every stage the recipe enables, finished ones skipped; returns the
         exported variants that failed parity (see distil.pipeline.run_pipeline)."""
         from distil.pipeline.run import run_pipeline
 
         self._record_inputs()
-        return run_pipeline(self.recipe, force=force, restart=restart,
-                            resume_from=resume_from, callbacks=self.callbacks)
+        return run_pipeline(
+            self.recipe, force=force, restart=restart, resume_from=resume_from, callbacks=self.callbacks
+        )
 
     def load_student(self) -> Any:
         """The trained student (RUN/student) as a transformers model."""
@@ -127,16 +136,17 @@ class Distiller:
         if held.description["kind"] == "stream":
             data.setdefault("streaming", True)
             if data["streaming"] is not True:
-                raise DataError(f"{key}_dataset is an IterableDataset, read only as a stream; "
-                                "leave data.streaming unset (or true), or pass a Dataset")
+                raise DataError(
+                    f"{key}_dataset is an IterableDataset, read only as a stream; "
+                    "leave data.streaming unset (or true), or pass a Dataset"
+                )
 
     def _record_inputs(self) -> None:
         """RUN/memory_inputs.json: what each object passed in memory was."""
         if not self._held:
             return
         check_run_folder(self.run_dir)
-        atomic_write_json(self.run_dir / MEMORY_INPUTS,
-                          {held.name: held.description for held in self._held})
+        atomic_write_json(self.run_dir / MEMORY_INPUTS, {held.name: held.description for held in self._held})
 
 
 def _is_path(value: Any) -> bool:
@@ -172,6 +182,8 @@ def _from_rows(rows: list[Any]) -> Any:
     import datasets
 
     if not rows or not all(isinstance(row, dict) for row in rows):
-        raise DataError("a dataset passed as a list must hold row dicts ({'prompt': ..., "
-                        "'response': ...} or {'messages': [...]}), at least one")
+        raise DataError(
+            "a dataset passed as a list must hold row dicts ({'prompt': ..., "
+            "'response': ...} or {'messages': [...]}), at least one"
+        )
     return datasets.Dataset.from_list(rows)

@@ -89,8 +89,9 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
         raise ValueError(f"an export format named {fmt.name!r} is already registered")
     unknown = [name for name in fmt.requires if name not in _REGISTRY]
     if unknown:
-        raise ValueError(f"export format {fmt.name!r} requires {unknown}, which are not "
-                         "registered; register them first")
+        raise ValueError(
+            f"export format {fmt.name!r} requires {unknown}, which are not registered; register them first"
+        )
     _REGISTRY[fmt.name] = fmt
     return fmt
 
@@ -151,8 +152,7 @@ def format_of_variant(name: str, record: dict[str, Any] | None = None) -> Export
 
 def missing_modules(modules: dict[str, str]) -> dict[str, str]:
     """The modules of `modules` (module -> how to install it) that cannot be imported here."""
-    return {module: hint for module, hint in modules.items()
-            if importlib.util.find_spec(module) is None}
+    return {module: hint for module, hint in modules.items() if importlib.util.find_spec(module) is None}
 
 
 def missing_runtime(fmt: ExportFormat) -> str | None:
@@ -191,39 +191,69 @@ def _gguf_variants(config: Any) -> list[VariantSpec]:
 
 
 def _register_builtins() -> None:
-    register_format(ExportFormat(
-        name="hf", summary="half-precision safetensors folder (transformers, vLLM, TGI)",
-        variants=_hf_variants, write="distil.export.hf:write_hf_variant",
-        open="distil.export.parity:open_torch", runtime="pytorch",
-        bench_open="distil.bench.worker:open_saved_dtype", bench_by_default=False,
-        folders=("hf-*",), default=True))
-    register_format(ExportFormat(
-        name="onnx", summary="float32 ONNX graph with a key/value cache",
-        variants=lambda config: [VariantSpec("onnx", "float32", "float32")],
-        write="distil.export.onnx:write_onnx_variant", open="distil.export.parity:open_onnx",
-        runtime="onnxruntime", bench_open="distil.bench.worker:open_onnx",
-        needs={"onnx": _EXPORT_EXTRA, "onnxscript": _EXPORT_EXTRA,
-               "onnxruntime": _EXPORT_EXTRA},
-        runtime_needs={"onnxruntime": "onnxruntime"},
-        precheck="distil.export.onnx:check_onnx_export", folders=("onnx",), default=True))
-    register_format(ExportFormat(
-        name="onnx-int8",
-        summary="the ONNX graph with its output head and embedding table in 8-bit blocks "
-                "(implies onnx)",
-        variants=lambda config: [VariantSpec("onnx-int8", "int8", "int8")],
-        write="distil.export.onnx:write_int8_variant", open="distil.export.parity:open_onnx",
-        runtime="onnxruntime", bench_open="distil.bench.worker:open_onnx",
-        needs={"onnxruntime": _EXPORT_EXTRA}, runtime_needs={"onnxruntime": "onnxruntime"},
-        requires=("onnx",), folders=("onnx-int8",), default=True))
-    register_format(ExportFormat(
-        name="gguf", summary="one llama.cpp / Ollama folder per type in export.gguf",
-        variants=_gguf_variants, write="distil.export.gguf_variants:write_gguf_variant",
-        open="distil.export.parity:open_llama_cpp", runtime="llama.cpp",
-        bench_open="distil.bench.worker:open_llama_cpp",
-        needs={"gguf": f"{_EXPORT_EXTRA} (or pip install gguf)"},
-        runtime_needs={"llama_cpp": _LLAMA_CPP},
-        precheck="distil.export.gguf_variants:check_gguf_export",
-        check="distil.export.gguf_check:check_gguf_variant", folders=("gguf-*",), default=True))
+    register_format(
+        ExportFormat(
+            name="hf",
+            summary="half-precision safetensors folder (transformers, vLLM, TGI)",
+            variants=_hf_variants,
+            write="distil.export.hf:write_hf_variant",
+            open="distil.export.parity:open_torch",
+            runtime="pytorch",
+            bench_open="distil.bench.worker:open_saved_dtype",
+            bench_by_default=False,
+            folders=("hf-*",),
+            default=True,
+        )
+    )
+    register_format(
+        ExportFormat(
+            name="onnx",
+            summary="float32 ONNX graph with a key/value cache",
+            variants=lambda config: [VariantSpec("onnx", "float32", "float32")],
+            write="distil.export.onnx:write_onnx_variant",
+            open="distil.export.parity:open_onnx",
+            runtime="onnxruntime",
+            bench_open="distil.bench.worker:open_onnx",
+            needs={"onnx": _EXPORT_EXTRA, "onnxscript": _EXPORT_EXTRA, "onnxruntime": _EXPORT_EXTRA},
+            runtime_needs={"onnxruntime": "onnxruntime"},
+            precheck="distil.export.onnx:check_onnx_export",
+            folders=("onnx",),
+            default=True,
+        )
+    )
+    register_format(
+        ExportFormat(
+            name="onnx-int8",
+            summary="the ONNX graph with its output head and embedding table in 8-bit blocks (implies onnx)",
+            variants=lambda config: [VariantSpec("onnx-int8", "int8", "int8")],
+            write="distil.export.onnx:write_int8_variant",
+            open="distil.export.parity:open_onnx",
+            runtime="onnxruntime",
+            bench_open="distil.bench.worker:open_onnx",
+            needs={"onnxruntime": _EXPORT_EXTRA},
+            runtime_needs={"onnxruntime": "onnxruntime"},
+            requires=("onnx",),
+            folders=("onnx-int8",),
+            default=True,
+        )
+    )
+    register_format(
+        ExportFormat(
+            name="gguf",
+            summary="one llama.cpp / Ollama folder per type in export.gguf",
+            variants=_gguf_variants,
+            write="distil.export.gguf_variants:write_gguf_variant",
+            open="distil.export.parity:open_llama_cpp",
+            runtime="llama.cpp",
+            bench_open="distil.bench.worker:open_llama_cpp",
+            needs={"gguf": f"{_EXPORT_EXTRA} (or pip install gguf)"},
+            runtime_needs={"llama_cpp": _LLAMA_CPP},
+            precheck="distil.export.gguf_variants:check_gguf_export",
+            check="distil.export.gguf_check:check_gguf_variant",
+            folders=("gguf-*",),
+            default=True,
+        )
+    )
 
 
 _register_builtins()

@@ -70,14 +70,15 @@ def append_whole(fd: int, data: bytes, path: Path, sync: bool = False) -> None:
     with space_checked(path.parent, path.name, undo=lambda: os.ftruncate(fd, start)):
         rest = memoryview(data)
         while rest:
-            rest = rest[os.write(fd, rest):]
+            rest = rest[os.write(fd, rest) :]
         if sync:
             os.fsync(fd)
 
 
 @contextmanager
-def space_checked(folder: str | os.PathLike[str], what: str,
-                  undo: Callable[[], object] = lambda: None) -> Iterator[None]:
+def space_checked(
+    folder: str | os.PathLike[str], what: str, undo: Callable[[], object] = lambda: None
+) -> Iterator[None]:
     """Run a write of `what` into `folder`. When it fails, `undo` what it left; a failure
     for want of room (judged before `undo` frees it) becomes one DiskFullError."""
     try:
@@ -99,9 +100,11 @@ def _disk_full(err: BaseException, folder: Path, what: str) -> DiskFullError | N
         code = errno.ENOSPC
     if code is None:
         return None
-    return DiskFullError(f"{SPACE_ERRORS[code]} in {folder} (writing {what}); free space on "
-                         "that disk and rerun the same command (with --resume for train): "
-                         "the unfinished write was removed, finished work is kept")
+    return DiskFullError(
+        f"{SPACE_ERRORS[code]} in {folder} (writing {what}); free space on "
+        "that disk and rerun the same command (with --resume for train): "
+        "the unfinished write was removed, finished work is kept"
+    )
 
 
 def _space_errno(err: BaseException) -> int | None:
@@ -146,8 +149,9 @@ def current_umask() -> int:
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike[str],
-                     keep_old_at: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+def atomic_directory(
+    path: str | os.PathLike[str], keep_old_at: str | os.PathLike[str] | None = None
+) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` in one rename.
 
     An existing `path` is moved to `keep_old_at` when given, else deleted (pass it unless
@@ -160,8 +164,7 @@ def atomic_directory(path: str | os.PathLike[str],
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path} is a file, not a folder; choose another output folder")
     tmp = staging_dir(path)
-    with space_checked(path.parent, f"{path.name}/",
-                       undo=lambda: shutil.rmtree(tmp, ignore_errors=True)):
+    with space_checked(path.parent, f"{path.name}/", undo=lambda: shutil.rmtree(tmp, ignore_errors=True)):
         yield tmp
         follow_umask(tmp)
         if path.exists() and keep_old_at is not None:
@@ -213,8 +216,11 @@ def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output folder",
-                        fix: str = "pass --out a folder you can write to") -> Path:
+def ensure_writable_dir(
+    path: str | os.PathLike[str],
+    what: str = "output folder",
+    fix: str = "pass --out a folder you can write to",
+) -> Path:
     """Check that files can be created in folder `path` (made if missing); OutputError if not.
 
     Called before a command loads models, so that a bad output location fails in a second,
@@ -235,8 +241,11 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output folder
     return path
 
 
-def ensure_writable_file(path: str | os.PathLike[str], what: str = "output file",
-                         fix: str = "pass a file path in a folder you can write to") -> Path:
+def ensure_writable_file(
+    path: str | os.PathLike[str],
+    what: str = "output file",
+    fix: str = "pass a file path in a folder you can write to",
+) -> Path:
     """Check that file `path` can be written (its folder writable, itself not a folder)."""
     path = Path(path)
     if path.is_dir():

@@ -38,11 +38,15 @@ def require_generator(field: str, value: str, alternative: str = "") -> None:
         return
     missing = vllm_missing()
     if missing:
-        raise GeneratorError(f"{field}=vllm needs vLLM on a CUDA GPU, and here "
-                             f"{' and '.join(missing)}; set {field}=hf (transformers' generate)"
-                             f"{alternative}")
-    raise GeneratorError(f"{field}=vllm: this version of distil has no in-process vLLM path "
-                         f"yet; set {field}=hf (transformers' generate){alternative}")
+        raise GeneratorError(
+            f"{field}=vllm needs vLLM on a CUDA GPU, and here "
+            f"{' and '.join(missing)}; set {field}=hf (transformers' generate)"
+            f"{alternative}"
+        )
+    raise GeneratorError(
+        f"{field}=vllm: this version of distil has no in-process vLLM path "
+        f"yet; set {field}=hf (transformers' generate){alternative}"
+    )
 
 
 def check_generators(recipe: Recipe) -> None:
@@ -55,9 +59,11 @@ def check_generators(recipe: Recipe) -> None:
 def check_synth_generator(recipe: Recipe) -> None:
     """Refuse synth.generator=vllm where it cannot run."""
     if recipe.synth is not None:
-        require_generator("synth.generator", recipe.synth.generator,
-                          ", or serve the teacher with `vllm serve` and reach it through "
-                          "teacher.api (docs/api-teacher.md)")
+        require_generator(
+            "synth.generator",
+            recipe.synth.generator,
+            ", or serve the teacher with `vllm serve` and reach it through teacher.api (docs/api-teacher.md)",
+        )
 
 
 def check_on_policy_generator(recipe: Recipe) -> None:

@@ -59,8 +59,10 @@ def hold_model(model: Any, tokenizer: Any) -> Held:
     """`model` (a transformers PreTrainedModel) and its tokenizer, under a name hashed from
     both (see the module docstring)."""
     if tokenizer is None:
-        raise ModelError(f"a {type(model).__name__} passed in memory needs its tokenizer; pass "
-                         "tokenizer=... (or a folder or hub id instead of the model)")
+        raise ModelError(
+            f"a {type(model).__name__} passed in memory needs its tokenizer; pass "
+            "tokenizer=... (or a folder or hub id instead of the model)"
+        )
     digest = hashlib.sha256()
     digest.update(type(model).__name__.encode())
     digest.update(_config_text(model).encode())
@@ -69,10 +71,13 @@ def hold_model(model: Any, tokenizer: Any) -> Held:
         digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(_tensor_bytes(tensor))
     name = f"{PREFIX}model-{digest.hexdigest()[:16]}"
-    described = {"kind": "model", "class": type(model).__name__,
-                 "parameters": sum(p.numel() for p in model.parameters()),
-                 "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
-                 "name_or_path": getattr(model, "name_or_path", None) or None}
+    described = {
+        "kind": "model",
+        "class": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
+        "name_or_path": getattr(model, "name_or_path", None) or None,
+    }
     return _hold(Held(name, model, tokenizer, described))
 
 
@@ -83,16 +88,26 @@ def hold_dataset(dataset: Any) -> Held:
 
     if isinstance(dataset, datasets.Dataset):
         name = f"{PREFIX}dataset-{dataset._fingerprint}"
-        described = {"kind": "dataset", "rows": dataset.num_rows,
-                     "fingerprint": dataset._fingerprint, "columns": dataset.column_names}
+        described = {
+            "kind": "dataset",
+            "rows": dataset.num_rows,
+            "fingerprint": dataset._fingerprint,
+            "columns": dataset.column_names,
+        }
     elif isinstance(dataset, datasets.IterableDataset):
         digest = _stream_digest(dataset)
         name = f"{PREFIX}stream-{digest}"
-        described = {"kind": "stream", "rows": None, "fingerprint": digest,
-                     "fingerprint_of": f"features and first {STREAM_ROWS_HASHED} rows"}
+        described = {
+            "kind": "stream",
+            "rows": None,
+            "fingerprint": digest,
+            "fingerprint_of": f"features and first {STREAM_ROWS_HASHED} rows",
+        }
     else:
-        raise DataError(f"a {type(dataset).__name__} is not a dataset distil reads; pass a "
-                        "datasets.Dataset or IterableDataset, a list of row dicts, or a path")
+        raise DataError(
+            f"a {type(dataset).__name__} is not a dataset distil reads; pass a "
+            "datasets.Dataset or IterableDataset, a list of row dicts, or a path"
+        )
     return _hold(Held(name, dataset, None, described))
 
 
@@ -100,12 +115,13 @@ def held(name: str) -> Held:
     """The object held under `name`; ModelError/DataError when nothing holds it (any more)."""
     found = _held.get(name)
     if found is None:
-        error = DataError if name.startswith((f"{PREFIX}dataset-", f"{PREFIX}stream-")) \
-            else ModelError
-        raise error(f"{name} names an object passed in memory to distil.Distiller, which only "
-                    "that Python process holds, and only while the Distiller lives; pass a "
-                    "path (a model folder, a data file) to use it from the command line or "
-                    "another process")
+        error = DataError if name.startswith((f"{PREFIX}dataset-", f"{PREFIX}stream-")) else ModelError
+        raise error(
+            f"{name} names an object passed in memory to distil.Distiller, which only "
+            "that Python process holds, and only while the Distiller lives; pass a "
+            "path (a model folder, a data file) to use it from the command line or "
+            "another process"
+        )
     return found
 
 
@@ -136,8 +152,9 @@ def _config_text(model: Any) -> str:
 
 def _tokenizer_text(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    vocabulary = backend.to_str() if backend is not None else json.dumps(
-        tokenizer.get_vocab(), sort_keys=True)
+    vocabulary = (
+        backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    )
     return vocabulary + str(getattr(tokenizer, "chat_template", None))
 
 

@@ -16,9 +16,9 @@ import pyarrow as pa
 from distil import progress
 from distil.errors import DataError
 
-PROGRESS_FROM_BYTES = 32 * 2 ** 20
+PROGRESS_FROM_BYTES = 32 * 2**20
 """Files this large are read under a progress bar (smaller ones take well under a second)."""
-LARGE_FILE_BYTES = 512 * 2 ** 20
+LARGE_FILE_BYTES = 512 * 2**20
 """Files this large are announced before an in-memory read, with the memory it takes."""
 MEMORY_PER_FILE_BYTE = 8
 """Memory that training in memory adds per byte of JSONL: 468 MiB for a 64 MiB file of short
@@ -42,13 +42,16 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def large_file_notice(path: Path, size: int) -> str:
     """What reading `path` whole into memory will take, and how not to."""
-    return (f"data: {path} is {size / 2 ** 30:.1f} GiB of JSON lines, read whole into memory "
-            f"(about {MEMORY_PER_FILE_BYTE:g}x its size, {MEMORY_PER_FILE_BYTE * size / 2 ** 30:.0f}"
-            " GiB); set data.streaming: true to read it while training, in flat memory")
+    return (
+        f"data: {path} is {size / 2**30:.1f} GiB of JSON lines, read whole into memory "
+        f"(about {MEMORY_PER_FILE_BYTE:g}x its size, {MEMORY_PER_FILE_BYTE * size / 2**30:.0f}"
+        " GiB); set data.streaming: true to read it while training, in flat memory"
+    )
 
 
-def iter_jsonl(path: Path, advance: Callable[[int], None] | None = None
-               ) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(
+    path: Path, advance: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """`read_jsonl` one line at a time (memory stays flat); `advance(n)` is told the bytes
     read after each line."""
     with path.open("rb") as f:
@@ -65,16 +68,19 @@ def _json_line(path: Path, number: int, raw: bytes) -> dict[str, Any] | None:
     try:
         line = raw.decode("utf-8").removeprefix("\ufeff" if number == 1 else "")
     except UnicodeDecodeError as err:
-        raise DataError(f"{path} line {number} is not UTF-8 text (byte "
-                        f"0x{raw[err.start]:02x} at column {err.start + 1}); save the "
-                        "file as UTF-8") from None
+        raise DataError(
+            f"{path} line {number} is not UTF-8 text (byte "
+            f"0x{raw[err.start]:02x} at column {err.start + 1}); save the "
+            "file as UTF-8"
+        ) from None
     if not line.strip():
         return None
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
-        raise DataError(f"{path} line {number} is not valid JSON ({err.msg}); "
-                        "each line must hold one JSON object") from None
+        raise DataError(
+            f"{path} line {number} is not valid JSON ({err.msg}); each line must hold one JSON object"
+        ) from None
     if not isinstance(row, dict):
         raise DataError(f"{path} line {number} holds a {json_type(row)}, not a JSON object")
     return row
@@ -93,16 +99,24 @@ def table_from_rows(path: Path, rows: list[tuple[int, dict[str, Any]]]) -> pa.Ta
 
 
 def _mixed_types_message(path: Path, column: str, rows: list[tuple[int, dict[str, Any]]]) -> str:
-    typed = [(number, json_type(row[column])) for number, row in rows
-             if row.get(column) is not None]
+    typed = [(number, json_type(row[column])) for number, row in rows if row.get(column) is not None]
     first_line, first_type = typed[0]
     line, other = next(((n, t) for n, t in typed if t != first_type), typed[-1])
-    return (f"{path} line {line}: {column!r} holds a {other}, but line {first_line} holds a "
-            f"{first_type}; give {column!r} one type in every row")
+    return (
+        f"{path} line {line}: {column!r} holds a {other}, but line {first_line} holds a "
+        f"{first_type}; give {column!r} one type in every row"
+    )
 
 
 def json_type(value: Any) -> str:
     """The JSON name of a parsed value's type (`number`, `list`, ...), for messages."""
-    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
-             dict: "object", type(None): "null"}
+    names = {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "object",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

@@ -36,18 +36,22 @@ class LaunchError(DistilError):
 
 def inside_launch() -> bool:
     """Whether this process was started by a distributed launcher (torchrun, accelerate, MPI)."""
-    return any(name in os.environ for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
-                                               "MV2_COMM_WORLD_SIZE"))
+    return any(
+        name in os.environ
+        for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    )
 
 
 def check_launch() -> None:
     """Refuse `accelerate launch --cpu --num_processes N>1`, which would train on one process."""
     cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if cpu and "MASTER_ADDR" in os.environ and not inside_launch():
-        raise LaunchError("`accelerate launch --cpu` started one process, whatever --num_processes "
-                          "says (its CPU launcher is mpirun); use `distil train RECIPE "
-                          "--num-processes N`, or `ACCELERATE_USE_CPU=true accelerate launch "
-                          "--multi_gpu --num_processes N -m distil.cli train RECIPE`")
+        raise LaunchError(
+            "`accelerate launch --cpu` started one process, whatever --num_processes "
+            "says (its CPU launcher is mpirun); use `distil train RECIPE "
+            "--num-processes N`, or `ACCELERATE_USE_CPU=true accelerate launch "
+            "--multi_gpu --num_processes N -m distil.cli train RECIPE`"
+        )
 
 
 SHARDING_ENGINES = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}
@@ -62,8 +66,10 @@ def check_config(config_file: Path | None) -> None:
     if config_file is None:
         return
     if not config_file.is_file():
-        raise LaunchError(f"accelerate config {config_file} not found; pass a file written "
-                          "by `accelerate config`, e.g. one of recipes/accelerate/")
+        raise LaunchError(
+            f"accelerate config {config_file} not found; pass a file written "
+            "by `accelerate config`, e.g. one of recipes/accelerate/"
+        )
     engine = configured_engine(config_file)
     if engine in SHARDING_ENGINES and not torch.cuda.is_available():
         raise LaunchError(unsharded_message(SHARDING_ENGINES[engine], "MULTI_CPU"))
@@ -78,17 +84,21 @@ def configured_engine(config_file: Path) -> str:
         return str(load_config_from_file(str(config_file)).distributed_type.value)
     except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise LaunchError(f"accelerate config {config_file} cannot be read ({reason}); pass a "
-                          "file written by `accelerate config`, e.g. one of "
-                          "recipes/accelerate/") from None
+        raise LaunchError(
+            f"accelerate config {config_file} cannot be read ({reason}); pass a "
+            "file written by `accelerate config`, e.g. one of "
+            "recipes/accelerate/"
+        ) from None
 
 
 def unsharded_message(engine: str, ran: str) -> str:
     """Why a launch asking for `engine` is refused where accelerate would run `ran` instead."""
-    return (f"the accelerate config asks for {engine}, which accelerate runs on GPUs only: "
-            f"here it would train as {ran}, every process holding the whole student (nothing "
-            "sharded); on CPU leave out --accelerate-config (--num-processes N trains with "
-            "DDP over gloo), or run on GPUs")
+    return (
+        f"the accelerate config asks for {engine}, which accelerate runs on GPUs only: "
+        f"here it would train as {ran}, every process holding the whole student (nothing "
+        "sharded); on CPU leave out --accelerate-config (--num-processes N trains with "
+        "DDP over gloo), or run on GPUs"
+    )
 
 
 def free_port() -> int:
@@ -98,8 +108,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_command(arguments: list[str], num_processes: int,
-                   config_file: Path | None = None) -> tuple[list[str], dict[str, str]]:
+def launch_command(
+    arguments: list[str], num_processes: int, config_file: Path | None = None
+) -> tuple[list[str], dict[str, str]]:
     """`accelerate launch` of `distil.cli ARGUMENTS` on `num_processes` processes on this
     machine, and its environment. Without a GPU the processes run on CPU (gloo)."""
     import torch
@@ -109,10 +120,16 @@ def launch_command(arguments: list[str], num_processes: int,
         check_config(config_file)
         command += ["--config_file", str(config_file)]
     else:
-        command += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
-                    "--dynamo_backend", "no"]
-    command += ["--num_processes", str(num_processes), "--main_process_port", str(free_port()),
-                "-m", "distil.cli", *arguments]
+        command += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += [
+        "--num_processes",
+        str(num_processes),
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "distil.cli",
+        *arguments,
+    ]
     env = dict(os.environ)
     if not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "true"

@@ -36,36 +36,53 @@ class LlamaCppGenerator:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ExportError("running a GGUF file needs llama-cpp-python: pip install "
-                              "llama-cpp-python (it builds llama.cpp from source; see "
-                              "docs/export.md)") from None
+            raise ExportError(
+                "running a GGUF file needs llama-cpp-python: pip install "
+                "llama-cpp-python (it builds llama.cpp from source; see "
+                "docs/export.md)"
+            ) from None
         path = Path(model)
         manifest: dict[str, Any] = {}
         if path.is_dir():
             manifest = json.loads((path / "gguf.json").read_text())
             path = path / manifest["file"]
         self.manifest = {"precision": manifest.get("type", "gguf"), **manifest}
-        self.llama = Llama(model_path=str(path), n_ctx=n_ctx or 0, n_threads=threads,
-                           n_threads_batch=threads, logits_all=True, verbose=False,
-                           seed=0, n_gpu_layers=0)
+        self.llama = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx or 0,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=True,
+            verbose=False,
+            seed=0,
+            n_gpu_layers=0,
+        )
         self.eos = {self.llama.token_eos()}
 
-    def continuation_logits(self, prompt_ids: Sequence[int],
-                            continuation_ids: Sequence[int]) -> np.ndarray:
+    def continuation_logits(self, prompt_ids: Sequence[int], continuation_ids: Sequence[int]) -> np.ndarray:
         """Logits predicting each continuation token, (C, V) float32, in one evaluation."""
         self.llama.reset()
         self.llama.eval(list(prompt_ids) + list(continuation_ids))
         start = len(prompt_ids) - 1
-        return np.array(self.llama.scores[start: start + len(continuation_ids)], dtype=np.float32)
+        return np.array(self.llama.scores[start : start + len(continuation_ids)], dtype=np.float32)
 
-    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
-                     stop_at_eos: bool = True,
-                     on_token: Callable[[], None] | None = None) -> list[list[int]]:
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        stop_at_eos: bool = True,
+        on_token: Callable[[], None] | None = None,
+    ) -> list[list[int]]:
         """Greedy continuations, one prompt after another; eos and what follows are dropped."""
         return [self._greedy(p, max_new_tokens, stop_at_eos, on_token) for p in prompt_ids]
 
-    def _greedy(self, prompt: Sequence[int], max_new_tokens: int, stop_at_eos: bool,
-                on_token: Callable[[], None] | None) -> list[int]:
+    def _greedy(
+        self,
+        prompt: Sequence[int],
+        max_new_tokens: int,
+        stop_at_eos: bool,
+        on_token: Callable[[], None] | None,
+    ) -> list[int]:
         self.llama.reset()
         self.llama.eval(list(prompt))
         answer: list[int] = []
@@ -79,4 +96,3 @@ class LlamaCppGenerator:
             if len(answer) < max_new_tokens:
                 self.llama.eval([token])
         return answer
-

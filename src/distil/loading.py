@@ -21,9 +21,14 @@ from distil.streaming import RowStream
 from distil.teachers import open_teacher, white_box
 
 
-def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
-                student_source: str | None = None, purpose: str = "this stage",
-                hidden_states: bool = False) -> tuple[LoadedModel | None, LoadedModel, int]:
+def load_models(
+    recipe: Recipe,
+    device: torch.device,
+    need_teacher: bool = True,
+    student_source: str | None = None,
+    purpose: str = "this stage",
+    hidden_states: bool = False,
+) -> tuple[LoadedModel | None, LoadedModel, int]:
     """Teacher (unless not needed), student and the vocabulary width their logits share.
 
     `student_source` replaces the recipe's student model (e.g. the trained run/student).
@@ -35,16 +40,16 @@ def load_models(recipe: Recipe, device: torch.device, need_teacher: bool = True,
     student = load_student(recipe, device, student_source)
     if not need_teacher:
         return None, student, output_vocab_size(student.model)
-    teacher = white_box(open_teacher(recipe.teacher, in_process=True, device=device,
-                                     seed=recipe.seed), purpose, hidden_states)
+    teacher = white_box(
+        open_teacher(recipe.teacher, in_process=True, device=device, seed=recipe.seed), purpose, hidden_states
+    )
     set_chat_template(teacher.tokenizer, recipe.data.chat_template)
     if teacher_signal(recipe).cross:
         return teacher, student, output_vocab_size(student.model)
     return teacher, student, shared_vocab_size(teacher, student)
 
 
-def load_student(recipe: Recipe, device: torch.device,
-                 student_source: str | None = None) -> LoadedModel:
+def load_student(recipe: Recipe, device: torch.device, student_source: str | None = None) -> LoadedModel:
     """The recipe's student (or `student_source`), with data.chat_template."""
     student_spec = recipe.student.model_dump(exclude=set(STUDENT_TRAINING))
     if student_source is not None and student_source != recipe.student.model:
@@ -62,8 +67,10 @@ def set_chat_template(tokenizer: Any, path: str | None) -> None:
     try:
         tokenizer.chat_template = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"data.chat_template {path!r} cannot be read ({type(err).__name__}); "
-                        "point it at a Jinja template file") from None
+        raise DataError(
+            f"data.chat_template {path!r} cannot be read ({type(err).__name__}); "
+            "point it at a Jinja template file"
+        ) from None
 
 
 def open_stream(data: DataSection, seed: int) -> RowStream | None:
@@ -90,5 +97,12 @@ def load_splits(data: DataSection, seed: int) -> tuple[list[Pair], list[Pair]]:
 
 
 def _load(data: DataSection, source: str, split: str) -> list[Pair]:
-    return load_pairs(source, data.prompt_field, data.response_field, data.messages_field,
-                      data.format, data.system_prompt, split)
+    return load_pairs(
+        source,
+        data.prompt_field,
+        data.response_field,
+        data.messages_field,
+        data.format,
+        data.system_prompt,
+        split,
+    )

@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 CPUINFO = Path("/proc/cpuinfo")
-FLAGS = {"avx2": "avx2", "avx512": "avx512f", "avx512_vnni": "avx512_vnni",
-         "avx_vnni": "avx_vnni", "amx": "amx_tile"}
+FLAGS = {
+    "avx2": "avx2",
+    "avx512": "avx512f",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "amx": "amx_tile",
+}
 """Our name for an instruction-set extension -> its flag in /proc/cpuinfo."""
 LIBRARIES = ("torch", "transformers", "onnxruntime", "numpy")
 
@@ -57,27 +62,31 @@ def describe_machine(cpuinfo: str | None = None) -> dict[str, Any]:
     if cpuinfo is None:
         cpuinfo = CPUINFO.read_text() if CPUINFO.is_file() else ""
     return {
-        "cpu_model": _cpuinfo_field(cpuinfo, "model name") or platform.processor()
-        or platform.machine(),
+        "cpu_model": _cpuinfo_field(cpuinfo, "model name") or platform.processor() or platform.machine(),
         "architecture": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_cpu_capability": _torch_capability(),
         "cpu_flags": cpu_flags(cpuinfo) if cpuinfo else {},
         "platform": platform.platform(),
-        "versions": {"python": platform.python_version(),
-                     **{name: _version(name) for name in LIBRARIES}},
+        "versions": {"python": platform.python_version(), **{name: _version(name) for name in LIBRARIES}},
     }
 
 
 def machine_line(machine: dict[str, Any]) -> str:
     """One readable line: 'AMD EPYC, 2 cores, torch kernels AVX2 (CPU has AVX2); torch 2.x ...'."""
-    has = [name.upper().replace("_", "-") for name, present in
-           (machine.get("cpu_flags") or {}).items() if present]
-    versions = ", ".join(f"{name} {version}" for name, version in
-                         (machine.get("versions") or {}).items() if version)
-    return (f"{machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} cores, torch "
-            f"kernels {machine.get('torch_cpu_capability') or '?'} (CPU has "
-            f"{', '.join(has) or 'none of AVX2/AVX-512/VNNI/AMX'}); {versions}")
+    has = [
+        name.upper().replace("_", "-")
+        for name, present in (machine.get("cpu_flags") or {}).items()
+        if present
+    ]
+    versions = ", ".join(
+        f"{name} {version}" for name, version in (machine.get("versions") or {}).items() if version
+    )
+    return (
+        f"{machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} cores, torch "
+        f"kernels {machine.get('torch_cpu_capability') or '?'} (CPU has "
+        f"{', '.join(has) or 'none of AVX2/AVX-512/VNNI/AMX'}); {versions}"
+    )
 
 
 def is_busy(load_average: float | None, cores: int | None) -> bool:

@@ -37,8 +37,10 @@ class PromptEncoder:
 
         folder = Path(folder)
         if not (folder / "tokenizer.json").is_file():
-            raise ExportError(f"{folder} has no tokenizer.json; save the tokenizer with a fast "
-                              "(tokenizers-backed) tokenizer's save_pretrained")
+            raise ExportError(
+                f"{folder} has no tokenizer.json; save the tokenizer with a fast "
+                "(tokenizers-backed) tokenizer's save_pretrained"
+            )
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         config = _read_json(folder / "tokenizer_config.json")
         self.special_tokens = {key: _token_text(config.get(key)) for key in SPECIAL_TOKEN_KEYS}
@@ -50,7 +52,8 @@ class PromptEncoder:
             return prompt, True
         messages = [{"role": "user", "content": prompt}]
         text = _compile_template(self.chat_template).render(
-            messages=messages, add_generation_prompt=True, **self.special_tokens)
+            messages=messages, add_generation_prompt=True, **self.special_tokens
+        )
         return text, False
 
     def encode(self, prompt: str) -> list[int]:
@@ -76,8 +79,10 @@ class OnnxGenerator:
         folder = Path(folder)
         manifest_path = folder / MANIFEST_FILE
         if not manifest_path.is_file() or not (folder / ONNX_FILE).is_file():
-            raise ExportError(f"{folder} holds no {ONNX_FILE} with {MANIFEST_FILE}; point at a "
-                              "folder written by `distil export` (e.g. runs/NAME/export/onnx)")
+            raise ExportError(
+                f"{folder} holds no {ONNX_FILE} with {MANIFEST_FILE}; point at a "
+                "folder written by `distil export` (e.g. runs/NAME/export/onnx)"
+            )
         self.folder = folder
         self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
         options = onnxruntime.SessionOptions()
@@ -85,8 +90,9 @@ class OnnxGenerator:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(
+            str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+        )
         self.prompts = PromptEncoder(folder)
         self.eos_token_ids = set(self.manifest["eos_token_ids"])
         self.pad_token_id = int(self.manifest["pad_token_id"])
@@ -100,19 +106,30 @@ class OnnxGenerator:
         shape = (batch, self.manifest["kv_heads"], 0, self.manifest["head_dim"])
         return [np.zeros(shape, dtype=np.float32) for _ in self.manifest["past_names"]]
 
-    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray,
-                past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def forward(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        position_ids: np.ndarray,
+        past: list[np.ndarray],
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One call of the graph: logits (B, T, V) and the present cache (B, H_kv, P+T, D)."""
-        feeds = {"input_ids": input_ids.astype(np.int64),
-                 "attention_mask": attention_mask.astype(np.int64),
-                 "position_ids": position_ids.astype(np.int64),
-                 **dict(zip(self.manifest["past_names"], past, strict=True))}
+        feeds = {
+            "input_ids": input_ids.astype(np.int64),
+            "attention_mask": attention_mask.astype(np.int64),
+            "position_ids": position_ids.astype(np.int64),
+            **dict(zip(self.manifest["past_names"], past, strict=True)),
+        }
         logits, *present = self.session.run(None, feeds)
         return logits, present
 
-    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
-                     stop_at_eos: bool = True,
-                     on_token: Callable[[], None] | None = None) -> list[list[int]]:
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        stop_at_eos: bool = True,
+        on_token: Callable[[], None] | None = None,
+    ) -> list[list[int]]:
         """Greedy continuations of token-id prompts (each ends at its first eos, kept out).
 
         `on_token` is called after each new token of the batch is chosen (for timing).
@@ -145,8 +162,7 @@ class OnnxGenerator:
         ids = [self.encode(prompt) for prompt in prompts]
         return [self.prompts.decode(out) for out in self.generate_ids(ids, max_new_tokens)]
 
-    def continuation_logits(self, prompt_ids: Sequence[int],
-                            continuation_ids: Sequence[int]) -> np.ndarray:
+    def continuation_logits(self, prompt_ids: Sequence[int], continuation_ids: Sequence[int]) -> np.ndarray:
         """Logits that predict each continuation token, through the cache: (len(continuation), V).
 
         The prompt is one prefill call; every continuation token after it is one decoding
@@ -172,8 +188,8 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[np.
     input_ids = np.full((len(sequences), length), pad_token_id, dtype=np.int64)
     attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
     for row, sequence in enumerate(sequences):
-        input_ids[row, length - len(sequence):] = sequence
-        attention_mask[row, length - len(sequence):] = 1
+        input_ids[row, length - len(sequence) :] = sequence
+        attention_mask[row, length - len(sequence) :] = 1
     return input_ids, attention_mask
 
 
@@ -207,13 +223,20 @@ def _compile_template(source: str) -> Any:
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
-    def tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-               separators: Any = None, sort_keys: bool = False) -> str:
-        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,
-                          separators=separators, sort_keys=sort_keys)
+    def tojson(
+        value: Any,
+        ensure_ascii: bool = False,
+        indent: int | None = None,
+        separators: Any = None,
+        sort_keys: bool = False,
+    ) -> str:
+        return json.dumps(
+            value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+        )
 
-    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                extensions=[loopcontrols])
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
     environment.filters["tojson"] = tojson
     environment.globals["raise_exception"] = raise_exception
     environment.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)

@@ -85,8 +85,7 @@ class _Progress(Progress):
 
     def _print_line(self, task: Task) -> None:
         self._last_line[task.id] = (time.monotonic(), _tenth(task), task.completed)
-        self.console.print(plain_line(task, self._fields), markup=False, highlight=False,
-                           soft_wrap=True)
+        self.console.print(plain_line(task, self._fields), markup=False, highlight=False, soft_wrap=True)
 
 
 def _tenth(task: Task) -> int | None:
@@ -125,14 +124,19 @@ def progress_bar(*extra_fields: str) -> Progress:
 
 def download_bar() -> Progress:
     """A progress bar in bytes: done/total, speed and ETA."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
     return _Progress(*columns, console=console, transient=False)
 
 
 @contextmanager
-def amount_bar(description: str, total: int | None,
-               unit: str = "rows") -> Iterator[Callable[[int], None]]:
+def amount_bar(description: str, total: int | None, unit: str = "rows") -> Iterator[Callable[[int], None]]:
     """A progress bar for a long read or count, in rows or `bytes`; gives `advance(amount)`,
     cheap to call per row: the bar moves in steps of a thousandth of `total` (every call
     without one)."""

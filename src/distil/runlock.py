@@ -61,18 +61,29 @@ def _acquire(path: Path, command: str) -> int:
         except BlockingIOError:
             holder = _holder(path)
             os.close(fd)
-            raise OutputError(f"{path.parent} is in use by another distil process ({holder}); "
-                              "wait for it to end or stop it, or pass --out DIR to use another "
-                              "run folder") from None
+            raise OutputError(
+                f"{path.parent} is in use by another distil process ({holder}); "
+                "wait for it to end or stop it, or pass --out DIR to use another "
+                "run folder"
+            ) from None
         if _same_file(fd, path):  # not a file the previous holder removed meanwhile
             os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"pid": os.getpid(), "command": command,
-                                     "since": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                            time.gmtime())}).encode())
+            os.write(
+                fd,
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "command": command,
+                        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    }
+                ).encode(),
+            )
             return fd
         os.close(fd)
-    raise OutputError(f"could not lock {path}: it keeps being replaced; is another distil "
-                      "process starting on the same run folder?")
+    raise OutputError(
+        f"could not lock {path}: it keeps being replaced; is another distil "
+        "process starting on the same run folder?"
+    )
 
 
 def _release(path: Path, fd: int) -> None:

@@ -30,8 +30,7 @@ def is_saved_dataset(path: Path) -> bool:
 
 def is_hub_layout(path: Path) -> bool:
     """A folder whose data files sit below it (e.g. data/train-00000-of-00001.parquet)."""
-    return any(p.suffix.lower() in DATA_SUFFIXES for p in path.rglob("*") if p.is_file()
-               and p.parent != path)
+    return any(p.suffix.lower() in DATA_SUFFIXES for p in path.rglob("*") if p.is_file() and p.parent != path)
 
 
 def looks_like_hub_id(text: str) -> bool:
@@ -56,12 +55,16 @@ def read_json_array(path: Path) -> list[dict[str, Any]] | None:
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text; save the file as UTF-8") from None
     except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not a valid JSON array ({err.msg} at line {err.lineno}); "
-                        "give one array of objects, or one object per line") from None
+        raise DataError(
+            f"{path} is not a valid JSON array ({err.msg} at line {err.lineno}); "
+            "give one array of objects, or one object per line"
+        ) from None
     bad = next((i for i, row in enumerate(rows, 1) if not isinstance(row, dict)), None)
     if bad is not None:
-        raise DataError(f"{path}: item {bad} of the array is not a JSON object; each item must "
-                        "be one row {\"prompt\": ..., \"response\": ...}")
+        raise DataError(
+            f"{path}: item {bad} of the array is not a JSON object; each item must "
+            'be one row {"prompt": ..., "response": ...}'
+        )
     return rows
 
 
@@ -72,8 +75,10 @@ def read_saved(path: Path, split: str) -> pa.Table:
     try:
         loaded = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise DataError(f"{path} looks like a save_to_disk folder but cannot be read ({err}); "
-                        "save it again with Dataset.save_to_disk") from None
+        raise DataError(
+            f"{path} looks like a save_to_disk folder but cannot be read ({err}); "
+            "save it again with Dataset.save_to_disk"
+        ) from None
     return table_of(_pick_split(loaded, split, path), path)
 
 
@@ -86,9 +91,12 @@ def read_with_datasets(source: str, split: str) -> pa.Table:
         loaded = datasets.load_dataset(source)
     except Exception as err:  # datasets raises many kinds; each means "cannot load"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        hint = ("check the id and that this machine can reach the hub (HF_HUB_OFFLINE unset), "
-                "or download it and point data.train at the folder" if where == "hub dataset"
-                else "put the files under data/ named by split (data/train-*.parquet)")
+        hint = (
+            "check the id and that this machine can reach the hub (HF_HUB_OFFLINE unset), "
+            "or download it and point data.train at the folder"
+            if where == "hub dataset"
+            else "put the files under data/ named by split (data/train-*.parquet)"
+        )
         raise DataError(f"cannot load {where} {source!r} ({first}); {hint}") from None
     return table_of(_pick_split(loaded, split, source), source)
 
@@ -99,8 +107,10 @@ def _pick_split(loaded: Any, split: str, source: Any) -> Any:
     if isinstance(loaded, datasets.Dataset):
         return loaded
     if split not in loaded:
-        raise DataError(f"{source} has no split {split!r} (splits: {', '.join(loaded)}); set "
-                        "data.split (or data.eval_split for data.eval)")
+        raise DataError(
+            f"{source} has no split {split!r} (splits: {', '.join(loaded)}); set "
+            "data.split (or data.eval_split for data.eval)"
+        )
     return loaded[split]
 
 
@@ -109,6 +119,8 @@ def table_of(dataset: Any, source: Any) -> pa.Table:
     import datasets
 
     if isinstance(dataset, datasets.IterableDataset):
-        raise DataError(f"{source} is a stream (an IterableDataset), read only while training: "
-                        "set data.streaming: true, or save it to disk first")
+        raise DataError(
+            f"{source} is a stream (an IterableDataset), read only while training: "
+            "set data.streaming: true, or save it to disk first"
+        )
     return dataset.with_format("arrow")[:]

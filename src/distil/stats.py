@@ -36,7 +36,9 @@ def ratio_interval(ratios: list[float]) -> dict[str, float | int | None]:
     if not ratios or min(ratios) <= 0:
         raise ValueError("need at least one ratio, all positive")
     mean, half = mean_interval([math.log(r) for r in ratios])
-    return {"ratio": math.exp(mean),
-            "low": None if half is None else math.exp(mean - half),
-            "high": None if half is None else math.exp(mean + half),
-            "pairs": len(ratios)}
+    return {
+        "ratio": math.exp(mean),
+        "low": None if half is None else math.exp(mean - half),
+        "high": None if half is None else math.exp(mean + half),
+        "pairs": len(ratios),
+    }

@@ -68,8 +68,11 @@ class RowLayout:
             return chat_pair(row, [self.messages_field], self.system_prompt, where)
         if self.kind == "prompt_completion" and not isinstance(row.get("prompt"), str):
             return chat_pair(row, ["prompt", "completion"], self.system_prompt, where)
-        fields = (("prompt", "completion") if self.kind == "prompt_completion"
-                  else (self.prompt_field, self.response_field))
+        fields = (
+            ("prompt", "completion")
+            if self.kind == "prompt_completion"
+            else (self.prompt_field, self.response_field)
+        )
         for name in fields:
             if not isinstance(row.get(name), str):
                 raise DataError(_field_problem(where, name, row.get(name)))
@@ -81,9 +84,14 @@ class RowLayout:
         return pair
 
 
-def row_layout(columns: list[str], prompt_field: str = "prompt",
-               response_field: str = "response", messages_field: str = "messages",
-               row_format: chat.Format = "auto", system_prompt: str | None = None) -> RowLayout:
+def row_layout(
+    columns: list[str],
+    prompt_field: str = "prompt",
+    response_field: str = "response",
+    messages_field: str = "messages",
+    row_format: chat.Format = "auto",
+    system_prompt: str | None = None,
+) -> RowLayout:
     """The layout of rows with these columns (`row_format` auto picks, as in `load_pairs`)."""
     kind = chat.detect_format(columns, prompt_field, response_field, messages_field, row_format)
     return RowLayout(kind, prompt_field, response_field, messages_field, system_prompt)
@@ -91,10 +99,11 @@ def row_layout(columns: list[str], prompt_field: str = "prompt",
 
 def _field_problem(where: str, name: str, value: Any) -> str:
     if value is None:
-        return (f"{where} has no {name!r}; give every row a {name!r} string, or set "
-                "data.prompt_field / data.response_field (or data.format) in the recipe")
-    return (f"{where}: {name!r} is a {jsonl.json_type(value)} ({value!r:.40}), not a string; "
-            "quote it as text")
+        return (
+            f"{where} has no {name!r}; give every row a {name!r} string, or set "
+            "data.prompt_field / data.response_field (or data.format) in the recipe"
+        )
+    return f"{where}: {name!r} is a {jsonl.json_type(value)} ({value!r:.40}), not a string; quote it as text"
 
 
 class RowStream:
@@ -120,8 +129,7 @@ class RowStream:
         if self.data.eval:
             pairs = self._pairs(self.data.eval)
         else:
-            pairs = (p for p in self._pairs(str(self.data.train))
-                     if self.is_held_out(p))
+            pairs = (p for p in self._pairs(str(self.data.train)) if self.is_held_out(p))
         for pair in pairs:
             if limit is not None and len(found) == limit:
                 break
@@ -131,7 +139,7 @@ class RowStream:
     def is_held_out(self, pair: Pair) -> bool:
         """Whether the hash of (seed, sample id) puts the row in the held-out share."""
         digest = hashlib.sha256(f"{self.seed}\x00{pair.sample_id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") < self.data.eval_fraction * 2 ** 64
+        return int.from_bytes(digest[:8], "big") < self.data.eval_fraction * 2**64
 
     def count(self) -> int:
         """Training rows in one epoch: a reading pass with a progress bar (once)."""
@@ -139,8 +147,10 @@ class RowStream:
             with _reading(self.data.train, "counting rows") as advance:
                 self._length = sum(1 for _ in self.train_pairs(advance))
             if not self._length:
-                raise DataError(f"{self.data.train} has no training rows (every usable row is "
-                                "held out or empty); lower data.eval_fraction or add rows")
+                raise DataError(
+                    f"{self.data.train} has no training rows (every usable row is "
+                    "held out or empty); lower data.eval_fraction or add rows"
+                )
         return self._length
 
     def epoch(self, epoch: int, advance: Advance | None = None) -> Iterator[Pair]:
@@ -166,8 +176,10 @@ class RowStream:
                 skip -= _skip(rows, skip, self.data.train, epoch)
             yield from rows
             if not rows.seen:
-                raise DataError(f"{self.data.train} has no training rows (every usable row is "
-                                "held out or empty); lower data.eval_fraction or add rows")
+                raise DataError(
+                    f"{self.data.train} has no training rows (every usable row is "
+                    "held out or empty); lower data.eval_fraction or add rows"
+                )
             self._length = rows.seen
             epoch, skip = epoch + 1 + skip // rows.seen, skip % rows.seen
 
@@ -177,11 +189,13 @@ class RowStream:
             return self._layouts[source]
         first = next(iter(_rows(source)), None)
         if first is None:
-            raise DataError(f"{source} is empty (no rows); point the recipe at a dataset with "
-                            "prompt/response pairs")
+            raise DataError(
+                f"{source} is empty (no rows); point the recipe at a dataset with prompt/response pairs"
+            )
         d = self.data
-        layout = row_layout(list(first[1]), d.prompt_field, d.response_field, d.messages_field,
-                            d.format, d.system_prompt)
+        layout = row_layout(
+            list(first[1]), d.prompt_field, d.response_field, d.messages_field, d.format, d.system_prompt
+        )
         layout.pair(first[1], first[0])  # a first row without its text fails before training
         self._layouts[source] = layout
         return layout
@@ -277,15 +291,19 @@ def _files(path: Path) -> list[Path]:
     if path.is_dir():
         shards = sorted(path.glob("*.parquet"))
         if not shards:
-            raise DataError(f"{path} holds no .parquet files; data.streaming reads JSONL and "
-                            "Parquet files, folders of Parquet shards and datasets passed in "
-                            "Python (set data.streaming: false for other sources)")
+            raise DataError(
+                f"{path} holds no .parquet files; data.streaming reads JSONL and "
+                "Parquet files, folders of Parquet shards and datasets passed in "
+                "Python (set data.streaming: false for other sources)"
+            )
         return shards
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".jsonl") or (suffix == ".json" and not sources.is_json_array(path)):
         return [path]
-    raise DataError(f"{path}: data.streaming reads .jsonl (or JSON lines) and .parquet files; "
-                    "convert it, or set data.streaming: false")
+    raise DataError(
+        f"{path}: data.streaming reads .jsonl (or JSON lines) and .parquet files; "
+        "convert it, or set data.streaming: false"
+    )
 
 
 def _parquet_rows(path: Path, advance: Advance | None) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -302,8 +320,7 @@ def _parquet_rows(path: Path, advance: Advance | None) -> Iterator[tuple[str, di
         raise DataError(f"{path} is not a readable Parquet file ({err})") from None
 
 
-def _dataset_rows(name: str, dataset: Any,
-                  advance: Advance | None) -> Iterator[tuple[str, dict[str, Any]]]:
+def _dataset_rows(name: str, dataset: Any, advance: Advance | None) -> Iterator[tuple[str, dict[str, Any]]]:
     """Rows of a `datasets.Dataset` or `IterableDataset`."""
     for number, row in enumerate(dataset, 1):
         yield f"{name} row {number}", row

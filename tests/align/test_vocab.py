@@ -31,13 +31,13 @@ def test_identical_tokenizers_map_every_token_to_itself():
     tokenizer = AutoTokenizer.from_pretrained(DEMO_TEACHER_DIR)
     found = vocabulary_map(tokenizer, tokenizer, teacher_width=520)
     assert found.exact == len(tokenizer) and found.normalised == 0
-    assert found.teacher_to_student[:len(tokenizer)].tolist() == list(range(len(tokenizer)))
-    assert (found.teacher_to_student[len(tokenizer):] == -1).all()  # padded head rows
+    assert found.teacher_to_student[: len(tokenizer)].tolist() == list(range(len(tokenizer)))
+    assert (found.teacher_to_student[len(tokenizer) :] == -1).all()  # padded head rows
 
 
 def test_byte_level_pair_maps_shared_strings_and_only_those():
     teacher = AutoTokenizer.from_pretrained(DEMO_TEACHER_DIR)  # BPE with merges
-    student = byte_tokenizer()                                 # the 256 bytes only
+    student = byte_tokenizer()  # the 256 bytes only
     found = vocabulary_map(teacher, student)
     mapping, teacher_vocab, student_vocab = found.teacher_to_student, teacher.get_vocab(), student.get_vocab()
     assert mapping[teacher_vocab["Ġ"]] == student_vocab["Ġ"]
@@ -56,7 +56,7 @@ def test_sentencepiece_and_byte_level_meet_after_normalising():
     found = vocabulary_map(teacher, student)
     teacher_vocab, student_vocab = teacher.get_vocab(), student.get_vocab()
     mapping = found.teacher_to_student
-    assert mapping[teacher_vocab["<0x0A>"]] == student_vocab["Ċ"]   # the newline byte
+    assert mapping[teacher_vocab["<0x0A>"]] == student_vocab["Ċ"]  # the newline byte
     assert mapping[teacher_vocab["a"]] == student_vocab["a"]
     assert mapping[teacher_vocab["▁seven"]] == -1
     assert mapping[teacher_vocab["</s>"]] == student.eos_token_id
@@ -72,8 +72,16 @@ def test_decoded_text_from_an_api_meets_every_spelling():
     student.add_special_tokens({"additional_special_tokens": ["<|user|>"]})
     found = vocabulary_map(api, student)
     mapping, vocab = found.teacher_to_student, student.get_vocab()
-    assert mapping.tolist() == [student.eos_token_id, vocab["Ġ7"], -1, vocab["a"], -1, vocab["Ċ"],
-                                vocab["<|user|>"], -1]  # U+FFFD: unknown bytes, never mapped
+    assert mapping.tolist() == [
+        student.eos_token_id,
+        vocab["Ġ7"],
+        -1,
+        vocab["a"],
+        -1,
+        vocab["Ċ"],
+        vocab["<|user|>"],
+        -1,
+    ]  # U+FFFD: unknown bytes, never mapped
     assert found.exact == 2 and found.normalised == 3  # eos, and a special read as itself
     pieces = sentencepiece_style(["▁7", "▁is", "<0x0A>"])
     mapping = vocabulary_map(api, pieces).teacher_to_student
@@ -84,8 +92,12 @@ def test_decoded_text_from_an_api_meets_every_spelling():
 def test_an_api_vocabulary_maps_like_the_tokenizer_it_decodes():
     teacher = AutoTokenizer.from_pretrained(DEMO_TEACHER_DIR)
     texts = {teacher.decode([i]): i for i in range(len(teacher))}  # later ids win a shared text
-    api = Vocabulary({text: i for i, text in enumerate(texts)}, frozenset({teacher.eos_token}),
-                     list(texts).index(teacher.eos_token), "text")
+    api = Vocabulary(
+        {text: i for i, text in enumerate(texts)},
+        frozenset({teacher.eos_token}),
+        list(texts).index(teacher.eos_token),
+        "text",
+    )
     student = byte_tokenizer()
     by_id, by_text = vocabulary_map(teacher, student), vocabulary_map(api, student)
     for text, position in zip(texts, range(len(texts)), strict=True):

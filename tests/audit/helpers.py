@@ -20,9 +20,13 @@ def printable(teacher: LocalTeacher) -> LocalTeacher:
     """The random tiny teacher writes any byte, and text with broken UTF-8 does not tokenise
     back to the same ids; keep it to printable ASCII, as a trained model would mostly be."""
     vocab = teacher.model.get_output_embeddings().weight.shape[0]
-    banned = torch.tensor([not (len(t := teacher.tokenizer.decode([i])) == 1 and t.isprintable()
-                                and t.isascii()) and i != teacher.tokenizer.eos_token_id
-                           for i in range(vocab)])
+    banned = torch.tensor(
+        [
+            not (len(t := teacher.tokenizer.decode([i])) == 1 and t.isprintable() and t.isascii())
+            and i != teacher.tokenizer.eos_token_id
+            for i in range(vocab)
+        ]
+    )
 
     def mask(_module, _inputs, output):
         output.logits[..., banned] = -1e4

@@ -22,29 +22,32 @@ from distil.teachers import LocalTeacher
 from tests.audit.helpers import printable, with_mode
 
 SETTINGS = AuditSettings(gamma=0.25, context_width=2, null_keys=50)
-PROMPTS = ["Say something.", "Count: a b c", "Reverse: hello", "Tell me a word.", "Sort: c b a",
-           "Spell: cat"]
+PROMPTS = ["Say something.", "Count: a b c", "Reverse: hello", "Tell me a word.", "Sort: c b a", "Spell: cat"]
 
 
 @pytest.fixture(scope="module")
 def served_texts(tmp_path_factory):
     """Answers of a tiny teacher served with --watermark (delta 4), as a .jsonl file."""
     teacher = printable(LocalTeacher.load("tiny-teacher", device="cpu"))
-    with running_server(teacher, watermark=True, watermark_delta=4.0,
-                        watermark_key=WatermarkKey("served-secret")) as server:
+    with running_server(
+        teacher, watermark=True, watermark_delta=4.0, watermark_key=WatermarkKey("served-secret")
+    ) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
-        answer = client.completions.create(model="tiny-teacher", prompt=PROMPTS, max_tokens=48,
-                                           temperature=1.0, seed=0)  # one batched request
+        answer = client.completions.create(
+            model="tiny-teacher", prompt=PROMPTS, max_tokens=48, temperature=1.0, seed=0
+        )  # one batched request
         answers = [choice.text for choice in answer.choices]
     path = tmp_path_factory.mktemp("served") / "answers.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p, "response": a}) + "\n"
-                            for p, a in zip(PROMPTS, answers, strict=True)))
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": p, "response": a}) + "\n" for p, a in zip(PROMPTS, answers, strict=True)
+        )
+    )
     return path
 
 
 def _text(out, files, tokenizer: str = "demo") -> TextAudit:
-    return with_mode(TextAudit, SETTINGS, key_env="AUDIT_KEY", out=out, files=files,
-                     tokenizer=tokenizer)
+    return with_mode(TextAudit, SETTINGS, key_env="AUDIT_KEY", out=out, files=files, tokenizer=tokenizer)
 
 
 def test_a_served_watermark_is_detected_in_its_text(served_texts, tmp_path, monkeypatch):
@@ -78,8 +81,9 @@ def test_short_answers_are_scored_after_their_prompt():
     documents = []
     for i in range(60):  # two-token answers, both tokens green after their contexts
         prompt = f"Name a number between {10 + i} and {19 + i}."
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                                 tokenize=False, add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
         context = tokenizer(rendered, add_special_tokens=False).input_ids[-2:]
         firsts = greens(context)
         first = firsts[i % len(firsts)]
@@ -113,7 +117,7 @@ class _LearntTheMark(torch.nn.Module):
         logits = torch.randn((*input_ids.shape, self.vocab), generator=generator)
         if self.bias is not None:
             for t in range(1, input_ids.shape[1]):
-                logits[:, t] += self.bias(input_ids[:, t - 1: t + 1])
+                logits[:, t] += self.bias(input_ids[:, t - 1 : t + 1])
         return SimpleNamespace(logits=logits)
 
 
@@ -144,8 +148,11 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, monkeypatch, served
     with pytest.raises(ModelError, match="tokenizer"):
         run_audit(_text(out, [served_texts], str(tmp_path / "no-such-tokenizer")))
     with pytest.raises(DistilError, match="not a model folder"):
-        run_audit(with_mode(ModelAudit, SETTINGS, key_env="AUDIT_KEY", out=out,
-                            model=str(tmp_path / "nothing"), tasks=2))
+        run_audit(
+            with_mode(
+                ModelAudit, SETTINGS, key_env="AUDIT_KEY", out=out, model=str(tmp_path / "nothing"), tasks=2
+            )
+        )
     assert not (out / "audit.json").exists()
 
 
@@ -159,23 +166,47 @@ def test_serve_refuses_to_mark_without_its_key_before_loading(monkeypatch):
         serve("no-such-model-is-loaded", settings, StartSettings(port=0))
 
 
-def test_the_audit_command_writes_its_verdict_and_errors_in_one_line(served_texts, tmp_path,
-                                                                     monkeypatch, capsys):
+def test_the_audit_command_writes_its_verdict_and_errors_in_one_line(
+    served_texts, tmp_path, monkeypatch, capsys
+):
     from tests.cli_helpers import assert_one_error_line, run_cli
 
     monkeypatch.delenv("AUDIT_KEY", raising=False)
-    result = run_cli(monkeypatch, capsys, "audit", "text", str(served_texts), "--key-env", "AUDIT_KEY",
-                     "--tokenizer", "tiny-teacher", "--out", str(tmp_path / "a"))
+    result = run_cli(
+        monkeypatch,
+        capsys,
+        "audit",
+        "text",
+        str(served_texts),
+        "--key-env",
+        "AUDIT_KEY",
+        "--tokenizer",
+        "tiny-teacher",
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert_one_error_line(result, "AUDIT_KEY is not set")
     monkeypatch.setenv("AUDIT_KEY", "served-secret")
-    result = run_cli(monkeypatch, capsys, "audit", "text", str(served_texts), "--key-env", "AUDIT_KEY",
-                     "--tokenizer", "tiny-teacher", "--out", str(tmp_path / "a"), "--null-keys", "10")
+    result = run_cli(
+        monkeypatch,
+        capsys,
+        "audit",
+        "text",
+        str(served_texts),
+        "--key-env",
+        "AUDIT_KEY",
+        "--tokenizer",
+        "tiny-teacher",
+        "--out",
+        str(tmp_path / "a"),
+        "--null-keys",
+        "10",
+    )
     assert result.returncode == 0 and "WATERMARK DETECTED" in result.stdout
     assert (tmp_path / "a" / "audit.md").is_file()
 
 
-def test_a_key_that_is_not_utf8_is_read_as_its_bytes_by_audit_and_serve(monkeypatch, tmp_path,
-                                                                        capsys):
+def test_a_key_that_is_not_utf8_is_read_as_its_bytes_by_audit_and_serve(monkeypatch, tmp_path, capsys):
     # a binary secret in the environment raised UnicodeEncodeError in both commands
     from distil.server.settings import ServerSettings
     from distil.server.watermark import watermark_key
@@ -188,8 +219,19 @@ def test_a_key_that_is_not_utf8_is_read_as_its_bytes_by_audit_and_serve(monkeypa
     assert watermark_key(served).seed(b"context") == expected
     text = tmp_path / "answer.txt"
     text.write_text("the quick brown fox jumps over the lazy dog, twice over\n")
-    result = run_cli(monkeypatch, capsys, "audit", "text", str(text), "--key-env", "BYTES_KEY",
-                     "--null-keys", "0", "--out", str(tmp_path / "a"))
+    result = run_cli(
+        monkeypatch,
+        capsys,
+        "audit",
+        "text",
+        str(text),
+        "--key-env",
+        "BYTES_KEY",
+        "--null-keys",
+        "0",
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert result.returncode == 0, result.stderr
     assert "b'\\xff" not in (tmp_path / "a" / "audit.json").read_text()
 

@@ -11,8 +11,9 @@ PROMPTS = ["Reverse the word: cat", "Reverse the word: export", "hello", "x y z,
 
 
 def distil(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distil.cli", *args], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "distil.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def exported_run_dir(tmp_path_factory: pytest.TempPathFactory, student: Path) -> Path:

@@ -15,9 +15,16 @@ def _mamba(folder):
     from distil.models import byte_tokenizer
 
     tokenizer = byte_tokenizer()
-    config = MambaConfig(vocab_size=len(tokenizer), hidden_size=16, state_size=4,
-                         num_hidden_layers=1, expand=2, conv_kernel=2,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = MambaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        state_size=4,
+        num_hidden_layers=1,
+        expand=2,
+        conv_kernel=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     MambaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -31,10 +38,12 @@ def _not_a_model(tmp_path):
 
 BAD_EXPORTS = {
     "not a model": (_not_a_model, [], "is neither a run folder (no student/config.json) nor a model"),
-    "architecture": (lambda tmp: _mamba(tmp / "mamba"), [],
-                     "cannot export MambaForCausalLM to ONNX"),
-    "gguf architecture": (lambda tmp: _mamba(tmp / "mamba"), ["--format", "gguf"],
-                          "GGUF export supports llama, mistral, qwen2, qwen3; this model is 'mamba'"),
+    "architecture": (lambda tmp: _mamba(tmp / "mamba"), [], "cannot export MambaForCausalLM to ONNX"),
+    "gguf architecture": (
+        lambda tmp: _mamba(tmp / "mamba"),
+        ["--format", "gguf"],
+        "GGUF export supports llama, mistral, qwen2, qwen3; this model is 'mamba'",
+    ),
 }
 
 

@@ -24,8 +24,7 @@ from distil.export.modelfile import ollama_template
 from distil.llama_runtime import llama_cpp_available
 from tests.export.conftest import PROMPTS
 
-needs_llama_cpp = pytest.mark.skipif(not llama_cpp_available(),
-                                     reason="llama-cpp-python is not installed")
+needs_llama_cpp = pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed")
 
 
 def _rope_rotate_half(x: np.ndarray, position: int, dim: int) -> np.ndarray:
@@ -33,8 +32,9 @@ def _rope_rotate_half(x: np.ndarray, position: int, dim: int) -> np.ndarray:
     half = dim // 2
     angle = position * 10000.0 ** (-np.arange(half) * 2 / dim)
     first, second = x[:half], x[half:]
-    return np.concatenate([first * np.cos(angle) - second * np.sin(angle),
-                           second * np.cos(angle) + first * np.sin(angle)])
+    return np.concatenate(
+        [first * np.cos(angle) - second * np.sin(angle), second * np.cos(angle) + first * np.sin(angle)]
+    )
 
 
 def _rope_adjacent(x: np.ndarray, position: int, dim: int) -> np.ndarray:
@@ -108,9 +108,12 @@ def test_architecture_and_tokenizer_gguf_cannot_carry_are_refused():
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {c: i for i, c in enumerate(alphabet)} | {"12": len(alphabet)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[("1", "2")]))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(pattern=__import__("tokenizers").Regex(r"\d"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(pattern=__import__("tokenizers").Regex(r"\d"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
     digits = PreTrainedTokenizerFast(tokenizer_object=backend)
     with pytest.raises(ExportError, match="cannot carry this tokenizer's pre-tokenizer.*1 of 2"):
         gguf_vocabulary(digits, len(vocab), ["abc", "x 12"])
@@ -123,21 +126,22 @@ def test_ollama_template_renders_as_the_chat_template(student):
     template = ollama_template(student.tokenizer)
     prompt = template.split("{{ end }}")[1].replace("{{ .Prompt }}", "Reverse: cat")
     assert prompt == student.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Reverse: cat"}], tokenize=False, add_generation_prompt=True)
+        [{"role": "user", "content": "Reverse: cat"}], tokenize=False, add_generation_prompt=True
+    )
     assert template.startswith("{{ if .System }}<|system|>{{ .System }}<|end|>{{ end }}")
 
 
 def test_export_stage_writes_gguf_variants_with_a_modelfile(tiny_models, tmp_path):
-    config = ExportSection(formats=["gguf"], prompts_per_task=1, compared_prompts=2,
-                           max_new_tokens=4)
+    config = ExportSection(formats=["gguf"], prompts_per_task=1, compared_prompts=2, max_new_tokens=4)
     result = export_run(tiny_models["tiny-student"], config, out=tmp_path / "export")
     assert list(result.deployable) == ["gguf-f16", "gguf-q8_0"]
     for variant in result.parity["variants"]:
         assert variant["read_back"]["failures"] == []
         assert variant["tokenizer"]["failures"] == [] and "transformers" in variant["tokenizer"]["readers"]
         assert variant["format"] == "gguf" and variant["kind"] in ("half", "int8")
-        assert variant["runtime_check"] == ("done" if llama_cpp_available() else
-                                            "skipped: llama-cpp-python is not installed")
+        assert variant["runtime_check"] == (
+            "done" if llama_cpp_available() else "skipped: llama-cpp-python is not installed"
+        )
         modelfile = (result.deployable[variant["name"]] / "Modelfile").read_text()
         assert f"FROM ./model-{variant['name'].removeprefix('gguf-')}.gguf" in modelfile
         assert 'PARAMETER stop "<|end|>"' in modelfile
@@ -166,8 +170,7 @@ def test_llama_cpp_runs_the_tiny_student_as_pytorch_does(student, tmp_path):
     reference = TorchVariant(student)
     assert runner.generate_ids(prompts, 8) == reference.generate_ids(prompts, 8)
     logits = runner.continuation_logits(prompts[0], [5, 6, 7])
-    np.testing.assert_allclose(logits, reference.continuation_logits(prompts[0], [5, 6, 7]),
-                               atol=5e-2)
+    np.testing.assert_allclose(logits, reference.continuation_logits(prompts[0], [5, 6, 7]), atol=5e-2)
 
 
 @needs_llama_cpp
@@ -180,6 +183,7 @@ def test_k_quant_is_written_by_llama_cpp_and_reads_back(tmp_path):
     assert {"Q4_K", "Q6_K"} <= set(record["tensor_types"])
     assert json.loads((folder / "gguf.json").read_text())["quantiser"].startswith("llama.cpp")
 
+
 def _tiny(model_type: str, **shape: int) -> types.SimpleNamespace:
     """A random two-layer model of another architecture, with the tiny byte tokenizer."""
     import torch
@@ -189,13 +193,21 @@ def _tiny(model_type: str, **shape: int) -> types.SimpleNamespace:
 
     tokenizer = byte_tokenizer()
     shape = {"hidden_size": 32, "intermediate_size": 64, **shape}
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), num_hidden_layers=2,
-                                  num_attention_heads=4, num_key_value_heads=2,
-                                  head_dim=shape["hidden_size"] // 4, max_position_embeddings=128,
-                                  tie_word_embeddings=False, **shape)
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer),
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=shape["hidden_size"] // 4,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        **shape,
+    )
     torch.manual_seed(0)
-    return types.SimpleNamespace(model=AutoModelForCausalLM.from_config(config),
-                                 tokenizer=tokenizer, source=f"tiny-{model_type}")
+    return types.SimpleNamespace(
+        model=AutoModelForCausalLM.from_config(config), tokenizer=tokenizer, source=f"tiny-{model_type}"
+    )
 
 
 @pytest.mark.parametrize("model_type", ["qwen2", "qwen3", "mistral"])
@@ -211,19 +223,31 @@ def test_report_says_when_the_gguf_runtime_check_was_skipped(tmp_path):
     from distil.report.collect import collect
     from distil.report.sections import build_sections
 
-    variant = {"name": "gguf-q8_0", "passed": True, "max_abs_logit_diff": None,
-               "runtime_check": "skipped: llama-cpp-python is not installed"}
+    variant = {
+        "name": "gguf-q8_0",
+        "passed": True,
+        "max_abs_logit_diff": None,
+        "runtime_check": "skipped: llama-cpp-python is not installed",
+    }
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "parity.json").write_text(json.dumps({"variants": [variant]}))
-    (tmp_path / "eval.json").write_text(json.dumps(
-        {"efficiency": {"student": {"params": 10, "tokens_per_s": 5.0}},
-         "efficiency_setup": {"not_timed": {"gguf-q8_0": "llama-cpp-python is not installed"}}}))
+    (tmp_path / "eval.json").write_text(
+        json.dumps(
+            {
+                "efficiency": {"student": {"params": 10, "tokens_per_s": 5.0}},
+                "efficiency_setup": {"not_timed": {"gguf-q8_0": "llama-cpp-python is not installed"}},
+            }
+        )
+    )
     sections = {s.title: s for s in build_sections(collect(tmp_path))}
-    assert ("Runtime check skipped for gguf-q8_0 (llama-cpp-python is not installed)"
-            in " ".join(sections["Export parity"].text))
+    assert "Runtime check skipped for gguf-q8_0 (llama-cpp-python is not installed)" in " ".join(
+        sections["Export parity"].text
+    )
     assert sections["Export parity"].items[0].rows[0][-1] == "pass (checked, not run)"
-    assert ("Not timed: gguf-q8_0 (when the bench ran, llama-cpp-python is not installed)."
-            in sections["Efficiency"].text)
+    assert (
+        "Not timed: gguf-q8_0 (when the bench ran, llama-cpp-python is not installed)."
+        in sections["Efficiency"].text
+    )
 
 
 @needs_llama_cpp
@@ -241,8 +265,9 @@ def test_llama_cpp_answers_the_demo_prompts_as_pytorch_does(tmp_path):
     answers = {}
     for gguf_type in ("f16", "q8_0"):
         runner = LlamaCppGenerator(export_gguf(demo, tmp_path / gguf_type, gguf_type, texts))
-        assert [runner.llama.tokenize(t.encode(), add_bos=False, special=True)
-                for t in texts] == prompts  # llama.cpp reads the text as the tokenizer does
+        assert [
+            runner.llama.tokenize(t.encode(), add_bos=False, special=True) for t in texts
+        ] == prompts  # llama.cpp reads the text as the tokenizer does
         answers[gguf_type] = runner.generate_ids(prompts, 12)
     assert answers["f16"] == reference
     drop = accuracy(items, decode(reference))["overall"] - accuracy(items, decode(answers["q8_0"]))["overall"]
@@ -255,9 +280,16 @@ def test_bench_worker_times_a_gguf_variant_at_batch_1_only(student, tmp_path):
 
     folder = export_gguf(student, tmp_path / "q8", "q8_0", PROMPTS)
     ids = student.tokenizer(PROMPTS[0], add_special_tokens=False).input_ids
-    session = Session({"model": str(folder), "opener": "distil.bench.worker:open_llama_cpp",
-                       "runtime": "llama.cpp", "threads": 1,
-                       "prompt_ids": [ids], "new_tokens": 4})
+    session = Session(
+        {
+            "model": str(folder),
+            "opener": "distil.bench.worker:open_llama_cpp",
+            "runtime": "llama.cpp",
+            "threads": 1,
+            "prompt_ids": [ids],
+            "new_tokens": 4,
+        }
+    )
     header = session.header()
     assert header["max_batch"] == 1 and header["dtype"] == "q8_0"  # the bench skips batch 2
     assert header["params"] == sum(p.numel() for p in student.model.parameters())

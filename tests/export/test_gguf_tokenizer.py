@@ -19,8 +19,12 @@ CHATS = ["What is the capital of France?", "Reverse the word: cat", "What is 47+
 
 
 def _chat_texts(tokenizer) -> list[str]:
-    return [tokenizer.apply_chat_template([{"role": "user", "content": c}], tokenize=False,
-                                          add_generation_prompt=True) for c in CHATS]
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": c}], tokenize=False, add_generation_prompt=True
+        )
+        for c in CHATS
+    ]
 
 
 def _gguf_tokenizer(folder):
@@ -55,7 +59,8 @@ def _bos_added():
     tokenizer = byte_tokenizer()
     tokenizer.bos_token = "<|system|>"
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|system|> $A", special_tokens=[("<|system|>", tokenizer.bos_token_id)])
+        single="<|system|> $A", special_tokens=[("<|system|>", tokenizer.bos_token_id)]
+    )
     assert tokenizer("ab").input_ids[0] == tokenizer.bos_token_id
     return tokenizer
 
@@ -71,8 +76,10 @@ def test_bos_flag_is_what_the_tokenizer_does_and_readers_agree(tmp_path, make, a
     reader = _gguf_tokenizer(folder)
     for text in texts:
         for special in (False, True):
-            assert reader(text, add_special_tokens=special).input_ids == \
-                tokenizer(text, add_special_tokens=special).input_ids
+            assert (
+                reader(text, add_special_tokens=special).input_ids
+                == tokenizer(text, add_special_tokens=special).input_ids
+            )
 
 
 def test_a_vocabulary_without_merges_reads_back_with_an_empty_merge_list(tmp_path):
@@ -91,15 +98,22 @@ def test_a_wrong_flag_fails_parity_with_the_reason(tmp_path, monkeypatch):
     model.save_pretrained(tmp_path / "student")
     _bos_not_added().save_pretrained(tmp_path / "student")
     monkeypatch.setattr(gguf_vocab, "special_flags", lambda tokenizer: (True, False))
-    config = ExportSection(formats=["gguf"], gguf=["f16"], prompts_per_task=1,
-                           compared_prompts=2, max_new_tokens=4, allow_parity_failure=True)
+    config = ExportSection(
+        formats=["gguf"],
+        gguf=["f16"],
+        prompts_per_task=1,
+        compared_prompts=2,
+        max_new_tokens=4,
+        allow_parity_failure=True,
+    )
     result = export_run(tmp_path / "student", config, out=tmp_path / "export")
     (variant,) = result.parity["variants"]
     assert not variant["passed"] and variant["path"] == "failed/gguf-f16"
     assert variant["read_back"]["failures"] == []  # the file holds what was meant to be written
     (failure,) = variant["failures"]
-    assert failure.startswith("tokenizer: the GGUF's own tokenizer, read by transformers, gives "
-                              "other ids than the model's on ")
+    assert failure.startswith(
+        "tokenizer: the GGUF's own tokenizer, read by transformers, gives other ids than the model's on "
+    )
     assert "held-out texts with special tokens (first: " in failure
     saved = json.loads((tmp_path / "export" / "parity.json").read_text())
     assert saved["variants"][0]["tokenizer"]["failures"] == variant["tokenizer"]["failures"]
@@ -134,8 +148,9 @@ def smollm2_student(request, tmp_path_factory):
 def test_smollm2_student_gguf_tokenizes_chat_prompts_as_its_tokenizer(smollm2_student, tmp_path):
     from distil.models import load_model
 
-    config = ExportSection(formats=["gguf"], gguf=["q8_0"], prompts_per_task=1,
-                           compared_prompts=2, max_new_tokens=4)
+    config = ExportSection(
+        formats=["gguf"], gguf=["q8_0"], prompts_per_task=1, compared_prompts=2, max_new_tokens=4
+    )
     result = export_run(smollm2_student, config, out=tmp_path / "export")
     (variant,) = result.parity["variants"]
     assert variant["tokenizer"]["failures"] == [] and variant["read_back"]["failures"] == []
@@ -154,6 +169,7 @@ def test_a_tokenizer_adding_what_the_flags_cannot_say_is_refused():
     tokenizer = byte_tokenizer()  # no bos; it puts <|user|> before every text
     user = tokenizer.convert_tokens_to_ids("<|user|>")
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|user|> $A", special_tokens=[("<|user|>", user)])
+        single="<|user|> $A", special_tokens=[("<|user|>", user)]
+    )
     with pytest.raises(ExportError, match=f"adds \\[{user}\\] before and \\[\\] after a text"):
         gguf_vocabulary(tokenizer, len(tokenizer), ["abc"])

@@ -27,10 +27,13 @@ def torch_logits(model, ids: list[int]) -> np.ndarray:
 def hf_greedy(loaded, ids: list[int], max_new_tokens: int) -> list[int]:
     """Hugging Face's own greedy generation, cut at the first eos."""
     with torch.no_grad():
-        out = loaded.model.generate(input_ids=torch.tensor([ids]), do_sample=False,
-                                    max_new_tokens=max_new_tokens,
-                                    pad_token_id=loaded.tokenizer.pad_token_id)
-    new = out[0, len(ids):].tolist()
+        out = loaded.model.generate(
+            input_ids=torch.tensor([ids]),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=loaded.tokenizer.pad_token_id,
+        )
+    new = out[0, len(ids) :].tolist()
     eos = loaded.tokenizer.eos_token_id
     return new[: new.index(eos)] if eos in new else new
 
@@ -67,8 +70,7 @@ def test_fp32_logits_match_pytorch_at_every_position(fp32, student):
         ids = fp32.encode(prompt)
         expected = torch_logits(student.model, ids)
         mask = np.ones((1, len(ids)), dtype=np.int64)
-        logits, present = fp32.forward(np.array([ids]), mask, np.arange(len(ids))[None],
-                                       fp32.empty_cache(1))
+        logits, present = fp32.forward(np.array([ids]), mask, np.arange(len(ids))[None], fp32.empty_cache(1))
         assert all(p.shape[2] == len(ids) for p in present)  # the cache holds every token
         diffs.append(np.abs(logits[0] - expected).max())
         agree.append((logits[0].argmax(-1) == expected.argmax(-1)).mean())
@@ -80,10 +82,11 @@ def test_kv_cache_path_equals_full_recompute(fp32):
     prompt = fp32.encode(PROMPTS[0])
     continuation = [40, 41, 42, 43, 44, 45]
     mask = np.ones((1, len(prompt) + len(continuation)), dtype=np.int64)
-    full, _ = fp32.forward(np.array([prompt + continuation]), mask,
-                           np.arange(mask.shape[1])[None], fp32.empty_cache(1))
+    full, _ = fp32.forward(
+        np.array([prompt + continuation]), mask, np.arange(mask.shape[1])[None], fp32.empty_cache(1)
+    )
     cached = fp32.continuation_logits(prompt, continuation)  # one prefill, then one token a call
-    expected = full[0, len(prompt) - 1: len(prompt) - 1 + len(continuation)]
+    expected = full[0, len(prompt) - 1 : len(prompt) - 1 + len(continuation)]
     np.testing.assert_allclose(cached, expected, atol=1e-5)
 
 
@@ -92,8 +95,9 @@ def test_greedy_generation_equals_pytorch(fp32, student):
     expected = [hf_greedy(student, ids, 12) for ids in prompt_ids]
     assert [fp32.generate_ids([ids], 12)[0] for ids in prompt_ids] == expected
     assert fp32.generate_ids(prompt_ids, 12) == expected  # left-padded batch, uneven lengths
-    assert fp32.generate(PROMPTS, 12) == [student.tokenizer.decode(e, skip_special_tokens=True)
-                                          for e in expected]
+    assert fp32.generate(PROMPTS, 12) == [
+        student.tokenizer.decode(e, skip_special_tokens=True) for e in expected
+    ]
 
 
 def test_generation_stops_at_eos_and_can_be_told_not_to(fp32):
@@ -119,8 +123,7 @@ def test_int8_is_quantised_and_agrees_above_its_threshold(exported_run, fp32, in
         ids = int8.encode(prompt) + [40, 41, 42, 43]
         expected = torch_logits(student.model, ids)
         mask = np.ones((1, len(ids)), dtype=np.int64)
-        logits, _ = int8.forward(np.array([ids]), mask, np.arange(len(ids))[None],
-                                 int8.empty_cache(1))
+        logits, _ = int8.forward(np.array([ids]), mask, np.arange(len(ids))[None], int8.empty_cache(1))
         agree.append((logits[0].argmax(-1) == expected.argmax(-1)).mean())
         differ.append(np.abs(logits[0] - expected).max())
     assert np.mean(agree) >= INT8_MIN_TOP1
@@ -140,8 +143,7 @@ def test_runs_without_torch(exported_run, fp32, int8):
         "    out[name] = g.generate(prompts, 10)\n"
         "print(json.dumps(out))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
     assert answers == {"onnx": fp32.generate(PROMPTS, 10), "onnx-int8": int8.generate(PROMPTS, 10)}

@@ -42,8 +42,13 @@ def test_head_and_table_are_8bit_blocks_and_the_layers_stay_float(tied):
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     head = producer(graph, "logits")
     assert head.op_type == "MatMulNBits"
-    assert attributes(head) | {"K": 0, "N": 0} == {"K": 0, "N": 0, "bits": 8, "block_size": 32,
-                                                    "accuracy_level": 4}  # int8 activations
+    assert attributes(head) | {"K": 0, "N": 0} == {
+        "K": 0,
+        "N": 0,
+        "bits": 8,
+        "block_size": 32,
+        "accuracy_level": 4,
+    }  # int8 activations
     assert initializers[head.input[1]].data_type == TensorProto.UINT8
     ops, before = Counter(n.op_type for n in graph.node), Counter(n.op_type for n in fp32_graph.node)
     assert ops["GatherBlockQuantized"] == 1 and ops["Gather"] == before["Gather"] - 1
@@ -82,12 +87,17 @@ def head_graph(hidden: int, tied: bool, vocab: int = 64) -> onnx.ModelProto:
     if tied:
         nodes.append(helper.make_node("Transpose", ["table"], ["head_weight"], perm=[1, 0]))
     else:
-        weights.append(numpy_helper.from_array(rng.normal(size=(hidden, vocab)).astype(
-            np.float32), "head_weight"))
+        weights.append(
+            numpy_helper.from_array(rng.normal(size=(hidden, vocab)).astype(np.float32), "head_weight")
+        )
     nodes.append(helper.make_node("MatMul", ["embedding", "head_weight"], ["logits"], name="head"))
     graph = helper.make_graph(
-        nodes, "head", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["B", "T"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "T", vocab])], weights)
+        nodes,
+        "head",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["B", "T"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "T", vocab])],
+        weights,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
@@ -106,8 +116,9 @@ def test_the_lookup_returns_the_8bit_rows_the_head_multiplies_by(tied_table):
     quantised = quantise_head(head_graph(64, tied_table), block_size=32)
     ops = [node.op_type for node in quantised.graph.node]
     assert ops == ["GatherBlockQuantized", "Reshape", "MatMulNBits"]
-    blocks = [t for t in quantised.graph.initializer if t.data_type == TensorProto.UINT8
-              and t.dims[-1:] == [32]]  # (V, K/32, 32) weight bytes, not zero points
+    blocks = [
+        t for t in quantised.graph.initializer if t.data_type == TensorProto.UINT8 and t.dims[-1:] == [32]
+    ]  # (V, K/32, 32) weight bytes, not zero points
     assert len(blocks) == (1 if tied_table else 2)
     assert not any(t.dims == [64, 64] for t in quantised.graph.initializer)  # no float table
     got = run(quantised, ids)
@@ -141,12 +152,15 @@ def test_int8_sums_do_not_clip_on_this_cpu():
     ones, random = np.ones(k), rng.integers(0, 2, k).astype(float)
     weight = np.stack([ones, -ones, random, -random] * (vocab // 4), axis=1)  # (K, V)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "weight"], ["logits"], name="head")], "sums",
+        [helper.make_node("MatMul", ["x", "weight"], ["logits"], name="head")],
+        "sums",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", k])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["M", vocab])],
-        [numpy_helper.from_array(weight.astype(np.float32), "weight")])
-    model = quantise_head(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
-                          block_size=32)
+        [numpy_helper.from_array(weight.astype(np.float32), "weight")],
+    )
+    model = quantise_head(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), block_size=32
+    )
     from onnxruntime import InferenceSession
 
     session = InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -17,15 +17,15 @@ def test_a_recipes_export_grades_the_families_its_eval_grades(tmp_path):
     assert graded.export.tasks == ["reverse"]
     free_form = validate_recipe(recipe_dict(tmp_path, data, export={}))
     assert free_form.eval.tasks == [] and free_form.export.tasks == []
-    chosen = validate_recipe(recipe_dict(tmp_path, data, export={"tasks": ["sort"]},
-                                         eval={"tasks": ["all"]}))
+    chosen = validate_recipe(recipe_dict(tmp_path, data, export={"tasks": ["sort"]}, eval={"tasks": ["all"]}))
     assert chosen.export.tasks == ["sort"]
     assert yaml.safe_load(dump_recipe(graded))["export"]["tasks"] == ["reverse"]  # for `distil export RUN`
 
 
 def _config(tasks):
-    return ExportSection(formats=["hf"], tasks=tasks, prompts_per_task=2, compared_prompts=2,
-                         max_new_tokens=4)
+    return ExportSection(
+        formats=["hf"], tasks=tasks, prompts_per_task=2, compared_prompts=2, max_new_tokens=4
+    )
 
 
 def test_parity_prompts_and_accuracy_come_from_the_named_families(tiny_models, tmp_path):

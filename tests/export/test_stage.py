@@ -31,7 +31,8 @@ def test_export_writes_every_variant_and_a_passing_parity_report(exported_run):
         assert variant["positions"] >= 6 and 0 <= variant["accuracy"] <= 1
         assert set(variant["accuracy_by_task"]) == set(parity["reference"]["accuracy_by_task"])
         assert variant["accuracy_delta"] == pytest.approx(
-            variant["accuracy"] - parity["reference"]["accuracy"])
+            variant["accuracy"] - parity["reference"]["accuracy"]
+        )
     assert (export / "README.md").is_file() and (export / "hf-float16" / "README.md").is_file()
     assert variants["onnx"]["top1_agreement"] == 1.0
     assert variants["onnx"]["max_abs_logit_diff"] < 1e-4
@@ -71,9 +72,14 @@ def test_bad_options_name_the_field():
 
 def _impossible(allow: bool) -> ExportSection:
     """Only the fast safetensors export, held to a logit difference no fp16 copy can meet."""
-    return ExportSection(formats=["hf"], prompts_per_task=2, compared_prompts=2, max_new_tokens=4,
-                        thresholds={"half": ThresholdsSection(max_abs_logit_diff=1e-9)},
-                        allow_parity_failure=allow)
+    return ExportSection(
+        formats=["hf"],
+        prompts_per_task=2,
+        compared_prompts=2,
+        max_new_tokens=4,
+        thresholds={"half": ThresholdsSection(max_abs_logit_diff=1e-9)},
+        allow_parity_failure=allow,
+    )
 
 
 def test_a_failed_variant_is_set_aside_and_raises(tiny_models, tmp_path):

@@ -40,7 +40,14 @@ def open_for_bench(model: str, threads: int) -> tuple[Any, int | None, str]:
     return open_float32(model, threads)
 
 
-TOY = ExportFormat(name=NAME, summary="float32 safetensors folder (a test's own format)",
-                   variants=lambda config: [VariantSpec(NAME, "float32")], write=write,
-                   open=open_for_parity, runtime="pytorch", bench_open=open_for_bench,
-                   needs={"safetensors": "pip install safetensors"}, folders=(NAME,))
+TOY = ExportFormat(
+    name=NAME,
+    summary="float32 safetensors folder (a test's own format)",
+    variants=lambda config: [VariantSpec(NAME, "float32")],
+    write=write,
+    open=open_for_parity,
+    runtime="pytorch",
+    bench_open=open_for_bench,
+    needs={"safetensors": "pip install safetensors"},
+    folders=(NAME,),
+)

@@ -34,14 +34,26 @@ class FakeHub:
             return httpx2.Response(200, json={})
         if "/preupload/" in path:
             files = json.loads(request.content)["files"]
-            return httpx2.Response(200, json={"files": [
-                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+            return httpx2.Response(
+                200,
+                json={
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+                    ]
+                },
+            )
         if "/commit/" in path:
             lines = [json.loads(line) for line in request.content.splitlines() if line.strip()]
-            self.commits.append({item["value"]["path"]: base64.b64decode(item["value"]["content"])
-                                 for item in lines if item["key"] == "file"})
-            return httpx2.Response(200, json={"commitUrl": "https://huggingface.co/org/name/commit/abc",
-                                              "commitOid": "abc"})
+            self.commits.append(
+                {
+                    item["value"]["path"]: base64.b64decode(item["value"]["content"])
+                    for item in lines
+                    if item["key"] == "file"
+                }
+            )
+            return httpx2.Response(
+                200, json={"commitUrl": "https://huggingface.co/org/name/commit/abc", "commitOid": "abc"}
+            )
         return httpx2.Response(404, json={"error": f"no fake for {request.method} {path}"})
 
     def install(self) -> None:

@@ -10,10 +10,16 @@ def zero_sides(name: str, params: dict) -> list[str]:
     A zero of the teacher alone makes KL(p_s || p_t) infinite; a zero of the student alone
     makes KL(p_t || p_s) infinite; the mixtures and the TVD stay finite either way.
     """
-    forward = (name == "forward_kl" or (name == "generalized_jsd" and params["beta"] == 0)
-               or (name == "skew_forward_kl" and params["alpha"] == 0))
-    reverse = (name == "reverse_kl" or (name == "generalized_jsd" and params["beta"] == 1)
-               or (name == "skew_reverse_kl" and params["alpha"] == 0))
+    forward = (
+        name == "forward_kl"
+        or (name == "generalized_jsd" and params["beta"] == 0)
+        or (name == "skew_forward_kl" and params["alpha"] == 0)
+    )
+    reverse = (
+        name == "reverse_kl"
+        or (name == "generalized_jsd" and params["beta"] == 1)
+        or (name == "skew_reverse_kl" and params["alpha"] == 0)
+    )
     return [side for side, infinite in (("teacher", reverse), ("student", forward)) if not infinite]
 
 

@@ -52,6 +52,7 @@ def kl_to_mixture(log_p: Tensor, w: float, log_a: Tensor, log_b: Tensor) -> Tens
 
 # The divergences between two distributions given by log-probabilities (s: student, t: teacher).
 
+
 def forward_kl_of(log_s: Tensor, log_t: Tensor) -> Tensor:
     return kl(log_t, log_s)
 
@@ -66,8 +67,9 @@ def generalized_jsd_of(log_s: Tensor, log_t: Tensor, beta: float = 0.5) -> Tenso
         return kl(log_t, log_s)
     if beta == 1:
         return kl(log_s, log_t)
-    return (beta * kl_to_mixture(log_t, beta, log_t, log_s)
-            + (1 - beta) * kl_to_mixture(log_s, beta, log_t, log_s))
+    return beta * kl_to_mixture(log_t, beta, log_t, log_s) + (1 - beta) * kl_to_mixture(
+        log_s, beta, log_t, log_s
+    )
 
 
 def skew_forward_kl_of(log_s: Tensor, log_t: Tensor, alpha: float = 0.1) -> Tensor:
@@ -96,8 +98,9 @@ OF_LOG_PROBS = {
 
 def dense(name: str, student_row, teacher_row, temperature: float = 1.0, **params) -> Tensor:
     """The divergence `name` between softmax(student / T) and softmax(teacher / T) of one row."""
-    return OF_LOG_PROBS[name](log_softmax(student_row, temperature),
-                              log_softmax(teacher_row, temperature), **params)
+    return OF_LOG_PROBS[name](
+        log_softmax(student_row, temperature), log_softmax(teacher_row, temperature), **params
+    )
 
 
 def top_k_buckets(student_row, teacher_row, k: int, temperature: float) -> tuple[Tensor, Tensor]:
@@ -115,8 +118,7 @@ def top_k_buckets(student_row, teacher_row, k: int, temperature: float) -> tuple
     return torch.stack(student), torch.stack(teacher)
 
 
-def sparse(name: str, student_row, teacher_row, k: int, temperature: float = 1.0,
-           **params) -> Tensor:
+def sparse(name: str, student_row, teacher_row, k: int, temperature: float = 1.0, **params) -> Tensor:
     """The divergence `name` between the two distributions coarsened onto `top_k_buckets`."""
     return OF_LOG_PROBS[name](*top_k_buckets(student_row, teacher_row, k, temperature), **params)
 

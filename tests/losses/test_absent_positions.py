@@ -28,12 +28,21 @@ def _stored(teacher_logits: torch.Tensor, temperature: float) -> TopKTeacher:
     top = teacher_top_k(teacher_logits, K, temperature)
     present = torch.tensor(PRESENT)
     ids = torch.where(present[:, None], top.ids, torch.arange(K))
-    return TopKTeacher(ids, torch.where(present[:, None], top.logprobs, float("-inf")),
-                       torch.where(present, top.log_tail, float("-inf")), present)
+    return TopKTeacher(
+        ids,
+        torch.where(present[:, None], top.logprobs, float("-inf")),
+        torch.where(present, top.log_tail, float("-inf")),
+        present,
+    )
 
 
-def _reference(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-               objective: Objective, params: dict) -> torch.Tensor:
+def _reference(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    objective: Objective,
+    params: dict,
+) -> torch.Tensor:
     """sum over present rows of kd_weight T^2 D(t || s) on the top-k buckets, plus, over every
     row, ce_weight * -log softmax(s)[label], row by row in float64."""
     total = torch.zeros((), dtype=torch.float64)
@@ -41,7 +50,8 @@ def _reference(student_logits: torch.Tensor, teacher_logits: torch.Tensor, label
     for i in range(N):
         if PRESENT[i]:
             total = total + objective.kd_weight * t**2 * reference.sparse(
-                objective.divergence, student_logits[i], teacher_logits[i], K, t, **params)
+                objective.divergence, student_logits[i], teacher_logits[i], K, t, **params
+            )
         total = total - objective.ce_weight * reference.log_softmax(student_logits[i], 1.0)[labels[i]]
     return total
 
@@ -77,8 +87,9 @@ def test_the_fused_path_slices_the_marks_with_its_chunks(chunk_size):
     def per_token(student_logits, _, rows):
         return sparse_objective_per_token(objective, student_logits, stored.rows(rows), labels[rows])
 
-    got = fused_linear_loss(hidden_in, weight_in, None, None, per_token, chunk_size=chunk_size,
-                            reduction="sum")
+    got = fused_linear_loss(
+        hidden_in, weight_in, None, None, per_token, chunk_size=chunk_size, reduction="sum"
+    )
     ref_hidden, ref_weight = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     want = _reference(ref_hidden @ ref_weight.T, teacher, labels, objective, {})
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
@@ -94,6 +105,9 @@ def test_without_marks_nothing_changes():
     objective = Objective("forward_kl", kd_weight=1.0, ce_weight=0.5)
     top = teacher_top_k(teacher.float(), K)
     all_present = TopKTeacher(*top[:3], torch.ones(N, dtype=torch.bool))
-    torch.testing.assert_close(sparse_objective_per_token(objective, student, all_present, labels),
-                               sparse_objective_per_token(objective, student, top, labels),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        sparse_objective_per_token(objective, student, all_present, labels),
+        sparse_objective_per_token(objective, student, top, labels),
+        rtol=0,
+        atol=0,
+    )

@@ -20,8 +20,14 @@ from tests.losses import reference
 # teacher [3] ~ student [2, 3] (one-to-many); student position 4 is in no span.
 TEACHER_SPANS, STUDENT_SPANS = [[0], [1, 2], [3]], [[0], [1], [2, 3]]
 MAP = [0, 2, -1, 1, 5, -1, 3]  # teacher id -> student id (V_t = 7, V_s = 6)
-NAMES = [("forward_kl", {}), ("reverse_kl", {}), ("generalized_jsd", {"beta": 0.4}),
-         ("skew_forward_kl", {"alpha": 0.2}), ("skew_reverse_kl", {"alpha": 0.2}), ("tvd", {})]
+NAMES = [
+    ("forward_kl", {}),
+    ("reverse_kl", {}),
+    ("generalized_jsd", {"beta": 0.4}),
+    ("skew_forward_kl", {"alpha": 0.2}),
+    ("skew_reverse_kl", {"alpha": 0.2}),
+    ("tvd", {}),
+]
 
 
 def test_names_cover_every_divergence():
@@ -39,11 +45,11 @@ def inputs(seed, scale=2.0):
     g = torch.Generator().manual_seed(seed)
     student = (torch.randn(5, 6, generator=g, dtype=torch.float64) * scale).requires_grad_()
     teacher = torch.randn(4, 7, generator=g, dtype=torch.float64) * scale
-    return (student, torch.randint(0, 6, (5,), generator=g), teacher,
-            torch.randint(0, 7, (4,), generator=g))
+    return (student, torch.randint(0, 6, (5,), generator=g), teacher, torch.randint(0, 7, (4,), generator=g))
 
 
 # --- naive references, one span at a time, straight from the definitions ----------------
+
 
 def ref_span(rows, targets, group, temperature):
     """(log p at the span's first position, log c = sum of log p of the later actual tokens)."""
@@ -95,13 +101,15 @@ def library_span_inputs(student, s_targets, teacher, t_targets, temperature, tea
 
 # --- the tests -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name,params", NAMES)
 @pytest.mark.parametrize("teacher_k", [None, 3])
 def test_aligned_matches_naive_reference_with_gradients(name, params, teacher_k):
     student, s_targets, teacher, t_targets = inputs(seed=1)
     temperature = 1.5
-    first, log_c, own, span_teacher = library_span_inputs(student, s_targets, teacher, t_targets,
-                                                          temperature, teacher_k)
+    first, log_c, own, span_teacher = library_span_inputs(
+        student, s_targets, teacher, t_targets, temperature, teacher_k
+    )
     got = aligned_divergence(name, first, log_c, own, span_teacher, torch.tensor(MAP), **params)
     (got_grad,) = torch.autograd.grad(got.sum(), student)
     want = ref_aligned(name, params, student, s_targets, teacher, t_targets, temperature, teacher_k)
@@ -138,8 +146,9 @@ def test_identical_tokenizers_give_the_dense_divergence(name, params, temperatur
     a, b = student.clone().requires_grad_(), student.clone().requires_grad_()
     objective = Objective(divergence=name, temperature=temperature, ce_weight=0.5, **params)
     log_t = losses.dense.log_probs(teacher, temperature)
-    got = cross_tokenizer_per_token(objective, "aligned", a, targets, spans,
-                                    dense_span_teacher(log_t, targets, spans), identity, top_k=9)
+    got = cross_tokenizer_per_token(
+        objective, "aligned", a, targets, spans, dense_span_teacher(log_t, targets, spans), identity, top_k=9
+    )
     want = objective.per_token(b, teacher, targets)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     got.sum().backward()
@@ -179,12 +188,18 @@ def test_uld_with_identical_tokenizers_is_at_most_twice_the_tvd_and_equal_when_r
 
 def test_per_token_values_sit_on_each_span_first_student_token():
     student, s_targets, teacher, t_targets = inputs(seed=6)
-    span_teacher = dense_span_teacher(losses.dense.log_probs(teacher), t_targets,
-                                      positions(TEACHER_SPANS, 4))
+    span_teacher = dense_span_teacher(losses.dense.log_probs(teacher), t_targets, positions(TEACHER_SPANS, 4))
     for method in ("aligned", "uld"):
-        values = cross_tokenizer_per_token(Objective(), method, student, s_targets,
-                                           positions(STUDENT_SPANS, 5), span_teacher,
-                                           torch.tensor(MAP), top_k=4)
+        values = cross_tokenizer_per_token(
+            Objective(),
+            method,
+            student,
+            s_targets,
+            positions(STUDENT_SPANS, 5),
+            span_teacher,
+            torch.tensor(MAP),
+            top_k=4,
+        )
         assert values.shape == (5,)
         assert values[[0, 1, 2]].gt(0).all() and values[[3, 4]].eq(0).all()
 
@@ -194,11 +209,11 @@ def test_extreme_inputs_stay_finite():
     student, s_targets, teacher, t_targets = inputs(seed=7, scale=40.0)
     student.data[:, 3] = float("-inf")
     teacher[:, 5] = float("-inf")
-    first, log_c, own, span_teacher = library_span_inputs(student, s_targets, teacher, t_targets,
-                                                          1.0)
-    for value in (aligned_divergence("generalized_jsd", first, log_c, own, span_teacher,
-                                     torch.tensor(MAP)),
-                  uld_distance(first, log_c, span_teacher, 4)):
+    first, log_c, own, span_teacher = library_span_inputs(student, s_targets, teacher, t_targets, 1.0)
+    for value in (
+        aligned_divergence("generalized_jsd", first, log_c, own, span_teacher, torch.tensor(MAP)),
+        uld_distance(first, log_c, span_teacher, 4),
+    ):
         (grad,) = torch.autograd.grad(value.sum(), student, retain_graph=True)
         assert torch.isfinite(value).all() and torch.isfinite(grad).all()
 
@@ -207,6 +222,7 @@ def test_unknown_method_is_refused():
     student, teacher, targets, spans, identity = identity_inputs(seed=8)
     span_teacher = dense_span_teacher(losses.dense.log_probs(teacher), targets, spans)
     with pytest.raises(ValueError, match="cross-tokenizer method"):
-        cross_tokenizer_per_token(Objective(), "dskd", student, targets, spans, span_teacher,
-                                  identity, top_k=2)
+        cross_tokenizer_per_token(
+            Objective(), "dskd", student, targets, spans, span_teacher, identity, top_k=2
+        )
     assert isinstance(span_teacher.first, TopKTeacher)

@@ -30,8 +30,9 @@ TEMPERATURES = [0.5, 1.0, 2.0, 4.0]
 
 
 def _reference(name, student, teacher, temperature, params):
-    return reference.per_row(reference.dense, student, teacher, name, temperature=temperature,
-                             **params).numpy()
+    return reference.per_row(
+        reference.dense, student, teacher, name, temperature=temperature, **params
+    ).numpy()
 
 
 def _logits(n, v, scale, seed):
@@ -75,8 +76,7 @@ def test_masked_entries_give_reference_values_and_gradients(name, params, scale,
     student, teacher = masked_logits(name, params, scale, seed=13)
     upstream = torch.rand(6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     s_ref = student.double().requires_grad_()
-    want = reference.per_row(reference.dense, s_ref, teacher.double(), name, temperature=1.5,
-                             **params)
+    want = reference.per_row(reference.dense, s_ref, teacher.double(), name, temperature=1.5, **params)
     assert torch.isfinite(want).all()  # the inputs stay where the divergence is finite
     (want * upstream).sum().backward()
     s = student.to(dtype).requires_grad_()
@@ -139,11 +139,14 @@ def test_jsd_half_is_symmetric_and_bounded():
     assert (ab >= 0).all() and (ab <= math.log(2) + 1e-6).all()
 
 
-@pytest.mark.parametrize("fn,kwargs", [
-    (losses.generalized_jsd, {"beta": 1.5}),
-    (losses.skew_forward_kl, {"alpha": 1.0}),
-    (losses.forward_kl, {"temperature": 0.0}),
-])
+@pytest.mark.parametrize(
+    "fn,kwargs",
+    [
+        (losses.generalized_jsd, {"beta": 1.5}),
+        (losses.skew_forward_kl, {"alpha": 1.0}),
+        (losses.forward_kl, {"temperature": 0.0}),
+    ],
+)
 def test_bad_parameters_are_refused(fn, kwargs):
     student, teacher = _logits(2, 4, 1.0, seed=0)
     with pytest.raises(ValueError):
@@ -161,8 +164,9 @@ def test_masked_token_mean_ignores_masked_infinities():
 def test_objective_combines_terms_with_t_squared(temperature):
     student, teacher = _logits(5, 9, 2.0, seed=4)
     labels = torch.tensor([0, 3, -100, 8, 1])
-    objective = losses.Objective(divergence="reverse_kl", temperature=temperature,
-                                 kd_weight=0.7, ce_weight=0.3)
+    objective = losses.Objective(
+        divergence="reverse_kl", temperature=temperature, kd_weight=0.7, ce_weight=0.3
+    )
     got = objective.per_token(student, teacher, labels)
     for i in range(5):
         kd = reference.dense("reverse_kl", student[i], teacher[i], temperature).item()

@@ -29,18 +29,17 @@ def _front_ends():
     span_inputs = library_span_inputs(*inputs(seed=1), temperature=1.0)
     return {
         "dense": lambda name, p: losses.divergence(name, student, teacher, **p),
-        "sparse": lambda name, p: losses.sparse_divergence(name, student,
-                                                           teacher_top_k(teacher, 3), **p),
+        "sparse": lambda name, p: losses.sparse_divergence(name, student, teacher_top_k(teacher, 3), **p),
         "aligned": lambda name, p: aligned_divergence(name, *span_inputs, torch.tensor(MAP), **p),
         "fused": lambda name, p: losses.fused_linear_divergence(
-            student, torch.eye(7), teacher, torch.eye(7), divergence=name, **p),
+            student, torch.eye(7), teacher, torch.eye(7), divergence=name, **p
+        ),
     }
 
 
 @pytest.mark.parametrize("front_end", ["dense", "sparse", "aligned", "fused"])
 @pytest.mark.parametrize("name,params,message", OUT_OF_RANGE)
-def test_every_front_end_refuses_a_parameter_outside_the_declared_range(front_end, name, params,
-                                                                         message):
+def test_every_front_end_refuses_a_parameter_outside_the_declared_range(front_end, name, params, message):
     """The aligned path had no check of its own: beta = 1.5 or alpha = 1 failed on a bare
     `math domain error` from the mixture's log, and a NaN parameter gave NaN losses."""
     with pytest.raises(ValueError, match=message):
@@ -105,11 +104,14 @@ def test_a_parameter_the_divergence_does_not_take_is_not_checked(tmp_path):
     assert _recipe(tmp_path, divergence="forward_kl", alpha=1.0).distill.alpha == 1.0
 
 
-@pytest.mark.parametrize("name,param,message", [
-    ("forward_kl", None, "pick a new name"),
-    ("with space", None, "pick a new name"),
-    ("gamma_kl", Param("gamma", 0.0, 1.0), "a recipe carries only beta and alpha"),
-])
+@pytest.mark.parametrize(
+    "name,param,message",
+    [
+        ("forward_kl", None, "pick a new name"),
+        ("with space", None, "pick a new name"),
+        ("gamma_kl", Param("gamma", 0.0, 1.0), "a recipe carries only beta and alpha"),
+    ],
+)
 def test_bad_registrations_are_refused(name, param, message):
     with pytest.raises(ValueError, match=message):
         register_divergence(name, _scaled_tvd, param)

@@ -49,12 +49,16 @@ def _run(fn, hs, ws, ht, wt, upstream):
 def test_fused_equals_dense(name, params, chunk_size, upstream_kind):
     hs, ws, ht, wt = _inputs()
     g = torch.Generator().manual_seed(1)
-    upstream = (torch.full((N,), 0.37, dtype=torch.float64) if upstream_kind == "uniform"
-                else torch.rand(N, generator=g, dtype=torch.float64))
+    upstream = (
+        torch.full((N,), 0.37, dtype=torch.float64)
+        if upstream_kind == "uniform"
+        else torch.rand(N, generator=g, dtype=torch.float64)
+    )
 
     def fused(a, b, c, d):
-        return losses.fused_linear_divergence(a, b, c, d, divergence=name, temperature=1.7,
-                                              chunk_size=chunk_size, **params)
+        return losses.fused_linear_divergence(
+            a, b, c, d, divergence=name, temperature=1.7, chunk_size=chunk_size, **params
+        )
 
     def dense(a, b, c, d):
         return _dense(a, b, c, d, name, params, 1.7)
@@ -71,9 +75,11 @@ def test_masked_upstream_gradient_is_exact():
     results = []
     for use_fused in (True, False):
         a, b = hs.clone().requires_grad_(), ws.clone().requires_grad_()
-        values = (losses.fused_linear_divergence(a, b, ht, wt, divergence="forward_kl",
-                                                 chunk_size=5)
-                  if use_fused else losses.forward_kl(a @ b.T, ht @ wt.T))
+        values = (
+            losses.fused_linear_divergence(a, b, ht, wt, divergence="forward_kl", chunk_size=5)
+            if use_fused
+            else losses.forward_kl(a @ b.T, ht @ wt.T)
+        )
         losses.masked_token_mean(values, mask).backward()
         results.append((a.grad, b.grad))
     for got, want in zip(*results, strict=True):
@@ -90,20 +96,32 @@ def test_masked_vocabulary_columns_match_the_reference(name, params, upstream_ki
     masked[[0, 17, 40, V - 1]] = True
 
     def per_token(student_logits, teacher_logits, rows):
-        return losses.divergence(name, student_logits.masked_fill(masked, float("-inf")),
-                                 teacher_logits.masked_fill(masked, float("-inf")),
-                                 temperature=1.3, **params)
+        return losses.divergence(
+            name,
+            student_logits.masked_fill(masked, float("-inf")),
+            teacher_logits.masked_fill(masked, float("-inf")),
+            temperature=1.3,
+            **params,
+        )
 
     def fused(a, b, c, d):
         return losses.fused_linear_loss(a, b, c, d, per_token, chunk_size=8)
 
     def naive(a, b, c, d):
-        return reference.per_row(reference.dense, (a @ b.T).masked_fill(masked, float("-inf")),
-                                 (c @ d.T).masked_fill(masked, float("-inf")), name,
-                                 temperature=1.3, **params)
+        return reference.per_row(
+            reference.dense,
+            (a @ b.T).masked_fill(masked, float("-inf")),
+            (c @ d.T).masked_fill(masked, float("-inf")),
+            name,
+            temperature=1.3,
+            **params,
+        )
 
-    upstream = (torch.full((N,), 0.37, dtype=torch.float64) if upstream_kind == "uniform"
-                else torch.rand(N, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    upstream = (
+        torch.full((N,), 0.37, dtype=torch.float64)
+        if upstream_kind == "uniform"
+        else torch.rand(N, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    )
     got, want = _run(fused, hs, ws, ht, wt, upstream), _run(naive, hs, ws, ht, wt, upstream)
     assert torch.isfinite(got[1]).all() and torch.isfinite(got[2]).all()
     for g_, w_ in zip(got, want, strict=True):
@@ -114,19 +132,23 @@ def test_masked_vocabulary_columns_match_the_reference(name, params, upstream_ki
 def test_second_backward_accumulates_the_same_gradients(upstream_kind):
     """backward(retain_graph=True) then backward again: twice the gradients of one backward."""
     hs, ws, ht, wt = _inputs()
-    upstream = (torch.full((N,), 0.37, dtype=torch.float64) if upstream_kind == "uniform"
-                else torch.rand(N, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+    upstream = (
+        torch.full((N,), 0.37, dtype=torch.float64)
+        if upstream_kind == "uniform"
+        else torch.rand(N, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    )
     a, b = hs.clone().requires_grad_(), ws.clone().requires_grad_()
-    loss = (losses.fused_linear_divergence(a, b, ht, wt, divergence="generalized_jsd",
-                                           chunk_size=8) * upstream).sum()
+    loss = (
+        losses.fused_linear_divergence(a, b, ht, wt, divergence="generalized_jsd", chunk_size=8) * upstream
+    ).sum()
     loss.backward(retain_graph=True)
     once = a.grad.clone(), b.grad.clone()
-    _, want_hidden, want_weight = _run(lambda *x: _dense(*x, "generalized_jsd", {}, 1.0),
-                                       hs, ws, ht, wt, upstream)
+    _, want_hidden, want_weight = _run(
+        lambda *x: _dense(*x, "generalized_jsd", {}, 1.0), hs, ws, ht, wt, upstream
+    )
     torch.testing.assert_close(once, (want_hidden, want_weight), rtol=1e-9, atol=1e-12)
     loss.backward()
-    torch.testing.assert_close((a.grad, b.grad), (2 * once[0], 2 * once[1]),
-                               rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close((a.grad, b.grad), (2 * once[0], 2 * once[1]), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name,params", CASES)
@@ -143,20 +165,19 @@ def test_extreme_logits_and_temperatures_match_the_reference(name, params, scale
     upstream = torch.rand(10, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
 
     def fused(a, b, c, d):
-        return losses.fused_linear_divergence(a, b, c, d, divergence=name, temperature=temperature,
-                                              chunk_size=4, **params)
+        return losses.fused_linear_divergence(
+            a, b, c, d, divergence=name, temperature=temperature, chunk_size=4, **params
+        )
 
     def naive(a, b, c, d):
-        return reference.per_row(reference.dense, a @ b.T, c @ d.T, name,
-                                 temperature=temperature, **params)
+        return reference.per_row(reference.dense, a @ b.T, c @ d.T, name, temperature=temperature, **params)
 
     want = _run(naive, hs, ws, ht, wt, upstream)
     for g_, w_ in zip(_run(fused, hs, ws, ht, wt, upstream), want, strict=True):
         torch.testing.assert_close(g_, w_, rtol=1e-9, atol=1e-9)
     single = _run(fused, *(x.float() for x in (hs, ws, ht, wt)), upstream.float())
     assert all(torch.isfinite(x).all() for x in single)
-    torch.testing.assert_close(single[0].double(), want[0], rtol=1e-5,
-                               atol=1e-5 * want[0].abs().max().item())
+    torch.testing.assert_close(single[0].double(), want[0], rtol=1e-5, atol=1e-5 * want[0].abs().max().item())
 
 
 # Measured on seeds 0-19 (chunk_size 16, all-ones upstream): values and hidden gradients are
@@ -168,11 +189,15 @@ BF16_ATOL = 1e-2
 @pytest.mark.parametrize("seed", range(4))
 def test_bf16_close_to_dense(seed):
     hs, ws, ht, wt = [x.bfloat16() for x in _inputs(seed=seed)]
-    got = _run(lambda *x: losses.fused_linear_divergence(*x, divergence="generalized_jsd",
-                                                         chunk_size=16),
-               hs, ws, ht, wt, torch.ones(N))
-    want = _run(lambda a, b, c, d: losses.generalized_jsd(a @ b.T, c @ d.T),
-                hs, ws, ht, wt, torch.ones(N))
+    got = _run(
+        lambda *x: losses.fused_linear_divergence(*x, divergence="generalized_jsd", chunk_size=16),
+        hs,
+        ws,
+        ht,
+        wt,
+        torch.ones(N),
+    )
+    want = _run(lambda a, b, c, d: losses.generalized_jsd(a @ b.T, c @ d.T), hs, ws, ht, wt, torch.ones(N))
     assert got[1].dtype == torch.bfloat16 and got[2].dtype == torch.bfloat16
     for g_, w_ in zip(got, want, strict=True):
         torch.testing.assert_close(g_.float(), w_.float(), rtol=0, atol=BF16_ATOL)
@@ -192,8 +217,7 @@ def test_gradcheck_through_fused_path():
     ht4 = ht[:4]
 
     def fn(x, w):
-        return losses.fused_linear_divergence(x, w, ht4, wt, divergence="generalized_jsd",
-                                              chunk_size=3)
+        return losses.fused_linear_divergence(x, w, ht4, wt, divergence="generalized_jsd", chunk_size=3)
 
     assert torch.autograd.gradcheck(fn, (a, b), eps=1e-6, atol=1e-6)
 

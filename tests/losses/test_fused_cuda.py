@@ -7,8 +7,10 @@ import torch
 from distil import losses
 from distil.losses.fused import _mixed_mm
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 N, V, HS, HT = 1000, 4099, 64, 96
 
@@ -28,8 +30,10 @@ def _grads(fn, hs, ws, ht, wt):
 
 def _fused(**options):
     def fn(hs, ws, ht, wt):
-        return losses.fused_linear_divergence(hs, ws, ht, wt, divergence="generalized_jsd",
-                                              reduction="sum", chunk_size=128, **options)
+        return losses.fused_linear_divergence(
+            hs, ws, ht, wt, divergence="generalized_jsd", reduction="sum", chunk_size=128, **options
+        )
+
     return fn
 
 

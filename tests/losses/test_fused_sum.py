@@ -29,13 +29,21 @@ def test_sum_equals_the_reference(name, params):
     hs, ws, ht, wt = _inputs()
 
     def fused(a, b, c, d):
-        return losses.fused_linear_divergence(a, b, c, d, divergence=name, temperature=1.7,
-                                              chunk_size=8, reduction="sum",
-                                              token_weights=_weights(), **params)
+        return losses.fused_linear_divergence(
+            a,
+            b,
+            c,
+            d,
+            divergence=name,
+            temperature=1.7,
+            chunk_size=8,
+            reduction="sum",
+            token_weights=_weights(),
+            **params,
+        )
 
     def naive(a, b, c, d):
-        values = reference.per_row(reference.dense, a @ b.T, c @ d.T, name, temperature=1.7,
-                                   **params)
+        values = reference.per_row(reference.dense, a @ b.T, c @ d.T, name, temperature=1.7, **params)
         return (values * _weights()).sum()
 
     got, want = _grads(fused, hs, ws, ht, wt, 0.37), _grads(naive, hs, ws, ht, wt, 0.37)
@@ -59,8 +67,9 @@ def test_sum_equals_the_dense_path(dtype, name, params):
     weights = _weights(torch.float32)
 
     def fused(a, b, c, d):
-        return losses.fused_linear_divergence(a, b, c, d, divergence=name, chunk_size=16,
-                                              reduction="sum", token_weights=weights, **params)
+        return losses.fused_linear_divergence(
+            a, b, c, d, divergence=name, chunk_size=16, reduction="sum", token_weights=weights, **params
+        )
 
     def dense(a, b, c, d):
         return (losses.divergence(name, a @ b.T, c @ d.T, **params) * weights).sum()
@@ -75,19 +84,22 @@ def test_sum_equals_the_dense_path(dtype, name, params):
 def test_second_backward_recomputes_the_same_gradients():
     hs, ws, ht, wt = _inputs()
     a, b = hs.clone().requires_grad_(), ws.clone().requires_grad_()
-    loss = losses.fused_linear_divergence(a, b, ht, wt, chunk_size=8, reduction="sum",
-                                          token_weights=_weights())
+    loss = losses.fused_linear_divergence(
+        a, b, ht, wt, chunk_size=8, reduction="sum", token_weights=_weights()
+    )
     loss.backward(retain_graph=True)
     once = a.grad.clone(), b.grad.clone()
     (2 * loss).backward()
-    torch.testing.assert_close((a.grad, b.grad), (3 * once[0], 3 * once[1]),
-                               rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close((a.grad, b.grad), (3 * once[0], 3 * once[1]), rtol=1e-9, atol=1e-12)
 
 
 def _meta_inputs():
-    return (torch.randn(N, HS, device="meta", requires_grad=True),
-            torch.randn(V, HS, device="meta", requires_grad=True),
-            torch.randn(N, HT, device="meta"), torch.randn(V, HT, device="meta"))
+    return (
+        torch.randn(N, HS, device="meta", requires_grad=True),
+        torch.randn(V, HS, device="meta", requires_grad=True),
+        torch.randn(N, HT, device="meta"),
+        torch.randn(V, HT, device="meta"),
+    )
 
 
 @pytest.mark.parametrize("reduction", ["sum", "none"])
@@ -96,8 +108,9 @@ def test_forward_and_backward_never_read_a_tensor_on_the_host(reduction):
     (The backward used to test the upstream gradient's uniformity that way.)"""
     hs, ws, ht, wt = _meta_inputs()
     weights = torch.rand(N, device="meta") if reduction == "sum" else None
-    out = losses.fused_linear_divergence(hs, ws, ht, wt, chunk_size=8, reduction=reduction,
-                                         token_weights=weights)
+    out = losses.fused_linear_divergence(
+        hs, ws, ht, wt, chunk_size=8, reduction=reduction, token_weights=weights
+    )
     (out if reduction == "sum" else out.sum()).backward()
     assert hs.grad.shape == (N, HS) and ws.grad.shape == (V, HS)
 
@@ -105,17 +118,18 @@ def test_forward_and_backward_never_read_a_tensor_on_the_host(reduction):
 def test_sparse_fused_objective_never_reads_a_tensor_on_the_host():
     hs, ws, _, _ = _meta_inputs()
     k = 5
-    teacher = losses.TopKTeacher(torch.zeros(N, k, dtype=torch.long, device="meta"),
-                                 torch.randn(N, k, device="meta"), torch.randn(N, device="meta"))
+    teacher = losses.TopKTeacher(
+        torch.zeros(N, k, dtype=torch.long, device="meta"),
+        torch.randn(N, k, device="meta"),
+        torch.randn(N, device="meta"),
+    )
     labels = torch.zeros(N, dtype=torch.long, device="meta")
     objective = losses.Objective("generalized_jsd", ce_weight=0.5)
 
     def per_token(student_logits, teacher_logits, rows):
-        return losses.sparse_objective_per_token(objective, student_logits, teacher.rows(rows),
-                                                 labels[rows])
+        return losses.sparse_objective_per_token(objective, student_logits, teacher.rows(rows), labels[rows])
 
-    losses.fused_linear_loss(hs, ws, None, None, per_token, chunk_size=8,
-                             reduction="sum").backward()
+    losses.fused_linear_loss(hs, ws, None, None, per_token, chunk_size=8, reduction="sum").backward()
     assert ws.grad.shape == (V, HS)
 
 
@@ -125,9 +139,15 @@ def test_compiled_chunk_function_equals_eager():
     hs, ws, ht, wt = [x.float() for x in _inputs(seed=2)]
 
     def run(compile):
-        return _grads(lambda *x: losses.fused_linear_divergence(
-            *x, divergence="generalized_jsd", beta=0.3, chunk_size=16, reduction="sum",
-            compile=compile), hs, ws, ht, wt)
+        return _grads(
+            lambda *x: losses.fused_linear_divergence(
+                *x, divergence="generalized_jsd", beta=0.3, chunk_size=16, reduction="sum", compile=compile
+            ),
+            hs,
+            ws,
+            ht,
+            wt,
+        )
 
     for got, want in zip(run("aot_eager"), run(False), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
@@ -138,8 +158,7 @@ def test_token_weights_need_the_sum_reduction_and_one_per_token():
     with pytest.raises(ValueError, match="token_weights"):
         losses.fused_linear_divergence(hs, ws, ht, wt, token_weights=torch.ones(N))
     with pytest.raises(ValueError, match="token_weights"):
-        losses.fused_linear_divergence(hs, ws, ht, wt, reduction="sum",
-                                       token_weights=torch.ones(N + 1))
+        losses.fused_linear_divergence(hs, ws, ht, wt, reduction="sum", token_weights=torch.ones(N + 1))
     with pytest.raises(ValueError, match="reduction"):
         losses.fused_linear_divergence(hs, ws, ht, wt, reduction="mean")
 

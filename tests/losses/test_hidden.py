@@ -24,8 +24,7 @@ NAIVE = {"mse": _naive_mse, "cosine": _naive_cosine}
 
 
 def _states(seed: int, shape=(2, 5, 6), scale=1.0) -> torch.Tensor:
-    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed),
-                               dtype=torch.float64)
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 @pytest.mark.parametrize("kind", ["mse", "cosine"])
@@ -36,8 +35,12 @@ def test_masked_loss_matches_the_naive_reference(kind, scale):
     student[0][0, 1] = 0.0  # a zero state: cosine falls back on its eps-clamped norm
     mask = torch.tensor([[True, True, False, True, False], [False, True, True, True, True]])
     got = hidden_state_loss(kind, student, teacher, mask)
-    expected = [sum(NAIVE[kind](s[b, p], t[b, p]) for s, t in zip(student, teacher, strict=True)) / 2
-                for b in range(2) for p in range(5) if mask[b, p]]
+    expected = [
+        sum(NAIVE[kind](s[b, p], t[b, p]) for s, t in zip(student, teacher, strict=True)) / 2
+        for b in range(2)
+        for p in range(5)
+        if mask[b, p]
+    ]
     assert got.shape == (int(mask.sum()),) and got.dtype == torch.float64
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64), rtol=1e-9, atol=1e-12)
 
@@ -51,8 +54,9 @@ def test_float32_states_keep_float32_and_unmasked_shape():
 @pytest.mark.parametrize("kind", ["mse", "cosine"])
 def test_projection_gradients_pass_gradcheck(kind):
     """The student state (width 3) goes through a learned linear map to the teacher's width 4."""
-    weight = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7),
-                         requires_grad=True)
+    weight = torch.randn(
+        4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7), requires_grad=True
+    )
     student = _states(8, shape=(2, 3, 3)).requires_grad_()
     teacher = _states(9, shape=(2, 3, 4))
     mask = torch.tensor([[True, False, True], [True, True, False]])
@@ -65,19 +69,20 @@ def test_projection_gradients_pass_gradcheck(kind):
 
 def test_projection_gradient_equals_the_hand_derived_mse_gradient():
     # d/dW mean_h (W s - t)_h^2 = (2 / H) (W s - t) s^T, for one position
-    w = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
-                    requires_grad=True)
+    w = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
     s, t = _states(2, shape=(1, 1, 3)), _states(3, shape=(1, 1, 4))
     hidden_state_loss("mse", [torch.nn.functional.linear(s, w)], [t]).sum().backward()
-    residual = (w.detach() @ s[0, 0] - t[0, 0])
+    residual = w.detach() @ s[0, 0] - t[0, 0]
     torch.testing.assert_close(w.grad, (2 / 4) * torch.outer(residual, s[0, 0]))
 
 
 @pytest.mark.parametrize("student_layers,teacher_layers", [(2, 10), (3, 4), (4, 4), (1, 6), (3, 12)])
 def test_uniform_layer_map_rounds_evenly_and_ends_together(student_layers, teacher_layers):
     pairs = uniform_layer_map(student_layers, teacher_layers)
-    expected = [(i, math.floor(Fraction(i * teacher_layers, student_layers) + Fraction(1, 2)))
-                for i in range(1, student_layers + 1)]
+    expected = [
+        (i, math.floor(Fraction(i * teacher_layers, student_layers) + Fraction(1, 2)))
+        for i in range(1, student_layers + 1)
+    ]
     assert pairs == expected and pairs[-1] == (student_layers, teacher_layers)
     assert uniform_layer_map(2, 10) == [(1, 5), (2, 10)]
 

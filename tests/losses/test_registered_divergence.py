@@ -56,8 +56,9 @@ def test_dense_and_fused_match_the_reference(temperature):
     want = reference.per_row(reference.dense, student, teacher, NAME, temperature=temperature)
     got = losses.DIVERGENCES[NAME](student, teacher, temperature=temperature)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-7)
-    fused = losses.fused_linear_divergence(student, torch.eye(11), teacher, torch.eye(11),
-                                           divergence=NAME, temperature=temperature, chunk_size=4)
+    fused = losses.fused_linear_divergence(
+        student, torch.eye(11), teacher, torch.eye(11), divergence=NAME, temperature=temperature, chunk_size=4
+    )
     torch.testing.assert_close(fused, got)
 
 
@@ -84,6 +85,7 @@ def test_aligned_matches_the_reference(teacher_k):
 
 # --- tiny training runs ---------------------------------------------------------------------
 
+
 def _first_step_reference(raw: dict, k: int | None = None) -> float:
     """kd * T^2 * H^2 + ce * CE, mean over the first step's response tokens, in float64 from the
     live models' logits; over the teacher's top-k and one tail bucket when k is given."""
@@ -98,8 +100,7 @@ def _first_step_reference(raw: dict, k: int | None = None) -> float:
     keep = labels != -100
     d = recipe.distill
     total = 0.0
-    for t_row, s_row, target in zip(teacher[:, :-1][keep], student[:, :-1][keep], labels[keep],
-                                    strict=True):
+    for t_row, s_row, target in zip(teacher[:, :-1][keep], student[:, :-1][keep], labels[keep], strict=True):
         if k is None:
             kd = reference.dense(NAME, s_row, t_row, d.temperature)
         else:
@@ -121,15 +122,20 @@ def _logged_losses(recipe) -> list[float]:
 
 @pytest.mark.parametrize("fused", ["never", "always"])
 def test_a_tiny_run_from_a_live_teacher(tmp_path, dataset, fused):
-    raw = recipe_dict(tmp_path, dataset, distill={**OBJECTIVE, "fused": fused},
-                      train={"max_steps": 3, "log_every": 1, "save_every": 3})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        distill={**OBJECTIVE, "fused": fused},
+        train={"max_steps": 3, "log_every": 1, "save_every": 3},
+    )
     recipe = validate_recipe(raw)
     want = _first_step_reference(raw)
     assert _first_step(recipe) == pytest.approx(want, rel=1e-5)
     # the aligned (cross-tokenizer) path with one tokenizer on both sides: the same, up to
     # the 1e-6 floor both buckets get
-    aligned = validate_recipe({**raw, "cross_tokenizer": {"method": "aligned"},
-                               "distill": {**raw["distill"], "fused": "never"}})
+    aligned = validate_recipe(
+        {**raw, "cross_tokenizer": {"method": "aligned"}, "distill": {**raw["distill"], "fused": "never"}}
+    )
     assert _first_step(aligned) == pytest.approx(want, rel=1e-5)
     result = train(recipe)
     logged = _logged_losses(recipe)
@@ -140,9 +146,13 @@ def test_a_tiny_run_from_a_live_teacher(tmp_path, dataset, fused):
 
 def test_a_tiny_run_from_a_store(tmp_path):
     dataset = write_jsonl(tmp_path / "data.jsonl", skill_rows(40))
-    raw = recipe_dict(tmp_path, dataset, distill=OBJECTIVE,
-                      capture={"top_k": 16, "logprob_dtype": "float32", "batch_size": 16},
-                      train={"max_steps": 3, "log_every": 1, "save_every": 3})
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        distill=OBJECTIVE,
+        capture={"top_k": 16, "logprob_dtype": "float32", "batch_size": 16},
+        train={"max_steps": 3, "log_every": 1, "save_every": 3},
+    )
     capture(validate_recipe(raw))
     recipe = validate_recipe({**raw, "signals": {"path": "capture"}})
     want = _first_step_reference(raw, k=16)

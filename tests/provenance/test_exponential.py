@@ -106,9 +106,23 @@ def test_the_torch_sampler_is_the_pure_draw_and_reads_the_last_tokens():
         ExpMinSampler(key, SPEC)(ids[:, :1], scores)
 
 
-@pytest.mark.parametrize(("n", "s"), [(1, 0.5), (1, 3.0), (2, 0.1), (5, 1e-3), (10, 10.5), (10, 30.0),
-                                      (100, 60.0), (100, 160.0), (1000, 1100.0), (1000, 1300.0),
-                                      (100_000, 101_000.0), (100_000, 102_000.0)])
+@pytest.mark.parametrize(
+    ("n", "s"),
+    [
+        (1, 0.5),
+        (1, 3.0),
+        (2, 0.1),
+        (5, 1e-3),
+        (10, 10.5),
+        (10, 30.0),
+        (100, 60.0),
+        (100, 160.0),
+        (1000, 1100.0),
+        (1000, 1300.0),
+        (100_000, 101_000.0),
+        (100_000, 102_000.0),
+    ],
+)
 def test_gamma_tail_is_scipys(n, s):
     assert math.exp(gamma_log_sf(n, s)) == pytest.approx(stats.gamma.sf(s, n), rel=1e-8, abs=1e-300)
     assert gamma_log_sf(n, s) == pytest.approx(stats.gamma.logsf(s, n), rel=1e-9, abs=1e-8)
@@ -135,8 +149,7 @@ def test_gamma_tail_closed_forms_and_edges():
 def test_p_values_without_the_mark_are_uniform_over_random_keys():
     text = np.random.default_rng(5).integers(0, 512, size=300).tolist()
     rng = np.random.default_rng(6)
-    p = np.array([score_sequences(WatermarkKey.random(rng), SPEC, [text]).p_value
-                  for _ in range(300)])
+    p = np.array([score_sequences(WatermarkKey.random(rng), SPEC, [text]).p_value for _ in range(300)])
     assert stats.kstest(p, "uniform").pvalue > 1e-3
     assert (p <= 0.05).mean() <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300)
 

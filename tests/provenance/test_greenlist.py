@@ -42,7 +42,7 @@ def test_another_key_gives_an_independent_list():
     both = (a & b).mean()
     # independent lists overlap on gamma^2 of the tokens: 64 * 512 cells, sd ~ 0.0012
     assert abs(a.mean() - 0.25) < 0.01 and abs(b.mean() - 0.25) < 0.01
-    assert abs(both - 0.25 ** 2) < 0.006
+    assert abs(both - 0.25**2) < 0.006
     assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.02
 
 
@@ -62,8 +62,10 @@ def test_the_key_never_shows_in_its_repr():
 
 def test_key_from_env(monkeypatch):
     monkeypatch.setenv("WM_KEY_TEST", "abc\n")
-    assert np.array_equal(green_mask(WatermarkKey.from_env("WM_KEY_TEST"), SPEC, CONTEXTS, 64),
-                          green_mask(WatermarkKey("abc"), SPEC, CONTEXTS, 64))
+    assert np.array_equal(
+        green_mask(WatermarkKey.from_env("WM_KEY_TEST"), SPEC, CONTEXTS, 64),
+        green_mask(WatermarkKey("abc"), SPEC, CONTEXTS, 64),
+    )
     monkeypatch.delenv("WM_KEY_TEST")
     with pytest.raises(WatermarkError, match="WM_KEY_TEST is not set"):
         WatermarkKey.from_env("WM_KEY_TEST")
@@ -72,8 +74,7 @@ def test_key_from_env(monkeypatch):
         WatermarkKey.from_env("WM_KEY_TEST")
 
 
-@pytest.mark.parametrize("values", [dict(gamma=0), dict(gamma=1), dict(delta=-1),
-                                    dict(context_width=0)])
+@pytest.mark.parametrize("values", [dict(gamma=0), dict(gamma=1), dict(delta=-1), dict(context_width=0)])
 def test_bad_settings_are_refused(values):
     with pytest.raises(WatermarkError):
         WatermarkSpec(**values)

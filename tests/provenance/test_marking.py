@@ -20,29 +20,32 @@ def marked() -> LocalTeacher:
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_generation_is_marked(marked, temperature):
-    out = marked.generate(["abc", "hello there"], Sampling(max_new_tokens=16,
-                                                                  temperature=temperature, seed=0))
+    out = marked.generate(
+        ["abc", "hello there"], Sampling(max_new_tokens=16, temperature=temperature, seed=0)
+    )
     assert score_sequences(KEY, SPEC, [c.token_ids for c in out]).p_value < 1e-6
     assert score_sequences(WatermarkKey("other"), SPEC, [c.token_ids for c in out]).p_value > 1e-3
 
 
 def test_logprobs_are_those_of_the_marked_distribution(marked):
     prompt = marked.render("abc")
-    (out,) = marked.generate_ids([prompt], Sampling(max_new_tokens=8, temperature=0,
-                                                     logprobs=True, top_logprobs=3))
+    (out,) = marked.generate_ids(
+        [prompt], Sampling(max_new_tokens=8, temperature=0, logprobs=True, top_logprobs=3)
+    )
     scored = marked.score_ids(prompt, out.token_ids, 3)
     assert [e.logprob for e in scored] == pytest.approx([e.logprob for e in out.logprobs], abs=1e-5)
     # greedy picks the marked argmax, so every token is its position's top-1
     assert all(e.top[0].token_id == e.token_id for e in out.logprobs)
     ids = torch.tensor([[*prompt, *out.token_ids]])
     raw = torch.log_softmax(marked.model(input_ids=ids).logits[0, len(prompt) - 1].float(), -1)
-    biased = torch.log_softmax(raw + marked.logit_bias(ids[:, :len(prompt)])[0], -1)
+    biased = torch.log_softmax(raw + marked.logit_bias(ids[:, : len(prompt)])[0], -1)
     assert out.logprobs[0].logprob == pytest.approx(float(biased[out.token_ids[0]]), abs=1e-5)
 
 
 @pytest.mark.parametrize("temperature,top_p", [(2.0, 1.0), (0.5, 1.0), (2.0, 0.6)])
-def test_sampling_draws_from_the_marked_distribution_at_its_temperature(marked, temperature, top_p,
-                                                                         monkeypatch):
+def test_sampling_draws_from_the_marked_distribution_at_its_temperature(
+    marked, temperature, top_p, monkeypatch
+):
     """What the sampler draws from at step 0 is softmax((logits + bias) / T), its nucleus taken
     on that marked distribution: the scores generate hands the sampler, compared with the
     distribution written from the raw logits and the bias."""
@@ -56,8 +59,7 @@ def test_sampling_draws_from_the_marked_distribution_at_its_temperature(marked, 
 
     monkeypatch.setattr(marked.model, "generate", spy)
     prompt = marked.render("abc")
-    marked.generate_ids([prompt], Sampling(max_new_tokens=1, temperature=temperature,
-                                           top_p=top_p, seed=0))
+    marked.generate_ids([prompt], Sampling(max_new_tokens=1, temperature=temperature, top_p=top_p, seed=0))
     ids = torch.tensor([prompt], dtype=torch.float64).long()
     with torch.no_grad():
         raw = marked.model(input_ids=ids).logits[0, -1].double()

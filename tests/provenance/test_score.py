@@ -23,9 +23,20 @@ from distil.provenance.score import windows
 SPEC = WatermarkSpec(gamma=0.25, delta=2.0, context_width=2)
 
 
-@pytest.mark.parametrize(("k", "n", "p"), [(0, 5, 0.25), (1, 1, 0.5), (3, 10, 0.25), (40, 100, 0.25),
-                                           (100, 100, 0.25), (13, 20, 0.1), (2600, 10000, 0.25),
-                                           (5, 7, 0.9), (8, 7, 0.3)])
+@pytest.mark.parametrize(
+    ("k", "n", "p"),
+    [
+        (0, 5, 0.25),
+        (1, 1, 0.5),
+        (3, 10, 0.25),
+        (40, 100, 0.25),
+        (100, 100, 0.25),
+        (13, 20, 0.1),
+        (2600, 10000, 0.25),
+        (5, 7, 0.9),
+        (8, 7, 0.3),
+    ],
+)
 def test_binomial_tail_is_scipys(k, n, p):
     assert binomial_sf(k, n, p) == pytest.approx(stats.binom.sf(k - 1, n, p), rel=1e-10, abs=1e-300)
 
@@ -34,8 +45,9 @@ def test_binomial_tail_far_below_float_range():
     log10 = binomial_log10_sf(900, 1000, 0.25)
     # the tail lies between its first term and that term over 1 - r, r the largest ratio of
     # consecutive terms, (n - k) / (k + 1) * p / (1 - p); scipy's logsf says -inf here
-    first = (math.lgamma(1001) - math.lgamma(901) - math.lgamma(101) + 900 * math.log(0.25)
-             + 100 * math.log(0.75)) / math.log(10)
+    first = (
+        math.lgamma(1001) - math.lgamma(901) - math.lgamma(101) + 900 * math.log(0.25) + 100 * math.log(0.75)
+    ) / math.log(10)
     ratio = 100 / 901 / 3
     assert first < log10 < first - math.log10(1 - ratio)
 
@@ -53,7 +65,11 @@ def test_windows_and_dedup():
     kept_contexts, kept_tokens = unique_tuples(contexts, tokens)
     # (5,6)->7, (6,7)->5, (7,5)->6 repeat; (5,6)->8 is new
     assert list(zip(map(tuple, kept_contexts.tolist()), kept_tokens.tolist(), strict=True)) == [
-        ((5, 6), 7), ((6, 7), 5), ((7, 5), 6), ((5, 6), 8)]
+        ((5, 6), 7),
+        ((6, 7), 5),
+        ((7, 5), 6),
+        ((5, 6), 8),
+    ]
 
 
 def test_windows_from_a_start_keep_the_prompt_as_context_only():
@@ -78,9 +94,11 @@ def test_p_values_on_unmarked_text_are_uniform_over_keys():
     # a discrete test: its p-value is uniform only up to its atoms; use the randomised p-value
     # P(X > g) + U * P(X = g), exactly uniform under the null
     u = rng.random(len(p))
-    randomised = [binomial_sf(s.green + 1, s.kept, s.gamma)
-                  + u[i] * (binomial_sf(s.green, s.kept, s.gamma) - binomial_sf(s.green + 1, s.kept, s.gamma))
-                  for i, s in enumerate(p)]
+    randomised = [
+        binomial_sf(s.green + 1, s.kept, s.gamma)
+        + u[i] * (binomial_sf(s.green, s.kept, s.gamma) - binomial_sf(s.green + 1, s.kept, s.gamma))
+        for i, s in enumerate(p)
+    ]
     assert stats.kstest(randomised, "uniform").pvalue > 0.01
     assert np.mean([s.p_value <= 0.05 for s in p]) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300)
 

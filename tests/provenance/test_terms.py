@@ -22,8 +22,9 @@ ACK = "written permission from the provider, ref. 2026-114"
 
 @pytest.fixture
 def seed_file(tmp_path):
-    return write_jsonl(tmp_path / "seeds.jsonl", [{"prompt": "Reverse the word: lantern"},
-                                                  {"prompt": "What is 17 plus 25?"}])
+    return write_jsonl(
+        tmp_path / "seeds.jsonl", [{"prompt": "Reverse the word: lantern"}, {"prompt": "What is 17 plus 25?"}]
+    )
 
 
 def _recipe(tmp_path, seed_file, terms):
@@ -33,8 +34,11 @@ def _recipe(tmp_path, seed_file, terms):
 
 
 def test_a_teacher_whose_terms_forbid_training_is_refused(tmp_path, seed_file):
-    with pytest.raises(RecipeError, match=r"teacher\.terms.*forbid training other models.*"
-                                          r"teacher\.terms\.acknowledged"):
+    with pytest.raises(
+        RecipeError,
+        match=r"teacher\.terms.*forbid training other models.*"
+        r"teacher\.terms\.acknowledged",
+    ):
         validate_recipe(_recipe(tmp_path, seed_file, FORBIDS))
     with pytest.raises(RecipeError, match="acknowledges nothing"):
         validate_recipe(_recipe(tmp_path, seed_file, {**FORBIDS, "acknowledged": "  "}))
@@ -62,10 +66,16 @@ def test_the_model_card_names_teacher_data_and_terms(tmp_path):
     run = tmp_path / "run"
     (run / "data").mkdir(parents=True)
     pq.write_table(pa.table({"prompt": ["a"], "response": ["b"]}), run / "data" / "train.parquet")
-    (run / "recipe.yaml").write_text(yaml.safe_dump({
-        "name": "demo", "teacher": {"model": "demo", "terms": {**FORBIDS, "acknowledged": ACK}},
-        "student": {"model": "demo", "layers": [0, 9]},
-        "data": {"train": str(run / "data" / "train.parquet")}}))
+    (run / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "demo",
+                "teacher": {"model": "demo", "terms": {**FORBIDS, "acknowledged": ACK}},
+                "student": {"model": "demo", "layers": [0, 9]},
+                "data": {"train": str(run / "data" / "train.parquet")},
+            }
+        )
+    )
     card = model_card(run)
     meta = _metadata(card, tmp_path / "README.md")
     assert "base_model" not in meta and meta["teacher"] == "demo"  # demo is no Hub model
@@ -75,9 +85,14 @@ def test_the_model_card_names_teacher_data_and_terms(tmp_path):
     assert meta["data_fingerprint"].startswith("sha256:") and len(meta["data_fingerprint"]) == 71
     assert ACK in card and "**forbidden**" in card
     assert "training data: `data/train.parquet`" in card and str(tmp_path) not in card
-    (run / "recipe.yaml").write_text(yaml.safe_dump({
-        "teacher": {"model": "t", "terms": {"license": "Apache-2.0", "outputs_may_train": True}},
-        "student": {"model": "s"}}))
+    (run / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "teacher": {"model": "t", "terms": {"license": "Apache-2.0", "outputs_may_train": True}},
+                "student": {"model": "s"},
+            }
+        )
+    )
     meta = _metadata(model_card(run), tmp_path / "README.md")
     assert meta["license"] == "apache-2.0" and "license_link" not in meta
     assert _metadata(model_card(None), tmp_path / "README.md")["license"] == "unknown"

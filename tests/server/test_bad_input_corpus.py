@@ -46,8 +46,13 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
     ("string body", CHAT, b'"hello"', None, 400),
     ("null body", COMPLETIONS, b"null", None, 400),
     ("nested 5,000 deep", CHAT, b"[" * 5000 + b"]" * 5000, None, 400),
-    ("nested deep inside a field", CHAT, with_raw(chat(), b'"metadata": ' + b'{"a": ' * 3000
-                                                   + b"1" + b"}" * 3000), None, 400),
+    (
+        "nested deep inside a field",
+        CHAT,
+        with_raw(chat(), b'"metadata": ' + b'{"a": ' * 3000 + b"1" + b"}" * 3000),
+        None,
+        400,
+    ),
     ("NaN", CHAT, with_raw(chat(), b'"temperature": NaN'), None, 400),
     ("Infinity", CHAT, with_raw(chat(), b'"top_p": Infinity'), None, 400),
     ("-Infinity", COMPLETIONS, with_raw(completion(), b'"temperature": -Infinity'), None, 400),
@@ -55,18 +60,33 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
     ("a number beyond float", CHAT, with_raw(chat(), b'"temperature": 1' + b"0" * 400), None, 400),
     ("1e400", CHAT, with_raw(chat(), b'"temperature": 1e400'), None, 400),
     # encodings
-    ("non-UTF-8 bytes", CHAT, chat(messages=[{"role": "user", "content": "caf\u00e9"}])
-     .replace(b"caf\\u00e9", b"caf\xe9"), None, 400),
+    (
+        "non-UTF-8 bytes",
+        CHAT,
+        chat(messages=[{"role": "user", "content": "caf\u00e9"}]).replace(b"caf\\u00e9", b"caf\xe9"),
+        None,
+        400,
+    ),
     ("UTF-16 body", CHAT, chat().decode().encode("utf-16"), None, 400),
     ("UTF-32 body", COMPLETIONS, completion().decode().encode("utf-32"), None, 400),
-    ("encoded surrogate bytes", CHAT, chat(messages=[{"role": "user", "content": "x"}])
-     .replace(b'"x"', b'"\xed\xa0\x80"'), None, 400),
+    (
+        "encoded surrogate bytes",
+        CHAT,
+        chat(messages=[{"role": "user", "content": "x"}]).replace(b'"x"', b'"\xed\xa0\x80"'),
+        None,
+        400,
+    ),
     ("escaped lone surrogate", CHAT, chat(messages=[{"role": "user", "content": "a\ud800"}]), None, 400),
     ("lone surrogate in a key", CHAT, with_raw(chat(), b'"metadata": {"\\udc00": "x"}'), None, 400),
     # headers
     ("text/plain content type", CHAT, chat(), {**AUTH, "Content-Type": "text/plain"}, 415),
-    ("form content type", CHAT, b"model=tiny-teacher&max_tokens=2",
-     {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}, 415),
+    (
+        "form content type",
+        CHAT,
+        b"model=tiny-teacher&max_tokens=2",
+        {**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        415,
+    ),
     ("no key", CHAT, chat(), JSON, 401),
     ("wrong key", CHAT, chat(), {**JSON, "Authorization": "Bearer wrong"}, 401),
     ("Basic auth", CHAT, chat(), {**JSON, "Authorization": f"Basic {API_KEY}"}, 401),
@@ -74,18 +94,20 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
     ("non-ASCII key", CHAT, chat(), {**JSON, "Authorization": "Bearer k\u00e9y".encode()}, 401),
     # sizes
     ("body over the limit", CHAT, b" " * (4 * 1024 * 1024 + 1), None, 413),
-    ("prompt over the context", CHAT, chat(messages=[{"role": "user", "content": "x" * 200_000}]),
-     None, 400),
+    ("prompt over the context", CHAT, chat(messages=[{"role": "user", "content": "x" * 200_000}]), None, 400),
     ("prompt ids over the context", COMPLETIONS, completion(prompt=[5] * 600), None, 400),
     ("65 prompts", COMPLETIONS, completion(prompt=["x"] * 65), None, 400),
     ("1.9M token ids", COMPLETIONS, compact(completion(prompt=[5] * 1_900_000)), None, 400),
     ("65 lists of token ids", COMPLETIONS, completion(prompt=[[5]] * 65), None, 400),
-    ("a list of token ids over the context", COMPLETIONS, completion(prompt=[[5], [5] * 600]),
-     None, 400),
-    ("130k messages", CHAT, compact(chat(messages=[{"role": "user", "content": ""}] * 130_000)),
-     None, 400),
-    ("140k content parts", CHAT, compact(chat(messages=[{"role": "user", "content": [
-        {"type": "text", "text": ""}] * 140_000}])), None, 400),
+    ("a list of token ids over the context", COMPLETIONS, completion(prompt=[[5], [5] * 600]), None, 400),
+    ("130k messages", CHAT, compact(chat(messages=[{"role": "user", "content": ""}] * 130_000)), None, 400),
+    (
+        "140k content parts",
+        CHAT,
+        compact(chat(messages=[{"role": "user", "content": [{"type": "text", "text": ""}] * 140_000}])),
+        None,
+        400,
+    ),
     # fields and their JSON types
     ("unknown model", CHAT, chat(model="gpt-none"), None, 404),
     ("model not a string", CHAT, chat(model=7), None, 400),
@@ -95,15 +117,35 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
     ("messages not a list", CHAT, chat(messages="hi"), None, 400),
     ("message not an object", CHAT, chat(messages=["hi"]), None, 400),
     ("unknown role", CHAT, chat(messages=[{"role": "robot", "content": "x"}]), None, 400),
-    ("tool role", CHAT, chat(messages=[{"role": "tool", "content": "x", "tool_call_id": "c"}]),
-     None, 400),
+    ("tool role", CHAT, chat(messages=[{"role": "tool", "content": "x", "tool_call_id": "c"}]), None, 400),
     ("content a number", CHAT, chat(messages=[{"role": "user", "content": 5}]), None, 400),
-    ("image content part", CHAT, chat(messages=[{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "http://x"}}]}]), None, 400),
-    ("unknown message field", CHAT, chat(messages=[{"role": "user", "content": "x", "extra": 1}]),
-     None, 400),
-    ("assistant tool calls", CHAT, chat(messages=[*HI, {"role": "assistant", "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]), None, 400),
+    (
+        "image content part",
+        CHAT,
+        chat(
+            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]
+        ),
+        None,
+        400,
+    ),
+    ("unknown message field", CHAT, chat(messages=[{"role": "user", "content": "x", "extra": 1}]), None, 400),
+    (
+        "assistant tool calls",
+        CHAT,
+        chat(
+            messages=[
+                *HI,
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                },
+            ]
+        ),
+        None,
+        400,
+    ),
     ("unknown request field", CHAT, chat(tools=[]), None, 400),
     ("max_tokens over the limit", CHAT, chat(max_tokens=10**12), None, 400),
     ("max_tokens beyond int64", CHAT, chat(max_tokens=10**30), None, 400),
@@ -123,7 +165,7 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
     ("tiny temperature", CHAT, chat(temperature=1e-300), None, 400),
     ("negative top_p", CHAT, chat(top_p=-0.5), None, 400),
     ("seed over int64", CHAT, chat(seed=2**63, temperature=1.0), None, 400),
-    ("seed under int64", CHAT, chat(seed=-2**63 - 1, temperature=1.0), None, 400),
+    ("seed under int64", CHAT, chat(seed=-(2**63) - 1, temperature=1.0), None, 400),
     ("empty token-id prompt", COMPLETIONS, completion(prompt=[[]]), None, 400),
     ("token id out of range", COMPLETIONS, completion(prompt=[5, 10**6]), None, 400),
     ("negative token id", COMPLETIONS, completion(prompt=[-1]), None, 400),
@@ -134,12 +176,15 @@ CORPUS: list[tuple[str, str, bytes, dict[str, Any] | None, int]] = [
 ]
 
 
-@pytest.mark.parametrize(("path", "body", "headers", "status"),
-                         [case[1:] for case in CORPUS], ids=[case[0] for case in CORPUS])
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status"), [case[1:] for case in CORPUS], ids=[case[0] for case in CORPUS]
+)
 def test_a_bad_request_is_a_4xx_with_a_one_line_message_and_no_traceback(
-        server, server_log, path, body, headers, status):
-    answer = httpx.post(server.url + path, content=body, timeout=60,
-                        headers=headers if headers is not None else AUTH | JSON)
+    server, server_log, path, body, headers, status
+):
+    answer = httpx.post(
+        server.url + path, content=body, timeout=60, headers=headers if headers is not None else AUTH | JSON
+    )
     assert answer.status_code == status, answer.text[:500]
     error = answer.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}

@@ -16,8 +16,8 @@ PROMPTS = [f"Reverse: {'abcdefgh'[: 1 + i % 8]}{i}" for i in range(6)]
 def _ask_all(base_url: str, requests: list[dict]) -> list:
     async def run():
         async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
-            return await asyncio.gather(*(client.completions.create(model=MODEL, **r)
-                                          for r in requests))
+            return await asyncio.gather(*(client.completions.create(model=MODEL, **r) for r in requests))
+
     return asyncio.run(run())
 
 
@@ -26,8 +26,9 @@ def test_concurrent_requests_share_model_calls_and_match_sequential(teacher):
         requests = [{"prompt": p, "max_tokens": 6, "temperature": 0} for p in PROMPTS]
         answers = _ask_all(server.base_url, requests)
         batching = server.stats()["batching"]
-    alone = [teacher.generate_ids([teacher.tokenizer(p).input_ids], Sampling(max_new_tokens=6))[0]
-             for p in PROMPTS]
+    alone = [
+        teacher.generate_ids([teacher.tokenizer(p).input_ids], Sampling(max_new_tokens=6))[0] for p in PROMPTS
+    ]
     assert [a.choices[0].text for a in answers] == [c.text for c in alone]
     assert batching["generated"] == len(PROMPTS)
     assert batching["model_calls"] < len(PROMPTS)
@@ -36,8 +37,9 @@ def test_concurrent_requests_share_model_calls_and_match_sequential(teacher):
 
 def test_requests_asking_different_logprobs_share_a_batch_yet_get_their_own(teacher):
     with running_server(teacher, batch_wait_ms=200) as server:
-        requests = [{"prompt": "hello", "max_tokens": 4, "temperature": 0, "logprobs": k}
-                    for k in (None, 0, 2, 5)]
+        requests = [
+            {"prompt": "hello", "max_tokens": 4, "temperature": 0, "logprobs": k} for k in (None, 0, 2, 5)
+        ]
         answers = _ask_all(server.base_url, requests)
         batching = server.stats()["batching"]
     assert batching["model_calls"] < len(requests)
@@ -50,8 +52,10 @@ def test_requests_asking_different_logprobs_share_a_batch_yet_get_their_own(teac
 
 def test_greedy_requests_batch_together_whatever_their_seed_and_top_p(teacher):
     with running_server(teacher, batch_wait_ms=200) as server:
-        requests = [{"prompt": p, "max_tokens": 3, "temperature": 0, "seed": i, "top_p": 0.5 + i / 10}
-                    for i, p in enumerate(PROMPTS[:4])]
+        requests = [
+            {"prompt": p, "max_tokens": 3, "temperature": 0, "seed": i, "top_p": 0.5 + i / 10}
+            for i, p in enumerate(PROMPTS[:4])
+        ]
         _ask_all(server.base_url, requests)
         assert server.stats()["batching"]["largest_batch"] > 1  # each has its own seed and top_p
 
@@ -60,9 +64,10 @@ def test_a_seeded_sample_does_not_depend_on_its_batch(teacher):
     seeded = {"prompt": "hello", "max_tokens": 8, "temperature": 1.0, "seed": 11}
     with running_server(teacher, batch_wait_ms=100) as server:
         (alone,) = _ask_all(server.base_url, [seeded])
-        crowd = _ask_all(server.base_url, [seeded] + [{"prompt": p, "max_tokens": 8,
-                                                       "temperature": 1.0, "seed": 11}
-                                                      for p in PROMPTS[:5]])
+        crowd = _ask_all(
+            server.base_url,
+            [seeded] + [{"prompt": p, "max_tokens": 8, "temperature": 1.0, "seed": 11} for p in PROMPTS[:5]],
+        )
     assert crowd[0].choices[0].text == alone.choices[0].text
 
 

@@ -15,21 +15,34 @@ def distil(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     import os
 
     child_env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV} | (env or {})
-    return subprocess.run([sys.executable, "-m", "distil.cli", *args], capture_output=True,
-                          text=True, timeout=300, env=child_env)
+    return subprocess.run(
+        [sys.executable, "-m", "distil.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env,
+    )
 
 
 def test_serve_answers_counts_and_stops_cleanly_without_leaking_the_key():
-    with serve_process(MODEL, "--admin", "--log-requests", "--max-top-logprobs", "5",
-                       api_key=API_KEY) as server:
+    with serve_process(
+        MODEL, "--admin", "--log-requests", "--max-top-logprobs", "5", api_key=API_KEY
+    ) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
         answer = client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3,
-            temperature=0, logprobs=True, top_logprobs=5, extra_headers={"Idempotency-Key": "row-1"})
+            model=MODEL,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=3,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=5,
+            extra_headers={"Idempotency-Key": "row-1"},
+        )
         assert answer.usage.completion_tokens == 3
         with pytest.raises(openai.BadRequestError):
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
-                                           logprobs=True, top_logprobs=6)
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "x"}], logprobs=True, top_logprobs=6
+            )
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=server.base_url, api_key="nope", max_retries=0).models.list()
         stats = server.stats()
@@ -63,8 +76,17 @@ def test_bad_limits_are_refused_in_one_line():
 
 def test_help_names_every_option():
     result = distil("serve", "--help")
-    for option in ("--host", "--port", "--max-top-logprobs", "--max-batch-size", "--max-tokens",
-                   "--max-prompt-tokens", "--served-name", "--refuse-logprobs", "--admin",
-                   "--watermark-scheme"):
+    for option in (
+        "--host",
+        "--port",
+        "--max-top-logprobs",
+        "--max-batch-size",
+        "--max-tokens",
+        "--max-prompt-tokens",
+        "--served-name",
+        "--refuse-logprobs",
+        "--admin",
+        "--watermark-scheme",
+    ):
         assert option in result.stdout
     assert "--api-key" not in result.stdout  # the key comes from the environment only

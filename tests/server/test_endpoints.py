@@ -17,8 +17,9 @@ def test_models_lists_the_served_name(client):
 
 
 def test_chat_greedy_is_the_teachers_greedy_completion(client, teacher):
-    answer = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=6,
-                                            temperature=0, extra_body={"return_token_ids": True})
+    answer = client.chat.completions.create(
+        model=MODEL, messages=CHAT, max_tokens=6, temperature=0, extra_body={"return_token_ids": True}
+    )
     (expected,) = teacher.generate([CHAT], Sampling(max_new_tokens=6))
     choice = answer.choices[0]
     assert answer.object == "chat.completion" and answer.model == MODEL
@@ -34,8 +35,9 @@ def test_chat_greedy_is_the_teachers_greedy_completion(client, teacher):
 
 
 def test_chat_logprobs_agree_with_scoring(client, teacher):
-    answer = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=6,
-                                            temperature=0, logprobs=True, top_logprobs=5)
+    answer = client.chat.completions.create(
+        model=MODEL, messages=CHAT, max_tokens=6, temperature=0, logprobs=True, top_logprobs=5
+    )
     content = answer.choices[0].logprobs.content
     ids = [entry.model_extra["token_id"] for entry in content]
     scored = teacher.score_ids(teacher.render(CHAT), ids, top_logprobs=5)
@@ -44,8 +46,9 @@ def test_chat_logprobs_agree_with_scoring(client, teacher):
         assert entry.token == teacher.tokenizer.decode([forced.token_id])
         assert entry.logprob == pytest.approx(forced.logprob, abs=1e-4)
         assert [t.model_extra["token_id"] for t in entry.top_logprobs] == [t.token_id for t in forced.top]
-        assert [t.logprob for t in entry.top_logprobs] == pytest.approx([t.logprob for t in forced.top],
-                                                                         abs=1e-4)
+        assert [t.logprob for t in entry.top_logprobs] == pytest.approx(
+            [t.logprob for t in forced.top], abs=1e-4
+        )
         assert entry.top_logprobs[0].model_extra["token_id"] == entry.model_extra["token_id"]  # greedy
     text = bytes(b for entry in content for b in entry.bytes).decode("utf-8", errors="replace")
     assert text == answer.choices[0].message.content
@@ -53,8 +56,7 @@ def test_chat_logprobs_agree_with_scoring(client, teacher):
 
 def test_completions_echo_with_no_new_tokens_scores_the_prompt(client, teacher):
     prompt = "Reverse: hello"
-    answer = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, echo=True,
-                                       logprobs=3)
+    answer = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, echo=True, logprobs=3)
     ids = teacher.tokenizer(prompt).input_ids
     scored = teacher.score_ids(ids[:1], ids[1:], top_logprobs=3)
     choice = answer.choices[0]
@@ -66,8 +68,12 @@ def test_completions_echo_with_no_new_tokens_scores_the_prompt(client, teacher):
     assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
     assert logprobs.token_logprobs[1:] == pytest.approx([t.logprob for t in scored], abs=1e-4)
     assert logprobs.model_extra["top_token_ids"][1:] == [[t.token_id for t in s.top] for s in scored]
-    for top, top_ids, top_values in zip(logprobs.top_logprobs[1:], logprobs.model_extra["top_token_ids"][1:],
-                                        logprobs.model_extra["top_token_logprobs"][1:], strict=True):
+    for top, top_ids, top_values in zip(
+        logprobs.top_logprobs[1:],
+        logprobs.model_extra["top_token_ids"][1:],
+        logprobs.model_extra["top_token_logprobs"][1:],
+        strict=True,
+    ):
         by_string = {}  # two ids may read the same (partial UTF-8): the likelier one is kept
         for token_id, value in zip(top_ids, top_values, strict=True):
             by_string.setdefault(teacher.tokenizer.decode([token_id]), value)
@@ -77,15 +83,17 @@ def test_completions_echo_with_no_new_tokens_scores_the_prompt(client, teacher):
 
 def test_completions_echo_and_generate(client, teacher):
     prompt = "abc"
-    answer = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, echo=True,
-                                       logprobs=0, temperature=0)
+    answer = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=4, echo=True, logprobs=0, temperature=0
+    )
     ids = teacher.tokenizer(prompt).input_ids
     (expected,) = teacher.generate_ids([ids], Sampling(max_new_tokens=4, logprobs=True))
     logprobs = answer.choices[0].logprobs
     assert answer.choices[0].text == prompt + expected.text
     assert logprobs.model_extra["token_ids"] == ids + list(expected.token_ids)
-    assert logprobs.token_logprobs[len(ids):] == pytest.approx([t.logprob for t in expected.logprobs],
-                                                               abs=1e-4)
+    assert logprobs.token_logprobs[len(ids) :] == pytest.approx(
+        [t.logprob for t in expected.logprobs], abs=1e-4
+    )
     assert logprobs.top_logprobs[1:] == [{}] * (len(ids) - 1 + 4)
 
 
@@ -106,8 +114,9 @@ def test_completions_take_token_ids_and_lists_of_prompts(client, teacher):
 def test_stop_strings_cut_text_and_logprobs(client, teacher):
     free = client.completions.create(model=MODEL, prompt="hi", max_tokens=10, temperature=0)
     stop = free.choices[0].text[3:5]
-    cut = client.completions.create(model=MODEL, prompt="hi", max_tokens=10, temperature=0,
-                                    stop=[stop], logprobs=1)
+    cut = client.completions.create(
+        model=MODEL, prompt="hi", max_tokens=10, temperature=0, stop=[stop], logprobs=1
+    )
     choice = cut.choices[0]
     assert choice.finish_reason == "stop"
     assert choice.text == free.choices[0].text[: free.choices[0].text.index(stop)]
@@ -133,19 +142,24 @@ def test_async_client_gets_the_same_answers(client, async_client):
 
     async def ask_all():
         async with async_client:
-            return await asyncio.gather(*(
-                async_client.completions.create(model=MODEL, prompt=p, max_tokens=6, temperature=0)
-                for p in prompts))
+            return await asyncio.gather(
+                *(
+                    async_client.completions.create(model=MODEL, prompt=p, max_tokens=6, temperature=0)
+                    for p in prompts
+                )
+            )
 
     concurrent = asyncio.run(ask_all())
-    sequential = [client.completions.create(model=MODEL, prompt=p, max_tokens=6, temperature=0)
-                  for p in prompts]
+    sequential = [
+        client.completions.create(model=MODEL, prompt=p, max_tokens=6, temperature=0) for p in prompts
+    ]
     assert [a.choices[0].text for a in concurrent] == [a.choices[0].text for a in sequential]
 
 
 def test_max_completion_tokens_bounds_the_answer(client):
-    answer = client.chat.completions.create(model=MODEL, messages=CHAT, max_completion_tokens=3,
-                                            temperature=0)
+    answer = client.chat.completions.create(
+        model=MODEL, messages=CHAT, max_completion_tokens=3, temperature=0
+    )
     assert answer.usage.completion_tokens <= 3
     same = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=3, temperature=0)
     assert answer.choices[0].message.content == same.choices[0].message.content
@@ -166,11 +180,12 @@ def test_a_failing_model_call_is_a_500_and_the_server_goes_on(client, teacher, m
 def test_the_earliest_stop_string_cuts_whatever_its_place_in_the_list(client):
     """Two overlapping stop strings, the later-starting one listed first ("134", stop
     ["34", "13"] -> ""): the text ends where the earliest match starts."""
-    text = client.completions.create(model=MODEL, prompt="hi", max_tokens=12, temperature=0) \
-        .choices[0].text
-    start = next(i for i in range(len(text) - 2)
-                 if text.index(text[i:i + 2]) == i and text.index(text[i + 1:i + 3]) == i + 1)
-    stops = [text[start + 1:start + 3], text[start:start + 2]]
-    cut = client.completions.create(model=MODEL, prompt="hi", max_tokens=12, temperature=0,
-                                    stop=stops)
+    text = client.completions.create(model=MODEL, prompt="hi", max_tokens=12, temperature=0).choices[0].text
+    start = next(
+        i
+        for i in range(len(text) - 2)
+        if text.index(text[i : i + 2]) == i and text.index(text[i + 1 : i + 3]) == i + 1
+    )
+    stops = [text[start + 1 : start + 3], text[start : start + 2]]
+    cut = client.completions.create(model=MODEL, prompt="hi", max_tokens=12, temperature=0, stop=stops)
     assert cut.choices[0].text == text[:start] and cut.choices[0].finish_reason == "stop"

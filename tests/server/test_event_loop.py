@@ -24,20 +24,23 @@ class Recorder:
         raise AssertionError("a prompt too long to fit was tokenised")
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 400_000}]}),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 1000}] * 400}),
-    ("/v1/completions", {"prompt": "x" * 400_000}),
-    ("/v1/completions", {"prompt": ["short", "x" * 400_000]}),
-    ("/v1/completions", {"prompt": [5] * 200_000}),
-])
-def test_a_prompt_too_long_to_fit_is_refused_without_tokenising(server, teacher, monkeypatch,
-                                                                 path, body):
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 400_000}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 1000}] * 400}),
+        ("/v1/completions", {"prompt": "x" * 400_000}),
+        ("/v1/completions", {"prompt": ["short", "x" * 400_000]}),
+        ("/v1/completions", {"prompt": [5] * 200_000}),
+    ],
+)
+def test_a_prompt_too_long_to_fit_is_refused_without_tokenising(server, teacher, monkeypatch, path, body):
     recorder, served = Recorder(), server.app.state.served
     monkeypatch.setattr(teacher, "render", recorder)
     monkeypatch.setattr(served, "tokenizer", recorder)
-    answer = httpx.post(server.url + path, json={"model": MODEL, "max_tokens": 1, **body},
-                        headers=AUTH, timeout=60)
+    answer = httpx.post(
+        server.url + path, json={"model": MODEL, "max_tokens": 1, **body}, headers=AUTH, timeout=60
+    )
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["code"] == "context_length_exceeded"
@@ -57,9 +60,16 @@ def test_tokenising_runs_off_the_event_loop(server, teacher, monkeypatch):
 
     monkeypatch.setattr(teacher, "render", slow_render)
     answers = []
-    request = threading.Thread(target=lambda: answers.append(httpx.post(
-        server.url + "/v1/chat/completions", headers=AUTH, timeout=60,
-        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})))
+    request = threading.Thread(
+        target=lambda: answers.append(
+            httpx.post(
+                server.url + "/v1/chat/completions",
+                headers=AUTH,
+                timeout=60,
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+            )
+        )
+    )
     request.start()
     try:
         assert started.wait(30)
@@ -71,19 +81,36 @@ def test_tokenising_runs_off_the_event_loop(server, teacher, monkeypatch):
     assert answers[0].status_code == 200
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/completions", b'{"model": "%s", "max_tokens": 1, "prompt": [' % MODEL.encode()
-     + b"5," * 1_900_000 + b"5]}"),
-    ("/v1/chat/completions", b'{"model": "%s", "max_tokens": 1, "messages": [' % MODEL.encode()
-     + b'{"role":"user","content":""},' * 130_000 + b'{"role":"user","content":"hi"}]}'),
-], ids=["1.9M token ids", "130k messages"])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/completions",
+            b'{"model": "%s", "max_tokens": 1, "prompt": [' % MODEL.encode() + b"5," * 1_900_000 + b"5]}",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model": "%s", "max_tokens": 1, "messages": [' % MODEL.encode()
+            + b'{"role":"user","content":""},' * 130_000
+            + b'{"role":"user","content":"hi"}]}',
+        ),
+    ],
+    ids=["1.9M token ids", "130k messages"],
+)
 def test_a_body_of_millions_of_items_is_refused_without_holding_the_loop(server, path, body):
     """Validating 1.9M token ids held /health for 5.9 s before the 400; they are counted first."""
     assert len(body) < 4 * 1024 * 1024  # under the body limit: this is not the 413
     answers = []
-    request = threading.Thread(target=lambda: answers.append(httpx.post(
-        server.url + path, content=body, timeout=120,
-        headers={**AUTH, "Content-Type": "application/json"})))
+    request = threading.Thread(
+        target=lambda: answers.append(
+            httpx.post(
+                server.url + path,
+                content=body,
+                timeout=120,
+                headers={**AUTH, "Content-Type": "application/json"},
+            )
+        )
+    )
     request.start()
     waits = []
     while request.is_alive():

@@ -30,23 +30,28 @@ def test_sampled_text_is_marked_and_its_logprobs_are_the_models_own(marked, teac
     for prompt, completion in zip(PROMPTS, out, strict=True):
         scored = teacher.score_ids(teacher.render(prompt), completion.token_ids, 0)
         assert [e.logprob for e in completion.logprobs] == pytest.approx(
-            [e.logprob for e in scored], abs=1e-4)
+            [e.logprob for e in scored], abs=1e-4
+        )
 
 
 def test_greedy_is_left_as_it_is(marked, teacher):
     greedy = Sampling(max_new_tokens=16, temperature=0, logprobs=True)
-    assert ([c.token_ids for c in marked.generate(PROMPTS, greedy)]
-            == [c.token_ids for c in teacher.generate(PROMPTS, greedy)])
+    assert [c.token_ids for c in marked.generate(PROMPTS, greedy)] == [
+        c.token_ids for c in teacher.generate(PROMPTS, greedy)
+    ]
 
 
-@pytest.mark.parametrize("sampling", [Sampling(max_new_tokens=16, temperature=1.0, top_p=1e-6),
-                                      Sampling(max_new_tokens=16, temperature=1e-4)],
-                         ids=["top_p", "temperature"])
+@pytest.mark.parametrize(
+    "sampling",
+    [Sampling(max_new_tokens=16, temperature=1.0, top_p=1e-6), Sampling(max_new_tokens=16, temperature=1e-4)],
+    ids=["top_p", "temperature"],
+)
 def test_the_draw_comes_after_temperature_and_top_p(marked, teacher, sampling):
     # a nucleus of one token, or a near-zero temperature, leaves only the argmax to draw
     greedy = Sampling(max_new_tokens=16, temperature=0)
-    assert ([c.token_ids for c in marked.generate(PROMPTS, sampling)]
-            == [c.token_ids for c in teacher.generate(PROMPTS, greedy)])
+    assert [c.token_ids for c in marked.generate(PROMPTS, sampling)] == [
+        c.token_ids for c in teacher.generate(PROMPTS, greedy)
+    ]
 
 
 def test_the_model_is_left_as_found_and_its_config_shows_no_key(marked):

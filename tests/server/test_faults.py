@@ -41,8 +41,9 @@ def test_impossible_rates_are_refused(rates):
 def _outcome(client: openai.OpenAI, key: str) -> str | None:
     """The fault a request met, as told by what the client got."""
     try:
-        client.completions.create(model=MODEL, prompt="hi", max_tokens=1, temperature=0,
-                                  extra_headers={"Idempotency-Key": key})
+        client.completions.create(
+            model=MODEL, prompt="hi", max_tokens=1, temperature=0, extra_headers={"Idempotency-Key": key}
+        )
     except openai.RateLimitError as err:
         assert err.response.headers["retry-after-ms"] == "50"
         assert int(err.response.headers["retry-after"]) >= 1
@@ -116,8 +117,11 @@ def test_only_generation_requests_meet_faults_and_stats_are_served(server):
 
 
 def test_the_proxy_command_refuses_impossible_rates_in_one_line():
-    result = subprocess.run([sys.executable, "-m", "distil.server.faults", "--upstream",
-                             "http://127.0.0.1:9", "--drop", "2"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "distil.server.faults", "--upstream", "http://127.0.0.1:9", "--drop", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "sum to at most 1" in result.stderr

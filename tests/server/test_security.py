@@ -47,11 +47,14 @@ def _closed_by_server(sock: socket.socket) -> bool:
         return False
 
 
-@pytest.mark.parametrize(("first", "then"), [
-    (b"", b""),                                                        # connects, sends nothing
-    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", b""),         # half the headers
-    (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /health HTTP/1.1\r\n"),  # then half another
-])
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (b"", b""),  # connects, sends nothing
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", b""),  # half the headers
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /health HTTP/1.1\r\n"),  # then half another
+    ],
+)
 def test_a_client_that_never_finishes_its_headers_is_disconnected(teacher, first, then):
     with running_server(teacher, header_timeout_s=0.5) as server:
         host, port = server.url.removeprefix("http://").rsplit(":", 1)
@@ -65,8 +68,7 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(teacher, first
 
 def test_the_request_log_shows_paths_without_query_strings(teacher, caplog):
     secret = "sk-in-the-query-3f9a"
-    with running_server(teacher, api_key=API_KEY, log_requests=True) as server, \
-            capturing_server_log(caplog):
+    with running_server(teacher, api_key=API_KEY, log_requests=True) as server, capturing_server_log(caplog):
         auth = {"Authorization": f"Bearer {API_KEY}"}
         assert httpx.get(f"{server.url}/v1/models?api_key={secret}", headers=auth).status_code == 200
         assert httpx.get(f"{server.url}/v1/models?key={secret}&x=1").status_code == 401

@@ -16,10 +16,12 @@ def sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
     vocab |= {f"<0x{value:02X}>": 3 + value for value in range(256)}
     vocab |= {piece: len(vocab) + i for i, piece in enumerate(["\u2581hello", "llo", "é"])}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True, unk_token="<unk>"))
-    backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
-                                         decoders.Fuse(), decoders.Strip(" ", 1, 0)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def test_byte_level_tokens_map_to_their_byte():
@@ -48,8 +50,9 @@ def test_legacy_logprobs_floor_infinities_and_keep_the_likelier_of_equal_strings
     tokenizer = byte_tokenizer()
     text = TokenText(tokenizer)
     c3, a9 = tokenizer("é", add_special_tokens=False).input_ids  # both read "\ufffd"
-    entry = TokenLogprob(c3, "\ufffd", -math.inf, (TopLogprob(c3, "\ufffd", -0.5),
-                                                   TopLogprob(a9, "\ufffd", -1.5)))
+    entry = TokenLogprob(
+        c3, "\ufffd", -math.inf, (TopLogprob(c3, "\ufffd", -0.5), TopLogprob(a9, "\ufffd", -1.5))
+    )
     logprobs = legacy_logprobs([None, entry], [a9, c3], 2, text)
     assert logprobs["token_logprobs"] == [None, LOGPROB_FLOOR]
     assert logprobs["top_logprobs"] == [None, {"\ufffd": -0.5}]

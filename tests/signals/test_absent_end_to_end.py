@@ -65,14 +65,17 @@ def chat_only_api(upstream: str):
     return app
 
 
-def test_a_chat_api_without_end_of_turn_logprobs_captures_every_row_and_trains(
-        tmp_path, monkeypatch, capsys):
+def test_a_chat_api_without_end_of_turn_logprobs_captures_every_row_and_trains(tmp_path, monkeypatch, capsys):
     seeds = write_jsonl(tmp_path / "seeds.jsonl", [{"prompt": "unused"}])
-    with running_server("demo", served_name="demo") as demo, \
-            ServerThread(chat_only_api(demo.url)) as api:
-        raw = api_recipe(tmp_path, seeds, api.base_url, api={"tokenizer": "demo"},
-                         prompts={"file": None, "tasks": ["all"], "per_task": 2},
-                         sampling={"max_new_tokens": 16, "temperature": 0.0, "top_logprobs": 6})
+    with running_server("demo", served_name="demo") as demo, ServerThread(chat_only_api(demo.url)) as api:
+        raw = api_recipe(
+            tmp_path,
+            seeds,
+            api.base_url,
+            api={"tokenizer": "demo"},
+            prompts={"file": None, "tasks": ["all"], "per_task": 2},
+            sampling={"max_new_tokens": 16, "temperature": 0.0, "top_logprobs": 6},
+        )
         raw["teacher"]["model"] = "demo"
         raw["student"] = {"model": "demo", "layers": [0, 9]}
         raw["capture"] = {"top_k": 6, "logprob_dtype": "float32", "source": "auto"}
@@ -96,8 +99,11 @@ def test_a_chat_api_without_end_of_turn_logprobs_captures_every_row_and_trains(
             absent = [] if sample.absent is None else np.flatnonzero(sample.absent).tolist()
             assert absent == ([sample.num_tokens - 1] if row["id"] in stopped else [])
 
-    white = {**raw, "teacher": {"model": "demo"},
-             "capture": {"top_k": 6, "logprob_dtype": "float32", "output": str(tmp_path / "white")}}
+    white = {
+        **raw,
+        "teacher": {"model": "demo"},
+        "capture": {"top_k": 6, "logprob_dtype": "float32", "output": str(tmp_path / "white")},
+    }
     capture(validate_recipe(white))
     with SignalStore(tmp_path / "white") as local, SignalStore(store_path) as generated:
         for row in rows:  # the present positions are what the teacher computes
@@ -109,8 +115,11 @@ def test_a_chat_api_without_end_of_turn_logprobs_captures_every_row_and_trains(
     trained = in_process(monkeypatch, capsys, "train", str(recipe))
     assert trained.returncode == 0, trained.stderr
     said = " ".join((trained.stdout + trained.stderr).split())  # the console wraps lines
-    assert (f"{len(stopped)} of " in said and "are absent (the teacher returned no logprobs" in said
-            and "with distill.ce_weight 0 nothing is learned there" in said), said
+    assert (
+        f"{len(stopped)} of " in said
+        and "are absent (the teacher returned no logprobs" in said
+        and "with distill.ce_weight 0 nothing is learned there" in said
+    ), said
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["signal_positions"]["absent"] == len(stopped)
     assert np.isfinite(summary["final_loss"])
@@ -123,39 +132,80 @@ def llama_server() -> str | None:
 
 
 def test_llama_server_stop_strings_leave_positions_absent_and_every_row_captures(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     from distil.models.packaged import locate
 
     binary, gguf = llama_server(), locate(SMOLLM2)
     if binary is None or gguf is None:
-        pytest.skip("needs llama.cpp's llama-server (set LLAMA_SERVER) and the packaged SmolLM2 "
-                    "in the cache (DISTIL_TEST_CACHE)")
+        pytest.skip(
+            "needs llama.cpp's llama-server (set LLAMA_SERVER) and the packaged SmolLM2 "
+            "in the cache (DISTIL_TEST_CACHE)"
+        )
     sock = bind("127.0.0.1", 0)
     url = url_of(sock)
     port = sock.getsockname()[1]
     sock.close()
     log = (tmp_path / "llama-server.log").open("w")
-    server = subprocess.Popen([binary, "-m", str(gguf), "--alias", "smollm2", "--host", "127.0.0.1",
-                               "--port", str(port), "-c", "2048", "-np", "1", "-t", "2"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            binary,
+            "-m",
+            str(gguf),
+            "--alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-c",
+            "2048",
+            "-np",
+            "1",
+            "-t",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until_ready(url, timeout=120, process=server)
-        prompts = ["What is the capital of France? Answer in a few words.",  # "... is Paris."
-                   "What is 2 + 2? Answer with a number."]  # "2 + 2 = 4"
+        prompts = [
+            "What is the capital of France? Answer in a few words.",  # "... is Paris."
+            "What is 2 + 2? Answer with a number.",
+        ]  # "2 + 2 = 4"
         write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in prompts])
-        raw = {"name": "llama", "seed": 0, "output_dir": str(tmp_path / "run"),
-               "teacher": {"model": "smollm2", "api": {
-                   "base_url": f"{url}/v1", "api_key_env": None, "endpoint": "chat",
-                   "concurrency": 1, "tokenizer": SMOLLM2}},
-               "student": {"model": SMOLLM2, "layers": [0]},
-               "synth": {"prompts": {"file": str(tmp_path / "prompts.jsonl")},
-                         "sampling": {"max_new_tokens": 24, "temperature": 0.0,
-                                      "top_logprobs": 5, "stop": ["is Paris"]},
-                         "dedup": {"minhash_threshold": None}},
-               "capture": {"top_k": 5, "source": "auto"}, "signals": {"path": "capture"},
-               "data": {"eval_fraction": 0.0, "max_length": 128},
-               "distill": {"kd_weight": 1.0, "ce_weight": 0.1},
-               "train": {"max_steps": 1, "batch_size": 3, "save_every": 1}}
+        raw = {
+            "name": "llama",
+            "seed": 0,
+            "output_dir": str(tmp_path / "run"),
+            "teacher": {
+                "model": "smollm2",
+                "api": {
+                    "base_url": f"{url}/v1",
+                    "api_key_env": None,
+                    "endpoint": "chat",
+                    "concurrency": 1,
+                    "tokenizer": SMOLLM2,
+                },
+            },
+            "student": {"model": SMOLLM2, "layers": [0]},
+            "synth": {
+                "prompts": {"file": str(tmp_path / "prompts.jsonl")},
+                "sampling": {
+                    "max_new_tokens": 24,
+                    "temperature": 0.0,
+                    "top_logprobs": 5,
+                    "stop": ["is Paris"],
+                },
+                "dedup": {"minhash_threshold": None},
+            },
+            "capture": {"top_k": 5, "source": "auto"},
+            "signals": {"path": "capture"},
+            "data": {"eval_fraction": 0.0, "max_length": 128},
+            "distill": {"kd_weight": 1.0, "ce_weight": 0.1},
+            "train": {"max_steps": 1, "batch_size": 3, "save_every": 1},
+        }
         recipe = tmp_path / "recipe.yaml"
         recipe.write_text(yaml.safe_dump(raw))
         synthesised = in_process(monkeypatch, capsys, "synth", str(recipe))

@@ -23,10 +23,16 @@ OLD_STORE = Path(__file__).parent / "data" / "store-v1"  # written by distil at 
 
 
 def _fingerprint(dtype: str, absent_positions: bool = True) -> dict:
-    return build_fingerprint({"teacher": {"model": "t"}, "temperature": 1.0}, vocab_size=VOCAB,
-                             top_k=K, logprob_dtype=dtype, source="generation",
-                             logprob_mode="generated-top-logprobs", provenance={},
-                             absent_positions=absent_positions)
+    return build_fingerprint(
+        {"teacher": {"model": "t"}, "temperature": 1.0},
+        vocab_size=VOCAB,
+        top_k=K,
+        logprob_dtype=dtype,
+        source="generation",
+        logprob_mode="generated-top-logprobs",
+        provenance={},
+        absent_positions=absent_positions,
+    )
 
 
 def _sample(absent: list[bool] | None) -> SampleSignals:
@@ -34,8 +40,14 @@ def _sample(absent: list[bool] | None) -> SampleSignals:
     p = np.array([[0.5, 0.25, 0.125], [0.6, 0.3, 0.05], [0.7, 0.1, 0.1], [0.4, 0.4, 0.1]])
     mask = None if absent is None else np.array(absent)
     # what a source leaves at an absent row is never stored: here, made-up numbers
-    return SampleSignals("row-0", 17, ids, np.log(p).astype(np.float32),
-                         np.log(1 - p.sum(axis=1)).astype(np.float32), absent=mask)
+    return SampleSignals(
+        "row-0",
+        17,
+        ids,
+        np.log(p).astype(np.float32),
+        np.log(1 - p.sum(axis=1)).astype(np.float32),
+        absent=mask,
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
@@ -71,13 +83,14 @@ def test_a_store_written_before_reads_as_before(tmp_path):
         got = store.get("row-0")
         assert (store.num_tokens, store.num_absent) == (2, 0)
     assert got.absent is None and got.ids.tolist() == [[2, 4, 9], [0, 1, 7]]
-    np.testing.assert_allclose(np.exp(got.logprobs), [[0.125, 0.5, 0.25], [0.05, 0.3, 0.6]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(np.exp(got.logprobs), [[0.125, 0.5, 0.25], [0.05, 0.3, 0.6]], rtol=1e-6)
 
 
 def test_a_version_1_store_cannot_take_absent_positions(tmp_path):
-    with (SignalWriter(tmp_path, _fingerprint("float32", absent_positions=False), 1000) as writer,
-          pytest.raises(ValueError, match="2 positions are absent.*format version 1")):
+    with (
+        SignalWriter(tmp_path, _fingerprint("float32", absent_positions=False), 1000) as writer,
+        pytest.raises(ValueError, match="2 positions are absent.*format version 1"),
+    ):
         writer.add(_sample([True, False, True, False]))
     assert not list(tmp_path.glob("shard-*"))
 
@@ -87,8 +100,10 @@ def test_an_unknown_version_is_refused_with_what_to_do(tmp_path):
         writer.add(_sample([False, True, False, False]))
     fingerprint = json.loads((tmp_path / "fingerprint.json").read_text())
     (tmp_path / "fingerprint.json").write_text(json.dumps({**fingerprint, "format_version": 3}))
-    with pytest.raises(SignalsError, match="format version 3, this distil reads versions 1, 2; "
-                                           "read it with the distil that wrote it"):
+    with pytest.raises(
+        SignalsError,
+        match="format version 3, this distil reads versions 1, 2; read it with the distil that wrote it",
+    ):
         SignalStore(tmp_path)
 
 
@@ -107,19 +122,23 @@ def test_a_flipped_absent_mark_fails_the_sample_checksum(tmp_path):
     (shard,) = tmp_path.glob("shard-*.safetensors")
     raw = bytearray(shard.read_bytes())
     header_length = int.from_bytes(raw[:8], "little")
-    begin, _ = json.loads(raw[8:8 + header_length])["absent"]["data_offsets"]
+    begin, _ = json.loads(raw[8 : 8 + header_length])["absent"]["data_offsets"]
     raw[8 + header_length + begin + 2] ^= 1  # position 2: present -> absent
     shard.write_bytes(bytes(raw))
-    with SignalStore(tmp_path) as store, pytest.raises(StoreCorruptedError,
-                                                      match="'row-0' fails its checksum"):
+    with (
+        SignalStore(tmp_path) as store,
+        pytest.raises(StoreCorruptedError, match="'row-0' fails its checksum"),
+    ):
         store.get("row-0")
 
 
 def test_a_capture_does_not_add_absent_positions_to_a_version_1_store(tmp_path):
     with SignalWriter(tmp_path, _fingerprint("float32", absent_positions=False), 1000) as writer:
         writer.add(_sample(None))
-    with pytest.raises(FingerprintMismatchError, match="format_version: store has 1, expected 2.*"
-                                                       "set capture.output to a new folder"):
+    with pytest.raises(
+        FingerprintMismatchError,
+        match="format_version: store has 1, expected 2.*set capture.output to a new folder",
+    ):
         SignalWriter(tmp_path, _fingerprint("float32"), 1000)
     with SignalStore(tmp_path) as store:  # and it still reads
         assert store.get("row-0").absent is None

@@ -22,10 +22,14 @@ from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 
 def _recipe(tmp_path, dataset, **capture_settings):
-    settings = {"top_k": 8, "logprob_dtype": "float32", "batch_size": 5, "shard_tokens": 300,
-                **capture_settings}
-    return validate_recipe(recipe_dict(tmp_path, dataset, capture=settings,
-                                       distill={"temperature": 1.5}))
+    settings = {
+        "top_k": 8,
+        "logprob_dtype": "float32",
+        "batch_size": 5,
+        "shard_tokens": 300,
+        **capture_settings,
+    }
+    return validate_recipe(recipe_dict(tmp_path, dataset, capture=settings, distill={"temperature": 1.5}))
 
 
 def test_capture_stores_the_teachers_top_k_for_every_training_row(tmp_path, dataset):
@@ -67,9 +71,14 @@ def test_capture_again_adds_only_what_is_missing(tmp_path, dataset):
 
 
 def test_one_id_on_two_different_rows_is_refused(tmp_path):
-    data = write_jsonl(tmp_path / "dup.jsonl", [{"id": 1, "prompt": "a", "response": "b"},
-                                                {"id": 1, "prompt": "c", "response": "d"},
-                                                {"id": 2, "prompt": "e", "response": "f"}])
+    data = write_jsonl(
+        tmp_path / "dup.jsonl",
+        [
+            {"id": 1, "prompt": "a", "response": "b"},
+            {"id": 1, "prompt": "c", "response": "d"},
+            {"id": 2, "prompt": "e", "response": "f"},
+        ],
+    )
     raw = recipe_dict(tmp_path, data)
     raw["data"]["eval_fraction"] = 0
     with pytest.raises(DataError, match="sample id '1' names two different rows"):
@@ -77,15 +86,17 @@ def test_one_id_on_two_different_rows_is_refused(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "distil.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "distil.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_without_duplicates(tmp_path):
     data = write_jsonl(tmp_path / "big.jsonl", skill_rows(300))
-    raw = recipe_dict(tmp_path, data, capture={"top_k": 8, "batch_size": 2, "shard_tokens": 100,
-                                               "logprob_dtype": "float32"})
+    raw = recipe_dict(
+        tmp_path, data, capture={"top_k": 8, "batch_size": 2, "shard_tokens": 100, "logprob_dtype": "float32"}
+    )
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(raw))
     store = tmp_path / "run" / "signals"
@@ -101,8 +112,9 @@ def test_sigkill_then_rerun_resumes_without_duplicates(tmp_path):
         kept = len(partial)
     loaded = validate_recipe(raw)
     result = capture(loaded)  # the rerun, in this process
-    examples = encode_pairs(build_tiny("tiny-student")[1], load_splits(loaded.data, 0)[0], "auto",
-                            loaded.data.max_length)
+    examples = encode_pairs(
+        build_tiny("tiny-student")[1], load_splits(loaded.data, 0)[0], "auto", loaded.data.max_length
+    )
     assert 0 < kept < len(examples), "the capture ended before it could be killed"
     assert result.captured == len(examples) - kept and result.samples == len(examples)
     with SignalStore(store) as resumed:
@@ -131,9 +143,15 @@ def test_scoring_through_the_teacher_protocol_equals_white_box_capture(tmp_path,
     pairs = load_splits(validate_recipe(recipe_dict(tmp_path, dataset)).data, 0)[0][:20]
     examples = encode_pairs(loaded.tokenizer, pairs, "auto", 48)
     vocab = loaded.model.config.vocab_size
-    fingerprint = build_fingerprint({"temperature": 1.0}, vocab_size=vocab, top_k=6,
-                                    logprob_dtype="float32", source="test", logprob_mode="test",
-                                    provenance={})
+    fingerprint = build_fingerprint(
+        {"temperature": 1.0},
+        vocab_size=vocab,
+        top_k=6,
+        logprob_dtype="float32",
+        source="test",
+        logprob_mode="test",
+        provenance={},
+    )
     white_box = LocalTeacherSource(loaded, vocab, 6, 1.0, loaded.tokenizer.pad_token_id)
     scoring = ScoringTeacherSource(LocalTeacher(loaded), pairs, 6, loaded.tokenizer.eos_token)
     run_capture(white_box, examples, fingerprint, tmp_path / "white", 4, 50)
@@ -161,13 +179,15 @@ def test_scored_top_k_summing_to_one_after_rounding_keeps_a_nonzero_tail():
     from distil.teachers.base import Capabilities, TokenLogprob, TopLogprob
 
     rounded = [-0.00001, -9.0]  # exp sums to 1.00011
-    top = tuple(TopLogprob(token_id=i, token=str(i), logprob=lp)
-                for i, lp in zip((7, 8), rounded, strict=True))
+    top = tuple(
+        TopLogprob(token_id=i, token=str(i), logprob=lp) for i, lp in zip((7, 8), rounded, strict=True)
+    )
     teacher = SimpleNamespace(
-        name="rounding", concurrency=1,
+        name="rounding",
+        concurrency=1,
         capabilities=Capabilities(logprobs=True, max_top_logprobs=2, can_score=True, token_ids=True),
-        score=lambda prompt, completion, k: [TokenLogprob(token_id=7, token="7", logprob=-0.00001,
-                                                          top=top)])
+        score=lambda prompt, completion, k: [TokenLogprob(token_id=7, token="7", logprob=-0.00001, top=top)],
+    )
     source = ScoringTeacherSource(teacher, [Pair("a", "p", "r")], 2, "")
     (sample,) = source.capture([Example("a", [1, 7], [-100, 7])])
     assert math.isfinite(sample.log_tail[0])

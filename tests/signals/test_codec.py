@@ -11,9 +11,21 @@ def _sorted_ids(n, k, vocab, seed):
     return np.sort(np.stack([rng.choice(vocab, size=k, replace=False) for _ in range(n)]), axis=1)
 
 
-@pytest.mark.parametrize("vocab,k", [(2, 1), (261, 1), (261, 8), (261, 261), (1000, 999),
-                                     (32000, 32), (151936, 1), (151936, 32), (151936, 128),
-                                     (2**20, 7)])
+@pytest.mark.parametrize(
+    "vocab,k",
+    [
+        (2, 1),
+        (261, 1),
+        (261, 8),
+        (261, 261),
+        (1000, 999),
+        (32000, 32),
+        (151936, 1),
+        (151936, 32),
+        (151936, 128),
+        (2**20, 7),
+    ],
+)
 def test_ids_round_trip(vocab, k):
     ids = _sorted_ids(13, k, vocab, seed=k)
     ids[0] = np.arange(k)  # the smallest ids

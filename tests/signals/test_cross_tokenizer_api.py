@@ -29,15 +29,26 @@ from distil.train.signals import CrossTokenizer
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
 TOP_K = 12
-OBJECTIVE = {"divergence": "generalized_jsd", "beta": 0.3, "temperature": 1.0, "ce_weight": 0.2,
-             "fused": "never"}
+OBJECTIVE = {
+    "divergence": "generalized_jsd",
+    "beta": 0.3,
+    "temperature": 1.0,
+    "ce_weight": 0.2,
+    "fused": "never",
+}
 
 
 def _raw(tmp_path, rows, teacher, **changes):
     """A recipe for the tiny byte-level student and the demo teacher (its own BPE), from a store."""
-    raw = recipe_dict(tmp_path, rows, teacher=teacher, distill=dict(OBJECTIVE),
-                      signals={"path": "capture"}, cross_tokenizer={"method": "aligned"},
-                      capture={"top_k": TOP_K, "logprob_dtype": "float32", "batch_size": 16})
+    raw = recipe_dict(
+        tmp_path,
+        rows,
+        teacher=teacher,
+        distill=dict(OBJECTIVE),
+        signals={"path": "capture"},
+        cross_tokenizer={"method": "aligned"},
+        capture={"top_k": TOP_K, "logprob_dtype": "float32", "batch_size": 16},
+    )
     raw["data"]["max_length"] = 128
     for name, values in changes.items():
         raw[name] = {**raw.get(name, {}), **values}
@@ -45,8 +56,16 @@ def _raw(tmp_path, rows, teacher, **changes):
 
 
 def _api(server, **settings):
-    return {"model": "demo", "api": {"base_url": server.base_url, "api_key_env": None,
-                                     "tokenizer": "demo", "max_retries": 0, **settings}}
+    return {
+        "model": "demo",
+        "api": {
+            "base_url": server.base_url,
+            "api_key_env": None,
+            "tokenizer": "demo",
+            "max_retries": 0,
+            **settings,
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +93,7 @@ def captured(tmp_path_factory, server):
     first_strings = read_teacher_vocabulary(path).tokens
     api = _raw(root / "api", data, _api(server))
     grown = capture(validate_recipe(api))
-    return SimpleNamespace(local=local, api=api, first=first_result, grown=grown,
-                           first_strings=first_strings)
+    return SimpleNamespace(local=local, api=api, first=first_result, grown=grown, first_strings=first_strings)
 
 
 def _store(raw):
@@ -104,17 +122,17 @@ def test_the_api_store_holds_the_local_capture_by_token_text(captured):
         for sample_id in local.sample_ids():
             want, got = local.get(sample_id), api.get(sample_id)
             assert [string_of[i] for i in got.tokens.target_ids.tolist()] == [
-                teacher.decode([i]) for i in want.tokens.target_ids.tolist()]
+                teacher.decode([i]) for i in want.tokens.target_ids.tolist()
+            ]
             np.testing.assert_array_equal(got.tokens.char_offsets, want.tokens.char_offsets)
-            np.testing.assert_allclose(got.tokens.target_logprob, want.tokens.target_logprob,
-                                       atol=1e-4)
+            np.testing.assert_allclose(got.tokens.target_logprob, want.tokens.target_logprob, atol=1e-4)
             for row in range(want.num_tokens):
-                local_top = _by_text(want.ids[row], want.logprobs[row],
-                                     lambda i: teacher.decode([i]))
+                local_top = _by_text(want.ids[row], want.logprobs[row], lambda i: teacher.decode([i]))
                 api_top = _by_text(got.ids[row], got.logprobs[row], string_of.get)
                 assert api_top.keys() == local_top.keys(), (sample_id, row)
-                np.testing.assert_allclose([api_top[t] for t in local_top], list(local_top.values()),
-                                           atol=1e-4)
+                np.testing.assert_allclose(
+                    [api_top[t] for t in local_top], list(local_top.values()), atol=1e-4
+                )
                 fillers = [i not in string_of for i in got.ids[row].tolist()]
                 assert np.exp(got.logprobs[row][fillers]).sum() == 0  # they name no string
                 left = 1 - math.fsum(math.exp(v) for v in local_top.values())
@@ -148,28 +166,50 @@ def test_training_from_the_api_store_equals_training_from_the_local_one(captured
 def test_token_texts_that_do_not_spell_the_response_are_refused(tmp_path, server):
     data = write_jsonl(tmp_path / "data.jsonl", [*skill_rows(6), {"prompt": "Say it", "response": "ünï"}])
     raw = _raw(tmp_path, data, _api(server), data={"eval_fraction": 0})
-    with pytest.raises(SignalsError, match=r"for sample '[0-9a-f]+' do not spell its response "
-                                           r"\(from character 0: '\ufffd\ufffdn"):
+    with pytest.raises(
+        SignalsError,
+        match=r"for sample '[0-9a-f]+' do not spell its response "
+        r"\(from character 0: '\ufffd\ufffdn",
+    ):
         capture(validate_recipe(raw))
 
 
 def _stub(scored, top_k):
     """A teacher that scores every response as `scored`."""
-    return SimpleNamespace(name="stub", score=lambda *args: scored, capabilities=Capabilities(
-        logprobs=True, max_top_logprobs=top_k, can_score=True, token_ids=False))
+    return SimpleNamespace(
+        name="stub",
+        score=lambda *args: scored,
+        capabilities=Capabilities(logprobs=True, max_top_logprobs=top_k, can_score=True, token_ids=False),
+    )
 
 
 def test_alternatives_that_read_alike_keep_the_likelier_and_fillers_name_nothing(tmp_path):
-    top = (TopLogprob(7, "a", -0.5), TopLogprob(8, "a", -1.0), TopLogprob(9, "", -2.0),
-           TopLogprob(None, "</s>", -3.0))
+    top = (
+        TopLogprob(7, "a", -0.5),
+        TopLogprob(8, "a", -1.0),
+        TopLogprob(9, "", -2.0),
+        TopLogprob(None, "</s>", -3.0),
+    )
     scored = [TokenLogprob(None, "a", -0.5, top), TokenLogprob(None, "</s>", -3.0, top)]
     strings = TokenStrings(tmp_path, "</s>")
     source = ApiTeacherTokensSource(_stub(scored, 4), [Pair("r", "p", "a")], 4, "</s>", strings)
-    fingerprint = build_fingerprint({"temperature": 1.0}, vocab_size=TOKEN_STRINGS + 4, top_k=4,
-                                    logprob_dtype="uint8", source="score",
-                                    logprob_mode="scored-token-text", provenance={})
-    run_capture(source, [Example("r", [5, 6, 7], [-100, 6, 7])], {**fingerprint, "teacher_tokens": True},
-                tmp_path, batch_size=1, shard_tokens=10)
+    fingerprint = build_fingerprint(
+        {"temperature": 1.0},
+        vocab_size=TOKEN_STRINGS + 4,
+        top_k=4,
+        logprob_dtype="uint8",
+        source="score",
+        logprob_mode="scored-token-text",
+        provenance={},
+    )
+    run_capture(
+        source,
+        [Example("r", [5, 6, 7], [-100, 6, 7])],
+        {**fingerprint, "teacher_tokens": True},
+        tmp_path,
+        batch_size=1,
+        shard_tokens=10,
+    )
     assert read_teacher_vocabulary(tmp_path).tokens == {"</s>": 0, "a": 1}
     with SignalStore(tmp_path) as store:
         sample = store.get("r")
@@ -185,10 +225,14 @@ def test_alternatives_that_read_alike_keep_the_likelier_and_fillers_name_nothing
 
 def test_end_of_turn_not_scored_as_one_token_is_refused(tmp_path):
     top = (TopLogprob(None, "x", -0.1),)
-    scored = [TokenLogprob(None, "ok", -0.2, top), TokenLogprob(None, "<", -0.3, top),
-              TokenLogprob(None, "/s>", -0.1, top)]
-    source = ApiTeacherTokensSource(_stub(scored, 1), [Pair("a", "p", "ok")], 1, "</s>",
-                                    TokenStrings(tmp_path, "</s>"))
+    scored = [
+        TokenLogprob(None, "ok", -0.2, top),
+        TokenLogprob(None, "<", -0.3, top),
+        TokenLogprob(None, "/s>", -0.1, top),
+    ]
+    source = ApiTeacherTokensSource(
+        _stub(scored, 1), [Pair("a", "p", "ok")], 1, "</s>", TokenStrings(tmp_path, "</s>")
+    )
     with pytest.raises(SignalsError, match=r"end-of-turn token '</s>' as one token after sample 'a'"):
         source.capture([Example("a", [1, 2], [-100, 2])])
 
@@ -197,27 +241,33 @@ def test_a_truncated_response_is_scored_without_the_end_of_turn_token(tmp_path):
     """The teacher never ended a response cut at the length limit, and the student learns no
     end token after it (distil.data), so none is scored or stored for it."""
     asked = []
-    scored = [TokenLogprob(None, "o", -0.2, (TopLogprob(None, "o", -0.2),)),
-              TokenLogprob(None, "k", -0.1, (TopLogprob(None, "k", -0.1),))]
+    scored = [
+        TokenLogprob(None, "o", -0.2, (TopLogprob(None, "o", -0.2),)),
+        TokenLogprob(None, "k", -0.1, (TopLogprob(None, "k", -0.1),)),
+    ]
     teacher = _stub(scored, 1)
     teacher.score = lambda prompt, text, k: asked.append(text) or scored
-    source = ApiTeacherTokensSource(teacher, [Pair("a", "p", "ok", truncated=True)], 1, "</s>",
-                                    TokenStrings(tmp_path, "</s>"))
+    source = ApiTeacherTokensSource(
+        teacher, [Pair("a", "p", "ok", truncated=True)], 1, "</s>", TokenStrings(tmp_path, "</s>")
+    )
     (sample,) = source.capture([Example("a", [1, 2, 3], [-100, 2, 3])])
     assert asked == ["ok"] and sample.tokens.char_offsets.tolist() == [[0, 1], [1, 2]]
 
 
 def test_a_teacher_that_cannot_score_is_refused(tmp_path, teacher, dataset):
-    with (running_server(teacher, served_name="demo", refuse_logprobs=True) as refusing,
-          pytest.raises(SignalsError, match="cannot give what this capture needs")):
+    with (
+        running_server(teacher, served_name="demo", refuse_logprobs=True) as refusing,
+        pytest.raises(SignalsError, match="cannot give what this capture needs"),
+    ):
         capture(validate_recipe(_raw(tmp_path, dataset, _api(refusing))))
     assert not (tmp_path / "run" / "signals" / "teacher_vocabulary.json").exists()
 
 
 def test_a_store_from_the_local_teacher_is_not_taken_for_the_api_one(tmp_path, server, captured):
     local = str(_store(captured.local))
-    raw = _raw(tmp_path, write_jsonl(tmp_path / "d.jsonl", skill_rows(8)), _api(server),
-               capture={"output": local})
+    raw = _raw(
+        tmp_path, write_jsonl(tmp_path / "d.jsonl", skill_rows(8)), _api(server), capture={"output": local}
+    )
     with pytest.raises(FingerprintMismatchError, match="source: store has 'local', expected 'score'"):
         capture(validate_recipe(raw))
 

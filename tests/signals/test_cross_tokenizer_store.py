@@ -20,14 +20,25 @@ from distil.train.session import prepare_session
 from distil.train.signals import CrossTokenizer
 from tests.conftest import recipe_dict, skill_rows, write_jsonl
 
-OBJECTIVE = {"divergence": "generalized_jsd", "beta": 0.3, "temperature": 1.5, "ce_weight": 0.2,
-             "fused": "never"}
+OBJECTIVE = {
+    "divergence": "generalized_jsd",
+    "beta": 0.3,
+    "temperature": 1.5,
+    "ce_weight": 0.2,
+    "fused": "never",
+}
 
 
 def _raw(tmp_path, dataset, **sections):
-    return recipe_dict(tmp_path, dataset, teacher={"model": "demo"}, distill=dict(OBJECTIVE),
-                       capture={"top_k": 512, "logprob_dtype": "float32", "batch_size": 16},
-                       cross_tokenizer={"method": "aligned"}, **sections)
+    return recipe_dict(
+        tmp_path,
+        dataset,
+        teacher={"model": "demo"},
+        distill=dict(OBJECTIVE),
+        capture={"top_k": 512, "logprob_dtype": "float32", "batch_size": 16},
+        cross_tokenizer={"method": "aligned"},
+        **sections,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +70,9 @@ def test_the_store_keeps_the_teacher_tokens_and_their_offsets(captured):
             assert np.isfinite(tokens.target_logprob).all() and (tokens.target_logprob <= 0).all()
             # the stored top-k covers the vocabulary: the target's logprob is among them
             at = (sample.ids == tokens.target_ids[:, None]).argmax(axis=1)
-            np.testing.assert_allclose(sample.logprobs[np.arange(len(at)), at],
-                                       tokens.target_logprob, atol=1e-5)
+            np.testing.assert_allclose(
+                sample.logprobs[np.arange(len(at)), at], tokens.target_logprob, atol=1e-5
+            )
         row = next(iter(rows.values()))  # one row's offsets against the teacher's tokenizer
         sample = store.get(content_id(row["prompt"], row["response"]))
         ids, offsets = token_offsets(teacher, row["response"])

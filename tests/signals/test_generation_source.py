@@ -17,8 +17,12 @@ EOS = 2
 
 
 def position(token_id: int, alternatives: dict[int, float]) -> dict:
-    return {"token_id": token_id, "token": "", "logprob": alternatives[token_id],
-            "top": [{"token_id": i, "token": "", "logprob": lp} for i, lp in alternatives.items()]}
+    return {
+        "token_id": token_id,
+        "token": "",
+        "logprob": alternatives[token_id],
+        "top": [{"token_id": i, "token": "", "logprob": lp} for i, lp in alternatives.items()],
+    }
 
 
 def example(response: list[int]) -> Example:
@@ -36,12 +40,10 @@ def test_every_position_keeps_what_the_teacher_returned_end_of_turn_included():
     first = {7: math.log(0.6), 8: math.log(0.3), 9: math.log(0.05)}
     second = {9: math.log(0.9), 7: math.log(0.01), 8: math.log(0.04)}
     end = {EOS: math.log(0.8), 7: math.log(0.15), 9: math.log(0.01)}
-    source = GenerationLogprobsSource({"s": [position(7, first), position(9, second),
-                                             position(EOS, end)]}, 2)
+    source = GenerationLogprobsSource({"s": [position(7, first), position(9, second), position(EOS, end)]}, 2)
     (sample,) = source.capture([example([7, 9])])
     assert sample.ids.tolist() == [[7, 8], [9, 8], [EOS, 7]]
-    np.testing.assert_allclose(np.exp(sample.logprobs), [[0.6, 0.3], [0.9, 0.04], [0.8, 0.15]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(np.exp(sample.logprobs), [[0.6, 0.3], [0.9, 0.04], [0.8, 0.15]], rtol=1e-6)
     np.testing.assert_allclose(np.exp(sample.log_tail), [0.1, 0.06, 0.05], rtol=1e-6)
 
 
@@ -53,24 +55,23 @@ def test_positions_without_logprobs_are_stored_absent_never_invented():
     source = GenerationLogprobsSource({"s": [position(7, first), bare, position(9, third)]}, 2)
     (sample,) = source.capture([example([7, 9, 9])])
     assert sample.absent.tolist() == [False, True, False, True] and sample.num_absent == 2
-    np.testing.assert_allclose(np.exp(sample.logprobs[[0, 2]]), [[0.6, 0.3], [0.5, 0.25]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(np.exp(sample.logprobs[[0, 2]]), [[0.6, 0.3], [0.5, 0.25]], rtol=1e-6)
     np.testing.assert_allclose(np.exp(sample.log_tail[[0, 2]]), [0.1, 0.25], rtol=1e-6)
     assert np.isneginf(sample.logprobs[[1, 3]]).all() and np.isneginf(sample.log_tail[[1, 3]]).all()
 
 
 def test_every_position_present_is_no_absent_mark():
     top = {7: math.log(0.6), 8: math.log(0.3)}
-    (sample,) = GenerationLogprobsSource({"s": [position(7, top), position(EOS, top | {EOS: -1})]},
-                                         2).capture([example([7])])
+    (sample,) = GenerationLogprobsSource(
+        {"s": [position(7, top), position(EOS, top | {EOS: -1})]}, 2
+    ).capture([example([7])])
     assert sample.absent is None
 
 
 def test_a_tiny_tail_is_kept_to_its_size():
     # the top token's probability rounds to 1.0 in float64: 1 - sum would lose the tail
     top = {7: -1e-17, 8: math.log(1e-18)}
-    source = GenerationLogprobsSource({"s": [position(7, top), position(EOS, top | {EOS: -1e-17})]},
-                                      2)
+    source = GenerationLogprobsSource({"s": [position(7, top), position(EOS, top | {EOS: -1e-17})]}, 2)
     (sample,) = source.capture([example([7])])
     expected = exact_tail(list(top.values()))
     assert expected > 0
@@ -80,9 +81,16 @@ def test_a_tiny_tail_is_kept_to_its_size():
 def test_returned_probabilities_that_round_past_one_leave_the_floor_not_zero():
     rounded = {7: math.log(0.7), 8: math.log(0.3000001)}  # rounded by the server: sum > 1
     certain = {7: 0.0, 8: math.log(1e-9)}  # logprob 0: the server rounded p = 1 - eps to 1
-    source = GenerationLogprobsSource({"s": [position(7, rounded), position(7, certain),
-                                             position(EOS, {EOS: math.log(0.5), 8: math.log(0.5)})]},
-                                      2)
+    source = GenerationLogprobsSource(
+        {
+            "s": [
+                position(7, rounded),
+                position(7, certain),
+                position(EOS, {EOS: math.log(0.5), 8: math.log(0.5)}),
+            ]
+        },
+        2,
+    )
     (sample,) = source.capture([example([7, 7])])
     assert exact_tail(list(rounded.values())) < 0 and exact_tail(list(certain.values())) < 0
     np.testing.assert_allclose(sample.log_tail[:2], math.log(TAIL_FLOOR), rtol=1e-6)
@@ -94,8 +102,9 @@ def test_other_ids_or_too_few_alternatives_are_refused():
     with pytest.raises(SignalsError, match="generated other token ids than its response"):
         GenerationLogprobsSource({"s": [position(8, top)]}, 2).capture([example([7])])
     with pytest.raises(SignalsError, match="position 0 has fewer than 3 distinct top logprobs"):
-        GenerationLogprobsSource({"s": [position(7, top), position(EOS, {EOS: 0.0})]},
-                                 3).capture([example([7])])
+        GenerationLogprobsSource({"s": [position(7, top), position(EOS, {EOS: 0.0})]}, 3).capture(
+            [example([7])]
+        )
     with pytest.raises(SignalsError, match="has no generation logprobs"):
         GenerationLogprobsSource({}, 2).capture([example([7])])
 

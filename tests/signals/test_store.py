@@ -23,8 +23,16 @@ VOCAB = 500
 
 
 def _fingerprint(k=8, dtype="float32", **extra):
-    return {"format": "distil-signals", "format_version": 1, "vocab_size": VOCAB, "top_k": k,
-            "logprob_dtype": dtype, "temperature": 1.0, "teacher": {"model": "t"}, **extra}
+    return {
+        "format": "distil-signals",
+        "format_version": 1,
+        "vocab_size": VOCAB,
+        "top_k": k,
+        "logprob_dtype": dtype,
+        "temperature": 1.0,
+        "teacher": {"model": "t"},
+        **extra,
+    }
 
 
 def _samples(count, k, seed=0, max_tokens=30):
@@ -33,8 +41,11 @@ def _samples(count, k, seed=0, max_tokens=30):
     for i in range(count):
         n = int(torch.randint(1, max_tokens, (1,), generator=g))
         top = teacher_top_k(torch.randn(n, VOCAB, generator=g) * 3, k)
-        samples.append(SampleSignals(f"row-{i}", input_hash([i, n]), top.ids.numpy(),
-                                     top.logprobs.numpy(), top.log_tail.numpy()))
+        samples.append(
+            SampleSignals(
+                f"row-{i}", input_hash([i, n]), top.ids.numpy(), top.logprobs.numpy(), top.log_tail.numpy()
+            )
+        )
     return samples
 
 
@@ -47,8 +58,7 @@ def _write(path, samples, shard_tokens=100, **fingerprint):
 
 def _by_id(sample):
     order = np.argsort(sample.ids, axis=1)
-    return (np.take_along_axis(sample.ids, order, 1),
-            np.take_along_axis(sample.logprobs, order, 1))
+    return (np.take_along_axis(sample.ids, order, 1), np.take_along_axis(sample.logprobs, order, 1))
 
 
 @pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-6), ("float16", 2e-3), ("uint8", 8e-3)])
@@ -137,7 +147,7 @@ def _damage(path, position, data=None):
     if data is None:
         path.write_bytes(raw[:position])
     else:
-        raw[position:position + len(data)] = data
+        raw[position : position + len(data)] = data
         path.write_bytes(raw)
 
 
@@ -145,13 +155,16 @@ def _header_end(path):
     return 8 + int.from_bytes(path.read_bytes()[:8], "little")
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda p: _damage(p, p.stat().st_size - 7), "it is truncated"),
-    (lambda p: _damage(p, 5), "truncated"),
-    (lambda p: _damage(p, 8, b"#"), "header is not valid JSON"),
-    (lambda p: _damage(p, 12, b"#"), "damaged"),
-    (lambda p: p.write_bytes(p.read_bytes() + b"\0"), "longer than its header says"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda p: _damage(p, p.stat().st_size - 7), "it is truncated"),
+        (lambda p: _damage(p, 5), "truncated"),
+        (lambda p: _damage(p, 8, b"#"), "header is not valid JSON"),
+        (lambda p: _damage(p, 12, b"#"), "damaged"),
+        (lambda p: p.write_bytes(p.read_bytes() + b"\0"), "longer than its header says"),
+    ],
+)
 def test_truncated_or_damaged_shard_is_named_when_opened(tmp_path, damage, message):
     _write(tmp_path, _samples(20, 8))
     victim = sorted(tmp_path.glob("shard-*"))[1]
@@ -182,7 +195,7 @@ def test_a_flipped_byte_in_the_data_is_caught_by_the_sample_checksum(tmp_path):
 def test_a_damaged_index_is_caught(tmp_path):
     _write(tmp_path, _samples(10, 8), shard_tokens=10_000)
     shard = next(tmp_path.glob("shard-*"))
-    header = json.loads(shard.read_bytes()[8:_header_end(shard)])
+    header = json.loads(shard.read_bytes()[8 : _header_end(shard)])
     _, end = header["offsets"]["data_offsets"]
     _damage(shard, _header_end(shard) + end - 8, (10**6).to_bytes(8, "little"))
     with pytest.raises(StoreCorruptedError, match="sample index fails its checksum"):

@@ -20,9 +20,13 @@ OBJECTIVE = {"divergence": "generalized_jsd", "beta": 0.3, "temperature": 1.5, "
 
 
 def _raw(tmp_path, dataset, top_k=261, dtype="float32", distill=None, **sections):
-    return recipe_dict(tmp_path, dataset, distill={**OBJECTIVE, **(distill or {})},
-                       capture={"top_k": top_k, "logprob_dtype": dtype, "batch_size": 16},
-                       **sections)
+    return recipe_dict(
+        tmp_path,
+        dataset,
+        distill={**OBJECTIVE, **(distill or {})},
+        capture={"top_k": top_k, "logprob_dtype": dtype, "batch_size": 16},
+        **sections,
+    )
 
 
 def _with_store(raw, path="capture", top_k=None):
@@ -66,8 +70,7 @@ def _bucketed_reference(recipe, k: int) -> float:
 def full_store(tmp_path_factory):
     """One k = V float32 capture over a small dataset, shared (no test writes to it)."""
     tmp_path = tmp_path_factory.mktemp("store")
-    raw = _raw(tmp_path, write_jsonl(tmp_path / "data.jsonl", skill_rows(40)),
-               train={"grad_accum": 2})
+    raw = _raw(tmp_path, write_jsonl(tmp_path / "data.jsonl", skill_rows(40)), train={"grad_accum": 2})
     capture(validate_recipe(raw))
     return raw
 
@@ -88,8 +91,7 @@ def test_on_policy_micro_batches_are_scored_live_beside_stored_ones(full_store):
     k = V the step equals the live teacher's, with one micro-batch of each kind."""
     draws = [random.Random(f"0:on-policy:{i}").random() for i in range(2)]  # the seeded coins
     lmbda = sum(draws) / 2  # one micro-batch on-policy, the other not
-    distill = {**full_store["distill"], "fused": "always",
-               "on_policy": {"lmbda": lmbda, "max_new_tokens": 6}}
+    distill = {**full_store["distill"], "fused": "always", "on_policy": {"lmbda": lmbda, "max_new_tokens": 6}}
     raw = {**full_store, "distill": distill}
     assert on_policy_turn(lmbda, 0, 0) != on_policy_turn(lmbda, 0, 1)
     live, live_loss, live_grads = _step(validate_recipe(raw))
@@ -120,8 +122,15 @@ def test_smaller_k_is_close_to_the_live_step_and_signals_top_k_truncates(tmp_pat
 
 
 def test_training_from_the_store_brings_the_student_closer_to_the_teacher(tmp_path, dataset):
-    raw = _raw(tmp_path, dataset, top_k=16, dtype="uint8", distill={"ce_weight": 0.0},
-               train={"max_steps": 20, "learning_rate": 1e-2}, eval={"max_samples": 12})
+    raw = _raw(
+        tmp_path,
+        dataset,
+        top_k=16,
+        dtype="uint8",
+        distill={"ce_weight": 0.0},
+        train={"max_steps": 20, "learning_rate": 1e-2},
+        eval={"max_samples": 12},
+    )
     capture(validate_recipe(raw))
     recipe = _with_store(raw)
     before = evaluate(recipe, student_source="recipe", output=tmp_path / "before.json")
@@ -131,19 +140,21 @@ def test_training_from_the_store_brings_the_student_closer_to_the_teacher(tmp_pa
     assert after["kl_teacher_student"] < 0.9 * before["kl_teacher_student"]
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"distill": {"temperature": 1.0}}, "temperature: store has 1.5, expected 1.0"),
-    ({"data": {"max_length": 40}}, "max_length: store has 48, expected 40"),
-    ({"data": {"template": "plain"}}, "template: store has 'chat', expected 'plain'"),
-    ({"teacher": {"model": "tiny-student"}}, "teacher.model: store has 'tiny-teacher'"),
-    ({"seed": 3}, "teacher.seed: store has 0, expected 3"),
-    ({"signals": {"path": "capture", "top_k": 300}}, "top_k: store has 261, signals.top_k asks"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"distill": {"temperature": 1.0}}, "temperature: store has 1.5, expected 1.0"),
+        ({"data": {"max_length": 40}}, "max_length: store has 48, expected 40"),
+        ({"data": {"template": "plain"}}, "template: store has 'chat', expected 'plain'"),
+        ({"teacher": {"model": "tiny-student"}}, "teacher.model: store has 'tiny-teacher'"),
+        ({"seed": 3}, "teacher.seed: store has 0, expected 3"),
+        ({"signals": {"path": "capture", "top_k": 300}}, "top_k: store has 261, signals.top_k asks"),
+    ],
+)
 def test_a_store_that_does_not_fit_the_recipe_is_refused(full_store, change, message):
     changed = {**full_store, "signals": {"path": "capture"}}
     for section, values in change.items():
-        changed[section] = ({**full_store.get(section, {}), **values} if isinstance(values, dict)
-                            else values)
+        changed[section] = {**full_store.get(section, {}), **values} if isinstance(values, dict) else values
     with pytest.raises(FingerprintMismatchError, match=message) as caught:
         prepare_session(validate_recipe(changed))
     assert "distil capture" in str(caught.value)
@@ -160,8 +171,15 @@ def test_rows_without_signals_or_with_changed_tokens_are_refused(tmp_path):
         prepare_session(_with_store({**raw, "data": {**raw["data"], "train": str(more)}}))
     rows[5]["response"] = "changed"
     edited = write_jsonl(tmp_path / "edited.jsonl", rows)
-    session = prepare_session(_with_store({**raw, "data": {**raw["data"], "train": str(edited)},
-                                           "train": {**raw["train"], "batch_size": 40}}))
+    session = prepare_session(
+        _with_store(
+            {
+                **raw,
+                "data": {**raw["data"], "train": str(edited)},
+                "train": {**raw["train"], "batch_size": 40},
+            }
+        )
+    )
     with pytest.raises(SignalsError, match="sample '5' .* captured over other tokens"):
         next_micro_batches(session)
 

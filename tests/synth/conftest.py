@@ -8,8 +8,14 @@ import pytest
 
 from tests.conftest import write_jsonl
 
-SEEDS = ["Reverse the word: lantern", "What is 17 plus 25?", "Reverse the word: lantern",
-         "", "Name a prime number above 10.", "Translate 'good morning' into Spanish."]
+SEEDS = [
+    "Reverse the word: lantern",
+    "What is 17 plus 25?",
+    "Reverse the word: lantern",
+    "",
+    "Name a prime number above 10.",
+    "Translate 'good morning' into Spanish.",
+]
 
 
 @pytest.fixture
@@ -19,16 +25,23 @@ def seed_file(tmp_path) -> Path:
 
 def synth_recipe(tmp_path: Path, seed_file: Path, **synth) -> dict:
     """A recipe dict: tiny models, the seed file, short greedy answers kept even when cut."""
-    section = {"prompts": {"file": str(seed_file)},
-               "sampling": {"max_new_tokens": 6, "temperature": 0.0},
-               "filters": {"drop_truncated": False}}
+    section = {
+        "prompts": {"file": str(seed_file)},
+        "sampling": {"max_new_tokens": 6, "temperature": 0.0},
+        "filters": {"drop_truncated": False},
+    }
     for key, value in synth.items():
         section[key] = {**section.get(key, {}), **value} if isinstance(value, dict) else value
-    return {"name": "synth-test", "output_dir": str(tmp_path / "run"),
-            "teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
-            "synth": section, "data": {"eval_fraction": 0.2, "max_length": 64},
-            "train": {"max_steps": 2, "batch_size": 4, "save_every": 2, "log_every": 1},
-            "eval": {"batch_size": 4, "max_samples": 4}}
+    return {
+        "name": "synth-test",
+        "output_dir": str(tmp_path / "run"),
+        "teacher": {"model": "tiny-teacher"},
+        "student": {"model": "tiny-student"},
+        "synth": section,
+        "data": {"eval_fraction": 0.2, "max_length": 64},
+        "train": {"max_steps": 2, "batch_size": 4, "save_every": 2, "log_every": 1},
+        "eval": {"batch_size": 4, "max_samples": 4},
+    }
 
 
 def outputs(run: Path) -> tuple[list[dict], list[dict], dict]:

@@ -15,8 +15,9 @@ from tests.synth.conftest import synth_recipe
 
 
 def distil(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distil.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "distil.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def free_port() -> int:
@@ -33,8 +34,10 @@ def write(tmp_path, raw) -> str:
 
 def api(tmp_path, seed_file, **settings) -> dict:
     raw = synth_recipe(tmp_path, seed_file)
-    raw["teacher"] = {"model": "tiny-teacher", "api": {"base_url": f"http://127.0.0.1:{free_port()}/v1",
-                                                       "api_key_env": None, **settings}}
+    raw["teacher"] = {
+        "model": "tiny-teacher",
+        "api": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "api_key_env": None, **settings},
+    }
     raw["distill"] = {"kd_weight": 0.0, "ce_weight": 1.0}
     return raw
 
@@ -93,8 +96,9 @@ def test_dry_run_prints_the_estimate(tmp_path, seed_file, monkeypatch, capsys):
     assert "4 to send" in result.stderr and "cost: at most 0.0004 USD" in result.stderr
 
 
-def test_synth_is_not_refused_for_a_training_setting_that_run_refuses(tmp_path, seed_file,
-                                                                      monkeypatch, capsys):
+def test_synth_is_not_refused_for_a_training_setting_that_run_refuses(
+    tmp_path, seed_file, monkeypatch, capsys
+):
     """distill.kd_weight > 0 with an API teacher cannot train (no full logits), but synth does
     not train: it runs, while `distil run` and `distil train` refuse the recipe before any work."""
     raw = api(tmp_path, seed_file)

@@ -13,9 +13,14 @@ BASE = "Explain how a binary search finds an element in a sorted list and why it
 
 
 def test_minhash_drops_rephrasings_and_keeps_different_prompts():
-    texts = [BASE, BASE.lower() + "!", BASE.replace("element", "item"),
-             "Write a haiku about the sea at night", "Reverse the word: abcde",
-             "Reverse the word: vwxyz"]
+    texts = [
+        BASE,
+        BASE.lower() + "!",
+        BASE.replace("element", "item"),
+        "Write a haiku about the sea at night",
+        "Reverse the word: abcde",
+        "Reverse the word: vwxyz",
+    ]
     dropped = near_duplicates(texts, threshold=0.7, ngram=2)  # one word changed: Jaccard 16/20
     assert set(dropped) == {1, 2}
     assert dropped[1] == (0, pytest.approx(1.0)) and dropped[2][0] == 0 and 0.7 <= dropped[2][1] < 0.9
@@ -56,16 +61,25 @@ def test_rouge_l_is_the_lcs_f_measure():
 
 
 def test_rouge_duplicates_and_the_overlap_bound():
-    texts = ["the cat sat on the mat", "the cat lay on the mat", "mat the on sat cat the",
-             "a completely different sentence here"]
+    texts = [
+        "the cat sat on the mat",
+        "the cat lay on the mat",
+        "mat the on sat cat the",
+        "a completely different sentence here",
+    ]
     dropped = rouge_duplicates(texts, threshold=0.7)
     # the shuffled one shares every word (bag overlap 1.0) but its LCS is short: kept
     assert dropped == {1: (0, pytest.approx(5 / 6))}
 
 
 def test_deduplicate_names_the_kept_prompt():
-    items = [item(BASE, "file"), item(BASE, "file"), item(BASE + " please", "self_instruct"),
-             item("the cat sat on the mat today", "file"), item("the cat sat on a mat today", "file")]
+    items = [
+        item(BASE, "file"),
+        item(BASE, "file"),
+        item(BASE + " please", "self_instruct"),
+        item("the cat sat on the mat today", "file"),
+        item("the cat sat on a mat today", "file"),
+    ]
     kept, rejects = deduplicate(items, DedupSection(minhash_threshold=0.8, rouge_l=0.7))
     assert [k.text for k in kept] == [BASE, "the cat sat on the mat today"]
     reasons = {r.item.text: r.detail for r in rejects}

@@ -11,20 +11,23 @@ def completion(text: str, finish: str = "stop", tokens: int = 5) -> Completion:
     return Completion(text, None, finish, Usage(3, tokens))
 
 
-@pytest.mark.parametrize("text,finish,tokens,reason", [
-    ("  \n", "stop", 1, "empty"),
-    ("cut mid-sen", "length", 5, "truncated"),
-    ("[withheld]", "content_filter", 5, "content_filter"),
-    ("I'm sorry, but I can't help with that.", "stop", 9, "refusal"),
-    ("As an AI language model, I think so.", "stop", 9, "refusal"),
-    ("I cannot assist with this request.", "stop", 7, "refusal"),
-    ("ok", "stop", 1, "too_short"),
-    ("x" * 50, "stop", 5, "too_long"),
-    ("fine answer", "stop", 1, "too_short"),
-    ("fine answer", "stop", 99, "too_long"),
-    ("The answer is 42.", "stop", 6, None),
-    ("Sorry to hear that; here is how to fix it.", "stop", 9, None),
-])
+@pytest.mark.parametrize(
+    "text,finish,tokens,reason",
+    [
+        ("  \n", "stop", 1, "empty"),
+        ("cut mid-sen", "length", 5, "truncated"),
+        ("[withheld]", "content_filter", 5, "content_filter"),
+        ("I'm sorry, but I can't help with that.", "stop", 9, "refusal"),
+        ("As an AI language model, I think so.", "stop", 9, "refusal"),
+        ("I cannot assist with this request.", "stop", 7, "refusal"),
+        ("ok", "stop", 1, "too_short"),
+        ("x" * 50, "stop", 5, "too_long"),
+        ("fine answer", "stop", 1, "too_short"),
+        ("fine answer", "stop", 99, "too_long"),
+        ("The answer is 42.", "stop", 6, None),
+        ("Sorry to hear that; here is how to fix it.", "stop", 9, None),
+    ],
+)
 def test_reasons(text, finish, tokens, reason):
     filters = FiltersSection(min_chars=3, max_chars=45, min_tokens=2, max_tokens=50)
     verdict = judge(completion(text, finish, tokens), filters, max_new_tokens=16)

@@ -56,12 +56,15 @@ def test_expansion_requests_are_seeded_samples_of_the_seeds():
     assert expansion_messages(seeds[:2], 5, examples=3, seed=0)[0]["content"].count("seed prompt") == 2
 
 
-@pytest.mark.parametrize("reply,instruction", [
-    ("4. Write a limerick about rain.\n5. Another one", "Write a limerick about rain."),
-    ('\n  "Name three rivers in Asia."  ', "Name three rivers in Asia."),
-    ("- List two primes", "List two primes"),
-    ("  \n ", ""),
-])
+@pytest.mark.parametrize(
+    "reply,instruction",
+    [
+        ("4. Write a limerick about rain.\n5. Another one", "Write a limerick about rain."),
+        ('\n  "Name three rivers in Asia."  ', "Name three rivers in Asia."),
+        ("- List two primes", "List two primes"),
+        ("  \n ", ""),
+    ],
+)
 def test_clean_expansion(reply, instruction):
     assert clean_expansion(reply) == instruction
 

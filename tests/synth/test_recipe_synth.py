@@ -24,27 +24,42 @@ def test_synth_output_is_the_default_training_data(tmp_path):
 def test_relative_paths_resolve_against_the_recipe(tmp_path):
     (tmp_path / "prompts.txt").write_text("a\n")
     path = tmp_path / "r.yaml"
-    path.write_text("teacher: {model: tiny-teacher}\nstudent: {model: tiny-student}\n"
-                    "synth: {prompts: {file: prompts.txt}}\n")
+    path.write_text(
+        "teacher: {model: tiny-teacher}\nstudent: {model: tiny-student}\n"
+        "synth: {prompts: {file: prompts.txt}}\n"
+    )
     assert load_recipe(path).synth.prompts.file == str(tmp_path / "prompts.txt")
 
 
-@pytest.mark.parametrize("raw,match", [
-    (BASE, "data.train is required .* unless a synth: section generates it"),
-    ({**BASE, "synth": {"prompts": {}}}, "synth needs prompts: set synth.prompts.file and/or"),
-    ({**BASE, "synth": {"prompts": {"tasks": ["nope"]}}}, r"unknown task families \['nope'\]"),
-    ({**BASE, "synth": {**SYNTH, "samples_per_prompt": 2, "sampling": {"temperature": 0}}},
-     "would repeat one greedy response"),
-    ({**BASE, "synth": {**SYNTH, "filters": {"refusal_patterns": ["(unclosed"]}}},
-     "is not a valid regular expression"),
-    ({**BASE, "synth": {**SYNTH, "dedup": {"minhash_treshold": 0.9}}},
-     r"unknown key synth.dedup.minhash_treshold \(did you mean minhash_threshold\?\)"),
-    ({**BASE, "teacher": {"model": "m", "api": API}, "synth": SYNTH},
-     r"^recipe: teacher.api: a teacher behind an API gives no full logits.* set distill.kd_weight=0 "
-     r"and distill.ce_weight=1 to train on the teacher's text \(sequence-level KD\)$"),
-    ({**BASE, "teacher": {"model": "m", "api": {"base_url": "localhost:8000"}}},
-     "teacher.api.base_url: must start with http"),
-])
+@pytest.mark.parametrize(
+    "raw,match",
+    [
+        (BASE, "data.train is required .* unless a synth: section generates it"),
+        ({**BASE, "synth": {"prompts": {}}}, "synth needs prompts: set synth.prompts.file and/or"),
+        ({**BASE, "synth": {"prompts": {"tasks": ["nope"]}}}, r"unknown task families \['nope'\]"),
+        (
+            {**BASE, "synth": {**SYNTH, "samples_per_prompt": 2, "sampling": {"temperature": 0}}},
+            "would repeat one greedy response",
+        ),
+        (
+            {**BASE, "synth": {**SYNTH, "filters": {"refusal_patterns": ["(unclosed"]}}},
+            "is not a valid regular expression",
+        ),
+        (
+            {**BASE, "synth": {**SYNTH, "dedup": {"minhash_treshold": 0.9}}},
+            r"unknown key synth.dedup.minhash_treshold \(did you mean minhash_threshold\?\)",
+        ),
+        (
+            {**BASE, "teacher": {"model": "m", "api": API}, "synth": SYNTH},
+            r"^recipe: teacher.api: a teacher behind an API gives no full logits.* set distill.kd_weight=0 "
+            r"and distill.ce_weight=1 to train on the teacher's text \(sequence-level KD\)$",
+        ),
+        (
+            {**BASE, "teacher": {"model": "m", "api": {"base_url": "localhost:8000"}}},
+            "teacher.api.base_url: must start with http",
+        ),
+    ],
+)
 def test_invalid_synth_and_api_settings(raw, match):
     with pytest.raises(RecipeError, match=match):
         validate_recipe(raw)
@@ -59,8 +74,14 @@ def test_a_key_in_place_of_its_variable_name_is_refused_without_being_echoed():
 
 
 def test_an_api_teacher_trains_on_text():
-    recipe = validate_recipe({**BASE, "teacher": {"model": "m", "api": API}, "synth": SYNTH,
-                              "distill": {"kd_weight": 0, "ce_weight": 1}})
+    recipe = validate_recipe(
+        {
+            **BASE,
+            "teacher": {"model": "m", "api": API},
+            "synth": SYNTH,
+            "distill": {"kd_weight": 0, "ce_weight": 1},
+        }
+    )
     assert recipe.teacher.api.base_url == "http://127.0.0.1:8000/v1" and recipe.teacher.api.concurrency == 8
 
 

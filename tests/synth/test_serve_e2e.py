@@ -24,9 +24,19 @@ KEY_ENV = "DISTIL_E2E_TEACHER_KEY"
 
 def api_recipe(tmp_path, seed_file, base_url: str, api=None, **synth) -> dict:
     raw = synth_recipe(tmp_path, seed_file, **synth)
-    raw["teacher"] = {"model": "tiny-teacher", "api": {
-        "base_url": base_url, "api_key_env": None, "concurrency": 4, "backoff_s": 0.05,
-        "backoff_max_s": 0.2, "timeout_s": 30, "tokenizer": "tiny-teacher", **(api or {})}}
+    raw["teacher"] = {
+        "model": "tiny-teacher",
+        "api": {
+            "base_url": base_url,
+            "api_key_env": None,
+            "concurrency": 4,
+            "backoff_s": 0.05,
+            "backoff_max_s": 0.2,
+            "timeout_s": 30,
+            "tokenizer": "tiny-teacher",
+            **(api or {}),
+        },
+    }
     raw["distill"] = {"kd_weight": 0.0, "ce_weight": 1.0}
     return raw
 
@@ -45,9 +55,14 @@ def server(teacher):
 def test_distil_serve_drives_synth_and_a_whole_run(tmp_path, seed_file, teacher):
     """`distil serve` in its own process; synth through the openai client; train; eval."""
     with serve_process("tiny-teacher", "--admin", api_key="e2e-key") as served:
-        raw = api_recipe(tmp_path, seed_file, served.base_url, api={"api_key_env": KEY_ENV},
-                         prompts={"tasks": ["all"], "per_task": 6},
-                         sampling={"max_new_tokens": 8, "temperature": 0.0, "top_logprobs": 3})
+        raw = api_recipe(
+            tmp_path,
+            seed_file,
+            served.base_url,
+            api={"api_key_env": KEY_ENV},
+            prompts={"tasks": ["all"], "per_task": 6},
+            sampling={"max_new_tokens": 8, "temperature": 0.0, "top_logprobs": 3},
+        )
         os.environ[KEY_ENV] = "e2e-key"
         try:
             from distil.pipeline import run_pipeline
@@ -65,7 +80,7 @@ def test_distil_serve_drives_synth_and_a_whole_run(tmp_path, seed_file, teacher)
     local = teacher.generate([r["prompt"] for r in rows[:4]], Sampling(max_new_tokens=8, top_logprobs=3))
     for row, expected in zip(rows, local, strict=False):
         ended = expected.usage.completion_tokens > len(expected.token_ids)  # the server sends
-        end = [teacher.tokenizer.eos_token_id] * ended                      # the end token too
+        end = [teacher.tokenizer.eos_token_id] * ended  # the end token too
         assert [t["token_id"] for t in row["token_logprobs"]] == [*expected.token_ids, *end]
         assert row["token_logprobs"][0]["logprob"] == pytest.approx(expected.logprobs[0].logprob, abs=1e-4)
         assert len(row["token_logprobs"][0]["top"]) == 3
@@ -77,10 +92,15 @@ def test_distil_serve_drives_synth_and_a_whole_run(tmp_path, seed_file, teacher)
 def test_faults_through_the_proxy_leave_every_row_accounted_for(tmp_path, seed_file, server):
     rates = {"rate_limit": 0.12, "server_error": 0.1, "timeout": 0.05, "malformed": 0.1, "drop": 0.1}
     with running_fault_proxy(server.url, seed=3, delay_s=1.5, retry_after_s=0.05, **rates) as proxy:
-        raw = api_recipe(tmp_path, seed_file, proxy.base_url, api={"timeout_s": 0.8, "max_retries": 4},
-                         prompts={"tasks": ["all"], "per_task": 16},
-                         sampling={"max_new_tokens": 6, "temperature": 0.0},
-                         max_failed_fraction=1.0)  # failures are what this test looks at
+        raw = api_recipe(
+            tmp_path,
+            seed_file,
+            proxy.base_url,
+            api={"timeout_s": 0.8, "max_retries": 4},
+            prompts={"tasks": ["all"], "per_task": 16},
+            sampling={"max_new_tokens": 6, "temperature": 0.0},
+            max_failed_fraction=1.0,
+        )  # failures are what this test looks at
         run_synth(validate_recipe(raw))
         faults = proxy.stats()["faults"]
     rows, rejects, summary = outputs(tmp_path / "run")
@@ -94,13 +114,21 @@ def test_faults_through_the_proxy_leave_every_row_accounted_for(tmp_path, seed_f
 
 def test_sigkill_mid_synth_then_rerun_pays_only_for_what_was_in_flight(tmp_path, seed_file, server):
     concurrency = 4
-    raw = api_recipe(tmp_path, seed_file, server.base_url, api={"concurrency": concurrency},
-                     prompts={"tasks": ["all"], "per_task": 60},
-                     sampling={"max_new_tokens": 24, "temperature": 0.0})
+    raw = api_recipe(
+        tmp_path,
+        seed_file,
+        server.base_url,
+        api={"concurrency": concurrency},
+        prompts={"tasks": ["all"], "per_task": 60},
+        sampling={"max_new_tokens": 24, "temperature": 0.0},
+    )
     path = write(tmp_path, raw)
     journal = tmp_path / "run" / "synth" / "journal.jsonl"
-    child = subprocess.Popen([sys.executable, "-m", "distil.cli", "synth", path],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "distil.cli", "synth", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and child.poll() is None:
         if journal.is_file() and journal.read_bytes().count(b'"status"') >= 12:
@@ -130,8 +158,9 @@ def test_bad_input_against_a_real_server(tmp_path, seed_file, teacher, monkeypat
     secret = "sk-right-0123456789abcdef"
     settings = {"refuse_logprobs": True} if case == "logprobs refused" else {}
     with running_server(teacher, api_key=secret, **settings) as running:
-        raw = api_recipe(tmp_path, seed_file, running.base_url, api={"api_key_env": KEY_ENV},
-                         sampling={"top_logprobs": 2})
+        raw = api_recipe(
+            tmp_path, seed_file, running.base_url, api={"api_key_env": KEY_ENV}, sampling={"top_logprobs": 2}
+        )
         monkeypatch.setenv(KEY_ENV, secret)
         if case == "wrong key":
             monkeypatch.setenv(KEY_ENV, "sk-wrong-0123456789abcdef")
@@ -157,12 +186,27 @@ def test_capture_through_the_api_equals_white_box_capture(tmp_path, dataset, ser
     from tests.conftest import recipe_dict
 
     settings = {"top_k": 6, "logprob_dtype": "float32", "batch_size": 4, "shard_tokens": 200}
-    local = validate_recipe(recipe_dict(tmp_path, dataset, capture={
-        **settings, "output": str(tmp_path / "white")}))
-    remote = validate_recipe(recipe_dict(tmp_path, dataset, capture={
-        **settings, "output": str(tmp_path / "scored")}, teacher={"model": "tiny-teacher", "api": {
-            "base_url": server.base_url, "api_key_env": None, "concurrency": 4,
-            "endpoint": "completions", "tokenizer": "tiny-teacher"}}, signals={"path": "capture"}))
+    local = validate_recipe(
+        recipe_dict(tmp_path, dataset, capture={**settings, "output": str(tmp_path / "white")})
+    )
+    remote = validate_recipe(
+        recipe_dict(
+            tmp_path,
+            dataset,
+            capture={**settings, "output": str(tmp_path / "scored")},
+            teacher={
+                "model": "tiny-teacher",
+                "api": {
+                    "base_url": server.base_url,
+                    "api_key_env": None,
+                    "concurrency": 4,
+                    "endpoint": "completions",
+                    "tokenizer": "tiny-teacher",
+                },
+            },
+            signals={"path": "capture"},
+        )
+    )
     before = sum(server.stats()["completed"].values())
     result = capture(remote)
     assert result.captured == result.samples > 0
@@ -191,9 +235,14 @@ def test_capture_from_generation_logprobs_sends_nothing_and_matches_white_box(tm
     from distil.signals import SignalStore
 
     with running_server("demo", served_name="demo") as demo:
-        raw = api_recipe(tmp_path, seed_file, demo.base_url, api={"tokenizer": "demo"},
-                         prompts={"file": None, "tasks": ["all"], "per_task": 2},
-                         sampling={"max_new_tokens": 16, "temperature": 0.0, "top_logprobs": 6})
+        raw = api_recipe(
+            tmp_path,
+            seed_file,
+            demo.base_url,
+            api={"tokenizer": "demo"},
+            prompts={"file": None, "tasks": ["all"], "per_task": 2},
+            sampling={"max_new_tokens": 16, "temperature": 0.0, "top_logprobs": 6},
+        )
         raw["teacher"]["model"] = "demo"
         raw["student"] = {"model": "demo", "layers": [0, 9]}
         run_synth(validate_recipe(raw))
@@ -202,12 +251,13 @@ def test_capture_from_generation_logprobs_sends_nothing_and_matches_white_box(tm
         before = sum(demo.stats()["completed"].values())
         generated = capture(validate_recipe(raw))
         assert sum(demo.stats()["completed"].values()) == before  # no request sent
-    local = {**raw, "teacher": {"model": "demo"},
-             "capture": {**settings, "output": str(tmp_path / "white")}}
+    local = {**raw, "teacher": {"model": "demo"}, "capture": {**settings, "output": str(tmp_path / "white")}}
     capture(validate_recipe(local))
     assert generated.samples >= 10
-    with SignalStore(capture_dir(validate_recipe(local))) as white, \
-            SignalStore(tmp_path / "generated") as gen:
+    with (
+        SignalStore(capture_dir(validate_recipe(local))) as white,
+        SignalStore(tmp_path / "generated") as gen,
+    ):
         assert gen.fingerprint["source"] == "generation"
         assert sorted(white.sample_ids()) == sorted(gen.sample_ids())
         for sample_id in white.sample_ids():

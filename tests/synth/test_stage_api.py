@@ -19,8 +19,14 @@ from distil.teachers.budget import BudgetExhaustedError
 from tests.synth.conftest import journal_lines, outputs, synth_recipe
 from tests.teachers.fake_api import FakeApi, dropped, malformed, status, timed_out
 
-API = {"base_url": "http://fake.test/v1", "api_key_env": None, "concurrency": 4,
-       "backoff_s": 0.01, "backoff_max_s": 0.02, "max_retries": 2}
+API = {
+    "base_url": "http://fake.test/v1",
+    "api_key_env": None,
+    "concurrency": 4,
+    "backoff_s": 0.01,
+    "backoff_max_s": 0.02,
+    "max_retries": 2,
+}
 
 
 def api_recipe(tmp_path, seed_file, api=None, **synth) -> dict:
@@ -33,31 +39,44 @@ def api_recipe(tmp_path, seed_file, api=None, **synth) -> dict:
 @pytest.fixture
 def serve_fake(monkeypatch):
     """Route the stage's API teacher to a FakeApi; returns a function that installs one."""
+
     def install(fake: FakeApi) -> FakeApi:
-        monkeypatch.setattr(synth_stage, "open_synth_teacher",
-                            functools.partial(open_synth_teacher, http_client=fake.client()))
+        monkeypatch.setattr(
+            synth_stage,
+            "open_synth_teacher",
+            functools.partial(open_synth_teacher, http_client=fake.client()),
+        )
         return fake
+
     return install
 
 
 def flaky(rate: float, seed: int):
     """A fault on each generation request with probability `rate`, of a seeded random kind."""
     rng = random.Random(seed)
-    kinds = [lambda: status(429, headers={"retry-after": "0.01"}), lambda: status(500),
-             malformed, dropped, timed_out]
+    kinds = [
+        lambda: status(429, headers={"retry-after": "0.01"}),
+        lambda: status(500),
+        malformed,
+        dropped,
+        timed_out,
+    ]
 
     def fault(number: int, body: dict):
         if "messages" in body and body.get("max_tokens", 0) > 4 and rng.random() < rate:
             return rng.choice(kinds)()
         return None
+
     return fault
 
 
-def test_failed_requests_leave_the_stage_not_done_and_a_rerun_sends_only_them(tmp_path, seed_file,
-                                                                            serve_fake):
+def test_failed_requests_leave_the_stage_not_done_and_a_rerun_sends_only_them(
+    tmp_path, seed_file, serve_fake
+):
     prompts = {"tasks": ["all"], "per_task": 10}
-    recipe = validate_recipe(api_recipe(tmp_path, seed_file, prompts=prompts,
-                                        sampling={"max_new_tokens": 64}))
+    recipe = validate_recipe(
+        api_recipe(tmp_path, seed_file, prompts=prompts, sampling={"max_new_tokens": 64})
+    )
     synth_only = tuple(s for s in default_stages() if s.name == "synth")
     marker = tmp_path / "run" / "stages" / "synth.json"
     fake = serve_fake(FakeApi(fault=flaky(0.6, seed=1)))
@@ -92,8 +111,9 @@ def test_failed_requests_leave_the_stage_not_done_and_a_rerun_sends_only_them(tm
 
 def test_a_failed_share_within_max_failed_fraction_finishes_the_stage(tmp_path, seed_file, serve_fake):
     prompts = {"tasks": ["all"], "per_task": 10}
-    raw = api_recipe(tmp_path, seed_file, prompts=prompts, sampling={"max_new_tokens": 64},
-                     max_failed_fraction=0.9)
+    raw = api_recipe(
+        tmp_path, seed_file, prompts=prompts, sampling={"max_new_tokens": 64}, max_failed_fraction=0.9
+    )
     serve_fake(FakeApi(fault=flaky(0.6, seed=2)))
     result = run_synth(validate_recipe(raw))
     failed = result.summary["responses"]["requested"] - result.kept
@@ -102,8 +122,9 @@ def test_a_failed_share_within_max_failed_fraction_finishes_the_stage(tmp_path, 
 
 def test_a_budget_cap_stops_cleanly_and_a_rerun_continues(tmp_path, seed_file, serve_fake):
     prompts = {"tasks": ["all"], "per_task": 6}
-    raw = api_recipe(tmp_path, seed_file, api={"budget": {"max_requests": 8}, "concurrency": 2},
-                     prompts=prompts)
+    raw = api_recipe(
+        tmp_path, seed_file, api={"budget": {"max_requests": 8}, "concurrency": 2}, prompts=prompts
+    )
     fake = serve_fake(FakeApi(max_top=20))
     with pytest.raises(BudgetExhaustedError, match=r"max_requests=8.* rows so far in .*train.parquet"):
         run_synth(validate_recipe(raw))
@@ -126,8 +147,13 @@ def test_a_request_cap_holds_over_reruns_with_faults(tmp_path, seed_file, serve_
     """Every billed attempt counts against the cap across runs: probes, retries, and the
     attempts of a request the cap stopped mid-retry (counted at the endpoint)."""
     cap = 30
-    raw = api_recipe(tmp_path, seed_file, api={"budget": {"max_requests": cap}, "concurrency": 2},
-                     prompts={"tasks": ["all"], "per_task": 10}, sampling={"max_new_tokens": 64})
+    raw = api_recipe(
+        tmp_path,
+        seed_file,
+        api={"budget": {"max_requests": cap}, "concurrency": 2},
+        prompts={"tasks": ["all"], "per_task": 10},
+        sampling={"max_new_tokens": 64},
+    )
     sent = []
     for run in range(4):
         fake = serve_fake(FakeApi(fault=flaky(0.5, seed=run)))
@@ -161,8 +187,13 @@ def test_top_k_is_clamped_to_what_the_endpoint_gives_and_stored_per_token(tmp_pa
 
 def test_samples_and_self_instruct_expansion(tmp_path, seed_file, serve_fake):
     fake = serve_fake(FakeApi())
-    raw = api_recipe(tmp_path, seed_file, samples_per_prompt=2, prompts={"expand": 3},
-                     sampling={"temperature": 0.8, "max_new_tokens": 400})
+    raw = api_recipe(
+        tmp_path,
+        seed_file,
+        samples_per_prompt=2,
+        prompts={"expand": 3},
+        sampling={"temperature": 0.8, "max_new_tokens": 400},
+    )
     result = run_synth(validate_recipe(raw))
     rows, rejects, summary = outputs(tmp_path / "run")
     # the fake answers with the request reversed: the three expansions share their first line,
@@ -182,13 +213,20 @@ def test_samples_and_self_instruct_expansion(tmp_path, seed_file, serve_fake):
 def test_dry_run_estimates_tokens_and_cost_without_a_key_or_a_request(tmp_path, seed_file, monkeypatch):
     monkeypatch.delenv("DISTIL_NO_SUCH_KEY", raising=False)
     price = {"input_per_million": 1.0, "output_per_million": 2.0, "currency": "EUR"}
-    raw = api_recipe(tmp_path, seed_file, api={"price": price, "api_key_env": "DISTIL_NO_SUCH_KEY",
-                                               "budget": {"max_cost": 0.0001}},
-                     sampling={"max_new_tokens": 16})
+    raw = api_recipe(
+        tmp_path,
+        seed_file,
+        api={"price": price, "api_key_env": "DISTIL_NO_SUCH_KEY", "budget": {"max_cost": 0.0001}},
+        sampling={"max_new_tokens": 16},
+    )
     plan = run_synth(validate_recipe(raw), dry_run=True)
     # 4 prompts kept; no tokenizer: 4 + ceil(chars / 4) tokens each
-    kept = ["Reverse the word: lantern", "What is 17 plus 25?", "Name a prime number above 10.",
-            "Translate 'good morning' into Spanish."]
+    kept = [
+        "Reverse the word: lantern",
+        "What is 17 plus 25?",
+        "Name a prime number above 10.",
+        "Translate 'good morning' into Spanish.",
+    ]
     prompt_tokens = sum(4 + -(-len(p) // 4) for p in kept)
     assert plan["tokens"]["prompt"] == prompt_tokens and plan["tokens"]["completion_at_most"] == 4 * 16
     assert plan["cost"]["at_most"] == pytest.approx((prompt_tokens * 1.0 + 64 * 2.0) / 1e6)
@@ -203,8 +241,9 @@ def too_long(number: int, body: dict):
     return None
 
 
-def test_a_request_the_server_rejects_is_journaled_and_not_sent_again(tmp_path, seed_file,
-                                                                     serve_fake, capsys):
+def test_a_request_the_server_rejects_is_journaled_and_not_sent_again(
+    tmp_path, seed_file, serve_fake, capsys
+):
     raw = api_recipe(tmp_path, seed_file)
     fake = serve_fake(FakeApi(fault=too_long))
     with pytest.raises(SynthError, match=r"1 of 4 requests .*rejected by the server as invalid"):
@@ -221,8 +260,10 @@ def test_a_request_the_server_rejects_is_journaled_and_not_sent_again(tmp_path, 
         run_synth(validate_recipe(raw))
     assert not [b for b in fake.generation_calls() if "lantern" in str(b.get("messages"))]
     said = " ".join(capsys.readouterr().err.split())
-    assert ("1 request the server rejected as invalid in an earlier run is not sent again "
-            "(first: rejected by the server (400: prompt is too long") in said
+    assert (
+        "1 request the server rejected as invalid in an earlier run is not sent again "
+        "(first: rejected by the server (400: prompt is too long"
+    ) in said
     assert "teacher.api.resend_rejected=true" in said and "journal.jsonl" in said
 
     raw["teacher"]["api"]["resend_rejected"] = True  # the documented way to send them again
@@ -247,13 +288,16 @@ def test_a_rejected_expansion_is_not_sent_again(tmp_path, seed_file, serve_fake)
     assert plan["requests"]["to_send"] == 0
 
 
-def test_the_budget_stop_counts_every_request_that_reached_the_server(tmp_path, seed_file,
-                                                                       serve_fake):
+def test_the_budget_stop_counts_every_request_that_reached_the_server(tmp_path, seed_file, serve_fake):
     """Requests in flight when the cap is reached finish and are journaled; the last line
     counts them too (it said 54 requests sent while 60 had reached the server)."""
     cap = 11
-    raw = api_recipe(tmp_path, seed_file, api={"budget": {"max_requests": cap}, "concurrency": 4},
-                     prompts={"tasks": ["all"], "per_task": 4})
+    raw = api_recipe(
+        tmp_path,
+        seed_file,
+        api={"budget": {"max_requests": cap}, "concurrency": 4},
+        prompts={"tasks": ["all"], "per_task": 4},
+    )
     fake = serve_fake(FakeApi(max_top=20, delay_s=0.05))
     with pytest.raises(BudgetExhaustedError) as caught:
         run_synth(validate_recipe(raw))

@@ -13,16 +13,17 @@ from tests.synth.conftest import SEEDS, journal_lines, outputs, synth_recipe
 
 def test_local_synth_accounts_for_every_prompt_and_resumes(tmp_path, seed_file):
     task = task_names()[0]
-    raw = synth_recipe(tmp_path, seed_file, prompts={"tasks": [task], "per_task": 4},
-                       license="test terms")
+    raw = synth_recipe(tmp_path, seed_file, prompts={"tasks": [task], "per_task": 4}, license="test terms")
     recipe = validate_recipe(raw)
     result = run_synth(recipe)
     run = tmp_path / "run"
     rows, rejects, summary = outputs(run)
     assert result.kept == len(rows) and result.train_path == run / "data" / "train.parquet"
     # 6 seed rows: one empty, one identical to an earlier one; then 4 task prompts
-    assert sorted((r["kind"], r["reason"]) for r in rejects) == [("prompt", "empty_prompt"),
-                                                                   ("prompt", "near_duplicate")]
+    assert sorted((r["kind"], r["reason"]) for r in rejects) == [
+        ("prompt", "empty_prompt"),
+        ("prompt", "near_duplicate"),
+    ]
     assert len(rows) == 4 + 4 and len({r["id"] for r in rows}) == 8
     assert [r["prompt"] for r in rows[:4]] == [p for p in dict.fromkeys(SEEDS) if p]
     row = rows[0]
@@ -78,8 +79,9 @@ def test_a_local_teacher_writes_expansions_in_batches(tmp_path, seed_file, monke
         return generate(self, prompts, sampling)
 
     monkeypatch.setattr(LocalTeacher, "generate", counted)
-    raw = synth_recipe(tmp_path, seed_file, prompts={"expand": 10}, batch_size=4,
-                       sampling={"temperature": 0.7})
+    raw = synth_recipe(
+        tmp_path, seed_file, prompts={"expand": 10}, batch_size=4, sampling={"temperature": 0.7}
+    )
     run_synth(validate_recipe(raw))
     # 10 expansions in batches of 4 (a seed per request made them 10 calls of 1), then the
     # responses to the 4 distinct seeds and whatever expansions were kept

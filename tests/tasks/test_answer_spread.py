@@ -12,8 +12,9 @@ from tests.conftest import REPO
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("measure_answer_spread",
-                                                  REPO / "scripts" / "measure_answer_spread.py")
+    spec = importlib.util.spec_from_file_location(
+        "measure_answer_spread", REPO / "scripts" / "measure_answer_spread.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,8 +37,9 @@ def test_batched_answers_match_one_pass_each():
     model, tokenizer = loaded.model, loaded.tokenizer
     prompt, answers = "Name a number between 27 and 33.", ["28", "30", "32", "100"]
     batched = _script().answer_logprobs(model, tokenizer, prompt, answers, "<|end|>")
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
     prefix = tokenizer(text, add_special_tokens=False).input_ids
     for answer, got in zip(answers, batched, strict=True):
         tail = tokenizer(answer + "<|end|>", add_special_tokens=False).input_ids

@@ -28,15 +28,18 @@ def test_numbers_reads_digit_runs_without_leading_zeros():
     assert numbers("no digits here") == []
 
 
-@pytest.mark.parametrize(("response", "right"), [
-    ("The plural of 'mouse' is 'mice'.", True),
-    ("mice", True),
-    ("MICE!", True),
-    ("The plural of mouse is mouses.", False),
-    ("mice or mouses", False),
-    ("The plural of mouse is mouse.", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    ("response", "right"),
+    [
+        ("The plural of 'mouse' is 'mice'.", True),
+        ("mice", True),
+        ("MICE!", True),
+        ("The plural of mouse is mouses.", False),
+        ("mice or mouses", False),
+        ("The plural of mouse is mouse.", False),
+        ("", False),
+    ],
+)
 def test_names_only_wants_a_right_answer_and_no_wrong_one(response, right):
     assert names_only(response, ["mice"], ["mouses", "mices", "geese"]) is right
 
@@ -45,23 +48,34 @@ def test_names_only_never_counts_an_accepted_answer_as_wrong():
     assert names_only("It is small, or little.", ["small", "little"], ["small", "big"])
 
 
-@pytest.mark.parametrize(("response", "right"), [
-    ("76", True), ("Seventy-six is 76 in digits.", True), ("076", True),
-    ("67", False), ("76 or 67", False), ("seventy-six", False), ("7 6", False),
-])
+@pytest.mark.parametrize(
+    ("response", "right"),
+    [
+        ("76", True),
+        ("Seventy-six is 76 in digits.", True),
+        ("076", True),
+        ("67", False),
+        ("76 or 67", False),
+        ("seventy-six", False),
+        ("7 6", False),
+    ],
+)
 def test_number_only(response, right):
     assert number_only(response, 76) is right
 
 
-@pytest.mark.parametrize(("response", "right"), [
-    ("The first letter of the word 'tiger' is 'T'.", True),
-    ("t", True),
-    ("It's T.", True),               # "it's" is one word, not "it" and "s"
-    ("A tiger's first letter is T", True),
-    ("The first letter is 'E'.", False),
-    ("T, I, G, E, R", False),
-    ("T or G", False),
-    ("The word tiger.", False),
-])
+@pytest.mark.parametrize(
+    ("response", "right"),
+    [
+        ("The first letter of the word 'tiger' is 'T'.", True),
+        ("t", True),
+        ("It's T.", True),  # "it's" is one word, not "it" and "s"
+        ("A tiger's first letter is T", True),
+        ("The first letter is 'E'.", False),
+        ("T, I, G, E, R", False),
+        ("T or G", False),
+        ("The word tiger.", False),
+    ],
+)
 def test_letters_only(response, right):
     assert letters_only(response, "T") is right

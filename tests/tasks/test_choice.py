@@ -20,14 +20,12 @@ DEFAULT_FAMILIES = ["arithmetic", "sort", "reverse", "convert", "count", "capita
 
 
 def _digest(items: list) -> str:
-    return hashlib.sha256(json.dumps([[i.task, i.prompt, i.answer] for i in items]).encode()
-                          ).hexdigest()
+    return hashlib.sha256(json.dumps([[i.task, i.prompt, i.answer] for i in items]).encode()).hexdigest()
 
 
 def test_between_is_opt_in_and_the_defaults_are_unchanged():
     assert task_names() == DEFAULT_FAMILIES
-    assert task_names(include_opt_in=True)[:len(DEFAULT_FAMILIES) + 1] == [*DEFAULT_FAMILIES,
-                                                                          "between"]
+    assert task_names(include_opt_in=True)[: len(DEFAULT_FAMILIES) + 1] == [*DEFAULT_FAMILIES, "between"]
     assert resolve_tasks(["all"]) == DEFAULT_FAMILIES
     assert resolve_tasks(["all", "between", "sort"]) == [*DEFAULT_FAMILIES, "between"]
     held = generate_items("heldout", 5, seed=0)  # digests taken before `between` existed
@@ -36,8 +34,7 @@ def test_between_is_opt_in_and_the_defaults_are_unchanged():
     assert _digest(train) == "4bdbe2af2ef564a3d94e661b2d55a71c95f6a26c772709a403f5ffe7167b4871"
     assert generate_items("train", 300, seed=0, tasks=["all"]) == train
     with_between = generate_items("heldout", 5, seed=0, tasks=["all", "between"])
-    assert with_between[:len(held)] == held and {i.task for i in with_between[len(held):]} == {
-        "between"}
+    assert with_between[: len(held)] == held and {i.task for i in with_between[len(held) :]} == {"between"}
 
 
 @pytest.mark.parametrize("split", ["train", "heldout"])
@@ -95,29 +92,45 @@ RECIPE = {"teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-stude
 
 
 def test_recipes_may_name_between_for_synth_and_eval():
-    recipe = validate_recipe({**RECIPE, "synth": {"prompts": {"tasks": ["all", "between"],
-                                                              "per_task": 3}},
-                              "eval": {"tasks": ["between"], "per_task": 4}})
+    recipe = validate_recipe(
+        {
+            **RECIPE,
+            "synth": {"prompts": {"tasks": ["all", "between"], "per_task": 3}},
+            "eval": {"tasks": ["between"], "per_task": 4},
+        }
+    )
     prompts, _ = seed_prompts(recipe.synth.prompts, seed=0)
     sources = Counter(p.source for p in prompts)
     assert sources == {f"task:{name}": 3 for name in [*DEFAULT_FAMILIES, "between"]}
     assert [i.task for i in heldout_items(recipe.eval, seed=0)] == ["between"] * 4
-    both = validate_recipe({**RECIPE, "data": {"train": "x.jsonl"},
-                            "eval": {"tasks": ["all", "between"], "per_task": 2}})
+    both = validate_recipe(
+        {**RECIPE, "data": {"train": "x.jsonl"}, "eval": {"tasks": ["all", "between"], "per_task": 2}}
+    )
     assert Counter(i.task for i in heldout_items(both.eval, seed=0)) == {
-        name: 2 for name in [*DEFAULT_FAMILIES, "between"]}
+        name: 2 for name in [*DEFAULT_FAMILIES, "between"]
+    }
 
 
 def test_all_still_means_the_default_families_in_recipes():
-    recipe = validate_recipe({**RECIPE, "synth": {"prompts": {"tasks": ["all"], "per_task": 3}},
-                              "eval": {"tasks": ["all"], "per_task": 2}})
+    recipe = validate_recipe(
+        {
+            **RECIPE,
+            "synth": {"prompts": {"tasks": ["all"], "per_task": 3}},
+            "eval": {"tasks": ["all"], "per_task": 2},
+        }
+    )
     prompts, _ = seed_prompts(recipe.synth.prompts, seed=0)
     assert [p.text for p in prompts] == [i.prompt for i in generate_items("train", 3, seed=0)]
     assert heldout_items(recipe.eval, seed=0) == generate_items("heldout", 2, seed=0)
 
 
-@pytest.mark.parametrize("section", [{"synth": {"prompts": {"tasks": ["all", "betwen"]}}},
-                                     {"data": {"train": "x.jsonl"}, "eval": {"tasks": ["betwen"]}}])
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"synth": {"prompts": {"tasks": ["all", "betwen"]}}},
+        {"data": {"train": "x.jsonl"}, "eval": {"tasks": ["betwen"]}},
+    ],
+)
 def test_recipes_refuse_an_unknown_family_and_name_the_field(section):
     field = "synth.prompts.tasks" if "synth" in section else "eval.tasks"
     with pytest.raises(RecipeError, match=rf"unknown task families \['betwen'\] in {field}"):

@@ -28,8 +28,14 @@ def test_checkers_accept_reference_answers(split):
 def _wrong_answers(item: TaskItem, other: TaskItem) -> list[str]:
     """Plausible mistakes: off by one, a dropped or extra character, garbage, another answer."""
     answer = item.answer
-    wrong = [answer + "0", answer[:-1], "", "I do not know", answer + " " + answer,
-             answer.lower() if answer != answer.lower() else answer.upper()]
+    wrong = [
+        answer + "0",
+        answer[:-1],
+        "",
+        "I do not know",
+        answer + " " + answer,
+        answer.lower() if answer != answer.lower() else answer.upper(),
+    ]
     if answer.isdigit():
         wrong += [str(int(answer) + 1), str(int(answer) - 1) if int(answer) else "-1"]
     if len(answer.replace(" ", "")) > 1 and answer != answer[::-1]:
@@ -47,17 +53,20 @@ def test_checkers_reject_wrong_and_garbled_answers(task):
             assert not check(task, item.prompt, wrong), (item, wrong)
 
 
-@pytest.mark.parametrize(("task", "prompt", "right", "wrong"), [
-    ("arithmetic", "What is 347+85?", "432", "431"),
-    ("arithmetic", "What is 905-917?", "-12", "12"),
-    ("sort", "Sort: 7 2 9 2", "2 2 7 9", "2 7 9"),
-    ("reverse", "Reverse: KQZM", "MZQK", "KQZM"),
-    ("convert", "Convert 7 km to m", "7000", "700"),
-    ("convert", "Convert 4000 mL to L", "4", "4000"),
-    ("count", "Count B in: BKBAB", "3", "2"),
-    ("capital", "Capital of Kenya?", "Nairobi", "Kampala"),
-    ("element", "Which symbol stands for iron?", "Fe", "Ir"),
-])
+@pytest.mark.parametrize(
+    ("task", "prompt", "right", "wrong"),
+    [
+        ("arithmetic", "What is 347+85?", "432", "431"),
+        ("arithmetic", "What is 905-917?", "-12", "12"),
+        ("sort", "Sort: 7 2 9 2", "2 2 7 9", "2 7 9"),
+        ("reverse", "Reverse: KQZM", "MZQK", "KQZM"),
+        ("convert", "Convert 7 km to m", "7000", "700"),
+        ("convert", "Convert 4000 mL to L", "4", "4000"),
+        ("count", "Count B in: BKBAB", "3", "2"),
+        ("capital", "Capital of Kenya?", "Nairobi", "Kampala"),
+        ("element", "Which symbol stands for iron?", "Fe", "Ir"),
+    ],
+)
 def test_checkers_on_hand_worked_examples(task, prompt, right, wrong):
     assert check(task, prompt, right)
     assert not check(task, prompt, wrong)
@@ -127,9 +136,9 @@ def test_every_family_makes_only_its_own_split():
 def test_accuracy_counts_per_family_and_overall():
     items = generate_items("heldout", per_task=4, seed=0, tasks=["sort", "reverse"])
     responses = [i.answer for i in items]
-    responses[0] = "nonsense"   # one sort wrong
-    responses[4] = ""           # one reverse wrong
-    responses[5] = "nonsense"   # two reverse wrong
+    responses[0] = "nonsense"  # one sort wrong
+    responses[4] = ""  # one reverse wrong
+    responses[5] = "nonsense"  # two reverse wrong
     scores = accuracy(items, responses)
     assert scores == {"overall": 5 / 8, "sort": 3 / 4, "reverse": 2 / 4}
     with pytest.raises(TaskError, match="one response per item"):
@@ -145,11 +154,12 @@ def test_the_family_order_does_not_depend_on_which_module_was_imported_first():
     import subprocess
     import sys
 
-    script = ("import distil.tasks.facts\n"
-              "from distil.tasks import generate_items, task_names\n"
-              "print(task_names(), generate_items('heldout', 1, seed=0)[0].task)")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
+    script = (
+        "import distil.tasks.facts\n"
+        "from distil.tasks import generate_items, task_names\n"
+        "print(task_names(), generate_items('heldout', 1, seed=0)[0].task)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     expected = ["arithmetic", "sort", "reverse", "convert", "count", "capital", "element"]
     assert result.stdout.strip() == f"{expected} arithmetic"

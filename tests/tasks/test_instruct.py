@@ -24,19 +24,30 @@ from distil.tasks.answers import named
 from distil.tasks.instruct import FIRST_LETTER, NUMBER_DIGITS, InstructFamily, NamedAnswerFamily
 from distil.tasks.splitting import is_held_out
 
-INSTRUCT = ["plural", "past_tense", "opposite", "capital_city", "language", "continent",
-            "occupation", "first_letter", "number_digits"]
+INSTRUCT = [
+    "plural",
+    "past_tense",
+    "opposite",
+    "capital_city",
+    "language",
+    "continent",
+    "occupation",
+    "first_letter",
+    "number_digits",
+]
 DEFAULT_FAMILIES = ["arithmetic", "sort", "reverse", "convert", "count", "capital", "element"]
 ITEM_SPLIT = [FIRST_LETTER, NUMBER_DIGITS]
-FACT_SPLIT = [TASKS[name].make.__self__ for name in INSTRUCT
-              if TASKS[name].make.__self__ not in ITEM_SPLIT]
+FACT_SPLIT = [TASKS[name].make.__self__ for name in INSTRUCT if TASKS[name].make.__self__ not in ITEM_SPLIT]
 
 
 def _defined_prompts(family: InstructFamily, split: str) -> set[str]:
     """Every prompt of `split`, read off the family's table, phrasings and split rule."""
-    return {phrasing.format(x=subject) for i, subject in enumerate(family.subjects)
-            for j, phrasing in enumerate(family.phrasings)
-            if family.held_out(i, j) == (split == "heldout")}
+    return {
+        phrasing.format(x=subject)
+        for i, subject in enumerate(family.subjects)
+        for j, phrasing in enumerate(family.phrasings)
+        if family.held_out(i, j) == (split == "heldout")
+    }
 
 
 def _all_items(name: str, split: str) -> list:
@@ -85,8 +96,13 @@ RECIPE = {"teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-stude
 
 
 def test_recipes_may_name_the_group_for_synth_and_eval():
-    recipe = validate_recipe({**RECIPE, "synth": {"prompts": {"tasks": ["instruct"], "per_task": 3}},
-                              "eval": {"tasks": ["instruct"], "per_task": 4}})
+    recipe = validate_recipe(
+        {
+            **RECIPE,
+            "synth": {"prompts": {"tasks": ["instruct"], "per_task": 3}},
+            "eval": {"tasks": ["instruct"], "per_task": 4},
+        }
+    )
     prompts, _ = seed_prompts(recipe.synth.prompts, seed=0)
     assert Counter(p.source for p in prompts) == {f"task:{name}": 3 for name in INSTRUCT}
     assert Counter(i.task for i in heldout_items(recipe.eval, seed=0)) == dict.fromkeys(INSTRUCT, 4)
@@ -139,8 +155,11 @@ def test_no_prompt_belongs_to_two_families():
     for name in task_names(include_opt_in=True):
         family = getattr(TASKS[name].make, "__self__", None)
         for split in ("train", "heldout"):
-            prompts = (_defined_prompts(family, split) if family is not None else
-                       {i.prompt for i in generate_items(split, 200, seed=0, tasks=[name])})
+            prompts = (
+                _defined_prompts(family, split)
+                if family is not None
+                else {i.prompt for i in generate_items(split, 200, seed=0, tasks=[name])}
+            )
             for prompt in prompts:
                 assert owners.setdefault(prompt, name) == name, (prompt, name)
 
@@ -152,40 +171,77 @@ def test_no_prompt_names_its_own_answer(family: NamedAnswerFamily):
         assert not named(item.prompt, family.accepted[subject]), item
 
 
-@pytest.mark.parametrize(("task", "prompt", "right", "wrong"), [
-    ("plural", "What is the plural of 'mouse'?",
-     ["The plural of 'mouse' is 'mice'.", "Mice."],
-     ["The plural of 'mouse' is 'mouses'.", "mice or mouses", "The plural of mouse is mouse.",
-      "mice, geese and teeth"]),
-    ("past_tense", "What is the past tense of 'go'?",
-     ['The past tense of "go" is "went".'],
-     ['The past tense of "go" is "goed".', "went or gone", "gone", "It is go."]),
-    ("opposite", "What is the opposite of 'hot'?",
-     ["The opposite of 'hot' is 'cold'.", "cold"],
-     ["The opposite of hot is warm.", "cold, small or dark", "The opposite of hot is not hot."]),
-    ("capital_city", "What is the capital city of France?",
-     ["The capital of France is Paris.", "Paris"],
-     ["The capital of France is Lyon, not Paris or Berlin.", "Berlin", "France is in Europe."]),
-    ("capital_city", "What is the capital city of Australia?",
-     ["Canberra is the capital of Australia."],
-     ["Sydney", "Canberra or Sydney", "Canberra, Melbourne, Sydney"]),
-    ("capital_city", "What is the capital city of Colombia?", ["Bogotá."], ["Medellín and Lima"]),
-    ("language", "What language is spoken in Brazil?",
-     ["The main language of Brazil is Portuguese."],
-     ["Spanish", "Portuguese and Spanish", "People in Brazil speak many languages."]),
-    ("continent", "Which continent is Peru in?",
-     ["Peru is located in South America, on the Pacific coast."],
-     ["North America", "Peru is in the Americas.", "South America or Africa"]),
-    ("occupation", "What do you call a person who bakes bread and cakes?",
-     ["A baker!", "Such a person is called a baker."],
-     ["A chef or a baker.", "A cook.", "Someone who loves bread."]),
-    ("first_letter", "What is the first letter of the word 'tiger'?",
-     ["The first letter of the word 'tiger' is 'T'.", "t", "It's T."],
-     ["The first letter of the word 'tiger' is 'E'.", "T, I, G, E, R", "Tiger starts with a T or G."]),
-    ("number_digits", "Write 'seventy-six' as a number.",
-     ["Seventy-six is 76.", "76"],
-     ["67", "76 or 67", "Seventy-six is 7 and 6.", "seventy-six"]),
-])
+@pytest.mark.parametrize(
+    ("task", "prompt", "right", "wrong"),
+    [
+        (
+            "plural",
+            "What is the plural of 'mouse'?",
+            ["The plural of 'mouse' is 'mice'.", "Mice."],
+            [
+                "The plural of 'mouse' is 'mouses'.",
+                "mice or mouses",
+                "The plural of mouse is mouse.",
+                "mice, geese and teeth",
+            ],
+        ),
+        (
+            "past_tense",
+            "What is the past tense of 'go'?",
+            ['The past tense of "go" is "went".'],
+            ['The past tense of "go" is "goed".', "went or gone", "gone", "It is go."],
+        ),
+        (
+            "opposite",
+            "What is the opposite of 'hot'?",
+            ["The opposite of 'hot' is 'cold'.", "cold"],
+            ["The opposite of hot is warm.", "cold, small or dark", "The opposite of hot is not hot."],
+        ),
+        (
+            "capital_city",
+            "What is the capital city of France?",
+            ["The capital of France is Paris.", "Paris"],
+            ["The capital of France is Lyon, not Paris or Berlin.", "Berlin", "France is in Europe."],
+        ),
+        (
+            "capital_city",
+            "What is the capital city of Australia?",
+            ["Canberra is the capital of Australia."],
+            ["Sydney", "Canberra or Sydney", "Canberra, Melbourne, Sydney"],
+        ),
+        ("capital_city", "What is the capital city of Colombia?", ["Bogotá."], ["Medellín and Lima"]),
+        (
+            "language",
+            "What language is spoken in Brazil?",
+            ["The main language of Brazil is Portuguese."],
+            ["Spanish", "Portuguese and Spanish", "People in Brazil speak many languages."],
+        ),
+        (
+            "continent",
+            "Which continent is Peru in?",
+            ["Peru is located in South America, on the Pacific coast."],
+            ["North America", "Peru is in the Americas.", "South America or Africa"],
+        ),
+        (
+            "occupation",
+            "What do you call a person who bakes bread and cakes?",
+            ["A baker!", "Such a person is called a baker."],
+            ["A chef or a baker.", "A cook.", "Someone who loves bread."],
+        ),
+        (
+            "first_letter",
+            "What is the first letter of the word 'tiger'?",
+            ["The first letter of the word 'tiger' is 'T'.", "t", "It's T."],
+            ["The first letter of the word 'tiger' is 'E'.", "T, I, G, E, R", "Tiger starts with a T or G."],
+        ),
+        (
+            "number_digits",
+            "Write 'seventy-six' as a number.",
+            ["Seventy-six is 76.", "76"],
+            ["67", "76 or 67", "Seventy-six is 7 and 6.", "seventy-six"],
+        ),
+    ],
+)
 def test_checkers_on_realistic_answers(task, prompt, right, wrong):
     for response in right:
         assert check(task, prompt, response), response

@@ -17,8 +17,13 @@ SEEDS = REPO / "recipes" / "data" / "instruct_seed_prompts.jsonl"
 
 
 def _recipe(path: Path):
-    return validate_recipe({"teacher": {"model": "tiny-teacher"}, "student": {"model": "tiny-student"},
-                            "synth": {"prompts": {"file": str(path), "expand": 10}}})
+    return validate_recipe(
+        {
+            "teacher": {"model": "tiny-teacher"},
+            "student": {"model": "tiny-student"},
+            "synth": {"prompts": {"file": str(path), "expand": 10}},
+        }
+    )
 
 
 def test_the_synth_stage_reads_every_row_as_a_prompt():

@@ -22,9 +22,16 @@ Fault = Callable[[int, dict], Any]
 class FakeApi:
     """Serves /v1/models, /v1/chat/completions and /v1/completions from memory."""
 
-    def __init__(self, models: tuple[str, ...] = ("fake-teacher",), key: str | None = None,
-                 logprobs: bool = True, max_top: int = 20, echo: bool = True,
-                 fault: Fault | None = None, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        models: tuple[str, ...] = ("fake-teacher",),
+        key: str | None = None,
+        logprobs: bool = True,
+        max_top: int = 20,
+        echo: bool = True,
+        fault: Fault | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
         self.models, self.key, self.logprobs, self.max_top = models, key, logprobs, max_top
         self.echo, self.fault, self.delay_s = echo, fault, delay_s
         self.calls: list[tuple[float, str, dict]] = []
@@ -61,8 +68,15 @@ class FakeApi:
 
     def _answer(self, path: str, body: dict) -> Any:
         if path.endswith("/models"):
-            return httpx.Response(200, json={"object": "list", "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.models]})
+            return httpx.Response(
+                200,
+                json={
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.models
+                    ],
+                },
+            )
         if body.get("model") not in self.models:
             return httpx.Response(404, json={"error": {"message": f"model {body.get('model')} not found"}})
         wants = body.get("logprobs") is not None and body.get("logprobs") is not False
@@ -87,16 +101,38 @@ class FakeApi:
         text, finish = self.reply(prompt, body.get("max_tokens", 16))
         logprobs = None
         if wants:
-            logprobs = {"content": [
-                {"token": ch, "logprob": -0.1 * (i + 1), "bytes": list(ch.encode()),
-                 "top_logprobs": [{"token": t, "logprob": v, "bytes": None}
-                                  for t, v in _alternatives(ch, i, top)]}
-                for i, ch in enumerate(text)]}
-        return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": finish, "logprobs": logprobs,
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(text),
-                          "total_tokens": len(prompt) + len(text)}}
+            logprobs = {
+                "content": [
+                    {
+                        "token": ch,
+                        "logprob": -0.1 * (i + 1),
+                        "bytes": list(ch.encode()),
+                        "top_logprobs": [
+                            {"token": t, "logprob": v, "bytes": None} for t, v in _alternatives(ch, i, top)
+                        ],
+                    }
+                    for i, ch in enumerate(text)
+                ]
+            }
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish,
+                    "logprobs": logprobs,
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": len(prompt),
+                "completion_tokens": len(text),
+                "total_tokens": len(prompt) + len(text),
+            },
+        }
 
     def _completion(self, body: dict, wants: bool, top: int) -> dict:
         prompt = body["prompt"]
@@ -104,16 +140,29 @@ class FakeApi:
         shown = prompt + text if body.get("echo") else text
         logprobs = None
         if wants:
-            logprobs = {"tokens": list(shown),
-                        "token_logprobs": [None if body.get("echo") and i == 0 else -0.1 * (i + 1)
-                                           for i in range(len(shown))],
-                        "top_logprobs": [None if body.get("echo") and i == 0 else
-                                         dict(_alternatives(ch, i, top)) for i, ch in enumerate(shown)],
-                        "text_offset": list(range(len(shown)))}
-        return {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": finish, "text": shown, "logprobs": logprobs}],
-                "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(text),
-                          "total_tokens": len(prompt) + len(text)}}
+            logprobs = {
+                "tokens": list(shown),
+                "token_logprobs": [
+                    None if body.get("echo") and i == 0 else -0.1 * (i + 1) for i in range(len(shown))
+                ],
+                "top_logprobs": [
+                    None if body.get("echo") and i == 0 else dict(_alternatives(ch, i, top))
+                    for i, ch in enumerate(shown)
+                ],
+                "text_offset": list(range(len(shown))),
+            }
+        return {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": finish, "text": shown, "logprobs": logprobs}],
+            "usage": {
+                "prompt_tokens": len(prompt),
+                "completion_tokens": len(text),
+                "total_tokens": len(prompt) + len(text),
+            },
+        }
 
 
 def _alternatives(token: str, position: int, k: int) -> list[tuple[str, float]]:
@@ -128,16 +177,24 @@ def status(code: int, message: str = "injected", headers: dict | None = None) ->
 
 
 def malformed() -> Any:
-    return httpx.Response(200, content=b'{"id": "x", "choices": [',
-                          headers={"content-type": "application/json"})
+    return httpx.Response(
+        200, content=b'{"id": "x", "choices": [', headers={"content-type": "application/json"}
+    )
 
 
 def without_logprobs(body: dict) -> Any:
     """A well-formed completions answer that carries no logprobs (a server that ignores echo)."""
-    return httpx.Response(200, json={
-        "id": "cmpl-1", "object": "text_completion", "created": 0, "model": body["model"],
-        "choices": [{"index": 0, "finish_reason": "length", "text": "x", "logprobs": None}],
-        "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}})
+    return httpx.Response(
+        200,
+        json={
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "length", "text": "x", "logprobs": None}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5},
+        },
+    )
 
 
 def dropped(request_body: dict | None = None) -> Exception:

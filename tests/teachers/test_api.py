@@ -24,10 +24,14 @@ SECRET = "sk-test-0123456789abcdefghijklmnop"
 
 def make(fake: FakeApi, spent: Spent | None = None, **api) -> ApiTeacher:
     """A teacher of the fake endpoint; `api`: teacher.api fields over quick test defaults."""
-    api = {"base_url": "http://fake.test/v1", "api_key_env": None, "backoff_s": 0.01,
-           "backoff_max_s": 0.05, **api}
-    return ApiTeacher.from_section("fake-teacher", ApiSection(**api), spent=spent,
-                                   http_client=fake.client())
+    api = {
+        "base_url": "http://fake.test/v1",
+        "api_key_env": None,
+        "backoff_s": 0.01,
+        "backoff_max_s": 0.05,
+        **api,
+    }
+    return ApiTeacher.from_section("fake-teacher", ApiSection(**api), spent=spent, http_client=fake.client())
 
 
 def on_generation(faults: dict[int, object]):
@@ -81,10 +85,16 @@ def test_without_a_tokenizer_tokens_stay_strings():
     assert done.token_ids is None and [t.token_id for t in done.logprobs] == [None] * 3
 
 
-@pytest.mark.parametrize("fault,label", [
-    (status(500), "server_error"), (malformed(), "malformed"), (dropped(), "connection"),
-    (timed_out(), "timeout"), (status(503), "server_error"),
-])
+@pytest.mark.parametrize(
+    "fault,label",
+    [
+        (status(500), "server_error"),
+        (malformed(), "malformed"),
+        (dropped(), "connection"),
+        (timed_out(), "timeout"),
+        (status(503), "server_error"),
+    ],
+)
 def test_transient_faults_are_retried(fault, label):
     fake = FakeApi(fault=on_generation({0: fault}))
     with make(fake) as teacher:
@@ -124,16 +134,21 @@ def test_a_bad_request_is_recorded_not_retried():
     assert outcome.attempts == 1 and "rejected by the server (400: prompt too long)" in outcome.error
 
 
-@pytest.mark.parametrize("code,match", [
-    (401, r"refused the API key \(401: .*\); set the environment variable DISTIL_TEST_KEY"),
-    (403, r"refused access to model 'fake-teacher' \(403"),
-    (404, r"model 'fake-teacher' or the chat endpoint was not found"),
-])
+@pytest.mark.parametrize(
+    "code,match",
+    [
+        (401, r"refused the API key \(401: .*\); set the environment variable DISTIL_TEST_KEY"),
+        (403, r"refused access to model 'fake-teacher' \(403"),
+        (404, r"model 'fake-teacher' or the chat endpoint was not found"),
+    ],
+)
 def test_errors_no_retry_can_fix_stop_the_run(monkeypatch, code, match):
     monkeypatch.setenv("DISTIL_TEST_KEY", SECRET)
     fake = FakeApi(fault=on_generation({0: status(code, f"no, {SECRET}")}))
-    with (make(fake, api_key_env="DISTIL_TEST_KEY") as teacher,
-          pytest.raises(TeacherError, match=match) as caught):
+    with (
+        make(fake, api_key_env="DISTIL_TEST_KEY") as teacher,
+        pytest.raises(TeacherError, match=match) as caught,
+    ):
         teacher.submit("abc", Sampling()).result()
     assert SECRET not in str(caught.value) and SECRET[-12:] not in str(caught.value)
     assert len(fake.generation_calls()) == 1
@@ -159,8 +174,10 @@ def test_concurrency_is_capped():
 
 def test_budget_caps_stop_before_a_request_is_sent():
     fake = FakeApi()
-    with (make(fake, budget={"max_requests": 3}, concurrency=1) as teacher,
-          pytest.raises(BudgetExhaustedError, match=r"max_requests=3; 3 requests sent")):
+    with (
+        make(fake, budget={"max_requests": 3}, concurrency=1) as teacher,
+        pytest.raises(BudgetExhaustedError, match=r"max_requests=3; 3 requests sent"),
+    ):
         teacher.generate([f"p{i}" for i in range(5)], Sampling(max_new_tokens=4))
     assert len(fake.generation_calls()) == 3
 
@@ -171,8 +188,10 @@ def test_cost_cap_reserves_the_worst_case():
     fake = FakeApi()
     # each request reserves ~5 prompt tokens (estimated) + 8 completion tokens (worst case):
     # 10 spent + 13 fits under 30; the first then uses 4 + 4, and 18 + 13 does not fit
-    with (make(fake, already, price=price, budget={"max_cost": 30}, concurrency=1) as teacher,
-          pytest.raises(BudgetExhaustedError, match="max_cost=30")):
+    with (
+        make(fake, already, price=price, budget={"max_cost": 30}, concurrency=1) as teacher,
+        pytest.raises(BudgetExhaustedError, match="max_cost=30"),
+    ):
         teacher.generate(["abcd", "efgh", "ijkl"], Sampling(max_new_tokens=8))
     spend = teacher.spend
     assert len(fake.generation_calls()) == 1
@@ -202,19 +221,27 @@ def test_probe_of_an_endpoint_without_logprobs_or_echo():
         report = teacher.probe()
     assert not report.capabilities.logprobs and not report.capabilities.can_score
     text = "\n".join(report.lines)
-    assert ("this endpoint returns no logprobs (rejected by the server (400: logprobs are not "
-            "supported)") in text
+    assert (
+        "this endpoint returns no logprobs (rejected by the server (400: logprobs are not supported)"
+    ) in text
     assert "trained on text only (sequence-level KD)" in text and "cannot score given text" in text
 
 
 def any_fault(rate: float, seed: int):
     """A transient fault on any request (the probe's included) with probability `rate`."""
     rng = random.Random(seed)
-    kinds = [lambda: status(500), lambda: status(503), malformed, dropped, timed_out,
-             lambda: status(429, headers={"retry-after": "0.001"})]
+    kinds = [
+        lambda: status(500),
+        lambda: status(503),
+        malformed,
+        dropped,
+        timed_out,
+        lambda: status(429, headers={"retry-after": "0.001"}),
+    ]
 
     def fault(number: int, body: dict):
         return rng.choice(kinds)() if rng.random() < rate else None
+
     return fault
 
 
@@ -245,11 +272,12 @@ def test_an_echo_without_prompt_logprobs_is_a_definite_no():
 
 def test_probe_stops_at_an_unknown_model_and_an_unreachable_endpoint():
     fake = FakeApi(models=("other-model",))
-    with (make(fake) as teacher,
-          pytest.raises(TeacherError, match=r"'fake-teacher' is not served .* other-model")):
+    with (
+        make(fake) as teacher,
+        pytest.raises(TeacherError, match=r"'fake-teacher' is not served .* other-model"),
+    ):
         teacher.probe()
-    teacher = ApiTeacher("m", ApiSection(base_url="http://127.0.0.1:9/v1", api_key_env=None,
-                                         backoff_s=0.01))
+    teacher = ApiTeacher("m", ApiSection(base_url="http://127.0.0.1:9/v1", api_key_env=None, backoff_s=0.01))
     with teacher, pytest.raises(TeacherError, match=r"cannot reach the teacher at http://127.0.0.1:9/v1"):
         teacher.probe()
 
@@ -314,8 +342,9 @@ def test_backoff_doubles_with_jitter_and_is_capped():
 def test_retry_after_forms():
     assert retry_after_seconds({"retry-after": "2"}) == 2.0
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert retry_after_seconds({"retry-after": "Thu, 01 Jan 2026 00:00:10 GMT"},
-                               now=1767225600.0) == pytest.approx(10.0)
+    assert retry_after_seconds(
+        {"retry-after": "Thu, 01 Jan 2026 00:00:10 GMT"}, now=1767225600.0
+    ) == pytest.approx(10.0)
     assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
 
 
@@ -325,7 +354,8 @@ def test_without_the_openai_package_the_api_teacher_names_the_extra(monkeypatch)
     import distil.teachers
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "openai" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openai" else real(name, *a)
+    )
     with pytest.raises(TeacherError, match=r"pip install 'distil\[api\]'"):
         distil.teachers.ApiTeacher  # noqa: B018 (the lazy attribute is what is tested)

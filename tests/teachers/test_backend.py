@@ -34,8 +34,7 @@ from tests.synth.conftest import SEEDS, outputs, synth_recipe
 class ReversingTeacher:
     """Answers "Reverse the word: X" with X reversed, anything else with "?"."""
 
-    capabilities = Capabilities(logprobs=False, max_top_logprobs=0, can_score=False,
-                                token_ids=False)
+    capabilities = Capabilities(logprobs=False, max_top_logprobs=0, can_score=False, token_ids=False)
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -63,10 +62,14 @@ class ReversingTeacher:
 
 @pytest.fixture(autouse=True)
 def reversing_backend():
-    register_backend(TeacherBackend(
-        "reversing", claims=lambda section: section.model.startswith("reversing:"),
-        open=lambda section, options: ReversingTeacher(section.model),
-        endpoint=lambda section: "reversing"))
+    register_backend(
+        TeacherBackend(
+            "reversing",
+            claims=lambda section: section.model.startswith("reversing:"),
+            open=lambda section, options: ReversingTeacher(section.model),
+            endpoint=lambda section: "reversing",
+        )
+    )
     yield
     unregister_backend("reversing")
 
@@ -89,8 +92,7 @@ def test_the_factory_opens_a_registered_backend_by_its_section():
 
 
 def test_synth_and_sequence_level_kd_run_on_a_text_only_teacher(tmp_path, seed_file):
-    recipe = validate_recipe(_recipe(tmp_path, seed_file,
-                                     distill={"kd_weight": 0.0, "ce_weight": 1.0}))
+    recipe = validate_recipe(_recipe(tmp_path, seed_file, distill={"kd_weight": 0.0, "ce_weight": 1.0}))
     run_synth(recipe)
     rows, _, summary = outputs(recipe.run_dir)
     assert {row["response"] for row in rows if row["prompt"].startswith("Reverse")} == {"nretnal"}

@@ -8,17 +8,31 @@ from distil.teachers import Completion, TokenLogprob, TopLogprob, Usage
 from distil.teachers.journal import Entry, Journal, JournalError, request_key
 
 MESSAGES = [{"role": "user", "content": "Reverse: abc"}]
-SAMPLING = {"max_new_tokens": 8, "temperature": 0.7, "top_p": 1.0, "stop": [], "logprobs": False,
-            "top_logprobs": 2, "seed": 3}
+SAMPLING = {
+    "max_new_tokens": 8,
+    "temperature": 0.7,
+    "top_p": 1.0,
+    "stop": [],
+    "logprobs": False,
+    "top_logprobs": 2,
+    "seed": 3,
+}
 
 
 def entry(key: str, ok: bool = True, attempts: int = 1, text: str = "cba") -> Entry:
     top = (TopLogprob(1, "c", -0.1), TopLogprob(None, "x", -2.0))
     completion = Completion(text, (1, 2, 3), "stop", Usage(5, 3), (TokenLogprob(1, "c", -0.1, top),))
-    return Entry(key, "ok" if ok else "failed", {"endpoint": "e", "model": "m", "messages": MESSAGES,
-                                                 "sampling": SAMPLING, "seed": 3},
-                 attempts, 1.0, 2.0, completion if ok else None, "m-1" if ok else None,
-                 None if ok else "server error (500: x) (3 attempts)")
+    return Entry(
+        key,
+        "ok" if ok else "failed",
+        {"endpoint": "e", "model": "m", "messages": MESSAGES, "sampling": SAMPLING, "seed": 3},
+        attempts,
+        1.0,
+        2.0,
+        completion if ok else None,
+        "m-1" if ok else None,
+        None if ok else "server error (500: x) (3 attempts)",
+    )
 
 
 def test_the_key_depends_on_everything_that_decides_the_answer():
@@ -106,8 +120,13 @@ def test_a_rejected_request_is_not_sent_again_unless_asked(tmp_path):
 
     path = tmp_path / "j.jsonl"
     with Journal.open(path) as journal:
-        journal.append(replace(entry("a", ok=False), status="rejected",
-                               error="rejected by the server (400: prompt is too long)"))
+        journal.append(
+            replace(
+                entry("a", ok=False),
+                status="rejected",
+                error="rejected by the server (400: prompt is too long)",
+            )
+        )
         journal.append(entry("b", ok=False))
         journal.append(entry("c"))
     with Journal.open(path) as journal:

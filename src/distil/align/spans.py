@@ -58,8 +58,7 @@ def align_spans(teacher_offsets: Offsets, student_offsets: Offsets) -> list[Span
     for position in sorted(set(teacher_ends) & set(student_ends)):
         teacher_stop, student_stop = teacher_ends[position] + 1, student_ends[position] + 1
         if teacher_stop > teacher_start and student_stop > student_start:
-            spans.append(Span(range(teacher_start, teacher_stop),
-                              range(student_start, student_stop)))
+            spans.append(Span(range(teacher_start, teacher_stop), range(student_start, student_stop)))
             teacher_start, student_start = teacher_stop, student_stop
     return spans
 
@@ -70,8 +69,10 @@ def token_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int,
     Needs a fast tokenizer (one with an offset mapping): a ValueError says so otherwise.
     """
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer: aligning two "
-                         "tokenizations needs the character offsets only fast tokenizers give")
+        raise ValueError(
+            f"{type(tokenizer).__name__} is not a fast tokenizer: aligning two "
+            "tokenizations needs the character offsets only fast tokenizers give"
+        )
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
 

@@ -34,8 +34,11 @@ Spelling = Literal["byte_level", "sentencepiece", "plain", "text"]
 @lru_cache(maxsize=1)
 def _byte_level_alphabet() -> dict[str, int]:
     """The printable character byte-level BPE writes for each byte -> that byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars, extra = {}, 0
     for byte in range(256):
         if byte in printable:
@@ -91,17 +94,24 @@ class Vocabulary:
     def of(cls, tokenizer: Any) -> "Vocabulary":
         if isinstance(tokenizer, Vocabulary):
             return tokenizer
-        return cls(dict(tokenizer.get_vocab()),
-                   frozenset(getattr(tokenizer, "all_special_tokens", [])),
-                   tokenizer.eos_token_id, spelling(tokenizer))
+        return cls(
+            dict(tokenizer.get_vocab()),
+            frozenset(getattr(tokenizer, "all_special_tokens", [])),
+            tokenizer.eos_token_id,
+            spelling(tokenizer),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form: tokens listed by id (None for unused ids)."""
         listed: list[str | None] = [None] * (max(self.tokens.values()) + 1)
         for token, i in self.tokens.items():
             listed[i] = token
-        return {"tokens": listed, "specials": sorted(self.specials),
-                "eos_token_id": self.eos_token_id, "spelling": self.spelling}
+        return {
+            "tokens": listed,
+            "specials": sorted(self.specials),
+            "eos_token_id": self.eos_token_id,
+            "spelling": self.spelling,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Vocabulary":
@@ -147,16 +157,19 @@ def vocabulary_map(teacher: Any, student: Any, teacher_width: int | None = None)
     if teacher.eos_token_id is not None and student.eos_token_id is not None:
         exact += match(teacher.eos_token_id, student.eos_token_id)
     ordered = sorted(teacher_vocab.items(), key=lambda item: item[1])
-    exact += sum(match(i, student_vocab.get(token)) for token, i in ordered
-                 if _same_string(token, teacher, student))
+    exact += sum(
+        match(i, student_vocab.get(token)) for token, i in ordered if _same_string(token, teacher, student)
+    )
     by_bytes: dict[bytes, int] = {}
     for token, i in sorted(student_vocab.items(), key=lambda item: item[1]):
         text = token_bytes(token, student.spelling)
         if token not in student.specials and text is not None:
             by_bytes.setdefault(text, i)
-    normalised = sum(match(i, by_bytes.get(text)) for token, i in ordered
-                     if token not in teacher.specials
-                     and (text := token_bytes(token, teacher.spelling)) is not None)
+    normalised = sum(
+        match(i, by_bytes.get(text))
+        for token, i in ordered
+        if token not in teacher.specials and (text := token_bytes(token, teacher.spelling)) is not None
+    )
     return VocabularyMap(mapping, exact, normalised)
 
 
@@ -164,5 +177,8 @@ def _same_string(token: str, teacher: Vocabulary, student: Vocabulary) -> bool:
     """Whether the teacher's `token` may match the student's token of the same string: both
     spell alike, it is a teacher special token, or decoded text reading as a student special
     token (an API writes a special token as its own text)."""
-    return (teacher.spelling == student.spelling or token in teacher.specials
-            or (teacher.spelling == "text" and token in student.specials))
+    return (
+        teacher.spelling == student.spelling
+        or token in teacher.specials
+        or (teacher.spelling == "text" and token in student.specials)
+    )

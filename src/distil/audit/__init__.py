@@ -18,8 +18,9 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    **dict.fromkeys(["ApiAudit", "AuditError", "AuditSettings", "ModelAudit", "TextAudit"],
-                    "distil.audit.settings"),
+    **dict.fromkeys(
+        ["ApiAudit", "AuditError", "AuditSettings", "ModelAudit", "TextAudit"], "distil.audit.settings"
+    ),
     "calibrated_test": "distil.audit.calibrate",
     **dict.fromkeys(["audit_api", "audit_model", "audit_text"], "distil.audit.modes"),
     "run_audit": "distil.audit.run",

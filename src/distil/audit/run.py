@@ -30,8 +30,10 @@ def run_audit(settings: TextAudit | ModelAudit | ApiAudit) -> tuple[Path, Path, 
         result = _model(key, settings)
     else:
         result = _api(key, settings)
-    result.update(key_env=settings.key_env, settings=settings.model_dump(
-        include={"scheme", "gamma", "context_width", "null_keys", "seed"}))
+    result.update(
+        key_env=settings.key_env,
+        settings=settings.model_dump(include={"scheme", "gamma", "context_width", "null_keys", "seed"}),
+    )
     json_path, md_path, written = write_audit(settings.out, result, settings.alpha)
     return json_path, md_path, headline(written)
 
@@ -51,16 +53,18 @@ def _model(key: WatermarkKey, settings: ModelAudit) -> dict[str, Any]:
     from distil.teachers import open_teacher, white_box
 
     corpus, model = settings.corpus, settings.model
-    documents = (read_documents(corpus, settings.field) if corpus
-                 else task_documents(settings.tasks, settings.seed))
+    documents = (
+        read_documents(corpus, settings.field) if corpus else task_documents(settings.tasks, settings.seed)
+    )
     if not Path(model).is_dir() and model not in ("demo", *BUILTIN_MODELS):
         raise ModelError(f"{model} is not a model folder; pass the folder of the model to audit")
-    loaded = white_box(open_teacher(TeacherSection(model=model), device="cpu"),
-                       "audit model (teacher-forced predictions)")
-    result = audit_model(loaded.model, loaded.tokenizer, documents, key, settings,
-                         top_k=settings.top_k)
-    corpus_name = (", ".join(map(str, corpus)) if corpus
-                   else f"{settings.tasks} held-out items per task family")
+    loaded = white_box(
+        open_teacher(TeacherSection(model=model), device="cpu"), "audit model (teacher-forced predictions)"
+    )
+    result = audit_model(loaded.model, loaded.tokenizer, documents, key, settings, top_k=settings.top_k)
+    corpus_name = (
+        ", ".join(map(str, corpus)) if corpus else f"{settings.tasks} held-out items per task family"
+    )
     return {**result, "source": f"{model} (corpus: {corpus_name})"}
 
 
@@ -70,21 +74,30 @@ def _api(key: WatermarkKey, settings: ApiAudit) -> dict[str, Any]:
     from distil.teachers import Sampling, open_teacher
 
     if settings.api_key_env and not os.environ.get(settings.api_key_env, "").strip():
-        raise AuditError(f"the API key variable {settings.api_key_env} is not set; export "
-                         f"{settings.api_key_env}=<the key>, or leave out --api-key-env for an "
-                         "API without keys")
-    texts = ([d.text for d in read_documents([settings.prompts], "prompt", what="prompt")]
-             if settings.prompts
-             else [d.prompt or "" for d in task_documents(settings.tasks, settings.seed)])
+        raise AuditError(
+            f"the API key variable {settings.api_key_env} is not set; export "
+            f"{settings.api_key_env}=<the key>, or leave out --api-key-env for an "
+            "API without keys"
+        )
+    texts = (
+        [d.text for d in read_documents([settings.prompts], "prompt", what="prompt")]
+        if settings.prompts
+        else [d.prompt or "" for d in task_documents(settings.tasks, settings.seed)]
+    )
     tokenizer = audit_tokenizer(settings.tokenizer)
-    section = ApiSection(base_url=settings.url, api_key_env=settings.api_key_env,
-                         tokenizer=settings.tokenizer)
+    section = ApiSection(
+        base_url=settings.url, api_key_env=settings.api_key_env, tokenizer=settings.tokenizer
+    )
     teacher = open_teacher(TeacherSection(model=settings.model, api=section), seed=settings.seed)
-    sampling = Sampling(max_new_tokens=settings.max_tokens, temperature=settings.temperature,
-                        seed=settings.seed)
+    sampling = Sampling(
+        max_new_tokens=settings.max_tokens, temperature=settings.temperature, seed=settings.seed
+    )
     result = audit_api(teacher, texts, tokenizer, key, settings, sampling)
-    return {**result, "source": f"{settings.url} (model {settings.model})",
-            "sampling": {"temperature": settings.temperature, "max_tokens": settings.max_tokens}}
+    return {
+        **result,
+        "source": f"{settings.url} (model {settings.model})",
+        "sampling": {"temperature": settings.temperature, "max_tokens": settings.max_tokens},
+    }
 
 
 def task_documents(per_task: int, seed: int) -> list[Document]:

@@ -31,8 +31,7 @@ class Document:
     prompt: str | None = None
 
 
-def read_documents(paths: list[Path], field: str | None = None,
-                   what: str = "text") -> list[Document]:
+def read_documents(paths: list[Path], field: str | None = None, what: str = "text") -> list[Document]:
     """Every document in `paths`; a missing, unreadable or empty input is a DataError.
     `what` names what the files hold, in messages (text, or prompt for `audit api`)."""
     if not paths:
@@ -75,24 +74,28 @@ def _parquet_rows(path: Path) -> list[Any]:
         return pq.read_table(path).to_pylist()
     except (pa.ArrowException, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"{path} is not a readable Parquet file ({reason}); pass a .parquet "
-                        "file, or the rows as .jsonl") from None
+        raise DataError(
+            f"{path} is not a readable Parquet file ({reason}); pass a .parquet file, or the rows as .jsonl"
+        ) from None
 
 
 def _rows(path: Path, rows: list[Any], field: str | None, what: str) -> list[Document]:
-    fix = ("name the text's field with --field" if what == "text"
-           else f"each row of the {what}s file needs one")
+    fix = (
+        "name the text's field with --field" if what == "text" else f"each row of the {what}s file needs one"
+    )
     documents = []
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise DataError(f"{path}: row {number} is not an object with a {what} field")
         name = field or next((f for f in TEXT_FIELDS if f in row), None)
         if name is None or name not in row:
-            raise DataError(f"{path}: row {number} has no {field or ' / '.join(TEXT_FIELDS)} "
-                            f"field; {fix}")
+            raise DataError(f"{path}: row {number} has no {field or ' / '.join(TEXT_FIELDS)} field; {fix}")
         prompt = row.get("prompt")
-        documents.append(Document(f"{path.name}:{number}", str(row[name] or ""),
-                                  prompt if isinstance(prompt, str) else None))
+        documents.append(
+            Document(
+                f"{path.name}:{number}", str(row[name] or ""), prompt if isinstance(prompt, str) else None
+            )
+        )
     return documents
 
 
@@ -103,8 +106,10 @@ def audit_tokenizer(name: str) -> Any:
     try:
         return load_tokenizer(name)
     except ModelError:
-        raise ModelError(f"cannot load the tokenizer {name!r}; pass --tokenizer the watermarked "
-                         "model's tokenizer (a folder, a hub id, or demo)") from None
+        raise ModelError(
+            f"cannot load the tokenizer {name!r}; pass --tokenizer the watermarked "
+            "model's tokenizer (a folder, a hub id, or demo)"
+        ) from None
 
 
 def encode(tokenizer: Any, documents: list[Document]) -> list[list[int]]:
@@ -115,6 +120,8 @@ def encode(tokenizer: Any, documents: list[Document]) -> list[list[int]]:
     if unknown is not None and total:
         share = sum(ids.count(unknown) for ids in encoded) / total
         if share > MAX_UNKNOWN_SHARE:
-            raise ModelError(f"the tokenizer maps {share:.0%} of the text to its unknown token: it "
-                             "is not the watermarked model's; pass --tokenizer that model's")
+            raise ModelError(
+                f"the tokenizer maps {share:.0%} of the text to its unknown token: it "
+                "is not the watermarked model's; pass --tokenizer that model's"
+            )
     return encoded

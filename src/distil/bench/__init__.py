@@ -22,5 +22,14 @@ from distil.bench.run import (
 )
 from distil.bench.stats import latency_summary
 
-__all__ = ["BenchSection", "BenchError", "BenchTarget", "bench_models", "bench_run",
-           "find_targets", "latency_summary", "make_bench_config", "write_efficiency"]
+__all__ = [
+    "BenchSection",
+    "BenchError",
+    "BenchTarget",
+    "bench_models",
+    "bench_run",
+    "find_targets",
+    "latency_summary",
+    "make_bench_config",
+    "write_efficiency",
+]

@@ -57,26 +57,36 @@ def weight_bytes(folder: str | Path) -> int | None:
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    return sum(p.stat().st_size for p in folder.iterdir()
-               if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
 
 
 def model_row(target: BenchTarget, figures: dict[str, Any], threads: int) -> dict[str, Any]:
     """One model's record: batch-1 figures at the top (what tables show), all under `batch`."""
-    row = {"runtime": target.runtime, "model": target.model, "dtype": figures["dtype"],
-           "params": figures["params"],
-           "bytes": weight_bytes(target.model), "peak_memory_bytes": figures["peak_rss_bytes"],
-           "load_seconds": figures["load_seconds"], "torch_imported": figures["torch_imported"],
-           "threads": threads}
+    row = {
+        "runtime": target.runtime,
+        "model": target.model,
+        "dtype": figures["dtype"],
+        "params": figures["params"],
+        "bytes": weight_bytes(target.model),
+        "peak_memory_bytes": figures["peak_rss_bytes"],
+        "load_seconds": figures["load_seconds"],
+        "torch_imported": figures["torch_imported"],
+        "threads": threads,
+    }
     first = figures["batch"].get("1")
     if first is not None:
-        row.update(ttft_ms=first["ttft_ms"], latency_ms_p50=first["token_latency_ms_p50"],
-                   latency_ms_p95=first["token_latency_ms_p95"], tokens_per_s=first["tokens_per_s"])
+        row.update(
+            ttft_ms=first["ttft_ms"],
+            latency_ms_p50=first["token_latency_ms_p50"],
+            latency_ms_p95=first["token_latency_ms_p95"],
+            tokens_per_s=first["tokens_per_s"],
+        )
     return {**row, "batch": figures["batch"]}
 
 
-def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
-                 config: BenchSection) -> dict[str, Any]:
+def bench_models(
+    targets: list[BenchTarget], prompt_ids: list[list[int]], config: BenchSection
+) -> dict[str, Any]:
     """Time every target, interleaved (progress bar): eval.json's `efficiency` and its setup.
 
     Each model is loaded once, in a process of its own; then, per batch size, the models
@@ -90,34 +100,42 @@ def bench_models(targets: list[BenchTarget], prompt_ids: list[list[int]],
     machine_before = machine()  # the load average says how busy the machine was
     _warn_if_busy(machine_before)
     spec = {"prompt_ids": prompt_ids, "threads": threads, "new_tokens": config.new_tokens}
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack, \
-            progress_bar() as bar:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack, progress_bar() as bar:
         task = bar.add_task("bench", total=len(targets))
         workers = []
         for target in targets:
             bar.update(task, description=f"bench: loading {target.name}")
-            worker = Worker(target, {**spec, "model": target.model, "runtime": target.runtime,
-                                      "opener": target.opener}, Path(tmp), config.timeout_s)
+            worker = Worker(
+                target,
+                {**spec, "model": target.model, "runtime": target.runtime, "opener": target.opener},
+                Path(tmp),
+                config.timeout_s,
+            )
             stack.callback(worker.close)
             workers.append(worker)
             bar.advance(task)
         rounds = config.warmup + config.repeats
-        bar.update(task, total=len(targets) + rounds * sum(
-            len(able_workers(workers, b)) for b in config.batch_sizes))
-        runs = interleaved_runs(workers, config, lambda w: bar.update(
-            task, advance=1, description=f"bench: {w.target.name}"))
+        bar.update(
+            task, total=len(targets) + rounds * sum(len(able_workers(workers, b)) for b in config.batch_sizes)
+        )
+        runs = interleaved_runs(
+            workers, config, lambda w: bar.update(task, advance=1, description=f"bench: {w.target.name}")
+        )
         last = {w.target.name: w.finish() for w in workers}
     models = {}
     for worker in workers:
         name = worker.target.name
         batch = {b: latency_summary(timed, int(b)) for b, timed in runs[name].items()}
-        models[name] = model_row(worker.target, {**worker.header, **last[name], "batch": batch},
-                                 threads)
+        models[name] = model_row(worker.target, {**worker.header, **last[name], "batch": batch}, threads)
     for name, ratios in speedups(runs).items():
         models[name]["speedup_vs_teacher"] = ratios
-    setup = {"config": config.model_dump(), "prompt_tokens": [len(p) for p in prompt_ids],
-             "machine": {**machine_before, "load_average_1m_after": machine()["load_average_1m"]},
-             "order": "interleaved", "distil_version": __version__}
+    setup = {
+        "config": config.model_dump(),
+        "prompt_tokens": [len(p) for p in prompt_ids],
+        "machine": {**machine_before, "load_average_1m_after": machine()["load_average_1m"]},
+        "order": "interleaved",
+        "distil_version": __version__,
+    }
     return {"efficiency": models, "efficiency_setup": setup}
 
 
@@ -126,8 +144,12 @@ def _warn_if_busy(state: dict[str, Any]) -> None:
 
     load, cores = state["load_average_1m"], state["cpu_count"]
     if is_busy(load, cores):
-        console.print(f"[yellow]the machine is busy (load average {load} on {cores} cores): "
-                      "timings will be noisy and slow", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]the machine is busy (load average {load} on {cores} cores): "
+            "timings will be noisy and slow",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _warn_not_timed(not_timed: dict[str, str]) -> None:
@@ -139,8 +161,10 @@ def _warn_not_timed(not_timed: dict[str, str]) -> None:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on, and how busy it was (1-minute load average)."""
-    return {**describe_machine(),
-            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    return {
+        **describe_machine(),
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def find_targets(run_dir: Path, teacher: str | None, variants: list[str] | None) -> list[BenchTarget]:
@@ -156,12 +180,16 @@ def find_targets(run_dir: Path, teacher: str | None, variants: list[str] | None)
     for name in variants if variants is not None else default_variants(records)[0]:
         fmt = format_of_variant(name, records.get(name))
         if fmt is None or fmt.bench_open is None or not (export / name).is_dir():
-            raise BenchError(f"{export / name} is not an exported variant; run `distil export "
-                             f"{run_dir}` first, or name one of the folders under {export}")
+            raise BenchError(
+                f"{export / name} is not an exported variant; run `distil export "
+                f"{run_dir}` first, or name one of the folders under {export}"
+            )
         targets.append(BenchTarget(name, fmt.runtime, str(export / name), step_path(fmt.bench_open)))
     if not targets:
-        raise BenchError(f"{run_dir} holds no student/ and no teacher was given; pass a run "
-                         "folder after `distil train`, or --teacher MODEL")
+        raise BenchError(
+            f"{run_dir} holds no student/ and no teacher was given; pass a run "
+            "folder after `distil train`, or --teacher MODEL"
+        )
     return targets
 
 
@@ -179,8 +207,7 @@ def default_variants(records: dict[str, dict[str, Any]]) -> tuple[list[str], dic
     timed, not_timed = [], {}
     for name, record in records.items():
         fmt = format_of_variant(name, record)
-        if not record.get("passed") or fmt is None or fmt.bench_open is None \
-                or not fmt.bench_by_default:
+        if not record.get("passed") or fmt is None or fmt.bench_open is None or not fmt.bench_by_default:
             continue
         missing = missing_runtime(fmt)
         if missing:
@@ -205,18 +232,20 @@ def bench_prompts(targets: list[BenchTarget], config: BenchSection) -> list[list
     from distil.onnx_runtime import PromptEncoder
     from distil.tasks import generate_items
 
-    folder = next((Path(t.model) for t in targets if (Path(t.model) / "tokenizer.json").is_file()),
-                  None)
+    folder = next((Path(t.model) for t in targets if (Path(t.model) / "tokenizer.json").is_file()), None)
     if folder is None:
-        raise BenchError("no model folder with a tokenizer.json to encode the prompts with; "
-                         "bench a run that has student/ or export/")
+        raise BenchError(
+            "no model folder with a tokenizer.json to encode the prompts with; "
+            "bench a run that has student/ or export/"
+        )
     encoder = PromptEncoder(folder)
     items = generate_items("heldout", max(config.batch_sizes), config.seed)
     return [encoder.encode(item.prompt) for item in items[: max(config.batch_sizes)]]
 
 
-def bench_run(run_dir: str | Path, config: BenchSection | None = None,
-              teacher: str | None = None) -> dict[str, Any]:
+def bench_run(
+    run_dir: str | Path, config: BenchSection | None = None, teacher: str | None = None
+) -> dict[str, Any]:
     """Time the run's teacher, student and exported variants; merge into RUN/eval.json.
 
     Returns (and merges) {"efficiency": {model: row}, "efficiency_setup": {...}}. `teacher`
@@ -229,8 +258,9 @@ def bench_run(run_dir: str | Path, config: BenchSection | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         teacher_path = _teacher_folder(teacher, Path(tmp), _recipe_seed(run_dir)) if teacher else None
         targets = find_targets(run_dir, teacher_path, config.variants)
-        not_timed = {} if config.variants is not None else \
-            default_variants(exported_variants(run_dir / "export"))[1]
+        not_timed = (
+            {} if config.variants is not None else default_variants(exported_variants(run_dir / "export"))[1]
+        )
         _warn_not_timed(not_timed)
         measured = bench_models(targets, bench_prompts(targets, config), config)
     measured["efficiency_setup"]["not_timed"] = not_timed
@@ -279,8 +309,9 @@ def write_efficiency(eval_path: Path, measured: dict[str, Any]) -> None:
         try:
             metrics = json.loads(eval_path.read_text())
         except json.JSONDecodeError as err:
-            raise BenchError(f"{eval_path} is not valid JSON ({err.msg}); rerun `distil eval` or "
-                             "delete it") from None
+            raise BenchError(
+                f"{eval_path} is not valid JSON ({err.msg}); rerun `distil eval` or delete it"
+            ) from None
     metrics.update(measured)
     for role in ("teacher", "student"):  # batch-1 tokens/s beside each model's quality figures
         row = measured["efficiency"].get(role)
@@ -297,22 +328,37 @@ def show_efficiency(measured: dict[str, Any]) -> None:
 
     setup = measured["efficiency_setup"]
     batches = [str(b) for b in setup["config"]["batch_sizes"]]
-    table = Table(title=f"efficiency: {setup['config']['new_tokens']} new tokens, "
-                        f"{next(iter(measured['efficiency'].values()))['threads']} threads, "
-                        f"load average {setup['machine']['load_average_1m']}")
-    for column in ("model", "runtime", "params", "MiB on disk", "peak RSS MiB", "TTFT ms",
-                   "step p50/p95 ms", *(f"tok/s b{b}" for b in batches), "× teacher (95%)"):
+    table = Table(
+        title=f"efficiency: {setup['config']['new_tokens']} new tokens, "
+        f"{next(iter(measured['efficiency'].values()))['threads']} threads, "
+        f"load average {setup['machine']['load_average_1m']}"
+    )
+    for column in (
+        "model",
+        "runtime",
+        "params",
+        "MiB on disk",
+        "peak RSS MiB",
+        "TTFT ms",
+        "step p50/p95 ms",
+        *(f"tok/s b{b}" for b in batches),
+        "× teacher (95%)",
+    ):
         table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     for name, m in measured["efficiency"].items():
         first = m["batch"][batches[0]]
         speedup = m.get("speedup_vs_teacher", {}).get(batches[0]) or {}
         table.add_row(
-            name, m["runtime"], f"{m['params'] / 1e6:.2f}M" if m["params"] else "-",
+            name,
+            m["runtime"],
+            f"{m['params'] / 1e6:.2f}M" if m["params"] else "-",
             f"{m['bytes'] / 2**20:.1f}" if m["bytes"] is not None else "-",
-            f"{m['peak_memory_bytes'] / 2**20:.0f}", f"{first['ttft_ms']:.1f}",
+            f"{m['peak_memory_bytes'] / 2**20:.0f}",
+            f"{first['ttft_ms']:.1f}",
             f"{first['token_latency_ms_p50']:.2f}/{first['token_latency_ms_p95']:.2f}",
             *(f"{m['batch'][b]['tokens_per_s']:.0f}" if b in m["batch"] else "-" for b in batches),
-            _speedup_cell(speedup))
+            _speedup_cell(speedup),
+        )
     print_table(table)
 
 

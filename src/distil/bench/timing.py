@@ -38,12 +38,15 @@ class Worker:
         index = len(list(folder.glob("spec-*.json")))
         spec_path, self.stderr = folder / f"spec-{index}.json", folder / f"stderr-{index}.txt"
         spec_path.write_text(json.dumps(spec))
-        env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]),
-               "TOKENIZERS_PARALLELISM": "false"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false"}
         with self.stderr.open("wb") as stderr:  # the child holds its own copy
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "distil.bench.worker", str(spec_path)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env)
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
         self.requests = cast(IO[bytes], self.process.stdin)
         self.replies = cast(IO[bytes], self.process.stdout)
         try:
@@ -73,14 +76,18 @@ class Worker:
         ready, _, _ = select.select([self.replies], [], [], max(self.budget, 0.0))
         self.budget -= time.monotonic() - started
         if not ready:
-            raise BenchError(f"timing {self.target.name} took over its time limit; lower "
-                             "--new-tokens / --repeats or raise the timeout")
+            raise BenchError(
+                f"timing {self.target.name} took over its time limit; lower "
+                "--new-tokens / --repeats or raise the timeout"
+            )
         line = self.replies.readline()
         if not line:
             self.process.wait()
             lines = [x for x in self.stderr.read_text(errors="replace").splitlines() if x.strip()]
-            raise BenchError(f"timing {self.target.name} ({self.target.model}) failed: "
-                             f"{lines[-1] if lines else f'exit status {self.process.returncode}'}")
+            raise BenchError(
+                f"timing {self.target.name} ({self.target.model}) failed: "
+                f"{lines[-1] if lines else f'exit status {self.process.returncode}'}"
+            )
         return json.loads(line)
 
 
@@ -89,8 +96,9 @@ def able_workers(workers: list[Worker], batch: int) -> list[Worker]:
     return [w for w in workers if w.header["max_batch"] is None or batch <= w.header["max_batch"]]
 
 
-def interleaved_runs(workers: list[Any], config: BenchSection,
-                     on_run: Callable[[Any], None]) -> dict[str, dict[str, list[list[float]]]]:
+def interleaved_runs(
+    workers: list[Any], config: BenchSection, on_run: Callable[[Any], None]
+) -> dict[str, dict[str, list[list[float]]]]:
     """Timed runs, model -> batch size -> [run per timed round]: per batch size, rounds in
     which every worker able to runs once, forward then backward (T S V, V S T, ...); the
     first `config.warmup` rounds are not kept. `on_run(worker)` follows each run."""
@@ -106,12 +114,16 @@ def interleaved_runs(workers: list[Any], config: BenchSection,
     return runs
 
 
-def speedups(runs: dict[str, dict[str, list[list[float]]]],
-             reference: str = "teacher") -> dict[str, dict[str, dict[str, Any]]]:
+def speedups(
+    runs: dict[str, dict[str, list[list[float]]]], reference: str = "teacher"
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Each model's tokens/s over the reference's per batch size, from runs paired by round
     (`distil.bench.stats.paired_speedup`: geometric mean, 95% interval, the ratios)."""
     if reference not in runs:
         return {}
     base = runs[reference]
-    return {name: {b: paired_speedup(timed, base[b]) for b, timed in by_batch.items() if b in base}
-            for name, by_batch in runs.items() if name != reference}
+    return {
+        name: {b: paired_speedup(timed, base[b]) for b, timed in by_batch.items() if b in base}
+        for name, by_batch in runs.items()
+        if name != reference
+    }

@@ -43,9 +43,13 @@ class TorchGreedy:
         self.params = count_parameters(self.model)
         self.cache_argument = cache_argument(self.model)
 
-    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
-                     stop_at_eos: bool = False,
-                     on_token: Callable[[], None] | None = None) -> list[list[int]]:
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        stop_at_eos: bool = False,
+        on_token: Callable[[], None] | None = None,
+    ) -> list[list[int]]:
         """`max_new_tokens` greedy tokens per prompt (benchmarks never stop at eos)."""
         import torch
         from transformers import DynamicCache
@@ -61,8 +65,13 @@ class TorchGreedy:
         outputs = []
         with torch.inference_mode():
             for _ in range(max_new_tokens):
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                 use_cache=True, **{self.cache_argument: cache})
+                out = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    **{self.cache_argument: cache},
+                )
                 cache = returned_cache(out)
                 ids = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
                 if on_token is not None:
@@ -90,8 +99,7 @@ def open_float32(model: str, threads: int) -> tuple[Any, int | None, str]:
 def open_saved_dtype(model: str, threads: int) -> tuple[Any, int | None, str]:
     """A Hugging Face folder in the dtype its config.json records (an `hf` export)."""
     config = json.loads((Path(model) / "config.json").read_text())
-    runner = TorchGreedy(model, threads, config.get("dtype") or config.get("torch_dtype")
-                         or "float32")
+    runner = TorchGreedy(model, threads, config.get("dtype") or config.get("torch_dtype") or "float32")
     return runner, runner.params, runner.dtype
 
 
@@ -115,8 +123,12 @@ def time_generation(runner: Any, prompt_ids: list[list[int]], new_tokens: int) -
     """Seconds from the call to each new token: [t_1, ..., t_N] (t_1 is time to first token)."""
     stamps: list[float] = []
     started = time.perf_counter()
-    runner.generate_ids(prompt_ids, new_tokens, stop_at_eos=False,
-                        on_token=lambda: stamps.append(time.perf_counter() - started))
+    runner.generate_ids(
+        prompt_ids,
+        new_tokens,
+        stop_at_eos=False,
+        on_token=lambda: stamps.append(time.perf_counter() - started),
+    )
     if len(stamps) != new_tokens:
         raise RuntimeError(f"expected {new_tokens} tokens, got {len(stamps)}")
     return stamps
@@ -134,9 +146,12 @@ class Session:
 
     def header(self) -> dict[str, Any]:
         """What loading found; `max_batch` is the most sequences a run may hold (None: any)."""
-        return {"params": self.params, "dtype": self.dtype,
-                "load_seconds": round(self.load_seconds, 3),
-                "max_batch": getattr(self.runner, "max_batch", None)}  # llama.cpp's runner: 1
+        return {
+            "params": self.params,
+            "dtype": self.dtype,
+            "load_seconds": round(self.load_seconds, 3),
+            "max_batch": getattr(self.runner, "max_batch", None),
+        }  # llama.cpp's runner: 1
 
     def run(self, batch: int) -> list[float]:
         """One timed generation of `batch` sequences (the prompts, repeated to fill it)."""

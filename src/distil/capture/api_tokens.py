@@ -58,8 +58,9 @@ class ApiTeacherTokensSource:
     temperature = 1.0
     absent_positions = False
 
-    def __init__(self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str | None,
-                 strings: TokenStrings) -> None:
+    def __init__(
+        self, teacher: Teacher, pairs: list[Pair], top_k: int, end_of_turn: str | None, strings: TokenStrings
+    ) -> None:
         check_can_score(teacher, top_k, "this capture", ids=False)
         check_one_turn_each(pairs)
         self.teacher, self.top_k, self.end_of_turn, self.strings = teacher, top_k, end_of_turn, strings
@@ -76,8 +77,7 @@ class ApiTeacherTokensSource:
 
     def _score(self, example: Example) -> list[TokenLogprob]:
         pair = self.pairs[example.sample_id]
-        return self.teacher.score(pair_prompt(pair), pair.response + (self._end(pair) or ""),
-                                  self.top_k)
+        return self.teacher.score(pair_prompt(pair), pair.response + (self._end(pair) or ""), self.top_k)
 
     def _end(self, pair: Pair) -> str | None:
         """The end-of-turn token scored after the row's response (none after a cut one)."""
@@ -86,31 +86,37 @@ class ApiTeacherTokensSource:
     def _sample(self, example: Example, scored: list[TokenLogprob]) -> SampleSignals:
         pair = self.pairs[example.sample_id]
         response, end = pair.response, self._end(pair)
-        offsets = self._offsets([position.token for position in scored], response,
-                                example.sample_id, end)
+        offsets = self._offsets([position.token for position in scored], response, example.sample_id, end)
         entries = [self._top(position, example.sample_id, i) for i, position in enumerate(scored)]
         ids = np.array([[i for i, _ in row] for row in entries], dtype=np.int64)
         logprobs = np.array([[lp for _, lp in row] for row in entries], dtype=np.float32)
-        log_tail = np.array([log_tail_mass([lp for _, lp in row]) for row in entries],
-                            dtype=np.float32)
+        log_tail = np.array([log_tail_mass([lp for _, lp in row]) for row in entries], dtype=np.float32)
         tokens = TeacherTokens(
             np.array([self.strings.id_of(position.token) for position in scored], dtype=np.int32),
             np.array([position.logprob for position in scored], dtype=np.float32),
-            np.array(offsets, dtype=np.int32).reshape(-1, 2))
+            np.array(offsets, dtype=np.int32).reshape(-1, 2),
+        )
         text = response + (end or "")
-        return SampleSignals(example.sample_id, input_hash(list(text.encode())),
-                             ids.reshape(-1, self.top_k), logprobs.reshape(-1, self.top_k),
-                             log_tail, tokens)
+        return SampleSignals(
+            example.sample_id,
+            input_hash(list(text.encode())),
+            ids.reshape(-1, self.top_k),
+            logprobs.reshape(-1, self.top_k),
+            log_tail,
+            tokens,
+        )
 
-    def _offsets(self, texts: list[str], response: str, sample_id: str,
-                 end: str | None) -> list[tuple[int, int]]:
+    def _offsets(
+        self, texts: list[str], response: str, sample_id: str, end: str | None
+    ) -> list[tuple[int, int]]:
         """Each token's characters in the response; (-1, -1) for the end-of-turn token `end`."""
         ends_turn = end is not None
         if ends_turn and (not texts or texts[-1] != end):
             raise SignalsError(
                 f"teacher {self.teacher.name} did not score the end-of-turn token "
                 f"{end!r} as one token after sample {sample_id!r}'s response (it "
-                f"read {texts[-1:]!r}); check that teacher.api.tokenizer is the served model's")
+                f"read {texts[-1:]!r}); check that teacher.api.tokenizer is the served model's"
+            )
         in_response = texts[:-1] if ends_turn else texts
         offsets = spelled_offsets(in_response, response)
         if offsets is None:
@@ -118,10 +124,11 @@ class ApiTeacherTokensSource:
             at = len(os.path.commonprefix([spelled, response]))
             raise SignalsError(
                 f"the token texts teacher {self.teacher.name} returned for sample {sample_id!r} do "
-                f"not spell its response (from character {at}: {spelled[at:at + 12]!r} against "
-                f"{response[at:at + 12]!r}), so its tokens cannot be placed in the text (a piece "
+                f"not spell its response (from character {at}: {spelled[at : at + 12]!r} against "
+                f"{response[at : at + 12]!r}), so its tokens cannot be placed in the text (a piece "
                 "of a character shows as U+FFFD); capture it with a local teacher "
-                "(capture.source: local), or leave the row out of data.train")
+                "(capture.source: local), or leave the row out of data.train"
+            )
         return offsets + [(-1, -1)] * ends_turn
 
     def _top(self, position: TokenLogprob, sample_id: str, index: int) -> list[tuple[int, float]]:
@@ -131,45 +138,61 @@ class ApiTeacherTokensSource:
             if entry.token and len(kept) < self.top_k:
                 kept.setdefault(entry.token, entry.logprob)
         if not kept:
-            raise SignalsError(f"teacher {self.teacher.name} returned no top logprobs with token "
-                               f"text at position {index} of sample {sample_id!r}")
+            raise SignalsError(
+                f"teacher {self.teacher.name} returned no top logprobs with token "
+                f"text at position {index} of sample {sample_id!r}"
+            )
         entries = [(self.strings.id_of(token), logprob) for token, logprob in kept.items()]
         fillers = range(TOKEN_STRINGS, TOKEN_STRINGS + self.top_k - len(entries))
         return entries + [(filler, -math.inf) for filler in fillers]
 
 
 @contextmanager
-def api_teacher_tokens(recipe: Recipe,
-                       pairs: list[Pair]) -> Iterator[tuple[ApiTeacherTokensSource, dict[str, Any]]]:
+def api_teacher_tokens(
+    recipe: Recipe, pairs: list[Pair]
+) -> Iterator[tuple[ApiTeacherTokensSource, dict[str, Any]]]:
     """The recipe's API teacher, probed, as a capture source over `pairs`, with the fingerprint
     of its store (`capture_dir(recipe)`); the teacher's connection closes with the block."""
     from distil.progress import console
 
     settings = recipe.capture
     if settings.source == "generation":
-        raise SignalsError("cross_tokenizer with a store: the teacher's own tokens of each response "
-                           "are captured by scoring it; set capture.source: score (or auto), or "
-                           "capture.source: local to run teacher.model in process")
+        raise SignalsError(
+            "cross_tokenizer with a store: the teacher's own tokens of each response "
+            "are captured by scoring it; set capture.source: score (or auto), or "
+            "capture.source: local to run teacher.model in process"
+        )
     path = capture_dir(recipe)
-    with closing(open_teacher(recipe.teacher, seed=recipe.seed,
-                              probe_top_logprobs=settings.top_k)) as teacher:
+    with closing(
+        open_teacher(recipe.teacher, seed=recipe.seed, probe_top_logprobs=settings.top_k)
+    ) as teacher:
         for line in teacher.offers():
             console.print(line, highlight=False)
         tokenizer = getattr(teacher, "tokenizer", None)  # teacher.api.tokenizer, if named
         end_of_turn = tokenizer.eos_token if tokenizer is not None else None
         fingerprint = build_fingerprint(
             signal_identity(recipe, tokenizer, capture_temperature(recipe)),
-            vocab_size=TOKEN_STRINGS + settings.top_k, top_k=settings.top_k,
-            logprob_dtype=settings.logprob_dtype, source=ApiTeacherTokensSource.name,
+            vocab_size=TOKEN_STRINGS + settings.top_k,
+            top_k=settings.top_k,
+            logprob_dtype=settings.logprob_dtype,
+            source=ApiTeacherTokensSource.name,
             logprob_mode=ApiTeacherTokensSource.logprob_mode,
-            provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "endpoint": endpoint_of(recipe.teacher), "data": recipe.data.train})
+            provenance={
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "endpoint": endpoint_of(recipe.teacher),
+                "data": recipe.data.train,
+            },
+        )
         fingerprint["teacher_tokens"] = True
         if (path / FINGERPRINT_FILE).is_file():  # another store there: say so before anything
             check_resumable(path, read_fingerprint(path), fingerprint)
-        source = ApiTeacherTokensSource(teacher, pairs, settings.top_k, end_of_turn,
-                                        TokenStrings(path, end_of_turn))
+        source = ApiTeacherTokensSource(
+            teacher, pairs, settings.top_k, end_of_turn, TokenStrings(path, end_of_turn)
+        )
         if end_of_turn is None:
-            console.print("no teacher.api.tokenizer: responses are scored without an end-of-turn "
-                          "token, so the student's has no teacher signal", highlight=False)
+            console.print(
+                "no teacher.api.tokenizer: responses are scored without an end-of-turn "
+                "token, so the student's has no teacher signal",
+                highlight=False,
+            )
         yield source, fingerprint

@@ -89,9 +89,11 @@ class CaptureResult:
     def summary(self) -> str:
         """What `distil capture` says when it is done."""
         absent = f", {self.absent:,} of them absent: the teacher returned no logprobs" * bool(self.absent)
-        return (f"signals of {self.samples} samples ({self.tokens:,} tokens{absent}, "
-                f"{self.bytes_per_token:.1f} bytes/token) in {self.path}; {self.captured} "
-                "captured by this run")
+        return (
+            f"signals of {self.samples} samples ({self.tokens:,} tokens{absent}, "
+            f"{self.bytes_per_token:.1f} bytes/token) in {self.path}; {self.captured} "
+            "captured by this run"
+        )
 
 
 class LocalTeacherSource:
@@ -105,8 +107,15 @@ class LocalTeacherSource:
     logprob_mode = "teacher-forced"
     absent_positions = False
 
-    def __init__(self, teacher: LoadedModel, vocab_size: int, top_k: int, temperature: float,
-                 pad_token_id: int, chunk_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        teacher: LoadedModel,
+        vocab_size: int,
+        top_k: int,
+        temperature: float,
+        pad_token_id: int,
+        chunk_tokens: int | None = None,
+    ) -> None:
         self.model, self.vocab_size, self.top_k = teacher.model, vocab_size, top_k
         self.temperature, self.pad_token_id = temperature, pad_token_id
         self.device = next(self.model.parameters()).device
@@ -116,23 +125,36 @@ class LocalTeacherSource:
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
         batch = {k: v.to(self.device) for k, v in collate(examples, self.pad_token_id).items()}
         mask = batch["labels"][:, 1:] != IGNORE_INDEX  # (B, T-1) response positions
-        chunks = [teacher_top_k(logits.float(), self.top_k, self.temperature)
-                  for logits in self._response_logits(batch, mask)]
-        ids, logprobs, log_tail = (torch.cat(parts).cpu().numpy()  # (N, k), (N, k), (N,)
-                                   for parts in zip(*(c[:3] for c in chunks), strict=True))
+        chunks = [
+            teacher_top_k(logits.float(), self.top_k, self.temperature)
+            for logits in self._response_logits(batch, mask)
+        ]
+        ids, logprobs, log_tail = (
+            torch.cat(parts).cpu().numpy()  # (N, k), (N, k), (N,)
+            for parts in zip(*(c[:3] for c in chunks), strict=True)
+        )
         samples, start = [], 0
         for example, count in zip(examples, mask.sum(dim=1).tolist(), strict=True):
             rows = slice(start, start + count)
-            samples.append(SampleSignals(example.sample_id, input_hash(example.input_ids),
-                                         ids[rows], logprobs[rows], log_tail[rows]))
+            samples.append(
+                SampleSignals(
+                    example.sample_id,
+                    input_hash(example.input_ids),
+                    ids[rows],
+                    logprobs[rows],
+                    log_tail[rows],
+                )
+            )
             start += count
         return samples
 
-    def _response_logits(self, batch: dict[str, torch.Tensor],
-                         mask: torch.Tensor) -> Iterator[torch.Tensor]:
+    def _response_logits(self, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> Iterator[torch.Tensor]:
         """Teacher logits (c, V) at the response positions, in chunks of rows."""
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                  "use_cache": False}
+        inputs = {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "use_cache": False,
+        }
         weight = linear_head_weight(self.model)
         if weight is None:
             yield self.model(**inputs).logits[:, :-1][mask][:, : self.vocab_size]
@@ -140,7 +162,7 @@ class LocalTeacherSource:
         hidden = self.model.base_model(**inputs).last_hidden_state[:, :-1][mask]  # (N, H)
         weight = weight[: self.vocab_size]
         for start in range(0, hidden.shape[0], self.chunk_tokens):
-            yield hidden[start: start + self.chunk_tokens] @ weight.T
+            yield hidden[start : start + self.chunk_tokens] @ weight.T
 
 
 class ScoringTeacherSource:
@@ -173,11 +195,14 @@ class ScoringTeacherSource:
         targets = [label for label in example.labels[1:] if label != IGNORE_INDEX]
         scored = self.teacher.score(pair_prompt(pair), pair.response + self.end_of_turn, self.top_k)
         if [position.token_id for position in scored[: len(targets)]] != targets:
-            raise SignalsError(f"teacher {self.teacher.name} scored other tokens than the training "
-                               f"row {example.sample_id!r} holds; its tokenizer must be the student's")
+            raise SignalsError(
+                f"teacher {self.teacher.name} scored other tokens than the training "
+                f"row {example.sample_id!r} holds; its tokenizer must be the student's"
+            )
         top = top_k_of(scored[: len(targets)], self.top_k, f"sample {example.sample_id!r}")
-        return SampleSignals(example.sample_id, input_hash(example.input_ids), top.ids,
-                             top.logprobs, top.log_tail)
+        return SampleSignals(
+            example.sample_id, input_hash(example.input_ids), top.ids, top.logprobs, top.log_tail
+        )
 
 
 def capture(recipe: Recipe) -> CaptureResult:
@@ -192,40 +217,71 @@ def capture(recipe: Recipe) -> CaptureResult:
     if signal.capture_via_api:
         return capture_through_api(recipe)
     if recipe.capture.source in ("score", "generation"):
-        raise SignalsError(f"capture.source={recipe.capture.source} needs a teacher behind an API "
-                           "(teacher.api); set capture.source=local or auto")
+        raise SignalsError(
+            f"capture.source={recipe.capture.source} needs a teacher behind an API "
+            "(teacher.api); set capture.source=local or auto"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher, student, vocab = load_models(recipe, device, purpose=LOCAL_CAPTURE)
     settings, temperature = recipe.capture, capture_temperature(recipe)
     if settings.top_k > vocab:
-        raise SignalsError(f"capture.top_k={settings.top_k} exceeds the vocabulary ({vocab} "
-                           f"tokens); set capture.top_k to at most {vocab}")
+        raise SignalsError(
+            f"capture.top_k={settings.top_k} exceeds the vocabulary ({vocab} "
+            f"tokens); set capture.top_k to at most {vocab}"
+        )
     tokenizer = student.tokenizer  # the tokens training will see
     _, examples = training_examples(recipe, tokenizer)
     del student
-    source = LocalTeacherSource(teacher, vocab, settings.top_k, temperature,
-                                tokenizer.pad_token_id)
-    return store_signals(recipe, source, tokenizer, vocab, examples, settings.batch_size,
-                         teacher_dtype=str(teacher.model.dtype).removeprefix("torch."),
-                         device=device.type)
+    source = LocalTeacherSource(teacher, vocab, settings.top_k, temperature, tokenizer.pad_token_id)
+    return store_signals(
+        recipe,
+        source,
+        tokenizer,
+        vocab,
+        examples,
+        settings.batch_size,
+        teacher_dtype=str(teacher.model.dtype).removeprefix("torch."),
+        device=device.type,
+    )
 
 
 LOCAL_CAPTURE = "a capture in process (capture.source: local or auto)"
 """What a white-box capture is called in the refusal of a teacher without logits."""
 
 
-def store_signals(recipe: Recipe, source: SignalSource, tokenizer: Any, vocab: int,
-                  examples: list[Example], batch_size: int, **provenance: str) -> CaptureResult:
+def store_signals(
+    recipe: Recipe,
+    source: SignalSource,
+    tokenizer: Any,
+    vocab: int,
+    examples: list[Example],
+    batch_size: int,
+    **provenance: str,
+) -> CaptureResult:
     """Capture `examples` from `source` into the recipe's store, under its fingerprint."""
     settings = recipe.capture
     fingerprint = build_fingerprint(
-        signal_identity(recipe, tokenizer, capture_temperature(recipe)), vocab_size=vocab,
-        top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
-        logprob_mode=source.logprob_mode, absent_positions=source.absent_positions,
-        provenance={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    **provenance, "data": recipe.data.train})
-    return run_capture(source, examples, fingerprint, capture_dir(recipe),
-                       batch_size=batch_size, shard_tokens=settings.shard_tokens)
+        signal_identity(recipe, tokenizer, capture_temperature(recipe)),
+        vocab_size=vocab,
+        top_k=settings.top_k,
+        logprob_dtype=settings.logprob_dtype,
+        source=source.name,
+        logprob_mode=source.logprob_mode,
+        absent_positions=source.absent_positions,
+        provenance={
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **provenance,
+            "data": recipe.data.train,
+        },
+    )
+    return run_capture(
+        source,
+        examples,
+        fingerprint,
+        capture_dir(recipe),
+        batch_size=batch_size,
+        shard_tokens=settings.shard_tokens,
+    )
 
 
 def capture_through_api(recipe: Recipe) -> CaptureResult:
@@ -239,21 +295,45 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
     train_pairs, examples = training_examples(recipe, tokenizer)
     endpoint = endpoint_of(recipe.teacher)
     if settings.source == "generation":  # no request: the logprobs are in the data already
-        return store_signals(recipe, generation_source(recipe), tokenizer, vocab,
-                             examples, settings.batch_size, endpoint=endpoint)
-    with closing(open_teacher(recipe.teacher, seed=recipe.seed,
-                              probe_top_logprobs=settings.top_k)) as teacher:
+        return store_signals(
+            recipe,
+            generation_source(recipe),
+            tokenizer,
+            vocab,
+            examples,
+            settings.batch_size,
+            endpoint=endpoint,
+        )
+    with closing(
+        open_teacher(recipe.teacher, seed=recipe.seed, probe_top_logprobs=settings.top_k)
+    ) as teacher:
         for line in teacher.offers():
             console.print(line, highlight=False)
         if settings.source == "auto" and not teacher.capabilities.can_score:
-            console.print("the teacher cannot score given text: capturing the logprobs it "
-                          "returned while generating (kept by synth)", highlight=False)
-            return store_signals(recipe, generation_source(recipe), tokenizer, vocab,
-                                 examples, settings.batch_size, endpoint=endpoint)
+            console.print(
+                "the teacher cannot score given text: capturing the logprobs it "
+                "returned while generating (kept by synth)",
+                highlight=False,
+            )
+            return store_signals(
+                recipe,
+                generation_source(recipe),
+                tokenizer,
+                vocab,
+                examples,
+                settings.batch_size,
+                endpoint=endpoint,
+            )
         source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
-        return store_signals(recipe, source, tokenizer, vocab, examples,
-                             max(settings.batch_size, getattr(teacher, "concurrency", 1)),
-                             endpoint=endpoint)
+        return store_signals(
+            recipe,
+            source,
+            tokenizer,
+            vocab,
+            examples,
+            max(settings.batch_size, getattr(teacher, "concurrency", 1)),
+            endpoint=endpoint,
+        )
 
 
 def generation_source(recipe: Recipe) -> SignalSource:
@@ -263,39 +343,56 @@ def generation_source(recipe: Recipe) -> SignalSource:
     return GenerationLogprobsSource(read_token_logprobs(recipe.data.train), recipe.capture.top_k)
 
 
-def run_capture(source: SignalSource, examples: list[Example], fingerprint: dict[str, Any],
-                path: Path, batch_size: int, shard_tokens: int) -> CaptureResult:
+def run_capture(
+    source: SignalSource,
+    examples: list[Example],
+    fingerprint: dict[str, Any],
+    path: Path,
+    batch_size: int,
+    shard_tokens: int,
+) -> CaptureResult:
     """Capture every example not yet in the store at `path`; longest rows first."""
     if fingerprint["temperature"] != source.temperature:
-        raise SignalsError(f"the {source.name} source gives distributions at temperature "
-                           f"{source.temperature}, not {fingerprint['temperature']}; set "
-                           f"distill.temperature={source.temperature}")
+        raise SignalsError(
+            f"the {source.name} source gives distributions at temperature "
+            f"{source.temperature}, not {fingerprint['temperature']}; set "
+            f"distill.temperature={source.temperature}"
+        )
     started = time.perf_counter()
     with SignalWriter(path, fingerprint, shard_tokens) as writer:
-        todo = sorted((e for e in examples if e.sample_id not in writer),
-                      key=lambda e: (-len(e.input_ids), e.sample_id))
+        todo = sorted(
+            (e for e in examples if e.sample_id not in writer), key=lambda e: (-len(e.input_ids), e.sample_id)
+        )
         with progress_bar("tok/s") as bar:
-            task = bar.add_task("capture", total=len(examples),
-                                completed=len(examples) - len(todo), **{"tok/s": "-"})
+            task = bar.add_task(
+                "capture", total=len(examples), completed=len(examples) - len(todo), **{"tok/s": "-"}
+            )
             tokens = 0
             for start in range(0, len(todo), batch_size):
-                for sample in source.capture(todo[start: start + batch_size]):
+                for sample in source.capture(todo[start : start + batch_size]):
                     writer.add(sample)
                     tokens += sample.num_tokens
                 rate = tokens / max(time.perf_counter() - started, 1e-9)
-                bar.update(task, advance=len(todo[start: start + batch_size]),
-                           **{"tok/s": f"{rate:,.0f}"})
+                bar.update(task, advance=len(todo[start : start + batch_size]), **{"tok/s": f"{rate:,.0f}"})
     with SignalStore(path) as store:
         size = sum(p.stat().st_size for p in store.shards)
-        return CaptureResult(path, len(store), store.num_tokens, len(todo), store.num_absent,
-                             size / max(store.num_tokens, 1), time.perf_counter() - started)
+        return CaptureResult(
+            path,
+            len(store),
+            store.num_tokens,
+            len(todo),
+            store.num_absent,
+            size / max(store.num_tokens, 1),
+            time.perf_counter() - started,
+        )
 
 
 def training_examples(recipe: Recipe, tokenizer: Any) -> tuple[list[Pair], list[Example]]:
     """The recipe's training rows, as pairs and as the examples training will see."""
     train_pairs, _ = load_splits(recipe.data, recipe.seed)
-    return train_pairs, unique_examples(encode_pairs(tokenizer, train_pairs, recipe.data.template,
-                                                     recipe.data.max_length))
+    return train_pairs, unique_examples(
+        encode_pairs(tokenizer, train_pairs, recipe.data.template, recipe.data.max_length)
+    )
 
 
 def unique_examples(examples: list[Example]) -> list[Example]:
@@ -304,12 +401,15 @@ def unique_examples(examples: list[Example]) -> list[Example]:
     for example in examples:
         other = seen.setdefault(example.sample_id, example)
         if other.input_ids != example.input_ids:
-            raise DataError(f"sample id {example.sample_id!r} names two different rows; the data's "
-                            "`id` column must be unique (signals are stored by sample id)")
+            raise DataError(
+                f"sample id {example.sample_id!r} names two different rows; the data's "
+                "`id` column must be unique (signals are stored by sample id)"
+            )
     return list(seen.values())
 
 
 # --- a student of another tokenizer: the teacher captured on its own tokens -----------
+
 
 class TeacherTokensSource(LocalTeacherSource):
     """White-box capture on the teacher's own tokens, with each position's token and offsets."""
@@ -327,21 +427,31 @@ class TeacherTokensSource(LocalTeacherSource):
         targets = labels[mask]  # (N,)
         tops, chosen, start = [], [], 0
         for logits in self._response_logits(batch, mask):
-            rows = targets[start: start + logits.shape[0]]
+            rows = targets[start : start + logits.shape[0]]
             log_p = torch.log_softmax(logits.float() / self.temperature, dim=-1)
             tops.append(teacher_top_k(logits.float(), self.top_k, self.temperature))
             chosen.append(log_p.gather(1, rows[:, None]).squeeze(1))
             start += logits.shape[0]
-        ids, logprobs, log_tail = (torch.cat(parts).cpu().numpy()
-                                   for parts in zip(*(t[:3] for t in tops), strict=True))
+        ids, logprobs, log_tail = (
+            torch.cat(parts).cpu().numpy() for parts in zip(*(t[:3] for t in tops), strict=True)
+        )
         target_logprob = torch.cat(chosen).cpu().numpy()
         samples, start = [], 0
         for example, count in zip(examples, mask.sum(dim=1).tolist(), strict=True):
             rows = slice(start, start + count)
-            tokens = TeacherTokens(targets[rows].cpu().numpy(), target_logprob[rows],
-                                   self._offsets(example, count))
-            samples.append(SampleSignals(example.sample_id, input_hash(example.input_ids),
-                                         ids[rows], logprobs[rows], log_tail[rows], tokens))
+            tokens = TeacherTokens(
+                targets[rows].cpu().numpy(), target_logprob[rows], self._offsets(example, count)
+            )
+            samples.append(
+                SampleSignals(
+                    example.sample_id,
+                    input_hash(example.input_ids),
+                    ids[rows],
+                    logprobs[rows],
+                    log_tail[rows],
+                    tokens,
+                )
+            )
             start += count
         return samples
 
@@ -364,27 +474,53 @@ def capture_teacher_tokens(recipe: Recipe) -> CaptureResult:
         student = load_student(recipe, torch.device("cpu"))
         pairs, examples = training_examples(recipe, student.tokenizer)  # the rows training reads
         with api_teacher_tokens(recipe, pairs) as (source, fingerprint):
-            return run_capture(source, examples, fingerprint, capture_dir(recipe),
-                               batch_size=max(recipe.capture.batch_size, source.concurrency),
-                               shard_tokens=recipe.capture.shard_tokens)
+            return run_capture(
+                source,
+                examples,
+                fingerprint,
+                capture_dir(recipe),
+                batch_size=max(recipe.capture.batch_size, source.concurrency),
+                shard_tokens=recipe.capture.shard_tokens,
+            )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher, _, _ = load_models(recipe, device, purpose=LOCAL_CAPTURE)
     tokenizer, settings = teacher.tokenizer, recipe.capture
     vocab = output_vocab_size(teacher.model)
     if settings.top_k > vocab:
-        raise SignalsError(f"capture.top_k={settings.top_k} exceeds the teacher's vocabulary "
-                           f"({vocab} tokens); set capture.top_k to at most {vocab}")
+        raise SignalsError(
+            f"capture.top_k={settings.top_k} exceeds the teacher's vocabulary "
+            f"({vocab} tokens); set capture.top_k to at most {vocab}"
+        )
     pairs, examples = training_examples(recipe, tokenizer)
-    source = TeacherTokensSource(teacher, vocab, settings.top_k, capture_temperature(recipe),
-                                 tokenizer.pad_token_id, tokenizer=tokenizer, pairs=pairs)
+    source = TeacherTokensSource(
+        teacher,
+        vocab,
+        settings.top_k,
+        capture_temperature(recipe),
+        tokenizer.pad_token_id,
+        tokenizer=tokenizer,
+        pairs=pairs,
+    )
     fingerprint = build_fingerprint(
-        signal_identity(recipe, tokenizer, capture_temperature(recipe)), vocab_size=vocab,
-        top_k=settings.top_k, logprob_dtype=settings.logprob_dtype, source=source.name,
+        signal_identity(recipe, tokenizer, capture_temperature(recipe)),
+        vocab_size=vocab,
+        top_k=settings.top_k,
+        logprob_dtype=settings.logprob_dtype,
+        source=source.name,
         logprob_mode=source.logprob_mode,
-        provenance={"data": recipe.data.train,
-                    "teacher_dtype": str(teacher.model.dtype).removeprefix("torch.")})
+        provenance={
+            "data": recipe.data.train,
+            "teacher_dtype": str(teacher.model.dtype).removeprefix("torch."),
+        },
+    )
     fingerprint["teacher_tokens"] = True
     path = capture_dir(recipe)
     write_teacher_vocabulary(path, tokenizer)
-    return run_capture(source, examples, fingerprint, path, batch_size=settings.batch_size,
-                       shard_tokens=settings.shard_tokens)
+    return run_capture(
+        source,
+        examples,
+        fingerprint,
+        path,
+        batch_size=settings.batch_size,
+        shard_tokens=settings.shard_tokens,
+    )

@@ -14,8 +14,9 @@ import typer
 from distil.audit.settings import ApiAudit, AuditError, ModelAudit, TextAudit
 from distil.commands.options import field_help, options_from, settings_from
 
-audit_app = typer.Typer(no_args_is_help=True, help="Test text or a model for a teacher's watermark "
-                                                   "(docs/provenance.md).")
+audit_app = typer.Typer(
+    no_args_is_help=True, help="Test text or a model for a teacher's watermark (docs/provenance.md)."
+)
 
 
 def _argument(model: type, field: str) -> Any:

@@ -34,12 +34,17 @@ _PLAIN = (str, int, float, bool, Path)
 def options_from(*models: type[BaseModel]) -> Callable[[Command], Command]:
     """Give the decorated command (which takes `**options`) one keyword option per field of
     `models`, except fields it declares itself; it receives them all in `options`."""
+
     def decorate(command: Command) -> Command:
-        own = [p for p in inspect.signature(command).parameters.values()
-               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        own = [
+            p
+            for p in inspect.signature(command).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
         taken = {p.name for p in own}
-        fields = {name: info for model in models for name, info in model.model_fields.items()
-                  if name not in taken}
+        fields = {
+            name: info for model in models for name, info in model.model_fields.items() if name not in taken
+        }
         generated = [_option(name, info) for name, info in fields.items()]
 
         @functools.wraps(command)
@@ -50,11 +55,13 @@ def options_from(*models: type[BaseModel]) -> Callable[[Command], Command]:
         with_options.__signature__ = inspect.Signature([*own, *generated])  # type: ignore[attr-defined]
         with_options.__annotations__ = {p.name: p.annotation for p in [*own, *generated]}
         return with_options  # type: ignore[return-value]
+
     return decorate
 
 
-def settings_from(model: type[Model], options: dict[str, Any], error: type[DistilError], /,
-                  **values: Any) -> Model:
+def settings_from(
+    model: type[Model], options: dict[str, Any], error: type[DistilError], /, **values: Any
+) -> Model:
     """`model` from the options that are its fields and `values` (arguments and the like); a
     value it refuses raises `error`, one line naming the option."""
     given = {name: value for name, value in options.items() if name in model.model_fields}
@@ -87,8 +94,9 @@ def _option(name: str, info: FieldInfo) -> inspect.Parameter:
         flag = f"{flag}/--no-{flag[2:]}"
     shown = not required and default not in (None, [])
     option = typer.Option(flag, help=field_help(info), show_default=shown)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[kind, option])
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
 
 
 def _option_type(name: str, annotation: Any) -> Any:

@@ -14,13 +14,23 @@ from distil.server.settings import ServeError, ServerSettings, StartSettings
 
 
 @options_from(ServerSettings, StartSettings)
-def serve(model: Annotated[str, typer.Argument(
-              help="Model to serve: a folder, a hub id, or 'demo' (the shipped demo teacher).",
-              show_default=False)],
-          served_name: Annotated[str | None, typer.Option(
-              help=field_help(ServerSettings.model_fields["served_name"]) + " Default: MODEL.",
-              show_default=False)] = None,
-          **options: Any) -> None:
+def serve(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Model to serve: a folder, a hub id, or 'demo' (the shipped demo teacher).",
+            show_default=False,
+        ),
+    ],
+    served_name: Annotated[
+        str | None,
+        typer.Option(
+            help=field_help(ServerSettings.model_fields["served_name"]) + " Default: MODEL.",
+            show_default=False,
+        ),
+    ] = None,
+    **options: Any,
+) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
     options["served_name"] = served_name or model
     settings = settings_from(ServerSettings, options, ServeError)

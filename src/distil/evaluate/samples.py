@@ -14,16 +14,24 @@ from distil.recipe import EvalSection
 from distil.signals.scoring import pair_prompt
 
 
-def sample_answers(models: dict[str, LoadedModel], held_out: list[Pair],
-                   config: EvalSection) -> list[dict[str, Any]]:
+def sample_answers(
+    models: dict[str, LoadedModel], held_out: list[Pair], config: EvalSection
+) -> list[dict[str, Any]]:
     """Each model's greedy answer (by role: teacher, student, untrained_student) to the first
     `config.sample_answers` held-out prompts, with the prompt and the row's own response."""
     rows = held_out[: config.sample_answers]
     if not rows:
         return []
     prompts = [pair_prompt(pair) for pair in rows]
-    answers = {role: answer(model, prompts, config, f"{role.replace('_', ' ')} samples")[0]
-               for role, model in models.items()}
-    return [{"prompt": pair.prompt, "reference": pair.response,
-             **{role: texts[index] for role, texts in answers.items()}}
-            for index, pair in enumerate(rows)]
+    answers = {
+        role: answer(model, prompts, config, f"{role.replace('_', ' ')} samples")[0]
+        for role, model in models.items()
+    }
+    return [
+        {
+            "prompt": pair.prompt,
+            "reference": pair.response,
+            **{role: texts[index] for role, texts in answers.items()},
+        }
+        for index, pair in enumerate(rows)
+    ]

@@ -37,8 +37,12 @@ def trained_student_dir(recipe: Recipe) -> Path:
     return recipe.run_dir / "student"
 
 
-def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | None = None,
-             teacher_cache: Path | None = None) -> dict[str, Any]:
+def evaluate(
+    recipe: Recipe,
+    student_source: str | None = None,
+    output: Path | None = None,
+    teacher_cache: Path | None = None,
+) -> dict[str, Any]:
     """Compare student and teacher on held-out rows (and tasks); write and return the metrics.
 
     With `eval.baseline`, the recipe's untrained student is measured beside the trained one
@@ -50,15 +54,18 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
     """
     source = student_source or str(trained_student_dir(recipe))
     if student_source is None and not Path(source).is_dir():
-        raise ModelError(f"no trained student in {source}; run `distil train` first, or pass "
-                         "--student recipe to evaluate the recipe's untrained student")
+        raise ModelError(
+            f"no trained student in {source}; run `distil train` first, or pass "
+            "--student recipe to evaluate the recipe's untrained student"
+        )
     if source == "recipe":
         source = recipe.student.model
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # bad data fails before any model loads
     held_out = held_out_pairs(recipe.data, recipe.seed, recipe.eval.max_samples)
-    teacher, student, vocab = load_models(recipe, device, student_source=source,
-                                          purpose="evaluation (KL to the teacher, its answers)")
+    teacher, student, vocab = load_models(
+        recipe, device, student_source=source, purpose="evaluation (KL to the teacher, its answers)"
+    )
     if not held_out:
         raise DataError("no held-out rows to evaluate on; set data.eval or data.eval_fraction > 0")
     students = {"student": student}
@@ -69,39 +76,53 @@ def evaluate(recipe: Recipe, student_source: str | None = None, output: Path | N
     metrics["teacher"]["model"] = recipe.teacher.model
     if "untrained_student" in metrics:
         metrics["untrained_student"]["model"] = recipe.student.model
-    metrics.update({
-        "samples": metrics.pop("rows"),
-        "distil_version": __version__,
-        "machine": describe_machine(),  # results move with the CPU's instruction set
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
+    metrics.update(
+        {
+            "samples": metrics.pop("rows"),
+            "distil_version": __version__,
+            "machine": describe_machine(),  # results move with the CPU's instruction set
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
     output = Path(output or recipe.run_dir / "eval.json")
     if recipe.eval.tasks:
-        scores = score_tasks(teacher, students, recipe.eval, recipe.seed,
-                             output.with_name("eval_samples.jsonl"),
-                             teacher_cache or recipe.run_dir / "teacher_answers.json")
+        scores = score_tasks(
+            teacher,
+            students,
+            recipe.eval,
+            recipe.seed,
+            output.with_name("eval_samples.jsonl"),
+            teacher_cache or recipe.run_dir / "teacher_answers.json",
+        )
         for role in ("teacher", *students):
             metrics[role].update(scores.pop(role))
         metrics.update(scores)
-    metrics["sample_answers"] = sample_answers({"teacher": teacher, **students}, held_out,
-                                               recipe.eval)
+    metrics["sample_answers"] = sample_answers({"teacher": teacher, **students}, held_out, recipe.eval)
     atomic_write_json(output, metrics)
     return metrics
 
 
-def _forced_metrics(recipe: Recipe, teacher: LoadedModel, students: dict[str, LoadedModel],
-                    vocab: int, held_out: list[Pair]) -> dict[str, Any]:
+def _forced_metrics(
+    recipe: Recipe, teacher: LoadedModel, students: dict[str, LoadedModel], vocab: int, held_out: list[Pair]
+) -> dict[str, Any]:
     """Teacher-forced figures on the held-out rows: per role its parameters and perplexity;
     for each student also KL(teacher || it) and top-1 agreement (the trained student's at
     the top level, as eval.json has always had them); `tokens` and `rows` counted."""
     models = {"teacher": teacher, **students}
-    metrics: dict[str, Any] = {role: {"params": count_parameters(loaded.model)}
-                               for role, loaded in models.items()}
+    metrics: dict[str, Any] = {
+        role: {"params": count_parameters(loaded.model)} for role, loaded in models.items()
+    }
     if recipe.cross_tokenizer.method != "off":  # no token-by-token comparison possible
         for role, loaded in (*students.items(), ("teacher", teacher)):
             examples = _examples(recipe, loaded, held_out)
-            totals = _accumulate(loaded.model, {}, examples, _width(loaded), recipe.eval.batch_size,
-                                 loaded.tokenizer.pad_token_id)
+            totals = _accumulate(
+                loaded.model,
+                {},
+                examples,
+                _width(loaded),
+                recipe.eval.batch_size,
+                loaded.tokenizer.pad_token_id,
+            )
             metrics[role]["perplexity"] = summarise(totals)["teacher"]["perplexity"]
             metrics.setdefault("tokens", int(totals["tokens"]))
             metrics.setdefault("rows", len(examples))
@@ -109,14 +130,21 @@ def _forced_metrics(recipe: Recipe, teacher: LoadedModel, students: dict[str, Lo
                 metrics[role].update(kl_teacher_student=None, top1_agreement=None)
     else:
         examples = _examples(recipe, students["student"], held_out)
-        totals = _accumulate(teacher.model, {r: m.model for r, m in students.items()}, examples,
-                             vocab, recipe.eval.batch_size, students["student"].tokenizer.pad_token_id)
+        totals = _accumulate(
+            teacher.model,
+            {r: m.model for r, m in students.items()},
+            examples,
+            vocab,
+            recipe.eval.batch_size,
+            students["student"].tokenizer.pad_token_id,
+        )
         for role, figures in summarise(totals).items():
             metrics[role].update(figures)
         metrics.update(tokens=int(totals["tokens"]), rows=len(examples))
     student = metrics["student"]
-    metrics.update(kl_teacher_student=student.pop("kl_teacher_student"),
-                   top1_agreement=student.pop("top1_agreement"))
+    metrics.update(
+        kl_teacher_student=student.pop("kl_teacher_student"), top1_agreement=student.pop("top1_agreement")
+    )
     return metrics
 
 
@@ -129,8 +157,14 @@ def _width(loaded: LoadedModel) -> int:
 
 
 @torch.no_grad()
-def _accumulate(teacher: Any, students: dict[str, Any], examples: list[Example], vocab: int,
-                batch_size: int, pad_token_id: int) -> dict[str, Any]:
+def _accumulate(
+    teacher: Any,
+    students: dict[str, Any],
+    examples: list[Example],
+    vocab: int,
+    batch_size: int,
+    pad_token_id: int,
+) -> dict[str, Any]:
     """Sums over the response tokens: the teacher's NLL, and for each student its NLL,
     KL(teacher || student) and top-1 agreements; the teacher's logits are computed once."""
     for model in (teacher, *students.values()):
@@ -141,7 +175,7 @@ def _accumulate(teacher: Any, students: dict[str, Any], examples: list[Example],
     with progress_bar() as bar:
         task = bar.add_task("eval", total=len(examples))
         for start in range(0, len(examples), batch_size):
-            chunk = examples[start: start + batch_size]
+            chunk = examples[start : start + batch_size]
             batch = {k: v.to(device) for k, v in collate(chunk, pad_token_id).items()}
             labels = batch["labels"][:, 1:]
             mask = labels != IGNORE_INDEX

@@ -51,29 +51,36 @@ class GgufArchitecture:
     """Reorder query/key rows from rotate-half to adjacent pairs (llama.cpp's Llama rope)."""
 
 
-ARCHITECTURES = {"llama": GgufArchitecture("llama", True),
-                 "mistral": GgufArchitecture("llama", True),
-                 "qwen2": GgufArchitecture("qwen2", False),
-                 "qwen3": GgufArchitecture("qwen3", False)}
+ARCHITECTURES = {
+    "llama": GgufArchitecture("llama", True),
+    "mistral": GgufArchitecture("llama", True),
+    "qwen2": GgufArchitecture("qwen2", False),
+    "qwen3": GgufArchitecture("qwen3", False),
+}
 
 
 def gguf_architecture(config: Any) -> GgufArchitecture:
     """The GGUF architecture of a model config; ExportError for one this exporter cannot write."""
     arch = ARCHITECTURES.get(config.model_type)
     if arch is None:
-        raise ExportError(f"GGUF export supports {', '.join(sorted(ARCHITECTURES))}; this model "
-                          f"is {config.model_type!r}; drop `gguf` from export.formats, or convert "
-                          "it with llama.cpp's own convert_hf_to_gguf.py")
+        raise ExportError(
+            f"GGUF export supports {', '.join(sorted(ARCHITECTURES))}; this model "
+            f"is {config.model_type!r}; drop `gguf` from export.formats, or convert "
+            "it with llama.cpp's own convert_hf_to_gguf.py"
+        )
     rope = rope_parameters(config)
     if rope.get("rope_type", "default") != "default":
-        raise ExportError(f"GGUF export writes plain rotary embeddings; this model uses "
-                          f"{rope['rope_type']!r} rope scaling; drop `gguf` from export.formats")
+        raise ExportError(
+            f"GGUF export writes plain rotary embeddings; this model uses "
+            f"{rope['rope_type']!r} rope scaling; drop `gguf` from export.formats"
+        )
     window = getattr(config, "sliding_window", None)
-    if window and getattr(config, "use_sliding_window", True) and \
-            window < config.max_position_embeddings:
-        raise ExportError(f"this model attends through a sliding window of {window} tokens, "
-                          "which llama.cpp's llama architecture does not apply; drop `gguf` "
-                          "from export.formats")
+    if window and getattr(config, "use_sliding_window", True) and window < config.max_position_embeddings:
+        raise ExportError(
+            f"this model attends through a sliding window of {window} tokens, "
+            "which llama.cpp's llama architecture does not apply; drop `gguf` "
+            "from export.formats"
+        )
     return arch
 
 
@@ -115,8 +122,10 @@ def gguf_tensors(model: Any) -> dict[str, tuple[str, np.ndarray]]:
         base, suffix = hf_name.rsplit(".", 1)
         name = names.get_name(base)
         if name is None:
-            raise ExportError(f"no GGUF name for the tensor {hf_name} of this {config.model_type} "
-                              "model; drop `gguf` from export.formats")
+            raise ExportError(
+                f"no GGUF name for the tensor {hf_name} of this {config.model_type} "
+                "model; drop `gguf` from export.formats"
+            )
         tensors[f"{name}.{suffix}"] = (hf_name, _llama_layout(hf_name, tensor, config, arch))
     return tensors
 
@@ -191,10 +200,15 @@ def _add_vocabulary(writer: Any, vocab: GgufVocabulary) -> None:
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.token_types)
     # llama.cpp and transformers both need the key, even with no merges (a bytes-only vocabulary)
-    writer.add_key_value(Keys.Tokenizer.MERGES, vocab.merges, GGUFValueType.ARRAY,
-                         sub_type=GGUFValueType.STRING)
-    adders = {"bos": writer.add_bos_token_id, "eos": writer.add_eos_token_id,
-              "pad": writer.add_pad_token_id, "unk": writer.add_unk_token_id}
+    writer.add_key_value(
+        Keys.Tokenizer.MERGES, vocab.merges, GGUFValueType.ARRAY, sub_type=GGUFValueType.STRING
+    )
+    adders = {
+        "bos": writer.add_bos_token_id,
+        "eos": writer.add_eos_token_id,
+        "pad": writer.add_pad_token_id,
+        "unk": writer.add_unk_token_id,
+    }
     for role, token_id in vocab.special_ids.items():
         adders[role](token_id)
     writer.add_add_bos_token(vocab.add_bos)
@@ -224,9 +238,11 @@ def llama_cpp_quantiser() -> Any:
     try:
         import llama_cpp
     except ImportError:
-        raise ExportError("q4_k_m needs llama.cpp's quantiser (the gguf package cannot write "
-                          "k-quants): pip install llama-cpp-python (it builds llama.cpp from "
-                          "source; see docs/export.md), or set export.gguf to [f16, q8_0]") from None
+        raise ExportError(
+            "q4_k_m needs llama.cpp's quantiser (the gguf package cannot write "
+            "k-quants): pip install llama-cpp-python (it builds llama.cpp from "
+            "source; see docs/export.md), or set export.gguf to [f16, q8_0]"
+        ) from None
     return llama_cpp
 
 
@@ -239,14 +255,15 @@ def quantize_k(source: Path, out: Path, gguf_type: str) -> None:
     params.ftype = FILE_TYPES[gguf_type]
     params.nthread = 1
     with _native_output_to(out.with_suffix(".log")) as log:
-        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(),
-                                                ctypes.byref(params))
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
     said = log.read_text(errors="replace").strip().splitlines()
     os.remove(log)
     if status != 0 or not out.is_file():
-        raise ExportError(f"llama.cpp could not quantise {source.name} to {gguf_type} (status "
-                          f"{status}: {said[-1] if said else 'no message'}); export f16 or "
-                          "q8_0 instead")
+        raise ExportError(
+            f"llama.cpp could not quantise {source.name} to {gguf_type} (status "
+            f"{status}: {said[-1] if said else 'no message'}); export f16 or "
+            "q8_0 instead"
+        )
 
 
 @contextmanager
@@ -269,8 +286,7 @@ def _native_output_to(path: Path) -> Iterator[Path]:
                 os.close(fd)
 
 
-def export_gguf(loaded: Any, folder: str | Path, gguf_type: str,
-                sample_texts: list[str]) -> Path:
+def export_gguf(loaded: Any, folder: str | Path, gguf_type: str, sample_texts: list[str]) -> Path:
     """Write `folder`/model-TYPE.gguf, gguf.json and a Modelfile; return the folder.
 
     sample_texts: held-out texts on which GPT-2's split rules must give the tokenizer's own
@@ -290,11 +306,16 @@ def export_gguf(loaded: Any, folder: str | Path, gguf_type: str,
             os.remove(tmp / "float32.gguf")
         else:
             write_gguf(model, vocab, tmp / file_name, gguf_type, _model_name(loaded))
-        manifest = {"format": "gguf", "type": gguf_type, "file": file_name,
-                    "architecture": gguf_architecture(model.config).name,
-                    "params": count_parameters(model),
-                    "pre_tokenizer": vocab.pre, "pre_tokenizer_note": vocab.pre_note,
-                    "quantiser": _quantiser(gguf_type)}
+        manifest = {
+            "format": "gguf",
+            "type": gguf_type,
+            "file": file_name,
+            "architecture": gguf_architecture(model.config).name,
+            "params": count_parameters(model),
+            "pre_tokenizer": vocab.pre,
+            "pre_tokenizer_note": vocab.pre_note,
+            "quantiser": _quantiser(gguf_type),
+        }
         (tmp / "gguf.json").write_text(json.dumps(manifest, indent=2) + "\n")
         # the export stage writes the student's model card at the export's root, beside this folder
         write_modelfile(tmp / "Modelfile", file_name, loaded.tokenizer, card="../README.md")

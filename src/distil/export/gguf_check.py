@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from distil.recipe import ExportSection
 
 
-def check_gguf_variant(loaded: Any, folder: Path,
-                       config: "ExportSection") -> tuple[dict[str, Any], list[str]]:
+def check_gguf_variant(
+    loaded: Any, folder: Path, config: "ExportSection"
+) -> tuple[dict[str, Any], list[str]]:
     """The `gguf` format's own check: ({"read_back": ..., "tokenizer": ...}, failures)."""
     texts = sample_texts(loaded.tokenizer, config)
     vocab = gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size, texts)
@@ -73,7 +74,8 @@ def tokenizer_check(path: str | Path, tokenizer: Any, texts: list[str]) -> dict[
                     f"on {len(differing)} of {len(texts)} held-out texts "
                     f"{'with' if add_special else 'without'} special tokens (first: "
                     f"{_shown(texts[first])}: {_shown(theirs[first])} instead of "
-                    f"{_shown(ours[first])})")
+                    f"{_shown(ours[first])})"
+                )
     return {"readers": list(readers), "texts": len(texts), "failures": failures}
 
 
@@ -92,8 +94,7 @@ def _llama_cpp_reader(path: Path) -> Encode:
     from llama_cpp import Llama
 
     vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
-    return lambda text, add_special: vocab.tokenize(text.encode(), add_bos=add_special,
-                                                    special=True)
+    return lambda text, add_special: vocab.tokenize(text.encode(), add_bos=add_special, special=True)
 
 
 def _shown(value: Any, width: int = 60) -> str:
@@ -132,8 +133,12 @@ def read_back(path: str | Path, model: Any, vocab: GgufVocabulary) -> dict[str, 
         worst = max(worst, ratio)
         if problem:
             failures.append(f"{tensor.name} ({kind}): {problem}")
-    return {"tensors": len(reader.tensors), "tensor_types": types,
-            "worst_error_to_bound": worst, "failures": failures}
+    return {
+        "tensors": len(reader.tensors),
+        "tensor_types": types,
+        "worst_error_to_bound": worst,
+        "failures": failures,
+    }
 
 
 def _compare(tensor: Any, weight: np.ndarray, config: Any) -> tuple[float, str | None]:
@@ -150,14 +155,16 @@ def _compare(tensor: Any, weight: np.ndarray, config: Any) -> tuple[float, str |
         target = weight if kind == "F32" else weight.astype(np.float16).astype(np.float32)
         equal = np.array_equal(values, target)
         return (0.0 if equal else float("inf")), None if equal else (
-            f"differs from PyTorch's by up to {np.abs(values - target).max():.3g}")
+            f"differs from PyTorch's by up to {np.abs(values - target).max():.3g}"
+        )
     if kind not in BOUNDS:
         return 0.0, f"no documented error bound for {kind}"
     return _within_step(values, weight, *BOUNDS[kind])
 
 
-def _within_step(values: np.ndarray, weight: np.ndarray, block: int, step: float,
-                 slack: float) -> tuple[float, str | None]:
+def _within_step(
+    values: np.ndarray, weight: np.ndarray, block: int, step: float, slack: float
+) -> tuple[float, str | None]:
     rows = weight.reshape(-1, weight.shape[-1] // block, block)  # (R, blocks, block)
     bound = slack * step * np.abs(rows).max(-1, keepdims=True)
     error = np.abs(values.reshape(rows.shape) - rows)
@@ -184,20 +191,25 @@ def _field(reader: Any, key: str) -> Any:
 
 def _metadata_failures(reader: Any, config: Any, vocab: GgufVocabulary) -> list[str]:
     from gguf import Keys
+
     arch = gguf_architecture(config).name
-    wanted = {"general.architecture": arch,
-              f"{arch}.block_count": config.num_hidden_layers,
-              f"{arch}.embedding_length": config.hidden_size,
-              f"{arch}.feed_forward_length": config.intermediate_size,
-              f"{arch}.attention.head_count": config.num_attention_heads,
-              f"{arch}.attention.head_count_kv": config.num_key_value_heads,
-              f"{arch}.context_length": config.max_position_embeddings,
-              f"{arch}.rope.dimension_count": head_dim(config),
-              "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": vocab.pre,
-              "tokenizer.ggml.tokens": vocab.tokens, "tokenizer.ggml.merges": vocab.merges,
-              "tokenizer.ggml.add_bos_token": vocab.add_bos,
-              "tokenizer.ggml.add_eos_token": vocab.add_eos,
-              "tokenizer.chat_template": vocab.chat_template}
+    wanted = {
+        "general.architecture": arch,
+        f"{arch}.block_count": config.num_hidden_layers,
+        f"{arch}.embedding_length": config.hidden_size,
+        f"{arch}.feed_forward_length": config.intermediate_size,
+        f"{arch}.attention.head_count": config.num_attention_heads,
+        f"{arch}.attention.head_count_kv": config.num_key_value_heads,
+        f"{arch}.context_length": config.max_position_embeddings,
+        f"{arch}.rope.dimension_count": head_dim(config),
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": vocab.pre,
+        "tokenizer.ggml.tokens": vocab.tokens,
+        "tokenizer.ggml.merges": vocab.merges,
+        "tokenizer.ggml.add_bos_token": vocab.add_bos,
+        "tokenizer.ggml.add_eos_token": vocab.add_eos,
+        "tokenizer.chat_template": vocab.chat_template,
+    }
     ids = Keys.Tokenizer
     keys = {"bos": ids.BOS_ID, "eos": ids.EOS_ID, "pad": ids.PAD_ID, "unk": ids.UNK_ID}
     wanted |= {keys[role]: i for role, i in vocab.special_ids.items()}
@@ -206,6 +218,8 @@ def _metadata_failures(reader: Any, config: Any, vocab: GgufVocabulary) -> list[
         got = _field(reader, key)
         if got != value and not (value == [] and got is None):
             shown = f"{len(got)} entries" if isinstance(got, list) else repr(got)
-            failures.append(f"metadata {key} is {shown}, expected "
-                            f"{f'{len(value)} entries' if isinstance(value, list) else repr(value)}")
+            failures.append(
+                f"metadata {key} is {shown}, expected "
+                f"{f'{len(value)} entries' if isinstance(value, list) else repr(value)}"
+            )
     return failures

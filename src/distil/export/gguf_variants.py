@@ -34,13 +34,11 @@ def sample_texts(tokenizer: Any, config: "ExportSection") -> list[str]:
 def check_gguf_export(loaded: Any, config: "ExportSection") -> None:
     """ExportError now for what would fail later: architecture, tokenizer, k-quant support."""
     gguf_architecture(loaded.model.config)
-    gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size,
-                    sample_texts(loaded.tokenizer, config))
+    gguf_vocabulary(loaded.tokenizer, loaded.model.config.vocab_size, sample_texts(loaded.tokenizer, config))
     if "q4_k_m" in config.gguf:
         llama_cpp_quantiser()
 
 
-def write_gguf_variant(loaded: Any, folder: Path, variant: VariantSpec,
-                       config: "ExportSection") -> None:
+def write_gguf_variant(loaded: Any, folder: Path, variant: VariantSpec, config: "ExportSection") -> None:
     """The `gguf` format's writer: one GGUF of the type the variant names."""
     export_gguf(loaded, folder, variant.setting, sample_texts(loaded.tokenizer, config))

@@ -24,10 +24,14 @@ from distil.errors import ExportError
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 """llama.cpp's token types (gguf.TokenType), kept here so that this module needs no gguf."""
 
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}"
-                r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
-               r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}"
+    r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
+    r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 NAMED_SPLITS = {LLAMA3_SPLIT: "llama-bpe", QWEN2_SPLIT: "qwen2"}
 """Split patterns of tokenizer.json that llama.cpp knows by a name, and that name."""
 
@@ -57,24 +61,29 @@ def gguf_vocabulary(tokenizer: Any, vocab_size: int, sample_texts: list[str]) ->
     spec = _tokenizer_json(tokenizer)
     model = spec.get("model") or {}
     if model.get("type") != "BPE" or not _is_byte_level(spec):
-        raise ExportError(f"GGUF export supports byte-level BPE tokenizers (GPT-2, Llama 3, "
-                          f"Qwen style); this one is {model.get('type', 'unknown')} without a "
-                          "ByteLevel pre-tokenizer, which this exporter cannot write yet; export "
-                          "ONNX instead (formats: [hf, onnx, onnx-int8])")
+        raise ExportError(
+            f"GGUF export supports byte-level BPE tokenizers (GPT-2, Llama 3, "
+            f"Qwen style); this one is {model.get('type', 'unknown')} without a "
+            "ByteLevel pre-tokenizer, which this exporter cannot write yet; export "
+            "ONNX instead (formats: [hf, onnx, onnx-int8])"
+        )
     tokens, types = _tokens(tokenizer, model["vocab"], spec.get("added_tokens") or [], vocab_size)
     pre, note = _pre_name(tokenizer, spec, sample_texts)
     merges = _merges(model.get("merges") or [])
     add_bos, add_eos = special_flags(tokenizer)
-    return GgufVocabulary(tokens, types, merges, pre, _special_ids(tokenizer), add_bos, add_eos,
-                          tokenizer.chat_template, note)
+    return GgufVocabulary(
+        tokens, types, merges, pre, _special_ids(tokenizer), add_bos, add_eos, tokenizer.chat_template, note
+    )
 
 
 def _tokenizer_json(tokenizer: Any) -> dict[str, Any]:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise ExportError(f"GGUF export needs a fast tokenizer (tokenizer.json); "
-                          f"{type(tokenizer).__name__} has none; save the model with a "
-                          "tokenizers-backed tokenizer")
+        raise ExportError(
+            f"GGUF export needs a fast tokenizer (tokenizer.json); "
+            f"{type(tokenizer).__name__} has none; save the model with a "
+            "tokenizers-backed tokenizer"
+        )
     return json.loads(backend.to_str())
 
 
@@ -87,8 +96,9 @@ def _is_byte_level(spec: dict[str, Any]) -> bool:
     return any(p.get("type") == "ByteLevel" for p in _pre_tokenizers(spec))
 
 
-def _tokens(tokenizer: Any, vocab: dict[str, int], added: list[dict[str, Any]],
-            vocab_size: int) -> tuple[list[str], list[int]]:
+def _tokens(
+    tokenizer: Any, vocab: dict[str, int], added: list[dict[str, Any]], vocab_size: int
+) -> tuple[list[str], list[int]]:
     """Token strings by id (ids the tokenizer lacks up to the model's width: unused pads)."""
     by_id = {i: t for t, i in vocab.items()} | {a["id"]: a["content"] for a in added}
     kinds = {a["id"]: CONTROL if a.get("special") else USER_DEFINED for a in added}
@@ -112,21 +122,26 @@ def special_flags(tokenizer: Any) -> tuple[bool, bool]:
     flags cannot say."""
     plain = tokenizer(FLAG_PROBE, add_special_tokens=False).input_ids
     full = tokenizer(FLAG_PROBE, add_special_tokens=True).input_ids
-    start = next((i for i in range(len(full) - len(plain) + 1)
-                  if full[i: i + len(plain)] == plain), None)
+    start = next((i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain), None)
     before = full[:start] if start is not None else full
-    after = full[start + len(plain):] if start is not None else []
+    after = full[start + len(plain) :] if start is not None else []
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     if start is None or before not in ([], [bos]) or after not in ([], [eos]):
-        raise ExportError(f"this tokenizer adds {before} before and {after} after a text "
-                          f"({FLAG_PROBE!r} -> {full}), which GGUF's add_bos_token and "
-                          "add_eos_token flags cannot say; export ONNX instead")
+        raise ExportError(
+            f"this tokenizer adds {before} before and {after} after a text "
+            f"({FLAG_PROBE!r} -> {full}), which GGUF's add_bos_token and "
+            "add_eos_token flags cannot say; export ONNX instead"
+        )
     return before == [bos], after == [eos]
 
 
 def _special_ids(tokenizer: Any) -> dict[str, int]:
-    ids = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id,
-           "pad": tokenizer.pad_token_id, "unk": tokenizer.unk_token_id}
+    ids = {
+        "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id,
+        "pad": tokenizer.pad_token_id,
+        "unk": tokenizer.unk_token_id,
+    }
     return {name: int(i) for name, i in ids.items() if i is not None}
 
 
@@ -144,12 +159,16 @@ def _pre_name(tokenizer: Any, spec: dict[str, Any], sample_texts: list[str]) -> 
             return NAMED_SPLITS[pattern], "the tokenizer's split rules, known to llama.cpp by name"
     differing = gpt2_mismatches(tokenizer, sample_texts)
     if differing:
-        raise ExportError(f"GGUF cannot carry this tokenizer's pre-tokenizer ({_describe(parts)}): "
-                          "llama.cpp knows split rules only by name, and the closest (GPT-2's) "
-                          f"tokenizes {len(differing)} of {len(sample_texts)} held-out texts "
-                          f"differently (first: {differing[0]!r}); export ONNX instead")
-    return "gpt-2", (f"GPT-2's split rules, which give the same ids as the tokenizer's own "
-                     f"({_describe(parts)}) on {len(sample_texts)} held-out texts")
+        raise ExportError(
+            f"GGUF cannot carry this tokenizer's pre-tokenizer ({_describe(parts)}): "
+            "llama.cpp knows split rules only by name, and the closest (GPT-2's) "
+            f"tokenizes {len(differing)} of {len(sample_texts)} held-out texts "
+            f"differently (first: {differing[0]!r}); export ONNX instead"
+        )
+    return "gpt-2", (
+        f"GPT-2's split rules, which give the same ids as the tokenizer's own "
+        f"({_describe(parts)}) on {len(sample_texts)} held-out texts"
+    )
 
 
 def _describe(parts: list[dict[str, Any]]) -> str:
@@ -163,5 +182,8 @@ def gpt2_mismatches(tokenizer: Any, texts: list[str]) -> list[str]:
     gpt2 = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     gpt2.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     own = tokenizer.backend_tokenizer
-    return [t for t in texts if own.encode(t, add_special_tokens=False).ids
-            != gpt2.encode(t, add_special_tokens=False).ids]
+    return [
+        t
+        for t in texts
+        if own.encode(t, add_special_tokens=False).ids != gpt2.encode(t, add_special_tokens=False).ids
+    ]

@@ -32,8 +32,9 @@ def export_hf(loaded: LoadedModel, folder: str | Path, dtype: HalfDtype = "float
     return folder
 
 
-def write_hf_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
-                     config: "ExportSection") -> None:
+def write_hf_variant(
+    loaded: LoadedModel, folder: Path, variant: VariantSpec, config: "ExportSection"
+) -> None:
     """The `hf` format's writer: the folder in export.dtype, with the student's model card
     (what the Hub shows for it)."""
     from distil.hub import run_of, write_model_card

@@ -24,8 +24,7 @@ def ollama_template(tokenizer: Any) -> str | None:
     if user is None or user.count(PROMPT) != 1:
         return None
     template = user.replace(PROMPT, "{{ .Prompt }}")
-    both = _render(tokenizer, [{"role": "system", "content": SYSTEM},
-                               {"role": "user", "content": PROMPT}])
+    both = _render(tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}])
     if both and both.endswith(user) and both.count(SYSTEM) == 1:
         system = both[: -len(user)].replace(SYSTEM, "{{ .System }}")
         template = "{{ if .System }}" + system + "{{ end }}" + template
@@ -55,8 +54,7 @@ def modelfile_text(gguf_name: str, tokenizer: Any, card: str | None = None) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_modelfile(path: str | Path, gguf_name: str, tokenizer: Any,
-                    card: str | None = None) -> Path:
+def write_modelfile(path: str | Path, gguf_name: str, tokenizer: Any, card: str | None = None) -> Path:
     """Write `modelfile_text` to `path` atomically."""
     atomic_write_text(path, modelfile_text(gguf_name, tokenizer, card))
     return Path(path)

@@ -70,12 +70,21 @@ class KeyValueGraph(torch.nn.Module):
         self.layers = layers
         self.cache_argument = cache_argument(model)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        *past: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(self.layers)])
-        output = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                            position_ids=position_ids, use_cache=True,
-                            **{self.cache_argument: cache})
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            **{self.cache_argument: cache},
+        )
         return (output.logits, *cache_tensors(returned_cache(output)))
 
 
@@ -83,15 +92,22 @@ def cache_tensors(cache: Any) -> list[torch.Tensor]:
     """[k0, v0, k1, v1, ...] of a layered key/value cache; ExportError for any other kind."""
     layers = getattr(cache, "layers", None)
     if not layers:
-        raise ExportError(f"the model returned a {type(cache).__name__} cache, not a per-layer "
-                          "key/value cache")
+        raise ExportError(
+            f"the model returned a {type(cache).__name__} cache, not a per-layer key/value cache"
+        )
     flat = []
     for layer in layers:
         keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
-        if not (isinstance(keys, torch.Tensor) and isinstance(values, torch.Tensor)
-                and keys.dim() == 4 and values.shape == keys.shape):
-            raise ExportError(f"a cache layer of kind {type(layer).__name__} holds no "
-                              "(batch, heads, tokens, head_dim) keys and values")
+        if not (
+            isinstance(keys, torch.Tensor)
+            and isinstance(values, torch.Tensor)
+            and keys.dim() == 4
+            and values.shape == keys.shape
+        ):
+            raise ExportError(
+                f"a cache layer of kind {type(layer).__name__} holds no "
+                "(batch, heads, tokens, head_dim) keys and values"
+            )
         flat += [keys, values]
     return flat
 
@@ -105,9 +121,11 @@ def probe_cache_layout(model: torch.nn.Module) -> CacheLayout:
         output = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
         flat = cache_tensors(returned_cache(output))
     except Exception as err:
-        raise ExportError(f"cannot export {name} to ONNX: {_first_line(err)}; the ONNX export "
-                          "takes decoder-only models whose attention keeps a key/value cache "
-                          "(Llama, Qwen2, Mistral, ...)") from None
+        raise ExportError(
+            f"cannot export {name} to ONNX: {_first_line(err)}; the ONNX export "
+            "takes decoder-only models whose attention keeps a key/value cache "
+            "(Llama, Qwen2, Mistral, ...)"
+        ) from None
     _, kv_heads, _, head_dim = flat[0].shape
     return CacheLayout(layers=len(flat) // 2, kv_heads=kv_heads, head_dim=head_dim)
 
@@ -116,56 +134,80 @@ def export_onnx(loaded: LoadedModel, folder: str | Path, opset: int = OPSET) -> 
     """Write `folder/model.onnx` (float32, with cache), its tokenizer and `export.json`."""
     model = loaded.model.float().eval()
     layout = probe_cache_layout(model)
-    past_names = [f"past_key_values.{i}.{kind}" for i in range(layout.layers)
-                  for kind in ("key", "value")]
+    past_names = [f"past_key_values.{i}.{kind}" for i in range(layout.layers) for kind in ("key", "value")]
     present_names = [name.replace("past_key_values", "present") for name in past_names]
-    program = _torch_export(KeyValueGraph(model, layout.layers), layout, past_names,
-                            present_names, opset, type(model).__name__)
+    program = _torch_export(
+        KeyValueGraph(model, layout.layers), layout, past_names, present_names, opset, type(model).__name__
+    )
     folder = Path(folder)
     with atomic_directory(folder) as tmp:
         _drop_node_metadata(program.model)
         program.save(tmp / ONNX_FILE)  # weights go to model.onnx.data above 2 GB
         loaded.tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
-        atomic_write_json(tmp / MANIFEST_FILE, {
-            "format": "onnx", "precision": "float32", "opset": opset,
-            "source": str(loaded.source), "architecture": type(model).__name__,
-            "params": count_parameters(model), "layers": layout.layers,
-            "kv_heads": layout.kv_heads, "head_dim": layout.head_dim,
-            "input_names": ["input_ids", "attention_mask", "position_ids", *past_names],
-            "output_names": ["logits", *present_names],
-            "past_names": past_names, "present_names": present_names,
-            "eos_token_ids": eos_token_ids(loaded), "pad_token_id": loaded.tokenizer.pad_token_id,
-            "distil_version": __version__,
-        })
+        atomic_write_json(
+            tmp / MANIFEST_FILE,
+            {
+                "format": "onnx",
+                "precision": "float32",
+                "opset": opset,
+                "source": str(loaded.source),
+                "architecture": type(model).__name__,
+                "params": count_parameters(model),
+                "layers": layout.layers,
+                "kv_heads": layout.kv_heads,
+                "head_dim": layout.head_dim,
+                "input_names": ["input_ids", "attention_mask", "position_ids", *past_names],
+                "output_names": ["logits", *present_names],
+                "past_names": past_names,
+                "present_names": present_names,
+                "eos_token_ids": eos_token_ids(loaded),
+                "pad_token_id": loaded.tokenizer.pad_token_id,
+                "distil_version": __version__,
+            },
+        )
     return folder
 
 
-def _torch_export(graph: KeyValueGraph, layout: CacheLayout, past_names: list[str],
-                  present_names: list[str], opset: int, name: str) -> Any:
+def _torch_export(
+    graph: KeyValueGraph,
+    layout: CacheLayout,
+    past_names: list[str],
+    present_names: list[str],
+    opset: int,
+    name: str,
+) -> Any:
     """torch.onnx.export with dynamic batch, sequence and cache lengths."""
     batch, length, past = 2, 3, 4  # sizes above 1, so none is specialised to a constant
     ids = torch.zeros((batch, length), dtype=torch.long)
     mask = torch.ones((batch, past + length), dtype=torch.long)
     positions = torch.arange(past, past + length).expand(batch, length)
-    cache = [torch.zeros(batch, layout.kv_heads, past, layout.head_dim)
-             for _ in range(2 * layout.layers)]
-    dims = {name: torch.export.Dim(name) for name in ("batch", "sequence", "past_sequence",
-                                                      "total_sequence")}
-    shapes = {"input_ids": {0: dims["batch"], 1: dims["sequence"]},
-              "attention_mask": {0: dims["batch"], 1: dims["total_sequence"]},
-              "position_ids": {0: dims["batch"], 1: dims["sequence"]},
-              "past": tuple({0: dims["batch"], 2: dims["past_sequence"]} for _ in cache)}
+    cache = [torch.zeros(batch, layout.kv_heads, past, layout.head_dim) for _ in range(2 * layout.layers)]
+    dims = {name: torch.export.Dim(name) for name in ("batch", "sequence", "past_sequence", "total_sequence")}
+    shapes = {
+        "input_ids": {0: dims["batch"], 1: dims["sequence"]},
+        "attention_mask": {0: dims["batch"], 1: dims["total_sequence"]},
+        "position_ids": {0: dims["batch"], 1: dims["sequence"]},
+        "past": tuple({0: dims["batch"], 2: dims["past_sequence"]} for _ in cache),
+    }
     try:
         with _quiet_exporter():
             return torch.onnx.export(
-                graph, (ids, mask, positions, *cache), dynamo=True, dynamic_shapes=shapes,
+                graph,
+                (ids, mask, positions, *cache),
+                dynamo=True,
+                dynamic_shapes=shapes,
                 input_names=["input_ids", "attention_mask", "position_ids", *past_names],
-                output_names=["logits", *present_names], opset_version=opset, verbose=False)
+                output_names=["logits", *present_names],
+                opset_version=opset,
+                verbose=False,
+            )
     except Exception as err:
-        raise ExportError(f"cannot export {name} to ONNX: {_first_line(err)}; check that the "
-                          "architecture exports with torch.export, or use the safetensors "
-                          "export (--format hf)") from None
+        raise ExportError(
+            f"cannot export {name} to ONNX: {_first_line(err)}; check that the "
+            "architecture exports with torch.export, or use the safetensors "
+            "export (--format hf)"
+        ) from None
 
 
 def quantize_int8(folder: str | Path, out: str | Path, per_channel: bool = True) -> Path:
@@ -187,14 +229,20 @@ def quantize_int8(folder: str | Path, out: str | Path, per_channel: bool = True)
         large = sum(p.stat().st_size for p in folder.glob(f"{ONNX_FILE}*")) > EXTERNAL_DATA_ABOVE
         with _quiet_exporter():
             model = quantise_head(onnx.load(str(folder / ONNX_FILE)), block_size)
-            onnx.save_model(model, str(tmp / ONNX_FILE), save_as_external_data=large,
-                            location=f"{ONNX_FILE}.data")
+            onnx.save_model(
+                model, str(tmp / ONNX_FILE), save_as_external_data=large, location=f"{ONNX_FILE}.data"
+            )
         manifest = _read_manifest(tmp)
-        manifest.update(precision="int8", quantization={
-            "method": "onnxruntime MatMulNBits (head) and GatherBlockQuantized (embedding)",
-            "quantised": ["output head", "embedding table"], "decoder_layers": "float32",
-            "weights": f"uint8 with a zero point, one scale per block of {block_size} inputs",
-            "activations": f"int8 per block of {block_size}, quantised per call (head)"})
+        manifest.update(
+            precision="int8",
+            quantization={
+                "method": "onnxruntime MatMulNBits (head) and GatherBlockQuantized (embedding)",
+                "quantised": ["output head", "embedding table"],
+                "decoder_layers": "float32",
+                "weights": f"uint8 with a zero point, one scale per block of {block_size} inputs",
+                "activations": f"int8 per block of {block_size}, quantised per call (head)",
+            },
+        )
         atomic_write_json(tmp / MANIFEST_FILE, manifest)
     return out
 
@@ -204,14 +252,16 @@ def check_onnx_export(loaded: LoadedModel, config: "ExportSection") -> None:
     probe_cache_layout(loaded.model)
 
 
-def write_onnx_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
-                       config: "ExportSection") -> None:
+def write_onnx_variant(
+    loaded: LoadedModel, folder: Path, variant: VariantSpec, config: "ExportSection"
+) -> None:
     """The `onnx` format's writer."""
     export_onnx(loaded, folder, config.opset)
 
 
-def write_int8_variant(loaded: LoadedModel, folder: Path, variant: VariantSpec,
-                       config: "ExportSection") -> None:
+def write_int8_variant(
+    loaded: LoadedModel, folder: Path, variant: VariantSpec, config: "ExportSection"
+) -> None:
     """The `onnx-int8` format's writer: quantises the `onnx` folder written beside it."""
     quantize_int8(folder.parent / "onnx", folder, config.per_channel)
 

@@ -41,8 +41,14 @@ def quantise_head(model: onnx.ModelProto, block_size: int) -> onnx.ModelProto:
 
     head, tied = untie_head(model)
     others = [n.name for n in model.graph.node if n.op_type == "MatMul" and n is not head]
-    quantiser = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=False,
-                                     accuracy_level=INT8_ACTIVATIONS, nodes_to_exclude=others)
+    quantiser = MatMulNBitsQuantizer(
+        model,
+        bits=8,
+        block_size=block_size,
+        is_symmetric=False,
+        accuracy_level=INT8_ACTIVATIONS,
+        nodes_to_exclude=others,
+    )
     quantiser.process()
     quantised = quantiser.model.model
     for gather in _embedding_gathers(quantised.graph):
@@ -58,8 +64,10 @@ def untie_head(model: onnx.ModelProto) -> tuple[onnx.NodeProto, str | None]:
     graph = model.graph
     head = _producer(graph, HEAD_OUTPUT)
     if head is None or head.op_type != "MatMul":
-        raise ExportError(f"the graph's {HEAD_OUTPUT!r} output does not come from a MatMul; "
-                          "onnx-int8 quantises the output head of a causal language model")
+        raise ExportError(
+            f"the graph's {HEAD_OUTPUT!r} output does not come from a MatMul; "
+            "onnx-int8 quantises the output head of a causal language model"
+        )
     head.name = head.name or "lm_head"
     name = head.input[1]
     if _initializer(graph, name) is not None:
@@ -68,8 +76,10 @@ def untie_head(model: onnx.ModelProto) -> tuple[onnx.NodeProto, str | None]:
     table = _initializer(graph, transpose.input[0]) if transpose is not None else None
     perm = [a.ints for a in transpose.attribute if a.name == "perm"] if transpose else []
     if table is None or transpose.op_type != "Transpose" or (perm and list(perm[0]) != [1, 0]):
-        raise ExportError("the output head's weight is neither a constant nor a transposed "
-                          "embedding table; onnx-int8 cannot quantise it")
+        raise ExportError(
+            "the output head's weight is neither a constant nor a transposed "
+            "embedding table; onnx-int8 cannot quantise it"
+        )
     weight = numpy_helper.to_array(table).T  # (K, V)
     graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), name))
     if not any(name in node.input for node in graph.node if node is not head):
@@ -87,13 +97,20 @@ def _initializer(graph: onnx.GraphProto, name: str) -> onnx.TensorProto | None:
 
 def _embedding_gathers(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """Gather nodes that look the input token ids up in a constant float table."""
-    return [node for node in graph.node if node.op_type == "Gather" and node.input[1] == TOKEN_IDS
-            and (table := _initializer(graph, node.input[0])) is not None
-            and table.data_type == onnx.TensorProto.FLOAT and len(table.dims) == 2]
+    return [
+        node
+        for node in graph.node
+        if node.op_type == "Gather"
+        and node.input[1] == TOKEN_IDS
+        and (table := _initializer(graph, node.input[0])) is not None
+        and table.data_type == onnx.TensorProto.FLOAT
+        and len(table.dims) == 2
+    ]
 
 
-def _quantise_gather(model: onnx.ModelProto, gather: onnx.NodeProto, tied: str | None,
-                     block_size: int) -> None:
+def _quantise_gather(
+    model: onnx.ModelProto, gather: onnx.NodeProto, tied: str | None, block_size: int
+) -> None:
     """Replace a table Gather by GatherBlockQuantized over 8-bit rows, in place.
 
     Tied: the head's MatMulNBits bytes (V, K/block, block) are the table's own rows in
@@ -105,31 +122,47 @@ def _quantise_gather(model: onnx.ModelProto, gather: onnx.NodeProto, tied: str |
     if gather.input[0] == tied:
         head = _producer(graph, HEAD_OUTPUT)
         data_name = head.input[1]
-        scales, zero_points = (numpy_helper.to_array(_initializer(graph, name))
-                               for name in head.input[2:4])
+        scales, zero_points = (numpy_helper.to_array(_initializer(graph, name)) for name in head.input[2:4])
     else:
         data, scales, zero_points = _block_quantise(numpy_helper.to_array(table), block_size)
         data_name = f"{table.name}_Q8"
         graph.initializer.append(numpy_helper.from_array(data, data_name))
     prefix = f"{table.name}_gather"
     padded = scales.size // vocab * block_size  # K rounded up to whole blocks
-    graph.initializer.extend([  # (V, K/block, 1): the op wants the data's rank
-        numpy_helper.from_array(scales.reshape(vocab, -1, 1), f"{prefix}_scales"),
-        numpy_helper.from_array(zero_points.reshape(vocab, -1, 1), f"{prefix}_zero_points"),
-        numpy_helper.from_array(np.array([0, 0, padded], dtype=np.int64), f"{prefix}_shape")])
+    graph.initializer.extend(
+        [  # (V, K/block, 1): the op wants the data's rank
+            numpy_helper.from_array(scales.reshape(vocab, -1, 1), f"{prefix}_scales"),
+            numpy_helper.from_array(zero_points.reshape(vocab, -1, 1), f"{prefix}_zero_points"),
+            numpy_helper.from_array(np.array([0, 0, padded], dtype=np.int64), f"{prefix}_shape"),
+        ]
+    )
     rows = f"{prefix}_rows" if padded != hidden else gather.output[0]  # (B, T, padded)
-    nodes = [helper.make_node(
-        "GatherBlockQuantized", [data_name, gather.input[1], f"{prefix}_scales",
-                                 f"{prefix}_zero_points"], [f"{prefix}_blocks"],
-        name=f"{gather.name}_Q8", domain="com.microsoft", gather_axis=0, quantize_axis=2,
-        block_size=block_size, bits=8),  # (B, T, K/block, block)
-        helper.make_node("Reshape", [f"{prefix}_blocks", f"{prefix}_shape"], [rows])]
+    nodes = [
+        helper.make_node(
+            "GatherBlockQuantized",
+            [data_name, gather.input[1], f"{prefix}_scales", f"{prefix}_zero_points"],
+            [f"{prefix}_blocks"],
+            name=f"{gather.name}_Q8",
+            domain="com.microsoft",
+            gather_axis=0,
+            quantize_axis=2,
+            block_size=block_size,
+            bits=8,
+        ),  # (B, T, K/block, block)
+        helper.make_node("Reshape", [f"{prefix}_blocks", f"{prefix}_shape"], [rows]),
+    ]
     if padded != hidden:  # drop the last block's padding
-        graph.initializer.extend([numpy_helper.from_array(np.array([v], dtype=np.int64),
-                                                          f"{prefix}_{n}")
-                                  for n, v in (("start", 0), ("end", hidden), ("axis", -1))])
-        nodes.append(helper.make_node("Slice", [rows, f"{prefix}_start", f"{prefix}_end",
-                                                f"{prefix}_axis"], [gather.output[0]]))
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array([v], dtype=np.int64), f"{prefix}_{n}")
+                for n, v in (("start", 0), ("end", hidden), ("axis", -1))
+            ]
+        )
+        nodes.append(
+            helper.make_node(
+                "Slice", [rows, f"{prefix}_start", f"{prefix}_end", f"{prefix}_axis"], [gather.output[0]]
+            )
+        )
     position = list(graph.node).index(gather)
     graph.node.remove(gather)
     for node in reversed(nodes):
@@ -146,6 +179,7 @@ def _block_quantise(table: np.ndarray, block_size: int) -> tuple[np.ndarray, ...
         DefaultWeightOnlyQuantizer,
     )
 
-    config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=False, bits=8,
-                                          accuracy_level=INT8_ACTIVATIONS)
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block_size, is_symmetric=False, bits=8, accuracy_level=INT8_ACTIVATIONS
+    )
     return DefaultWeightOnlyQuantizer(config).qbits_block_quant(np.ascontiguousarray(table.T))

@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 class Variant(Protocol):
     """What parity needs from a model: logits along a given continuation, and greedy ids."""
 
-    def continuation_logits(self, prompt_ids: Sequence[int],
-                            continuation_ids: Sequence[int]) -> np.ndarray: ...
+    def continuation_logits(
+        self, prompt_ids: Sequence[int], continuation_ids: Sequence[int]
+    ) -> np.ndarray: ...
 
-    def generate_ids(self, prompt_ids: Sequence[Sequence[int]],
-                     max_new_tokens: int) -> list[list[int]]: ...
+    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]: ...
 
 
 class TorchVariant:
@@ -47,29 +47,32 @@ class TorchVariant:
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def continuation_logits(self, prompt_ids: Sequence[int],
-                            continuation_ids: Sequence[int]) -> np.ndarray:
+    def continuation_logits(self, prompt_ids: Sequence[int], continuation_ids: Sequence[int]) -> np.ndarray:
         """Full-sequence forward; logits predicting each continuation token, (C, V) float32."""
         ids = torch.tensor([list(prompt_ids) + list(continuation_ids)])
         logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
         start = len(prompt_ids) - 1
-        return logits[start: start + len(continuation_ids)].float().numpy()
+        return logits[start : start + len(continuation_ids)].float().numpy()
 
     @torch.no_grad()
-    def generate_ids(self, prompt_ids: Sequence[Sequence[int]],
-                     max_new_tokens: int) -> list[list[int]]:
+    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         """Greedy continuations by `model.generate`, left-padded batches, eos and after dropped."""
         pad = self.tokenizer.pad_token_id
         configured = self.model.generation_config.eos_token_id
         eos = set(_as_list(self.tokenizer.eos_token_id if configured is None else configured))
         outputs: list[list[int]] = []
         for start in range(0, len(prompt_ids), self.batch_size):
-            chunk = prompt_ids[start: start + self.batch_size]
+            chunk = prompt_ids[start : start + self.batch_size]
             length = max(len(p) for p in chunk)
             ids = torch.tensor([[pad] * (length - len(p)) + list(p) for p in chunk])
             mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in chunk])
-            generated = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                            max_new_tokens=max_new_tokens, pad_token_id=pad)
+            generated = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+            )
             for row in generated[:, length:].tolist():
                 cut = next((i for i, token in enumerate(row) if token in eos), len(row))
                 outputs.append(row[:cut])
@@ -89,21 +92,22 @@ class Reference:
     """(len(path_i), V) logits predicting each token of `paths[i]`."""
 
 
-def reference_outputs(reference: Variant, prompt_ids: list[list[int]], compared: int,
-                      max_new_tokens: int, eos_token_id: int) -> Reference:
+def reference_outputs(
+    reference: Variant, prompt_ids: list[list[int]], compared: int, max_new_tokens: int, eos_token_id: int
+) -> Reference:
     """Greedy continuations of every prompt; logits along the first `compared` of them."""
     continuations = reference.generate_ids(prompt_ids, max_new_tokens)
-    paths = [c if len(c) == max_new_tokens else c + [eos_token_id]
-             for c in continuations[:compared]]
-    logits = [reference.continuation_logits(p, path) for p, path in
-              zip(prompt_ids, paths, strict=False)]
+    paths = [c if len(c) == max_new_tokens else c + [eos_token_id] for c in continuations[:compared]]
+    logits = [reference.continuation_logits(p, path) for p, path in zip(prompt_ids, paths, strict=False)]
     return Reference(prompt_ids, continuations, paths, logits)
 
 
 def variant_logits(variant: Variant, reference: Reference) -> list[np.ndarray]:
     """The variant's logits along the reference's compared paths."""
-    return [variant.continuation_logits(p, path) for p, path in
-            zip(reference.prompt_ids, reference.paths, strict=False)]
+    return [
+        variant.continuation_logits(p, path)
+        for p, path in zip(reference.prompt_ids, reference.paths, strict=False)
+    ]
 
 
 def logit_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -113,16 +117,19 @@ def logit_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndar
     narrower width (padded heads) are left out.
     """
     if len(reference) != len(candidate) or not reference:
-        raise ValueError(f"need the same, non-zero number of sequences ({len(reference)} vs "
-                         f"{len(candidate)})")
+        raise ValueError(
+            f"need the same, non-zero number of sequences ({len(reference)} vs {len(candidate)})"
+        )
     width = min(min(r.shape[-1] for r in reference), min(c.shape[-1] for c in candidate))
     ref = np.concatenate([r[:, :width] for r in reference]).astype(np.float64)  # (N, V)
     cand = np.concatenate([c[:, :width] for c in candidate]).astype(np.float64)
     if ref.shape != cand.shape:
         raise ValueError(f"position counts differ: {ref.shape[0]} vs {cand.shape[0]}")
-    return {"max_abs_logit_diff": float(np.abs(ref - cand).max()),
-            "top1_agreement": float((ref.argmax(-1) == cand.argmax(-1)).mean()),
-            "positions": int(ref.shape[0])}
+    return {
+        "max_abs_logit_diff": float(np.abs(ref - cand).max()),
+        "top1_agreement": float((ref.argmax(-1) == cand.argmax(-1)).mean()),
+        "positions": int(ref.shape[0]),
+    }
 
 
 def check_thresholds(figures: dict[str, Any], limits: dict[str, float | None]) -> list[str]:
@@ -140,13 +147,16 @@ def check_thresholds(figures: dict[str, Any], limits: dict[str, float | None]) -
     drop = limits.get("max_accuracy_drop")
     graded = figures.get("accuracy_delta") is not None
     if drop is not None and graded and -figures["accuracy_delta"] > drop + 1e-12:
-        failures.append(f"accuracy {figures['accuracy']:.1%} is "
-                        f"{-figures['accuracy_delta']:.1%} below the reference (> {drop:.1%})")
+        failures.append(
+            f"accuracy {figures['accuracy']:.1%} is "
+            f"{-figures['accuracy_delta']:.1%} below the reference (> {drop:.1%})"
+        )
     return failures
 
 
-def held_out_prompts(tokenizer: Any, per_task: int, seed: int,
-                     tasks: list[str] | None = None) -> tuple[list[Any], list[list[int]]]:
+def held_out_prompts(
+    tokenizer: Any, per_task: int, seed: int, tasks: list[str] | None = None
+) -> tuple[list[Any], list[list[int]]]:
     """Held-out task items of `tasks` (none: every default family), interleaved across
     families, and their rendered prompt ids."""
     from distil.tasks import generate_items
@@ -191,33 +201,38 @@ class Written:
     folder: Path
 
 
-def generate_in_batches(variant: Variant, prompt_ids: list[list[int]], max_new_tokens: int,
-                        batch_size: int = 16) -> list[list[int]]:
+def generate_in_batches(
+    variant: Variant, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int = 16
+) -> list[list[int]]:
     """Greedy continuations of all prompts, `batch_size` at a time."""
     answers: list[list[int]] = []
     for start in range(0, len(prompt_ids), batch_size):
-        answers += variant.generate_ids(prompt_ids[start: start + batch_size], max_new_tokens)
+        answers += variant.generate_ids(prompt_ids[start : start + batch_size], max_new_tokens)
     return answers
 
 
-def check_variants(loaded: Any, written: list[Written], config: "ExportSection",
-                   bar: Any, task: Any) -> dict[str, Any]:
+def check_variants(
+    loaded: Any, written: list[Written], config: "ExportSection", bar: Any, task: Any
+) -> dict[str, Any]:
     """Parity of each written variant against the float32 model; the parity.json record."""
     from distil.tasks import accuracy
 
     tokenizer = loaded.tokenizer
     graded = config.tasks != []  # the recipe evaluates no task family: grade none
-    items, prompt_ids = held_out_prompts(tokenizer, config.prompts_per_task, config.seed,
-                                         config.tasks)
+    items, prompt_ids = held_out_prompts(tokenizer, config.prompts_per_task, config.seed, config.tasks)
     bar.update(task, description="parity: reference")
-    reference = reference_outputs(TorchVariant(loaded), prompt_ids, config.compared_prompts,
-                                  config.max_new_tokens, tokenizer.eos_token_id)
+    reference = reference_outputs(
+        TorchVariant(loaded),
+        prompt_ids,
+        config.compared_prompts,
+        config.max_new_tokens,
+        tokenizer.eos_token_id,
+    )
 
     def decode(answers: list[list[int]]) -> list[str]:
         return [tokenizer.decode(ids, skip_special_tokens=True) for ids in answers]
 
-    reference_accuracy = (accuracy(items, decode(reference.continuations)) if graded
-                          else {"overall": None})
+    reference_accuracy = accuracy(items, decode(reference.continuations)) if graded else {"overall": None}
     bar.advance(task)
 
     def measure(variant: Variant) -> dict[str, Any]:
@@ -235,17 +250,26 @@ def check_variants(loaded: Any, written: list[Written], config: "ExportSection",
         bar.update(task, description=f"parity: {variant.spec.name}")
         variants.append(variant_record(loaded, variant, config, measure))
         bar.advance(task)
-    return {"passed": all(v["passed"] for v in variants),
-            "reference": {"dtype": "float32", "runtime": "pytorch",
-                          "accuracy": reference_accuracy.pop("overall"),
-                          "accuracy_by_task": reference_accuracy},
-            "prompts": len(prompt_ids), "compared_prompts": len(reference.logits),
-            "max_new_tokens": config.max_new_tokens, "seed": config.seed,
-            "variants": variants, "distil_version": __version__}
+    return {
+        "passed": all(v["passed"] for v in variants),
+        "reference": {
+            "dtype": "float32",
+            "runtime": "pytorch",
+            "accuracy": reference_accuracy.pop("overall"),
+            "accuracy_by_task": reference_accuracy,
+        },
+        "prompts": len(prompt_ids),
+        "compared_prompts": len(reference.logits),
+        "max_new_tokens": config.max_new_tokens,
+        "seed": config.seed,
+        "variants": variants,
+        "distil_version": __version__,
+    }
 
 
-def variant_record(loaded: Any, variant: Written, config: "ExportSection",
-                   measure: Callable[[Variant], dict[str, Any]]) -> dict[str, Any]:
+def variant_record(
+    loaded: Any, variant: Written, config: "ExportSection", measure: Callable[[Variant], dict[str, Any]]
+) -> dict[str, Any]:
     """One variant's parity.json entry: the format's own check, then its runtime's figures
     (`measure` of the opened variant) against its thresholds, unless the runtime is missing."""
     fmt, spec = variant.format, variant.spec
@@ -253,19 +277,35 @@ def variant_record(loaded: Any, variant: Written, config: "ExportSection",
     fields, failures = resolve(fmt.check)(loaded, variant.folder, config) if fmt.check else ({}, [])
     missing = missing_runtime(fmt)
     if missing:
-        figures = {"runtime": None, **dict.fromkeys(RUNTIME_FIGURES),
-                   "runtime_check": f"skipped: {missing}"}
+        figures = {"runtime": None, **dict.fromkeys(RUNTIME_FIGURES), "runtime_check": f"skipped: {missing}"}
     else:
-        figures = {"runtime": fmt.runtime,
-                   **measure(resolve(fmt.open)(variant.folder, config)), "runtime_check": "done"}
+        figures = {
+            "runtime": fmt.runtime,
+            **measure(resolve(fmt.open)(variant.folder, config)),
+            "runtime_check": "done",
+        }
         failures = failures + check_thresholds(figures, limits)
-    return {"name": spec.name, "path": variant.folder.name, "format": fmt.name, "kind": spec.kind,
-            **figures, **fields, "thresholds": limits, "failures": failures,
-            "passed": not failures}
+    return {
+        "name": spec.name,
+        "path": variant.folder.name,
+        "format": fmt.name,
+        "kind": spec.kind,
+        **figures,
+        **fields,
+        "thresholds": limits,
+        "failures": failures,
+        "passed": not failures,
+    }
 
 
-RUNTIME_FIGURES = ("max_abs_logit_diff", "top1_agreement", "positions", "accuracy",
-                   "accuracy_by_task", "accuracy_delta")
+RUNTIME_FIGURES = (
+    "max_abs_logit_diff",
+    "top1_agreement",
+    "positions",
+    "accuracy",
+    "accuracy_by_task",
+    "accuracy_delta",
+)
 """What a runtime check measures, None when it was skipped."""
 
 

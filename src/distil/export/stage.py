@@ -48,8 +48,10 @@ def make_export_config(base: dict[str, Any] | None = None, **fields: Any) -> Exp
         return ExportSection(**{**(base or {}), **given})
     except ValidationError as err:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-        raise ExportError("bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
-                          f"format: {', '.join(format_names())})") from None
+        raise ExportError(
+            "bad export option: " + "; ".join(problems) + " (dtype: fp16 or bf16; "
+            f"format: {', '.join(format_names())})"
+        ) from None
 
 
 def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
@@ -61,8 +63,9 @@ def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
     aside: the returned path is where it will go. The folder and its parent must be writable.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"export folder {out_dir} is a file; pass --out a folder path "
-                          "(new, empty, or an earlier export)")
+        raise OutputError(
+            f"export folder {out_dir} is a file; pass --out a folder path (new, empty, or an earlier export)"
+        )
     fix = "pass --out a folder you can write to"
     ensure_writable_dir(out_dir.parent, "folder of the export", fix)
     if out_dir.is_dir():  # it is renamed aside when replaced: it must be writable itself
@@ -75,12 +78,16 @@ def check_export_target(out_dir: Path, overwrite: bool = False) -> Path | None:
         return aside
     shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
     if (out_dir / "parity.json").is_file():
-        raise OutputError(f"{out_dir} is an earlier export that also holds files the export did "
-                          f"not write ({shown}); move them out of it, pass --out another folder, "
-                          f"or pass --overwrite to move the whole folder aside to {aside}")
-    raise OutputError(f"{out_dir} already holds files that are not an export (no "
-                      "parity.json); pass --out a new or empty folder, or --overwrite to "
-                      f"move them aside to {aside} and export there")
+        raise OutputError(
+            f"{out_dir} is an earlier export that also holds files the export did "
+            f"not write ({shown}); move them out of it, pass --out another folder, "
+            f"or pass --overwrite to move the whole folder aside to {aside}"
+        )
+    raise OutputError(
+        f"{out_dir} already holds files that are not an export (no "
+        "parity.json); pass --out a new or empty folder, or --overwrite to "
+        f"move them aside to {aside} and export there"
+    )
 
 
 EXPORT_NAMES = ("parity.json", "README.md", "failed", "hf-*", "onnx", "onnx-int8", "gguf-*")
@@ -126,20 +133,33 @@ def resolve_export_paths(source: str | Path, out: str | Path | None = None) -> t
     if (source / "config.json").is_file():
         return source, Path(out) if out else source.with_name(f"{source.name}-export")
     if source.is_file():
-        recipe = (f" (a recipe: `distil run {source}` trains its student and exports it)"
-                  if source.suffix in (".yaml", ".yml") else "")
-        raise ExportError(f"{source} is a file, not a run folder or a model folder{recipe}; pass "
-                          "runs/NAME after `distil train`, or a folder written by save_pretrained")
+        recipe = (
+            f" (a recipe: `distil run {source}` trains its student and exports it)"
+            if source.suffix in (".yaml", ".yml")
+            else ""
+        )
+        raise ExportError(
+            f"{source} is a file, not a run folder or a model folder{recipe}; pass "
+            "runs/NAME after `distil train`, or a folder written by save_pretrained"
+        )
     if not source.is_dir():
-        raise ExportError(f"{source} does not exist; pass a run folder (runs/NAME) or a model "
-                          "folder written by save_pretrained")
-    raise ExportError(f"{source} is neither a run folder (no student/config.json) nor a model "
-                      "folder (no config.json); pass runs/NAME after `distil train`, or a folder "
-                      "written by save_pretrained")
+        raise ExportError(
+            f"{source} does not exist; pass a run folder (runs/NAME) or a model "
+            "folder written by save_pretrained"
+        )
+    raise ExportError(
+        f"{source} is neither a run folder (no student/config.json) nor a model "
+        "folder (no config.json); pass runs/NAME after `distil train`, or a folder "
+        "written by save_pretrained"
+    )
 
 
-def export_run(source: str | Path, config: ExportSection | None = None,
-               out: str | Path | None = None, overwrite: bool = False) -> ExportResult:
+def export_run(
+    source: str | Path,
+    config: ExportSection | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
     """Export the student of a run (or a model folder), check parity, write parity.json;
     ParityError when a variant failed, unless `config.allow_parity_failure`.
 
@@ -152,8 +172,12 @@ def export_run(source: str | Path, config: ExportSection | None = None,
     return result
 
 
-def write_export(source: str | Path, config: ExportSection | None = None,
-                 out: str | Path | None = None, overwrite: bool = False) -> ExportResult:
+def write_export(
+    source: str | Path,
+    config: ExportSection | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
     """`export_run` without the verdict: a failed variant is set aside and reported, and
     the result says so (`passed`), but nothing is raised."""
     from distil.export.parity import Written, check_variants
@@ -173,8 +197,10 @@ def write_export(source: str | Path, config: ExportSection | None = None,
             bar.update(task, description=f"export {spec.name}")
             resolve(fmt.write)(loaded, tmp / spec.name, spec, config)
             if not (tmp / spec.name).is_dir():
-                raise ExportError(f"the {fmt.name} export format wrote no {spec.name}/ folder; "
-                                  "its writer must write each variant it declares")
+                raise ExportError(
+                    f"the {fmt.name} export format wrote no {spec.name}/ folder; "
+                    "its writer must write each variant it declares"
+                )
             written.append(Written(fmt, spec, tmp / spec.name))
             bar.advance(task)
         parity = check_variants(loaded, written, config, bar, task)
@@ -197,12 +223,14 @@ def _check_needs(formats: list[ExportFormat]) -> None:
         missing = missing_modules(fmt.needs)
         if missing:
             modules, hint = ", ".join(missing), next(iter(missing.values()))
-            raise ExportError(f"the {fmt.name} export needs {modules}: {hint}, or drop "
-                              f"`{fmt.name}` from export.formats")
+            raise ExportError(
+                f"the {fmt.name} export needs {modules}: {hint}, or drop `{fmt.name}` from export.formats"
+            )
 
 
-def _plan(loaded: Any, formats: list[ExportFormat],
-          config: ExportSection) -> list[tuple[ExportFormat, VariantSpec]]:
+def _plan(
+    loaded: Any, formats: list[ExportFormat], config: ExportSection
+) -> list[tuple[ExportFormat, VariantSpec]]:
     """Each format's pre-check, then (format, variant) for every variant to write."""
     for fmt in formats:
         if fmt.precheck is not None:
@@ -210,9 +238,11 @@ def _plan(loaded: Any, formats: list[ExportFormat],
     planned = [(fmt, spec) for fmt in formats for spec in fmt.variants(config)]
     for fmt, spec in planned:
         if spec.kind not in config.thresholds:
-            raise ExportError(f"the {fmt.name} export format holds {spec.name} to thresholds "
-                              f"{spec.kind!r}, which export.thresholds does not have; use one "
-                              f"of {', '.join(config.thresholds)}")
+            raise ExportError(
+                f"the {fmt.name} export format holds {spec.name} to thresholds "
+                f"{spec.kind!r}, which export.thresholds does not have; use one "
+                f"of {', '.join(config.thresholds)}"
+            )
     return planned
 
 
@@ -232,37 +262,56 @@ def show_parity(parity: dict[str, Any], out_dir: Path) -> None:
 
     from distil.progress import print_table
 
-    table = Table(title=f"parity vs PyTorch float32 ({parity['prompts']} held-out prompts, "
-                        f"logits along {parity['compared_prompts']} greedy answers)")
-    for column in ("variant", "max |Δ logit|", "top-1 agreement", "accuracy", "Δ accuracy",
-                   "verdict"):
+    table = Table(
+        title=f"parity vs PyTorch float32 ({parity['prompts']} held-out prompts, "
+        f"logits along {parity['compared_prompts']} greedy answers)"
+    )
+    for column in ("variant", "max |Δ logit|", "top-1 agreement", "accuracy", "Δ accuracy", "verdict"):
         table.add_column(column)
     reference = parity["reference"]["accuracy"]  # None: no task family graded
-    table.add_row("pytorch float32", "-", "-", "-" if reference is None else f"{reference:.1%}",
-                  "-", "reference")
+    table.add_row(
+        "pytorch float32", "-", "-", "-" if reference is None else f"{reference:.1%}", "-", "reference"
+    )
     for v in parity["variants"]:
         if v.get("max_abs_logit_diff") is None:  # checked its format's own way, not run
-            table.add_row(v["name"], "-", "-", "-", "-", "[green]checked[/] (not run)"
-                          if v["passed"] else "[bold red]FAILED")
+            table.add_row(
+                v["name"],
+                "-",
+                "-",
+                "-",
+                "-",
+                "[green]checked[/] (not run)" if v["passed"] else "[bold red]FAILED",
+            )
             continue
         graded = v.get("accuracy") is not None
-        table.add_row(v["name"], f"{v['max_abs_logit_diff']:.2e}", f"{v['top1_agreement']:.2%}",
-                      f"{v['accuracy']:.1%}" if graded else "-",
-                      f"{v['accuracy_delta']:+.1%}" if graded else "-",
-                      "[green]passed" if v["passed"] else "[bold red]FAILED")
+        table.add_row(
+            v["name"],
+            f"{v['max_abs_logit_diff']:.2e}",
+            f"{v['top1_agreement']:.2%}",
+            f"{v['accuracy']:.1%}" if graded else "-",
+            f"{v['accuracy_delta']:+.1%}" if graded else "-",
+            "[green]passed" if v["passed"] else "[bold red]FAILED",
+        )
     print_table(table)
     skipped: dict[str, list[str]] = {}
     for v in parity["variants"]:
         if str(v.get("runtime_check", "")).startswith("skipped: "):
             skipped.setdefault(v["runtime_check"].removeprefix("skipped: "), []).append(v["name"])
     for reason, names in skipped.items():
-        console.print(f"[yellow]runtime check skipped[/] for {', '.join(names)}: {reason}; "
-                      "checked without running them (see parity.json)",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]runtime check skipped[/] for {', '.join(names)}: {reason}; "
+            "checked without running them (see parity.json)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for v in parity["variants"]:
         if not v["passed"]:
-            console.print(f"[bold red]{v['name']} FAILED parity[/]: {'; '.join(v['failures'])}; "
-                          f"set aside in {out_dir / v['path']}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold red]{v['name']} FAILED parity[/]: {'; '.join(v['failures'])}; "
+                f"set aside in {out_dir / v['path']}",
+                highlight=False,
+                soft_wrap=True,
+            )
     console.print(f"parity written to {out_dir / 'parity.json'}", highlight=False, soft_wrap=True)
 
 
@@ -276,9 +325,10 @@ def failed_variants(out_dir: Path) -> list[dict[str, Any]]:
 
 def failure_message(parity: dict[str, Any], out_dir: Path) -> str:
     """The one line that says which variants failed, where they went, and what to do."""
-    failed = [f"{v['name']} ({'; '.join(v['failures'])})" for v in parity["variants"]
-              if not v["passed"]]
-    return (f"parity check failed for {', '.join(failed)}; moved to {out_dir / 'failed'}, not "
-            "deployable. See parity.json; deploy a variant that passed, train the student "
-            "longer (confident models quantise better), or pass --allow-parity-failure (in a "
-            "recipe: export.allow_parity_failure: true) to exit 0")
+    failed = [f"{v['name']} ({'; '.join(v['failures'])})" for v in parity["variants"] if not v["passed"]]
+    return (
+        f"parity check failed for {', '.join(failed)}; moved to {out_dir / 'failed'}, not "
+        "deployable. See parity.json; deploy a variant that passed, train the student "
+        "longer (confident models quantise better), or pass --allow-parity-failure (in a "
+        "recipe: export.allow_parity_failure: true) to exit 0"
+    )

@@ -12,5 +12,13 @@ folder of a run (distil.hub.push).
 from distil.hub.metadata import dataset_metadata, front_matter, hub_model_id, license_metadata, shown_model
 from distil.hub.model_card import model_card, run_of, write_model_card
 
-__all__ = ["dataset_metadata", "front_matter", "hub_model_id", "license_metadata", "model_card",
-           "run_of", "shown_model", "write_model_card"]
+__all__ = [
+    "dataset_metadata",
+    "front_matter",
+    "hub_model_id",
+    "license_metadata",
+    "model_card",
+    "run_of",
+    "shown_model",
+    "write_model_card",
+]

@@ -27,9 +27,15 @@ BUILT_IN_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruc
 """Models distil knows by a short name, and the Hub repository each one is a copy of. The
 demo teacher and the tiny models are distil's own: they have none."""
 
-SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                   (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
-                   (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
 """The Hub's dataset size categories, each with the row count it stays below."""
 
 
@@ -85,18 +91,22 @@ def size_category(rows: int) -> str:
     return next((name for bound, name in SIZE_CATEGORIES if rows < bound), "n>1B")
 
 
-def dataset_metadata(*, name: str, teacher: str | None, terms: TermsSection, rows: int,
-                     license: str | None) -> DatasetCardData:
+def dataset_metadata(
+    *, name: str, teacher: str | None, terms: TermsSection, rows: int, license: str | None
+) -> DatasetCardData:
     """The dataset card's metadata: a text-generation set written by `teacher` (as the card
     names it: distil.hub.metadata.shown_model) under its terms
     (`license`: the teacher's licence, else synth.license), its train split `train.parquet`."""
     return DatasetCardData(
         pretty_name=f"{name}: synthetic prompt/response data from {teacher}",
-        **license_metadata(license), task_categories=["text-generation"],
-        size_categories=[size_category(rows)], tags=["distillation", "synthetic"],
-        teacher=teacher, teacher_terms=terms_metadata(terms) or None,
-        configs=[{"config_name": "default",
-                  "data_files": [{"split": "train", "path": "train.parquet"}]}])
+        **license_metadata(license),
+        task_categories=["text-generation"],
+        size_categories=[size_category(rows)],
+        tags=["distillation", "synthetic"],
+        teacher=teacher,
+        teacher_terms=terms_metadata(terms) or None,
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "train.parquet"}]}],
+    )
 
 
 def front_matter(data: CardData) -> str:

@@ -58,30 +58,50 @@ def model_card(run_dir: Path | None) -> str:
     meta = _metadata(teacher, student, terms, recipe.get("data") or {}, fingerprint)
     name = recipe.get("name", "student")
     layers = student.get("layers")
-    lines = [front_matter(meta),
-             f"# {name}: a student distilled with distil", "",
-             f"- teacher: `{shown_model(teacher.get('model')) or 'unknown'}`"
-             + (f" behind {teacher['api'].get('base_url')}" if teacher.get("api") else ""),
-             f"- student started from: `{shown_model(student.get('model')) or 'unknown'}`"
-             + (f", decoder layers {layers}" if layers else ""),
-             f"- training data: `{shown}` ({fingerprint})"
-             if data is not None else "- training data: not found beside this model", "",
-             "## The teacher's terms", "", *terms_lines(terms), "",
-             "The student learnt from the teacher's outputs, so the teacher's terms may bind "
-             "what this model is used for; read them before sharing or deploying it.", ""]
+    lines = [
+        front_matter(meta),
+        f"# {name}: a student distilled with distil",
+        "",
+        f"- teacher: `{shown_model(teacher.get('model')) or 'unknown'}`"
+        + (f" behind {teacher['api'].get('base_url')}" if teacher.get("api") else ""),
+        f"- student started from: `{shown_model(student.get('model')) or 'unknown'}`"
+        + (f", decoder layers {layers}" if layers else ""),
+        f"- training data: `{shown}` ({fingerprint})"
+        if data is not None
+        else "- training data: not found beside this model",
+        "",
+        "## The teacher's terms",
+        "",
+        *terms_lines(terms),
+        "",
+        "The student learnt from the teacher's outputs, so the teacher's terms may bind "
+        "what this model is used for; read them before sharing or deploying it.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def _metadata(teacher: dict[str, Any], student: dict[str, Any], terms: TermsSection,
-              data: dict[str, Any], fingerprint: str | None) -> ModelCardData:
+def _metadata(
+    teacher: dict[str, Any],
+    student: dict[str, Any],
+    terms: TermsSection,
+    data: dict[str, Any],
+    fingerprint: str | None,
+) -> ModelCardData:
     base = hub_model_id(student.get("model"))
     dataset = hub_dataset_id(data.get("train"))
     return ModelCardData(
-        library_name="transformers", base_model=base,
+        library_name="transformers",
+        base_model=base,
         base_model_relation="finetune" if base else None,
-        datasets=[dataset] if dataset else None, **license_metadata(terms.license),
-        tags=["distillation"], pipeline_tag="text-generation", teacher=shown_model(teacher.get("model")),
-        teacher_terms=terms_metadata(terms) or None, data_fingerprint=fingerprint)
+        datasets=[dataset] if dataset else None,
+        **license_metadata(terms.license),
+        tags=["distillation"],
+        pipeline_tag="text-generation",
+        teacher=shown_model(teacher.get("model")),
+        teacher_terms=terms_metadata(terms) or None,
+        data_fingerprint=fingerprint,
+    )
 
 
 def _saved_recipe(run_dir: Path | None) -> dict[str, Any]:
@@ -94,8 +114,9 @@ def _saved_recipe(run_dir: Path | None) -> dict[str, Any]:
 def _training_data(run_dir: Path | None, recipe: dict[str, Any]) -> Path | None:
     """The training file: data.train of the recipe, else RUN/data/train.parquet."""
     named = (recipe.get("data") or {}).get("train")
-    for candidate in ([Path(named)] if named else []) + ([run_dir / "data" / "train.parquet"]
-                                                         if run_dir else []):
+    for candidate in ([Path(named)] if named else []) + (
+        [run_dir / "data" / "train.parquet"] if run_dir else []
+    ):
         if candidate.is_file():
             return candidate
     return None

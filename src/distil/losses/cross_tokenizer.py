@@ -104,12 +104,18 @@ def dense_span_teacher(log_p: Tensor, targets: Tensor, spans: SpanPositions) -> 
     ids = torch.arange(first.shape[1], device=first.device).expand(first.shape[0], -1)
     none = torch.full((first.shape[0],), float("-inf"), dtype=first.dtype, device=first.device)
     first_token = targets[spans.first]
-    return SpanTeacher(TopKTeacher(ids, first, none), log_c, first_token,
-                       first.gather(1, first_token[:, None]).squeeze(1))
+    return SpanTeacher(
+        TopKTeacher(ids, first, none), log_c, first_token, first.gather(1, first_token[:, None]).squeeze(1)
+    )
 
 
-def aligned_log_probs(student_first: Tensor, student_log_c: Tensor, student_first_token: Tensor,
-                      teacher: SpanTeacher, teacher_to_student: Tensor) -> tuple[Tensor, Tensor]:
+def aligned_log_probs(
+    student_first: Tensor,
+    student_log_c: Tensor,
+    student_first_token: Tensor,
+    teacher: SpanTeacher,
+    teacher_to_student: Tensor,
+) -> tuple[Tensor, Tensor]:
     """Student and teacher span log-probabilities on [the span, the other mapped tokens, bucket].
 
     (M, V_s) student log-probabilities at the spans' first tokens, (M,) student log c, (M,)
@@ -127,18 +133,26 @@ def aligned_log_probs(student_first: Tensor, student_log_c: Tensor, student_firs
     # the teacher's first-position mass outside the span's token and the other outcomes
     tail = top.log_tail.to(dtype)
     stored = own.any(dim=1)
-    tail = torch.where(stored, tail, tail + _log_one_minus_exp(
-        torch.clamp(first_logprob - tail, max=0).masked_fill(stored, -1.0)))
+    tail = torch.where(
+        stored,
+        tail,
+        tail + _log_one_minus_exp(torch.clamp(first_logprob - tail, max=0).masked_fill(stored, -1.0)),
+    )
     teacher_rest = _log_add(_log_sum(teacher_logs.masked_fill(other | own, inf)), tail)
-    covered = torch.zeros_like(student_first, dtype=torch.int32).scatter_add(
-        1, safe_ids, other.to(torch.int32)) > 0  # (M, V_s)
+    covered = (
+        torch.zeros_like(student_first, dtype=torch.int32).scatter_add(1, safe_ids, other.to(torch.int32)) > 0
+    )  # (M, V_s)
     covered = covered.scatter(1, student_first_token[:, None], True)
     student_rest = _log_sum(student_first.masked_fill(covered, inf))
-    student = _outcomes(student_first.gather(1, student_first_token[:, None]).squeeze(1),
-                        student_first.gather(1, safe_ids).masked_fill(~other, inf),
-                        student_rest, student_log_c)
-    teacher_side = _outcomes(first_logprob, teacher_logs.masked_fill(~other, inf), teacher_rest,
-                             teacher.log_continuation.to(dtype))
+    student = _outcomes(
+        student_first.gather(1, student_first_token[:, None]).squeeze(1),
+        student_first.gather(1, safe_ids).masked_fill(~other, inf),
+        student_rest,
+        student_log_c,
+    )
+    teacher_side = _outcomes(
+        first_logprob, teacher_logs.masked_fill(~other, inf), teacher_rest, teacher.log_continuation.to(dtype)
+    )
     return student, teacher_side
 
 
@@ -151,19 +165,26 @@ def _outcomes(span_first: Tensor, others: Tensor, rest: Tensor, log_c: Tensor) -
     return rows - math.log1p(BUCKET_FLOOR)
 
 
-def aligned_divergence(name: str, student_first: Tensor, student_log_c: Tensor,
-                       student_first_token: Tensor, teacher: SpanTeacher,
-                       teacher_to_student: Tensor, *, beta: float = 0.5,
-                       alpha: float = 0.1) -> Tensor:
+def aligned_divergence(
+    name: str,
+    student_first: Tensor,
+    student_log_c: Tensor,
+    student_first_token: Tensor,
+    teacher: SpanTeacher,
+    teacher_to_student: Tensor,
+    *,
+    beta: float = 0.5,
+    alpha: float = 0.1,
+) -> Tensor:
     """The divergence `name` of the table between the aligned span distributions (module
     docstring). -> (M,)."""
     fn = bound_divergence(name, beta=beta, alpha=alpha)
-    return fn(*aligned_log_probs(student_first, student_log_c, student_first_token, teacher,
-                                 teacher_to_student))
+    return fn(
+        *aligned_log_probs(student_first, student_log_c, student_first_token, teacher, teacher_to_student)
+    )
 
 
-def uld_distance(student_first: Tensor, student_log_c: Tensor, teacher: SpanTeacher,
-                 k: int) -> Tensor:
+def uld_distance(student_first: Tensor, student_log_c: Tensor, teacher: SpanTeacher, k: int) -> Tensor:
     """ULD between the sorted span distributions over the top-k support and the tail.
 
     (M, V_s) student log-probabilities at the spans' first tokens, (M,) log c, SpanTeacher
@@ -195,7 +216,8 @@ def _log_add(a: Tensor, b: Tensor) -> Tensor:
     """log(exp(a) + exp(b)); -inf with a zero gradient where both are -inf."""
     both = torch.isneginf(a) & torch.isneginf(b)
     return torch.logaddexp(a.masked_fill(both, 0.0), b.masked_fill(both, 0.0)).masked_fill(
-        both, float("-inf"))
+        both, float("-inf")
+    )
 
 
 def _log_one_minus_exp(log_x: Tensor) -> Tensor:
@@ -205,9 +227,16 @@ def _log_one_minus_exp(log_x: Tensor) -> Tensor:
     return torch.log(-torch.expm1(safe)).masked_fill(full, float("-inf"))
 
 
-def cross_tokenizer_per_token(objective: Objective, method: str, student_logits: Tensor,
-                              labels: Tensor, spans: SpanPositions, teacher: SpanTeacher | None,
-                              teacher_to_student: Tensor | None, top_k: int) -> Tensor:
+def cross_tokenizer_per_token(
+    objective: Objective,
+    method: str,
+    student_logits: Tensor,
+    labels: Tensor,
+    spans: SpanPositions,
+    teacher: SpanTeacher | None,
+    teacher_to_student: Tensor | None,
+    top_k: int,
+) -> Tensor:
     """`Objective.per_token` for a teacher of another tokenizer. (N, V_s), (N,) -> (N,).
 
     `method` is `aligned` (the objective's divergence over mapped tokens and the bucket) or
@@ -225,10 +254,16 @@ def cross_tokenizer_per_token(objective: Objective, method: str, student_logits:
         elif method == "aligned":
             if teacher_to_student is None:
                 raise ValueError("the aligned loss needs the vocabulary map")
-            values = aligned_divergence(objective.divergence, first, log_c,
-                                        labels[spans.first], teacher, teacher_to_student,
-                                        beta=objective.beta,
-                                        alpha=objective.alpha)
+            values = aligned_divergence(
+                objective.divergence,
+                first,
+                log_c,
+                labels[spans.first],
+                teacher,
+                teacher_to_student,
+                beta=objective.beta,
+                alpha=objective.alpha,
+            )
         else:
             raise ValueError(f"unknown cross-tokenizer method {method!r}; use aligned or uld")
         kd = spread_over_positions(values, spans, student_logits.shape[0])

@@ -52,24 +52,21 @@ def generalized_jsd(
 ) -> Tensor:
     """Generalised Jensen-Shannon divergence per token; beta = 0 is forward KL, 1 reverse KL.
     (N, V), (N, V) -> (N,)."""
-    return divergence("generalized_jsd", student_logits, teacher_logits, temperature=temperature,
-                      beta=beta)
+    return divergence("generalized_jsd", student_logits, teacher_logits, temperature=temperature, beta=beta)
 
 
 def skew_forward_kl(
     student_logits: Tensor, teacher_logits: Tensor, *, alpha: float = 0.1, temperature: float = 1.0
 ) -> Tensor:
     """KL(p_t || a*p_t + (1-a)*p_s) per token; a = 0 is forward KL. (N, V), (N, V) -> (N,)."""
-    return divergence("skew_forward_kl", student_logits, teacher_logits, temperature=temperature,
-                      alpha=alpha)
+    return divergence("skew_forward_kl", student_logits, teacher_logits, temperature=temperature, alpha=alpha)
 
 
 def skew_reverse_kl(
     student_logits: Tensor, teacher_logits: Tensor, *, alpha: float = 0.1, temperature: float = 1.0
 ) -> Tensor:
     """KL(p_s || (1-a)*p_t + a*p_s) per token; a = 0 is reverse KL. (N, V), (N, V) -> (N,)."""
-    return divergence("skew_reverse_kl", student_logits, teacher_logits, temperature=temperature,
-                      alpha=alpha)
+    return divergence("skew_reverse_kl", student_logits, teacher_logits, temperature=temperature, alpha=alpha)
 
 
 def tvd(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float = 1.0) -> Tensor:

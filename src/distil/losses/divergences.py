@@ -135,19 +135,24 @@ def register_divergence(name: str, fn: Callable[..., Tensor], param: Param | Non
     when it takes `param`. The recipe then accepts `distill.divergence: name`, and the dense,
     sparse, fused and aligned paths compute it."""
     if not name.isidentifier() or name in _TABLE:
-        raise ValueError(f"cannot register divergence {name!r}: pick a new name made of letters, "
-                         f"digits and _ (taken: {sorted(_TABLE)})")
+        raise ValueError(
+            f"cannot register divergence {name!r}: pick a new name made of letters, "
+            f"digits and _ (taken: {sorted(_TABLE)})"
+        )
     if param is not None and param.name not in PARAMETERS:
-        raise ValueError(f"divergence {name!r} takes {param.name!r}, but a recipe carries only "
-                         f"{' and '.join(PARAMETERS)}; name its parameter one of them")
+        raise ValueError(
+            f"divergence {name!r} takes {param.name!r}, but a recipe carries only "
+            f"{' and '.join(PARAMETERS)}; name its parameter one of them"
+        )
     _TABLE[name] = TableEntry(fn, param)
 
 
 def unregister_divergence(name: str) -> None:
     """Remove a divergence added with `register_divergence` (the built-in ones stay)."""
     if name in BUILT_IN or name not in _TABLE:
-        raise ValueError(f"{name!r} is not a registered divergence; registered: "
-                         f"{sorted(set(_TABLE) - set(BUILT_IN))}")
+        raise ValueError(
+            f"{name!r} is not a registered divergence; registered: {sorted(set(_TABLE) - set(BUILT_IN))}"
+        )
     del _TABLE[name]
 
 
@@ -179,8 +184,9 @@ def parameter_problem(name: str, parameter: str, value: float) -> str | None:
     return f"{name} takes {parameter} in {param.range_text()}; set a value there"
 
 
-def bound_divergence(name: str, *, beta: float = 0.5,
-                     alpha: float = 0.1) -> Callable[[Tensor, Tensor], Tensor]:
+def bound_divergence(
+    name: str, *, beta: float = 0.5, alpha: float = 0.1
+) -> Callable[[Tensor, Tensor], Tensor]:
     """The divergence `name` with its parameter checked and bound: (log_s, log_t) -> (N,),
     both (N, K) normalised log-probability rows over the same outcomes. Every front end
     computes through this."""

@@ -89,18 +89,28 @@ def fused_linear_divergence(
         def per_token(student_logits: Tensor, teacher_logits: Tensor, rows: slice) -> Tensor:
             return fn(student_logits, teacher_logits)
     else:
-        def per_token(student_logits: Tensor, teacher_logits: Tensor, rows: slice) -> Tensor:
-            return dense_divergence(divergence, student_logits, teacher_logits,
-                                    temperature=temperature, beta=beta, alpha=alpha)
 
-    return fused_linear_loss(student_hidden, student_weight, teacher_hidden, teacher_weight,
-                             per_token, chunk_size=chunk_size, reduction=reduction,
-                             token_weights=token_weights)
+        def per_token(student_logits: Tensor, teacher_logits: Tensor, rows: slice) -> Tensor:
+            return dense_divergence(
+                divergence, student_logits, teacher_logits, temperature=temperature, beta=beta, alpha=alpha
+            )
+
+    return fused_linear_loss(
+        student_hidden,
+        student_weight,
+        teacher_hidden,
+        teacher_weight,
+        per_token,
+        chunk_size=chunk_size,
+        reduction=reduction,
+        token_weights=token_weights,
+    )
 
 
 @lru_cache(maxsize=32)
-def compiled_divergence(name: str, temperature: float, beta: float, alpha: float,
-                        backend: str = "inductor") -> Callable[[Tensor, Tensor], Tensor]:
+def compiled_divergence(
+    name: str, temperature: float, beta: float, alpha: float, backend: str = "inductor"
+) -> Callable[[Tensor, Tensor], Tensor]:
     """The dense divergence `name` as one compiled (student, teacher) -> (c,) function.
 
     Compiled once per parameter set; chunk sizes are marked dynamic on the second shape seen,
@@ -108,8 +118,9 @@ def compiled_divergence(name: str, temperature: float, beta: float, alpha: float
     """
 
     def values(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
-        return dense_divergence(name, student_logits, teacher_logits, temperature=temperature,
-                                beta=beta, alpha=alpha)
+        return dense_divergence(
+            name, student_logits, teacher_logits, temperature=temperature, beta=beta, alpha=alpha
+        )
 
     return torch.compile(values, backend=backend)
 
@@ -135,37 +146,64 @@ def fused_linear_loss(
     _check_shapes(student_hidden, student_weight, teacher_hidden, teacher_weight)
     if reduction not in ("none", "sum"):
         raise ValueError(f"reduction must be 'none' or 'sum', got {reduction!r}")
-    if token_weights is not None and (reduction != "sum"
-                                      or token_weights.shape != student_hidden.shape[:1]):
-        raise ValueError("token_weights must be (N,) and go with reduction='sum'; got "
-                         f"{tuple(token_weights.shape)} with reduction={reduction!r}")
+    if token_weights is not None and (reduction != "sum" or token_weights.shape != student_hidden.shape[:1]):
+        raise ValueError(
+            "token_weights must be (N,) and go with reduction='sum'; got "
+            f"{tuple(token_weights.shape)} with reduction={reduction!r}"
+        )
     chunk = chunk_size or default_chunk_size(student_weight.shape[0], student_hidden.device)
-    needs_grad = torch.is_grad_enabled() and (
-        student_hidden.requires_grad or student_weight.requires_grad)
-    return _FusedLinearLoss.apply(student_hidden, student_weight, teacher_hidden,
-                                  teacher_weight, per_token, chunk, needs_grad, reduction,
-                                  token_weights)
+    needs_grad = torch.is_grad_enabled() and (student_hidden.requires_grad or student_weight.requires_grad)
+    return _FusedLinearLoss.apply(
+        student_hidden,
+        student_weight,
+        teacher_hidden,
+        teacher_weight,
+        per_token,
+        chunk,
+        needs_grad,
+        reduction,
+        token_weights,
+    )
 
 
 class _FusedLinearLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, student_hidden, student_weight, teacher_hidden, teacher_weight,
-                per_token, chunk, needs_grad, reduction, token_weights):
+    def forward(
+        ctx,
+        student_hidden,
+        student_weight,
+        teacher_hidden,
+        teacher_weight,
+        per_token,
+        chunk,
+        needs_grad,
+        reduction,
+        token_weights,
+    ):
         n, device = student_hidden.shape[0], student_hidden.device
         dtype = _math_dtype(student_hidden)
         weights = None
         if reduction == "sum":
-            weights = (torch.ones(n, device=device, dtype=dtype) if token_weights is None
-                       else token_weights.detach().to(device, dtype))
+            weights = (
+                torch.ones(n, device=device, dtype=dtype)
+                if token_weights is None
+                else token_weights.detach().to(device, dtype)
+            )
         one_pass = needs_grad and reduction == "sum"
         values = torch.empty(n, device=device, dtype=dtype)
         grads = _gradient_buffers(student_hidden, student_weight) if one_pass else (None, None)
         for rows in _chunks(n, chunk):
-            values[rows] = _chunk_pass(student_hidden, student_weight, teacher_hidden,
-                                       teacher_weight, per_token, rows,
-                                       weights[rows] if one_pass else None, *grads)
-        ctx.per_token, ctx.chunk, ctx.needs_grad, ctx.reduction = (
-            per_token, chunk, needs_grad, reduction)
+            values[rows] = _chunk_pass(
+                student_hidden,
+                student_weight,
+                teacher_hidden,
+                teacher_weight,
+                per_token,
+                rows,
+                weights[rows] if one_pass else None,
+                *grads,
+            )
+        ctx.per_token, ctx.chunk, ctx.needs_grad, ctx.reduction = (per_token, chunk, needs_grad, reduction)
         # kept out of save_for_backward: the first backward scales them in place and hands
         # them over, which the saved-tensor version check would refuse on a second one
         ctx.stored = grads if one_pass else None
@@ -188,12 +226,20 @@ class _FusedLinearLoss(torch.autograd.Function):
             scale = grad_out.to(dtype)
             out_hidden, out_weight = grad_hidden.mul_(scale), grad_weight.mul_(scale)
         else:
-            upstream = (ctx.weights * grad_out.to(dtype) if ctx.reduction == "sum"
-                        else grad_out.to(dtype))
+            upstream = ctx.weights * grad_out.to(dtype) if ctx.reduction == "sum" else grad_out.to(dtype)
             out_hidden, out_weight = _gradient_buffers(student_hidden, student_weight)
             for rows in _chunks(student_hidden.shape[0], ctx.chunk):
-                _chunk_pass(student_hidden, student_weight, teacher_hidden, teacher_weight,
-                            ctx.per_token, rows, upstream[rows], out_hidden, out_weight)
+                _chunk_pass(
+                    student_hidden,
+                    student_weight,
+                    teacher_hidden,
+                    teacher_weight,
+                    ctx.per_token,
+                    rows,
+                    upstream[rows],
+                    out_hidden,
+                    out_weight,
+                )
         hidden_grad = out_hidden.to(student_hidden.dtype) if ctx.needs_input_grad[0] else None
         weight_grad = out_weight.to(student_weight.dtype) if ctx.needs_input_grad[1] else None
         return hidden_grad, weight_grad, None, None, None, None, None, None, None
@@ -202,12 +248,23 @@ class _FusedLinearLoss(torch.autograd.Function):
 def _gradient_buffers(student_hidden: Tensor, student_weight: Tensor) -> tuple[Tensor, Tensor]:
     """Float32 (at least) gradient buffers: hidden rows are written once, the weight's summed."""
     dtype = _math_dtype(student_hidden)
-    return (torch.empty(student_hidden.shape, device=student_hidden.device, dtype=dtype),
-            torch.zeros(student_weight.shape, device=student_weight.device, dtype=dtype))
+    return (
+        torch.empty(student_hidden.shape, device=student_hidden.device, dtype=dtype),
+        torch.zeros(student_weight.shape, device=student_weight.device, dtype=dtype),
+    )
 
 
-def _chunk_pass(student_hidden, student_weight, teacher_hidden, teacher_weight, per_token,
-                rows, weights, grad_hidden, grad_weight):
+def _chunk_pass(
+    student_hidden,
+    student_weight,
+    teacher_hidden,
+    teacher_weight,
+    per_token,
+    rows,
+    weights,
+    grad_hidden,
+    grad_weight,
+):
     """Values of one chunk; with `weights`, also write/accumulate the weighted gradients."""
     hidden, dtype = student_hidden[rows].detach(), _math_dtype(student_hidden)
     weight = student_weight.detach()
@@ -266,8 +323,10 @@ def _mixed_mm(device_type: str, low: torch.dtype, high: torch.dtype) -> bool:
         torch.mm(a, b, out_dtype=high, out=fresh)
     except (RuntimeError, TypeError):
         return False
-    return bool(torch.allclose(got, want, rtol=1e-3, atol=1e-3)
-                and torch.allclose(fresh, want - start, rtol=1e-3, atol=1e-3))
+    return bool(
+        torch.allclose(got, want, rtol=1e-3, atol=1e-3)
+        and torch.allclose(fresh, want - start, rtol=1e-3, atol=1e-3)
+    )
 
 
 def _math_dtype(tensor: Tensor) -> torch.dtype:
@@ -281,21 +340,30 @@ def _chunks(n: int, chunk: int):
 
 def _check_shapes(student_hidden, student_weight, teacher_hidden, teacher_weight) -> None:
     if student_hidden.dim() != 2 or student_weight.dim() != 2:
-        raise ValueError("student_hidden must be (N, Hs) and student_weight (V, Hs); got "
-                         f"{tuple(student_hidden.shape)} and {tuple(student_weight.shape)}")
+        raise ValueError(
+            "student_hidden must be (N, Hs) and student_weight (V, Hs); got "
+            f"{tuple(student_hidden.shape)} and {tuple(student_weight.shape)}"
+        )
     if student_hidden.shape[1] != student_weight.shape[1]:
-        raise ValueError(f"student_hidden has {student_hidden.shape[1]} features but "
-                         f"student_weight has {student_weight.shape[1]}")
+        raise ValueError(
+            f"student_hidden has {student_hidden.shape[1]} features but "
+            f"student_weight has {student_weight.shape[1]}"
+        )
     if (teacher_hidden is None) != (teacher_weight is None):
         raise ValueError("pass both teacher_hidden and teacher_weight, or neither")
     if teacher_hidden is None:
         return
     if teacher_hidden.shape[0] != student_hidden.shape[0]:
-        raise ValueError(f"teacher_hidden has {teacher_hidden.shape[0]} rows, "
-                         f"student_hidden {student_hidden.shape[0]}")
+        raise ValueError(
+            f"teacher_hidden has {teacher_hidden.shape[0]} rows, student_hidden {student_hidden.shape[0]}"
+        )
     if teacher_weight.shape[0] != student_weight.shape[0]:
-        raise ValueError(f"teacher vocabulary ({teacher_weight.shape[0]}) differs from the "
-                         f"student's ({student_weight.shape[0]}); slice both heads to the shared size")
+        raise ValueError(
+            f"teacher vocabulary ({teacher_weight.shape[0]}) differs from the "
+            f"student's ({student_weight.shape[0]}); slice both heads to the shared size"
+        )
     if teacher_hidden.shape[1] != teacher_weight.shape[1]:
-        raise ValueError(f"teacher_hidden has {teacher_hidden.shape[1]} features but "
-                         f"teacher_weight has {teacher_weight.shape[1]}")
+        raise ValueError(
+            f"teacher_hidden has {teacher_hidden.shape[1]} features but "
+            f"teacher_weight has {teacher_weight.shape[1]}"
+        )

@@ -29,22 +29,32 @@ class Objective:
     kd_weight: float = 1.0
     ce_weight: float = 0.0
 
-    def per_token(self, student_logits: Tensor, teacher_logits: Tensor | None,
-                  labels: Tensor | None) -> Tensor:
+    def per_token(
+        self, student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor | None
+    ) -> Tensor:
         """Loss per token. (N, V), (N, V) or None, (N,) or None -> (N,) float32."""
         kd = None
         if self.kd_weight > 0:
             if teacher_logits is None:
                 raise ValueError("kd_weight > 0 needs teacher logits")
-            kd = divergence(self.divergence, student_logits, teacher_logits,
-                            temperature=self.temperature, beta=self.beta, alpha=self.alpha)
+            kd = divergence(
+                self.divergence,
+                student_logits,
+                teacher_logits,
+                temperature=self.temperature,
+                beta=self.beta,
+                alpha=self.alpha,
+            )
         return self.combine(student_logits, kd, labels)
 
     def combine(self, student_logits: Tensor, kd: Tensor | None, labels: Tensor | None) -> Tensor:
         """kd_weight * T^2 * kd + ce_weight * CE per token, from a divergence computed by the
         caller (dense or over a stored top-k). (N, V), (N,) or None, (N,) or None -> (N,)."""
-        total = torch.zeros(student_logits.shape[0], device=student_logits.device,
-                            dtype=torch.promote_types(student_logits.dtype, torch.float32))
+        total = torch.zeros(
+            student_logits.shape[0],
+            device=student_logits.device,
+            dtype=torch.promote_types(student_logits.dtype, torch.float32),
+        )
         if self.kd_weight > 0:
             total = total + self.kd_weight * self.temperature**2 * kd
         if self.ce_weight > 0:

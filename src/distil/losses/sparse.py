@@ -94,8 +94,9 @@ def _complement_log_mass(log_p: Tensor, ids: Tensor) -> Tensor:
     return torch.where(covered.squeeze(-1), float("-inf"), torch.logsumexp(safe, dim=-1))
 
 
-def bucket_log_probs(student_logits: Tensor, teacher: TopKTeacher,
-                     temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+def bucket_log_probs(
+    student_logits: Tensor, teacher: TopKTeacher, temperature: float = 1.0
+) -> tuple[Tensor, Tensor]:
     """Student and teacher log-probabilities on the k teacher tokens plus the tail bucket.
 
     (N, V) logits and a TopKTeacher (N, k) -> two (N, k + 1) tensors; with k = V the
@@ -108,56 +109,62 @@ def bucket_log_probs(student_logits: Tensor, teacher: TopKTeacher,
     if teacher.ids.shape[1] == student_logits.shape[1]:
         return student_top, teacher_top
     student_tail = _complement_log_mass(log_s, teacher.ids)
-    return (torch.cat([student_top, student_tail[:, None]], dim=1),
-            torch.cat([teacher_top, teacher.log_tail.to(student_top.dtype)[:, None]], dim=1))
+    return (
+        torch.cat([student_top, student_tail[:, None]], dim=1),
+        torch.cat([teacher_top, teacher.log_tail.to(student_top.dtype)[:, None]], dim=1),
+    )
 
 
-def sparse_divergence(name: str, student_logits: Tensor, teacher: TopKTeacher, *,
-                      temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1) -> Tensor:
+def sparse_divergence(
+    name: str,
+    student_logits: Tensor,
+    teacher: TopKTeacher,
+    *,
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    alpha: float = 0.1,
+) -> Tensor:
     """The divergence `name` of the table on the top-k and the tail bucket, passing it only
     the parameter it takes. (N, V), TopKTeacher (N, k) -> (N,)."""
     fn = bound_divergence(name, beta=beta, alpha=alpha)
     return fn(*bucket_log_probs(student_logits, teacher, temperature))
 
 
-def sparse_forward_kl(student_logits: Tensor, teacher: TopKTeacher, *,
-                      temperature: float = 1.0) -> Tensor:
+def sparse_forward_kl(student_logits: Tensor, teacher: TopKTeacher, *, temperature: float = 1.0) -> Tensor:
     """KL(p_t || p_s) over the top-k and the tail bucket. (N, V), TopKTeacher (N, k) -> (N,)."""
     return sparse_divergence("forward_kl", student_logits, teacher, temperature=temperature)
 
 
-def sparse_reverse_kl(student_logits: Tensor, teacher: TopKTeacher, *,
-                      temperature: float = 1.0) -> Tensor:
+def sparse_reverse_kl(student_logits: Tensor, teacher: TopKTeacher, *, temperature: float = 1.0) -> Tensor:
     """KL(p_s || p_t) over the top-k and the tail bucket. (N, V), TopKTeacher (N, k) -> (N,)."""
     return sparse_divergence("reverse_kl", student_logits, teacher, temperature=temperature)
 
 
-def sparse_generalized_jsd(student_logits: Tensor, teacher: TopKTeacher, *, beta: float = 0.5,
-                           temperature: float = 1.0) -> Tensor:
+def sparse_generalized_jsd(
+    student_logits: Tensor, teacher: TopKTeacher, *, beta: float = 0.5, temperature: float = 1.0
+) -> Tensor:
     """beta*KL(p_t||m) + (1-beta)*KL(p_s||m), m = beta*p_t + (1-beta)*p_s, on the buckets.
 
     beta = 0 is forward KL, beta = 1 reverse KL. (N, V), TopKTeacher (N, k) -> (N,).
     """
-    return sparse_divergence("generalized_jsd", student_logits, teacher,
-                             temperature=temperature, beta=beta)
+    return sparse_divergence("generalized_jsd", student_logits, teacher, temperature=temperature, beta=beta)
 
 
-def sparse_skew_forward_kl(student_logits: Tensor, teacher: TopKTeacher, *, alpha: float = 0.1,
-                           temperature: float = 1.0) -> Tensor:
+def sparse_skew_forward_kl(
+    student_logits: Tensor, teacher: TopKTeacher, *, alpha: float = 0.1, temperature: float = 1.0
+) -> Tensor:
     """KL(p_t || a*p_t + (1-a)*p_s) on the buckets. (N, V), TopKTeacher (N, k) -> (N,)."""
-    return sparse_divergence("skew_forward_kl", student_logits, teacher,
-                             temperature=temperature, alpha=alpha)
+    return sparse_divergence("skew_forward_kl", student_logits, teacher, temperature=temperature, alpha=alpha)
 
 
-def sparse_skew_reverse_kl(student_logits: Tensor, teacher: TopKTeacher, *, alpha: float = 0.1,
-                           temperature: float = 1.0) -> Tensor:
+def sparse_skew_reverse_kl(
+    student_logits: Tensor, teacher: TopKTeacher, *, alpha: float = 0.1, temperature: float = 1.0
+) -> Tensor:
     """KL(p_s || (1-a)*p_t + a*p_s) on the buckets. (N, V), TopKTeacher (N, k) -> (N,)."""
-    return sparse_divergence("skew_reverse_kl", student_logits, teacher,
-                             temperature=temperature, alpha=alpha)
+    return sparse_divergence("skew_reverse_kl", student_logits, teacher, temperature=temperature, alpha=alpha)
 
 
-def sparse_tvd(student_logits: Tensor, teacher: TopKTeacher, *,
-               temperature: float = 1.0) -> Tensor:
+def sparse_tvd(student_logits: Tensor, teacher: TopKTeacher, *, temperature: float = 1.0) -> Tensor:
     """0.5 * sum |p_t - p_s| over the buckets. (N, V), TopKTeacher (N, k) -> (N,)."""
     return sparse_divergence("tvd", student_logits, teacher, temperature=temperature)
 
@@ -167,16 +174,22 @@ SPARSE_DIVERGENCES = FrontEnd(sparse_divergence)
 alpha=...), for every name of the table, registered ones included."""
 
 
-def sparse_objective_per_token(objective: Objective, student_logits: Tensor,
-                               teacher: TopKTeacher | None, labels: Tensor | None) -> Tensor:
+def sparse_objective_per_token(
+    objective: Objective, student_logits: Tensor, teacher: TopKTeacher | None, labels: Tensor | None
+) -> Tensor:
     """`Objective.per_token` with a top-k teacher. (N, V), TopKTeacher (N, k), (N,) -> (N,)."""
     kd = None
     if objective.kd_weight > 0:
         if teacher is None:
             raise ValueError("kd_weight > 0 needs the teacher's top-k")
-        kd = sparse_divergence(objective.divergence, student_logits, _fill_absent(teacher),
-                               temperature=objective.temperature, beta=objective.beta,
-                               alpha=objective.alpha)
+        kd = sparse_divergence(
+            objective.divergence,
+            student_logits,
+            _fill_absent(teacher),
+            temperature=objective.temperature,
+            beta=objective.beta,
+            alpha=objective.alpha,
+        )
         if teacher.present is not None:  # no divergence where the teacher gave none
             kd = torch.where(teacher.present, kd, torch.zeros_like(kd))
     return objective.combine(student_logits, kd, labels)
@@ -189,20 +202,29 @@ def _fill_absent(teacher: TopKTeacher) -> TopKTeacher:
         return teacher
     uniform = -math.log(teacher.ids.shape[1] + 1)
     present = teacher.present
-    return TopKTeacher(teacher.ids,
-                       torch.where(present[:, None], teacher.logprobs, uniform),
-                       torch.where(present, teacher.log_tail, uniform), present)
+    return TopKTeacher(
+        teacher.ids,
+        torch.where(present[:, None], teacher.logprobs, uniform),
+        torch.where(present, teacher.log_tail, uniform),
+        present,
+    )
 
 
 def _check(student_logits: Tensor, teacher: TopKTeacher) -> None:
     n, vocab = student_logits.shape
     if teacher.ids.dim() != 2 or teacher.ids.shape != teacher.logprobs.shape:
-        raise ValueError(f"teacher ids {tuple(teacher.ids.shape)} and logprobs "
-                         f"{tuple(teacher.logprobs.shape)} must both be (N, k)")
-    if teacher.ids.shape[0] != n or teacher.log_tail.shape != (n,) or (
-            teacher.present is not None and teacher.present.shape != (n,)):
-        raise ValueError(f"student has {n} tokens but the teacher signal has "
-                         f"{teacher.ids.shape[0]} (log_tail {tuple(teacher.log_tail.shape)})")
+        raise ValueError(
+            f"teacher ids {tuple(teacher.ids.shape)} and logprobs "
+            f"{tuple(teacher.logprobs.shape)} must both be (N, k)"
+        )
+    if (
+        teacher.ids.shape[0] != n
+        or teacher.log_tail.shape != (n,)
+        or (teacher.present is not None and teacher.present.shape != (n,))
+    ):
+        raise ValueError(
+            f"student has {n} tokens but the teacher signal has "
+            f"{teacher.ids.shape[0]} (log_tail {tuple(teacher.log_tail.shape)})"
+        )
     if teacher.ids.shape[1] > vocab:
         raise ValueError(f"teacher top-k ({teacher.ids.shape[1]}) exceeds the vocabulary ({vocab})")
-

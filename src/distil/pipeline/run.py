@@ -98,36 +98,52 @@ def _captures(recipe: Recipe) -> bool:
     return teacher_signal(recipe).own_capture
 
 
-def default_stages(restart: bool = False, num_processes: int = 1,
-                   accelerate_config: Path | None = None, resume_from: Path | None = None,
-                   callbacks: Sequence[Any] = ()) -> tuple[Stage, ...]:
+def default_stages(
+    restart: bool = False,
+    num_processes: int = 1,
+    accelerate_config: Path | None = None,
+    resume_from: Path | None = None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[Stage, ...]:
     """Every stage the toolkit knows, in order; `enabled` picks those a recipe wants.
     The train stage is `distil train`'s own entry (distil.train.run_training), resuming
     checkpoints of the same inputs (the newest, or `resume_from`); `restart`,
     `num_processes`, `accelerate_config` and `callbacks` are its options."""
-    training = partial(run_training, resume=resume_from or True, restart=restart,
-                       num_processes=num_processes, accelerate_config=accelerate_config,
-                       callbacks=callbacks)
+    training = partial(
+        run_training,
+        resume=resume_from or True,
+        restart=restart,
+        num_processes=num_processes,
+        accelerate_config=accelerate_config,
+        callbacks=callbacks,
+    )
     return (
-        Stage("synth", synth_stage, outputs=("data",),
-              enabled=lambda recipe: recipe.synth is not None),
+        Stage("synth", synth_stage, outputs=("data",), enabled=lambda recipe: recipe.synth is not None),
         Stage("capture", capture_stage, outputs=("signals",), enabled=_captures),
         Stage("train", training, outputs=TRAIN_OUTPUTS),
         Stage("eval", evaluate, outputs=("eval.json", "eval_samples.jsonl", "teacher_answers.json")),
-        Stage("export", export_stage, outputs=("export",),
-              enabled=lambda recipe: recipe.export is not None),
+        Stage("export", export_stage, outputs=("export",), enabled=lambda recipe: recipe.export is not None),
         Stage("bench", bench_stage, enabled=lambda recipe: recipe.bench is not None),
         Stage("compare", run_compare, outputs=("compare",), enabled=lambda recipe: recipe.compare),
-        Stage("report", lambda recipe: build_report(recipe.run_dir),
-              outputs=("report.md", "report.html", "report_files")),
+        Stage(
+            "report",
+            lambda recipe: build_report(recipe.run_dir),
+            outputs=("report.md", "report.html", "report_files"),
+        ),
     )
 
 
-def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
-                 force: bool = False, restart: bool = False, num_processes: int = 1,
-                 accelerate_config: Path | None = None,
-                 allow_parity_failure: bool = False,
-                 resume_from: Path | None = None, callbacks: Sequence[Any] = ()) -> list[str]:
+def run_pipeline(
+    recipe: Recipe,
+    stages: tuple[Stage, ...] | None = None,
+    force: bool = False,
+    restart: bool = False,
+    num_processes: int = 1,
+    accelerate_config: Path | None = None,
+    allow_parity_failure: bool = False,
+    resume_from: Path | None = None,
+    callbacks: Sequence[Any] = (),
+) -> list[str]:
     """Run each enabled stage unless its marker holds its current fingerprint; return the
     exported variants that failed parity (allowed), or raise ParityError naming them.
 
@@ -138,19 +154,23 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
     `callbacks` hear of the training (distil.train.callbacks).
     """
     check_generators(recipe)
-    ensure_writable_dir(recipe.run_dir, "run folder", "pass --out a folder you can write to, "
-                        "or fix output_dir in the recipe")  # before any stage loads a model
+    ensure_writable_dir(
+        recipe.run_dir, "run folder", "pass --out a folder you can write to, or fix output_dir in the recipe"
+    )  # before any stage loads a model
     launch.check_config(accelerate_config)
     lora = recipe.student.lora
     if lora is not None and not lora.save_merged:
-        raise RecipeError("student.lora.save_merged: false writes no RUN/student, which the "
-                          "eval stage of distil run reads: set it true, or train with "
-                          "`distil train` for the adapter alone")
+        raise RecipeError(
+            "student.lora.save_merged: false writes no RUN/student, which the "
+            "eval stage of distil run reads: set it true, or train with "
+            "`distil train` for the adapter alone"
+        )
     if resume_from is not None and force:
-        raise CheckpointError("--resume CHECKPOINT continues training from it and --force "
-                              "redoes every stage from scratch: pass one")
-    stages = stages or default_stages(restart, num_processes, accelerate_config, resume_from,
-                                      callbacks)
+        raise CheckpointError(
+            "--resume CHECKPOINT continues training from it and --force "
+            "redoes every stage from scratch: pass one"
+        )
+    stages = stages or default_stages(restart, num_processes, accelerate_config, resume_from, callbacks)
     redo = _from_training(stages) if resume_from is not None else ()
     for stage in stages:
         if not stage.enabled(recipe):
@@ -167,10 +187,15 @@ def run_pipeline(recipe: Recipe, stages: tuple[Stage, ...] | None = None,
         console.rule(f"[bold]{stage.name}")
         started, cpu_started = time.perf_counter(), cpu_seconds()
         stage.run(recipe)
-        atomic_write_json(marker, {"fingerprint": fingerprint,
-                                   "seconds": round(time.perf_counter() - started, 2),
-                                   "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
-                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        atomic_write_json(
+            marker,
+            {
+                "fingerprint": fingerprint,
+                "seconds": round(time.perf_counter() - started, 2),
+                "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
     return parity_verdict(recipe, allow_parity_failure)
 
 
@@ -184,7 +209,7 @@ def cpu_seconds() -> float:
 def _from_training(stages: tuple[Stage, ...]) -> tuple[str, ...]:
     """The train stage and every stage after it."""
     names = [stage.name for stage in stages]
-    return tuple(names[names.index("train"):]) if "train" in names else ()
+    return tuple(names[names.index("train") :]) if "train" in names else ()
 
 
 def stage_fingerprint(recipe: Recipe, name: str) -> str:

@@ -18,17 +18,22 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    **dict.fromkeys(["ExpMinScore", "exp_min_choice", "exp_min_score", "keyed_uniforms",
-                     "tuple_scores"], "distil.provenance.exponential"),
-    **dict.fromkeys(["context_seeds", "green_bias", "green_mask", "is_green", "token_hash"],
-                    "distil.provenance.greenlist"),
-    **dict.fromkeys(["SCHEMES", "Scheme", "WatermarkError", "WatermarkKey", "WatermarkSpec"],
-                    "distil.provenance.spec"),
+    **dict.fromkeys(
+        ["ExpMinScore", "exp_min_choice", "exp_min_score", "keyed_uniforms", "tuple_scores"],
+        "distil.provenance.exponential",
+    ),
+    **dict.fromkeys(
+        ["context_seeds", "green_bias", "green_mask", "is_green", "token_hash"], "distil.provenance.greenlist"
+    ),
+    **dict.fromkeys(
+        ["SCHEMES", "Scheme", "WatermarkError", "WatermarkKey", "WatermarkSpec"], "distil.provenance.spec"
+    ),
     **dict.fromkeys(["ExpMinSampler", "KGWBias"], "distil.provenance.marking"),
-    **dict.fromkeys(["Score", "score_sequences", "score_tuples", "unique_tuples"],
-                    "distil.provenance.score"),
-    **dict.fromkeys(["binomial_log10_sf", "binomial_sf", "clopper_pearson", "gamma_log10_sf",
-                     "gamma_log_sf"], "distil.provenance.stats"),
+    **dict.fromkeys(["Score", "score_sequences", "score_tuples", "unique_tuples"], "distil.provenance.score"),
+    **dict.fromkeys(
+        ["binomial_log10_sf", "binomial_sf", "clopper_pearson", "gamma_log10_sf", "gamma_log_sf"],
+        "distil.provenance.stats",
+    ),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -43,7 +43,7 @@ class ExpMinScore:
 
     @property
     def p_value(self) -> float:
-        return 10.0 ** self.log10_p
+        return 10.0**self.log10_p
 
     def as_dict(self) -> dict[str, float | int]:
         return {**asdict(self), "p_value": self.p_value}
@@ -71,15 +71,21 @@ def exp_min_choice(seeds: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
     """The keyed sample from each row: argmin_v -log(r_v) / p_v, taken as
     argmax_v log p_v - log(-log r_v) (a token with p_v = 0 is never chosen).
     seeds (N,) uint64, log_probs (N, V) float64 -> (N,) int64 token ids."""
-    clocks = -np.log(keyed_uniforms(np.asarray(seeds)[:, None],
-                                    np.arange(log_probs.shape[1])[None, :]))  # (N, V), Exp(1)
+    clocks = -np.log(
+        keyed_uniforms(np.asarray(seeds)[:, None], np.arange(log_probs.shape[1])[None, :])
+    )  # (N, V), Exp(1)
     return np.argmax(log_probs - np.log(clocks), axis=1)
 
 
-def exp_min_score(key: WatermarkKey, contexts: np.ndarray, tokens: np.ndarray,
-                  total: int | None = None) -> ExpMinScore:
+def exp_min_score(
+    key: WatermarkKey, contexts: np.ndarray, tokens: np.ndarray, total: int | None = None
+) -> ExpMinScore:
     """Test tuples as given (already de-duplicated). contexts (N, H), tokens (N,)."""
     kept = len(tokens)
     score = float(tuple_scores(context_seeds(key, contexts), tokens).sum()) if kept else 0.0
-    return ExpMinScore(tokens=kept if total is None else total, kept=kept, total_score=score,
-                       log10_p=gamma_log10_sf(kept, score))
+    return ExpMinScore(
+        tokens=kept if total is None else total,
+        kept=kept,
+        total_score=score,
+        log10_p=gamma_log10_sf(kept, score),
+    )

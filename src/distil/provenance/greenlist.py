@@ -54,17 +54,17 @@ def is_green(seeds: np.ndarray, tokens: np.ndarray, gamma: float) -> np.ndarray:
     return (token_hash(seeds, tokens) >> np.uint64(11)).astype(np.float64) < gamma * _TWO_53
 
 
-def green_mask(key: WatermarkKey, spec: WatermarkSpec, contexts: np.ndarray,
-               vocab_size: int) -> np.ndarray:
+def green_mask(key: WatermarkKey, spec: WatermarkSpec, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
     """The green lists after contexts. contexts (N, H>=context_width), only the last
     `context_width` tokens used -> (N, V) bool."""
-    contexts = np.asarray(contexts)[:, -spec.context_width:]
+    contexts = np.asarray(contexts)[:, -spec.context_width :]
     seeds = context_seeds(key, contexts)
     return is_green(seeds[:, None], np.arange(vocab_size)[None, :], spec.gamma)
 
 
-def green_bias(key: WatermarkKey, spec: WatermarkSpec, contexts: torch.Tensor,
-               vocab_size: int) -> torch.Tensor:
+def green_bias(
+    key: WatermarkKey, spec: WatermarkSpec, contexts: torch.Tensor, vocab_size: int
+) -> torch.Tensor:
     """The KGW logit bias: +delta on each context's green tokens. contexts (N, H) long ->
     (N, V) float32 on the contexts' device."""
     if contexts.shape[1] < spec.context_width:

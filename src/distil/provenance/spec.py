@@ -45,8 +45,7 @@ class WatermarkSpec:
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
-            raise WatermarkError(f"watermark scheme must be one of {', '.join(SCHEMES)}, got "
-                                 f"{self.scheme!r}")
+            raise WatermarkError(f"watermark scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
         if not 0 < self.gamma < 1:
             raise WatermarkError(f"watermark gamma must lie in (0, 1), got {self.gamma}")
         if self.delta < 0:
@@ -71,12 +70,15 @@ class WatermarkKey:
         """The key held in environment variable `variable` (its name, never the key, is passed).
         The key is the variable's bytes as the environment holds them, UTF-8 or not."""
         if not variable:
-            raise WatermarkError("no watermark key variable named; pass the name of the "
-                                 "environment variable holding the key")
+            raise WatermarkError(
+                "no watermark key variable named; pass the name of the environment variable holding the key"
+            )
         secret = os.environ.get(variable)
         if secret is None:
-            raise WatermarkError(f"the watermark key variable {variable} is not set; export it "
-                                 f"(export {variable}=...) or name another with the key-env option")
+            raise WatermarkError(
+                f"the watermark key variable {variable} is not set; export it "
+                f"(export {variable}=...) or name another with the key-env option"
+            )
         raw = os.fsencode(secret)  # undoes the escapes Python reads undecodable bytes into
         if not raw.strip():
             raise WatermarkError(f"the watermark key variable {variable} is empty; put the secret in it")
@@ -94,5 +96,4 @@ class WatermarkKey:
 
     def seed(self, context: bytes) -> int:
         """The 64-bit keyed hash of a context's bytes."""
-        return int.from_bytes(hashlib.blake2b(context, key=self._digest, digest_size=8).digest(),
-                              "little")
+        return int.from_bytes(hashlib.blake2b(context, key=self._digest, digest_size=8).digest(), "little")

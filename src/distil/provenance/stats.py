@@ -24,8 +24,13 @@ def binomial_log_sf(k: int, n: int, p: float) -> float:
         return -math.inf
     if p == 1:
         return 0.0
-    first = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-             + k * math.log(p) + (n - k) * math.log1p(-p))
+    first = (
+        math.lgamma(n + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k + 1)
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+    )
     i = np.arange(k, n, dtype=np.float64)  # pmf(i + 1) / pmf(i) = (n - i) / (i + 1) * p / (1 - p)
     steps = np.log(n - i) - np.log(i + 1) + (math.log(p) - math.log1p(-p))
     log_terms = np.concatenate(([first], first + np.cumsum(steps)))

@@ -1,5 +1,4 @@
-"""Recipe section of the capture stage: `capture:` (the teacher's top-k, stored once).
-"""
+"""Recipe section of the capture stage: `capture:` (the teacher's top-k, stored once)."""
 
 from typing import Annotated, Literal
 
@@ -37,7 +36,16 @@ class CaptureSection(Section):
 
 
 INPUTS = StageInputs(
-    fields=("seed", *TEACHER_IDENTITY, "data", "capture.top_k", "capture.logprob_dtype",
-            "capture.source", "distill.temperature", "cross_tokenizer.method"),
-    reads=("synth",))
+    fields=(
+        "seed",
+        *TEACHER_IDENTITY,
+        "data",
+        "capture.top_k",
+        "capture.logprob_dtype",
+        "capture.source",
+        "distill.temperature",
+        "cross_tokenizer.method",
+    ),
+    reads=("synth",),
+)
 """What decides the stored signals; batch and shard sizes and the store's folder do not."""

@@ -1,10 +1,10 @@
 """Recipe section `comparison:`: what `distil run --compare` trains besides the run itself.
 
-    comparison:
-      seeds: 3
-      methods: [ground_truth, seq_kd, logit_kd, logit_kd_hidden, on_policy, on_policy_hidden]
-      fractions: [0.1, 0.3]                            # data efficiency: [] turns it off
-      fraction_methods: [ground_truth, seq_kd, logit_kd]
+comparison:
+  seeds: 3
+  methods: [ground_truth, seq_kd, logit_kd, logit_kd_hidden, on_policy, on_policy_hidden]
+  fractions: [0.1, 0.3]                            # data efficiency: [] turns it off
+  fraction_methods: [ground_truth, seq_kd, logit_kd]
 """
 
 from typing import Annotated, Literal
@@ -13,8 +13,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from distil.recipe.section import Section
 
-CompareMethod = Literal["ground_truth", "seq_kd", "logit_kd", "logit_kd_ce", "logit_kd_hidden",
-                        "on_policy", "on_policy_hidden"]
+CompareMethod = Literal[
+    "ground_truth", "seq_kd", "logit_kd", "logit_kd_ce", "logit_kd_hidden", "on_policy", "on_policy_hidden"
+]
 FRACTION_METHODS: list[CompareMethod] = ["ground_truth", "seq_kd", "logit_kd"]
 """The data-efficiency methods when the recipe names none: no teacher, its text, its logits."""
 
@@ -26,8 +27,14 @@ class CompareSection(Section):
     """Training seeds per method: the recipe's seed and the next ones. Data, store and held-out
     prompts stay those of the recipe's seed; the seed moves the batch order, sampling and
     initialisation (a built-in random tiny model is itself a function of the seed)."""
-    methods: list[CompareMethod] = ["ground_truth", "seq_kd", "logit_kd", "logit_kd_hidden",
-                                    "on_policy", "on_policy_hidden"]
+    methods: list[CompareMethod] = [
+        "ground_truth",
+        "seq_kd",
+        "logit_kd",
+        "logit_kd_hidden",
+        "on_policy",
+        "on_policy_hidden",
+    ]
     """`ground_truth`: the tasks' reference answers, hard labels; `seq_kd`: the teacher's text,
     hard labels; `logit_kd`: the recipe's own objective (the run itself at the recipe's seed);
     `logit_kd_ce`: that objective plus cross-entropy on the teacher's text (ce_weight 1 unless
@@ -48,9 +55,11 @@ class CompareSection(Section):
     @classmethod
     def _fractions_are_shares(cls, fractions: list[float]) -> list[float]:
         if any(not 0 < f < 1 for f in fractions):
-            raise ValueError("each fraction must be above 0 and below 1, a share of the training "
-                             "prompts such as [0.1, 0.3] (the whole set, 1, is the main "
-                             "comparison); use [] to turn the data-efficiency comparison off")
+            raise ValueError(
+                "each fraction must be above 0 and below 1, a share of the training "
+                "prompts such as [0.1, 0.3] (the whole set, 1, is the main "
+                "comparison); use [] to turn the data-efficiency comparison off"
+            )
         return sorted(set(fractions))
 
     @field_validator("fraction_methods")
@@ -60,8 +69,10 @@ class CompareSection(Section):
             return chosen
         missing = [m for m in chosen if m not in info.data["methods"]]
         if missing:
-            raise ValueError(f"{', '.join(missing)} not in comparison.methods, which trains each "
-                             "method's whole-set point; add them there or remove them here")
+            raise ValueError(
+                f"{', '.join(missing)} not in comparison.methods, which trains each "
+                "method's whole-set point; add them there or remove them here"
+            )
         return chosen
 
     @model_validator(mode="after")

@@ -1,5 +1,4 @@
-"""Recipe section `cross_tokenizer:`: distilling a teacher whose tokenizer is not the student's.
-"""
+"""Recipe section `cross_tokenizer:`: distilling a teacher whose tokenizer is not the student's."""
 
 from typing import Annotated, Literal
 

@@ -1,5 +1,4 @@
-"""Recipe section of the training data: `data:` (prompt/response pairs and how prompts are rendered).
-"""
+"""Recipe section of the training data: `data:` (prompt/response pairs and how prompts are rendered)."""
 
 from typing import Annotated, Literal
 

@@ -1,5 +1,4 @@
-"""Recipe section of the eval stage: `eval:`.
-"""
+"""Recipe section of the eval stage: `eval:`."""
 
 from typing import Annotated
 

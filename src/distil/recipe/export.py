@@ -28,8 +28,9 @@ class ThresholdsSection(Section):
 
 def _default_thresholds() -> dict[str, ThresholdsSection]:
     return {
-        "float32": ThresholdsSection(min_top1_agreement=0.999, max_abs_logit_diff=1e-2,
-                              max_accuracy_drop=0.01),
+        "float32": ThresholdsSection(
+            min_top1_agreement=0.999, max_abs_logit_diff=1e-2, max_accuracy_drop=0.01
+        ),
         "int8": ThresholdsSection(min_top1_agreement=0.95, max_accuracy_drop=0.01),
         "half": ThresholdsSection(min_top1_agreement=0.97, max_accuracy_drop=0.01),
         "int4": ThresholdsSection(min_top1_agreement=0.90, max_accuracy_drop=0.02),
@@ -39,9 +40,14 @@ def _default_thresholds() -> dict[str, ThresholdsSection]:
 class ExportSection(Section):
     """What to export and how strictly to check it."""
 
-    formats: list[str] = Field(default_factory=default_formats, description=(
-        "Export formats (the registry in `distil.export_formats`): " + "; ".join(
-            f"`{name}`: {export_format(name).summary}" for name in default_formats()) + "."))
+    formats: list[str] = Field(
+        default_factory=default_formats,
+        description=(
+            "Export formats (the registry in `distil.export_formats`): "
+            + "; ".join(f"`{name}`: {export_format(name).summary}" for name in default_formats())
+            + "."
+        ),
+    )
     gguf: list[GgufType] = Field(default=["f16", "q8_0"], min_length=1)
     """GGUF types written when `formats` has `gguf`, each in `gguf-TYPE/`: `f16`, `q8_0`
     (8-bit blocks), `q4_k_m` (llama.cpp's 4-bit k-quant mix; needs llama-cpp-python)."""
@@ -66,7 +72,8 @@ class ExportSection(Section):
     seed: int = 0
     """Seed of the held-out prompts. In a recipe, left unset, it is the recipe's seed."""
     thresholds: dict[Literal["float32", "int8", "half", "int4"], ThresholdsSection] = Field(
-        default_factory=_default_thresholds)
+        default_factory=_default_thresholds
+    )
     """Parity thresholds of each kind of variant (see docs/export.md for why these values);
     GGUF f16 is held to `half`, q8_0 to `int8`, q4_k_m to `int4`."""
     allow_parity_failure: bool = False
@@ -89,9 +96,14 @@ class ExportSection(Section):
         return tasks
 
 
-INPUTS = StageInputs(fields=("seed", *(f"export.{name}" for name in ExportSection.model_fields
-                                       if name != "allow_parity_failure"), "eval.tasks"),
-                     reads=("train",))
+INPUTS = StageInputs(
+    fields=(
+        "seed",
+        *(f"export.{name}" for name in ExportSection.model_fields if name != "allow_parity_failure"),
+        "eval.tasks",
+    ),
+    reads=("train",),
+)
 """What decides the exported files and their parity (the recipe seed picks the prompts, and
 the families eval grades are the ones parity grades, unless export.tasks names others); not
 whether a failure ends the command, which changes no file."""

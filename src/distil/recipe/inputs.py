@@ -25,9 +25,16 @@ def declared() -> dict[str, StageInputs]:
     """Every stage's declaration, from the recipe module of that stage, in pipeline order."""
     from distil.recipe import bench, capture, evaluate, export, job, synth, train
 
-    return {"synth": synth.INPUTS, "capture": capture.INPUTS, "train": train.INPUTS,
-            "eval": evaluate.INPUTS, "export": export.INPUTS, "bench": bench.INPUTS,
-            "compare": job.COMPARE_INPUTS, "report": job.REPORT_INPUTS}
+    return {
+        "synth": synth.INPUTS,
+        "capture": capture.INPUTS,
+        "train": train.INPUTS,
+        "eval": evaluate.INPUTS,
+        "export": export.INPUTS,
+        "bench": bench.INPUTS,
+        "compare": job.COMPARE_INPUTS,
+        "report": job.REPORT_INPUTS,
+    }
 
 
 def input_fields(stage: str) -> list[str]:

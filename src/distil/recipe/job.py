@@ -91,7 +91,8 @@ class Recipe(Section):
                 "teacher.api: a teacher behind an API gives no full logits, so live-logit "
                 "distillation (distill.kd_weight > 0) is impossible; capture its top-k logprobs "
                 "first and train from them (signals.path: capture), or set distill.kd_weight=0 "
-                "and distill.ce_weight=1 to train on the teacher's text (sequence-level KD)")
+                "and distill.ce_weight=1 to train on the teacher's text (sequence-level KD)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -103,17 +104,20 @@ class Recipe(Section):
             raise ValueError(
                 "distill.hidden.weight > 0 matches the teacher's hidden states, but a signal "
                 "store (signals.path) holds none; set signals.path empty to train from the live "
-                "teacher, or distill.hidden.weight=0")
+                "teacher, or distill.hidden.weight=0"
+            )
         if signal.cross and (signal.hidden or signal.on_policy != "off"):
             raise ValueError(
                 f"cross_tokenizer.method={self.cross_tokenizer.method}: a teacher of another "
                 "tokenizer is not combined with distill.hidden or distill.on_policy yet; set "
-                "distill.hidden.weight=0 and distill.on_policy.lmbda=0, or cross_tokenizer.method=off")
+                "distill.hidden.weight=0 and distill.on_policy.lmbda=0, or cross_tokenizer.method=off"
+            )
         if signal.api and signal.hidden:
             raise ValueError(
                 "distill.hidden needs a local teacher's hidden states; a teacher behind "
                 "teacher.api cannot give them: set distill.hidden.weight=0, or name a local "
-                "teacher model")
+                "teacher model"
+            )
         return self
 
     @model_validator(mode="after")
@@ -125,7 +129,8 @@ class Recipe(Section):
                 f"distill.temperature={self.distill.temperature}: a teacher behind an API returns "
                 "its top-k logprobs at temperature 1 and the mass outside them as one number, so "
                 "they cannot be re-softened; set distill.temperature: 1 (or capture a local "
-                "teacher with capture.source: local)")
+                "teacher with capture.source: local)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -133,14 +138,19 @@ class Recipe(Section):
         if not for_training(info):
             return self
         signal = teacher_signal(self)
-        if (signal.own_capture and signal.cross and signal.capture_via_api
-                and self.capture.source == "generation"):
+        if (
+            signal.own_capture
+            and signal.cross
+            and signal.capture_via_api
+            and self.capture.source == "generation"
+        ):
             raise ValueError(
                 f"capture.source=generation with cross_tokenizer.method="
                 f"{self.cross_tokenizer.method}: a teacher behind an API is captured on its own "
                 "tokens by scoring each training response, not from the logprobs kept while "
                 "generating; set capture.source: score (or auto), or capture.source: local to run "
-                "teacher.model in process")
+                "teacher.model in process"
+            )
         return self
 
     @model_validator(mode="after")
@@ -148,31 +158,40 @@ class Recipe(Section):
         if not (self.data.streaming and for_training(info)):
             return self
         signal = teacher_signal(self)
-        needs_all = [what for what, needed in (
-            ("signals.path (a store is checked against every row first)", signal.from_store),
-            ("cross_tokenizer (aligns every row first)", signal.cross),
-            ("on-policy scoring through teacher.api", signal.on_policy == "api"),
-            ("compare (trains several students on the rows in memory)", self.compare))
-            if needed]
+        needs_all = [
+            what
+            for what, needed in (
+                ("signals.path (a store is checked against every row first)", signal.from_store),
+                ("cross_tokenizer (aligns every row first)", signal.cross),
+                ("on-policy scoring through teacher.api", signal.on_policy == "api"),
+                ("compare (trains several students on the rows in memory)", self.compare),
+            )
+            if needed
+        ]
         if needs_all:
-            raise ValueError(f"data.streaming reads the rows while training, but {needs_all[0]} "
-                             "needs them all in memory; set data.streaming: false")
+            raise ValueError(
+                f"data.streaming reads the rows while training, but {needs_all[0]} "
+                "needs them all in memory; set data.streaming: false"
+            )
         return self
 
     @model_validator(mode="after")
     def _synth_generator_is_local(self) -> "Recipe":
         if self.synth is not None and self.teacher.api is not None and self.synth.generator != "hf":
-            raise ValueError(f"synth.generator={self.synth.generator} picks the engine of a local "
-                             "teacher; a teacher behind teacher.api generates on its server: "
-                             "remove synth.generator")
+            raise ValueError(
+                f"synth.generator={self.synth.generator} picks the engine of a local "
+                "teacher; a teacher behind teacher.api generates on its server: "
+                "remove synth.generator"
+            )
         return self
 
     @model_validator(mode="after")
     def _data_from_synth(self) -> "Recipe":
         if self.data.train is None:
             if self.synth is None:
-                raise ValueError("data.train is required (a prompt/response file), unless a "
-                                 "synth: section generates it")
+                raise ValueError(
+                    "data.train is required (a prompt/response file), unless a synth: section generates it"
+                )
             self.data.train = str(self.run_dir / "data" / "train.parquet")
         return self
 
@@ -192,6 +211,7 @@ class Recipe(Section):
 COMPARE_INPUTS = StageInputs(fields=("compare", "comparison"), reads=("train", "eval"))
 """The comparison students are trained and evaluated as the run's own student is."""
 
-REPORT_INPUTS = StageInputs(fields=(), reads=("synth", "capture", "train", "eval", "export",
-                                              "bench", "compare"))
+REPORT_INPUTS = StageInputs(
+    fields=(), reads=("synth", "capture", "train", "eval", "export", "bench", "compare")
+)
 """The report reads every other stage's outputs."""

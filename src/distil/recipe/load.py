@@ -24,8 +24,9 @@ from distil.recipe.section import with_recipe_seed
 from distil.recipe.trl import trl_hint
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None,
-                training: bool = True) -> Recipe:
+def load_recipe(
+    path: str | os.PathLike[str], overrides: list[str] | None = None, training: bool = True
+) -> Recipe:
     """Read, override, resolve and validate a recipe; raise `RecipeError` on any problem.
 
     `training=False` (a command that does not train: `distil synth`) skips the checks
@@ -58,20 +59,26 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe", training: bool 
 def dump_recipe(recipe: Recipe) -> str:
     """The recipe as YAML, every field spelled out (what a run actually used: export and bench
     show the seed they take from the recipe when they set none)."""
-    used = {name: with_recipe_seed(getattr(recipe, name), recipe.seed)
-            for name in ("export", "bench") if getattr(recipe, name) is not None}
+    used = {
+        name: with_recipe_seed(getattr(recipe, name), recipe.seed)
+        for name in ("export", "bench")
+        if getattr(recipe, name) is not None
+    }
     return yaml.safe_dump(recipe.model_copy(update=used).model_dump(mode="json"), sort_keys=False)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}; pass the path of a YAML recipe, "
-                          "e.g. recipes/tiny.yaml")
+        raise RecipeError(
+            f"recipe file not found: {path}; pass the path of a YAML recipe, e.g. recipes/tiny.yaml"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise RecipeError(f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
-                          f"offset {err.start}); save the recipe as UTF-8") from None
+        raise RecipeError(
+            f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+            f"offset {err.start}); save the recipe as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -79,16 +86,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path} is not valid YAML{at}: {problem}; fix the syntax") from None
     if not isinstance(raw, dict):
         what = "nothing (the file is empty)" if raw is None else f"a {type(raw).__name__}"
-        raise RecipeError(f"{path} must hold a YAML mapping of sections (teacher:, student:, "
-                          f"data:, ...), not {what}")
+        raise RecipeError(
+            f"{path} must hold a YAML mapping of sections (teacher:, student:, data:, ...), not {what}"
+        )
     return raw
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, value = override.partition("=")
     if not sep or not key.strip():
-        raise RecipeError(f"override {override!r} is not of the form key.sub=value, "
-                          "e.g. train.max_steps=100")
+        raise RecipeError(f"override {override!r} is not of the form key.sub=value, e.g. train.max_steps=100")
     parts = key.strip().split(".")
     node = raw
     for depth, part in enumerate(parts[:-1]):
@@ -175,8 +182,7 @@ def _elsewhere(name: str) -> str | None:
     same = [key for key in fields if key.rsplit(".", 1)[-1] == name]
     if same:
         return " or ".join(same[:3])
-    close = difflib.get_close_matches(name, [key.rsplit(".", 1)[-1] for key in fields], n=1,
-                                      cutoff=0.8)
+    close = difflib.get_close_matches(name, [key.rsplit(".", 1)[-1] for key in fields], n=1, cutoff=0.8)
     return next(key for key in fields if key.rsplit(".", 1)[-1] == close[0]) if close else None
 
 
@@ -203,8 +209,10 @@ def saved_section(run_dir: str | os.PathLike[str], name: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RecipeError(f"{path} is not a readable recipe ({type(err).__name__}); fix it, or "
-                          "pass the model folder RUN/student instead") from None
+        raise RecipeError(
+            f"{path} is not a readable recipe ({type(err).__name__}); fix it, or "
+            "pass the model folder RUN/student instead"
+        ) from None
     section = raw.get(name) if isinstance(raw, dict) else None
     if not isinstance(section, dict):
         return {}

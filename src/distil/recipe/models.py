@@ -1,5 +1,4 @@
-"""Recipe sections of the two models: `teacher:` and `student:`.
-"""
+"""Recipe sections of the two models: `teacher:` and `student:`."""
 
 from typing import Annotated, Literal
 

@@ -23,8 +23,9 @@ class OneOf:
 
     names: Callable[[], list[str]]
 
-    def __get_pydantic_core_schema__(self, source: Any,
-                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(self.check, handler(source))
 
     def check(self, value: str) -> str:
@@ -38,8 +39,10 @@ class OneOf:
 def _names_a_variable(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise PydanticCustomError(
-            "secret_value", "must name an environment variable (letters, digits and _, e.g. "
-            "OPENAI_API_KEY), not hold the key itself; put the key in that variable")
+            "secret_value",
+            "must name an environment variable (letters, digits and _, e.g. "
+            "OPENAI_API_KEY), not hold the key itself; put the key in that variable",
+        )
     return value
 
 
@@ -77,7 +80,14 @@ class StageInputs:
     reads: tuple[str, ...] = ()
 
 
-TEACHER_IDENTITY = ("teacher.model", "teacher.revision", "teacher.dtype", "teacher.trust_remote_code",
-                    "teacher.api.base_url", "teacher.api.endpoint", "teacher.api.tokenizer")
+TEACHER_IDENTITY = (
+    "teacher.model",
+    "teacher.revision",
+    "teacher.dtype",
+    "teacher.trust_remote_code",
+    "teacher.api.base_url",
+    "teacher.api.endpoint",
+    "teacher.api.tokenizer",
+)
 """The teacher that answers; how it is reached (keys, pacing, retries, prices, caps) is not.
 A teacher held in a GGUF file also counts by the file's sha256 (`inputs.input_values`)."""

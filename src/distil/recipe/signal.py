@@ -94,5 +94,6 @@ def teacher_signal(recipe: _Sections) -> TeacherSignal:
     on_policy: OnPolicy = "off"
     if recipe.distill.on_policy.lmbda > 0:
         on_policy = "api" if api else "live"
-    return TeacherSignal(source, on_policy, recipe.distill.hidden.weight > 0, api, cross,
-                         own_capture, capture_via_api)
+    return TeacherSignal(
+        source, on_policy, recipe.distill.hidden.weight > 0, api, cross, own_capture, capture_via_api
+    )

@@ -146,8 +146,10 @@ class SynthSection(Section):
         if not p.file and not p.tasks:
             raise ValueError("synth needs prompts: set synth.prompts.file and/or synth.prompts.tasks")
         if self.samples_per_prompt > 1 and self.sampling.temperature == 0:
-            raise ValueError("samples_per_prompt > 1 with temperature 0 would repeat one greedy "
-                             "response; set synth.sampling.temperature above 0")
+            raise ValueError(
+                "samples_per_prompt > 1 with temperature 0 would repeat one greedy "
+                "response; set synth.sampling.temperature above 0"
+            )
         if problem := unknown_tasks_error(p.tasks, "synth.prompts.tasks"):
             raise ValueError(problem)
         return self

@@ -36,8 +36,10 @@ class TermsSection(Section):
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError("an empty acknowledgement acknowledges nothing; write why this run "
-                             "may train on these outputs, or remove the field")
+            raise ValueError(
+                "an empty acknowledgement acknowledges nothing; write why this run "
+                "may train on these outputs, or remove the field"
+            )
         return value
 
     @model_validator(mode="after")
@@ -46,7 +48,8 @@ class TermsSection(Section):
             raise ValueError(
                 f"the teacher's terms ({self.license or 'as declared'}) forbid training other "
                 "models on its outputs; use another teacher, or, if you hold permission, set "
-                "teacher.terms.acknowledged to a statement of it (recorded in every card)")
+                "teacher.terms.acknowledged to a statement of it (recorded in every card)"
+            )
         return self
 
 
@@ -58,11 +61,15 @@ def terms_record(terms: TermsSection) -> str:
 def terms_lines(terms: TermsSection) -> list[str]:
     """The terms as Markdown lines, for the dataset and model cards."""
     allowed = {True: "allowed", False: "**forbidden**", None: "not stated"}[terms.outputs_may_train]
-    lines = [f"- terms: {terms.license or 'not declared (teacher.terms.license is empty)'}",
-             f"- training other models on the teacher's outputs: {allowed}"]
+    lines = [
+        f"- terms: {terms.license or 'not declared (teacher.terms.license is empty)'}",
+        f"- training other models on the teacher's outputs: {allowed}",
+    ]
     if terms.acknowledged:
-        lines.append(f"- **the teacher's terms forbid training on its outputs; this run went ahead "
-                     f"on the recipe's acknowledgement: \"{terms.acknowledged}\"**"
-                     if terms.outputs_may_train is False else
-                     f"- acknowledgement: \"{terms.acknowledged}\"")
+        lines.append(
+            f"- **the teacher's terms forbid training on its outputs; this run went ahead "
+            f'on the recipe\'s acknowledgement: "{terms.acknowledged}"**'
+            if terms.outputs_may_train is False
+            else f'- acknowledgement: "{terms.acknowledged}"'
+        )
     return lines

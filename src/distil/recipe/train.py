@@ -92,8 +92,10 @@ class DistillSection(Section):
         if self.kd_weight == 0 and self.ce_weight == 0 and self.hidden.weight == 0:
             raise ValueError("kd_weight and ce_weight are both 0: set at least one above 0")
         if self.on_policy.lmbda > 0 and self.kd_weight == 0:
-            raise ValueError("on_policy.lmbda > 0 trains on the student's own samples, which "
-                             "only the teacher's distributions can grade: set kd_weight above 0")
+            raise ValueError(
+                "on_policy.lmbda > 0 trains on the student's own samples, which "
+                "only the teacher's distributions can grade: set kd_weight above 0"
+            )
         return self
 
 
@@ -173,11 +175,27 @@ class SignalsSection(Section):
 
 
 INPUTS = StageInputs(
-    fields=("seed", *TEACHER_IDENTITY, "student", "data", "distill", "signals", "cross_tokenizer",
-            "train.max_steps", "train.epochs", "train.batch_size", "train.grad_accum",
-            "train.learning_rate", "train.weight_decay", "train.warmup_ratio",
-            "train.lr_scheduler", "train.lr_scheduler_kwargs", "train.max_grad_norm",
-            "train.mixed_precision"),
-    reads=("synth", "capture"))
+    fields=(
+        "seed",
+        *TEACHER_IDENTITY,
+        "student",
+        "data",
+        "distill",
+        "signals",
+        "cross_tokenizer",
+        "train.max_steps",
+        "train.epochs",
+        "train.batch_size",
+        "train.grad_accum",
+        "train.learning_rate",
+        "train.weight_decay",
+        "train.warmup_ratio",
+        "train.lr_scheduler",
+        "train.lr_scheduler_kwargs",
+        "train.max_grad_norm",
+        "train.mixed_precision",
+    ),
+    reads=("synth", "capture"),
+)
 """What decides the trained weights; how often to save, keep and log does not. Checkpoints
 carry these values, and a run resumes only checkpoints written under the same ones."""

@@ -33,8 +33,9 @@ TRL_NAMES: dict[str, Equivalent] = {
     "learning_rate": Equivalent("train.learning_rate"),
     "lr_scheduler_type": Equivalent("train.lr_scheduler"),
     "warmup_ratio": Equivalent("train.warmup_ratio"),
-    "warmup_steps": Equivalent("train.warmup_ratio",
-                               "a share of the steps, not a count: warmup_steps / max_steps"),
+    "warmup_steps": Equivalent(
+        "train.warmup_ratio", "a share of the steps, not a count: warmup_steps / max_steps"
+    ),
     "weight_decay": Equivalent("train.weight_decay"),
     "max_grad_norm": Equivalent("train.max_grad_norm"),
     "output_dir": Equivalent("output_dir", "at the top of the recipe, or `--out DIR`"),
@@ -49,8 +50,10 @@ TRL_NAMES: dict[str, Equivalent] = {
     "report_to": Equivalent("train.report_to"),
     "torch_compile": Equivalent("train.compile", "on, off or auto"),
     "resume_from_checkpoint": Equivalent(
-        None, "a command option, not a recipe key: `distil train RECIPE --resume PATH`; a rerun "
-              "of the same command resumes from the newest checkpoint by itself"),
+        None,
+        "a command option, not a recipe key: `distil train RECIPE --resume PATH`; a rerun "
+        "of the same command resumes from the newest checkpoint by itself",
+    ),
     "push_to_hub": Equivalent(None, "after the run, `distil push RUN --repo ID` (docs/trl.md)"),
     "hub_model_id": Equivalent(None, "`distil push RUN --repo ID` (docs/trl.md)"),
     # TRL's SFTConfig
@@ -58,46 +61,57 @@ TRL_NAMES: dict[str, Equivalent] = {
     "max_seq_length": Equivalent("data.max_length"),
     "packing": Equivalent("train.packing"),
     "dataset_text_field": Equivalent(
-        None, "distil reads prompt/response pairs (data.prompt_field, data.response_field), chat "
-              "rows (data.messages_field) or TRL's prompt/completion, not one text column"),
+        None,
+        "distil reads prompt/response pairs (data.prompt_field, data.response_field), chat "
+        "rows (data.messages_field) or TRL's prompt/completion, not one text column",
+    ),
     "completion_only_loss": Equivalent(None, "distil always learns the completion only"),
     "assistant_only_loss": Equivalent(None, "distil always learns the assistant turns only"),
     "chat_template_path": Equivalent("data.chat_template"),
     "pad_to_multiple_of": Equivalent("train.pad_multiple"),
     "use_liger_kernel": Equivalent("distill.fused", "distil's chunked fused-linear loss"),
     "model_init_kwargs": Equivalent(
-        None, "the student's loading options are student.dtype, student.revision and "
-              "student.trust_remote_code"),
+        None,
+        "the student's loading options are student.dtype, student.revision and student.trust_remote_code",
+    ),
     "model_name_or_path": Equivalent("student.model"),
     "dataset_name": Equivalent("data.train", "a file, folder or hub dataset id"),
     # TRL's GKDConfig and DistillationConfig
     "lmbda": Equivalent("distill.on_policy.lmbda"),
-    "beta": Equivalent("distill.beta",
-                       "with distill.divergence: generalized_jsd (TRL's loss); distil's default "
-                       "divergence is forward_kl"),
+    "beta": Equivalent(
+        "distill.beta",
+        "with distill.divergence: generalized_jsd (TRL's loss); distil's default divergence is forward_kl",
+    ),
     "temperature": Equivalent(
         "distill.on_policy.temperature",
-        "GKD's temperature samples the student's responses; distill.temperature softens the "
-        "loss instead"),
-    "max_new_tokens": Equivalent("distill.on_policy.max_new_tokens",
-                                 "synth.sampling.max_new_tokens for the teacher's answers"),
+        "GKD's temperature samples the student's responses; distill.temperature softens the loss instead",
+    ),
+    "max_new_tokens": Equivalent(
+        "distill.on_policy.max_new_tokens", "synth.sampling.max_new_tokens for the teacher's answers"
+    ),
     "max_completion_length": Equivalent("distill.on_policy.max_new_tokens"),
     "teacher_model_name_or_path": Equivalent("teacher.model"),
     "teacher_model_revision": Equivalent("teacher.revision"),
     "teacher_model_init_kwargs": Equivalent(
-        None, "the teacher's loading options are teacher.dtype, teacher.revision and "
-              "teacher.trust_remote_code"),
+        None,
+        "the teacher's loading options are teacher.dtype, teacher.revision and teacher.trust_remote_code",
+    ),
     "seq_kd": Equivalent(
-        None, "distil trains sequence-level KD with distill.kd_weight=0, distill.ce_weight=1 on "
-              "synthesised data (a synth: section writes the teacher's answers first)"),
+        None,
+        "distil trains sequence-level KD with distill.kd_weight=0, distill.ce_weight=1 on "
+        "synthesised data (a synth: section writes the teacher's answers first)",
+    ),
     "disable_dropout": Equivalent(
-        None, "distil trains with the dropout the student's config sets (0 in most causal "
-              "language models)"),
+        None, "distil trains with the dropout the student's config sets (0 in most causal language models)"
+    ),
     "num_generations": Equivalent(
-        None, "one sample per prompt of an on-policy micro-batch; synth.samples_per_prompt for "
-              "the teacher's answers"),
-    "use_vllm": Equivalent("distill.on_policy.generator",
-                           "set to vllm; synth.generator: vllm for the teacher's answers"),
+        None,
+        "one sample per prompt of an on-policy micro-batch; synth.samples_per_prompt for "
+        "the teacher's answers",
+    ),
+    "use_vllm": Equivalent(
+        "distill.on_policy.generator", "set to vllm; synth.generator: vllm for the teacher's answers"
+    ),
 }
 """Every TRL / transformers argument name distil answers with its own (docs/trl.md)."""
 
@@ -116,6 +130,7 @@ def trl_hint(name: str) -> str | None:
 
 def trl_table() -> list[str]:
     """The table as markdown lines, for the recipe reference (docs/recipe.md)."""
-    rows = [f"| `{name}` | {f'`{e.field}`' if e.field else 'none'} | {e.note} |"
-            for name, e in TRL_NAMES.items()]
+    rows = [
+        f"| `{name}` | {f'`{e.field}`' if e.field else 'none'} | {e.note} |" for name, e in TRL_NAMES.items()
+    ]
     return ["| TRL / transformers | distil | note |", "| --- | --- | --- |", *rows, ""]

@@ -22,12 +22,15 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write RUN/report.md and RUN/report.html; return their paths."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise DistilError(f"run folder not found: {run_dir}; pass a folder that `distil run` "
-                          "or `distil train` wrote")
+        raise DistilError(
+            f"run folder not found: {run_dir}; pass a folder that `distil run` or `distil train` wrote"
+        )
     data = collect(run_dir)
     if not data["eval"] and not data["train_log"]:
-        raise DistilError(f"{run_dir} has neither eval.json nor train_log.jsonl: nothing to "
-                          "report yet; run `distil train` and `distil eval` first")
+        raise DistilError(
+            f"{run_dir} has neither eval.json nor train_log.jsonl: nothing to "
+            "report yet; run `distil train` and `distil eval` first"
+        )
     sections = build_sections(data)
     name = data["recipe"].get("name") or run_dir.name
     title = f"Distillation report: {name}"
@@ -37,8 +40,11 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     if student_spec.get("layers"):
         student += f" (layers {', '.join(map(str, student_spec['layers']))})"
     folder = run_dir.name if run_dir.is_absolute() else str(run_dir)
-    subtitle = shown_path(f"Teacher `{teacher}` → student `{student}` · run folder {folder} · "
-                          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", run_dir)
+    subtitle = shown_path(
+        f"Teacher `{teacher}` → student `{student}` · run folder {folder} · "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        run_dir,
+    )
     md_path, html_path = run_dir / "report.md", run_dir / "report.html"
     atomic_write_text(md_path, markdown(title, subtitle, sections, run_dir / "report_files"))
     atomic_write_text(html_path, html_page(title, subtitle, sections))
@@ -57,19 +63,29 @@ def headline(run_dir: str | Path) -> list[str]:
     teacher, student = ev.get("teacher", {}), ev.get("student", {})
     lines = []
     if "accuracy" in student and "accuracy" in teacher:
-        lines.append(f"held-out accuracy: student {student['accuracy']:.1%}, teacher "
-                     f"{teacher['accuracy']:.1%} (retention {ev.get('retention', 0):.3f})")
+        lines.append(
+            f"held-out accuracy: student {student['accuracy']:.1%}, teacher "
+            f"{teacher['accuracy']:.1%} (retention {ev.get('retention', 0):.3f})"
+        )
     if student.get("params") and teacher.get("params"):
-        lines.append(f"parameters: student {student['params']:,}, teacher {teacher['params']:,} "
-                     f"({teacher['params'] / student['params']:.1f}x fewer)")
-    speeds = {name: row["tokens_per_s"] for name, row in (ev.get("efficiency") or {}).items()
-              if row.get("tokens_per_s")}
+        lines.append(
+            f"parameters: student {student['params']:,}, teacher {teacher['params']:,} "
+            f"({teacher['params'] / student['params']:.1f}x fewer)"
+        )
+    speeds = {
+        name: row["tokens_per_s"]
+        for name, row in (ev.get("efficiency") or {}).items()
+        if row.get("tokens_per_s")
+    }
     if speeds.get("teacher"):  # each ratio from the bench's interleaved pairs
-        lines.append("tokens/s at batch 1: " + ", ".join(
-            f"{name} {speed:,.0f}" + (f" ({times(found['ratio'])})"
-                                      if (found := speedup(ev, name)) else "")
-            for name, speed in speeds.items()))
+        lines.append(
+            "tokens/s at batch 1: "
+            + ", ".join(
+                f"{name} {speed:,.0f}"
+                + (f" ({times(found['ratio'])})" if (found := speedup(ev, name)) else "")
+                for name, speed in speeds.items()
+            )
+        )
     if (run_dir / "report.html").is_file():
         lines.append(f"report: {run_dir / 'report.html'}")
     return lines
-

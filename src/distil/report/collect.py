@@ -42,6 +42,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
     for method in (summary or {}).get("methods", {}):
         variant = run_dir / "compare" / method / f"seed-{summary['base_seed']}"
         if (variant / "train_log.jsonl").is_file():  # logit_kd at the run's seed is the run
-            data["compare"][method] = {"eval": _json(variant / "eval.json") or {},
-                                       "train_log": _jsonl(variant / "train_log.jsonl")}
+            data["compare"][method] = {
+                "eval": _json(variant / "eval.json") or {},
+                "train_log": _jsonl(variant / "train_log.jsonl"),
+            }
     return data

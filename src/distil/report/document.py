@@ -66,8 +66,9 @@ def perplexity(value: float | None) -> str:
     return f"{value:.3f}" if value < 10 else num(value)
 
 
-def with_interval(mean: float | None, half: float | None, signed: bool = False,
-                  scale: float = 100.0, digits: int = 1) -> str:
+def with_interval(
+    mean: float | None, half: float | None, signed: bool = False, scale: float = 100.0, digits: int = 1
+) -> str:
     """'87.7 ± 1.6' (a share in points by default; scale 1 for nats or perplexity)."""
     if mean is None:
         return "–"

@@ -14,17 +14,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-COLOURS = {"teacher": "#4c72b0", "student": "#dd8452", "logit_kd": "#dd8452",
-           "seq_kd": "#55a868", "ground_truth": "#8172b3", "untrained_student": "#8c8c8c"}
+COLOURS = {
+    "teacher": "#4c72b0",
+    "student": "#dd8452",
+    "logit_kd": "#dd8452",
+    "seq_kd": "#55a868",
+    "ground_truth": "#8172b3",
+    "untrained_student": "#8c8c8c",
+}
 """logit_kd is the run's own objective: the student's colour."""
 FALLBACK = ["#c44e52", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
 DPI = 100
 PAGE_WIDTH_PX = 960
 """The widest a figure is drawn; the HTML page's text column is this wide."""
 MIN_TEXT_PX = 10
-FONT = {"font.size": 10.5, "axes.titlesize": 11.5, "axes.labelsize": 10.5,
-        "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
-        "figure.titlesize": 12}
+FONT = {
+    "font.size": 10.5,
+    "axes.titlesize": 11.5,
+    "axes.labelsize": 10.5,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 12,
+}
 """Points; at DPI 100 a point is 1.39 px, so 10 pt is 13.9 px."""
 BAR_LABEL_PT = 9
 MAX_WIDTH_IN = PAGE_WIDTH_PX / DPI
@@ -44,8 +56,9 @@ def png(figure: Figure) -> bytes:
 
 def _new(width: float, height: float, rows: int = 1, columns: int = 1) -> tuple[Figure, Any]:
     with plt.rc_context(FONT):
-        figure, axes = plt.subplots(rows, columns, figsize=(min(width, MAX_WIDTH_IN), height),
-                                    squeeze=False, layout="constrained")
+        figure, axes = plt.subplots(
+            rows, columns, figsize=(min(width, MAX_WIDTH_IN), height), squeeze=False, layout="constrained"
+        )
     return figure, axes
 
 
@@ -56,8 +69,13 @@ def draw_loss(curves: dict[str, list[dict[str, Any]]]) -> Figure:
     with plt.rc_context(FONT):
         for index, (label, log) in enumerate(curves.items()):
             if log:
-                axis.plot([r["step"] for r in log], [r["loss"] for r in log], label=label,
-                          color=_colour(label, index), linewidth=1.8)
+                axis.plot(
+                    [r["step"] for r in log],
+                    [r["loss"] for r in log],
+                    label=label,
+                    color=_colour(label, index),
+                    linewidth=1.8,
+                )
         axis.set_title("Training loss")
         axis.set_xlabel("optimizer step")
         axis.set_ylabel("loss per response token (nats)")
@@ -78,15 +96,15 @@ def draw_accuracy(models: dict[str, dict[str, float]]) -> Figure:
             positions = [i + (index - (len(models) - 1) / 2) * width for i in range(len(tasks))]
             values = [100 * scores.get(t, 0.0) for t in tasks]
             bars = axis.bar(positions, values, width, label=label, color=_colour(label, index))
-            axis.bar_label(bars, fmt="%.0f", fontsize=BAR_LABEL_PT, padding=2,
-                           rotation=90 if len(models) > 2 else 0)  # side by side they collide
+            axis.bar_label(
+                bars, fmt="%.0f", fontsize=BAR_LABEL_PT, padding=2, rotation=90 if len(models) > 2 else 0
+            )  # side by side they collide
         axis.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
         axis.set_ylim(0, 118)
         axis.set_ylabel("held-out accuracy (%)")
         axis.set_title("Accuracy per task")
         # above the axes, where no bar can be: inside, it covered the "overall" bars
-        axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=len(models),
-                    frameon=False)
+        axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=len(models), frameon=False)
         axis.grid(axis="y", alpha=0.3)
     return figure
 
@@ -101,9 +119,16 @@ def draw_data_efficiency(curves: dict[str, dict[float, tuple[float, float | None
         for index, (method, points) in enumerate(curves.items()):
             shares = sorted(points)
             nudge = 10 ** (0.01 * (index - (len(curves) - 1) / 2))  # side by side, not on top
-            axis.errorbar([f * nudge for f in shares], [100 * points[f][0] for f in shares],
-                          yerr=[100 * (points[f][1] or 0) for f in shares], label=method,
-                          color=_colour(method, index), marker="o", linewidth=1.8, capsize=4)
+            axis.errorbar(
+                [f * nudge for f in shares],
+                [100 * points[f][0] for f in shares],
+                yerr=[100 * (points[f][1] or 0) for f in shares],
+                label=method,
+                color=_colour(method, index),
+                marker="o",
+                linewidth=1.8,
+                capsize=4,
+            )
         axis.set_xscale("log")
         axis.set_xticks(fractions, [f"{100 * f:g}%" for f in fractions])
         axis.minorticks_off()
@@ -120,11 +145,13 @@ def _short(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-EFFICIENCY_PANELS = [("params", "parameters (millions)", 1e-6),
-                     ("bytes", "size on disk (MB)", 1e-6),
-                     ("latency_ms_p50", "latency per token, p50 (ms)", 1.0),
-                     ("tokens_per_s", "tokens/s (batch 1)", 1.0),
-                     ("peak_memory_bytes", "peak memory (MB)", 1e-6)]
+EFFICIENCY_PANELS = [
+    ("params", "parameters (millions)", 1e-6),
+    ("bytes", "size on disk (MB)", 1e-6),
+    ("latency_ms_p50", "latency per token, p50 (ms)", 1.0),
+    ("tokens_per_s", "tokens/s (batch 1)", 1.0),
+    ("peak_memory_bytes", "peak memory (MB)", 1e-6),
+]
 
 
 def draw_efficiency(rows: list[dict[str, Any]]) -> Figure:
@@ -138,15 +165,13 @@ def draw_efficiency(rows: list[dict[str, Any]]) -> Figure:
     with plt.rc_context(FONT):
         for axis, (key, title, scale) in zip(flat, panels, strict=False):
             values = [(r.get(key) or 0) * scale for r in rows]
-            bars = axis.bar(range(len(rows)), values,
-                            color=[_colour(n, i) for i, n in enumerate(names)])
-            axis.bar_label(bars, labels=[_short(v) for v in values], fontsize=BAR_LABEL_PT,
-                           padding=1)
+            bars = axis.bar(range(len(rows)), values, color=[_colour(n, i) for i, n in enumerate(names)])
+            axis.bar_label(bars, labels=[_short(v) for v in values], fontsize=BAR_LABEL_PT, padding=1)
             axis.set_xticks(range(len(rows)), names, rotation=30, ha="right")
             axis.set_title(title)
             axis.grid(axis="y", alpha=0.3)
             axis.margins(y=0.18)
-        for axis in flat[len(panels):]:
+        for axis in flat[len(panels) :]:
             figure.delaxes(axis)
         figure.suptitle("Efficiency on this machine's CPU (lower is better, except tokens/s)")
     return figure

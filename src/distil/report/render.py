@@ -59,24 +59,25 @@ def _markdown_row(cells: list[str]) -> str:
 
 def _markdown_cell(cell: str) -> str:
     """A cell on one line; verbatim text with every markup character escaped."""
-    escaped = (MARKDOWN_SPECIAL.sub(r"\\\1", cell) if isinstance(cell, Verbatim)
-               else cell.replace("|", "\\|"))
+    escaped = MARKDOWN_SPECIAL.sub(r"\\\1", cell) if isinstance(cell, Verbatim) else cell.replace("|", "\\|")
     return escaped.replace("\r", " ").replace("\n", " ")
 
 
 def html_page(title: str, subtitle: str, sections: list[Section]) -> str:
     """One HTML file with its styles and figures inside (no external requests)."""
     nav = " ".join(f'<a href="#{_anchor(s.title)}">{html.escape(s.title)}</a>' for s in sections)
-    body = [f"<h1>{html.escape(title)}</h1>", f'<p class="sub">{_inline(subtitle)}</p>',
-            f"<nav>{nav}</nav>"]
+    body = [f"<h1>{html.escape(title)}</h1>", f'<p class="sub">{_inline(subtitle)}</p>', f"<nav>{nav}</nav>"]
     for section in sections:
         body.append(f'<h2 id="{_anchor(section.title)}">{html.escape(section.title)}</h2>')
         body += [f"<p>{_inline(line)}</p>" for line in section.text]
         body += [_html_item(item) for item in section.items]
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
 
 
 def _html_item(item: Table | Figure | Code) -> str:
@@ -86,8 +87,7 @@ def _html_item(item: Table | Figure | Code) -> str:
     if isinstance(item, Code):
         return f"<pre><code>{html.escape(item.text)}</code></pre>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in item.header)
-    rows = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>"
-                   for row in item.rows)
+    rows = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in item.rows)
     caption = f"<caption>{_inline(item.caption)}</caption>" if item.caption else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 

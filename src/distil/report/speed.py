@@ -20,9 +20,11 @@ def busy_caveat(ev: dict[str, Any]) -> str | None:
     cores = machine.get("cpu_count")
     if not (is_busy(before, cores) or is_busy(after, cores)):
         return None
-    return (f"Caveat: timed while the machine was busy (load average {before} before, {after} "
-            f"after, on {cores} cores): other work shared the CPU, so speeds are low and noisy; "
-            "rerun `distil bench` on an idle machine for figures to quote.")
+    return (
+        f"Caveat: timed while the machine was busy (load average {before} before, {after} "
+        f"after, on {cores} cores): other work shared the CPU, so speeds are low and noisy; "
+        "rerun `distil bench` on an idle machine for figures to quote."
+    )
 
 
 def bench_speed(ev: dict[str, Any], name: str) -> float | None:
@@ -52,25 +54,30 @@ def interval_text(found: dict[str, Any]) -> str:
     """'95% interval 3.8x–4.2x over 3 interleaved pairs', or '' without an interval."""
     if found.get("low") is None:
         return ""
-    return (f"95% interval {times(found['low'])}–{times(found['high'])} over {found['pairs']} "
-            "interleaved pairs")
+    return (
+        f"95% interval {times(found['low'])}–{times(found['high'])} over {found['pairs']} interleaved pairs"
+    )
 
 
 def fastest_export(ev: dict[str, Any]) -> str | None:
     """The sentence on the fastest exported variant against the teacher, if one was timed."""
-    exported = {name: row for name, row in (ev.get("efficiency") or {}).items()
-                if name not in ("teacher", "student") and row.get("tokens_per_s")}
+    exported = {
+        name: row
+        for name, row in (ev.get("efficiency") or {}).items()
+        if name not in ("teacher", "student") and row.get("tokens_per_s")
+    }
     teacher_speed = bench_speed(ev, "teacher")
     if not exported or not teacher_speed:
         return None
     name, row = max(exported.items(), key=lambda item: item[1]["tokens_per_s"])
     found = speedup(ev, name) or {"ratio": row["tokens_per_s"] / teacher_speed}
     spread = interval_text(found)
-    return (f"Exported as `{name}` ({row.get('runtime', 'onnxruntime')}, "
-            f"{num((row.get('bytes') or 0) / 1e6)} MB) it generates "
-            f"{times(found['ratio'])} the teacher's tokens per second "
-            f"({num(row['tokens_per_s'])} vs {num(teacher_speed)}"
-            + (f"; {spread}" if spread else "") + ").")
+    return (
+        f"Exported as `{name}` ({row.get('runtime', 'onnxruntime')}, "
+        f"{num((row.get('bytes') or 0) / 1e6)} MB) it generates "
+        f"{times(found['ratio'])} the teacher's tokens per second "
+        f"({num(row['tokens_per_s'])} vs {num(teacher_speed)}" + (f"; {spread}" if spread else "") + ")."
+    )
 
 
 def efficiency_rows(ev: dict[str, Any]) -> list[dict[str, Any]]:
@@ -78,16 +85,17 @@ def efficiency_rows(ev: dict[str, Any]) -> list[dict[str, Any]]:
     without a bench, the parameters eval counted."""
     rows = [{"name": name, **measured} for name, measured in (ev.get("efficiency") or {}).items()]
     if not rows:
-        rows = [{"name": role, "params": ev.get(role, {}).get("params")}
-                for role in ("teacher", "student")]
+        rows = [{"name": role, "params": ev.get(role, {}).get("params")} for role in ("teacher", "student")]
     return rows
 
 
-COLUMNS = [("params", "parameters", lambda v: num(v)),
-           ("bytes", "bytes on disk", lambda v: f"{v / 1e6:.2f} MB"),
-           ("latency_ms_p50", "latency/token p50", lambda v: f"{v:.2f} ms"),
-           ("tokens_per_s", "tokens/s (batch 1)", lambda v: num(v)),
-           ("peak_memory_bytes", "peak memory", lambda v: f"{v / 1e6:.0f} MB")]
+COLUMNS = [
+    ("params", "parameters", lambda v: num(v)),
+    ("bytes", "bytes on disk", lambda v: f"{v / 1e6:.2f} MB"),
+    ("latency_ms_p50", "latency/token p50", lambda v: f"{v:.2f} ms"),
+    ("tokens_per_s", "tokens/s (batch 1)", lambda v: num(v)),
+    ("peak_memory_bytes", "peak memory", lambda v: f"{v / 1e6:.0f} MB"),
+]
 
 
 def efficiency(data: dict[str, Any]) -> Section | None:
@@ -97,18 +105,19 @@ def efficiency(data: dict[str, Any]) -> Section | None:
         return None
     columns = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
     header = ["model"] + [c[1] for c in columns]
-    cells = [[r["name"]] + [c[2](r[c[0]]) if r.get(c[0]) is not None else "–" for c in columns]
-             for r in rows]
+    cells = [[r["name"]] + [c[2](r[c[0]]) if r.get(c[0]) is not None else "–" for c in columns] for r in rows]
     if any(speedup(ev, r["name"]) for r in rows):
         header.append("× teacher's tokens/s (95% interval)")
         for row, line in zip(rows, cells, strict=True):
             line.append(_speedup_cell(speedup(ev, row["name"])))
-    table = Table(header, cells,
-                  "Measured by `distil bench` on this machine's CPU, greedy generation at batch "
-                  "1, each model in its own process; see the bench section of the docs for the "
-                  "method.")
-    figure = Figure("efficiency", plots.efficiency(rows),
-                    "Bar charts of size, latency and speed per model")
+    table = Table(
+        header,
+        cells,
+        "Measured by `distil bench` on this machine's CPU, greedy generation at batch "
+        "1, each model in its own process; see the bench section of the docs for the "
+        "method.",
+    )
+    figure = Figure("efficiency", plots.efficiency(rows), "Bar charts of size, latency and speed per model")
     return Section("Efficiency", _measurement_notes(ev) + _not_timed(ev), [table, figure])
 
 
@@ -125,8 +134,11 @@ def _not_timed(ev: dict[str, Any]) -> list[str]:
     skipped = (ev.get("efficiency_setup") or {}).get("not_timed") or {}
     if not skipped:
         return []
-    return ["Not timed: " + ", ".join(f"{name} (when the bench ran, {reason})"
-                                      for name, reason in skipped.items()) + "."]
+    return [
+        "Not timed: "
+        + ", ".join(f"{name} (when the bench ran, {reason})" for name, reason in skipped.items())
+        + "."
+    ]
 
 
 def _measurement_notes(ev: dict[str, Any]) -> list[str]:
@@ -139,17 +151,24 @@ def _measurement_notes(ev: dict[str, Any]) -> list[str]:
     caveat = busy_caveat(ev)
     if caveat:
         notes.append(caveat)
-    if any(isinstance(v, dict) for row in (ev.get("efficiency") or {}).values()
-           for v in (row.get("speedup_vs_teacher") or {}).values()):
-        notes.append("The models took turns, one timed run each, in alternating order, so a "
-                     "change of load hits teacher and student alike; each speed ratio is the "
-                     "geometric mean of the per-round ratios with its 95% t-interval.")
+    if any(
+        isinstance(v, dict)
+        for row in (ev.get("efficiency") or {}).values()
+        for v in (row.get("speedup_vs_teacher") or {}).values()
+    ):
+        notes.append(
+            "The models took turns, one timed run each, in alternating order, so a "
+            "change of load hits teacher and student alike; each speed ratio is the "
+            "geometric mean of the per-round ratios with its 95% t-interval."
+        )
     teacher = ev.get("teacher", {}).get("eval_batched_greedy_tokens_per_s")
     student = ev.get("student", {}).get("eval_batched_greedy_tokens_per_s")
     if teacher and student:
-        notes.append(f"A second speed figure, batched greedy generation of the held-out answers "
-                     f"during eval: teacher {num(teacher)}, student {num(student)} tokens/s "
-                     "(`eval_batched_greedy_tokens_per_s` in eval.json). It times batches of "
-                     "prompts, padded, in the eval's own process, so it is not comparable "
-                     "with the batch-1 figures above.")
+        notes.append(
+            f"A second speed figure, batched greedy generation of the held-out answers "
+            f"during eval: teacher {num(teacher)}, student {num(student)} tokens/s "
+            "(`eval_batched_greedy_tokens_per_s` in eval.json). It times batches of "
+            "prompts, padded, in the eval's own process, so it is not comparable "
+            "with the batch-1 figures above."
+        )
     return notes

@@ -75,8 +75,9 @@ class BatchStats:
 class Batcher:
     """Queues generation and scoring jobs and runs them, batched, on one worker thread."""
 
-    def __init__(self, teacher: LocalTeacher, *, max_batch_size: int, wait_s: float,
-                 max_pending: int) -> None:
+    def __init__(
+        self, teacher: LocalTeacher, *, max_batch_size: int, wait_s: float, max_pending: int
+    ) -> None:
         self.teacher = teacher
         self.max_batch_size, self.wait_s, self.max_pending = max_batch_size, wait_s, max_pending
         self.stats = BatchStats()
@@ -100,14 +101,14 @@ class Batcher:
         (completion,) = await self.generate_many([prompt_ids], sampling)
         return completion
 
-    async def generate_many(self, prompts: Sequence[Sequence[int]],
-                            sampling: Sampling) -> list[Completion]:
+    async def generate_many(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Completion]:
         """One completion per prompt; submitted together, so they can share a batch."""
         jobs = [_Generate(ids, sampling) for ids in prompts]
         return list(await asyncio.gather(*self._submit(jobs)))
 
-    async def score(self, prompt_ids: Sequence[int], completion_ids: Sequence[int],
-                    top_logprobs: int) -> list[TokenLogprob]:
+    async def score(
+        self, prompt_ids: Sequence[int], completion_ids: Sequence[int], top_logprobs: int
+    ) -> list[TokenLogprob]:
         (pending,) = self._submit([_Score(prompt_ids, completion_ids, top_logprobs)])
         return await pending
 
@@ -158,8 +159,7 @@ class Batcher:
         try:
             if isinstance(jobs[0], _Score):
                 (job,) = jobs
-                results = [self.teacher.score_ids(job.prompt_ids, job.completion_ids,
-                                                  job.top_logprobs)]
+                results = [self.teacher.score_ids(job.prompt_ids, job.completion_ids, job.top_logprobs)]
                 self.stats.scored += 1
             else:
                 results = self._generate(jobs)
@@ -174,13 +174,17 @@ class Batcher:
 
     def _generate(self, jobs: list[_Generate]) -> list[Completion]:
         wanted = [job.sampling.top_logprobs for job in jobs]
-        sampling = replace(jobs[0].batch_sampling(), top_logprobs=max(wanted),
-                           logprobs=any(job.sampling.logprobs for job in jobs))
+        sampling = replace(
+            jobs[0].batch_sampling(),
+            top_logprobs=max(wanted),
+            logprobs=any(job.sampling.logprobs for job in jobs),
+        )
         completions = self.teacher.generate_ids([job.prompt_ids for job in jobs], sampling)
         self.stats.generated += len(jobs)
         self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
-        return [_own_logprobs(completion, job.sampling)
-                for completion, job in zip(completions, jobs, strict=True)]
+        return [
+            _own_logprobs(completion, job.sampling) for completion, job in zip(completions, jobs, strict=True)
+        ]
 
 
 def _own_logprobs(completion: Completion, sampling: Sampling) -> Completion:
@@ -190,5 +194,6 @@ def _own_logprobs(completion: Completion, sampling: Sampling) -> Completion:
     if not (sampling.logprobs or sampling.top_logprobs):
         return replace(completion, logprobs=None)
     k = sampling.top_logprobs
-    return replace(completion, logprobs=tuple(replace(entry, top=entry.top[:k])
-                                              for entry in completion.logprobs))
+    return replace(
+        completion, logprobs=tuple(replace(entry, top=entry.top[:k]) for entry in completion.logprobs)
+    )

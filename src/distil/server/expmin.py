@@ -64,10 +64,12 @@ class ExpMinTeacher(LocalTeacher):
     """A local teacher (sharing another's model) whose sampled generation is marked."""
 
     def __init__(self, teacher: LocalTeacher, sampler: ExpMinSampler) -> None:
-        loaded = LoadedModel(model=teacher.model, tokenizer=teacher.tokenizer, source=teacher.name,
-                             revision=teacher.revision)
-        super().__init__(loaded, batch_size=teacher.batch_size,
-                         show_progress=teacher.show_progress, label=teacher.label)
+        loaded = LoadedModel(
+            model=teacher.model, tokenizer=teacher.tokenizer, source=teacher.name, revision=teacher.revision
+        )
+        super().__init__(
+            loaded, batch_size=teacher.batch_size, show_progress=teacher.show_progress, label=teacher.label
+        )
         self.sampler = sampler
 
     def generate_ids(self, prompt_ids: Sequence[Sequence[int]], sampling: Sampling) -> list[Completion]:

@@ -63,8 +63,9 @@ class FaultRates:
         rates = asdict(self)
         bad = [name for name, rate in rates.items() if not 0 <= rate <= 1]
         if bad or sum(rates.values()) > 1 + 1e-9:
-            raise ServeError(f"fault rates must each lie in [0, 1] and sum to at most 1 (got "
-                             f"{rates}); lower them")
+            raise ServeError(
+                f"fault rates must each lie in [0, 1] and sum to at most 1 (got {rates}); lower them"
+            )
 
 
 class FaultSchedule:
@@ -101,9 +102,18 @@ class _Request:
 class FaultProxy:
     """The proxy; `start()` runs it on a background thread, `run()` in the foreground."""
 
-    def __init__(self, upstream: str, rates: FaultRates, *, seed: int = 0, host: str = "127.0.0.1",
-                 port: int = 0, delay_s: float = 5.0, retry_after_s: float = 0.05,
-                 paths: tuple[str, ...] = FAULT_PATHS) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        rates: FaultRates,
+        *,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        delay_s: float = 5.0,
+        retry_after_s: float = 0.05,
+        paths: tuple[str, ...] = FAULT_PATHS,
+    ) -> None:
         self.upstream, self.rates, self.seed = upstream.rstrip("/"), rates, seed
         self.delay_s, self.retry_after_s, self.paths = delay_s, retry_after_s, paths
         self._schedule = FaultSchedule(rates, seed)
@@ -123,16 +133,23 @@ class FaultProxy:
         with self._lock:
             counts = dict(self._counts)
         faults = {f.name: counts.pop(f"fault:{f.name}", 0) for f in fields(FaultRates)}
-        return {"received": 0, "forwarded": 0, "upstream_answered": 0, "relayed": 0, **counts,
-                "faults": faults}
+        return {
+            "received": 0,
+            "forwarded": 0,
+            "upstream_answered": 0,
+            "relayed": 0,
+            **counts,
+            "faults": faults,
+        }
 
     def _count(self, name: str) -> None:
         with self._lock:
             self._counts[name] += 1
 
     def start(self, timeout: float = 10.0) -> "FaultProxy":
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),),
-                                        name="distil-fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._serve(),), name="distil-fault-proxy", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(timeout):
             raise ServeError(f"the fault proxy on {self.url} did not start within {timeout:.0f} s")
@@ -153,8 +170,9 @@ class FaultProxy:
     def __enter__(self) -> "FaultProxy":
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.stop()
 
     async def _serve(self) -> None:
@@ -182,26 +200,32 @@ class FaultProxy:
                 task.cancel()
             await asyncio.gather(*connections, return_exceptions=True)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          client: httpx.AsyncClient) -> None:
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: httpx.AsyncClient
+    ) -> None:
         while True:
             try:
                 request = await _read_request(reader)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-                    ValueError):
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
                 return
             if request is None:
                 return
             if not await self._answer(request, writer, client) or not request.keep_alive:
                 return
 
-    async def _answer(self, request: _Request, writer: asyncio.StreamWriter,
-                      client: httpx.AsyncClient) -> bool:
+    async def _answer(
+        self, request: _Request, writer: asyncio.StreamWriter, client: httpx.AsyncClient
+    ) -> bool:
         """Answer one request; False when the connection must close."""
         path = request.target.split("?", 1)[0]
         if request.method == "GET" and path == STATS_PATH:
-            return await _write(writer, 200, [("content-type", "application/json")],
-                                json.dumps(self.stats()).encode(), request.keep_alive)
+            return await _write(
+                writer,
+                200,
+                [("content-type", "application/json")],
+                json.dumps(self.stats()).encode(),
+                request.keep_alive,
+            )
         self._count("received")
         fault = self._schedule.next() if request.method == "POST" and path in self.paths else None
         if fault is not None:
@@ -223,27 +247,49 @@ class FaultProxy:
 
     def _refusal(self, fault: str) -> tuple[int, list[tuple[str, str]], bytes]:
         if fault == "rate_limit":
-            body = {"error": {"message": "Rate limit reached (injected by the fault proxy); retry "
-                                         f"after {self.retry_after_s} s", "type": "requests",
-                              "param": None, "code": "rate_limit_exceeded"}}
-            headers = [("retry-after", str(max(1, math.ceil(self.retry_after_s)))),
-                       ("retry-after-ms", str(round(self.retry_after_s * 1000)))]
+            body = {
+                "error": {
+                    "message": "Rate limit reached (injected by the fault proxy); retry "
+                    f"after {self.retry_after_s} s",
+                    "type": "requests",
+                    "param": None,
+                    "code": "rate_limit_exceeded",
+                }
+            }
+            headers = [
+                ("retry-after", str(max(1, math.ceil(self.retry_after_s)))),
+                ("retry-after-ms", str(round(self.retry_after_s * 1000))),
+            ]
             return 429, [("content-type", "application/json"), *headers], json.dumps(body).encode()
-        body = {"error": {"message": "The server had an error while processing your request "
-                                     "(injected by the fault proxy).", "type": "server_error",
-                          "param": None, "code": None}}
+        body = {
+            "error": {
+                "message": "The server had an error while processing your request "
+                "(injected by the fault proxy).",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
         return 500, [("content-type", "application/json")], json.dumps(body).encode()
 
-    async def _forward(self, request: _Request,
-                       client: httpx.AsyncClient) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def _forward(
+        self, request: _Request, client: httpx.AsyncClient
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = [(k, v) for k, v in request.headers if k.lower() not in _HOP_BY_HOP]
         self._count("forwarded")
         try:
-            answer = await client.request(request.method, request.target, headers=headers,
-                                          content=request.body)
+            answer = await client.request(
+                request.method, request.target, headers=headers, content=request.body
+            )
         except httpx.HTTPError as err:
-            body = {"error": {"message": f"the fault proxy cannot reach {self.upstream}: {err}",
-                              "type": "server_error", "param": None, "code": "bad_gateway"}}
+            body = {
+                "error": {
+                    "message": f"the fault proxy cannot reach {self.upstream}: {err}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "bad_gateway",
+                }
+            }
             return 502, [("content-type", "application/json")], json.dumps(body).encode()
         self._count("upstream_answered")
         kept = [(k, v) for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP]
@@ -257,8 +303,9 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
         return None
     request_line, *header_lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
     method, target, _version = request_line.split(" ", 2)
-    headers = [(name.strip(), value.strip())
-               for name, value in (line.split(":", 1) for line in header_lines if line)]
+    headers = [
+        (name.strip(), value.strip()) for name, value in (line.split(":", 1) for line in header_lines if line)
+    ]
     request = _Request(method, target, headers, b"")
     if (request.header("transfer-encoding") or "").lower() == "chunked":
         request.body = await _read_chunked(reader)
@@ -277,12 +324,16 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     return bytes(body)
 
 
-async def _write(writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]],
-                 body: bytes, keep_alive: bool) -> bool:
+async def _write(
+    writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], body: bytes, keep_alive: bool
+) -> bool:
     """Send one response; False when the client has gone."""
-    lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-             *(f"{k}: {v}" for k, v in headers), f"content-length: {len(body)}",
-             f"connection: {'keep-alive' if keep_alive else 'close'}"]
+    lines = [
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+        *(f"{k}: {v}" for k, v in headers),
+        f"content-length: {len(body)}",
+        f"connection: {'keep-alive' if keep_alive else 'close'}",
+    ]
     try:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
@@ -293,8 +344,11 @@ async def _write(writer: asyncio.StreamWriter, status: int, headers: list[tuple[
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m distil.server.faults`: run the proxy in the foreground."""
-    parser = argparse.ArgumentParser(prog="python -m distil.server.faults", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m distil.server.faults",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--upstream", required=True, help="URL of the real server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
@@ -302,18 +356,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=5.0, help="seconds a `timeout` is held")
     parser.add_argument("--retry-after", type=float, default=0.05, help="seconds, sent with 429")
     for fault in fields(FaultRates):
-        parser.add_argument(f"--{fault.name.replace('_', '-')}", type=float, default=0.0,
-                            metavar="RATE", help=f"probability of a {fault.name} fault")
+        parser.add_argument(
+            f"--{fault.name.replace('_', '-')}",
+            type=float,
+            default=0.0,
+            metavar="RATE",
+            help=f"probability of a {fault.name} fault",
+        )
     args = parser.parse_args(argv)
     try:
         rates = FaultRates(**{f.name: getattr(args, f.name) for f in fields(FaultRates)})
-        proxy = FaultProxy(args.upstream, rates, seed=args.seed, host=args.host, port=args.port,
-                           delay_s=args.delay, retry_after_s=args.retry_after)
+        proxy = FaultProxy(
+            args.upstream,
+            rates,
+            seed=args.seed,
+            host=args.host,
+            port=args.port,
+            delay_s=args.delay,
+            retry_after_s=args.retry_after,
+        )
     except DistilError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
-    print(f"fault proxy at {proxy.url} -> {proxy.upstream} ({asdict(rates)}, seed {args.seed}); "
-          "Ctrl-C stops", flush=True)
+    print(
+        f"fault proxy at {proxy.url} -> {proxy.upstream} ({asdict(rates)}, seed {args.seed}); Ctrl-C stops",
+        flush=True,
+    )
     proxy.run()
 
 

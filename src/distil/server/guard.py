@@ -24,8 +24,9 @@ PROTECTED = ("/v1", "/admin")
 class Guard:
     """Bearer-key auth for PROTECTED paths and a request-body size limit for all."""
 
-    def __init__(self, app: Callable, *, api_key: str | None, max_body_bytes: int,
-                 stats: RequestStats) -> None:
+    def __init__(
+        self, app: Callable, *, api_key: str | None, max_body_bytes: int, stats: RequestStats
+    ) -> None:
         self.app, self.api_key, self.max_body_bytes, self.stats = app, api_key, max_body_bytes, stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,15 +54,19 @@ class Guard:
         return await self.app(scope, _replay(bytes(body), receive), send)
 
     def _too_large(self) -> APIError:
-        return APIError(413, f"the request body is larger than this server's limit of "
-                             f"{self.max_body_bytes} bytes; send fewer or shorter prompts",
-                        code="request_too_large")
+        return APIError(
+            413,
+            f"the request body is larger than this server's limit of "
+            f"{self.max_body_bytes} bytes; send fewer or shorter prompts",
+            code="request_too_large",
+        )
 
     def _counting(self, send: Send) -> Send:
         async def counting_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 self.stats.count_status(message["status"])
             await send(message)
+
         return counting_send
 
 
@@ -69,12 +74,16 @@ def _refusal(authorization: str | None, api_key: str) -> APIError | None:
     """None when the header carries the key; else the 401 to answer (which never echoes it)."""
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        return APIError(401, "You didn't provide an API key. Send it in the Authorization header "
-                             "as 'Bearer KEY'.", code="invalid_api_key",
-                        headers={"WWW-Authenticate": "Bearer"})
+        return APIError(
+            401,
+            "You didn't provide an API key. Send it in the Authorization header as 'Bearer KEY'.",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not hmac.compare_digest(given.strip().encode(), api_key.encode()):
-        return APIError(401, "Incorrect API key provided.", code="invalid_api_key",
-                        headers={"WWW-Authenticate": "Bearer"})
+        return APIError(
+            401, "Incorrect API key provided.", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+        )
     return None
 
 
@@ -104,4 +113,5 @@ def _replay(body: bytes, receive: Receive) -> Receive:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
+
     return replay

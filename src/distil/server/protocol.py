@@ -21,9 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 class APIError(Exception):
     """An error answered to the client with an HTTP status and an OpenAI-style body."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | None = None, type: str = "invalid_request_error",
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.type = type
@@ -33,8 +40,9 @@ class APIError(Exception):
         return error_body(self.message, type=self.type, param=self.param, code=self.code)
 
 
-def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """The JSON body of an error, as OpenAI sends it."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
@@ -43,7 +51,7 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return APIError(400, message, param=param, code=code)
 
 
-INT64 = (-2**63, 2**63 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 """The range of `seed`, as OpenAI documents it (a 64-bit signed integer)."""
 
 MIN_TEMPERATURE = 0.01
@@ -57,8 +65,12 @@ def check_content_type(content_type: str | None) -> None:
     """A 415 unless the body is declared JSON (`application/json`, `...+json`) or undeclared."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise APIError(415, f"the request body is declared {media_type}; send JSON with the "
-                            "header Content-Type: application/json", code="unsupported_media_type")
+        raise APIError(
+            415,
+            f"the request body is declared {media_type}; send JSON with the "
+            "header Content-Type: application/json",
+            code="unsupported_media_type",
+        )
 
 
 def parse_json(body: bytes) -> Any:
@@ -66,17 +78,21 @@ def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8").removeprefix("\ufeff")  # a byte order mark may be ignored
     except UnicodeDecodeError as err:
-        raise bad_request(f"the request body is not UTF-8 ({err.reason} at byte {err.start}); "
-                          "send UTF-8 JSON", code="invalid_json") from None
+        raise bad_request(
+            f"the request body is not UTF-8 ({err.reason} at byte {err.start}); send UTF-8 JSON",
+            code="invalid_json",
+        ) from None
     try:
         payload = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
-        raise bad_request("the request body is nested too deeply to parse; send a flatter JSON "
-                          "object", code="invalid_json") from None
+        raise bad_request(
+            "the request body is nested too deeply to parse; send a flatter JSON object", code="invalid_json"
+        ) from None
     except ValueError as err:  # JSONDecodeError, a NaN, an integer of over 4,300 digits
         reason = str(err).split(";")[0]
-        raise bad_request(f"the request body is not valid JSON ({reason}); send a JSON object",
-                          code="invalid_json") from None
+        raise bad_request(
+            f"the request body is not valid JSON ({reason}); send a JSON object", code="invalid_json"
+        ) from None
     if _ESCAPED_SURROGATE.search(text):
         _refuse_surrogates(payload)
     return payload
@@ -97,9 +113,12 @@ def _refuse_surrogates(payload: Any) -> None:
         elif isinstance(value, list):
             pending += [(f"{path}.{index}", item) for index, item in enumerate(value)]
         elif isinstance(value, str) and _SURROGATE.search(value):
-            raise bad_request(f"{path or 'the request body'} holds a lone UTF-16 surrogate (an "
-                              "unpaired \\ud800-\\udfff escape); send valid Unicode text",
-                              path or None, "invalid_value")
+            raise bad_request(
+                f"{path or 'the request body'} holds a lone UTF-16 surrogate (an "
+                "unpaired \\ud800-\\udfff escape); send valid Unicode text",
+                path or None,
+                "invalid_value",
+            )
 
 
 class OpenAIRequest(BaseModel):
@@ -131,22 +150,31 @@ class OpenAIRequest(BaseModel):
     def check_supported(self) -> None:
         """Refuse known fields the server cannot honour, naming each."""
         if self.temperature is not None and 0 < self.temperature < MIN_TEMPERATURE:
-            raise bad_request(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE} "
-                              f"(got {self.temperature}); use 0 for greedy decoding",
-                              "temperature", "invalid_value")
+            raise bad_request(
+                f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE} "
+                f"(got {self.temperature}); use 0 for greedy decoding",
+                "temperature",
+                "invalid_value",
+            )
         if self.stream:
-            raise bad_request("streaming is not supported by this server; set stream=false",
-                              "stream", "unsupported_parameter")
+            raise bad_request(
+                "streaming is not supported by this server; set stream=false",
+                "stream",
+                "unsupported_parameter",
+            )
         if (self.n or 1) > 1:
-            raise bad_request("only n=1 is supported; send one request per sample", "n",
-                              "unsupported_parameter")
+            raise bad_request(
+                "only n=1 is supported; send one request per sample", "n", "unsupported_parameter"
+            )
         for name in ("frequency_penalty", "presence_penalty"):
             if getattr(self, name):
-                raise bad_request(f"{name} is not supported by this server; leave it at 0", name,
-                                  "unsupported_parameter")
+                raise bad_request(
+                    f"{name} is not supported by this server; leave it at 0", name, "unsupported_parameter"
+                )
         if self.logit_bias:
-            raise bad_request("logit_bias is not supported by this server", "logit_bias",
-                              "unsupported_parameter")
+            raise bad_request(
+                "logit_bias is not supported by this server", "logit_bias", "unsupported_parameter"
+            )
 
     def stop_strings(self) -> tuple[str, ...]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -162,11 +190,13 @@ class TextPart(BaseModel):
     text: str
 
 
-_REPLAYED = {"tool_calls": "this server has no tools; send the exchange as plain text messages",
-             "function_call": "this server has no tools; send the exchange as plain text messages",
-             "refusal": "send the refusal's text as the message's content",
-             "audio": "send text only",
-             "annotations": "remove them"}
+_REPLAYED = {
+    "tool_calls": "this server has no tools; send the exchange as plain text messages",
+    "function_call": "this server has no tools; send the exchange as plain text messages",
+    "refusal": "send the refusal's text as the message's content",
+    "audio": "send text only",
+    "annotations": "remove them",
+}
 """Assistant-message fields a client sends back as it received them: accepted empty."""
 
 
@@ -186,8 +216,11 @@ class ChatMessage(BaseModel):
         """Refuse what the model would not see (a tool call, a refusal), naming it."""
         for name, fix in _REPLAYED.items():
             if getattr(self, name):
-                raise bad_request(f"{name} in messages.{index} is not supported: {fix}",
-                                  f"messages.{index}.{name}", "unsupported_parameter")
+                raise bad_request(
+                    f"{name} in messages.{index} is not supported: {fix}",
+                    f"messages.{index}.{name}",
+                    "unsupported_parameter",
+                )
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -239,24 +272,36 @@ def parse_request(model: type[BaseModel], payload: Any) -> Any:
         if first["type"] == "extra_forbidden":  # the field's own name, whatever its case
             param = ".".join(filter(None, [_param_path(first["loc"][:-1]), str(first["loc"][-1])]))
         if first["loc"][:1] == ("prompt",):
-            raise bad_request("prompt must be a string, a list of strings, a list of token ids "
-                              "or a list of lists of token ids", "prompt", "invalid_value") from None
+            raise bad_request(
+                "prompt must be a string, a list of strings, a list of token ids "
+                "or a list of lists of token ids",
+                "prompt",
+                "invalid_value",
+            ) from None
         if first["type"] == "extra_forbidden":
             where = "request argument" if len(first["loc"]) == 1 else "field"
-            raise bad_request(f"Unrecognized {where} supplied: {param}", param,
-                              "unknown_parameter") from None
+            raise bad_request(f"Unrecognized {where} supplied: {param}", param, "unknown_parameter") from None
         if first["type"] == "missing":
-            raise bad_request(f"Missing required parameter: '{param}'.", param,
-                              "missing_required_parameter") from None
+            raise bad_request(
+                f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+            ) from None
         given = f" (got {_json_type(first['input'])})" if first["type"].endswith("_type") else ""
-        raise bad_request(f"Invalid value for '{param}': {first['msg']}{given}", param,
-                          "invalid_value") from None
+        raise bad_request(
+            f"Invalid value for '{param}': {first['msg']}{given}", param, "invalid_value"
+        ) from None
 
 
 def _json_type(value: Any) -> str:
     """What a parsed JSON value is, in JSON's words."""
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "an array", dict: "an object", type(None): "null"}
+    kinds = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 
@@ -265,7 +310,10 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 def _param_path(loc: tuple[Any, ...]) -> str | None:
     """`messages.0.content` from a pydantic location, without its union-member tags."""
-    parts = [str(part) for part in loc
-             if isinstance(part, int) or (str(part).isidentifier() and part not in _TYPE_TAGS
-                                          and not str(part)[0].isupper())]
+    parts = [
+        str(part)
+        for part in loc
+        if isinstance(part, int)
+        or (str(part).isidentifier() and part not in _TYPE_TAGS and not str(part)[0].isupper())
+    ]
     return ".".join(parts) or None

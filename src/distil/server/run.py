@@ -48,8 +48,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as err:
-        raise ServeError(f"cannot listen on {host}:{port} ({err.strerror or err}); pick another "
-                         "--port or --host") from None
+        raise ServeError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); pick another --port or --host"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -109,17 +110,27 @@ class PathOnly(logging.Filter):
 
 def _uvicorn_server(app: Callable, log_requests: bool, header_timeout_s: float) -> uvicorn.Server:
     protocol = functools.partial(HeaderTimeoutH11, header_timeout_s=header_timeout_s)
-    config = uvicorn.Config(app, http=protocol, log_level="info" if log_requests else "warning",
-                            access_log=log_requests, timeout_graceful_shutdown=5,
-                            timeout_keep_alive=KEEP_ALIVE_S, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        http=protocol,
+        log_level="info" if log_requests else "warning",
+        access_log=log_requests,
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        lifespan="on",
+    )
     access = logging.getLogger("uvicorn.access")  # set up by uvicorn.Config just above
     if not any(isinstance(f, PathOnly) for f in access.filters):
         access.addFilter(PathOnly())
     return uvicorn.Server(config)
 
 
-def serve(model: str, settings: ServerSettings, start: StartSettings | None = None,
-          echo: Callable[[str], None] = print) -> None:
+def serve(
+    model: str,
+    settings: ServerSettings,
+    start: StartSettings | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
     """Load `model` and serve it until Ctrl-C (the key comes from DISTIL_SERVE_API_KEY)."""
     start = start or StartSettings()
     api_key = api_key_from_env()
@@ -133,12 +144,15 @@ def serve(model: str, settings: ServerSettings, start: StartSettings | None = No
 
     sock = bind(start.host, start.port)  # a taken port fails now, not after the model has loaded
     try:
-        teacher = LocalTeacher.load(model, dtype=start.dtype, device=start.device,
-                                    batch_size=settings.max_batch_size)
+        teacher = LocalTeacher.load(
+            model, dtype=start.dtype, device=start.device, batch_size=settings.max_batch_size
+        )
         app = create_app(teacher, settings, api_key, marking)
-        echo(f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
-             f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}; "
-             f"{describe(settings)}); Ctrl-C stops")
+        echo(
+            f"serving {model} as '{settings.served_name}' at {url_of(sock)}/v1 on "
+            f"{teacher.model.device} (API key {'required' if api_key else 'off: loopback only'}; "
+            f"{describe(settings)}); Ctrl-C stops"
+        )
         _uvicorn_server(app, start.log_requests, settings.header_timeout_s).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # during loading, or re-raised by uvicorn after a clean shutdown
@@ -150,8 +164,14 @@ def serve(model: str, settings: ServerSettings, start: StartSettings | None = No
 class ServerThread:
     """An ASGI app served by uvicorn on a background thread (for tests and notebooks)."""
 
-    def __init__(self, app: Callable, host: str = "127.0.0.1", port: int = 0,
-                 log_requests: bool = False, header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        app: Callable,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_requests: bool = False,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
+    ) -> None:
         self.app, self.host, self.port, self.log_requests = app, host, port, log_requests
         self.header_timeout_s = header_timeout_s
         self._server: uvicorn.Server | None = None
@@ -175,8 +195,9 @@ class ServerThread:
         self._sock = bind(self.host, self.port)
         self._url = url_of(self._sock)
         self._server = _uvicorn_server(self.app, self.log_requests, self.header_timeout_s)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name="distil-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name="distil-server", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -198,6 +219,7 @@ class ServerThread:
     def __enter__(self) -> "ServerThread":
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.stop()

@@ -45,18 +45,30 @@ class ServedModel:
         self.vocab_size = teacher.model.get_input_embeddings().weight.shape[0]
         self.context = getattr(teacher.model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = settings.max_prompt_tokens or self.context
-        self.max_prompt_chars = (None if self.max_prompt_tokens is None
-                                 else self.max_prompt_tokens * chars_per_token_bound(self.tokenizer))
-        identity = [settings.served_name, teacher.name, str(teacher.revision),
-                    tokenizer_hash(self.tokenizer), str(chat_template_hash(self.tokenizer))]
+        self.max_prompt_chars = (
+            None
+            if self.max_prompt_tokens is None
+            else self.max_prompt_tokens * chars_per_token_bound(self.tokenizer)
+        )
+        identity = [
+            settings.served_name,
+            teacher.name,
+            str(teacher.revision),
+            tokenizer_hash(self.tokenizer),
+            str(chat_template_hash(self.tokenizer)),
+        ]
         marking = teacher.logit_bias or getattr(teacher, "sampler", None)  # KGW or exp-min
         if marking is not None:  # a marked model answers otherwise: another identity
             identity.append(repr(marking))
         self.fingerprint = "fp_" + hashlib.sha256("\n".join(identity).encode()).hexdigest()[:12]
 
     def model_card(self) -> dict[str, Any]:
-        return {"id": self.settings.served_name, "object": "model", "created": self.created,
-                "owned_by": "distil"}
+        return {
+            "id": self.settings.served_name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "distil",
+        }
 
     async def chat(self, request: ChatRequest) -> dict[str, Any]:
         top_k = request.top_logprobs or 0
@@ -64,8 +76,10 @@ class ServedModel:
         if top_k and not request.logprobs:
             raise bad_request("top_logprobs requires logprobs=true", "top_logprobs")
         self._check_top_k(top_k, "top_logprobs")
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                    for m in request.messages]
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in request.messages
+        ]
         self._check_chars(sum(len(m["content"]) for m in messages), "messages")
         prompt_ids = await asyncio.to_thread(self._render, messages)
         max_tokens = request.max_completion_tokens or request.max_tokens
@@ -73,11 +87,12 @@ class ServedModel:
         sampling = self._sampling(request, max_tokens, logprobs=bool(request.logprobs), top_k=top_k)
         completion = self._returned(await self.batcher.generate(prompt_ids, sampling))
         choice: dict[str, Any] = {
-            "index": 0, "finish_reason": completion.finish_reason,
+            "index": 0,
+            "finish_reason": completion.finish_reason,
             "message": {"role": "assistant", "content": completion.text, "refusal": None},
-            "logprobs": None if not request.logprobs else {
-                "content": chat_logprobs(completion.logprobs or (), top_k, self.text),
-                "refusal": None},
+            "logprobs": None
+            if not request.logprobs
+            else {"content": chat_logprobs(completion.logprobs or (), top_k, self.text), "refusal": None},
         }
         body = self._envelope("chatcmpl", "chat.completion", [choice], [completion])
         if request.return_token_ids:
@@ -88,22 +103,25 @@ class ServedModel:
     async def complete(self, request: CompletionRequest) -> dict[str, Any]:
         self._check_common(request, wants_logprobs=request.logprobs is not None)
         if request.suffix:
-            raise bad_request("suffix is not supported by this server", "suffix",
-                              "unsupported_parameter")
+            raise bad_request("suffix is not supported by this server", "suffix", "unsupported_parameter")
         top_k = request.logprobs or 0
         self._check_top_k(top_k, "logprobs")
         texts, prompts = await self._prompts(request.prompt)
         max_tokens = min(self._check_lengths(ids, request.max_tokens, "prompt") for ids in prompts)
-        sampling = self._sampling(request, max_tokens,
-                                  logprobs=request.logprobs is not None, top_k=top_k)
+        sampling = self._sampling(request, max_tokens, logprobs=request.logprobs is not None, top_k=top_k)
         echo_scores = request.echo and request.logprobs is not None
         completions, scores = await asyncio.gather(
             self._generate_all(prompts, sampling),
-            asyncio.gather(*(self._score_prompt(ids, top_k) for ids in prompts if echo_scores)))
+            asyncio.gather(*(self._score_prompt(ids, top_k) for ids in prompts if echo_scores)),
+        )
         choices = []
         for index, (text, ids, completion) in enumerate(zip(texts, prompts, completions, strict=True)):
-            choice = {"index": index, "finish_reason": completion.finish_reason, "logprobs": None,
-                      "text": (text if request.echo else "") + completion.text}
+            choice = {
+                "index": index,
+                "finish_reason": completion.finish_reason,
+                "logprobs": None,
+                "text": (text if request.echo else "") + completion.text,
+            }
             if request.logprobs is not None:
                 entries = list(completion.logprobs or ())
                 token_ids = list(completion.token_ids or ())
@@ -118,63 +136,95 @@ class ServedModel:
 
     def _check_common(self, request: OpenAIRequest, wants_logprobs: bool) -> None:
         if request.model != self.settings.served_name:
-            raise APIError(404, f"The model '{request.model}' does not exist; this server "
-                                f"serves '{self.settings.served_name}' (see GET /v1/models)",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"The model '{request.model}' does not exist; this server "
+                f"serves '{self.settings.served_name}' (see GET /v1/models)",
+                param="model",
+                code="model_not_found",
+            )
         request.check_supported()
         if wants_logprobs and self.settings.refuse_logprobs:
-            raise bad_request("Unsupported parameter: 'logprobs' is not supported with this model.",
-                              "logprobs", "unsupported_parameter")
+            raise bad_request(
+                "Unsupported parameter: 'logprobs' is not supported with this model.",
+                "logprobs",
+                "unsupported_parameter",
+            )
 
     def _check_top_k(self, top_k: int, param: str) -> None:
         if top_k > self.settings.max_top_logprobs:
-            raise bad_request(f"{param} may be at most {self.settings.max_top_logprobs} on this "
-                              f"server (asked for {top_k})", param, "invalid_value")
+            raise bad_request(
+                f"{param} may be at most {self.settings.max_top_logprobs} on this server (asked for {top_k})",
+                param,
+                "invalid_value",
+            )
 
     def _check_chars(self, chars: int, param: str) -> None:
         """Refuse a prompt whose characters alone prove it longer than the prompt limit."""
         if self.max_prompt_chars is not None and chars > self.max_prompt_chars:
-            raise bad_request(f"the prompt is {chars} characters long, more than can fit in this "
-                              f"server's limit of {self.max_prompt_tokens} tokens (at most "
-                              f"{self.max_prompt_chars} characters); shorten it", param,
-                              "context_length_exceeded")
+            raise bad_request(
+                f"the prompt is {chars} characters long, more than can fit in this "
+                f"server's limit of {self.max_prompt_tokens} tokens (at most "
+                f"{self.max_prompt_chars} characters); shorten it",
+                param,
+                "context_length_exceeded",
+            )
 
     def _render(self, messages: list[dict[str, str]]) -> list[int]:
         try:
             return self.teacher.render(messages)
         except TemplateError as err:
-            raise bad_request(f"the model's chat template cannot render these messages: {err}",
-                              "messages") from None
+            raise bad_request(
+                f"the model's chat template cannot render these messages: {err}", "messages"
+            ) from None
 
-    def _check_lengths(self, prompt_ids: Sequence[int], max_tokens: int | None,
-                       param: str) -> int:
+    def _check_lengths(self, prompt_ids: Sequence[int], max_tokens: int | None, param: str) -> int:
         """The max_tokens to generate, after checking prompt and completion against the limits."""
         if not prompt_ids:
             raise bad_request("the prompt is empty; send at least one token", param)
         if self.max_prompt_tokens is not None and len(prompt_ids) > self.max_prompt_tokens:
-            raise bad_request(f"the prompt is {len(prompt_ids)} tokens long; this server accepts "
-                              f"at most {self.max_prompt_tokens}", param, "context_length_exceeded")
-        room = self.settings.max_tokens if self.context is None else min(
-            self.settings.max_tokens, self.context - len(prompt_ids))
+            raise bad_request(
+                f"the prompt is {len(prompt_ids)} tokens long; this server accepts "
+                f"at most {self.max_prompt_tokens}",
+                param,
+                "context_length_exceeded",
+            )
+        room = (
+            self.settings.max_tokens
+            if self.context is None
+            else min(self.settings.max_tokens, self.context - len(prompt_ids))
+        )
         if max_tokens is None:
             if room <= 0:
-                raise bad_request(f"the prompt fills the model's context of {self.context} tokens; "
-                                  "shorten it", param, "context_length_exceeded")
+                raise bad_request(
+                    f"the prompt fills the model's context of {self.context} tokens; shorten it",
+                    param,
+                    "context_length_exceeded",
+                )
             return room
         if max_tokens > self.settings.max_tokens:
-            raise bad_request(f"max_tokens may be at most {self.settings.max_tokens} on this server "
-                              f"(asked for {max_tokens})", "max_tokens", "invalid_value")
+            raise bad_request(
+                f"max_tokens may be at most {self.settings.max_tokens} on this server "
+                f"(asked for {max_tokens})",
+                "max_tokens",
+                "invalid_value",
+            )
         if self.context is not None and len(prompt_ids) + max_tokens > self.context:
-            raise bad_request(f"This model's maximum context length is {self.context} tokens; you "
-                              f"asked for {len(prompt_ids) + max_tokens} ({len(prompt_ids)} in the "
-                              f"prompt, {max_tokens} to generate); shorten the prompt or lower "
-                              "max_tokens", param, "context_length_exceeded")
+            raise bad_request(
+                f"This model's maximum context length is {self.context} tokens; you "
+                f"asked for {len(prompt_ids) + max_tokens} ({len(prompt_ids)} in the "
+                f"prompt, {max_tokens} to generate); shorten the prompt or lower "
+                "max_tokens",
+                param,
+                "context_length_exceeded",
+            )
         return max_tokens
 
     async def _prompts(self, prompt: Any) -> tuple[list[str], list[list[int]]]:
         """The prompts of a completions request as texts (for echo) and token ids."""
-        items = [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) \
-            else list(prompt)
+        items = (
+            [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) else list(prompt)
+        )
         if not items:
             raise bad_request("prompt is an empty list; send at least one prompt", "prompt")
         self._check_prompt_counts(items)
@@ -191,29 +241,43 @@ class ServedModel:
             return
         prompt, messages = payload.get("prompt"), payload.get("messages")
         if endpoint == "completions" and isinstance(prompt, list):
-            self._check_prompt_counts(prompt if prompt and isinstance(prompt[0], list | str)
-                                      else [prompt])
-        if (endpoint == "chat" and isinstance(messages, list)
-                and self.max_prompt_tokens is not None):
+            self._check_prompt_counts(prompt if prompt and isinstance(prompt[0], list | str) else [prompt])
+        if endpoint == "chat" and isinstance(messages, list) and self.max_prompt_tokens is not None:
             items = len(messages)
             if items <= self.max_prompt_tokens:
-                items += sum(len(m["content"]) for m in messages
-                             if isinstance(m, dict) and isinstance(m.get("content"), list))
+                items += sum(
+                    len(m["content"])
+                    for m in messages
+                    if isinstance(m, dict) and isinstance(m.get("content"), list)
+                )
             if items > self.max_prompt_tokens:
-                raise bad_request(f"the messages hold {items} messages and content parts; this "
-                                  f"server accepts at most {self.max_prompt_tokens} (its prompt "
-                                  "limit in tokens)", "messages", "context_length_exceeded")
+                raise bad_request(
+                    f"the messages hold {items} messages and content parts; this "
+                    f"server accepts at most {self.max_prompt_tokens} (its prompt "
+                    "limit in tokens)",
+                    "messages",
+                    "context_length_exceeded",
+                )
 
     def _check_prompt_counts(self, items: list[Any]) -> None:
         """At most max_prompts prompts, none of token ids longer than the prompt limit."""
         if len(items) > self.settings.max_prompts:
-            raise bad_request(f"at most {self.settings.max_prompts} prompts per request on this "
-                              f"server (got {len(items)})", "prompt")
+            raise bad_request(
+                f"at most {self.settings.max_prompts} prompts per request on this server (got {len(items)})",
+                "prompt",
+            )
         for item in items:
-            if (isinstance(item, list) and self.max_prompt_tokens is not None
-                    and len(item) > self.max_prompt_tokens):
-                raise bad_request(f"the prompt is {len(item)} tokens long; this server accepts at "
-                                  f"most {self.max_prompt_tokens}", "prompt", "context_length_exceeded")
+            if (
+                isinstance(item, list)
+                and self.max_prompt_tokens is not None
+                and len(item) > self.max_prompt_tokens
+            ):
+                raise bad_request(
+                    f"the prompt is {len(item)} tokens long; this server accepts at "
+                    f"most {self.max_prompt_tokens}",
+                    "prompt",
+                    "context_length_exceeded",
+                )
 
     def _encode(self, items: list[str | list[int]]) -> tuple[list[str], list[list[int]]]:
         texts, prompts = [], []
@@ -223,23 +287,30 @@ class ServedModel:
                 prompts.append(self.tokenizer(item).input_ids)
                 continue
             if any(not 0 <= token < self.vocab_size for token in item):
-                raise bad_request(f"token ids must lie in [0, {self.vocab_size}) for this model",
-                                  "prompt")
+                raise bad_request(f"token ids must lie in [0, {self.vocab_size}) for this model", "prompt")
             texts.append(self.tokenizer.decode(item))
             prompts.append(list(item))
         return texts, prompts
 
     def _sampling(self, request: OpenAIRequest, max_tokens: int, logprobs: bool, top_k: int) -> Sampling:
-        return Sampling(max_new_tokens=max_tokens,
-                        temperature=1.0 if request.temperature is None else request.temperature,
-                        top_p=1.0 if request.top_p is None else request.top_p,
-                        seed=request.seed, stop=request.stop_strings(),
-                        logprobs=logprobs, top_logprobs=top_k)
+        return Sampling(
+            max_new_tokens=max_tokens,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            seed=request.seed,
+            stop=request.stop_strings(),
+            logprobs=logprobs,
+            top_logprobs=top_k,
+        )
 
     async def _generate_all(self, prompts: list[list[int]], sampling: Sampling) -> list[Completion]:
         if sampling.max_new_tokens == 0:
-            return [Completion(text="", token_ids=(), finish_reason="length",
-                               usage=Usage(len(ids), 0), logprobs=()) for ids in prompts]
+            return [
+                Completion(
+                    text="", token_ids=(), finish_reason="length", usage=Usage(len(ids), 0), logprobs=()
+                )
+                for ids in prompts
+            ]
         completions = await self.batcher.generate_many(prompts, sampling)
         return [self._returned(completion) for completion in completions]
 
@@ -270,20 +341,32 @@ class ServedModel:
         """Keep only the tokens of the returned text (a stop string cut it short)."""
         ids = completion.token_ids or ()
         decode = self.tokenizer.decode
-        keep = next(n for n in range(len(ids) + 1)
-                    if len(decode(list(ids[:n]), skip_special_tokens=True)) >= len(completion.text))
+        keep = next(
+            n
+            for n in range(len(ids) + 1)
+            if len(decode(list(ids[:n]), skip_special_tokens=True)) >= len(completion.text)
+        )
         logprobs = None if completion.logprobs is None else completion.logprobs[:keep]
         return replace(completion, token_ids=ids[:keep], logprobs=logprobs)
 
-    def _envelope(self, prefix: str, kind: str, choices: list[dict[str, Any]],
-                  completions: Sequence[Completion]) -> dict[str, Any]:
+    def _envelope(
+        self, prefix: str, kind: str, choices: list[dict[str, Any]], completions: Sequence[Completion]
+    ) -> dict[str, Any]:
         prompt_tokens = sum(c.usage.prompt_tokens for c in completions)
         completion_tokens = sum(c.usage.completion_tokens for c in completions)
-        return {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
-                "model": self.settings.served_name, "system_fingerprint": self.fingerprint,
-                "choices": choices,
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
+        return {
+            "id": f"{prefix}-{uuid.uuid4().hex}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": self.settings.served_name,
+            "system_fingerprint": self.fingerprint,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
 
 
 def chars_per_token_bound(tokenizer: Any) -> int:

@@ -108,8 +108,10 @@ def clean_api_key(key: str | None) -> str | None:
     if key is None:
         return None
     if not key.strip():
-        raise ServeError(f"the API key ({API_KEY_ENV}) is empty or only whitespace; put the key "
-                         "in it, or unset it to serve without a key (loopback only)")
+        raise ServeError(
+            f"the API key ({API_KEY_ENV}) is empty or only whitespace; put the key "
+            "in it, or unset it to serve without a key (loopback only)"
+        )
     return key.strip()
 
 
@@ -126,6 +128,8 @@ def is_loopback(host: str) -> bool:
 def check_exposure(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond loopback without an API key."""
     if api_key is None and not is_loopback(host):
-        raise ServeError(f"refusing to listen on {host} without an API key: anyone who can reach "
-                         f"it could use the model; set {API_KEY_ENV} in the environment, or bind "
-                         "to 127.0.0.1")
+        raise ServeError(
+            f"refusing to listen on {host} without an API key: anyone who can reach "
+            f"it could use the model; set {API_KEY_ENV} in the environment, or bind "
+            "to 127.0.0.1"
+        )

@@ -61,7 +61,11 @@ class RequestStats:
     def snapshot(self, batching: BatchStats) -> dict[str, Any]:
         """A JSON-ready copy of every counter."""
         with self._lock:
-            return {"received": dict(self.received), "completed": dict(self.completed),
-                    "statuses": {str(s): n for s, n in sorted(self.statuses.items())},
-                    "completed_by_key": dict(self.completed_by_key), "retried": self.retried,
-                    "batching": asdict(batching)}
+            return {
+                "received": dict(self.received),
+                "completed": dict(self.completed),
+                "statuses": {str(s): n for s, n in sorted(self.statuses.items())},
+                "completed_by_key": dict(self.completed_by_key),
+                "retried": self.retried,
+                "batching": asdict(batching),
+            }

@@ -88,9 +88,14 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(model: str | LocalTeacher = "tiny-teacher", *, api_key: str | None = None,
-                   log_requests: bool = False, watermark_key: WatermarkKey | None = None,
-                   **settings: Any) -> Iterator[RunningServer]:
+def running_server(
+    model: str | LocalTeacher = "tiny-teacher",
+    *,
+    api_key: str | None = None,
+    log_requests: bool = False,
+    watermark_key: WatermarkKey | None = None,
+    **settings: Any,
+) -> Iterator[RunningServer]:
     """Serve `model` (a name, or an already loaded teacher: faster) until the block ends.
 
     `settings` are `ServerSettings` fields; `served_name` defaults to the model's name and
@@ -101,8 +106,9 @@ def running_server(model: str | LocalTeacher = "tiny-teacher", *, api_key: str |
     settings.setdefault("admin", True)
     server_settings = ServerSettings(**settings)
     app = create_app(teacher, server_settings, api_key, watermark_key)
-    with ServerThread(app, log_requests=log_requests,
-                      header_timeout_s=server_settings.header_timeout_s) as thread:
+    with ServerThread(
+        app, log_requests=log_requests, header_timeout_s=server_settings.header_timeout_s
+    ) as thread:
         yield RunningServer(thread, api_key)
 
 
@@ -143,8 +149,13 @@ class ServeProcess:
 
 
 @contextmanager
-def serve_process(model: str = "tiny-teacher", *args: str, api_key: str | None = None,
-                  timeout: float = 120.0, env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
+def serve_process(
+    model: str = "tiny-teacher",
+    *args: str,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+) -> Iterator[ServeProcess]:
     """Run `distil serve MODEL --port 0 ARGS...` with the key in its environment; stop it at
     the end of the block."""
     child_env = {**os.environ, **(env or {})}
@@ -152,16 +163,16 @@ def serve_process(model: str = "tiny-teacher", *args: str, api_key: str | None =
     if api_key is not None:
         child_env[API_KEY_ENV] = api_key
     command = [sys.executable, "-m", "distil.cli", "serve", model, "--port", "0", *args]
-    process = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines: list[str] = []
     url_found = threading.Event()
     threading.Thread(target=_collect, args=(process, lines, url_found), daemon=True).start()
     server = ServeProcess(process, "", api_key, lines)
     try:
         if not url_found.wait(timeout):
-            raise ServeError(f"distil serve printed no address within {timeout:.0f} s:\n"
-                             + server.output())
+            raise ServeError(f"distil serve printed no address within {timeout:.0f} s:\n" + server.output())
         match = re.search(r"at (http://\S+)/v1", server.output())
         if match is None:
             raise ServeError(f"distil serve did not start:\n{server.output()}")
@@ -183,9 +194,11 @@ def _collect(process: subprocess.Popen, lines: list[str], url_found: threading.E
 
 
 @contextmanager
-def running_fault_proxy(upstream: str, *, seed: int = 0, delay_s: float = 2.0,
-                        retry_after_s: float = 0.05, **rates: float) -> Iterator[FaultProxy]:
+def running_fault_proxy(
+    upstream: str, *, seed: int = 0, delay_s: float = 2.0, retry_after_s: float = 0.05, **rates: float
+) -> Iterator[FaultProxy]:
     """A `FaultProxy` in front of `upstream` with `FaultRates(**rates)`, until the block ends."""
-    with FaultProxy(upstream, FaultRates(**rates), seed=seed, delay_s=delay_s,
-                    retry_after_s=retry_after_s) as proxy:
+    with FaultProxy(
+        upstream, FaultRates(**rates), seed=seed, delay_s=delay_s, retry_after_s=retry_after_s
+    ) as proxy:
         yield proxy

@@ -28,8 +28,11 @@ _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 @lru_cache(maxsize=1)
 def _byte_level_decoder() -> dict[str, int]:
     """The inverse of GPT-2's byte-to-printable-character table (byte-level BPE)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     byte_values, chars = list(printable), list(printable)
     for value in range(256):
         if value not in printable:
@@ -85,17 +88,31 @@ def finite(logprob: float) -> float:
 
 def chat_logprobs(entries: Sequence[TokenLogprob], top_k: int, text: TokenText) -> list[dict]:
     """`choices[i].logprobs.content` of a chat completion."""
+
     def item(token_id: int, token: str, logprob: float) -> dict[str, Any]:
-        return {"token": token, "logprob": finite(logprob), "bytes": text.bytes(token_id),
-                "token_id": token_id}
+        return {
+            "token": token,
+            "logprob": finite(logprob),
+            "bytes": text.bytes(token_id),
+            "token_id": token_id,
+        }
 
-    return [{**item(entry.token_id, entry.token, entry.logprob),
-             "top_logprobs": [item(top.token_id, top.token, top.logprob) for top in entry.top[:top_k]]}
-            for entry in entries]
+    return [
+        {
+            **item(entry.token_id, entry.token, entry.logprob),
+            "top_logprobs": [item(top.token_id, top.token, top.logprob) for top in entry.top[:top_k]],
+        }
+        for entry in entries
+    ]
 
 
-def legacy_logprobs(entries: Sequence[TokenLogprob | None], token_ids: Sequence[int],
-                    top_k: int, text: TokenText, offset: int = 0) -> dict[str, Any]:
+def legacy_logprobs(
+    entries: Sequence[TokenLogprob | None],
+    token_ids: Sequence[int],
+    top_k: int,
+    text: TokenText,
+    offset: int = 0,
+) -> dict[str, Any]:
     """`choices[i].logprobs` of a text completion; an entry of None (the first echoed prompt
     token, which nothing predicts) answers null logprobs.
 
@@ -115,8 +132,7 @@ def legacy_logprobs(entries: Sequence[TokenLogprob | None], token_ids: Sequence[
         "text_offset": offsets,
         "token_ids": list(token_ids),
         "top_token_ids": [None if top is None else [t.token_id for t in top] for top in tops],
-        "top_token_logprobs": [None if top is None else [finite(t.logprob) for t in top]
-                               for top in tops],
+        "top_token_logprobs": [None if top is None else [finite(t.logprob) for t in top] for top in tops],
     }
 
 

@@ -22,9 +22,12 @@ def watermark_spec(settings: ServerSettings) -> WatermarkSpec | None:
     """The watermark's public settings, or None when serving unmarked."""
     if not settings.watermark:
         return None
-    return WatermarkSpec(gamma=settings.watermark_gamma, delta=settings.watermark_delta,
-                         context_width=settings.watermark_context_width,
-                         scheme=settings.watermark_scheme)
+    return WatermarkSpec(
+        gamma=settings.watermark_gamma,
+        delta=settings.watermark_delta,
+        context_width=settings.watermark_context_width,
+        scheme=settings.watermark_scheme,
+    )
 
 
 def watermark_key(settings: ServerSettings) -> WatermarkKey | None:
@@ -32,15 +35,13 @@ def watermark_key(settings: ServerSettings) -> WatermarkKey | None:
     return WatermarkKey.from_env(settings.watermark_key_env) if settings.watermark else None
 
 
-def marked_teacher(teacher: LocalTeacher, settings: ServerSettings,
-                   key: WatermarkKey | None) -> LocalTeacher:
+def marked_teacher(teacher: LocalTeacher, settings: ServerSettings, key: WatermarkKey | None) -> LocalTeacher:
     """`teacher` itself when not marking, else a copy (sharing the model) that marks."""
     spec = watermark_spec(settings)
     if spec is None:
         return teacher
     if key is None:
-        raise ServeError(f"--watermark needs its key; set {settings.watermark_key_env} in the "
-                         "environment")
+        raise ServeError(f"--watermark needs its key; set {settings.watermark_key_env} in the environment")
     if spec.scheme == "exp-min":
         return ExpMinTeacher(teacher, ExpMinSampler(key, spec))
     marked = copy.copy(teacher)
@@ -54,7 +55,11 @@ def describe(settings: ServerSettings) -> str:
     if spec is None:
         return "no watermark"
     if spec.scheme == "exp-min":
-        return (f"watermarked: exp-min (distortion-free; sampled text only), context "
-                f"{spec.context_width} tokens, key from ${settings.watermark_key_env}")
-    return (f"watermarked: gamma {spec.gamma}, delta {spec.delta}, context {spec.context_width} "
-            f"tokens, key from ${settings.watermark_key_env}")
+        return (
+            f"watermarked: exp-min (distortion-free; sampled text only), context "
+            f"{spec.context_width} tokens, key from ${settings.watermark_key_env}"
+        )
+    return (
+        f"watermarked: gamma {spec.gamma}, delta {spec.delta}, context {spec.context_width} "
+        f"tokens, key from ${settings.watermark_key_env}"
+    )

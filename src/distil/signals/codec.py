@@ -28,8 +28,11 @@ from typing import Literal
 import numpy as np
 
 LogprobDtype = Literal["float32", "float16", "uint8"]
-LOGPROB_DTYPES: dict[str, type[np.generic]] = {"float32": np.float32, "float16": np.float16,
-                                                "uint8": np.uint8}
+LOGPROB_DTYPES: dict[str, type[np.generic]] = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "uint8": np.uint8,
+}
 _LEVELS = 255.0
 
 
@@ -69,14 +72,13 @@ def unpack_ids(records: np.ndarray, vocab_size: int, k: int) -> np.ndarray:
     n = records.shape[0]
     bits = low_bits(vocab_size, k)
     plane = np.unpackbits(records, axis=1, count=id_record_bits(vocab_size, k), bitorder="little")
-    rows, columns = np.nonzero(plane[:, k * bits:])
+    rows, columns = np.nonzero(plane[:, k * bits :])
     if columns.size != n * k or (np.bincount(rows, minlength=n) != k).any():
         raise ValueError("malformed id record: a token does not hold exactly k ids")
     high = columns.reshape(n, k) - np.arange(k)
     low = np.zeros((n, k), dtype=np.int64)
     if bits:
-        low = (plane[:, : k * bits].reshape(n, k, bits).astype(np.int64)
-               << np.arange(bits)).sum(axis=-1)
+        low = (plane[:, : k * bits].reshape(n, k, bits).astype(np.int64) << np.arange(bits)).sum(axis=-1)
     return (high << bits) | low
 
 
@@ -94,8 +96,7 @@ def decode_logprobs(stored: np.ndarray, dtype: LogprobDtype) -> np.ndarray:
     """Stored log-probabilities back to float32 (-inf for zero probability)."""
     if dtype == "uint8":
         with np.errstate(divide="ignore"):
-            return (4 * (np.log(stored.astype(np.float32)) - np.log(np.float32(_LEVELS)))
-                    ).astype(np.float32)
+            return (4 * (np.log(stored.astype(np.float32)) - np.log(np.float32(_LEVELS)))).astype(np.float32)
     return stored.astype(np.float32)
 
 
@@ -111,5 +112,4 @@ def normalise(logprobs: np.ndarray, log_tail: np.ndarray) -> tuple[np.ndarray, n
     to rounding for exact values).
     """
     log_total = np.logaddexp(np.logaddexp.reduce(logprobs, axis=1), log_tail)  # (n,)
-    return ((logprobs - log_total[:, None]).astype(np.float32),
-            (log_tail - log_total).astype(np.float32))
+    return ((logprobs - log_total[:, None]).astype(np.float32), (log_tail - log_total).astype(np.float32))

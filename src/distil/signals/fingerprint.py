@@ -28,8 +28,9 @@ from distil.signals.shard import FORMAT, FORMAT_VERSION, VERSIONS, Encoding
 FINGERPRINT_FILE = "fingerprint.json"
 
 
-def recipe_identity(*, teacher: dict[str, Any], tokenizer: Any, template: str, max_length: int,
-                    temperature: float) -> dict[str, Any]:
+def recipe_identity(
+    *, teacher: dict[str, Any], tokenizer: Any, template: str, max_length: int, temperature: float
+) -> dict[str, Any]:
     """The fields a recipe decides: which teacher, which tokens, which temperature.
 
     `teacher` is {"model", "revision", "seed"}; `template` is the resolved rendering of
@@ -47,16 +48,32 @@ def recipe_identity(*, teacher: dict[str, Any], tokenizer: Any, template: str, m
     }
 
 
-def build_fingerprint(recipe_fields: dict[str, Any], *, vocab_size: int, top_k: int,
-                      logprob_dtype: str, source: str, logprob_mode: str,
-                      provenance: dict[str, Any], absent_positions: bool = False) -> dict[str, Any]:
+def build_fingerprint(
+    recipe_fields: dict[str, Any],
+    *,
+    vocab_size: int,
+    top_k: int,
+    logprob_dtype: str,
+    source: str,
+    logprob_mode: str,
+    provenance: dict[str, Any],
+    absent_positions: bool = False,
+) -> dict[str, Any]:
     """The whole fingerprint of a capture: `recipe_identity(...)` plus how it was stored;
     `absent_positions` when the source may lack a position's distribution (format version 2)."""
     version = FORMAT_VERSION if absent_positions else 1
-    return {"format": FORMAT, "format_version": version, **recipe_fields,
-            "source": source, "logprob_mode": logprob_mode, "vocab_size": vocab_size,
-            "top_k": top_k, "logprob_dtype": logprob_dtype, "distil_version": __version__,
-            "provenance": provenance}
+    return {
+        "format": FORMAT,
+        "format_version": version,
+        **recipe_fields,
+        "source": source,
+        "logprob_mode": logprob_mode,
+        "vocab_size": vocab_size,
+        "top_k": top_k,
+        "logprob_dtype": logprob_dtype,
+        "distil_version": __version__,
+        "provenance": provenance,
+    }
 
 
 def identity(fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -68,30 +85,43 @@ def read_fingerprint(store: Path) -> dict[str, Any]:
     """fingerprint.json of `store`; a clear error when it is missing or unreadable."""
     path = store / FINGERPRINT_FILE
     if not path.is_file():
-        raise SignalsError(f"no signal store at {store} ({FINGERPRINT_FILE} missing); run "
-                           "`distil capture RECIPE` to capture one, or fix signals.path")
+        raise SignalsError(
+            f"no signal store at {store} ({FINGERPRINT_FILE} missing); run "
+            "`distil capture RECIPE` to capture one, or fix signals.path"
+        )
     try:
         fingerprint = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StoreCorruptedError(f"{path} is damaged ({err}); delete the store {store} and "
-                                  "capture it again") from None
+        raise StoreCorruptedError(
+            f"{path} is damaged ({err}); delete the store {store} and capture it again"
+        ) from None
     missing = {"format_version", "vocab_size", "top_k", "logprob_dtype", "temperature"}
-    if not isinstance(fingerprint, dict) or fingerprint.get("format") != FORMAT or (
-            missing - set(fingerprint)):
-        raise StoreCorruptedError(f"{path} is not a distil-signals fingerprint; delete the store "
-                                  f"{store} and capture it again")
+    if (
+        not isinstance(fingerprint, dict)
+        or fingerprint.get("format") != FORMAT
+        or (missing - set(fingerprint))
+    ):
+        raise StoreCorruptedError(
+            f"{path} is not a distil-signals fingerprint; delete the store {store} and capture it again"
+        )
     if fingerprint["format_version"] not in VERSIONS:
-        raise SignalsError(f"{store} uses signal format version {fingerprint['format_version']}, "
-                           f"this distil reads versions {', '.join(map(str, VERSIONS))}; read it "
-                           "with the distil that wrote it, or capture it again with this one")
+        raise SignalsError(
+            f"{store} uses signal format version {fingerprint['format_version']}, "
+            f"this distil reads versions {', '.join(map(str, VERSIONS))}; read it "
+            "with the distil that wrote it, or capture it again with this one"
+        )
     return fingerprint
 
 
 def encoding_of(fingerprint: dict[str, Any]) -> Encoding:
     """How the shards of the store with this fingerprint are encoded."""
-    return Encoding(int(fingerprint["vocab_size"]), int(fingerprint["top_k"]),
-                    fingerprint["logprob_dtype"], bool(fingerprint.get("teacher_tokens", False)),
-                    absent=fingerprint["format_version"] >= 2)
+    return Encoding(
+        int(fingerprint["vocab_size"]),
+        int(fingerprint["top_k"]),
+        fingerprint["logprob_dtype"],
+        bool(fingerprint.get("teacher_tokens", False)),
+        absent=fingerprint["format_version"] >= 2,
+    )
 
 
 def write_fingerprint(store: Path, fingerprint: dict[str, Any]) -> None:
@@ -117,4 +147,5 @@ def check_resumable(store: Path, stored: dict[str, Any], wanted: dict[str, Any])
     if problems:
         raise FingerprintMismatchError(
             f"{store} holds signals captured under other settings ({'; '.join(problems)}); "
-            "set capture.output to a new folder, or delete that store to capture it again")
+            "set capture.output to a new folder, or delete that store to capture it again"
+        )

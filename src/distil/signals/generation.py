@@ -44,9 +44,11 @@ def read_token_logprobs(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """The `token_logprobs` column of a synthesised dataset, by sample id."""
     table = read_table(path)
     if COLUMN not in table.column_names or "id" not in table.column_names:
-        raise SignalsError(f"{path} has no {COLUMN!r} column: the teacher's generation logprobs "
-                           "were not kept; set synth.sampling.top_logprobs to the k to capture "
-                           "and rerun `distil synth`")
+        raise SignalsError(
+            f"{path} has no {COLUMN!r} column: the teacher's generation logprobs "
+            "were not kept; set synth.sampling.top_logprobs to the k to capture "
+            "and rerun `distil synth`"
+        )
     rows = zip(table.column("id").to_pylist(), table.column(COLUMN).to_pylist(), strict=True)
     return {str(sample_id): logprobs for sample_id, logprobs in rows if logprobs}
 
@@ -79,8 +81,10 @@ class GenerationLogprobsSource:
     def _sample(self, example: Example) -> SampleSignals:
         positions = self.logprobs.get(example.sample_id)
         if positions is None:
-            raise SignalsError(f"training row {example.sample_id!r} has no generation logprobs; "
-                               "rerun `distil synth` with synth.sampling.top_logprobs set")
+            raise SignalsError(
+                f"training row {example.sample_id!r} has no generation logprobs; "
+                "rerun `distil synth` with synth.sampling.top_logprobs set"
+            )
         targets = [label for label in example.labels[1:] if label != IGNORE_INDEX]
         self._check_ids(example.sample_id, [p["token_id"] for p in positions], targets)
         n, k = len(targets), self.top_k
@@ -96,8 +100,14 @@ class GenerationLogprobsSource:
             logprobs[index] = [a["logprob"] for a in top]
             log_tail[index] = log_tail_mass([a["logprob"] for a in top])
             absent[index] = False
-        return SampleSignals(example.sample_id, input_hash(example.input_ids), ids, logprobs,
-                             log_tail, absent=absent if absent.any() else None)
+        return SampleSignals(
+            example.sample_id,
+            input_hash(example.input_ids),
+            ids,
+            logprobs,
+            log_tail,
+            absent=absent if absent.any() else None,
+        )
 
     def _check_ids(self, sample_id: str, generated: list[int | None], targets: list[int]) -> None:
         """The returned positions are the first training tokens, in order (the rest absent)."""
@@ -105,14 +115,17 @@ class GenerationLogprobsSource:
             raise SignalsError(
                 f"training row {sample_id!r}: the teacher generated other token ids than "
                 "its response re-tokenised gives (or ids were not mapped); name the teacher's "
-                "tokenizer in teacher.api.tokenizer, or capture by scoring")
+                "tokenizer in teacher.api.tokenizer, or capture by scoring"
+            )
 
     def _top(self, sample_id: str, index: int, position: dict[str, Any]) -> list[dict[str, Any]]:
         """The k most likely alternatives the teacher returned at one position."""
         top = sorted(position["top"] or [], key=lambda a: -a["logprob"])[: self.top_k]
         row_ids = [a["token_id"] for a in top]
         if len(top) < self.top_k or None in row_ids or len(set(row_ids)) < self.top_k:
-            raise SignalsError(f"training row {sample_id!r}: response position {index} has fewer "
-                               f"than {self.top_k} distinct top logprobs with token ids; lower "
-                               "capture.top_k to what synth.sampling.top_logprobs kept")
+            raise SignalsError(
+                f"training row {sample_id!r}: response position {index} has fewer "
+                f"than {self.top_k} distinct top logprobs with token ids; lower "
+                "capture.top_k to what synth.sampling.top_logprobs kept"
+            )
         return top

@@ -35,8 +35,10 @@ def sample_key(sample_id: str) -> int:
 
 def shard_paths(store: Path) -> list[Path]:
     """The store's complete shards, in number order (temporary files are not shards)."""
-    return sorted((p for p in store.glob(SHARD_GLOB) if SHARD_NAME.match(p.name)),
-                  key=lambda p: int(SHARD_NAME.match(p.name).group(1)))
+    return sorted(
+        (p for p in store.glob(SHARD_GLOB) if SHARD_NAME.match(p.name)),
+        key=lambda p: int(SHARD_NAME.match(p.name).group(1)),
+    )
 
 
 class SignalStore:
@@ -77,7 +79,8 @@ class SignalStore:
                 raise SignalsError(
                     f"sample {first[2]!r} is stored twice, in {self.shards[first[0]]} and "
                     f"{self.shards[second[0]]}; delete one of the two shards (captures must not "
-                    "run at the same time into one store)")
+                    "run at the same time into one store)"
+                )
 
     def _locate_at(self, position: int) -> tuple[int, int, str]:
         shard, row = int(self._shard[position]), int(self._row[position])

@@ -48,9 +48,13 @@ def signal_identity(recipe: Recipe, tokenizer: Any, temperature: float) -> dict[
     """The fingerprint fields the recipe decides (teacher, tokens, temperature)."""
     template = recipe.data.template
     chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
-    return recipe_identity(teacher=teacher_identity(recipe),
-                           tokenizer=tokenizer, template="chat" if chat else "plain",
-                           max_length=recipe.data.max_length, temperature=temperature)
+    return recipe_identity(
+        teacher=teacher_identity(recipe),
+        tokenizer=tokenizer,
+        template="chat" if chat else "plain",
+        max_length=recipe.data.max_length,
+        temperature=temperature,
+    )
 
 
 def training_signals(recipe: Recipe, student: LoadedModel) -> StoredTeacher:
@@ -63,15 +67,16 @@ def training_signals(recipe: Recipe, student: LoadedModel) -> StoredTeacher:
     problems = differences(store.fingerprint, wanted)
     width, encoding = output_vocab_size(student.model), store.encoding
     if encoding.vocab_size > width:
-        problems.append(f"vocab_size: store has {encoding.vocab_size} columns, the student's "
-                        f"head only {width}")
+        problems.append(
+            f"vocab_size: store has {encoding.vocab_size} columns, the student's head only {width}"
+        )
     if recipe.signals.top_k and recipe.signals.top_k > encoding.top_k:
-        problems.append(f"top_k: store has {encoding.top_k}, signals.top_k asks for "
-                        f"{recipe.signals.top_k}")
+        problems.append(f"top_k: store has {encoding.top_k}, signals.top_k asks for {recipe.signals.top_k}")
     if problems:
         store.close()
         raise FingerprintMismatchError(
             f"the signals in {path} do not fit this recipe ({'; '.join(problems)}); capture "
             "again with `distil capture RECIPE` into a new capture.output, or point "
-            "signals.path at a store captured for this recipe")
+            "signals.path at a store captured for this recipe"
+        )
     return StoredTeacher(store, recipe.signals.top_k)

@@ -42,31 +42,34 @@ class ScoredTopK:
     """(n,) float32: log of the mass outside them."""
 
 
-def check_can_score(teacher: Teacher, top_k: int, purpose: str = "a capture",
-                    ids: bool = True) -> None:
+def check_can_score(teacher: Teacher, top_k: int, purpose: str = "a capture", ids: bool = True) -> None:
     """Refuse a teacher that cannot score with `top_k` top logprobs (and token ids, unless
     `ids` is False: the tokens are then read by their text)."""
     ability = teacher.capabilities
-    if not (ability.can_score and (ability.token_ids or not ids)
-            and ability.max_top_logprobs >= top_k):
+    if not (ability.can_score and (ability.token_ids or not ids) and ability.max_top_logprobs >= top_k):
         wanted = "token ids and " if ids else ""
         raise SignalsError(
             f"teacher {teacher.name} cannot give what {purpose} needs (scoring with {wanted}"
             f"{top_k} top logprobs; it offers scoring={ability.can_score}, ids="
             f"{ability.token_ids}, top {ability.max_top_logprobs}); lower the top-k asked for, "
             "or use a teacher that can score (completions echo with logprobs: vLLM, "
-            "`distil serve`; or a local teacher)")
+            "`distil serve`; or a local teacher)"
+        )
 
 
 def check_one_turn_each(pairs: Sequence[Pair]) -> None:
     """Refuse a row whose conversation holds several assistant turns: a scoring request
     scores one completion."""
-    several = next((p for p in pairs if p.turns is not None
-                    and sum(turn.role == "assistant" for turn in p.turns) > 1), None)
+    several = next(
+        (p for p in pairs if p.turns is not None and sum(turn.role == "assistant" for turn in p.turns) > 1),
+        None,
+    )
     if several is not None:
-        raise SignalsError(f"row {several.sample_id!r} is a conversation of several assistant "
-                           "turns; a scoring teacher scores one completion a request, so "
-                           "capture it with a local teacher, or give one turn a row")
+        raise SignalsError(
+            f"row {several.sample_id!r} is a conversation of several assistant "
+            "turns; a scoring teacher scores one completion a request, so "
+            "capture it with a local teacher, or give one turn a row"
+        )
 
 
 def pair_prompt(pair: Pair) -> Prompt:
@@ -75,7 +78,7 @@ def pair_prompt(pair: Pair) -> Prompt:
     if pair.turns is None:
         return pair.prompt
     roles = [turn.role for turn in pair.turns]
-    return [turn.message() for turn in pair.turns[:roles.index("assistant")]]
+    return [turn.message() for turn in pair.turns[: roles.index("assistant")]]
 
 
 def top_k_of(scored: Sequence[TokenLogprob], top_k: int, what: str) -> ScoredTopK:
@@ -83,17 +86,22 @@ def top_k_of(scored: Sequence[TokenLogprob], top_k: int, what: str) -> ScoredTop
     ids = [[entry.token_id for entry in position.top] for position in scored]
     logprobs = [[entry.logprob for entry in position.top] for position in scored]
     if any(position.token_id is None for position in scored) or any(
-            len(row) != top_k or len(set(row)) != top_k or None in row for row in ids):
-        raise SignalsError(f"the teacher returned fewer than {top_k} distinct top logprobs with "
-                           f"token ids for {what}")
-    return ScoredTopK([int(position.token_id) for position in scored],  # type: ignore[arg-type]
-                      np.array(ids, dtype=np.int64).reshape(len(scored), top_k),
-                      np.array(logprobs, dtype=np.float32).reshape(len(scored), top_k),
-                      np.array([log_tail_mass(row) for row in logprobs], dtype=np.float32))
+        len(row) != top_k or len(set(row)) != top_k or None in row for row in ids
+    ):
+        raise SignalsError(
+            f"the teacher returned fewer than {top_k} distinct top logprobs with token ids for {what}"
+        )
+    return ScoredTopK(
+        [int(position.token_id) for position in scored],  # type: ignore[arg-type]
+        np.array(ids, dtype=np.int64).reshape(len(scored), top_k),
+        np.array(logprobs, dtype=np.float32).reshape(len(scored), top_k),
+        np.array([log_tail_mass(row) for row in logprobs], dtype=np.float32),
+    )
 
 
-def score_top_k(teacher: Teacher, prompt: Prompt, completion: str, top_k: int,
-                what: str = "a response") -> ScoredTopK:
+def score_top_k(
+    teacher: Teacher, prompt: Prompt, completion: str, top_k: int, what: str = "a response"
+) -> ScoredTopK:
     """The teacher's top-k at every token of `completion` after `prompt`."""
     return top_k_of(teacher.score(prompt, completion, top_k), top_k, what)
 

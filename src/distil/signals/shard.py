@@ -58,8 +58,15 @@ FORMAT_VERSION = 2
 `absent` tensor: every position present) is written otherwise, and read as before."""
 VERSIONS = (1, 2)
 SHARD_GLOB = "shard-*.safetensors"
-_DTYPES = {"U8": np.uint8, "U32": np.uint32, "U64": np.uint64, "I32": np.int32, "I64": np.int64,
-           "F16": np.float16, "F32": np.float32}
+_DTYPES = {
+    "U8": np.uint8,
+    "U32": np.uint32,
+    "U64": np.uint64,
+    "I32": np.int32,
+    "I64": np.int64,
+    "F16": np.float16,
+    "F32": np.float32,
+}
 _MAX_HEADER = 1 << 30
 TOKEN_TENSORS = ("target_ids", "target_logprob", "char_offsets")
 
@@ -127,9 +134,11 @@ class TeacherTokens:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The three arrays in their stored dtypes."""
-        return (np.ascontiguousarray(self.target_ids, dtype=np.int32),
-                np.ascontiguousarray(self.target_logprob, dtype=np.float32),
-                np.ascontiguousarray(self.char_offsets, dtype=np.int32).reshape(-1, 2))
+        return (
+            np.ascontiguousarray(self.target_ids, dtype=np.int32),
+            np.ascontiguousarray(self.target_logprob, dtype=np.float32),
+            np.ascontiguousarray(self.char_offsets, dtype=np.int32).reshape(-1, 2),
+        )
 
 
 def input_hash(input_ids: Sequence[int]) -> int:
@@ -156,11 +165,16 @@ def encode_sample(sample: SampleSignals, encoding: Encoding) -> EncodedSample:
     """Sort each token's entries by id, pack the ids, quantise, checksum."""
     ids = np.asarray(sample.ids, dtype=np.int64)
     n = ids.shape[0]
-    if ids.shape != (n, encoding.top_k) or np.shape(sample.logprobs) != ids.shape \
-            or np.shape(sample.log_tail) != (n,):
-        raise ValueError(f"sample {sample.sample_id}: expected ids and logprobs of shape "
-                         f"(n, {encoding.top_k}) and log_tail (n,), got {ids.shape}, "
-                         f"{np.shape(sample.logprobs)}, {np.shape(sample.log_tail)}")
+    if (
+        ids.shape != (n, encoding.top_k)
+        or np.shape(sample.logprobs) != ids.shape
+        or np.shape(sample.log_tail) != (n,)
+    ):
+        raise ValueError(
+            f"sample {sample.sample_id}: expected ids and logprobs of shape "
+            f"(n, {encoding.top_k}) and log_tail (n,), got {ids.shape}, "
+            f"{np.shape(sample.logprobs)}, {np.shape(sample.log_tail)}"
+        )
     absent, values, log_tail = _absent_rows(sample, encoding)
     ids = np.where(absent[:, None], np.arange(encoding.top_k), ids)
     order = np.argsort(ids, axis=1, kind="stable")
@@ -171,28 +185,39 @@ def encode_sample(sample: SampleSignals, encoding: Encoding) -> EncodedSample:
     tokens: tuple[np.ndarray, ...] = ()
     if encoding.teacher_tokens:
         if sample.tokens is None:
-            raise ValueError(f"sample {sample.sample_id}: this store records the teacher's "
-                             "tokens, and the sample has none")
+            raise ValueError(
+                f"sample {sample.sample_id}: this store records the teacher's tokens, and the sample has none"
+            )
         tokens = sample.tokens.arrays()
         if any(array.shape[0] != n for array in tokens):
-            raise ValueError(f"sample {sample.sample_id}: teacher tokens for "
-                             f"{[a.shape[0] for a in tokens]} positions, expected {n}")
-    return EncodedSample(sample.sample_id, sample.input_hash, records, logprobs, log_tail,
-                         _crc(records, logprobs, log_tail, *marks, *tokens), marks, tokens)
+            raise ValueError(
+                f"sample {sample.sample_id}: teacher tokens for "
+                f"{[a.shape[0] for a in tokens]} positions, expected {n}"
+            )
+    return EncodedSample(
+        sample.sample_id,
+        sample.input_hash,
+        records,
+        logprobs,
+        log_tail,
+        _crc(records, logprobs, log_tail, *marks, *tokens),
+        marks,
+        tokens,
+    )
 
 
-def _absent_rows(sample: SampleSignals,
-                 encoding: Encoding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _absent_rows(sample: SampleSignals, encoding: Encoding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The absent mask (n,) and the log-probabilities (n, k) and tails (n,) to store: -inf
     (probability 0) throughout an absent row, whatever the source held there."""
     n = sample.num_tokens
     absent = np.zeros(n, dtype=bool) if sample.absent is None else np.asarray(sample.absent, bool)
     if absent.shape != (n,):
-        raise ValueError(f"sample {sample.sample_id}: absent marks of shape {absent.shape}, "
-                         f"expected ({n},)")
+        raise ValueError(f"sample {sample.sample_id}: absent marks of shape {absent.shape}, expected ({n},)")
     if absent.any() and not encoding.absent:
-        raise ValueError(f"sample {sample.sample_id}: {int(absent.sum())} positions are absent, "
-                         "and this store (format version 1) cannot mark them")
+        raise ValueError(
+            f"sample {sample.sample_id}: {int(absent.sum())} positions are absent, "
+            "and this store (format version 1) cannot mark them"
+        )
     values = np.where(absent[:, None], -np.inf, np.asarray(sample.logprobs, dtype=np.float32))
     return absent, values, np.where(absent, -np.inf, np.asarray(sample.log_tail, np.float32))
 
@@ -204,8 +229,7 @@ def _crc(*arrays: np.ndarray) -> int:
     return crc
 
 
-def _index_crc(offsets: np.ndarray, hashes: np.ndarray, checksums: np.ndarray,
-               sample_ids: str) -> int:
+def _index_crc(offsets: np.ndarray, hashes: np.ndarray, checksums: np.ndarray, sample_ids: str) -> int:
     return zlib.crc32(sample_ids.encode(), _crc(offsets, hashes, checksums))
 
 
@@ -221,17 +245,21 @@ def write_shard(path: Path, samples: list[EncodedSample], encoding: Encoding) ->
         "ids": np.concatenate([s.ids for s in samples]).reshape(-1, encoding.record_bytes),
         "logprobs": np.concatenate([s.logprobs for s in samples]).reshape(-1, k),
         "log_tail": np.concatenate([s.log_tail for s in samples]),
-        "offsets": offsets, "input_hash": hashes, "checksum": checksums,
+        "offsets": offsets,
+        "input_hash": hashes,
+        "checksum": checksums,
     }
     if encoding.absent:
         tensors["absent"] = np.concatenate([s.absent[0] for s in samples])
     if encoding.teacher_tokens:
-        for name, column in zip(TOKEN_TENSORS, zip(*(s.tokens for s in samples), strict=True),
-                                strict=True):
+        for name, column in zip(TOKEN_TENSORS, zip(*(s.tokens for s in samples), strict=True), strict=True):
             tensors[name] = np.concatenate(column)
-    metadata = {"format": FORMAT, "format_version": str(encoding.version),
-                "sample_ids": sample_ids,
-                "index_crc32": str(_index_crc(offsets, hashes, checksums, sample_ids))}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(encoding.version),
+        "sample_ids": sample_ids,
+        "index_crc32": str(_index_crc(offsets, hashes, checksums, sample_ids)),
+    }
     data = save(tensors, metadata=metadata)
     atomic_write_bytes(path, data)
     return len(data)
@@ -257,31 +285,39 @@ class ShardReader:
         if metadata.get("format") != FORMAT:
             self._damaged("it is not a distil-signals shard (no format marker)")
         if metadata.get("format_version") != str(self.encoding.version):
-            self._damaged(f"format version {metadata.get('format_version')} is not the store's "
-                          f"{self.encoding.version}")
+            self._damaged(
+                f"format version {metadata.get('format_version')} is not the store's {self.encoding.version}"
+            )
         self._tensors = self._check_tensors(header)
         self.offsets = self._read_all("offsets")
         self.hashes = self._read_all("input_hash")
         self.checksums = self._read_all("checksum")
         listed = metadata.get("sample_ids", "")
-        if str(_index_crc(self.offsets, self.hashes, self.checksums, listed)) != metadata.get(
-                "index_crc32"):
+        if str(_index_crc(self.offsets, self.hashes, self.checksums, listed)) != metadata.get("index_crc32"):
             self._damaged("its sample index fails its checksum")
         self.sample_ids = json.loads(listed)
         tokens = self._tensors["log_tail"][1][0]
-        if (len(self.sample_ids) + 1 != len(self.offsets) or self.offsets[0] != 0
-                or self.offsets[-1] != tokens or (np.diff(self.offsets) < 0).any()):
+        if (
+            len(self.sample_ids) + 1 != len(self.offsets)
+            or self.offsets[0] != 0
+            or self.offsets[-1] != tokens
+            or (np.diff(self.offsets) < 0).any()
+        ):
             self._damaged("its sample offsets do not match its token count")
 
     def _check_tensors(self, header: dict[str, Any]) -> dict[str, tuple[Any, list[int], int]]:
         """name -> (numpy dtype, shape, absolute byte offset), after checking every shape."""
         enc = self.encoding
-        expected = {"ids": np.uint8, "logprobs": LOGPROB_DTYPES[enc.logprob_dtype],
-                    "log_tail": LOGPROB_DTYPES[enc.logprob_dtype], "offsets": np.int64,
-                    "input_hash": np.uint64, "checksum": np.uint32}
+        expected = {
+            "ids": np.uint8,
+            "logprobs": LOGPROB_DTYPES[enc.logprob_dtype],
+            "log_tail": LOGPROB_DTYPES[enc.logprob_dtype],
+            "offsets": np.int64,
+            "input_hash": np.uint64,
+            "checksum": np.uint32,
+        }
         if enc.teacher_tokens:
-            expected.update({"target_ids": np.int32, "target_logprob": np.float32,
-                             "char_offsets": np.int32})
+            expected.update({"target_ids": np.int32, "target_logprob": np.float32, "char_offsets": np.int32})
         if enc.absent:
             expected["absent"] = np.uint8
         if set(header) != set(expected):
@@ -294,17 +330,28 @@ class ShardReader:
             except (KeyError, TypeError, ValueError):
                 self._damaged(f"the header entry of tensor {name} is malformed")
             if dtype is not expected[name] or int(np.prod(shape)) * np.dtype(dtype).itemsize != stop - begin:
-                self._damaged(f"tensor {name} has dtype {spec['dtype']} and shape {shape}, "
-                              "which do not fit the store's encoding")
+                self._damaged(
+                    f"tensor {name} has dtype {spec['dtype']} and shape {shape}, "
+                    "which do not fit the store's encoding"
+                )
             found[name] = (dtype, shape, self._data_start + begin)
             end = max(end, stop)
         tokens, samples = found["log_tail"][1][0], found["checksum"][1][0]
-        if (found["ids"][1] != [tokens, enc.record_bytes] or found["logprobs"][1] != [tokens, enc.top_k]
-                or found["offsets"][1] != [samples + 1] or found["input_hash"][1] != [samples]
-                or (enc.absent and found["absent"][1] != [tokens])
-                or (enc.teacher_tokens and (found["target_ids"][1] != [tokens]
-                                            or found["target_logprob"][1] != [tokens]
-                                            or found["char_offsets"][1] != [tokens, 2]))):
+        if (
+            found["ids"][1] != [tokens, enc.record_bytes]
+            or found["logprobs"][1] != [tokens, enc.top_k]
+            or found["offsets"][1] != [samples + 1]
+            or found["input_hash"][1] != [samples]
+            or (enc.absent and found["absent"][1] != [tokens])
+            or (
+                enc.teacher_tokens
+                and (
+                    found["target_ids"][1] != [tokens]
+                    or found["target_logprob"][1] != [tokens]
+                    or found["char_offsets"][1] != [tokens, 2]
+                )
+            )
+        ):
             self._damaged("its tensor shapes disagree with each other or with the store's k")
         size = os.fstat(self._fd).st_size
         if size != self._data_start + end:
@@ -339,16 +386,21 @@ class ShardReader:
         tail = self._read_rows("log_tail", start, stop)
         enc = self.encoding
         marks = (self._read_rows("absent", start, stop),) if enc.absent else ()
-        tokens = tuple(self._read_rows(name, start, stop) for name in TOKEN_TENSORS
-                       if enc.teacher_tokens)
+        tokens = tuple(self._read_rows(name, start, stop) for name in TOKEN_TENSORS if enc.teacher_tokens)
         sample_id = self.sample_ids[row]
         if _crc(records, stored, tail, *marks, *tokens) != int(self.checksums[row]):
             self._damaged(f"sample {sample_id!r} fails its checksum")
         absent = marks[0].astype(bool) if marks and marks[0].any() else None
         logprobs, log_tail = _decoded(stored, tail, enc.logprob_dtype, absent)
-        return SampleSignals(sample_id, int(self.hashes[row]),
-                             unpack_ids(records, enc.vocab_size, enc.top_k), logprobs, log_tail,
-                             TeacherTokens(*tokens) if tokens else None, absent)
+        return SampleSignals(
+            sample_id,
+            int(self.hashes[row]),
+            unpack_ids(records, enc.vocab_size, enc.top_k),
+            logprobs,
+            log_tail,
+            TeacherTokens(*tokens) if tokens else None,
+            absent,
+        )
 
     def count_absent(self) -> int:
         """Positions of this shard marked absent (0 in a version-1 store)."""
@@ -358,12 +410,15 @@ class ShardReader:
         os.close(self._fd)
 
     def _damaged(self, problem: str) -> NoReturn:
-        raise StoreCorruptedError(f"signal shard {self.path} is damaged: {problem}; delete it "
-                                  "and rerun `distil capture` to recapture its samples")
+        raise StoreCorruptedError(
+            f"signal shard {self.path} is damaged: {problem}; delete it "
+            "and rerun `distil capture` to recapture its samples"
+        )
 
 
-def _decoded(stored: np.ndarray, tail: np.ndarray, dtype: LogprobDtype,
-             absent: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _decoded(
+    stored: np.ndarray, tail: np.ndarray, dtype: LogprobDtype, absent: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Decoded, renormalised log-probabilities (n, k) and tails (n,); an absent row stays at
     probability 0 (-inf) throughout, never renormalised into a distribution."""
     logprobs, log_tail = decode_logprobs(stored, dtype), decode_logprobs(tail, dtype)
@@ -392,5 +447,7 @@ def _read_header(fd: int, path: Path) -> tuple[dict[str, Any], int]:
                 problem = "its header is not a JSON object"
             except (json.JSONDecodeError, UnicodeDecodeError):
                 problem = "its header is not valid JSON"
-    raise StoreCorruptedError(f"signal shard {path} is damaged: {problem}; delete it and "
-                              "rerun `distil capture` to recapture its samples")
+    raise StoreCorruptedError(
+        f"signal shard {path} is damaged: {problem}; delete it and "
+        "rerun `distil capture` to recapture its samples"
+    )

@@ -40,7 +40,8 @@ class StoredTeacher:
             raise SignalsError(
                 f"{len(missing)} of {len(examples)} training rows have no signals in "
                 f"{self.store.path} (e.g. sample {missing[0]!r}); run `distil capture RECIPE` "
-                "to capture them (it adds only the missing rows)")
+                "to capture them (it adds only the missing rows)"
+            )
 
     def positions(self) -> dict[str, int]:
         """The store's positions, and how many of them are absent (train_summary.json)."""
@@ -51,11 +52,16 @@ class StoredTeacher:
         store = self.store
         if not store.num_absent:
             return None
-        learned = ("distill.ce_weight still learns their tokens from the data" if ce_weight > 0
-                   else "with distill.ce_weight 0 nothing is learned there, an end-of-turn token "
-                   "included: set distill.ce_weight > 0 to learn their tokens from the data")
-        return (f"{store.num_absent:,} of {store.num_tokens:,} positions in {store.path} are absent "
-                f"(the teacher returned no logprobs there): the divergence skips them; {learned}")
+        learned = (
+            "distill.ce_weight still learns their tokens from the data"
+            if ce_weight > 0
+            else "with distill.ce_weight 0 nothing is learned there, an end-of-turn token "
+            "included: set distill.ce_weight > 0 to learn their tokens from the data"
+        )
+        return (
+            f"{store.num_absent:,} of {store.num_tokens:,} positions in {store.path} are absent "
+            f"(the teacher returned no logprobs there): the divergence skips them; {learned}"
+        )
 
     def lookup(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         """Signals of the rows' response tokens: ids and logprobs (N, k), log_tail (N,), and
@@ -63,34 +69,49 @@ class StoredTeacher:
         samples = [self._sample(e) for e in examples]
         present = None
         if any(s.absent is not None for s in samples):
-            present = torch.from_numpy(~np.concatenate(
-                [np.zeros(s.num_tokens, bool) if s.absent is None else s.absent for s in samples]))
+            present = torch.from_numpy(
+                ~np.concatenate(
+                    [np.zeros(s.num_tokens, bool) if s.absent is None else s.absent for s in samples]
+                )
+            )
         teacher = TopKTeacher(
             torch.from_numpy(np.concatenate([s.ids for s in samples])),
             torch.from_numpy(np.concatenate([s.logprobs for s in samples])),
-            torch.from_numpy(np.concatenate([s.log_tail for s in samples])), present)
+            torch.from_numpy(np.concatenate([s.log_tail for s in samples])),
+            present,
+        )
         teacher = keep_top(teacher, self.top_k)
-        found = {"teacher_ids": teacher.ids, "teacher_logprobs": teacher.logprobs,
-                 "teacher_log_tail": teacher.log_tail}
+        found = {
+            "teacher_ids": teacher.ids,
+            "teacher_logprobs": teacher.logprobs,
+            "teacher_log_tail": teacher.log_tail,
+        }
         return found if present is None else {**found, "teacher_present": present}
 
     def _sample(self, example: Example) -> SampleSignals:
         try:
             sample = self.store.get(example.sample_id)
         except KeyError:
-            raise SignalsError(f"sample {example.sample_id!r} has no signals in {self.store.path}; "
-                               "run `distil capture RECIPE` to capture it") from None
+            raise SignalsError(
+                f"sample {example.sample_id!r} has no signals in {self.store.path}; "
+                "run `distil capture RECIPE` to capture it"
+            ) from None
         expected = sum(label != IGNORE_INDEX for label in example.labels[1:])
         if sample.num_tokens != expected or sample.input_hash != input_hash(example.input_ids):
             raise SignalsError(
                 f"the signals of sample {example.sample_id!r} in {self.store.path} were captured "
                 f"over other tokens ({sample.num_tokens} stored, {expected} now, or different "
                 "ids): the data, tokenizer or data.max_length changed since the capture; capture "
-                "into a new store (capture.output)")
+                "into a new store (capture.output)"
+            )
         return sample
 
 
 def topk_teacher(batch: dict[str, torch.Tensor]) -> TopKTeacher:
     """The TopKTeacher a batch carries after `StoredTeacher.lookup`."""
-    return TopKTeacher(batch["teacher_ids"], batch["teacher_logprobs"], batch["teacher_log_tail"],
-                       batch.get("teacher_present"))
+    return TopKTeacher(
+        batch["teacher_ids"],
+        batch["teacher_logprobs"],
+        batch["teacher_log_tail"],
+        batch.get("teacher_present"),
+    )

@@ -32,8 +32,10 @@ def write_teacher_vocabulary(store: Path, tokenizer: Any) -> None:
     vocabulary = Vocabulary.of(tokenizer).to_json()
     path = store / VOCABULARY_FILE
     if path.is_file() and json.loads(path.read_text(encoding="utf-8")) != vocabulary:
-        raise SignalsError(f"{store} holds another teacher vocabulary; set capture.output to a "
-                           "new folder, or delete that store to capture it again")
+        raise SignalsError(
+            f"{store} holds another teacher vocabulary; set capture.output to a "
+            "new folder, or delete that store to capture it again"
+        )
     store.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, vocabulary)
 
@@ -42,13 +44,16 @@ def read_teacher_vocabulary(store: Path) -> Vocabulary:
     """The vocabulary written beside `store`'s shards."""
     path = store / VOCABULARY_FILE
     if not path.is_file():
-        raise SignalsError(f"{store} has no {VOCABULARY_FILE}: it was not captured on the "
-                           "teacher's own tokens; capture it again with cross_tokenizer.method set")
+        raise SignalsError(
+            f"{store} has no {VOCABULARY_FILE}: it was not captured on the "
+            "teacher's own tokens; capture it again with cross_tokenizer.method set"
+        )
     try:
         return Vocabulary.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise StoreCorruptedError(f"{path} is damaged ({err}); delete the store {store} and "
-                                  "capture it again") from None
+        raise StoreCorruptedError(
+            f"{path} is damaged ({err}); delete the store {store} and capture it again"
+        ) from None
 
 
 class TokenStrings:
@@ -69,8 +74,10 @@ class TokenStrings:
         if (store / VOCABULARY_FILE).is_file():
             stored = read_teacher_vocabulary(store)
             if not self._continues(stored):
-                raise SignalsError(f"{store} holds another teacher vocabulary; set capture.output "
-                                   "to a new folder, or delete that store to capture it again")
+                raise SignalsError(
+                    f"{store} holds another teacher vocabulary; set capture.output "
+                    "to a new folder, or delete that store to capture it again"
+                )
             self.tokens = dict(stored.tokens)
             self._saved = len(self.tokens)
 
@@ -78,18 +85,24 @@ class TokenStrings:
         """Whether `stored` is a list of strings this one can go on from."""
         wanted = self.vocabulary()
         ids = sorted(stored.tokens.values())
-        return (stored.spelling == self.spelling and stored.specials == wanted.specials
-                and stored.eos_token_id == wanted.eos_token_id and ids == list(range(len(ids)))
-                and all(stored.tokens.get(token) == i for token, i in self.tokens.items()))
+        return (
+            stored.spelling == self.spelling
+            and stored.specials == wanted.specials
+            and stored.eos_token_id == wanted.eos_token_id
+            and ids == list(range(len(ids)))
+            and all(stored.tokens.get(token) == i for token, i in self.tokens.items())
+        )
 
     def id_of(self, token: str) -> int:
         """The id of `token`, a new one the first time it is seen."""
         found = self.tokens.get(token)
         if found is None:
             if len(self.tokens) >= TOKEN_STRINGS:
-                raise SignalsError(f"the teacher returned more than {TOKEN_STRINGS:,} distinct token "
-                                   f"strings into {self.store}, more than any vocabulary holds; "
-                                   "check that teacher.api serves one model")
+                raise SignalsError(
+                    f"the teacher returned more than {TOKEN_STRINGS:,} distinct token "
+                    f"strings into {self.store}, more than any vocabulary holds; "
+                    "check that teacher.api serves one model"
+                )
             found = self.tokens[token] = len(self.tokens)
         return found
 

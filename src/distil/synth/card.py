@@ -36,30 +36,54 @@ def dataset_card(recipe: Recipe, summary: dict[str, Any]) -> str:
     """The card's text: front matter, then the teacher, counts, settings, usage, columns, terms."""
     teacher, shown = summary["teacher"], shown_model(recipe.teacher.model)
     terms = recipe.teacher.terms
-    meta = dataset_metadata(name=recipe.name, teacher=shown, terms=terms,
-                            rows=summary["responses"]["kept"],
-                            license=terms.license or summary["license"])
-    lines = [front_matter(meta), f"# {recipe.name}: synthetic prompt/response data", "",
-             f"Written by `distil synth` (distil {summary['toolkit_version']}) on {summary['created']}.",
-             "Rows: `train.parquet`; dropped prompts and responses, each with its reason: "
-             "`rejects.jsonl`; all figures: `synth_summary.json`.", ""]
+    meta = dataset_metadata(
+        name=recipe.name,
+        teacher=shown,
+        terms=terms,
+        rows=summary["responses"]["kept"],
+        license=terms.license or summary["license"],
+    )
+    lines = [
+        front_matter(meta),
+        f"# {recipe.name}: synthetic prompt/response data",
+        "",
+        f"Written by `distil synth` (distil {summary['toolkit_version']}) on {summary['created']}.",
+        "Rows: `train.parquet`; dropped prompts and responses, each with its reason: "
+        "`rejects.jsonl`; all figures: `synth_summary.json`.",
+        "",
+    ]
     for why in (summary["stopped"], summary.get("incomplete")):
         if why:
             lines += [f"**Incomplete**: {why}", ""]
-    lines += ["## Teacher", "", "| | |", "| --- | --- |",
-              f"| model | `{shown}` |", f"| backend | {teacher.get('backend')} |",
-              f"| endpoint | {teacher.get('endpoint') or 'in process'} |",
-              f"| revision | {teacher.get('revision') or 'not pinned'} |", ""]
+    lines += [
+        "## Teacher",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| model | `{shown}` |",
+        f"| backend | {teacher.get('backend')} |",
+        f"| endpoint | {teacher.get('endpoint') or 'in process'} |",
+        f"| revision | {teacher.get('revision') or 'not pinned'} |",
+        "",
+    ]
     named = teacher.get("model") or ""  # the probe's notes name it as it was opened
-    lines += [f"- {note.replace(named, shown) if named and shown else note}"
-              for note in teacher.get("notes", [])] + [""]
+    lines += [
+        f"- {note.replace(named, shown) if named and shown else note}" for note in teacher.get("notes", [])
+    ] + [""]
     lines += _counts(summary) + _settings(recipe, summary) + _spend(summary)
     lines += ["## Columns", "", "| column | meaning |", "| --- | --- |"]
     lines += [f"| `{name}` | {meaning} |" for name, (_, meaning) in COLUMNS.items()]
     if summary["sampling"].get("logprobs") or summary["sampling"].get("top_logprobs"):
         lines.append("| `token_logprobs` | per response token: id (when mapped), text, logprob, top-k |")
-    lines += ["", "## Terms", "", *terms_lines(recipe.teacher.terms), "",
-              summary["license"] or (NO_TERMS if recipe.teacher.terms.license is None else ""), ""]
+    lines += [
+        "",
+        "## Terms",
+        "",
+        *terms_lines(recipe.teacher.terms),
+        "",
+        summary["license"] or (NO_TERMS if recipe.teacher.terms.license is None else ""),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -69,9 +93,11 @@ def _counts(summary: dict[str, Any]) -> list[str]:
     rows += [f"| prompts from {source} | {n} |" for source, n in sorted(prompts["sources"].items())]
     if prompts["expansion_requests"]:
         rows.append(f"| self-instruct expansion requests | {prompts['expansion_requests']} |")
-    rows += [f"| prompts kept after deduplication | {prompts['kept']} |",
-             f"| responses requested | {responses['requested']} |",
-             f"| responses kept (`train.parquet`) | {responses['kept']} |"]
+    rows += [
+        f"| prompts kept after deduplication | {prompts['kept']} |",
+        f"| responses requested | {responses['requested']} |",
+        f"| responses kept (`train.parquet`) | {responses['kept']} |",
+    ]
     rows += [f"| rejected: {reason} | {n} |" for reason, n in summary["rejected"].items()]
     not_sent = responses["not_sent"] + prompts["expansion_not_sent"]
     if not_sent:
@@ -83,18 +109,22 @@ def _settings(recipe: Recipe, summary: dict[str, Any]) -> list[str]:
     sampling = {k: v for k, v in summary["sampling"].items() if k != "seed"}
     dedup = summary["dedup"]
     filters = summary["filters"]
-    return ["## How it was made", "",
-            f"- sampling: `{json.dumps(sampling)}`; sample k of a prompt uses seed {summary['seed']} + k; "
-            f"{summary['samples_per_prompt']} sample(s) per prompt",
-            f"- deduplication of prompts before any request: MinHash threshold "
-            f"{dedup['minhash_threshold']} over word {dedup['ngram']}-grams "
-            f"({dedup['num_perm']} permutations), ROUGE-L threshold {dedup['rouge_l']}",
-            f"- response filters: empty {filters['drop_empty']}, truncated (finish_reason length) "
-            f"{filters['drop_truncated']}, refusal patterns {len(filters['refusal_patterns'])}, "
-            f"characters {filters['min_chars']}..{filters['max_chars'] or 'any'}, tokens "
-            f"{filters['min_tokens']}..{filters['max_tokens'] or 'any'}",
-            f"- task-generator prompts come from the train split only, without their answers "
-            f"(seed {recipe.seed})", ""]
+    return [
+        "## How it was made",
+        "",
+        f"- sampling: `{json.dumps(sampling)}`; sample k of a prompt uses seed {summary['seed']} + k; "
+        f"{summary['samples_per_prompt']} sample(s) per prompt",
+        f"- deduplication of prompts before any request: MinHash threshold "
+        f"{dedup['minhash_threshold']} over word {dedup['ngram']}-grams "
+        f"({dedup['num_perm']} permutations), ROUGE-L threshold {dedup['rouge_l']}",
+        f"- response filters: empty {filters['drop_empty']}, truncated (finish_reason length) "
+        f"{filters['drop_truncated']}, refusal patterns {len(filters['refusal_patterns'])}, "
+        f"characters {filters['min_chars']}..{filters['max_chars'] or 'any'}, tokens "
+        f"{filters['min_tokens']}..{filters['max_tokens'] or 'any'}",
+        f"- task-generator prompts come from the train split only, without their answers "
+        f"(seed {recipe.seed})",
+        "",
+    ]
 
 
 def _spend(summary: dict[str, Any]) -> list[str]:
@@ -105,9 +135,12 @@ def _spend(summary: dict[str, Any]) -> list[str]:
         cost = f"{spent['cost']:.4f} {spent['currency']}"
     else:
         cost = "not priced (teacher.api.price is empty)"
-    lines = ["## Usage", "",
-             f"- requests (retries included): {spent['requests']}; tokens: {spent['prompt_tokens']} "
-             f"prompt + {spent['completion_tokens']} completion; cost: {cost}"]
+    lines = [
+        "## Usage",
+        "",
+        f"- requests (retries included): {spent['requests']}; tokens: {spent['prompt_tokens']} "
+        f"prompt + {spent['completion_tokens']} completion; cost: {cost}",
+    ]
     if summary.get("token_mapping"):
         lines.append(f"- {summary['token_mapping']}")
     return lines + [""]

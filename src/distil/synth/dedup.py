@@ -27,11 +27,12 @@ def shingles(tokens: Sequence[str], ngram: int) -> set[str]:
     """The set of word n-grams; a text shorter than n is one shingle of all its words."""
     if len(tokens) <= ngram:
         return {" ".join(tokens)} if tokens else set()
-    return {" ".join(tokens[i: i + ngram]) for i in range(len(tokens) - ngram + 1)}
+    return {" ".join(tokens[i : i + ngram]) for i in range(len(tokens) - ngram + 1)}
 
 
-def near_duplicates(texts: Sequence[str], threshold: float, ngram: int = 2, num_perm: int = 128,
-                    seed: int = 1) -> dict[int, tuple[int, float]]:
+def near_duplicates(
+    texts: Sequence[str], threshold: float, ngram: int = 2, num_perm: int = 128, seed: int = 1
+) -> dict[int, tuple[int, float]]:
     """Indices of texts whose estimated Jaccard similarity to an earlier kept text is >= threshold."""
     from datasketch import MinHash, MinHashLSH
 
@@ -44,8 +45,11 @@ def near_duplicates(texts: Sequence[str], threshold: float, ngram: int = 2, num_
             continue
         signature = MinHash(num_perm=num_perm, seed=seed)
         signature.update_batch([g.encode() for g in grams])
-        best = max(((int(name), signature.jaccard(kept[name])) for name in lsh.query(signature)),
-                   key=lambda pair: (pair[1], -pair[0]), default=None)
+        best = max(
+            ((int(name), signature.jaccard(kept[name])) for name in lsh.query(signature)),
+            key=lambda pair: (pair[1], -pair[0]),
+            default=None,
+        )
         if best is not None and best[1] >= threshold:
             dropped[index] = best
             continue
@@ -72,8 +76,9 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     return previous[-1]
 
 
-def rouge_duplicates(texts: Sequence[str], threshold: float,
-                     skip: dict[int, tuple[int, float]] | None = None) -> dict[int, tuple[int, float]]:
+def rouge_duplicates(
+    texts: Sequence[str], threshold: float, skip: dict[int, tuple[int, float]] | None = None
+) -> dict[int, tuple[int, float]]:
     """Indices of texts whose ROUGE-L with an earlier kept text is >= threshold (`skip`: already dropped)."""
     skip = skip or {}
     tokens = [words(t) for t in texts]

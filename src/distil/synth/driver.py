@@ -41,8 +41,9 @@ class Request:
         return [dict(message) for message in self.messages]
 
 
-def make_request(endpoint: str, model: str, messages: Sequence[dict[str, str]],
-                 sampling: Sampling) -> Request:
+def make_request(
+    endpoint: str, model: str, messages: Sequence[dict[str, str]], sampling: Sampling
+) -> Request:
     """A request keyed by (endpoint, model, messages, sampling, seed)."""
     key = request_key(endpoint, model, messages, sampling.as_dict(), sampling.seed)
     return Request(key, endpoint, model, tuple(tuple(sorted(m.items())) for m in messages), sampling)
@@ -50,9 +51,13 @@ def make_request(endpoint: str, model: str, messages: Sequence[dict[str, str]],
 
 def request_record(request: Request) -> dict[str, Any]:
     """The journal's copy of a request: endpoint, model, messages, sampling, seed."""
-    return {"endpoint": request.endpoint, "model": request.model, "messages": request.chat,
-            "sampling": {k: v for k, v in request.sampling.as_dict().items() if k != "seed"},
-            "seed": request.sampling.seed}
+    return {
+        "endpoint": request.endpoint,
+        "model": request.model,
+        "messages": request.chat,
+        "sampling": {k: v for k, v in request.sampling.as_dict().items() if k != "seed"},
+        "seed": request.sampling.seed,
+    }
 
 
 @dataclass
@@ -65,17 +70,27 @@ class SendReport:
     stopped: BudgetExhaustedError | None = None
 
 
-def send_missing(teacher: Teacher, requests: Sequence[Request], journal: Journal, label: str,
-                 batch_size: int = 16, resend_rejected: bool = False) -> SendReport:
+def send_missing(
+    teacher: Teacher,
+    requests: Sequence[Request],
+    journal: Journal,
+    label: str,
+    batch_size: int = 16,
+    resend_rejected: bool = False,
+) -> SendReport:
     """Send every request the journal has no answer for (see `needs_sending`), journaling
     each as it finishes."""
     unique = list(dict.fromkeys(requests))
     todo = [r for r in unique if needs_sending(journal.get(r.key), resend_rejected)]
-    held = [] if resend_rejected else [e for r in unique
-                                       if (e := journal.get(r.key)) is not None and e.rejected]
+    held = (
+        [] if resend_rejected else [e for r in unique if (e := journal.get(r.key)) is not None and e.rejected]
+    )
     report = SendReport(to_send=len(todo))
-    console.print(f"{label}: {len(unique)} requests, {len(unique) - len(todo) - len(held)} answered "
-                  f"in the journal already, {len(todo)} to send", highlight=False)
+    console.print(
+        f"{label}: {len(unique)} requests, {len(unique) - len(todo) - len(held)} answered "
+        f"in the journal already, {len(todo)} to send",
+        highlight=False,
+    )
     if held:
         console.print(_held_back(held, journal), highlight=False, soft_wrap=True)
     if not todo:
@@ -100,24 +115,34 @@ def send_missing(teacher: Teacher, requests: Sequence[Request], journal: Journal
 def _held_back(held: list[Entry], journal: Journal) -> str:
     """Why requests are not sent, where they are, and how to send them."""
     one = len(held) == 1
-    return (f"{len(held)} request{'' if one else 's'} the server rejected as invalid in an earlier "
-            f"run {'is' if one else 'are'} not sent again (first: {held[0].error}); "
-            f"{'it is' if one else 'they are'} in {journal.path} (status rejected) and in the "
-            "rejects file; once the cause is fixed, rerun with teacher.api.resend_rejected=true "
-            "to send them again")
+    return (
+        f"{len(held)} request{'' if one else 's'} the server rejected as invalid in an earlier "
+        f"run {'is' if one else 'are'} not sent again (first: {held[0].error}); "
+        f"{'it is' if one else 'they are'} in {journal.path} (status rejected) and in the "
+        "rejects file; once the cause is fixed, rerun with teacher.api.resend_rejected=true "
+        "to send them again"
+    )
 
 
 def _entry(request: Request, outcome: Outcome) -> Entry:
     status = "ok" if outcome.completion is not None else "rejected" if outcome.rejected else "failed"
-    return Entry(key=request.key, status=status,
-                 request=request_record(request), attempts=outcome.attempts,
-                 started=outcome.started, finished=outcome.finished,
-                 completion=outcome.completion, served_model=outcome.served_model,
-                 error=outcome.error, attempts_recorded=outcome.attempts_recorded)
+    return Entry(
+        key=request.key,
+        status=status,
+        request=request_record(request),
+        attempts=outcome.attempts,
+        started=outcome.started,
+        finished=outcome.finished,
+        completion=outcome.completion,
+        served_model=outcome.served_model,
+        error=outcome.error,
+        attempts_recorded=outcome.attempts_recorded,
+    )
 
 
-def _concurrently(teacher: ConcurrentTeacher, todo: list[Request],
-                  record: Any) -> BudgetExhaustedError | None:
+def _concurrently(
+    teacher: ConcurrentTeacher, todo: list[Request], record: Any
+) -> BudgetExhaustedError | None:
     window = 2 * teacher.concurrency
     pending: dict[concurrent.futures.Future[Outcome], Request] = {}
     queue = iter(todo)
@@ -155,10 +180,11 @@ def _in_batches(teacher: Teacher, todo: list[Request], record: Any, batch_size: 
         groups.setdefault(replace(request.sampling, seed=None), []).append(request)
     for group in groups.values():
         for start in range(0, len(group), batch_size):
-            chunk = group[start: start + batch_size]
+            chunk = group[start : start + batch_size]
             began = time.time()
             completions = teacher.generate([r.chat for r in chunk], chunk[0].sampling)
             finished = time.time()
             for request, completion in zip(chunk, completions, strict=True):
-                record(request, Outcome(completion, None, 1, began, finished,
-                                        teacher.describe().get("model")))
+                record(
+                    request, Outcome(completion, None, 1, began, finished, teacher.describe().get("model"))
+                )

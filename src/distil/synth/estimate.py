@@ -26,8 +26,7 @@ from distil.teachers.journal import Journal, needs_sending
 from distil.teachers.tokenmap import count_prompt_tokens, load_tokenizer
 
 
-def estimate(recipe: Recipe, seeds: list[PromptItem],
-             prompt_rejects: list[PromptReject]) -> dict[str, Any]:
+def estimate(recipe: Recipe, seeds: list[PromptItem], prompt_rejects: list[PromptReject]) -> dict[str, Any]:
     """Counts, tokens and cost of the run, printed and returned."""
     section = require_synth(recipe)
     api = recipe.teacher.api
@@ -48,13 +47,22 @@ def estimate(recipe: Recipe, seeds: list[PromptItem],
     prompt_tokens += round(assumed * average)
     requests = len(to_send) + assumed
     result = {
-        "prompts": {"seeds": len(seeds), "dropped": len(prompt_rejects) + len(duplicates),
-                    "expansions_to_request": len(unexpanded), "kept_so_far": len(prompts)},
-        "requests": {"planned": len(planned) + len(expansions) + assumed,
-                     "answered_in_journal": len(planned) + len(expansions) + assumed - requests,
-                     "to_send": requests},
-        "tokens": {"prompt": prompt_tokens, "completion_at_most": requests * s.max_new_tokens,
-                   "counted_with": api.tokenizer if tokenizer is not None else "~4 characters per token"},
+        "prompts": {
+            "seeds": len(seeds),
+            "dropped": len(prompt_rejects) + len(duplicates),
+            "expansions_to_request": len(unexpanded),
+            "kept_so_far": len(prompts),
+        },
+        "requests": {
+            "planned": len(planned) + len(expansions) + assumed,
+            "answered_in_journal": len(planned) + len(expansions) + assumed - requests,
+            "to_send": requests,
+        },
+        "tokens": {
+            "prompt": prompt_tokens,
+            "completion_at_most": requests * s.max_new_tokens,
+            "counted_with": api.tokenizer if tokenizer is not None else "~4 characters per token",
+        },
     }
     result["cost"] = _cost(recipe, result, spent)
     _print(result)
@@ -69,15 +77,22 @@ def _cost(recipe: Recipe, result: dict[str, Any], spent: Spent) -> dict[str, Any
     tokens = result["tokens"]
     at_most = cost_at(price, tokens["prompt"], tokens["completion_at_most"])
     budget = api.budget
-    cost: dict[str, Any] = {"at_most": round(at_most, 6), "currency": price.currency,
-                            "priced": priced(price), "within_budget": True}
-    checks = [(budget.max_requests, spent.requests + result["requests"]["to_send"], "max_requests"),
-              (budget.max_tokens, spent.tokens + tokens["prompt"] + tokens["completion_at_most"],
-               "max_tokens"),
-              (budget.max_cost, cost_at(price, spent.prompt_tokens, spent.completion_tokens) + at_most,
-               "max_cost")]
-    over = [f"{name}={cap} (worst case {needed:,.4g})" for cap, needed, name in checks
-            if cap is not None and needed > cap]
+    cost: dict[str, Any] = {
+        "at_most": round(at_most, 6),
+        "currency": price.currency,
+        "priced": priced(price),
+        "within_budget": True,
+    }
+    checks = [
+        (budget.max_requests, spent.requests + result["requests"]["to_send"], "max_requests"),
+        (budget.max_tokens, spent.tokens + tokens["prompt"] + tokens["completion_at_most"], "max_tokens"),
+        (budget.max_cost, cost_at(price, spent.prompt_tokens, spent.completion_tokens) + at_most, "max_cost"),
+    ]
+    over = [
+        f"{name}={cap} (worst case {needed:,.4g})"
+        for cap, needed, name in checks
+        if cap is not None and needed > cap
+    ]
     if over:
         cost["within_budget"] = False
         cost["note"] = "the run may stop at teacher.api.budget." + ", ".join(over)
@@ -86,12 +101,21 @@ def _cost(recipe: Recipe, result: dict[str, Any], spent: Spent) -> dict[str, Any
 
 def _print(result: dict[str, Any]) -> None:
     p, r, t, c = result["prompts"], result["requests"], result["tokens"], result["cost"]
-    console.print(f"prompts: {p['seeds']} seeds, {p['dropped']} dropped (empty or near-duplicate), "
-                  f"{p['expansions_to_request']} self-instruct expansions still to request", highlight=False)
-    console.print(f"requests: {r['planned']} planned, {r['answered_in_journal']} answered in the "
-                  f"journal, {r['to_send']} to send", highlight=False)
-    console.print(f"tokens: ~{t['prompt']:,} prompt ({t['counted_with']}), at most "
-                  f"{t['completion_at_most']:,} completion", highlight=False)
+    console.print(
+        f"prompts: {p['seeds']} seeds, {p['dropped']} dropped (empty or near-duplicate), "
+        f"{p['expansions_to_request']} self-instruct expansions still to request",
+        highlight=False,
+    )
+    console.print(
+        f"requests: {r['planned']} planned, {r['answered_in_journal']} answered in the "
+        f"journal, {r['to_send']} to send",
+        highlight=False,
+    )
+    console.print(
+        f"tokens: ~{t['prompt']:,} prompt ({t['counted_with']}), at most "
+        f"{t['completion_at_most']:,} completion",
+        highlight=False,
+    )
     if c.get("currency"):
         priced = "" if c["priced"] else " (teacher.api.price is empty)"
         console.print(f"cost: at most {c['at_most']:.4f} {c['currency']}{priced}", highlight=False)

@@ -57,8 +57,9 @@ def _bounds(text: str, tokens: int, filters: FiltersSection) -> Rejection | None
     return None
 
 
-def judge_instruction(raw: str, instruction: str, finish_reason: str,
-                      filters: FiltersSection) -> Rejection | None:
+def judge_instruction(
+    raw: str, instruction: str, finish_reason: str, filters: FiltersSection
+) -> Rejection | None:
     """Whether a self-instruct reply yields a usable new prompt (`instruction`, cleaned from `raw`)."""
     if not instruction:
         return Rejection("empty", "the expansion reply holds no instruction")

@@ -41,34 +41,48 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "completed_at": (pa.string(), "UTC time of the answer"),
     "toolkit_version": (pa.string(), "distil version that wrote the row"),
     "license": (pa.string(), "synth.license: terms the teacher's outputs come under"),
-    "terms": (pa.string(), "teacher.terms (JSON): licence, whether outputs may train models, "
-                           "acknowledgement"),
+    "terms": (
+        pa.string(),
+        "teacher.terms (JSON): licence, whether outputs may train models, acknowledgement",
+    ),
     "request_key": (pa.string(), "journal key: hash of endpoint, model, messages, sampling, seed"),
 }
 TOP = pa.struct([("token_id", pa.int64()), ("token", pa.string()), ("logprob", pa.float64())])
-LOGPROBS = pa.list_(pa.struct([("token_id", pa.int64()), ("token", pa.string()),
-                               ("logprob", pa.float64()), ("top", pa.list_(TOP))]))
+LOGPROBS = pa.list_(
+    pa.struct(
+        [("token_id", pa.int64()), ("token", pa.string()), ("logprob", pa.float64()), ("top", pa.list_(TOP))]
+    )
+)
 
 
 def utc(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-def response_row(entry: Entry, *, prompt: Any, sample_index: int, context: dict[str, Any],
-                 with_logprobs: bool) -> dict[str, Any]:
+def response_row(
+    entry: Entry, *, prompt: Any, sample_index: int, context: dict[str, Any], with_logprobs: bool
+) -> dict[str, Any]:
     """A training row: the prompt, the response and where both came from."""
     completion = entry.completion
     assert completion is not None
     request = entry.request
     row = {
-        "id": entry.key[:16], "prompt": prompt.text, "response": completion.text,
-        "prompt_id": prompt.prompt_id, "source": prompt.source, "sample_index": sample_index,
-        **context, "model": entry.served_model or request["model"],
-        "sampling": json.dumps(request["sampling"], sort_keys=True), "seed": request["seed"],
+        "id": entry.key[:16],
+        "prompt": prompt.text,
+        "response": completion.text,
+        "prompt_id": prompt.prompt_id,
+        "source": prompt.source,
+        "sample_index": sample_index,
+        **context,
+        "model": entry.served_model or request["model"],
+        "sampling": json.dumps(request["sampling"], sort_keys=True),
+        "seed": request["seed"],
         "prompt_tokens": completion.usage.prompt_tokens,
         "completion_tokens": completion.usage.completion_tokens,
-        "finish_reason": completion.finish_reason, "attempts": entry.attempts,
-        "requested_at": utc(entry.started), "completed_at": utc(entry.finished),
+        "finish_reason": completion.finish_reason,
+        "attempts": entry.attempts,
+        "requested_at": utc(entry.started),
+        "completed_at": utc(entry.finished),
         "request_key": entry.key,
     }
     if with_logprobs:
@@ -79,18 +93,33 @@ def response_row(entry: Entry, *, prompt: Any, sample_index: int, context: dict[
 def logprob_rows(logprobs: tuple[TokenLogprob, ...] | None) -> list[dict[str, Any]] | None:
     if logprobs is None:
         return None
-    return [{"token_id": t.token_id, "token": t.token, "logprob": t.logprob,
-             "top": [{"token_id": a.token_id, "token": a.token, "logprob": a.logprob} for a in t.top]}
-            for t in logprobs]
+    return [
+        {
+            "token_id": t.token_id,
+            "token": t.token,
+            "logprob": t.logprob,
+            "top": [{"token_id": a.token_id, "token": a.token, "logprob": a.logprob} for a in t.top],
+        }
+        for t in logprobs
+    ]
 
 
-def reject_row(kind: str, reason: str, detail: str, *, prompt: Any = None,
-               entry: Entry | None = None, sample_index: int | None = None) -> dict[str, Any]:
+def reject_row(
+    kind: str,
+    reason: str,
+    detail: str,
+    *,
+    prompt: Any = None,
+    entry: Entry | None = None,
+    sample_index: int | None = None,
+) -> dict[str, Any]:
     """A dropped prompt, expansion or response, with its reason code and detail."""
     completion = entry.completion if entry is not None else None
     return {
         "id": entry.key[:16] if entry is not None else (prompt.prompt_id if prompt else None),
-        "kind": kind, "reason": reason, "detail": detail,
+        "kind": kind,
+        "reason": reason,
+        "detail": detail,
         "prompt": prompt.text if prompt is not None else None,
         "prompt_id": prompt.prompt_id if prompt is not None else None,
         "source": prompt.source if prompt is not None else None,

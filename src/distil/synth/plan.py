@@ -35,8 +35,10 @@ def data_dir(recipe: Recipe) -> Path:
 
 def require_synth(recipe: Recipe) -> SynthSection:
     if recipe.synth is None:
-        raise SynthError("the recipe has no synth: section; add one with synth.prompts.file or "
-                         "synth.prompts.tasks (see docs/synth.md)")
+        raise SynthError(
+            "the recipe has no synth: section; add one with synth.prompts.file or "
+            "synth.prompts.tasks (see docs/synth.md)"
+        )
     return recipe.synth
 
 
@@ -50,13 +52,19 @@ def failure_reason(entry: Entry) -> str:
     return "request_rejected" if entry.rejected else "request_failed"
 
 
-def response_sampling(section: SynthSection, seed: int,
-                      max_top_logprobs: int | None = None) -> Sampling:
+def response_sampling(section: SynthSection, seed: int, max_top_logprobs: int | None = None) -> Sampling:
     """The sampling of sample 0 (sample k uses seed + k); top-k clamped to what the teacher gives."""
     s = section.sampling
     top = s.top_logprobs if max_top_logprobs is None else min(s.top_logprobs, max_top_logprobs)
-    return Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                    seed=seed, stop=tuple(s.stop), logprobs=s.logprobs, top_logprobs=top)
+    return Sampling(
+        max_new_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        seed=seed,
+        stop=tuple(s.stop),
+        logprobs=s.logprobs,
+        top_logprobs=top,
+    )
 
 
 def expansion_requests(recipe: Recipe, seeds: list[PromptItem]) -> list[Request]:
@@ -64,25 +72,47 @@ def expansion_requests(recipe: Recipe, seeds: list[PromptItem]) -> list[Request]
     section = require_synth(recipe)
     p, s = section.prompts, section.sampling
     texts = [i.text for i in seeds]
-    return [make_request(endpoint_id(recipe), model_id(recipe),
-                         expansion_messages(texts, index, p.expand_examples, recipe.seed),
-                         Sampling(max_new_tokens=s.max_new_tokens, temperature=p.expand_temperature,
-                                  top_p=s.top_p, seed=recipe.seed + index))
-            for index in range(p.expand)]
+    return [
+        make_request(
+            endpoint_id(recipe),
+            model_id(recipe),
+            expansion_messages(texts, index, p.expand_examples, recipe.seed),
+            Sampling(
+                max_new_tokens=s.max_new_tokens,
+                temperature=p.expand_temperature,
+                top_p=s.top_p,
+                seed=recipe.seed + index,
+            ),
+        )
+        for index in range(p.expand)
+    ]
 
 
-def response_requests(recipe: Recipe, prompts: list[PromptItem],
-                      base: Sampling) -> list[tuple[PromptItem, int, Request]]:
+def response_requests(
+    recipe: Recipe, prompts: list[PromptItem], base: Sampling
+) -> list[tuple[PromptItem, int, Request]]:
     """One request per prompt and sample, in prompt order."""
     section = require_synth(recipe)
     samplings = [replace(base, seed=recipe.seed + k) for k in range(section.samples_per_prompt)]
-    return [(prompt, k, make_request(endpoint_id(recipe), model_id(recipe),
-                                     [{"role": "user", "content": prompt.text}], samplings[k]))
-            for prompt in prompts for k in range(section.samples_per_prompt)]
+    return [
+        (
+            prompt,
+            k,
+            make_request(
+                endpoint_id(recipe),
+                model_id(recipe),
+                [{"role": "user", "content": prompt.text}],
+                samplings[k],
+            ),
+        )
+        for prompt in prompts
+        for k in range(section.samples_per_prompt)
+    ]
 
 
-def collect_expansions(requests: list[Request], entries: Mapping[str, Entry],
-                       section: SynthSection) -> tuple[list[PromptItem], list[dict[str, Any]], int]:
+def collect_expansions(
+    requests: list[Request], entries: Mapping[str, Entry], section: SynthSection
+) -> tuple[list[PromptItem], list[dict[str, Any]], int]:
     """New prompts from the journaled expansion replies, the rejected replies, and how many are unsent."""
     items, rejects, pending = [], [], 0
     for request in requests:
@@ -90,12 +120,12 @@ def collect_expansions(requests: list[Request], entries: Mapping[str, Entry],
         if entry is None:
             pending += 1
         elif entry.completion is None:
-            rejects.append(reject_row("expansion", failure_reason(entry), entry.error or "",
-                                      entry=entry))
+            rejects.append(reject_row("expansion", failure_reason(entry), entry.error or "", entry=entry))
         else:
             text = clean_expansion(entry.completion.text)
-            verdict = judge_instruction(entry.completion.text, text, entry.completion.finish_reason,
-                                        section.filters)
+            verdict = judge_instruction(
+                entry.completion.text, text, entry.completion.finish_reason, section.filters
+            )
             if verdict is None:
                 items.append(item(text, "self_instruct"))
             else:

@@ -65,8 +65,13 @@ def seed_prompts(section: SynthPromptsSection, seed: int) -> tuple[list[PromptIt
             if isinstance(text, str) and text.strip():
                 items.append(item(text.strip(), "file"))
             else:
-                rejects.append(PromptReject(item(str(text or ""), "file"), "empty_prompt",
-                                            f"row {number} of {section.file} holds no prompt text"))
+                rejects.append(
+                    PromptReject(
+                        item(str(text or ""), "file"),
+                        "empty_prompt",
+                        f"row {number} of {section.file} holds no prompt text",
+                    )
+                )
     if section.tasks:
         for task in generate_items("train", section.per_task, seed, list(section.tasks)):
             items.append(item(task.prompt, f"task:{task.task}"))
@@ -82,16 +87,19 @@ def read_prompt_file(path: Path, field: str) -> list[object]:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             line = path.read_bytes()[: err.start].count(b"\n") + 1
-            raise SynthError(f"{path} line {line} is not UTF-8 text (byte {err.start}); save the "
-                             "prompt file as UTF-8") from None
+            raise SynthError(
+                f"{path} line {line} is not UTF-8 text (byte {err.start}); save the prompt file as UTF-8"
+            ) from None
         return [line for line in text.splitlines() if line.strip()]
     try:
         table = read_table(path)
     except DataError as err:
         raise SynthError(f"synth.prompts.file: {err}") from None
     if field not in table.column_names:
-        raise SynthError(f"{path} has no column {field!r} (columns: {', '.join(table.column_names)}); "
-                         "set synth.prompts.field to the column holding the prompts")
+        raise SynthError(
+            f"{path} has no column {field!r} (columns: {', '.join(table.column_names)}); "
+            "set synth.prompts.field to the column holding the prompts"
+        )
     return table.column(field).to_pylist()
 
 
@@ -115,8 +123,9 @@ def clean_expansion(text: str) -> str:
     return ""
 
 
-def deduplicate(items: list[PromptItem],
-                section: DedupSection) -> tuple[list[PromptItem], list[PromptReject]]:
+def deduplicate(
+    items: list[PromptItem], section: DedupSection
+) -> tuple[list[PromptItem], list[PromptReject]]:
     """Drop exact and near-duplicate prompts, keeping the first of each group."""
     texts = [i.text for i in items]
     dropped: dict[int, tuple[int, float]] = {}
@@ -129,8 +138,9 @@ def deduplicate(items: list[PromptItem],
     how = {index: "identical" for index in dropped}
     if section.minhash_threshold is not None:
         unique = [i for i in range(len(texts)) if i not in dropped]
-        found = near_duplicates([texts[i] for i in unique], section.minhash_threshold,
-                                section.ngram, section.num_perm)
+        found = near_duplicates(
+            [texts[i] for i in unique], section.minhash_threshold, section.ngram, section.num_perm
+        )
         for local, (kept, score) in found.items():
             dropped[unique[local]] = (unique[kept], score)
             how[unique[local]] = f"MinHash Jaccard ~{score:.2f}"
@@ -139,7 +149,8 @@ def deduplicate(items: list[PromptItem],
             dropped[index] = (kept, score)
             how[index] = f"ROUGE-L {score:.2f}"
     kept_items = [it for index, it in enumerate(items) if index not in dropped]
-    rejects = [PromptReject(items[index], "near_duplicate",
-                            f"{how[index]} with prompt {items[kept].prompt_id}")
-               for index, (kept, _) in sorted(dropped.items())]
+    rejects = [
+        PromptReject(items[index], "near_duplicate", f"{how[index]} with prompt {items[kept].prompt_id}")
+        for index, (kept, _) in sorted(dropped.items())
+    ]
     return kept_items, rejects

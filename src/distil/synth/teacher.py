@@ -32,16 +32,21 @@ def model_id(recipe: Recipe) -> str:
     return f"{spec.model}@{revision}" if revision else spec.model
 
 
-def open_synth_teacher(recipe: Recipe, journal: Journal | None = None,
-                       http_client: Any = None) -> tuple[Teacher, list[str]]:
+def open_synth_teacher(
+    recipe: Recipe, journal: Journal | None = None, http_client: Any = None
+) -> tuple[Teacher, list[str]]:
     """The teacher to synthesise with, and lines saying what it offers.
 
     `http_client`: an HTTP client for the API teacher (a proxy, a test transport)."""
     synth = recipe.synth
     teacher = open_teacher(
-        recipe.teacher, seed=recipe.seed, journal=journal, http_client=http_client,
+        recipe.teacher,
+        seed=recipe.seed,
+        journal=journal,
+        http_client=http_client,
         batch_size=synth.batch_size if synth is not None else 16,
-        probe_top_logprobs=synth.sampling.top_logprobs if synth is not None else 0)
+        probe_top_logprobs=synth.sampling.top_logprobs if synth is not None else 0,
+    )
     try:
         require(teacher, "can_generate", "synth")
     except BaseException:

@@ -59,8 +59,10 @@ def register(task: Task) -> Task:
     """Add a task family to the registry (called by each task module at import)."""
     groups = {other.group for other in TASKS.values()}
     if task.group in {"all", task.name, *TASKS} or task.name in groups:
-        raise TaskError(f"task {task.name!r} in group {task.group!r}: a group name must differ "
-                        "from `all` and from every family name")
+        raise TaskError(
+            f"task {task.name!r} in group {task.group!r}: a group name must differ "
+            "from `all` and from every family name"
+        )
     TASKS[task.name] = task
     return task
 
@@ -101,12 +103,14 @@ def unknown_tasks_error(names: list[str], field: str) -> str | None:
     if not unknown:
         return None
     grouped = "".join(f", or {group} for {members}" for group, members in groups.items())
-    return (f"unknown task families {unknown} in {field}; choose from {known}, or all for "
-            f"{task_names()}{grouped}")
+    return (
+        f"unknown task families {unknown} in {field}; choose from {known}, or all for {task_names()}{grouped}"
+    )
 
 
-def generate_items(split: Split, per_task: int, seed: int = 0,
-                   tasks: list[str] | None = None, at_most: bool = False) -> list[TaskItem]:
+def generate_items(
+    split: Split, per_task: int, seed: int = 0, tasks: list[str] | None = None, at_most: bool = False
+) -> list[TaskItem]:
     """`per_task` distinct items of each family for `split`, reproducible from `seed`.
 
     `tasks` names the families (`all` for `task_names()`); none: `task_names()`. Train and
@@ -120,13 +124,14 @@ def generate_items(split: Split, per_task: int, seed: int = 0,
     return items
 
 
-def _family_items(name: str, split: Split, per_task: int, seed: int,
-                  at_most: bool) -> list[TaskItem]:
+def _family_items(name: str, split: Split, per_task: int, seed: int, at_most: bool) -> list[TaskItem]:
     size = TASKS[name].size
     wanted = min(per_task, size(split)) if size and at_most else per_task
     if size and wanted > size(split):
-        raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
-                        f"(it has {size(split)}); ask for fewer per task")
+        raise TaskError(
+            f"task {name!r} cannot make {per_task} distinct {split} prompts "
+            f"(it has {size(split)}); ask for fewer per task"
+        )
     rng = random.Random(f"{seed}:{split}:{name}")
     seen: set[str] = set()
     items: list[TaskItem] = []
@@ -140,8 +145,10 @@ def _family_items(name: str, split: Split, per_task: int, seed: int,
         if attempts > 50 * per_task + 1000:
             if at_most:
                 break
-            raise TaskError(f"task {name!r} cannot make {per_task} distinct {split} prompts "
-                            f"(it made {len(seen)}); ask for fewer per task")
+            raise TaskError(
+                f"task {name!r} cannot make {per_task} distinct {split} prompts "
+                f"(it made {len(seen)}); ask for fewer per task"
+            )
     return items
 
 
@@ -154,8 +161,10 @@ def check(task: str, prompt: str, response: str) -> bool:
 def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
     """Share of correct responses per task family and overall (mean over items)."""
     if len(items) != len(responses):
-        raise TaskError(f"{len(items)} items but {len(responses)} responses; pass one response "
-                        "per item, in the same order")
+        raise TaskError(
+            f"{len(items)} items but {len(responses)} responses; pass one response "
+            "per item, in the same order"
+        )
     per_task: dict[str, list[bool]] = {}
     for item, response in zip(items, responses, strict=True):
         per_task.setdefault(item.task, []).append(check(item.task, item.prompt, response))
@@ -164,8 +173,12 @@ def accuracy(items: list[TaskItem], responses: list[str]) -> dict[str, float]:
     return {"overall": sum(flat) / len(flat) if flat else 0.0, **scores}
 
 
-FAMILY_MODULES = ("distil.tasks.algorithmic", "distil.tasks.facts", "distil.tasks.choice",
-                  "distil.tasks.instruct")
+FAMILY_MODULES = (
+    "distil.tasks.algorithmic",
+    "distil.tasks.facts",
+    "distil.tasks.choice",
+    "distil.tasks.instruct",
+)
 """The shipped task modules, in the order their families are listed and generated."""
 
 
@@ -178,8 +191,7 @@ def _load_families() -> None:
     def rank(entry: tuple[int, tuple[str, Task]]) -> tuple[int, int]:
         index, (_, task) = entry
         module = _module_of(task)
-        return (FAMILY_MODULES.index(module) if module in FAMILY_MODULES else len(FAMILY_MODULES),
-                index)
+        return (FAMILY_MODULES.index(module) if module in FAMILY_MODULES else len(FAMILY_MODULES), index)
 
     ordered = [item for _, item in sorted(enumerate(TASKS.items()), key=rank)]
     if [name for name, _ in ordered] != list(TASKS):

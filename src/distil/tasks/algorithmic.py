@@ -22,13 +22,13 @@ from distil.tasks.splitting import is_held_out, normalise
 
 LETTERS = string.ascii_uppercase
 COUNT_ALPHABET = "ABCD"
-UNITS = {("km", "m"): 1000, ("m", "cm"): 100, ("cm", "mm"): 10, ("kg", "g"): 1000,
-         ("L", "mL"): 1000}
+UNITS = {("km", "m"): 1000, ("m", "cm"): 100, ("cm", "mm"): 10, ("kg", "g"): 1000, ("L", "mL"): 1000}
 """Conversions as (larger unit, smaller unit): factor. Both directions are asked."""
 
 
-def _draw(split: Split, rng: random.Random, draw: Callable[[random.Random], tuple[str, str, str]],
-          task: str) -> TaskItem:
+def _draw(
+    split: Split, rng: random.Random, draw: Callable[[random.Random], tuple[str, str, str]], task: str
+) -> TaskItem:
     """Draw (key, prompt, answer) until the key falls in `split`."""
     while True:
         key, prompt, answer = draw(rng)
@@ -39,12 +39,14 @@ def _draw(split: Split, rng: random.Random, draw: Callable[[random.Random], tupl
 def _parse(pattern: str, prompt: str, task: str) -> re.Match[str]:
     match = re.fullmatch(pattern, prompt.strip())
     if match is None:
-        raise TaskError(f"{prompt!r} is not a {task} prompt; grade each response with the task "
-                        "that generated its prompt")
+        raise TaskError(
+            f"{prompt!r} is not a {task} prompt; grade each response with the task that generated its prompt"
+        )
     return match
 
 
 # arithmetic -----------------------------------------------------------------------------
+
 
 def arithmetic_answer(a: int, op: str, b: int) -> str:
     """The exact result of `a op b` as text."""
@@ -66,6 +68,7 @@ def _arithmetic_check(prompt: str, response: str) -> bool:
 
 # sort -----------------------------------------------------------------------------------
 
+
 def _sort_draw(rng: random.Random) -> tuple[str, str, str]:
     digits = [str(rng.randint(0, 9)) for _ in range(rng.randint(4, 6))]
     return "".join(digits), "Sort: " + " ".join(digits), " ".join(sorted(digits))
@@ -78,6 +81,7 @@ def _sort_check(prompt: str, response: str) -> bool:
 
 # reverse --------------------------------------------------------------------------------
 
+
 def _reverse_draw(rng: random.Random) -> tuple[str, str, str]:
     word = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 5)))
     return word, f"Reverse: {word}", word[::-1]
@@ -89,6 +93,7 @@ def _reverse_check(prompt: str, response: str) -> bool:
 
 
 # convert --------------------------------------------------------------------------------
+
 
 def convert_answer(value: int, source: str, target: str) -> str | None:
     """`value` in `source` units expressed in `target` units, or None if not a whole number."""
@@ -119,6 +124,7 @@ def _convert_check(prompt: str, response: str) -> bool:
 
 # count ----------------------------------------------------------------------------------
 
+
 def _count_draw(rng: random.Random) -> tuple[str, str, str]:
     letter = rng.choice(COUNT_ALPHABET)
     text = "".join(rng.choice(COUNT_ALPHABET) for _ in range(rng.randint(4, 8)))
@@ -130,19 +136,22 @@ def _count_check(prompt: str, response: str) -> bool:
     return normalise(response) == str(text.count(letter))
 
 
-def _family(name: str, description: str, draw: Callable[[random.Random], tuple[str, str, str]],
-            check: Callable[[str, str], bool]) -> Task:
+def _family(
+    name: str,
+    description: str,
+    draw: Callable[[random.Random], tuple[str, str, str]],
+    check: Callable[[str, str], bool],
+) -> Task:
     def make(rng: random.Random, split: Split) -> TaskItem:
         return _draw(split, rng, draw, name)
 
     return register(Task(name, description, make, check))
 
 
-_family("arithmetic", "add or subtract two 2-digit numbers", _arithmetic_draw,
-        _arithmetic_check)
+_family("arithmetic", "add or subtract two 2-digit numbers", _arithmetic_draw, _arithmetic_check)
 _family("sort", "sort 4-6 digits in ascending order", _sort_draw, _sort_check)
 _family("reverse", "reverse 3-5 capital letters", _reverse_draw, _reverse_check)
-_family("convert", "convert between metric units (km, m, cm, mm, kg, g, L, mL)", _convert_draw,
-        _convert_check)
-_family("count", "count one letter's occurrences in a string of 4-8 letters", _count_draw,
-        _count_check)
+_family(
+    "convert", "convert between metric units (km, m, cm, mm, kg, g, L, mL)", _convert_draw, _convert_check
+)
+_family("count", "count one letter's occurrences in a string of 4-8 letters", _count_draw, _count_check)

@@ -44,7 +44,7 @@ def named(text: str, candidates: Iterable[str]) -> list[str]:
     position = 0
     while position < len(tokens):
         for key, candidate in by_first_word.get(tokens[position], []):
-            if tuple(tokens[position: position + len(key)]) == key:
+            if tuple(tokens[position : position + len(key)]) == key:
                 seen.setdefault(candidate)
                 position += len(key) - 1
                 break
@@ -84,4 +84,3 @@ def letters_only(response: str, answer: str) -> bool:
     grades with this must not ask for them."""
     said = {w for w in words(response) if len(w) == 1 and w.isalpha()} - {"a", "i"}
     return said == {answer.lower()}
-

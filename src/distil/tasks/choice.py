@@ -21,14 +21,16 @@ from distil.errors import TaskError
 from distil.tasks import Split, Task, TaskItem, register
 from distil.tasks.splitting import is_held_out, normalise
 
-BETWEEN_PHRASINGS = ("Name a number between {low} and {high}.",
-                     "Pick a number between {low} and {high}.")
+BETWEEN_PHRASINGS = ("Name a number between {low} and {high}.", "Pick a number between {low} and {high}.")
 """The wordings of a `between` prompt; the split ignores them (it hashes the bounds)."""
 MIN_CHOICES, MAX_CHOICES = 2, 8
 """How many whole numbers lie strictly between the bounds."""
-_BETWEEN_PROMPT = re.compile("|".join(
-    re.escape(p).replace(r"\{low\}", r"(\d+)", 1).replace(r"\{high\}", r"(\d+)", 1)
-    for p in BETWEEN_PHRASINGS))
+_BETWEEN_PROMPT = re.compile(
+    "|".join(
+        re.escape(p).replace(r"\{low\}", r"(\d+)", 1).replace(r"\{high\}", r"(\d+)", 1)
+        for p in BETWEEN_PHRASINGS
+    )
+)
 
 
 def between_answers(low: int, high: int) -> list[str]:
@@ -40,8 +42,9 @@ def parse_between(prompt: str) -> tuple[int, int]:
     """The (low, high) bounds of a `between` prompt; TaskError if it is not one."""
     match = _BETWEEN_PROMPT.fullmatch(prompt.strip())
     if match is None:
-        raise TaskError(f"{prompt!r} is not a between prompt; grade each response with the task "
-                        "that generated its prompt")
+        raise TaskError(
+            f"{prompt!r} is not a between prompt; grade each response with the task that generated its prompt"
+        )
     low, high = (int(g) for g in match.groups() if g is not None)
     return low, high
 
@@ -62,5 +65,12 @@ def _between_check(prompt: str, response: str) -> bool:
     return normalise(response) in between_answers(*parse_between(prompt))
 
 
-register(Task("between", "name any whole number strictly between two 2-digit bounds "
-                         "(2-8 valid answers)", _between_make, _between_check, opt_in=True))
+register(
+    Task(
+        "between",
+        "name any whole number strictly between two 2-digit bounds (2-8 valid answers)",
+        _between_make,
+        _between_check,
+        opt_in=True,
+    )
+)

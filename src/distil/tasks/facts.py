@@ -89,8 +89,11 @@ class FactFamily:
 
     def size(self, split: Split) -> int:
         """How many (fact, phrasing) pairs, so distinct prompts, `split` holds."""
-        return sum(self.held_out(i, j) == (split == "heldout")
-                   for i in range(len(self.subjects)) for j in range(len(self.phrasings)))
+        return sum(
+            self.held_out(i, j) == (split == "heldout")
+            for i in range(len(self.subjects))
+            for j in range(len(self.phrasings))
+        )
 
     def make(self, rng: random.Random, split: Split) -> TaskItem:
         """A random fact in a random phrasing of `split` (a fact with no phrasing in `split`
@@ -98,8 +101,9 @@ class FactFamily:
         allowed: list[int] = []
         while not allowed:
             fact = rng.randrange(len(self.subjects))
-            allowed = [j for j in range(len(self.phrasings))
-                       if self.held_out(fact, j) == (split == "heldout")]
+            allowed = [
+                j for j in range(len(self.phrasings)) if self.held_out(fact, j) == (split == "heldout")
+            ]
         phrasing = self.phrasings[rng.choice(allowed)]
         subject = self.subjects[fact]
         return TaskItem(self.name, phrasing.format(x=subject), self.table[subject])
@@ -114,22 +118,21 @@ class FactFamily:
             match = pattern.fullmatch(prompt.strip())
             if match and match.group("x") in self.table:
                 return match.group("x"), number
-        raise TaskError(f"{prompt!r} is not a {self.name} prompt; grade each response with the "
-                        "task that generated its prompt")
+        raise TaskError(
+            f"{prompt!r} is not a {self.name} prompt; grade each response with the "
+            "task that generated its prompt"
+        )
 
     def check(self, prompt: str, response: str) -> bool:
         """Whether the response is exactly the fact asked for (whitespace aside)."""
         return normalise(response) == self.table[self.subject_of(prompt)]
 
 
-def _family(name: str, description: str, table: dict[str, str],
-            phrasings: tuple[str, ...]) -> FactFamily:
+def _family(name: str, description: str, table: dict[str, str], phrasings: tuple[str, ...]) -> FactFamily:
     family = FactFamily(name, table, phrasings)
     register(Task(name, description, family.make, family.check, size=family.size))
     return family
 
 
-CAPITAL = _family("capital", "name the capital of one of 48 countries", CAPITALS,
-                  CAPITAL_PHRASINGS)
-ELEMENT = _family("element", "give the chemical symbol of one of 48 elements", ELEMENTS,
-                  ELEMENT_PHRASINGS)
+CAPITAL = _family("capital", "name the capital of one of 48 countries", CAPITALS, CAPITAL_PHRASINGS)
+ELEMENT = _family("element", "give the chemical symbol of one of 48 elements", ELEMENTS, ELEMENT_PHRASINGS)

@@ -48,8 +48,9 @@ class InstructFamily(FactFamily):
     `table` maps a subject to its answers, "|"-separated, the first the reference. Split as
     the fact families, or with `split_items` by subject alone."""
 
-    def __init__(self, name: str, table: dict[str, str], phrasings: tuple[str, ...],
-                 split_items: bool = False) -> None:
+    def __init__(
+        self, name: str, table: dict[str, str], phrasings: tuple[str, ...], split_items: bool = False
+    ) -> None:
         super().__init__(name, {s: a.split("|")[0] for s, a in table.items()}, phrasings)
         self.accepted = {s: tuple(a.split("|")) for s, a in table.items()}
         self.split_items = split_items
@@ -73,8 +74,14 @@ class NamedAnswerFamily(InstructFamily):
     """Right when the response names an accepted answer and no wrong one: any other answer
     in `vocabulary` or in `wrong_forms(subject, accepted)`, unless the prompt names it."""
 
-    def __init__(self, name: str, table: dict[str, str], phrasings: tuple[str, ...],
-                 vocabulary: set[str], wrong_forms: WrongForms | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        table: dict[str, str],
+        phrasings: tuple[str, ...],
+        vocabulary: set[str],
+        wrong_forms: WrongForms | None = None,
+    ) -> None:
         super().__init__(name, table, phrasings)
         self.vocabulary = vocabulary | {a for answers in self.accepted.values() for a in answers}
         self.wrong_forms = wrong_forms
@@ -111,68 +118,147 @@ def past_tense_mistakes(verb: str, accepted: tuple[str, ...]) -> set[str]:
 
 
 def _register(family: InstructFamily, description: str) -> InstructFamily:
-    register(Task(family.name, description, family.make, family.check, opt_in=True, group=GROUP,
-                  size=family.size))
+    register(
+        Task(family.name, description, family.make, family.check, opt_in=True, group=GROUP, size=family.size)
+    )
     return family
 
 
-PLURAL = _register(NamedAnswerFamily(
-    "plural", lexicon.PLURALS,
-    ("What is the plural of '{x}'?", "What is the plural form of the word {x}?",
-     "Give the plural of {x}.", "What is the plural of the word '{x}'?",
-     "What is the plural form of '{x}'?"),
-    set(lexicon.PLURALS.values()), plural_mistakes),
-    f"the plural of one of {len(lexicon.PLURALS)} nouns, regular and irregular")
-PAST_TENSE = _register(NamedAnswerFamily(
-    "past_tense", lexicon.PAST_TENSES,
-    ("What is the past tense of '{x}'?", "What is the past tense of the verb {x}?",
-     "What is the past tense of the word '{x}'?", "What is the simple past of '{x}'?"),
-    set(lexicon.PAST_TENSES.values()), past_tense_mistakes),
-    f"the simple past of one of {len(lexicon.PAST_TENSES)} verbs, regular and irregular")
-OPPOSITE = _register(NamedAnswerFamily(
-    "opposite", lexicon.OPPOSITES,
-    ("What is the opposite of '{x}'?", "What is the opposite of {x}?",
-     "Give a word that means the opposite of {x}.", "What is the opposite of the word '{x}'?",
-     "What word means the opposite of '{x}'?", "Name the opposite of '{x}'."),
-    set(lexicon.OPPOSITES)),
-    f"the opposite of one of {len(lexicon.OPPOSITES)} common words")
-CAPITAL_CITY = _register(NamedAnswerFamily(
-    "capital_city", lexicon.CAPITAL_CITIES,
-    ("What is the capital city of {x}?", "What is the name of the capital of {x}?",
-     "Which city serves as the capital of {x}?", "Tell me the name of the capital city of {x}.",
-     "Which city is the capital city of {x}?", "Name the capital city of {x}."),
-    set(lexicon.NOT_CAPITALS)),
-    f"the capital of one of {len(lexicon.CAPITAL_CITIES)} well-known countries")
-LANGUAGE = _register(NamedAnswerFamily(
-    "language", lexicon.LANGUAGES,
-    ("What language is spoken in {x}?", "What is the main language of {x}?",
-     "Which language do people in {x} speak?", "What language do most people in {x} speak?",
-     "Which language is mainly spoken in {x}?", "What is the most widely spoken language in {x}?"),
-    set()),
-    f"the main language of one of {len(lexicon.LANGUAGES)} countries")
-CONTINENT = _register(NamedAnswerFamily(
-    "continent", lexicon.CONTINENTS,
-    ("Which continent is {x} in?", "On which continent is {x}?",
-     "What continent is {x} located in?", "Tell me which continent {x} is on.",
-     "Which continent does {x} belong to?"),
-    set(lexicon.CONTINENT_NAMES)),
-    f"the continent of one of {len(lexicon.CONTINENTS)} countries")
-OCCUPATION = _register(NamedAnswerFamily(
-    "occupation", lexicon.OCCUPATIONS,
-    ("What do you call a person who {x}?", "What is the name for a person who {x}?",
-     "What is a person who {x} called?", "What job does a person who {x} have?",
-     "What do we call someone who {x}?", "Someone who {x} is called what?"),
-    set()),
-    f"the name of one of {len(lexicon.OCCUPATIONS)} occupations from what the person does")
-FIRST_LETTER = _register(FirstLetterFamily(
-    "first_letter", {w: w[0].upper() for w in lexicon.FIRST_LETTER_WORDS},
-    ("What is the first letter of the word '{x}'?", "Which letter does the word '{x}' start with?",
-     "What letter does the word '{x}' begin with?", "What is the first letter of '{x}'?"),
-    split_items=True),
-    f"the first letter of one of {len(lexicon.FIRST_LETTER_WORDS)} common words")
-NUMBER_DIGITS = _register(DigitsFamily(
-    "number_digits", {lexicon.number_in_words(n): str(n) for n in range(100)},
-    ("Write '{x}' as a number.", "Write the number {x} in digits.",
-     "What is {x} written as a number?", "Write '{x}' in digits."),
-    split_items=True),
-    "write a number from zero to ninety-nine, given in words, in digits")
+PLURAL = _register(
+    NamedAnswerFamily(
+        "plural",
+        lexicon.PLURALS,
+        (
+            "What is the plural of '{x}'?",
+            "What is the plural form of the word {x}?",
+            "Give the plural of {x}.",
+            "What is the plural of the word '{x}'?",
+            "What is the plural form of '{x}'?",
+        ),
+        set(lexicon.PLURALS.values()),
+        plural_mistakes,
+    ),
+    f"the plural of one of {len(lexicon.PLURALS)} nouns, regular and irregular",
+)
+PAST_TENSE = _register(
+    NamedAnswerFamily(
+        "past_tense",
+        lexicon.PAST_TENSES,
+        (
+            "What is the past tense of '{x}'?",
+            "What is the past tense of the verb {x}?",
+            "What is the past tense of the word '{x}'?",
+            "What is the simple past of '{x}'?",
+        ),
+        set(lexicon.PAST_TENSES.values()),
+        past_tense_mistakes,
+    ),
+    f"the simple past of one of {len(lexicon.PAST_TENSES)} verbs, regular and irregular",
+)
+OPPOSITE = _register(
+    NamedAnswerFamily(
+        "opposite",
+        lexicon.OPPOSITES,
+        (
+            "What is the opposite of '{x}'?",
+            "What is the opposite of {x}?",
+            "Give a word that means the opposite of {x}.",
+            "What is the opposite of the word '{x}'?",
+            "What word means the opposite of '{x}'?",
+            "Name the opposite of '{x}'.",
+        ),
+        set(lexicon.OPPOSITES),
+    ),
+    f"the opposite of one of {len(lexicon.OPPOSITES)} common words",
+)
+CAPITAL_CITY = _register(
+    NamedAnswerFamily(
+        "capital_city",
+        lexicon.CAPITAL_CITIES,
+        (
+            "What is the capital city of {x}?",
+            "What is the name of the capital of {x}?",
+            "Which city serves as the capital of {x}?",
+            "Tell me the name of the capital city of {x}.",
+            "Which city is the capital city of {x}?",
+            "Name the capital city of {x}.",
+        ),
+        set(lexicon.NOT_CAPITALS),
+    ),
+    f"the capital of one of {len(lexicon.CAPITAL_CITIES)} well-known countries",
+)
+LANGUAGE = _register(
+    NamedAnswerFamily(
+        "language",
+        lexicon.LANGUAGES,
+        (
+            "What language is spoken in {x}?",
+            "What is the main language of {x}?",
+            "Which language do people in {x} speak?",
+            "What language do most people in {x} speak?",
+            "Which language is mainly spoken in {x}?",
+            "What is the most widely spoken language in {x}?",
+        ),
+        set(),
+    ),
+    f"the main language of one of {len(lexicon.LANGUAGES)} countries",
+)
+CONTINENT = _register(
+    NamedAnswerFamily(
+        "continent",
+        lexicon.CONTINENTS,
+        (
+            "Which continent is {x} in?",
+            "On which continent is {x}?",
+            "What continent is {x} located in?",
+            "Tell me which continent {x} is on.",
+            "Which continent does {x} belong to?",
+        ),
+        set(lexicon.CONTINENT_NAMES),
+    ),
+    f"the continent of one of {len(lexicon.CONTINENTS)} countries",
+)
+OCCUPATION = _register(
+    NamedAnswerFamily(
+        "occupation",
+        lexicon.OCCUPATIONS,
+        (
+            "What do you call a person who {x}?",
+            "What is the name for a person who {x}?",
+            "What is a person who {x} called?",
+            "What job does a person who {x} have?",
+            "What do we call someone who {x}?",
+            "Someone who {x} is called what?",
+        ),
+        set(),
+    ),
+    f"the name of one of {len(lexicon.OCCUPATIONS)} occupations from what the person does",
+)
+FIRST_LETTER = _register(
+    FirstLetterFamily(
+        "first_letter",
+        {w: w[0].upper() for w in lexicon.FIRST_LETTER_WORDS},
+        (
+            "What is the first letter of the word '{x}'?",
+            "Which letter does the word '{x}' start with?",
+            "What letter does the word '{x}' begin with?",
+            "What is the first letter of '{x}'?",
+        ),
+        split_items=True,
+    ),
+    f"the first letter of one of {len(lexicon.FIRST_LETTER_WORDS)} common words",
+)
+NUMBER_DIGITS = _register(
+    DigitsFamily(
+        "number_digits",
+        {lexicon.number_in_words(n): str(n) for n in range(100)},
+        (
+            "Write '{x}' as a number.",
+            "Write the number {x} in digits.",
+            "What is {x} written as a number?",
+            "Write '{x}' in digits.",
+        ),
+        split_items=True,
+    ),
+    "write a number from zero to ninety-nine, given in words, in digits",
+)

@@ -42,9 +42,16 @@ class ApiTeacher(ApiClient):
     """What the start-up probe found (None until `probe` runs)."""
 
     @classmethod
-    def from_section(cls, model: str, api: ApiSection, *, spent: Spent | None = None,
-                     ledger: Callable[[str], None] | None = None, http_client: Any = None,
-                     seed: int = 0) -> "ApiTeacher":
+    def from_section(
+        cls,
+        model: str,
+        api: ApiSection,
+        *,
+        spent: Spent | None = None,
+        ledger: Callable[[str], None] | None = None,
+        http_client: Any = None,
+        seed: int = 0,
+    ) -> "ApiTeacher":
         """The teacher the recipe's `teacher.api` section describes (not yet probed).
 
         Loads teacher.api.tokenizer when named; counts the budget from `spent` (what
@@ -63,8 +70,12 @@ class ApiTeacher(ApiClient):
         return report.capabilities
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "api", "model": self.name, "revision": None,
-                "endpoint": f"{self.base_url} ({self.endpoint})"}
+        return {
+            "backend": "api",
+            "model": self.name,
+            "revision": None,
+            "endpoint": f"{self.base_url} ({self.endpoint})",
+        }
 
     def offers(self) -> list[str]:
         """The start-up probe's findings (none before it ran)."""
@@ -80,8 +91,10 @@ class ApiTeacher(ApiClient):
             raise
         failed = [o for o in outcomes if o.completion is None]
         if failed:
-            raise TeacherError(f"{len(failed)} of {len(prompts)} requests to {self.base_url} failed; "
-                               f"first: {failed[0].error}")
+            raise TeacherError(
+                f"{len(failed)} of {len(prompts)} requests to {self.base_url} failed; "
+                f"first: {failed[0].error}"
+            )
         return [o.completion for o in outcomes if o.completion is not None]
 
     def score(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
@@ -89,16 +102,20 @@ class ApiTeacher(ApiClient):
         if not caps.can_score:
             raise NotSupportedError(
                 f"the teacher at {self.base_url} cannot score given text (its completions endpoint "
-                "gives no echo with logprobs); capture logprobs while generating instead")
+                "gives no echo with logprobs); capture logprobs while generating instead"
+            )
         if top_logprobs > caps.max_top_logprobs:
-            raise NotSupportedError(f"asked for the top-{top_logprobs} logprobs; the teacher at "
-                                    f"{self.base_url} gives at most {caps.max_top_logprobs}")
+            raise NotSupportedError(
+                f"asked for the top-{top_logprobs} logprobs; the teacher at "
+                f"{self.base_url} gives at most {caps.max_top_logprobs}"
+            )
         return self.run(self.ascore(prompt, completion, top_logprobs)).result()
 
     # -- requests --------------------------------------------------------------------------
 
-    def submit(self, prompt: Prompt, sampling: Sampling,
-               key: str | None = None) -> "concurrent.futures.Future[Outcome]":
+    def submit(
+        self, prompt: Prompt, sampling: Sampling, key: str | None = None
+    ) -> "concurrent.futures.Future[Outcome]":
         """Schedule one request from any thread; the future holds its `Outcome`.
 
         `key` (e.g. the journal key) is sent as the Idempotency-Key header of every attempt.
@@ -117,29 +134,38 @@ class ApiTeacher(ApiClient):
         async def call() -> tuple[Completion, Usage, str | None]:
             if self.endpoint == "chat":
                 response = await self.client.chat.completions.create(
-                    **self.chat_params(prompt, sampling), **options)
+                    **self.chat_params(prompt, sampling), **options
+                )
                 completion = chat_completion(response, self.id_of, prompt_tokens)
             else:
                 response = await self.client.completions.create(
-                    **self.completion_params(prompt, sampling), **options)
+                    **self.completion_params(prompt, sampling), **options
+                )
                 completion = text_completion(response, self.id_of, prompt_tokens)
             return completion, completion.usage, getattr(response, "model", None)
 
-        result = await self.attempts(call, prompt_tokens, sampling.max_new_tokens,
-                                     label=key or "request")
+        result = await self.attempts(call, prompt_tokens, sampling.max_new_tokens, label=key or "request")
         failure = result.failure
         rejected = failure is not None and failure.kind == "reject" and 400 <= (failure.status or 0) < 500
-        return Outcome(result.value, result.cause, result.attempts, result.started, time.time(),
-                       result.served_model, attempts_recorded=self.spend.ledger is not None,
-                       rejected=rejected)
+        return Outcome(
+            result.value,
+            result.cause,
+            result.attempts,
+            result.started,
+            time.time(),
+            result.served_model,
+            attempts_recorded=self.spend.ledger is not None,
+            rejected=rejected,
+        )
 
     async def ascore(self, prompt: Prompt, completion: str, top_logprobs: int) -> list[TokenLogprob]:
         """Teacher-forced logprobs of `completion` after `prompt`, through completions `echo`."""
         scored, _, _ = await self.ascore_billed(prompt, completion, top_logprobs)
         return scored
 
-    async def ascore_billed(self, prompt: Prompt, completion: str, top_logprobs: int,
-                            key: str | None = None) -> tuple[list[TokenLogprob], Usage, int]:
+    async def ascore_billed(
+        self, prompt: Prompt, completion: str, top_logprobs: int, key: str | None = None
+    ) -> tuple[list[TokenLogprob], Usage, int]:
         """`ascore`, with the tokens the server billed and the attempts it took; each attempt
         is recorded in the budget's ledger under `key` (a journal key) before it is sent."""
         prompt_text = self.render(prompt)
@@ -148,8 +174,14 @@ class ApiTeacher(ApiClient):
 
         async def call() -> tuple[tuple[list[TokenLogprob], Usage], Usage, str | None]:
             response = await self.client.completions.create(
-                model=self.name, prompt=full, echo=True, logprobs=top_logprobs, max_tokens=1,
-                temperature=0, timeout=self.timeout_s)
+                model=self.name,
+                prompt=full,
+                echo=True,
+                logprobs=top_logprobs,
+                max_tokens=1,
+                temperature=0,
+                timeout=self.timeout_s,
+            )
             scored = echoed_logprobs(response, len(prompt_text), len(full), self.id_of)
             usage = response.usage
             billed = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(estimate, 1)

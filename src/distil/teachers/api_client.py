@@ -74,9 +74,11 @@ def read_api_key(api_key_env: str | None) -> str:
         return NO_KEY
     key = os.environ.get(api_key_env, "").strip()
     if not key:
-        raise TeacherError(f"the environment variable {api_key_env} (teacher.api.api_key_env) is "
-                           f"not set; export {api_key_env}=<your key>, or set "
-                           "teacher.api.api_key_env to null for a server without keys")
+        raise TeacherError(
+            f"the environment variable {api_key_env} (teacher.api.api_key_env) is "
+            f"not set; export {api_key_env}=<your key>, or set "
+            "teacher.api.api_key_env to null for a server without keys"
+        )
     return key
 
 
@@ -88,8 +90,16 @@ class ApiClient:
     (a proxy, a test transport); `seed`: the backoff jitter's.
     """
 
-    def __init__(self, model: str, api: ApiSection, *, tokenizer: Any = None,
-                 spend: Spend | None = None, http_client: Any = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: str,
+        api: ApiSection,
+        *,
+        tokenizer: Any = None,
+        spend: Spend | None = None,
+        http_client: Any = None,
+        seed: int = 0,
+    ) -> None:
         self.name = model
         self.api = api
         self.base_url = api.base_url.rstrip("/")
@@ -97,8 +107,9 @@ class ApiClient:
         self.concurrency = api.concurrency
         self.timeout_s = api.timeout_s
         self.tokenizer = tokenizer
-        self.token_map = (TokenMap(tokenizer, api.tokenizer or "the tokenizer")
-                          if tokenizer is not None else None)
+        self.token_map = (
+            TokenMap(tokenizer, api.tokenizer or "the tokenizer") if tokenizer is not None else None
+        )
         self.spend = spend or Spend()
         self.limiter = RateLimiter(api.requests_per_minute, api.tokens_per_minute)
         self.where = Where(self.base_url, model, api.endpoint, api.api_key_env)
@@ -108,19 +119,30 @@ class ApiClient:
         self._rng = random.Random(seed)
         self._paused_until = 0.0
         self._thread = _LoopThread()
-        self.client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
-                                         max_retries=0, timeout=api.timeout_s,
-                                         http_client=http_client)
+        self.client = openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=api.timeout_s,
+            http_client=http_client,
+        )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
         """Schedule a coroutine on the client's loop, from any thread."""
         return self._thread.submit(coro)
 
-    async def attempts(self, call: Callable[[], Awaitable[tuple[T, Usage, str | None]]],
-                       prompt_tokens: int, completion_tokens: int, *, billed: bool = True,
-                       label: str = "request", raise_fatal: bool = True,
-                       retries: int | None = None,
-                       give_up_on: frozenset[str] = frozenset()) -> Attempted:
+    async def attempts(
+        self,
+        call: Callable[[], Awaitable[tuple[T, Usage, str | None]]],
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        billed: bool = True,
+        label: str = "request",
+        raise_fatal: bool = True,
+        retries: int | None = None,
+        give_up_on: frozenset[str] = frozenset(),
+    ) -> Attempted:
         """Run `call` until it succeeds, is rejected, or the retries are spent.
 
         A billed attempt is reserved against the budget and recorded in its ledger under
@@ -164,8 +186,7 @@ class ApiClient:
         cause = "; ".join(distinct[-3:]) + (f" ({len(causes)} attempts)" if len(causes) > 1 else "")
         return Attempted(None, None, failure, cause, len(causes), started or time.time())
 
-    def _settle(self, billed: bool, prompt_tokens: int, completion_tokens: int,
-                usage: Usage | None) -> None:
+    def _settle(self, billed: bool, prompt_tokens: int, completion_tokens: int, usage: Usage | None) -> None:
         self.limiter.settle(prompt_tokens + completion_tokens, usage.total_tokens if usage else 0)
         if billed:
             self.spend.settle(prompt_tokens, completion_tokens, usage)
@@ -203,8 +224,12 @@ class ApiClient:
         return params
 
     def _common_params(self, sampling: Sampling) -> dict[str, Any]:
-        params: dict[str, Any] = {"model": self.name, "max_tokens": sampling.max_new_tokens,
-                                  "temperature": sampling.temperature, "top_p": sampling.top_p}
+        params: dict[str, Any] = {
+            "model": self.name,
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
         if sampling.seed is not None:
             params["seed"] = sampling.seed
         if sampling.stop:

@@ -54,14 +54,23 @@ def classify(err: BaseException, where: Where) -> Failure | None:
         said = _first_line(cause)
         # ConnectError: nothing accepted the connection (refused, unknown host)
         label = "unreachable" if name == "ConnectError" else "connection"
-        return Failure("retry", f"connection failed ({name}: {said})" if said else
-                       f"connection failed ({name})", label=label)
+        return Failure(
+            "retry",
+            f"connection failed ({name}: {said})" if said else f"connection failed ({name})",
+            label=label,
+        )
     if isinstance(err, openai.APIStatusError):
         return _status_failure(err, where)
-    if isinstance(err, MalformedResponse | json.JSONDecodeError | pydantic.ValidationError
-                  | openai.APIResponseValidationError):
-        return Failure("retry", f"malformed response ({type(err).__name__}: {_first_line(err)})",
-                       label="malformed")
+    if isinstance(
+        err,
+        MalformedResponse
+        | json.JSONDecodeError
+        | pydantic.ValidationError
+        | openai.APIResponseValidationError,
+    ):
+        return Failure(
+            "retry", f"malformed response ({type(err).__name__}: {_first_line(err)})", label="malformed"
+        )
     return None
 
 
@@ -69,27 +78,40 @@ def _status_failure(err: "openai.APIStatusError", where: Where) -> Failure:
     status = err.status_code
     detail = f"{status}: {_api_message(err)}"
     if status == 401:
-        fix = (f"set the environment variable {where.api_key_env} to a valid key"
-               if where.api_key_env else
-               "set teacher.api.api_key_env to the name of the environment variable holding the key")
-        return Failure("fatal", f"the teacher at {where.base_url} refused the API key ({detail}); {fix}",
-                       label="refused", status=status)
+        fix = (
+            f"set the environment variable {where.api_key_env} to a valid key"
+            if where.api_key_env
+            else "set teacher.api.api_key_env to the name of the environment variable holding the key"
+        )
+        return Failure(
+            "fatal",
+            f"the teacher at {where.base_url} refused the API key ({detail}); {fix}",
+            label="refused",
+            status=status,
+        )
     if status == 403:
-        return Failure("fatal", f"the teacher at {where.base_url} refused access to model "
-                                f"{where.model!r} ({detail}); check the key's permissions",
-                       label="refused", status=status)
+        return Failure(
+            "fatal",
+            f"the teacher at {where.base_url} refused access to model "
+            f"{where.model!r} ({detail}); check the key's permissions",
+            label="refused",
+            status=status,
+        )
     if status == 404:
-        return Failure("fatal", f"model {where.model!r} or the {where.endpoint} endpoint was not found "
-                                f"at {where.base_url} ({detail}); check teacher.model, "
-                                "teacher.api.base_url and teacher.api.endpoint",
-                       label="not_found", status=status)
+        return Failure(
+            "fatal",
+            f"model {where.model!r} or the {where.endpoint} endpoint was not found "
+            f"at {where.base_url} ({detail}); check teacher.model, "
+            "teacher.api.base_url and teacher.api.endpoint",
+            label="not_found",
+            status=status,
+        )
     retry_after = retry_after_seconds(err.response.headers)
     if status in RETRY_STATUSES:
         label = "rate_limited" if status == 429 else "server_error"
         return Failure("retry", f"HTTP {detail}", retry_after, label=label, status=status)
     if status >= 500:
-        return Failure("retry", f"server error ({detail})", retry_after, label="server_error",
-                       status=status)
+        return Failure("retry", f"server error ({detail})", retry_after, label="server_error", status=status)
     return Failure("reject", f"rejected by the server ({detail})", label="rejected", status=status)
 
 

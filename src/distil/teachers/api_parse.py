@@ -39,8 +39,9 @@ def _item_id(item: Any, id_of: IdOf) -> int | None:
     return id_of(item.token, getattr(item, "bytes", None))
 
 
-def usage_of(response: Any, prompt_estimate: int, text: str,
-             logprobs: tuple[TokenLogprob, ...] | None) -> Usage:
+def usage_of(
+    response: Any, prompt_estimate: int, text: str, logprobs: tuple[TokenLogprob, ...] | None
+) -> Usage:
     """The server's usage; an estimate when it reports none (~4 characters per token)."""
     usage = getattr(response, "usage", None)
     if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
@@ -67,12 +68,21 @@ def chat_completion(response: Any, id_of: IdOf | None, prompt_estimate: int) -> 
     logprobs = None
     if content is not None:
         logprobs = tuple(
-            TokenLogprob(_item_id(item, id_of), item.token, float(item.logprob),
-                         _sorted_top((_item_id(t, id_of), t.token, float(t.logprob))
-                                     for t in item.top_logprobs or []))
-            for item in content)
-    return Completion(text=text, token_ids=_ids(logprobs), finish_reason=choice.finish_reason or "stop",
-                      usage=usage_of(response, prompt_estimate, text, logprobs), logprobs=logprobs)
+            TokenLogprob(
+                _item_id(item, id_of),
+                item.token,
+                float(item.logprob),
+                _sorted_top((_item_id(t, id_of), t.token, float(t.logprob)) for t in item.top_logprobs or []),
+            )
+            for item in content
+        )
+    return Completion(
+        text=text,
+        token_ids=_ids(logprobs),
+        finish_reason=choice.finish_reason or "stop",
+        usage=usage_of(response, prompt_estimate, text, logprobs),
+        logprobs=logprobs,
+    )
 
 
 def text_completion(response: Any, id_of: IdOf | None, prompt_estimate: int) -> Completion:
@@ -85,8 +95,13 @@ def text_completion(response: Any, id_of: IdOf | None, prompt_estimate: int) -> 
     logprobs = None
     if raw is not None and raw.tokens is not None:
         logprobs = _completion_logprobs(raw, range(len(raw.tokens)), id_of or _no_id)
-    return Completion(text=text, token_ids=_ids(logprobs), finish_reason=choice.finish_reason or "stop",
-                      usage=usage_of(response, prompt_estimate, text, logprobs), logprobs=logprobs)
+    return Completion(
+        text=text,
+        token_ids=_ids(logprobs),
+        finish_reason=choice.finish_reason or "stop",
+        usage=usage_of(response, prompt_estimate, text, logprobs),
+        logprobs=logprobs,
+    )
 
 
 def echoed_logprobs(response: Any, start: int, end: int, id_of: IdOf | None) -> list[TokenLogprob]:
@@ -114,8 +129,10 @@ def _completion_logprobs(raw: Any, positions: Any, id_of: IdOf) -> tuple[TokenLo
         if top_ids is not None and top_values is not None and top_ids[i] is not None:
             # exact ids: the by-string dict loses candidates that read alike
             names = {round(v, 6): t for t, v in top.items()}
-            alternatives = _sorted_top((j, names.get(round(v, 6), ""), float(v))
-                                       for j, v in zip(top_ids[i], top_values[i], strict=True))
+            alternatives = _sorted_top(
+                (j, names.get(round(v, 6), ""), float(v))
+                for j, v in zip(top_ids[i], top_values[i], strict=True)
+            )
         else:
             alternatives = _sorted_top((id_of(t, None), t, float(v)) for t, v in top.items())
         out.append(TokenLogprob(token_id, token, float(raw.token_logprobs[i]), alternatives))

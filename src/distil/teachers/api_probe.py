@@ -45,16 +45,23 @@ async def run_probe(teacher: ApiClient, want_top_logprobs: int) -> ProbeReport:
     served = await _served_models(teacher)
     if served is not None and teacher.name not in served:
         listed = ", ".join(served[:10]) + (", ..." if len(served) > 10 else "")
-        raise TeacherError(f"model {teacher.name!r} is not served at {teacher.base_url} (it serves: "
-                           f"{listed or 'nothing'}); set teacher.model to one of them")
+        raise TeacherError(
+            f"model {teacher.name!r} is not served at {teacher.base_url} (it serves: "
+            f"{listed or 'nothing'}); set teacher.model to one of them"
+        )
     has_logprobs, max_top, refusal = await _probe_logprobs(teacher, want_top_logprobs)
     can_score, scoring_refusal = await _probe_scoring(teacher)
     server_ids = teacher.counts.get("server_token_ids", 0) > 0
-    caps = Capabilities(logprobs=has_logprobs, max_top_logprobs=max_top, can_score=can_score,
-                        token_ids=server_ids or teacher.token_map is not None)
+    caps = Capabilities(
+        logprobs=has_logprobs,
+        max_top_logprobs=max_top,
+        can_score=can_score,
+        token_ids=server_ids or teacher.token_map is not None,
+    )
     lines = explain(teacher, caps, want_top_logprobs, refusal, scoring_refusal, server_ids)
-    return ProbeReport(caps, None if served is None else tuple(served), refusal, scoring_refusal,
-                       tuple(lines))
+    return ProbeReport(
+        caps, None if served is None else tuple(served), refusal, scoring_refusal, tuple(lines)
+    )
 
 
 async def _served_models(teacher: ApiClient) -> list[str] | None:
@@ -62,14 +69,17 @@ async def _served_models(teacher: ApiClient) -> list[str] | None:
         page = await teacher.client.models.list(timeout=teacher.timeout_s)
         return [model.id for model in page.data], Usage(), None
 
-    result = await teacher.attempts(call, 0, 0, billed=False, raise_fatal=False,
-                                     give_up_on=frozenset({"unreachable"}))
+    result = await teacher.attempts(
+        call, 0, 0, billed=False, raise_fatal=False, give_up_on=frozenset({"unreachable"})
+    )
     failure = result.failure
     if failure is None:
         return result.value
     if failure.kind == "retry":
-        raise TeacherError(f"cannot reach the teacher at {teacher.base_url}: {result.cause}; check "
-                           "teacher.api.base_url and that the server is running")
+        raise TeacherError(
+            f"cannot reach the teacher at {teacher.base_url}: {result.cause}; check "
+            "teacher.api.base_url and that the server is running"
+        )
     if failure.status in (401, 403):
         raise TeacherError(result.cause or failure.cause)
     return None  # the endpoint does not list its models; the generation probe will tell
@@ -100,14 +110,15 @@ async def _probe_logprobs(teacher: ApiClient, want: int) -> tuple[bool, int, str
     plain = await _generate(teacher, Sampling(max_new_tokens=PROBE_TOKENS))
     if plain.failure is None:
         return False, 0, refusal
-    raise TeacherError(f"the teacher at {teacher.base_url} rejects a {PROBE_TOKENS}-token request "
-                       f"({plain.cause}); check teacher.model and teacher.api.endpoint")
+    raise TeacherError(
+        f"the teacher at {teacher.base_url} rejects a {PROBE_TOKENS}-token request "
+        f"({plain.cause}); check teacher.model and teacher.api.endpoint"
+    )
 
 
 async def _try_top_k(teacher: ApiClient, k: int) -> tuple[int | None, str | None]:
     """(top-k the answer carried, or -1 for an answer without logprobs; None if refused)."""
-    result = await _generate(teacher, Sampling(max_new_tokens=PROBE_TOKENS, logprobs=True,
-                                               top_logprobs=k))
+    result = await _generate(teacher, Sampling(max_new_tokens=PROBE_TOKENS, logprobs=True, top_logprobs=k))
     if result.failure is None:
         logprobs = result.value.logprobs
         if logprobs is None:
@@ -116,8 +127,9 @@ async def _try_top_k(teacher: ApiClient, k: int) -> tuple[int | None, str | None
             teacher.counts["server_token_ids"] += 1
         return max((len(t.top) for t in logprobs), default=k), None
     if result.failure.kind != "reject":
-        raise TeacherError(f"the teacher at {teacher.base_url} did not answer the start-up "
-                           f"probe: {result.cause}")
+        raise TeacherError(
+            f"the teacher at {teacher.base_url} did not answer the start-up probe: {result.cause}"
+        )
     return None, result.cause
 
 
@@ -127,11 +139,13 @@ async def _generate(teacher: ApiClient, sampling: Sampling) -> Any:
     async def call() -> tuple[Any, Usage, str | None]:
         if teacher.endpoint == "chat":
             response = await teacher.client.chat.completions.create(
-                **teacher.chat_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s)
+                **teacher.chat_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s
+            )
             completion = chat_completion(response, None, prompt_tokens)
         else:
             response = await teacher.client.completions.create(
-                **teacher.completion_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s)
+                **teacher.completion_params(PROBE_PROMPT, sampling), timeout=teacher.timeout_s
+            )
             completion = text_completion(response, None, prompt_tokens)
         return completion, completion.usage, getattr(response, "model", None)
 
@@ -150,8 +164,14 @@ async def _probe_scoring(teacher: ApiClient) -> tuple[bool, str | None]:
 
     async def call() -> tuple[tuple[bool, str | None], Usage, str | None]:
         response = await teacher.client.completions.create(
-            model=teacher.name, prompt=SCORE_TEXT, echo=True, logprobs=1, max_tokens=1,
-            temperature=0, timeout=teacher.timeout_s)
+            model=teacher.name,
+            prompt=SCORE_TEXT,
+            echo=True,
+            logprobs=1,
+            max_tokens=1,
+            temperature=0,
+            timeout=teacher.timeout_s,
+        )
         usage = response.usage
         billed = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage()
         try:
@@ -165,40 +185,61 @@ async def _probe_scoring(teacher: ApiClient) -> tuple[bool, str | None]:
         return result.value
     if result.failure.kind != "retry":
         return False, result.cause
-    raise TeacherError(f"could not tell whether the teacher at {teacher.base_url} can score given "
-                       f"text: every attempt failed ({result.cause}); rerun when the endpoint "
-                       "answers, or raise teacher.api.max_retries")
+    raise TeacherError(
+        f"could not tell whether the teacher at {teacher.base_url} can score given "
+        f"text: every attempt failed ({result.cause}); rerun when the endpoint "
+        "answers, or raise teacher.api.max_retries"
+    )
 
 
-def explain(teacher: ApiClient, caps: Capabilities, want: int, refusal: str | None,
-            scoring_refusal: str | None, server_ids: bool = False) -> list[str]:
+def explain(
+    teacher: ApiClient,
+    caps: Capabilities,
+    want: int,
+    refusal: str | None,
+    scoring_refusal: str | None,
+    server_ids: bool = False,
+) -> list[str]:
     """What the probe found, in words, with what it means for distillation."""
     lines = [f"teacher {teacher.name} at {teacher.base_url} ({teacher.endpoint} endpoint)"]
     k = caps.max_top_logprobs
     if not caps.logprobs:
-        lines.append(f"this endpoint returns no logprobs ({refusal}): the student can be trained "
-                     "on text only (sequence-level KD)")
+        lines.append(
+            f"this endpoint returns no logprobs ({refusal}): the student can be trained "
+            "on text only (sequence-level KD)"
+        )
     elif k == 0:
-        lines.append("it returns the sampled token's logprob but no alternatives: the student "
-                     "learns from text (sequence-level KD); the logprobs can only weigh or filter samples")
+        lines.append(
+            "it returns the sampled token's logprob but no alternatives: the student "
+            "learns from text (sequence-level KD); the logprobs can only weigh or filter samples"
+        )
     else:
-        lines.append(f"it returns the top-{k} logprobs per generated token: the student can learn "
-                     f"from captured top-{k} distributions (sparse KD) as well as from the text")
+        lines.append(
+            f"it returns the top-{k} logprobs per generated token: the student can learn "
+            f"from captured top-{k} distributions (sparse KD) as well as from the text"
+        )
         if want > k:
-            lines.append(f"asked for the top-{want}, it gives at most {k}: rows carry {k} "
-                         "alternatives per token")
+            lines.append(
+                f"asked for the top-{want}, it gives at most {k}: rows carry {k} alternatives per token"
+            )
     if caps.can_score:
-        lines.append("it scores given text (completions echo): teacher-forced logprobs of any "
-                     "response can be captured")
+        lines.append(
+            "it scores given text (completions echo): teacher-forced logprobs of any response can be captured"
+        )
     else:
-        lines.append(f"it cannot score given text ({scoring_refusal}): only its own generations "
-                     "carry logprobs")
+        lines.append(
+            f"it cannot score given text ({scoring_refusal}): only its own generations carry logprobs"
+        )
     if server_ids:
         lines.append("it sends the token ids with the logprobs: tokens need no mapping")
     elif teacher.token_map is not None:
-        lines.append(f"token strings are mapped to ids with {teacher.token_map.name}; mismatches "
-                     "are counted and reported")
+        lines.append(
+            f"token strings are mapped to ids with {teacher.token_map.name}; mismatches "
+            "are counted and reported"
+        )
     else:
-        lines.append("no teacher.api.tokenizer: tokens stay strings without ids (name the "
-                     "teacher's tokenizer to get ids)")
+        lines.append(
+            "no teacher.api.tokenizer: tokens stay strings without ids (name the "
+            "teacher's tokenizer to get ids)"
+        )
     return lines

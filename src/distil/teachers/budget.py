@@ -35,8 +35,7 @@ class BudgetExhaustedError(TeacherError):
 
 def cost_at(price: PriceSection, prompt_tokens: float, completion_tokens: float) -> float:
     """Cost of that many prompt and completion tokens at `price`."""
-    return (prompt_tokens * price.input_per_million
-            + completion_tokens * price.output_per_million) / 1e6
+    return (prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million) / 1e6
 
 
 def priced(price: PriceSection) -> bool:
@@ -60,9 +59,14 @@ class Spent:
 class Spend:
     """Running totals against a budget; reserve before sending, settle after."""
 
-    def __init__(self, budget: BudgetSection | None = None, price: PriceSection | None = None,
-                 already: Spent | None = None, where: str = "teacher.api.budget",
-                 ledger: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        budget: BudgetSection | None = None,
+        price: PriceSection | None = None,
+        already: Spent | None = None,
+        where: str = "teacher.api.budget",
+        ledger: Callable[[str], None] | None = None,
+    ) -> None:
         self.budget = budget if budget is not None else BudgetSection()
         self.price = price if price is not None else PriceSection()
         self.where = where
@@ -116,13 +120,17 @@ class Spend:
     def exhausted(self, cap: str) -> BudgetExhaustedError:
         """The error for reaching `cap`, with what has been spent so far (settled requests:
         those still in flight when it is raised are not counted yet, see `restate`)."""
-        so_far = {"max_requests": f"{self.spent.requests} requests sent",
-                  "max_tokens": f"{self.spent.tokens} tokens used",
-                  "max_cost": f"{self.cost:.4f} {self.price.currency} spent"}[cap]
+        so_far = {
+            "max_requests": f"{self.spent.requests} requests sent",
+            "max_tokens": f"{self.spent.tokens} tokens used",
+            "max_cost": f"{self.cost:.4f} {self.price.currency} spent",
+        }[cap]
         return BudgetExhaustedError(
             f"budget cap reached ({self.where}.{cap}={getattr(self.budget, cap)}; {so_far}); what "
             "was done is kept: raise the cap in the recipe and rerun to continue without paying "
-            "twice", cap)
+            "twice",
+            cap,
+        )
 
     def restate(self, err: BudgetExhaustedError) -> BudgetExhaustedError:
         """`err` again with the totals as they stand now: call it once the requests that were

@@ -61,9 +61,15 @@ class TeacherBackend:
 
 def _open_local(section: TeacherSection, options: OpenOptions) -> Teacher:
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_model(section.model, "teacher", revision=section.revision, dtype=section.dtype,
-                        trust_remote_code=section.trust_remote_code, device=device,
-                        seed=options.seed)
+    loaded = load_model(
+        section.model,
+        "teacher",
+        revision=section.revision,
+        dtype=section.dtype,
+        trust_remote_code=section.trust_remote_code,
+        device=device,
+        seed=options.seed,
+    )
     return LocalTeacher(loaded, batch_size=options.batch_size, show_progress=options.show_progress)
 
 
@@ -73,9 +79,13 @@ def _open_api(section: TeacherSection, options: OpenOptions) -> Teacher:
     assert section.api is not None
     journal = options.journal
     teacher = ApiTeacher.from_section(
-        section.model, section.api, spent=journal.spent if journal is not None else None,
+        section.model,
+        section.api,
+        spent=journal.spent if journal is not None else None,
         ledger=journal.record_attempt if journal is not None else None,
-        http_client=options.http_client, seed=options.seed)
+        http_client=options.http_client,
+        seed=options.seed,
+    )
     if options.probe_top_logprobs is not None:
         try:
             teacher.probe(want_top_logprobs=options.probe_top_logprobs)
@@ -127,13 +137,19 @@ def endpoint_of(section: TeacherSection) -> str:
 
 
 REFUSALS = {
-    "logits": ("the teacher's full logits, which only a model run in this process gives",
-               "name a local model in teacher.model (without teacher.api), or capture its top-k "
-               "into a store first and train from it (signals.path: capture)"),
-    "hidden_states": ("the teacher's hidden states, which only a model run in this process "
-                      "gives", "set distill.hidden.weight=0, or name a local teacher model"),
-    "can_generate": ("a teacher that generates text",
-                     "name a teacher that generates (a local model or an API endpoint)"),
+    "logits": (
+        "the teacher's full logits, which only a model run in this process gives",
+        "name a local model in teacher.model (without teacher.api), or capture its top-k "
+        "into a store first and train from it (signals.path: capture)",
+    ),
+    "hidden_states": (
+        "the teacher's hidden states, which only a model run in this process gives",
+        "set distill.hidden.weight=0, or name a local teacher model",
+    ),
+    "can_generate": (
+        "a teacher that generates text",
+        "name a teacher that generates (a local model or an API endpoint)",
+    ),
 }
 """What each capability a stage may require means, and the way on without it."""
 
@@ -144,8 +160,9 @@ def require(teacher: Teacher, capability: str, purpose: str) -> None:
     if not getattr(ability, capability):
         needed, fix = REFUSALS[capability]
         backend = teacher.describe().get("backend", "?")
-        raise TeacherError(f"{purpose} needs {needed}; teacher {teacher.name} ({backend}) does "
-                           f"not give it: {fix}")
+        raise TeacherError(
+            f"{purpose} needs {needed}; teacher {teacher.name} ({backend}) does not give it: {fix}"
+        )
 
 
 def white_box(teacher: Teacher, purpose: str, hidden_states: bool = False) -> LoadedModel:

@@ -48,12 +48,20 @@ class JournalError(DistilError):
     """The journal is unreadable or in use by another run."""
 
 
-def request_key(endpoint: str, model: str, messages: Sequence[Mapping[str, str]],
-                sampling: Mapping[str, Any], seed: int | None) -> str:
+def request_key(
+    endpoint: str,
+    model: str,
+    messages: Sequence[Mapping[str, str]],
+    sampling: Mapping[str, Any],
+    seed: int | None,
+) -> str:
     """Hash of everything that decides what a request returns (and costs)."""
     params = {k: v for k, v in sampling.items() if k != "seed"}
-    payload = json.dumps({"endpoint": endpoint, "model": model, "messages": list(messages),
-                          "sampling": params, "seed": seed}, sort_keys=True, ensure_ascii=False)
+    payload = json.dumps(
+        {"endpoint": endpoint, "model": model, "messages": list(messages), "sampling": params, "seed": seed},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -84,20 +92,34 @@ class Entry:
         return self.status == "rejected"
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "status": self.status, "request": self.request,
-                "attempts": self.attempts, "started": self.started, "finished": self.finished,
-                "served_model": self.served_model, "error": self.error,
-                "attempts_recorded": self.attempts_recorded,
-                "completion": None if self.completion is None else completion_to_json(self.completion)}
+        return {
+            "key": self.key,
+            "status": self.status,
+            "request": self.request,
+            "attempts": self.attempts,
+            "started": self.started,
+            "finished": self.finished,
+            "served_model": self.served_model,
+            "error": self.error,
+            "attempts_recorded": self.attempts_recorded,
+            "completion": None if self.completion is None else completion_to_json(self.completion),
+        }
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "Entry":
         completion = row.get("completion")
-        return cls(key=row["key"], status=row["status"], request=row["request"],
-                   attempts=row["attempts"], started=row["started"], finished=row["finished"],
-                   completion=None if completion is None else completion_from_json(completion),
-                   served_model=row.get("served_model"), error=row.get("error"),
-                   attempts_recorded=row.get("attempts_recorded", False))
+        return cls(
+            key=row["key"],
+            status=row["status"],
+            request=row["request"],
+            attempts=row["attempts"],
+            started=row["started"],
+            finished=row["finished"],
+            completion=None if completion is None else completion_from_json(completion),
+            served_model=row.get("served_model"),
+            error=row.get("error"),
+            attempts_recorded=row.get("attempts_recorded", False),
+        )
 
 
 def needs_sending(entry: Entry | None, resend_rejected: bool = False) -> bool:
@@ -110,24 +132,34 @@ def completion_to_json(completion: Completion) -> dict[str, Any]:
     """A `Completion` as plain JSON values; logprobs as [id, token, logprob, [[id, token, logprob], ...]]."""
     logprobs = None
     if completion.logprobs is not None:
-        logprobs = [[t.token_id, t.token, t.logprob, [[a.token_id, a.token, a.logprob] for a in t.top]]
-                    for t in completion.logprobs]
-    return {"text": completion.text,
-            "token_ids": None if completion.token_ids is None else list(completion.token_ids),
-            "finish_reason": completion.finish_reason,
-            "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
-            "logprobs": logprobs}
+        logprobs = [
+            [t.token_id, t.token, t.logprob, [[a.token_id, a.token, a.logprob] for a in t.top]]
+            for t in completion.logprobs
+        ]
+    return {
+        "text": completion.text,
+        "token_ids": None if completion.token_ids is None else list(completion.token_ids),
+        "finish_reason": completion.finish_reason,
+        "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
+        "logprobs": logprobs,
+    }
 
 
 def completion_from_json(row: dict[str, Any]) -> Completion:
     logprobs = None
     if row.get("logprobs") is not None:
-        logprobs = tuple(TokenLogprob(i, token, lp, tuple(TopLogprob(*alt) for alt in top))
-                         for i, token, lp, top in row["logprobs"])
+        logprobs = tuple(
+            TokenLogprob(i, token, lp, tuple(TopLogprob(*alt) for alt in top))
+            for i, token, lp, top in row["logprobs"]
+        )
     ids = row.get("token_ids")
-    return Completion(text=row["text"], token_ids=None if ids is None else tuple(ids),
-                      finish_reason=row["finish_reason"], usage=Usage(*row["usage"]),
-                      logprobs=logprobs)
+    return Completion(
+        text=row["text"],
+        token_ids=None if ids is None else tuple(ids),
+        finish_reason=row["finish_reason"],
+        usage=Usage(*row["usage"]),
+        logprobs=logprobs,
+    )
 
 
 class Journal:
@@ -152,8 +184,9 @@ class Journal:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise JournalError(f"{path} is in use by another distil run; wait for it to "
-                               "finish, or stop it") from None
+            raise JournalError(
+                f"{path} is in use by another distil run; wait for it to finish, or stop it"
+            ) from None
         try:
             entries, spent = _read_entries(path, handle)
         except BaseException:
@@ -237,9 +270,11 @@ def _read_entries(path: Path, handle: Any, repair: bool = True) -> tuple[dict[st
                 continue
             entry = Entry.from_json(row)
         except (ValueError, KeyError, TypeError) as err:
-            raise JournalError(f"{path} line {number} is unreadable ({err}); it was not written by "
-                               "this toolkit: restore the file, or delete that line to send its "
-                               "request again") from None
+            raise JournalError(
+                f"{path} line {number} is unreadable ({err}); it was not written by "
+                "this toolkit: restore the file, or delete that line to send its "
+                "request again"
+            ) from None
         entries[entry.key] = entry
         _count(spent, entry)
     return entries, spent

@@ -37,8 +37,9 @@ class ConcurrentTeacher(Protocol):
 
     concurrency: int
 
-    def submit(self, prompt: Prompt, sampling: Sampling,
-               key: str | None = None) -> "concurrent.futures.Future[Outcome]":
+    def submit(
+        self, prompt: Prompt, sampling: Sampling, key: str | None = None
+    ) -> "concurrent.futures.Future[Outcome]":
         """Schedule a request (`key`: its idempotency key); the future holds the `Outcome`
         and raises only to stop the run."""
         ...

@@ -22,8 +22,12 @@ class TokenBucket:
     negative, so an oversized request still goes through, and the next ones wait for it.
     """
 
-    def __init__(self, rate_per_minute: float, capacity: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate_per_minute: float,
+        capacity: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be above 0")
         self.rate = rate_per_minute / 60.0  # units per second
@@ -57,8 +61,9 @@ class TokenBucket:
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute buckets; either may be absent."""
 
-    def __init__(self, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None) -> None:
+    def __init__(
+        self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None
+    ) -> None:
         self.requests = TokenBucket(requests_per_minute) if requests_per_minute else None
         self.tokens = TokenBucket(tokens_per_minute) if tokens_per_minute else None
         self._lock = asyncio.Lock()
@@ -67,8 +72,10 @@ class RateLimiter:
         """Wait until one request of about `tokens` tokens fits both limits, then take it."""
         async with self._lock:  # first come, first served: no starvation of large requests
             while True:
-                wait = max(self.requests.wait_time(1) if self.requests else 0.0,
-                           self.tokens.wait_time(tokens) if self.tokens else 0.0)
+                wait = max(
+                    self.requests.wait_time(1) if self.requests else 0.0,
+                    self.tokens.wait_time(tokens) if self.tokens else 0.0,
+                )
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
@@ -92,7 +99,7 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random)
     `attempt` counts from 0 (the wait after the first failure). Half the delay is kept so
     retries never collapse to zero; the other half spreads clients apart.
     """
-    delay = min(max_s, base_s * (2 ** attempt))
+    delay = min(max_s, base_s * (2**attempt))
     return delay * (0.5 + 0.5 * rng.random())
 
 

@@ -41,15 +41,16 @@ def load_tokenizer(name: str) -> Any:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"cannot load teacher.api.tokenizer {name!r}: {first}; name a tokenizer "
-                         "folder, a hub id, a .gguf file or a built-in model") from None
+        raise ModelError(
+            f"cannot load teacher.api.tokenizer {name!r}: {first}; name a tokenizer "
+            "folder, a hub id, a .gguf file or a built-in model"
+        ) from None
 
 
 def render_prompt(prompt: Prompt, tokenizer: Any = None) -> str:
     """A prompt as text: the tokenizer's chat template when it has one, else the plain text."""
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(as_messages(prompt), tokenize=False,
-                                             add_generation_prompt=True)
+        return tokenizer.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
     return prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
 
 
@@ -108,16 +109,21 @@ class TokenMap:
         total = self.mapped + self.mismatched
         if not self.mismatched:
             return None
-        return (f"{self.mismatched:,} of {total:,} token strings from the API did not map to a "
-                f"single id of {self.name} (their ids are left empty); the server's tokenizer "
-                "may differ from teacher.api.tokenizer")
+        return (
+            f"{self.mismatched:,} of {total:,} token strings from the API did not map to a "
+            f"single id of {self.name} (their ids are left empty); the server's tokenizer "
+            "may differ from teacher.api.tokenizer"
+        )
 
 
 @lru_cache(maxsize=1)
 def _byte_level_encoder() -> dict[int, str]:
     """GPT-2's byte → printable character table, the alphabet of byte-level BPE vocabularies."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     table = {b: chr(b) for b in printable}
     extra = 0
     for b in range(256):

@@ -41,8 +41,10 @@ def save_adapter(model: Any, folder: Path, student: StudentSection) -> None:
     config.base_model_name_or_path, config.revision = student.model, student.revision
     config.inference_mode, config.task_type = True, "CAUSAL_LM"
     weights = get_peft_model_state_dict(model, adapter_name=ADAPTER)
-    weights = {f"base_model.model.{key}": value.detach().to("cpu", torch.float32).contiguous()
-               for key, value in weights.items()}
+    weights = {
+        f"base_model.model.{key}": value.detach().to("cpu", torch.float32).contiguous()
+        for key, value in weights.items()
+    }
     with atomic_directory(folder) as tmp:
         config.save_pretrained(str(tmp))
         save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
@@ -58,23 +60,34 @@ def adapter_readme(student: StudentSection) -> str:
     from distil.models import BUILTIN_MODELS
 
     base = hub_model_id(student.model) if student.layers is None else None
-    meta = ModelCardData(library_name="peft", base_model=base, pipeline_tag="text-generation",
-                         tags=["distillation", "lora"])
+    meta = ModelCardData(
+        library_name="peft", base_model=base, pipeline_tag="text-generation", tags=["distillation", "lora"]
+    )
 
     by_name = student.layers is None and student.model not in BUILTIN_MODELS
-    load = (f'base = AutoModelForCausalLM.from_pretrained("{student.model}")' if by_name
-            else "base = adapter_base(RUN)  # rebuilt from RUN/recipe.yaml")
+    load = (
+        f'base = AutoModelForCausalLM.from_pretrained("{student.model}")'
+        if by_name
+        else "base = adapter_base(RUN)  # rebuilt from RUN/recipe.yaml"
+    )
     cut = f" cut to layers {student.layers}" if student.layers is not None else ""
-    why = "" if by_name else (
-        f"\nThe base is `{student.model}`{cut}, which that name alone does not load: "
-        "`distil.train.adapters.adapter_base(RUN)` rebuilds it from the run's recipe.yaml, "
-        "as training loaded it.\n")
-    return (f"{front_matter(meta)}# LoRA adapter (PEFT)\n\n"
-            f"Trained by distil on the student `{student.model}`.\n"
-            f"{why}\n```python\nfrom peft import PeftModel\n"
-            "from transformers import AutoModelForCausalLM\n"
-            "from distil.train.adapters import adapter_base\n\n"
-            f"{load}\nstudent = PeftModel.from_pretrained(base, \"RUN/adapter\")\n```\n")
+    why = (
+        ""
+        if by_name
+        else (
+            f"\nThe base is `{student.model}`{cut}, which that name alone does not load: "
+            "`distil.train.adapters.adapter_base(RUN)` rebuilds it from the run's recipe.yaml, "
+            "as training loaded it.\n"
+        )
+    )
+    return (
+        f"{front_matter(meta)}# LoRA adapter (PEFT)\n\n"
+        f"Trained by distil on the student `{student.model}`.\n"
+        f"{why}\n```python\nfrom peft import PeftModel\n"
+        "from transformers import AutoModelForCausalLM\n"
+        "from distil.train.adapters import adapter_base\n\n"
+        f'{load}\nstudent = PeftModel.from_pretrained(base, "RUN/adapter")\n```\n'
+    )
 
 
 def adapter_base(run_dir: str | Path, device: str | torch.device = "cpu") -> Any:

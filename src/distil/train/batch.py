@@ -89,13 +89,13 @@ class BatchLayout:
     pack_length: int | None = None
     """train.packing: rows packed into sequences of at most this many tokens (data.max_length)."""
 
-    def batch(self, rows: list[Example], grader: Grader, teacher: Any = None,
-              hard_labels: bool = True) -> Batch:
+    def batch(
+        self, rows: list[Example], grader: Grader, teacher: Any = None, hard_labels: bool = True
+    ) -> Batch:
         """`rows` collated (or packed), padded, indexed on the CPU and moved with `teacher` to
         the device."""
         if self.pack_length is None:
-            tokens = pad_to_multiple(collate(rows, self.pad_token_id), self.pad_multiple,
-                                     self.pad_token_id)
+            tokens = pad_to_multiple(collate(rows, self.pad_token_id), self.pad_multiple, self.pad_token_id)
             index = response_index(tokens)  # on the CPU: no device read later
         else:
             tokens = pack(rows, self.pack_length, self.pad_token_id)
@@ -103,11 +103,17 @@ class BatchLayout:
             tokens = pad_to_multiple(tokens, self.pad_multiple, self.pad_token_id)
             index = packed_response_index(rows, sequence, offset, tokens["input_ids"].shape[1])
         on_device = {key: value.to(self.device) for key, value in tokens.items()}
-        return Batch(on_device["input_ids"], on_device.get("attention_mask"),
-                     on_device["labels"], index.to(self.device),
-                     torch.tensor(sum(len(row.input_ids) for row in rows)),  # stays on the CPU
-                     grader, moved(teacher, self.device), hard_labels,
-                     on_device.get("position_ids"))
+        return Batch(
+            on_device["input_ids"],
+            on_device.get("attention_mask"),
+            on_device["labels"],
+            index.to(self.device),
+            torch.tensor(sum(len(row.input_ids) for row in rows)),  # stays on the CPU
+            grader,
+            moved(teacher, self.device),
+            hard_labels,
+            on_device.get("position_ids"),
+        )
 
 
 def moved(value: Any, device: torch.device) -> Any:

@@ -60,8 +60,14 @@ def checkpoint_inputs(path: Path) -> dict[str, Any]:
     return json.loads((path / "trainer_state.json").read_text()).get("inputs", {})
 
 
-def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: Any, rank: int = 0) -> TrainerState:
+def load_checkpoint(
+    path: Path,
+    student: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    rank: int = 0,
+) -> TrainerState:
     """Restore a checkpoint of the layout before accelerate's save_state into live objects;
     return the state."""
     try:
@@ -74,9 +80,11 @@ def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         restore_rng(torch.load(path / f"rng-{rank}.pt", weights_only=True))
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be restored ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}); delete it to "
-                              "resume from the one before, or start a new run") from None
+        raise CheckpointError(
+            f"checkpoint {path} cannot be restored ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); delete it to "
+            "resume from the one before, or start a new run"
+        ) from None
     return state
 
 
@@ -92,8 +100,7 @@ def load_student_weights(student: torch.nn.Module, folder: Path) -> None:
     loaded = {student.state_dict()[k].data_ptr() for k in weights if k in student.state_dict()}
     untied = [k for k in missing if student.state_dict()[k].data_ptr() not in loaded]
     if unexpected or untied:
-        raise ValueError(f"weights do not fit the model (missing {untied[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+        raise ValueError(f"weights do not fit the model (missing {untied[:3]}, unexpected {unexpected[:3]})")
 
 
 def restore_rng(state: dict[str, Any]) -> None:

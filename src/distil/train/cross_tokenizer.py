@@ -57,22 +57,32 @@ def response_tokens(example: Example) -> list[int]:
     return [label for label in example.labels[1:] if label != IGNORE_INDEX]
 
 
-def align_row(response: str, student: Example, teacher: Example, student_tokenizer: Any,
-              teacher_tokenizer: Any) -> RowAlignment:
+def align_row(
+    response: str, student: Example, teacher: Example, student_tokenizer: Any, teacher_tokenizer: Any
+) -> RowAlignment:
     """Spans of one row's response on both sides, cut to the tokens each example kept."""
     student_ids, student_offsets = token_offsets(student_tokenizer, response)
     teacher_ids, teacher_offsets = token_offsets(teacher_tokenizer, response)
     kept_teacher = response_tokens(teacher)
-    return _alignment(teacher_offsets[:len(kept_teacher)], len(kept_teacher) > len(teacher_ids),
-                      student_offsets, len(student_ids), response_tokens(student))
+    return _alignment(
+        teacher_offsets[: len(kept_teacher)],
+        len(kept_teacher) > len(teacher_ids),
+        student_offsets,
+        len(student_ids),
+        response_tokens(student),
+    )
 
 
-def _alignment(teacher_text: list[tuple[int, int]], teacher_eos: bool,
-               student_offsets: list[tuple[int, int]], student_text_tokens: int,
-               kept_student: list[int]) -> RowAlignment:
+def _alignment(
+    teacher_text: list[tuple[int, int]],
+    teacher_eos: bool,
+    student_offsets: list[tuple[int, int]],
+    student_text_tokens: int,
+    kept_student: list[int],
+) -> RowAlignment:
     """The spans of a row from the teacher's kept text tokens (and whether its end-of-turn
     token follows) and the student's whole response tokenization and kept tokens."""
-    student_text = student_offsets[:min(len(kept_student), student_text_tokens)]
+    student_text = student_offsets[: min(len(kept_student), student_text_tokens)]
     spans = align_spans(teacher_text, student_text)
     pairs = [(list(s.student), list(s.teacher)) for s in spans]
     if teacher_eos and len(kept_student) == student_text_tokens + 1:
@@ -84,14 +94,17 @@ def _alignment(teacher_text: list[tuple[int, int]], teacher_eos: bool,
             student_span[position] = number
         for position in teacher_positions:
             teacher_span[position] = number
-    return RowAlignment(student_span, teacher_span, [s[0] for s, _ in pairs],
-                        [t[0] for _, t in pairs])
+    return RowAlignment(student_span, teacher_span, [s[0] for s, _ in pairs], [t[0] for _, t in pairs])
 
 
 def _span_fields(alignments: list[RowAlignment]) -> dict[str, Tensor]:
     """The rows' alignments over the batch's concatenated positions and spans."""
-    fields: dict[str, list[int]] = {"student_span": [], "teacher_span": [],
-                                    "student_first": [], "teacher_first": []}
+    fields: dict[str, list[int]] = {
+        "student_span": [],
+        "teacher_span": [],
+        "student_first": [],
+        "teacher_first": [],
+    }
     spans = student_positions = teacher_positions = 0
     for row in alignments:
         fields["student_span"] += [s + spans if s >= 0 else -1 for s in row.student_span]
@@ -121,45 +134,69 @@ class CrossTokenizerTeacher:
         """The teacher per span of a batch, from the fields `lookup` gave it."""
         raise NotImplementedError
 
-    def per_token(self, objective: Objective, student_logits: Tensor, targets: Tensor,
-                  fields: dict[str, Tensor]) -> Tensor:
+    def per_token(
+        self, objective: Objective, student_logits: Tensor, targets: Tensor, fields: dict[str, Tensor]
+    ) -> Tensor:
         """The objective per student response token. (N_s, V_s), (N_s,) -> (N_s,)."""
         teacher = None
         if objective.kd_weight > 0:
             teacher = self.span_teacher(fields, objective.temperature)
         return cross_tokenizer_per_token(
-            objective, self.method, student_logits, targets,
-            SpanPositions(fields["student_first"], fields["student_span"]), teacher,
-            self.teacher_to_student.to(student_logits.device), self.top_k)
+            objective,
+            self.method,
+            student_logits,
+            targets,
+            SpanPositions(fields["student_first"], fields["student_span"]),
+            teacher,
+            self.teacher_to_student.to(student_logits.device),
+            self.top_k,
+        )
 
     def close(self) -> None:
         """Release what it holds open (a store)."""
 
     def _report(self, found: Any, teacher_tokens: int) -> None:
         self.teacher_to_student = found.teacher_to_student
-        console.print(f"cross-tokenizer ({self.method}): {found.mapped} of {teacher_tokens} "
-                      f"teacher tokens map to a student token ({found.exact} by string, "
-                      f"{found.normalised} after normalising)")
+        console.print(
+            f"cross-tokenizer ({self.method}): {found.mapped} of {teacher_tokens} "
+            f"teacher tokens map to a student token ({found.exact} by string, "
+            f"{found.normalised} after normalising)"
+        )
 
 
 class LiveCrossTokenizerTeacher(CrossTokenizerTeacher):
     """A live teacher with its own tokenizer: its inputs per row, run at every step."""
 
-    def __init__(self, recipe: Recipe, teacher: LoadedModel, student: LoadedModel,
-                 pairs: list[Pair], examples: list[Example]) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        teacher: LoadedModel,
+        student: LoadedModel,
+        pairs: list[Pair],
+        examples: list[Example],
+    ) -> None:
         self.method, self.top_k = recipe.cross_tokenizer.method, recipe.cross_tokenizer.top_k
         self.model = teacher.model
         self.pad_token_id = teacher.tokenizer.pad_token_id
-        self._report(vocabulary_map(teacher.tokenizer, student.tokenizer,
-                                    output_vocab_size(teacher.model)), len(teacher.tokenizer))
-        teacher_examples = encode_pairs(teacher.tokenizer, pairs, recipe.data.template,
-                                        recipe.data.max_length)
+        self._report(
+            vocabulary_map(teacher.tokenizer, student.tokenizer, output_vocab_size(teacher.model)),
+            len(teacher.tokenizer),
+        )
+        teacher_examples = encode_pairs(
+            teacher.tokenizer, pairs, recipe.data.template, recipe.data.max_length
+        )
         self.teacher_examples = {e.sample_id: e for e in teacher_examples}
         responses = {pair.sample_id: pair.response for pair in pairs}
-        self.alignments = {e.sample_id: align_row(responses[e.sample_id], e,
-                                                  self.teacher_examples[e.sample_id],
-                                                  student.tokenizer, teacher.tokenizer)
-                           for e in examples}
+        self.alignments = {
+            e.sample_id: align_row(
+                responses[e.sample_id],
+                e,
+                self.teacher_examples[e.sample_id],
+                student.tokenizer,
+                teacher.tokenizer,
+            )
+            for e in examples
+        }
 
     def lookup(self, examples: list[Example]) -> dict[str, Tensor]:
         batch = collate([self.teacher_examples[e.sample_id] for e in examples], self.pad_token_id)
@@ -171,24 +208,29 @@ class LiveCrossTokenizerTeacher(CrossTokenizerTeacher):
     def span_teacher(self, fields: dict[str, Tensor], temperature: float) -> SpanTeacher:
         labels = fields["teacher_labels"][:, 1:]
         mask = labels != IGNORE_INDEX
-        logits = self.model(input_ids=fields["teacher_input_ids"],
-                            attention_mask=fields["teacher_attention_mask"],
-                            use_cache=False).logits[:, :-1][mask]  # (N_t, V_t)
-        return dense_span_teacher(log_probs(logits.float(), temperature), labels[mask],
-                                  SpanPositions(fields["teacher_first"], fields["teacher_span"]))
+        logits = self.model(
+            input_ids=fields["teacher_input_ids"],
+            attention_mask=fields["teacher_attention_mask"],
+            use_cache=False,
+        ).logits[:, :-1][mask]  # (N_t, V_t)
+        return dense_span_teacher(
+            log_probs(logits.float(), temperature),
+            labels[mask],
+            SpanPositions(fields["teacher_first"], fields["teacher_span"]),
+        )
 
 
 class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
     """A store captured on the teacher's own tokens: no teacher, no teacher tokenizer."""
 
-    def __init__(self, recipe: Recipe, store: SignalStore, student: LoadedModel,
-                 pairs: list[Pair]) -> None:
+    def __init__(self, recipe: Recipe, store: SignalStore, student: LoadedModel, pairs: list[Pair]) -> None:
         self.method, self.top_k = recipe.cross_tokenizer.method, recipe.cross_tokenizer.top_k
         self.store, self.student_tokenizer = store, student.tokenizer
         self.store_path = store.path
         vocabulary = read_teacher_vocabulary(store.path)
-        self._report(vocabulary_map(vocabulary, student.tokenizer, store.encoding.vocab_size),
-                     len(vocabulary.tokens))
+        self._report(
+            vocabulary_map(vocabulary, student.tokenizer, store.encoding.vocab_size), len(vocabulary.tokens)
+        )
         self.responses = {pair.sample_id: pair.response for pair in pairs}
 
     def check_covers(self, examples: list[Example]) -> None:
@@ -200,6 +242,7 @@ class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
         fields = _span_fields([alignment for alignment, _ in rows])
         first = fields["teacher_first"]
         stored = [sample for _, sample in rows]
+
         def column(name: str) -> Tensor:
             return torch.from_numpy(np.concatenate([getattr(s, name) for s in stored]))
 
@@ -209,12 +252,17 @@ class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
         target_ids, target_logprob = tokens("target_ids").long(), tokens("target_logprob")
         later = fields["teacher_span"] >= 0
         later &= torch.arange(len(later)) != first[fields["teacher_span"].clamp(min=0)]
-        log_c = torch.zeros(len(first)).scatter_add(0, fields["teacher_span"][later],
-                                                     target_logprob[later])
-        fields.update({"teacher_ids": column("ids")[first], "teacher_logprobs":
-                       column("logprobs")[first], "teacher_log_tail": column("log_tail")[first],
-                       "teacher_log_continuation": log_c, "teacher_first_token":
-                       target_ids[first], "teacher_first_logprob": target_logprob[first]})
+        log_c = torch.zeros(len(first)).scatter_add(0, fields["teacher_span"][later], target_logprob[later])
+        fields.update(
+            {
+                "teacher_ids": column("ids")[first],
+                "teacher_logprobs": column("logprobs")[first],
+                "teacher_log_tail": column("log_tail")[first],
+                "teacher_log_continuation": log_c,
+                "teacher_first_token": target_ids[first],
+                "teacher_first_logprob": target_logprob[first],
+            }
+        )
         return fields
 
     def _row(self, example: Example) -> tuple[RowAlignment, SampleSignals]:
@@ -223,39 +271,46 @@ class StoredCrossTokenizerTeacher(CrossTokenizerTeacher):
             raise SignalsError(f"{self.store.path} was not captured on the teacher's own tokens")
         offsets = [tuple(o) for o in sample.tokens.char_offsets.tolist()]
         text = [o for o in offsets if o[0] >= 0]
-        student_ids, student_offsets = token_offsets(self.student_tokenizer,
-                                                     self.responses[example.sample_id])
+        student_ids, student_offsets = token_offsets(
+            self.student_tokenizer, self.responses[example.sample_id]
+        )
         eos = len(text) < len(offsets)
-        return _alignment(text, eos, student_offsets, len(student_ids),
-                          response_tokens(example)), sample
+        return _alignment(text, eos, student_offsets, len(student_ids), response_tokens(example)), sample
 
     def span_teacher(self, fields: dict[str, Tensor], temperature: float) -> SpanTeacher:
-        return SpanTeacher(TopKTeacher(fields["teacher_ids"], fields["teacher_logprobs"],
-                                       fields["teacher_log_tail"]),
-                           fields["teacher_log_continuation"], fields["teacher_first_token"],
-                           fields["teacher_first_logprob"])
+        return SpanTeacher(
+            TopKTeacher(fields["teacher_ids"], fields["teacher_logprobs"], fields["teacher_log_tail"]),
+            fields["teacher_log_continuation"],
+            fields["teacher_first_token"],
+            fields["teacher_first_logprob"],
+        )
 
     def close(self) -> None:
         self.store.close()
 
 
-def cross_tokenizer_teacher(recipe: Recipe, source: str, teacher: LoadedModel | None,
-                            student: LoadedModel, pairs: list[Pair], examples: list[Example],
-                            held_pairs: list[Pair] | None = None,
-                            held_examples: list[Example] | None = None,
-                            ) -> CrossTokenizerTeacher | None:
+def cross_tokenizer_teacher(
+    recipe: Recipe,
+    source: str,
+    teacher: LoadedModel | None,
+    student: LoadedModel,
+    pairs: list[Pair],
+    examples: list[Example],
+    held_pairs: list[Pair] | None = None,
+    held_examples: list[Example] | None = None,
+) -> CrossTokenizerTeacher | None:
     """The cross-tokenizer teacher of the recipe's signal `source`: live (`cross-live`), from
     its store (`cross-store`), or None for any other source. It also knows the held-out rows
     of train.eval_every (a store need not hold them)."""
     every_pair = pairs + (held_pairs or [])
     if source == "cross-live":
         assert teacher is not None
-        return LiveCrossTokenizerTeacher(recipe, teacher, student, every_pair,
-                                         examples + (held_examples or []))
+        return LiveCrossTokenizerTeacher(
+            recipe, teacher, student, every_pair, examples + (held_examples or [])
+        )
     if source != "cross-store":
         return None
-    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student,
-                                         every_pair)
+    stored = StoredCrossTokenizerTeacher(recipe, cross_tokenizer_store(recipe), student, every_pair)
     stored.check_covers(examples)
     return stored
 
@@ -267,14 +322,18 @@ def cross_tokenizer_store(recipe: Recipe) -> SignalStore:
         raise SignalsError("cross_tokenizer without a live teacher needs signals.path")
     store = SignalStore(path)
     fingerprint = store.fingerprint
-    wanted = {"teacher": teacher_identity(recipe),
-              "max_length": recipe.data.max_length, "temperature": recipe.distill.temperature,
-              "teacher_tokens": True}
+    wanted = {
+        "teacher": teacher_identity(recipe),
+        "max_length": recipe.data.max_length,
+        "temperature": recipe.distill.temperature,
+        "teacher_tokens": True,
+    }
     problems = differences(fingerprint, wanted)
     if problems:
         store.close()
         raise FingerprintMismatchError(
             f"the signals in {path} do not fit this recipe ({'; '.join(problems)}); capture "
             "them with `distil capture RECIPE` (with cross_tokenizer.method set) into a new "
-            "capture.output, or point signals.path at a store captured for this recipe")
+            "capture.output, or point signals.path at a store captured for this recipe"
+        )
     return store

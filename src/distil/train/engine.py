@@ -38,8 +38,10 @@ from distil.train.trackers import accelerator_options
 STATE_DIR = "accelerate"
 """The subfolder of a checkpoint that accelerate's save_state writes."""
 
-LAUNCHED_ENGINES = {"ACCELERATE_USE_FSDP": DistributedType.FSDP,
-                    "ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED}
+LAUNCHED_ENGINES = {
+    "ACCELERATE_USE_FSDP": DistributedType.FSDP,
+    "ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED,
+}
 """What `accelerate launch` sets in each process when its config asks for a sharding engine."""
 
 
@@ -65,11 +67,15 @@ def fused_allowed(accelerator: Accelerator, wanted: bool, mode: str) -> bool:
     if not wanted or not sharded(accelerator):
         return wanted
     if mode == "always":
-        raise ModelError("distill.fused=always, but the student is sharded (FSDP / ZeRO-3) and "
-                         "the fused loss needs its whole output head; set distill.fused=auto")
-    console.print("[yellow]the student is sharded (FSDP / ZeRO-3): the fused loss needs its "
-                  "whole output head, so training uses the unfused loss (same values, more "
-                  "memory for the logits)")
+        raise ModelError(
+            "distill.fused=always, but the student is sharded (FSDP / ZeRO-3) and "
+            "the fused loss needs its whole output head; set distill.fused=auto"
+        )
+    console.print(
+        "[yellow]the student is sharded (FSDP / ZeRO-3): the fused loss needs its "
+        "whole output head, so training uses the unfused loss (same values, more "
+        "memory for the logits)"
+    )
     return False
 
 
@@ -77,9 +83,11 @@ def check_supported(accelerator: Accelerator, recipe: Recipe) -> None:
     """Refuse what this engine setup cannot do, before any model loads."""
     check_engine(accelerator)
     if recipe.student.lora is not None and sharded(accelerator):
-        raise ModelError("student.lora with a sharded student (FSDP / ZeRO-3) is not supported: "
-                         "the adapters are merged into whole weights at the end; train a LoRA "
-                         "student with DDP (recipes/accelerate/ddp.yaml) or ZeRO-2")
+        raise ModelError(
+            "student.lora with a sharded student (FSDP / ZeRO-3) is not supported: "
+            "the adapters are merged into whole weights at the end; train a LoRA "
+            "student with DDP (recipes/accelerate/ddp.yaml) or ZeRO-2"
+        )
 
 
 def check_engine(accelerator: Accelerator) -> None:
@@ -88,15 +96,20 @@ def check_engine(accelerator: Accelerator) -> None:
     bare `accelerate launch --config_file fsdp2.yaml` without a GPU."""
     for variable, asked in LAUNCHED_ENGINES.items():
         if parse_flag_from_env(variable) and accelerator.distributed_type != asked:
-            raise LaunchError(unsharded_message(SHARDING_ENGINES[asked.value],
-                                                accelerator.distributed_type.value))
+            raise LaunchError(
+                unsharded_message(SHARDING_ENGINES[asked.value], accelerator.distributed_type.value)
+            )
 
 
 def engine_summary(accelerator: Accelerator) -> dict[str, Any]:
     """What the training ran on, as accelerate set it up (for train_summary.json)."""
-    return {"distributed_type": accelerator.distributed_type.value,
-            "processes": accelerator.num_processes, "sharded": sharded(accelerator),
-            "device": accelerator.device.type, "mixed_precision": accelerator.mixed_precision}
+    return {
+        "distributed_type": accelerator.distributed_type.value,
+        "processes": accelerator.num_processes,
+        "sharded": sharded(accelerator),
+        "device": accelerator.device.type,
+        "mixed_precision": accelerator.mixed_precision,
+    }
 
 
 def gathered_student_state(accelerator: Accelerator, module: Any) -> dict[str, Any] | None:
@@ -108,31 +121,34 @@ def gathered_student_state(accelerator: Accelerator, module: Any) -> dict[str, A
     return {key.removeprefix("model."): value for key, value in state.items()}
 
 
-def place_teacher(accelerator: Accelerator, teacher: LoadedModel | None,
-                  placement: str) -> LoadedModel | None:
+def place_teacher(
+    accelerator: Accelerator, teacher: LoadedModel | None, placement: str
+) -> LoadedModel | None:
     """`replicated`: a whole copy on every process (as loaded). `sharded`: split over the
     processes by FSDP for inference, when the launch uses FSDP; kept out of checkpoints."""
     if teacher is None or placement == "replicated":
         return teacher
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        raise ModelError("teacher.placement=sharded is not supported under DeepSpeed (it would "
-                         "need a second DeepSpeed engine); use FSDP, teacher.placement="
-                         "replicated, or capture the teacher into a store (signals.path)")
+        raise ModelError(
+            "teacher.placement=sharded is not supported under DeepSpeed (it would "
+            "need a second DeepSpeed engine); use FSDP, teacher.placement="
+            "replicated, or capture the teacher into a store (signals.path)"
+        )
     if accelerator.distributed_type != DistributedType.FSDP:
-        console.print("[yellow]teacher.placement=sharded needs an FSDP launch (--accelerate-config "
-                      "recipes/accelerate/fsdp2.yaml); the teacher is replicated")
+        console.print(
+            "[yellow]teacher.placement=sharded needs an FSDP launch (--accelerate-config "
+            "recipes/accelerate/fsdp2.yaml); the teacher is replicated"
+        )
         return teacher
     for parameter in teacher.model.parameters():
         parameter.requires_grad_(False)
     wrapped = accelerator.prepare_model(teacher.model)
     # inference only: not part of the training state that save_state writes
-    accelerator._models[:] = [m for m in accelerator._models
-                              if m is not wrapped and m is not teacher.model]
+    accelerator._models[:] = [m for m in accelerator._models if m is not wrapped and m is not teacher.model]
     return dataclasses.replace(teacher, model=wrapped.eval())
 
 
-def save_state_checkpoint(accelerator: Accelerator, folder: Path, state: TrainerState,
-                          keep: int) -> Path:
+def save_state_checkpoint(accelerator: Accelerator, folder: Path, state: TrainerState, keep: int) -> Path:
     """Write step-NNNNNN through `accelerator.save_state` (every process its part), then
     `trainer_state.json`; the folder appears in one rename once complete, with the modes the
     umask gives. A full disk removes the unfinished folder and raises DiskFullError. Called
@@ -142,8 +158,11 @@ def save_state_checkpoint(accelerator: Accelerator, folder: Path, state: Trainer
     if accelerator.num_processes > 1:
         broadcast_object_list(staging)
     written = Path(staging[0])
-    undo = (lambda: shutil.rmtree(written, ignore_errors=True)) if accelerator.is_main_process \
+    undo = (
+        (lambda: shutil.rmtree(written, ignore_errors=True))
+        if accelerator.is_main_process
         else (lambda: None)
+    )
     with space_checked(folder, f"checkpoint {target.name}", undo):
         accelerator.save_state(str(written / STATE_DIR))
         accelerator.wait_for_everyone()
@@ -173,6 +192,8 @@ def load_state_checkpoint(accelerator: Accelerator, path: Path) -> TrainerState:
         accelerator.load_state(str(path / STATE_DIR))
         return TrainerState(**json.loads((path / "trainer_state.json").read_text()))
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be restored ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}); move it aside "
-                              "to resume from the one before, or start a new run") from None
+        raise CheckpointError(
+            f"checkpoint {path} cannot be restored ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); move it aside "
+            "to resume from the one before, or start a new run"
+        ) from None

@@ -62,7 +62,7 @@ class HeldOut:
         counts = dict.fromkeys(self.figures, 0)
         with _untouched(module):
             for start in range(0, len(self.examples), self.batch_size):
-                rows = self.examples[start:start + self.batch_size]
+                rows = self.examples[start : start + self.batch_size]
                 batches = {name: signal.batch(rows, 0) for name, signal in self.figures.items()}
                 first = next(iter(batches.values()))
                 out = response_rows(module(**first.model_inputs()), first.token_index)
@@ -108,29 +108,41 @@ class TeacherParts:
     """The cross-tokenizer teacher, if any."""
 
 
-def held_out_evaluation(recipe: Recipe, plan: TeacherSignal, student: StudentSide,
-                        layout: BatchLayout, examples: list[Example],
-                        teacher: TeacherParts) -> HeldOut:
+def held_out_evaluation(
+    recipe: Recipe,
+    plan: TeacherSignal,
+    student: StudentSide,
+    layout: BatchLayout,
+    examples: list[Example],
+    teacher: TeacherParts,
+) -> HeldOut:
     """The figures the recipe's signal allows on `examples` (see the module docstring); says
     which are logged."""
     d = recipe.distill
-    hard = dataclasses.replace(student, objective=Objective(d.divergence, kd_weight=0.0,
-                                                              ce_weight=1.0))
+    hard = dataclasses.replace(student, objective=Objective(d.divergence, kd_weight=0.0, ce_weight=1.0))
     figures: dict[str, TrainingSignal] = {"eval_ce": HardLabels(hard, layout)}
     if _teacher_covers(plan, teacher, examples):
-        figures["eval_loss"] = off_policy_signal(plan.source, student, layout, teacher.live,
-                                                 teacher.stored, teacher.cross)
-        kl = dataclasses.replace(student, objective=Objective(
-            "forward_kl", d.temperature, kd_weight=1 / d.temperature**2, ce_weight=0.0))
+        figures["eval_loss"] = off_policy_signal(
+            plan.source, student, layout, teacher.live, teacher.stored, teacher.cross
+        )
+        kl = dataclasses.replace(
+            student,
+            objective=Objective("forward_kl", d.temperature, kd_weight=1 / d.temperature**2, ce_weight=0.0),
+        )
         if teacher.model is not None:
             figures["eval_kl"] = LiveTeacher(kl, layout, teacher.model)
         elif teacher.stored is not None:
             figures["eval_kl"] = StoredTopK(kl, layout, teacher.stored)
-    missing = ("" if "eval_loss" in figures or plan.source == "none" else
-               " (the store holds no signals of the held-out rows: `distil capture` stores "
-               "the training rows only)")
-    console.print(f"held-out loss every {recipe.train.eval_every} steps on {len(examples)} "
-                  f"rows: {', '.join(figures)}{missing}")
+    missing = (
+        ""
+        if "eval_loss" in figures or plan.source == "none"
+        else " (the store holds no signals of the held-out rows: `distil capture` stores "
+        "the training rows only)"
+    )
+    console.print(
+        f"held-out loss every {recipe.train.eval_every} steps on {len(examples)} "
+        f"rows: {', '.join(figures)}{missing}"
+    )
     return HeldOut(examples, recipe.train.batch_size, figures)
 
 

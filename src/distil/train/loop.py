@@ -35,8 +35,9 @@ def train_loop(session: TrainingSession, checkpoints: Path) -> float:
     window = LossWindow(session.accelerator.num_processes)
     last_loss = float("nan")
     with progress_bar("loss", "tok/s") as bar:
-        task = bar.add_task("train", total=state.total_steps, completed=state.step,
-                            loss="-", **{"tok/s": "-"})
+        task = bar.add_task(
+            "train", total=state.total_steps, completed=state.step, loss="-", **{"tok/s": "-"}
+        )
         while state.step < state.total_steps:
             started = time.perf_counter()
             loss, tokens, grad_norm = optimizer_step(session)
@@ -51,8 +52,7 @@ def train_loop(session: TrainingSession, checkpoints: Path) -> float:
                 losses = window.read()
                 last_loss = losses[-1]
                 bar.update(task, loss=f"{last_loss:.4f}")
-                _log(session, sum(losses) / len(losses), float(grad_norm), tokens / spent,
-                     held_out)
+                _log(session, sum(losses) / len(losses), float(grad_norm), tokens / spent, held_out)
             if state.step % train_cfg.save_every == 0 or state.step == state.total_steps:
                 _save(session, checkpoints)
     return last_loss
@@ -65,8 +65,9 @@ def optimizer_step(session: TrainingSession) -> tuple[list[torch.Tensor] | float
     loss: list[torch.Tensor] | float = accumulate_losses(session, batches)
     grad_norm: Any = float("nan")
     if session.recipe.train.max_grad_norm > 0:
-        norm = session.accelerator.clip_grad_norm_(session.module.parameters(),
-                                                   session.recipe.train.max_grad_norm)
+        norm = session.accelerator.clip_grad_norm_(
+            session.module.parameters(), session.recipe.train.max_grad_norm
+        )
         grad_norm = float("nan") if norm is None else norm  # None: DeepSpeed clips itself
     session.optimizer.step()
     session.scheduler.step()
@@ -75,8 +76,8 @@ def optimizer_step(session: TrainingSession) -> tuple[list[torch.Tensor] | float
     if session.accelerator.num_processes > 1:  # each process holds its share of both
         loss = step_loss(torch.stack(loss).tolist(), session.accelerator.num_processes)
         totals = session.accelerator.reduce(
-            torch.tensor([loss, float(seen)], dtype=torch.float64, device=session.accelerator.device),
-            "sum")
+            torch.tensor([loss, float(seen)], dtype=torch.float64, device=session.accelerator.device), "sum"
+        )
         loss, seen = float(totals[0]), int(totals[1])
     return loss, seen, grad_norm
 
@@ -95,20 +96,29 @@ def held_out_figures(session: TrainingSession) -> dict[str, float]:
     """The held-out figures at an `eval_every` step (and the last), else none. Every process
     evaluates (a sharded student's forward needs them all); the main one logs."""
     step, every = session.state.step, session.recipe.train.eval_every
-    if session.held_out is None or every is None or not (
-            step % every == 0 or step == session.state.total_steps):
+    if (
+        session.held_out is None
+        or every is None
+        or not (step % every == 0 or step == session.state.total_steps)
+    ):
         return {}
     return session.held_out.evaluate(session.module)
 
 
-def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: float,
-         held_out: dict[str, float]) -> None:
+def _log(
+    session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: float, held_out: dict[str, float]
+) -> None:
     if not session.accelerator.is_main_process:
         return
-    record = {"step": session.state.step, "loss": round(loss, 6),
-              "lr": session.scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 6),
-              "tokens_per_s": round(tokens_per_s, 1),
-              "elapsed_s": round(session.state.elapsed_s, 3), **held_out}
+    record = {
+        "step": session.state.step,
+        "loss": round(loss, 6),
+        "lr": session.scheduler.get_last_lr()[0],
+        "grad_norm": round(grad_norm, 6),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "elapsed_s": round(session.state.elapsed_s, 3),
+        **held_out,
+    }
     append_text(session.recipe.run_dir / "train_log.jsonl", json.dumps(record) + "\n")
     scalars = {k: v for k, v in record.items() if k != "step"}
     session.accelerator.log(scalars, step=record["step"])
@@ -119,8 +129,9 @@ def _log(session: TrainingSession, loss: float, grad_norm: float, tokens_per_s: 
 
 def _save(session: TrainingSession, checkpoints: Path) -> None:
     session.accelerator.wait_for_everyone()
-    saved = engine.save_state_checkpoint(session.accelerator, checkpoints, session.state,
-                                         session.recipe.train.keep_checkpoints)
+    saved = engine.save_state_checkpoint(
+        session.accelerator, checkpoints, session.state, session.recipe.train.keep_checkpoints
+    )
     model = session.unwrapped()
     if not session.accelerator.is_main_process:
         return

@@ -43,8 +43,7 @@ def accumulate_losses(session: TrainingSession, batches: list[Batch]) -> list[to
     return losses
 
 
-def micro_batch_loss(session: TrainingSession, batch: Batch,
-                     num_tokens: torch.Tensor) -> torch.Tensor:
+def micro_batch_loss(session: TrainingSession, batch: Batch, num_tokens: torch.Tensor) -> torch.Tensor:
     """Summed per-token loss of one micro-batch divided by the step's token count."""
     out = session.module(**batch.model_inputs())  # (B, T, H) fused, else (B, T, V)
     student_out = response_rows(out, batch.token_index)  # (N, H) or (N, V)

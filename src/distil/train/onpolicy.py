@@ -42,14 +42,19 @@ def on_policy_turn(lmbda: float, seed: int, micro_batch: int) -> bool:
 
 def prompt_ids(example: Example) -> list[int]:
     """The prompt part of a tokenised pair (the ids before the first response label)."""
-    start = next((i for i, label in enumerate(example.labels) if label != IGNORE_INDEX),
-                 len(example.labels))
+    start = next((i for i, label in enumerate(example.labels) if label != IGNORE_INDEX), len(example.labels))
     return example.input_ids[:start]
 
 
-def sample_responses(model: Any, examples: list[Example], config: OnPolicySection,
-                     eos_token_id: int, pad_token_id: int, max_length: int,
-                     seed: int) -> list[Example]:
+def sample_responses(
+    model: Any,
+    examples: list[Example],
+    config: OnPolicySection,
+    eos_token_id: int,
+    pad_token_id: int,
+    max_length: int,
+    seed: int,
+) -> list[Example]:
     """The examples' prompts with the student's sampled responses (cut after the first eos
     and to `max_length` with the prompt), labelled like dataset responses."""
     prompts = [prompt_ids(e) for e in examples]
@@ -58,25 +63,38 @@ def sample_responses(model: Any, examples: list[Example], config: OnPolicySectio
     input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, prompt in enumerate(prompts):  # left padding: every row continues at the end
-        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
-        attention_mask[row, width - len(prompt):] = 1
+        input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        attention_mask[row, width - len(prompt) :] = 1
     room = max_length - min(len(p) for p in prompts)
-    generated = _generate(model, input_ids.to(device), attention_mask.to(device),
-                          _generation_config(config, min(config.max_new_tokens, room),
-                                             eos_token_id, pad_token_id), seed)
+    generated = _generate(
+        model,
+        input_ids.to(device),
+        attention_mask.to(device),
+        _generation_config(config, min(config.max_new_tokens, room), eos_token_id, pad_token_id),
+        seed,
+    )
     responses = [_until_eos(row, eos_token_id) for row in generated[:, width:].tolist()]
-    return [Example(e.sample_id, p + r[: max_length - len(p)],
-                    [IGNORE_INDEX] * len(p) + r[: max_length - len(p)])
-            for e, p, r in zip(examples, prompts, responses, strict=True)]
+    return [
+        Example(e.sample_id, p + r[: max_length - len(p)], [IGNORE_INDEX] * len(p) + r[: max_length - len(p)])
+        for e, p, r in zip(examples, prompts, responses, strict=True)
+    ]
 
 
 class OnPolicy:
     """Micro-batches of the student's own samples (a seeded coin of bias `lmbda` per
     micro-batch), graded by `grade`; the others come from the off-policy signal."""
 
-    def __init__(self, off_policy: TrainingSignal, grade: Callable[[list[Example]], Batch],
-                 student: Callable[[], Any], tokenizer: Any, config: OnPolicySection,
-                 max_length: int, seed: int, close: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        off_policy: TrainingSignal,
+        grade: Callable[[list[Example]], Batch],
+        student: Callable[[], Any],
+        tokenizer: Any,
+        config: OnPolicySection,
+        max_length: int,
+        seed: int,
+        close: Callable[[], None] = lambda: None,
+    ) -> None:
         self.off_policy, self.grade, self.student = off_policy, grade, student
         self.tokenizer, self.config, self.max_length, self.seed = tokenizer, config, max_length, seed
         self._close = close
@@ -85,9 +103,15 @@ class OnPolicy:
     def batch(self, rows: list[Example], number: int) -> Batch:
         if not on_policy_turn(self.config.lmbda, self.seed, number):
             return self.off_policy.batch(rows, number)
-        sampled = sample_responses(self.student(), rows, self.config, self.tokenizer.eos_token_id,
-                                   self.tokenizer.pad_token_id, self.max_length,
-                                   seed=generation_seed(self.seed, number))
+        sampled = sample_responses(
+            self.student(),
+            rows,
+            self.config,
+            self.tokenizer.eos_token_id,
+            self.tokenizer.pad_token_id,
+            self.max_length,
+            seed=generation_seed(self.seed, number),
+        )
         return self.grade(sampled)
 
     def close(self) -> None:
@@ -100,20 +124,27 @@ def generation_seed(seed: int, micro_batch: int) -> int:
     return random.Random(f"{seed}:sample:{micro_batch}").getrandbits(63)
 
 
-def _generation_config(config: OnPolicySection, max_new_tokens: int, eos_token_id: int,
-                       pad_token_id: int) -> GenerationConfig:
+def _generation_config(
+    config: OnPolicySection, max_new_tokens: int, eos_token_id: int, pad_token_id: int
+) -> GenerationConfig:
     """Sampling at the section's temperature (greedy at 0), no top-k or top-p cut, ending at
     eos or `max_new_tokens`; every other field at transformers' neutral default."""
     sampling = config.temperature > 0
     extra = {"temperature": config.temperature, "top_k": 0, "top_p": 1.0} if sampling else {}
-    return GenerationConfig(do_sample=sampling, max_new_tokens=max(1, max_new_tokens),
-                            eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                            use_cache=True, **extra)
+    return GenerationConfig(
+        do_sample=sampling,
+        max_new_tokens=max(1, max_new_tokens),
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        use_cache=True,
+        **extra,
+    )
 
 
 @torch.no_grad()
-def _generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              generation: GenerationConfig, seed: int) -> torch.Tensor:
+def _generate(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation: GenerationConfig, seed: int
+) -> torch.Tensor:
     """model.generate in eval mode, under its own seeded RNG (the global one is untouched).
 
     `generate` fills every field `generation` leaves unset from the model's own
@@ -126,8 +157,9 @@ def _generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            return model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                  generation_config=generation)
+            return model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, generation_config=generation
+            )
     finally:
         model.generation_config = own
         model.train(was_training)

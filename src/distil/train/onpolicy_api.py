@@ -44,21 +44,24 @@ def journal_path(run_dir: Path, rank: int) -> Path:
 class ScoringOnPolicyTeacher:
     """Scores the student's samples through an API teacher, journaled and budgeted."""
 
-    def __init__(self, teacher: Any, journal: Journal, pairs: list[Pair], tokenizer: Any,
-                 top_k: int, vocab: int) -> None:
+    def __init__(
+        self, teacher: Any, journal: Journal, pairs: list[Pair], tokenizer: Any, top_k: int, vocab: int
+    ) -> None:
         self.teacher, self.journal, self.tokenizer = teacher, journal, tokenizer
         self.top_k, self.vocab = top_k, vocab
         self.pairs = {pair.sample_id: pair for pair in pairs}
 
     @classmethod
-    def open(cls, recipe: Recipe, pairs: list[Pair], tokenizer: Any, vocab: int,
-             rank: int) -> "ScoringOnPolicyTeacher":
+    def open(
+        cls, recipe: Recipe, pairs: list[Pair], tokenizer: Any, vocab: int, rank: int
+    ) -> "ScoringOnPolicyTeacher":
         """The recipe's API teacher, probed, with the process's journal (locked) as its ledger."""
         top_k = recipe.distill.on_policy.top_k
         journal = Journal.open(journal_path(recipe.run_dir, rank))
         try:
-            teacher = open_teacher(recipe.teacher, seed=recipe.seed, journal=journal,
-                                   probe_top_logprobs=top_k)
+            teacher = open_teacher(
+                recipe.teacher, seed=recipe.seed, journal=journal, probe_top_logprobs=top_k
+            )
         except BaseException:
             journal.close()
             raise
@@ -82,44 +85,60 @@ class ScoringOnPolicyTeacher:
             prompt = prompt_ids(example)
             kept = max(0, min(len(top.token_ids), max_length - len(prompt)))
             response = top.token_ids[:kept]
-            examples.append(Example(example.sample_id, prompt + response,
-                                    [IGNORE_INDEX] * len(prompt) + response))
+            examples.append(
+                Example(example.sample_id, prompt + response, [IGNORE_INDEX] * len(prompt) + response)
+            )
             tops.append((top.ids[:kept], top.logprobs[:kept], top.log_tail[:kept]))
-        ids, logprobs, log_tail = (torch.from_numpy(np.concatenate(part))
-                                   for part in zip(*tops, strict=True))
+        ids, logprobs, log_tail = (torch.from_numpy(np.concatenate(part)) for part in zip(*tops, strict=True))
         return examples, TopKTeacher(ids, logprobs, log_tail)
 
     def _score_one(self, example: Example) -> ScoredTopK:
         """One sample's top-k: from the journal, or asked of the teacher and journaled."""
-        response = example.input_ids[len(prompt_ids(example)):]
+        response = example.input_ids[len(prompt_ids(example)) :]
         ended = bool(response) and response[-1] == self.tokenizer.eos_token_id
         text = self.tokenizer.decode(response[:-1] if ended else response)
         completion = text + (self.tokenizer.eos_token if ended else "")
         prompt = pair_prompt(self.pairs[example.sample_id])
-        request = {"endpoint": f"{self.teacher.base_url} (completions echo)",
-                   "model": self.teacher.name, "messages": as_messages(prompt),
-                   "sampling": {"score": completion, "top_logprobs": self.top_k}, "seed": None}
-        key = request_key(request["endpoint"], request["model"], request["messages"],
-                          request["sampling"], None)
+        request = {
+            "endpoint": f"{self.teacher.base_url} (completions echo)",
+            "model": self.teacher.name,
+            "messages": as_messages(prompt),
+            "sampling": {"score": completion, "top_logprobs": self.top_k},
+            "seed": None,
+        }
+        key = request_key(
+            request["endpoint"], request["model"], request["messages"], request["sampling"], None
+        )
         entry = self.journal.get(key)
         if entry is None or not entry.ok or entry.completion is None:
             entry = self._ask(key, request, prompt, completion)
         assert entry.completion is not None and entry.completion.logprobs is not None
-        top = top_k_of(entry.completion.logprobs, self.top_k,
-                       f"the student's sample for {example.sample_id!r}")
+        top = top_k_of(
+            entry.completion.logprobs, self.top_k, f"the student's sample for {example.sample_id!r}"
+        )
         if max(top.token_ids, default=0) >= self.vocab or int(top.ids.max(initial=0)) >= self.vocab:
-            raise TeacherError(f"teacher {self.teacher.name} scored tokens outside the student's "
-                               f"vocabulary ({self.vocab} tokens); on-policy distillation through "
-                               "an API needs the student's tokenizer (teacher.api.tokenizer)")
+            raise TeacherError(
+                f"teacher {self.teacher.name} scored tokens outside the student's "
+                f"vocabulary ({self.vocab} tokens); on-policy distillation through "
+                "an API needs the student's tokenizer (teacher.api.tokenizer)"
+            )
         return top
 
     def _ask(self, key: str, request: dict[str, Any], prompt: Any, completion: str) -> Entry:
         started = time.time()
         scored, usage, attempts = self.teacher.run(
-            self.teacher.ascore_billed(prompt, completion, self.top_k, key=key)).result()
-        entry = Entry(key, "ok", request, attempts, started, time.time(),
-                      Completion(completion, None, "scored", usage, tuple(scored)),
-                      attempts_recorded=True)
+            self.teacher.ascore_billed(prompt, completion, self.top_k, key=key)
+        ).result()
+        entry = Entry(
+            key,
+            "ok",
+            request,
+            attempts,
+            started,
+            time.time(),
+            Completion(completion, None, "scored", usage, tuple(scored)),
+            attempts_recorded=True,
+        )
         self.journal.append(entry)
         return entry
 
@@ -132,8 +151,9 @@ class ApiScoredSamples(TopKGrader):
     """The student's samples graded by the API teacher's scores of them: a top-k grader, as a
     store's, without hard labels."""
 
-    def __init__(self, student: StudentSide, layout: BatchLayout, scorer: ScoringOnPolicyTeacher,
-                 max_length: int) -> None:
+    def __init__(
+        self, student: StudentSide, layout: BatchLayout, scorer: ScoringOnPolicyTeacher, max_length: int
+    ) -> None:
         super().__init__(student)
         self.layout, self.scorer, self.max_length = layout, scorer, max_length
 

@@ -46,25 +46,30 @@ def finish(session: TrainingSession, final_loss: float | None) -> TrainResult:
     adapter_dir = run_dir / "adapter" if lora is not None else None
     student_dir = run_dir / "student" if lora is None or lora.save_merged else None
     gathered = engine.gathered_student_state(session.accelerator, session.module)
-    result = TrainResult(student_dir, adapter_dir, state.step, state.tokens_seen, final_loss,
-                         state.elapsed_s)
+    result = TrainResult(student_dir, adapter_dir, state.step, state.tokens_seen, final_loss, state.elapsed_s)
     if session.accelerator.is_main_process:
         _save_models(session, adapter_dir, student_dir, gathered)
         store = session.signal.store
-        atomic_write_json(run_dir / "train_summary.json",
-                          {**asdict(result), "student_dir": _text(student_dir),
-                           "adapter_dir": _text(adapter_dir),
-                           "fused": session.fused,
-                           "engine": engine.engine_summary(session.accelerator),
-                           "teacher": session.recipe.teacher.model,
-                           "signals": None if store is None else str(store),
-                           "signal_positions": session.signal_positions,
-                           "student": session.recipe.student.model})
+        atomic_write_json(
+            run_dir / "train_summary.json",
+            {
+                **asdict(result),
+                "student_dir": _text(student_dir),
+                "adapter_dir": _text(adapter_dir),
+                "fused": session.fused,
+                "engine": engine.engine_summary(session.accelerator),
+                "teacher": session.recipe.teacher.model,
+                "signals": None if store is None else str(store),
+                "signal_positions": session.signal_positions,
+                "student": session.recipe.student.model,
+            },
+        )
     return result
 
 
-def _save_models(session: TrainingSession, adapter_dir: Path | None, student_dir: Path | None,
-                 gathered: dict | None) -> None:
+def _save_models(
+    session: TrainingSession, adapter_dir: Path | None, student_dir: Path | None, gathered: dict | None
+) -> None:
     """The adapter (before the merge undoes it), then the merged student."""
     model = session.unwrapped()
     if adapter_dir is not None and has_adapters(model):
@@ -72,8 +77,7 @@ def _save_models(session: TrainingSession, adapter_dir: Path | None, student_dir
     if student_dir is None:
         return
     with atomic_directory(student_dir) as tmp:
-        finished_student(model).save_pretrained(tmp, safe_serialization=True,
-                                                state_dict=gathered)
+        finished_student(model).save_pretrained(tmp, safe_serialization=True, state_dict=gathered)
         session.student.tokenizer.save_pretrained(tmp)
         write_model_card(tmp, session.recipe.run_dir)
 

@@ -29,9 +29,11 @@ def check_packing(model: Any, role: str) -> None:
     """ModelError, naming the model and the fix, unless it keeps packed rows apart."""
     if not keeps_rows_apart(model):
         attention = getattr(model.config, "_attn_implementation", "unknown")
-        raise ModelError(f"train.packing: the {role} ({type(model).__name__}, {attention} "
-                         "attention) lets packed rows attend to each other (its attention does "
-                         "not follow restarting position ids); set train.packing=false")
+        raise ModelError(
+            f"train.packing: the {role} ({type(model).__name__}, {attention} "
+            "attention) lets packed rows attend to each other (its attention does "
+            "not follow restarting position ids); set train.packing=false"
+        )
 
 
 @torch.no_grad()
@@ -47,8 +49,7 @@ def keeps_rows_apart(model: Any) -> bool:
     model.eval()
     try:
         alone = model(input_ids=tokens[:, FIRST:], use_cache=False).logits.float()
-        packed = model(input_ids=tokens, position_ids=positions,
-                       use_cache=False).logits[:, FIRST:].float()
+        packed = model(input_ids=tokens, position_ids=positions, use_cache=False).logits[:, FIRST:].float()
         crossed = model(input_ids=tokens, use_cache=False).logits[:, FIRST:].float()
     finally:
         model.train(training)

@@ -67,11 +67,10 @@ def rewind_to(recipe: Recipe, checkpoint: Path) -> None:
     if checkpoint_fingerprint(chosen) != recipe_fingerprint(recipe):
         raise CheckpointError(other_inputs_message(recipe, chosen))
     later = list_checkpoints(folder)
-    later = later[later.index(chosen) + 1:]
+    later = later[later.index(chosen) + 1 :]
     if not later:
         return
-    target = free_name(recipe.run_dir / "previous" /
-                       f"train-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    target = free_name(recipe.run_dir / "previous" / f"train-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     (target / "checkpoints").mkdir(parents=True)
     for path in later:
         path.rename(target / "checkpoints" / path.name)
@@ -81,8 +80,11 @@ def rewind_to(recipe: Recipe, checkpoint: Path) -> None:
             (recipe.run_dir / name).rename(target / name)
     if (recipe.run_dir / "train_log.jsonl").is_file():
         shutil.copy2(recipe.run_dir / "train_log.jsonl", target / "train_log.jsonl")
-    console.print(f"[yellow]resuming {chosen.name}: {', '.join(p.name for p in later)} and what "
-                  f"they led to moved to {target}", highlight=False)
+    console.print(
+        f"[yellow]resuming {chosen.name}: {', '.join(p.name for p in later)} and what "
+        f"they led to moved to {target}",
+        highlight=False,
+    )
 
 
 def _own_checkpoint(folder: Path, checkpoint: Path) -> Path:
@@ -90,13 +92,17 @@ def _own_checkpoint(folder: Path, checkpoint: Path) -> Path:
     found = list_checkpoints(folder)
     names = ", ".join(p.name for p in found) or "none"
     if not (checkpoint / "trainer_state.json").is_file():
-        raise CheckpointError(f"--resume {checkpoint}: not a complete checkpoint (a step-NNNNNN "
-                              f"folder holding trainer_state.json); this run's: {names}")
+        raise CheckpointError(
+            f"--resume {checkpoint}: not a complete checkpoint (a step-NNNNNN "
+            f"folder holding trainer_state.json); this run's: {names}"
+        )
     matching = [p for p in found if p.resolve() == checkpoint.resolve()]
     if not matching:
-        raise CheckpointError(f"--resume {checkpoint}: not a checkpoint of the run folder "
-                              f"{folder.parent} (its checkpoints: {names}); pass --out "
-                              f"{checkpoint.resolve().parent.parent} to resume the run it belongs to")
+        raise CheckpointError(
+            f"--resume {checkpoint}: not a checkpoint of the run folder "
+            f"{folder.parent} (its checkpoints: {names}); pass --out "
+            f"{checkpoint.resolve().parent.parent} to resume the run it belongs to"
+        )
     return matching[0]
 
 
@@ -104,16 +110,19 @@ def other_inputs_message(recipe: Recipe, checkpoint: Path) -> str:
     """What changed since `checkpoint` was written, and the user's ways on."""
     old = checkpoint_inputs(checkpoint)
     changes = changed_fields(old, input_values(recipe, "train")) if old else []
-    what = ("; ".join(changes) if changes else
-            "written by an earlier distil, which did not record them")
-    return (f"{checkpoint} was written under other training inputs ({what}); restore those "
-            "values to resume it, pass --out DIR to start a new run elsewhere, or pass "
-            "--restart to move the old checkpoints aside into RUN/previous/ and train afresh")
+    what = "; ".join(changes) if changes else "written by an earlier distil, which did not record them"
+    return (
+        f"{checkpoint} was written under other training inputs ({what}); restore those "
+        "values to resume it, pass --out DIR to start a new run elsewhere, or pass "
+        "--restart to move the old checkpoints aside into RUN/previous/ and train afresh"
+    )
 
 
 def _holds_checkpoints(run_dir: Path, newest: Path) -> str:
-    return (f"{run_dir} already holds checkpoints (newest: {newest.name}); pass --resume to "
-            "continue that run, or --out DIR for a new one")
+    return (
+        f"{run_dir} already holds checkpoints (newest: {newest.name}); pass --resume to "
+        "continue that run, or --out DIR for a new one"
+    )
 
 
 def restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool) -> None:
@@ -136,17 +145,26 @@ def restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool) 
     if engine.has_state(found[-1]):
         session.state = engine.load_state_checkpoint(session.accelerator, found[-1])
     else:  # written by an earlier distil
-        session.state = load_checkpoint(found[-1], session.unwrapped(), session.optimizer,
-                                        session.scheduler, session.accelerator.scaler,
-                                        rank=session.accelerator.process_index)
+        session.state = load_checkpoint(
+            found[-1],
+            session.unwrapped(),
+            session.optimizer,
+            session.scheduler,
+            session.accelerator.scaler,
+            rank=session.accelerator.process_index,
+        )
     _truncate_log(run_dir / "train_log.jsonl", session.state.step)
-    console.print(f"resuming from {found[-1].name} (step {session.state.step} of "
-                  f"{session.state.total_steps})")
+    console.print(
+        f"resuming from {found[-1].name} (step {session.state.step} of {session.state.total_steps})"
+    )
 
 
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines written after the checkpoint a run resumes from."""
     if path.is_file():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]
         atomic_write_text(path, "".join(f"{line}\n" for line in kept))

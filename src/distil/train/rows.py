@@ -34,8 +34,9 @@ class TrainingRows(Protocol):
 class InMemoryRows:
     """Tokenised examples in memory, in a seeded permutation per epoch."""
 
-    def __init__(self, examples: list[Example], batch_size: int, seed: int, rank: int,
-                 world_size: int) -> None:
+    def __init__(
+        self, examples: list[Example], batch_size: int, seed: int, rank: int, world_size: int
+    ) -> None:
         self.examples, self.batch_size, self.seed = examples, batch_size, seed
         self.rank, self.world_size = rank, world_size
 
@@ -43,16 +44,16 @@ class InMemoryRows:
         return len(self.examples)
 
     def micro_batch(self, number: int) -> list[Example]:
-        rows = micro_batch_indices(number, len(self.examples), self.batch_size, self.seed,
-                                   self.rank, self.world_size)
+        rows = micro_batch_indices(
+            number, len(self.examples), self.batch_size, self.seed, self.rank, self.world_size
+        )
         return [self.examples[i] for i in rows]
 
 
 class StreamedRows:
     """A stream's global batches, each process taking every world_size-th row of one."""
 
-    def __init__(self, stream: RowStream, recipe: Recipe, tokenizer: Any, rank: int,
-                 world_size: int) -> None:
+    def __init__(self, stream: RowStream, recipe: Recipe, tokenizer: Any, rank: int, world_size: int) -> None:
         self.stream, self.recipe, self.tokenizer = stream, recipe, tokenizer
         self.rank, self.world_size = rank, world_size
         self._batches: Iterator[list[Pair]] | None = None
@@ -67,13 +68,18 @@ class StreamedRows:
             size = self.recipe.train.batch_size * self.world_size
             self._batches = self.stream.global_batches(size, start=number)
         self._next = number + 1
-        pairs = next(self._batches)[self.rank::self.world_size]
-        return encode_pairs(self.tokenizer, pairs, self.recipe.data.template,
-                            self.recipe.data.max_length)
+        pairs = next(self._batches)[self.rank :: self.world_size]
+        return encode_pairs(self.tokenizer, pairs, self.recipe.data.template, self.recipe.data.max_length)
 
 
-def training_rows(recipe: Recipe, examples: list[Example], stream: RowStream | None,
-                  tokenizer: Any, rank: int, world_size: int) -> TrainingRows:
+def training_rows(
+    recipe: Recipe,
+    examples: list[Example],
+    stream: RowStream | None,
+    tokenizer: Any,
+    rank: int,
+    world_size: int,
+) -> TrainingRows:
     """The session's rows: the stream's when there is one, else the examples in memory."""
     if stream is not None:
         return StreamedRows(stream, recipe, tokenizer, rank, world_size)

@@ -23,16 +23,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainSection, total:
     from transformers import get_scheduler
 
     try:
-        return get_scheduler(train.lr_scheduler, optimizer,
-                             num_warmup_steps=round(train.warmup_ratio * total),
-                             num_training_steps=total,
-                             scheduler_specific_kwargs=dict(train.lr_scheduler_kwargs))
+        return get_scheduler(
+            train.lr_scheduler,
+            optimizer,
+            num_warmup_steps=round(train.warmup_ratio * total),
+            num_training_steps=total,
+            scheduler_specific_kwargs=dict(train.lr_scheduler_kwargs),
+        )
     except (TypeError, ValueError) as err:
         raise RecipeError(
             f"train.lr_scheduler {train.lr_scheduler!r} with train.lr_scheduler_kwargs "
             f"{dict(train.lr_scheduler_kwargs)}: {str(err).splitlines()[0]}; set the arguments "
             f"transformers' {train.lr_scheduler} schedule takes in train.lr_scheduler_kwargs "
-            "(docs/training.md)") from None
+            "(docs/training.md)"
+        ) from None
 
 
 def check_schedule(train: TrainSection) -> None:

@@ -45,8 +45,10 @@ from distil.train.signals import LiveTeacher, StudentSide, TrainingSignal, off_p
 from distil.train.step import compile_module, head_dtype, make_optimizer, use_compile
 from distil.train.students import adapt_student
 
-LIVE_TEACHER = "training with the teacher in process (distill.kd_weight > 0 without signals.path, "\
-               "distill.hidden or distill.on_policy)"
+LIVE_TEACHER = (
+    "training with the teacher in process (distill.kd_weight > 0 without signals.path, "
+    "distill.hidden or distill.on_policy)"
+)
 """What a live teacher is called in the refusal of one that gives no logits."""
 
 
@@ -58,14 +60,17 @@ class DistillationStudent(torch.nn.Module):
     matcher the forward also leaves the matched, projected states in `states`.
     """
 
-    def __init__(self, model: torch.nn.Module, fused: bool,
-                 hidden: HiddenMatcher | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, fused: bool, hidden: HiddenMatcher | None = None) -> None:
         super().__init__()
         self.model, self.fused, self.hidden = model, fused, hidden
         self.states: list[torch.Tensor] = []
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(B, T) tokens with their attention mask, or packed with their position ids."""
         inputs = {"input_ids": input_ids}
         inputs.update({} if attention_mask is None else {"attention_mask": attention_mask})
@@ -146,31 +151,53 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     held_pairs = held_out_rows(recipe, held_pairs, stream)
     check_schedule(recipe.train)
     parts, examples = _open_parts(recipe, plan, accelerator, train_pairs, held_pairs)
-    rows = training_rows(recipe, examples, stream, parts.student.tokenizer,
-                         accelerator.process_index, accelerator.num_processes)
+    rows = training_rows(
+        recipe,
+        examples,
+        stream,
+        parts.student.tokenizer,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
     parts.fused = plan.source not in ("cross-live", "cross-store") and engine.fused_allowed(
-        accelerator, _use_fused(recipe.distill.fused, parts.student, parts.teacher),
-        recipe.distill.fused)
+        accelerator, _use_fused(recipe.distill.fused, parts.student, parts.teacher), recipe.distill.fused
+    )
     parts.student.model.train()
-    parts.hidden = build_matcher(recipe.distill.hidden, parts.student.model,
-                                 parts.teacher and parts.teacher.model)
+    parts.hidden = build_matcher(
+        recipe.distill.hidden, parts.student.model, parts.teacher and parts.teacher.model
+    )
     trained = DistillationStudent(parts.student.model, parts.fused, parts.hidden)
-    optimizer = make_optimizer([p for p in trained.parameters() if p.requires_grad],
-                               recipe.train.learning_rate, recipe.train.weight_decay,
-                               accelerator.device)
-    total = total_steps(recipe, 0 if recipe.train.max_steps else rows.count(),
-                        accelerator.num_processes)
+    optimizer = make_optimizer(
+        [p for p in trained.parameters() if p.requires_grad],
+        recipe.train.learning_rate,
+        recipe.train.weight_decay,
+        accelerator.device,
+    )
+    total = total_steps(recipe, 0 if recipe.train.max_steps else rows.count(), accelerator.num_processes)
     scheduler = make_scheduler(optimizer, recipe.train, total)
     if use_compile(recipe.train.compile, accelerator.device):
         compile_module(trained)
     module, optimizer = accelerator.prepare(trained, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    state = TrainerState(total_steps=total, fingerprint=recipe_fingerprint(recipe),
-                         inputs=input_values(recipe, "train"))
+    state = TrainerState(
+        total_steps=total, fingerprint=recipe_fingerprint(recipe), inputs=input_values(recipe, "train")
+    )
     signal = choose_signal(recipe, plan, parts, accelerator, module, train_pairs)
-    session = TrainingSession(accelerator, recipe, parts.student, parts.teacher, module,
-                              optimizer, scheduler, examples, rows, state, signal,
-                              parts.fused, parts.hidden)
+    session = TrainingSession(
+        accelerator,
+        recipe,
+        parts.student,
+        parts.teacher,
+        module,
+        optimizer,
+        scheduler,
+        examples,
+        rows,
+        state,
+        signal,
+        parts.fused,
+        parts.hidden,
+    )
     if held_pairs:
         session.held_out = _held_out(recipe, plan, parts, accelerator, module, held_pairs)
     if parts.stored is not None:
@@ -178,8 +205,7 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     return session
 
 
-def held_out_rows(recipe: Recipe, held_pairs: list[Pair],
-                  stream: RowStream | None = None) -> list[Pair]:
+def held_out_rows(recipe: Recipe, held_pairs: list[Pair], stream: RowStream | None = None) -> list[Pair]:
     """The first train.eval_rows held-out rows when train.eval_every asks for them (read
     from the stream when there is one), else none."""
     if recipe.train.eval_every is None:
@@ -187,9 +213,11 @@ def held_out_rows(recipe: Recipe, held_pairs: list[Pair],
     if stream is not None:
         held_pairs = stream.held_out(recipe.train.eval_rows)
     if not held_pairs:
-        raise DataError("train.eval_every needs held-out rows: set data.eval or "
-                        "data.eval_fraction > 0, or remove train.eval_every")
-    return held_pairs[:recipe.train.eval_rows]
+        raise DataError(
+            "train.eval_every needs held-out rows: set data.eval or "
+            "data.eval_fraction > 0, or remove train.eval_every"
+        )
+    return held_pairs[: recipe.train.eval_rows]
 
 
 def _accelerator(recipe: Recipe) -> Accelerator:
@@ -203,22 +231,29 @@ def _accelerator(recipe: Recipe) -> Accelerator:
     return accelerator
 
 
-def _open_parts(recipe: Recipe, plan: TeacherSignal, accelerator: Accelerator,
-                train_pairs: list[Pair],
-                held_pairs: list[Pair]) -> tuple[SessionParts, list[Example]]:
+def _open_parts(
+    recipe: Recipe,
+    plan: TeacherSignal,
+    accelerator: Accelerator,
+    train_pairs: list[Pair],
+    held_pairs: list[Pair],
+) -> tuple[SessionParts, list[Example]]:
     """The models the signal needs (student first, then the teacher in process), the
     training examples, and the store or aligned teacher it reads (the held-out rows too)."""
-    teacher, student, vocab = load_models(recipe, accelerator.device,
-                                          need_teacher=plan.live_teacher, purpose=LIVE_TEACHER,
-                                          hidden_states=plan.hidden)
+    teacher, student, vocab = load_models(
+        recipe,
+        accelerator.device,
+        need_teacher=plan.live_teacher,
+        purpose=LIVE_TEACHER,
+        hidden_states=plan.hidden,
+    )
     if recipe.train.packing:
         check_packing(student.model, "student")
         if teacher is not None and not plan.cross:  # a teacher of other tokens is not packed
             check_packing(teacher.model, "teacher")
     student = adapt_student(student, recipe.student)
     teacher = engine.place_teacher(accelerator, teacher, recipe.teacher.placement)
-    examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template,
-                            recipe.data.max_length)
+    examples = encode_pairs(student.tokenizer, train_pairs, recipe.data.template, recipe.data.max_length)
     parts = SessionParts(teacher, student, vocab)
     if plan.source in ("store", "api-store"):
         parts.stored = training_signals(recipe, student)
@@ -227,33 +262,41 @@ def _open_parts(recipe: Recipe, plan: TeacherSignal, accelerator: Accelerator,
         if note is not None:
             console.print(note, highlight=False)
         parts.vocab = parts.stored.vocab_size
-    held = encode_pairs(student.tokenizer, held_pairs, recipe.data.template,
-                        recipe.data.max_length)
-    parts.cross = cross_tokenizer_teacher(recipe, plan.source, teacher, student, train_pairs,
-                                          examples, held_pairs, held)
+    held = encode_pairs(student.tokenizer, held_pairs, recipe.data.template, recipe.data.max_length)
+    parts.cross = cross_tokenizer_teacher(
+        recipe, plan.source, teacher, student, train_pairs, examples, held_pairs, held
+    )
     return parts, examples
 
 
-def student_side(recipe: Recipe, parts: SessionParts, accelerator: Accelerator,
-                 module: Any) -> StudentSide:
+def student_side(recipe: Recipe, parts: SessionParts, accelerator: Accelerator, module: Any) -> StudentSide:
     """How every grader reads the prepared student, under the recipe's objective."""
     d = recipe.distill
     objective = Objective(d.divergence, d.temperature, d.beta, d.alpha, d.kd_weight, d.ce_weight)
-    return StudentSide(objective, parts.vocab, parts.fused, d.chunk_size,
-                       use_compile(recipe.train.compile, accelerator.device),
-                       head_dtype(accelerator.mixed_precision),
-                       lambda: accelerator.unwrap_model(module))
+    return StudentSide(
+        objective,
+        parts.vocab,
+        parts.fused,
+        d.chunk_size,
+        use_compile(recipe.train.compile, accelerator.device),
+        head_dtype(accelerator.mixed_precision),
+        lambda: accelerator.unwrap_model(module),
+    )
 
 
 def batch_layout(recipe: Recipe, parts: SessionParts, accelerator: Accelerator) -> BatchLayout:
     """How rows become device batches: padded, or packed (train.packing)."""
-    return BatchLayout(parts.student.tokenizer.pad_token_id, recipe.train.pad_multiple,
-                       accelerator.device,
-                       recipe.data.max_length if recipe.train.packing else None)
+    return BatchLayout(
+        parts.student.tokenizer.pad_token_id,
+        recipe.train.pad_multiple,
+        accelerator.device,
+        recipe.data.max_length if recipe.train.packing else None,
+    )
 
 
-def _live_teacher(plan: TeacherSignal, parts: SessionParts, student: StudentSide,
-                  layout: BatchLayout) -> LiveTeacher | None:
+def _live_teacher(
+    plan: TeacherSignal, parts: SessionParts, student: StudentSide, layout: BatchLayout
+) -> LiveTeacher | None:
     """The teacher run in process on each batch (with the hidden-state term), if any."""
     if not plan.live_teacher:
         return None
@@ -261,39 +304,59 @@ def _live_teacher(plan: TeacherSignal, parts: SessionParts, student: StudentSide
     return LiveTeacher(student, layout, parts.teacher.model, parts.hidden)
 
 
-def choose_signal(recipe: Recipe, plan: TeacherSignal, parts: SessionParts,
-                  accelerator: Accelerator, module: Any,
-                  train_pairs: list[Pair]) -> TrainingSignal:
+def choose_signal(
+    recipe: Recipe,
+    plan: TeacherSignal,
+    parts: SessionParts,
+    accelerator: Accelerator,
+    module: Any,
+    train_pairs: list[Pair],
+) -> TrainingSignal:
     """The one training-signal object of the session (distil.train.signals)."""
-    student, layout = student_side(recipe, parts, accelerator, module), batch_layout(
-        recipe, parts, accelerator)
+    student, layout = (
+        student_side(recipe, parts, accelerator, module),
+        batch_layout(recipe, parts, accelerator),
+    )
     live = _live_teacher(plan, parts, student, layout)
     signal = off_policy_signal(plan.source, student, layout, live, parts.stored, parts.cross)
     if plan.on_policy == "off":
         return signal
-    on_policy = dict(student=lambda: accelerator.unwrap_model(module).model,
-                     tokenizer=parts.student.tokenizer, config=recipe.distill.on_policy,
-                     max_length=recipe.data.max_length, seed=recipe.seed)
+    on_policy = dict(
+        student=lambda: accelerator.unwrap_model(module).model,
+        tokenizer=parts.student.tokenizer,
+        config=recipe.distill.on_policy,
+        max_length=recipe.data.max_length,
+        seed=recipe.seed,
+    )
     if plan.on_policy == "live":
         assert live is not None
         return OnPolicy(signal, live.grade_samples, **on_policy)
-    scorer = ScoringOnPolicyTeacher.open(recipe, train_pairs, parts.student.tokenizer,
-                                         parts.vocab, accelerator.process_index)
+    scorer = ScoringOnPolicyTeacher.open(
+        recipe, train_pairs, parts.student.tokenizer, parts.vocab, accelerator.process_index
+    )
     scored = ApiScoredSamples(student, layout, scorer, recipe.data.max_length)
     return OnPolicy(signal, scored.grade_samples, close=scorer.close, **on_policy)
 
 
-def _held_out(recipe: Recipe, plan: TeacherSignal, parts: SessionParts,
-              accelerator: Accelerator, module: Any, held_pairs: list[Pair]) -> HeldOut:
+def _held_out(
+    recipe: Recipe,
+    plan: TeacherSignal,
+    parts: SessionParts,
+    accelerator: Accelerator,
+    module: Any,
+    held_pairs: list[Pair],
+) -> HeldOut:
     """The held-out figures of train.eval_every, graded as the training's signal grades."""
-    student, layout = student_side(recipe, parts, accelerator, module), batch_layout(
-        recipe, parts, accelerator)
+    student, layout = (
+        student_side(recipe, parts, accelerator, module),
+        batch_layout(recipe, parts, accelerator),
+    )
     live = _live_teacher(plan, parts, student, layout)
-    examples = encode_pairs(parts.student.tokenizer, held_pairs, recipe.data.template,
-                            recipe.data.max_length)
+    examples = encode_pairs(parts.student.tokenizer, held_pairs, recipe.data.template, recipe.data.max_length)
     same_tokens = None if plan.cross or live is None else live.model
-    return held_out_evaluation(recipe, plan, student, layout, examples,
-                               TeacherParts(same_tokens, live, parts.stored, parts.cross))
+    return held_out_evaluation(
+        recipe, plan, student, layout, examples, TeacherParts(same_tokens, live, parts.stored, parts.cross)
+    )
 
 
 def total_steps(recipe: Recipe, num_examples: int, world_size: int = 1) -> int:
@@ -311,12 +374,17 @@ def recipe_fingerprint(recipe: Recipe) -> str:
 
 def _use_fused(mode: str, student: LoadedModel, teacher: LoadedModel | None) -> bool:
     possible = linear_head_weight(student.model) is not None and (
-        teacher is None or linear_head_weight(teacher.model) is not None)
+        teacher is None or linear_head_weight(teacher.model) is not None
+    )
     if mode == "always" and not possible:
-        raise ModelError("distill.fused=always, but an output head is not a plain linear layer "
-                         "(bias, scaling or soft-capping); set distill.fused=auto")
+        raise ModelError(
+            "distill.fused=always, but an output head is not a plain linear layer "
+            "(bias, scaling or soft-capping); set distill.fused=auto"
+        )
     if mode == "auto" and not possible:
-        console.print("[yellow]an output head is not a plain linear layer (bias, logit scaling "
-                      "or soft-capping, e.g. Gemma 2): training uses the unfused loss, on the "
-                      "logits the model itself computes")
+        console.print(
+            "[yellow]an output head is not a plain linear layer (bias, logit scaling "
+            "or soft-capping, e.g. Gemma 2): training uses the unfused loss, on the "
+            "logits the model itself computes"
+        )
     return possible and mode != "never"

@@ -72,9 +72,14 @@ class StudentSide:
     module: Callable[[], Any]
     """The unwrapped trained module (its `model`, and the matched `states` of its forward)."""
 
-    def dense(self, student_out: Tensor, targets: Tensor, teacher_out: Tensor | None = None,
-              teacher_head: Tensor | None = None,
-              extra: Callable[[], Tensor] | None = None) -> Tensor:
+    def dense(
+        self,
+        student_out: Tensor,
+        targets: Tensor,
+        teacher_out: Tensor | None = None,
+        teacher_head: Tensor | None = None,
+        extra: Callable[[], Tensor] | None = None,
+    ) -> Tensor:
         """Summed loss against teacher logits (N, V) or, fused, final hidden states (N, H) and
         its head; `extra()` (N,) joins per token (the hidden-state term)."""
         if self.fused:
@@ -82,25 +87,30 @@ class StudentSide:
             return total if extra is None else total + extra().sum()
         vocab = self.vocab
         values = self.objective.per_token(
-            student_out[:, :vocab], None if teacher_out is None else teacher_out[:, :vocab],
-            targets)
+            student_out[:, :vocab], None if teacher_out is None else teacher_out[:, :vocab], targets
+        )
         return (values if extra is None else values + extra()).sum()
 
     def top_k(self, student_out: Tensor, targets: Tensor, teacher: TopKTeacher) -> Tensor:
         """Summed loss against a teacher known by its top-k (N, k) and tail."""
         if self.fused:
             return self._fused_top_k(student_out, targets, teacher)
-        return sparse_objective_per_token(self.objective, student_out[:, :self.vocab], teacher,
-                                          targets).sum()
+        return sparse_objective_per_token(
+            self.objective, student_out[:, : self.vocab], teacher, targets
+        ).sum()
 
     def _head(self, student_hidden: Tensor) -> tuple[Tensor, Tensor]:
         """The student's hidden states and head weight (V, H) in the head dtype."""
-        weight = linear_head_weight(self.module().model)[:self.vocab]
-        return (autocast_head(student_hidden, self.head_dtype),
-                autocast_head(weight, self.head_dtype))
+        weight = linear_head_weight(self.module().model)[: self.vocab]
+        return (autocast_head(student_hidden, self.head_dtype), autocast_head(weight, self.head_dtype))
 
-    def _fused_dense(self, student_hidden: Tensor, targets: Tensor, teacher_hidden: Tensor | None,
-                     teacher_head: Tensor | None) -> Tensor:
+    def _fused_dense(
+        self,
+        student_hidden: Tensor,
+        targets: Tensor,
+        teacher_hidden: Tensor | None,
+        teacher_head: Tensor | None,
+    ) -> Tensor:
         student_hidden, student_weight = self._head(student_hidden)
         loss_of = chunk_objective(self.objective, False, self.compiled)
 
@@ -108,19 +118,26 @@ class StudentSide:
             teacher = teacher_logits if teacher_hidden is not None else None
             return loss_of(student_logits, teacher, targets[rows])
 
-        return fused_linear_loss(student_hidden, student_weight, teacher_hidden, teacher_head,
-                                 per_token, chunk_size=self.chunk_size, reduction="sum")
+        return fused_linear_loss(
+            student_hidden,
+            student_weight,
+            teacher_hidden,
+            teacher_head,
+            per_token,
+            chunk_size=self.chunk_size,
+            reduction="sum",
+        )
 
-    def _fused_top_k(self, student_hidden: Tensor, targets: Tensor,
-                     teacher: TopKTeacher) -> Tensor:
+    def _fused_top_k(self, student_hidden: Tensor, targets: Tensor, teacher: TopKTeacher) -> Tensor:
         student_hidden, student_weight = self._head(student_hidden)
         loss_of = chunk_objective(self.objective, True, self.compiled)
 
         def per_token(student_logits: Tensor, _: Tensor, rows: slice) -> Tensor:
             return loss_of(student_logits, teacher.rows(rows), targets[rows])
 
-        return fused_linear_loss(student_hidden, student_weight, None, None, per_token,
-                                 chunk_size=self.chunk_size, reduction="sum")
+        return fused_linear_loss(
+            student_hidden, student_weight, None, None, per_token, chunk_size=self.chunk_size, reduction="sum"
+        )
 
 
 class HardLabels:
@@ -147,8 +164,9 @@ class LiveTeacher:
 
     store = None
 
-    def __init__(self, student: StudentSide, layout: BatchLayout, model: Any,
-                 hidden: HiddenMatcher | None = None) -> None:
+    def __init__(
+        self, student: StudentSide, layout: BatchLayout, model: Any, hidden: HiddenMatcher | None = None
+    ) -> None:
         self.student, self.layout, self.model, self.hidden = student, layout, model, hidden
 
     def batch(self, rows: list[Example], number: int) -> Batch:
@@ -162,10 +180,11 @@ class LiveTeacher:
         fused = self.student.fused
         # inference_mode, unless hidden states are matched (their loss saves them for backward)
         with teacher_mode() if self.hidden is None else torch.no_grad():
-            teacher_all, states = outputs_and_states(self.model, batch.model_inputs(), fused,
-                                                     states=self.hidden is not None)
+            teacher_all, states = outputs_and_states(
+                self.model, batch.model_inputs(), fused, states=self.hidden is not None
+            )
         teacher_out = response_rows(teacher_all, batch.token_index)  # gathered outside: a normal tensor
-        head = linear_head_weight(self.model)[:self.student.vocab] if fused else None
+        head = linear_head_weight(self.model)[: self.student.vocab] if fused else None
         extra = None if self.hidden is None else partial(self._hidden_term, states, batch)
         return self.student.dense(student_out, batch.targets(), teacher_out, head, extra)
 
@@ -208,8 +227,7 @@ class CrossTokenizer:
     """A teacher of another tokenizer, live or from a store of its own tokens, aligned span by
     span (never fused)."""
 
-    def __init__(self, student: StudentSide, layout: BatchLayout,
-                 teacher: CrossTokenizerTeacher) -> None:
+    def __init__(self, student: StudentSide, layout: BatchLayout, teacher: CrossTokenizerTeacher) -> None:
         self.student, self.layout, self.teacher = student, layout, teacher
         self.store: Path | None = teacher.store_path
 
@@ -217,16 +235,22 @@ class CrossTokenizer:
         return self.layout.batch(rows, self, teacher=self.teacher.lookup(rows))
 
     def loss(self, student_out: Tensor, batch: Batch) -> Tensor:
-        return self.teacher.per_token(self.student.objective, student_out, batch.targets(),
-                                      batch.teacher).sum()
+        return self.teacher.per_token(
+            self.student.objective, student_out, batch.targets(), batch.teacher
+        ).sum()
 
     def close(self) -> None:
         self.teacher.close()
 
 
-def off_policy_signal(source: str, student: StudentSide, layout: BatchLayout,
-                      live: LiveTeacher | None, stored: StoredTeacher | None,
-                      cross: CrossTokenizerTeacher | None) -> TrainingSignal:
+def off_policy_signal(
+    source: str,
+    student: StudentSide,
+    layout: BatchLayout,
+    live: LiveTeacher | None,
+    stored: StoredTeacher | None,
+    cross: CrossTokenizerTeacher | None,
+) -> TrainingSignal:
     """The object for the recipe's signal `source` (distil.recipe.signal.Source), given what
     the session opened for it."""
     if source in ("store", "api-store"):

@@ -33,9 +33,14 @@ from distil.train.session import prepare_session
 from distil.train.trackers import start_trackers
 
 
-def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = False,
-                 num_processes: int = 1, accelerate_config: Path | None = None,
-                 callbacks: Sequence[Any] = ()) -> TrainResult | None:
+def run_training(
+    recipe: Recipe,
+    resume: bool | Path = False,
+    restart: bool = False,
+    num_processes: int = 1,
+    accelerate_config: Path | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult | None:
     """Train the recipe's student into its run folder, the way both commands do.
 
     `resume`: continue checkpoints of the same inputs (without it, a run folder holding
@@ -54,9 +59,11 @@ def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = Fa
     with hold_run_folder(recipe.run_dir, "distil train"):
         if isinstance(resume, Path):
             if restart:
-                raise CheckpointError("--resume CHECKPOINT continues a checkpoint of these "
-                                      "training inputs, --restart sets aside those of other "
-                                      "inputs: pass one of them")
+                raise CheckpointError(
+                    "--resume CHECKPOINT continues a checkpoint of these "
+                    "training inputs, --restart sets aside those of other "
+                    "inputs: pass one of them"
+                )
             rewind_to(recipe, resume)
         resume = resume_policy(recipe, bool(resume), restart)
         if num_processes > 1 or accelerate_config is not None:
@@ -68,8 +75,9 @@ def run_training(recipe: Recipe, resume: bool | Path = False, restart: bool = Fa
 
 def check_run_folder(run_dir: Path) -> None:
     """Fail now, not after the work, when the run folder cannot be written."""
-    ensure_writable_dir(run_dir, "run folder", "pass --out a folder you can write to, or fix "
-                        "output_dir in the recipe")
+    ensure_writable_dir(
+        run_dir, "run folder", "pass --out a folder you can write to, or fix output_dir in the recipe"
+    )
 
 
 def launch_arguments(recipe_file: Path, run_dir: Path, resume: bool) -> list[str]:
@@ -77,18 +85,20 @@ def launch_arguments(recipe_file: Path, run_dir: Path, resume: bool) -> list[str
     return ["train", str(recipe_file), "--out", str(run_dir), *(["--resume"] if resume else [])]
 
 
-def launch_training(recipe: Recipe, resume: bool, num_processes: int,
-                    accelerate_config: Path | None) -> None:
+def launch_training(recipe: Recipe, resume: bool, num_processes: int, accelerate_config: Path | None) -> None:
     """Train on several processes: `distil train` under accelerate launch, on the recipe as
     this command resolved it (overrides included); LaunchError when they fail."""
     with tempfile.TemporaryDirectory() as folder:
         resolved = Path(folder) / "recipe.yaml"
         resolved.write_text(dump_recipe(recipe), encoding="utf-8")
-        status = launch.run_launched(launch_arguments(resolved, recipe.run_dir, resume),
-                                     num_processes, accelerate_config)
+        status = launch.run_launched(
+            launch_arguments(resolved, recipe.run_dir, resume), num_processes, accelerate_config
+        )
     if status != 0:
-        raise launch.LaunchError(f"the {num_processes} training processes exited with status {status} "
-                          "(their messages are above); fix that and rerun, training resumes")
+        raise launch.LaunchError(
+            f"the {num_processes} training processes exited with status {status} "
+            "(their messages are above); fix that and rerun, training resumes"
+        )
 
 
 def train(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()) -> TrainResult:

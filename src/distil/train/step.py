@@ -56,8 +56,9 @@ def _compiled_objective(objective: Objective, stored: bool, backend: str) -> Cal
     return torch.compile(chunk_objective(objective, stored, compiled=False), backend=backend)
 
 
-def make_optimizer(params, learning_rate: float, weight_decay: float,
-                   device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(
+    params, learning_rate: float, weight_decay: float, device: torch.device
+) -> torch.optim.AdamW:
     """AdamW; the fused CUDA kernel on a GPU, the default implementation elsewhere."""
     fused = True if device.type == "cuda" else None
     return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused)
@@ -79,16 +80,14 @@ def autocast_head(tensor: Tensor, dtype: torch.dtype | None) -> Tensor:
     return tensor if dtype is None or tensor.dtype == dtype else tensor.to(dtype)
 
 
-def pad_to_multiple(batch: dict[str, Tensor], multiple: int | None,
-                    pad_token_id: int) -> dict[str, Tensor]:
+def pad_to_multiple(batch: dict[str, Tensor], multiple: int | None, pad_token_id: int) -> dict[str, Tensor]:
     """Right-pad input_ids, labels and the attention_mask or, packed, the position_ids (B, T)
     to T rounded up to `multiple` (packed pad tokens have position 0: each its own row)."""
     length = batch["input_ids"].shape[1]
     if not multiple or length % multiple == 0:
         return batch
     extra = multiple - length % multiple
-    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX,
-            "position_ids": 0}
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX, "position_ids": 0}
     padded = dict(batch)
     for key, value in fill.items():
         if key in batch:
@@ -113,15 +112,18 @@ def response_index(batch: dict[str, Tensor]) -> Tensor:
     return counted[:, 0] * labels.shape[1] + counted[:, 1]
 
 
-def packed_response_index(examples: Sequence[Any], sequence: Tensor, offset: Tensor,
-                          width: int) -> Tensor:
+def packed_response_index(examples: Sequence[Any], sequence: Tensor, offset: Tensor, width: int) -> Tensor:
     """`response_index` of a packed batch (distil.batching.pack) of `width` positions per
     sequence, in the examples' order: the positions whose next token is a response token of
     the same row, each example's in turn, so the (N,) rows meet a store's or a
     cross-tokenizer teacher's rows as they do unpacked."""
     starts = (sequence * width + offset).tolist()
-    index = [start + t for example, start in zip(examples, starts, strict=True)
-             for t, label in enumerate(example.labels[1:]) if label != IGNORE_INDEX]
+    index = [
+        start + t
+        for example, start in zip(examples, starts, strict=True)
+        for t, label in enumerate(example.labels[1:])
+        if label != IGNORE_INDEX
+    ]
     return torch.tensor(index, dtype=torch.long)
 
 
@@ -149,9 +151,10 @@ class LossWindow:
         """Each added step's loss, as floats; empties the window."""
         flat = [x for step in self.steps if not isinstance(step, float) for x in step]
         values = iter(torch.stack(flat).tolist() if flat else [])
-        out = [step if isinstance(step, float)
-               else step_loss([next(values) for _ in step], self.num_processes)
-               for step in self.steps]
+        out = [
+            step if isinstance(step, float) else step_loss([next(values) for _ in step], self.num_processes)
+            for step in self.steps
+        ]
         self.steps.clear()
         return out
 

@@ -21,8 +21,10 @@ def adapt_student(student: LoadedModel, section: StudentSection) -> LoadedModel:
     model = student.model
     if section.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
-            raise ModelError(f"{type(model).__name__} has no gradient checkpointing; set "
-                             "student.gradient_checkpointing=false")
+            raise ModelError(
+                f"{type(model).__name__} has no gradient checkpointing; set "
+                "student.gradient_checkpointing=false"
+            )
         if hasattr(model, "activation_checkpointing_enable"):  # transformers 5
             model.activation_checkpointing_enable({"use_reentrant": False})
         else:
@@ -38,17 +40,24 @@ def add_lora(model, lora: LoraSection):
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
-        raise ModelError("student.lora needs the peft package: pip install 'distil[lora]' (or "
-                         "pip install peft)") from None
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=lora.target_modules or "all-linear",
-                        exclude_modules=_head_names(model))
+        raise ModelError(
+            "student.lora needs the peft package: pip install 'distil[lora]' (or pip install peft)"
+        ) from None
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules or "all-linear",
+        exclude_modules=_head_names(model),
+    )
     try:
         model = inject_adapter_in_model(config, model)
     except ValueError as err:
-        raise ModelError(f"student.lora.target_modules {lora.target_modules} do not fit "
-                         f"{type(model).__name__} ({str(err).splitlines()[0]}); name its linear "
-                         "layers (e.g. q_proj, v_proj), or leave it empty for all of them") from None
+        raise ModelError(
+            f"student.lora.target_modules {lora.target_modules} do not fit "
+            f"{type(model).__name__} ({str(err).splitlines()[0]}); name its linear "
+            "layers (e.g. q_proj, v_proj), or leave it empty for all of them"
+        ) from None
     for name, parameter in model.named_parameters():
         parameter.requires_grad_("lora_" in name)
     return model
@@ -81,5 +90,4 @@ def _tuner_layers(model) -> list:
         from peft.tuners.tuners_utils import BaseTunerLayer
     except ImportError:
         return []
-    return [(name, module) for name, module in model.named_modules()
-            if isinstance(module, BaseTunerLayer)]
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]

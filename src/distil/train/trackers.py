@@ -23,8 +23,7 @@ from distil.errors import RecipeError
 from distil.recipe import Recipe
 from distil.recipe.inputs import input_values
 
-PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
-            "trackio": "trackio"}
+PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 """The package each tracker needs."""
 
 
@@ -35,8 +34,9 @@ class RunFolderMLflow(MLflowTracker):
 
     def __init__(self, experiment: str, folder: Path) -> None:
         own = os.environ.get("MLFLOW_TRACKING_URI")
-        super().__init__(experiment_name=experiment,
-                         logging_dir=None if own else (folder / "mlflow-artifacts").as_uri())
+        super().__init__(
+            experiment_name=experiment, logging_dir=None if own else (folder / "mlflow-artifacts").as_uri()
+        )
         self.folder = folder
         self.tracking_uri = own or f"sqlite:///{folder / 'mlflow.db'}"
 
@@ -56,12 +56,13 @@ def accelerator_options(recipe: Recipe) -> dict[str, Any]:
         return {}
     missing = [n for n in names if importlib.util.find_spec(PACKAGES[n]) is None]
     if missing:
-        raise RecipeError(f"train.report_to: {', '.join(missing)} is not installed; pip install "
-                          f"{' '.join(PACKAGES[n] for n in missing)}, or remove it from "
-                          "train.report_to")
+        raise RecipeError(
+            f"train.report_to: {', '.join(missing)} is not installed; pip install "
+            f"{' '.join(PACKAGES[n] for n in missing)}, or remove it from "
+            "train.report_to"
+        )
     folder = trackers_folder(recipe)
-    trackers = [RunFolderMLflow(recipe.name, folder) if name == "mlflow" else name
-                for name in names]
+    trackers = [RunFolderMLflow(recipe.name, folder) if name == "mlflow" else name for name in names]
     return {"log_with": trackers, "project_dir": str(folder)}
 
 
@@ -73,8 +74,9 @@ def trackers_folder(recipe: Recipe) -> Path:
 def start_trackers(accelerator: Any, recipe: Recipe) -> None:
     """Open the trackers under the run's name, with the training inputs as hyperparameters."""
     if recipe.train.report_to:
-        accelerator.init_trackers(recipe.name, config=hyperparameters(recipe),
-                                  init_kwargs=tracker_kwargs(recipe))
+        accelerator.init_trackers(
+            recipe.name, config=hyperparameters(recipe), init_kwargs=tracker_kwargs(recipe)
+        )
 
 
 def tracker_kwargs(recipe: Recipe) -> dict[str, dict[str, Any]]:
