@@ -114,7 +114,8 @@ def recipe(root: Path, signals: bool, steps: int) -> dict:
 
 def bench_bytes(root: Path, tokens_wanted: int) -> list[dict]:
     """Bytes per token of real shard files at several k and dtypes."""
-    from distil.capture.stage import LocalTeacherSource, run_capture
+    from distil.capture.sources import LocalTeacherSource
+    from distil.capture.stage import run_capture
     from distil.data import encode_pairs, load_pairs
     from distil.models import load_model
     from distil.signals import build_fingerprint, bytes_per_token

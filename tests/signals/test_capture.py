@@ -134,7 +134,8 @@ def test_a_top_k_beyond_the_vocabulary_is_refused(tmp_path, dataset):
 
 def test_scoring_through_the_teacher_protocol_equals_white_box_capture(tmp_path, dataset):
     """The seam for API teachers: a `Teacher` that can score gives the same store at T = 1."""
-    from distil.capture.stage import LocalTeacherSource, ScoringTeacherSource, run_capture
+    from distil.capture.sources import LocalTeacherSource, ScoringTeacherSource
+    from distil.capture.stage import run_capture
     from distil.models import load_model
     from distil.signals import build_fingerprint
     from distil.teachers import LocalTeacher
@@ -173,7 +174,7 @@ def test_scored_top_k_summing_to_one_after_rounding_keeps_a_nonzero_tail():
     import math
     from types import SimpleNamespace
 
-    from distil.capture.stage import ScoringTeacherSource
+    from distil.capture.sources import ScoringTeacherSource
     from distil.data import Example, Pair
     from distil.signals.generation import TAIL_FLOOR
     from distil.teachers.base import Capabilities, TokenLogprob, TopLogprob

@@ -2,7 +2,8 @@
 
     distil capture recipes/demo.yaml          # -> RUN/signals (or capture.output)
 
-See distil.capture.stage; the store's format and reader are distil.signals.
+See distil.capture.stage (the stage) and distil.capture.sources (where signals come from);
+the store's format and reader are distil.signals.
 """
 
 from distil.capture.stage import CaptureResult, capture

@@ -23,7 +23,8 @@ import numpy as np
 
 from distil.signals.errors import SignalsError
 from distil.signals.fingerprint import encoding_of, read_fingerprint
-from distil.signals.shard import SHARD_GLOB, SampleSignals, ShardReader
+from distil.signals.shard import SHARD_GLOB, SampleSignals
+from distil.signals.shard_reader import ShardReader
 
 SHARD_NAME = re.compile(r"^shard-(\d+)\.safetensors$")
 
