@@ -17,6 +17,7 @@ def test_readme_opens_with_the_default_job_and_the_test_command():
     ci = ROOT.joinpath(".ci/run").read_text().strip().splitlines()[-1]
     assert ci == tests
     assert tests.index(".venv/bin/ruff check &&") < tests.index("-m pytest")  # lint, then test
+    assert tests.index(".venv/bin/ruff format --check &&") < tests.index("-m pytest")  # formatting too
 
 
 def test_recipes_and_docs_the_readme_names_exist():
