@@ -25,6 +25,7 @@ prompt rendering, length limit or temperature.
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +157,11 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
     tokenizer = student.tokenizer  # the tokens training will see; the teacher must share them
     train_pairs, examples = training_examples(recipe, tokenizer)
     endpoint = endpoint_of(recipe.teacher)
+    store = partial(
+        store_signals, recipe, tokenizer=tokenizer, vocab=vocab, examples=examples, endpoint=endpoint
+    )
     if settings.source == "generation":  # no request: the logprobs are in the data already
-        return store_signals(
-            recipe,
-            generation_source(recipe),
-            tokenizer,
-            vocab,
-            examples,
-            settings.batch_size,
-            endpoint=endpoint,
-        )
+        return store(source=generation_source(recipe), batch_size=settings.batch_size)
     with closing(
         open_teacher(recipe.teacher, seed=recipe.seed, probe_top_logprobs=settings.top_k)
     ) as teacher:
@@ -177,25 +173,9 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
                 "returned while generating (kept by synth)",
                 highlight=False,
             )
-            return store_signals(
-                recipe,
-                generation_source(recipe),
-                tokenizer,
-                vocab,
-                examples,
-                settings.batch_size,
-                endpoint=endpoint,
-            )
+            return store(source=generation_source(recipe), batch_size=settings.batch_size)
         source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
-        return store_signals(
-            recipe,
-            source,
-            tokenizer,
-            vocab,
-            examples,
-            max(settings.batch_size, getattr(teacher, "concurrency", 1)),
-            endpoint=endpoint,
-        )
+        return store(source=source, batch_size=max(settings.batch_size, getattr(teacher, "concurrency", 1)))
 
 
 def generation_source(recipe: Recipe) -> SignalSource:
