@@ -97,10 +97,34 @@ def test_returned_probabilities_that_round_past_one_leave_the_floor_not_zero():
     assert np.isfinite(sample.log_tail).all() and np.isfinite(sample.logprobs).all()
 
 
-def test_other_ids_or_too_few_alternatives_are_refused():
+def test_after_a_sampled_token_that_re_tokenising_does_not_give_positions_are_absent():
+    # the teacher sampled 8 where its answer re-tokenised gives 7 (" Hel"+"lo" vs " Hello"):
+    # position 1 still saw the training prefix [7]; 2 and 3 saw another one
+    first, second = {7: math.log(0.6), 8: math.log(0.3)}, {7: math.log(0.5), 8: math.log(0.4)}
+    third = {9: math.log(0.9), 8: math.log(0.05)}
+    teacher = [position(7, first), position(8, second), position(9, third), position(EOS, third | {EOS: -1})]
+    matching = [position(7, first), position(9, third)]
+    row, other = example([7, 7, 9]), Example("t", [5, 6, 7, 9], [IGNORE_INDEX] * 2 + [7, 9])
+    source = GenerationLogprobsSource({"s": teacher, "t": matching}, 2)
+    sample, clean = source.capture([row, other])
+    assert sample.absent.tolist() == [False, False, True, True]
+    np.testing.assert_allclose(np.exp(sample.logprobs[:2]), [[0.6, 0.3], [0.5, 0.4]], rtol=1e-6)
+    assert np.isneginf(sample.logprobs[2:]).all() and np.isneginf(sample.log_tail[2:]).all()
+    assert clean.absent is None
+    assert (source.diverged_rows, source.diverged_positions) == (1, 2)
+
+
+def test_other_ids_from_the_first_token_in_every_row_or_unmapped_ids_are_refused():
     top = {7: math.log(0.6), 8: math.log(0.3)}
-    with pytest.raises(SignalsError, match="generated other token ids than its response"):
+    with pytest.raises(SignalsError, match="from the first token on, in every row"):
         GenerationLogprobsSource({"s": [position(8, top)]}, 2).capture([example([7])])
+    unmapped = [position(7, top) | {"token_id": None}]
+    with pytest.raises(SignalsError, match="came back without ids"):
+        GenerationLogprobsSource({"s": unmapped}, 2).capture([example([7])])
+
+
+def test_too_few_alternatives_or_no_logprobs_are_refused():
+    top = {7: math.log(0.6), 8: math.log(0.3)}
     with pytest.raises(SignalsError, match="position 0 has fewer than 3 distinct top logprobs"):
         GenerationLogprobsSource({"s": [position(7, top), position(EOS, {EOS: 0.0})]}, 3).capture(
             [example([7])]

@@ -23,6 +23,7 @@ prompt rendering, length limit or temperature.
 """
 
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -60,7 +61,7 @@ class CaptureResult:
 
     def summary(self) -> str:
         """What `distil capture` says when it is done."""
-        absent = f", {self.absent:,} of them absent: the teacher returned no logprobs" * bool(self.absent)
+        absent = f", {self.absent:,} of them absent: no teacher distribution" * bool(self.absent)
         return (
             f"signals of {self.samples} samples ({self.tokens:,} tokens{absent}, "
             f"{self.bytes_per_token:.1f} bytes/token) in {self.path}; {self.captured} "
@@ -161,7 +162,7 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
         store_signals, recipe, tokenizer=tokenizer, vocab=vocab, examples=examples, endpoint=endpoint
     )
     if settings.source == "generation":  # no request: the logprobs are in the data already
-        return store(source=generation_source(recipe), batch_size=settings.batch_size)
+        return store_generation(recipe, store)
     with closing(
         open_teacher(recipe.teacher, seed=recipe.seed, probe_top_logprobs=settings.top_k)
     ) as teacher:
@@ -173,16 +174,27 @@ def capture_through_api(recipe: Recipe) -> CaptureResult:
                 "returned while generating (kept by synth)",
                 highlight=False,
             )
-            return store(source=generation_source(recipe), batch_size=settings.batch_size)
+            return store_generation(recipe, store)
         source = ScoringTeacherSource(teacher, train_pairs, settings.top_k, tokenizer.eos_token)
         return store(source=source, batch_size=max(settings.batch_size, getattr(teacher, "concurrency", 1)))
 
 
-def generation_source(recipe: Recipe) -> SignalSource:
-    """The logprobs synth kept in the training data, as a capture source."""
+def store_generation(recipe: Recipe, store: Callable[..., CaptureResult]) -> CaptureResult:
+    """Store the logprobs synth kept in the training data; say what sampled tokens cost."""
+    from distil.progress import console
     from distil.signals.generation import GenerationLogprobsSource, read_token_logprobs
 
-    return GenerationLogprobsSource(read_token_logprobs(recipe.data.train), recipe.capture.top_k)
+    source = GenerationLogprobsSource(read_token_logprobs(recipe.data.train), recipe.capture.top_k)
+    result = store(source=source, batch_size=recipe.capture.batch_size)
+    if source.diverged_rows:
+        console.print(
+            f"{source.diverged_rows} rows: the teacher sampled tokens that re-tokenising its "
+            f"answer does not give; the {source.diverged_positions:,} positions after the first "
+            "such token are stored absent (the teacher saw another prefix there). "
+            "capture.source: score captures every position",
+            highlight=False,
+        )
+    return result
 
 
 def run_capture(

@@ -11,8 +11,16 @@ Where it returned none, the position is stored *absent* (format version 2,
 docs/signals-format.md): the positions after the last one it reported (hosted chat APIs
 report no logprob for the end-of-turn token; llama-server none for the tokens of a stop
 string), and a position it reported without alternatives. Training skips the divergence
-there (docs/training.md). The returned tokens must be the first training tokens, in order:
-a gap or another token is refused, naming the row.
+there (docs/training.md). The returned tokens must be the first training tokens, in order.
+
+A sampling teacher can generate a token sequence that re-tokenising its own text does not
+give (" Hel" + "lo" where the tokenizer writes " Hello"). Up to and including the first
+position where the two differ, the teacher saw the very prefix training feeds the student,
+so its distribution there is kept; after it the teacher was conditioned on other tokens,
+and those positions are stored absent (the cross-entropy on the text still trains them).
+The rows and positions this cost are counted (`diverged_rows`, `diverged_positions`) and
+the capture says so. A batch in which every row differs from its first token on is not a
+sampling accident but a tokenizer that is not the teacher's: refused, naming the fix.
 
 The tail (the probability outside the returned top-k) is 1 - sum(p) of the returned
 probabilities, computed in float64 as -expm1(logsumexp(logprobs)), so a tail far below
@@ -74,11 +82,23 @@ class GenerationLogprobsSource:
 
     def __init__(self, logprobs: dict[str, list[dict[str, Any]]], top_k: int) -> None:
         self.logprobs, self.top_k = logprobs, top_k
+        self.diverged_rows = self.diverged_positions = 0
+        """Rows whose generated tokens left the re-tokenised response, and the positions
+        after that stored absent on that account."""
 
     def capture(self, examples: list[Example]) -> list[SampleSignals]:
-        return [self._sample(example) for example in examples]
+        rows = [self._sample(example) for example in examples]
+        if rows and all(first == 0 for _, first in rows):
+            raise SignalsError(
+                f"training row {examples[0].sample_id!r}: the teacher generated other token "
+                "ids than its response re-tokenised gives, from the first token on, in every "
+                "row of the batch; name the teacher's tokenizer in teacher.api.tokenizer, or "
+                "capture by scoring (capture.source: score)"
+            )
+        return [signals for signals, _ in rows]
 
-    def _sample(self, example: Example) -> SampleSignals:
+    def _sample(self, example: Example) -> tuple[SampleSignals, int | None]:
+        """The row's signals, and the first position where the teacher's tokens differ."""
         positions = self.logprobs.get(example.sample_id)
         if positions is None:
             raise SignalsError(
@@ -86,7 +106,11 @@ class GenerationLogprobsSource:
                 "rerun `distil synth` with synth.sampling.top_logprobs set"
             )
         targets = [label for label in example.labels[1:] if label != IGNORE_INDEX]
-        self._check_ids(example.sample_id, [p["token_id"] for p in positions], targets)
+        first = self._first_difference(example.sample_id, [p["token_id"] for p in positions], targets)
+        if first is not None:  # the distribution at `first` still saw the student's prefix
+            self.diverged_rows += 1
+            self.diverged_positions += len(targets) - first - 1
+            positions = positions[: first + 1]
         n, k = len(targets), self.top_k
         ids = np.tile(np.arange(k, dtype=np.int64), (n, 1))  # (n, k); absent rows: 0..k-1
         logprobs = np.full((n, k), -np.inf, dtype=np.float32)  # absent rows: probability 0
@@ -100,7 +124,7 @@ class GenerationLogprobsSource:
             logprobs[index] = [a["logprob"] for a in top]
             log_tail[index] = log_tail_mass([a["logprob"] for a in top])
             absent[index] = False
-        return SampleSignals(
+        signals = SampleSignals(
             example.sample_id,
             input_hash(example.input_ids),
             ids,
@@ -108,15 +132,18 @@ class GenerationLogprobsSource:
             log_tail,
             absent=absent if absent.any() else None,
         )
+        return signals, first
 
-    def _check_ids(self, sample_id: str, generated: list[int | None], targets: list[int]) -> None:
-        """The returned positions are the first training tokens, in order (the rest absent)."""
-        if generated[: len(targets)] != targets[: len(generated)]:
+    @staticmethod
+    def _first_difference(sample_id: str, generated: list[int | None], targets: list[int]) -> int | None:
+        """The first position where the generated ids leave the training tokens (None: none)."""
+        if None in generated[: len(targets)]:
             raise SignalsError(
-                f"training row {sample_id!r}: the teacher generated other token ids than "
-                "its response re-tokenised gives (or ids were not mapped); name the teacher's "
-                "tokenizer in teacher.api.tokenizer, or capture by scoring"
+                f"training row {sample_id!r}: the teacher's generated tokens came back without "
+                "ids (they were not mapped to the tokenizer); name the teacher's tokenizer in "
+                "teacher.api.tokenizer, or capture by scoring (capture.source: score)"
             )
+        return next((i for i, (a, b) in enumerate(zip(generated, targets, strict=False)) if a != b), None)
 
     def _top(self, sample_id: str, index: int, position: dict[str, Any]) -> list[dict[str, Any]]:
         """The k most likely alternatives the teacher returned at one position."""

@@ -60,7 +60,7 @@ class StoredTeacher:
         )
         return (
             f"{store.num_absent:,} of {store.num_tokens:,} positions in {store.path} are absent "
-            f"(the teacher returned no logprobs there): the divergence skips them; {learned}"
+            f"(no teacher distribution there): the divergence skips them; {learned}"
         )
 
     def lookup(self, examples: list[Example]) -> dict[str, torch.Tensor]:
