@@ -2,6 +2,7 @@
 
     python benchmarks/bench_int8.py                       # tiny test student + demo teacher
     python benchmarks/bench_int8.py --model runs/NAME/student --rounds 5
+    python benchmarks/bench_int8.py --model runs/smollm2/student --tasks instruct --compared 54 --rounds 0
     python benchmarks/bench_int8.py --probe               # does this CPU's int8 kernel saturate?
 
 Each model is exported to float32 ONNX once and quantised every way in CHOICES. For each
@@ -106,6 +107,107 @@ def distil_int8(per_channel: bool = True, layers: str | None = None) -> Callable
     return build
 
 
+def head_table_block(block_size: int, table: bool = True) -> Callable:
+    """distil's head (MatMulNBits, int8 activations) at another block size; `table=False`
+    leaves the embedding table float."""
+
+    def build(src: Path, dst: Path) -> None:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        from distil.export.onnx_int8 import INT8_ACTIVATIONS, quantise_head
+
+        model = onnx.load(str(src / "model.onnx"))
+        if table:
+            model = quantise_head(model, block_size)
+        else:
+            quantiser = MatMulNBitsQuantizer(
+                model,
+                bits=8,
+                block_size=block_size,
+                is_symmetric=False,
+                accuracy_level=INT8_ACTIVATIONS,
+                nodes_to_exclude=other_matmuls(model),
+            )
+            quantiser.process()
+            model = quantiser.model.model
+        onnx.save_model(model, str(dst / "model.onnx"))
+
+    return build
+
+
+HEAD_INPUT_MAX: dict[str, np.ndarray] = {}
+"""Per-channel max |activation| entering the head, by model name (set by `calibrate`)."""
+
+
+def smoothed_head(alpha: float) -> Callable:
+    """SmoothQuant-style: the head's input channel k divided by s_k and its weight row
+    multiplied by it (s_k = a_k^alpha / w_k^(1 - alpha), a_k the calibrated max |input|,
+    w_k the row's max |weight|), then distil's 8-bit head, block 32; the table gets its own
+    8-bit copy (the scaled head no longer holds its rows)."""
+
+    def build(src: Path, dst: Path) -> None:
+        from onnx import helper, numpy_helper
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        from distil.export.onnx_int8 import (
+            INT8_ACTIVATIONS,
+            _embedding_gathers,
+            _initializer,
+            _quantise_gather,
+            untie_head,
+        )
+
+        model = onnx.load(str(src / "model.onnx"))
+        head, _ = untie_head(model)
+        graph, weight = model.graph, _initializer(model.graph, head.input[1])
+        matrix = numpy_helper.to_array(weight)  # (K, V)
+        activation = HEAD_INPUT_MAX[src.parent.name]
+        scale = activation**alpha / np.abs(matrix).max(axis=1) ** (1 - alpha)
+        scale = np.clip(scale, 1e-5, None).astype(np.float32)
+        weight.CopyFrom(numpy_helper.from_array((matrix * scale[:, None]).astype(np.float32), weight.name))
+        graph.initializer.append(numpy_helper.from_array(1 / scale, "head_smoothing"))
+        smoothed = head.input[0] + "_smoothed"
+        graph.node.insert(
+            list(graph.node).index(head),
+            helper.make_node("Mul", [head.input[0], "head_smoothing"], [smoothed], name="head_smoothing"),
+        )
+        head.input[0] = smoothed
+        quantiser = MatMulNBitsQuantizer(
+            model,
+            bits=8,
+            block_size=32,
+            is_symmetric=False,
+            accuracy_level=INT8_ACTIVATIONS,
+            nodes_to_exclude=[n.name for n in graph.node if n.op_type == "MatMul" and n is not head],
+        )
+        quantiser.process()
+        model = quantiser.model.model
+        for gather in _embedding_gathers(model.graph):
+            _quantise_gather(model, gather, None, 32)
+        onnx.save_model(model, str(dst / "model.onnx"))
+
+    return build
+
+
+def calibrate(loaded, prompt_ids: list[list[int]]) -> np.ndarray:
+    """Max |activation| per channel entering the head (the final norm's output), over greedy
+    16-token answers to `prompt_ids` (other prompts than the ones agreement is measured on)."""
+    import torch
+
+    maxima = []
+    norm = loaded.model.get_decoder().norm
+    hook = norm.register_forward_hook(
+        lambda module, inputs, output: maxima.append(output.detach().abs().flatten(0, -2).amax(0))
+    )
+    try:
+        with torch.no_grad():
+            for ids in prompt_ids:
+                loaded.model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False)
+    finally:
+        hook.remove()
+    return torch.stack(maxima).amax(0).double().numpy()
+
+
 CHOICES: dict[str, Callable[[Path, Path], None]] = {
     "dynamic U8U8, every MatMul + Gather (before)": dynamic("QUInt8"),
     "dynamic U8U8, decoder layers only": dynamic("QUInt8", ops=["MatMul"]),
@@ -114,6 +216,9 @@ CHOICES: dict[str, Callable[[Path, Path], None]] = {
     "MatMulNBits 8-bit head, float activations": head_nbits(8, 0),
     "8-bit head + table, int8 activations, block 32 (chosen)": distil_int8(),
     "8-bit head + table, int8 activations, block 128": distil_int8(per_channel=False),
+    "8-bit head + table, int8 activations, block 16": head_table_block(16),
+    "8-bit head only (table float), int8 activations, block 32": head_table_block(32, table=False),
+    "8-bit head + table, block 32, smoothed head (alpha 0.5)": smoothed_head(0.5),
     "chosen + decoder layers MatMulNBits 8-bit": distil_int8(layers="nbits"),
     "chosen + decoder layers dynamic U8U8": distil_int8(layers="dynamic"),
 }
@@ -194,7 +299,8 @@ def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
     )
     from distil.onnx_runtime import OnnxGenerator
 
-    _, prompt_ids = held_out_prompts(loaded.tokenizer, args.prompts_per_task, seed=0)
+    tasks = args.tasks or None
+    _, prompt_ids = held_out_prompts(loaded.tokenizer, args.prompts_per_task, seed=0, tasks=tasks)
     reference = reference_outputs(
         TorchVariant(loaded), prompt_ids, args.compared, 32, loaded.tokenizer.eos_token_id
     )
@@ -205,7 +311,11 @@ def measure(loaded, name: str, args: argparse.Namespace) -> list[dict]:
         and not any(part in label for part in args.skip)
     }
     rows, folders = [], {}
+    if any("smoothed" in label for label in chosen):  # calibrated on other prompts (seed 1)
+        _, calibration = held_out_prompts(loaded.tokenizer, args.prompts_per_task, seed=1, tasks=tasks)
     with tempfile.TemporaryDirectory() as tmp:
+        if any("smoothed" in label for label in chosen):
+            HEAD_INPUT_MAX[Path(tmp).name] = calibrate(loaded, calibration)
         fp32 = export_onnx(loaded, Path(tmp) / "fp32")
         folders["float32 ONNX"] = fp32
         for index, (label, build) in enumerate(chosen.items()):
@@ -333,6 +443,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="leave out choices whose label holds this text; repeatable",
     )
     parser.add_argument("--prompts-per-task", type=int, default=6)
+    parser.add_argument(
+        "--tasks",
+        action="append",
+        default=[],
+        help="task families of the held-out prompts (e.g. instruct); default: the demo's",
+    )
     parser.add_argument("--compared", type=int, default=42)
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; 0 skips timing")
     parser.add_argument("--new-tokens", type=int, default=32)

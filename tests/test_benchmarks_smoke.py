@@ -137,3 +137,26 @@ def test_bench_int8_probe_finds_exact_sums_in_the_chosen_kernel(tmp_path):
     assert sorted(r["rows"] for r in chosen) == [1, 3]
     assert all(r["relative_error"] < 1e-5 for r in chosen)  # float rounding, nothing clipped
     assert (tmp_path / "probe.json").is_file()
+
+
+def test_bench_int8_measures_the_block_and_smoothing_alternatives_on_a_tiny_model(tmp_path, monkeypatch):
+    bench = _load("bench_int8")
+    monkeypatch.setattr(bench, "models", lambda paths: iter([_tiny_student()]))
+    rows = bench.main(
+        ["--choices", "block 16", "--choices", "smoothed", "--choices", "table float"]
+        + ["--prompts-per-task", "1", "--compared", "2", "--rounds", "0", "--tasks", "reverse"]
+    )
+    assert [r["choice"] for r in rows] == [
+        "8-bit head + table, int8 activations, block 16",
+        "8-bit head only (table float), int8 activations, block 32",
+        "8-bit head + table, block 32, smoothed head (alpha 0.5)",
+    ]
+    assert all(r["positions"] > 0 and 0.5 <= r["top1_agreement"] <= 1 for r in rows)
+
+
+def _tiny_student():
+    from distil.models import build_tiny
+    from distil.models.loading import LoadedModel
+
+    model, tokenizer = build_tiny("tiny-student")
+    return LoadedModel(model.float().eval(), tokenizer, "tiny-student"), "tiny-student"
