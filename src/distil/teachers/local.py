@@ -15,6 +15,7 @@ those of the biased distribution (temperature 1).
 """
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +33,44 @@ from distil.teachers.base import (
     Usage,
     as_messages,
 )
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """Token ids of a prompt as `tokenizer`'s model sees it, ready for the response to follow:
+    the chat template with the generation prompt, or plain text without a template."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False).input_ids
+    text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+    return tokenizer(text).input_ids
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What generated ids say, read alike for every engine (`read_answer`)."""
+
+    ids: list[int]
+    """The tokens up to the first end-of-turn (eos) token, which is left out."""
+    text: str
+    """`ids` decoded without special tokens, cut before the earliest stop string."""
+    finish_reason: str
+    """`stop` (the eos or a stop string ended it) or `length`."""
+    closed: bool
+    """Whether an eos token ended it (at position len(ids))."""
+
+
+def read_answer(tokenizer: Any, generated: Sequence[int], stop: Sequence[str]) -> Answer:
+    """The answer in `generated` (ids after the prompt): cut at the tokenizer's eos, decoded,
+    and its text cut at the earliest of the `stop` strings (the ids are kept whole)."""
+    ids, eos = list(generated), tokenizer.eos_token_id
+    closed = eos in ids
+    if closed:
+        ids = ids[: ids.index(eos)]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    cuts = [text.index(s) for s in stop if s and s in text]
+    if cuts:  # the earliest match over all stop strings, whatever their order
+        text = text[: min(cuts)]
+    return Answer(ids, text, "stop" if closed or cuts else "length", closed)
 
 
 class LocalTeacher:
@@ -99,13 +138,7 @@ class LocalTeacher:
 
     def render(self, prompt: Prompt) -> list[int]:
         """Token ids of a prompt as the model sees it, ready for the response to follow."""
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                as_messages(prompt), tokenize=False, add_generation_prompt=True
-            )
-            return self.tokenizer(text, add_special_tokens=False).input_ids
-        text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
-        return self.tokenizer(text).input_ids
+        return render_prompt(self.tokenizer, prompt)
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
         return self.generate_ids([self.render(p) for p in prompts], sampling)
@@ -177,28 +210,20 @@ class LocalTeacher:
     def _completion(
         self, generated: torch.Tensor, log_probs: torch.Tensor | None, prompt_tokens: int, sampling: Sampling
     ) -> Completion:
-        ids = generated.tolist()
-        eos = self.tokenizer.eos_token_id
-        finish = "length"
-        if eos in ids:
-            ids, finish = ids[: ids.index(eos)], "stop"
-        used = len(ids) + (finish == "stop")
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        cuts = [text.index(stop) for stop in sampling.stop if stop and stop in text]
-        if cuts:  # the earliest match over all stop strings, whatever their order
-            text, finish = text[: min(cuts)], "stop"
+        answer = read_answer(self.tokenizer, generated.tolist(), sampling.stop)
+        ids, eos = answer.ids, self.tokenizer.eos_token_id
         logprobs = end_of_turn = None
         if log_probs is not None:
             logprobs = tuple(
                 self._token_logprob(token, log_probs[t], sampling.top_logprobs) for t, token in enumerate(ids)
             )
-            if used > len(ids):  # the eos closed it, at position len(ids)
+            if answer.closed:  # the eos closed it, at position len(ids)
                 end_of_turn = self._token_logprob(eos, log_probs[len(ids)], sampling.top_logprobs)
         return Completion(
-            text=text,
+            text=answer.text,
             token_ids=tuple(ids),
-            finish_reason=finish,
-            usage=Usage(prompt_tokens, used),
+            finish_reason=answer.finish_reason,
+            usage=Usage(prompt_tokens, len(ids) + answer.closed),
             logprobs=logprobs,
             end_of_turn=end_of_turn,
         )
