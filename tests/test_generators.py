@@ -1,6 +1,8 @@
 """vLLM as a generation engine (TRL's use_vllm): asked for on-policy samples or a local
-teacher's synth answers, it is refused in one line before any work, naming what this machine
-lacks and what to use instead; a teacher behind teacher.api has no engine to choose."""
+teacher's synth answers where vLLM cannot run, it is refused in one line before any work,
+naming what this machine lacks and what to use instead. Where it can run, synth uses it (a
+teacher with files to load; tests/teachers/test_vllm_engine.py) and on-policy sampling is
+refused saying why; a teacher behind teacher.api has no engine to choose."""
 
 import pytest
 import yaml
@@ -62,15 +64,34 @@ def test_synth_vllm_is_refused_naming_vllm_serve(tmp_path, seeds, monkeypatch, c
     assert not (tmp_path / "run" / "data").exists()
 
 
-def test_with_vllm_and_a_gpu_it_is_still_refused_naming_what_exists(monkeypatch, tmp_path, dataset):
+def test_with_vllm_and_a_gpu_on_policy_is_refused_saying_why(monkeypatch, tmp_path, dataset):
     monkeypatch.setattr(generators, "vllm_missing", lambda: [])
     recipe = validate_recipe(recipe_dict(tmp_path, dataset, distill=ON_POLICY))
-    with pytest.raises(
-        generators.GeneratorError,
-        match="no in-process vLLM path yet; set "
-        r"distill.on_policy.generator=hf \(transformers' generate\)",
-    ):
+    with pytest.raises(generators.GeneratorError) as refused:
         generators.check_generators(recipe)
+    assert str(refused.value) == (
+        "distill.on_policy.generator=vllm: the student's weights change at every optimizer "
+        "step and this version does not sync them into a vLLM engine, so its samples would "
+        "come from stale weights; set distill.on_policy.generator=hf (transformers' generate)"
+    )
+
+
+def test_with_vllm_and_a_gpu_synth_from_a_folder_passes(monkeypatch, tmp_path, seeds):
+    monkeypatch.setattr(generators, "vllm_missing", lambda: [])
+    raw = synth_recipe(tmp_path, seeds, generator="vllm")
+    raw["teacher"] = {"model": "demo"}
+    generators.check_generators(validate_recipe(raw))
+
+
+def test_synth_vllm_refuses_a_model_built_in_process(tmp_path, seeds, monkeypatch, capsys):
+    monkeypatch.setattr(generators, "vllm_missing", lambda: [])
+    recipe = _write(tmp_path, synth_recipe(tmp_path, seeds, generator="vllm"))
+    line = assert_one_error_line(
+        run_cli(monkeypatch, capsys, "synth", recipe),
+        "synth.generator=vllm loads teacher.model from files, and tiny-teacher is built in this process",
+    )
+    assert "set synth.generator=hf" in line and "save_pretrained" in line
+    assert not (tmp_path / "run").exists()
 
 
 def test_vllm_off_policy_or_hf_is_not_checked(tmp_path, dataset, monkeypatch):

@@ -5,14 +5,22 @@
 Two recipe fields choose it: `synth.generator` (a local teacher's answers) and
 `distill.on_policy.generator` (the student's on-policy samples; TRL's `use_vllm`). vLLM
 needs its package and a CUDA GPU; where either is missing, asking for it is refused in one
-line before any work, with the way on. Where both are present it is refused too, naming what
-works today: this version has no in-process vLLM path (a teacher behind `vllm serve` is
-reached through teacher.api; on-policy samples are drawn with `hf`).
+line before any work, with the way on.
+
+Where both are present, `synth.generator: vllm` runs the local teacher in vLLM's engine
+(`distil.teachers.vllm_engine`: the same rendered prompts, answers read as the hf path reads
+them). That path is tested on CPU against a stand-in of vLLM's API and has not yet been run
+with real vLLM on a GPU. `distill.on_policy.generator: vllm` stays refused there: the
+student's weights change at every step and this version does not sync them into a vLLM
+engine; on-policy samples are drawn with `hf`.
 """
 
 import importlib.util
+from pathlib import Path
 
 from distil.errors import DistilError
+from distil.inmemory import is_memory_name
+from distil.models import BUILTIN_MODELS
 from distil.recipe import Recipe
 
 
@@ -32,10 +40,9 @@ def vllm_missing() -> list[str]:
     return missing
 
 
-def require_generator(field: str, value: str, alternative: str = "") -> None:
-    """Refuse `field`=vllm in one line; `alternative`: another way on, after `field`=hf."""
-    if value != "vllm":
-        return
+def require_vllm(field: str, alternative: str = "") -> None:
+    """Refuse `field`=vllm in one line where vLLM cannot run; `alternative`: another way on,
+    after `field`=hf."""
     missing = vllm_missing()
     if missing:
         raise GeneratorError(
@@ -43,10 +50,6 @@ def require_generator(field: str, value: str, alternative: str = "") -> None:
             f"{' and '.join(missing)}; set {field}=hf (transformers' generate)"
             f"{alternative}"
         )
-    raise GeneratorError(
-        f"{field}=vllm: this version of distil has no in-process vLLM path "
-        f"yet; set {field}=hf (transformers' generate){alternative}"
-    )
 
 
 def check_generators(recipe: Recipe) -> None:
@@ -57,16 +60,32 @@ def check_generators(recipe: Recipe) -> None:
 
 
 def check_synth_generator(recipe: Recipe) -> None:
-    """Refuse synth.generator=vllm where it cannot run."""
-    if recipe.synth is not None:
-        require_generator(
-            "synth.generator",
-            recipe.synth.generator,
-            ", or serve the teacher with `vllm serve` and reach it through teacher.api (docs/api-teacher.md)",
+    """Refuse synth.generator=vllm where vLLM cannot run, or for a teacher that has no files
+    for vLLM to load (a built-in tiny model, a model passed in Python)."""
+    if recipe.synth is None or recipe.synth.generator != "vllm":
+        return
+    require_vllm(
+        "synth.generator",
+        ", or serve the teacher with `vllm serve` and reach it through teacher.api (docs/api-teacher.md)",
+    )
+    model = recipe.teacher.model
+    if is_memory_name(model) or (model in BUILTIN_MODELS and not Path(model).exists()):
+        raise GeneratorError(
+            f"synth.generator=vllm loads teacher.model from files, and {model} is built in this "
+            "process; set synth.generator=hf, or save the model with save_pretrained and name "
+            "its folder in teacher.model"
         )
 
 
 def check_on_policy_generator(recipe: Recipe) -> None:
-    """Refuse distill.on_policy.generator=vllm where it cannot run (on-policy training only)."""
-    if recipe.distill.on_policy.lmbda > 0:
-        require_generator("distill.on_policy.generator", recipe.distill.on_policy.generator)
+    """Refuse distill.on_policy.generator=vllm (on-policy training only): where vLLM cannot
+    run, saying what is missing; where it can, saying why this version still does not."""
+    section = recipe.distill.on_policy
+    if section.lmbda > 0 and section.generator == "vllm":
+        require_vllm("distill.on_policy.generator")
+        raise GeneratorError(
+            "distill.on_policy.generator=vllm: the student's weights change at every "
+            "optimizer step and this version does not sync them into a vLLM engine, so its "
+            "samples would come from stale weights; set distill.on_policy.generator=hf "
+            "(transformers' generate)"
+        )

@@ -103,23 +103,30 @@ def _held_model(name: str, role: Role, dtype: str, torch_dtype: torch.dtype) -> 
     return LoadedModel(model, copy.deepcopy(item.tokenizer), source=name)
 
 
+def local_folder(source: str) -> Path | None:
+    """The Hugging Face folder `source` names on this machine, checked (a folder holding a
+    config.json); None when `source` is a hub id."""
+    if not (Path(source).exists() or source.startswith(("/", "./", "../", "~"))):
+        return None
+    folder = Path(os.path.expanduser(source))
+    if not folder.is_dir():
+        raise ModelError(
+            f"model folder not found: {source}; pass a folder in Hugging Face "
+            f"format, a hub id, a .gguf file, `demo`, or one of "
+            f"{', '.join(BUILTIN_MODELS + tuple(PACKAGED_MODELS))}"
+        )
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"{source} holds no config.json, so it is not a Hugging Face model "
+            "folder; point at the folder that save_pretrained wrote"
+        )
+    return folder
+
+
 def _load_pretrained(
     source: str, revision: str | None, trust_remote_code: bool, dtype: torch.dtype
 ) -> LoadedModel:
-    is_local = Path(source).exists() or source.startswith(("/", "./", "../", "~"))
-    if is_local:
-        folder = Path(os.path.expanduser(source))
-        if not folder.is_dir():
-            raise ModelError(
-                f"model folder not found: {source}; pass a folder in Hugging Face "
-                f"format, a hub id, a .gguf file, `demo`, or one of "
-                f"{', '.join(BUILTIN_MODELS + tuple(PACKAGED_MODELS))}"
-            )
-        if not (folder / "config.json").is_file():
-            raise ModelError(
-                f"{source} holds no config.json, so it is not a Hugging Face model "
-                "folder; point at the folder that save_pretrained wrote"
-            )
+    is_local = local_folder(source) is not None
     options = {"revision": None if is_local else revision, "trust_remote_code": trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **options)

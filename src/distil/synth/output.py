@@ -27,7 +27,7 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "source": (pa.string(), "file, task:<family> or self_instruct"),
     "sample_index": (pa.int32(), "which sample of the prompt (0 .. samples_per_prompt-1)"),
     "teacher": (pa.string(), "teacher.model in the recipe"),
-    "backend": (pa.string(), "api or local"),
+    "backend": (pa.string(), "api, local, or vllm <version> (a local teacher in vLLM)"),
     "endpoint": (pa.string(), "API root and endpoint (empty for a local teacher)"),
     "model": (pa.string(), "the model that answered, as the server named it"),
     "revision": (pa.string(), "model revision, when pinned"),

@@ -1,5 +1,6 @@
 """The recipe's teacher for synthesis, opened by the one factory (distil.teachers), probed
-at start when it is an API endpoint.
+at start when it is an API endpoint; a local teacher with `synth.generator: vllm` answers
+through vLLM's engine instead (distil.teachers.vllm_engine).
 
     teacher, notes = open_synth_teacher(recipe, journal)
     # notes: what the teacher offers, in words (the API probe's findings)
@@ -8,7 +9,9 @@ An API teacher's budget counts from what the journal holds, and records each bil
 attempt (the probe's too) in the journal before sending it.
 
 Requests are keyed by `endpoint_id(recipe)` and `model_id(recipe)`, which need no
-connection (a dry run computes them too).
+connection (a dry run computes them too). A local teacher's endpoint is `local`, or
+`local (vllm)` under vLLM, so the journal never answers one engine's request with the
+other's reply (their rows name the engine that wrote them).
 """
 
 from typing import Any
@@ -17,11 +20,19 @@ from distil.models import model_revision
 from distil.recipe import Recipe
 from distil.teachers import Teacher, endpoint_of, open_teacher, require
 from distil.teachers.journal import Journal
+from distil.teachers.vllm_engine import open_vllm_teacher
+
+VLLM_ENDPOINT = "local (vllm)"
 
 
 def endpoint_id(recipe: Recipe) -> str:
-    """Where requests go: "<base_url> (<endpoint>)" for an API, "local" for a local model."""
-    return endpoint_of(recipe.teacher)
+    """Where requests go: "<base_url> (<endpoint>)" for an API, "local" for a local model,
+    "local (vllm)" for a local model in vLLM's engine."""
+    return VLLM_ENDPOINT if _in_vllm(recipe) else endpoint_of(recipe.teacher)
+
+
+def _in_vllm(recipe: Recipe) -> bool:
+    return recipe.synth is not None and recipe.synth.generator == "vllm"
 
 
 def model_id(recipe: Recipe) -> str:
@@ -39,6 +50,9 @@ def open_synth_teacher(
 
     `http_client`: an HTTP client for the API teacher (a proxy, a test transport)."""
     synth = recipe.synth
+    if synth is not None and synth.generator == "vllm":
+        engine = open_vllm_teacher(recipe.teacher, seed=recipe.seed, top_logprobs=synth.sampling.top_logprobs)
+        return engine, engine.offers()
     teacher = open_teacher(
         recipe.teacher,
         seed=recipe.seed,

@@ -35,7 +35,7 @@ from distil.teachers.base import (
 )
 
 
-def render_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
+def render_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
     """Token ids of a prompt as `tokenizer`'s model sees it, ready for the response to follow:
     the chat template with the generation prompt, or plain text without a template."""
     if getattr(tokenizer, "chat_template", None):
@@ -138,7 +138,7 @@ class LocalTeacher:
 
     def render(self, prompt: Prompt) -> list[int]:
         """Token ids of a prompt as the model sees it, ready for the response to follow."""
-        return render_prompt(self.tokenizer, prompt)
+        return render_ids(self.tokenizer, prompt)
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
         return self.generate_ids([self.render(p) for p in prompts], sampling)
