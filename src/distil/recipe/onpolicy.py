@@ -35,5 +35,6 @@ class OnPolicySection(Section):
     what it offers: 20 for OpenAI's API). A live teacher gives its full distribution."""
     generator: Literal["hf", "vllm"] = "hf"
     """Engine that samples the student's responses: `hf` (transformers' generate) or `vllm`
-    (TRL's use_vllm). `vllm` needs the vllm package and a CUDA GPU and is refused in one line
-    otherwise; this version has no in-process vLLM path yet, so it is refused there too."""
+    (TRL's use_vllm). `vllm` is refused in one line: where the vllm package or a CUDA GPU is
+    missing, naming what; where both are present, because the student's weights change at
+    every optimizer step and this version does not sync them into a vLLM engine."""

@@ -132,10 +132,14 @@ class SynthSection(Section):
     """Prompts per generate call for a local teacher (an API teacher is paced by
     teacher.api.concurrency instead)."""
     generator: Literal["hf", "vllm"] = "hf"
-    """Engine a local teacher answers with: `hf` (transformers' generate) or `vllm`. `vllm`
-    needs the vllm package and a CUDA GPU and is refused in one line otherwise; this version
-    has no in-process vLLM path yet, so it is refused there too: serve the teacher with `vllm
-    serve` and reach it through teacher.api instead."""
+    """Engine a local teacher answers with: `hf` (transformers' generate) or `vllm` (vLLM's
+    in-process engine, `vllm.LLM`, loading teacher.model's safetensors; a GGUF or packaged
+    model from distil's converted copy). Both render the prompts alike and give the same
+    rows (greedy answers and their top logprobs equal); each row's `backend` names the
+    engine and version. `vllm` needs the vllm package and a CUDA GPU and is refused in one
+    line otherwise, as for a built-in tiny model (no files to load). Tested on CPU against
+    a stand-in of vLLM's API; not yet run with real vLLM on a GPU. Or serve the teacher with
+    `vllm serve` and reach it through teacher.api."""
     license: str | None = None
     """Terms the teacher's outputs come under (e.g. the provider's terms of use URL, or the
     model's licence); written on every row and in the dataset card."""
