@@ -1,6 +1,6 @@
 """The recipe's teacher for synthesis, opened by the one factory (distil.teachers), probed
-at start when it is an API endpoint; a local teacher with `synth.generator: vllm` answers
-through vLLM's engine instead (distil.teachers.vllm_engine).
+at start when it is an API endpoint; a local teacher with `synth.generator: vllm` is opened
+in vLLM's engine (distil.teachers.vllm_engine).
 
     teacher, notes = open_synth_teacher(recipe, journal)
     # notes: what the teacher offers, in words (the API probe's findings)
@@ -20,7 +20,6 @@ from distil.models import model_revision
 from distil.recipe import Recipe
 from distil.teachers import Teacher, endpoint_of, open_teacher, require
 from distil.teachers.journal import Journal
-from distil.teachers.vllm_engine import open_vllm_teacher
 
 VLLM_ENDPOINT = "local (vllm)"
 
@@ -50,9 +49,6 @@ def open_synth_teacher(
 
     `http_client`: an HTTP client for the API teacher (a proxy, a test transport)."""
     synth = recipe.synth
-    if synth is not None and synth.generator == "vllm":
-        engine = open_vllm_teacher(recipe.teacher, seed=recipe.seed, top_logprobs=synth.sampling.top_logprobs)
-        return engine, engine.offers()
     teacher = open_teacher(
         recipe.teacher,
         seed=recipe.seed,
@@ -60,6 +56,8 @@ def open_synth_teacher(
         http_client=http_client,
         batch_size=synth.batch_size if synth is not None else 16,
         probe_top_logprobs=synth.sampling.top_logprobs if synth is not None else 0,
+        engine=synth.generator if synth is not None else "hf",
+        top_logprobs=synth.sampling.top_logprobs if synth is not None else 0,
     )
     try:
         require(teacher, "can_generate", "synth")

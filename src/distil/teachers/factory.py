@@ -8,16 +8,17 @@
 The section picks the backend, the first in `BACKENDS` that claims it: `api` when
 teacher.api is set (an OpenAI-compatible endpoint, `ApiTeacher`, probed when asked), else
 `local`, whatever `distil.models.load_model` opens (a folder, a hub id, `demo`, `tiny-*`, a
-GGUF file) as a `LocalTeacher`. A stage never asks which backend it holds: it asks for the
-capability it needs (`Capabilities`: `logits`, `hidden_states`, `can_score`,
-`max_top_logprobs`, `can_generate`), and `require` refuses with one line naming what is
-missing and the way on. A new backend is one `TeacherBackend` (docs/architecture.md, "Add a
-teacher backend").
+GGUF file) as a `LocalTeacher`, or with `engine="vllm"` (synth.generator) the same model's
+files in vLLM's engine as a `VllmTeacher` (distil.teachers.vllm_engine). A stage never asks
+which backend it holds: it asks for the capability it needs (`Capabilities`: `logits`,
+`hidden_states`, `can_score`, `max_top_logprobs`, `can_generate`), and `require` refuses
+with one line naming what is missing and the way on. A new backend is one `TeacherBackend`
+(docs/architecture.md, "Add a teacher backend").
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -26,6 +27,7 @@ from distil.recipe.models import TeacherSection
 from distil.teachers.base import Capabilities, Teacher, TeacherError
 from distil.teachers.journal import Journal
 from distil.teachers.local import LocalTeacher
+from distil.teachers.vllm_engine import open_vllm_teacher
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class OpenOptions:
     """An httpx client for an API teacher (a proxy, a test transport)."""
     probe_top_logprobs: int | None = None
     """Probe an API teacher at once, asking for this top-k (None: probe on first use)."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """What generates a local model's answers: transformers (`hf`, a `LocalTeacher`) or
+    vLLM's in-process engine (`vllm`, a `VllmTeacher`; synth.generator)."""
+    top_logprobs: int = 0
+    """The largest top-k a vLLM teacher will be asked for (it sizes the engine's cap)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class TeacherBackend:
 
 
 def _open_local(section: TeacherSection, options: OpenOptions) -> Teacher:
+    if options.engine == "vllm":
+        return open_vllm_teacher(section, seed=options.seed, top_logprobs=options.top_logprobs)
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(
         section.model,
