@@ -5,9 +5,10 @@ transformers model on the CPU, so that path is tested where there is neither vll
     llm = module.LLM(model=folder, dtype="float32", logprobs_mode="raw_logprobs")
     outputs = llm.generate([{"prompt_token_ids": ids}], [module.SamplingParams(max_tokens=8)])
 
-It mirrors vLLM's API as read in vllm-project/vllm for the 0.11 line (vllm/outputs.py,
-vllm/logprobs.py, vllm/sampling_params.py, vllm/v1/core/sched/utils.py, vllm/entrypoints/llm.py),
-names and types as there:
+It mirrors vLLM's API as read in vllm-project/vllm's sources: vllm/outputs.py,
+vllm/logprobs.py, vllm/sampling_params.py and vllm/v1/core/sched/utils.py of the main branch
+in late 2025 (the V1 engine, 0.11 onward), and `LLM` of vllm/entrypoints/llm.py as in the
+0.9 line, names and types as there:
 - `LLM(model, *, tokenizer, revision, tokenizer_revision, dtype, seed, trust_remote_code,
   **engine_args)`; `generate(prompts, sampling_params, *, use_tqdm)` takes token-id prompts
   (`{"prompt_token_ids": [...]}`, vLLM's TokensPrompt) and one SamplingParams per prompt,

@@ -1,5 +1,5 @@
 """The local teacher in vLLM's engine (`synth.generator: vllm`), run against a stand-in of
-vLLM's API (tests/teachers/fake_vllm.py, mirroring vLLM 0.11) on the CPU, where there is
+vLLM's API (tests/teachers/fake_vllm.py, mirroring vLLM's V1 API of late 2025) on the CPU, where there is
 neither vllm nor a GPU: greedy answers, token ids, finish reasons and top logprobs equal
 those of the hf path; the engine and SamplingParams carry the recipe's values; synth's rows
 say which engine wrote them."""
