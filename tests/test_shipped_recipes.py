@@ -56,6 +56,7 @@ EXPORT_BENCH = (
     "bench.warmup=0",
 )
 SMOLLM2_WM = (
+    "student.layers=[0,29]",
     "synth.prompts.per_task=1",
     "synth.sampling.max_new_tokens=4",
     "synth.filters.drop_truncated=false",
@@ -231,6 +232,10 @@ ALLOWED: dict[str, str] = {
         "each), their mixes, and null distributions over 10,000 keys; serve --watermark, audit "
         "model and the watermarked recipe run here shrunk (recipes/demo-watermarked.yaml), the "
         "rest in tests/server and tests/audit",
+    r"^docs/real-teacher\.md:\d+: distil run recipes/smollm2-compare\.yaml --compare "
+    r"train\.max_steps=300 train\.save_every=300 \"comparison\.methods=\[seq_kd,logit_kd\]\"$":
+        "the 300-step comparison (six trainings, about 50 minutes of an idle 2-core CPU); the "
+        "smollm2-compare scenario runs the same recipe's --compare shrunk, train.max_steps overridden",
     r"^docs/training\.md:\d+: distil (train|run) RECIPE --resume( runs/NAME/checkpoints/step-\d+)?$":
         "RECIPE and NAME stand for the reader's run; tests/test_train_resume.py runs both "
         "commands on a chosen checkpoint and the bare --resume",
