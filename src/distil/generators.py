@@ -9,10 +9,10 @@ line before any work, with the way on.
 
 Where both are present, `synth.generator: vllm` runs the local teacher in vLLM's engine
 (`distil.teachers.vllm_engine`: the same rendered prompts, answers read as the hf path reads
-them). That path is tested on CPU against a stand-in of vLLM's API and has not yet been run
-with real vLLM on a GPU. `distill.on_policy.generator: vllm` stays refused there: the
-student's weights change at every step and this version does not sync them into a vLLM
-engine; on-policy samples are drawn with `hf`.
+them); `distill.on_policy.generator: vllm` samples the student in an engine of its own that
+takes the student's weights after every optimizer step (distil.train.vllm_sampler). Both
+paths are tested on CPU against a stand-in of vLLM's API and have not yet been run with real
+vLLM on a GPU.
 """
 
 import importlib.util
@@ -78,14 +78,8 @@ def check_synth_generator(recipe: Recipe) -> None:
 
 
 def check_on_policy_generator(recipe: Recipe) -> None:
-    """Refuse distill.on_policy.generator=vllm (on-policy training only): where vLLM cannot
-    run, saying what is missing; where it can, saying why this version still does not."""
+    """Refuse distill.on_policy.generator=vllm (on-policy training only) where vLLM cannot
+    run, saying what is missing."""
     section = recipe.distill.on_policy
     if section.lmbda > 0 and section.generator == "vllm":
         require_vllm("distill.on_policy.generator")
-        raise GeneratorError(
-            "distill.on_policy.generator=vllm: the student's weights change at every "
-            "optimizer step and this version does not sync them into a vLLM engine, so its "
-            "samples would come from stale weights; set distill.on_policy.generator=hf "
-            "(transformers' generate)"
-        )

@@ -22,6 +22,8 @@ in late 2025 (the V1 engine, 0.11 onward), and `LLM` of vllm/entrypoints/llm.py 
   `logprobs=0` gives the sampled token alone. Values are the raw distribution's
   (`logprobs_mode="raw_logprobs"`, vLLM's default): log_softmax of the logits, before
   temperature and top-p.
+- A prompt of max_model_len tokens or more is refused; a sequence reaching max_model_len
+  stops there ("length").
 - Stopping as `check_stop`: the length cap first, then the eos (unless `ignore_eos`), then
   `stop_token_ids` (`stop_reason` = that id); the stopping token stays in `token_ids`. The
   model folder's generation_config eos ids join `stop_token_ids` unless `ignore_eos`
@@ -29,6 +31,11 @@ in late 2025 (the V1 engine, 0.11 onward), and `LLM` of vllm/entrypoints/llm.py 
 - `SamplingParams` validates as vLLM does the fields used here (temperature in [0, 2], top_p
   in (0, 1], n = 1 when greedy, max_tokens >= 1, logprobs <= the engine's max_logprobs);
   unknown keywords are a TypeError in both.
+- An in-process engine (the `external_launcher` executor, TRL's colocate mode) keeps its
+  model at `llm_engine.model_executor.driver_worker.model_runner.model`, whose
+  `load_weights(iterable of (name, tensor))` copies checkpoint-named tensors into it and
+  returns the names loaded (vllm/model_executor/models/llama.py); `load_format="dummy"`
+  starts from random weights; `reset_prefix_cache()` drops cached keys and values.
 Decoding runs one sequence at a time without a KV cache (a tiny model, a few tokens).
 """
 
@@ -40,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 VERSION = "0.11.0+fake"
 ENGINE_ARGS = {
@@ -51,6 +58,8 @@ ENGINE_ARGS = {
     "gpu_memory_utilization",
     "max_model_len",
     "enforce_eager",
+    "distributed_executor_backend",
+    "enable_prefix_caching",
 }
 """EngineArgs this stand-in accepts besides LLM's named ones; any other is a TypeError."""
 
@@ -145,18 +154,36 @@ class LLM:
         self.model = model
         self.options = {**self.NAMED, **kwargs}
         self.requests: list[tuple[list[int], SamplingParams]] = []
-        dtype = self.options["dtype"]
-        self.network = AutoModelForCausalLM.from_pretrained(
-            model,
-            dtype=torch.float32 if dtype == "auto" else getattr(torch, dtype),
-            use_safetensors=self.options.get("load_format") == "safetensors",
-            trust_remote_code=self.options["trust_remote_code"],
-        ).eval()
+        self.network = self._load(model)
+        self.prefix_cache_resets = 0
+        worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=EngineModel(self.network)))
+        self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(driver_worker=worker))
         self.hf_tokenizer = AutoTokenizer.from_pretrained(self.options["tokenizer"] or model)
         config = Path(model) / "generation_config.json"
         eos = json.loads(config.read_text()).get("eos_token_id") if config.is_file() else None
         self.config_eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         LLM.made.append(self)
+
+    def _load(self, model: str) -> torch.nn.Module:
+        """The weights from the folder, or random ones from its config alone when
+        load_format="dummy" (vLLM's dummy loader; they are meant to be overwritten)."""
+        dtype = self.options["dtype"]
+        dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
+        if self.options.get("load_format") == "dummy":
+            config = AutoConfig.from_pretrained(model)
+            with torch.random.fork_rng():
+                torch.manual_seed(1234)
+                return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+        return AutoModelForCausalLM.from_pretrained(
+            model,
+            dtype=dtype,
+            use_safetensors=self.options.get("load_format") == "safetensors",
+            trust_remote_code=self.options["trust_remote_code"],
+        ).eval()
+
+    def reset_prefix_cache(self) -> bool:
+        self.prefix_cache_resets += 1
+        return True
 
     def generate(
         self, prompts: list[dict[str, list[int]]], sampling_params: Any = None, *, use_tqdm: bool = True
@@ -178,6 +205,12 @@ class LLM:
             raise VLLMValidationError(
                 f"Requested sample logprobs of {params.logprobs}, which is greater than max allowed: {limit}"
             )
+        max_model_len = self.options.get("max_model_len") or self.network.config.max_position_embeddings
+        if len(prompt) >= max_model_len:
+            raise VLLMValidationError(
+                f"The decoder prompt (length {len(prompt)}) is longer than the maximum model "
+                f"length of {max_model_len}."
+            )
         stop_ids = list(params.stop_token_ids or [])
         if not params.ignore_eos:
             stop_ids += [e for e in self.config_eos if e != self.hf_tokenizer.eos_token_id]
@@ -193,7 +226,7 @@ class LLM:
             ids.append(token)
             if logprobs is not None:
                 logprobs.append(self._position(raw, token, params.logprobs))
-            if len(ids) >= params.max_tokens:
+            if len(ids) >= params.max_tokens or len(prompt) + len(ids) >= max_model_len:
                 finish = "length"
             elif not params.ignore_eos and token == self.hf_tokenizer.eos_token_id:
                 finish = "stop"
@@ -229,6 +262,35 @@ class LLM:
             for rank, (value, index) in enumerate(zip(values.tolist(), indices.tolist(), strict=True), 1):
                 entry.setdefault(index, Logprob(value, rank, decode([index])))
         return entry
+
+
+class EngineModel:
+    """The model inside the engine (`llm_engine.model_executor.driver_worker.model_runner.model`
+    of an in-process engine), with vLLM's `load_weights`: checkpoint names and tensors in,
+    each copied into its parameter (cast to its dtype; a shape mismatch is an assertion
+    error, an unknown name a KeyError); a tied lm_head.weight is skipped; the names loaded
+    come back as a set."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.network = network
+        self.loads: list[set[str]] = []
+
+    def named_parameters(self) -> Any:
+        return self.network.named_parameters()
+
+    def load_weights(self, weights: Any) -> set[str]:
+        params = dict(self.network.named_parameters())
+        tied = getattr(self.network.config, "tie_word_embeddings", False)
+        loaded = set()
+        for name, tensor in weights:
+            if tied and name == "lm_head.weight":
+                continue
+            param = params[name]
+            assert param.size() == tensor.size(), f"{name}: {param.size()} vs {tensor.size()}"
+            param.data.copy_(tensor)
+            loaded.add(name)
+        self.loads.append(loaded)
+        return loaded
 
 
 def fake_vllm_module() -> types.ModuleType:

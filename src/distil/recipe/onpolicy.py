@@ -35,6 +35,10 @@ class OnPolicySection(Section):
     what it offers: 20 for OpenAI's API). A live teacher gives its full distribution."""
     generator: Literal["hf", "vllm"] = "hf"
     """Engine that samples the student's responses: `hf` (transformers' generate) or `vllm`
-    (TRL's use_vllm). `vllm` is refused in one line: where the vllm package or a CUDA GPU is
-    missing, naming what; where both are present, because the student's weights change at
-    every optimizer step and this version does not sync them into a vLLM engine."""
+    (TRL's use_vllm, colocate mode: an engine in each training process, on its GPU, that
+    takes the student's weights after every optimizer step; distil.train.vllm_sampler).
+    `vllm` needs the vllm package and a CUDA GPU, and a student that is not sharded (DDP or
+    ZeRO-2, not FSDP or ZeRO-3); it is refused in one line otherwise."""
+    vllm_gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.3
+    """Share of the GPU's memory the vLLM engine may take for its weights and KV cache, next
+    to training (vLLM's gpu_memory_utilization; TRL's vllm_gpu_memory_utilization)."""

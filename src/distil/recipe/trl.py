@@ -112,6 +112,12 @@ TRL_NAMES: dict[str, Equivalent] = {
     "use_vllm": Equivalent(
         "distill.on_policy.generator", "set to vllm; synth.generator: vllm for the teacher's answers"
     ),
+    "vllm_gpu_memory_utilization": Equivalent("distill.on_policy.vllm_gpu_memory_utilization"),
+    "vllm_mode": Equivalent(
+        None,
+        "colocate only: each training process holds its own engine; a separate server "
+        "(`trl vllm-serve`) is not used for the student's samples",
+    ),
 }
 """Every TRL / transformers argument name distil answers with its own (docs/trl.md)."""
 

@@ -88,6 +88,14 @@ def check_supported(accelerator: Accelerator, recipe: Recipe) -> None:
             "the adapters are merged into whole weights at the end; train a LoRA "
             "student with DDP (recipes/accelerate/ddp.yaml) or ZeRO-2"
         )
+    on_policy = recipe.distill.on_policy
+    if on_policy.lmbda > 0 and on_policy.generator == "vllm" and sharded(accelerator):
+        raise ModelError(
+            "distill.on_policy.generator=vllm with a sharded student (FSDP / ZeRO-3) is not "
+            "supported: each process's vLLM engine takes the whole student's weights; train "
+            "with DDP (recipes/accelerate/ddp.yaml) or ZeRO-2, or set "
+            "distill.on_policy.generator=hf"
+        )
 
 
 def check_engine(accelerator: Accelerator) -> None:

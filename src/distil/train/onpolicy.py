@@ -15,7 +15,8 @@ so a resumed run samples exactly what an uninterrupted one would have.
 `OnPolicy` is this mixing as a source of batches, around the session's off-policy signal
 (distil.train.signals): an on-policy batch's teacher side comes from a grader of samples,
 the live teacher (`LiveTeacher.grade_samples`) or a teacher behind an API that scores them
-itself (distil.train.onpolicy_api).
+itself (distil.train.onpolicy_api). With `distill.on_policy.generator: vllm` the samples are
+drawn by a vLLM engine holding the student's current weights (distil.train.vllm_sampler).
 """
 
 import random
@@ -94,15 +95,21 @@ class OnPolicy:
         max_length: int,
         seed: int,
         close: Callable[[], None] = lambda: None,
+        sampler: Any = None,
     ) -> None:
         self.off_policy, self.grade, self.student = off_policy, grade, student
         self.tokenizer, self.config, self.max_length, self.seed = tokenizer, config, max_length, seed
         self._close = close
+        self.sampler = sampler
+        """Draws the samples instead of transformers' generate (distil.train.vllm_sampler)."""
         self.store: Path | None = off_policy.store
 
     def batch(self, rows: list[Example], number: int) -> Batch:
         if not on_policy_turn(self.config.lmbda, self.seed, number):
             return self.off_policy.batch(rows, number)
+        seed = generation_seed(self.seed, number)
+        if self.sampler is not None:
+            return self.grade(self.sampler.sample(self.student(), rows, seed))
         sampled = sample_responses(
             self.student(),
             rows,
@@ -110,13 +117,15 @@ class OnPolicy:
             self.tokenizer.eos_token_id,
             self.tokenizer.pad_token_id,
             self.max_length,
-            seed=generation_seed(self.seed, number),
+            seed=seed,
         )
         return self.grade(sampled)
 
     def close(self) -> None:
         self.off_policy.close()
         self._close()
+        if self.sampler is not None:
+            self.sampler.close()
 
 
 def generation_seed(seed: int, micro_batch: int) -> int:

@@ -10,6 +10,7 @@ initialised is fixed (tiny models and adapters draw from the seeded global RNG),
 recipe's run repeats exactly.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ from distil.train.schedule import check_schedule, make_scheduler
 from distil.train.signals import LiveTeacher, StudentSide, TrainingSignal, off_policy_signal
 from distil.train.step import compile_module, head_dtype, make_optimizer, use_compile
 from distil.train.students import adapt_student
+from distil.train.vllm_sampler import on_policy_sampler
 
 LIVE_TEACHER = (
     "training with the teacher in process (distill.kd_weight > 0 without signals.path, "
@@ -182,7 +184,8 @@ def prepare_session(recipe: Recipe) -> TrainingSession:
     state = TrainerState(
         total_steps=total, fingerprint=recipe_fingerprint(recipe), inputs=input_values(recipe, "train")
     )
-    signal = choose_signal(recipe, plan, parts, accelerator, module, train_pairs)
+    # the session's state, read when sampling: a resumed run replaces it by the checkpoint's
+    signal = choose_signal(recipe, plan, parts, accelerator, module, train_pairs, lambda: session.state.step)
     session = TrainingSession(
         accelerator,
         recipe,
@@ -311,8 +314,10 @@ def choose_signal(
     accelerator: Accelerator,
     module: Any,
     train_pairs: list[Pair],
+    steps: Callable[[], int],
 ) -> TrainingSignal:
-    """The one training-signal object of the session (distil.train.signals)."""
+    """The one training-signal object of the session (distil.train.signals); `steps`: the
+    optimizer steps taken so far (when a vLLM sampler must take the new weights)."""
     student, layout = (
         student_side(recipe, parts, accelerator, module),
         batch_layout(recipe, parts, accelerator),
@@ -327,6 +332,7 @@ def choose_signal(
         config=recipe.distill.on_policy,
         max_length=recipe.data.max_length,
         seed=recipe.seed,
+        sampler=on_policy_sampler(recipe, parts.student.tokenizer, accelerator.mixed_precision, steps),
     )
     if plan.on_policy == "live":
         assert live is not None
