@@ -253,3 +253,57 @@ def test_a_resumed_run_starts_its_engine_on_the_checkpoints_weights(tmp_path, da
     train(validate_recipe(raw), resume=True)
     a, b = (load_file(run / "student" / "model.safetensors") for run in (straight, killed))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+SITE = """
+import os, sys
+from tests.teachers import fake_vllm
+sys.modules["vllm"] = fake_vllm.fake_vllm_module()
+import distil.generators
+distil.generators.vllm_missing = lambda: []
+made = fake_vllm.LLM.__init__
+def init(self, *args, **kwargs):
+    made(self, *args, **kwargs)
+    with open(os.path.join(os.environ["ENGINES"], os.environ["RANK"]), "a") as marker:
+        marker.write(os.environ["MASTER_PORT"] + "\\n")
+fake_vllm.LLM.__init__ = init
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_each_sample_with_their_engine_and_equal_one_process(tmp_path, dataset):
+    """`distil train --num-processes 2` (DDP, gloo on CPU), vLLM's stand-in installed in
+    every process by a sitecustomize: each process starts one engine, and the greedy run ends
+    with the weights of one hf process over the same global batch."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import yaml
+
+    site, engines = tmp_path / "site", tmp_path / "engines"
+    site.mkdir()
+    engines.mkdir()
+    (site / "sitecustomize.py").write_text(SITE)
+    raw = _recipe(tmp_path, dataset, "vllm", name="two").model_dump(mode="json")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ENGINES": str(engines)}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(root), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "distil.cli", "train", "recipe.yaml", "--num-processes", "2"],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in engines.iterdir()) == ["0", "1"]  # one engine per process
+    assert all(len(p.read_text().split()) == 1 for p in engines.iterdir())
+    one = _recipe(tmp_path, dataset, "hf", name="one").model_dump(mode="json")
+    one["train"]["batch_size"] = 16
+    train(validate_recipe(one))
+    a, b = (load_file(tmp_path / run / "student" / "model.safetensors") for run in ("one", "two"))
+    for name, tensor in a.items():  # (two processes sum their gradients in another order)
+        torch.testing.assert_close(b[name], tensor, rtol=0, atol=1e-4)
