@@ -307,3 +307,20 @@ def test_two_processes_each_sample_with_their_engine_and_equal_one_process(tmp_p
     a, b = (load_file(tmp_path / run / "student" / "model.safetensors") for run in ("one", "two"))
     for name, tensor in a.items():  # (two processes sum their gradients in another order)
         torch.testing.assert_close(b[name], tensor, rtol=0, atol=1e-4)
+
+
+def test_parameters_vllms_own_loader_exempts_are_not_required():
+    """As vLLM's track_weights_loading: a module whose quantization method post-processes
+    its weights (an unquantized linear layer in vLLM) need not be filled; a norm must be."""
+    network = torch.nn.Module()
+    network.proj = torch.nn.Linear(2, 2)
+    network.proj.quant_method = types.SimpleNamespace(process_weights_after_loading=lambda layer: None)
+    network.online = torch.nn.Linear(2, 2)
+    network.online.quant_method = types.SimpleNamespace(uses_meta_device=True)
+    network.norm = torch.nn.LayerNorm(2)
+    assert vllm_sampler.exempt_parameters(network) == {
+        "proj.weight",
+        "proj.bias",
+        "online.weight",
+        "online.bias",
+    }

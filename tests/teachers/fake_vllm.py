@@ -278,6 +278,9 @@ class EngineModel:
     def named_parameters(self) -> Any:
         return self.network.named_parameters()
 
+    def named_modules(self) -> Any:
+        return self.network.named_modules()
+
     def load_weights(self, weights: Any) -> set[str]:
         params = dict(self.network.named_parameters())
         tied = getattr(self.network.config, "tie_word_embeddings", False)
