@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from distil.errors import CheckpointError
 from distil.pipeline import default_stages, stage_fingerprint
 from distil.recipe import Recipe, load_recipe, section_model, validate_recipe
-from distil.recipe.inputs import declared, input_fields, lookup
+from distil.recipe.inputs import decides, declared, lookup
 from distil.train import run_training
 from tests.conftest import REPO, recipe_dict
 
@@ -36,7 +36,7 @@ def test_every_declared_input_is_a_recipe_field_and_every_stage_has_one():
     assert {stage.name for stage in default_stages()} == set(table)
     for name, inputs in table.items():
         assert set(inputs.reads) <= set(table), name
-        for field in inputs.fields:
+        for field in (*inputs.fields, *inputs.not_deciding):
             assert field in schema, f"{name} declares {field}, which no recipe section has"
 
 
@@ -108,7 +108,7 @@ def test_a_field_redoes_exactly_the_stages_that_depend_on_it(key, value):
     if changed is None:
         pytest.skip(f"no other valid value of {key} to try")
     for stage in declared():
-        depends = any(key == f or key.startswith(f + ".") for f in input_fields(stage))
+        depends = decides(stage, key)
         moved = stage_fingerprint(base, stage) != stage_fingerprint(changed, stage)
         if not depends:
             assert not moved, f"changing {key} would redo {stage}, which does not depend on it"
@@ -126,6 +126,7 @@ def test_changes_that_decide_nothing_keep_every_stage():
         "train.save_every=7",
         "train.log_every=3",
         "eval.batch_size=4",
+        "distill.on_policy.vllm_gpu_memory_utilization=0.5",
     ):
         changed = load_recipe(DEMO, [override])
         assert stage_fingerprint(base, "train") == stage_fingerprint(changed, "train"), override
@@ -209,3 +210,50 @@ def test_a_copied_run_folder_is_the_same_run(tmp_path):
     assert here.data.train != there.data.train
     for stage in declared():
         assert stage_fingerprint(here, stage) == stage_fingerprint(there, stage), stage
+
+
+def _as_older_distil(checkpoint, dropped: str) -> None:
+    """Rewrite a checkpoint's record as a distil that did not know the field `dropped` wrote it."""
+    from distil.recipe.inputs import inputs_fingerprint
+
+    path = checkpoint / "trainer_state.json"
+    state = json.loads(path.read_text())
+    del state["inputs"][dropped]
+    state["fingerprint"] = inputs_fingerprint(state["inputs"])
+    path.write_text(json.dumps(state))
+
+
+def test_checkpoints_of_an_older_distil_resume_when_the_new_field_is_at_its_default(tmp_path, dataset):
+    raw = recipe_dict(tmp_path, dataset, train={"max_steps": 8, "save_every": 4, "keep_checkpoints": 3})
+    run_training(validate_recipe(raw))
+    straight = load_file(tmp_path / "run" / "student" / "model.safetensors")
+    out = tmp_path / "older"
+    first = _interrupted_copy(tmp_path / "run", out)
+    _as_older_distil(out / "checkpoints" / first, "train.lr_scheduler")
+    changed = {**raw, "output_dir": str(out), "train": {**raw["train"], "lr_scheduler": "linear"}}
+    with pytest.raises(CheckpointError, match=r"train.lr_scheduler: None -> 'linear'"):
+        run_training(validate_recipe(changed), resume=True)
+    resumed = run_training(validate_recipe({**raw, "output_dir": str(out)}), resume=True)
+    assert resumed.steps == 8
+    weights = load_file(out / "student" / "model.safetensors")
+    assert all(torch.equal(tensor, weights[key]) for key, tensor in straight.items())
+    newest = json.loads((out / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
+    assert newest["inputs"]["train.lr_scheduler"] == "cosine"  # recorded as this distil knows it
+
+
+def test_a_stage_marker_of_an_older_distil_is_done_when_the_new_field_is_at_its_default(tmp_path):
+    from distil.pipeline.run import _is_done
+    from distil.recipe.inputs import input_values, inputs_fingerprint
+
+    values = input_values(load_recipe(DEMO), "train")
+    older = {k: v for k, v in values.items() if k != "distill.on_policy.generator"}
+    marker = tmp_path / "train.json"
+    marker.write_text(json.dumps({"fingerprint": inputs_fingerprint(older), "inputs": older}))
+    assert _is_done(marker, values)
+    assert not _is_done(marker, {**values, "distill.on_policy.generator": "vllm"})
+    assert not _is_done(marker, {**values, "train.learning_rate": 1.0})
+    # a marker that kept the hash alone is done only under the very same inputs
+    marker.write_text(json.dumps({"fingerprint": inputs_fingerprint(older)}))
+    assert not _is_done(marker, values)
+    marker.write_text(json.dumps({"fingerprint": inputs_fingerprint(values)}))
+    assert _is_done(marker, values)

@@ -4,7 +4,8 @@ What decides each stage's result is declared once, in the recipe module of that 
 (distil.recipe.inputs): its own fields and the stages it reads from. A stage's fingerprint
 hashes those values, so changing a field redoes the stages that depend on it and no
 other. A stage is finished when its marker `stages/<name>.json` holds its current
-fingerprint. An interrupted training resumes from its newest checkpoint. A variant that
+fingerprint, or input values that differ only by fields added to distil since, at their
+defaults (an upgrade redoes nothing that the new fields would not change). An interrupted training resumes from its newest checkpoint. A variant that
 fails its export parity check stops nothing: it is set aside, bench and report run without
 it, and the run raises `ParityError` (exit status 3) at the end unless that was allowed.
 """
@@ -26,7 +27,7 @@ from distil.generators import check_generators
 from distil.pipeline.compare import run_compare
 from distil.progress import console
 from distil.recipe import Recipe, teacher_signal
-from distil.recipe.inputs import input_values, inputs_fingerprint
+from distil.recipe.inputs import input_values, inputs_fingerprint, same_inputs
 from distil.report import build_report
 from distil.train import TRAIN_OUTPUTS, run_training
 
@@ -175,9 +176,9 @@ def run_pipeline(
     for stage in stages:
         if not stage.enabled(recipe):
             continue
-        fingerprint = stage_fingerprint(recipe, stage.name)
+        values = input_values(recipe, stage.name)
         marker = recipe.run_dir / "stages" / f"{stage.name}.json"
-        if not (force or stage.name in redo) and _is_done(marker, fingerprint):
+        if not (force or stage.name in redo) and _is_done(marker, values):
             console.print(f"[green]✓[/] {stage.name}: done already (use --force to redo)")
             continue
         marker.unlink(missing_ok=True)
@@ -190,7 +191,8 @@ def run_pipeline(
         atomic_write_json(
             marker,
             {
-                "fingerprint": fingerprint,
+                "fingerprint": inputs_fingerprint(values),
+                "inputs": values,
                 "seconds": round(time.perf_counter() - started, 2),
                 "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -217,7 +219,10 @@ def stage_fingerprint(recipe: Recipe, name: str) -> str:
     return inputs_fingerprint(input_values(recipe, name))
 
 
-def _is_done(marker: Path, fingerprint: str) -> bool:
+def _is_done(marker: Path, values: dict) -> bool:
+    """Whether the stage's marker says it finished under these inputs (fields added to distil
+    since, at their defaults, included; a marker of an earlier distil holds the hash alone)."""
     if not marker.is_file():
         return False
-    return json.loads(marker.read_text()).get("fingerprint") == fingerprint
+    done = json.loads(marker.read_text())
+    return same_inputs(done.get("fingerprint", ""), done.get("inputs", {}), values)

@@ -39,17 +39,33 @@ def declared() -> dict[str, StageInputs]:
 
 def input_fields(stage: str) -> list[str]:
     """The stage's fields and those of every stage it reads from, transitively; sorted."""
+    return sorted(field for name in _reached(stage) for field in declared()[name].fields)
+
+
+def not_deciding(stage: str) -> list[str]:
+    """Fields inside the stage's input sections that decide nothing, transitively; sorted."""
+    return sorted(field for name in _reached(stage) for field in declared()[name].not_deciding)
+
+
+def decides(stage: str, key: str) -> bool:
+    """Whether the recipe field `key` (dotted) is one of the stage's inputs."""
+
+    def within(fields: list[str]) -> bool:
+        return any(key == f or key.startswith(f + ".") for f in fields)
+
+    return within(input_fields(stage)) and not within(not_deciding(stage))
+
+
+def _reached(stage: str) -> set[str]:
+    """The stage and every stage it reads from, transitively."""
     table = declared()
-    fields: set[str] = set()
     pending, seen = [stage], set()
     while pending:
         name = pending.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        fields.update(table[name].fields)
-        pending += table[name].reads
-    return sorted(fields)
+        if name not in seen:
+            seen.add(name)
+            pending += table[name].reads
+    return seen
 
 
 def input_values(recipe: "Recipe", stage: str) -> dict[str, Any]:
@@ -58,6 +74,8 @@ def input_values(recipe: "Recipe", stage: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in input_fields(stage):
         _flatten(key, lookup(dumped, key), values)
+    for key in not_deciding(stage):
+        values.pop(key, None)
     values.update(_model_files(recipe, values))
     run = recipe.run_dir.resolve()
     return {key: _in_run(value, run) for key, value in values.items()}
@@ -69,9 +87,43 @@ def inputs_fingerprint(values: dict[str, Any]) -> str:
 
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for each field whose value differs, sorted by key."""
+    """'key: old -> new' for each field whose value differs, sorted by key. A field that `old`
+    does not hold (recorded by a distil before the field existed) and `new` holds at the
+    field's default is no change: that distil worked as the default does."""
     keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in keys
+        if old.get(k) != new.get(k) and not (k not in old and _at_default(k, new[k]))
+    ]
+
+
+def same_inputs(fingerprint: str, recorded: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Whether a result written under `fingerprint` (and `recorded` values, when it kept
+    them) was made from the inputs `values`: the same hash, or recorded values that differ
+    only by fields added since, at their defaults."""
+    return fingerprint == inputs_fingerprint(values) or (
+        bool(recorded) and not changed_fields(recorded, values)
+    )
+
+
+def _at_default(dotted: str, value: Any) -> bool:
+    """Whether `value` is the recipe schema's default of the field `dotted` (False for a key
+    that is not a field with a default)."""
+    from pydantic_core import to_jsonable_python
+
+    from distil.recipe.job import Recipe
+    from distil.recipe.reference import section_model
+
+    model: Any = Recipe
+    *sections, leaf = dotted.split(".")
+    for name in sections:
+        field = model.model_fields.get(name) if model is not None else None
+        model = section_model(field.annotation) if field is not None else None
+    field = model.model_fields.get(leaf) if model is not None else None
+    if field is None or field.is_required():
+        return False
+    return to_jsonable_python(field.get_default(call_default_factory=True)) == value
 
 
 def lookup(tree: dict[str, Any], dotted: str) -> Any:

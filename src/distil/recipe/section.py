@@ -78,6 +78,9 @@ class StageInputs:
 
     fields: tuple[str, ...]
     reads: tuple[str, ...] = ()
+    not_deciding: tuple[str, ...] = ()
+    """Fields inside those sections that do not decide the result (how much memory an
+    engine may take, say): left out of the stage's inputs and of every stage reading it."""
 
 
 TEACHER_IDENTITY = (

@@ -196,6 +196,7 @@ INPUTS = StageInputs(
         "train.mixed_precision",
     ),
     reads=("synth", "capture"),
+    not_deciding=("distill.on_policy.vllm_gpu_memory_utilization",),
 )
 """What decides the trained weights; how often to save, keep and log does not. Checkpoints
 carry these values, and a run resumes only checkpoints written under the same ones."""

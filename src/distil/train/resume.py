@@ -25,7 +25,7 @@ from distil.errors import CheckpointError
 from distil.fsutil import atomic_write_text, free_name, move_aside
 from distil.progress import console
 from distil.recipe import Recipe, dump_recipe
-from distil.recipe.inputs import changed_fields, input_values
+from distil.recipe.inputs import changed_fields, input_values, same_inputs
 from distil.train import engine
 from distil.train.checkpoint import (
     checkpoint_fingerprint,
@@ -33,7 +33,7 @@ from distil.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
-from distil.train.session import TrainingSession, recipe_fingerprint
+from distil.train.session import TrainingSession
 
 TRAIN_OUTPUTS = ("checkpoints", "student", "adapter", "train_log.jsonl", "train_summary.json")
 """What the training stage writes in the run folder."""
@@ -49,7 +49,7 @@ def resume_policy(recipe: Recipe, resume: bool = False, restart: bool = False) -
         return False
     if not (resume or restart):
         raise CheckpointError(_holds_checkpoints(recipe.run_dir, found[-1]))
-    if checkpoint_fingerprint(found[-1]) == recipe_fingerprint(recipe):
+    if written_under(found[-1], recipe):
         return True
     if not restart:
         raise CheckpointError(other_inputs_message(recipe, found[-1]))
@@ -64,7 +64,7 @@ def rewind_to(recipe: Recipe, checkpoint: Path) -> None:
     was written under other training inputs."""
     folder = recipe.run_dir / "checkpoints"
     chosen = _own_checkpoint(folder, checkpoint)
-    if checkpoint_fingerprint(chosen) != recipe_fingerprint(recipe):
+    if not written_under(chosen, recipe):
         raise CheckpointError(other_inputs_message(recipe, chosen))
     later = list_checkpoints(folder)
     later = later[later.index(chosen) + 1 :]
@@ -106,6 +106,14 @@ def _own_checkpoint(folder: Path, checkpoint: Path) -> Path:
     return matching[0]
 
 
+def written_under(checkpoint: Path, recipe: Recipe) -> bool:
+    """Whether `checkpoint` was written under the recipe's training inputs (fields added to
+    distil since, at their defaults, included: distil.recipe.inputs.same_inputs)."""
+    return same_inputs(
+        checkpoint_fingerprint(checkpoint), checkpoint_inputs(checkpoint), input_values(recipe, "train")
+    )
+
+
 def other_inputs_message(recipe: Recipe, checkpoint: Path) -> str:
     """What changed since `checkpoint` was written, and the user's ways on."""
     old = checkpoint_inputs(checkpoint)
@@ -140,8 +148,9 @@ def restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool) 
         atomic_write_text(run_dir / "recipe.yaml", dump_recipe(session.recipe))
         (run_dir / "train_log.jsonl").unlink(missing_ok=True)
         return
-    if checkpoint_fingerprint(found[-1]) != session.state.fingerprint:
+    if not written_under(found[-1], session.recipe):
         raise CheckpointError(other_inputs_message(session.recipe, found[-1]))
+    fresh = session.state
     if engine.has_state(found[-1]):
         session.state = engine.load_state_checkpoint(session.accelerator, found[-1])
     else:  # written by an earlier distil
@@ -153,6 +162,8 @@ def restore_or_start(session: TrainingSession, checkpoints: Path, resume: bool) 
             session.accelerator.scaler,
             rank=session.accelerator.process_index,
         )
+    # later checkpoints are written under this distil's record of the same inputs
+    session.state.fingerprint, session.state.inputs = fresh.fingerprint, fresh.inputs
     _truncate_log(run_dir / "train_log.jsonl", session.state.step)
     console.print(
         f"resuming from {found[-1].name} (step {session.state.step} of {session.state.total_steps})"
