@@ -233,9 +233,11 @@ ALLOWED: dict[str, str] = {
         "model and the watermarked recipe run here shrunk (recipes/demo-watermarked.yaml), the "
         "rest in tests/server and tests/audit",
     r"^docs/real-teacher\.md:\d+: distil run recipes/smollm2-compare\.yaml --compare "
-    r"train\.max_steps=300 train\.save_every=300 \"comparison\.methods=\[seq_kd,logit_kd\]\"$":
-        "the 300-step comparison (six trainings, about 50 minutes of an idle 2-core CPU); the "
-        "smollm2-compare scenario runs the same recipe's --compare shrunk, train.max_steps overridden",
+    r"train\.max_steps=300 train\.save_every=300 \"comparison\.methods=\[seq_kd,logit_kd(,on_policy)?\]\"$":
+        "the 300-step comparisons (six trainings, about 50 minutes of an idle 2-core CPU; three "
+        "on-policy ones, about 45 more); the smollm2-compare scenario runs the same recipe's "
+        "--compare shrunk, train.max_steps overridden; tests/test_compare.py builds the on_policy "
+        "method's recipe and tests/signals/test_train_from_signals.py trains on-policy beside a store",
     r"^docs/training\.md:\d+: distil (train|run) RECIPE --resume( runs/NAME/checkpoints/step-\d+)?$":
         "RECIPE and NAME stand for the reader's run; tests/test_train_resume.py runs both "
         "commands on a chosen checkpoint and the bare --resume",
