@@ -5,9 +5,10 @@ What decides each stage's result is declared once, in the recipe module of that 
 hashes those values, so changing a field redoes the stages that depend on it and no
 other. A stage is finished when its marker `stages/<name>.json` holds its current
 fingerprint, or input values that differ only by fields added to distil since, at their
-defaults (an upgrade redoes nothing that the new fields would not change). An interrupted training resumes from its newest checkpoint. A variant that
-fails its export parity check stops nothing: it is set aside, bench and report run without
-it, and the run raises `ParityError` (exit status 3) at the end unless that was allowed.
+defaults (an upgrade redoes nothing that the new fields would not change). An interrupted
+training resumes from its newest checkpoint. A variant that fails its export parity check
+stops nothing: it is set aside, bench and report run without it, and the run raises
+`ParityError` (exit status 3) at the end unless that was allowed.
 """
 
 import json
