@@ -233,11 +233,16 @@ ALLOWED: dict[str, str] = {
         "model and the watermarked recipe run here shrunk (recipes/demo-watermarked.yaml), the "
         "rest in tests/server and tests/audit",
     r"^docs/real-teacher\.md:\d+: distil run recipes/smollm2-compare\.yaml --compare "
-    r"train\.max_steps=300 train\.save_every=300 \"comparison\.methods=\[seq_kd,logit_kd(,on_policy)?\]\"$":
+    r"--out runs/smollm2-compare-300 train\.max_steps=300 train\.save_every=300 "
+    r"\"comparison\.methods=\[seq_kd,logit_kd(,on_policy)?\]\"$":
         "the 300-step comparisons (six trainings, about 50 minutes of an idle 2-core CPU; three "
         "on-policy ones, about 45 more); the smollm2-compare scenario runs the same recipe's "
         "--compare shrunk, train.max_steps overridden; tests/test_compare.py builds the on_policy "
         "method's recipe and tests/signals/test_train_from_signals.py trains on-policy beside a store",
+    r"^docs/real-teacher\.md:\d+: PYTHONPATH=src python scripts/compare_margins\.py "
+    r"runs/smollm2-compare-300 on_policy logit_kd$":
+        "reads the 300-step comparison's folder; tests/test_compare_margins.py runs the script "
+        "on a small compare folder and checks it by hand",
     r"^docs/training\.md:\d+: distil (train|run) RECIPE --resume( runs/NAME/checkpoints/step-\d+)?$":
         "RECIPE and NAME stand for the reader's run; tests/test_train_resume.py runs both "
         "commands on a chosen checkpoint and the bare --resume",
